@@ -1,0 +1,84 @@
+"""Database plumbing shared by the services: declarative base, column types, engines, migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, String, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+Digest = Annotated[bytes, mapped_column(LargeBinary(32))]
+Id = Annotated[str, mapped_column(String(64))]
+UtcTime = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
+
+
+class SchemaError(Exception):
+    """The database is at a schema this code does not know (newer, or foreign)."""
+
+
+def sqlite_url(data_dir: Path, name: str) -> str:
+    return f"sqlite:///{data_dir / name}"
+
+
+def make_engine(url: str, *, pool_size: int = 16) -> Engine:
+    """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def alembic_config(script_location: Path, engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade_to_head(script_location: Path, engine: Engine) -> str:
+    """Migrate to the newest revision; refuse a database that is ahead of this code."""
+    config = alembic_config(script_location, engine)
+    script = ScriptDirectory.from_config(config)
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and script.get_revision(current) is None:  # pragma: no branch
+        raise SchemaError(
+            f"the database is at schema revision {current}, which this version of Baken does not "
+            "know; run a newer Baken or restore a matching backup"
+        )
+    command.upgrade(config, "head")
+    head = script.get_current_head()
+    assert head is not None
+    return head

@@ -1,0 +1,74 @@
+"""Domain errors and their one mapping to gRPC status with google.rpc details (AIP-193)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "baken.nl"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One offending field: a path such as "subject.pseudonyms[0].value", and what is wrong."""
+
+    field: str
+    description: str
+
+    def to_proto(self) -> error_details_pb2.BadRequest.FieldViolation:
+        return error_details_pb2.BadRequest.FieldViolation(
+            field=self.field, description=self.description
+        )
+
+
+class BakenError(Exception):
+    """An error a caller can act on. Messages never carry personal data."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def details(self) -> list[any_pb2.Any]:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
+        return [info]
+
+    def to_status(self) -> status_pb2.Status:
+        return status_pb2.Status(
+            code=self.code.value[0], message=self.message, details=self.details()
+        )
+
+
+class InvalidArgument(BakenError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(
+        self, violations: Iterable[FieldViolation], reason: str = "INVALID_ARGUMENT"
+    ) -> None:
+        self.violations = list(violations)
+        fields = ", ".join(v.field for v in self.violations)
+        super().__init__(reason, f"invalid request: {fields}")
+
+    def details(self) -> list[any_pb2.Any]:
+        bad_request = any_pb2.Any()
+        bad_request.Pack(
+            error_details_pb2.BadRequest(field_violations=[v.to_proto() for v in self.violations])
+        )
+        return [*super().details(), bad_request]
+
+
+class NotFound(BakenError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+def internal_status(request_id: str) -> status_pb2.Status:
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL, message=f"internal error; quote request id {request_id}"
+    )

@@ -1,0 +1,149 @@
+"""What every Baken gRPC server shares: error mapping, one log line per RPC, health, reflection."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from baken.errors import BakenError, internal_status
+
+log = structlog.get_logger("baken.rpc")
+
+REQUEST_ID_KEY = "x-request-id"
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return uuid.uuid4().hex
+
+
+class ErrorAndLogInterceptor(grpc.ServerInterceptor):
+    """Maps domain errors to status + details, hides everything else behind INTERNAL, and writes
+    one log line per RPC with method, code, duration and request id."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith("/grpc."):
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(method, handler.stream_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        assert handler.unary_stream is not None
+        return grpc.unary_stream_rpc_method_handler(
+            self._streaming(method, handler.unary_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            request_id, started = _begin(context)
+            try:
+                response = behaviour(request, context)
+            except BaseException as exc:
+                _fail(exc, context, method, request_id, started)
+            _end(context, method, request_id, started)
+            return response
+
+        return wrapped
+
+    def _streaming(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            request_id, started = _begin(context)
+            try:
+                yield from behaviour(request, context)
+            except BaseException as exc:
+                _fail(exc, context, method, request_id, started)
+            _end(context, method, request_id, started)
+
+        return wrapped
+
+
+def _begin(context: grpc.ServicerContext) -> tuple[str, float]:
+    request_id = _request_id(context)
+    context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+    return request_id, time.perf_counter()
+
+
+def _end(context: grpc.ServicerContext, method: str, request_id: str, started: float) -> None:
+    code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+    _log(method, code, request_id, started)
+
+
+def _log(method: str, code: grpc.StatusCode, request_id: str, started: float, **extra: Any) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    log.info(
+        "rpc",
+        method=method,
+        code=code.name,
+        duration_ms=duration_ms,
+        request_id=request_id,
+        **extra,
+    )
+
+
+def _fail(
+    exc: BaseException, context: grpc.ServicerContext, method: str, request_id: str, started: float
+) -> None:
+    if isinstance(exc, BakenError):
+        status = exc.to_status()
+        _log(method, exc.code, request_id, started, reason=exc.reason)
+    elif context.code() is not None or not isinstance(exc, Exception):  # type: ignore[attr-defined]
+        # context.abort() and cancellation travel as exceptions: let gRPC finish them.
+        _log(method, context.code() or grpc.StatusCode.CANCELLED, request_id, started)  # type: ignore[attr-defined]
+        raise exc
+    else:
+        status = internal_status(request_id)
+        # The exception type only: a message could carry request data.
+        _log(method, grpc.StatusCode.INTERNAL, request_id, started, error=type(exc).__name__)
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+def create_grpc_server(
+    max_workers: int, service_names: list[str], *, options: list[tuple[str, Any]] | None = None
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """A sync server with the interceptor, health checking and reflection for service_names."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[ErrorAndLogInterceptor()],
+        options=options or [],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *service_names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return server, health_servicer

@@ -1,0 +1,56 @@
+"""Reference data: the Safety Houses, their regions and contact points (houses.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+from baken.registry.v1 import house_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class House:
+    id: str
+    display_name: str
+    region: str
+    region_display_name: str
+    location: str
+    source_system: house_pb2.SourceSystem.ValueType
+    contact_role: str
+    contact_email: str
+
+    @property
+    def name(self) -> str:
+        return f"houses/{self.id}"
+
+    def to_proto(self) -> house_pb2.House:
+        return house_pb2.House(
+            name=self.name,
+            display_name=self.display_name,
+            region=self.region,
+            region_display_name=self.region_display_name,
+            location=self.location,
+            source_system=self.source_system,
+            contact=house_pb2.ContactPoint(role=self.contact_role, email=self.contact_email),
+        )
+
+
+def load_houses() -> Mapping[str, House]:
+    """All houses by id, in the order of houses.toml."""
+    data = tomllib.loads(resources.files("baken").joinpath("houses.toml").read_text("utf-8"))
+    regions = data["regions"]
+    return {
+        house_id: House(
+            id=house_id,
+            display_name=h["display_name"],
+            region=h["region"],
+            region_display_name=regions[h["region"]]["display_name"],
+            location=h["location"],
+            source_system=house_pb2.SourceSystem.Value(f"SOURCE_SYSTEM_{h['source_system']}"),
+            contact_role=h["contact_role"],
+            contact_email=h["contact_email"],
+        )
+        for house_id, h in data["houses"].items()
+    }

@@ -1,0 +1,101 @@
+"""The pseudonym key ring of an edge party (an adapter or a ZSM client), kept in a key file.
+
+The file is JSON, readable by its owner only:
+
+    {"keys": [{"id": "k2026-11", "secret": "<base64 of 32 random bytes>"}]}
+
+Rotation: add a new key (the edge then derives pseudonyms under both), resync the markers,
+retire the old key, resync again. A lookup hits at every step, because markers and lookups
+both carry a pseudonym per key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+KEY_BYTES = 32
+
+
+class KeyFileError(Exception):
+    """The key file is missing, unreadable or malformed. The message names the file, never a key."""
+
+
+class KeyRing(Mapping[str, bytes]):
+    """Key id -> secret, in the order of the file. Never empty."""
+
+    def __init__(self, keys: Mapping[str, bytes]) -> None:
+        if not keys:
+            raise KeyFileError("a key ring needs at least one key")
+        for key_id, secret in keys.items():
+            if not KEY_ID.match(key_id):
+                raise KeyFileError(f"key id {key_id!r} is not lowercase letters, digits and '-'")
+            if len(secret) != KEY_BYTES:
+                raise KeyFileError(f"key {key_id} is not {KEY_BYTES} bytes")
+        self._keys = dict(keys)
+
+    def __getitem__(self, key_id: str) -> bytes:
+        return self._keys[key_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing({list(self._keys)})"
+
+    @classmethod
+    def load(cls, path: Path) -> KeyRing:
+        try:
+            document = json.loads(path.read_text())
+            entries = document["keys"]
+            keys = {e["id"]: base64.b64decode(e["secret"], validate=True) for e in entries}
+        except FileNotFoundError:
+            raise KeyFileError(
+                f"{path}: no such key file (create one with `baken keys init`)"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise KeyFileError(f"{path}: not a valid key file ({type(exc).__name__})") from None
+        try:
+            return cls(keys)
+        except KeyFileError as exc:
+            raise KeyFileError(f"{path}: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        document = {
+            "keys": [
+                {"id": key_id, "secret": base64.b64encode(secret).decode()}
+                for key_id, secret in self._keys.items()
+            ]
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(document, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def with_new_key(self, key_id: str) -> KeyRing:
+        if key_id in self._keys:
+            raise KeyFileError(f"key {key_id} is already in the ring")
+        return KeyRing({**self._keys, key_id: secrets.token_bytes(KEY_BYTES)})
+
+    def without_key(self, key_id: str) -> KeyRing:
+        if key_id not in self._keys:
+            raise KeyFileError(f"key {key_id} is not in the ring")
+        return KeyRing({k: v for k, v in self._keys.items() if k != key_id})
+
+    @classmethod
+    def generate(cls, key_id: str) -> KeyRing:
+        return cls({key_id: secrets.token_bytes(KEY_BYTES)})

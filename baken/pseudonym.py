@@ -1,0 +1,178 @@
+"""Pseudonyms, made at the edge: the registry only ever receives these, never a BSN or a name.
+
+A pseudonym is HMAC-SHA256 over a domain-separated identifier under a versioned key. The key id
+travels with the value, and the edge derives one pseudonym per key of its ring, so markers synced
+under an old key keep hitting while a new key is rolled out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+from baken.keyring import KeyRing
+from baken.type.v1.pseudonym_pb2 import (
+    PSEUDONYM_KIND_BSN,
+    PSEUDONYM_KIND_NAME_BIRTH_DATE,
+    PseudonymKind,
+)
+
+BSN_CONTEXT = b"baken/bsn/v1\x00"
+NAME_BIRTH_DATE_CONTEXT = b"baken/name-birth-date/v1\x00"
+
+# Dutch surname particles (tussenvoegsels) and the common foreign ones seen in Dutch registers.
+TUSSENVOEGSELS = frozenset(
+    [
+        "van",
+        "de",
+        "der",
+        "den",
+        "het",
+        "t",
+        "s",
+        "ten",
+        "ter",
+        "te",
+        "in",
+        "op",
+        "aan",
+        "bij",
+        "uit",
+        "voor",
+        "onder",
+        "over",
+        "la",
+        "le",
+        "les",
+        "du",
+        "da",
+        "di",
+        "del",
+        "della",
+        "dos",
+        "das",
+        "d",
+        "l",
+        "von",
+        "zu",
+        "vom",
+        "zum",
+        "zur",
+    ]
+)
+_WORD = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Pseudonym:
+    kind: PseudonymKind.ValueType
+    key_id: str
+    value: bytes
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier that cannot be pseudonymised. The message never repeats the value."""
+
+    def __init__(self, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
+def validate_bsn(bsn: str) -> str:
+    """Return the BSN without surrounding spaces if it is 9 digits passing the 11-proef."""
+    digits = bsn.strip()
+    if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
+        raise InvalidIdentifier("bsn", "BSN_NOT_NINE_DIGITS", "a BSN has exactly 9 digits")
+    if digits == "000000000":
+        raise InvalidIdentifier("bsn", "BSN_ALL_ZEROS", "000000000 is not a BSN")
+    weighted = sum(int(d) * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True))
+    if weighted % 11 != 0:
+        raise InvalidIdentifier("bsn", "BSN_FAILS_11_PROEF", "the BSN fails the 11-proef")
+    return digits
+
+
+def normalise_surname(surname: str) -> str:
+    """Surname as a stable matching key: no case, diacritics, punctuation or tussenvoegsels.
+
+    "Van der Berg", "van den berg" and "VAN DER BERG" differ only in the particle, and all give
+    "berg"; "Çelik" gives "celik"; "in 't Veld" gives "veld".
+    """
+    decomposed = unicodedata.normalize("NFKD", surname)
+    ascii_letters = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    words = _WORD.findall(ascii_letters.replace("ß", "ss"))
+    core = [w for w in words if w not in TUSSENVOEGSELS]
+    # A surname that is nothing but particles ("Van", "De") keeps them.
+    normalised = "".join(core or words)
+    if not normalised:
+        raise InvalidIdentifier("surname", "SURNAME_EMPTY", "the surname has no letters")
+    return normalised
+
+
+def _validate_birth_date(birth_date: date, today: date) -> date:
+    if birth_date > today:
+        raise InvalidIdentifier(
+            "birth_date", "BIRTH_DATE_IN_FUTURE", "the date of birth lies in the future"
+        )
+    if birth_date.year < 1900:
+        raise InvalidIdentifier("birth_date", "BIRTH_DATE_TOO_EARLY", "born before 1900")
+    return birth_date
+
+
+def _hmac(key: bytes, context: bytes, identifier: str) -> bytes:
+    return hmac.new(key, context + identifier.encode(), hashlib.sha256).digest()
+
+
+def bsn_pseudonyms(ring: KeyRing, bsn: str) -> list[Pseudonym]:
+    """One BSN pseudonym per key of the ring."""
+    valid = validate_bsn(bsn)
+    return [
+        Pseudonym(PSEUDONYM_KIND_BSN, key_id, _hmac(key, BSN_CONTEXT, valid))
+        for key_id, key in ring.items()
+    ]
+
+
+def name_birth_date_pseudonyms(
+    ring: KeyRing, surname: str, birth_date: date, *, today: date
+) -> list[Pseudonym]:
+    """One surname + date-of-birth pseudonym per key of the ring."""
+    identifier = (
+        f"{normalise_surname(surname)}\x00{_validate_birth_date(birth_date, today).isoformat()}"
+    )
+    return [
+        Pseudonym(
+            PSEUDONYM_KIND_NAME_BIRTH_DATE, key_id, _hmac(key, NAME_BIRTH_DATE_CONTEXT, identifier)
+        )
+        for key_id, key in ring.items()
+    ]
+
+
+def person_pseudonyms(
+    ring: KeyRing,
+    *,
+    bsn: str | None = None,
+    surname: str | None = None,
+    birth_date: date | None = None,
+    today: date,
+) -> list[Pseudonym]:
+    """Every pseudonym the edge can make for a person: BSN, surname + date of birth, or both."""
+    pseudonyms: list[Pseudonym] = []
+    if bsn:
+        pseudonyms += bsn_pseudonyms(ring, bsn)
+    if surname or birth_date:
+        if not surname:
+            raise InvalidIdentifier("surname", "SURNAME_MISSING", "a date of birth needs a surname")
+        if birth_date is None:
+            raise InvalidIdentifier(
+                "birth_date", "BIRTH_DATE_MISSING", "a surname needs a date of birth"
+            )
+        pseudonyms += name_birth_date_pseudonyms(ring, surname, birth_date, today=today)
+    if not pseudonyms:
+        raise InvalidIdentifier(
+            "bsn", "IDENTIFIER_MISSING", "give a BSN, or a surname with a date of birth"
+        )
+    return pseudonyms

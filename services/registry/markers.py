@@ -1,0 +1,129 @@
+"""The registry's domain: markers as synced from the sources, and what a lookup finds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from baken.errors import FieldViolation
+from services.registry.freshness import Freshness
+
+AT_FIELDS = (
+    "detention_history",
+    "antecedents",
+    "open_cases",
+    "compulsory_education",
+    "administrative_measures",
+    "care_deployed",
+    "supervisions",
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PseudonymRef:
+    """A pseudonym as the registry keeps it; kind is baken.type.v1.PseudonymKind's number."""
+
+    value: bytes
+    kind: int
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKey:
+    source_system: str
+    house_id: str
+    source_record_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerData:
+    """One source record: dat-informatie, waarom-informatie and the person's pseudonyms."""
+
+    key: RecordKey
+    source_version: int
+    target_group: str
+    plan_status: str
+    mark_date: dt.date
+    advice: str | None
+    advice_date: dt.date | None
+    at_information: dict[str, str] | None
+    pseudonyms: tuple[PseudonymRef, ...]  # sorted, without duplicates
+
+    def at_information_json(self) -> str | None:
+        if not self.at_information:
+            return None
+        return json.dumps(self.at_information, sort_keys=True, ensure_ascii=False)
+
+    def content_digest(self) -> bytes:
+        content = [
+            self.target_group,
+            self.plan_status,
+            self.mark_date.isoformat(),
+            self.advice,
+            self.advice_date.isoformat() if self.advice_date else None,
+            self.at_information_json(),
+        ]
+        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).digest()
+
+    def pseudonyms_digest(self) -> bytes:
+        digest = hashlib.sha256()
+        for p in self.pseudonyms:
+            digest.update(p.value + bytes([p.kind]) + p.key_id.encode() + b"\x00")
+        return digest.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    key: RecordKey
+    source_version: int
+
+
+@dataclass(slots=True)
+class SyncCounts:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def add(self, other: SyncCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.deleted += other.deleted
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.rejections += other.rejections
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    source_system: int  # SourceSystem number as sent, possibly invalid
+    house_id: str
+    source_record_id: str
+    reason: str
+    violations: tuple[FieldViolation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerHit:
+    """A marker found by a lookup, as ZSM may see it."""
+
+    uid: str
+    key: RecordKey
+    source_version: int
+    target_group: str
+    plan_status: str
+    mark_date: dt.date
+    advice: str | None  # None when EXPIRED
+    advice_date: dt.date | None
+    freshness: Freshness
+    at_information: dict[str, str] | None
+    match_kind: int  # the strongest PseudonymKind that matched
+
+    @property
+    def name(self) -> str:
+        return f"houses/{self.key.house_id}/markers/{self.uid}"

@@ -1,0 +1,131 @@
+"""The registry's use cases: apply a batch of source changes, and look a person up nationwide."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Engine
+
+from baken.clock import Clock
+from baken.errors import FieldViolation, InvalidArgument
+from baken.houses import House
+from baken.registry.v1 import marker_pb2
+from services.registry import repository, validation
+from services.registry.freshness import Freshness, freshness
+from services.registry.markers import (
+    MarkerData,
+    MarkerHit,
+    RecordKey,
+    Rejection,
+    SyncCounts,
+    Tombstone,
+)
+from services.registry.sync import Outcome, StoredState, changes_row, classify, state_of
+
+
+class Registry:
+    def __init__(self, engine: Engine, houses: Mapping[str, House], clock: Clock) -> None:
+        self._engine = engine
+        self._houses = houses
+        self._clock = clock
+
+    @property
+    def houses(self) -> Mapping[str, House]:
+        return self._houses
+
+    def sync(self, first_index: int, changes: Sequence[marker_pb2.MarkerChange]) -> SyncCounts:
+        """Apply one message of a SyncMarkers stream in one transaction.
+
+        Invalid changes are rejected with their reasons; the valid ones land.
+        """
+        counts = SyncCounts()
+        today = self._clock.today()
+        valid: list[tuple[int, MarkerData | Tombstone]] = []
+        for offset, change in enumerate(changes):
+            try:
+                valid.append(
+                    (first_index + offset, validation.marker_change(change, self._houses, today))
+                )
+            except InvalidArgument as error:
+                _reject(counts, first_index + offset, change, error.reason, error.violations)
+        with self._engine.begin() as connection:
+            stored = repository.load_states(connection, {c.key for _, c in valid})
+            states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}
+            writes: dict[RecordKey, repository.Write] = {}
+            for index, record in valid:
+                incoming = state_of(record)
+                previous = states.get(record.key)
+                outcome = classify(previous, incoming)
+                if outcome is Outcome.VERSION_REUSED:
+                    _reject(
+                        counts,
+                        index,
+                        changes[index - first_index],
+                        "VERSION_REUSED",
+                        [
+                            FieldViolation(
+                                "upsert.source_version",
+                                "this version was synced with other content; raise the version",
+                            )
+                        ],
+                    )
+                    continue
+                setattr(counts, outcome.value, getattr(counts, outcome.value) + 1)
+                # A tombstone for a record never seen is kept too: it blocks older replays.
+                if changes_row(outcome) or previous is None:
+                    states[record.key] = incoming
+                    known = stored.get(record.key)
+                    writes[record.key] = repository.Write(known.id if known else None, record)
+            repository.write(connection, list(writes.values()), self._clock.now())
+        return counts
+
+    def lookup(self, values: Sequence[bytes]) -> list[MarkerHit]:
+        """Every live marker of the person nationwide, strongest match first."""
+        with self._engine.connect() as connection:
+            rows = repository.find(connection, values)
+        today = self._clock.today()
+        best: dict[str, repository.Found] = {}
+        for row in rows:
+            if row.uid not in best or row.kind < best[row.uid].kind:
+                best[row.uid] = row
+        hits = []
+        for row in best.values():
+            fresh = freshness(row.advice_date, today)
+            hits.append(
+                MarkerHit(
+                    uid=row.uid,
+                    key=RecordKey(row.source_system, row.house_id, row.source_record_id),
+                    source_version=row.source_version,
+                    target_group=row.target_group,
+                    plan_status=row.plan_status,
+                    mark_date=row.mark_date,
+                    advice=None if fresh is Freshness.EXPIRED else row.advice,
+                    advice_date=row.advice_date,
+                    freshness=fresh,
+                    at_information=repository.at_information(row.at_information),
+                    match_kind=row.kind,
+                )
+            )
+        hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
+        return hits
+
+
+def _reject(
+    counts: SyncCounts,
+    index: int,
+    change: marker_pb2.MarkerChange,
+    reason: str,
+    violations: Sequence[FieldViolation],
+) -> None:
+    record = change.upsert if change.HasField("upsert") else change.tombstone
+    counts.rejected += 1
+    counts.rejections.append(
+        Rejection(
+            index=index,
+            source_system=record.source_system,
+            house_id=record.house_id[:64],
+            source_record_id=record.source_record_id[:128],
+            reason=reason,
+            violations=tuple(violations),
+        )
+    )

@@ -1,0 +1,54 @@
+"""Build and run the registry's gRPC server."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import grpc
+import structlog
+
+from baken import db
+from baken.clock import Clock, SystemClock
+from baken.grpc_server import create_grpc_server
+from baken.houses import load_houses
+from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.settings import RegistrySettings
+from services.registry.registry import Registry
+from services.registry.servicer import RegistryServicer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+log = structlog.get_logger("baken.registry")
+
+
+def create_server(
+    settings: RegistrySettings, clock: Clock | None = None
+) -> tuple[grpc.Server, int]:
+    """Migrate the database, then build the server and bind it; call start() to serve."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
+    revision = db.upgrade_to_head(MIGRATIONS, engine)
+    registry = Registry(engine, load_houses(), clock or SystemClock())
+    server, _health = create_grpc_server(settings.max_workers, [SERVICE_NAME])
+    registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
+        RegistryServicer(registry), server
+    )
+    port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.address}")
+    log.info("registry ready", port=port, schema=revision, dialect=engine.dialect.name)
+    return server, port
+
+
+def serve(settings: RegistrySettings) -> None:
+    """Run until SIGINT or SIGTERM, then finish the calls in flight (up to 5 s)."""
+    server, _port = create_server(settings)
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=5).wait()

@@ -1,0 +1,69 @@
+"""What a change does to a stored source record: the idempotency rules of SyncMarkers.
+
+The key is (source system, house, source record id); versions only grow.
+- a lower version than stored is a stale replay: unchanged;
+- the same version with the same content is a replay: unchanged, unless only the pseudonyms
+  differ, which is a re-keying during key rotation: updated;
+- the same version with other content is refused (VERSION_REUSED): a source that changes a
+  record must raise its version;
+- a tombstone erases the record's data and pseudonyms but keeps its key and version, so that
+  an older replay cannot bring the person back.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from services.registry.markers import MarkerData, Tombstone
+
+EMPTY_DIGEST = b""
+
+
+class Outcome(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+    VERSION_REUSED = "version_reused"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    source_version: int
+    deleted: bool
+    content_digest: bytes
+    pseudonyms_digest: bytes
+
+
+def state_of(change: MarkerData | Tombstone) -> StoredState:
+    if isinstance(change, Tombstone):
+        return StoredState(change.source_version, True, EMPTY_DIGEST, EMPTY_DIGEST)
+    return StoredState(
+        change.source_version, False, change.content_digest(), change.pseudonyms_digest()
+    )
+
+
+def classify(stored: StoredState | None, incoming: StoredState) -> Outcome:
+    if incoming.deleted:
+        if stored is None or stored.deleted or incoming.source_version < stored.source_version:
+            return Outcome.UNCHANGED
+        return Outcome.DELETED
+    if stored is None:
+        return Outcome.CREATED
+    if incoming.source_version < stored.source_version:
+        return Outcome.UNCHANGED
+    if incoming.source_version > stored.source_version:
+        return Outcome.CREATED if stored.deleted else Outcome.UPDATED
+    if stored.deleted:
+        return Outcome.UNCHANGED
+    if incoming.content_digest != stored.content_digest:
+        return Outcome.VERSION_REUSED
+    if incoming.pseudonyms_digest != stored.pseudonyms_digest:
+        return Outcome.UPDATED
+    return Outcome.UNCHANGED
+
+
+def changes_row(outcome: Outcome) -> bool:
+    """Whether the outcome writes the stored record."""
+    return outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED)

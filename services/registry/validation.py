@@ -1,0 +1,263 @@
+"""The one place where registry requests are checked and turned into domain values.
+
+Every check names the offending field (AIP-193); nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.type import date_pb2
+
+from baken.errors import FieldViolation, InvalidArgument
+from baken.houses import House
+from baken.keyring import KEY_ID
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
+from baken.type.v1 import pseudonym_pb2
+from services.registry.markers import AT_FIELDS, MarkerData, PseudonymRef, RecordKey, Tombstone
+
+MAX_PSEUDONYMS = 16
+MAX_RECORD_ID = 128
+MAX_TEXT = 2000
+MAX_BATCH_ENTRIES = 1000
+MAX_SYNC_CHANGES = 5000
+MAX_REF = 64
+PSEUDONYM_BYTES = 32
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
+def enum_token(enum: Any, value: int, prefix: str) -> str:
+    """TARGET_GROUP_HUISELIJK_GEWELD -> "huiselijk_geweld": how enums are stored."""
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def enum_number(enum: Any, token: str, prefix: str) -> Any:
+    """The inverse of enum_token, typed as the enum's own ValueType by the caller."""
+    return enum.Value(prefix + token.upper())
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def fail(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def enum(self, field: str, enum: Any, value: int, prefix: str) -> str | None:
+        names = {v.number for v in enum.DESCRIPTOR.values}
+        if value == 0 or value not in names:
+            self.fail(field, "required; must be one of the defined values")
+            return None
+        return enum_token(enum, value, prefix)
+
+    def text(self, field: str, value: str, *, required: bool, limit: int) -> str | None:
+        if not value:
+            if required:
+                self.fail(field, "required")
+            return None
+        if len(value) > limit:
+            self.fail(field, f"at most {limit} characters")
+        elif "\x00" in value:
+            self.fail(field, "contains a NUL character")
+        return value
+
+    def date(
+        self, field: str, value: date_pb2.Date, today: dt.date, *, required: bool
+    ) -> dt.date | None:
+        if value.year == value.month == value.day == 0:
+            if required:
+                self.fail(field, "required")
+            return None
+        try:
+            day = dt.date(value.year, value.month, value.day)
+        except ValueError:
+            self.fail(field, "not a calendar date")
+            return None
+        if day > today:
+            self.fail(field, "lies in the future")
+        elif day.year < 1900:
+            self.fail(field, "before 1900")
+        return day
+
+    def subject(self, field: str, subject: pseudonym_pb2.Subject) -> tuple[PseudonymRef, ...]:
+        if not subject.pseudonyms:
+            self.fail(f"{field}.pseudonyms", "required: at least one pseudonym")
+            return ()
+        if len(subject.pseudonyms) > MAX_PSEUDONYMS:
+            self.fail(f"{field}.pseudonyms", f"at most {MAX_PSEUDONYMS} pseudonyms")
+            return ()
+        refs = set()
+        for i, p in enumerate(subject.pseudonyms):
+            at = f"{field}.pseudonyms[{i}]"
+            ok = True
+            if p.kind not in (
+                pseudonym_pb2.PSEUDONYM_KIND_BSN,
+                pseudonym_pb2.PSEUDONYM_KIND_NAME_BIRTH_DATE,
+            ):
+                self.fail(f"{at}.kind", "required: BSN or NAME_BIRTH_DATE")
+                ok = False
+            if not KEY_ID.match(p.key_id):
+                self.fail(f"{at}.key_id", "required: lowercase letters, digits and '-', at most 32")
+                ok = False
+            if len(p.value) != PSEUDONYM_BYTES:
+                self.fail(f"{at}.value", f"must be exactly {PSEUDONYM_BYTES} bytes (HMAC-SHA256)")
+                ok = False
+            if ok:
+                refs.add(PseudonymRef(p.value, p.kind, p.key_id))
+        return tuple(sorted(refs))
+
+    def raise_if_failed(self, reason: str = "INVALID_ARGUMENT") -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations, reason)
+
+
+def lookup_values(subject: pseudonym_pb2.Subject, field: str = "subject") -> list[bytes]:
+    """The pseudonym values to look up, or InvalidArgument."""
+    check = _Checker()
+    refs = check.subject(field, subject)
+    check.raise_if_failed()
+    return [r.value for r in refs]
+
+
+def batch_entries(request: registry_service_pb2.BatchLookupRequest) -> None:
+    """Checks the message as a whole; entries are checked one by one, each with its own answer."""
+    if not request.entries:
+        raise InvalidArgument([FieldViolation("entries", "required: at least one entry")])
+    if len(request.entries) > MAX_BATCH_ENTRIES:
+        raise InvalidArgument(
+            [FieldViolation("entries", f"at most {MAX_BATCH_ENTRIES} per message")]
+        )
+
+
+def batch_ref(ref: str) -> None:
+    if not 0 < len(ref) <= MAX_REF:
+        raise InvalidArgument([FieldViolation("ref", f"required, at most {MAX_REF} characters")])
+
+
+def sync_request(request: registry_service_pb2.SyncMarkersRequest) -> None:
+    if not request.changes:
+        raise InvalidArgument([FieldViolation("changes", "required: at least one change")])
+    if len(request.changes) > MAX_SYNC_CHANGES:
+        raise InvalidArgument(
+            [FieldViolation("changes", f"at most {MAX_SYNC_CHANGES} per message")]
+        )
+
+
+def _record_key(
+    check: _Checker,
+    field: str,
+    houses: Mapping[str, House],
+    source_system: int,
+    house_id: str,
+    source_record_id: str,
+    source_version: int,
+) -> RecordKey | None:
+    system = check.enum(
+        f"{field}.source_system", house_pb2.SourceSystem, source_system, "SOURCE_SYSTEM_"
+    )
+    if (
+        not source_record_id
+        or len(source_record_id) > MAX_RECORD_ID
+        or not _PRINTABLE.match(source_record_id)
+    ):
+        check.fail(
+            f"{field}.source_record_id", f"required: 1 to {MAX_RECORD_ID} printable characters"
+        )
+    if source_version <= 0:
+        check.fail(f"{field}.source_version", "required: a positive version")
+    house = houses.get(house_id)
+    if house is None:
+        check.fail(f"{field}.house_id", "not a known Safety House")
+    elif system is not None and house.source_system != source_system:
+        check.fail(
+            f"{field}.house_id", "this house does not keep its markers in this source system"
+        )
+    if check.violations or system is None:
+        return None
+    return RecordKey(system, house_id, source_record_id)
+
+
+def marker_change(
+    change: marker_pb2.MarkerChange, houses: Mapping[str, House], today: dt.date
+) -> MarkerData | Tombstone:
+    """A valid upsert or tombstone, or InvalidArgument naming every bad field."""
+    check = _Checker()
+    which = change.WhichOneof("change")
+    if which == "tombstone":
+        t = change.tombstone
+        key = _record_key(
+            check,
+            "tombstone",
+            houses,
+            t.source_system,
+            t.house_id,
+            t.source_record_id,
+            t.source_version,
+        )
+        check.raise_if_failed("INVALID_MARKER")
+        assert key is not None
+        return Tombstone(key, t.source_version)
+    if which != "upsert":
+        raise InvalidArgument(
+            [FieldViolation("change", "required: an upsert or a tombstone")], "INVALID_MARKER"
+        )
+    r = change.upsert
+    key = _record_key(
+        check, "upsert", houses, r.source_system, r.house_id, r.source_record_id, r.source_version
+    )
+    pseudonyms = check.subject("upsert.subject", r.subject)
+    target_group = check.enum(
+        "upsert.target_group", marker_pb2.TargetGroup, r.target_group, "TARGET_GROUP_"
+    )
+    plan_status = check.enum(
+        "upsert.plan_status", marker_pb2.PlanStatus, r.plan_status, "PLAN_STATUS_"
+    )
+    mark_date = check.date("upsert.mark_date", r.mark_date, today, required=True)
+    advice = check.text("upsert.advice", r.advice, required=False, limit=MAX_TEXT)
+    advice_date = check.date(
+        "upsert.advice_date", r.advice_date, today, required=advice is not None
+    )
+    if advice is None and advice_date is not None:
+        check.fail("upsert.advice_date", "given without advice")
+    at_information = {
+        name: text
+        for name in AT_FIELDS
+        if (
+            text := check.text(
+                f"upsert.at_information.{name}",
+                getattr(r.at_information, name),
+                required=False,
+                limit=MAX_TEXT,
+            )
+        )
+    }
+    check.raise_if_failed("INVALID_MARKER")
+    assert key and target_group and plan_status and mark_date
+    return MarkerData(
+        key=key,
+        source_version=r.source_version,
+        target_group=target_group,
+        plan_status=plan_status,
+        mark_date=mark_date,
+        advice=advice,
+        advice_date=advice_date,
+        at_information=at_information or None,
+        pseudonyms=pseudonyms,
+    )
+
+
+def page(page_size: int, page_token: str, items: Sequence[object]) -> tuple[int, int]:
+    """(start, end) of the page; page tokens are opaque offsets."""
+    if page_size < 0:
+        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+    size = min(page_size or 50, 200)
+    try:
+        start = int(page_token) if page_token else 0
+    except ValueError:
+        start = -1
+    if not 0 <= start <= len(items):
+        raise InvalidArgument([FieldViolation("page_token", "not a token this service gave out")])
+    return start, min(start + size, len(items))
