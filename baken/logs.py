@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 
-def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
+def configure(
+    *, json: bool | None = None, level: int = logging.INFO, file: TextIO | None = None
+) -> None:
+    """Log to `file` (default stderr): JSON unless it is a terminal."""
+    file = file or sys.stderr
     if json is None:
-        json = not sys.stderr.isatty()
+        json = not file.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -23,6 +27,6 @@ def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=file),
         cache_logger_on_first_use=False,
     )

@@ -1,0 +1,32 @@
+# Two entry points: `make demo` (the main job) and `make test` (the whole suite, as CI runs it).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test check setup protos
+
+demo: setup
+	$(BIN)/baken demo
+
+test: setup check
+	$(BIN)/pytest
+
+# Static checks: generated code fresh, protos linted and compatible, lint, format, types.
+check: setup
+	$(BIN)/python scripts/protos.py check
+	$(BIN)/python scripts/protos.py lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[dev]'
+	touch $@
+
+# Regenerate baken/**/v1/*_pb2*.py(i) after editing proto/.
+protos: setup
+	$(BIN)/python scripts/protos.py gen

@@ -1,0 +1,1 @@
+"""The Amazone source adapter: its own issue."""

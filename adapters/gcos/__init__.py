@@ -1,0 +1,1 @@
+"""The GCOS source adapter: its own issue."""

@@ -1,0 +1,1 @@
+"""The PGA/A&T source adapter: its own issue."""
