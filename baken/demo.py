@@ -46,6 +46,7 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
             _shift(data_dir, port, seed, say)
         finally:
             server.stop(grace=1).wait()
+            logs.configure()
     say(f"\nRegistry log (one JSON line per call, no personal data): {log_path}")
 
 

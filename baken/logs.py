@@ -12,10 +12,9 @@ import structlog
 def configure(
     *, json: bool | None = None, level: int = logging.INFO, file: TextIO | None = None
 ) -> None:
-    """Log to `file` (default stderr): JSON unless it is a terminal."""
-    file = file or sys.stderr
+    """Log to `file` (default: whatever sys.stderr is at the time): JSON unless on a terminal."""
     if json is None:
-        json = not file.isatty()
+        json = not (file or sys.stderr).isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -27,6 +26,7 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=file),
+        logger_factory=lambda *_args: structlog.PrintLogger(file or sys.stderr),
         cache_logger_on_first_use=False,
     )
+

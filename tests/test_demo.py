@@ -1,0 +1,35 @@
+"""The main job: `baken demo` shows the travelling offender's nationwide hit, on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from baken import demo
+
+
+def test_demo_shows_the_nationwide_hit_and_stores_no_bsn(tmp_path: Path) -> None:
+    lines: list[str] = []
+    demo.run(tmp_path, seed=7, say=lines.append)
+    text = "\n".join(lines)
+
+    travelling = text.split("23:40")[1].split("00:15")[0]
+    assert "HIT: known at 2 Safety Houses (match: BSN)" in travelling
+    assert "Veiligheidshuis Rotterdam-Rijnmond" in travelling
+    assert "AGED (" in text.split("00:15")[1].split("01:05")[0]
+    assert "surname + date of birth only" in text.split("01:05")[1].split("02:30")[0]
+    expired = text.split("02:30")[1].split("03:10")[0]
+    assert "EXPIRED (" in expired
+    assert "Dagvaarden" not in expired and "aanvragen" not in expired
+    assert "NO HIT" in text.split("03:10")[1].split("03:12")[0]
+    assert "fails the 11-proef" in text
+    assert "in the registry's database files: no" in text
+    assert "YES" not in text
+    assert (tmp_path / "registry" / "registry.db").exists()
+
+
+def test_demo_refuses_a_data_dir_that_holds_a_registry(tmp_path: Path) -> None:
+    demo.run(tmp_path, seed=7, say=lambda _line: None)
+    with pytest.raises(SystemExit, match="already holds a registry"):
+        demo.run(tmp_path, seed=7, say=lambda _line: None)
