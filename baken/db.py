@@ -52,6 +52,12 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=10000")
+            # Per connection: 32 MiB of page cache (the default is 2 MiB) keeps the upper
+            # levels of the indexes of a million markers in memory while a sync writes; reads
+            # share the file through 1 GiB of memory map instead of copying pages in.
+            cursor.execute("PRAGMA cache_size=-32768")
+            cursor.execute("PRAGMA mmap_size=1073741824")
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         return engine
@@ -73,7 +79,8 @@ def upgrade_to_head(script_location: Path, engine: Engine) -> str:
     script = ScriptDirectory.from_config(config)
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-    if current is not None and script.get_revision(current) is None:  # pragma: no branch
+    # get_revision() raises on an unknown id instead of returning None: compare with the known ones.
+    if current is not None and current not in {s.revision for s in script.walk_revisions()}:
         raise SchemaError(
             f"the database is at schema revision {current}, which this version of Baken does not "
             "know; run a newer Baken or restore a matching backup"

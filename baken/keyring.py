@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 KEY_BYTES = 32
 
 

@@ -29,4 +29,3 @@ def configure(
         logger_factory=lambda *_args: structlog.PrintLogger(file or sys.stderr),
         cache_logger_on_first_use=False,
     )
-

@@ -65,6 +65,11 @@ TUSSENVOEGSELS = frozenset(
     ]
 )
 _WORD = re.compile(r"[a-z]+")
+# Letters whose diacritic or ligature has no Unicode decomposition (after casefold).
+_UNDECOMPOSABLE = str.maketrans(
+    {"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ŧ": "t"}
+    | {"æ": "ae", "œ": "oe", "þ": "th"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ def normalise_surname(surname: str) -> str:
     """
     decomposed = unicodedata.normalize("NFKD", surname)
     ascii_letters = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    words = _WORD.findall(ascii_letters.replace("ß", "ss"))
+    words = _WORD.findall(ascii_letters.replace("ß", "ss").translate(_UNDECOMPOSABLE))
     core = [w for w in words if w not in TUSSENVOEGSELS]
     # A surname that is nothing but particles ("Van", "De") keeps them.
     normalised = "".join(core or words)

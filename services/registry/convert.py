@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 from google.type import date_pb2
 
 from baken.houses import House
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from services.registry.markers import AT_FIELDS, MarkerHit, SyncCounts
-from services.registry.validation import enum_number
+from services.registry.validation import enum_number, enum_token
 
 _FRESHNESS = {
     "current": marker_pb2.ADVICE_FRESHNESS_CURRENT,
@@ -24,48 +25,75 @@ def date_proto(day: dt.date | None) -> date_pb2.Date | None:
     return date_pb2.Date(year=day.year, month=day.month, day=day.day) if day else None
 
 
+def _numbers(enum: Any, prefix: str) -> dict[str, Any]:
+    """Stored token -> enum number, as enum_number computes it, for every defined value."""
+    return {
+        token: enum_number(enum, token, prefix)
+        for token in (enum_token(enum, v.number, prefix) for v in enum.DESCRIPTOR.values)
+    }
+
+
+def _set_date(target: date_pb2.Date, day: dt.date) -> None:
+    target.year, target.month, target.day = day.year, day.month, day.day
+
+
 class MarkerConverter:
-    """Builds Marker messages; house messages are made once and copied in."""
+    """Builds Marker messages; house messages are made once and copied in.
+
+    Messages are filled in place (field by field, into the parent's submessages): building
+    each submessage and passing it to a constructor copies it once more per level."""
 
     def __init__(self, houses: Mapping[str, House]) -> None:
         self._houses = {house_id: h.to_proto() for house_id, h in houses.items()}
+        self._systems = _numbers(house_pb2.SourceSystem, "SOURCE_SYSTEM_")
+        self._groups = _numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
+        self._statuses = _numbers(marker_pb2.PlanStatus, "PLAN_STATUS_")
 
     def marker(self, hit: MarkerHit) -> marker_pb2.Marker:
-        marker = marker_pb2.Marker(
-            name=hit.name,
-            source_system=enum_number(
-                house_pb2.SourceSystem, hit.key.source_system, "SOURCE_SYSTEM_"
-            ),
-            source_record_id=hit.key.source_record_id,
-            source_version=hit.source_version,
-            house=self._houses.get(hit.key.house_id),
-            target_group=enum_number(marker_pb2.TargetGroup, hit.target_group, "TARGET_GROUP_"),
-            plan_status=enum_number(marker_pb2.PlanStatus, hit.plan_status, "PLAN_STATUS_"),
-            mark_date=date_proto(hit.mark_date),
-            advice=marker_pb2.Advice(
-                text=hit.advice or "",
-                advice_date=date_proto(hit.advice_date),
-                freshness=_FRESHNESS[hit.freshness.value],
-            ),
-            # MatchQuality numbers mirror PseudonymKind.
-            match_quality=marker_pb2.MatchQuality.ValueType(hit.match_kind),
-        )
-        if hit.at_information:
-            marker.at_information.CopyFrom(
-                marker_pb2.AtInformation(**{f: hit.at_information.get(f, "") for f in AT_FIELDS})
-            )
+        marker = marker_pb2.Marker()
+        self.fill_marker(marker, hit)
         return marker
 
+    def fill_marker(self, marker: marker_pb2.Marker, hit: MarkerHit) -> None:
+        marker.name = hit.name
+        marker.source_system = self._systems[hit.key.source_system]
+        marker.source_record_id = hit.key.source_record_id
+        marker.source_version = hit.source_version
+        house = self._houses.get(hit.key.house_id)
+        if house is not None:
+            marker.house.CopyFrom(house)
+        marker.target_group = self._groups[hit.target_group]
+        marker.plan_status = self._statuses[hit.plan_status]
+        _set_date(marker.mark_date, hit.mark_date)
+        advice = marker.advice
+        advice.SetInParent()
+        advice.text = hit.advice or ""
+        if hit.advice_date:
+            _set_date(advice.advice_date, hit.advice_date)
+        advice.freshness = _FRESHNESS[hit.freshness.value]
+        if hit.at_information:
+            at = marker.at_information
+            at.SetInParent()
+            for f in AT_FIELDS:
+                setattr(at, f, hit.at_information.get(f, ""))
+        # MatchQuality numbers mirror PseudonymKind.
+        marker.match_quality = marker_pb2.MatchQuality.ValueType(hit.match_kind)
+
     def lookup_response(self, hits: list[MarkerHit]) -> registry_service_pb2.LookupResponse:
+        response = registry_service_pb2.LookupResponse()
+        self.fill_lookup_response(response, hits)
+        return response
+
+    def fill_lookup_response(
+        self, response: registry_service_pb2.LookupResponse, hits: list[MarkerHit]
+    ) -> None:
         if not hits:
-            return registry_service_pb2.LookupResponse(
-                outcome=registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
-            )
-        return registry_service_pb2.LookupResponse(
-            outcome=registry_service_pb2.LOOKUP_OUTCOME_HIT,
-            markers=[self.marker(h) for h in hits],
-            match_quality=marker_pb2.MatchQuality.ValueType(hits[0].match_kind),
-        )
+            response.outcome = registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
+            return
+        response.outcome = registry_service_pb2.LOOKUP_OUTCOME_HIT
+        for hit in hits:
+            self.fill_marker(response.markers.add(), hit)
+        response.match_quality = marker_pb2.MatchQuality.ValueType(hits[0].match_kind)
 
 
 MAX_REJECTIONS = 1000

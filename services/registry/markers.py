@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from baken.errors import FieldViolation
 from services.registry.freshness import Freshness
 
+# json.dumps builds a new encoder for every call with options; these give the same text.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+_JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
 AT_FIELDS = (
     "detention_history",
     "antecedents",
@@ -54,7 +58,7 @@ class MarkerData:
     def at_information_json(self) -> str | None:
         if not self.at_information:
             return None
-        return json.dumps(self.at_information, sort_keys=True, ensure_ascii=False)
+        return _JSON_SORTED.encode(self.at_information)
 
     def content_digest(self) -> bytes:
         content = [
@@ -65,7 +69,7 @@ class MarkerData:
             self.advice_date.isoformat() if self.advice_date else None,
             self.at_information_json(),
         ]
-        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).digest()
+        return hashlib.sha256(_JSON.encode(content).encode()).digest()
 
     def pseudonyms_digest(self) -> bytes:
         digest = hashlib.sha256()

@@ -52,7 +52,12 @@ class MarkerPseudonymRow(Base):
     """The pseudonyms a marker is found by: one row per (kind, key) the adapter derived."""
 
     __tablename__ = "marker_pseudonyms"
-    __table_args__ = (Index("ix_marker_pseudonyms_marker_id", "marker_id"),)
+    # On SQLite the primary key is the table (WITHOUT ROWID): a lookup by value reads its row
+    # from the one B-tree it searches, and a sync writes one B-tree less per pseudonym.
+    __table_args__ = (
+        Index("ix_marker_pseudonyms_marker_id", "marker_id"),
+        {"sqlite_with_rowid": False},
+    )
 
     value: Mapped[Digest] = mapped_column(primary_key=True)
     marker_id: Mapped[int] = mapped_column(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
@@ -26,8 +28,12 @@ from services.registry.sync import Outcome, StoredState, changes_row, classify, 
 class Registry:
     def __init__(self, engine: Engine, houses: Mapping[str, House], clock: Clock) -> None:
         self._engine = engine
+        self._finder = repository.Finder(engine)
         self._houses = houses
         self._clock = clock
+        # Read-classify-write must not interleave: two streams for the same record would both
+        # insert it (IntegrityError) or let an older version overwrite a newer one.
+        self._sync_lock = threading.Lock()
 
     @property
     def houses(self) -> Mapping[str, House]:
@@ -48,7 +54,7 @@ class Registry:
                 )
             except InvalidArgument as error:
                 _reject(counts, first_index + offset, change, error.reason, error.violations)
-        with self._engine.begin() as connection:
+        with self._sync_lock, self._engine.begin() as connection:
             stored = repository.load_states(connection, {c.key for _, c in valid})
             states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}
             writes: dict[RecordKey, repository.Write] = {}
@@ -75,39 +81,54 @@ class Registry:
                 if changes_row(outcome) or previous is None:
                     states[record.key] = incoming
                     known = stored.get(record.key)
-                    writes[record.key] = repository.Write(known.id if known else None, record)
+                    writes[record.key] = repository.Write(
+                        known.id if known else None, record, incoming
+                    )
             repository.write(connection, list(writes.values()), self._clock.now())
         return counts
 
     def lookup(self, values: Sequence[bytes]) -> list[MarkerHit]:
         """Every live marker of the person nationwide, strongest match first."""
-        with self._engine.connect() as connection:
-            rows = repository.find(connection, values)
-        today = self._clock.today()
-        best: dict[str, repository.Found] = {}
+        return _hits(self._finder.find(values), self._clock.today())
+
+    def lookup_many(self, subjects: Sequence[Sequence[bytes]]) -> list[list[MarkerHit]]:
+        """lookup() for each subject, with one query for all of them."""
+        rows = self._finder.find(list(dict.fromkeys(v for values in subjects for v in values)))
+        by_value: dict[bytes, list[repository.Found]] = {}
         for row in rows:
-            if row.uid not in best or row.kind < best[row.uid].kind:
-                best[row.uid] = row
-        hits = []
-        for row in best.values():
-            fresh = freshness(row.advice_date, today)
-            hits.append(
-                MarkerHit(
-                    uid=row.uid,
-                    key=RecordKey(row.source_system, row.house_id, row.source_record_id),
-                    source_version=row.source_version,
-                    target_group=row.target_group,
-                    plan_status=row.plan_status,
-                    mark_date=row.mark_date,
-                    advice=None if fresh is Freshness.EXPIRED else row.advice,
-                    advice_date=row.advice_date,
-                    freshness=fresh,
-                    at_information=repository.at_information(row.at_information),
-                    match_kind=row.kind,
-                )
+            by_value.setdefault(row.value, []).append(row)
+        today = self._clock.today()
+        return [
+            _hits([row for v in values for row in by_value.get(v, ())], today) if rows else []
+            for values in subjects
+        ]
+
+
+def _hits(rows: Sequence[repository.Found], today: dt.date) -> list[MarkerHit]:
+    best: dict[str, repository.Found] = {}
+    for row in rows:
+        if row.uid not in best or row.kind < best[row.uid].kind:
+            best[row.uid] = row
+    hits = []
+    for row in best.values():
+        fresh = freshness(row.advice_date, today)
+        hits.append(
+            MarkerHit(
+                uid=row.uid,
+                key=RecordKey(row.source_system, row.house_id, row.source_record_id),
+                source_version=row.source_version,
+                target_group=row.target_group,
+                plan_status=row.plan_status,
+                mark_date=row.mark_date,
+                advice=None if fresh is Freshness.EXPIRED else row.advice,
+                advice_date=row.advice_date,
+                freshness=fresh,
+                at_information=repository.at_information(row.at_information),
+                match_kind=row.kind,
             )
-        hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
-        return hits
+        )
+    hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
+    return hits
 
 
 def _reject(

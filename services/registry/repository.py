@@ -5,11 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
 from services.registry.models import MarkerPseudonymRow, MarkerRow
@@ -17,26 +28,29 @@ from services.registry.sync import StoredState
 
 markers = cast(Table, MarkerRow.__table__)
 pseudonyms = cast(Table, MarkerPseudonymRow.__table__)
-KEY_CHUNK = 500
+KEY_CHUNK = 1000
 
-_LOOKUP = (
-    select(
-        markers.c.uid,
-        markers.c.source_system,
-        markers.c.house_id,
-        markers.c.source_record_id,
-        markers.c.source_version,
-        markers.c.target_group,
-        markers.c.plan_status,
-        markers.c.mark_date,
-        markers.c.advice,
-        markers.c.advice_date,
-        markers.c.at_information,
-        pseudonyms.c.kind,
-    )
-    .select_from(pseudonyms.join(markers, markers.c.id == pseudonyms.c.marker_id))
-    .where(pseudonyms.c.value.in_(bindparam("values", expanding=True)))
+# Lookups are the hot path. Their SQL is compiled from Core once per dialect and number of values
+# and runs straight on a pooled DBAPI connection: SQLAlchemy's per-execution work (connection
+# wrapper, cache key, expanding IN, result object) cost three times the query itself. The number
+# of values is padded to a power of two by repeating one (which changes nothing in an IN), so few
+# statements exist, and one query serves a whole BatchLookup message.
+_LOOKUP_COLUMNS = (
+    markers.c.uid,
+    markers.c.source_system,
+    markers.c.house_id,
+    markers.c.source_record_id,
+    markers.c.source_version,
+    markers.c.target_group,
+    markers.c.plan_status,
+    markers.c.mark_date,
+    markers.c.advice,
+    markers.c.advice_date,
+    markers.c.at_information,
+    pseudonyms.c.kind,
+    pseudonyms.c.value,
 )
+MAX_LOOKUP_VALUES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +65,11 @@ class Write:
 
     stored_id: int | None
     change: MarkerData | Tombstone
+    state: StoredState  # the change's digests, computed once by the caller
 
 
 class Found(NamedTuple):
-    """A live marker carrying a looked-up pseudonym, and that pseudonym's kind."""
+    """A live marker carrying a looked-up pseudonym, that pseudonym's kind and value."""
 
     uid: str
     source_system: str
@@ -68,53 +83,133 @@ class Found(NamedTuple):
     advice_date: dt.date | None
     at_information: str | None
     kind: int
+    value: bytes
 
 
-def find(connection: Connection, values: Sequence[bytes]) -> list[Found]:
-    """One row per (marker, matching pseudonym) for every live marker of the values."""
-    return [Found._make(row) for row in connection.execute(_LOOKUP, {"values": list(values)})]
+class _LookupSql:
+    """The lookup statement as this dialect's SQL text, one per padded number of values."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._texts: dict[int, tuple[str, tuple[str, ...] | None]] = {}
+
+    def statement(self, arity: int) -> tuple[str, tuple[str, ...] | None]:
+        """(SQL, parameter names in positional order, or None for named parameters)."""
+        text = self._texts.get(arity)
+        if text is None:
+            compiled = (
+                select(*_LOOKUP_COLUMNS)
+                .select_from(pseudonyms.join(markers, markers.c.id == pseudonyms.c.marker_id))
+                .where(pseudonyms.c.value.in_([bindparam(f"v{i}") for i in range(arity)]))
+                .compile(dialect=self._dialect)
+            )
+            names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            text = self._texts[arity] = (str(compiled), names)
+        return text
+
+    def run(self, cursor: Any, values: Sequence[bytes]) -> list[Found]:
+        found: list[Found] = []
+        for start in range(0, len(values), MAX_LOOKUP_VALUES):
+            chunk = list(values[start : start + MAX_LOOKUP_VALUES])
+            arity = 1 << (len(chunk) - 1).bit_length()
+            chunk += chunk[-1:] * (arity - len(chunk))
+            sql, names = self.statement(arity)
+            params: Any = {f"v{i}": v for i, v in enumerate(chunk)}
+            if names is not None:
+                params = tuple(params[name] for name in names)
+            cursor.execute(sql, params)
+            found += [
+                Found(u, ss, h, r, ver, tg, ps, _day(md), a, _day(ad), at, k, bytes(v))
+                for u, ss, h, r, ver, tg, ps, md, a, ad, at, k, v in cursor.fetchall()
+            ]
+        return found
+
+
+def _day(value: dt.date | str | None) -> Any:
+    """Dates as the driver returns them: a date (psycopg) or ISO text (SQLite)."""
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+class Finder:
+    """Finds live markers by pseudonym value, on a connection of the engine's pool."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sql = _LookupSql(engine.dialect)
+
+    def find(self, values: Sequence[bytes]) -> list[Found]:
+        """One row per (marker, matching pseudonym) for every live marker of the values."""
+        if not values:
+            return []
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                return self._sql.run(cursor, values)
+            finally:
+                cursor.close()
+        finally:
+            # Back to the pool, which ends the read transaction (reset on return).
+            connection.close()
+
+
+def _by_key(
+    connection: Connection, keys: Iterable[RecordKey], *columns: Any
+) -> Iterator[tuple[RecordKey, Any]]:
+    """(key, row of columns) for each key that has a row, in one query per house (and chunk),
+    so that each runs on the unique index (source_system, house_id, source_record_id)."""
+    by_house: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for k in keys:
+        by_house[k.source_system, k.house_id].append(k.source_record_id)
+    query = select(markers.c.source_record_id, *columns).where(
+        markers.c.source_system == bindparam("system"),
+        markers.c.house_id == bindparam("house"),
+        markers.c.source_record_id.in_(bindparam("records", expanding=True)),
+    )
+    for (system, house), records in by_house.items():
+        for start in range(0, len(records), KEY_CHUNK):
+            chunk = records[start : start + KEY_CHUNK]
+            for row in connection.execute(
+                query, {"system": system, "house": house, "records": chunk}
+            ):
+                yield RecordKey(system, house, row[0]), row
 
 
 def load_states(connection: Connection, keys: Iterable[RecordKey]) -> dict[RecordKey, Stored]:
-    wanted = [(k.source_system, k.house_id, k.source_record_id) for k in keys]
-    found: dict[RecordKey, Stored] = {}
-    columns = (markers.c.source_system, markers.c.house_id, markers.c.source_record_id)
-    for start in range(0, len(wanted), KEY_CHUNK):
-        rows = connection.execute(
-            select(
-                *columns,
-                markers.c.id,
-                markers.c.source_version,
-                markers.c.deleted,
-                markers.c.content_digest,
-                markers.c.pseudonyms_digest,
-            ).where(tuple_(*columns).in_(wanted[start : start + KEY_CHUNK]))
+    return {
+        key: Stored(id_, StoredState(version, deleted, content, pseudo))
+        for key, (_, id_, version, deleted, content, pseudo) in _by_key(
+            connection,
+            keys,
+            markers.c.id,
+            markers.c.source_version,
+            markers.c.deleted,
+            markers.c.content_digest,
+            markers.c.pseudonyms_digest,
         )
-        for system, house, record, id_, version, deleted, content, pseudo in rows:
-            found[RecordKey(system, house, record)] = Stored(
-                id_, StoredState(version, deleted, content, pseudo)
-            )
-    return found
+    }
 
 
-def _values(change: MarkerData | Tombstone, now: dt.datetime) -> dict[str, object]:
-    base: dict[str, object] = {
+_TOMBSTONE_VALUES: dict[str, object] = {
+    "deleted": True,
+    "target_group": None,
+    "plan_status": None,
+    "mark_date": None,
+    "advice": None,
+    "advice_date": None,
+    "at_information": None,
+    "content_digest": b"",
+    "pseudonyms_digest": b"",
+}
+
+
+def _values(w: Write, now: dt.datetime) -> dict[str, object]:
+    change = w.change
+    if isinstance(change, Tombstone):
+        return {"source_version": change.source_version, "synced_time": now, **_TOMBSTONE_VALUES}
+    return {
         "source_version": change.source_version,
         "synced_time": now,
-    }
-    if isinstance(change, Tombstone):
-        return base | {
-            "deleted": True,
-            "target_group": None,
-            "plan_status": None,
-            "mark_date": None,
-            "advice": None,
-            "advice_date": None,
-            "at_information": None,
-            "content_digest": b"",
-            "pseudonyms_digest": b"",
-        }
-    return base | {
         "deleted": False,
         "target_group": change.target_group,
         "plan_status": change.plan_status,
@@ -122,8 +217,8 @@ def _values(change: MarkerData | Tombstone, now: dt.datetime) -> dict[str, objec
         "advice": change.advice,
         "advice_date": change.advice_date,
         "at_information": change.at_information_json(),
-        "content_digest": change.content_digest(),
-        "pseudonyms_digest": change.pseudonyms_digest(),
+        "content_digest": w.state.content_digest,
+        "pseudonyms_digest": w.state.pseudonyms_digest,
     }
 
 
@@ -145,24 +240,24 @@ def write(connection: Connection, writes: Sequence[Write], now: dt.datetime) -> 
                 "source_system": w.change.key.source_system,
                 "house_id": w.change.key.house_id,
                 "source_record_id": w.change.key.source_record_id,
-                **_values(w.change, now),
+                **_values(w, now),
             }
             for w in new
         ]
-        ids = (
-            connection.execute(
-                insert(markers).returning(markers.c.id, sort_by_parameter_order=True), rows
-            )
-            .scalars()
-            .all()
-        )
-        for marker_id, w in zip(ids, new, strict=True):
+        # A plain executemany, then the new ids by key: RETURNING in parameter order made
+        # SQLAlchemy run one INSERT per row on SQLite.
+        connection.execute(insert(markers), rows)
+        ids = {
+            key: row[1]
+            for key, row in _by_key(connection, (w.change.key for w in new), markers.c.id)
+        }
+        for w in new:
             if isinstance(w.change, MarkerData):
-                pseudonym_rows += _pseudonym_rows(marker_id, w.change.pseudonyms)
+                pseudonym_rows += _pseudonym_rows(ids[w.change.key], w.change.pseudonyms)
     if existing:
         connection.execute(
             update(markers).where(markers.c.id == bindparam("marker_id")),
-            [{"marker_id": w.stored_id, **_values(w.change, now)} for w in existing],
+            [{"marker_id": w.stored_id, **_values(w, now)} for w in existing],
         )
         stale = [w.stored_id for w in existing]
         for start in range(0, len(stale), KEY_CHUNK):

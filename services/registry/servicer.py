@@ -32,6 +32,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         for request in request_iterator:
             validation.batch_entries(request)
             response = pb.BatchLookupResponse()
+            valid: list[tuple[pb.BatchLookupResult, list[bytes]]] = []
             for entry in request.entries:
                 result = response.results.add(ref=entry.ref)
                 try:
@@ -40,7 +41,11 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                 except InvalidArgument as error:
                     result.error.CopyFrom(error.to_status())
                     continue
-                result.lookup.CopyFrom(self._convert.lookup_response(self._registry.lookup(values)))
+                valid.append((result, values))
+            # One query for every valid entry of the message.
+            found = self._registry.lookup_many([values for _, values in valid])
+            for (result, _), hits in zip(valid, found, strict=True):
+                self._convert.fill_lookup_response(result.lookup, hits)
             yield response
 
     def SyncMarkers(

@@ -26,7 +26,7 @@ MAX_BATCH_ENTRIES = 1000
 MAX_SYNC_CHANGES = 5000
 MAX_REF = 64
 PSEUDONYM_BYTES = 32
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 
 
 def enum_token(enum: Any, value: int, prefix: str) -> str:

@@ -58,6 +58,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("value", "marker_id", name=op.f("pk_marker_pseudonyms")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("marker_pseudonyms", schema=None) as batch_op:
         batch_op.create_index("ix_marker_pseudonyms_marker_id", ["marker_id"], unique=False)

@@ -1,0 +1,130 @@
+"""Fixtures: a database per test (SQLite always, PostgreSQL when BAKEN_TEST_DATABASE_URL is set),
+and a real registry gRPC server on 127.0.0.1:0 with a clock the test moves."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import structlog
+from builders import NOW
+from harness import RunningRegistry
+from psycopg import sql
+from sqlalchemy import Engine
+
+import baken.db
+from baken import logs
+from baken.clock import FixedClock
+from baken.keyring import KeyRing
+from baken.registry.v1 import registry_service_pb2_grpc
+from baken.settings import RegistrySettings
+from services.registry.server import create_server
+
+PG_ENV = "BAKEN_TEST_DATABASE_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file under the test's data dir, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        yield baken.db.sqlite_url(data_dir, "registry.db")
+        return
+    base_url = os.environ.get(PG_ENV)
+    if not base_url:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}, e.g. postgresql://postgres@127.0.0.1/test")
+    schema = f"t_{uuid.uuid4().hex}"
+    with psycopg.connect(base_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Engine]]:
+    """Makes engines (ours and the server's, through baken.db.make_engine) and disposes them all
+    at the end, so no connection outlives its test or keeps a PostgreSQL schema busy."""
+    made: list[Engine] = []
+    real_make_engine = baken.db.make_engine
+
+    def make_engine(url: str, **kwargs: Any) -> Engine:
+        engine = real_make_engine(url, **kwargs)
+        made.append(engine)
+        return engine
+
+    monkeypatch.setattr(baken.db, "make_engine", make_engine)
+    yield make_engine
+    for engine in made:
+        engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def registry(
+    database_url: str,
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+) -> Iterator[RunningRegistry]:
+    settings = RegistrySettings(
+        address="127.0.0.1:0",
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        max_workers=4,
+    )
+    server, port = create_server(settings, clock)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield RunningRegistry(
+            stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
+            channel=channel,
+            clock=clock,
+            port=port,
+            database_url=database_url,
+            data_dir=tmp_path / "data",
+            engine=engines(database_url),
+            settings=settings,
+        )
+    finally:
+        channel.close()
+        server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    """The test's pseudonym key ring: one key, k1."""
+    return KeyRing.generate("k1")
+
+
+@pytest.fixture
+def json_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """Production log configuration (JSON on stderr); returns a reader of everything written to
+    stdout and stderr since. Request it before `registry` to see the server's start-up line."""
+    logs.configure(json=True)
+    seen: list[str] = []
+
+    def read() -> str:
+        out, err = capfd.readouterr()
+        seen.append(out + err)
+        return "".join(seen)
+
+    try:
+        yield read
+    finally:
+        structlog.reset_defaults()
