@@ -26,7 +26,10 @@ class MarkerRow(Base):
     replay cannot bring the person back; all dat- and waarom-informatie is erased."""
 
     __tablename__ = "markers"
-    __table_args__ = (UniqueConstraint("source_system", "house_id", "source_record_id"),)
+    # The record id leads the key's index: a sync looks records up by house with a list of ids
+    # (record_id IN (...)), which then is the index's own condition on every database, even
+    # where PostgreSQL has no statistics yet (during a first bulk load).
+    __table_args__ = (UniqueConstraint("source_record_id", "house_id", "source_system"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uid: Mapped[str] = mapped_column(String(32), unique=True)

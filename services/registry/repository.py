@@ -157,7 +157,7 @@ def _by_key(
     connection: Connection, keys: Iterable[RecordKey], *columns: Any
 ) -> Iterator[tuple[RecordKey, Any]]:
     """(key, row of columns) for each key that has a row, in one query per house (and chunk),
-    so that each runs on the unique index (source_system, house_id, source_record_id)."""
+    so that each runs on the unique index (source_record_id, house_id, source_system)."""
     by_house: dict[tuple[str, str], list[str]] = defaultdict(list)
     for k in keys:
         by_house[k.source_system, k.house_id].append(k.source_record_id)

@@ -38,10 +38,10 @@ def upgrade() -> None:
         sa.Column("synced_time", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_markers")),
         sa.UniqueConstraint(
-            "source_system",
-            "house_id",
             "source_record_id",
-            name=op.f("uq_markers_source_system_house_id_source_record_id"),
+            "house_id",
+            "source_system",
+            name=op.f("uq_markers_source_record_id_house_id_source_system"),
         ),
         sa.UniqueConstraint("uid", name=op.f("uq_markers_uid")),
     )

@@ -1,0 +1,42 @@
+"""The baselines: a trivial unary service on the same kind of server as the registry's."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+
+from baken.grpc_server import create_grpc_server
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    return request
+
+
+def create_echo_server(max_workers: int) -> tuple[grpc.Server, int]:
+    """A sync server (ThreadPoolExecutor) whose /bench.Echo/Echo returns the request's bytes."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    return server, port
+
+
+def create_stack_echo_server(max_workers: int) -> tuple[grpc.Server, int]:
+    """The same echo on the project's server stack (baken.grpc_server: error-mapping and logging
+    interceptor, request id in initial metadata, health, reflection), to show what it costs."""
+    server, _health = create_grpc_server(max_workers, [])
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    return server, port

@@ -1,0 +1,346 @@
+"""Registry benchmark (not a test): Lookup against an echo baseline, BatchLookup and SyncMarkers.
+
+    .venv/bin/python bench/registry_bench.py [--markers 10000,1000000]
+        [--database-url URL] [--quick]
+
+Everything runs over real gRPC on loopback, in one run: the servers (a plain echo baseline, the
+same echo on the project's server stack, and the registry) in this process, the load in a
+separate process (bench/harness.py) so that the client's Python does not share the servers' GIL.
+The same client harness drives echo and Lookup. Per marker count the registry starts on a fresh
+database: a new SQLite data directory, or, with --database-url, a new PostgreSQL schema that is
+dropped at the end. Results and method: docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy
+import structlog
+from echo import create_echo_server, create_stack_echo_server
+from harness import UnaryResult, worker
+
+from baken import logs
+from baken.clock import SystemClock
+from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.settings import RegistrySettings
+from services.registry.server import create_server
+
+CLIENTS = (1, 8, 32)
+BATCH_STREAMS = 4
+BATCH_ENTRIES = 100
+WORKERS = RegistrySettings().max_workers
+
+
+class Client:
+    """The load-generating process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=worker, args=(child,), daemon=True)
+        self._process.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid or 0
+
+    def __call__(self, command: str, args: Any = None) -> Any:
+        self._conn.send((command, args))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self._conn.send(("stop", None))
+        self._process.join(10)
+
+
+class ForeignLoad:
+    """CPU used on the machine by processes other than this run's two (the machine is shared:
+    a test suite running beside the benchmark skews every figure)."""
+
+    def __init__(self, client_pid: int, *, with_postgres: bool) -> None:
+        self._pids = (os.getpid(), client_pid)
+        self._with_postgres = with_postgres  # the database server is part of what is measured
+        self._start = self._sample()
+
+    @staticmethod
+    def _busy() -> int:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = f.readline().split()[1:9]
+        return sum(int(v) for v in (user, nice, system, irq, softirq, steal))
+
+    def _sample(self) -> tuple[float, int, int]:
+        pids = list(self._pids)
+        if self._with_postgres:
+            pids += [p.parent.name for p in Path("/proc").glob("[0-9]*/comm") if _is_postgres(p)]
+        ours = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            ours += int(fields[11]) + int(fields[12])
+        return time.monotonic(), self._busy(), ours
+
+    def cores(self) -> float:
+        """Cores used by others since the previous call."""
+        (t0, busy0, ours0), (t1, busy1, ours1) = self._start, self._sample()
+        self._start = (t1, busy1, ours1)
+        return max(0.0, (busy1 - busy0 - (ours1 - ours0)) / os.sysconf("SC_CLK_TCK") / (t1 - t0))
+
+
+def _is_postgres(comm: Path) -> bool:
+    try:
+        return comm.read_text().startswith("postgres")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """The PostgreSQL URL with a new, empty schema first on its search path; dropped at the end."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def analyze(url: str) -> None:
+    engine = sqlalchemy.create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("ANALYZE markers"))
+        connection.execute(sqlalchemy.text("ANALYZE marker_pseudonyms"))
+    engine.dispose()
+
+
+def check_answers(port: int, client: Client) -> None:
+    """A hit must hit and a miss must miss, or the figures mean nothing."""
+    hit, miss = client("samples")
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        pb = registry_service_pb2
+        found = stub.Lookup(pb.LookupRequest.FromString(hit), timeout=10)
+        missed = stub.Lookup(pb.LookupRequest.FromString(miss), timeout=10)
+    assert found.outcome == pb.LOOKUP_OUTCOME_HIT and found.markers, "a known person did not hit"
+    assert missed.outcome == pb.LOOKUP_OUTCOME_NO_HIT, "an unknown person hit"
+
+
+def run_scale(
+    markers: int, args: argparse.Namespace, client: Client, echo_ports: dict[str, int]
+) -> dict[str, Any]:
+    say(f"== {markers:,} markers: generating")
+    generated = client("generate", (markers, SystemClock().today().isoformat()))
+    say(f"   generated in {generated:.1f} s")
+    data_dir = Path(tempfile.mkdtemp(prefix="baken-bench-"))
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_schema(args.database_url)) if args.database_url else None
+        settings = RegistrySettings(
+            address="127.0.0.1:0", data_dir=data_dir, database_url=url, max_workers=args.workers
+        )
+        server, port = create_server(settings)
+        server.start()
+        stack.callback(lambda: server.stop(None).wait())
+        stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        return measure(markers, args, client, echo_ports, port, data_dir, url)
+
+
+def measure(
+    markers: int,
+    args: argparse.Namespace,
+    client: Client,
+    echo_ports: dict[str, int],
+    port: int,
+    data_dir: Path,
+    url: str | None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"markers": markers}
+    foreign = ForeignLoad(client.pid, with_postgres=args.database_url is not None)
+    seconds, counts = client("sync", port)
+    assert counts["created"] == markers and counts["rejected"] == 0, counts
+    result["sync_load"] = markers / seconds
+    result["foreign_max"] = foreign.cores()
+    say(f"   SyncMarkers initial load: {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
+    seconds, counts = client("sync", port)
+    assert counts["unchanged"] == markers, counts
+    result["sync_resync"] = markers / seconds
+    result["foreign_max"] = max(result["foreign_max"], foreign.cores())
+    result["resync_seconds"] = seconds
+    say(f"   SyncMarkers resync:       {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
+    if url is not None:
+        # What autovacuum does after a bulk load (this machine's test server runs without it);
+        # without statistics the planner picks parallel scans for point lookups.
+        analyze(url)
+    check_answers(port, client)
+    for clients in CLIENTS:
+        # Echo and Lookup alternate, so drift on a shared machine hits both alike.
+        targets = {**echo_ports, "lookup": port}
+        rounds: dict[str, list[UnaryResult]] = {name: [] for name in targets}
+        for _ in range(args.rounds):
+            for name, target in targets.items():
+                foreign.cores()
+                r: UnaryResult = client("unary", (target, name, clients, args.seconds, args.warmup))
+                others = foreign.cores()
+                result["foreign_max"] = max(result["foreign_max"], others)
+                assert r.errors == 0, f"{r.errors} failed {name} calls"
+                rounds[name].append(r)
+                say(
+                    f"   {name:6} x{clients:<2}: {r.qps:8,.0f} QPS  p50 {r.p50_ms:6.2f} ms  "
+                    f"p99 {r.p99_ms:6.2f} ms  (load process {r.client_cpu:.2f} CPU, "
+                    f"other processes {others:.2f} CPU)"
+                )
+        for name, runs in rounds.items():
+            result[f"{name}_{clients}"] = {
+                "qps": statistics.median(r.qps for r in runs),
+                "p50": statistics.median(r.p50_ms for r in runs),
+                "p99": statistics.median(r.p99_ms for r in runs),
+                "rounds": [round(r.qps) for r in runs],
+            }
+    foreign.cores()
+    rate, errors = client("batch", (port, BATCH_STREAMS, BATCH_ENTRIES, args.seconds))
+    result["foreign_max"] = max(result["foreign_max"], foreign.cores())
+    assert errors == 0, f"{errors} failed batch entries"
+    result["batch"] = rate
+    say(f"   BatchLookup {BATCH_STREAMS}x{BATCH_ENTRIES}: {rate:,.0f} subjects/s")
+    if args.database_url is None:
+        files = data_dir.glob("registry.db*")
+        result["db_bytes"] = sum(f.stat().st_size for f in files)
+    return result
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| markers | clients | echo QPS | echo on stack QPS | Lookup QPS | Lookup / echo | "
+        "Lookup / echo on stack | echo p50 / p99 ms | Lookup p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for c in CLIENTS:
+            e, s, lk = r[f"echo_{c}"], r[f"stack_{c}"], r[f"lookup_{c}"]
+            lines.append(
+                f"| {r['markers']:,} | {c} | {e['qps']:,.0f} | {s['qps']:,.0f} | "
+                f"{lk['qps']:,.0f} | {lk['qps'] / e['qps']:.0%} | {lk['qps'] / s['qps']:.0%} | "
+                f"{e['p50']:.2f} / {e['p99']:.2f} | {lk['p50']:.2f} / {lk['p99']:.2f} |"
+            )
+    lines += ["", "| markers | SyncMarkers load /s | resync /s (s) | BatchLookup subjects/s |"]
+    lines.append("|---|---|---|---|")
+    for r in results:
+        lines.append(
+            f"| {r['markers']:,} | {r['sync_load']:,.0f} | "
+            f"{r['sync_resync']:,.0f} ({r['resync_seconds']:.1f} s) | {r['batch']:,.0f} |"
+        )
+    if len(results) > 1:
+        small, large = results[0], results[-1]
+        lines += ["", f"Lookup cost {large['markers']:,} vs {small['markers']:,} markers:"]
+        for c in CLIENTS:
+            qps = large[f"lookup_{c}"]["qps"] / small[f"lookup_{c}"]["qps"]
+            p50 = large[f"lookup_{c}"]["p50"] / small[f"lookup_{c}"]["p50"]
+            lines.append(f"- {c} clients: QPS x{qps:.2f}, p50 x{p50:.2f}")
+        rate = large["batch"] / small["batch"]
+        lines.append(f"- BatchLookup subjects/s x{rate:.2f}")
+    return "\n".join(lines)
+
+
+def targets(results: list[dict[str, Any]], database_url: str | None) -> str:
+    lines = []
+    for r in results:
+        m = f"{r['markers']:,}"
+        ratio = r["lookup_8"]["qps"] / r["echo_8"]["qps"]
+        p99 = r["lookup_8"]["p99"]
+        lines.append(
+            f"- {m}: Lookup at 8 clients {ratio:.0%} of echo (>= 50%) and p99 {p99:.2f} ms "
+            f"(<= 10 ms): {'MET' if ratio >= 0.5 and p99 <= 10 else 'NOT MET'}"
+        )
+        lines.append(
+            f"- {m}: BatchLookup {r['batch']:,.0f} subjects/s (>= 30,000): "
+            f"{'MET' if r['batch'] >= 30_000 else 'NOT MET'}"
+        )
+        if database_url is None:
+            ok = min(r["sync_load"], r["sync_resync"]) >= 50_000
+            lines.append(
+                f"- {m}: SyncMarkers {r['sync_load']:,.0f} (load) / {r['sync_resync']:,.0f} "
+                f"(resync) markers/s (>= 50,000): {'MET' if ok else 'NOT MET'}"
+            )
+            if r["markers"] >= 1_000_000:
+                s = r["resync_seconds"] * 1_000_000 / r["markers"]
+                lines.append(
+                    f"- full resync of 1M markers in {s:.1f} s (<= 30 s): "
+                    f"{'MET' if s <= 30 else 'NOT MET'}"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--markers", default="10000,1000000", help="comma-separated counts")
+    parser.add_argument("--quick", action="store_true", help="10k and 100k markers")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL URL; each run uses a new schema, dropped at the end"
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per round")
+    parser.add_argument("--rounds", type=int, default=3, help="echo/Lookup rounds per point")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured time per round")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="server threads")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    counts = [10_000, 100_000] if args.quick else [int(m) for m in args.markers.split(",")]
+
+    # Production's JSON log line per RPC is rendered, then thrown away.
+    logs.configure(json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")))  # noqa: SIM115
+    say(
+        f"registry bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"grpcio {grpc.__version__}, database {args.database_url or 'SQLite'}, "
+        f"{args.workers} server threads, {args.rounds} rounds of {args.seconds:g} s per point"
+    )
+    echo, echo_port = create_echo_server(args.workers)
+    stack, stack_port = create_stack_echo_server(args.workers)
+    echo.start()
+    stack.start()
+    client = Client()
+    started = time.perf_counter()
+    try:
+        ports = {"echo": echo_port, "stack": stack_port}
+        results = [run_scale(m, args, client, ports) for m in counts]
+    finally:
+        client.stop()
+        echo.stop(None)
+        stack.stop(None)
+    say(f"\n{table(results)}\n\nTargets:\n{targets(results, args.database_url)}")
+    busiest = max(r["foreign_max"] for r in results)
+    say(f"\nOther processes used up to {busiest:.2f} CPU during a measurement.")
+    if busiest > 0.2:
+        say("WARNING: the machine was not quiet; these figures are skewed.")
+    say(f"(total {time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
