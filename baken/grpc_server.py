@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,17 +31,34 @@ def _request_id(context: grpc.ServicerContext) -> str:
 
 class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     """Maps domain errors to status + details, hides everything else behind INTERNAL, and writes
-    one log line per RPC with method, code, duration and request id."""
+    one log line per RPC with method, code, duration and request id.
+
+    The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
+    INTERNAL errors. Wrapped handlers are built once per method.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith("/grpc."):
-            return handler
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
+        if handler is None or method.startswith("/grpc."):
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
@@ -92,7 +110,8 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
 def _begin(context: grpc.ServicerContext) -> tuple[str, float]:
     request_id = _request_id(context)
-    context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+    # Trailing metadata rides on the status; initial metadata would cost a write of its own.
+    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
     return request_id, time.perf_counter()
 
 
@@ -127,7 +146,21 @@ def _fail(
         status = internal_status(request_id)
         # The exception type only: a message could carry request data.
         _log(method, grpc.StatusCode.INTERNAL, request_id, started, error=type(exc).__name__)
-    context.abort_with_status(rpc_status.to_status(status))
+    grpc_status = rpc_status.to_status(status)
+    context.abort_with_status(
+        _Status(
+            grpc_status.code,
+            grpc_status.details,
+            (*grpc_status.trailing_metadata, (REQUEST_ID_KEY, request_id)),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def create_grpc_server(

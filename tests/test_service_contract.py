@@ -118,14 +118,14 @@ def test_a_database_failure_is_internal_with_the_request_id_and_no_details(
     assert "req-4711" in details
     for leak in ("Traceback", "marker_pseudonyms", "SELECT", "sqlite", "psycopg"):
         assert leak not in details
-    assert ("x-request-id", "req-4711") in tuple(error.initial_metadata() or ())
+    assert ("x-request-id", "req-4711") in tuple(error.trailing_metadata() or ())
 
 
 def test_every_call_answers_with_a_request_id(registry: RunningRegistry, ring: KeyRing) -> None:
     _, call = registry.stub.Lookup.with_call(
         pb.LookupRequest(subject=subject(ring, PERSON)), timeout=10
     )
-    request_ids = [v for k, v in call.initial_metadata() if k == "x-request-id"]
+    request_ids = [v for k, v in call.trailing_metadata() if k == "x-request-id"]
     assert len(request_ids) == 1
     assert request_ids[0]
 

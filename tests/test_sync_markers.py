@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baken.keyring import KeyRing
-from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
+from services.registry.server import create_server
 
 HIT = registry_service_pb2.LOOKUP_OUTCOME_HIT
 NO_HIT = registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
@@ -582,3 +583,30 @@ def test_concurrent_streams_never_lower_a_version_or_resurrect_a_marker(
     rows = registry.tables()["markers"]
     assert {(r["source_version"], r["deleted"]) for r in rows} == {(9, True)}
     assert registry.tables()["marker_pseudonyms"] == []
+
+
+def test_two_registries_on_one_database_sync_the_same_records_without_conflict(
+    registry: RunningRegistry, ring: KeyRing
+) -> None:
+    # Scale-out: a second registry process on the same database (here: a second server).
+    second, port = create_server(registry.settings, registry.clock)
+    second.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            other = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            stream = [m.upsert(ring) for m in markings(60)]
+            requests = [
+                registry_service_pb2.SyncMarkersRequest(changes=stream[i : i + 10])
+                for i in range(0, 60, 10)
+            ]
+            stubs = [registry.stub, other] * 3
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                responses = list(
+                    pool.map(lambda stub: stub.SyncMarkers(iter(requests), timeout=30), stubs)
+                )
+    finally:
+        second.stop(grace=None).wait()
+
+    assert sum(r.created for r in responses) == 60
+    assert sum(r.unchanged for r in responses) == 300
+    assert len(registry.tables()["markers"]) == 60

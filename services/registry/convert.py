@@ -11,7 +11,7 @@ from google.type import date_pb2
 from baken.houses import House
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from services.registry.markers import AT_FIELDS, MarkerHit, SyncCounts
-from services.registry.validation import enum_number, enum_token
+from services.registry.validation import enum_tokens
 
 _FRESHNESS = {
     "current": marker_pb2.ADVICE_FRESHNESS_CURRENT,
@@ -26,11 +26,8 @@ def date_proto(day: dt.date | None) -> date_pb2.Date | None:
 
 
 def _numbers(enum: Any, prefix: str) -> dict[str, Any]:
-    """Stored token -> enum number, as enum_number computes it, for every defined value."""
-    return {
-        token: enum_number(enum, token, prefix)
-        for token in (enum_token(enum, v.number, prefix) for v in enum.DESCRIPTOR.values)
-    }
+    """Stored token -> enum number."""
+    return {token: number for number, token in enum_tokens(enum, prefix).items()}
 
 
 def _set_date(target: date_pb2.Date, day: dt.date) -> None:

@@ -48,6 +48,9 @@ class MarkerRow(Base):
     # SHA-256 over the marker's content, and over its sorted pseudonyms: replays compare these.
     content_digest: Mapped[Digest]
     pseudonyms_digest: Mapped[Digest]
+    # SHA-256 of the MarkerRecord exactly as last applied: a byte-identical replay is recognised
+    # as unchanged without being validated again.
+    record_digest: Mapped[Digest]
     synced_time: Mapped[UtcTime]
 
 

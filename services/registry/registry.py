@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -15,14 +16,19 @@ from baken.registry.v1 import marker_pb2
 from services.registry import repository, validation
 from services.registry.freshness import Freshness, freshness
 from services.registry.markers import (
-    MarkerData,
     MarkerHit,
     RecordKey,
     Rejection,
     SyncCounts,
-    Tombstone,
 )
-from services.registry.sync import Outcome, StoredState, changes_row, classify, state_of
+from services.registry.sync import (
+    EMPTY_DIGEST,
+    Outcome,
+    StoredState,
+    changes_row,
+    classify,
+    state_of,
+)
 
 
 class Registry:
@@ -32,7 +38,8 @@ class Registry:
         self._houses = houses
         self._clock = clock
         # Read-classify-write must not interleave: two streams for the same record would both
-        # insert it (IntegrityError) or let an older version overwrite a newer one.
+        # insert it (IntegrityError) or let an older version overwrite a newer one. This lock
+        # covers one process; repository.serialise_sync covers several on PostgreSQL.
         self._sync_lock = threading.Lock()
 
     @property
@@ -46,35 +53,34 @@ class Registry:
         """
         counts = SyncCounts()
         today = self._clock.today()
-        valid: list[tuple[int, MarkerData | Tombstone]] = []
-        for offset, change in enumerate(changes):
-            try:
-                valid.append(
-                    (first_index + offset, validation.marker_change(change, self._houses, today))
-                )
-            except InvalidArgument as error:
-                _reject(counts, first_index + offset, change, error.reason, error.violations)
+        claims = [
+            (
+                first_index + offset,
+                change,
+                validation.claimed_key(change, self._houses),
+                _record_digest(change),
+            )
+            for offset, change in enumerate(changes)
+        ]
         with self._sync_lock, self._engine.begin() as connection:
-            stored = repository.load_states(connection, {c.key for _, c in valid})
+            repository.serialise_sync(connection)
+            stored = repository.load_states(connection, {k for _, _, k, _ in claims if k})
             states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}
             writes: dict[RecordKey, repository.Write] = {}
-            for index, record in valid:
-                incoming = state_of(record)
-                previous = states.get(record.key)
+            for index, change, key, digest in claims:
+                previous = states.get(key) if key else None
+                if previous and previous.replayed_by(change.upsert.source_version, digest):
+                    counts.unchanged += 1
+                    continue
+                try:
+                    record = validation.marker_change(change, self._houses, today)
+                except InvalidArgument as error:
+                    _reject(counts, index, change, error.reason, error.violations)
+                    continue
+                incoming = state_of(record, digest)
                 outcome = classify(previous, incoming)
                 if outcome is Outcome.VERSION_REUSED:
-                    _reject(
-                        counts,
-                        index,
-                        changes[index - first_index],
-                        "VERSION_REUSED",
-                        [
-                            FieldViolation(
-                                "upsert.source_version",
-                                "this version was synced with other content; raise the version",
-                            )
-                        ],
-                    )
+                    _reject(counts, index, change, "VERSION_REUSED", [_VERSION_REUSED])
                     continue
                 setattr(counts, outcome.value, getattr(counts, outcome.value) + 1)
                 # A tombstone for a record never seen is kept too: it blocks older replays.
@@ -129,6 +135,17 @@ def _hits(rows: Sequence[repository.Found], today: dt.date) -> list[MarkerHit]:
         )
     hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
     return hits
+
+
+_VERSION_REUSED = FieldViolation(
+    "upsert.source_version", "this version was synced with other content; raise the version"
+)
+
+
+def _record_digest(change: marker_pb2.MarkerChange) -> bytes:
+    if not change.HasField("upsert"):
+        return EMPTY_DIGEST
+    return hashlib.sha256(change.upsert.SerializeToString(deterministic=True)).digest()
 
 
 def _reject(

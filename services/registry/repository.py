@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
     update,
 )
 
@@ -175,10 +176,26 @@ def _by_key(
                 yield RecordKey(system, house, row[0]), row
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that serialises sync transactions.
+SYNC_LOCK_KEY = 0x6261_6B65_6E01
+
+
+def serialise_sync(connection: Connection) -> None:
+    """Hold off every other registry's sync on this database until this transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: take the write lock before the
+    first read (a write statement that changes nothing), so the transaction never has to
+    upgrade a stale read snapshot, which SQLite refuses at once instead of waiting."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_LOCK_KEY})
+    else:
+        connection.execute(text("UPDATE markers SET id = id WHERE 0 = 1"))
+
+
 def load_states(connection: Connection, keys: Iterable[RecordKey]) -> dict[RecordKey, Stored]:
     return {
-        key: Stored(id_, StoredState(version, deleted, content, pseudo))
-        for key, (_, id_, version, deleted, content, pseudo) in _by_key(
+        key: Stored(id_, StoredState(version, deleted, content, pseudo, record))
+        for key, (_, id_, version, deleted, content, pseudo, record) in _by_key(
             connection,
             keys,
             markers.c.id,
@@ -186,6 +203,7 @@ def load_states(connection: Connection, keys: Iterable[RecordKey]) -> dict[Recor
             markers.c.deleted,
             markers.c.content_digest,
             markers.c.pseudonyms_digest,
+            markers.c.record_digest,
         )
     }
 
@@ -200,6 +218,7 @@ _TOMBSTONE_VALUES: dict[str, object] = {
     "at_information": None,
     "content_digest": b"",
     "pseudonyms_digest": b"",
+    "record_digest": b"",
 }
 
 
@@ -219,6 +238,7 @@ def _values(w: Write, now: dt.datetime) -> dict[str, object]:
         "at_information": change.at_information_json(),
         "content_digest": w.state.content_digest,
         "pseudonyms_digest": w.state.pseudonyms_digest,
+        "record_digest": w.state.record_digest,
     }
 
 

@@ -34,13 +34,26 @@ class StoredState:
     deleted: bool
     content_digest: bytes
     pseudonyms_digest: bytes
+    record_digest: bytes
+
+    def replayed_by(self, source_version: int, record_digest: bytes) -> bool:
+        """Whether an upsert is a byte-identical replay of what is stored: unchanged."""
+        return (
+            not self.deleted
+            and self.source_version == source_version
+            and self.record_digest == record_digest
+        )
 
 
-def state_of(change: MarkerData | Tombstone) -> StoredState:
+def state_of(change: MarkerData | Tombstone, record_digest: bytes = EMPTY_DIGEST) -> StoredState:
     if isinstance(change, Tombstone):
-        return StoredState(change.source_version, True, EMPTY_DIGEST, EMPTY_DIGEST)
+        return StoredState(change.source_version, True, EMPTY_DIGEST, EMPTY_DIGEST, EMPTY_DIGEST)
     return StoredState(
-        change.source_version, False, change.content_digest(), change.pseudonyms_digest()
+        change.source_version,
+        False,
+        change.content_digest(),
+        change.pseudonyms_digest(),
+        record_digest,
     )
 
 

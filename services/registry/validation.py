@@ -6,6 +6,7 @@ Every check names the offending field (AIP-193); nothing here touches the databa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,9 +35,12 @@ def enum_token(enum: Any, value: int, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix).lower()
 
 
-def enum_number(enum: Any, token: str, prefix: str) -> Any:
-    """The inverse of enum_token, typed as the enum's own ValueType by the caller."""
-    return enum.Value(prefix + token.upper())
+@functools.cache
+def enum_tokens(enum: Any, prefix: str) -> dict[int, str]:
+    """Number -> stored token for every defined value but UNSPECIFIED (0)."""
+    return {
+        v.number: enum_token(enum, v.number, prefix) for v in enum.DESCRIPTOR.values if v.number
+    }
 
 
 class _Checker:
@@ -47,11 +51,10 @@ class _Checker:
         self.violations.append(FieldViolation(field, description))
 
     def enum(self, field: str, enum: Any, value: int, prefix: str) -> str | None:
-        names = {v.number for v in enum.DESCRIPTOR.values}
-        if value == 0 or value not in names:
+        token = enum_tokens(enum, prefix).get(value)
+        if token is None:
             self.fail(field, "required; must be one of the defined values")
-            return None
-        return enum_token(enum, value, prefix)
+        return token
 
     def text(self, field: str, value: str, *, required: bool, limit: int) -> str | None:
         if not value:
@@ -144,6 +147,22 @@ def sync_request(request: registry_service_pb2.SyncMarkersRequest) -> None:
         raise InvalidArgument(
             [FieldViolation("changes", f"at most {MAX_SYNC_CHANGES} per message")]
         )
+
+
+def claimed_key(change: marker_pb2.MarkerChange, houses: Mapping[str, House]) -> RecordKey | None:
+    """The record key a change names, before the rest of it is validated: for finding what is
+    stored. None when the key itself is not valid (it is then never sent to the database)."""
+    record = change.upsert if change.HasField("upsert") else change.tombstone
+    system = enum_tokens(house_pb2.SourceSystem, "SOURCE_SYSTEM_").get(record.source_system)
+    record_id = record.source_record_id
+    if (
+        system is None
+        or record.house_id not in houses
+        or len(record_id) > MAX_RECORD_ID
+        or not _PRINTABLE.match(record_id)
+    ):
+        return None
+    return RecordKey(system, record.house_id, record_id)
 
 
 def _record_key(

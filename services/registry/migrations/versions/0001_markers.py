@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("at_information", sa.Text(), nullable=True),
         sa.Column("content_digest", sa.LargeBinary(length=32), nullable=False),
         sa.Column("pseudonyms_digest", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("record_digest", sa.LargeBinary(length=32), nullable=False),
         sa.Column("synced_time", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_markers")),
         sa.UniqueConstraint(
