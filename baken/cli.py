@@ -12,12 +12,15 @@ from pathlib import Path
 import grpc
 from grpc_status import rpc_status
 
-from baken import logs
+from baken import logs, pki
 from baken.db import SchemaError
 from baken.keyring import KeyFileError, KeyRing
+from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
 
 KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
+PKI_DIR_ENV = "BAKEN_PKI_DIR"
+PARTY_ENV = "BAKEN_PARTY"
 REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
 
 
@@ -34,6 +37,7 @@ def _serve(args: argparse.Namespace) -> None:
         "data_dir": args.data_dir,
         "database_url": args.database_url,
         "max_workers": args.max_workers,
+        "pki_dir": args.pki_dir,
     }
     logs.configure()
     serve(RegistrySettings(**{k: v for k, v in overrides.items() if v is not None}))
@@ -67,14 +71,32 @@ def _birth_date(text: str) -> dt.date:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    from baken.client import RegistryClient, connect
+    from baken.client import RegistryClient, connect, subject_proto
+    from baken.clock import SystemClock
+    from baken.pseudonym import person_pseudonyms
     from baken.render import lookup_json, lookup_text
 
     ring = KeyRing.load(_key_file(args))
-    with connect(args.registry) as channel:
-        client = RegistryClient(channel, ring, timeout_s=args.timeout)
-        response = client.lookup(bsn=args.bsn, surname=args.surname, birth_date=args.birth_date)
+    # Pseudonymise first: a mistyped BSN is refused before anything is read or sent.
+    subject = subject_proto(
+        person_pseudonyms(
+            ring,
+            bsn=args.bsn,
+            surname=args.surname,
+            birth_date=args.birth_date,
+            today=SystemClock().today(),
+        )
+    )
+    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        response = RegistryClient(channel, ring, timeout_s=args.timeout).lookup_subject(subject)
     print(lookup_json(response) if args.json else lookup_text(response))
+
+
+def _pki(args: argparse.Namespace) -> None:
+    if (args.dir / "ca.pem").exists():
+        raise UserError(f"{args.dir} holds a CA already; remove it to start afresh")
+    issued = pki.init(args.dir, now=dt.datetime.now(dt.UTC))
+    print(f"{args.dir}: development CA and certificates for {', '.join(issued)}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -97,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_REGISTRY_DATABASE_URL)")
     serve.add_argument("--max-workers", type=int)
+    serve.add_argument(
+        "--pki-dir", type=Path, help="CA and certificates (env BAKEN_REGISTRY_PKI_DIR)"
+    )
     serve.set_defaults(run=_serve)
 
     lookup = sub.add_parser("lookup", help="is this person known at any Safety House?")
@@ -109,6 +134,14 @@ def parser() -> argparse.ArgumentParser:
     lookup.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    lookup.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki"))
+    )
+    lookup.add_argument(
+        "--party",
+        default=os.environ.get(PARTY_ENV, "zsm-midden-nederland-kpc"),
+        help="whose certificate to call with (env BAKEN_PARTY)",
+    )
     lookup.set_defaults(run=_lookup)
 
     keys = sub.add_parser("keys", help="manage an edge party's pseudonym key file")
@@ -116,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("--key-file", help=f"(env {KEY_FILE_ENV})")
     keys.add_argument("--key-id", required=True, help="e.g. k2026-11")
     keys.set_defaults(run=_keys)
+
+    pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
+    pki_init.add_argument("action", choices=["init"])
+    pki_init.add_argument("--dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")))
+    pki_init.set_defaults(run=_pki)
 
     demo = sub.add_parser("demo", help="a ZSM night shift against all four pilot regions")
     demo.add_argument("--data-dir", type=Path, help="keep the data here (default: a temp dir)")
@@ -149,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidIdentifier as error:
         print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (UserError, KeyFileError, SchemaError) as error:
+    except (UserError, KeyFileError, SchemaError, PkiError) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:

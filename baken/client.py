@@ -13,6 +13,7 @@ import grpc
 
 from baken.clock import Clock, SystemClock
 from baken.keyring import KeyRing
+from baken.pki import TlsFiles, channel_credentials
 from baken.pseudonym import Pseudonym, person_pseudonyms
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
@@ -37,10 +38,12 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-def connect(target: str) -> grpc.Channel:
-    """A channel that retries lookups on UNAVAILABLE and keeps idle connections alive."""
-    return grpc.insecure_channel(
+def connect(target: str, tls: TlsFiles) -> grpc.Channel:
+    """An mTLS channel under the party's certificate that retries lookups on UNAVAILABLE and
+    keeps idle connections alive."""
+    return grpc.secure_channel(
         target,
+        channel_credentials(tls),
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
@@ -95,7 +98,9 @@ class RegistryClient:
         surname: str | None = None,
         birth_date: dt.date | None = None,
     ) -> registry_service_pb2.LookupResponse:
-        subject = self.subject(bsn=bsn, surname=surname, birth_date=birth_date)
+        return self.lookup_subject(self.subject(bsn=bsn, surname=surname, birth_date=birth_date))
+
+    def lookup_subject(self, subject: pseudonym_pb2.Subject) -> registry_service_pb2.LookupResponse:
         return self._stub.Lookup(
             registry_service_pb2.LookupRequest(subject=subject), timeout=self._timeout_s
         )

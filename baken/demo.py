@@ -9,12 +9,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from baken import logs
+import grpc
+
+from baken import logs, pki
 from baken.client import RegistryClient, connect
 from baken.houses import load_houses
 from baken.keyring import KeyRing
+from baken.pki import TlsFiles
 from baken.pseudonym import InvalidIdentifier
-from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.render import lookup_text
 from baken.settings import RegistrySettings
 from baken.synthetic import Person, make_person, marker_change, population
@@ -40,39 +43,41 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
     log_path = data_dir / "registry.log"
     with log_path.open("a") as log_file:
         logs.configure(json=True, file=log_file)
-        server, port = create_server(RegistrySettings(address="127.0.0.1:0", data_dir=registry_dir))
+        pki_dir = data_dir / "pki"
+        pki.init(pki_dir, now=dt.datetime.now(dt.UTC))
+        settings = RegistrySettings(address="127.0.0.1:0", data_dir=registry_dir, pki_dir=pki_dir)
+        server, port = create_server(settings)
         server.start()
         try:
-            _shift(data_dir, port, seed, say)
+            _shift(data_dir, pki_dir, port, seed, say)
         finally:
             server.stop(grace=1).wait()
             logs.configure()
     say(f"\nRegistry log (one JSON line per call, no personal data): {log_path}")
 
 
-def _shift(data_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> None:
+def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> None:
     houses = load_houses()
     ring = KeyRing.generate("k2026-11")
     ring.save(data_dir / "edge-keys.json")
-    channel = connect(f"127.0.0.1:{port}")
+    target = f"127.0.0.1:{port}"
     today = dt.date.today()
-    say(f"Baken registry listening on 127.0.0.1:{port} (SQLite, {data_dir / 'registry'})\n")
+    say(f"Baken registry listening on {target} (mTLS, SQLite in {data_dir / 'registry'})\n")
 
-    say("1. The Safety Houses' source systems sync their markers (pseudonymised in the adapter):")
+    say("1. The Safety Houses' adapters sync their markers, pseudonymised before they leave, each")
+    say("   under its own certificate:")
     people = population(houses, today, seed=seed)
-    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-    for system, label in ((1, "GCOS"), (2, "Amazone"), (3, "PGA/A&T")):
+    for system, label, adapter in (
+        (house_pb2.SOURCE_SYSTEM_GCOS, "GCOS", "adapter-gcos"),
+        (house_pb2.SOURCE_SYSTEM_AMAZONE, "Amazone", "adapter-amazone"),
+        (house_pb2.SOURCE_SYSTEM_PGA, "PGA/A&T", "adapter-pga"),
+    ):
         changes = [
             marker_change(r, ring, today) for r in people.records if r.house.source_system == system
         ]
-
-        def batches(changes: list = changes) -> Iterator[registry_service_pb2.SyncMarkersRequest]:  # type: ignore[type-arg]
-            for start in range(0, len(changes), SYNC_BATCH):
-                yield registry_service_pb2.SyncMarkersRequest(
-                    changes=changes[start : start + SYNC_BATCH]
-                )
-
-        report = stub.SyncMarkers(batches(), timeout=120)
+        with connect(target, TlsFiles.of(pki_dir, adapter)) as adapter_channel:
+            stub = registry_service_pb2_grpc.RegistryServiceStub(adapter_channel)
+            report = stub.SyncMarkers(_sync_requests(changes), timeout=120)
         regions = sorted({houses[c.upsert.house_id].region_display_name for c in changes})
         say(
             f"   {label:<8} {', '.join(regions):<45} created {report.created:>5}, "
@@ -81,6 +86,7 @@ def _shift(data_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> 
     persons = len({r.person for r in people.records})
     say(f"   {len(people.records)} markers in all, {persons} persons.\n")
 
+    channel = connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc"))
     client = RegistryClient(channel, ring)
     show = people.showcase
     say("2. Night shift at ZSM Midden-Nederland (Utrecht). The KPC'er checks every suspect:\n")
@@ -152,13 +158,29 @@ def _shift(data_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> 
         "Midden-Nederland: invisible in the old regional systems.\n"
     )
 
-    say("4. What the registry holds: pseudonyms, never a BSN or a name.")
+    say("4. A caller with a certificate from another CA (here: a freshly made one) is refused")
+    say("   in the TLS handshake, before any registry code runs:")
+    foreign = pki.init(data_dir / "foreign-pki", now=dt.datetime.now(dt.UTC))
+    with connect(target, foreign["zsm-midden-nederland-kpc"]) as stranger_channel:
+        try:
+            RegistryClient(stranger_channel, ring, timeout_s=2).lookup(bsn=show["travelling"].bsn)
+        except grpc.RpcError as error:
+            say(f"   refused: {error.code().name}\n")
+
+    say("5. What the registry holds: pseudonyms, never a BSN or a name.")
     person = show["travelling"]
     assert person.bsn is not None
     stored = b"".join(p.read_bytes() for p in (data_dir / "registry").glob("registry.db*"))
     for what, value in (("BSN", person.bsn), ("surname", person.surname)):
         found = "YES" if value.encode() in stored else "no"
         say(f"   {what} {value!r} in the registry's database files: {found}")
+
+
+def _sync_requests(
+    changes: list[marker_pb2.MarkerChange],
+) -> Iterator[registry_service_pb2.SyncMarkersRequest]:
+    for start in range(0, len(changes), SYNC_BATCH):
+        yield registry_service_pb2.SyncMarkersRequest(changes=changes[start : start + SYNC_BATCH])
 
 
 def _lookup(

@@ -86,74 +86,81 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
     def _unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            request_id, started = _begin(context)
+            call = _Call.begin(method, context)
             try:
                 response = behaviour(request, context)
             except BaseException as exc:
-                _fail(exc, context, method, request_id, started)
-            _end(context, method, request_id, started)
+                call.fail(exc, context)
+            call.end(context)
             return response
 
         return wrapped
 
     def _streaming(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            request_id, started = _begin(context)
+            call = _Call.begin(method, context)
             try:
                 yield from behaviour(request, context)
             except BaseException as exc:
-                _fail(exc, context, method, request_id, started)
-            _end(context, method, request_id, started)
+                call.fail(exc, context)
+            call.end(context)
 
         return wrapped
 
 
-def _begin(context: grpc.ServicerContext) -> tuple[str, float]:
-    request_id = _request_id(context)
-    # Trailing metadata rides on the status; initial metadata would cost a write of its own.
-    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-    return request_id, time.perf_counter()
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One RPC as the log sees it: method, request id, the calling party, when it started."""
 
+    method: str
+    request_id: str
+    party: str
+    started: float
 
-def _end(context: grpc.ServicerContext, method: str, request_id: str, started: float) -> None:
-    code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
-    _log(method, code, request_id, started)
+    @classmethod
+    def begin(cls, method: str, context: grpc.ServicerContext) -> _Call:
+        request_id = _request_id(context)
+        # Trailing metadata rides on the status; initial metadata would cost a write of its own.
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        # The TLS layer verified the certificate; its common name is the party id.
+        names = context.auth_context().get("x509_common_name")
+        party = bytes(names[0]).decode(errors="replace") if names else "?"
+        return cls(method, request_id, party, time.perf_counter())
 
+    def end(self, context: grpc.ServicerContext) -> None:
+        self.log(context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
 
-def _log(method: str, code: grpc.StatusCode, request_id: str, started: float, **extra: Any) -> None:
-    duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    log.info(
-        "rpc",
-        method=method,
-        code=code.name,
-        duration_ms=duration_ms,
-        request_id=request_id,
-        **extra,
-    )
-
-
-def _fail(
-    exc: BaseException, context: grpc.ServicerContext, method: str, request_id: str, started: float
-) -> None:
-    if isinstance(exc, BakenError):
-        status = exc.to_status()
-        _log(method, exc.code, request_id, started, reason=exc.reason)
-    elif context.code() is not None or not isinstance(exc, Exception):  # type: ignore[attr-defined]
-        # context.abort() and cancellation travel as exceptions: let gRPC finish them.
-        _log(method, context.code() or grpc.StatusCode.CANCELLED, request_id, started)  # type: ignore[attr-defined]
-        raise exc
-    else:
-        status = internal_status(request_id)
-        # The exception type only: a message could carry request data.
-        _log(method, grpc.StatusCode.INTERNAL, request_id, started, error=type(exc).__name__)
-    grpc_status = rpc_status.to_status(status)
-    context.abort_with_status(
-        _Status(
-            grpc_status.code,
-            grpc_status.details,
-            (*grpc_status.trailing_metadata, (REQUEST_ID_KEY, request_id)),
+    def log(self, code: grpc.StatusCode, **extra: Any) -> None:
+        log.info(
+            "rpc",
+            method=self.method,
+            code=code.name,
+            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            request_id=self.request_id,
+            party=self.party,
+            **extra,
         )
-    )
+
+    def fail(self, exc: BaseException, context: grpc.ServicerContext) -> None:
+        if isinstance(exc, BakenError):
+            status = exc.to_status()
+            self.log(exc.code, reason=exc.reason)
+        elif context.code() is not None or not isinstance(exc, Exception):  # type: ignore[attr-defined]
+            # context.abort() and cancellation travel as exceptions: let gRPC finish them.
+            self.log(context.code() or grpc.StatusCode.CANCELLED)  # type: ignore[attr-defined]
+            raise exc
+        else:
+            status = internal_status(self.request_id)
+            # The exception type only: a message could carry request data.
+            self.log(grpc.StatusCode.INTERNAL, error=type(exc).__name__)
+        grpc_status = rpc_status.to_status(status)
+        context.abort_with_status(
+            _Status(
+                grpc_status.code,
+                grpc_status.details,
+                (*grpc_status.trailing_metadata, (REQUEST_ID_KEY, self.request_id)),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

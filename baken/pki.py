@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -202,3 +203,54 @@ def write(directory: Path, name: str, issued: Issued) -> TlsFiles:
     _write(files.cert, issued.cert_pem, secret=False)
     _write(files.key, issued.key_pem, secret=True)
     return files
+
+
+# The development PKI's parties: the registry, the adapters, ZSM desks, audit and operations.
+# Production issues each certificate from the national PKI; the subject layout is the same.
+SERVICE_HOSTS = ("localhost", "127.0.0.1")
+DEV_PARTIES = (
+    Party("registry", "Baken", "service"),
+    Party("adapter-gcos", "Veiligheidshuizen GCOS", "source-adapter"),
+    Party("adapter-amazone", "Politie Oost-Nederland", "source-adapter"),
+    Party("adapter-pga", "Veiligheidshuis Rotterdam-Rijnmond", "source-adapter"),
+    Party("zsm-midden-nederland-kpc", "OM ZSM Midden-Nederland", "kpc"),
+    Party("zsm-midden-nederland-ovj", "OM ZSM Midden-Nederland", "zsm-officier"),
+    Party("zsm-oost-nederland-kpc", "OM ZSM Oost-Nederland", "kpc"),
+    Party("zsm-zeeland-west-brabant-kpc", "OM ZSM Zeeland-West-Brabant", "kpc"),
+    Party("zsm-rotterdam-kpc", "OM ZSM Rotterdam", "kpc"),
+    Party("privacy-auditor", "Baken privacy office", "privacy-auditor"),
+    Party("operator", "Baken operations", "operator"),
+)
+
+
+def init(
+    directory: Path, *, now: dt.datetime, parties: Iterable[Party] = DEV_PARTIES
+) -> dict[str, TlsFiles]:
+    """A fresh CA and a certificate per party under `directory`; services also get SANs."""
+    ca = issue_ca("Baken development CA", now=now)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write(directory / "ca.pem", ca.cert_pem, secret=False)
+    _write(directory / "ca.key", ca.key_pem, secret=True)
+    return {
+        party.id: write(
+            directory,
+            party.id,
+            issue(ca, party, now=now, hosts=SERVICE_HOSTS if party.role == "service" else ()),
+        )
+        for party in parties
+    }
+
+
+def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
+    """TLS that demands a client certificate from the same CA: no anonymous callers."""
+    cert, key, ca = files.read()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=True
+    )
+
+
+def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
+    cert, key, ca = files.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )

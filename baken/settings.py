@@ -20,6 +20,10 @@ class RegistrySettings(BaseSettings):
     database_url: str | None = None
     # Threads answering RPCs; the GIL caps the benefit of more.
     max_workers: int = 16
+    # mTLS: the CA certificate (ca.pem) and this service's certificate and key
+    # ({party}.pem, {party}.key) lie here; `baken pki init` makes a development set.
+    pki_dir: Path = Path("var/pki")
+    party: str = "registry"
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "registry.db")

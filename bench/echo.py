@@ -1,11 +1,14 @@
-"""The baselines: a trivial unary service on the same kind of server as the registry's."""
+"""The baselines: a trivial unary service on the same kind of server as the registry's, with
+the same mTLS."""
 
 from __future__ import annotations
 
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
+from baken import pki
 from baken.grpc_server import create_grpc_server
 
 
@@ -17,7 +20,11 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
-def create_echo_server(max_workers: int) -> tuple[grpc.Server, int]:
+def _credentials(pki_dir: Path) -> grpc.ServerCredentials:
+    return pki.server_credentials(pki.TlsFiles.of(pki_dir, "registry"))
+
+
+def create_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
     """A sync server (ThreadPoolExecutor) whose /bench.Echo/Echo returns the request's bytes."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     handler = grpc.method_handlers_generic_handler(
@@ -25,18 +32,18 @@ def create_echo_server(max_workers: int) -> tuple[grpc.Server, int]:
         {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", _credentials(pki_dir))
     return server, port
 
 
-def create_stack_echo_server(max_workers: int) -> tuple[grpc.Server, int]:
+def create_stack_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
     """The same echo on the project's server stack (baken.grpc_server: error-mapping and logging
-    interceptor, request id in initial metadata, health, reflection), to show what it costs."""
+    interceptor, request id in trailing metadata, health, reflection), to show what it costs."""
     server, _health = create_grpc_server(max_workers, [])
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo",
         {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", _credentials(pki_dir))
     return server, port

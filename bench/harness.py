@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import multiprocessing.connection
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from baken import pki
 from baken.registry.v1 import registry_service_pb2
 
 SERVICE = "/baken.registry.v1.RegistryService/"
@@ -43,8 +46,17 @@ class UnaryResult:
         return self.calls / self.seconds
 
 
+PKI_DIR_ENV = "BAKEN_BENCH_PKI_DIR"  # set by registry_bench.py; the load process inherits it
+PARTY = "zsm-midden-nederland-kpc"
+
+
+def credentials() -> grpc.ChannelCredentials:
+    """mTLS as every Baken client: the bench's development PKI, a ZSM party's certificate."""
+    return pki.channel_credentials(pki.TlsFiles.of(Path(os.environ[PKI_DIR_ENV]), PARTY))
+
+
 def _channel(port: int) -> grpc.Channel:
-    return grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials(), options=CHANNEL_OPTIONS)
 
 
 def closed_loop(
@@ -61,7 +73,9 @@ def closed_loop(
 async def _closed_loop(
     port: int, method: str, requests: list[bytes], clients: int, seconds: float, warmup: float
 ) -> UnaryResult:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+    async with grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", credentials(), options=CHANNEL_OPTIONS
+    ) as channel:
         call = channel.unary_unary(
             method, request_serializer=_identity, response_deserializer=_identity
         )

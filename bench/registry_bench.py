@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -32,9 +33,9 @@ import grpc
 import sqlalchemy
 import structlog
 from echo import create_echo_server, create_stack_echo_server
-from harness import UnaryResult, worker
+from harness import PKI_DIR_ENV, UnaryResult, credentials, worker
 
-from baken import logs
+from baken import logs, pki
 from baken.clock import SystemClock
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -139,7 +140,7 @@ def analyze(url: str) -> None:
 def check_answers(port: int, client: Client) -> None:
     """A hit must hit and a miss must miss, or the figures mean nothing."""
     hit, miss = client("samples")
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials()) as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         pb = registry_service_pb2
         found = stub.Lookup(pb.LookupRequest.FromString(hit), timeout=10)
@@ -158,7 +159,11 @@ def run_scale(
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(fresh_schema(args.database_url)) if args.database_url else None
         settings = RegistrySettings(
-            address="127.0.0.1:0", data_dir=data_dir, database_url=url, max_workers=args.workers
+            address="127.0.0.1:0",
+            data_dir=data_dir,
+            database_url=url,
+            max_workers=args.workers,
+            pki_dir=Path(os.environ[PKI_DIR_ENV]),
         )
         server, port = create_server(settings)
         server.start()
@@ -319,8 +324,12 @@ def main() -> None:
         f"grpcio {grpc.__version__}, database {args.database_url or 'SQLite'}, "
         f"{args.workers} server threads, {args.rounds} rounds of {args.seconds:g} s per point"
     )
-    echo, echo_port = create_echo_server(args.workers)
-    stack, stack_port = create_stack_echo_server(args.workers)
+    # Everything speaks mTLS, as in production: one development PKI for the run.
+    pki_dir = Path(tempfile.mkdtemp(prefix="baken-bench-pki-"))
+    pki.init(pki_dir, now=dt.datetime.now(dt.UTC))
+    os.environ[PKI_DIR_ENV] = str(pki_dir)
+    echo, echo_port = create_echo_server(args.workers, pki_dir)
+    stack, stack_port = create_stack_echo_server(args.workers, pki_dir)
     echo.start()
     stack.start()
     client = Client()

@@ -3,23 +3,23 @@ and a real registry gRPC server on 127.0.0.1:0 with a clock the test moves."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psycopg
 import pytest
 import structlog
 from builders import NOW
-from harness import RunningRegistry
+from harness import RunningRegistry, secure_channel
 from psycopg import sql
 from sqlalchemy import Engine
 
 import baken.db
-from baken import logs
+from baken import logs, pki
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2_grpc
@@ -69,6 +69,20 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Engine]
         engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One development PKI for the whole run (certificates are slow to make)."""
+    directory = tmp_path_factory.mktemp("pki")
+    pki.init(directory, now=dt.datetime.now(dt.UTC))
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def _registry_pki(pki_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every registry a test builds serves mTLS with the run's PKI."""
+    monkeypatch.setenv("BAKEN_REGISTRY_PKI_DIR", str(pki_dir))
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(NOW)
@@ -80,6 +94,7 @@ def registry(
     tmp_path: Path,
     clock: FixedClock,
     engines: Callable[[str], Engine],
+    pki_dir: Path,
 ) -> Iterator[RunningRegistry]:
     settings = RegistrySettings(
         address="127.0.0.1:0",
@@ -89,7 +104,7 @@ def registry(
     )
     server, port = create_server(settings, clock)
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = secure_channel(pki_dir, port)
     try:
         yield RunningRegistry(
             stub=registry_service_pb2_grpc.RegistryServiceStub(channel),

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from sqlalchemy import Engine, MetaData, select
 
+from baken import pki
 from baken.clock import AMSTERDAM, FixedClock
 from baken.registry.v1 import marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -74,3 +75,11 @@ class RunningRegistry:
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return dump_tables(self.engine)
+
+
+def secure_channel(
+    pki_dir: Path, port: int, party: str = "zsm-midden-nederland-kpc"
+) -> grpc.Channel:
+    """A channel to a local registry under a party's certificate."""
+    credentials = pki.channel_credentials(pki.TlsFiles.of(pki_dir, party))
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials)

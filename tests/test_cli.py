@@ -25,7 +25,7 @@ def key_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
+def registry(tmp_path: Path, pki_dir: Path) -> Iterator[str]:
     logs.configure(json=True)  # to stderr, so stdout holds only the command's answer
     server, port = create_server(
         RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "registry")
@@ -55,12 +55,12 @@ def test_lookup_with_a_bad_bsn_names_the_field_and_sends_nothing(
 
 
 def test_lookup_says_plainly_when_the_registry_is_down(
-    key_file: Path, capsys: pytest.CaptureFixture[str]
+    key_file: Path, pki_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
     code = main(
         ["lookup", "--registry", f"127.0.0.1:{_free_port()}", "--key-file", str(key_file),
-         "--bsn", "111222333", "--timeout", "2"]
+         "--bsn", "111222333", "--timeout", "2", "--pki-dir", str(pki_dir)]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
@@ -69,7 +69,7 @@ def test_lookup_says_plainly_when_the_registry_is_down(
 
 
 def test_lookup_prints_json_for_a_no_hit(
-    key_file: Path, registry: str, capsys: pytest.CaptureFixture[str]
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
         [
@@ -81,6 +81,8 @@ def test_lookup_prints_json_for_a_no_hit(
             "--bsn",
             "111222333",
             "--json",
+            "--pki-dir",
+            str(pki_dir),
         ]
     )
     assert code == 0
@@ -109,3 +111,26 @@ def test_keys_rotate_through_add_and_retire(key_file: Path) -> None:
     assert main(["keys", "retire", "--key-file", str(key_file), "--key-id", "k1"]) == 0
     assert list(KeyRing.load(key_file)) == ["k2"]
     assert main(["keys", "init", "--key-file", str(key_file), "--key-id", "k3"]) == 2
+
+
+def test_lookup_without_the_party_certificate_names_the_missing_file(
+    key_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["lookup", "--key-file", str(key_file), "--bsn", "111222333",
+         "--pki-dir", str(tmp_path / "no-pki")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no-pki" in err and "baken pki init" in err
+    assert "Traceback" not in err
+
+
+def test_pki_init_makes_a_ca_and_refuses_to_overwrite_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 0
+    assert (tmp_path / "pki" / "ca.pem").exists()
+    assert (tmp_path / "pki" / "zsm-midden-nederland-kpc.key").stat().st_mode & 0o077 == 0
+    assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 2
+    assert "holds a CA already" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from builders import (
     valid_bsns,
 )
 from google.type import date_pb2
-from harness import RunningRegistry
+from harness import RunningRegistry, secure_channel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -592,7 +592,7 @@ def test_two_registries_on_one_database_sync_the_same_records_without_conflict(
     second, port = create_server(registry.settings, registry.clock)
     second.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with secure_channel(registry.settings.pki_dir, port) as channel:
             other = registry_service_pb2_grpc.RegistryServiceStub(channel)
             stream = [m.upsert(ring) for m in markings(60)]
             requests = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import structlog
 
-from baken import db
+from baken import db, pki
 from baken.clock import Clock, SystemClock
 from baken.grpc_server import create_grpc_server
 from baken.houses import load_houses
@@ -26,7 +26,9 @@ log = structlog.get_logger("baken.registry")
 def create_server(
     settings: RegistrySettings, clock: Clock | None = None
 ) -> tuple[grpc.Server, int]:
-    """Migrate the database, then build the server and bind it; call start() to serve."""
+    """Migrate the database, then build the server and bind it with mTLS; call start() to serve.
+
+    Only callers with a certificate from the same CA get past the TLS handshake."""
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
@@ -36,7 +38,8 @@ def create_server(
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry), server
     )
-    port = server.add_insecure_port(settings.address)
+    credentials = pki.server_credentials(pki.TlsFiles.of(settings.pki_dir, settings.party))
+    port = server.add_secure_port(settings.address, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {settings.address}")
     log.info("registry ready", port=port, schema=revision, dialect=engine.dialect.name)
