@@ -31,8 +31,11 @@ def run(data_dir: Path | None, *, seed: int = 2014, say: Callable[[str], None] =
     if data_dir is None:
         with tempfile.TemporaryDirectory(prefix="baken-demo-") as tmp:
             _run(Path(tmp), seed, say)
+        say("\n(The database, certificates and log were temporary: keep them with --data-dir.)")
     else:
         _run(data_dir, seed, say)
+        say(f"\nKept in {data_dir}: registry/ (SQLite), pki/, edge-keys.json and registry.log")
+        say("(one JSON line per call, naming the calling party; no personal data).")
 
 
 def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
@@ -53,7 +56,6 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
         finally:
             server.stop(grace=1).wait()
             logs.configure()
-    say(f"\nRegistry log (one JSON line per call, no personal data): {log_path}")
 
 
 def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> None:

@@ -24,26 +24,22 @@ def _credentials(pki_dir: Path) -> grpc.ServerCredentials:
     return pki.server_credentials(pki.TlsFiles.of(pki_dir, "registry"))
 
 
-def create_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
-    """A sync server (ThreadPoolExecutor) whose /bench.Echo/Echo returns the request's bytes."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+def _serve_echo(server: grpc.Server, pki_dir: Path) -> tuple[grpc.Server, int]:
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo",
         {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_secure_port("127.0.0.1:0", _credentials(pki_dir))
-    return server, port
+    return server, server.add_secure_port("127.0.0.1:0", _credentials(pki_dir))
+
+
+def create_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
+    """A sync server (ThreadPoolExecutor) whose /bench.Echo/Echo returns the request's bytes."""
+    return _serve_echo(grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers)), pki_dir)
 
 
 def create_stack_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
     """The same echo on the project's server stack (baken.grpc_server: error-mapping and logging
     interceptor, request id in trailing metadata, health, reflection), to show what it costs."""
     server, _health = create_grpc_server(max_workers, [])
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo",
-        {"Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity)},
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_secure_port("127.0.0.1:0", _credentials(pki_dir))
-    return server, port
+    return _serve_echo(server, pki_dir)

@@ -24,6 +24,7 @@ def test_demo_shows_the_nationwide_hit_and_stores_no_bsn(tmp_path: Path) -> None
     assert "Dagvaarden" not in expired and "aanvragen" not in expired
     assert "NO HIT" in text.split("03:10")[1].split("03:12")[0]
     assert "fails the 11-proef" in text
+    assert "refused: UNAVAILABLE" in text.split("another CA")[1]
     assert "in the registry's database files: no" in text
     assert "YES" not in text
     assert (tmp_path / "registry" / "registry.db").exists()
