@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 
 from baken import logs, pki
 from baken.db import SchemaError
+from baken.grpc_server import ListenError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidIdentifier as error:
         print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (UserError, KeyFileError, SchemaError, PkiError) as error:
+    except (UserError, KeyFileError, SchemaError, PkiError, ListenError) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:

@@ -170,6 +170,10 @@ class _Status(grpc.Status):
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
+class ListenError(Exception):
+    """A server cannot listen on the address it was given."""
+
+
 def create_grpc_server(
     max_workers: int, service_names: list[str], *, options: list[tuple[str, Any]] | None = None
 ) -> tuple[grpc.Server, health.HealthServicer]:
@@ -177,7 +181,8 @@ def create_grpc_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[ErrorAndLogInterceptor()],
-        options=options or [],
+        # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
+        options=[("grpc.so_reuseport", 0), *(options or [])],
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

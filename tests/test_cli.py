@@ -134,3 +134,13 @@ def test_pki_init_makes_a_ca_and_refuses_to_overwrite_it(
     assert (tmp_path / "pki" / "zsm-midden-nederland-kpc.key").stat().st_mode & 0o077 == 0
     assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 2
     assert "holds a CA already" in capsys.readouterr().err
+
+
+def test_serve_on_an_address_in_use_says_so_without_a_traceback(
+    registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", "registry", "--address", registry, "--data-dir", str(tmp_path / "r2")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot listen on {registry}" in err
+    assert "Traceback" not in err
