@@ -10,7 +10,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, String, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -27,7 +37,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-Digest = Annotated[bytes, mapped_column(LargeBinary(32))]
+class _Bytes(TypeDecorator[bytes]):
+    """Binary passed to the driver as it is: sqlite3 and psycopg both take `bytes`, so the
+    per-value conversion of LargeBinary is skipped on the bulk paths."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+Digest = Annotated[bytes, mapped_column(_Bytes(32))]
 Id = Annotated[str, mapped_column(String(64))]
 UtcTime = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
 

@@ -18,7 +18,7 @@ from baken.houses import House
 from baken.keyring import KEY_ID
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
-from services.registry.markers import AT_FIELDS, MarkerData, PseudonymRef, RecordKey, Tombstone
+from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
 
 MAX_PSEUDONYMS = 16
 MAX_RECORD_ID = 128
@@ -242,14 +242,11 @@ def marker_change(
     if advice is None and advice_date is not None:
         check.fail("upsert.advice_date", "given without advice")
     at_information = {
-        name: text
-        for name in AT_FIELDS
+        field.name: text
+        for field, value in r.at_information.ListFields()  # only the fields that are set
         if (
             text := check.text(
-                f"upsert.at_information.{name}",
-                getattr(r.at_information, name),
-                required=False,
-                limit=MAX_TEXT,
+                f"upsert.at_information.{field.name}", value, required=False, limit=MAX_TEXT
             )
         )
     }
