@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 
 import grpc
+from google.type import date_pb2
 
 from baken.clock import Clock, SystemClock
 from baken.keyring import KeyRing
@@ -51,6 +52,11 @@ def connect(target: str, tls: TlsFiles) -> grpc.Channel:
             ("grpc.keepalive_timeout_ms", 10_000),
         ],
     )
+
+
+def date_proto(day: dt.date | None) -> date_pb2.Date | None:
+    """A calendar date as google.type.Date (None stays unset)."""
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day) if day else None
 
 
 def subject_proto(pseudonyms: Iterable[Pseudonym]) -> pseudonym_pb2.Subject:

@@ -11,9 +11,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from google.type import date_pb2
-
-from baken.client import subject_proto
+from baken.client import date_proto, subject_proto
 from baken.houses import House
 from baken.keyring import KeyRing
 from baken.pseudonym import bsn_pseudonyms, name_birth_date_pseudonyms
@@ -200,10 +198,6 @@ def population(
     return result
 
 
-def _date(day: dt.date | None) -> date_pb2.Date | None:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day) if day else None
-
-
 def marker_change(record: SourceRecord, ring: KeyRing, today: dt.date) -> marker_pb2.MarkerChange:
     """The record as an adapter sends it: the person replaced by pseudonyms under every key."""
     person = record.person
@@ -217,9 +211,9 @@ def marker_change(record: SourceRecord, ring: KeyRing, today: dt.date) -> marker
         subject=subject_proto(pseudonyms),
         target_group=record.target_group,
         plan_status=record.plan_status,
-        mark_date=_date(record.mark_date),
+        mark_date=date_proto(record.mark_date),
         advice=record.advice or "",
-        advice_date=_date(record.advice_date),
+        advice_date=date_proto(record.advice_date),
         at_information=marker_pb2.AtInformation(**(record.at_information or {})),
     )
     return marker_pb2.MarkerChange(upsert=upsert)

@@ -13,8 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from google.type import date_pb2
-
+from baken.client import date_proto
 from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pseudonym import bsn_pseudonyms, name_birth_date_pseudonyms
@@ -45,10 +44,6 @@ def valid_bsns(start: int) -> Iterator[str]:
         if check != 10:
             yield digits + str(check)
         prefix += 1
-
-
-def _date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def _subject(pseudonyms: list[tuple[int, bytes]]) -> pseudonym_pb2.Subject:
@@ -143,12 +138,12 @@ def _record(
         subject=subject,
         target_group=rng.randrange(1, 7),
         plan_status=rng.randrange(1, 5),
-        mark_date=_date(mark_date),
+        mark_date=date_proto(mark_date),
     )
     if rng.random() < 0.9:
         advice_date = mark_date + dt.timedelta(days=rng.randrange(0, (today - mark_date).days + 1))
         record.advice = ADVICE[n % 3].format(n=n)
-        record.advice_date.CopyFrom(_date(advice_date))
+        record.advice_date.CopyFrom(date_proto(advice_date))
     if source_system == house_pb2.SOURCE_SYSTEM_PGA and rng.random() < 0.5:
         record.at_information.antecedents = AT_TEXT
         record.at_information.open_cases = AT_TEXT

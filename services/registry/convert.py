@@ -21,10 +21,6 @@ _FRESHNESS = {
 }
 
 
-def date_proto(day: dt.date | None) -> date_pb2.Date | None:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day) if day else None
-
-
 def _numbers(enum: Any, prefix: str) -> dict[str, Any]:
     """Stored token -> enum number."""
     return {token: number for number, token in enum_tokens(enum, prefix).items()}
