@@ -12,21 +12,22 @@ from pathlib import Path
 import grpc
 from grpc_status import rpc_status
 
-from baken import logs, pki
+from baken import audit_cli, covenants, logs, pki
+from baken.covenants import PURPOSES, CovenantError
 from baken.db import SchemaError
+from baken.errors import UserError
 from baken.grpc_server import ListenError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
+from baken.signing import SigningKeyError
+from services.registry.at_rest import SealError
 
 KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
 PKI_DIR_ENV = "BAKEN_PKI_DIR"
 PARTY_ENV = "BAKEN_PARTY"
 REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line, without a traceback."""
+USER_ENV = "BAKEN_USER"
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -52,7 +53,12 @@ def _key_file(args: argparse.Namespace) -> Path:
 
 
 def _keys(args: argparse.Namespace) -> None:
+    if args.action == "reseal":
+        _reseal(args)
+        return
     path = _key_file(args)
+    if not args.key_id:
+        raise UserError(f"{args.action} needs --key-id")
     if args.action == "init":
         if path.exists():
             raise UserError(f"{path} exists already; use `baken keys add` to rotate")
@@ -64,6 +70,24 @@ def _keys(args: argparse.Namespace) -> None:
     print(f"{path}: keys {', '.join(KeyRing.load(path))}")
 
 
+def _reseal(args: argparse.Namespace) -> None:
+    """Seal all waarom-informatie under the newest key of the registry's at-rest key ring."""
+    from baken import db
+    from services.registry.at_rest import Sealer
+    from services.registry.repository import reseal
+
+    path = Path(args.key_file) if args.key_file else args.data_dir / "at-rest-keys.json"
+    sealer = Sealer(KeyRing.load(path))
+    engine = db.make_engine(
+        args.database_url or db.sqlite_url(args.data_dir, "registry.db"), pool_size=1
+    )
+    try:
+        changed = reseal(engine, sealer)
+    finally:
+        engine.dispose()
+    print(f"{changed} markers resealed under key {sealer.current}; retire the old key now")
+
+
 def _birth_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -72,7 +96,7 @@ def _birth_date(text: str) -> dt.date:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    from baken.client import RegistryClient, connect, subject_proto
+    from baken.client import RegistryClient, connect, is_minor, subject_proto
     from baken.clock import SystemClock
     from baken.pseudonym import person_pseudonyms
     from baken.render import lookup_json, lookup_text
@@ -88,15 +112,27 @@ def _lookup(args: argparse.Namespace) -> None:
             today=SystemClock().today(),
         )
     )
+    minor = (
+        args.minor if args.minor is not None else is_minor(args.birth_date, SystemClock().today())
+    )
+    if minor is None and args.purpose == "intake-en-selectie":
+        raise UserError("at intake-en-selectie, say --minor or --adult (or give --birth-date)")
     with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
-        response = RegistryClient(channel, ring, timeout_s=args.timeout).lookup_subject(subject)
+        client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
+        response = client.lookup_subject(
+            subject,
+            purpose=PURPOSES[args.purpose],
+            case_reference=args.case or "",
+            minor=minor,
+            break_glass_reason=args.break_glass or "",
+        )
     print(lookup_json(response) if args.json else lookup_text(response))
 
 
 def _pki(args: argparse.Namespace) -> None:
     if (args.dir / "ca.pem").exists():
         raise UserError(f"{args.dir} holds a CA already; remove it to start afresh")
-    issued = pki.init(args.dir, now=dt.datetime.now(dt.UTC))
+    issued = pki.init(args.dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
     print(f"{args.dir}: development CA and certificates for {', '.join(issued)}")
 
 
@@ -133,6 +169,27 @@ def parser() -> argparse.ArgumentParser:
     lookup.add_argument("--bsn")
     lookup.add_argument("--surname")
     lookup.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
+    lookup.add_argument(
+        "--purpose",
+        choices=sorted(PURPOSES),
+        default="intake-en-selectie",
+        help="why you look (doelbinding); default intake-en-selectie",
+    )
+    lookup.add_argument("--case", help="the ZSM case reference (required but at intake)")
+    lookup.add_argument(
+        "--user",
+        default=os.environ.get(USER_ENV) or os.environ.get("USER"),
+        help=f"you, the responsible user, e.g. an employee number (env {USER_ENV})",
+    )
+    age = lookup.add_mutually_exclusive_group()
+    age.add_argument("--minor", dest="minor", action="store_true", default=None)
+    age.add_argument("--adult", dest="minor", action="store_false")
+    lookup.add_argument(
+        "--break-glass",
+        metavar="REASON",
+        help="noodknop (OvJ, afdoeningsbeslissing): see waarom-informatie beyond the covenant; "
+        "the privacy officer reviews every use",
+    )
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     lookup.add_argument(
@@ -145,16 +202,26 @@ def parser() -> argparse.ArgumentParser:
     )
     lookup.set_defaults(run=_lookup)
 
-    keys = sub.add_parser("keys", help="manage an edge party's pseudonym key file")
-    keys.add_argument("action", choices=["init", "add", "retire"])
+    keys = sub.add_parser(
+        "keys",
+        help="manage a key file: an edge party's pseudonym keys or the registry's at-rest keys",
+        description="init/add/retire keys of a key ring file; `reseal` seals the registry's "
+        "waarom-informatie under the newest key of its at-rest ring (after `add`, before "
+        "`retire`).",
+    )
+    keys.add_argument("action", choices=["init", "add", "retire", "reseal"])
     keys.add_argument("--key-file", help=f"(env {KEY_FILE_ENV})")
-    keys.add_argument("--key-id", required=True, help="e.g. k2026-11")
+    keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
+    keys.add_argument("--data-dir", type=Path, default=Path("var/registry"), help="(reseal)")
+    keys.add_argument("--database-url", help="(reseal) PostgreSQL instead of data-dir's SQLite")
     keys.set_defaults(run=_keys)
 
     pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
     pki_init.add_argument("action", choices=["init"])
     pki_init.add_argument("--dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")))
     pki_init.set_defaults(run=_pki)
+
+    audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
 
     demo = sub.add_parser("demo", help="a ZSM night shift against all four pilot regions")
     demo.add_argument("--data-dir", type=Path, help="keep the data here (default: a temp dir)")
@@ -188,9 +255,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidIdentifier as error:
         print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (UserError, KeyFileError, SchemaError, PkiError, ListenError) as error:
+    except (
+        UserError,
+        KeyFileError,
+        SchemaError,
+        PkiError,
+        ListenError,
+        CovenantError,
+        SigningKeyError,
+        SealError,
+    ) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
+    except audit_cli.VerifyFailed as error:
+        print(f"baken {args.command}: {error}", file=sys.stderr)
+        return 1
     except grpc.RpcError as error:
         print(f"baken {args.command}: {_rpc_message(error, args)}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import grpc
 from google.type import date_pb2
@@ -17,9 +18,10 @@ from baken.keyring import KeyRing
 from baken.pki import TlsFiles, channel_credentials
 from baken.pseudonym import Pseudonym, person_pseudonyms
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from baken.type.v1 import pseudonym_pb2
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
 
 DEFAULT_TIMEOUT_S = 5.0
+INTAKE = purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE
 
 _SERVICE_CONFIG = json.dumps(
     {
@@ -67,19 +69,54 @@ def subject_proto(pseudonyms: Iterable[Pseudonym]) -> pseudonym_pb2.Subject:
     )
 
 
+def subject_age(minor: bool | None) -> registry_service_pb2.SubjectAge.ValueType:
+    if minor is None:
+        return registry_service_pb2.SUBJECT_AGE_UNSPECIFIED
+    return (
+        registry_service_pb2.SUBJECT_AGE_MINOR if minor else registry_service_pb2.SUBJECT_AGE_ADULT
+    )
+
+
+def is_minor(birth_date: dt.date | None, today: dt.date) -> bool | None:
+    """Under 18 on `today`; None when the birth date is unknown."""
+    if birth_date is None:
+        return None
+    age = (
+        today.year
+        - birth_date.year
+        - ((today.month, today.day) < (birth_date.month, birth_date.day))
+    )
+    return age < 18
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """One suspect of a BatchLookup: the caller's ref, his pseudonyms, case and age."""
+
+    ref: str
+    subject: pseudonym_pb2.Subject
+    case_reference: str = ""
+    minor: bool | None = None
+
+
 class RegistryClient:
-    """What ZSM calls: lookup(bsn=...) or lookup(surname=..., birth_date=...)."""
+    """What ZSM calls: lookup(bsn=...) or lookup(surname=..., birth_date=...), for a purpose.
+
+    `on_behalf_of` is the user at the desk (an employee number): the access log records it as
+    the responsible user, next to the party of the channel's certificate."""
 
     def __init__(
         self,
         channel: grpc.Channel,
         ring: KeyRing,
         *,
+        on_behalf_of: str,
         clock: Clock | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._ring = ring
+        self._user = on_behalf_of
         self._clock = clock or SystemClock()
         self._timeout_s = timeout_s
 
@@ -103,26 +140,64 @@ class RegistryClient:
         bsn: str | None = None,
         surname: str | None = None,
         birth_date: dt.date | None = None,
+        purpose: purpose_pb2.Purpose.ValueType = INTAKE,
+        case_reference: str = "",
+        minor: bool | None = None,
+        break_glass_reason: str = "",
     ) -> registry_service_pb2.LookupResponse:
-        return self.lookup_subject(self.subject(bsn=bsn, surname=surname, birth_date=birth_date))
-
-    def lookup_subject(self, subject: pseudonym_pb2.Subject) -> registry_service_pb2.LookupResponse:
-        return self._stub.Lookup(
-            registry_service_pb2.LookupRequest(subject=subject), timeout=self._timeout_s
+        """`minor` defaults to what the birth date says, when given."""
+        if minor is None:
+            minor = is_minor(birth_date, self._clock.today())
+        return self.lookup_subject(
+            self.subject(bsn=bsn, surname=surname, birth_date=birth_date),
+            purpose=purpose,
+            case_reference=case_reference,
+            minor=minor,
+            break_glass_reason=break_glass_reason,
         )
 
+    def lookup_subject(
+        self,
+        subject: pseudonym_pb2.Subject,
+        *,
+        purpose: purpose_pb2.Purpose.ValueType = INTAKE,
+        case_reference: str = "",
+        minor: bool | None = None,
+        break_glass_reason: str = "",
+    ) -> registry_service_pb2.LookupResponse:
+        request = registry_service_pb2.LookupRequest(
+            subject=subject,
+            purpose=purpose,
+            case_reference=case_reference,
+            on_behalf_of=self._user,
+            subject_age=subject_age(minor),
+            break_glass_reason=break_glass_reason,
+        )
+        return self._stub.Lookup(request, timeout=self._timeout_s)
+
     def batch_lookup(
-        self, subjects: Sequence[tuple[str, pseudonym_pb2.Subject]], *, per_message: int = 100
+        self,
+        suspects: Sequence[Suspect],
+        *,
+        purpose: purpose_pb2.Purpose.ValueType = INTAKE,
+        per_message: int = 100,
     ) -> Iterator[registry_service_pb2.BatchLookupResult]:
-        """Look up a whole suspects monitor: (ref, subject) pairs, answered in order."""
+        """Look up a whole suspects monitor, answered in order."""
 
         def requests() -> Iterator[registry_service_pb2.BatchLookupRequest]:
-            for start in range(0, len(subjects), per_message):
+            for start in range(0, len(suspects), per_message):
                 yield registry_service_pb2.BatchLookupRequest(
+                    purpose=purpose,
+                    on_behalf_of=self._user,
                     entries=[
-                        registry_service_pb2.BatchLookupEntry(ref=ref, subject=subject)
-                        for ref, subject in subjects[start : start + per_message]
-                    ]
+                        registry_service_pb2.BatchLookupEntry(
+                            ref=s.ref,
+                            subject=s.subject,
+                            case_reference=s.case_reference,
+                            subject_age=subject_age(s.minor),
+                        )
+                        for s in suspects[start : start + per_message]
+                    ],
                 )
 
         for response in self._stub.BatchLookup(requests(), timeout=self._timeout_s * 12):

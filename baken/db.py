@@ -87,16 +87,18 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def alembic_config(script_location: Path, engine: Engine) -> Config:
+def alembic_config(script_location: Path, engine: Engine, **attributes: Any) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.attributes["engine"] = engine
+    config.attributes.update(attributes)
     return config
 
 
-def upgrade_to_head(script_location: Path, engine: Engine) -> str:
-    """Migrate to the newest revision; refuse a database that is ahead of this code."""
-    config = alembic_config(script_location, engine)
+def upgrade_to_head(script_location: Path, engine: Engine, **attributes: Any) -> str:
+    """Migrate to the newest revision; refuse a database that is ahead of this code.
+    `attributes` reach the migrations (config.attributes), e.g. the registry's sealer."""
+    config = alembic_config(script_location, engine, **attributes)
     script = ScriptDirectory.from_config(config)
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()

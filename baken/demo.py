@@ -10,9 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from baken import logs, pki
-from baken.client import RegistryClient, connect
+from baken import covenants, logs, pki
+from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.client import RegistryClient, Suspect, connect, is_minor
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
@@ -21,10 +24,19 @@ from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, regis
 from baken.render import lookup_text
 from baken.settings import RegistrySettings
 from baken.synthetic import Person, make_person, marker_change, population
+from baken.type.v1 import purpose_pb2
 from services.registry.server import create_server
 
 SYNC_BATCH = 1000
 ZSM_REGION = "midden-nederland"
+KPC_USER = "kpc-utrecht-0117"
+OVJ_USER = "ovj-utrecht-0042"
+AUDITOR_USER = "fg-0001"
+CASE = "ZSM-MN-2026-004711"
+DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
+BREAK_GLASS_REASON = (
+    "Suspect threatens his ex-partner; house closed at night; need the plan to decide custody."
+)
 
 
 def run(data_dir: Path | None, *, seed: int = 2014, say: Callable[[str], None] = print) -> None:
@@ -47,7 +59,7 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
     with log_path.open("a") as log_file:
         logs.configure(json=True, file=log_file)
         pki_dir = data_dir / "pki"
-        pki.init(pki_dir, now=dt.datetime.now(dt.UTC))
+        pki.init(pki_dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
         settings = RegistrySettings(address="127.0.0.1:0", data_dir=registry_dir, pki_dir=pki_dir)
         server, port = create_server(settings)
         server.start()
@@ -89,9 +101,11 @@ def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[s
     say(f"   {len(people.records)} markers in all, {persons} persons.\n")
 
     channel = connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc"))
-    client = RegistryClient(channel, ring)
+    client = RegistryClient(channel, ring, on_behalf_of=KPC_USER)
     show = people.showcase
-    say("2. Night shift at ZSM Midden-Nederland (Utrecht). The KPC'er checks every suspect:\n")
+    say("2. Night shift at ZSM Midden-Nederland (Utrecht). The KPC'er checks every suspect")
+    say("   (purpose intake-en-selectie). The covenants decide each field: the national")
+    say("   that-signal for every house, the advice only for houses of Midden-Nederland:\n")
     _lookup(
         say,
         client,
@@ -138,7 +152,7 @@ def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[s
     assert stranger.bsn is not None
     typo = stranger.bsn[:-1] + str((int(stranger.bsn[-1]) + 1) % 10)
     try:
-        client.lookup(bsn=typo)
+        client.lookup(bsn=typo, minor=False)
     except InvalidIdentifier as error:
         say(f"          refused before anything left the desk: {error.field}: {error}\n")
 
@@ -147,10 +161,13 @@ def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[s
     known = rng.sample([r.person for r in people.records if r.person.bsn], 14)
     inflow = known + [make_person(rng, today) for _ in range(126)]
     rng.shuffle(inflow)
-    subjects = [(f"suspect-{i:03d}", client.subject(bsn=p.bsn)) for i, p in enumerate(inflow)]
+    suspects = [
+        Suspect(f"suspect-{i:03d}", client.subject(bsn=p.bsn), minor=is_minor(p.birth_date, today))
+        for i, p in enumerate(inflow)
+    ]
     hits = [
         r
-        for r in client.batch_lookup(subjects)
+        for r in client.batch_lookup(suspects)
         if r.lookup.outcome == registry_service_pb2.LOOKUP_OUTCOME_HIT
     ]
     elsewhere = [r for r in hits if any(m.house.region != ZSM_REGION for m in r.lookup.markers)]
@@ -160,22 +177,38 @@ def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[s
         "Midden-Nederland: invisible in the old regional systems.\n"
     )
 
-    say("4. A caller with a certificate from another CA (here: a freshly made one) is refused")
+    _covenants_at_work(say, target, pki_dir, ring, show["travelling"])
+
+    say("5. A caller with a certificate from another CA (here: a freshly made one) is refused")
     say("   in the TLS handshake, before any registry code runs:")
-    foreign = pki.init(data_dir / "foreign-pki", now=dt.datetime.now(dt.UTC))
+    foreign = pki.init(
+        data_dir / "foreign-pki",
+        [i for i in covenants.identities() if i.id == "zsm-midden-nederland-kpc"],
+        now=dt.datetime.now(dt.UTC),
+    )
     with connect(target, foreign["zsm-midden-nederland-kpc"]) as stranger_channel:
         try:
-            RegistryClient(stranger_channel, ring, timeout_s=2).lookup(bsn=show["travelling"].bsn)
+            RegistryClient(stranger_channel, ring, on_behalf_of=KPC_USER, timeout_s=2).lookup(
+                bsn=show["travelling"].bsn, minor=False
+            )
         except grpc.RpcError as error:
             say(f"   refused: {error.code().name}\n")
 
-    say("5. What the registry holds: pseudonyms, never a BSN or a name.")
+    say("6. What the registry holds: pseudonyms, never a BSN or a name, and advice only sealed")
+    say("   (AES-GCM at rest):")
     person = show["travelling"]
     assert person.bsn is not None
+    advice = next(r.advice for r in people.records if r.person == show["aged"] and r.advice)
     stored = b"".join(p.read_bytes() for p in (data_dir / "registry").glob("registry.db*"))
-    for what, value in (("BSN", person.bsn), ("surname", person.surname)):
+    for what, value in (
+        ("BSN", person.bsn),
+        ("surname", person.surname),
+        ("advice text", advice[:40]),
+    ):
         found = "YES" if value.encode() in stored else "no"
         say(f"   {what} {value!r} in the registry's database files: {found}")
+
+    _privacy_officer(say, target, pki_dir, ring, person, data_dir / "registry")
 
 
 def _sync_requests(
@@ -183,6 +216,89 @@ def _sync_requests(
 ) -> Iterator[registry_service_pb2.SyncMarkersRequest]:
     for start in range(0, len(changes), SYNC_BATCH):
         yield registry_service_pb2.SyncMarkersRequest(changes=changes[start : start + SYNC_BATCH])
+
+
+def _covenants_at_work(
+    say: Callable[[str], None], target: str, pki_dir: Path, ring: KeyRing, person: Person
+) -> None:
+    say("4. The covenants at work, for the travelling offender of 23:40:")
+    say("   07:30  Victim support at ZSM asks at intake-en-selectie, which its covenant does")
+    say("          not grant it:")
+    with connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-slachtofferhulp")) as ch:
+        try:
+            RegistryClient(ch, ring, on_behalf_of="shn-0007").lookup(bsn=person.bsn, minor=False)
+        except grpc.RpcError as error:
+            say(f"          DENIED: {error.code().name} ({_reason(error)}), and logged.")
+    say("   08:10  The OvJ decides the case (afdoeningsbeslissing, with the case reference):")
+    with connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-ovj")) as ch:
+        ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
+        response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=CASE, minor=False)
+        say("          " + lookup_text(response).replace("\n", "\n          "))
+        say("   08:14  The houses cannot be reached; the OvJ presses the noodknop (break-glass):")
+        response = ovj.lookup(
+            bsn=person.bsn,
+            purpose=DECISION,
+            case_reference=CASE,
+            minor=False,
+            break_glass_reason=BREAK_GLASS_REASON,
+        )
+        say("          " + lookup_text(response).replace("\n", "\n          ") + "\n")
+
+
+def _privacy_officer(
+    say: Callable[[str], None],
+    target: str,
+    pki_dir: Path,
+    ring: KeyRing,
+    person: Person,
+    registry_dir: Path,
+) -> None:
+    from baken.audit_cli import describe
+
+    say("\n7. The privacy officer, with the auditor's certificate. Data-subject access report for")
+    say(f"   BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
+    with connect(target, TlsFiles.of(pki_dir, "privacy-auditor")) as ch:
+        stub = audit_service_pb2_grpc.AuditServiceStub(ch)
+        subject = RegistryClient(ch, ring, on_behalf_of=AUDITOR_USER).subject(bsn=person.bsn)
+        report = stub.ListAccessEntries(
+            audit_service_pb2.ListAccessEntriesRequest(on_behalf_of=AUDITOR_USER, subject=subject),
+            timeout=10,
+        )
+        for entry in report.entries:
+            say("   " + describe(entry).replace("\n", "\n   "))
+        pending = stub.ListPendingReviews(
+            audit_service_pb2.ListPendingReviewsRequest(on_behalf_of=AUDITOR_USER), timeout=10
+        ).entries
+        say(
+            f"\n   Review queue (`baken audit review`): {len(pending)} break-glass entry to review."
+        )
+    result = _verify(registry_dir)
+    say(f"   `baken audit verify`: {result}")
+
+
+def _verify(registry_dir: Path) -> str:
+    from baken import db, signing
+    from services.registry import access_log
+
+    keys = signing.load_public_keys([registry_dir / "audit-signing.pub"])
+    engine = db.make_engine(db.sqlite_url(registry_dir, "registry.db"), pool_size=1)
+    try:
+        with engine.connect() as connection:
+            result = access_log.verify(connection, keys)
+    finally:
+        engine.dispose()
+    if result.ok:
+        return f"the hash chain over {result.entries} entries holds."
+    return f"BROKEN: {result.first_break}"
+
+
+def _reason(error: grpc.RpcError) -> str:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return "?"
 
 
 def _lookup(
@@ -195,7 +311,7 @@ def _lookup(
 ) -> None:
     if person.bsn:
         say(f"   {time}  Suspect {what}. BSN {person.bsn} (synthetic).")
-        response = client.lookup(bsn=person.bsn)
+        response = client.lookup(bsn=person.bsn, minor=is_minor(person.birth_date, dt.date.today()))
     else:
         say(f"   {time}  Suspect {what}: {person.surname}, born {person.birth_date} (synthetic).")
         response = client.lookup(surname=person.surname, birth_date=person.birth_date)

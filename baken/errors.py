@@ -68,7 +68,22 @@ class NotFound(BakenError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class UserError(Exception):
+    """Something a CLI user can fix; printed as one line, without a traceback."""
+
+
 def internal_status(request_id: str) -> status_pb2.Status:
     return status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error; quote request id {request_id}"
     )
+
+
+class PermissionDenied(BakenError):
+    """The caller may not do this: no covenant in force grants it, or the certificate's party is
+    not in the register. Raised before anything about the data is looked at."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(BakenError):
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +18,51 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from baken.errors import BakenError, internal_status
+from baken import pki
+from baken.errors import BakenError, PermissionDenied, internal_status
 
 log = structlog.get_logger("baken.rpc")
 
 REQUEST_ID_KEY = "x-request-id"
+TRACEPARENT_KEY = "traceparent"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")
+_request_id: ContextVar[str] = ContextVar("request_id", default="")
 
 
-def _request_id(context: grpc.ServicerContext) -> str:
+def current_request_id() -> str:
+    """The request id of the RPC this thread is handling (set by ErrorAndLogInterceptor)."""
+    return _request_id.get()
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity(pem: bytes) -> pki.Identity:
+    return pki.party_of(pem)
+
+
+def caller_of(context: grpc.ServicerContext) -> pki.Identity:
+    """The calling party as its verified certificate names it; never from a request field."""
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        raise PermissionDenied("NO_CERTIFICATE", "call with a client certificate (mTLS)")
+    try:
+        return _identity(bytes(certs[0]))
+    except pki.PkiError:
+        raise PermissionDenied(
+            "CERTIFICATE_NOT_A_PARTY", "the certificate names no party, organisation and role"
+        ) from None
+
+
+def trace_id_of(context: grpc.ServicerContext) -> str:
+    """The W3C trace id from the caller's traceparent header, or a fresh one."""
+    for key, value in context.invocation_metadata():
+        if key == TRACEPARENT_KEY and isinstance(value, str):
+            found = _TRACEPARENT.match(value)
+            if found:
+                return found.group(1)
+    return uuid.uuid4().hex
+
+
+def _request_id_of(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata():
         if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 64:
             return value
@@ -119,7 +159,8 @@ class _Call:
 
     @classmethod
     def begin(cls, method: str, context: grpc.ServicerContext) -> _Call:
-        request_id = _request_id(context)
+        request_id = _request_id_of(context)
+        _request_id.set(request_id)
         # Trailing metadata rides on the status; initial metadata would cost a write of its own.
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         # The TLS layer verified the certificate; its common name is the party id.

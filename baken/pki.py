@@ -45,7 +45,9 @@ class PkiError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Party:
+class Identity:
+    """A party as its certificate states it: CN = id, O = organisation, OU = role."""
+
     id: str
     organisation: str
     role: str
@@ -61,7 +63,7 @@ class Issued:
     key_pem: bytes
 
 
-def _name(party: Party) -> x509.Name:
+def _name(party: Identity) -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, party.id),
@@ -112,7 +114,7 @@ def issue_ca(name: str, *, now: dt.datetime, days: int = CA_DAYS) -> Issued:
 
 def issue(
     ca: Issued,
-    party: Party,
+    party: Identity,
     *,
     now: dt.datetime,
     days: int = PARTY_DAYS,
@@ -150,7 +152,7 @@ def issue(
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def party_of(cert_pem: bytes) -> Party:
+def party_of(cert_pem: bytes) -> Identity:
     """The party a (verified) certificate names."""
     cert = x509.load_pem_x509_certificate(cert_pem)
 
@@ -160,7 +162,7 @@ def party_of(cert_pem: bytes) -> Party:
             raise PkiError(f"the certificate subject needs exactly one {oid._name}")
         return str(values[0].value)
 
-    return Party(
+    return Identity(
         one(NameOID.COMMON_NAME),
         one(NameOID.ORGANIZATION_NAME),
         one(NameOID.ORGANIZATIONAL_UNIT_NAME),
@@ -205,27 +207,10 @@ def write(directory: Path, name: str, issued: Issued) -> TlsFiles:
     return files
 
 
-# The development PKI's parties: the registry, the adapters, ZSM desks, audit and operations.
-# Production issues each certificate from the national PKI; the subject layout is the same.
 SERVICE_HOSTS = ("localhost", "127.0.0.1")
-DEV_PARTIES = (
-    Party("registry", "Baken", "service"),
-    Party("adapter-gcos", "Veiligheidshuizen GCOS", "source-adapter"),
-    Party("adapter-amazone", "Politie Oost-Nederland", "source-adapter"),
-    Party("adapter-pga", "Veiligheidshuis Rotterdam-Rijnmond", "source-adapter"),
-    Party("zsm-midden-nederland-kpc", "OM ZSM Midden-Nederland", "kpc"),
-    Party("zsm-midden-nederland-ovj", "OM ZSM Midden-Nederland", "zsm-officier"),
-    Party("zsm-oost-nederland-kpc", "OM ZSM Oost-Nederland", "kpc"),
-    Party("zsm-zeeland-west-brabant-kpc", "OM ZSM Zeeland-West-Brabant", "kpc"),
-    Party("zsm-rotterdam-kpc", "OM ZSM Rotterdam", "kpc"),
-    Party("privacy-auditor", "Baken privacy office", "privacy-auditor"),
-    Party("operator", "Baken operations", "operator"),
-)
 
 
-def init(
-    directory: Path, *, now: dt.datetime, parties: Iterable[Party] = DEV_PARTIES
-) -> dict[str, TlsFiles]:
+def init(directory: Path, parties: Iterable[Identity], *, now: dt.datetime) -> dict[str, TlsFiles]:
     """A fresh CA and a certificate per party under `directory`; services also get SANs."""
     ca = issue_ca("Baken development CA", now=now)
     directory.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ _FRESHNESS = {
 }
 _FRESHNESS_NOTE = {
     marker_pb2.ADVICE_FRESHNESS_AGED: ": older than 6 months, weighs less",
-    marker_pb2.ADVICE_FRESHNESS_EXPIRED: ": older than a year, text withheld; ask the house",
+    marker_pb2.ADVICE_FRESHNESS_EXPIRED: ": older than a year; ask the house",
 }
 _MATCH = {
     marker_pb2.MATCH_QUALITY_BSN: "BSN",
@@ -32,33 +32,69 @@ def _date(d: object) -> str:
     return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"  # type: ignore[attr-defined]
 
 
+_WITHHELD = {
+    registry_service_pb2.WITHHOLD_REASON_NO_COVENANT: "no covenant grants it",
+    registry_service_pb2.WITHHOLD_REASON_PURPOSE_NOT_GRANTED: "not granted for this purpose",
+    registry_service_pb2.WITHHOLD_REASON_OUTSIDE_REGION: "outside your covenant's region",
+    registry_service_pb2.WITHHOLD_REASON_ADVICE_EXPIRED: "advice older than a year",
+    registry_service_pb2.WITHHOLD_REASON_MINOR_AT_INTAKE: "minor: not at intake",
+    registry_service_pb2.WITHHOLD_REASON_COVENANT_EXPIRED: "the covenant has expired",
+}
+
+
+def _withheld(w: registry_service_pb2.WithheldField) -> str:
+    cited = f" [{w.covenant} {w.grant}]".rstrip() if w.covenant else ""
+    return f"{w.field} ({_WITHHELD.get(w.reason, '?')}){cited}"
+
+
 def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
-    if response.outcome != registry_service_pb2.LOOKUP_OUTCOME_HIT:
-        return "NO HIT: not known at any Safety House."
+    entry = f"  (access log entry {response.access_log_entry})" if response.access_log_entry else ""
+    if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_NO_HIT:
+        return "NO HIT: not known at any Safety House." + entry
+    if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_WITHHELD:
+        reasons = "; ".join(_withheld(w) for w in response.withheld)
+        return f"WITHHELD: known, but no covenant lets you see where: {reasons}{entry}"
     houses = len({m.house.name for m in response.markers})
     lines = [
         f"HIT: known at {houses} Safety House{'s' if houses > 1 else ''} "
-        f"(match: {_MATCH.get(response.match_quality, '?')})"
+        f"(match: {_MATCH.get(response.match_quality, '?')}){entry}"
     ]
+    if response.break_glass:
+        lines.append("  BREAK-GLASS: shown beyond the covenant; the privacy officer will review it")
     for m in response.markers:
-        lines += [
-            f"  {m.house.display_name}  [{m.house.region_display_name}]",
-            f"    target group  {_token(marker_pb2.TargetGroup, m.target_group, 'TARGET_GROUP_')}"
-            f"; plan {_token(marker_pb2.PlanStatus, m.plan_status, 'PLAN_STATUS_')}"
-            f"; marked {_date(m.mark_date)}",
-        ]
-        advice = _FRESHNESS.get(m.advice.freshness, "?")
-        if m.advice.HasField("advice_date"):
-            advice += f" ({_date(m.advice.advice_date)})"
-        advice += _FRESHNESS_NOTE.get(m.advice.freshness, "")
-        lines.append(f"    advice        {advice}")
-        if m.advice.text:
-            lines.append(f"                  {m.advice.text}")
+        region = f"  [{m.house.region_display_name}]" if m.house.region else ""
+        lines.append(f"  {m.house.display_name}{region}")
+        facts = []
+        if m.target_group:
+            facts.append(
+                f"target group {_token(marker_pb2.TargetGroup, m.target_group, 'TARGET_GROUP_')}"
+            )
+        if m.plan_status:
+            facts.append(f"plan {_token(marker_pb2.PlanStatus, m.plan_status, 'PLAN_STATUS_')}")
+        if m.HasField("mark_date"):
+            facts.append(f"marked {_date(m.mark_date)}")
+        if facts:
+            lines.append("    " + "; ".join(facts))
+        if m.HasField("advice"):
+            advice = _FRESHNESS.get(m.advice.freshness, "?")
+            if m.advice.HasField("advice_date"):
+                advice += f" ({_date(m.advice.advice_date)})"
+            advice += _FRESHNESS_NOTE.get(m.advice.freshness, "")
+            lines.append(f"    advice        {advice}")
+            if m.advice.text:
+                lines.append(f"                  {m.advice.text}")
         if m.HasField("at_information"):
             for field, value in m.at_information.ListFields():
                 lines.append(f"    A&T {field.name.replace('_', ' '):<22} {value}")
-        lines.append(f"    contact       {m.house.contact.role} <{m.house.contact.email}>")
+        if m.house.HasField("contact"):
+            lines.append(f"    contact       {m.house.contact.role} <{m.house.contact.email}>")
         lines.append(f"    source        {m.name} (match: {_MATCH.get(m.match_quality, '?')})")
+        withheld = [_withheld(w) for w in response.withheld if w.marker == m.name]
+        if withheld:
+            lines.append("    withheld      " + "\n                  ".join(withheld))
+    whole = [_withheld(w) for w in response.withheld if not w.marker]
+    if whole:
+        lines.append(f"  {len(whole)} more marker(s) withheld: " + "; ".join(whole))
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baken.covenants import DEFAULT_DIR
 from baken.db import sqlite_url
 
 
@@ -24,6 +25,22 @@ class RegistrySettings(BaseSettings):
     # ({party}.pem, {party}.key) lie here; `baken pki init` makes a development set.
     pki_dir: Path = Path("var/pki")
     party: str = "registry"
+    # The party register (parties.toml) and one file per covenant; checked at start.
+    covenants_dir: Path = DEFAULT_DIR
+    # AES-GCM key ring for waarom-informatie at rest (made on first start when absent; keep a
+    # backup apart from the database's). Default: data_dir/at-rest-keys.json.
+    at_rest_key_file: Path | None = None
+    # Ed25519 key that signs access-log checkpoints; its public half (.pub) goes to the
+    # auditors. Default: data_dir/audit-signing.key.
+    audit_signing_key: Path | None = None
+    # Sign the access log's head every this many entries (and at shutdown).
+    checkpoint_every: int = 1000
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "registry.db")
+
+    def resolved_at_rest_key_file(self) -> Path:
+        return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
+
+    def resolved_audit_signing_key(self) -> Path:
+        return self.audit_signing_key or self.data_dir / "audit-signing.key"

@@ -193,7 +193,7 @@ def population(
 
     showcase("travelling", ["vh-rotterdam-rijnmond", "vh-midden-brabant"], 40)
     showcase("aged", ["vh-regio-utrecht-utrecht"], 250)
-    showcase("expired", ["vh-twente"], 420)
+    showcase("expired", ["vh-gooi-en-vechtstreek"], 420)
     showcase("no_bsn", ["vh-almere"], 20, with_bsn=False)
     return result
 

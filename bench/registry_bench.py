@@ -34,7 +34,7 @@ import sqlalchemy
 from echo import create_echo_server, create_stack_echo_server
 from harness import PKI_DIR_ENV, UnaryResult, credentials, worker
 
-from baken import logs, pki
+from baken import covenants, logs, pki
 from baken.clock import SystemClock
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -324,7 +324,7 @@ def main() -> None:
     )
     # Everything speaks mTLS, as in production: one development PKI for the run.
     pki_dir = Path(tempfile.mkdtemp(prefix="baken-bench-pki-"))
-    pki.init(pki_dir, now=dt.datetime.now(dt.UTC))
+    pki.init(pki_dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
     os.environ[PKI_DIR_ENV] = str(pki_dir)
     echo, echo_port = create_echo_server(args.workers, pki_dir)
     stack, stack_port = create_stack_echo_server(args.workers, pki_dir)

@@ -3,6 +3,7 @@ and a real registry gRPC server on 127.0.0.1:0 with a clock the test moves."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -19,7 +20,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 
 import baken.db
-from baken import logs, pki
+from baken import covenants, logs, pki
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2_grpc
@@ -27,6 +28,9 @@ from baken.settings import RegistrySettings
 from services.registry.server import create_server
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
+# Grants every field to the test desks; tests of the shipped covenants use SHIPPED_COVENANTS.
+TEST_COVENANTS = Path(__file__).parent / "covenants"
+SHIPPED_COVENANTS = covenants.DEFAULT_DIR
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,7 +77,7 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Engine]
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One development PKI for the whole run (certificates are slow to make)."""
     directory = tmp_path_factory.mktemp("pki")
-    pki.init(directory, now=dt.datetime.now(dt.UTC))
+    pki.init(directory, covenants.identities(), now=dt.datetime.now(dt.UTC))
     return directory
 
 
@@ -96,28 +100,61 @@ def registry(
     engines: Callable[[str], Engine],
     pki_dir: Path,
 ) -> Iterator[RunningRegistry]:
+    with running_registry(
+        database_url, tmp_path, clock, engines, pki_dir, TEST_COVENANTS
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def shipped_registry(
+    database_url: str,
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+) -> Iterator[RunningRegistry]:
+    """A registry that enforces the covenants shipped in covenants/."""
+    with running_registry(
+        database_url, tmp_path, clock, engines, pki_dir, SHIPPED_COVENANTS
+    ) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_registry(
+    database_url: str,
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+    covenants_dir: Path,
+) -> Iterator[RunningRegistry]:
     settings = RegistrySettings(
         address="127.0.0.1:0",
         database_url=database_url,
         data_dir=tmp_path / "data",
         max_workers=4,
+        covenants_dir=covenants_dir,
     )
     server, port = create_server(settings, clock)
     server.start()
     channel = secure_channel(pki_dir, port)
+    running = RunningRegistry(
+        stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
+        channel=channel,
+        clock=clock,
+        port=port,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        engine=engines(database_url),
+        settings=settings,
+        pki_dir=pki_dir,
+    )
     try:
-        yield RunningRegistry(
-            stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
-            channel=channel,
-            clock=clock,
-            port=port,
-            database_url=database_url,
-            data_dir=tmp_path / "data",
-            engine=engines(database_url),
-            settings=settings,
-        )
+        yield running
     finally:
-        channel.close()
+        running.close()
         server.stop(grace=None).wait()
 
 

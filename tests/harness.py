@@ -13,8 +13,9 @@ from sqlalchemy import Engine, MetaData, select
 
 from baken import pki
 from baken.clock import AMSTERDAM, FixedClock
-from baken.registry.v1 import marker_pb2, registry_service_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
+from baken.type.v1 import purpose_pb2
 
 
 def dump_tables(engine: Engine) -> dict[str, list[dict[str, Any]]]:
@@ -43,6 +44,22 @@ class RunningRegistry:
     data_dir: Path
     engine: Engine
     settings: RegistrySettings
+    pki_dir: Path
+
+    def stub_for(self, party: str) -> registry_service_pb2_grpc.RegistryServiceStub:
+        """A stub calling under another party's certificate (closed with the registry)."""
+        channel = self._channels.get(party)
+        if channel is None:
+            channel = self._channels[party] = secure_channel(self.pki_dir, self.port, party)
+        return registry_service_pb2_grpc.RegistryServiceStub(channel)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self.channel.close()
+
+    def __post_init__(self) -> None:
+        self._channels: dict[str, grpc.Channel] = {}
 
     def sync(
         self, *changes: marker_pb2.MarkerChange, per_message: int = 5000
@@ -57,14 +74,41 @@ class RunningRegistry:
     def sync_messages(
         self, messages: Iterable[registry_service_pb2.SyncMarkersRequest]
     ) -> registry_service_pb2.SyncMarkersResponse:
-        response: registry_service_pb2.SyncMarkersResponse = self.stub.SyncMarkers(
-            iter(list(messages)), timeout=30
-        )
-        return response
+        """Each change under the certificate of its source system's adapter. A stream that
+        mixes source systems goes as one stream per adapter, in order of first appearance,
+        and the answers are merged (rejection indexes are positions in the whole stream)."""
+        streams: dict[str, list[registry_service_pb2.SyncMarkersRequest]] = {}
+        positions: dict[str, list[int]] = {}
+        index = 0
+        for message in messages:
+            parts: dict[str, registry_service_pb2.SyncMarkersRequest] = {}
+            for change in message.changes:
+                record = change.upsert if change.HasField("upsert") else change.tombstone
+                party = ADAPTERS.get(record.source_system, "adapter-pga")
+                if party not in parts:
+                    parts[party] = registry_service_pb2.SyncMarkersRequest()
+                    streams.setdefault(party, []).append(parts[party])
+                parts[party].changes.append(change)
+                positions.setdefault(party, []).append(index)
+                index += 1
+            if not message.changes:  # sent as it is, to see it refused
+                streams.setdefault("adapter-pga", []).append(message)
+        total = registry_service_pb2.SyncMarkersResponse()
+        for party, stream in (streams or {"adapter-pga": []}).items():
+            response = self.stub_for(party).SyncMarkers(iter(stream), timeout=30)
+            for name in ("created", "updated", "deleted", "unchanged", "rejected"):
+                setattr(total, name, getattr(total, name) + getattr(response, name))
+            for rejection in response.rejections:
+                rejection.index = positions.get(party, [])[rejection.index]
+                total.rejections.append(rejection)
+        total.rejections.sort(key=lambda r: r.index)
+        return total
 
-    def lookup(self, subject: Any) -> registry_service_pb2.LookupResponse:
-        response: registry_service_pb2.LookupResponse = self.stub.Lookup(
-            registry_service_pb2.LookupRequest(subject=subject), timeout=10
+    def lookup(self, subject: Any, **fields: Any) -> registry_service_pb2.LookupResponse:
+        """Lookup as the KPC'er at intake, unless `fields` say otherwise (party=... too)."""
+        stub = self.stub_for(fields.pop("party")) if "party" in fields else self.stub
+        response: registry_service_pb2.LookupResponse = stub.Lookup(
+            lookup_request(subject, **fields), timeout=10
         )
         return response
 
@@ -75,6 +119,43 @@ class RunningRegistry:
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return dump_tables(self.engine)
+
+
+ADAPTERS = {
+    house_pb2.SOURCE_SYSTEM_GCOS: "adapter-gcos",
+    house_pb2.SOURCE_SYSTEM_AMAZONE: "adapter-amazone",
+    house_pb2.SOURCE_SYSTEM_PGA: "adapter-pga",
+}
+USER = "kpc-0042"
+
+
+def lookup_request(subject: Any = None, **fields: Any) -> registry_service_pb2.LookupRequest:
+    """A LookupRequest with the defaults of a KPC'er at intake: purpose, user and age set."""
+    values: dict[str, Any] = {
+        "purpose": purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE,
+        "on_behalf_of": USER,
+        "subject_age": registry_service_pb2.SUBJECT_AGE_ADULT,
+        **fields,
+    }
+    if subject is not None:
+        values["subject"] = subject
+    return registry_service_pb2.LookupRequest(**values)
+
+
+def batch_request(
+    entries: Iterable[registry_service_pb2.BatchLookupEntry], **fields: Any
+) -> registry_service_pb2.BatchLookupRequest:
+    """A BatchLookupRequest at intake; entries without an age are adults."""
+    entries = list(entries)
+    for entry in entries:
+        if not entry.subject_age:
+            entry.subject_age = registry_service_pb2.SUBJECT_AGE_ADULT
+    values: dict[str, Any] = {
+        "purpose": purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE,
+        "on_behalf_of": USER,
+        **fields,
+    }
+    return registry_service_pb2.BatchLookupRequest(entries=entries, **values)
 
 
 def secure_channel(

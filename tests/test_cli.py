@@ -60,7 +60,8 @@ def test_lookup_says_plainly_when_the_registry_is_down(
     started = time.monotonic()
     code = main(
         ["lookup", "--registry", f"127.0.0.1:{_free_port()}", "--key-file", str(key_file),
-         "--bsn", "111222333", "--timeout", "2", "--pki-dir", str(pki_dir)]
+         "--bsn", "111222333", "--adult", "--user", "kpc-0042", "--timeout", "2",
+         "--pki-dir", str(pki_dir)]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
@@ -80,6 +81,9 @@ def test_lookup_prints_json_for_a_no_hit(
             str(key_file),
             "--bsn",
             "111222333",
+            "--adult",
+            "--user",
+            "kpc-0042",
             "--json",
             "--pki-dir",
             str(pki_dir),
@@ -117,8 +121,8 @@ def test_lookup_without_the_party_certificate_names_the_missing_file(
     key_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
-        ["lookup", "--key-file", str(key_file), "--bsn", "111222333",
-         "--pki-dir", str(tmp_path / "no-pki")]
+        ["lookup", "--key-file", str(key_file), "--bsn", "111222333", "--adult",
+         "--user", "kpc-0042", "--pki-dir", str(tmp_path / "no-pki")]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2

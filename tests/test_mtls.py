@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import RunningRegistry, secure_channel
 
-from baken import pki
+from baken import covenants, pki
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
 HOUSE = registry_service_pb2.GetHouseRequest(name="houses/vh-twente")
@@ -59,7 +59,11 @@ def test_a_caller_without_a_client_certificate_is_refused(registry: RunningRegis
 def test_a_certificate_from_another_ca_is_refused(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:
-    foreign = pki.init(tmp_path / "foreign", now=NOW, parties=[pki.DEV_PARTIES[4]])
+    foreign = pki.init(
+        tmp_path / "foreign",
+        [i for i in covenants.identities() if i.id == "zsm-midden-nederland-kpc"],
+        now=NOW,
+    )
     cert, key, _ = foreign["zsm-midden-nederland-kpc"].read()
     credentials = grpc.ssl_channel_credentials(_ca_pem(registry), key, cert)
     with grpc.secure_channel(_target(registry), credentials) as channel:
@@ -69,7 +73,7 @@ def test_a_certificate_from_another_ca_is_refused(
 def test_an_expired_certificate_from_the_ca_is_refused(registry: RunningRegistry) -> None:
     directory = registry.settings.pki_dir
     ca = pki.Issued((directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes())
-    party = pki.Party("zsm-expired", "OM ZSM Midden-Nederland", "kpc")
+    party = pki.Identity("zsm-expired", "OM ZSM Midden-Nederland", "kpc")
     expired = pki.issue(ca, party, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=2)
     credentials = grpc.ssl_channel_credentials(_ca_pem(registry), expired.key_pem, expired.cert_pem)
     with grpc.secure_channel(_target(registry), credentials) as channel:
@@ -88,14 +92,14 @@ def test_the_log_line_names_the_party_from_the_certificate(
 
 def test_a_certificate_names_its_party_organisation_and_role(pki_dir: Path) -> None:
     cert, _, _ = pki.TlsFiles.of(pki_dir, "zsm-midden-nederland-ovj").read()
-    assert pki.party_of(cert) == pki.Party(
+    assert pki.party_of(cert) == pki.Identity(
         "zsm-midden-nederland-ovj", "OM ZSM Midden-Nederland", "zsm-officier"
     )
 
 
 def test_an_unknown_role_is_not_a_party() -> None:
     with pytest.raises(pki.PkiError, match="unknown role"):
-        pki.Party("x", "Somewhere", "superuser")
+        pki.Identity("x", "Somewhere", "superuser")
 
 
 def test_a_certificate_without_a_role_names_no_party() -> None:

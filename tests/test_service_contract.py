@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from harness import RunningRegistry
+from harness import RunningRegistry, lookup_request
 from sqlalchemy import text
 
 from baken.keyring import KeyRing
@@ -80,7 +80,7 @@ def test_a_lookup_with_a_bad_subject_is_invalid_argument_naming_the_fields(
 ) -> None:
     bad_subject, fields = BAD_SUBJECTS[case]
     with pytest.raises(grpc.RpcError) as caught:
-        registry.stub.Lookup(pb.LookupRequest(subject=bad_subject), timeout=10)
+        registry.stub.Lookup(lookup_request(bad_subject), timeout=10)
     found = problem(caught.value)
     assert found.code == grpc.StatusCode.INVALID_ARGUMENT
     assert (found.reason, found.domain) == ("INVALID_ARGUMENT", "baken.nl")
@@ -89,7 +89,7 @@ def test_a_lookup_with_a_bad_subject_is_invalid_argument_naming_the_fields(
 
 def test_a_refused_call_carries_no_stack_trace(registry: RunningRegistry) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        registry.stub.Lookup(pb.LookupRequest(), timeout=10)
+        registry.stub.Lookup(lookup_request(), timeout=10)
     error = caught.value
     assert isinstance(error, grpc.Call)
     for leak in ("Traceback", "validation.py", "InvalidArgument"):
@@ -106,7 +106,7 @@ def test_a_database_failure_is_internal_with_the_request_id_and_no_details(
 
     with pytest.raises(grpc.RpcError) as caught:
         registry.stub.Lookup(
-            pb.LookupRequest(subject=subject(ring, PERSON)),
+            lookup_request(subject(ring, PERSON)),
             timeout=10,
             metadata=(("x-request-id", "req-4711"),),
         )
@@ -122,9 +122,7 @@ def test_a_database_failure_is_internal_with_the_request_id_and_no_details(
 
 
 def test_every_call_answers_with_a_request_id(registry: RunningRegistry, ring: KeyRing) -> None:
-    _, call = registry.stub.Lookup.with_call(
-        pb.LookupRequest(subject=subject(ring, PERSON)), timeout=10
-    )
+    _, call = registry.stub.Lookup.with_call(lookup_request(subject(ring, PERSON)), timeout=10)
     request_ids = [v for k, v in call.trailing_metadata() if k == "x-request-id"]
     assert len(request_ids) == 1
     assert request_ids[0]
@@ -222,7 +220,9 @@ def test_a_call_stuck_behind_a_locked_database_ends_at_its_deadline(
             connection.exec_driver_sql("LOCK TABLE markers IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as caught:
-            registry.stub.SyncMarkers(iter([pb.SyncMarkersRequest(changes=[change])]), timeout=0.3)
+            registry.stub_for("adapter-pga").SyncMarkers(
+                iter([pb.SyncMarkersRequest(changes=[change])]), timeout=0.3
+            )
         waited = time.monotonic() - started
         connection.rollback()
 
@@ -245,7 +245,7 @@ def test_a_stalled_sync_stream_ends_at_its_deadline_instead_of_hanging(
     started = time.monotonic()
     try:
         with pytest.raises(grpc.RpcError) as caught:
-            registry.stub.SyncMarkers(stalling(), timeout=0.5)
+            registry.stub_for("adapter-pga").SyncMarkers(stalling(), timeout=0.5)
     finally:
         release.set()
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -592,14 +592,14 @@ def test_two_registries_on_one_database_sync_the_same_records_without_conflict(
     second, port = create_server(registry.settings, registry.clock)
     second.start()
     try:
-        with secure_channel(registry.settings.pki_dir, port) as channel:
+        with secure_channel(registry.settings.pki_dir, port, "adapter-pga") as channel:
             other = registry_service_pb2_grpc.RegistryServiceStub(channel)
             stream = [m.upsert(ring) for m in markings(60)]
             requests = [
                 registry_service_pb2.SyncMarkersRequest(changes=stream[i : i + 10])
                 for i in range(0, 60, 10)
             ]
-            stubs = [registry.stub, other] * 3
+            stubs = [registry.stub_for("adapter-pga"), other] * 3
             with ThreadPoolExecutor(max_workers=6) as pool:
                 responses = list(
                     pool.map(lambda stub: stub.SyncMarkers(iter(requests), timeout=30), stubs)

@@ -10,7 +10,8 @@ from google.type import date_pb2
 
 from baken.houses import House
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
-from services.registry.markers import AT_FIELDS, MarkerHit, SyncCounts
+from services.registry.lookup import Answer
+from services.registry.markers import MarkerHit, SyncCounts
 from services.registry.validation import enum_tokens
 
 _FRESHNESS = {
@@ -48,45 +49,71 @@ class MarkerConverter:
         return marker
 
     def fill_marker(self, marker: marker_pb2.Marker, hit: MarkerHit) -> None:
+        """The fields the hit may show; disclosure.disclose decided which."""
+        shown = hit.fields
         marker.name = hit.name
-        marker.source_system = self._systems[hit.key.source_system]
-        marker.source_record_id = hit.key.source_record_id
-        marker.source_version = hit.source_version
         house = self._houses.get(hit.key.house_id)
         if house is not None:
-            marker.house.CopyFrom(house)
-        marker.target_group = self._groups[hit.target_group]
-        marker.plan_status = self._statuses[hit.plan_status]
-        _set_date(marker.mark_date, hit.mark_date)
-        advice = marker.advice
-        advice.SetInParent()
-        advice.text = hit.advice or ""
-        if hit.advice_date:
-            _set_date(advice.advice_date, hit.advice_date)
-        advice.freshness = _FRESHNESS[hit.freshness.value]
+            target = marker.house
+            target.name, target.display_name = house.name, house.display_name
+            target.location, target.source_system = house.location, house.source_system
+            if "region" in shown:
+                target.region, target.region_display_name = house.region, house.region_display_name
+            if "contact" in shown:
+                target.contact.CopyFrom(house.contact)
+        if "source_record" in shown:
+            marker.source_system = self._systems[hit.key.source_system]
+            marker.source_record_id = hit.key.source_record_id
+            marker.source_version = hit.source_version
+        if "target_group" in shown:
+            marker.target_group = self._groups[hit.target_group]
+        if "plan_status" in shown:
+            marker.plan_status = self._statuses[hit.plan_status]
+        if "mark_date" in shown:
+            _set_date(marker.mark_date, hit.mark_date)
+        if "advice" in shown:
+            advice = marker.advice
+            advice.SetInParent()
+            advice.text = hit.advice or ""
+            if hit.advice_date:
+                _set_date(advice.advice_date, hit.advice_date)
+            advice.freshness = _FRESHNESS[hit.freshness.value]
         if hit.at_information:
             at = marker.at_information
             at.SetInParent()
-            for f in AT_FIELDS:
-                setattr(at, f, hit.at_information.get(f, ""))
+            for f, text in hit.at_information.items():
+                setattr(at, f, text)
         # MatchQuality numbers mirror PseudonymKind.
         marker.match_quality = marker_pb2.MatchQuality.ValueType(hit.match_kind)
 
-    def lookup_response(self, hits: list[MarkerHit]) -> registry_service_pb2.LookupResponse:
-        response = registry_service_pb2.LookupResponse()
-        self.fill_lookup_response(response, hits)
-        return response
-
     def fill_lookup_response(
-        self, response: registry_service_pb2.LookupResponse, hits: list[MarkerHit]
+        self, response: registry_service_pb2.LookupResponse, answer: Answer
     ) -> None:
-        if not hits:
-            response.outcome = registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
+        disclosure = answer.disclosure
+        assert disclosure is not None, "a denied answer has no lookup response"
+        response.access_log_entry = answer.sequence
+        response.break_glass = answer.break_glass
+        for w in disclosure.withheld:
+            response.withheld.add(
+                marker=w.marker,
+                field=w.field,
+                reason=registry_service_pb2.WithholdReason.Value(
+                    f"WITHHOLD_REASON_{w.reason.value}"
+                ),
+                covenant=w.covenant,
+                grant=w.grant,
+            )
+        if not disclosure.hits:
+            response.outcome = (
+                registry_service_pb2.LOOKUP_OUTCOME_WITHHELD
+                if disclosure.found
+                else registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
+            )
             return
         response.outcome = registry_service_pb2.LOOKUP_OUTCOME_HIT
-        for hit in hits:
+        for hit in disclosure.hits:
             self.fill_marker(response.markers.add(), hit)
-        response.match_quality = marker_pb2.MatchQuality.ValueType(hits[0].match_kind)
+        response.match_quality = marker_pb2.MatchQuality.ValueType(disclosure.hits[0].match_kind)
 
 
 MAX_REJECTIONS = 1000

@@ -14,16 +14,6 @@ from services.registry.freshness import Freshness
 _JSON = json.JSONEncoder(ensure_ascii=False)
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
-AT_FIELDS = (
-    "detention_history",
-    "antecedents",
-    "open_cases",
-    "compulsory_education",
-    "administrative_measures",
-    "care_deployed",
-    "supervisions",
-)
-
 
 @dataclass(frozen=True, slots=True, order=True)
 class PseudonymRef:
@@ -114,7 +104,7 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class MarkerHit:
-    """A marker found by a lookup, as ZSM may see it."""
+    """A marker found by a lookup, as the caller may see it."""
 
     uid: str
     key: RecordKey
@@ -122,11 +112,13 @@ class MarkerHit:
     target_group: str
     plan_status: str
     mark_date: dt.date
-    advice: str | None  # None when EXPIRED
+    advice: str | None  # None when EXPIRED or withheld
     advice_date: dt.date | None
     freshness: Freshness
     at_information: dict[str, str] | None
     match_kind: int  # the strongest PseudonymKind that matched
+    # The covenant fields the caller may see (baken.covenants.MARKER_FIELDS); the rest is unset.
+    fields: frozenset[str]
 
     @property
     def name(self) -> str:

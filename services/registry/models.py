@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -41,10 +42,12 @@ class MarkerRow(Base):
     target_group: Mapped[str | None] = mapped_column(String(32))
     plan_status: Mapped[str | None] = mapped_column(String(32))
     mark_date: Mapped[dt.date | None] = mapped_column(Date)
-    advice: Mapped[str | None] = mapped_column(Text)
+    # waarom-informatie, sealed at rest (services/registry/at_rest.py): AES-GCM under the
+    # at-rest key ring, bound to this marker's uid and the column's name.
+    advice: Mapped[bytes | None] = mapped_column(LargeBinary)
     advice_date: Mapped[dt.date | None] = mapped_column(Date)
-    # The A&T fields as a JSON object of field -> text.
-    at_information: Mapped[str | None] = mapped_column(Text)
+    # The A&T fields as a JSON object of field -> text, sealed like advice.
+    at_information: Mapped[bytes | None] = mapped_column(LargeBinary)
     # SHA-256 over the marker's content, and over its sorted pseudonyms: replays compare these.
     content_digest: Mapped[Digest]
     pseudonyms_digest: Mapped[Digest]
@@ -71,3 +74,50 @@ class MarkerPseudonymRow(Base):
     )
     kind: Mapped[int] = mapped_column(SmallInteger)
     key_id: Mapped[str] = mapped_column(String(32))
+
+
+class AccessLogRow(Base):
+    """One entry of the access log: append-only, chained by hash (services/registry/access_log.py).
+
+    `body` (canonical JSON) is the entry; the other columns repeat parts of it for searching
+    and are checked against it by `baken audit verify`."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        Index("ix_access_log_party_id_entry_time", "party_id", "entry_time"),
+        Index("ix_access_log_entry_time", "entry_time"),
+        Index("ix_access_log_outcome", "outcome"),
+        Index("ix_access_log_reviews_seq", "reviews_seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_time: Mapped[UtcTime]
+    party_id: Mapped[Id]
+    outcome: Mapped[str] = mapped_column(String(16))
+    # For a review entry: the break-glass entry it reviews.
+    reviews_seq: Mapped[int | None] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[Digest]
+    entry_hash: Mapped[Digest]
+
+
+class AccessLogSubjectRow(Base):
+    """Which entries name a subject pseudonym: the index behind `baken audit subject`."""
+
+    __tablename__ = "access_log_subjects"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    value: Mapped[Digest] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("access_log.seq"), primary_key=True)
+
+
+class AccessLogCheckpointRow(Base):
+    """A signed statement of the chain's head: Ed25519 over (seq, entry_hash, signed_time)."""
+
+    __tablename__ = "access_log_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_hash: Mapped[Digest]
+    signed_time: Mapped[UtcTime]
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -1,26 +1,22 @@
-"""The registry's use cases: apply a batch of source changes, and look a person up nationwide."""
+"""The registry's write side: apply a batch of a source adapter's changes."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from baken.access import AccessPolicy
 from baken.clock import Clock
-from baken.errors import FieldViolation, InvalidArgument
+from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House
+from baken.pki import Identity
 from baken.registry.v1 import marker_pb2
 from services.registry import repository, validation
-from services.registry.freshness import Freshness, freshness
-from services.registry.markers import (
-    MarkerHit,
-    RecordKey,
-    Rejection,
-    SyncCounts,
-)
+from services.registry.at_rest import Sealer
+from services.registry.markers import RecordKey, Rejection, SyncCounts
 from services.registry.sync import (
     EMPTY_DIGEST,
     Outcome,
@@ -32,11 +28,20 @@ from services.registry.sync import (
 
 
 class Registry:
-    def __init__(self, engine: Engine, houses: Mapping[str, House], clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        houses: Mapping[str, House],
+        clock: Clock,
+        *,
+        policy: AccessPolicy,
+        sealer: Sealer,
+    ) -> None:
         self._engine = engine
-        self._finder = repository.Finder(engine)
         self._houses = houses
         self._clock = clock
+        self._policy = policy
+        self._sealer = sealer
         # Read-classify-write must not interleave: two streams for the same record would both
         # insert it (IntegrityError) or let an older version overwrite a newer one. This lock
         # covers one process; repository.serialise_sync covers several on PostgreSQL.
@@ -46,8 +51,19 @@ class Registry:
     def houses(self) -> Mapping[str, House]:
         return self._houses
 
-    def sync(self, first_index: int, changes: Sequence[marker_pb2.MarkerChange]) -> SyncCounts:
-        """Apply one message of a SyncMarkers stream in one transaction.
+    def sync_scope(self, caller: Identity) -> str:
+        """The source system a caller may write markers of: only a source adapter, only its own."""
+        self._policy.check_party(caller)
+        system = self._policy.covenants.parties[caller.id].source_system
+        if caller.role != "source-adapter" or system is None:
+            raise PermissionDenied("NOT_A_SOURCE_ADAPTER", "only a source adapter syncs markers")
+        return system
+
+    def sync(
+        self, source_system: str, first_index: int, changes: Sequence[marker_pb2.MarkerChange]
+    ) -> SyncCounts:
+        """Apply one message of a SyncMarkers stream in one transaction, for an adapter that
+        serves `source_system` (see sync_scope).
 
         Invalid changes are rejected with their reasons; the valid ones land.
         """
@@ -57,7 +73,7 @@ class Registry:
             (
                 first_index + offset,
                 change,
-                validation.claimed_key(change, self._houses),
+                validation.claimed_key(change, self._houses, source_system),
                 _record_digest(change),
             )
             for offset, change in enumerate(changes)
@@ -73,7 +89,7 @@ class Registry:
                     counts.unchanged += 1
                     continue
                 try:
-                    record = validation.marker_change(change, self._houses, today)
+                    record = validation.marker_change(change, self._houses, today, source_system)
                 except InvalidArgument as error:
                     _reject(counts, index, change, error.reason, error.violations)
                     continue
@@ -88,53 +104,13 @@ class Registry:
                     states[record.key] = incoming
                     known = stored.get(record.key)
                     writes[record.key] = repository.Write(
-                        known.id if known else None, record, incoming
+                        known.id if known else None,
+                        known.uid if known else repository.new_uid(),
+                        record,
+                        incoming,
                     )
-            repository.write(connection, list(writes.values()), self._clock.now())
+            repository.write(connection, list(writes.values()), self._clock.now(), self._sealer)
         return counts
-
-    def lookup(self, values: Sequence[bytes]) -> list[MarkerHit]:
-        """Every live marker of the person nationwide, strongest match first."""
-        return _hits(self._finder.find(values), self._clock.today())
-
-    def lookup_many(self, subjects: Sequence[Sequence[bytes]]) -> list[list[MarkerHit]]:
-        """lookup() for each subject, with one query for all of them."""
-        rows = self._finder.find(list(dict.fromkeys(v for values in subjects for v in values)))
-        by_value: dict[bytes, list[repository.Found]] = {}
-        for row in rows:
-            by_value.setdefault(row.value, []).append(row)
-        today = self._clock.today()
-        return [
-            _hits([row for v in values for row in by_value.get(v, ())], today) if rows else []
-            for values in subjects
-        ]
-
-
-def _hits(rows: Sequence[repository.Found], today: dt.date) -> list[MarkerHit]:
-    best: dict[str, repository.Found] = {}
-    for row in rows:
-        if row.uid not in best or row.kind < best[row.uid].kind:
-            best[row.uid] = row
-    hits = []
-    for row in best.values():
-        fresh = freshness(row.advice_date, today)
-        hits.append(
-            MarkerHit(
-                uid=row.uid,
-                key=RecordKey(row.source_system, row.house_id, row.source_record_id),
-                source_version=row.source_version,
-                target_group=row.target_group,
-                plan_status=row.plan_status,
-                mark_date=row.mark_date,
-                advice=None if fresh is Freshness.EXPIRED else row.advice,
-                advice_date=row.advice_date,
-                freshness=fresh,
-                at_information=repository.at_information(row.at_information),
-                match_kind=row.kind,
-            )
-        )
-    hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
-    return hits
 
 
 _VERSION_REUSED = FieldViolation(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 
+from services.registry.at_rest import Sealer
 from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
 from services.registry.models import MarkerPseudonymRow, MarkerRow
 from services.registry.sync import StoredState
@@ -57,6 +57,7 @@ MAX_LOOKUP_VALUES = 512
 @dataclass(frozen=True, slots=True)
 class Stored:
     id: int
+    uid: str
     state: StoredState
 
 
@@ -65,6 +66,7 @@ class Write:
     """The final state of one record after a batch, and whether its row exists yet."""
 
     stored_id: int | None
+    uid: str
     change: MarkerData | Tombstone
     state: StoredState  # the change's digests, computed once by the caller
 
@@ -80,9 +82,9 @@ class Found(NamedTuple):
     target_group: str
     plan_status: str
     mark_date: dt.date
-    advice: str | None
+    advice: bytes | None  # sealed (at_rest.Sealer)
     advice_date: dt.date | None
-    at_information: str | None
+    at_information: bytes | None  # sealed JSON object
     kind: int
     value: bytes
 
@@ -120,10 +122,16 @@ class _LookupSql:
                 params = tuple(params[name] for name in names)
             cursor.execute(sql, params)
             found += [
-                Found(u, ss, h, r, ver, tg, ps, _day(md), a, _day(ad), at, k, bytes(v))
+                Found(
+                    u, ss, h, r, ver, tg, ps, _day(md), _bytes(a), _day(ad), _bytes(at), k, bytes(v)
+                )
                 for u, ss, h, r, ver, tg, ps, md, a, ad, at, k, v in cursor.fetchall()
             ]
         return found
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return bytes(value) if value is not None else None
 
 
 def _day(value: dt.date | str | None) -> Any:
@@ -132,26 +140,21 @@ def _day(value: dt.date | str | None) -> Any:
 
 
 class Finder:
-    """Finds live markers by pseudonym value, on a connection of the engine's pool."""
+    """Finds live markers by pseudonym value."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self._sql = _LookupSql(engine.dialect)
 
-    def find(self, values: Sequence[bytes]) -> list[Found]:
-        """One row per (marker, matching pseudonym) for every live marker of the values."""
+    def find(self, connection: Connection, values: Sequence[bytes]) -> list[Found]:
+        """One row per (marker, matching pseudonym) for every live marker of the values, read
+        within the connection's transaction."""
         if not values:
             return []
-        connection = self._engine.raw_connection()
+        cursor = connection.connection.cursor()
         try:
-            cursor = connection.cursor()
-            try:
-                return self._sql.run(cursor, values)
-            finally:
-                cursor.close()
+            return self._sql.run(cursor, values)
         finally:
-            # Back to the pool, which ends the read transaction (reset on return).
-            connection.close()
+            cursor.close()
 
 
 def _by_key(
@@ -194,11 +197,12 @@ def serialise_sync(connection: Connection) -> None:
 
 def load_states(connection: Connection, keys: Iterable[RecordKey]) -> dict[RecordKey, Stored]:
     return {
-        key: Stored(id_, StoredState(version, deleted, content, pseudo, record))
-        for key, (_, id_, version, deleted, content, pseudo, record) in _by_key(
+        key: Stored(id_, uid, StoredState(version, deleted, content, pseudo, record))
+        for key, (_, id_, uid, version, deleted, content, pseudo, record) in _by_key(
             connection,
             keys,
             markers.c.id,
+            markers.c.uid,
             markers.c.source_version,
             markers.c.deleted,
             markers.c.content_digest,
@@ -222,10 +226,11 @@ _TOMBSTONE_VALUES: dict[str, object] = {
 }
 
 
-def _values(w: Write, now: dt.datetime) -> dict[str, object]:
+def _values(w: Write, now: dt.datetime, sealer: Sealer) -> dict[str, object]:
     change = w.change
     if isinstance(change, Tombstone):
         return {"source_version": change.source_version, "synced_time": now, **_TOMBSTONE_VALUES}
+    at_information = change.at_information_json()
     return {
         "source_version": change.source_version,
         "synced_time": now,
@@ -233,9 +238,11 @@ def _values(w: Write, now: dt.datetime) -> dict[str, object]:
         "target_group": change.target_group,
         "plan_status": change.plan_status,
         "mark_date": change.mark_date,
-        "advice": change.advice,
+        "advice": sealer.seal(w.uid, "advice", change.advice) if change.advice else None,
         "advice_date": change.advice_date,
-        "at_information": change.at_information_json(),
+        "at_information": (
+            sealer.seal(w.uid, "at_information", at_information) if at_information else None
+        ),
         "content_digest": w.state.content_digest,
         "pseudonyms_digest": w.state.pseudonyms_digest,
         "record_digest": w.state.record_digest,
@@ -248,19 +255,22 @@ def _pseudonym_rows(marker_id: int, refs: Iterable[PseudonymRef]) -> list[dict[s
     ]
 
 
-def write(connection: Connection, writes: Sequence[Write], now: dt.datetime) -> None:
-    """Insert new records, update changed ones, and replace the pseudonyms of both."""
+def write(
+    connection: Connection, writes: Sequence[Write], now: dt.datetime, sealer: Sealer
+) -> None:
+    """Insert new records, update changed ones (waarom-informatie sealed), and replace the
+    pseudonyms of both."""
     new = [w for w in writes if w.stored_id is None]
     existing = [w for w in writes if w.stored_id is not None]
     pseudonym_rows: list[dict[str, object]] = []
     if new:
         rows = [
             {
-                "uid": secrets.token_hex(10),
+                "uid": w.uid,
                 "source_system": w.change.key.source_system,
                 "house_id": w.change.key.house_id,
                 "source_record_id": w.change.key.source_record_id,
-                **_values(w, now),
+                **_values(w, now, sealer),
             }
             for w in new
         ]
@@ -277,7 +287,7 @@ def write(connection: Connection, writes: Sequence[Write], now: dt.datetime) -> 
     if existing:
         connection.execute(
             update(markers).where(markers.c.id == bindparam("marker_id")),
-            [{"marker_id": w.stored_id, **_values(w, now)} for w in existing],
+            [{"marker_id": w.stored_id, **_values(w, now, sealer)} for w in existing],
         )
         stale = [w.stored_id for w in existing]
         for start in range(0, len(stale), KEY_CHUNK):
@@ -294,5 +304,39 @@ def write(connection: Connection, writes: Sequence[Write], now: dt.datetime) -> 
         connection.execute(insert(pseudonyms), pseudonym_rows)
 
 
-def at_information(text: str | None) -> dict[str, str] | None:
-    return json.loads(text) if text else None
+def new_uid() -> str:
+    return secrets.token_hex(10)
+
+
+def reseal(engine: Engine, sealer: Sealer, *, chunk: int = 1000) -> int:
+    """Seal every marker's waarom-informatie under the sealer's current key, a chunk of
+    markers per transaction; returns how many markers changed. Safe to interrupt and rerun."""
+    changed, after = 0, 0
+    while True:
+        with engine.begin() as connection:
+            rows = connection.execute(
+                select(markers.c.id, markers.c.uid, markers.c.advice, markers.c.at_information)
+                .where(markers.c.id > after, markers.c.deleted.is_(False))
+                .order_by(markers.c.id)
+                .limit(chunk)
+            ).all()
+            if not rows:
+                return changed
+            updates = []
+            for id_, uid, advice, at in rows:
+                new_advice = sealer.reseal(uid, "advice", advice) if advice else None
+                new_at = sealer.reseal(uid, "at_information", at) if at else None
+                if new_advice or new_at:
+                    updates.append(
+                        {
+                            "marker_id": id_,
+                            "advice": new_advice or advice,
+                            "at_information": new_at or at,
+                        }
+                    )
+            if updates:
+                connection.execute(
+                    update(markers).where(markers.c.id == bindparam("marker_id")), updates
+                )
+            changed += len(updates)
+            after = rows[-1][0]

@@ -6,55 +6,106 @@ from collections.abc import Iterator
 
 import grpc
 
+from baken.covenants import PURPOSE_TOKENS
 from baken.errors import InvalidArgument, NotFound
+from baken.grpc_server import caller_of, current_request_id, trace_id_of
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.registry import validation
 from services.registry.convert import MarkerConverter, sync_response
+from services.registry.inquiry import Inquiry
+from services.registry.lookup import Lookups, Question
 from services.registry.markers import SyncCounts
 from services.registry.registry import Registry
 
 pb = registry_service_pb2
+SERVICE = "/baken.registry.v1.RegistryService/"
+
+
+def inquiry_of(
+    context: grpc.ServicerContext,
+    method: str,
+    purpose: str,
+    on_behalf_of: str,
+    break_glass_reason: str | None = None,
+) -> Inquiry:
+    """Who asks (from the certificate), on whose behalf and why, for the access log."""
+    return Inquiry(
+        caller=caller_of(context),
+        purpose=purpose,
+        on_behalf_of=validation.on_behalf_of(on_behalf_of),
+        operation=method,
+        request_id=current_request_id(),
+        client_address=context.peer(),
+        trace_id=trace_id_of(context),
+        break_glass_reason=break_glass_reason,
+    )
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, lookups: Lookups) -> None:
         self._registry = registry
+        self._lookups = lookups
         self._convert = MarkerConverter(registry.houses)
         self._house_list = [h.to_proto() for h in registry.houses.values()]
 
     def Lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupResponse:
-        values = validation.lookup_values(request.subject)
-        return self._convert.lookup_response(self._registry.lookup(values))
+        purpose = PURPOSE_TOKENS.get(request.purpose, "")
+        inquiry = inquiry_of(
+            context,
+            SERVICE + "Lookup",
+            purpose,
+            request.on_behalf_of,
+            validation.break_glass_reason(request.break_glass_reason),
+        )
+        question = Question(
+            *validation.question_fields(
+                request.subject, request.case_reference, request.subject_age, purpose
+            )
+        )
+        (answer,) = self._lookups.answer(inquiry, [question])
+        if answer.denial is not None:
+            raise answer.denial
+        response = pb.LookupResponse()
+        self._convert.fill_lookup_response(response, answer)
+        return response
 
     def BatchLookup(
         self, request_iterator: Iterator[pb.BatchLookupRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.BatchLookupResponse]:
         for request in request_iterator:
             validation.batch_entries(request)
+            purpose = PURPOSE_TOKENS.get(request.purpose, "")
+            inquiry = inquiry_of(context, SERVICE + "BatchLookup", purpose, request.on_behalf_of)
             response = pb.BatchLookupResponse()
-            valid: list[tuple[pb.BatchLookupResult, list[bytes]]] = []
+            valid: list[tuple[pb.BatchLookupResult, Question]] = []
             for entry in request.entries:
                 result = response.results.add(ref=entry.ref)
                 try:
                     validation.batch_ref(entry.ref)
-                    values = validation.lookup_values(entry.subject)
+                    fields = validation.question_fields(
+                        entry.subject, entry.case_reference, entry.subject_age, purpose
+                    )
                 except InvalidArgument as error:
                     result.error.CopyFrom(error.to_status())
                     continue
-                valid.append((result, values))
-            # One query for every valid entry of the message.
-            found = self._registry.lookup_many([values for _, values in valid])
-            for (result, _), hits in zip(valid, found, strict=True):
-                self._convert.fill_lookup_response(result.lookup, hits)
+                valid.append((result, Question(*fields)))
+            # One query and one access-log transaction for every valid entry of the message.
+            answers = self._lookups.answer(inquiry, [q for _, q in valid])
+            for (result, _), answer in zip(valid, answers, strict=True):
+                if answer.denial is not None:
+                    result.error.CopyFrom(answer.denial.to_status())
+                else:
+                    self._convert.fill_lookup_response(result.lookup, answer)
             yield response
 
     def SyncMarkers(
         self, request_iterator: Iterator[pb.SyncMarkersRequest], context: grpc.ServicerContext
     ) -> pb.SyncMarkersResponse:
+        served = self._registry.sync_scope(caller_of(context))
         total, seen = SyncCounts(), 0
         for request in request_iterator:
             validation.sync_request(request)
-            total.add(self._registry.sync(seen, request.changes))
+            total.add(self._registry.sync(served, seen, request.changes))
             seen += len(request.changes)
         return sync_response(total)
 

@@ -149,14 +149,17 @@ def sync_request(request: registry_service_pb2.SyncMarkersRequest) -> None:
         )
 
 
-def claimed_key(change: marker_pb2.MarkerChange, houses: Mapping[str, House]) -> RecordKey | None:
+def claimed_key(
+    change: marker_pb2.MarkerChange, houses: Mapping[str, House], served: str
+) -> RecordKey | None:
     """The record key a change names, before the rest of it is validated: for finding what is
-    stored. None when the key itself is not valid (it is then never sent to the database)."""
+    stored. None when the key itself is not valid or not of the `served` source system (it is
+    then never sent to the database)."""
     record = change.upsert if change.HasField("upsert") else change.tombstone
     system = enum_tokens(house_pb2.SourceSystem, "SOURCE_SYSTEM_").get(record.source_system)
     record_id = record.source_record_id
     if (
-        system is None
+        system != served
         or record.house_id not in houses
         or len(record_id) > MAX_RECORD_ID
         or not _PRINTABLE.match(record_id)
@@ -200,11 +203,20 @@ def _record_key(
 
 
 def marker_change(
-    change: marker_pb2.MarkerChange, houses: Mapping[str, House], today: dt.date
+    change: marker_pb2.MarkerChange, houses: Mapping[str, House], today: dt.date, served: str
 ) -> MarkerData | Tombstone:
-    """A valid upsert or tombstone, or InvalidArgument naming every bad field."""
+    """A valid upsert or tombstone of the `served` source system, or InvalidArgument naming
+    every bad field (reason SOURCE_NOT_SERVED for a record of another source system)."""
     check = _Checker()
     which = change.WhichOneof("change")
+    if which in ("upsert", "tombstone"):
+        record = change.upsert if which == "upsert" else change.tombstone
+        system = enum_tokens(house_pb2.SourceSystem, "SOURCE_SYSTEM_").get(record.source_system)
+        if system is not None and system != served:
+            raise InvalidArgument(
+                [FieldViolation(f"{which}.source_system", f"this adapter serves {served} only")],
+                "SOURCE_NOT_SERVED",
+            )
     if which == "tombstone":
         t = change.tombstone
         key = _record_key(
@@ -277,3 +289,54 @@ def page(page_size: int, page_token: str, items: Sequence[object]) -> tuple[int,
     if not 0 <= start <= len(items):
         raise InvalidArgument([FieldViolation("page_token", "not a token this service gave out")])
     return start, min(start + size, len(items))
+
+
+MAX_CASE_REFERENCE = 64
+MAX_USER = 64
+BREAK_GLASS_REASON = (20, 500)
+
+
+def on_behalf_of(value: str) -> str:
+    """The responsible user at the caller's desk."""
+    if not 0 < len(value) <= MAX_USER or not _PRINTABLE.match(value):
+        raise InvalidArgument(
+            [FieldViolation("on_behalf_of", f"required: 1 to {MAX_USER} printable characters")]
+        )
+    return value
+
+
+def break_glass_reason(value: str) -> str | None:
+    low, high = BREAK_GLASS_REASON
+    if not value:
+        return None
+    if not low <= len(value.strip()) <= high or "\x00" in value:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "break_glass_reason", f"a written reason of {low} to {high} characters"
+                )
+            ]
+        )
+    return value.strip()
+
+
+def question_fields(
+    subject: pseudonym_pb2.Subject,
+    case_reference: str,
+    subject_age: int,
+    purpose: str,
+    prefix: str = "",
+) -> tuple[tuple[bytes, ...], str | None, bool]:
+    """(pseudonym values, case reference, minor) of one person asked about."""
+    check = _Checker()
+    refs = check.subject(f"{prefix}subject", subject)
+    if len(case_reference) > MAX_CASE_REFERENCE or (
+        case_reference and not _PRINTABLE.match(case_reference)
+    ):
+        check.fail(f"{prefix}case_reference", f"at most {MAX_CASE_REFERENCE} printable characters")
+    ages = (registry_service_pb2.SUBJECT_AGE_MINOR, registry_service_pb2.SUBJECT_AGE_ADULT)
+    if subject_age not in ages and (subject_age or purpose == "intake-en-selectie"):
+        check.fail(f"{prefix}subject_age", "required at intake-en-selectie: MINOR or ADULT")
+    check.raise_if_failed()
+    minor = subject_age == registry_service_pb2.SUBJECT_AGE_MINOR
+    return tuple(r.value for r in refs), case_reference or None, minor

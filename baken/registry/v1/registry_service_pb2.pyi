@@ -6,6 +6,7 @@ isort:skip_file
 from baken.registry.v1 import house_pb2 as _house_pb2
 from baken.registry.v1 import marker_pb2 as _marker_pb2
 from baken.type.v1 import pseudonym_pb2 as _pseudonym_pb2
+from baken.type.v1 import purpose_pb2 as _purpose_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -35,6 +36,8 @@ class _LookupOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LookupO
     """At least one house knows the person."""
     LOOKUP_OUTCOME_NO_HIT: _LookupOutcome.ValueType  # 2
     """No house knows the person."""
+    LOOKUP_OUTCOME_WITHHELD: _LookupOutcome.ValueType  # 3
+    """A house knows the person, but no covenant lets the caller see which: `withheld` says why."""
 
 class LookupOutcome(_LookupOutcome, metaclass=_LookupOutcomeEnumTypeWrapper):
     """Whether a lookup found the person."""
@@ -44,13 +47,132 @@ LOOKUP_OUTCOME_HIT: LookupOutcome.ValueType  # 1
 """At least one house knows the person."""
 LOOKUP_OUTCOME_NO_HIT: LookupOutcome.ValueType  # 2
 """No house knows the person."""
+LOOKUP_OUTCOME_WITHHELD: LookupOutcome.ValueType  # 3
+"""A house knows the person, but no covenant lets the caller see which: `withheld` says why."""
 Global___LookupOutcome: _TypeAlias = LookupOutcome  # noqa: Y015
+
+class _SubjectAge:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubjectAgeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubjectAge.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBJECT_AGE_UNSPECIFIED: _SubjectAge.ValueType  # 0
+    SUBJECT_AGE_MINOR: _SubjectAge.ValueType  # 1
+    SUBJECT_AGE_ADULT: _SubjectAge.ValueType  # 2
+
+class SubjectAge(_SubjectAge, metaclass=_SubjectAgeEnumTypeWrapper):
+    """Whether the looked-up suspect is a minor, as ZSM registered him."""
+
+SUBJECT_AGE_UNSPECIFIED: SubjectAge.ValueType  # 0
+SUBJECT_AGE_MINOR: SubjectAge.ValueType  # 1
+SUBJECT_AGE_ADULT: SubjectAge.ValueType  # 2
+Global___SubjectAge: _TypeAlias = SubjectAge  # noqa: Y015
+
+class _WithholdReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WithholdReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WithholdReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WITHHOLD_REASON_UNSPECIFIED: _WithholdReason.ValueType  # 0
+    WITHHOLD_REASON_NO_COVENANT: _WithholdReason.ValueType  # 1
+    """No covenant of the caller grants this field, for any purpose or region."""
+    WITHHOLD_REASON_PURPOSE_NOT_GRANTED: _WithholdReason.ValueType  # 2
+    """A covenant grants the field to the caller's role, but for other purposes."""
+    WITHHOLD_REASON_OUTSIDE_REGION: _WithholdReason.ValueType  # 3
+    """A covenant grants the field for this purpose, but for houses of other regions."""
+    WITHHOLD_REASON_ADVICE_EXPIRED: _WithholdReason.ValueType  # 4
+    """The advice is older than 12 months: its text is not disclosed to anyone."""
+    WITHHOLD_REASON_MINOR_AT_INTAKE: _WithholdReason.ValueType  # 5
+    """waarom-informatie about a minor must not influence intake-en-selectie."""
+    WITHHOLD_REASON_COVENANT_EXPIRED: _WithholdReason.ValueType  # 6
+    """The covenant that granted the field has expired (or is not yet in force)."""
+
+class WithholdReason(_WithholdReason, metaclass=_WithholdReasonEnumTypeWrapper):
+    """Why a field or a whole marker was not disclosed."""
+
+WITHHOLD_REASON_UNSPECIFIED: WithholdReason.ValueType  # 0
+WITHHOLD_REASON_NO_COVENANT: WithholdReason.ValueType  # 1
+"""No covenant of the caller grants this field, for any purpose or region."""
+WITHHOLD_REASON_PURPOSE_NOT_GRANTED: WithholdReason.ValueType  # 2
+"""A covenant grants the field to the caller's role, but for other purposes."""
+WITHHOLD_REASON_OUTSIDE_REGION: WithholdReason.ValueType  # 3
+"""A covenant grants the field for this purpose, but for houses of other regions."""
+WITHHOLD_REASON_ADVICE_EXPIRED: WithholdReason.ValueType  # 4
+"""The advice is older than 12 months: its text is not disclosed to anyone."""
+WITHHOLD_REASON_MINOR_AT_INTAKE: WithholdReason.ValueType  # 5
+"""waarom-informatie about a minor must not influence intake-en-selectie."""
+WITHHOLD_REASON_COVENANT_EXPIRED: WithholdReason.ValueType  # 6
+"""The covenant that granted the field has expired (or is not yet in force)."""
+Global___WithholdReason: _TypeAlias = WithholdReason  # noqa: Y015
+
+@_typing.final
+class WithheldField(_message.Message):
+    """A field (or a whole marker) the answer leaves out, and the rule that decided it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKER_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COVENANT_FIELD_NUMBER: _builtins.int
+    GRANT_FIELD_NUMBER: _builtins.int
+    marker: _builtins.str
+    """The marker's resource name; empty when the whole marker is withheld."""
+    field: _builtins.str
+    """Covenant field name: "advice", "at.open_cases", "house" ..., or "marker" for a whole marker."""
+    reason: Global___WithholdReason.ValueType
+    covenant: _builtins.str
+    """The covenant that decided, as "{id}@v{version}"; empty for NO_COVENANT, ADVICE_EXPIRED and
+    MINOR_AT_INTAKE, which no covenant can lift.
+    """
+    grant: _builtins.str
+    """The grant of that covenant that came closest."""
+    def __init__(
+        self,
+        *,
+        marker: _builtins.str = ...,
+        field: _builtins.str = ...,
+        reason: Global___WithholdReason.ValueType = ...,
+        covenant: _builtins.str = ...,
+        grant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covenant", b"covenant", "field", b"field", "grant", b"grant", "marker", b"marker", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithheldField: _TypeAlias = WithheldField  # noqa: Y015
 
 @_typing.final
 class LookupRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    SUBJECT_AGE_FIELD_NUMBER: _builtins.int
+    BREAK_GLASS_REASON_FIELD_NUMBER: _builtins.int
+    purpose: _purpose_pb2.Purpose.ValueType
+    """Required. Why the caller looks; a covenant must grant it to the caller's role."""
+    case_reference: _builtins.str
+    """The ZSM case (parketnummer or ZSM registration number), 1 to 64 characters. Required for
+    every purpose but intake-en-selectie, where the suspect may not have a case yet.
+    """
+    on_behalf_of: _builtins.str
+    """Required. The user at the desk on whose behalf the party asks (NEN 7513: the responsible
+    user), e.g. an employee number; 1 to 64 characters.
+    """
+    subject_age: Global___SubjectAge.ValueType
+    """Required for intake-en-selectie."""
+    break_glass_reason: _builtins.str
+    """Break-glass (noodknop): only the ZSM officier (OvJ), only for afdoeningsbeslissing; a written
+    reason of 20 to 500 characters. Discloses waarom-informatie beyond the covenant; the
+    access-log entry is marked and goes to the privacy officer's review queue.
+    """
     @_builtins.property
     def subject(self) -> _pseudonym_pb2.Subject:
         """Required. The suspect's pseudonyms, made by the ZSM client library."""
@@ -59,10 +181,15 @@ class LookupRequest(_message.Message):
         self,
         *,
         subject: _pseudonym_pb2.Subject | None = ...,
+        purpose: _purpose_pb2.Purpose.ValueType = ...,
+        case_reference: _builtins.str = ...,
+        on_behalf_of: _builtins.str = ...,
+        subject_age: Global___SubjectAge.ValueType = ...,
+        break_glass_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "on_behalf_of", b"on_behalf_of", "purpose", b"purpose", "subject", b"subject", "subject_age", b"subject_age"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -75,12 +202,23 @@ class LookupResponse(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     MARKERS_FIELD_NUMBER: _builtins.int
     MATCH_QUALITY_FIELD_NUMBER: _builtins.int
+    WITHHELD_FIELD_NUMBER: _builtins.int
+    BREAK_GLASS_FIELD_NUMBER: _builtins.int
+    ACCESS_LOG_ENTRY_FIELD_NUMBER: _builtins.int
     outcome: Global___LookupOutcome.ValueType
     match_quality: _marker_pb2.MatchQuality.ValueType
     """The strongest match quality among the markers; UNSPECIFIED on NO_HIT."""
+    break_glass: _builtins.bool
+    """True when break-glass disclosed more than the covenant grants."""
+    access_log_entry: _builtins.int
+    """The sequence number of the access-log entry that records this answer."""
     @_builtins.property
     def markers(self) -> _containers.RepeatedCompositeFieldContainer[_marker_pb2.Marker]:
         """Every marker of the person nationwide, strongest match first. Empty on NO_HIT."""
+
+    @_builtins.property
+    def withheld(self) -> _containers.RepeatedCompositeFieldContainer[Global___WithheldField]:
+        """Every field with a value the caller may not see, and why. Nothing is left out silently."""
 
     def __init__(
         self,
@@ -88,10 +226,13 @@ class LookupResponse(_message.Message):
         outcome: Global___LookupOutcome.ValueType = ...,
         markers: _abc.Iterable[_marker_pb2.Marker] | None = ...,
         match_quality: _marker_pb2.MatchQuality.ValueType = ...,
+        withheld: _abc.Iterable[Global___WithheldField] | None = ...,
+        break_glass: _builtins.bool = ...,
+        access_log_entry: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["markers", b"markers", "match_quality", b"match_quality", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "break_glass", b"break_glass", "markers", b"markers", "match_quality", b"match_quality", "outcome", b"outcome", "withheld", b"withheld"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -102,6 +243,14 @@ class BatchLookupRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    purpose: _purpose_pb2.Purpose.ValueType
+    """Required, as in LookupRequest; for every entry of the message. Break-glass is per person
+    and only through Lookup.
+    """
+    on_behalf_of: _builtins.str
+    """Required, as in LookupRequest."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchLookupEntry]:
         """Required, 1 to 1000 entries."""
@@ -110,10 +259,12 @@ class BatchLookupRequest(_message.Message):
         self,
         *,
         entries: _abc.Iterable[Global___BatchLookupEntry] | None = ...,
+        purpose: _purpose_pb2.Purpose.ValueType = ...,
+        on_behalf_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "on_behalf_of", b"on_behalf_of", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -125,8 +276,14 @@ class BatchLookupEntry(_message.Message):
 
     REF_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    SUBJECT_AGE_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Required. The caller's reference for this entry, echoed in its result (1 to 64 characters)."""
+    case_reference: _builtins.str
+    """As in LookupRequest: each suspect has his own case."""
+    subject_age: Global___SubjectAge.ValueType
+    """As in LookupRequest."""
     @_builtins.property
     def subject(self) -> _pseudonym_pb2.Subject:
         """Required."""
@@ -136,10 +293,12 @@ class BatchLookupEntry(_message.Message):
         *,
         ref: _builtins.str = ...,
         subject: _pseudonym_pb2.Subject | None = ...,
+        case_reference: _builtins.str = ...,
+        subject_age: Global___SubjectAge.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "ref", b"ref", "subject", b"subject", "subject_age", b"subject_age"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -182,7 +341,9 @@ class BatchLookupResult(_message.Message):
 
     @_builtins.property
     def error(self) -> _status_pb2.Status:
-        """Why the entry was refused: INVALID_ARGUMENT with ErrorInfo and BadRequest details."""
+        """Why the entry was refused: INVALID_ARGUMENT with ErrorInfo and BadRequest details, or
+        PERMISSION_DENIED (e.g. CASE_REFERENCE_REQUIRED) with ErrorInfo.
+        """
 
     def __init__(
         self,

@@ -28,6 +28,8 @@ if _version_not_supported:
 
 class RegistryServiceStub:
     """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
     """
 
     def __init__(self, channel):
@@ -65,10 +67,14 @@ class RegistryServiceStub:
 
 class RegistryServiceServicer:
     """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
     """
 
     def Lookup(self, request, context):
         """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error.
+        PERMISSION_DENIED when no covenant in force grants the purpose to the caller's role, or a
+        required case reference is missing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +89,7 @@ class RegistryServiceServicer:
 
     def SyncMarkers(self, request_iterator, context):
         """For source adapters: upserts and tombstones, idempotent by source record and version.
+        Only the source-adapter role, and only for the source system its party serves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,6 +147,8 @@ def add_RegistryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RegistryService:
     """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
     """
 
     @staticmethod

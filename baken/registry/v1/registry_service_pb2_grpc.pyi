@@ -28,18 +28,26 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RegistryServiceStub:
-    """The national marker registry: one hit/no-hit lookup over every Safety House's markers."""
+    """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RegistryServiceAsyncStub: ...
     Lookup: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.LookupRequest, _registry_service_pb2.LookupResponse]
-    """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error."""
+    """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error.
+    PERMISSION_DENIED when no covenant in force grants the purpose to the caller's role, or a
+    required case reference is missing.
+    """
     BatchLookup: _grpc.StreamStreamMultiCallable[_registry_service_pb2.BatchLookupRequest, _registry_service_pb2.BatchLookupResponse]
     """Lookups for a whole suspects monitor: many subjects per message, answered per message."""
     SyncMarkers: _grpc.StreamUnaryMultiCallable[_registry_service_pb2.SyncMarkersRequest, _registry_service_pb2.SyncMarkersResponse]
-    """For source adapters: upserts and tombstones, idempotent by source record and version."""
+    """For source adapters: upserts and tombstones, idempotent by source record and version.
+    Only the source-adapter role, and only for the source system its party serves.
+    """
     GetHouse: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.GetHouseRequest, _house_pb2.House]
     """One Safety House."""
     ListHouses: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListHousesRequest, _registry_service_pb2.ListHousesResponse]
@@ -47,22 +55,33 @@ class RegistryServiceStub:
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
-    """The national marker registry: one hit/no-hit lookup over every Safety House's markers."""
+    """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Lookup: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.LookupRequest, _registry_service_pb2.LookupResponse]  # type: ignore[assignment]
-    """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error."""
+    """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error.
+    PERMISSION_DENIED when no covenant in force grants the purpose to the caller's role, or a
+    required case reference is missing.
+    """
     BatchLookup: _aio.StreamStreamMultiCallable[_registry_service_pb2.BatchLookupRequest, _registry_service_pb2.BatchLookupResponse]  # type: ignore[assignment]
     """Lookups for a whole suspects monitor: many subjects per message, answered per message."""
     SyncMarkers: _aio.StreamUnaryMultiCallable[_registry_service_pb2.SyncMarkersRequest, _registry_service_pb2.SyncMarkersResponse]  # type: ignore[assignment]
-    """For source adapters: upserts and tombstones, idempotent by source record and version."""
+    """For source adapters: upserts and tombstones, idempotent by source record and version.
+    Only the source-adapter role, and only for the source system its party serves.
+    """
     GetHouse: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.GetHouseRequest, _house_pb2.House]  # type: ignore[assignment]
     """One Safety House."""
     ListHouses: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ListHousesRequest, _registry_service_pb2.ListHousesResponse]  # type: ignore[assignment]
     """All Safety Houses, paginated."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The national marker registry: one hit/no-hit lookup over every Safety House's markers."""
+    """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
+    The caller's party and role come from its mTLS certificate; the covenants decide every field,
+    and every answer and every denial is written to the access log before it leaves.
+    """
 
     @_abc_1.abstractmethod
     def Lookup(
@@ -70,7 +89,10 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_service_pb2.LookupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.LookupResponse, _abc.Awaitable[_registry_service_pb2.LookupResponse]]:
-        """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error."""
+        """Is this person known at any Safety House, nationwide? A miss is NO_HIT, not an error.
+        PERMISSION_DENIED when no covenant in force grants the purpose to the caller's role, or a
+        required case reference is missing.
+        """
 
     @_abc_1.abstractmethod
     def BatchLookup(
@@ -86,7 +108,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_registry_service_pb2.SyncMarkersRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.SyncMarkersResponse, _abc.Awaitable[_registry_service_pb2.SyncMarkersResponse]]:
-        """For source adapters: upserts and tombstones, idempotent by source record and version."""
+        """For source adapters: upserts and tombstones, idempotent by source record and version.
+        Only the source-adapter role, and only for the source system its party serves.
+        """
 
     @_abc_1.abstractmethod
     def GetHouse(

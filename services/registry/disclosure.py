@@ -1,0 +1,123 @@
+"""What a lookup shows: the covenant scope applied to each marker found, field by field.
+
+Every field with a value is either shown or listed as withheld with the rule that decided.
+Three rules stand above the covenants: an expired advice is never shown, waarom-informatie about
+a minor is not shown at intake-en-selectie, and break-glass (noodknop) shows waarom-informatie
+beyond the grant, but never past those two rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from baken.access import Decision, Scope, Withhold
+from baken.covenants import THAT_FIELDS, WHY_FIELDS
+from services.registry.at_rest import Sealer
+from services.registry.freshness import Freshness, freshness
+from services.registry.markers import MarkerHit, RecordKey
+from services.registry.repository import Found
+
+INTAKE = "intake-en-selectie"
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    marker: str  # empty when the whole marker is withheld
+    field: str
+    reason: Withhold
+    covenant: str = ""
+    grant: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """The markers as the caller may see them, and everything withheld."""
+
+    hits: list[MarkerHit]
+    withheld: list[Withheld]
+    # Markers found, including those withheld whole.
+    found: int
+    # waarom-informatie shown only because of break-glass: (marker, field).
+    by_break_glass: list[tuple[str, str]]
+
+
+def disclose(
+    rows: Sequence[Found],
+    scope: Scope,
+    today: dt.date,
+    sealer: Sealer,
+    *,
+    minor: bool,
+    break_glass: bool,
+) -> Disclosure:
+    best: dict[str, Found] = {}
+    for row in rows:
+        if row.uid not in best or row.kind < best[row.uid].kind:
+            best[row.uid] = row
+    hits: list[MarkerHit] = []
+    withheld: list[Withheld] = []
+    by_break_glass: list[tuple[str, str]] = []
+    for row in best.values():
+        name = f"houses/{row.house_id}/markers/{row.uid}"
+        fresh = freshness(row.advice_date, today)
+        house = scope.decide(row.house_id, "house")
+        if not house.disclosed:
+            withheld.append(Withheld("", "marker", *_cite(house)))
+            continue
+        at: dict[str, str] = (
+            json.loads(sealer.open(row.uid, "at_information", row.at_information))
+            if row.at_information
+            else {}
+        )
+        present = {
+            *THAT_FIELDS,
+            *(("advice",) if row.advice_date else ()),
+            *(f"at.{k}" for k in at),
+        }
+        shown: set[str] = set()
+        for field in sorted(present):
+            decision = scope.decide(row.house_id, field)
+            why = field in WHY_FIELDS
+            if why and minor and scope.purpose == INTAKE:
+                decision = Decision(Withhold.MINOR_AT_INTAKE)
+            elif why and not decision.disclosed and break_glass:
+                by_break_glass.append((name, field))
+                decision = Decision(None)
+            if decision.disclosed:
+                shown.add(field)
+            else:
+                withheld.append(Withheld(name, field, *_cite(decision)))
+        if row.advice_date is None and scope.decide(row.house_id, "advice").disclosed:
+            shown.add("advice")  # to say NO_ADVICE: the house gave none
+        advice = None
+        if "advice" in shown and row.advice is not None:
+            if fresh is Freshness.EXPIRED:
+                withheld.append(Withheld(name, "advice", Withhold.ADVICE_EXPIRED))
+            else:
+                advice = sealer.open(row.uid, "advice", row.advice)
+        hits.append(
+            MarkerHit(
+                uid=row.uid,
+                key=RecordKey(row.source_system, row.house_id, row.source_record_id),
+                source_version=row.source_version,
+                target_group=row.target_group,
+                plan_status=row.plan_status,
+                mark_date=row.mark_date,
+                advice=advice,
+                advice_date=row.advice_date,
+                freshness=fresh,
+                at_information={k: v for k, v in at.items() if f"at.{k}" in shown} or None,
+                match_kind=row.kind,
+                fields=frozenset(shown),
+            )
+        )
+    hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
+    return Disclosure(hits, withheld, len(best), by_break_glass)
+
+
+def _cite(decision: Decision) -> tuple[Withhold, str, str]:
+    assert decision.reason is not None
+    return decision.reason, decision.covenant, decision.grant

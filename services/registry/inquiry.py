@@ -1,0 +1,99 @@
+"""Who asks, on whose behalf and why, and how that becomes an access-log entry.
+
+Entry fields follow the Logboek Dataverwerkingen (trace_id, span_id, processing_activity,
+data_subject) and NEN 7513 (party, role, on_behalf_of as the responsible user, purpose,
+break_glass_reason); docs/AUDIT.md lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from baken.pki import Identity
+from services.registry.access_log import Entry
+from services.registry.disclosure import Disclosure
+
+# The processing activities of Baken's register of processing (verwerkingsregister).
+LOOKUP_ACTIVITY = "baken:zsm-raadpleging-markers"
+AUDIT_ACTIVITY = "baken:toezicht-toegangslog"
+
+
+@dataclass(frozen=True, slots=True)
+class Inquiry:
+    """One call as the access log records it."""
+
+    caller: Identity
+    purpose: str  # empty when the request named none
+    on_behalf_of: str
+    operation: str
+    request_id: str
+    client_address: str
+    trace_id: str
+    break_glass_reason: str | None = None
+
+
+def entry(
+    inquiry: Inquiry,
+    now: dt.datetime,
+    outcome: str,
+    *,
+    activity: str = LOOKUP_ACTIVITY,
+    subject: Sequence[bytes] = (),
+    case_reference: str | None = None,
+    covenants: Iterable[str] = (),
+    disclosure: Disclosure | None = None,
+    denial_reason: str | None = None,
+    reviews: int | None = None,
+    **extra: Any,
+) -> Entry:
+    caller = inquiry.caller
+    body: dict[str, Any] = {
+        "trace_id": inquiry.trace_id,
+        "span_id": secrets.token_hex(8),
+        "processing_activity": activity,
+        "operation": inquiry.operation,
+        "organisation": caller.organisation,
+        "role": caller.role,
+        "on_behalf_of": inquiry.on_behalf_of,
+        "purpose": inquiry.purpose,
+        "case_reference": case_reference,
+        "data_subject": [v.hex() for v in subject],
+        "covenants": list(covenants),
+        "request_id": inquiry.request_id,
+        "client_address": inquiry.client_address,
+        **extra,
+    }
+    if denial_reason:
+        body["denial_reason"] = denial_reason
+    if inquiry.break_glass_reason:
+        body["break_glass_reason"] = inquiry.break_glass_reason
+    if disclosure is not None:
+        body["disclosed"] = [
+            {"marker": hit.name, "fields": sorted(hit.fields)} for hit in disclosure.hits
+        ]
+        body["withheld"] = [
+            {
+                "marker": w.marker,
+                "field": w.field,
+                "reason": w.reason.value,
+                "covenant": w.covenant,
+                "grant": w.grant,
+            }
+            for w in disclosure.withheld
+        ]
+        if disclosure.by_break_glass:
+            body["break_glass_fields"] = [
+                {"marker": m, "field": f} for m, f in disclosure.by_break_glass
+            ]
+    return Entry(
+        time=now,
+        outcome=outcome,
+        party_id=caller.id,
+        body=body,
+        subject=tuple(subject),
+        reviews_seq=reviews,
+    )

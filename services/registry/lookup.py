@@ -1,0 +1,156 @@
+"""The registry's read side: look persons up nationwide and show what the covenants allow."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from baken.access import AccessPolicy, Scope
+from baken.clock import Clock
+from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE
+from baken.errors import PermissionDenied
+from services.registry import repository
+from services.registry.access_log import AccessLog, Entry
+from services.registry.at_rest import Sealer
+from services.registry.disclosure import Disclosure, disclose
+from services.registry.inquiry import Inquiry, entry
+
+BREAK_GLASS_ROLE = "zsm-officier"
+BREAK_GLASS_PURPOSE = "afdoeningsbeslissing"
+LOOKUP_PURPOSES = frozenset(PURPOSES) - set(PURPOSE_ONLY_FIELDS)
+CASE_REFERENCE_REQUIRED = PermissionDenied(
+    "CASE_REFERENCE_REQUIRED", "this purpose needs the ZSM case reference"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One person asked about: the pseudonym values, the ZSM case, whether a minor."""
+
+    values: tuple[bytes, ...]
+    case_reference: str | None = None
+    minor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A disclosure, or this person's denial; `sequence` is its access-log entry."""
+
+    disclosure: Disclosure | None
+    denial: PermissionDenied | None
+    sequence: int
+    break_glass: bool
+
+
+class Lookups:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        policy: AccessPolicy,
+        sealer: Sealer,
+        log: AccessLog,
+    ) -> None:
+        self._engine = engine
+        self._finder = repository.Finder(engine)
+        self._clock = clock
+        self._policy = policy
+        self._sealer = sealer
+        self._log = log
+
+    def answer(self, inquiry: Inquiry, questions: Sequence[Question]) -> list[Answer]:
+        """Look each person up nationwide and show what the covenants let the caller see.
+
+        Every answer and every denial is written to the access log in the transaction that
+        reads the markers; if the entry cannot be written, nobody gets an answer. A denial of
+        the whole call (no covenant grants the purpose) raises PermissionDenied, once logged."""
+        now, today = self._clock.now(), self._clock.today()
+        try:
+            scope = self._admit(inquiry, today)
+        except PermissionDenied as denied:
+            with self._engine.begin() as connection:
+                self._log.append(
+                    connection, [_denied(inquiry, q, now, denied.reason) for q in questions], now
+                )
+            raise
+        break_glass = inquiry.break_glass_reason is not None
+        with self._engine.begin() as connection:
+            asked = [q for q in questions if _has_case(inquiry, q)]
+            rows = self._finder.find(
+                connection, list(dict.fromkeys(v for q in asked for v in q.values))
+            )
+            by_value: dict[bytes, list[repository.Found]] = {}
+            for row in rows:
+                by_value.setdefault(row.value, []).append(row)
+            answers: list[Answer] = []
+            entries: list[Entry] = []
+            for q in questions:
+                if not _has_case(inquiry, q):
+                    answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass))
+                    entries.append(_denied(inquiry, q, now, CASE_REFERENCE_REQUIRED.reason))
+                    continue
+                found = [row for v in q.values for row in by_value.get(v, ())]
+                disclosure = disclose(
+                    found, scope, today, self._sealer, minor=q.minor, break_glass=break_glass
+                )
+                answers.append(Answer(disclosure, None, 0, break_glass))
+                entries.append(
+                    entry(
+                        inquiry,
+                        now,
+                        _outcome(disclosure, break_glass),
+                        subject=q.values,
+                        case_reference=q.case_reference,
+                        covenants=scope.covenants,
+                        disclosure=disclosure,
+                    )
+                )
+            sequences = self._log.append(connection, entries, now)
+        return [
+            dataclasses.replace(a, sequence=seq) for a, seq in zip(answers, sequences, strict=True)
+        ]
+
+    def _admit(self, inquiry: Inquiry, today: dt.date) -> Scope:
+        if not inquiry.purpose:
+            raise PermissionDenied("PURPOSE_REQUIRED", "name the purpose of the lookup")
+        scope = self._policy.authorise(inquiry.caller, inquiry.purpose, today)
+        if inquiry.purpose not in LOOKUP_PURPOSES:
+            raise PermissionDenied(
+                "PURPOSE_NOT_FOR_LOOKUP", f"{inquiry.purpose} does not look up persons"
+            )
+        if inquiry.break_glass_reason is not None and (
+            inquiry.caller.role != BREAK_GLASS_ROLE or inquiry.purpose != BREAK_GLASS_PURPOSE
+        ):
+            raise PermissionDenied(
+                "BREAK_GLASS_NOT_ALLOWED",
+                f"break-glass is for the {BREAK_GLASS_ROLE} role at {BREAK_GLASS_PURPOSE} only",
+            )
+        return scope
+
+
+def _outcome(disclosure: Disclosure, break_glass: bool) -> str:
+    if not disclosure.found:
+        return "no-hit"
+    if break_glass:
+        return "break-glass"
+    return "hit" if disclosure.hits else "withheld"
+
+
+def _has_case(inquiry: Inquiry, question: Question) -> bool:
+    return bool(question.case_reference) or inquiry.purpose in WITHOUT_CASE
+
+
+def _denied(inquiry: Inquiry, question: Question, now: dt.datetime, reason: str) -> Entry:
+    return entry(
+        inquiry,
+        now,
+        "denied",
+        subject=question.values,
+        case_reference=question.case_reference,
+        denial_reason=reason,
+    )
