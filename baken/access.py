@@ -136,7 +136,10 @@ def _decide(
     grants: list[tuple[Covenant, Grant]], house: House, name: str, purpose: str, today: dt.date
 ) -> Decision:
     """The first rule that applies, from disclosure to the most distant reason to withhold."""
-    with_field = [(c, g) for c, g in grants if name in g.fields]
+    # The house's own regional covenant is cited before a national one that says the same.
+    with_field = sorted(
+        ((c, g) for c, g in grants if name in g.fields), key=lambda cg: cg[0].region != house.region
+    )
     for reason, in_force, for_purpose, covers in _RULES:
         for c, g in with_field:
             if (

@@ -58,7 +58,8 @@ PURPOSE_ONLY_FIELDS: Mapping[str, str] = {"monitoring": "aggregates", "audit": "
 FIELDS = frozenset({*MARKER_FIELDS, *PURPOSE_ONLY_FIELDS.values()})
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
-_SHIFT = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)\Z")
+_TIME = r"(?:[01]\d|2[0-3]):[0-5]\d|24:00"
+_SHIFT = re.compile(rf"^(?:{_TIME})-(?:{_TIME})\Z")
 
 
 class CovenantError(Exception):
@@ -138,6 +139,9 @@ class CovenantSet:
         return tuple(c for c in self.covenants if party_id in c.parties)
 
 
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
+
+
 class _Lines:
     """Finds the line a key or value stands on, for error messages (tomllib gives no positions)."""
 
@@ -146,10 +150,10 @@ class _Lines:
 
     def _block(self, table: str | None, index: int) -> tuple[int, int]:
         """0-based [start, end) of the index-th [[table]] (or the top level before any table)."""
-        headers = [i for i, line in enumerate(self._lines) if line.lstrip().startswith("[")]
+        headers = [i for i, line in enumerate(self._lines) if _HEADER.match(line)]
         if table is None:
             return 0, headers[0] if headers else len(self._lines)
-        own = [i for i in headers if self._lines[i].strip() == f"[[{table}]]"]
+        own = [i for i in headers if _HEADER.match(self._lines[i])[1] == table]  # type: ignore[index]
         if index >= len(own):
             return 0, len(self._lines)
         start = own[index]
@@ -158,7 +162,12 @@ class _Lines:
 
     def of(self, table: str | None, index: int, key: str, value: str | None = None) -> int:
         start, end = self._block(table, index)
-        key_line = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        if table is None:  # a table key names its own header, wherever it stands
+            for i, line in enumerate(self._lines):
+                header = _HEADER.match(line)
+                if header and header[1].split(".")[0] == key:
+                    return i + 1
+        key_line = re.compile(rf"^\s*{re.escape(key)}\s*[=.]")
         for i in range(start, end):
             if key_line.match(self._lines[i]):
                 if value is None:
@@ -218,6 +227,8 @@ class _Reader:
             raise self.error(key, f"{key} must be a non-empty list")
         known = frozenset(known)
         for item in value:
+            if not isinstance(item, str):
+                raise self.error(key, f"{key} must list strings")
             if item not in known:
                 raise self.error(key, f"unknown {what} {item!r}", str(item))
         return frozenset(value)
@@ -232,7 +243,7 @@ def _parse(path: Path) -> tuple[dict[str, Any], _Lines]:
         return tomllib.loads(text), _Lines(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+)", str(exc))
-        line = int(found.group(1)) if found else 1
+        line = int(found.group(1)) if found else max(1, len(text.splitlines()))
         raise CovenantError(path, line, f"not valid TOML: {str(exc).split(' (at')[0]}") from None
 
 
@@ -341,8 +352,13 @@ def load(
 ) -> CovenantSet:
     """The party register and every *.toml covenant in `directory`, checked."""
     regions = {h.region for h in houses.values()}
-    parties = load_parties(parties_file or directory / PARTIES_FILE, regions)
-    paths = sorted(p for p in directory.glob("*.toml") if p.name != PARTIES_FILE)
+    register = parties_file or directory / PARTIES_FILE
+    parties = load_parties(register, regions)
+    paths = sorted(
+        p
+        for p in directory.glob("*.toml")
+        if p.name != PARTIES_FILE and p.resolve() != register.resolve()
+    )
     if not paths:
         raise CovenantError(directory, 0, "no covenant files (*.toml)")
     covenants = [load_covenant(p, parties, houses) for p in paths]
@@ -351,24 +367,37 @@ def load(
 
 
 def _check_overlaps(covenants: Sequence[Covenant]) -> None:
-    """Two versions of one covenant must not be in force on the same day."""
+    """Versions of one covenant are distinct, follow each other in time, and never overlap."""
     by_id: dict[str, list[Covenant]] = {}
     for c in covenants:
         by_id.setdefault(c.id, []).append(c)
     for versions in by_id.values():
         versions.sort(key=lambda c: (c.valid_from, c.version))
+        seen: dict[int, Covenant] = {}
+        for c in versions:
+            if c.version in seen:
+                raise CovenantError(
+                    c.path,
+                    _line(c.path, "version"),
+                    f"version {c.version} of {c.id!r} is also in {seen[c.version].path.name}",
+                )
+            seen[c.version] = c
         for earlier, later in itertools.pairwise(versions):
-            if earlier.version == later.version:
+            if later.version < earlier.version:
                 raise CovenantError(
                     later.path,
-                    1,
-                    f"version {later.version} of {later.id!r} is also in {earlier.path}",
+                    _line(later.path, "version"),
+                    f"version {later.version} starts after version {earlier.version} "
+                    f"({earlier.path.name}): versions must grow over time",
                 )
             if later.valid_from <= earlier.valid_until:
-                line = _Lines(later.path.read_text("utf-8")).of(None, 0, "valid_from")
                 raise CovenantError(
                     later.path,
-                    line,
+                    _line(later.path, "valid_from"),
                     f"in force from {later.valid_from}, while {earlier.ref} in {earlier.path.name} "
                     f"runs until {earlier.valid_until}: validity overlaps",
                 )
+
+
+def _line(path: Path, key: str) -> int:
+    return _Lines(path.read_text("utf-8")).of(None, 0, key)

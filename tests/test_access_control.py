@@ -1,0 +1,423 @@
+"""The shipped covenants enforced over gRPC: who gets in, which fields each answer shows, what it
+withholds and why, and that every answer and every denial is an access-log entry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from builders import TODAY, Marking, Person, problem, subject, valid_bsns
+from harness import RunningRegistry, batch_request, lookup_request
+from sqlalchemy import text
+
+from baken import pki
+from baken.keyring import KeyRing
+from baken.registry.v1 import marker_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import registry_service_pb2 as pb
+from baken.type.v1 import purpose_pb2
+from services.registry import access_log
+
+_bsns = valid_bsns(30_000_000)
+PERSON = Person(bsn=next(_bsns))
+STRANGER = Person(bsn=next(_bsns))
+KPC = "zsm-midden-nederland-kpc"
+OVJ = "zsm-midden-nederland-ovj"
+INTAKE = purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE
+DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
+CASE = "ZSM-MN-2026-000123"
+REASON = "Suspect threatens his ex-partner tonight; the house cannot be reached."
+UTRECHT = "vh-regio-utrecht-utrecht"
+ROTTERDAM = "vh-rotterdam-rijnmond"
+AT = {"open_cases": "Eén openstaande zaak.", "supervisions": "Toezicht 3RO loopt."}
+
+
+@pytest.fixture
+def marked(shipped_registry: RunningRegistry, ring: KeyRing) -> RunningRegistry:
+    """PERSON marked in Utrecht (Midden-Nederland) and in Rotterdam, with A&T fields."""
+    response = shipped_registry.sync(
+        Marking(PERSON, "gcos-1", house=UTRECHT).upsert(ring),
+        Marking(PERSON, "pga-1", house=ROTTERDAM, at_information=AT).upsert(ring),
+    )
+    assert response.created == 2
+    return shipped_registry
+
+
+def log_entries(registry: RunningRegistry) -> list[access_log.StoredEntry]:
+    with registry.engine.connect() as connection:
+        return access_log.search(connection, limit=10_000)
+
+
+def withheld(response: pb.LookupResponse, house: str) -> dict[str, tuple[str, str, str]]:
+    """field -> (reason, covenant, grant) for the house's marker."""
+    return {
+        w.field: (
+            pb.WithholdReason.Name(w.reason).removeprefix("WITHHOLD_REASON_"),
+            w.covenant,
+            w.grant,
+        )
+        for w in response.withheld
+        if w.marker.startswith(f"houses/{house}/")
+    }
+
+
+def marker_of(response: pb.LookupResponse, house: str) -> marker_pb2.Marker:
+    (marker,) = [m for m in response.markers if m.house.name == f"houses/{house}"]
+    return marker
+
+
+def denied(call: Any) -> str | None:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    found = problem(caught.value)
+    assert found.code == grpc.StatusCode.PERMISSION_DENIED
+    return found.reason
+
+
+def test_the_kpc_sees_the_advice_of_its_own_region_and_the_that_signal_elsewhere(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    response = marked.lookup(subject(ring, PERSON), party=KPC)
+
+    assert response.outcome == pb.LOOKUP_OUTCOME_HIT
+    utrecht, rotterdam = marker_of(response, UTRECHT), marker_of(response, ROTTERDAM)
+    assert utrecht.advice.text.startswith("dagvaarden")
+    assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE
+    assert withheld(response, UTRECHT) == {}
+    # Rotterdam: only the national that-signal.
+    assert rotterdam.house.region == "rotterdam-rijnmond"
+    assert rotterdam.house.contact.email
+    assert rotterdam.target_group == marker_pb2.TARGET_GROUP_VEELPLEGER
+    assert not rotterdam.HasField("advice")
+    assert not rotterdam.plan_status
+    assert not rotterdam.source_record_id
+    assert not rotterdam.HasField("at_information")
+    grant = ("OUTSIDE_REGION", "midden-nederland@v1", "kpc-intake-terugkoppeling")
+    assert withheld(response, ROTTERDAM) == {
+        "advice": grant,
+        "plan_status": grant,
+        "mark_date": grant,
+        "source_record": grant,
+        "at.open_cases": ("NO_COVENANT", "", ""),
+        "at.supervisions": ("NO_COVENANT", "", ""),
+    }
+
+
+def test_the_ovj_sees_open_cases_of_its_region_but_not_supervisions(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    shipped_registry.sync(
+        Marking(PERSON, "pga-1", house="vh-zuid-holland-zuid", at_information=AT).upsert(ring)
+    )
+    response = shipped_registry.lookup(
+        subject(ring, PERSON),
+        party="zsm-rotterdam-rijnmond-ovj",
+        purpose=DECISION,
+        case_reference=CASE,
+    )
+    marker = marker_of(response, "vh-zuid-holland-zuid")
+    assert marker.at_information.open_cases == AT["open_cases"]
+    assert not marker.at_information.supervisions
+    # Rotterdam shares supervisions with the OvJ at the A&T triage table only.
+    assert withheld(response, "vh-zuid-holland-zuid") == {
+        "at.supervisions": ("PURPOSE_NOT_GRANTED", "rotterdam-rijnmond@v2", "advies-en-triage")
+    }
+
+
+def test_a_party_that_may_not_see_where_gets_withheld_not_a_false_no_hit(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    # Police at ZSM Midden-Nederland: only its regional covenant, which covers Utrecht only.
+    police = "zsm-midden-nederland-politie"
+    marked.sync(Marking(STRANGER, "pga-2", house=ROTTERDAM).upsert(ring))
+
+    response = marked.lookup(subject(ring, STRANGER), party=police)
+
+    assert response.outcome == pb.LOOKUP_OUTCOME_WITHHELD
+    assert list(response.markers) == []
+    assert [(w.marker, w.field, w.reason, w.covenant) for w in response.withheld] == [
+        ("", "marker", pb.WITHHOLD_REASON_OUTSIDE_REGION, "midden-nederland@v1")
+    ]
+
+
+def test_waarom_informatie_about_a_minor_is_withheld_at_intake_only(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    at_intake = marked.lookup(subject(ring, PERSON), party=KPC, subject_age=pb.SUBJECT_AGE_MINOR)
+    utrecht = marker_of(at_intake, UTRECHT)
+    assert not utrecht.HasField("advice")
+    assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE  # dat-informatie stays
+    assert withheld(at_intake, UTRECHT) == {"advice": ("MINOR_AT_INTAKE", "", "")}
+
+    deciding = marked.lookup(
+        subject(ring, PERSON),
+        party=OVJ,
+        purpose=DECISION,
+        case_reference=CASE,
+        subject_age=pb.SUBJECT_AGE_MINOR,
+    )
+    assert marker_of(deciding, UTRECHT).advice.text.startswith("dagvaarden")
+
+
+def test_an_expired_advice_is_withheld_even_where_the_covenant_grants_it(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    old = TODAY - dt.timedelta(days=400)
+    shipped_registry.sync(
+        Marking(PERSON, "gcos-1", house=UTRECHT, mark_date=old, advice_date=old).upsert(ring)
+    )
+    response = shipped_registry.lookup(subject(ring, PERSON), party=KPC)
+
+    advice = marker_of(response, UTRECHT).advice
+    assert (advice.text, advice.freshness) == ("", marker_pb2.ADVICE_FRESHNESS_EXPIRED)
+    assert withheld(response, UTRECHT) == {"advice": ("ADVICE_EXPIRED", "", "")}
+
+
+@pytest.mark.parametrize(
+    ("party", "fields", "reason"),
+    [
+        # No purpose named.
+        (KPC, {"purpose": purpose_pb2.PURPOSE_UNSPECIFIED}, "PURPOSE_REQUIRED"),
+        # Victim support may look only when the decision is taken, never at intake.
+        ("zsm-midden-nederland-slachtofferhulp", {}, "PURPOSE_NOT_GRANTED"),
+        # A process director receives feedback; it does not screen suspects.
+        ("vh-midden-nederland-procesregie", {}, "PURPOSE_NOT_GRANTED"),
+        # Police has no triage grant anywhere.
+        (
+            "zsm-rotterdam-rijnmond-politie",
+            {"purpose": purpose_pb2.PURPOSE_TRIAGE, "case_reference": CASE},
+            "PURPOSE_NOT_GRANTED",
+        ),
+        # The operator runs the system and is in no covenant.
+        ("operator", {}, "NO_COVENANT"),
+        # The decision needs the case it is about.
+        (OVJ, {"purpose": DECISION}, "CASE_REFERENCE_REQUIRED"),
+        # Monitoring sees aggregates, never a person.
+        (KPC, {"purpose": purpose_pb2.PURPOSE_MONITORING}, "PURPOSE_NOT_FOR_LOOKUP"),
+        # Break-glass: only the OvJ, only for the decision.
+        (KPC, {"break_glass_reason": REASON}, "BREAK_GLASS_NOT_ALLOWED"),
+        (OVJ, {"break_glass_reason": REASON}, "BREAK_GLASS_NOT_ALLOWED"),
+    ],
+)
+def test_a_lookup_outside_the_covenants_is_denied_and_the_denial_is_logged(
+    marked: RunningRegistry, ring: KeyRing, party: str, fields: dict[str, Any], reason: str
+) -> None:
+    before = len(log_entries(marked))
+
+    assert denied(lambda: marked.lookup(subject(ring, PERSON), party=party, **fields)) == reason
+
+    entries = log_entries(marked)
+    assert len(entries) == before + 1
+    entry = entries[-1]
+    assert (entry.outcome, entry.party_id, entry.body["denial_reason"]) == ("denied", party, reason)
+    assert entry.body["data_subject"] == sorted(
+        p.value.hex() for p in subject(ring, PERSON).pseudonyms
+    ) or set(entry.body["data_subject"]) == {
+        p.value.hex() for p in subject(ring, PERSON).pseudonyms
+    }
+    assert "disclosed" not in entry.body
+
+
+def test_covenants_out_of_force_grant_nothing(marked: RunningRegistry, ring: KeyRing) -> None:
+    marked.set_today(dt.date(2029, 1, 15))  # every shipped covenant has ended
+
+    assert denied(lambda: marked.lookup(subject(ring, PERSON), party=KPC)) == "COVENANT_EXPIRED"
+
+
+def test_the_covenant_in_force_on_the_day_decides(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    day = dt.date(2025, 6, 1)  # Rotterdam's 2024 covenant (v1) is in force; v2 and national not
+    shipped_registry.set_today(day)
+    shipped_registry.sync(
+        Marking(
+            PERSON, "pga-1", house=ROTTERDAM, mark_date=day, advice_date=day, at_information=AT
+        ).upsert(ring)
+    )
+    response = shipped_registry.lookup(subject(ring, PERSON), party="zsm-rotterdam-rijnmond-kpc")
+
+    marker = marker_of(response, ROTTERDAM)
+    assert marker.advice.text.startswith("dagvaarden")
+    assert withheld(response, ROTTERDAM)["source_record"] == (
+        "COVENANT_EXPIRED",
+        "rotterdam-rijnmond@v2",
+        "kpc-intake-terugkoppeling",
+    )
+    entry = log_entries(shipped_registry)[-1]
+    assert entry.body["covenants"] == ["rotterdam-rijnmond@v1"]
+
+
+def test_break_glass_shows_waarom_informatie_beyond_the_grant_and_awaits_review(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    response = marked.lookup(
+        subject(ring, PERSON),
+        party=OVJ,
+        purpose=DECISION,
+        case_reference=CASE,
+        break_glass_reason=REASON,
+    )
+
+    assert response.break_glass
+    rotterdam = marker_of(response, ROTTERDAM)
+    assert rotterdam.advice.text.startswith("dagvaarden")
+    assert rotterdam.at_information.supervisions == AT["supervisions"]
+    assert "advice" not in withheld(response, ROTTERDAM)
+    entry = log_entries(marked)[-1]
+    assert entry.seq == response.access_log_entry
+    assert entry.outcome == "break-glass"
+    assert entry.body["break_glass_reason"] == REASON
+    assert {"marker": rotterdam.name, "field": "advice"} in entry.body["break_glass_fields"]
+    with marked.engine.connect() as connection:
+        assert [e.seq for e in access_log.pending_reviews(connection)] == [entry.seq]
+
+
+def test_a_break_glass_reason_must_be_written_out(marked: RunningRegistry, ring: KeyRing) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        marked.lookup(
+            subject(ring, PERSON),
+            party=OVJ,
+            purpose=DECISION,
+            case_reference=CASE,
+            break_glass_reason="urgent",
+        )
+    assert problem(caught.value).fields == ["break_glass_reason"]
+
+
+def test_each_answer_is_the_access_log_entry_it_cites(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    hit = marked.lookup(subject(ring, PERSON), party=KPC)
+    miss = marked.lookup(subject(ring, STRANGER), party=KPC, on_behalf_of="kpc-0099")
+
+    entries = {e.seq: e for e in log_entries(marked)}
+    assert set(entries) == {hit.access_log_entry, miss.access_log_entry}
+    found = entries[hit.access_log_entry]
+    assert found.outcome == "hit"
+    body = found.body
+    assert (body["party_id"], body["organisation"], body["role"]) == (
+        KPC,
+        "OM ZSM Midden-Nederland",
+        "kpc",
+    )
+    assert (body["purpose"], body["on_behalf_of"]) == ("intake-en-selectie", "kpc-0042")
+    assert body["covenants"] == ["midden-nederland@v1", "national@v1"]
+    assert len(body["trace_id"]) == 32 and len(body["span_id"]) == 16
+    assert body["request_id"] and body["client_address"].startswith("ipv4:127.0.0.1")
+    shown = {d["marker"]: d["fields"] for d in body["disclosed"]}
+    assert shown[marker_of(hit, ROTTERDAM).name] == ["contact", "house", "region", "target_group"]
+    assert {w["field"] for w in body["withheld"]} >= {"advice", "source_record"}
+    assert entries[miss.access_log_entry].outcome == "no-hit"
+    assert entries[miss.access_log_entry].body["on_behalf_of"] == "kpc-0099"
+
+
+def test_the_callers_traceparent_names_the_trace(marked: RunningRegistry, ring: KeyRing) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    marked.stub_for(KPC).Lookup(
+        lookup_request(subject(ring, PERSON)),
+        metadata=(("traceparent", f"00-{trace}-00f067aa0ba902b7-01"),),
+        timeout=10,
+    )
+    assert log_entries(marked)[-1].body["trace_id"] == trace
+
+
+def test_a_batch_entry_without_a_case_is_denied_alone_and_logged(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    request = batch_request(
+        [
+            pb.BatchLookupEntry(ref="a", subject=subject(ring, PERSON), case_reference=CASE),
+            pb.BatchLookupEntry(ref="b", subject=subject(ring, STRANGER)),
+        ],
+        purpose=DECISION,
+    )
+    [response] = marked.stub_for(OVJ).BatchLookup(iter([request]), timeout=10)
+
+    a, b = response.results
+    assert a.lookup.outcome == pb.LOOKUP_OUTCOME_HIT
+    assert b.error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert [(e.outcome, e.body.get("denial_reason")) for e in log_entries(marked)] == [
+        ("hit", None),
+        ("denied", "CASE_REFERENCE_REQUIRED"),
+    ]
+
+
+def test_without_a_log_entry_there_is_no_answer(marked: RunningRegistry, ring: KeyRing) -> None:
+    with marked.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'log unavailable'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON access_log EXECUTE FUNCTION refuse()")
+            )
+        else:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON access_log "
+                    "BEGIN SELECT RAISE(ABORT, 'log unavailable'); END"
+                )
+            )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        marked.lookup(subject(ring, PERSON), party=KPC)
+
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "dagvaarden" not in str(caught.value.details())
+    assert log_entries(marked) == []
+
+
+def _certificate(pki_dir: Path, identity: pki.Identity) -> grpc.ChannelCredentials:
+    """A certificate from the registry's own CA, for an identity the register may not know."""
+    ca = pki.Issued((pki_dir / "ca.pem").read_bytes(), (pki_dir / "ca.key").read_bytes())
+    issued = pki.issue(ca, identity, now=dt.datetime.now(dt.UTC))
+    return grpc.ssl_channel_credentials(ca.cert_pem, issued.key_pem, issued.cert_pem)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        pki.Identity("zsm-nowhere-kpc", "OM ZSM Nergens", "kpc"),
+        # A real party id with another organisation or role than the register's.
+        pki.Identity(KPC, "Een andere organisatie", "kpc"),
+        pki.Identity(KPC, "OM ZSM Midden-Nederland", "zsm-officier"),
+    ],
+)
+def test_a_certificate_that_does_not_match_the_party_register_is_refused(
+    marked: RunningRegistry, ring: KeyRing, identity: pki.Identity
+) -> None:
+    credentials = _certificate(marked.pki_dir, identity)
+    with grpc.secure_channel(f"127.0.0.1:{marked.port}", credentials) as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        reason = denied(lambda: stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10))
+    assert reason == "PARTY_UNKNOWN"
+    assert log_entries(marked)[-1].body["denial_reason"] == "PARTY_UNKNOWN"
+
+
+def test_only_a_source_adapter_syncs_and_only_its_own_source(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    change = Marking(PERSON, "gcos-1", house=UTRECHT).upsert(ring)
+    request = pb.SyncMarkersRequest(changes=[change])
+
+    kpc = shipped_registry.stub_for(KPC)
+    assert denied(lambda: kpc.SyncMarkers(iter([request]), timeout=10)) == "NOT_A_SOURCE_ADAPTER"
+    response = shipped_registry.stub_for("adapter-pga").SyncMarkers(iter([request]), timeout=10)
+    assert (response.created, response.rejected) == (0, 1)
+    assert response.rejections[0].reason == "SOURCE_NOT_SERVED"
+    assert shipped_registry.tables()["markers"] == []
+
+
+def test_the_log_entry_names_no_bsn_and_no_advice_text(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    marked.lookup(subject(ring, PERSON), party=OVJ, purpose=DECISION, case_reference=CASE)
+    body = json.dumps([e.body for e in log_entries(marked)])
+    assert PERSON.bsn is not None and PERSON.bsn not in body
+    assert "dagvaarden" not in body and AT["open_cases"] not in body
