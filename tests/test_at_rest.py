@@ -1,0 +1,160 @@
+"""waarom-informatie sealed at rest: AES-GCM bound to marker and column, key rotation with
+`baken keys reseal`, and migration 0002 sealing what an older registry stored in clear."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import grpc
+import pytest
+from alembic import command
+from builders import Marking, Person, subject, valid_bsns
+from harness import RunningRegistry, lookup_request, secure_channel
+from sqlalchemy import Engine, text
+
+from baken import db
+from baken.cli import main
+from baken.keyring import KeyRing
+from baken.registry.v1 import registry_service_pb2_grpc
+from services.registry.at_rest import Sealer, SealError
+from services.registry.server import MIGRATIONS, create_server
+
+_bsns = valid_bsns(40_000_000)
+PERSON = Person(bsn=next(_bsns))
+OTHER = Person(bsn=next(_bsns))
+AT = {"open_cases": "Eén openstaande zaak (winkeldiefstal)."}
+
+
+def test_a_sealed_value_opens_only_for_its_marker_and_column() -> None:
+    sealer = Sealer(KeyRing.generate("k1"))
+    sealed = sealer.seal("uid-1", "advice", "dagvaarden")
+
+    assert b"dagvaarden" not in sealed
+    assert sealer.open("uid-1", "advice", sealed) == "dagvaarden"
+    for uid, column in (("uid-2", "advice"), ("uid-1", "at_information")):
+        with pytest.raises(SealError):
+            sealer.open(uid, column, sealed)
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(SealError):
+        sealer.open("uid-1", "advice", flipped)
+
+
+def test_a_new_key_seals_new_values_and_reads_old_ones() -> None:
+    old = KeyRing.generate("k1")
+    sealed = Sealer(old).seal("u", "advice", "tekst")
+    both = Sealer(old.with_new_key("k2"))
+
+    assert both.current == "k2"
+    assert both.open("u", "advice", sealed) == "tekst"
+    moved = both.reseal("u", "advice", sealed)
+    assert moved is not None and Sealer.key_of(moved) == "k2"
+    assert both.reseal("u", "advice", moved) is None
+    with pytest.raises(SealError):
+        Sealer(old).open("u", "advice", moved)  # k2 is not in the old ring
+
+
+def _stored(engine: Engine) -> list[tuple[str, bytes | None, bytes | None]]:
+    with engine.connect() as connection:
+        return [
+            (uid, bytes(a) if a is not None else None, bytes(t) if t is not None else None)
+            for uid, a, t in connection.execute(
+                text("SELECT uid, advice, at_information FROM markers ORDER BY uid")
+            )
+        ]
+
+
+@contextmanager
+def _server(registry: RunningRegistry) -> Iterator[registry_service_pb2_grpc.RegistryServiceStub]:
+    """Another registry process on the same database and data dir (e.g. after a restart)."""
+    server, port = create_server(registry.settings, registry.clock)
+    server.start()
+    try:
+        with secure_channel(registry.pki_dir, port) as channel:
+            yield registry_service_pb2_grpc.RegistryServiceStub(channel)
+    finally:
+        server.stop(grace=None).wait()
+
+
+def test_rotating_the_at_rest_key_reseals_every_marker_and_loses_nothing(
+    registry: RunningRegistry, ring: KeyRing, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.sync(
+        Marking(PERSON, "pga-1", at_information=AT).upsert(ring),
+        Marking(OTHER, "pga-2").upsert(ring),
+    )
+    key_file = registry.settings.resolved_at_rest_key_file()
+    (old_key,) = KeyRing.load(key_file)
+    url = registry.database_url
+
+    # 1. Add a key; 2. restart (new values are sealed under it); 3. reseal; 4. retire the old one.
+    assert main(["keys", "add", "--key-file", str(key_file), "--key-id", "k-next"]) == 0
+    with _server(registry) as stub:
+        stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10)
+    assert main(["keys", "reseal", "--key-file", str(key_file), "--database-url", url]) == 0
+    assert "2 markers resealed under key k-next" in capsys.readouterr().out
+    assert {Sealer.key_of(a) for _, a, _ in _stored(registry.engine) if a} == {"k-next"}
+    assert main(["keys", "retire", "--key-file", str(key_file), "--key-id", old_key]) == 0
+
+    with _server(registry) as stub:
+        response = stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10)
+    (marker,) = response.markers
+    assert marker.advice.text.startswith("dagvaarden")
+    assert marker.at_information.open_cases == AT["open_cases"]
+    # A second reseal finds nothing to do.
+    assert main(["keys", "reseal", "--key-file", str(key_file), "--database-url", url]) == 0
+    assert "0 markers resealed" in capsys.readouterr().out
+
+
+def test_advice_moved_to_another_marker_does_not_open_and_discloses_nothing(
+    registry: RunningRegistry, ring: KeyRing
+) -> None:
+    registry.sync(
+        Marking(PERSON, "pga-1", advice="geheim advies voor persoon een").upsert(ring),
+        Marking(OTHER, "pga-2", advice="ander advies").upsert(ring),
+    )
+    with registry.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE markers SET advice = (SELECT advice FROM markers WHERE source_record_id ="
+                " 'pga-1') WHERE source_record_id = 'pga-2'"
+            )
+        )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        registry.lookup(subject(ring, OTHER))
+
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "geheim" not in (caught.value.details() or "")
+    assert registry.tables()["access_log"] == []  # nothing was disclosed, so nothing logged
+
+
+def test_migration_0002_seals_advice_an_older_registry_stored_in_clear(
+    database_url: str, engines: Callable[[str], Engine]
+) -> None:
+    engine = engines(database_url)
+    command.upgrade(db.alembic_config(MIGRATIONS, engine), "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO markers (uid, source_system, house_id, source_record_id,"
+                " source_version, deleted, target_group, plan_status, mark_date, advice,"
+                " advice_date, at_information, content_digest, pseudonyms_digest,"
+                " record_digest, synced_time) VALUES ('u1', 'pga', 'vh-rotterdam-rijnmond',"
+                " 'r1', 1, false, 'veelpleger', 'active', '2026-09-01', 'dagvaarden in clear',"
+                " '2026-09-01', '{\"open_cases\": \"een zaak\"}', :d, :d, :d, :t)"
+            ),
+            {"d": b"\0" * 32, "t": dt.datetime(2026, 11, 1, tzinfo=dt.UTC)},
+        )
+
+    with pytest.raises(RuntimeError, match="at-rest keys"):
+        db.upgrade_to_head(MIGRATIONS, engine)
+
+    sealer = Sealer(KeyRing.generate("k1"))
+    assert db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer) == "0002"
+    ((uid, advice, at),) = _stored(engine)
+    assert advice is not None and at is not None
+    assert b"dagvaarden" not in advice
+    assert sealer.open(uid, "advice", advice) == "dagvaarden in clear"
+    assert sealer.open(uid, "at_information", at) == '{"open_cases": "een zaak"}'
