@@ -174,7 +174,7 @@ def _review(args: argparse.Namespace) -> None:
 
 def _verify(args: argparse.Namespace) -> None:
     from baken import db, signing
-    from services.registry import access_log
+    from services.registry import log_verify
 
     url = args.database_url or db.sqlite_url(args.data_dir, "registry.db")
     if not args.database_url and not (args.data_dir / "registry.db").exists():
@@ -183,7 +183,7 @@ def _verify(args: argparse.Namespace) -> None:
     engine = db.make_engine(url, pool_size=1)
     try:
         with engine.connect() as connection:
-            result = access_log.verify(connection, keys)
+            result = log_verify.verify(connection, keys)
     finally:
         engine.dispose()
     summary = (

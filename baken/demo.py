@@ -278,13 +278,13 @@ def _privacy_officer(
 
 def _verify(registry_dir: Path) -> str:
     from baken import db, signing
-    from services.registry import access_log
+    from services.registry import log_verify
 
     keys = signing.load_public_keys([registry_dir / "audit-signing.pub"])
     engine = db.make_engine(db.sqlite_url(registry_dir, "registry.db"), pool_size=1)
     try:
         with engine.connect() as connection:
-            result = access_log.verify(connection, keys)
+            result = log_verify.verify(connection, keys)
     finally:
         engine.dispose()
     if result.ok:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 import baken.db
 from baken import signing
 from baken.signing import SigningKeyError
-from services.registry import access_log
+from services.registry import access_log, log_verify
 from services.registry.access_log import AccessLog, Entry
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "services" / "registry" / "migrations"
@@ -76,9 +76,9 @@ def tamper(engine: Engine, *statements: str, **params: Any) -> None:
             connection.execute(text(statement), params)
 
 
-def verify(engine: Engine, keys: dict[str, Any]) -> access_log.Verification:
+def verify(engine: Engine, keys: dict[str, Any]) -> log_verify.Verification:
     with engine.connect() as connection:
-        return access_log.verify(connection, keys)
+        return log_verify.verify(connection, keys)
 
 
 def first_break(engine: Engine, keys: dict[str, Any]) -> tuple[int, str]:
@@ -210,7 +210,7 @@ def test_a_checkpoint_of_an_empty_log_signs_nothing(
 ) -> None:
     with engine.begin() as connection:
         assert AccessLog(signer).checkpoint(connection, NOW) is None
-    assert verify(engine, keys) == access_log.Verification(0, 0, 0, None)
+    assert verify(engine, keys) == log_verify.Verification(0, 0, 0, None)
 
 
 def test_concurrent_appends_from_threads_keep_one_unbroken_chain(
@@ -485,8 +485,8 @@ def test_verify_names_a_chain_rewritten_after_signing_at_its_checkpoint(
 def test_verify_reads_the_log_in_chunks(
     chain: Engine, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(access_log, "VERIFY_CHUNK", 3)
-    assert verify(chain, keys) == access_log.Verification(10, 2, 10, None)
+    monkeypatch.setattr(log_verify, "VERIFY_CHUNK", 3)
+    assert verify(chain, keys) == log_verify.Verification(10, 2, 10, None)
     tamper(chain, "DELETE FROM access_log WHERE seq = 7")
     assert first_break(chain, keys) == (7, "deleted")
 

@@ -1,0 +1,320 @@
+"""Verification of the access log's hash chain and signed checkpoints (format: access_log.py).
+
+`verify` walks the log in seq order and reports the first break, with the entry it concerns:
+
+- deleted: a seq is missing (also at the start); or entry n's hash recomputes only with a higher
+  seq n + k and its prev_hash names no entry: k entries before it were deleted and the rest
+  renumbered to close the gap.
+- inserted: an entry spliced in. With a free seq this needs renumbering the entries after it,
+  which changes their seqs and so their hashes: entry n then recomputes with seq m < n and links
+  to entry m - 1, which makes entries m .. n-1 the inserted ones, reported at m. An inserted
+  entry that does not fit at all (bad hash or link) is named when the entry after it links
+  straight to the entry before it; so is an entry with a seq below 1.
+- reordered: entries moved between seqs (rows swapped, with their hashes): entry n links to an
+  entry other than n - 1, or an entry other than n + 1 links to it.
+- altered: entry n's hash does not recompute (its body, prev_hash or entry_hash changed, and
+  no other explanation above fits), or its search columns disagree with its body. An entry
+  changed and then re-hashed still fits; the entry after it does not link to it any more and
+  names a hash no entry has: reported as the earlier entry, altered.
+- truncated: a validly signed checkpoint names a seq beyond the last entry.
+- checkpoint: a checkpoint with an unknown key id or a bad signature, or whose hash differs from
+  its entry's. An attacker who re-hashes the whole chain after a change shows only here: the
+  change lies at or before that checkpoint's seq.
+
+The chain cannot show what happened after the last checkpoint if the attacker also rewrote or
+cut everything after it, or deleted checkpoints: compare `last_signed_seq` with the previous
+audit's, and checkpoint at shutdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Text, select, type_coerce
+
+from services.registry.access_log import (
+    GENESIS,
+    checkpoint_message,
+    checkpoints,
+    entry_hash,
+    log,
+    utc,
+)
+
+VERIFY_CHUNK = 5000
+# How far from its seq `verify` looks for the seq an entry's hash was made with (renumbering).
+RENUMBER_WINDOW = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """Where the log was tampered with first: the entry (or checkpoint) seq and what was done."""
+
+    seq: int
+    kind: str  # altered, deleted, inserted, reordered, truncated, checkpoint
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    entries: int
+    checkpoints: int
+    last_signed_seq: int  # the highest checkpoint whose signature and hash both hold; 0 if none
+    first_break: Break | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+
+# --- verification ---------------------------------------------------------------------------
+
+# entry_time as the database holds it: on SQLite text, which someone may have made unreadable.
+_VERIFY_COLUMNS = (
+    log.c.seq,
+    type_coerce(log.c.entry_time, Text),
+    log.c.party_id,
+    log.c.outcome,
+    log.c.reviews_seq,
+    log.c.body,
+    log.c.prev_hash,
+    log.c.entry_hash,
+)
+
+
+def _raw_time(value: dt.datetime | str) -> dt.datetime | None:
+    """A time column read as the database holds it (SQLite: text); None if it is not a time."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return utc(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    seq: int
+    time: dt.datetime | None  # None: not a time
+    party_id: str
+    outcome: str
+    reviews_seq: int | None
+    body: str
+    prev_hash: bytes
+    entry_hash: bytes
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> _Stored:
+        seq, time, party, outcome, reviews, body, prev, hash_ = row
+        return cls(seq, _raw_time(time), party, outcome, reviews, body, bytes(prev), bytes(hash_))
+
+    def recomputes(self, seq: int) -> bool:
+        return entry_hash(self.prev_hash, seq, self.body) == self.entry_hash
+
+
+def _entries(connection: Connection) -> Iterator[_Stored]:
+    query = select(*_VERIFY_COLUMNS).order_by(log.c.seq).limit(VERIFY_CHUNK)
+    rows = connection.execute(query).all()  # from the lowest seq, even one below 1
+    while True:
+        for row in rows:
+            yield _Stored.of(row)
+        if len(rows) < VERIFY_CHUNK:
+            return
+        rows = connection.execute(query.where(log.c.seq > rows[-1][0])).all()
+
+
+def _column_mismatch(entry: _Stored) -> str | None:
+    """The first search column that disagrees with the entry's body, if one does."""
+    try:
+        body = json.loads(entry.body)
+        time = dt.datetime.fromisoformat(body["time"])
+    except (ValueError, TypeError, KeyError):
+        return "body"
+    if not isinstance(body, dict) or time.tzinfo is None or utc(time) != entry.time:
+        return "entry_time"
+    for column in ("party_id", "outcome", "reviews_seq"):
+        if body.get(column) != getattr(entry, column):
+            return column
+    return None
+
+
+def _seq_of(connection: Connection, column: Any, value: bytes, *where: Any) -> int | None:
+    """The first seq whose `column` holds `value` (a scan: used once, at a break)."""
+    return connection.execute(
+        select(log.c.seq).where(column == value, *where).order_by(log.c.seq).limit(1)
+    ).scalar()
+
+
+class _Walker:
+    """Follows the chain entry by entry; names the first break."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.expected = 1
+        self.last_hash = GENESIS
+
+    def step(self, entry: _Stored) -> Break | None:
+        s = entry.seq
+        if s < self.expected:  # only before the first: seqs come in order, each once
+            return Break(s, "inserted", f"entry {s} comes before the first entry")
+        if s != self.expected:
+            missing = "" if s == self.expected + 1 else f" to {s - 1}"
+            return Break(self.expected, "deleted", f"entries {self.expected}{missing} are missing")
+        if entry.recomputes(s) and entry.prev_hash == self.last_hash:
+            column = _column_mismatch(entry)
+            if column is not None:
+                return Break(
+                    s, "altered", f"entry {s}: the {column} column disagrees with its body"
+                )
+            self.expected, self.last_hash = s + 1, entry.entry_hash
+            return None
+        return self._classify(entry)
+
+    def _original_seq(self, entry: _Stored) -> int | None:
+        """The seq the entry's hash was made with, near its own."""
+        for distance in range(RENUMBER_WINDOW + 1):
+            for seq in {entry.seq - distance, entry.seq + distance}:
+                if seq >= 1 and entry.recomputes(seq):
+                    return seq
+        return None
+
+    def _classify(self, entry: _Stored) -> Break:
+        s, connection = entry.seq, self._connection
+        original = self._original_seq(entry)
+        if entry.prev_hash == self.last_hash:
+            linked: int | None = s - 1
+        elif entry.prev_hash == GENESIS:
+            linked = 0
+        else:
+            linked = _seq_of(connection, log.c.entry_hash, entry.prev_hash, log.c.seq != s)
+        if linked is not None and linked < s - 1 and original == linked + 1:
+            return Break(
+                original,
+                "inserted",
+                f"entries {original} to {s - 1} are not part of the chain: "
+                f"entry {s} was written as entry {original}, after entry {linked}",
+            )
+        if linked is not None and linked != s - 1:
+            return Break(
+                s,
+                "reordered",
+                f"entry {s} is out of place: it links to entry {linked}, not to entry {s - 1}",
+            )
+        skip = _seq_of(connection, log.c.prev_hash, self.last_hash, log.c.seq > s)
+        if skip is not None:
+            return Break(
+                s,
+                "inserted",
+                f"entries {s} to {skip - 1} are not part of the chain: "
+                f"entry {skip} follows entry {s - 1}",
+            )
+        follower = _seq_of(connection, log.c.prev_hash, entry.entry_hash, log.c.seq != s + 1)
+        if follower is not None:
+            return Break(s, "reordered", f"entry {s} is out of place: entry {follower} links to it")
+        if linked is None:
+            if original is not None and original > s:
+                return Break(
+                    s,
+                    "deleted",
+                    f"entry {s} was written as entry {original}: entries before it were "
+                    "deleted and the later ones renumbered",
+                )
+            if original == s and s > 1:
+                return Break(
+                    s - 1,
+                    "altered",
+                    f"entry {s - 1} was changed and its hash recomputed: "
+                    f"entry {s} follows a different entry {s - 1}",
+                )
+        return Break(s, "altered", f"entry {s} does not match its hash")
+
+
+def _signature_problem(
+    row: Sequence[Any], public_keys: Mapping[str, Ed25519PublicKey]
+) -> Break | None:
+    seq, signed_hash, signed_time, key_id, signature = row
+    key = public_keys.get(key_id)
+    if key is None:
+        return Break(seq, "checkpoint", f"checkpoint {seq} is signed by unknown key {key_id!r}")
+    time = _raw_time(signed_time)
+    try:
+        if time is None:
+            raise InvalidSignature
+        key.verify(bytes(signature), checkpoint_message(seq, bytes(signed_hash), time))
+    except InvalidSignature:
+        return Break(seq, "checkpoint", f"checkpoint {seq}: the signature of {key_id!r} is bad")
+    return None
+
+
+def _checkpoint_problem(
+    row: Sequence[Any], hash_: bytes, public_keys: Mapping[str, Ed25519PublicKey]
+) -> Break | None:
+    """What is wrong with a checkpoint, given the hash of the entry at its seq."""
+    problem = _signature_problem(row, public_keys)
+    if problem is None and hash_ != bytes(row[1]):
+        seq = row[0]
+        return Break(
+            seq,
+            "checkpoint",
+            f"checkpoint {seq}: entry {seq} differs from the signed one; "
+            f"entries up to {seq} were rewritten after signing",
+        )
+    return problem
+
+
+# At one seq, a break in the entries explains more than one in the checkpoints.
+_RANK = {"truncated": 1, "checkpoint": 2}
+
+
+def verify(connection: Connection, public_keys: Mapping[str, Ed25519PublicKey]) -> Verification:
+    """Walk the whole log (in chunks) and its checkpoints; the first break, if any."""
+    signed: dict[int, Sequence[Any]] = {
+        row[0]: row
+        for row in connection.execute(
+            select(
+                checkpoints.c.seq,
+                checkpoints.c.entry_hash,
+                type_coerce(checkpoints.c.signed_time, Text),
+                checkpoints.c.key_id,
+                checkpoints.c.signature,
+            )
+        )
+    }
+    count = len(signed)
+    walker = _Walker(connection)
+    breaks: list[Break] = []
+    chain_break: Break | None = None
+    entries = last_seq = last_signed = 0
+    for entry in _entries(connection):
+        entries, last_seq = entries + 1, entry.seq
+        if chain_break is None:
+            chain_break = walker.step(entry)
+        row = signed.pop(entry.seq, None)
+        if row is not None:
+            problem = _checkpoint_problem(row, entry.entry_hash, public_keys)
+            if problem is None:
+                last_signed = entry.seq
+            else:
+                breaks.append(problem)
+    if chain_break is not None:
+        breaks.append(chain_break)
+    for seq in sorted(signed):  # checkpoints without an entry at their seq
+        problem = _signature_problem(signed[seq], public_keys)
+        if problem is None and seq > last_seq:
+            problem = Break(
+                last_seq + 1,
+                "truncated",
+                f"the log ends at entry {last_seq}, but checkpoint {seq} was signed: "
+                f"entries after {last_seq} were deleted",
+            )
+        elif problem is None:
+            problem = Break(seq, "checkpoint", f"checkpoint {seq}: entry {seq} is missing")
+        breaks.append(problem)
+    first = min(breaks, key=lambda b: (b.seq, _RANK.get(b.kind, 0)), default=None)
+    return Verification(entries, count, last_signed, first)
