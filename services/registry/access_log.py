@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Connection, Dialect, Table, insert, select
+from sqlalchemy import Connection, Dialect, Table, func, insert, select
 
 from baken.signing import SigningKey
 from services.registry.models import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
@@ -239,6 +239,11 @@ class AccessLog:
             self._sign(connection, last, prev, now)
         return list(range(head + 1, last + 1))
 
+    def lock(self, connection: Connection) -> int:
+        """Hold off every other append until the caller's transaction ends; the head's seq.
+        For a check that the caller's own append must not race (a review of an entry)."""
+        return self._sql_for(connection).lock_and_head(connection.connection.dbapi_connection)[0]
+
     def checkpoint(self, connection: Connection, now: dt.datetime) -> int | None:
         """Sign the head unless it is signed already; its seq, or None for an empty log."""
         _aware(now, "now")
@@ -285,11 +290,15 @@ def search(
     end: dt.datetime | None = None,
     outcome: str | None = None,
     after_seq: int = 0,
+    until_seq: int | None = None,
     limit: int = 100,
 ) -> list[StoredEntry]:
-    """Entries after `after_seq` in seq order matching every given criterion: naming any of the
-    subject values, by the party, with start <= time < end, with the outcome."""
+    """Entries after `after_seq` (and up to `until_seq`) in seq order matching every given
+    criterion: naming any of the subject values, by the party, with start <= time < end, with
+    the outcome."""
     query = select(*_ENTRY_COLUMNS, log.c.body).where(log.c.seq > after_seq)
+    if until_seq is not None:
+        query = query.where(log.c.seq <= until_seq)
     if subject:
         named = select(subjects.c.seq).where(subjects.c.value.in_(list(subject)))
         query = query.where(log.c.seq.in_(named))
@@ -305,6 +314,16 @@ def search(
         raise ValueError("limit must be at least 1")
     query = query.order_by(log.c.seq).limit(limit)
     return [_stored(row) for row in connection.execute(query)]
+
+
+def last_seq(connection: Connection) -> int:
+    """The newest entry's seq (0 for an empty log)."""
+    return int(connection.execute(select(func.coalesce(func.max(log.c.seq), 0))).scalar_one())
+
+
+def is_reviewed(connection: Connection, seq: int) -> bool:
+    found = connection.execute(select(log.c.seq).where(log.c.reviews_seq == seq).limit(1))
+    return found.first() is not None
 
 
 def pending_reviews(

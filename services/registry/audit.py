@@ -26,7 +26,7 @@ from baken.clock import AMSTERDAM, Clock
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from services.registry import access_log
 from services.registry.access_log import AccessLog, StoredEntry
-from services.registry.inquiry import AUDIT_ACTIVITY, Inquiry, entry
+from services.registry.inquiry import AUDIT_ACTIVITY, LOOKUP_ACTIVITY, Inquiry, entry
 
 AUDIT = "audit"
 LOOKUP_OUTCOMES = frozenset({"hit", "no-hit", "withheld", "break-glass", "denied"})
@@ -53,6 +53,9 @@ class EntryQuery:
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     after_seq: int = 0
+    # The newest entry a paged walk may return, fixed at its first page: every page is itself
+    # logged, so without a ceiling a walk over a subject would keep finding its own reads.
+    until_seq: int | None = None
     limit: int = 100
 
     def describe(self) -> str:
@@ -63,7 +66,7 @@ class EntryQuery:
             f"to={self.end.isoformat()}" if self.end else "",
             f"after={self.after_seq}" if self.after_seq else "",
         ]
-        return "entries " + " ".join(p for p in parts if p)
+        return " ".join(["entries", *(p for p in parts if p)])
 
 
 class Audit:
@@ -75,9 +78,13 @@ class Audit:
         self._policy = policy
         self._log = log
 
-    def entries(self, inquiry: Inquiry, query: EntryQuery) -> list[StoredEntry]:
+    def entries(self, inquiry: Inquiry, query: EntryQuery) -> tuple[list[StoredEntry], int]:
+        """A page of entries, and the ceiling (until_seq) the next pages must use."""
         covenants = self._admit(inquiry, query.subject)
         with self._engine.begin() as connection:
+            ceiling = query.until_seq
+            if ceiling is None:
+                ceiling = access_log.last_seq(connection)
             found = access_log.search(
                 connection,
                 subject=query.subject,
@@ -85,10 +92,11 @@ class Audit:
                 start=query.start,
                 end=query.end,
                 after_seq=query.after_seq,
+                until_seq=ceiling,
                 limit=query.limit,
             )
             self._read(connection, inquiry, covenants, query.describe(), query.subject)
-        return found
+        return found, ceiling
 
     def pending_reviews(self, inquiry: Inquiry) -> list[StoredEntry]:
         covenants = self._admit(inquiry)
@@ -101,13 +109,12 @@ class Audit:
         """Record the privacy officer's finding on a break-glass entry, as a new entry."""
         covenants = self._admit(inquiry)
         with self._engine.begin() as connection:
-            pending = {e.seq for e in access_log.pending_reviews(connection, limit=1_000_000)}
-            if sequence not in pending:
-                (target,) = access_log.search(connection, after_seq=sequence - 1, limit=1) or (
-                    None,
-                )
-                if target is None or target.seq != sequence or target.outcome != "break-glass":
-                    raise NotFound("ENTRY_NOT_FOUND", "no break-glass entry with that sequence")
+            # Hold the log first: two reviews of one entry must not both find it pending.
+            self._log.lock(connection)
+            target = access_log.search(connection, after_seq=sequence - 1, limit=1)
+            if not target or target[0].seq != sequence or target[0].outcome != "break-glass":
+                raise NotFound("ENTRY_NOT_FOUND", "no break-glass entry with that sequence")
+            if access_log.is_reviewed(connection, sequence):
                 raise FailedPrecondition("ALREADY_REVIEWED", "that entry has been reviewed")
             now = self._clock.now()
             review = entry(
@@ -130,7 +137,9 @@ class Audit:
         end = end or self._clock.now()
         start = start or end - DEFAULT_WINDOW
         with self._engine.begin() as connection:
-            history = _lookups(connection, start - dt.timedelta(days=NORM_DAYS), end)
+            first_day = start.astimezone(AMSTERDAM).date() - dt.timedelta(days=NORM_DAYS)
+            since = dt.datetime.combine(first_day, dt.time(0), tzinfo=AMSTERDAM)
+            history = _lookups(connection, since, end)
             self._read(
                 connection,
                 inquiry,
@@ -202,7 +211,11 @@ def _lookups(connection: Connection, start: dt.datetime, end: dt.datetime) -> li
     after = 0
     while True:
         page = access_log.search(connection, start=start, end=end, after_seq=after, limit=_PAGE)
-        found += [e for e in page if e.outcome in LOOKUP_OUTCOMES]
+        found += [
+            e
+            for e in page
+            if e.outcome in LOOKUP_OUTCOMES and e.body.get("processing_activity") == LOOKUP_ACTIVITY
+        ]
         if len(page) < _PAGE:
             return found
         after = page[-1].seq

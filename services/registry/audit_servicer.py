@@ -41,14 +41,17 @@ def _time(value: timestamp_pb2.Timestamp, field: str) -> dt.datetime | None:
         raise InvalidArgument([FieldViolation(field, "not a valid time")]) from None
 
 
-def _page_token(token: str) -> int:
+def _page_token(token: str) -> tuple[int, int | None]:
+    """(after, ceiling) from "after:ceiling"; (0, None) for the first page."""
+    if not token:
+        return 0, None
     try:
-        after = int(token) if token else 0
+        after, ceiling = (int(part) for part in token.split(":"))
     except ValueError:
-        after = -1
-    if after < 0:
+        after = ceiling = -1
+    if not 0 <= after <= ceiling:
         raise InvalidArgument([FieldViolation("page_token", "not a token this service gave out")])
-    return after
+    return after, ceiling
 
 
 def access_entry(stored: StoredEntry) -> pb.AccessEntry:
@@ -107,18 +110,21 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         size = min(request.page_size or 100, MAX_PAGE)
         if request.page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+        after, ceiling = _page_token(request.page_token)
         query = EntryQuery(
             subject=subject,
             party=request.party or None,
             start=_time(request.start_time, "start_time"),
             end=_time(request.end_time, "end_time"),
-            after_seq=_page_token(request.page_token),
+            after_seq=after,
+            until_seq=ceiling,
             limit=size,
         )
-        found = self._audit.entries(inquiry, query)
+        found, ceiling = self._audit.entries(inquiry, query)
+        more = len(found) == size and found[-1].seq < ceiling
         return pb.ListAccessEntriesResponse(
             entries=[access_entry(e) for e in found],
-            next_page_token=str(found[-1].seq) if len(found) == size else "",
+            next_page_token=f"{found[-1].seq}:{ceiling}" if more else "",
         )
 
     def ListAnomalies(

@@ -87,7 +87,7 @@ class AccessLogRow(Base):
         Index("ix_access_log_party_id_entry_time", "party_id", "entry_time"),
         Index("ix_access_log_entry_time", "entry_time"),
         Index("ix_access_log_outcome", "outcome"),
-        Index("ix_access_log_reviews_seq", "reviews_seq"),
+        Index("ix_access_log_reviews_seq", "reviews_seq", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

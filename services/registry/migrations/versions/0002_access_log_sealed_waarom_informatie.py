@@ -47,7 +47,7 @@ def upgrade() -> None:
     with op.batch_alter_table("access_log", schema=None) as batch_op:
         batch_op.create_index("ix_access_log_entry_time", ["entry_time"], unique=False)
         batch_op.create_index("ix_access_log_outcome", ["outcome"], unique=False)
-        batch_op.create_index("ix_access_log_reviews_seq", ["reviews_seq"], unique=False)
+        batch_op.create_index("ix_access_log_reviews_seq", ["reviews_seq"], unique=True)
         batch_op.create_index(
             "ix_access_log_party_id_entry_time", ["party_id", "entry_time"], unique=False
         )
