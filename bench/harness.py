@@ -7,6 +7,7 @@ bytes go out through a bytes-in/bytes-out multicallable, closed loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import multiprocessing.connection
 import os
@@ -47,16 +48,17 @@ class UnaryResult:
 
 
 PKI_DIR_ENV = "BAKEN_BENCH_PKI_DIR"  # set by registry_bench.py; the load process inherits it
-PARTY = "zsm-midden-nederland-kpc"
+PARTY = "zsm-midden-nederland-kpc"  # looks up; the sync goes under each adapter's certificate
 
 
-def credentials() -> grpc.ChannelCredentials:
-    """mTLS as every Baken client: the bench's development PKI, a ZSM party's certificate."""
-    return pki.channel_credentials(pki.TlsFiles.of(Path(os.environ[PKI_DIR_ENV]), PARTY))
+def credentials(party: str = PARTY) -> grpc.ChannelCredentials:
+    """mTLS as every Baken client: the bench's development PKI, a party's certificate (by
+    default the ZSM Midden-Nederland KPC'er, who checks every suspect)."""
+    return pki.channel_credentials(pki.TlsFiles.of(Path(os.environ[PKI_DIR_ENV]), party))
 
 
-def _channel(port: int) -> grpc.Channel:
-    return grpc.secure_channel(f"127.0.0.1:{port}", credentials(), options=CHANNEL_OPTIONS)
+def _channel(port: int, party: str = PARTY) -> grpc.Channel:
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials(party), options=CHANNEL_OPTIONS)
 
 
 def closed_loop(
@@ -125,16 +127,20 @@ def batch_lookup(
 ) -> tuple[float, int]:
     """`streams` BatchLookup streams, each with one message of `per_message` entries in flight.
 
+    Each message asks as the LookupRequests do (purpose, on behalf of, the suspect's age).
     Returns (subjects/s, error results)."""
+    asked = [registry_service_pb2.LookupRequest.FromString(s) for s in subjects]
     entries = [
         registry_service_pb2.BatchLookupEntry(
-            ref=f"r{i}", subject=registry_service_pb2.LookupRequest.FromString(s).subject
+            ref=f"r{i}", subject=request.subject, subject_age=request.subject_age
         )
-        for i, s in enumerate(subjects)
+        for i, request in enumerate(asked)
     ]
     messages = [
         registry_service_pb2.BatchLookupRequest(
-            entries=entries[i : i + per_message]
+            purpose=asked[0].purpose,
+            on_behalf_of=asked[0].on_behalf_of,
+            entries=entries[i : i + per_message],
         ).SerializeToString()
         for i in range(0, len(entries) - per_message + 1, per_message)
     ]
@@ -175,24 +181,30 @@ def batch_lookup(
     return sum(done) / elapsed, sum(errors)
 
 
-def sync_markers(port: int, messages: list[bytes]) -> tuple[float, dict[str, int]]:
-    """One SyncMarkers stream with every message; returns (seconds, the response's counts)."""
-    with _channel(port) as channel:
-        call = channel.stream_unary(
-            SERVICE + "SyncMarkers",
-            request_serializer=_identity,
-            response_deserializer=registry_service_pb2.SyncMarkersResponse.FromString,
-        )
+def sync_markers(port: int, messages: dict[str, list[bytes]]) -> tuple[float, dict[str, int]]:
+    """Per source adapter, one SyncMarkers stream with its system's messages, under its own
+    certificate; one adapter after the other (the registry serialises syncs anyway).
+
+    The channels are connected (TLS handshake done) before the clock starts. Returns (seconds
+    for all streams, the responses' counts summed)."""
+    counts = dict.fromkeys(("created", "updated", "deleted", "unchanged", "rejected"), 0)
+    with contextlib.ExitStack() as stack:
+        calls = []
+        for adapter, mine in messages.items():
+            channel = stack.enter_context(_channel(port, adapter))
+            grpc.channel_ready_future(channel).result(timeout=DEADLINE)
+            call = channel.stream_unary(
+                SERVICE + "SyncMarkers",
+                request_serializer=_identity,
+                response_deserializer=registry_service_pb2.SyncMarkersResponse.FromString,
+            )
+            calls.append((call, mine))
         start = time.perf_counter()
-        response = call(iter(messages), timeout=3600)
+        for call, mine in calls:
+            response = call(iter(mine), timeout=3600)
+            for name in counts:
+                counts[name] += getattr(response, name)
         elapsed = time.perf_counter() - start
-    counts = {
-        "created": response.created,
-        "updated": response.updated,
-        "deleted": response.deleted,
-        "unchanged": response.unchanged,
-        "rejected": response.rejected,
-    }
     return elapsed, counts
 
 

@@ -8,7 +8,14 @@ same echo on the project's server stack, and the registry) in this process, the 
 separate process (bench/harness.py) so that the client's Python does not share the servers' GIL.
 The same client harness drives echo and Lookup. Per marker count the registry starts on a fresh
 database: a new SQLite data directory, or, with --database-url, a new PostgreSQL schema that is
-dropped at the end. Results and method: docs/PERFORMANCE.md.
+dropped at the end.
+
+As in production, everything speaks mTLS and the registry runs with the shipped covenants
+(covenants/): each source system's markers are synced under its own adapter's certificate, and
+the load looks up as the KPC'er of ZSM Midden-Nederland at intake-en-selectie (the that-signal
+nationwide, the advice for Midden-Nederland's houses). Every Lookup and BatchLookup writes its
+access-log entries (hash chain, signed checkpoints) in the same transaction, and that is
+measured. Results and method: docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from typing import Any
 import grpc
 import sqlalchemy
 from echo import create_echo_server, create_stack_echo_server
-from harness import PKI_DIR_ENV, UnaryResult, credentials, worker
+from harness import PARTY, PKI_DIR_ENV, UnaryResult, credentials, worker
 
-from baken import covenants, logs, pki
+from baken import covenants, db, logs, pki
 from baken.clock import SystemClock
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -146,6 +153,18 @@ def check_answers(port: int, client: Client) -> None:
         missed = stub.Lookup(pb.LookupRequest.FromString(miss), timeout=10)
     assert found.outcome == pb.LOOKUP_OUTCOME_HIT and found.markers, "a known person did not hit"
     assert missed.outcome == pb.LOOKUP_OUTCOME_NO_HIT, "an unknown person hit"
+    assert 0 < found.access_log_entry < missed.access_log_entry, "the lookups were not logged"
+
+
+def access_log_entries(data_dir: Path, url: str | None) -> int:
+    """How many entries the run's lookups wrote to the access log."""
+    engine = db.make_engine(url or db.sqlite_url(data_dir, "registry.db"), pool_size=1)
+    try:
+        with engine.connect() as connection:
+            count = connection.execute(sqlalchemy.text("SELECT count(*) FROM access_log"))
+            return int(count.scalar_one())
+    finally:
+        engine.dispose()
 
 
 def run_scale(
@@ -228,6 +247,8 @@ def measure(
     assert errors == 0, f"{errors} failed batch entries"
     result["batch"] = rate
     say(f"   BatchLookup {BATCH_STREAMS}x{BATCH_ENTRIES}: {rate:,.0f} subjects/s")
+    result["access_log_entries"] = access_log_entries(data_dir, url)
+    say(f"   access log: {result['access_log_entries']:,} entries written")
     if args.database_url is None:
         files = data_dir.glob("registry.db*")
         result["db_bytes"] = sum(f.stat().st_size for f in files)
@@ -322,6 +343,10 @@ def main() -> None:
         f"grpcio {grpc.__version__}, database {args.database_url or 'SQLite'}, "
         f"{args.workers} server threads, {args.rounds} rounds of {args.seconds:g} s per point"
     )
+    say(
+        f"mTLS on (every server), access log on (an entry per Lookup/BatchLookup subject); "
+        f"lookups as {PARTY} at intake-en-selectie, sync by each source's adapter"
+    )
     # Everything speaks mTLS, as in production: one development PKI for the run.
     pki_dir = Path(tempfile.mkdtemp(prefix="baken-bench-pki-"))
     pki.init(pki_dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
@@ -339,6 +364,7 @@ def main() -> None:
         client.stop()
         echo.stop(None)
         stack.stop(None)
+        shutil.rmtree(pki_dir, ignore_errors=True)
     say(f"\n{table(results)}\n\nTargets:\n{targets(results, args.database_url)}")
     busiest = max(r["foreign_max"] for r in results)
     say(f"\nOther processes used up to {busiest:.2f} CPU during a measurement.")

@@ -2,8 +2,11 @@
 
 Every marker carries the BSN pseudonym of its person; about one in five also carries a surname +
 date-of-birth pseudonym. About one person in ten is known at two houses (a travelling offender).
-House ids come from the reference data, each with its own source system. Advice texts are about
-150 characters. Messages are serialised here, once, so the timed runs measure the server.
+House ids come from the reference data, each with its own source system; each source system's
+markers go to the registry under its own adapter's certificate (SyncMarkers is for source
+adapters only, each for its own system). Advice texts are about 150 characters. Lookups are the
+hot path at ZSM: the KPC'er checks every incoming (adult) suspect at intake-en-selectie. Messages
+are serialised here, once, so the timed runs measure the server.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pseudonym import bsn_pseudonyms, name_birth_date_pseudonyms
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
-from baken.type.v1 import pseudonym_pb2
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
 
 SYNC_MESSAGE = 5000
 KEY_ID = "k2026-11"
@@ -33,6 +36,16 @@ ADVICE = (
     "via de strafrechtketen; overleg met de procesregisseur ({n})",
 )
 AT_TEXT = "Gegevens aangeleverd door de ketenpartner; zie het casusoverleg van deze maand."
+# Who asks, and why: every Lookup and BatchLookup names them (and is written to the access log).
+PURPOSE = purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE
+ON_BEHALF_OF = "kpc-bench-01"
+AGE = registry_service_pb2.SUBJECT_AGE_ADULT
+# Each source system's markers are synced by its own adapter (covenants/parties.toml).
+ADAPTERS = {
+    house_pb2.SOURCE_SYSTEM_GCOS: "adapter-gcos",
+    house_pb2.SOURCE_SYSTEM_AMAZONE: "adapter-amazone",
+    house_pb2.SOURCE_SYSTEM_PGA: "adapter-pga",
+}
 
 
 def valid_bsns(start: int) -> Iterator[str]:
@@ -44,6 +57,13 @@ def valid_bsns(start: int) -> Iterator[str]:
         if check != 10:
             yield digits + str(check)
         prefix += 1
+
+
+def lookup_request(subject: pseudonym_pb2.Subject) -> bytes:
+    """A KPC'er's LookupRequest at intake for an adult suspect, serialised."""
+    return registry_service_pb2.LookupRequest(
+        subject=subject, purpose=PURPOSE, on_behalf_of=ON_BEHALF_OF, subject_age=AGE
+    ).SerializeToString()
 
 
 def _subject(pseudonyms: list[tuple[int, bytes]]) -> pseudonym_pb2.Subject:
@@ -58,7 +78,8 @@ def _subject(pseudonyms: list[tuple[int, bytes]]) -> pseudonym_pb2.Subject:
 @dataclass
 class Workload:
     markers: int
-    sync_messages: list[bytes]
+    # Per adapter party (its certificate), the serialised SyncMarkersRequests of its system.
+    sync_messages: dict[str, list[bytes]]
     hit_requests: list[bytes]  # serialised LookupRequests of loaded persons
     miss_requests: list[bytes]  # serialised LookupRequests of unknown persons
 
@@ -78,8 +99,8 @@ def make_workload(markers: int, today: dt.date, seed: int = 2026) -> Workload:
     ring = KeyRing({KEY_ID: KEY})
     houses = list(load_houses().values())
     bsns = valid_bsns(10_000_000)
-    changes: list[marker_pb2.MarkerChange] = []
-    sync_messages: list[bytes] = []
+    changes: dict[str, list[marker_pb2.MarkerChange]] = {a: [] for a in ADAPTERS.values()}
+    sync_messages: dict[str, list[bytes]] = {a: [] for a in ADAPTERS.values()}
     hit_requests: list[bytes] = []
     made = 0
     while made < markers:
@@ -93,24 +114,22 @@ def make_workload(markers: int, today: dt.date, seed: int = 2026) -> Workload:
             ]
         subject = _subject(pseudonyms)
         if len(hit_requests) < 50_000:
-            hit_requests.append(
-                registry_service_pb2.LookupRequest(subject=subject).SerializeToString()
-            )
+            hit_requests.append(lookup_request(subject))
         known_at = rng.sample(houses, 2 if rng.random() < 0.1 else 1)
         for house in known_at[: markers - made]:
             record = _record(rng, made, house, subject, today)
-            changes.append(marker_pb2.MarkerChange(upsert=record))
+            adapter = ADAPTERS[house.source_system]
+            changes[adapter].append(marker_pb2.MarkerChange(upsert=record))
             made += 1
-            if len(changes) == SYNC_MESSAGE:
-                sync_messages.append(_sync_message(changes))
-                changes = []
-    if changes:
-        sync_messages.append(_sync_message(changes))
+            if len(changes[adapter]) == SYNC_MESSAGE:
+                sync_messages[adapter].append(_sync_message(changes[adapter]))
+                changes[adapter] = []
+    for adapter, rest in changes.items():
+        if rest:
+            sync_messages[adapter].append(_sync_message(rest))
     miss_bsns = valid_bsns(60_000_000)
     miss_requests = [
-        registry_service_pb2.LookupRequest(
-            subject=_subject([(p.kind, p.value) for p in bsn_pseudonyms(ring, next(miss_bsns))])
-        ).SerializeToString()
+        lookup_request(_subject([(p.kind, p.value) for p in bsn_pseudonyms(ring, next(miss_bsns))]))
         for _ in range(len(hit_requests))
     ]
     return Workload(markers, sync_messages, hit_requests, miss_requests)
