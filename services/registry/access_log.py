@@ -38,6 +38,8 @@ subjects = cast(Table, AccessLogSubjectRow.__table__)
 checkpoints = cast(Table, AccessLogCheckpointRow.__table__)
 
 GENESIS = bytes(32)
+# json.dumps with options builds an encoder per call; this one gives the same canonical text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 CHECKPOINT_DOMAIN = b"baken-access-log-checkpoint-v1\0"
 BREAK_GLASS = "break-glass"
 # Any fixed number, other than repository.SYNC_LOCK_KEY: the PostgreSQL advisory lock that
@@ -99,9 +101,7 @@ class Entry:
         for key, value in own.items():
             if key in self.body and self.body[key] != value:
                 raise ValueError(f"the body's {key!r} differs from the entry's")
-        return json.dumps(
-            {**self.body, **own}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        return _CANONICAL.encode({**self.body, **own})
 
 
 @dataclass(frozen=True, slots=True)

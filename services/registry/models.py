@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -86,8 +87,21 @@ class AccessLogRow(Base):
     __table_args__ = (
         Index("ix_access_log_party_id_entry_time", "party_id", "entry_time"),
         Index("ix_access_log_entry_time", "entry_time"),
-        Index("ix_access_log_outcome", "outcome"),
-        Index("ix_access_log_reviews_seq", "reviews_seq", unique=True),
+        # Partial indexes: an entry's commit writes every index page it touches, and nearly no
+        # entry is a break-glass or a review.
+        Index(
+            "ix_access_log_break_glass",
+            "seq",
+            sqlite_where=text("outcome = 'break-glass'"),
+            postgresql_where=text("outcome = 'break-glass'"),
+        ),
+        Index(
+            "ix_access_log_reviews_seq",
+            "reviews_seq",
+            unique=True,
+            sqlite_where=text("reviews_seq IS NOT NULL"),
+            postgresql_where=text("reviews_seq IS NOT NULL"),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -46,8 +46,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("access_log", schema=None) as batch_op:
         batch_op.create_index("ix_access_log_entry_time", ["entry_time"], unique=False)
-        batch_op.create_index("ix_access_log_outcome", ["outcome"], unique=False)
-        batch_op.create_index("ix_access_log_reviews_seq", ["reviews_seq"], unique=True)
+        batch_op.create_index(
+            "ix_access_log_break_glass",
+            ["seq"],
+            unique=False,
+            sqlite_where=sa.text("outcome = 'break-glass'"),
+            postgresql_where=sa.text("outcome = 'break-glass'"),
+        )
+        batch_op.create_index(
+            "ix_access_log_reviews_seq",
+            ["reviews_seq"],
+            unique=True,
+            sqlite_where=sa.text("reviews_seq IS NOT NULL"),
+            postgresql_where=sa.text("reviews_seq IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_access_log_party_id_entry_time", ["party_id", "entry_time"], unique=False
         )
@@ -114,7 +126,7 @@ def downgrade() -> None:
     with op.batch_alter_table("access_log", schema=None) as batch_op:
         batch_op.drop_index("ix_access_log_party_id_entry_time")
         batch_op.drop_index("ix_access_log_reviews_seq")
-        batch_op.drop_index("ix_access_log_outcome")
+        batch_op.drop_index("ix_access_log_break_glass")
         batch_op.drop_index("ix_access_log_entry_time")
 
     op.drop_table("access_log")
