@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
         "database_url": args.database_url,
         "max_workers": args.max_workers,
         "pki_dir": args.pki_dir,
+        "covenants_dir": args.covenants_dir,
     }
     logs.configure()
     serve(RegistrySettings(**{k: v for k, v in overrides.items() if v is not None}))
@@ -158,6 +159,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-workers", type=int)
     serve.add_argument(
         "--pki-dir", type=Path, help="CA and certificates (env BAKEN_REGISTRY_PKI_DIR)"
+    )
+    serve.add_argument(
+        "--covenants-dir",
+        type=Path,
+        help="party register and covenant files (env BAKEN_REGISTRY_COVENANTS_DIR)",
     )
     serve.set_defaults(run=_serve)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -85,6 +90,29 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that is going to write.
+
+    On SQLite the write lock is taken at BEGIN (IMMEDIATE), so what the transaction reads is
+    read under it (pysqlite would begin only at the first write), and this process's writers
+    queue on a lock here first: SQLite's own busy handler waits in sleeps of milliseconds,
+    which made the slowest look-ups wait 200 ms behind a few dozen others."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with _writers_guard:
+        lock = _sqlite_writers.setdefault(engine, threading.Lock())
+    with lock, engine.begin() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 def alembic_config(script_location: Path, engine: Engine, **attributes: Any) -> Config:

@@ -148,3 +148,27 @@ def test_serve_on_an_address_in_use_says_so_without_a_traceback(
     assert code == 2
     assert f"cannot listen on {registry}" in err
     assert "Traceback" not in err
+
+
+def test_serve_stops_on_a_broken_covenant_naming_file_and_line(
+    tmp_path: Path, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    covenants = tmp_path / "covenants"
+    covenants.mkdir()
+    shipped = Path(__file__).parent.parent / "covenants"
+    for name in ("parties.toml", "national.toml"):
+        (covenants / name).write_text((shipped / name).read_text())
+    national = covenants / "national.toml"
+    text = national.read_text().replace('"target_group"]', '"target_grup"]', 1)
+    national.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "target_grup" in t)
+
+    code = main(
+        ["serve", "registry", "--address", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+         "--pki-dir", str(pki_dir), "--covenants-dir", str(covenants)]
+    )  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{national}:{line}: unknown field 'target_grup'" in err
+    assert "Traceback" not in err

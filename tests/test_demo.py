@@ -9,7 +9,7 @@ import pytest
 from baken import demo
 
 
-def test_demo_shows_the_nationwide_hit_and_stores_no_bsn(tmp_path: Path) -> None:
+def test_demo_shows_the_nationwide_hit_the_covenants_and_the_audit_trail(tmp_path: Path) -> None:
     lines: list[str] = []
     demo.run(tmp_path, seed=7, say=lines.append)
     text = "\n".join(lines)
@@ -24,8 +24,19 @@ def test_demo_shows_the_nationwide_hit_and_stores_no_bsn(tmp_path: Path) -> None
     assert "Dagvaarden" not in expired and "aanvragen" not in expired
     assert "NO HIT" in text.split("03:10")[1].split("03:12")[0]
     assert "fails the 11-proef" in text
+    covenants = text.split("The covenants at work")[1].split("another CA")[0]
+    assert "DENIED: PERMISSION_DENIED (PURPOSE_NOT_GRANTED), and logged." in covenants
+    decision, glass = covenants.split("08:10")[1].split("08:14")
+    assert "advice (outside your covenant's region) [midden-nederland@v1 ovj-afdoening]" in decision
+    assert "BREAK-GLASS" in glass and "A&T open cases" in glass
     assert "refused: UNAVAILABLE" in text.split("another CA")[1]
     assert "in the registry's database files: no" in text
+    assert "advice text" in text.split("What the registry holds")[1]
+    report = text.split("Data-subject access report")[1]
+    assert "DENIED  zsm-midden-nederland-slachtofferhulp" in report
+    assert "BREAK-GLASS  zsm-midden-nederland-ovj" in report
+    assert "1 break-glass entry to review" in report
+    assert "`baken audit verify`: the hash chain over" in report
     assert "YES" not in text
     assert (tmp_path / "registry" / "registry.db").exists()
 

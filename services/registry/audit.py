@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from baken import db
 from baken.access import AccessPolicy
 from baken.clock import AMSTERDAM, Clock
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -81,7 +82,7 @@ class Audit:
     def entries(self, inquiry: Inquiry, query: EntryQuery) -> tuple[list[StoredEntry], int]:
         """A page of entries, and the ceiling (until_seq) the next pages must use."""
         covenants = self._admit(inquiry, query.subject)
-        with self._engine.begin() as connection:
+        with db.write_transaction(self._engine) as connection:
             ceiling = query.until_seq
             if ceiling is None:
                 ceiling = access_log.last_seq(connection)
@@ -100,7 +101,7 @@ class Audit:
 
     def pending_reviews(self, inquiry: Inquiry) -> list[StoredEntry]:
         covenants = self._admit(inquiry)
-        with self._engine.begin() as connection:
+        with db.write_transaction(self._engine) as connection:
             found = access_log.pending_reviews(connection, limit=1000)
             self._read(connection, inquiry, covenants, "pending break-glass reviews")
         return found
@@ -108,7 +109,7 @@ class Audit:
     def review(self, inquiry: Inquiry, sequence: int, finding: str) -> StoredEntry:
         """Record the privacy officer's finding on a break-glass entry, as a new entry."""
         covenants = self._admit(inquiry)
-        with self._engine.begin() as connection:
+        with db.write_transaction(self._engine) as connection:
             # Hold the log first: two reviews of one entry must not both find it pending.
             self._log.lock(connection)
             target = access_log.search(connection, after_seq=sequence - 1, limit=1)
@@ -136,7 +137,7 @@ class Audit:
         covenants = self._admit(inquiry)
         end = end or self._clock.now()
         start = start or end - DEFAULT_WINDOW
-        with self._engine.begin() as connection:
+        with db.write_transaction(self._engine) as connection:
             first_day = start.astimezone(AMSTERDAM).date() - dt.timedelta(days=NORM_DAYS)
             since = dt.datetime.combine(first_day, dt.time(0), tzinfo=AMSTERDAM)
             history = _lookups(connection, since, end)
@@ -173,7 +174,7 @@ class Audit:
         try:
             return self._policy.authorise(inquiry.caller, AUDIT, self._clock.today()).covenants
         except PermissionDenied as denied:
-            with self._engine.begin() as connection:
+            with db.write_transaction(self._engine) as connection:
                 denial = entry(
                     inquiry,
                     now,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from baken import db
 from baken.access import AccessPolicy, Scope
 from baken.clock import Clock
 from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE
@@ -69,17 +70,19 @@ class Lookups:
         Every answer and every denial is written to the access log in the transaction that
         reads the markers; if the entry cannot be written, nobody gets an answer. A denial of
         the whole call (no covenant grants the purpose) raises PermissionDenied, once logged."""
+        if not questions:
+            return []
         now, today = self._clock.now(), self._clock.today()
         try:
             scope = self._admit(inquiry, today)
         except PermissionDenied as denied:
-            with self._engine.begin() as connection:
+            with db.write_transaction(self._engine) as connection:
                 self._log.append(
                     connection, [_denied(inquiry, q, now, denied.reason) for q in questions], now
                 )
             raise
         break_glass = inquiry.break_glass_reason is not None
-        with self._engine.begin() as connection:
+        with db.write_transaction(self._engine) as connection:
             asked = [q for q in questions if _has_case(inquiry, q)]
             rows = self._finder.find(
                 connection, list(dict.fromkeys(v for q in asked for v in q.values))

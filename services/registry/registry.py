@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from baken import db
 from baken.access import AccessPolicy
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
@@ -78,7 +79,7 @@ class Registry:
             )
             for offset, change in enumerate(changes)
         ]
-        with self._sync_lock, self._engine.begin() as connection:
+        with self._sync_lock, db.write_transaction(self._engine) as connection:
             repository.serialise_sync(connection)
             stored = repository.load_states(connection, {k for _, _, k, _ in claims if k})
             states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}

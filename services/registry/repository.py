@@ -186,13 +186,10 @@ SYNC_LOCK_KEY = 0x6261_6B65_6E01
 def serialise_sync(connection: Connection) -> None:
     """Hold off every other registry's sync on this database until this transaction ends.
 
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: take the write lock before the
-    first read (a write statement that changes nothing), so the transaction never has to
-    upgrade a stale read snapshot, which SQLite refuses at once instead of waiting."""
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: db.write_transaction took the
+    write lock at BEGIN already."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_LOCK_KEY})
-    else:
-        connection.execute(text("UPDATE markers SET id = id WHERE 0 = 1"))
 
 
 def load_states(connection: Connection, keys: Iterable[RecordKey]) -> dict[RecordKey, Stored]:
