@@ -421,3 +421,25 @@ def test_the_log_entry_names_no_bsn_and_no_advice_text(
     body = json.dumps([e.body for e in log_entries(marked)])
     assert PERSON.bsn is not None and PERSON.bsn not in body
     assert "dagvaarden" not in body and AT["open_cases"] not in body
+
+
+def test_break_glass_does_not_lift_the_expiry_of_an_advice(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    old = TODAY - dt.timedelta(days=400)
+    shipped_registry.sync(
+        Marking(PERSON, "pga-1", house=ROTTERDAM, mark_date=old, advice_date=old).upsert(ring)
+    )
+    response = shipped_registry.lookup(
+        subject(ring, PERSON),
+        party=OVJ,
+        purpose=DECISION,
+        case_reference=CASE,
+        break_glass_reason=REASON,
+    )
+
+    assert marker_of(response, ROTTERDAM).advice.text == ""
+    assert withheld(response, ROTTERDAM)["advice"] == ("ADVICE_EXPIRED", "", "")
+    entry = log_entries(shipped_registry)[-1]
+    assert entry.outcome == "break-glass"
+    assert "break_glass_fields" not in entry.body

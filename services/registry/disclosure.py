@@ -96,6 +96,8 @@ def disclose(
         if "advice" in shown and row.advice is not None:
             if fresh is Freshness.EXPIRED:
                 withheld.append(Withheld(name, "advice", Withhold.ADVICE_EXPIRED))
+                if (name, "advice") in by_break_glass:  # break-glass did not show it either
+                    by_break_glass.remove((name, "advice"))
             else:
                 advice = sealer.open(row.uid, "advice", row.advice)
         hits.append(
