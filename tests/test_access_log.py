@@ -564,3 +564,26 @@ def test_a_signing_key_never_shows_its_private_key() -> None:
     assert "cp1" in repr(key)
     assert "PRIVATE" not in repr(key)
     assert "private=" not in repr(key)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # Deleting an entry's index rows would hide it from a data-subject report.
+        "DELETE FROM access_log_subjects WHERE seq = 2",
+        # An index row naming another person would put the entry in that person's report.
+        "UPDATE access_log_subjects SET value = :other WHERE seq = 2",
+    ],
+)
+def test_verify_names_an_entry_whose_subject_index_was_changed(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any], statement: str
+) -> None:
+    log = AccessLog(signer)
+    for n in range(3):
+        with engine.begin() as connection:
+            log.append(connection, [entry(n, subject=(SUBJECT_A,))], NOW)
+    assert verify(engine, keys).ok
+
+    tamper(engine, statement, **({"other": SUBJECT_B} if ":other" in statement else {}))
+
+    assert first_break(engine, keys) == (2, "altered")

@@ -6,8 +6,9 @@ UTF-8) and
     entry_hash(n) = SHA-256(prev_hash(n) || n as 8 bytes big-endian || body),
     prev_hash(n) = entry_hash(n - 1), and 32 zero bytes for entry 1.
 
-The body holds the entry's time (ISO-8601 UTC, microseconds), outcome, party id and, for a
-review, `reviews_seq`; the columns of the same names only repeat them for searching. Every
+The body holds the entry's time (ISO-8601 UTC, microseconds), outcome, party id, the data
+subject's pseudonyms (`data_subject`, hex) and, for a review, `reviews_seq`; the columns of the
+same names and the rows of access_log_subjects only repeat them for searching. Every
 `checkpoint_every` entries, and on `checkpoint()`, the registry signs the head with Ed25519 over
 
     b"baken-access-log-checkpoint-v1\\0" || seq (8 bytes big-endian) || entry_hash || signed_time
@@ -98,6 +99,8 @@ class Entry:
         }
         if self.reviews_seq is not None:
             own["reviews_seq"] = self.reviews_seq
+        if self.subject:
+            own["data_subject"] = [v.hex() for v in dict.fromkeys(self.subject)]
         for key, value in own.items():
             if key in self.body and self.body[key] != value:
                 raise ValueError(f"the body's {key!r} differs from the entry's")

@@ -61,7 +61,6 @@ def entry(
         "on_behalf_of": inquiry.on_behalf_of,
         "purpose": inquiry.purpose,
         "case_reference": case_reference,
-        "data_subject": [v.hex() for v in subject],
         "covenants": list(covenants),
         "request_id": inquiry.request_id,
         "client_address": inquiry.client_address,

@@ -44,6 +44,7 @@ from services.registry.access_log import (
     checkpoints,
     entry_hash,
     log,
+    subjects,
     utc,
 )
 
@@ -108,11 +109,15 @@ class _Stored:
     body: str
     prev_hash: bytes
     entry_hash: bytes
+    # The entry's rows in access_log_subjects, as hex: what `baken audit subject` finds it by.
+    subjects: frozenset[str]
 
     @classmethod
-    def of(cls, row: Sequence[Any]) -> _Stored:
+    def of(cls, row: Sequence[Any], subjects: frozenset[str]) -> _Stored:
         seq, time, party, outcome, reviews, body, prev, hash_ = row
-        return cls(seq, _raw_time(time), party, outcome, reviews, body, bytes(prev), bytes(hash_))
+        return cls(
+            seq, _raw_time(time), party, outcome, reviews, body, bytes(prev), bytes(hash_), subjects
+        )
 
     def recomputes(self, seq: int) -> bool:
         return entry_hash(self.prev_hash, seq, self.body) == self.entry_hash
@@ -122,8 +127,16 @@ def _entries(connection: Connection) -> Iterator[_Stored]:
     query = select(*_VERIFY_COLUMNS).order_by(log.c.seq).limit(VERIFY_CHUNK)
     rows = connection.execute(query).all()  # from the lowest seq, even one below 1
     while True:
+        named: dict[int, set[str]] = {}
+        if rows:
+            for value, seq in connection.execute(
+                select(subjects.c.value, subjects.c.seq).where(
+                    subjects.c.seq.between(rows[0][0], rows[-1][0])
+                )
+            ):
+                named.setdefault(seq, set()).add(bytes(value).hex())
         for row in rows:
-            yield _Stored.of(row)
+            yield _Stored.of(row, frozenset(named.get(row[0], ())))
         if len(rows) < VERIFY_CHUNK:
             return
         rows = connection.execute(query.where(log.c.seq > rows[-1][0])).all()
@@ -141,6 +154,8 @@ def _column_mismatch(entry: _Stored) -> str | None:
     for column in ("party_id", "outcome", "reviews_seq"):
         if body.get(column) != getattr(entry, column):
             return column
+    if set(body.get("data_subject", ())) != entry.subjects:
+        return "access_log_subjects"
     return None
 
 
