@@ -20,10 +20,9 @@ from typing import Any
 from google.protobuf import json_format
 
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.client import connect, subject_proto
-from baken.clock import AMSTERDAM, SystemClock
+from baken.client import connect
+from baken.clock import AMSTERDAM
 from baken.errors import UserError
-from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 
 pb = audit_service_pb2
@@ -112,19 +111,9 @@ def _print_entries(entries: Iterator[pb.AccessEntry], empty: str) -> None:
 
 
 def _subject(args: argparse.Namespace) -> None:
-    from baken.cli import _key_file
-    from baken.pseudonym import person_pseudonyms
+    from baken.cli import person_subject
 
-    ring = KeyRing.load(_key_file(args))
-    subject = subject_proto(
-        person_pseudonyms(
-            ring,
-            bsn=args.bsn,
-            surname=args.surname,
-            birth_date=args.birth_date,
-            today=SystemClock().today(),
-        )
-    )
+    _ring, subject = person_subject(args)
     print("Data-subject access report: who looked this person up, when, why, what they saw.")
     _print_entries(_entries(args, subject=subject, **_range(args)), "Nobody looked this person up.")
 

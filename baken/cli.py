@@ -21,6 +21,7 @@ from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
 from baken.signing import SigningKeyError
+from baken.type.v1 import pseudonym_pb2
 from services.registry.at_rest import SealError
 
 KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
@@ -96,14 +97,14 @@ def _birth_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
 
 
-def _lookup(args: argparse.Namespace) -> None:
-    from baken.client import RegistryClient, connect, is_minor, subject_proto
+def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Subject]:
+    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date.
+    Pseudonymise first: a mistyped BSN is refused before anything is read or sent."""
+    from baken.client import subject_proto
     from baken.clock import SystemClock
     from baken.pseudonym import person_pseudonyms
-    from baken.render import lookup_json, lookup_text
 
     ring = KeyRing.load(_key_file(args))
-    # Pseudonymise first: a mistyped BSN is refused before anything is read or sent.
     subject = subject_proto(
         person_pseudonyms(
             ring,
@@ -113,6 +114,15 @@ def _lookup(args: argparse.Namespace) -> None:
             today=SystemClock().today(),
         )
     )
+    return ring, subject
+
+
+def _lookup(args: argparse.Namespace) -> None:
+    from baken.client import RegistryClient, connect, is_minor
+    from baken.clock import SystemClock
+    from baken.render import lookup_json, lookup_text
+
+    ring, subject = person_subject(args)
     minor = (
         args.minor if args.minor is not None else is_minor(args.birth_date, SystemClock().today())
     )
