@@ -443,3 +443,14 @@ def test_break_glass_does_not_lift_the_expiry_of_an_advice(
     entry = log_entries(shipped_registry)[-1]
     assert entry.outcome == "break-glass"
     assert "break_glass_fields" not in entry.body
+
+
+def test_reference_data_is_for_parties_of_the_register_only(marked: RunningRegistry) -> None:
+    stranger = pki.Identity("zsm-nowhere-kpc", "OM ZSM Nergens", "kpc")
+    credentials = _certificate(marked.pki_dir, stranger)
+    with grpc.secure_channel(f"127.0.0.1:{marked.port}", credentials) as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        assert denied(lambda: stub.ListHouses(pb.ListHousesRequest(), timeout=10)) == (
+            "PARTY_UNKNOWN"
+        )
+    assert marked.stub_for("adapter-gcos").ListHouses(pb.ListHousesRequest(), timeout=10).houses

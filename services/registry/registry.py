@@ -52,6 +52,10 @@ class Registry:
     def houses(self) -> Mapping[str, House]:
         return self._houses
 
+    def check_caller(self, caller: Identity) -> None:
+        """Reference data is for every party of the register, and only for them."""
+        self._policy.check_party(caller)
+
     def sync_scope(self, caller: Identity) -> str:
         """The source system a caller may write markers of: only a source adapter, only its own."""
         self._policy.check_party(caller)

@@ -112,6 +112,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def GetHouse(
         self, request: pb.GetHouseRequest, context: grpc.ServicerContext
     ) -> house_pb2.House:
+        self._registry.check_caller(caller_of(context))
         house = self._registry.houses.get(request.name.removeprefix("houses/"))
         if not request.name.startswith("houses/") or house is None:
             raise NotFound("HOUSE_NOT_FOUND", "no such Safety House")
@@ -120,6 +121,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def ListHouses(
         self, request: pb.ListHousesRequest, context: grpc.ServicerContext
     ) -> pb.ListHousesResponse:
+        self._registry.check_caller(caller_of(context))
         start, end = validation.page(request.page_size, request.page_token, self._house_list)
         return pb.ListHousesResponse(
             houses=self._house_list[start:end],
