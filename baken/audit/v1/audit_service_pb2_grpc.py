@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class AuditServiceStub:
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     def __init__(self, channel):
@@ -60,11 +61,12 @@ class AuditServiceStub:
 
 class AuditServiceServicer:
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     def ListAccessEntries(self, request, context):
-        """Entries by data subject, party, time and outcome, oldest first.
+        """Entries by data subject, party and time, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +126,8 @@ def add_AuditServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     @staticmethod

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class AuditServiceStub:
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     @_typing.overload
@@ -36,7 +37,7 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     ListAccessEntries: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListAccessEntriesRequest, _audit_service_pb2.ListAccessEntriesResponse]
-    """Entries by data subject, party, time and outcome, oldest first."""
+    """Entries by data subject, party and time, oldest first."""
     ListAnomalies: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListAnomaliesRequest, _audit_service_pb2.ListAnomaliesResponse]
     """Access that looks out of pattern (the rules are in docs/AUDIT.md)."""
     ListPendingReviews: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListPendingReviewsRequest, _audit_service_pb2.ListPendingReviewsResponse]
@@ -47,12 +48,13 @@ class AuditServiceStub:
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListAccessEntries: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListAccessEntriesRequest, _audit_service_pb2.ListAccessEntriesResponse]  # type: ignore[assignment]
-    """Entries by data subject, party, time and outcome, oldest first."""
+    """Entries by data subject, party and time, oldest first."""
     ListAnomalies: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListAnomaliesRequest, _audit_service_pb2.ListAnomaliesResponse]  # type: ignore[assignment]
     """Access that looks out of pattern (the rules are in docs/AUDIT.md)."""
     ListPendingReviews: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListPendingReviewsRequest, _audit_service_pb2.ListPendingReviewsResponse]  # type: ignore[assignment]
@@ -62,7 +64,8 @@ class AuditServiceAsyncStub(AuditServiceStub):
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
-    call is itself written to the access log (purpose audit).
+    call it answers or refuses for want of rights is itself written to the access log (purpose
+    audit). A malformed request (INVALID_ARGUMENT) reads nothing and is not logged.
     """
 
     @_abc_1.abstractmethod
@@ -71,7 +74,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.ListAccessEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.ListAccessEntriesResponse, _abc.Awaitable[_audit_service_pb2.ListAccessEntriesResponse]]:
-        """Entries by data subject, party, time and outcome, oldest first."""
+        """Entries by data subject, party and time, oldest first."""
 
     @_abc_1.abstractmethod
     def ListAnomalies(
