@@ -54,6 +54,8 @@ class _Bytes(TypeDecorator[bytes]):
 
 
 Digest = Annotated[bytes, mapped_column(_Bytes(32))]
+# A key id (length byte + id) and an HMAC-SHA256: see services/registry/at_rest.py.
+KeyedDigest = Annotated[bytes, mapped_column(_Bytes(64))]
 Id = Annotated[str, mapped_column(String(64))]
 UtcTime = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
 

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 import pytest
@@ -17,8 +20,10 @@ from sqlalchemy import Engine, text
 from baken import db
 from baken.cli import main
 from baken.keyring import KeyRing
+from baken.registry.v1 import registry_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2_grpc
 from services.registry.at_rest import Sealer, SealError
+from services.registry.markers import content_bytes
 from services.registry.server import MIGRATIONS, create_server
 
 _bsns = valid_bsns(40_000_000)
@@ -66,24 +71,32 @@ def _stored(engine: Engine) -> list[tuple[str, bytes | None, bytes | None]]:
 
 
 @contextmanager
-def _server(registry: RunningRegistry) -> Iterator[registry_service_pb2_grpc.RegistryServiceStub]:
+def _server(
+    registry: RunningRegistry, party: str = "zsm-midden-nederland-kpc"
+) -> Iterator[registry_service_pb2_grpc.RegistryServiceStub]:
     """Another registry process on the same database and data dir (e.g. after a restart)."""
     server, port = create_server(registry.settings, registry.clock)
     server.start()
     try:
-        with secure_channel(registry.pki_dir, port) as channel:
+        with secure_channel(registry.pki_dir, port, party) as channel:
             yield registry_service_pb2_grpc.RegistryServiceStub(channel)
     finally:
         server.stop(grace=None).wait()
 
 
+def _resync(registry: RunningRegistry, *changes: Any) -> Any:
+    with _server(registry, "adapter-pga") as stub:
+        return stub.SyncMarkers(iter([pb.SyncMarkersRequest(changes=changes)]), timeout=10)
+
+
 def test_rotating_the_at_rest_key_reseals_every_marker_and_loses_nothing(
     registry: RunningRegistry, ring: KeyRing, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    registry.sync(
+    changes = (
         Marking(PERSON, "pga-1", at_information=AT).upsert(ring),
         Marking(OTHER, "pga-2").upsert(ring),
     )
+    registry.sync(*changes)
     key_file = registry.settings.resolved_at_rest_key_file()
     (old_key,) = KeyRing.load(key_file)
     url = registry.database_url
@@ -92,10 +105,14 @@ def test_rotating_the_at_rest_key_reseals_every_marker_and_loses_nothing(
     assert main(["keys", "add", "--key-file", str(key_file), "--key-id", "k-next"]) == 0
     with _server(registry) as stub:
         stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10)
+    # A resync before the reseal compares with the digests under the old key: a replay.
+    assert _resync(registry, changes[0]).unchanged == 1
     assert main(["keys", "reseal", "--key-file", str(key_file), "--database-url", url]) == 0
     assert "2 markers resealed under key k-next" in capsys.readouterr().out
     assert {Sealer.key_of(a) for _, a, _ in _stored(registry.engine) if a} == {"k-next"}
+    assert {Sealer.key_of(d) for d in _digests(registry.engine)} == {"k-next"}
     assert main(["keys", "retire", "--key-file", str(key_file), "--key-id", old_key]) == 0
+    assert _resync(registry, *changes).unchanged == 2
 
     with _server(registry) as stub:
         response = stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10)
@@ -105,6 +122,37 @@ def test_rotating_the_at_rest_key_reseals_every_marker_and_loses_nothing(
     # A second reseal finds nothing to do.
     assert main(["keys", "reseal", "--key-file", str(key_file), "--database-url", url]) == 0
     assert "0 markers resealed" in capsys.readouterr().out
+
+
+def _digests(engine: Engine) -> list[bytes]:
+    with engine.connect() as connection:
+        return [bytes(d) for (d,) in connection.execute(text("SELECT content_digest FROM markers"))]
+
+
+def test_digests_of_marker_content_are_keyed(registry: RunningRegistry, ring: KeyRing) -> None:
+    # A plain hash of the content could be matched against guessed advice texts.
+    marking = Marking(PERSON, "pga-1", at_information=AT)
+    registry.sync(marking.upsert(ring))
+    record = marking.record(ring).SerializeToString(deterministic=True)
+    with registry.engine.connect() as connection:
+        ((content, stored_record),) = connection.execute(
+            text("SELECT content_digest, record_digest FROM markers")
+        ).all()
+    plain = [hashlib.sha256(record).digest()]
+    for guess in (marking.advice, "iets anders"):
+        plain.append(
+            hashlib.sha256(
+                content_bytes(
+                    "veelpleger", "active", "2026-09-01", guess, "2026-09-01",
+                    json.dumps(AT, ensure_ascii=False, sort_keys=True),
+                )
+            ).digest()
+        )  # fmt: skip
+    for digest in (bytes(content), bytes(stored_record)):
+        assert Sealer.key_of(digest) == next(
+            iter(KeyRing.load(registry.settings.resolved_at_rest_key_file()))
+        )
+        assert not any(p in digest for p in plain)
 
 
 def test_advice_moved_to_another_marker_does_not_open_and_discloses_nothing(
@@ -155,6 +203,11 @@ def test_migration_0002_seals_advice_an_older_registry_stored_in_clear(
     assert db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer) == "0002"
     ((uid, advice, at),) = _stored(engine)
     assert advice is not None and at is not None
+    with engine.connect() as connection:
+        ((content, record),) = connection.execute(
+            text("SELECT content_digest, record_digest FROM markers")
+        ).all()
+    assert Sealer.key_of(bytes(content)) == "k1" and bytes(record) == b""
     assert b"dagvaarden" not in advice
     assert sealer.open(uid, "advice", advice) == "dagvaarden in clear"
     assert sealer.open(uid, "at_information", at) == '{"open_cases": "een zaak"}'

@@ -4,14 +4,23 @@ A sealed value is `key id length (1 byte) | key id | nonce (12 bytes) | cipherte
 associated data binds it to its marker and column ("baken/markers/{uid}/{column}"), so a value
 copied to another marker or column does not open. New values are sealed under the ring's last
 key; `reseal` moves older values to it (`baken keys reseal` after `baken keys add`).
+
+The markers' content and record digests (what a resync compares to recognise a replay) are
+HMAC-SHA256 under a digest key derived (HKDF) from a key of the same ring, tagged with its id
+the same way. A plain hash would not do: the rest of a marker is stored in clear and advice
+texts repeat, so a plain hash of the content could be matched against guessed advice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from baken.keyring import KeyRing
 
@@ -25,6 +34,7 @@ class SealError(Exception):
 class Sealer:
     def __init__(self, ring: KeyRing) -> None:
         self._ciphers = {key_id: AESGCM(secret) for key_id, secret in ring.items()}
+        self._digest_keys = {key_id: _digest_key(secret) for key_id, secret in ring.items()}
         self.current = list(ring)[-1]
         self._prefix = bytes([len(self.current)]) + self.current.encode()
 
@@ -51,13 +61,33 @@ class Sealer:
 
     @staticmethod
     def key_of(sealed: bytes) -> str:
+        """The key id a sealed value or a digest was made under."""
         return sealed[1 : 1 + sealed[0]].decode()
+
+    def digest(self, data: bytes, key_id: str | None = None) -> bytes:
+        """The tagged HMAC of `data` under the digest key of `key_id` (default: the current)."""
+        key_id = key_id or self.current
+        mac = hmac.new(self._digest_keys[key_id], data, hashlib.sha256).digest()
+        return bytes([len(key_id)]) + key_id.encode() + mac
+
+    def digest_key_for(self, stored_digest: bytes) -> str:
+        """The key to compare with a stored digest: its own, while the ring still holds it."""
+        if stored_digest:
+            key_id = self.key_of(stored_digest)
+            if key_id in self._digest_keys:
+                return key_id
+        return self.current
 
     def reseal(self, uid: str, column: str, sealed: bytes) -> bytes | None:
         """The value sealed under the current key, or None when it already is."""
         if self.key_of(sealed) == self.current:
             return None
         return self.seal(uid, column, self.open(uid, column, sealed))
+
+
+def _digest_key(secret: bytes) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"baken/markers/digest/v1")
+    return hkdf.derive(secret)
 
 
 def _aad(uid: str, column: str) -> bytes:

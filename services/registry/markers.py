@@ -50,22 +50,35 @@ class MarkerData:
             return None
         return _JSON_SORTED.encode(self.at_information)
 
-    def content_digest(self) -> bytes:
-        content = [
+    def content(self) -> bytes:
+        """What the content digest covers (at_rest.Sealer.digest keys it)."""
+        return content_bytes(
             self.target_group,
             self.plan_status,
             self.mark_date.isoformat(),
             self.advice,
             self.advice_date.isoformat() if self.advice_date else None,
             self.at_information_json(),
-        ]
-        return hashlib.sha256(_JSON.encode(content).encode()).digest()
+        )
 
     def pseudonyms_digest(self) -> bytes:
         digest = hashlib.sha256()
         for p in self.pseudonyms:
             digest.update(p.value + bytes([p.kind]) + p.key_id.encode() + b"\x00")
         return digest.digest()
+
+
+def content_bytes(
+    target_group: str,
+    plan_status: str,
+    mark_date: str,
+    advice: str | None,
+    advice_date: str | None,
+    at_information_json: str | None,
+) -> bytes:
+    """A marker's content as one canonical text (dates in ISO form)."""
+    content = [target_group, plan_status, mark_date, advice, advice_date, at_information_json]
+    return _JSON.encode(content).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from baken.db import Base, Digest, Id, UtcTime
+from baken.db import Base, Digest, Id, KeyedDigest, UtcTime
 
 
 class MarkerRow(Base):
@@ -49,12 +49,13 @@ class MarkerRow(Base):
     advice_date: Mapped[dt.date | None] = mapped_column(Date)
     # The A&T fields as a JSON object of field -> text, sealed like advice.
     at_information: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # SHA-256 over the marker's content, and over its sorted pseudonyms: replays compare these.
-    content_digest: Mapped[Digest]
+    # Keyed digest of the marker's content (at_rest.Sealer.digest: it covers the advice), and
+    # SHA-256 of its sorted pseudonyms (themselves keyed hashes): replays compare these.
+    content_digest: Mapped[KeyedDigest]
     pseudonyms_digest: Mapped[Digest]
-    # SHA-256 of the MarkerRecord exactly as last applied: a byte-identical replay is recognised
-    # as unchanged without being validated again.
-    record_digest: Mapped[Digest]
+    # Keyed digest of the MarkerRecord exactly as last applied: a byte-identical replay is
+    # recognised as unchanged without being validated again. Empty until then.
+    record_digest: Mapped[KeyedDigest]
     synced_time: Mapped[UtcTime]
 
 

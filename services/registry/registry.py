@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -17,7 +16,7 @@ from baken.pki import Identity
 from baken.registry.v1 import marker_pb2
 from services.registry import repository, validation
 from services.registry.at_rest import Sealer
-from services.registry.markers import RecordKey, Rejection, SyncCounts
+from services.registry.markers import MarkerData, RecordKey, Rejection, SyncCounts, Tombstone
 from services.registry.sync import (
     EMPTY_DIGEST,
     Outcome,
@@ -74,12 +73,15 @@ class Registry:
         """
         counts = SyncCounts()
         today = self._clock.today()
+        sealer = self._sealer
         claims = [
             (
                 first_index + offset,
                 change,
                 validation.claimed_key(change, self._houses, source_system),
-                _record_digest(change),
+                change.upsert.SerializeToString(deterministic=True)
+                if change.HasField("upsert")
+                else None,
             )
             for offset, change in enumerate(changes)
         ]
@@ -88,45 +90,68 @@ class Registry:
             stored = repository.load_states(connection, {k for _, _, k, _ in claims if k})
             states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}
             writes: dict[RecordKey, repository.Write] = {}
-            for index, change, key, digest in claims:
+            refreshes: dict[int, StoredState] = {}
+            for index, change, key, record in claims:
                 previous = states.get(key) if key else None
+                # Compare under the key the stored digests were made with (a key rotation
+                # may not have been resealed yet); write under the current one.
+                key_id = sealer.digest_key_for(previous.content_digest if previous else b"")
+                digest = sealer.digest(record, key_id) if record is not None else EMPTY_DIGEST
                 if previous and previous.replayed_by(change.upsert.source_version, digest):
                     counts.unchanged += 1
                     continue
                 try:
-                    record = validation.marker_change(change, self._houses, today, source_system)
+                    marker = validation.marker_change(change, self._houses, today, source_system)
                 except InvalidArgument as error:
                     _reject(counts, index, change, error.reason, error.violations)
                     continue
-                incoming = state_of(record, digest)
+                incoming = self._state(marker, record, key_id)
                 outcome = classify(previous, incoming)
                 if outcome is Outcome.VERSION_REUSED:
                     _reject(counts, index, change, "VERSION_REUSED", [_VERSION_REUSED])
                     continue
                 setattr(counts, outcome.value, getattr(counts, outcome.value) + 1)
+                known = stored.get(marker.key)
                 # A tombstone for a record never seen is kept too: it blocks older replays.
                 if changes_row(outcome) or previous is None:
-                    states[record.key] = incoming
-                    known = stored.get(record.key)
-                    writes[record.key] = repository.Write(
+                    states[marker.key] = incoming = self._state(marker, record, sealer.current)
+                    writes[marker.key] = repository.Write(
                         known.id if known else None,
                         known.uid if known else repository.new_uid(),
-                        record,
+                        marker,
                         incoming,
                     )
-            repository.write(connection, list(writes.values()), self._clock.now(), self._sealer)
+                elif (
+                    known is not None
+                    and isinstance(marker, MarkerData)
+                    and not known.state.deleted
+                    and incoming.source_version == known.state.source_version
+                    and (known.state.record_digest != digest or key_id != sealer.current)
+                ):
+                    # Unchanged, but its digests were cleared or made under an older key:
+                    # store them anew, so that the next replay takes the fast path again.
+                    states[marker.key] = refreshes[known.id] = self._state(
+                        marker, record, sealer.current
+                    )
+            repository.write(connection, list(writes.values()), self._clock.now(), sealer)
+            repository.refresh_digests(connection, refreshes)
         return counts
+
+    def _state(
+        self, marker: MarkerData | Tombstone, record: bytes | None, key_id: str
+    ) -> StoredState:
+        if isinstance(marker, Tombstone) or record is None:
+            return state_of(marker)
+        return state_of(
+            marker,
+            self._sealer.digest(marker.content(), key_id),
+            self._sealer.digest(record, key_id),
+        )
 
 
 _VERSION_REUSED = FieldViolation(
     "upsert.source_version", "this version was synced with other content; raise the version"
 )
-
-
-def _record_digest(change: marker_pb2.MarkerChange) -> bytes:
-    if not change.HasField("upsert"):
-        return EMPTY_DIGEST
-    return hashlib.sha256(change.upsert.SerializeToString(deterministic=True)).digest()
 
 
 def _reject(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -22,8 +22,15 @@ from sqlalchemy import (
     update,
 )
 
+from baken import db
 from services.registry.at_rest import Sealer
-from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
+from services.registry.markers import (
+    MarkerData,
+    PseudonymRef,
+    RecordKey,
+    Tombstone,
+    content_bytes,
+)
 from services.registry.models import MarkerPseudonymRow, MarkerRow
 from services.registry.sync import StoredState
 
@@ -301,39 +308,83 @@ def write(
         connection.execute(insert(pseudonyms), pseudonym_rows)
 
 
+def refresh_digests(connection: Connection, states: Mapping[int, StoredState]) -> None:
+    """Store new content and record digests for unchanged markers (by row id)."""
+    if states:
+        connection.execute(
+            update(markers).where(markers.c.id == bindparam("marker_id")),
+            [
+                {
+                    "marker_id": id_,
+                    "content_digest": s.content_digest,
+                    "record_digest": s.record_digest,
+                }
+                for id_, s in states.items()
+            ],
+        )
+
+
 def new_uid() -> str:
     return secrets.token_hex(10)
 
 
 def reseal(engine: Engine, sealer: Sealer, *, chunk: int = 1000) -> int:
-    """Seal every marker's waarom-informatie under the sealer's current key, a chunk of
-    markers per transaction; returns how many markers changed. Safe to interrupt and rerun."""
+    """Seal every marker's waarom-informatie, and key its content digest, under the sealer's
+    current key, a chunk of markers per sync transaction; returns how many markers changed.
+    The record digests of changed markers are cleared: the next resync stores them anew.
+    Safe to interrupt and rerun, and to run while adapters sync."""
     changed, after = 0, 0
     while True:
-        with engine.begin() as connection:
+        with db.write_transaction(engine) as connection:
+            serialise_sync(connection)
             rows = connection.execute(
-                select(markers.c.id, markers.c.uid, markers.c.advice, markers.c.at_information)
+                select(
+                    markers.c.id,
+                    markers.c.uid,
+                    markers.c.advice,
+                    markers.c.at_information,
+                    markers.c.content_digest,
+                    markers.c.target_group,
+                    markers.c.plan_status,
+                    markers.c.mark_date,
+                    markers.c.advice_date,
+                )
                 .where(markers.c.id > after, markers.c.deleted.is_(False))
                 .order_by(markers.c.id)
                 .limit(chunk)
             ).all()
             if not rows:
                 return changed
-            updates = []
-            for id_, uid, advice, at in rows:
-                new_advice = sealer.reseal(uid, "advice", advice) if advice else None
-                new_at = sealer.reseal(uid, "at_information", at) if at else None
-                if new_advice or new_at:
-                    updates.append(
-                        {
-                            "marker_id": id_,
-                            "advice": new_advice or advice,
-                            "at_information": new_at or at,
-                        }
-                    )
+            updates = [values for row in rows if (values := _resealed(row, sealer)) is not None]
             if updates:
                 connection.execute(
                     update(markers).where(markers.c.id == bindparam("marker_id")), updates
                 )
             changed += len(updates)
             after = rows[-1][0]
+
+
+def _resealed(row: Any, sealer: Sealer) -> dict[str, object] | None:
+    id_, uid, advice, at, digest, target_group, plan_status, mark_date, advice_date = row
+    if all(
+        value is None or Sealer.key_of(bytes(value)) == sealer.current
+        for value in (advice, at, digest)
+    ):
+        return None
+    advice_text = sealer.open(uid, "advice", bytes(advice)) if advice else None
+    at_json = sealer.open(uid, "at_information", bytes(at)) if at else None
+    content = content_bytes(
+        target_group,
+        plan_status,
+        _day(mark_date).isoformat(),
+        advice_text,
+        _day(advice_date).isoformat() if advice_date else None,
+        at_json,
+    )
+    return {
+        "marker_id": id_,
+        "advice": sealer.seal(uid, "advice", advice_text) if advice_text else None,
+        "at_information": sealer.seal(uid, "at_information", at_json) if at_json else None,
+        "content_digest": sealer.digest(content),
+        "record_digest": b"",
+    }

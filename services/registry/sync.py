@@ -45,15 +45,16 @@ class StoredState:
         )
 
 
-def state_of(change: MarkerData | Tombstone, record_digest: bytes = EMPTY_DIGEST) -> StoredState:
+def state_of(
+    change: MarkerData | Tombstone,
+    content_digest: bytes = EMPTY_DIGEST,
+    record_digest: bytes = EMPTY_DIGEST,
+) -> StoredState:
+    """The state a change leaves; the keyed digests come from at_rest.Sealer.digest."""
     if isinstance(change, Tombstone):
         return StoredState(change.source_version, True, EMPTY_DIGEST, EMPTY_DIGEST, EMPTY_DIGEST)
     return StoredState(
-        change.source_version,
-        False,
-        change.content_digest(),
-        change.pseudonyms_digest(),
-        record_digest,
+        change.source_version, False, content_digest, change.pseudonyms_digest(), record_digest
     )
 
 
