@@ -162,19 +162,20 @@ def _review(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from baken import db, signing
-    from services.registry import log_verify
+    from sqlalchemy.exc import DBAPIError
 
-    url = args.database_url or db.sqlite_url(args.data_dir, "registry.db")
-    if not args.database_url and not (args.data_dir / "registry.db").exists():
-        raise VerifyFailed(f"{args.data_dir / 'registry.db'}: no registry database")
-    keys = signing.load_public_keys(args.public_key or [args.data_dir / "audit-signing.pub"])
-    engine = db.make_engine(url, pool_size=1)
+    from baken.cli import registry_settings
+    from baken.signing import public_path
+    from services.registry.log_verify import verify_database
+
+    settings = registry_settings(data_dir=args.data_dir, database_url=args.database_url)
+    keys = args.public_key or [public_path(settings.resolved_audit_signing_key())]
     try:
-        with engine.connect() as connection:
-            result = log_verify.verify(connection, keys)
-    finally:
-        engine.dispose()
+        result = verify_database(settings.resolved_database_url(), keys)
+    except FileNotFoundError as error:
+        raise VerifyFailed(str(error)) from None
+    except DBAPIError as error:
+        raise VerifyFailed(f"cannot read the access log: {error.orig}") from None
     summary = (
         f"{result.entries} entries, {result.checkpoints} signed checkpoints, "
         f"signed up to #{result.last_signed_seq}"
@@ -231,12 +232,20 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     review.set_defaults(run=_review)
 
     verify = actions.add_parser("verify", help="recompute the hash chain and the signatures")
-    verify.add_argument("--data-dir", type=Path, default=Path("var/registry"))
-    verify.add_argument("--database-url", help="PostgreSQL URL instead of the data dir's SQLite")
+    verify.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the registry's data dir (env BAKEN_REGISTRY_DATA_DIR, default var/registry)",
+    )
+    verify.add_argument(
+        "--database-url",
+        help="PostgreSQL URL instead of the data dir's SQLite (env BAKEN_REGISTRY_DATABASE_URL)",
+    )
     verify.add_argument(
         "--public-key",
         type=Path,
         action="append",
-        help="checkpoint public key file(s); default data-dir/audit-signing.pub",
+        help="checkpoint public key file(s); default the .pub next to the registry's signing key "
+        "(env BAKEN_REGISTRY_AUDIT_SIGNING_KEY, default data-dir/audit-signing.key)",
     )
     verify.set_defaults(run=_verify)

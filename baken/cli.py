@@ -8,18 +8,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
+from pydantic import ValidationError
 
 from baken import audit_cli, covenants, logs, pki
-from baken.covenants import PURPOSES, CovenantError
+from baken.client import error_reason
+from baken.covenants import INTAKE, PURPOSES, CovenantError
 from baken.db import SchemaError
 from baken.errors import UserError
 from baken.grpc_server import ListenError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
+from baken.settings import RegistrySettings
 from baken.signing import SigningKeyError
 from baken.type.v1 import pseudonym_pb2
 from services.registry.at_rest import SealError
@@ -31,20 +35,25 @@ REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
 USER_ENV = "BAKEN_USER"
 
 
+def registry_settings(**options: Any) -> RegistrySettings:
+    """The registry's settings from its environment (BAKEN_REGISTRY_*), overridden by the
+    command-line options that were given (None: not given)."""
+    return RegistrySettings(**{k: v for k, v in options.items() if v is not None})
+
+
 def _serve(args: argparse.Namespace) -> None:
-    from baken.settings import RegistrySettings
     from services.registry.server import serve
 
-    overrides = {
-        "address": args.address,
-        "data_dir": args.data_dir,
-        "database_url": args.database_url,
-        "max_workers": args.max_workers,
-        "pki_dir": args.pki_dir,
-        "covenants_dir": args.covenants_dir,
-    }
+    settings = registry_settings(
+        address=args.address,
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        max_workers=args.max_workers,
+        pki_dir=args.pki_dir,
+        covenants_dir=args.covenants_dir,
+    )
     logs.configure()
-    serve(RegistrySettings(**{k: v for k, v in overrides.items() if v is not None}))
+    serve(settings)
 
 
 def _key_file(args: argparse.Namespace) -> Path:
@@ -78,11 +87,11 @@ def _reseal(args: argparse.Namespace) -> None:
     from services.registry.at_rest import Sealer
     from services.registry.repository import reseal
 
-    path = Path(args.key_file) if args.key_file else args.data_dir / "at-rest-keys.json"
-    sealer = Sealer(KeyRing.load(path))
-    engine = db.make_engine(
-        args.database_url or db.sqlite_url(args.data_dir, "registry.db"), pool_size=1
+    settings = registry_settings(
+        data_dir=args.data_dir, database_url=args.database_url, at_rest_key_file=args.key_file
     )
+    sealer = Sealer(KeyRing.load(settings.resolved_at_rest_key_file()))
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=1)
     try:
         changed = reseal(engine, sealer)
     finally:
@@ -126,8 +135,8 @@ def _lookup(args: argparse.Namespace) -> None:
     minor = (
         args.minor if args.minor is not None else is_minor(args.birth_date, SystemClock().today())
     )
-    if minor is None and args.purpose == "intake-en-selectie":
-        raise UserError("at intake-en-selectie, say --minor or --adult (or give --birth-date)")
+    if minor is None and args.purpose == INTAKE:
+        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
     with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
         client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
         response = client.lookup_subject(
@@ -188,8 +197,8 @@ def parser() -> argparse.ArgumentParser:
     lookup.add_argument(
         "--purpose",
         choices=sorted(PURPOSES),
-        default="intake-en-selectie",
-        help="why you look (doelbinding); default intake-en-selectie",
+        default=INTAKE,
+        help=f"why you look (doelbinding); default {INTAKE}",
     )
     lookup.add_argument("--case", help="the ZSM case reference (required but at intake)")
     lookup.add_argument(
@@ -226,10 +235,21 @@ def parser() -> argparse.ArgumentParser:
         "`retire`).",
     )
     keys.add_argument("action", choices=["init", "add", "retire", "reseal"])
-    keys.add_argument("--key-file", help=f"(env {KEY_FILE_ENV})")
+    keys.add_argument(
+        "--key-file",
+        help=f"(env {KEY_FILE_ENV}); for reseal the registry's at-rest key file "
+        "(env BAKEN_REGISTRY_AT_REST_KEY_FILE, default data-dir/at-rest-keys.json)",
+    )
     keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
-    keys.add_argument("--data-dir", type=Path, default=Path("var/registry"), help="(reseal)")
-    keys.add_argument("--database-url", help="(reseal) PostgreSQL instead of data-dir's SQLite")
+    keys.add_argument(
+        "--data-dir",
+        type=Path,
+        help="(reseal) the registry's data dir (env BAKEN_REGISTRY_DATA_DIR, default var/registry)",
+    )
+    keys.add_argument(
+        "--database-url",
+        help="(reseal) PostgreSQL instead of data-dir's SQLite (env BAKEN_REGISTRY_DATABASE_URL)",
+    )
     keys.set_defaults(run=_keys)
 
     pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
@@ -261,7 +281,10 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):
                 fields += [f"{v.field}: {v.description}" for v in bad.field_violations]
-    return f"{code.name}: " + ("; ".join(fields) or str(error.details()))
+    # A refusal names its reason (CASE_REFERENCE_REQUIRED); bad input, the fields to fix.
+    reason = error_reason(error) if code != grpc.StatusCode.INVALID_ARGUMENT else None
+    head = f"{code.name} ({reason})" if reason else code.name
+    return f"{head}: " + ("; ".join(fields) or str(error.details()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CovenantError,
         SigningKeyError,
         SealError,
+        ValidationError,
     ) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.rpc import error_details_pb2
 from google.type import date_pb2
+from grpc_status import rpc_status
 
 from baken.clock import Clock, SystemClock
 from baken.keyring import KeyRing
@@ -87,6 +89,18 @@ def is_minor(birth_date: dt.date | None, today: dt.date) -> bool | None:
         - ((today.month, today.day) < (birth_date.month, birth_date.day))
     )
     return age < 18
+
+
+def error_reason(error: grpc.RpcError) -> str | None:
+    """The ErrorInfo reason of a refused call (e.g. PURPOSE_NOT_GRANTED), if it carries one."""
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    if status is None:
+        return None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason) or None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,16 @@ PURPOSES: Mapping[str, purpose_pb2.Purpose.ValueType] = {
     if v.number
 }
 PURPOSE_TOKENS: Mapping[int, str] = {number: token for token, number in PURPOSES.items()}
+# The purposes the code itself treats apart, by token.
+INTAKE = "intake-en-selectie"
+MONITORING = "monitoring"
+AUDIT = "audit"
+assert {INTAKE, MONITORING, AUDIT} <= PURPOSES.keys()
 # Purposes a lookup may name without a ZSM case reference.
-WITHOUT_CASE = frozenset({"intake-en-selectie", "monitoring", "audit"})
+WITHOUT_CASE = frozenset({INTAKE, MONITORING, AUDIT})
+# The access log (purpose audit) is read by the privacy officer alone.
+AUDIT_ROLE = "privacy-auditor"
+assert AUDIT_ROLE in ROLES
 
 AT_FIELDS = tuple(f.name for f in marker_pb2.AtInformation.DESCRIPTOR.fields)
 # dat-informatie: the signal that, and where, a person is known.
@@ -54,7 +62,7 @@ THAT_FIELDS = (
 WHY_FIELDS = ("advice", *(f"at.{name}" for name in AT_FIELDS))
 MARKER_FIELDS = (*THAT_FIELDS, *WHY_FIELDS)
 # Not about one person: monitoring sees aggregates, audit the access log.
-PURPOSE_ONLY_FIELDS: Mapping[str, str] = {"monitoring": "aggregates", "audit": "access-log"}
+PURPOSE_ONLY_FIELDS: Mapping[str, str] = {MONITORING: "aggregates", AUDIT: "access-log"}
 FIELDS = frozenset({*MARKER_FIELDS, *PURPOSE_ONLY_FIELDS.values()})
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
@@ -336,6 +344,10 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
     for purpose, only in PURPOSE_ONLY_FIELDS.items():
         if (purpose in purposes or only in fields) and (purposes != {purpose} or fields != {only}):
             raise r.error("fields", f"purpose {purpose!r} goes alone, with the one field {only!r}")
+    others = sorted(roles - {AUDIT_ROLE})
+    if AUDIT in purposes and others:
+        message = f"purpose {AUDIT!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"
+        raise r.error("roles", message, others[0])
     scoped_houses = r.words("houses", houses, "house") if "houses" in r.data else None
     scoped_regions = r.words("regions", regions, "region") if "regions" in r.data else None
     if region != NATIONAL:

@@ -10,12 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from baken import covenants, logs, pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.client import RegistryClient, Suspect, connect, is_minor
+from baken.client import RegistryClient, Suspect, connect, error_reason, is_minor
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
@@ -34,8 +32,10 @@ OVJ_USER = "ovj-utrecht-0042"
 AUDITOR_USER = "fg-0001"
 CASE = "ZSM-MN-2026-004711"
 DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
+# Written into the access log, which is never erased: about the situation, never the person.
 BREAK_GLASS_REASON = (
-    "Suspect threatens his ex-partner; house closed at night; need the plan to decide custody."
+    "Decision due within 6 hours; the marking houses cannot be reached at night; "
+    "need the advice to decide."
 )
 
 
@@ -64,13 +64,16 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
         server, port = create_server(settings)
         server.start()
         try:
-            _shift(data_dir, pki_dir, port, seed, say)
+            _shift(data_dir, settings, port, seed, say)
         finally:
             server.stop(grace=1).wait()
             logs.configure()
 
 
-def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[str], None]) -> None:
+def _shift(
+    data_dir: Path, settings: RegistrySettings, port: int, seed: int, say: Callable[[str], None]
+) -> None:
+    pki_dir = settings.pki_dir
     houses = load_houses()
     ring = KeyRing.generate("k2026-11")
     ring.save(data_dir / "edge-keys.json")
@@ -208,7 +211,7 @@ def _shift(data_dir: Path, pki_dir: Path, port: int, seed: int, say: Callable[[s
         found = "YES" if value.encode() in stored else "no"
         say(f"   {what} {value!r} in the registry's database files: {found}")
 
-    _privacy_officer(say, target, pki_dir, ring, person, data_dir / "registry")
+    _privacy_officer(say, target, settings, ring, person)
 
 
 def _sync_requests(
@@ -228,7 +231,8 @@ def _covenants_at_work(
         try:
             RegistryClient(ch, ring, on_behalf_of="shn-0007").lookup(bsn=person.bsn, minor=False)
         except grpc.RpcError as error:
-            say(f"          DENIED: {error.code().name} ({_reason(error)}), and logged.")
+            reason = error_reason(error) or "?"
+            say(f"          DENIED: {error.code().name} ({reason}), and logged.")
     say("   08:10  The OvJ decides the case (afdoeningsbeslissing, with the case reference):")
     with connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-ovj")) as ch:
         ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
@@ -248,16 +252,17 @@ def _covenants_at_work(
 def _privacy_officer(
     say: Callable[[str], None],
     target: str,
-    pki_dir: Path,
+    settings: RegistrySettings,
     ring: KeyRing,
     person: Person,
-    registry_dir: Path,
 ) -> None:
     from baken.audit_cli import describe
+    from baken.signing import public_path
+    from services.registry.log_verify import verify_database
 
     say("\n7. The privacy officer, with the auditor's certificate. Data-subject access report for")
     say(f"   BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
-    with connect(target, TlsFiles.of(pki_dir, "privacy-auditor")) as ch:
+    with connect(target, TlsFiles.of(settings.pki_dir, "privacy-auditor")) as ch:
         stub = audit_service_pb2_grpc.AuditServiceStub(ch)
         subject = RegistryClient(ch, ring, on_behalf_of=AUDITOR_USER).subject(bsn=person.bsn)
         report = stub.ListAccessEntries(
@@ -272,33 +277,15 @@ def _privacy_officer(
         say(
             f"\n   Review queue (`baken audit review`): {len(pending)} break-glass entry to review."
         )
-    result = _verify(registry_dir)
-    say(f"   `baken audit verify`: {result}")
-
-
-def _verify(registry_dir: Path) -> str:
-    from baken import db, signing
-    from services.registry import log_verify
-
-    keys = signing.load_public_keys([registry_dir / "audit-signing.pub"])
-    engine = db.make_engine(db.sqlite_url(registry_dir, "registry.db"), pool_size=1)
-    try:
-        with engine.connect() as connection:
-            result = log_verify.verify(connection, keys)
-    finally:
-        engine.dispose()
-    if result.ok:
-        return f"the hash chain over {result.entries} entries holds."
-    return f"BROKEN: {result.first_break}"
-
-
-def _reason(error: grpc.RpcError) -> str:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    return "?"
+    result = verify_database(
+        settings.resolved_database_url(), [public_path(settings.resolved_audit_signing_key())]
+    )
+    verdict = (
+        f"the hash chain over {result.entries} entries holds."
+        if result.ok
+        else f"BROKEN: {result.first_break}"
+    )
+    say(f"   `baken audit verify`: {verdict}")
 
 
 def _lookup(

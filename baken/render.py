@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from google.protobuf import json_format
 
@@ -42,9 +43,16 @@ _WITHHELD = {
 }
 
 
-def _withheld(w: registry_service_pb2.WithheldField) -> str:
-    cited = f" [{w.covenant} {w.grant}]".rstrip() if w.covenant else ""
-    return f"{w.field} ({_WITHHELD.get(w.reason, '?')}){cited}"
+def _withheld(fields: Sequence[registry_service_pb2.WithheldField]) -> list[str]:
+    """One line per reason and citation, naming its fields."""
+    grouped: dict[tuple[registry_service_pb2.WithholdReason.ValueType, str, str], list[str]] = {}
+    for w in fields:
+        grouped.setdefault((w.reason, w.covenant, w.grant), []).append(w.field)
+    return [
+        f"{', '.join(names)} ({_WITHHELD.get(reason, '?')})"
+        + (f" [{covenant} {grant}]".rstrip() if covenant else "")
+        for (reason, covenant, grant), names in grouped.items()
+    ]
 
 
 def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
@@ -52,7 +60,7 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
     if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_NO_HIT:
         return "NO HIT: not known at any Safety House." + entry
     if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_WITHHELD:
-        reasons = "; ".join(_withheld(w) for w in response.withheld)
+        reasons = "; ".join(_withheld(response.withheld))
         return f"WITHHELD: known, but no covenant lets you see where: {reasons}{entry}"
     houses = len({m.house.name for m in response.markers})
     lines = [
@@ -89,12 +97,13 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
         if m.house.HasField("contact"):
             lines.append(f"    contact       {m.house.contact.role} <{m.house.contact.email}>")
         lines.append(f"    source        {m.name} (match: {_MATCH.get(m.match_quality, '?')})")
-        withheld = [_withheld(w) for w in response.withheld if w.marker == m.name]
+        withheld = _withheld([w for w in response.withheld if w.marker == m.name])
         if withheld:
             lines.append("    withheld      " + "\n                  ".join(withheld))
-    whole = [_withheld(w) for w in response.withheld if not w.marker]
-    if whole:
-        lines.append(f"  {len(whole)} more marker(s) withheld: " + "; ".join(whole))
+    whole = _withheld([w for w in response.withheld if not w.marker])
+    count = sum(1 for w in response.withheld if not w.marker)
+    if count:
+        lines.append(f"  {count} more marker(s) withheld: " + "; ".join(whole))
     return "\n".join(lines)
 
 

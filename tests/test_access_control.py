@@ -15,6 +15,7 @@ from harness import RunningRegistry, batch_request, lookup_request
 from sqlalchemy import text
 
 from baken import pki
+from baken.covenants import MARKER_FIELDS
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2, registry_service_pb2_grpc
 from baken.registry.v1 import registry_service_pb2 as pb
@@ -31,6 +32,7 @@ DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
 CASE = "ZSM-MN-2026-000123"
 REASON = "Suspect threatens his ex-partner tonight; the house cannot be reached."
 UTRECHT = "vh-regio-utrecht-utrecht"
+AT_FIELDS = tuple(f for f in MARKER_FIELDS if f.startswith("at."))
 ROTTERDAM = "vh-rotterdam-rijnmond"
 AT = {"open_cases": "Eén openstaande zaak.", "supervisions": "Toezicht 3RO loopt."}
 
@@ -86,7 +88,8 @@ def test_the_kpc_sees_the_advice_of_its_own_region_and_the_that_signal_elsewhere
     utrecht, rotterdam = marker_of(response, UTRECHT), marker_of(response, ROTTERDAM)
     assert utrecht.advice.text.startswith("dagvaarden")
     assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE
-    assert withheld(response, UTRECHT) == {}
+    # Every field is decided, with or without a value: the list does not tell what exists.
+    assert withheld(response, UTRECHT) == dict.fromkeys(AT_FIELDS, ("NO_COVENANT", "", ""))
     # Rotterdam: only the national that-signal.
     assert rotterdam.house.region == "rotterdam-rijnmond"
     assert rotterdam.house.contact.email
@@ -101,8 +104,7 @@ def test_the_kpc_sees_the_advice_of_its_own_region_and_the_that_signal_elsewhere
         "plan_status": grant,
         "mark_date": grant,
         "source_record": grant,
-        "at.open_cases": ("NO_COVENANT", "", ""),
-        "at.supervisions": ("NO_COVENANT", "", ""),
+        **dict.fromkeys(AT_FIELDS, ("NO_COVENANT", "", "")),
     }
 
 
@@ -121,9 +123,13 @@ def test_the_ovj_sees_open_cases_of_its_region_but_not_supervisions(
     marker = marker_of(response, "vh-zuid-holland-zuid")
     assert marker.at_information.open_cases == AT["open_cases"]
     assert not marker.at_information.supervisions
-    # Rotterdam shares supervisions with the OvJ at the A&T triage table only.
+    # Rotterdam shares these with the OvJ at the A&T triage table only.
+    triage = ("PURPOSE_NOT_GRANTED", "rotterdam-rijnmond@v2", "advies-en-triage")
     assert withheld(response, "vh-zuid-holland-zuid") == {
-        "at.supervisions": ("PURPOSE_NOT_GRANTED", "rotterdam-rijnmond@v2", "advies-en-triage")
+        "at.supervisions": triage,
+        "at.detention_history": triage,
+        "at.compulsory_education": triage,
+        "at.care_deployed": triage,
     }
 
 
@@ -150,7 +156,9 @@ def test_waarom_informatie_about_a_minor_is_withheld_at_intake_only(
     utrecht = marker_of(at_intake, UTRECHT)
     assert not utrecht.HasField("advice")
     assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE  # dat-informatie stays
-    assert withheld(at_intake, UTRECHT) == {"advice": ("MINOR_AT_INTAKE", "", "")}
+    assert withheld(at_intake, UTRECHT) == dict.fromkeys(
+        ("advice", *AT_FIELDS), ("MINOR_AT_INTAKE", "", "")
+    )
 
     deciding = marked.lookup(
         subject(ring, PERSON),
@@ -173,7 +181,8 @@ def test_an_expired_advice_is_withheld_even_where_the_covenant_grants_it(
 
     advice = marker_of(response, UTRECHT).advice
     assert (advice.text, advice.freshness) == ("", marker_pb2.ADVICE_FRESHNESS_EXPIRED)
-    assert withheld(response, UTRECHT) == {"advice": ("ADVICE_EXPIRED", "", "")}
+    assert withheld(response, UTRECHT)["advice"] == ("ADVICE_EXPIRED", "", "")
+    assert "advice" not in log_entries(shipped_registry)[-1].body["disclosed"][0]["fields"]
 
 
 @pytest.mark.parametrize(
@@ -270,7 +279,9 @@ def test_break_glass_shows_waarom_informatie_beyond_the_grant_and_awaits_review(
     assert entry.seq == response.access_log_entry
     assert entry.outcome == "break-glass"
     assert entry.body["break_glass_reason"] == REASON
-    assert {"marker": rotterdam.name, "field": "advice"} in entry.body["break_glass_fields"]
+    shown = {d["marker"]: d["fields"] for d in entry.body["disclosed"]}
+    assert shown[rotterdam.name]["advice"] == "break-glass"
+    assert shown[rotterdam.name]["house"] == "national@v1 dat-signaal-zsm"
     with marked.engine.connect() as connection:
         assert [e.seq for e in access_log.pending_reviews(connection)] == [entry.seq]
 
@@ -308,7 +319,12 @@ def test_each_answer_is_the_access_log_entry_it_cites(
     assert len(body["trace_id"]) == 32 and len(body["span_id"]) == 16
     assert body["request_id"] and body["client_address"].startswith("ipv4:127.0.0.1")
     shown = {d["marker"]: d["fields"] for d in body["disclosed"]}
-    assert shown[marker_of(hit, ROTTERDAM).name] == ["contact", "house", "region", "target_group"]
+    assert shown[marker_of(hit, ROTTERDAM).name] == dict.fromkeys(
+        ["house", "region", "contact", "target_group"], "national@v1 dat-signaal-zsm"
+    )
+    assert shown[marker_of(hit, UTRECHT).name]["advice"] == (
+        "midden-nederland@v1 kpc-intake-terugkoppeling"
+    )
     assert {w["field"] for w in body["withheld"]} >= {"advice", "source_record"}
     assert entries[miss.access_log_entry].outcome == "no-hit"
     assert entries[miss.access_log_entry].body["on_behalf_of"] == "kpc-0099"
@@ -442,7 +458,7 @@ def test_break_glass_does_not_lift_the_expiry_of_an_advice(
     assert withheld(response, ROTTERDAM)["advice"] == ("ADVICE_EXPIRED", "", "")
     entry = log_entries(shipped_registry)[-1]
     assert entry.outcome == "break-glass"
-    assert "break_glass_fields" not in entry.body
+    assert "advice" not in entry.body["disclosed"][0]["fields"]
 
 
 def test_reference_data_is_for_parties_of_the_register_only(marked: RunningRegistry) -> None:

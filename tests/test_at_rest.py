@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from baken import db
 from baken.cli import main
-from baken.keyring import KeyRing
+from baken.keyring import KeyFileError, KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2_grpc
 from services.registry.at_rest import Sealer, SealError
@@ -211,3 +211,25 @@ def test_migration_0002_seals_advice_an_older_registry_stored_in_clear(
     assert b"dagvaarden" not in advice
     assert sealer.open(uid, "advice", advice) == "dagvaarden in clear"
     assert sealer.open(uid, "at_information", at) == '{"open_cases": "een zaak"}'
+
+
+def test_a_lost_or_wrong_at_rest_key_file_stops_the_start(
+    registry: RunningRegistry, ring: KeyRing
+) -> None:
+    registry.sync(Marking(PERSON, "pga-1").upsert(ring))
+    key_file = registry.settings.resolved_at_rest_key_file()
+    original = key_file.read_bytes()
+
+    key_file.unlink()
+    with pytest.raises(KeyFileError, match="restore the key file"):
+        create_server(registry.settings, registry.clock)
+    assert not key_file.exists()  # no new ring made over sealed data
+
+    KeyRing.generate("k-other").save(key_file)
+    with pytest.raises(KeyFileError, match="sealed under key"):
+        create_server(registry.settings, registry.clock)
+
+    key_file.write_bytes(original)
+    with _server(registry) as stub:
+        (marker,) = stub.Lookup(lookup_request(subject(ring, PERSON)), timeout=10).markers
+    assert marker.advice.text.startswith("dagvaarden")

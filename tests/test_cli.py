@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import time
@@ -9,12 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import Marking, Person
+from harness import ADAPTERS, secure_channel
 
 from baken import logs
 from baken.cli import main
+from baken.db import sqlite_url
 from baken.keyring import KeyRing
+from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
 from services.registry.server import create_server
+
+BSN = "111222333"
+ADVICE = "dagvaarden met het doel een voorwaardelijke straf met meldplicht"
+REASON = "Decision due within 6 hours; the marking house cannot be reached at night."
 
 
 @pytest.fixture
@@ -33,6 +42,29 @@ def registry(tmp_path: Path, pki_dir: Path) -> Iterator[str]:
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(grace=None).wait()
+
+
+def _sync(registry: str, pki_dir: Path, key_file: Path, house: str) -> None:
+    """The person with BSN marked at `house` (with ADVICE, a month ago), synced under the
+    certificate of the house's adapter."""
+    a_month_ago = dt.date.today() - dt.timedelta(days=30)
+    marking = Marking(
+        Person(BSN), "rec-1", house=house, mark_date=a_month_ago, advice_date=a_month_ago
+    )
+    change = marking.upsert(KeyRing.load(key_file))
+    port = int(registry.rsplit(":", 1)[1])
+    with secure_channel(pki_dir, port, ADAPTERS[change.upsert.source_system]) as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        request = registry_service_pb2.SyncMarkersRequest(changes=[change])
+        assert stub.SyncMarkers(iter([request]), timeout=10).created == 1
+
+
+def _lookup(registry: str, key_file: Path, pki_dir: Path, *args: str) -> int:
+    """`baken lookup` of BSN at `registry`, with `args` added."""
+    return main(
+        ["lookup", "--registry", registry, "--key-file", str(key_file), "--bsn", BSN,
+         "--user", "zsm-0042", "--pki-dir", str(pki_dir), *args]
+    )  # fmt: skip
 
 
 def _free_port() -> int:
@@ -172,3 +204,95 @@ def test_serve_stops_on_a_broken_covenant_naming_file_and_line(
     assert code == 2
     assert f"{national}:{line}: unknown field 'target_grup'" in err
     assert "Traceback" not in err
+
+
+def test_lookup_with_break_glass_shows_the_advice_beyond_the_covenant(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sync(registry, pki_dir, key_file, "vh-rotterdam-rijnmond")  # outside Midden-Nederland
+
+    code = _lookup(
+        registry, key_file, pki_dir, "--party", "zsm-midden-nederland-ovj",
+        "--purpose", "afdoeningsbeslissing", "--case", "ZSM-1", "--break-glass", REASON,
+    )  # fmt: skip
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "BREAK-GLASS" in out
+    assert ADVICE in out
+
+
+def test_lookup_of_a_minor_at_intake_withholds_the_advice(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sync(registry, pki_dir, key_file, "vh-regio-utrecht-utrecht")  # the KPC's own region
+
+    code = _lookup(registry, key_file, pki_dir, "--minor")
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "HIT" in out
+    [withheld] = [line for line in out.splitlines() if "(minor: not at intake)" in line]
+    assert "advice" in withheld
+    assert ADVICE not in out
+
+
+def test_lookup_at_intake_needs_the_age_and_sends_nothing_without_it(
+    key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _lookup("127.0.0.1:1", key_file, Path("no-pki"))
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "at intake-en-selectie, say --minor or --adult (or give --birth-date)" in err
+
+
+def test_lookup_for_a_decision_without_a_case_is_refused_naming_the_reason(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _lookup(
+        registry, key_file, pki_dir, "--party", "zsm-midden-nederland-ovj",
+        "--purpose", "afdoeningsbeslissing",
+    )  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "PERMISSION_DENIED (CASE_REFERENCE_REQUIRED)" in err
+    assert "Traceback" not in err
+
+
+def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
+    key_file: Path,
+    tmp_path: Path,
+    pki_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Database and keys each in their own place; nothing where the defaults look.
+    monkeypatch.chdir(tmp_path)
+    at_rest_keys = tmp_path / "vault" / "at-rest.json"
+    signing_key = tmp_path / "vault" / "checkpoints.key"
+    (tmp_path / "db").mkdir()
+    monkeypatch.setenv("BAKEN_REGISTRY_DATABASE_URL", sqlite_url(tmp_path / "db", "baken.db"))
+    monkeypatch.setenv("BAKEN_REGISTRY_AT_REST_KEY_FILE", str(at_rest_keys))
+    monkeypatch.setenv("BAKEN_REGISTRY_AUDIT_SIGNING_KEY", str(signing_key))
+    logs.configure(json=True)
+    server, port = create_server(
+        RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "server")
+    )
+    server.start()
+    try:
+        registry = f"127.0.0.1:{port}"
+        _sync(registry, pki_dir, key_file, "vh-rotterdam-rijnmond")
+        assert _lookup(registry, key_file, pki_dir, "--adult") == 0
+    finally:
+        server.stop(grace=None).wait()
+    assert main(["keys", "add", "--key-file", str(at_rest_keys), "--key-id", "k-next"]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "reseal"]) == 0
+    assert "1 markers resealed under key k-next" in capsys.readouterr().out
+
+    assert main(["audit", "verify"]) == 0
+    assert "OK: the access log verifies: 1 entries" in capsys.readouterr().out
+    assert not (tmp_path / "var").exists()

@@ -329,8 +329,6 @@ def test_party_register_may_live_outside_the_covenant_directory(
 
 # --- Broken covenant files ------------------------------------------------------------------------
 
-# --- Broken covenant files ------------------------------------------------------------------------
-
 BROKEN_COVENANTS = [
     # TOML syntax: the line tomllib reports.
     pytest.param(
@@ -506,6 +504,30 @@ BROKEN_COVENANTS = [
     pytest.param(
         national('fields = ["access-log"]', 'fields = ["access-log", "advice"]'),
         id="audit-mixed-with-a-marker-field",
+    ),
+    # The access log is for the privacy officer alone.
+    pytest.param(
+        national(
+            'roles = ["privacy-auditor"]',
+            'roles = ["privacy-auditor", "kpc"]',
+            mentions="'kpc'",
+        ),
+        id="audit-granted-to-another-role",
+    ),
+    pytest.param(
+        Broken(
+            {
+                "national.toml": change(
+                    NATIONAL_TEMPLATE,
+                    'roles = ["privacy-auditor"]',
+                    'roles = [\n    "privacy-auditor",\n    "zsm-officier",\n]',
+                )
+            },
+            "national.toml",
+            Line('"zsm-officier",'),
+            mentions="'zsm-officier'",
+        ),
+        id="audit-granted-to-another-role-in-a-multi-line-list",
     ),
     # Versions of one covenant.
     pytest.param(

@@ -1,4 +1,5 @@
-"""No BSN, name or date of birth reaches the registry's database or its logs; nor does a key."""
+"""No BSN, name or date of birth reaches the registry's database or its logs; nor does a key, nor
+waarom-informatie (advice, A&T fields) in clear."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ MARKED_WITHOUT_BSN = [
 # Looked up at ZSM but known nowhere.
 UNKNOWN = [Person("192837461", "De Groot-Visser", dt.date(1985, 5, 17))]
 HOUSES = ["vh-rotterdam-rijnmond", "vh-regio-utrecht-utrecht", "vh-twente", "vh-breda"]
+# waarom-informatie, sealed at rest: neither the advice nor an A&T field is stored in clear.
+ADVICE = "dagvaarden; zie plan"
+OPEN_CASES = "Openstaande zaak wegens XYZZY"
+SEALED_TEXT = ["dagvaarden", "XYZZY"]
 
 
 def forbidden_strings(ring: KeyRing) -> set[str]:
@@ -57,7 +62,13 @@ def forbidden_bytes(ring: KeyRing) -> set[bytes]:
 def use_the_registry(registry: RunningRegistry, ring: KeyRing) -> None:
     """Sync every marked person (some in two regions), then look everyone up in every way."""
     changes = [
-        Marking(person, f"rec-{i}-{house}", house=house, advice="dagvaarden; zie plan").upsert(ring)
+        Marking(
+            person,
+            f"rec-{i}-{house}",
+            house=house,
+            advice=ADVICE,
+            at_information={"open_cases": OPEN_CASES},
+        ).upsert(ring)
         for i, person in enumerate([*MARKED, *MARKED_WITHOUT_BSN])
         for house in HOUSES[: 1 + i % 2]
     ]
@@ -90,15 +101,17 @@ def table_text(registry: RunningRegistry) -> str:
     return "\n".join(lines)
 
 
-def test_no_bsn_name_birth_date_or_advice_text_is_stored(
+def test_no_bsn_name_birth_date_advice_or_a_and_t_text_is_stored(
     registry: RunningRegistry, ring: KeyRing
 ) -> None:
     use_the_registry(registry, ring)
+    # The registry still opens what it sealed.
+    [marker] = registry.lookup(subject(ring, MARKED[0])).markers
+    assert (marker.advice.text, marker.at_information.open_cases) == (ADVICE, OPEN_CASES)
 
     stored = table_text(registry)
     assert stored.count("rec-") > len(MARKED)  # the dump holds the data
-    # waarom-informatie is sealed at rest: no advice text in clear either.
-    for forbidden in [*forbidden_strings(ring), "dagvaarden"]:
+    for forbidden in [*forbidden_strings(ring), *SEALED_TEXT]:
         assert forbidden not in stored
 
     if registry.engine.dialect.name == "sqlite":
@@ -106,7 +119,7 @@ def test_no_bsn_name_birth_date_or_advice_text_is_stored(
         assert {f.name for f in files} >= {"registry.db", "registry.db-wal"}
         raw = b"".join(f.read_bytes() for f in files)
         assert b"rec-1-" in raw
-        for forbidden_raw in [*forbidden_bytes(ring), b"dagvaarden"]:
+        for forbidden_raw in [*forbidden_bytes(ring), *(t.encode() for t in SEALED_TEXT)]:
             assert forbidden_raw not in raw
 
 
@@ -117,7 +130,7 @@ def test_no_bsn_name_birth_date_advice_or_key_is_logged(
 
     output = json_logs()
 
-    for forbidden in [*forbidden_strings(ring), "dagvaarden"]:
+    for forbidden in [*forbidden_strings(ring), *SEALED_TEXT]:
         assert forbidden not in output
     assert "registry ready" in output
     rpc_lines = [json.loads(line) for line in output.splitlines() if '"event": "rpc"' in line]

@@ -24,12 +24,12 @@ from sqlalchemy import Connection, Engine
 from baken import db
 from baken.access import AccessPolicy
 from baken.clock import AMSTERDAM, Clock
+from baken.covenants import AUDIT
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from services.registry import access_log
 from services.registry.access_log import AccessLog, StoredEntry
 from services.registry.inquiry import AUDIT_ACTIVITY, LOOKUP_ACTIVITY, Inquiry, entry
 
-AUDIT = "audit"
 LOOKUP_OUTCOMES = frozenset({"hit", "no-hit", "withheld", "break-glass", "denied"})
 VOLUME_FACTOR = 3
 VOLUME_MINIMUM = 50

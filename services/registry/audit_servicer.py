@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.covenants import AUDIT
 from baken.errors import FieldViolation, InvalidArgument
 from baken.registry.v1 import registry_service_pb2
 from services.registry import validation
@@ -72,7 +73,8 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
         outcome=_OUTCOMES.get(stored.outcome, pb.ACCESS_OUTCOME_UNSPECIFIED),
         denial_reason=body.get("denial_reason", ""),
         disclosed=[
-            pb.Disclosure(marker=d["marker"], fields=d["fields"]) for d in body.get("disclosed", [])
+            pb.Disclosure(marker=d["marker"], fields=sorted(d["fields"]), decided_by=d["fields"])
+            for d in body.get("disclosed", [])
         ],
         withheld=[
             registry_service_pb2.WithheldField(
@@ -103,7 +105,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ListAccessEntries(
         self, request: pb.ListAccessEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListAccessEntriesResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListAccessEntries", "audit", request.on_behalf_of)
+        inquiry = inquiry_of(context, SERVICE + "ListAccessEntries", AUDIT, request.on_behalf_of)
         subject = (
             tuple(validation.lookup_values(request.subject)) if request.subject.pseudonyms else ()
         )
@@ -130,7 +132,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ListAnomalies(
         self, request: pb.ListAnomaliesRequest, context: grpc.ServicerContext
     ) -> pb.ListAnomaliesResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListAnomalies", "audit", request.on_behalf_of)
+        inquiry = inquiry_of(context, SERVICE + "ListAnomalies", AUDIT, request.on_behalf_of)
         found = self._audit.anomalies(
             inquiry,
             _time(request.start_time, "start_time"),
@@ -148,7 +150,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ListPendingReviews(
         self, request: pb.ListPendingReviewsRequest, context: grpc.ServicerContext
     ) -> pb.ListPendingReviewsResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListPendingReviews", "audit", request.on_behalf_of)
+        inquiry = inquiry_of(context, SERVICE + "ListPendingReviews", AUDIT, request.on_behalf_of)
         return pb.ListPendingReviewsResponse(
             entries=[access_entry(e) for e in self._audit.pending_reviews(inquiry)]
         )
@@ -156,7 +158,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ReviewBreakGlass(
         self, request: pb.ReviewBreakGlassRequest, context: grpc.ServicerContext
     ) -> pb.AccessEntry:
-        inquiry = inquiry_of(context, SERVICE + "ReviewBreakGlass", "audit", request.on_behalf_of)
+        inquiry = inquiry_of(context, SERVICE + "ReviewBreakGlass", AUDIT, request.on_behalf_of)
         low, high = FINDING
         if not low <= len(request.finding.strip()) <= high:
             raise InvalidArgument(

@@ -1,26 +1,28 @@
 """What a lookup shows: the covenant scope applied to each marker found, field by field.
 
-Every field with a value is either shown or listed as withheld with the rule that decided.
-Three rules stand above the covenants: an expired advice is never shown, waarom-informatie about
-a minor is not shown at intake-en-selectie, and break-glass (noodknop) shows waarom-informatie
-beyond the grant, but never past those two rules.
+Every field of the covenant vocabulary is decided for every marker, whether or not the marker
+has a value for it: shown, or listed as withheld with the rule that decided. Listing only the
+fields that have a value would tell the caller what it may not see exists (a supervision, an
+advice for a minor). Three rules stand above the covenants: an expired advice is never shown,
+waarom-informatie about a minor is not shown at intake-en-selectie, and break-glass (noodknop)
+shows waarom-informatie beyond the grant, but never past those two rules.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from baken.access import Decision, Scope, Withhold
-from baken.covenants import THAT_FIELDS, WHY_FIELDS
+from baken.covenants import INTAKE, MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
 from services.registry.at_rest import Sealer
 from services.registry.freshness import Freshness, freshness
 from services.registry.markers import MarkerHit, RecordKey
 from services.registry.repository import Found
 
-INTAKE = "intake-en-selectie"
+BREAK_GLASS = Decision(None, "break-glass", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +42,9 @@ class Disclosure:
     withheld: list[Withheld]
     # Markers found, including those withheld whole.
     found: int
-    # waarom-informatie shown only because of break-glass: (marker, field).
-    by_break_glass: list[tuple[str, str]]
+    # For the access log: per marker, each field whose value was shown, and the covenant and
+    # grant that showed it ("break-glass" where the noodknop did).
+    disclosed: Mapping[str, Mapping[str, str]]
 
 
 def disclose(
@@ -59,47 +62,43 @@ def disclose(
             best[row.uid] = row
     hits: list[MarkerHit] = []
     withheld: list[Withheld] = []
-    by_break_glass: list[tuple[str, str]] = []
+    disclosed: dict[str, dict[str, str]] = {}
     for row in best.values():
-        name = f"houses/{row.house_id}/markers/{row.uid}"
-        fresh = freshness(row.advice_date, today)
         house = scope.decide(row.house_id, "house")
         if not house.disclosed:
             withheld.append(Withheld("", "marker", *_cite(house)))
             continue
+        name = f"houses/{row.house_id}/markers/{row.uid}"
+        fresh = freshness(row.advice_date, today)
         at: dict[str, str] = (
             json.loads(sealer.open(row.uid, "at_information", row.at_information))
             if row.at_information
             else {}
         )
-        present = {
-            *THAT_FIELDS,
-            *(("advice",) if row.advice_date else ()),
-            *(f"at.{k}" for k in at),
-        }
-        shown: set[str] = set()
-        for field in sorted(present):
+        shown: dict[str, Decision] = {}
+        for field in MARKER_FIELDS:
             decision = scope.decide(row.house_id, field)
-            why = field in WHY_FIELDS
-            if why and minor and scope.purpose == INTAKE:
-                decision = Decision(Withhold.MINOR_AT_INTAKE)
-            elif why and not decision.disclosed and break_glass:
-                by_break_glass.append((name, field))
-                decision = Decision(None)
+            if field in WHY_FIELDS:
+                if minor and scope.purpose == INTAKE:
+                    decision = Decision(Withhold.MINOR_AT_INTAKE)
+                elif break_glass and not decision.disclosed:
+                    decision = BREAK_GLASS
             if decision.disclosed:
-                shown.add(field)
+                shown[field] = decision
             else:
                 withheld.append(Withheld(name, field, *_cite(decision)))
-        if row.advice_date is None and scope.decide(row.house_id, "advice").disclosed:
-            shown.add("advice")  # to say NO_ADVICE: the house gave none
         advice = None
         if "advice" in shown and row.advice is not None:
             if fresh is Freshness.EXPIRED:
                 withheld.append(Withheld(name, "advice", Withhold.ADVICE_EXPIRED))
-                if (name, "advice") in by_break_glass:  # break-glass did not show it either
-                    by_break_glass.remove((name, "advice"))
             else:
                 advice = sealer.open(row.uid, "advice", row.advice)
+        with_value = {*THAT_FIELDS, *(("advice",) if advice else ()), *(f"at.{k}" for k in at)}
+        disclosed[name] = {
+            field: f"{d.covenant} {d.grant}".strip()
+            for field, d in shown.items()
+            if field in with_value
+        }
         hits.append(
             MarkerHit(
                 uid=row.uid,
@@ -117,7 +116,7 @@ def disclose(
             )
         )
     hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
-    return Disclosure(hits, withheld, len(best), by_break_glass)
+    return Disclosure(hits, withheld, len(best), disclosed)
 
 
 def _cite(decision: Decision) -> tuple[Withhold, str, str]:

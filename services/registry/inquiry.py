@@ -71,8 +71,9 @@ def entry(
     if inquiry.break_glass_reason:
         body["break_glass_reason"] = inquiry.break_glass_reason
     if disclosure is not None:
+        # Per marker: each field shown and the covenant and grant (or break-glass) that did.
         body["disclosed"] = [
-            {"marker": hit.name, "fields": sorted(hit.fields)} for hit in disclosure.hits
+            {"marker": marker, "fields": fields} for marker, fields in disclosure.disclosed.items()
         ]
         body["withheld"] = [
             {
@@ -84,10 +85,6 @@ def entry(
             }
             for w in disclosure.withheld
         ]
-        if disclosure.by_break_glass:
-            body["break_glass_fields"] = [
-                {"marker": m, "field": f} for m, f in disclosure.by_break_glass
-            ]
     return Entry(
         time=now,
         outcome=outcome,

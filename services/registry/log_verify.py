@@ -32,12 +32,15 @@ import datetime as dt
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Text, select, type_coerce
+from sqlalchemy import Connection, Text, make_url, select, type_coerce
 
+from baken import db, signing
 from services.registry.access_log import (
     GENESIS,
     checkpoint_message,
@@ -333,3 +336,27 @@ def verify(connection: Connection, public_keys: Mapping[str, Ed25519PublicKey]) 
         breaks.append(problem)
     first = min(breaks, key=lambda b: (b.seq, _RANK.get(b.kind, 0)), default=None)
     return Verification(entries, count, last_signed, first)
+
+
+def verify_database(database_url: str, public_key_paths: Sequence[Path]) -> Verification:
+    """`verify` the log in the registry database at `database_url` against the checkpoint keys'
+    public files, read-only: a SQLite file is opened read-only and never created (an absent one
+    raises FileNotFoundError); PostgreSQL is read in read-only transactions."""
+    url, parsed = database_url, make_url(database_url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        if not parsed.database or not path.is_file():
+            raise FileNotFoundError(f"{path}: no registry database")
+        # SQLite's URI filename: mode=ro needs no write access and never creates the file.
+        query = {**parsed.query, "mode": "ro", "uri": "true"}
+        read_only = parsed.set(database=f"file:{quote(str(path))}", query=query)
+        url = read_only.render_as_string(hide_password=False)
+    keys = signing.load_public_keys(public_key_paths)
+    engine = db.make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(postgresql_readonly=True)
+            return verify(connection, keys)
+    finally:
+        engine.dispose()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -322,6 +323,20 @@ def refresh_digests(connection: Connection, states: Mapping[int, StoredState]) -
                 for id_, s in states.items()
             ],
         )
+
+
+def sealed_key_sample(engine: Engine) -> str | None:
+    """The at-rest key id of one live marker's content digest; None for no markers (or none
+    stored before migration 0002 keyed them)."""
+    if not inspect(engine).has_table("markers"):
+        return None
+    with engine.connect() as connection:
+        digest = connection.execute(
+            select(markers.c.content_digest).where(markers.c.deleted.is_(False)).limit(1)
+        ).scalar()
+    if not digest or len(digest) == 32:  # a plain SHA-256 from before revision 0002
+        return None
+    return Sealer.key_of(bytes(digest))
 
 
 def new_uid() -> str:

@@ -18,9 +18,10 @@ from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, SystemClock
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses
-from baken.keyring import KeyRing
+from baken.keyring import KeyFileError, KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
+from services.registry import repository
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
 from services.registry.audit import Audit
@@ -50,12 +51,12 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
     clock = clock or SystemClock()
     houses = load_houses()
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
-    sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock))
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
+    sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
     access_log = AccessLog(
         signing.load_or_create(settings.resolved_audit_signing_key(), _key_id(clock)),
         checkpoint_every=settings.checkpoint_every,
     )
-    engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
     registry = Registry(engine, houses, clock, policy=policy, sealer=sealer)
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log)
@@ -97,13 +98,27 @@ def _key_id(clock: Clock) -> str:
     return clock.now().strftime("k%Y-%m")
 
 
-def _at_rest_keys(path: Path, clock: Clock) -> KeyRing:
+def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
+    """The at-rest key ring; a new one only for a database that holds no markers yet. A lost or
+    wrong key file is refused at start instead of failing every lookup afterwards."""
+    sample = repository.sealed_key_sample(engine)
     if not path.exists():
+        if sample is not None:
+            raise KeyFileError(
+                f"{path}: no at-rest key file, but the database holds sealed markers; "
+                "restore the key file from its backup"
+            )
         KeyRing.generate(_key_id(clock)).save(path)
         log.warning(
             "created a new at-rest key ring; back it up apart from the database", path=str(path)
         )
-    return KeyRing.load(path)
+    ring = KeyRing.load(path)
+    if sample is not None and sample not in ring:
+        raise KeyFileError(
+            f"{path}: the database holds markers sealed under key {sample}, which this key "
+            "file does not have"
+        )
+    return ring
 
 
 def serve(settings: RegistrySettings) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from google.type import date_pb2
 
+from baken.covenants import INTAKE
 from baken.errors import FieldViolation, InvalidArgument
 from baken.houses import House
 from baken.keyring import KEY_ID
@@ -335,8 +336,8 @@ def question_fields(
     ):
         check.fail(f"{prefix}case_reference", f"at most {MAX_CASE_REFERENCE} printable characters")
     ages = (registry_service_pb2.SUBJECT_AGE_MINOR, registry_service_pb2.SUBJECT_AGE_ADULT)
-    if subject_age not in ages and (subject_age or purpose == "intake-en-selectie"):
-        check.fail(f"{prefix}subject_age", "required at intake-en-selectie: MINOR or ADULT")
+    if subject_age not in ages and (subject_age or purpose == INTAKE):
+        check.fail(f"{prefix}subject_age", f"required at {INTAKE}: MINOR or ADULT")
     check.raise_if_failed()
     minor = subject_age == registry_service_pb2.SUBJECT_AGE_MINOR
     return tuple(r.value for r in refs), case_reference or None, minor

@@ -27,35 +27,39 @@ from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\"\xf0\x04\n\x0b\x41\x63\x63\x65ssEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xed\x01\n\x18ListAccessEntriesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\r\n\x05party\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8a\x01\n\x14ListAnomaliesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"C\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\"1\n\x19ListPendingReviewsRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\"J\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\"R\n\x17ReviewBreakGlassRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07\x66inding\x18\x03 \x01(\t*\xf4\x01\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x32\x9d\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12=\n\ndecided_by\x18\x03 \x03(\x0b\x32).baken.audit.v1.Disclosure.DecidedByEntry\x1a\x30\n\x0e\x44\x65\x63idedByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf0\x04\n\x0b\x41\x63\x63\x65ssEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xed\x01\n\x18ListAccessEntriesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\r\n\x05party\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8a\x01\n\x14ListAnomaliesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"C\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\"1\n\x19ListPendingReviewsRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\"J\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\"R\n\x17ReviewBreakGlassRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07\x66inding\x18\x03 \x01(\t*\xf4\x01\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x32\x9d\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.audit.v1.audit_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSOUTCOME']._serialized_start=1675
-  _globals['_ACCESSOUTCOME']._serialized_end=1919
-  _globals['_DISCLOSURE']._serialized_start=160
-  _globals['_DISCLOSURE']._serialized_end=204
-  _globals['_ACCESSENTRY']._serialized_start=207
-  _globals['_ACCESSENTRY']._serialized_end=831
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=834
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1071
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1073
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1171
-  _globals['_LISTANOMALIESREQUEST']._serialized_start=1174
-  _globals['_LISTANOMALIESREQUEST']._serialized_end=1312
-  _globals['_ANOMALY']._serialized_start=1314
-  _globals['_ANOMALY']._serialized_end=1392
-  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1394
-  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1461
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1463
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=1512
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=1514
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=1588
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=1590
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=1672
-  _globals['_AUDITSERVICE']._serialized_start=1922
-  _globals['_AUDITSERVICE']._serialized_end=2335
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._loaded_options = None
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_options = b'8\001'
+  _globals['_ACCESSOUTCOME']._serialized_start=1789
+  _globals['_ACCESSOUTCOME']._serialized_end=2033
+  _globals['_DISCLOSURE']._serialized_start=161
+  _globals['_DISCLOSURE']._serialized_end=318
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_start=270
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_end=318
+  _globals['_ACCESSENTRY']._serialized_start=321
+  _globals['_ACCESSENTRY']._serialized_end=945
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=948
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1185
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1187
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1285
+  _globals['_LISTANOMALIESREQUEST']._serialized_start=1288
+  _globals['_LISTANOMALIESREQUEST']._serialized_end=1426
+  _globals['_ANOMALY']._serialized_start=1428
+  _globals['_ANOMALY']._serialized_end=1506
+  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1508
+  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1575
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1577
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=1626
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=1628
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=1702
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=1704
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=1786
+  _globals['_AUDITSERVICE']._serialized_start=2036
+  _globals['_AUDITSERVICE']._serialized_end=2449
 # @@protoc_insertion_point(module_scope)

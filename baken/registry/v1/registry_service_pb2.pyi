@@ -209,7 +209,9 @@ class LookupResponse(_message.Message):
     match_quality: _marker_pb2.MatchQuality.ValueType
     """The strongest match quality among the markers; UNSPECIFIED on NO_HIT."""
     break_glass: _builtins.bool
-    """True when break-glass disclosed more than the covenant grants."""
+    """True when the call used break-glass: its access-log entry waits for the privacy officer's
+    review, whatever it showed beyond the covenant.
+    """
     access_log_entry: _builtins.int
     """The sequence number of the access-log entry that records this answer."""
     @_builtins.property
