@@ -14,6 +14,7 @@ import grpc
 from grpc_status import rpc_status
 from pydantic import ValidationError
 
+from adapters import cli as adapter_cli
 from baken import audit_cli, covenants, logs, pki
 from baken.client import error_reason
 from baken.covenants import INTAKE, PURPOSES, CovenantError
@@ -258,6 +259,7 @@ def parser() -> argparse.ArgumentParser:
     pki_init.set_defaults(run=_pki)
 
     audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
+    adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
 
     demo = sub.add_parser("demo", help="a ZSM night shift against all four pilot regions")
     demo.add_argument("--data-dir", type=Path, help="keep the data here (default: a temp dir)")

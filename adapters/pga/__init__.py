@@ -1,1 +1,5 @@
-"""The PGA/A&T source adapter: its own issue."""
+"""The PGA/A&T source adapter: reads the A&T module's JSON Lines export (see README.md)."""
+
+from adapters.pga.export import PgaExport
+
+__all__ = ["PgaExport"]

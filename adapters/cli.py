@@ -1,0 +1,79 @@
+"""`baken adapter <source> sync|watch`: one source's export into the registry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.framework import Adapter, State, SyncReport, sender
+from adapters.records import SourceFormat
+from baken.client import connect
+from baken.clock import SystemClock
+from baken.houses import load_houses
+from baken.keyring import KeyRing
+from baken.pki import TlsFiles
+
+
+def formats() -> dict[str, type[SourceFormat]]:
+    from adapters.pga.export import PgaExport
+
+    return {"pga": PgaExport}
+
+
+def _run(args: argparse.Namespace) -> None:
+    from baken.cli import _key_file
+
+    mapping = formats()[args.source_system]()
+    ring = KeyRing.load(_key_file(args))
+    state = State(args.state_dir / f"{mapping.source_system}.state.db")
+    try:
+        with connect(args.registry, TlsFiles.of(args.pki_dir, mapping.party)) as channel:
+            adapter = Adapter(
+                mapping,
+                ring=ring,
+                state=state,
+                houses=load_houses(),
+                clock=SystemClock(),
+                send=sender(channel),
+                batch=args.batch,
+            )
+            while True:
+                print_report(args.source, adapter.sync(args.source))
+                if args.action != "watch":
+                    return
+                time.sleep(args.interval)
+    finally:
+        state.close()
+
+
+def print_report(source: Path, report: SyncReport) -> None:
+    for bad in report.problems:
+        where = f"{bad.where} ({bad.record_id})" if bad.record_id else bad.where
+        print(f"{where}: {bad.reason}")
+    print(f"{source.name}: {report.summary()}", flush=True)
+
+
+def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
+    adapter = sub.add_parser("adapter", help="sync a Safety House source system's export")
+    adapter.add_argument("source_system", choices=sorted(formats()))
+    adapter.add_argument("action", choices=["sync", "watch"])
+    adapter.add_argument("--source", type=Path, required=True, help="the export file")
+    adapter.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
+    adapter.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+    )
+    adapter.add_argument(
+        "--key-file", help=f"the adapter's pseudonym key file (env {key_file_env})"
+    )
+    adapter.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("BAKEN_ADAPTER_STATE_DIR", "var/adapters")),
+        help="what was sent and confirmed (env BAKEN_ADAPTER_STATE_DIR)",
+    )
+    adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
+    adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
+    adapter.set_defaults(run=_run)

@@ -1,0 +1,64 @@
+"""What every source adapter produces: source records before pseudonymisation, or bad records.
+
+A mapping (adapters/gcos, adapters/amazone, adapters/pga) only parses its source's export into
+these; the framework (adapters/framework.py) validates what all sources share, pseudonymises,
+works out what changed since the last confirmed sync, and sends it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """As the source holds the person; never leaves the adapter."""
+
+    bsn: str | None
+    surname: str | None
+    birth_date: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One marker as its source holds it."""
+
+    record_id: str
+    house_id: str
+    person: Person
+    # Tokens of the wire enums, lowercase: "veelpleger", "hit", "huiselijk_geweld", "jeugd",
+    # "top_x", "other"; "in_preparation", "active", "aftercare", "closed".
+    target_group: str
+    plan_status: str
+    mark_date: dt.date
+    advice: str | None
+    advice_date: dt.date | None
+    # A&T field name (marker.proto AtInformation) -> text.
+    at_information: Mapping[str, str] = field(default_factory=dict)
+    # Where it stands in the export, for reports: "export.jsonl:12".
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record the adapter cannot send: where it stands, its id if readable, and why."""
+
+    where: str
+    record_id: str | None
+    reason: str
+
+
+class SourceFormat(Protocol):
+    """One source system's export format."""
+
+    source_system: str  # "gcos", "amazone" or "pga", as in the party register
+    party: str  # the adapter's party id: its certificate
+
+    def read(self, path: Path) -> Iterator[SourceRecord | BadRecord]:
+        """Every record of the export at `path`, in order; a record that cannot be parsed is a
+        BadRecord naming file and line (or record id) and the reason, and reading goes on."""
+        ...

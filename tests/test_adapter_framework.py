@@ -1,0 +1,241 @@
+"""The adapter framework against a real registry: incremental sync, tombstones, bad records, and
+a crash at every point of a sync losing and duplicating nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+from builders import TODAY, valid_bsns
+from harness import RunningRegistry, secure_channel
+
+from adapters.framework import Adapter, Send, State, sender
+from adapters.records import BadRecord, Person, SourceRecord
+from baken.houses import load_houses
+from baken.keyring import KeyRing
+from baken.registry.v1 import marker_pb2, registry_service_pb2
+
+HOUSES = load_houses()
+_bsns = valid_bsns(50_000_000)
+
+
+def record(n: int, **fields: object) -> SourceRecord:
+    values: dict[str, object] = {
+        "record_id": f"AT-{n:05d}",
+        "house_id": "vh-rotterdam-rijnmond",
+        "person": Person(next(_bsns), "Jansen", dt.date(1990, 1, 1)),
+        "target_group": "veelpleger",
+        "plan_status": "active",
+        "mark_date": dt.date(2026, 9, 1),
+        "advice": f"dagvaarden, plan {n}",
+        "advice_date": dt.date(2026, 9, 1),
+        "at_information": {"open_cases": "1 zaak"},
+        "where": f"export.jsonl:{n + 1}",
+    }
+    values.update(fields)
+    return SourceRecord(**values)  # type: ignore[arg-type]
+
+
+class Export:
+    """A PGA-like export held in memory."""
+
+    source_system = "pga"
+    party = "adapter-pga"
+
+    def __init__(self, items: Sequence[SourceRecord | BadRecord]) -> None:
+        self.items = list(items)
+
+    def read(self, path: Path) -> Iterator[SourceRecord | BadRecord]:
+        return iter(self.items)
+
+
+class Crash(Exception):
+    """The adapter process dies here."""
+
+
+@pytest.fixture
+def channel(registry: RunningRegistry) -> Iterator[grpc.Channel]:
+    with secure_channel(registry.pki_dir, registry.port, "adapter-pga") as channel:
+        yield channel
+
+
+def adapter(
+    export: Export, tmp_path: Path, send: Send, clock: object, *, batch: int = 1000
+) -> tuple[Adapter, State]:
+    state = State(tmp_path / "state" / "pga.state.db")
+    return (
+        Adapter(
+            export,
+            ring=KeyRing.load(tmp_path / "keys.json"),
+            state=state,
+            houses=HOUSES,
+            clock=clock,  # type: ignore[arg-type]
+            send=send,
+            batch=batch,
+        ),
+        state,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path: Path) -> None:
+    KeyRing.generate("a1").save(tmp_path / "keys.json")
+
+
+def live(registry: RunningRegistry) -> dict[str, int]:
+    """record id -> version of every live marker in the registry."""
+    return {
+        row["source_record_id"]: row["source_version"]
+        for row in registry.tables()["markers"]
+        if not row["deleted"]
+    }
+
+
+def counting(send: Send, calls: list[int]) -> Send:
+    def wrapped(
+        changes: Sequence[marker_pb2.MarkerChange],
+    ) -> registry_service_pb2.SyncMarkersResponse:
+        calls.append(len(changes))
+        return send(changes)
+
+    return wrapped
+
+
+def test_a_rerun_without_source_changes_sends_nothing(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    export = Export([record(n) for n in range(5)])
+    calls: list[int] = []
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
+
+    first = run.sync(tmp_path / "export.jsonl")
+    second = run.sync(tmp_path / "export.jsonl")
+    state.close()
+
+    assert (first.new, first.changed, first.deleted, first.unchanged, first.rejected) == (
+        5,
+        0,
+        0,
+        0,
+        0,
+    )
+    assert (second.new, second.unchanged) == (0, 5)
+    assert calls == [5]
+    assert live(registry) == {f"AT-{n:05d}": 1 for n in range(5)}
+
+
+def test_a_changed_record_updates_and_one_that_left_becomes_a_tombstone(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    records = [record(n) for n in range(4)]
+    export = Export(records)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run.sync(tmp_path / "x")
+
+    export.items = [dataclasses.replace(records[0], plan_status="aftercare"), *records[1:3]]
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.changed, report.deleted, report.unchanged) == (1, 1, 2)
+    assert live(registry) == {"AT-00000": 2, "AT-00001": 1, "AT-00002": 1}
+
+
+def test_bad_records_are_reported_by_place_and_the_rest_syncs(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    good = record(0)
+    items: list[SourceRecord | BadRecord] = [
+        good,
+        record(1, person=Person("123456789", None, None)),  # fails the 11-proef
+        record(2, house_id="vh-nowhere"),
+        record(3, house_id="vh-twente"),  # an Amazone house
+        record(4, advice_date=TODAY + dt.timedelta(days=1)),
+        record(5, person=Person(None, "Jansen", None)),  # no BSN and no birth date
+        BadRecord("export.jsonl:7", "AT-00006", "doelgroep: 'Onbekend' is not a target group"),
+        record(0, where="export.jsonl:8"),  # the same record id twice
+    ]
+    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock)
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.new, report.rejected) == (1, 7)
+    problems = {(p.where, p.record_id): p.reason for p in report.problems}
+    assert problems[("export.jsonl:2", "AT-00001")].startswith("bsn:")
+    assert "123456789" not in problems[("export.jsonl:2", "AT-00001")]
+    assert problems[("export.jsonl:3", "AT-00002")].startswith("house:")
+    assert "does not keep its markers in pga" in problems[("export.jsonl:4", "AT-00003")]
+    assert problems[("export.jsonl:5", "AT-00004")].startswith("advice date:")
+    assert problems[("export.jsonl:6", "AT-00005")].startswith("birth_date")
+    assert "twice" in problems[("export.jsonl:8", "AT-00000")]
+    assert live(registry) == {"AT-00000": 1}
+
+
+def test_a_record_that_turns_bad_keeps_its_marker(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    first = record(0)
+    export = Export([first, record(1)])
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run.sync(tmp_path / "x")
+
+    export.items = [first, BadRecord("export.jsonl:2", "AT-00001", "invalid JSON")]
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.deleted, report.rejected) == (0, 1)
+    assert live(registry) == {"AT-00000": 1, "AT-00001": 1}
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-registry", "after-it"])
+@pytest.mark.parametrize("crash_at", [0, 1, 2])
+def test_a_crash_at_any_batch_loses_and_duplicates_nothing(
+    registry: RunningRegistry,
+    channel: grpc.Channel,
+    tmp_path: Path,
+    crash_at: int,
+    applied: bool,
+) -> None:
+    records = [record(n) for n in range(9)]
+    export = Export(records)
+    real = sender(channel)
+    calls: list[int] = []
+
+    def dying(
+        changes: Sequence[marker_pb2.MarkerChange],
+    ) -> registry_service_pb2.SyncMarkersResponse:
+        calls.append(len(changes))
+        if len(calls) == crash_at + 1:
+            if applied:
+                real(changes)
+            raise Crash
+        return real(changes)
+
+    run, state = adapter(export, tmp_path, dying, registry.clock, batch=3)
+    with pytest.raises(Crash):
+        run.sync(tmp_path / "x")
+    state.close()
+
+    # Meanwhile the source changed one record and dropped another.
+    export.items = [dataclasses.replace(records[1], advice="nieuw advies"), *records[2:]]
+    rerun, state = adapter(export, tmp_path, real, registry.clock, batch=3)
+    report = rerun.sync(tmp_path / "x")
+    again = rerun.sync(tmp_path / "x")
+    state.close()
+
+    assert report.rejected == 0, report.problems
+    assert set(live(registry)) == {f"AT-{n:05d}" for n in range(1, 9)}
+    assert again.unchanged == 8 and again.new == again.changed == again.deleted == 0
+
+
+def test_the_sender_retries_while_the_registry_is_unreachable() -> None:
+    naps: list[float] = []
+    with grpc.insecure_channel("127.0.0.1:1") as nowhere:
+        send = sender(nowhere, timeout_s=1, sleep=naps.append)
+        with pytest.raises(grpc.RpcError) as caught:
+            send([])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(naps) == 5 and all(0 < nap <= 15 for nap in naps)

@@ -1,0 +1,143 @@
+"""The PGA adapter end to end: export -> `baken adapter pga sync` -> registry -> lookup, and an
+adapter process killed with SIGKILL mid-sync, then run again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from builders import Person, subject, valid_bsns
+from harness import RunningRegistry
+
+from baken.cli import main
+from baken.keyring import KeyRing
+from baken.registry.v1 import marker_pb2
+from baken.registry.v1 import registry_service_pb2 as pb
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pga"
+
+
+def sync_args(registry: RunningRegistry, source: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "adapter", "pga", "sync", "--source", str(source),
+        "--registry", f"127.0.0.1:{registry.port}", "--pki-dir", str(registry.pki_dir),
+        "--key-file", str(tmp_path / "adapter-keys.json"),
+        "--state-dir", str(tmp_path / "state"), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def keys(tmp_path: Path, ring: KeyRing) -> KeyRing:
+    """The adapter's key file; the ZSM side looks up with the same ring."""
+    ring.save(tmp_path / "adapter-keys.json")
+    return ring
+
+
+def live(registry: RunningRegistry) -> dict[str, int]:
+    return {
+        row["source_record_id"]: row["source_version"]
+        for row in registry.tables()["markers"]
+        if not row["deleted"]
+    }
+
+
+def test_a_pga_export_round_trips_to_a_lookup(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.set_today(dt.date(2025, 1, 15))
+    source = FIXTURES / "export.jsonl"
+
+    assert main(sync_args(registry, source, tmp_path)) == 0
+    first = capsys.readouterr().out
+    assert main(sync_args(registry, source, tmp_path)) == 0
+    second = capsys.readouterr().out
+
+    assert "export.jsonl: new 5, changed 0, deleted 0, unchanged 0, rejected 0" in first
+    assert "export.jsonl: new 0, changed 0, deleted 0, unchanged 5, rejected 0" in second
+    response = registry.lookup(subject(keys, Person(bsn="111222333")))
+    assert response.outcome == pb.LOOKUP_OUTCOME_HIT
+    (marker,) = response.markers
+    assert marker.house.name == "houses/vh-rotterdam-rijnmond"
+    assert marker.advice.text.startswith("Bij nieuw feit: dagvaarden")
+    assert marker.at_information.detention_history.startswith("3x kort detentie")
+    without_bsn = registry.lookup(
+        subject(keys, Person(surname="Bakker", birth_date=dt.date(1987, 11, 30)))
+    )
+    assert without_bsn.match_quality == marker_pb2.MATCH_QUALITY_NAME_BIRTH_DATE
+
+
+def test_bad_pga_records_are_reported_by_line_and_the_rest_syncs(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(sync_args(registry, FIXTURES / "bad.jsonl", tmp_path)) == 0
+    out = capsys.readouterr().out.splitlines()
+
+    *problems, summary = [line for line in out if line.startswith("bad.jsonl")]
+    assert problems and all(": " in line for line in problems)
+    assert f"rejected {len(problems)}" in summary
+    assert any("lies in the future" in line for line in problems)  # the framework checks too
+    assert "123456789" not in "\n".join(out)
+    assert live(registry)  # the good records between the bad ones landed
+
+
+def _export(path: Path, persons: list[tuple[str, str]], advice: str) -> None:
+    """A PGA export: one registration per (record id, BSN)."""
+    with path.open("w", encoding="utf-8") as f:
+        for record_id, bsn in persons:
+            line = {
+                "registratie_id": record_id,
+                "veiligheidshuis": "VHRR",
+                "bsn": bsn,
+                "achternaam": "Jansen",
+                "geboortedatum": "1990-01-01",
+                "doelgroep": "Veelpleger",
+                "status_pva": "Actief",
+                "datum_aanmelding": "2026-09-01",
+                "advies": f"{advice} {record_id}",
+                "advies_datum": "2026-09-01",
+            }
+            f.write(json.dumps(line) + "\n")
+
+
+@pytest.mark.slow
+def test_an_adapter_killed_mid_sync_and_run_again_leaves_the_registry_equal_to_the_source(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path
+) -> None:
+    bsns = valid_bsns(60_000_000)
+    persons = [(f"AT-{n:05d}", next(bsns)) for n in range(20_000)]
+    source = tmp_path / "export.jsonl"
+    args = [
+        sys.executable,
+        "-m",
+        "baken.cli",
+        *sync_args(registry, source, tmp_path, "--batch", "100"),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    for round_, delay in enumerate((0.8, 1.3, 1.8, 2.3)):
+        # Between the killed runs the source changes: records leave, advice changes.
+        current = persons[round_ * 100 :]
+        _export(source, current, f"advies ronde {round_}")
+        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=30)
+
+    final = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=True)
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=True)
+
+    assert kills >= 2, "the adapter finished before it could be killed: raise the export size"
+    assert "rejected 0" in final.stdout, final.stdout
+    assert set(live(registry)) == {record_id for record_id, _ in current}
+    assert f"unchanged {len(current)}, rejected 0" in again.stdout
+    (marker,) = registry.lookup(subject(keys, Person(bsn=current[0][1]))).markers
+    assert marker.advice.text == f"advies ronde 3 {current[0][0]}"
