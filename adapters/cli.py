@@ -18,9 +18,11 @@ from baken.pki import TlsFiles
 
 
 def formats() -> dict[str, type[SourceFormat]]:
+    from adapters.amazone.export import AmazoneExport
+    from adapters.gcos.export import GcosExport
     from adapters.pga.export import PgaExport
 
-    return {"pga": PgaExport}
+    return {"amazone": AmazoneExport, "gcos": GcosExport, "pga": PgaExport}
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -49,18 +51,24 @@ def _run(args: argparse.Namespace) -> None:
         state.close()
 
 
-def print_report(source: Path, report: SyncReport) -> None:
+def print_report(sources: list[Path], report: SyncReport) -> None:
     for bad in report.problems:
         where = f"{bad.where} ({bad.record_id})" if bad.record_id else bad.where
         print(f"{where}: {bad.reason}")
-    print(f"{source.name}: {report.summary()}", flush=True)
+    print(f"{', '.join(s.name for s in sources)}: {report.summary()}", flush=True)
 
 
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
     adapter = sub.add_parser("adapter", help="sync a Safety House source system's export")
     adapter.add_argument("source_system", choices=sorted(formats()))
     adapter.add_argument("action", choices=["sync", "watch"])
-    adapter.add_argument("--source", type=Path, required=True, help="the export file")
+    adapter.add_argument(
+        "--source",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the export: one file, or one per house; what is not in it has left the source",
+    )
     adapter.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
     adapter.add_argument(
         "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
@@ -77,3 +85,31 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
     adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
     adapter.set_defaults(run=_run)
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from adapters.synth import population, write_exports
+
+    houses = load_houses()
+    today = SystemClock().today()
+    people = population(houses, today, seed=args.seed, scale=args.scale)
+    regions = {h.region for h in houses.values()} if args.region == "all" else {args.region}
+    records = [r for r in people.records if houses[r.house_id].region in regions]
+    written = write_exports(args.out, houses, records, today=today, seed=args.seed)
+    for system, paths in written.items():
+        for path in paths:
+            print(f"{system:<8} {path}")
+    persons = len({r.person for r in records})
+    print(f"{len(records)} markers of {persons} persons in {len(regions)} region(s)")
+
+
+def add_synth_parser(sub: Any) -> None:
+    regions = sorted({h.region for h in load_houses().values()})
+    synth = sub.add_parser(
+        "synth", help="write synthetic source exports (GCOS, Amazone, PGA) for the pilot regions"
+    )
+    synth.add_argument("--region", choices=["all", *regions], default="all")
+    synth.add_argument("--seed", type=int, default=2014)
+    synth.add_argument("--scale", type=float, default=1.0, help="x the pilots' volumes")
+    synth.add_argument("--out", type=Path, default=Path("var/sources"))
+    synth.set_defaults(run=_synth)

@@ -7,7 +7,8 @@ A mapping (`adapters.records.SourceFormat`) reads its source's export. The frame
 - pseudonymises: the BSN and the name never leave the adapter;
 - works out against its state file what changed since the last confirmed sync: new records,
   changed ones (a higher version), unchanged ones (nothing sent), and records that left the
-  source (a tombstone). A record that is bad this time keeps its marker;
+  source (a tombstone). A record that is bad this time keeps its marker, and an export that
+  is cut off or unreadable (`BadRecord.incomplete`) deletes nothing;
 - writes the plan to the state file before anything is sent, and marks a change confirmed only
   after the registry answered for it. Killed at any point, the next run sends the unconfirmed
   changes again under the same version with the same content, which the registry applies once;
@@ -183,16 +184,21 @@ class Adapter:
         self._batch = batch
         self._system = SYSTEMS[mapping.source_system]
 
-    def sync(self, path: Path) -> SyncReport:
+    def sync(self, paths: Path | Sequence[Path]) -> SyncReport:
+        """One run over the whole export (one file, or one per house): what is not in it has
+        left the source."""
+        paths = [paths] if isinstance(paths, Path) else list(paths)
         report = SyncReport()
         today = self._clock.today()
         stored = self._state.load()
         seen: set[str] = set()
         bad_ids: set[str] = set()
+        incomplete = False
         planned: list[_Planned] = []
-        for item in self._mapping.read(path):
+        for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
                 report.problems.append(item)
+                incomplete = incomplete or item.incomplete
                 if item.record_id:
                     bad_ids.add(item.record_id)
                 continue
@@ -228,7 +234,7 @@ class Adapter:
                 _Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
             )
         for key, (record_id, version, _fingerprint, deleted, confirmed) in stored.items():
-            if key in seen or record_id in bad_ids or (deleted and confirmed):
+            if incomplete or key in seen or record_id in bad_ids or (deleted and confirmed):
                 continue
             house_id = key.split("/", 1)[0]
             tombstone_version = version if deleted else version + 1

@@ -45,11 +45,16 @@ class SourceRecord:
 
 @dataclass(frozen=True, slots=True)
 class BadRecord:
-    """A record the adapter cannot send: where it stands, its id if readable, and why."""
+    """A record the adapter cannot send: where it stands, its id if readable, and why.
+
+    `incomplete` says the export itself is cut off or unreadable from here (no footer, a count
+    that does not match, XML that breaks off, a header without the id column): records missing
+    from it may still be in the source, so this run deletes nothing."""
 
     where: str
     record_id: str | None
     reason: str
+    incomplete: bool = False
 
 
 class SourceFormat(Protocol):

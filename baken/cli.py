@@ -260,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
 
     audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
+    adapter_cli.add_synth_parser(sub)
 
     demo = sub.add_parser("demo", help="a ZSM night shift against all four pilot regions")
     demo.add_argument("--data-dir", type=Path, help="keep the data here (default: a temp dir)")

@@ -6,22 +6,26 @@ from __future__ import annotations
 import datetime as dt
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
+from adapters.cli import formats
+from adapters.framework import Adapter, State, SyncReport, sender
+from adapters.records import Person
+from adapters.synth import make_person, population, write_exports
 from baken import covenants, logs, pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import RegistryClient, Suspect, connect, error_reason, is_minor
+from baken.clock import SystemClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import InvalidIdentifier
-from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import registry_service_pb2
 from baken.render import lookup_text
 from baken.settings import RegistrySettings
-from baken.synthetic import Person, make_person, marker_change, population
 from baken.type.v1 import purpose_pb2
 from services.registry.server import create_server
 
@@ -81,25 +85,24 @@ def _shift(
     today = dt.date.today()
     say(f"Baken registry listening on {target} (mTLS, SQLite in {data_dir / 'registry'})\n")
 
-    say("1. The Safety Houses' adapters sync their markers, pseudonymised before they leave, each")
-    say("   under its own certificate:")
+    say("1. Each house exports its markers in its own source system (synthetic persons, with a")
+    say("   few bad records), and the three adapters sync them, pseudonymised before they leave,")
+    say("   each under its own certificate:")
     people = population(houses, today, seed=seed)
-    for system, label, adapter in (
-        (house_pb2.SOURCE_SYSTEM_GCOS, "GCOS", "adapter-gcos"),
-        (house_pb2.SOURCE_SYSTEM_AMAZONE, "Amazone", "adapter-amazone"),
-        (house_pb2.SOURCE_SYSTEM_PGA, "PGA/A&T", "adapter-pga"),
-    ):
-        changes = [
-            marker_change(r, ring, today) for r in people.records if r.house.source_system == system
-        ]
-        with connect(target, TlsFiles.of(pki_dir, adapter)) as adapter_channel:
-            stub = registry_service_pb2_grpc.RegistryServiceStub(adapter_channel)
-            report = stub.SyncMarkers(_sync_requests(changes), timeout=120)
-        regions = sorted({houses[c.upsert.house_id].region_display_name for c in changes})
-        say(
-            f"   {label:<8} {', '.join(regions):<45} created {report.created:>5}, "
-            f"rejected {report.rejected}"
-        )
+    exports = write_exports(
+        data_dir / "sources",
+        houses,
+        people.records,
+        today=today,
+        seed=seed,
+        spare=set(people.showcase.values()),
+    )
+    for system, label in (("gcos", "GCOS"), ("amazone", "Amazone"), ("pga", "PGA/A&T")):
+        files = exports[system]
+        report = _adapter_sync(system, files, target, pki_dir, ring, data_dir / "adapters")
+        say(f"   {label:<8} {len(files):>2} file(s): {report.summary()}")
+        for bad in report.problems[:1]:
+            say(f"            e.g. {bad.where} ({bad.record_id}): {bad.reason}")
     persons = len({r.person for r in people.records})
     say(f"   {len(people.records)} markers in all, {persons} persons.\n")
 
@@ -200,7 +203,7 @@ def _shift(
     say("6. What the registry holds: pseudonyms, never a BSN or a name, and advice only sealed")
     say("   (AES-GCM at rest):")
     person = show["travelling"]
-    assert person.bsn is not None
+    assert person.bsn is not None and person.surname is not None
     advice = next(r.advice for r in people.records if r.person == show["aged"] and r.advice)
     stored = b"".join(p.read_bytes() for p in (data_dir / "registry").glob("registry.db*"))
     for what, value in (
@@ -214,11 +217,24 @@ def _shift(
     _privacy_officer(say, target, settings, ring, person)
 
 
-def _sync_requests(
-    changes: list[marker_pb2.MarkerChange],
-) -> Iterator[registry_service_pb2.SyncMarkersRequest]:
-    for start in range(0, len(changes), SYNC_BATCH):
-        yield registry_service_pb2.SyncMarkersRequest(changes=changes[start : start + SYNC_BATCH])
+def _adapter_sync(
+    system: str, files: list[Path], target: str, pki_dir: Path, ring: KeyRing, state_dir: Path
+) -> SyncReport:
+    mapping = formats()[system]()
+    state = State(state_dir / f"{system}.state.db")
+    try:
+        with connect(target, TlsFiles.of(pki_dir, mapping.party)) as channel:
+            adapter = Adapter(
+                mapping,
+                ring=ring,
+                state=state,
+                houses=load_houses(),
+                clock=SystemClock(),
+                send=sender(channel),
+            )
+            return adapter.sync(files)
+    finally:
+        state.close()
 
 
 def _covenants_at_work(

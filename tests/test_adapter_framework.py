@@ -239,3 +239,20 @@ def test_the_sender_retries_while_the_registry_is_unreachable() -> None:
             send([])
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert len(naps) == 5 and all(0 < nap <= 15 for nap in naps)
+
+
+def test_an_export_that_is_cut_off_deletes_nothing(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    records = [record(n) for n in range(3)]
+    export = Export(records)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run.sync(tmp_path / "x")
+
+    cut = BadRecord("export.csv:3", None, "footer: missing (cut off?)", incomplete=True)
+    export.items = [records[0], cut]
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.deleted, report.unchanged, report.rejected) == (0, 1, 1)
+    assert set(live(registry)) == {"AT-00000", "AT-00001", "AT-00002"}

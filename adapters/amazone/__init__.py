@@ -1,1 +1,5 @@
-"""The Amazone source adapter: its own issue."""
+"""The Amazone source adapter: reads the marker export of Amazone (see README.md)."""
+
+from adapters.amazone.export import AmazoneExport, write_export
+
+__all__ = ["AmazoneExport", "write_export"]

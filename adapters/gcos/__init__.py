@@ -1,1 +1,5 @@
-"""The GCOS source adapter: its own issue."""
+"""The GCOS source adapter: reads the per-house XML export of GCOS (see README.md)."""
+
+from adapters.gcos.export import GcosExport, write_export
+
+__all__ = ["GcosExport", "write_export"]

@@ -1,21 +1,24 @@
-"""Synthetic Safety House populations for the demo, benchmarks and tests — never real people.
+"""Synthetic Safety House populations — never real people — as the sources' own exports.
 
 Volumes follow the pilots (DOMAIN.md section 6): the known clients per house as measured, a few
 percent of persons marked in two regions (travelling repeat offenders), and persons without BSN.
+`write_exports` writes each region's houses in their real source system's format (GCOS XML per
+house, Amazone CSV and PGA JSON lines per region), with a sprinkling of bad records, for
+`baken synth`, the demo and the benchmarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from baken.client import date_proto, subject_proto
+from adapters.records import Person, SourceRecord
 from baken.houses import House
-from baken.keyring import KeyRing
-from baken.pseudonym import bsn_pseudonyms, name_birth_date_pseudonyms
-from baken.registry.v1 import house_pb2, marker_pb2
+from baken.registry.v1 import house_pb2
 
 # Known clients per house, from the pilot monitors (Oost-Nederland: 4 % of 11,098 inflow, spread).
 PILOT_VOLUMES: Mapping[str, int] = {
@@ -62,38 +65,23 @@ ADVICE = (
     "Reclasseringsadvies aanvragen; LVB-problematiek, begeleiding door MEE.",
 )
 TARGET_GROUPS = (
-    marker_pb2.TARGET_GROUP_VEELPLEGER,
-    marker_pb2.TARGET_GROUP_VEELPLEGER,
-    marker_pb2.TARGET_GROUP_HIT,
-    marker_pb2.TARGET_GROUP_HUISELIJK_GEWELD,
-    marker_pb2.TARGET_GROUP_HUISELIJK_GEWELD,
-    marker_pb2.TARGET_GROUP_JEUGD,
-    marker_pb2.TARGET_GROUP_TOP_X,
-    marker_pb2.TARGET_GROUP_OTHER,
+    "veelpleger",
+    "veelpleger",
+    "hit",
+    "huiselijk_geweld",
+    "huiselijk_geweld",
+    "jeugd",
+    "top_x",
+    "other",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    bsn: str | None
-    surname: str
-    birth_date: dt.date
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One marker as a house's source system holds it, personal data included (edge side)."""
-
-    person: Person
-    house: House
-    record_id: str
-    version: int
-    target_group: marker_pb2.TargetGroup.ValueType
-    plan_status: marker_pb2.PlanStatus.ValueType
-    mark_date: dt.date
-    advice: str | None
-    advice_date: dt.date | None
-    at_information: dict[str, str] | None = None
+# PGA keeps the A&T fields (DOMAIN.md section 2); GCOS and Amazone only the advice (and Amazone
+# the administrative measures its police officer notes).
+AT_INFORMATION = {
+    "antecedents": "Meerdere vermogensdelicten afgelopen 2 jaar.",
+    "open_cases": "Eén openstaande zaak (winkeldiefstal).",
+    "supervisions": "Reclasseringstoezicht loopt (3RO).",
+}
+BAD_SHARE = 0.004
 
 
 @dataclass
@@ -134,22 +122,18 @@ def _record(
     advice_age = (
         advice_age_days if advice_age_days is not None else rng.randrange(0, min(mark_age, 540))
     )
-    at_information = None
-    if house.source_system == house_pb2.SOURCE_SYSTEM_PGA:  # PGA keeps the A&T fields
-        at_information = {
-            "antecedents": "Meerdere vermogensdelicten afgelopen 2 jaar.",
-            "open_cases": "Eén openstaande zaak (winkeldiefstal).",
-            "supervisions": "Reclasseringstoezicht loopt (3RO).",
-        }
+    system = house.source_system
+    at_information: dict[str, str] = {}
+    if system == house_pb2.SOURCE_SYSTEM_PGA:
+        at_information = dict(AT_INFORMATION)
+    elif system == house_pb2.SOURCE_SYSTEM_AMAZONE and rng.random() < 0.2:
+        at_information = {"administrative_measures": "Gebiedsverbod binnenstad tot 1 juni."}
     return SourceRecord(
-        person=person,
-        house=house,
         record_id=f"{house.id.removeprefix('vh-')[:12]}-{serial:06d}",
-        version=1,
+        house_id=house.id,
+        person=person,
         target_group=rng.choice(TARGET_GROUPS),
-        plan_status=rng.choice(
-            (marker_pb2.PLAN_STATUS_ACTIVE,) * 4 + (marker_pb2.PLAN_STATUS_AFTERCARE,)
-        ),
+        plan_status=rng.choice(("active",) * 4 + ("aftercare",)),
         mark_date=today - dt.timedelta(days=max(mark_age, advice_age)),
         advice=rng.choice(ADVICE),
         advice_date=today - dt.timedelta(days=advice_age),
@@ -198,22 +182,53 @@ def population(
     return result
 
 
-def marker_change(record: SourceRecord, ring: KeyRing, today: dt.date) -> marker_pb2.MarkerChange:
-    """The record as an adapter sends it: the person replaced by pseudonyms under every key."""
-    person = record.person
-    pseudonyms = bsn_pseudonyms(ring, person.bsn) if person.bsn else []
-    pseudonyms += name_birth_date_pseudonyms(ring, person.surname, person.birth_date, today=today)
-    upsert = marker_pb2.MarkerRecord(
-        source_system=record.house.source_system,
-        source_record_id=record.record_id,
-        source_version=record.version,
-        house_id=record.house.id,
-        subject=subject_proto(pseudonyms),
-        target_group=record.target_group,
-        plan_status=record.plan_status,
-        mark_date=date_proto(record.mark_date),
-        advice=record.advice or "",
-        advice_date=date_proto(record.advice_date),
-        at_information=marker_pb2.AtInformation(**(record.at_information or {})),
-    )
-    return marker_pb2.MarkerChange(upsert=upsert)
+def spoil(rng: random.Random, record: SourceRecord, today: dt.date) -> SourceRecord:
+    """A record an adapter must refuse: a mistyped BSN, or an advice dated in the future."""
+    if record.person.bsn and rng.random() < 0.5:
+        bsn = record.person.bsn
+        typo = bsn[:-1] + str((int(bsn[-1]) + 1) % 10)
+        return dataclasses.replace(record, person=dataclasses.replace(record.person, bsn=typo))
+    return dataclasses.replace(record, advice_date=today + dt.timedelta(days=rng.randrange(1, 60)))
+
+
+def write_exports(
+    directory: Path,
+    houses: Mapping[str, House],
+    records: Sequence[SourceRecord],
+    *,
+    today: dt.date,
+    seed: int = 2014,
+    bad_share: float = BAD_SHARE,
+    spare: Collection[Person] = (),
+) -> dict[str, list[Path]]:
+    """Each region's houses in their own source system's export, `bad_share` of the records
+    spoiled (never those of the persons in `spare`); source system ("gcos", "amazone", "pga")
+    -> the files written."""
+    from adapters.amazone.export import write_export as write_amazone
+    from adapters.gcos.export import write_export as write_gcos
+    from adapters.pga.export import write_export as write_pga
+
+    rng = random.Random(seed + 1)
+    directory.mkdir(parents=True, exist_ok=True)
+    grouped: dict[tuple[str, str], list[SourceRecord]] = {}
+    for record in records:
+        house = houses[record.house_id]
+        if rng.random() < bad_share and record.person not in spare:
+            record = spoil(rng, record, today)
+        system = house_pb2.SourceSystem.Name(house.source_system).removeprefix("SOURCE_SYSTEM_")
+        # GCOS exports per house; Amazone and the shared PGA module per region.
+        unit = house.id if system == "GCOS" else house.region
+        grouped.setdefault((system.lower(), unit), []).append(record)
+    written: dict[str, list[Path]] = {}
+    for (system, unit), batch in sorted(grouped.items()):
+        if system == "gcos":
+            path = directory / f"gcos-{unit}.xml"
+            write_gcos(path, unit, batch)
+        elif system == "amazone":
+            path = directory / f"amazone-{unit}.csv"
+            write_amazone(path, batch)
+        else:
+            path = directory / f"pga-{unit}.jsonl"
+            write_pga(path, batch)
+        written.setdefault(system, []).append(path)
+    return written
