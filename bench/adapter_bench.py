@@ -34,7 +34,7 @@ from adapters.cli import formats
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
-from baken import covenants, pki
+from baken import covenants, logs, pki
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.houses import load_houses
@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     args = parser.parse_args()
+    # The production log configuration, each RPC's line rendered and written to /dev/null.
+    logs.configure(json=True, file=open(os.devnull, "w"))  # noqa: SIM115
     print(
         f"adapter bench: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"grpcio {grpc.__version__}, SQLite registry in process, mTLS, {args.persons:,} persons"
