@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters.framework import Adapter, State, SyncReport, sender
+from adapters.framework import BATCH, Adapter, State, SyncReport, sender
 from adapters.records import SourceFormat
 from baken.client import connect
 from baken.clock import SystemClock
@@ -25,30 +27,47 @@ def formats() -> dict[str, type[SourceFormat]]:
     return {"amazone": AmazoneExport, "gcos": GcosExport, "pga": PgaExport}
 
 
-def _run(args: argparse.Namespace) -> None:
-    from baken.cli import _key_file
-
-    mapping = formats()[args.source_system]()
-    ring = KeyRing.load(_key_file(args))
-    state = State(args.state_dir / f"{mapping.source_system}.state.db")
+@contextlib.contextmanager
+def running_adapter(
+    system: str,
+    target: str,
+    pki_dir: Path,
+    ring: KeyRing,
+    state_dir: Path,
+    *,
+    batch: int = BATCH,
+) -> Iterator[Adapter]:
+    """The adapter of `system`, calling the registry at `target` under its own certificate,
+    with its state file in `state_dir`; closed on exit."""
+    mapping = formats()[system]()
+    state = State(state_dir / f"{mapping.source_system}.state.db")
     try:
-        with connect(args.registry, TlsFiles.of(args.pki_dir, mapping.party)) as channel:
-            adapter = Adapter(
+        with connect(target, TlsFiles.of(pki_dir, mapping.party)) as channel:
+            yield Adapter(
                 mapping,
                 ring=ring,
                 state=state,
                 houses=load_houses(),
                 clock=SystemClock(),
                 send=sender(channel),
-                batch=args.batch,
+                batch=batch,
             )
-            while True:
-                print_report(args.source, adapter.sync(args.source))
-                if args.action != "watch":
-                    return
-                time.sleep(args.interval)
     finally:
         state.close()
+
+
+def _run(args: argparse.Namespace) -> None:
+    from baken.cli import _key_file
+
+    ring = KeyRing.load(_key_file(args))
+    with running_adapter(
+        args.source_system, args.registry, args.pki_dir, ring, args.state_dir, batch=args.batch
+    ) as adapter:
+        while True:
+            print_report(args.source, adapter.sync(args.source))
+            if args.action != "watch":
+                return
+            time.sleep(args.interval)
 
 
 def print_report(sources: list[Path], report: SyncReport) -> None:

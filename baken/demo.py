@@ -11,14 +11,13 @@ from pathlib import Path
 
 import grpc
 
-from adapters.cli import formats
-from adapters.framework import Adapter, State, SyncReport, sender
+from adapters.cli import running_adapter
+from adapters.framework import SyncReport
 from adapters.records import Person
 from adapters.synth import make_person, population, write_exports
 from baken import covenants, logs, pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import RegistryClient, Suspect, connect, error_reason, is_minor
-from baken.clock import SystemClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
@@ -220,21 +219,8 @@ def _shift(
 def _adapter_sync(
     system: str, files: list[Path], target: str, pki_dir: Path, ring: KeyRing, state_dir: Path
 ) -> SyncReport:
-    mapping = formats()[system]()
-    state = State(state_dir / f"{system}.state.db")
-    try:
-        with connect(target, TlsFiles.of(pki_dir, mapping.party)) as channel:
-            adapter = Adapter(
-                mapping,
-                ring=ring,
-                state=state,
-                houses=load_houses(),
-                clock=SystemClock(),
-                send=sender(channel),
-            )
-            return adapter.sync(files)
-    finally:
-        state.close()
+    with running_adapter(system, target, pki_dir, ring, state_dir) as adapter:
+        return adapter.sync(files)
 
 
 def _covenants_at_work(

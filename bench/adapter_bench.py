@@ -30,7 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from adapters.cli import formats
+from adapters.cli import formats, running_adapter
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
@@ -145,24 +145,18 @@ def run(system: str, persons: int, work: Path, pki_dir: Path, ring: KeyRing) -> 
                 send(changes[start : start + 1000])
             result["baseline"] = len(changes) / (time.perf_counter() - started)
 
-    with registry(pki_dir, work / f"{system}-registry") as port:
-        state = State(work / f"{system}.state.db")
-        with connect(f"127.0.0.1:{port}", party) as channel:
-            adapter = Adapter(
-                mapping,
-                ring=ring,
-                state=state,
-                houses=load_houses(),
-                clock=SystemClock(),
-                send=sender(channel),
-            )
-            started = time.perf_counter()
-            first = adapter.sync(files)
-            result["first"] = len(batch) / (time.perf_counter() - started)
-            started = time.perf_counter()
-            again = adapter.sync(files)
-            result["rerun"] = len(batch) / (time.perf_counter() - started)
-        state.close()
+    with (
+        registry(pki_dir, work / f"{system}-registry") as port,
+        running_adapter(
+            system, f"127.0.0.1:{port}", pki_dir, ring, work / f"{system}-state"
+        ) as adapter,
+    ):
+        started = time.perf_counter()
+        first = adapter.sync(files)
+        result["first"] = len(batch) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        again = adapter.sync(files)
+        result["rerun"] = len(batch) / (time.perf_counter() - started)
     assert first.new + first.rejected == len(batch), first.summary()
     assert again.unchanged == first.new, again.summary()
     result["rejected"] = first.rejected
