@@ -204,9 +204,9 @@ def write_exports(
     """Each region's houses in their own source system's export, `bad_share` of the records
     spoiled (never those of the persons in `spare`); source system ("gcos", "amazone", "pga")
     -> the files written."""
-    from adapters.amazone.export import write_export as write_amazone
-    from adapters.gcos.export import write_export as write_gcos
-    from adapters.pga.export import write_export as write_pga
+    from adapters.amazone.write import write_export as write_amazone
+    from adapters.gcos.write import write_export as write_gcos
+    from adapters.pga.write import write_export as write_pga
 
     rng = random.Random(seed + 1)
     directory.mkdir(parents=True, exist_ok=True)

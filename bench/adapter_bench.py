@@ -76,9 +76,9 @@ def formats_system(system: str) -> int:
 
 
 def write(system: str, directory: Path, batch: list[SourceRecord]) -> list[Path]:
-    from adapters.amazone.export import write_export as write_amazone
-    from adapters.gcos.export import write_export as write_gcos
-    from adapters.pga.export import write_export as write_pga
+    from adapters.amazone.write import write_export as write_amazone
+    from adapters.gcos.write import write_export as write_gcos
+    from adapters.pga.write import write_export as write_pga
 
     if system == "pga":
         path = directory / "pga.jsonl"

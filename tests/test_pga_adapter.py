@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,33 @@ def test_an_adapter_killed_mid_sync_and_run_again_leaves_the_registry_equal_to_t
     assert f"unchanged {len(current)}, rejected 0" in again.stdout
     (marker,) = registry.lookup(subject(keys, Person(bsn=current[0][1]))).markers
     assert marker.advice.text == f"advies ronde 3 {current[0][0]}"
+
+
+def _until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_watch_picks_up_each_change_of_the_export(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path
+) -> None:
+    bsns = valid_bsns(61_000_000)
+    persons = [(f"AT-{n:05d}", next(bsns)) for n in range(3)]
+    source = tmp_path / "export.jsonl"
+    _export(source, persons, "eerste advies")
+    args = sync_args(registry, source, tmp_path, "--interval", "0.2")
+    args[2] = "watch"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baken.cli", *args], stdout=subprocess.DEVNULL
+    )
+    try:
+        assert _until(lambda: set(live(registry)) == {"AT-00000", "AT-00001", "AT-00002"})
+        _export(source, persons[1:], "tweede advies")
+        assert _until(lambda: live(registry) == {"AT-00001": 2, "AT-00002": 2})
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from xml.parsers import expat
-from xml.sax.saxutils import escape, quoteattr
 
 from adapters.records import BadRecord, Person, SourceRecord
 
@@ -54,7 +53,7 @@ SCENARIO_DATE = f"{SCENARIO}/@datum"
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|([0-9]{2})-([0-9]{2})-([0-9]{4})")
 _UNKNOWN_ENCODING = expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class _Bad(Exception):
@@ -363,70 +362,3 @@ def _date(value: str | None, name: str) -> dt.date | None:
 
 
 # The writer: the same format, for synthetic data and benchmarks.
-
-_HOUSE_CODES = {house_id: code for code, house_id in HOUSES.items()}
-# Reversed, so that the first code of a token wins.
-_TARGET_GROUP_CODES = {token: code for code, token in reversed(list(TARGET_GROUPS.items()))}
-_PLAN_STATUS_CODES = {token: code for code, token in PLAN_STATUSES.items()}
-
-
-def write_export(
-    path: Path,
-    house_id: str,
-    records: Iterable[SourceRecord],
-    *,
-    exported: dt.datetime | None = None,
-) -> None:
-    """Write `records` of one GCOS house as its GCOS export, streaming. Each record becomes a
-    person discussed once, at its mark date; the whole surname goes into achternaam. Raises
-    ValueError for a house not in GCOS, a record of another house, one with A&T information
-    (GCOS has none), an unknown token, or text XML cannot carry."""
-    code = _HOUSE_CODES.get(house_id)
-    if code is None:
-        raise ValueError(f"house {house_id!r} does not keep its markers in GCOS")
-    stamp = "" if exported is None else f" exportdatum={quoteattr(exported.isoformat())}"
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-        out.write(f"<gcos-export veiligheidshuis={quoteattr(code)}{stamp}>\n")
-        for record in records:
-            out.write(_person_xml(record, house_id))
-        out.write("</gcos-export>\n")
-
-
-def _person_xml(record: SourceRecord, house_id: str) -> str:
-    if record.house_id != house_id:
-        raise ValueError(f"record {record.record_id!r} belongs to {record.house_id!r}")
-    if record.at_information:
-        raise ValueError(f"record {record.record_id!r}: GCOS has no A&T information")
-    try:
-        group = _TARGET_GROUP_CODES[record.target_group]
-        status = _PLAN_STATUS_CODES[record.plan_status]
-    except KeyError as error:
-        raise ValueError(f"record {record.record_id!r}: unknown token {error}") from None
-    person = record.person
-    lines = ["  <persoon>", f"    <clientnummer>{_xml(record.record_id)}</clientnummer>"]
-    if person.bsn:
-        lines.append(f"    <bsn>{_xml(person.bsn)}</bsn>")
-    if person.surname:
-        lines.append(f"    <achternaam>{_xml(person.surname)}</achternaam>")
-    if person.birth_date:
-        lines.append(f"    <geboortedatum>{person.birth_date.isoformat()}</geboortedatum>")
-    lines += [
-        f"    <doelgroep>{group}</doelgroep>",
-        "    <overleggen>",
-        f'      <overleg datum="{record.mark_date.isoformat()}"/>',
-        "    </overleggen>",
-        "    <plan-van-aanpak>",
-        f"      <status>{status}</status>",
-    ]
-    if record.advice or record.advice_date:
-        datum = f' datum="{record.advice_date.isoformat()}"' if record.advice_date else ""
-        lines.append(f"      <scenario-zsm{datum}>{_xml(record.advice or '')}</scenario-zsm>")
-    lines += ["    </plan-van-aanpak>", "  </persoon>", ""]
-    return "\n".join(lines)
-
-
-def _xml(text: str) -> str:
-    if _NOT_XML.search(text):
-        raise ValueError("text holds a character XML 1.0 cannot carry")
-    return escape(text)

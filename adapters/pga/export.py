@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,49 +261,3 @@ def _at_information(registration: Mapping[str, Any]) -> dict[str, str]:
             raise _Bad(f"{name}.leverancier: {supplier.strip()[:40]!r} does not supply this field")
         at_information[field] = text
     return at_information
-
-
-_CODES = {house_id: code for code, house_id in HOUSES.items()}
-_GROUP_WORDS = {
-    "veelpleger": "Veelpleger",
-    "hit": "High Impact Crime",
-    "huiselijk_geweld": "Huiselijk geweld",
-    "jeugd": "Jeugd",
-    "top_x": "Top X",
-    "other": "Overig",
-}
-_STATUS_WORDS = {
-    "in_preparation": "In voorbereiding",
-    "active": "Actief",
-    "aftercare": "Nazorg",
-    "closed": "Afgesloten",
-}
-_SUPPLIERS = {"DJI": "DJI", "POLITIE": "Politie", "OM": "OM", "GEMEENTE": "Gemeente", "3RO": "3RO"}
-
-
-def write_export(path: Path, records: Iterable[SourceRecord]) -> None:
-    """An A&T export of `records` (synthetic data, benchmarks), as PgaExport reads it."""
-    at_keys = {field: (key, sorted(suppliers)) for key, (field, suppliers) in AT_FIELDS.items()}
-    with path.open("w", encoding="utf-8") as out:
-        for r in records:
-            registration: dict[str, Any] = {
-                "registratie_id": r.record_id,
-                "veiligheidshuis": _CODES[r.house_id],
-                "bsn": r.person.bsn,
-                "achternaam": r.person.surname,
-                "geboortedatum": r.person.birth_date.isoformat() if r.person.birth_date else None,
-                "doelgroep": _GROUP_WORDS[r.target_group],
-                "status_pva": _STATUS_WORDS[r.plan_status],
-                "datum_aanmelding": r.mark_date.isoformat(),
-                "advies": r.advice,
-                "advies_datum": r.advice_date.isoformat() if r.advice_date else None,
-            }
-            if r.at_information:
-                registration["wat_informatie"] = {
-                    at_keys[field][0]: {
-                        "tekst": text,
-                        "leverancier": _SUPPLIERS.get(at_keys[field][1][0], at_keys[field][1][0]),
-                    }
-                    for field, text in r.at_information.items()
-                }
-            out.write(json.dumps(registration, ensure_ascii=False) + "\n")
