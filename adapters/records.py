@@ -67,3 +67,36 @@ class SourceFormat(Protocol):
         """Every record of the export at `path`, in order; a record that cannot be parsed is a
         BadRecord naming file and line (or record id) and the reason, and reading goes on."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One feedback item for a house, as the feedback service will deliver it (issue 5), and
+    as the house's adapter writes it back into its source system: each source in its own form
+    (adapters/<source>/deliver.py). `key` is the idempotency key: an item is applied once,
+    however often it is delivered."""
+
+    key: str
+    house_id: str
+    # "decision" (terugkoppeling of a ZSM decision), "signal" (a marked person flowed in at
+    # ZSM), "referral" (aanmelding of a person the house does not know yet), "advice-request"
+    # (advies op aanvraag, answer by `due`).
+    kind: str
+    case_reference: str
+    occurred: dt.datetime
+    # The house's own record of the person; None for a referral.
+    source_record_id: str | None = None
+    zsm_location: str | None = None
+    # decision: the code ("dagvaarding", "strafbeschikking", "sepot-02", "halt", ...) and text.
+    decision: str | None = None
+    decision_text: str | None = None
+    final: bool | None = None  # final (afdoening) or routing decision
+    advice_followed: bool | None = None
+    deviation_reason: str | None = None
+    probation_report_requested: bool | None = None
+    minor: bool | None = None
+    # referral: the person, opened by the adapter from the item sealed to the house.
+    person: Person | None = None
+    referral_reason: str | None = None
+    # advice-request: the term.
+    due: dt.datetime | None = None

@@ -1,0 +1,225 @@
+"""Write-back into Amazone: each delivered feedback item becomes one row of the mutatie file.
+
+The mutatie file is in the style of the export (README.md, "Write-back"): Windows-1252, `;`,
+CRLF, a header, `;` after every row, dates as dd-mm-jjjj, and the footer `Aantal mutaties: N`.
+Every row carries the delivery's idempotency key in `Kenmerk Baken`, so an item is written once
+however often it is delivered.
+
+Each delivery rewrites the whole file atomically (a temp file in the same directory, fsync,
+os.replace, fsync of the directory): after a crash the file is the old one or the new one, never
+half, and a redelivery finds its key or appends it once. That is simple because the file stays
+small: the house's police officer collects it for the Amazone import, and it starts afresh.
+One writer per file is assumed (the house's adapter delivers one item at a time); two processes
+delivering into the same file at once could lose a row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from adapters.amazone.export import ENCODING, HOUSES
+from adapters.amazone.write import _dutch, _split_surname, _typed
+from adapters.records import Delivery
+from baken.clock import AMSTERDAM
+
+COLUMNS = (
+    "Registratienummer",
+    "Veiligheidshuis",
+    "Soort mutatie",
+    "Datum",
+    "Zaaknummer",
+    "ZSM-locatie",
+    "Beslissing",
+    "Toelichting",
+    "Afdoening",
+    "Minderjarige",
+    "Rapport reclassering gevraagd",
+    "Advies gevolgd",
+    "Reden afwijking",
+    "BSN",
+    "Achternaam",
+    "Tussenvoegsel",
+    "Geboortedatum",
+    "Reden aanmelding",
+    "Advies uiterlijk",
+    "Kenmerk Baken",
+)
+_KEY = COLUMNS.index("Kenmerk Baken")
+_HEADER = [*COLUMNS, ""]  # every row ends in ";"
+
+# Delivery.kind -> Soort mutatie.
+KINDS: Mapping[str, str] = {
+    "decision": "ZSM-beslissing",
+    "signal": "ZSM-instroom",
+    "referral": "ZSM-aanmelding",
+    "advice-request": "ZSM-adviesaanvraag",
+}
+# Decision code -> Beslissing as ZSM names it; another code is written as it comes.
+DECISIONS: Mapping[str, str] = {
+    "dagvaarding": "Dagvaarden",
+    "strafbeschikking": "Strafbeschikking",
+    "tom-zitting": "TOM-zitting",
+    "voorgeleiding": "Voorgeleiden",
+    "halt": "Halt",
+    "reprimande": "Reprimande",
+}
+TECHNISCH_SEPOT = "sepot-01"  # wrongly marked as suspect: never fed back (DOMAIN.md §3, step 4)
+
+_HOUSE_CODES = {house: code for code, house in HOUSES.items()}
+_SEPOT = re.compile(r"sepot-([0-9]{2})")
+_FOOTER = re.compile(r"Aantal mutaties: ([0-9]+)")
+
+
+class MutationFileError(Exception):
+    """The mutatie file on disk is not one this module wrote; nothing is changed."""
+
+
+def deliver(path: Path, delivery: Delivery) -> bool:
+    """Writes `delivery` as one row into the mutatie file at `path`, creating it if absent.
+    False when a row with its key is there already (nothing is written). A delivery Amazone
+    cannot take raises ValueError naming the field; a file that is not a mutatie file raises
+    MutationFileError."""
+    row = mutation_row(delivery)
+    rows = _read(path)
+    if any(existing[_KEY] == delivery.key for existing in rows):
+        return False
+    _replace(path, _render([*rows, row]))
+    return True
+
+
+def mutation_row(delivery: Delivery) -> list[str]:
+    """The row for `delivery`, the trailing empty column included. Only the fields of its kind
+    are written; a BSN and a name only for a referral."""
+    d = delivery
+    if not d.key or d.key != d.key.strip() or not (d.key.isascii() and d.key.isprintable()):
+        raise ValueError("key: must be printable ASCII without surrounding spaces")
+    if d.house_id not in _HOUSE_CODES:
+        raise ValueError(f"house_id: {d.house_id!r} is not an Amazone house")
+    if d.kind not in KINDS:
+        raise ValueError(f"kind: unknown kind {d.kind!r}")
+    cells = dict.fromkeys(COLUMNS, "")
+    cells["Veiligheidshuis"] = _HOUSE_CODES[d.house_id]
+    cells["Soort mutatie"] = KINDS[d.kind]
+    cells["Datum"] = _dutch(_in_amsterdam(d.occurred, "occurred").date())
+    cells["Zaaknummer"] = d.case_reference
+    cells["ZSM-locatie"] = d.zsm_location or ""
+    cells["Kenmerk Baken"] = d.key
+    if d.kind == "referral":
+        person = d.person
+        if person is None or not (person.bsn or person.surname or person.birth_date):
+            raise ValueError("person: a referral needs the person")
+        tussenvoegsel, achternaam = _split_surname(person.surname or "")
+        cells["BSN"] = person.bsn or ""
+        cells["Achternaam"] = achternaam
+        cells["Tussenvoegsel"] = tussenvoegsel
+        cells["Geboortedatum"] = _dutch(person.birth_date)
+        cells["Reden aanmelding"] = d.referral_reason or ""
+    else:
+        if not d.source_record_id:
+            raise ValueError("source_record_id: needed for the marking the item is about")
+        cells["Registratienummer"] = d.source_record_id
+    if d.kind == "decision":
+        cells.update(_decision_cells(d))
+    if d.kind == "advice-request":
+        if d.due is None:
+            raise ValueError("due: an advice request needs its term")
+        due = _in_amsterdam(d.due, "due")
+        cells["Advies uiterlijk"] = f"{_dutch(due.date())} {due:%H:%M}"
+    return [*(_cp1252(column, cell) for column, cell in cells.items()), ""]
+
+
+def _decision_cells(d: Delivery) -> dict[str, str]:
+    if not d.decision or not d.decision.strip():
+        raise ValueError("decision: a decision needs its code")
+    code = "-".join(d.decision.casefold().replace("_", " ").split())
+    if code == TECHNISCH_SEPOT:
+        raise ValueError("decision: technisch sepot 01 is never fed back")
+    sepot = _SEPOT.fullmatch(code)
+    reason = (d.deviation_reason or "").strip()
+    followed = "geen advies" if d.advice_followed is None else _yes_no(d.advice_followed)
+    if d.advice_followed is False and not reason:
+        raise ValueError("deviation_reason: required when the advice was not followed")
+    if d.advice_followed is not False and reason:
+        raise ValueError("deviation_reason: only when the advice was not followed")
+    return {
+        "Beslissing": f"Sepot {sepot[1]}" if sepot else DECISIONS.get(code, d.decision.strip()),
+        "Toelichting": d.decision_text or "",
+        "Afdoening": _yes_no(d.final),
+        "Minderjarige": _yes_no(d.minor),
+        "Rapport reclassering gevraagd": _yes_no(d.probation_report_requested),
+        "Advies gevolgd": followed,
+        "Reden afwijking": reason,
+    }
+
+
+def _cp1252(column: str, cell: str) -> str:
+    """`cell` as write.py types it: a letter Windows-1252 lacks loses its diacritic."""
+    try:
+        return _typed("", column, cell)
+    except ValueError:
+        raise ValueError(f"{column}: cannot be written in Windows-1252") from None
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else "ja" if value else "nee"
+
+
+def _in_amsterdam(moment: dt.datetime, field: str) -> dt.datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{field}: needs a time zone")
+    return moment.astimezone(AMSTERDAM)
+
+
+def _read(path: Path) -> list[list[str]]:
+    """The data rows of the mutatie file at `path`; none when it is absent or empty."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        text = data.decode(ENCODING)
+    except UnicodeDecodeError:
+        raise MutationFileError(f"{path.name}: not Windows-1252") from None
+    rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=";") if any(row)]
+    if not rows:
+        return []
+    if rows[0] != _HEADER:
+        raise MutationFileError(f"{path.name}: not the mutatie header")
+    *records, footer = rows[1:] or [[""]]
+    said = _FOOTER.fullmatch(footer[0]) if len(footer) == 1 else None
+    if said is None:
+        raise MutationFileError(f"{path.name}: missing 'Aantal mutaties: N'")
+    if int(said[1]) != len(records) or any(len(row) != len(_HEADER) for row in records):
+        raise MutationFileError(f"{path.name}: footer says {said[1]}, rows do not agree")
+    return records
+
+
+def _render(rows: list[list[str]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(_HEADER)
+    writer.writerows(rows)
+    out.write(f"Aantal mutaties: {len(rows)}\r\n")
+    return out.getvalue().encode(ENCODING)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replaces `path` with `data` atomically. The temp file has a fixed name, so one left by a
+    crash is simply overwritten by the next delivery."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with temp.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,218 @@
+"""Write-back into GCOS: each delivered feedback item becomes one terugkoppeling XML file in the
+house's GCOS import folder (README.md, "Write-back"), written exactly once and never half."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from adapters.gcos.export import HOUSES, NOT_XML
+from adapters.records import Delivery, Person
+
+_HOUSE_CODES = {house_id: code for code, house_id in HOUSES.items()}
+# Delivery.kind -> <soort>; a decision whose code is a sepot becomes "sepot".
+_KINDS = {
+    "decision": "beslissing",
+    "signal": "signaal",
+    "referral": "aanmelding",
+    "advice-request": "adviesaanvraag",
+}
+_TECHNICAL_SEPOT = "sepot-01"
+_SEPOT = "sepot-"
+# A key made of these characters (and not longer) is the file name's kenmerk as it is; any other
+# key is replaced character by character and gets a hash after a dot, which a kept key never
+# contains, so different keys never share a file name.
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{16}\.tmp")
+
+
+def deliver(directory: Path, delivery: Delivery) -> Path | None:
+    """Write `delivery` as one terugkoppeling file into `directory` (the house's GCOS import
+    folder) and return its path, or return None when the file for its key is there already.
+
+    The file appears whole or not at all: it is written under a temporary name in the same
+    folder, synced, renamed into place and the folder synced. Temporary files a crash left for
+    the same key are removed first. Raises ValueError naming the field for an item GCOS cannot
+    take (see `render`)."""
+    content = render(delivery)
+    name = file_name(delivery.key)
+    target = directory / name
+    _remove_leftovers(directory, name)
+    if target.exists():
+        return None
+    temp = directory / f".{name}.{secrets.token_hex(8)}.tmp"
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _sync_directory(directory)
+    return target
+
+
+def file_name(key: str) -> str:
+    """`terugkoppeling-{kenmerk}.xml`; the kenmerk is the key when it is safe in a file name,
+    otherwise the key with unsafe characters replaced, cut, and a hash of the whole key."""
+    if _SAFE_KEY.fullmatch(key):
+        return f"terugkoppeling-{key}.xml"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"terugkoppeling-{_UNSAFE.sub('_', key)[:48]}.{digest}.xml"
+
+
+def render(delivery: Delivery) -> bytes:
+    """The terugkoppeling XML of `delivery`, UTF-8. Raises ValueError naming the field for a
+    house not in GCOS, an unknown kind, a decision without code or a technisch sepot 01 (which
+    never produces feedback), a referral without person, an item about a marked person without
+    its clientnummer, an advice request without term, a time without time zone, or text XML
+    cannot carry. Only a referral carries personal data; every other kind names the house's own
+    record."""
+    code = _HOUSE_CODES.get(delivery.house_id)
+    if code is None:
+        raise ValueError(f"house_id: {delivery.house_id!r} does not keep its markers in GCOS")
+    soort = _KINDS.get(delivery.kind)
+    if soort is None:
+        raise ValueError(f"kind: unknown kind {delivery.kind[:40]!r}")
+    if not delivery.key:
+        raise ValueError("key: missing")
+    if not delivery.case_reference:
+        raise ValueError("case_reference: missing")
+    if delivery.kind == "decision":
+        decision = (delivery.decision or "").strip().lower()
+        if not decision:
+            raise ValueError("decision: missing")
+        if decision == _TECHNICAL_SEPOT:
+            raise ValueError("decision: a technisch sepot 01 never produces feedback")
+        if decision.startswith(_SEPOT):
+            soort = "sepot"
+
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<gcos-terugkoppeling veiligheidshuis={quoteattr(code)}"
+        f" kenmerk={_attribute(delivery.key, 'key')}"
+        f" aangemaakt={quoteattr(_moment(delivery.occurred, 'occurred'))}>",
+        f"  <soort>{soort}</soort>",
+    ]
+    if delivery.kind == "referral":
+        if delivery.person is None:
+            raise ValueError("person: missing")
+        lines += _person(delivery.person)
+    else:
+        if not delivery.source_record_id:
+            raise ValueError("source_record_id: missing")
+        record = _text(delivery.source_record_id, "source_record_id")
+        lines.append(f"  <clientnummer>{record}</clientnummer>")
+    lines += _zsm(delivery)
+    if soort == "beslissing":
+        lines += _decision(delivery)
+    elif soort == "aanmelding" and delivery.referral_reason:
+        lines.append(f"  <reden>{_text(delivery.referral_reason, 'referral_reason')}</reden>")
+    elif soort == "adviesaanvraag":
+        if delivery.due is None:
+            raise ValueError("due: missing")
+        lines.append(f"  <termijn tot={quoteattr(_moment(delivery.due, 'due'))}/>")
+    lines += ["</gcos-terugkoppeling>", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+def _person(person: Person) -> list[str]:
+    if not (person.bsn or person.surname or person.birth_date):
+        raise ValueError("person: no personal data")
+    lines = ["  <persoon>"]
+    if person.bsn:
+        lines.append(f"    <bsn>{_text(person.bsn, 'person.bsn')}</bsn>")
+    if person.surname:
+        lines.append(f"    <achternaam>{_text(person.surname, 'person.surname')}</achternaam>")
+    if person.birth_date:
+        lines.append(f"    <geboortedatum>{person.birth_date.isoformat()}</geboortedatum>")
+    lines.append("  </persoon>")
+    return lines
+
+
+def _zsm(delivery: Delivery) -> list[str]:
+    lines = ["  <zsm>"]
+    if delivery.zsm_location:
+        lines.append(f"    <locatie>{_text(delivery.zsm_location, 'zsm_location')}</locatie>")
+    lines += [
+        f"    <zaak>{_text(delivery.case_reference, 'case_reference')}</zaak>",
+        f"    <datum>{delivery.occurred.date().isoformat()}</datum>",
+        "  </zsm>",
+    ]
+    return lines
+
+
+def _decision(delivery: Delivery) -> list[str]:
+    code = (delivery.decision or "").strip().upper()
+    attributes = f"code={_attribute(code, 'decision')}"
+    if delivery.final is not None:
+        attributes += f' soort="{"AFDOENING" if delivery.final else "ROUTERING"}"'
+    if delivery.decision_text:
+        text = _text(delivery.decision_text, "decision_text")
+        lines = [f"  <beslissing {attributes}>{text}</beslissing>"]
+    else:
+        lines = [f"  <beslissing {attributes}/>"]
+    if delivery.minor is not None:
+        lines.append(f"  <minderjarig>{_yes_no(delivery.minor)}</minderjarig>")
+    if delivery.advice_followed is not None or delivery.deviation_reason:
+        lines.append("  <advies>")
+        if delivery.advice_followed is not None:
+            lines.append(f"    <gevolgd>{_yes_no(delivery.advice_followed)}</gevolgd>")
+        if delivery.deviation_reason:
+            reason = _text(delivery.deviation_reason, "deviation_reason")
+            lines.append(f"    <reden-afwijking>{reason}</reden-afwijking>")
+        lines.append("  </advies>")
+    if delivery.probation_report_requested is not None:
+        requested = _yes_no(delivery.probation_report_requested)
+        lines.append(
+            f"  <reclasseringsrapportage-gevraagd>{requested}</reclasseringsrapportage-gevraagd>"
+        )
+    return lines
+
+
+def _yes_no(value: bool) -> str:
+    return "ja" if value else "nee"
+
+
+def _moment(value: dt.datetime, field: str) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field}: needs a time zone")
+    return value.isoformat(timespec="seconds")
+
+
+def _text(value: str, field: str) -> str:
+    if NOT_XML.search(value):
+        raise ValueError(f"{field}: holds a character XML 1.0 cannot carry")
+    return escape(value)
+
+
+def _attribute(value: str, field: str) -> str:
+    if NOT_XML.search(value):
+        raise ValueError(f"{field}: holds a character XML 1.0 cannot carry")
+    return quoteattr(value)
+
+
+def _remove_leftovers(directory: Path, name: str) -> None:
+    """Remove the temporary files an interrupted delivery of the same key left behind."""
+    prefix = f".{name}"
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

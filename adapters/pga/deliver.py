@@ -1,0 +1,172 @@
+"""Write-back into PGA/A&T: one A&T beslisrecord per feedback item (format in README.md).
+
+The records go to a JSON Lines file that the A&T module imports. Each item is applied once,
+however often it is delivered: a line with the item's `kenmerk` already in the file is not
+written again. An append survives a crash whole or not at all: a line cut off by a crash has no
+newline at its end, and the next delivery removes it before appending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from adapters.pga.export import BOM, HOUSES
+from adapters.records import Delivery, Person
+
+# house id -> Veiligheidshuis code in PGA.
+HOUSE_CODES: Mapping[str, str] = {house_id: code for code, house_id in HOUSES.items()}
+
+# Delivery.kind -> soort of the beslisrecord.
+KINDS: Mapping[str, str] = {
+    "decision": "beslissing",
+    "signal": "signaal",
+    "referral": "aanmelding",
+    "advice-request": "adviesaanvraag",
+}
+
+# Technisch sepot 01 (wrongly marked as suspect) is never fed back (DOMAIN.md §3, step 4).
+_SEPOT_01 = re.compile(r"(technisch[ -])?sepot[ _-]?0?1")
+
+
+def deliver(path: Path, delivery: Delivery) -> bool:
+    """Append the beslisrecord of `delivery` to the JSON Lines file at `path`, once.
+
+    Returns False, and writes nothing, when a line with the same `kenmerk` is in the file
+    already. Raises ValueError naming the field for a delivery PGA cannot take; the file is then
+    not touched."""
+    line = (json.dumps(beslisrecord(delivery), ensure_ascii=False) + "\n").encode("utf-8")
+    with path.open("a+b") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # one delivery at a time; released on close
+        size, keys = _complete_lines(out)
+        if size != out.seek(0, os.SEEK_END):
+            out.truncate(size)  # the last line was cut off by a crash
+        if delivery.key in keys:
+            _sync(out)
+            return False
+        out.write(line)
+        _sync(out)
+    if size == 0:
+        _sync_directory(path.parent)  # the file may be new: make its name durable too
+    return True
+
+
+def beslisrecord(delivery: Delivery) -> dict[str, Any]:
+    """The A&T beslisrecord of `delivery`. Only an aanmelding carries the person (BSN, surname,
+    birth date): for every other soort the house knows the person by its own `registratie_id`."""
+    soort = KINDS.get(delivery.kind)
+    if soort is None:
+        raise ValueError(f"soort: unknown kind {delivery.kind[:40]!r}")
+    house_code = HOUSE_CODES.get(delivery.house_id)
+    if house_code is None:
+        raise ValueError(f"veiligheidshuis: {delivery.house_id[:40]!r} is not a PGA house")
+    if not delivery.key.strip():
+        raise ValueError("kenmerk: missing")
+    case_reference = _text(delivery.case_reference)
+    if case_reference is None:
+        raise ValueError("zsm_zaak: missing")
+    record_id = _text(delivery.source_record_id)
+    if soort == "aanmelding" and record_id is not None:
+        raise ValueError("registratie_id: an aanmelding is about a person the house does not know")
+    if soort in ("beslissing", "signaal") and record_id is None:
+        raise ValueError(f"registratie_id: missing for a {soort}")
+
+    record: dict[str, Any] = {
+        "kenmerk": delivery.key,
+        "registratie_id": record_id,
+        "veiligheidshuis": house_code,
+        "soort": soort,
+        "zsm_zaak": case_reference,
+        "tijdstip": _moment(delivery.occurred, "tijdstip"),
+        "zsm_locatie": _text(delivery.zsm_location),
+        "minderjarig": delivery.minor,
+    }
+    if soort == "beslissing":
+        record |= _decision(delivery)
+    elif soort == "aanmelding":
+        record |= _referral(delivery.person, delivery.referral_reason)
+    elif soort == "adviesaanvraag":
+        if delivery.due is None:
+            raise ValueError("termijn: missing for an adviesaanvraag")
+        record["termijn"] = _moment(delivery.due, "termijn")
+    return record
+
+
+def _decision(delivery: Delivery) -> dict[str, Any]:
+    code = _text(delivery.decision)
+    if code is None:
+        raise ValueError("beslissing: missing for a beslissing")
+    if _SEPOT_01.fullmatch(code.casefold()):
+        raise ValueError("beslissing: technisch sepot 01 is never fed back")
+    return {
+        "beslissing": code,
+        "toelichting": _text(delivery.decision_text),
+        "afdoening": delivery.final,
+        "advies_gevolgd": delivery.advice_followed,
+        "reden_afwijking": _text(delivery.deviation_reason),
+        "reclasseringsadvies_gevraagd": delivery.probation_report_requested,
+    }
+
+
+def _referral(person: Person | None, reason: str | None) -> dict[str, Any]:
+    """The person as the house needs to find or register them: a BSN, or surname and birth
+    date (the same rule as for a marker, adapters/framework.py)."""
+    bsn = _text(person.bsn) if person else None
+    surname = _text(person.surname) if person else None
+    birth_date = person.birth_date if person else None
+    if bsn is None and (surname is None or birth_date is None):
+        raise ValueError("persoon: an aanmelding needs a bsn, or achternaam and geboortedatum")
+    return {
+        "bsn": bsn,
+        "achternaam": surname,
+        "geboortedatum": birth_date.isoformat() if birth_date else None,
+        "reden_aanmelding": _text(reason),
+    }
+
+
+def _text(value: str | None) -> str | None:
+    return (value.strip() or None) if value is not None else None
+
+
+def _moment(value: dt.datetime, name: str) -> str:
+    if value.utcoffset() is None:
+        raise ValueError(f"{name}: no time zone")
+    return value.isoformat()
+
+
+def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
+    """The size of the file up to and including its last newline, and the `kenmerk` of every
+    complete line. A complete line that is not a beslisrecord is passed over."""
+    out.seek(0)
+    size = 0
+    keys: set[str] = set()
+    for number, raw in enumerate(out, start=1):
+        if not raw.endswith(b"\n"):
+            break  # cut off by a crash
+        size += len(raw)
+        try:
+            record = json.loads(raw.removeprefix(BOM) if number == 1 else raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("kenmerk"), str):
+            keys.add(record["kenmerk"])
+    return size, keys
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

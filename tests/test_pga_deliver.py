@@ -1,0 +1,262 @@
+"""Write-back into PGA/A&T: feedback items in, A&T beslisrecords (JSON Lines) out, each once."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.pga.deliver import deliver
+from adapters.records import Delivery, Person
+
+CET = dt.timezone(dt.timedelta(hours=1))
+BSN = "123456782"
+
+
+def _delivery(kind: str = "decision", **changes: Any) -> Delivery:
+    base = Delivery(
+        key="fb-0001",
+        house_id="vh-rotterdam-rijnmond",
+        kind=kind,
+        case_reference="ZSM-RR-2024-4711",
+        occurred=dt.datetime(2024, 11, 4, 14, 32, tzinfo=CET),
+        source_record_id="AT-2024-000101",
+        zsm_location="ZSM Rotterdam",
+        minor=False,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_decision_is_written_with_code_reasons_and_no_person(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    delivery = _delivery(
+        decision="dagvaarding",
+        decision_text="Dagvaarden politierechter, vordering ISD.",
+        final=True,
+        advice_followed=False,
+        deviation_reason="Nieuw feit met geweld; ISD niet haalbaar.",
+        probation_report_requested=True,
+        person=Person(BSN, "Jansen", dt.date(1994, 3, 12)),
+    )
+
+    assert deliver(path, delivery) is True
+
+    assert _lines(path) == [
+        {
+            "kenmerk": "fb-0001",
+            "registratie_id": "AT-2024-000101",
+            "veiligheidshuis": "VHRR",
+            "soort": "beslissing",
+            "zsm_zaak": "ZSM-RR-2024-4711",
+            "tijdstip": "2024-11-04T14:32:00+01:00",
+            "zsm_locatie": "ZSM Rotterdam",
+            "minderjarig": False,
+            "beslissing": "dagvaarding",
+            "toelichting": "Dagvaarden politierechter, vordering ISD.",
+            "afdoening": True,
+            "advies_gevolgd": False,
+            "reden_afwijking": "Nieuw feit met geweld; ISD niet haalbaar.",
+            "reclasseringsadvies_gevraagd": True,
+        }
+    ]
+
+
+def test_signal_carries_the_house_record_and_the_zsm_case_only(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+
+    assert deliver(path, _delivery("signal", house_id="vh-zuid-holland-zuid", minor=True))
+
+    (record,) = _lines(path)
+    assert record == {
+        "kenmerk": "fb-0001",
+        "registratie_id": "AT-2024-000101",
+        "veiligheidshuis": "VHZHZ",
+        "soort": "signaal",
+        "zsm_zaak": "ZSM-RR-2024-4711",
+        "tijdstip": "2024-11-04T14:32:00+01:00",
+        "zsm_locatie": "ZSM Rotterdam",
+        "minderjarig": True,
+    }
+
+
+def test_referral_carries_the_person_and_the_reason_but_no_house_record(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    delivery = _delivery(
+        "referral",
+        source_record_id=None,
+        person=Person(BSN, "van der Berg", dt.date(2006, 7, 4)),
+        referral_reason="Derde winkeldiefstal dit jaar, dakloos, verslaafd.",
+    )
+
+    assert deliver(path, delivery)
+
+    (record,) = _lines(path)
+    assert record["soort"] == "aanmelding"
+    assert record["registratie_id"] is None
+    assert (record["bsn"], record["achternaam"], record["geboortedatum"]) == (
+        BSN,
+        "van der Berg",
+        "2006-07-04",
+    )
+    assert record["reden_aanmelding"] == "Derde winkeldiefstal dit jaar, dakloos, verslaafd."
+    assert "beslissing" not in record
+
+
+def test_referral_without_bsn_is_written_with_surname_and_birth_date(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    person = Person(None, "Bakker", dt.date(1987, 11, 30))
+
+    assert deliver(path, _delivery("referral", source_record_id=None, person=person))
+
+    (record,) = _lines(path)
+    assert (record["bsn"], record["achternaam"], record["geboortedatum"]) == (
+        None,
+        "Bakker",
+        "1987-11-30",
+    )
+
+
+def test_advice_request_carries_the_term(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    due = dt.datetime(2024, 11, 5, 14, 32, tzinfo=CET)
+
+    assert deliver(path, _delivery("advice-request", due=due))
+
+    (record,) = _lines(path)
+    assert record["soort"] == "adviesaanvraag"
+    assert record["registratie_id"] == "AT-2024-000101"
+    assert record["termijn"] == "2024-11-05T14:32:00+01:00"
+    assert "beslissing" not in record
+
+
+def test_redelivery_of_an_item_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    first = _delivery(decision="halt", minor=True)
+    second = _delivery(key="fb-0002", decision="sepot-02")
+
+    assert deliver(path, first) is True
+    assert deliver(path, second) is True
+    before = path.read_bytes()
+
+    assert deliver(path, first) is False
+    assert deliver(path, dataclasses.replace(second, decision="dagvaarding")) is False
+
+    assert path.read_bytes() == before
+    assert [record["kenmerk"] for record in _lines(path)] == ["fb-0001", "fb-0002"]
+
+
+def test_line_cut_off_by_a_crash_is_dropped_and_the_item_written_once(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    earlier = _delivery(key="fb-0000", decision="strafbeschikking")
+    item = _delivery(decision="dagvaarding")
+    deliver(path, earlier)
+    whole = path.read_bytes()
+    deliver(path, item)
+    # A crash during the append: only the start of the item's line reached the disk.
+    path.write_bytes(path.read_bytes()[: len(whole) + 40])
+
+    assert deliver(path, item) is True
+    assert deliver(path, item) is False
+
+    records = _lines(path)
+    assert [record["kenmerk"] for record in records] == ["fb-0000", "fb-0001"]
+    assert records[1]["beslissing"] == "dagvaarding"
+
+
+def test_cut_off_line_of_another_item_is_dropped_too(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    path.write_bytes(b'{"kenmerk": "fb-0009", "soort": "besl')
+
+    assert deliver(path, _delivery(decision="halt"))
+
+    assert [record["kenmerk"] for record in _lines(path)] == ["fb-0001"]
+
+
+def test_file_with_a_bom_and_foreign_lines_is_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"kenmerk": "fb-0001"}\n[1, 2]\nnot json\n')
+
+    assert deliver(path, _delivery(decision="halt")) is False
+    assert deliver(path, _delivery(key="fb-0002", decision="halt")) is True
+
+    assert path.read_bytes().endswith(b'"reclasseringsadvies_gevraagd": null}\n')
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"house_id": "vh-regio-utrecht"}, "veiligheidshuis"),
+        ({"kind": "feedback"}, "soort"),
+        ({"key": " "}, "kenmerk"),
+        ({"case_reference": ""}, "zsm_zaak"),
+        ({"decision": None}, "beslissing"),
+        ({"decision": "  "}, "beslissing"),
+        ({"decision": "sepot-01"}, "beslissing"),
+        ({"decision": "Technisch sepot 01"}, "beslissing"),
+        ({"decision": "halt", "source_record_id": None}, "registratie_id"),
+        ({"decision": "halt", "occurred": dt.datetime(2024, 11, 4, 14, 32)}, "tijdstip"),
+        ({"kind": "signal", "source_record_id": None}, "registratie_id"),
+        ({"kind": "referral", "source_record_id": None}, "persoon"),
+        (
+            {"kind": "referral", "source_record_id": None, "person": Person(None, "Jansen", None)},
+            "persoon",
+        ),
+        ({"kind": "referral", "person": Person(BSN, None, None)}, "registratie_id"),
+        ({"kind": "advice-request"}, "termijn"),
+        (
+            {"kind": "advice-request", "due": dt.datetime(2024, 11, 5, 14, 32)},
+            "termijn",
+        ),
+    ],
+)
+def test_delivery_pga_cannot_take_is_refused_naming_the_field(
+    tmp_path: Path, changes: dict[str, Any], field: str
+) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    path.write_bytes(b'{"kenmerk": "fb-0000"}\n{"kenmerk": "fb-00')
+
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        deliver(path, _delivery(**changes))
+
+    assert path.read_bytes() == b'{"kenmerk": "fb-0000"}\n{"kenmerk": "fb-00'
+
+
+def test_refusal_does_not_repeat_the_person(tmp_path: Path) -> None:
+    delivery = _delivery("referral", source_record_id=None, person=Person(None, "Jansen", None))
+
+    with pytest.raises(ValueError, match="persoon") as refused:
+        deliver(tmp_path / "beslisrecords.jsonl", delivery)
+
+    assert "Jansen" not in str(refused.value)
+    assert not (tmp_path / "beslisrecords.jsonl").exists()
+
+
+@pytest.mark.parametrize("kind", ["decision", "signal", "advice-request"])
+def test_bsn_and_name_are_written_only_for_a_referral(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    delivery = _delivery(
+        kind,
+        decision="halt",
+        due=dt.datetime(2024, 11, 5, 14, 32, tzinfo=CET),
+        person=Person(BSN, "Jansen", dt.date(1994, 3, 12)),
+        referral_reason="Meer dan 10 antecedenten.",
+    )
+
+    deliver(path, delivery)
+
+    text = path.read_text(encoding="utf-8")
+    assert BSN not in text
+    assert "Jansen" not in text
+    assert "1994-03-12" not in text
+    (record,) = _lines(path)
+    assert not {"bsn", "achternaam", "geboortedatum", "reden_aanmelding"} & record.keys()
