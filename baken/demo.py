@@ -103,7 +103,7 @@ def _shift(
         for bad in report.problems[:1]:
             say(f"            e.g. {bad.where} ({bad.record_id}): {bad.reason}")
     persons = len({r.person for r in people.records})
-    say(f"   {len(people.records)} markers in all, {persons} persons.\n")
+    say(f"   {len(people.records)} records in the exports, {persons} persons.\n")
 
     channel = connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc"))
     client = RegistryClient(channel, ring, on_behalf_of=KPC_USER)
