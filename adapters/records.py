@@ -8,6 +8,7 @@ works out what changed since the last confirmed sync, and sends it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,3 +101,42 @@ class Delivery:
     referral_reason: str | None = None
     # advice-request: the term.
     due: dt.datetime | None = None
+
+
+DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request"})
+_KEY = re.compile(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}")
+_SEPOT_01 = re.compile(r"(technisch[- ]?)?sepot[- ]?0?1\Z")
+
+
+def check_delivery(delivery: Delivery) -> None:
+    """What every source's write-back needs of a delivery, or ValueError naming the field (of
+    Delivery) and never a value: the one check before any source writes anything."""
+    d = delivery
+    if d.kind not in DELIVERY_KINDS:
+        raise ValueError("kind: not one of decision, signal, referral, advice-request")
+    if not _KEY.fullmatch(d.key):
+        raise ValueError("key: required, 1 to 128 printable characters")
+    if not d.case_reference.strip():
+        raise ValueError("case_reference: required")
+    if d.occurred.tzinfo is None:
+        raise ValueError("occurred: needs a time zone")
+    if d.kind == "referral":
+        person = d.person
+        if person is None or not (person.bsn or (person.surname and person.birth_date)):
+            raise ValueError("person: a referral needs a BSN, or a surname and a date of birth")
+        if d.source_record_id:
+            raise ValueError(
+                "source_record_id: a referral is about a person the house does not know"
+            )
+    elif not (d.source_record_id or "").strip():
+        raise ValueError("source_record_id: required: the house's own record of the person")
+    if d.kind == "decision":
+        code = (d.decision or "").strip().lower()
+        if not code:
+            raise ValueError("decision: required for a decision")
+        if _SEPOT_01.match(code):
+            raise ValueError("decision: technisch sepot 01 is never fed back")
+        if d.advice_followed is False and not (d.deviation_reason or "").strip():
+            raise ValueError("deviation_reason: required when the advice was not followed")
+    if d.kind == "advice-request" and (d.due is None or d.due.tzinfo is None):
+        raise ValueError("due: an advice request needs its term, with a time zone")

@@ -127,7 +127,6 @@ def test_signal_names_the_houses_record(tmp_path: Path) -> None:
 def test_referral_carries_the_person_and_no_clientnummer(tmp_path: Path) -> None:
     delivery = _delivery(
         "referral",
-        source_record_id="should-not-appear",
         person=PERSON,
         referral_reason="Vermoeden van complexe problematiek: LVB, schulden.",
     )
@@ -256,6 +255,7 @@ def test_file_is_synced_before_rename_and_directory_after(
         ({"decision": "dagvaarding", "decision_text": "bel\x00"}, "decision_text"),
         ({"decision": "dagvaarding", "key": ""}, "key"),
         ({"kind": "referral", "person": None}, "person"),
+        ({"kind": "referral", "person": PERSON, "source_record_id": "100234"}, "source_record_id"),
         ({"kind": "referral", "person": Person(None, None, None)}, "person"),
         ({"kind": "advice-request", "due": None}, "due"),
         ({"kind": "signal", "case_reference": ""}, "case_reference"),

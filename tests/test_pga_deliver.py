@@ -195,27 +195,27 @@ def test_file_with_a_bom_and_foreign_lines_is_appended_to(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"house_id": "vh-regio-utrecht"}, "veiligheidshuis"),
-        ({"kind": "feedback"}, "soort"),
-        ({"key": " "}, "kenmerk"),
-        ({"case_reference": ""}, "zsm_zaak"),
-        ({"decision": None}, "beslissing"),
-        ({"decision": "  "}, "beslissing"),
-        ({"decision": "sepot-01"}, "beslissing"),
-        ({"decision": "Technisch sepot 01"}, "beslissing"),
-        ({"decision": "halt", "source_record_id": None}, "registratie_id"),
-        ({"decision": "halt", "occurred": dt.datetime(2024, 11, 4, 14, 32)}, "tijdstip"),
-        ({"kind": "signal", "source_record_id": None}, "registratie_id"),
-        ({"kind": "referral", "source_record_id": None}, "persoon"),
+        ({"house_id": "vh-regio-utrecht"}, "house_id"),
+        ({"kind": "feedback"}, "kind"),
+        ({"key": " "}, "key"),
+        ({"case_reference": ""}, "case_reference"),
+        ({"decision": None}, "decision"),
+        ({"decision": "  "}, "decision"),
+        ({"decision": "sepot-01"}, "decision"),
+        ({"decision": "Technisch sepot 01"}, "decision"),
+        ({"decision": "halt", "source_record_id": None}, "source_record_id"),
+        ({"decision": "halt", "occurred": dt.datetime(2024, 11, 4, 14, 32)}, "occurred"),
+        ({"kind": "signal", "source_record_id": None}, "source_record_id"),
+        ({"kind": "referral", "source_record_id": None}, "person"),
         (
             {"kind": "referral", "source_record_id": None, "person": Person(None, "Jansen", None)},
-            "persoon",
+            "person",
         ),
-        ({"kind": "referral", "person": Person(BSN, None, None)}, "registratie_id"),
-        ({"kind": "advice-request"}, "termijn"),
+        ({"kind": "referral", "person": Person(BSN, None, None)}, "source_record_id"),
+        ({"kind": "advice-request"}, "due"),
         (
             {"kind": "advice-request", "due": dt.datetime(2024, 11, 5, 14, 32)},
-            "termijn",
+            "due",
         ),
     ],
 )
@@ -234,7 +234,7 @@ def test_delivery_pga_cannot_take_is_refused_naming_the_field(
 def test_refusal_does_not_repeat_the_person(tmp_path: Path) -> None:
     delivery = _delivery("referral", source_record_id=None, person=Person(None, "Jansen", None))
 
-    with pytest.raises(ValueError, match="persoon") as refused:
+    with pytest.raises(ValueError, match="person") as refused:
         deliver(tmp_path / "beslisrecords.jsonl", delivery)
 
     assert "Jansen" not in str(refused.value)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from adapters.amazone.export import ENCODING, HOUSES
 from adapters.amazone.write import _dutch, _split_surname, _typed
-from adapters.records import Delivery
+from adapters.records import Delivery, check_delivery
 from baken.clock import AMSTERDAM
 
 COLUMNS = (
@@ -69,7 +69,6 @@ DECISIONS: Mapping[str, str] = {
     "halt": "Halt",
     "reprimande": "Reprimande",
 }
-TECHNISCH_SEPOT = "sepot-01"  # wrongly marked as suspect: never fed back (DOMAIN.md §3, step 4)
 
 _HOUSE_CODES = {house: code for code, house in HOUSES.items()}
 _SEPOT = re.compile(r"sepot-([0-9]{2})")
@@ -97,12 +96,11 @@ def mutation_row(delivery: Delivery) -> list[str]:
     """The row for `delivery`, the trailing empty column included. Only the fields of its kind
     are written; a BSN and a name only for a referral."""
     d = delivery
-    if not d.key or d.key != d.key.strip() or not (d.key.isascii() and d.key.isprintable()):
-        raise ValueError("key: must be printable ASCII without surrounding spaces")
     if d.house_id not in _HOUSE_CODES:
         raise ValueError(f"house_id: {d.house_id!r} is not an Amazone house")
-    if d.kind not in KINDS:
-        raise ValueError(f"kind: unknown kind {d.kind!r}")
+    check_delivery(d)
+    if d.key != d.key.strip() or not d.key.isascii():
+        raise ValueError("key: must be ASCII without surrounding spaces (a CSV cell)")
     cells = dict.fromkeys(COLUMNS, "")
     cells["Veiligheidshuis"] = _HOUSE_CODES[d.house_id]
     cells["Soort mutatie"] = KINDS[d.kind]
@@ -112,8 +110,7 @@ def mutation_row(delivery: Delivery) -> list[str]:
     cells["Kenmerk Baken"] = d.key
     if d.kind == "referral":
         person = d.person
-        if person is None or not (person.bsn or person.surname or person.birth_date):
-            raise ValueError("person: a referral needs the person")
+        assert person is not None
         tussenvoegsel, achternaam = _split_surname(person.surname or "")
         cells["BSN"] = person.bsn or ""
         cells["Achternaam"] = achternaam
@@ -121,30 +118,22 @@ def mutation_row(delivery: Delivery) -> list[str]:
         cells["Geboortedatum"] = _dutch(person.birth_date)
         cells["Reden aanmelding"] = d.referral_reason or ""
     else:
-        if not d.source_record_id:
-            raise ValueError("source_record_id: needed for the marking the item is about")
-        cells["Registratienummer"] = d.source_record_id
+        cells["Registratienummer"] = d.source_record_id or ""
     if d.kind == "decision":
         cells.update(_decision_cells(d))
     if d.kind == "advice-request":
-        if d.due is None:
-            raise ValueError("due: an advice request needs its term")
+        assert d.due is not None
         due = _in_amsterdam(d.due, "due")
         cells["Advies uiterlijk"] = f"{_dutch(due.date())} {due:%H:%M}"
     return [*(_cp1252(column, cell) for column, cell in cells.items()), ""]
 
 
 def _decision_cells(d: Delivery) -> dict[str, str]:
-    if not d.decision or not d.decision.strip():
-        raise ValueError("decision: a decision needs its code")
+    assert d.decision is not None
     code = "-".join(d.decision.casefold().replace("_", " ").split())
-    if code == TECHNISCH_SEPOT:
-        raise ValueError("decision: technisch sepot 01 is never fed back")
     sepot = _SEPOT.fullmatch(code)
     reason = (d.deviation_reason or "").strip()
     followed = "geen advies" if d.advice_followed is None else _yes_no(d.advice_followed)
-    if d.advice_followed is False and not reason:
-        raise ValueError("deviation_reason: required when the advice was not followed")
     if d.advice_followed is not False and reason:
         raise ValueError("deviation_reason: only when the advice was not followed")
     return {

@@ -12,7 +12,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from adapters.gcos.export import HOUSES, NOT_XML
-from adapters.records import Delivery, Person
+from adapters.records import Delivery, Person, check_delivery
 
 _HOUSE_CODES = {house_id: code for code, house_id in HOUSES.items()}
 # Delivery.kind -> <soort>; a decision whose code is a sepot becomes "sepot".
@@ -22,7 +22,6 @@ _KINDS = {
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
 }
-_TECHNICAL_SEPOT = "sepot-01"
 _SEPOT = "sepot-"
 # A key made of these characters (and not longer) is the file name's kenmerk as it is; any other
 # key is replaced character by character and gets a hash after a dot, which a kept key never
@@ -80,21 +79,10 @@ def render(delivery: Delivery) -> bytes:
     code = _HOUSE_CODES.get(delivery.house_id)
     if code is None:
         raise ValueError(f"house_id: {delivery.house_id!r} does not keep its markers in GCOS")
-    soort = _KINDS.get(delivery.kind)
-    if soort is None:
-        raise ValueError(f"kind: unknown kind {delivery.kind[:40]!r}")
-    if not delivery.key:
-        raise ValueError("key: missing")
-    if not delivery.case_reference:
-        raise ValueError("case_reference: missing")
-    if delivery.kind == "decision":
-        decision = (delivery.decision or "").strip().lower()
-        if not decision:
-            raise ValueError("decision: missing")
-        if decision == _TECHNICAL_SEPOT:
-            raise ValueError("decision: a technisch sepot 01 never produces feedback")
-        if decision.startswith(_SEPOT):
-            soort = "sepot"
+    check_delivery(delivery)
+    soort = _KINDS[delivery.kind]
+    if delivery.kind == "decision" and (delivery.decision or "").strip().lower().startswith(_SEPOT):
+        soort = "sepot"
 
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -104,12 +92,10 @@ def render(delivery: Delivery) -> bytes:
         f"  <soort>{soort}</soort>",
     ]
     if delivery.kind == "referral":
-        if delivery.person is None:
-            raise ValueError("person: missing")
+        assert delivery.person is not None
         lines += _person(delivery.person)
     else:
-        if not delivery.source_record_id:
-            raise ValueError("source_record_id: missing")
+        assert delivery.source_record_id is not None
         record = _text(delivery.source_record_id, "source_record_id")
         lines.append(f"  <clientnummer>{record}</clientnummer>")
     lines += _zsm(delivery)
@@ -118,8 +104,7 @@ def render(delivery: Delivery) -> bytes:
     elif soort == "aanmelding" and delivery.referral_reason:
         lines.append(f"  <reden>{_text(delivery.referral_reason, 'referral_reason')}</reden>")
     elif soort == "adviesaanvraag":
-        if delivery.due is None:
-            raise ValueError("due: missing")
+        assert delivery.due is not None
         lines.append(f"  <termijn tot={quoteattr(_moment(delivery.due, 'due'))}/>")
     lines += ["</gcos-terugkoppeling>", ""]
     return "\n".join(lines).encode("utf-8")

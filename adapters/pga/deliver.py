@@ -12,13 +12,12 @@ import datetime as dt
 import fcntl
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from adapters.pga.export import BOM, HOUSES
-from adapters.records import Delivery, Person
+from adapters.records import Delivery, Person, check_delivery
 
 # house id -> Veiligheidshuis code in PGA.
 HOUSE_CODES: Mapping[str, str] = {house_id: code for code, house_id in HOUSES.items()}
@@ -32,7 +31,6 @@ KINDS: Mapping[str, str] = {
 }
 
 # Technisch sepot 01 (wrongly marked as suspect) is never fed back (DOMAIN.md §3, step 4).
-_SEPOT_01 = re.compile(r"(technisch[ -])?sepot[ _-]?0?1")
 
 
 def deliver(path: Path, delivery: Delivery) -> bool:
@@ -60,22 +58,13 @@ def deliver(path: Path, delivery: Delivery) -> bool:
 def beslisrecord(delivery: Delivery) -> dict[str, Any]:
     """The A&T beslisrecord of `delivery`. Only an aanmelding carries the person (BSN, surname,
     birth date): for every other soort the house knows the person by its own `registratie_id`."""
-    soort = KINDS.get(delivery.kind)
-    if soort is None:
-        raise ValueError(f"soort: unknown kind {delivery.kind[:40]!r}")
     house_code = HOUSE_CODES.get(delivery.house_id)
     if house_code is None:
-        raise ValueError(f"veiligheidshuis: {delivery.house_id[:40]!r} is not a PGA house")
-    if not delivery.key.strip():
-        raise ValueError("kenmerk: missing")
+        raise ValueError(f"house_id: {delivery.house_id[:40]!r} is not a PGA house")
+    check_delivery(delivery)
+    soort = KINDS[delivery.kind]
     case_reference = _text(delivery.case_reference)
-    if case_reference is None:
-        raise ValueError("zsm_zaak: missing")
     record_id = _text(delivery.source_record_id)
-    if soort == "aanmelding" and record_id is not None:
-        raise ValueError("registratie_id: an aanmelding is about a person the house does not know")
-    if soort in ("beslissing", "signaal") and record_id is None:
-        raise ValueError(f"registratie_id: missing for a {soort}")
 
     record: dict[str, Any] = {
         "kenmerk": delivery.key,
@@ -92,18 +81,13 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
     elif soort == "aanmelding":
         record |= _referral(delivery.person, delivery.referral_reason)
     elif soort == "adviesaanvraag":
-        if delivery.due is None:
-            raise ValueError("termijn: missing for an adviesaanvraag")
+        assert delivery.due is not None
         record["termijn"] = _moment(delivery.due, "termijn")
     return record
 
 
 def _decision(delivery: Delivery) -> dict[str, Any]:
     code = _text(delivery.decision)
-    if code is None:
-        raise ValueError("beslissing: missing for a beslissing")
-    if _SEPOT_01.fullmatch(code.casefold()):
-        raise ValueError("beslissing: technisch sepot 01 is never fed back")
     return {
         "beslissing": code,
         "toelichting": _text(delivery.decision_text),
@@ -120,8 +104,6 @@ def _referral(person: Person | None, reason: str | None) -> dict[str, Any]:
     bsn = _text(person.bsn) if person else None
     surname = _text(person.surname) if person else None
     birth_date = person.birth_date if person else None
-    if bsn is None and (surname is None or birth_date is None):
-        raise ValueError("persoon: an aanmelding needs a bsn, or achternaam and geboortedatum")
     return {
         "bsn": bsn,
         "achternaam": surname,
