@@ -18,13 +18,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from adapters.amazone.export import ENCODING, HOUSES
 from adapters.amazone.write import _dutch, _split_surname, _typed
+from adapters.durable import replace_atomically
 from adapters.records import Delivery, check_delivery
 from baken.clock import AMSTERDAM
 
@@ -88,7 +88,8 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     rows = _read(path)
     if any(existing[_KEY] == delivery.key for existing in rows):
         return False
-    _replace(path, _render([*rows, row]))
+    # A fixed temp name: one a crash left behind is simply overwritten next time.
+    replace_atomically(path, _render([*rows, row]), path.with_name(f".{path.name}.tmp"))
     return True
 
 
@@ -196,19 +197,3 @@ def _render(rows: list[list[str]]) -> bytes:
     writer.writerows(rows)
     out.write(f"Aantal mutaties: {len(rows)}\r\n")
     return out.getvalue().encode(ENCODING)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Replaces `path` with `data` atomically. The temp file has a fixed name, so one left by a
-    crash is simply overwritten by the next delivery."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from adapters.durable import replace_atomically
 from adapters.gcos.export import HOUSES, NOT_XML
 from adapters.records import Delivery, Person, check_delivery
 
@@ -45,18 +46,7 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
     _remove_leftovers(directory, name)
     if target.exists():
         return None
-    temp = directory / f".{name}.{secrets.token_hex(8)}.tmp"
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _sync_directory(directory)
+    replace_atomically(target, content, directory / f".{name}.{secrets.token_hex(8)}.tmp")
     return target
 
 
@@ -193,11 +183,3 @@ def _remove_leftovers(directory: Path, name: str) -> None:
         for entry in entries:
             if entry.name.startswith(prefix) and _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]):
                 Path(entry.path).unlink(missing_ok=True)
-
-
-def _sync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

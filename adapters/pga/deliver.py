@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from adapters.durable import sync_directory
 from adapters.pga.export import BOM, HOUSES
 from adapters.records import Delivery, Person, check_delivery
 
@@ -51,7 +52,7 @@ def deliver(path: Path, delivery: Delivery) -> bool:
         out.write(line)
         _sync(out)
     if size == 0:
-        _sync_directory(path.parent)  # the file may be new: make its name durable too
+        sync_directory(path.parent)  # the file may be new: make its name durable too
     return True
 
 
@@ -144,11 +145,3 @@ def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
 def _sync(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
-
-
-def _sync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
