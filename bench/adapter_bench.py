@@ -31,6 +31,7 @@ from pathlib import Path
 import grpc
 
 from adapters.cli import formats, running_adapter
+from adapters.framework import SYSTEMS as SOURCE_SYSTEMS
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
@@ -48,7 +49,7 @@ SYSTEMS = ("gcos", "amazone", "pga")
 
 def records(system: str, persons: int, today: dt.date, seed: int) -> list[SourceRecord]:
     rng = random.Random(seed)
-    houses = [h for h in load_houses().values() if h.source_system == formats_system(system)]
+    houses = [h for h in load_houses().values() if h.source_system == SOURCE_SYSTEMS[system]]
     out = []
     for n in range(persons):
         house = houses[n % len(houses)]
@@ -67,12 +68,6 @@ def records(system: str, persons: int, today: dt.date, seed: int) -> list[Source
             )
         )
     return out
-
-
-def formats_system(system: str) -> int:
-    from adapters.framework import SYSTEMS as NUMBERS
-
-    return NUMBERS[system]
 
 
 def write(system: str, directory: Path, batch: list[SourceRecord]) -> list[Path]:
