@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 
@@ -86,6 +87,16 @@ class _Planned:
     record_id: str
 
 
+class Sent(NamedTuple):
+    """What the state file says was sent for one record."""
+
+    record_id: str
+    version: int  # the highest version sent
+    fingerprint: bytes  # of the record sent; empty for a tombstone
+    deleted: bool
+    confirmed: bool  # the registry answered for it
+
+
 class State:
     """The adapter's memory of what it sent: per record, the highest version sent, the
     fingerprint of that content, whether it is a tombstone, and whether the registry confirmed
@@ -106,10 +117,9 @@ class State:
     def close(self) -> None:
         self._db.close()
 
-    def load(self) -> dict[str, tuple[str, int, bytes, bool, bool]]:
-        """key -> (record id, version, fingerprint, deleted, confirmed)."""
+    def load(self) -> dict[str, Sent]:
         return {
-            key: (record_id, version, bytes(fp), bool(deleted), bool(confirmed))
+            key: Sent(record_id, version, bytes(fp), bool(deleted), bool(confirmed))
             for key, record_id, version, fp, deleted, confirmed in self._db.execute(
                 "SELECT key, record_id, version, fingerprint, deleted, confirmed FROM records"
             )
@@ -218,26 +228,32 @@ class Adapter:
                 continue
             fingerprint = hashlib.sha256(record.SerializeToString(deterministic=True)).digest()
             previous = stored.get(key)
-            if previous is None or previous[3]:  # unknown, or back after a tombstone
-                version, kind = (previous[1] + 1 if previous else 1), "new"
-            elif previous[2] == fingerprint:
-                if previous[4]:
+            if previous is None or previous.deleted:  # unknown, or back after a tombstone
+                version, kind = (previous.version + 1 if previous else 1), "new"
+            elif previous.fingerprint == fingerprint:
+                if previous.confirmed:
                     report.unchanged += 1
                     continue
                 # Sent before, never confirmed: the same version again.
-                version, kind = previous[1], ("new" if previous[1] == 1 else "changed")
+                version, kind = previous.version, ("new" if previous.version == 1 else "changed")
             else:
-                version, kind = previous[1] + 1, "changed"
+                version, kind = previous.version + 1, "changed"
             record.source_version = version
             change = marker_pb2.MarkerChange(upsert=record)
             planned.append(
                 _Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
             )
-        for key, (record_id, version, _fingerprint, deleted, confirmed) in stored.items():
-            if incomplete or key in seen or record_id in bad_ids or (deleted and confirmed):
+        for key, sent in stored.items():
+            record_id = sent.record_id
+            if (
+                incomplete
+                or key in seen
+                or record_id in bad_ids
+                or (sent.deleted and sent.confirmed)
+            ):
                 continue
             house_id = key.split("/", 1)[0]
-            tombstone_version = version if deleted else version + 1
+            tombstone_version = sent.version if sent.deleted else sent.version + 1
             change = marker_pb2.MarkerChange(
                 tombstone=marker_pb2.MarkerTombstone(
                     source_system=self._system,  # type: ignore[arg-type]
