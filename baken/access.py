@@ -3,6 +3,8 @@
 `AccessPolicy.authorise` admits a caller for a purpose (or refuses it, with the reason); the
 returned `Scope` then answers, per house and field, whether the field is disclosed and which
 covenant and grant decided either way. Scopes are computed once per party, purpose and day.
+Besides the marker fields, a scope for a purpose about persons decides the feedback fields
+(what a house may receive back, granted for terugkoppeling only) by the same rules.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from baken.covenants import (
+    FEEDBACK_FIELDS,
     MARKER_FIELDS,
     PURPOSE_ONLY_FIELDS,
     Covenant,
@@ -64,16 +67,37 @@ class Scope:
         return self.decisions[house_id][field_name]
 
 
+# The role of the party that receives a house's terugkoppeling: the house's process director.
+RECIPIENT_ROLE = "vh-process-director"
+# Fields a scope decides for a purpose about persons.
+PERSON_FIELDS = (*MARKER_FIELDS, *FEEDBACK_FIELDS)
+
+
 class AccessPolicy:
     def __init__(self, covenants: CovenantSet, houses: Mapping[str, House]) -> None:
         self._set = covenants
         self._houses = houses
         self._scopes: dict[tuple[Identity, str, dt.date], Scope] = {}
         self._lock = threading.Lock()
+        # Region -> the first process director of the region in the party register.
+        self._recipients: dict[str, Identity] = {}
+        for party in covenants.parties.values():
+            if party.role == RECIPIENT_ROLE and party.region is not None:
+                self._recipients.setdefault(party.region, party.identity)
 
     @property
     def covenants(self) -> CovenantSet:
         return self._set
+
+    @property
+    def houses(self) -> Mapping[str, House]:
+        return self._houses
+
+    def recipient_of(self, house: House) -> Identity | None:
+        """Who receives the house's terugkoppeling: the party of the register with the role
+        vh-process-director in the house's region; None when the region has none. Whether it
+        may receive a feedback field is for its scope (purpose terugkoppeling) to decide."""
+        return self._recipients.get(house.region)
 
     def check_party(self, caller: Identity) -> None:
         """The certificate's party must be in the register, with the same organisation and role."""
@@ -114,7 +138,7 @@ class AccessPolicy:
             raise PermissionDenied("NO_COVENANT", "the caller's party is in no covenant")
         grants = [(c, g) for c in mine for g in c.grants if caller.role in g.roles]
         fields = PURPOSE_ONLY_FIELDS.get(purpose)
-        names = (fields,) if fields else MARKER_FIELDS
+        names = (fields,) if fields else PERSON_FIELDS
         decisions = {
             house.id: {name: _decide(grants, house, name, purpose, today) for name in names}
             for house in self._houses.values()

@@ -38,9 +38,10 @@ PURPOSES: Mapping[str, purpose_pb2.Purpose.ValueType] = {
 PURPOSE_TOKENS: Mapping[int, str] = {number: token for token, number in PURPOSES.items()}
 # The purposes the code itself treats apart, by token.
 INTAKE = "intake-en-selectie"
+TERUGKOPPELING = "terugkoppeling"
 MONITORING = "monitoring"
 AUDIT = "audit"
-assert {INTAKE, MONITORING, AUDIT} <= PURPOSES.keys()
+assert {INTAKE, TERUGKOPPELING, MONITORING, AUDIT} <= PURPOSES.keys()
 # Purposes a lookup may name without a ZSM case reference.
 WITHOUT_CASE = frozenset({INTAKE, MONITORING, AUDIT})
 # The access log (purpose audit) is read by the privacy officer alone.
@@ -57,13 +58,26 @@ THAT_FIELDS = (
     "plan_status",
     "mark_date",
     "source_record",
+    # Only whether the house's advice is CURRENT, AGED, EXPIRED or absent: never its text or date.
+    "advice_freshness",
 )
 # waarom-informatie: the advice and the A&T fields.
 WHY_FIELDS = ("advice", *(f"at.{name}" for name in AT_FIELDS))
 MARKER_FIELDS = (*THAT_FIELDS, *WHY_FIELDS)
+# What a Safety House may receive back about its person from ZSM, for purpose terugkoppeling
+# only (covenants/README.md, "Feedback fields").
+FEEDBACK_FIELDS = (
+    "feedback.flowed_in",
+    "feedback.decision",
+    "feedback.deviation_reason",
+    "feedback.probation_report",
+    "feedback.triage",
+    "feedback.referral",
+    "feedback.advice_request",
+)
 # Not about one person: monitoring sees aggregates, audit the access log.
 PURPOSE_ONLY_FIELDS: Mapping[str, str] = {MONITORING: "aggregates", AUDIT: "access-log"}
-FIELDS = frozenset({*MARKER_FIELDS, *PURPOSE_ONLY_FIELDS.values()})
+FIELDS = frozenset({*MARKER_FIELDS, *FEEDBACK_FIELDS, *PURPOSE_ONLY_FIELDS.values()})
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
 _TIME = r"(?:[01]\d|2[0-3]):[0-5]\d|24:00"
@@ -344,6 +358,10 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
     for purpose, only in PURPOSE_ONLY_FIELDS.items():
         if (purpose in purposes or only in fields) and (purposes != {purpose} or fields != {only}):
             raise r.error("fields", f"purpose {purpose!r} goes alone, with the one field {only!r}")
+    feedback = [f for f in r.data["fields"] if f in FEEDBACK_FIELDS]
+    if feedback and purposes != {TERUGKOPPELING}:
+        message = f"field {feedback[0]!r} is only for purpose {TERUGKOPPELING}"
+        raise r.error("fields", message, feedback[0])
     others = sorted(roles - {AUDIT_ROLE})
     if AUDIT in purposes and others:
         message = f"purpose {AUDIT!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"

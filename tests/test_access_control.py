@@ -104,6 +104,8 @@ def test_the_kpc_sees_the_advice_of_its_own_region_and_the_that_signal_elsewhere
         "plan_status": grant,
         "mark_date": grant,
         "source_record": grant,
+        # Without the advice, its freshness is a field of its own, which no grant gives a kpc.
+        "advice_freshness": ("NO_COVENANT", "", ""),
         **dict.fromkeys(AT_FIELDS, ("NO_COVENANT", "", "")),
     }
 
@@ -156,9 +158,10 @@ def test_waarom_informatie_about_a_minor_is_withheld_at_intake_only(
     utrecht = marker_of(at_intake, UTRECHT)
     assert not utrecht.HasField("advice")
     assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE  # dat-informatie stays
-    assert withheld(at_intake, UTRECHT) == dict.fromkeys(
-        ("advice", *AT_FIELDS), ("MINOR_AT_INTAKE", "", "")
-    )
+    assert withheld(at_intake, UTRECHT) == {
+        **dict.fromkeys(("advice", *AT_FIELDS), ("MINOR_AT_INTAKE", "", "")),
+        "advice_freshness": ("NO_COVENANT", "", ""),
+    }
 
     deciding = marked.lookup(
         subject(ring, PERSON),
@@ -183,6 +186,37 @@ def test_an_expired_advice_is_withheld_even_where_the_covenant_grants_it(
     assert (advice.text, advice.freshness) == ("", marker_pb2.ADVICE_FRESHNESS_EXPIRED)
     assert withheld(response, UTRECHT)["advice"] == ("ADVICE_EXPIRED", "", "")
     assert "advice" not in log_entries(shipped_registry)[-1].body["disclosed"][0]["fields"]
+
+
+def test_the_feedback_service_sees_whether_an_advice_is_current_but_never_the_advice(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    response = marked.lookup(
+        subject(ring, PERSON),
+        party="feedback",
+        purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        case_reference=CASE,
+    )
+
+    assert response.outcome == pb.LOOKUP_OUTCOME_HIT
+    routing = "national@v1 terugkoppeling-routering"
+    shown = {d["marker"]: d["fields"] for d in log_entries(marked)[-1].body["disclosed"]}
+    for house in (UTRECHT, ROTTERDAM):
+        marker = marker_of(response, house)
+        assert marker.advice.freshness == marker_pb2.ADVICE_FRESHNESS_CURRENT
+        assert marker.advice.text == ""
+        assert not marker.advice.HasField("advice_date")
+        assert marker.source_record_id in ("gcos-1", "pga-1")
+        assert not marker.house.region and not marker.house.HasField("contact")
+        assert not marker.target_group and not marker.plan_status
+        assert not marker.HasField("at_information")
+        hidden = withheld(response, house)
+        assert hidden["advice"] == ("NO_COVENANT", "", "")
+        assert {"house", "source_record", "advice_freshness"}.isdisjoint(hidden)
+        assert shown[marker.name] == dict.fromkeys(
+            ["house", "source_record", "advice_freshness"], routing
+        )
+    assert "dagvaarden" not in json.dumps(log_entries(marked)[-1].body)
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,7 @@ def test_migration_0002_seals_advice_an_older_registry_stored_in_clear(
         db.upgrade_to_head(MIGRATIONS, engine)
 
     sealer = Sealer(KeyRing.generate("k1"))
-    assert db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer) == "0002"
+    assert db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer) == "0003"
     ((uid, advice, at),) = _stored(engine)
     assert advice is not None and at is not None
     with engine.connect() as connection:

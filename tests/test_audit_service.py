@@ -48,6 +48,7 @@ VOLUME = "VOLUME_ABOVE_NORM"
 # Marker fields a marking without A&T information shows (the test covenant grants them all).
 SHOWN = [
     "advice",
+    "advice_freshness",
     "contact",
     "house",
     "mark_date",

@@ -15,8 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from baken.covenants import DEFAULT_DIR, NATIONAL, PARTIES_FILE, CovenantError, load
+from baken.covenants import (
+    DEFAULT_DIR,
+    FEEDBACK_FIELDS,
+    NATIONAL,
+    PARTIES_FILE,
+    CovenantError,
+    identities,
+    load,
+)
 from baken.houses import House, load_houses
+from baken.pki import Identity
 
 SHIPPED_PARTIES = DEFAULT_DIR / PARTIES_FILE
 
@@ -94,6 +103,39 @@ def test_shipped_party_register_gives_each_party_its_certificate_identity(
         "amazone",
         "pga",
     }
+
+
+REGIONS = ("midden-nederland", "oost-nederland", "zeeland-west-brabant", "rotterdam-rijnmond")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_regional_covenant_grants_its_process_director_the_feedback_fields(
+    houses: Mapping[str, House], region: str
+) -> None:
+    covenants = load(DEFAULT_DIR, houses)
+    [covenant] = [c for c in covenants.covenants if c.path.name == f"{region}.toml"]
+    [grant] = [g for g in covenant.grants if g.id == "terugkoppeling-aan-veiligheidshuis"]
+
+    assert f"vh-{region}-procesregie" in covenant.parties
+    assert (grant.roles, grant.purposes) == ({"vh-process-director"}, {"terugkoppeling"})
+    # Zeeland-West-Brabant's houses take the triage outcome through the casusoverleg.
+    left_out = {"feedback.triage"} if region == "zeeland-west-brabant" else set()
+    assert grant.fields == set(FEEDBACK_FIELDS) - left_out
+
+
+def test_the_feedback_service_is_a_party_with_a_certificate_and_routes_nationally(
+    houses: Mapping[str, House],
+) -> None:
+    covenants = load(DEFAULT_DIR, houses)
+
+    assert covenants.parties["feedback"].identity == Identity("feedback", "Baken", "service")
+    # `baken pki init` issues a certificate for every party of the register.
+    assert Identity("feedback", "Baken", "service") in identities()
+    [national] = [c for c in covenants.covenants if c.region == NATIONAL]
+    [grant] = [g for g in national.grants if g.id == "terugkoppeling-routering"]
+    assert "feedback" in national.parties
+    assert grant.roles == {"service"} and "terugkoppeling" in grant.purposes
+    assert grant.fields == {"house", "source_record", "advice_freshness"}
 
 
 # --- Templates ------------------------------------------------------------------------------------
@@ -295,6 +337,30 @@ def test_templates_load(tmp_path: Path, houses: Mapping[str, House]) -> None:
         None,
         None,
     ]
+
+
+FEEDBACK_GRANT = """
+[[grant]]
+id = "terugkoppeling"
+roles = ["kpc"]
+purposes = ["terugkoppeling"]
+fields = ["house", "advice_freshness", "feedback.decision", "feedback.triage"]
+"""
+
+
+def test_feedback_fields_load_in_a_grant_for_terugkoppeling_alone(
+    tmp_path: Path, houses: Mapping[str, House]
+) -> None:
+    write(tmp_path, {PARTIES_FILE: PARTIES, "regional.toml": REGIONAL + FEEDBACK_GRANT})
+
+    [covenant] = load(tmp_path, houses).covenants
+
+    assert covenant.grants[-1].fields == {
+        "house",
+        "advice_freshness",
+        "feedback.decision",
+        "feedback.triage",
+    }
 
 
 def test_versions_that_follow_each_other_load(tmp_path: Path, houses: Mapping[str, House]) -> None:
@@ -504,6 +570,43 @@ BROKEN_COVENANTS = [
     pytest.param(
         national('fields = ["access-log"]', 'fields = ["access-log", "advice"]'),
         id="audit-mixed-with-a-marker-field",
+    ),
+    # Feedback fields are for terugkoppeling alone.
+    pytest.param(
+        regional(
+            'fields = ["house", "region", "contact", "target_group", "advice"]',
+            'fields = ["house", "feedback.decision"]',
+            mentions="field 'feedback.decision' is only for purpose terugkoppeling",
+        ),
+        id="feedback-field-for-intake",
+    ),
+    pytest.param(
+        Broken(
+            {
+                "regional.toml": change(
+                    change(
+                        REGIONAL,
+                        'purposes = ["intake-en-selectie"]',
+                        'purposes = ["intake-en-selectie", "terugkoppeling"]',
+                    ),
+                    'fields = ["house", "region", "contact", "target_group", "advice"]',
+                    'fields = ["house", "region", "contact", "target_group", "feedback.triage"]',
+                )
+            },
+            "regional.toml",
+            Line('fields = ["house", "region", "contact", "target_group", "feedback.triage"]'),
+            "field 'feedback.triage' is only for purpose terugkoppeling",
+        ),
+        id="feedback-field-for-terugkoppeling-and-another-purpose",
+    ),
+    pytest.param(
+        regional(
+            '    "at.open_cases",\n',
+            '    "at.open_cases",\n    "feedback.flowed_in",\n',
+            line=Line('"feedback.flowed_in",'),
+            mentions="field 'feedback.flowed_in' is only for purpose terugkoppeling",
+        ),
+        id="feedback-field-in-a-multi-line-list",
     ),
     # The access log is for the privacy officer alone.
     pytest.param(

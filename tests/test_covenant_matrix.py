@@ -17,7 +17,15 @@ from collections.abc import Mapping
 import pytest
 
 from baken.access import AccessPolicy, Scope, Withhold
-from baken.covenants import DEFAULT_DIR, MARKER_FIELDS, PURPOSES, THAT_FIELDS, CovenantSet, load
+from baken.covenants import (
+    DEFAULT_DIR,
+    FEEDBACK_FIELDS,
+    MARKER_FIELDS,
+    PURPOSES,
+    THAT_FIELDS,
+    CovenantSet,
+    load,
+)
 from baken.errors import PermissionDenied
 from baken.houses import House, load_houses
 from baken.pki import Identity
@@ -74,6 +82,7 @@ RR_RVDK, RR_SLACHTOFFERHULP = (
 )
 RR_PROCESREGIE = "vh-rotterdam-rijnmond-procesregie"
 AUDITOR = "privacy-auditor"
+FEEDBACK = "feedback"  # the feedback service
 
 # Houses, two per region.
 UTRECHT, ALMERE = "vh-regio-utrecht-utrecht", "vh-almere"
@@ -175,9 +184,28 @@ MATRIX = [
     (MN_KPC, TERUGKOPPELING, TWENTE, "advice", OUTSIDE_REGION, "midden-nederland@v1 kpc-intake-terugkoppeling"),
     (ZWB_PROCESREGIE, TERUGKOPPELING, BREDA, "advice", DISCLOSED, "zeeland-west-brabant@v1 procesregie-terugkoppeling"),
     (ZWB_PROCESREGIE, TERUGKOPPELING, ROTTERDAM, "house", OUTSIDE_REGION, "zeeland-west-brabant@v1 procesregie-terugkoppeling"),
+    # The feedback fields: what a house's process director may receive back, own region only;
+    # Zeeland-West-Brabant's houses take the triage outcome through the casusoverleg instead.
+    (MN_PROCESREGIE, TERUGKOPPELING, ALMERE, "feedback.decision", DISCLOSED, "midden-nederland@v1 terugkoppeling-aan-veiligheidshuis"),
+    (MN_PROCESREGIE, TERUGKOPPELING, TWENTE, "feedback.decision", OUTSIDE_REGION, "midden-nederland@v1 terugkoppeling-aan-veiligheidshuis"),
+    (ON_PROCESREGIE, TERUGKOPPELING, NIJMEGEN, "feedback.triage", DISCLOSED, "oost-nederland@v1 terugkoppeling-aan-veiligheidshuis"),
+    (ZWB_PROCESREGIE, TERUGKOPPELING, ZEELAND, "feedback.referral", DISCLOSED, "zeeland-west-brabant@v1 terugkoppeling-aan-veiligheidshuis"),
+    (ZWB_PROCESREGIE, TERUGKOPPELING, BREDA, "feedback.triage", NO_COVENANT, ""),
+    (RR_PROCESREGIE, TERUGKOPPELING, DORDRECHT, "feedback.deviation_reason", DISCLOSED, "rotterdam-rijnmond@v2 terugkoppeling-aan-veiligheidshuis"),
+    (RR_KPC, TERUGKOPPELING, ROTTERDAM, "feedback.decision", NO_COVENANT, ""),
+    # The feedback service routes to every marking house nationwide: the house, its record and
+    # whether an advice is current, never the advice.
+    (FEEDBACK, TERUGKOPPELING, TWENTE, "house", DISCLOSED, "national@v1 terugkoppeling-routering"),
+    (FEEDBACK, TERUGKOPPELING, ROTTERDAM, "source_record", DISCLOSED, "national@v1 terugkoppeling-routering"),
+    (FEEDBACK, TERUGKOPPELING, BREDA, "advice_freshness", DISCLOSED, "national@v1 terugkoppeling-routering"),
+    (FEEDBACK, TERUGKOPPELING, BREDA, "advice", NO_COVENANT, ""),
+    (FEEDBACK, TERUGKOPPELING, UTRECHT, "target_group", NO_COVENANT, ""),
+    (FEEDBACK, TERUGKOPPELING, UTRECHT, "feedback.decision", NO_COVENANT, ""),
     # advies-op-aanvraag.
     (ON_PROCESREGIE, ADVIES, NIJMEGEN, "advice", DISCLOSED, "oost-nederland@v1 procesregie-terugkoppeling"),
     (ON_RECLASSERING, ADVIES, TWENTE, "at.detention_history", DISCLOSED, "oost-nederland@v1 reclassering-advies"),
+    (ON_PROCESREGIE, ADVIES, TWENTE, "feedback.advice_request", PURPOSE_NOT_GRANTED, "oost-nederland@v1 terugkoppeling-aan-veiligheidshuis"),
+    (MN_KPC, INTAKE, ALMERE, "advice_freshness", NO_COVENANT, ""),
     (RR_KPC, ADVIES, ROTTERDAM, "advice", DISCLOSED, "rotterdam-rijnmond@v2 kpc-intake-terugkoppeling"),
     (ZWB_KPC, ADVIES, ZEELAND, "at.antecedents", NO_COVENANT, ""),
     # monitoring: aggregates of the own region.
@@ -228,6 +256,7 @@ def test_matrix_covers_every_role_purpose_and_region(
         "victim-support",
         "vh-process-director",
         "privacy-auditor",
+        "service",
     }
     assert {purpose for _, purpose, *_ in MATRIX} == set(PURPOSES)
     assert {houses[house].region for _, _, house, *_ in MATRIX} == set(REGIONS)
@@ -360,6 +389,74 @@ def test_victim_support_sees_only_the_four_that_fields_of_own_region(
     )
 
 
+# --- Feedback: what the houses receive back, and who receives it --------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_process_director_is_decided_every_feedback_field_of_every_house(
+    policy: AccessPolicy, houses: Mapping[str, House], region: str
+) -> None:
+    scope = scope_of(policy, f"vh-{region}-procesregie", TERUGKOPPELING)
+    grant = (REGIONAL[region], "terugkoppeling-aan-veiligheidshuis")
+
+    for house, field in itertools.product(houses.values(), FEEDBACK_FIELDS):
+        decision = scope.decide(house.id, field)
+        found = (decision.reason, decision.covenant, decision.grant)
+        if region == "zeeland-west-brabant" and field == "feedback.triage":
+            # Left out of that covenant: the triage outcome goes through the casusoverleg.
+            assert found == (NO_COVENANT, "", ""), (house.id, field)
+        elif house.region == region:
+            assert found == (DISCLOSED, *grant), (house.id, field)
+        else:
+            assert found == (OUTSIDE_REGION, *grant), (house.id, field)
+
+
+def test_feedback_fields_are_granted_for_terugkoppeling_only(
+    policy: AccessPolicy, covenants: CovenantSet
+) -> None:
+    for covenant in covenants.covenants:
+        for grant in covenant.grants:
+            if grant.fields & set(FEEDBACK_FIELDS):
+                assert grant.purposes == {TERUGKOPPELING}, (covenant.ref, grant.id)
+    # A process director asking advice is not told the feedback fields of that purpose.
+    scope = scope_of(policy, MN_PROCESREGIE, ADVIES)
+    assert all(
+        scope.decide(ALMERE, field).reason is PURPOSE_NOT_GRANTED for field in FEEDBACK_FIELDS
+    )
+
+
+def test_the_recipient_of_a_houses_feedback_is_its_regions_process_director(
+    policy: AccessPolicy, houses: Mapping[str, House]
+) -> None:
+    for house in houses.values():
+        recipient = policy.recipient_of(house)
+        assert recipient == policy.covenants.parties[f"vh-{house.region}-procesregie"].identity
+        assert recipient is not None and recipient.role == "vh-process-director"
+
+
+def test_a_region_without_a_process_director_in_the_register_has_no_recipient(
+    covenants: CovenantSet, houses: Mapping[str, House]
+) -> None:
+    parties = {k: p for k, p in covenants.parties.items() if k != ZWB_PROCESREGIE}
+    policy = AccessPolicy(CovenantSet(parties, covenants.covenants), houses)
+
+    assert policy.recipient_of(houses[BREDA]) is None
+    assert policy.recipient_of(houses[ZEELAND]) is None
+    assert policy.recipient_of(houses[ROTTERDAM]) == parties[RR_PROCESREGIE].identity
+
+
+def test_the_feedback_service_sees_house_record_and_advice_freshness_of_every_house_only(
+    policy: AccessPolicy, houses: Mapping[str, House]
+) -> None:
+    scope = scope_of(policy, FEEDBACK, TERUGKOPPELING)
+
+    assert scope.covenants == (NATIONAL,)
+    for house in houses:
+        shown = {field for field, d in scope.decisions[house].items() if d.disclosed}
+        assert shown == {"house", "source_record", "advice_freshness"}, house
+        assert scope.decide(house, "advice").reason is NO_COVENANT
+
+
 # --- Admission: who may use a purpose at all ------------------------------------------------------
 
 # (party, purpose, day, the PermissionDenied reason)
@@ -384,6 +481,10 @@ REFUSED = [
     ("operator", INTAKE, DAY, "NO_COVENANT"),
     ("operator", AUDIT, DAY, "NO_COVENANT"),
     ("registry", MONITORING, DAY, "NO_COVENANT"),
+    ("registry", TERUGKOPPELING, DAY, "NO_COVENANT"),
+    (FEEDBACK, INTAKE, DAY, "PURPOSE_NOT_GRANTED"),
+    (FEEDBACK, AFDOENING, DAY, "PURPOSE_NOT_GRANTED"),
+    (FEEDBACK, TERUGKOPPELING, BEFORE_2026, "COVENANT_EXPIRED"),
     ("adapter-gcos", INTAKE, DAY, "NO_COVENANT"),
     # Before 2026 only Rotterdam's 2024 version is in force, and it grants no triage; the
     # version that does is not in force yet, which the policy reports as COVENANT_EXPIRED.
@@ -476,13 +577,13 @@ def test_monitoring_decides_only_aggregates_of_the_own_region(
         assert (decision.covenant, decision.grant) == (REGIONAL[region], "procesregie-monitoring")
 
 
-def test_marker_purposes_decide_every_marker_field_and_no_purpose_only_field(
+def test_person_purposes_decide_every_marker_and_feedback_field_and_no_purpose_only_field(
     policy: AccessPolicy, houses: Mapping[str, House]
 ) -> None:
-    for purpose in (INTAKE, AFDOENING, TRIAGE):
+    for purpose in (INTAKE, AFDOENING, TRIAGE, TERUGKOPPELING):
         scope = scope_of(policy, RR_KPC, purpose)
         for house in houses:
-            assert set(scope.decisions[house]) == set(MARKER_FIELDS)
+            assert set(scope.decisions[house]) == {*MARKER_FIELDS, *FEEDBACK_FIELDS}
 
 
 def test_scope_names_the_covenants_in_force_that_admitted_the_caller(policy: AccessPolicy) -> None:
@@ -544,7 +645,9 @@ def test_after_the_regional_covenants_end_only_the_national_that_signal_remains(
 
     for house, field in itertools.product(houses, (*THAT_FIELDS, "advice")):
         decision = scope.decide(house, field)
-        if field in ("house", "region", "contact", "target_group"):
+        if field == "advice_freshness":
+            assert decision.reason is NO_COVENANT  # no covenant grants it to a ZSM desk
+        elif field in ("house", "region", "contact", "target_group"):
             assert (decision.reason, decision.covenant) == (DISCLOSED, NATIONAL)
         elif houses[house].region == "midden-nederland":
             assert (decision.reason, decision.covenant) == (COVENANT_EXPIRED, "midden-nederland@v1")

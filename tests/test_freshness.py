@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2, registry_service_pb2
+from baken.type.v1 import purpose_pb2
 from services.registry.freshness import Freshness, add_months, freshness
 
 CURRENT = marker_pb2.ADVICE_FRESHNESS_CURRENT
@@ -83,6 +84,66 @@ def test_an_expired_advice_is_withheld_but_the_marker_still_signals(
     assert marker.target_group == marker_pb2.TARGET_GROUP_VEELPLEGER
     assert marker.plan_status == marker_pb2.PLAN_STATUS_ACTIVE
     assert day_of(marker.mark_date) == dt.date(2026, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        (dt.date(2026, 9, 14), CURRENT),
+        (dt.date(2027, 3, 15), AGED),
+        (dt.date(2027, 3, 16), EXPIRED),
+    ],
+)
+def test_advice_freshness_alone_shows_whether_an_advice_is_current_never_its_text_or_date(
+    advised_on_15_march: RunningRegistry, ring: KeyRing, today: dt.date, expected: int
+) -> None:
+    # The test covenant grants the feedback service house, source_record and advice_freshness.
+    advised_on_15_march.set_today(today)
+    response = advised_on_15_march.lookup(
+        subject(ring, PERSON),
+        party="feedback",
+        purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        case_reference="ZSM-RR-2026-000042",
+    )
+
+    [marker] = response.markers
+    assert marker.advice.freshness == expected
+    assert marker.advice.text == ""
+    assert not marker.advice.HasField("advice_date")
+    assert marker.source_record_id == "pga-1"
+    withheld = {w.field: w.reason for w in response.withheld}
+    assert withheld["advice"] == registry_service_pb2.WITHHOLD_REASON_NO_COVENANT
+    assert "advice_freshness" not in withheld
+
+
+def test_advice_freshness_of_no_advice_says_so(registry: RunningRegistry, ring: KeyRing) -> None:
+    registry.sync(Marking(PERSON, "pga-1", advice="", advice_date=None).upsert(ring))
+
+    [marker] = registry.lookup(
+        subject(ring, PERSON),
+        party="feedback",
+        purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        case_reference="ZSM-RR-2026-000042",
+    ).markers
+
+    assert (marker.advice.freshness, marker.advice.text) == (NO_ADVICE, "")
+
+
+def test_advice_freshness_is_dat_informatie_shown_for_a_minor_at_intake(
+    advised_on_15_march: RunningRegistry, ring: KeyRing
+) -> None:
+    """The test covenant grants the KPC advice_freshness too: the advice about a minor is
+    withheld at intake, whether one exists and how current it is is not."""
+    response = advised_on_15_march.lookup(
+        subject(ring, PERSON), subject_age=registry_service_pb2.SUBJECT_AGE_MINOR
+    )
+
+    [marker] = response.markers
+    assert (marker.advice.freshness, marker.advice.text) == (CURRENT, "")
+    assert not marker.advice.HasField("advice_date")
+    withheld = {w.field: w.reason for w in response.withheld}
+    assert withheld["advice"] == registry_service_pb2.WITHHOLD_REASON_MINOR_AT_INTAKE
+    assert "advice_freshness" not in withheld
 
 
 def test_freshness_follows_the_calendar_date_in_amsterdam(

@@ -284,4 +284,5 @@ def test_reflection_lists_and_describes_the_registry_service(registry: RunningRe
         "SyncMarkers",
         "GetHouse",
         "ListHouses",
+        "PullSignals",
     }

@@ -12,6 +12,7 @@ from baken.houses import House
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from services.registry.lookup import Answer
 from services.registry.markers import MarkerHit, SyncCounts
+from services.registry.signals import Signal
 from services.registry.validation import enum_tokens
 
 _FRESHNESS = {
@@ -78,6 +79,11 @@ class MarkerConverter:
             if hit.advice_date:
                 _set_date(advice.advice_date, hit.advice_date)
             advice.freshness = _FRESHNESS[hit.freshness.value]
+        elif "advice_freshness" in shown:
+            # Whether an advice is current, aged, expired or absent: no text, no date.
+            advice = marker.advice
+            advice.SetInParent()
+            advice.freshness = _FRESHNESS[hit.freshness.value]
         if hit.at_information:
             at = marker.at_information
             at.SetInParent()
@@ -138,3 +144,16 @@ def sync_response(counts: SyncCounts) -> registry_service_pb2.SyncMarkersRespons
             for r in counts.rejections[:MAX_REJECTIONS]
         ],
     )
+
+
+def signal_message(signal: Signal) -> registry_service_pb2.Signal:
+    message = registry_service_pb2.Signal(
+        sequence=signal.seq,
+        house=f"houses/{signal.house_id}",
+        source_record_id=signal.source_record_id,
+        case_reference=signal.case_reference or "",
+        zsm_location=signal.zsm_location,
+        access_log_entry=signal.access_log_seq,
+    )
+    message.lookup_time.FromDatetime(signal.lookup_time)
+    return message

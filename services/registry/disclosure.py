@@ -6,6 +6,10 @@ fields that have a value would tell the caller what it may not see exists (a sup
 advice for a minor). Three rules stand above the covenants: an expired advice is never shown,
 waarom-informatie about a minor is not shown at intake-en-selectie, and break-glass (noodknop)
 shows waarom-informatie beyond the grant, but never past those two rules.
+
+`advice_freshness` is dat-informatie: where the advice itself is withheld, it shows only whether
+an advice is CURRENT, AGED, EXPIRED or absent (no text, no date); the advice, where shown,
+carries its freshness anyway.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def disclose(
             if row.at_information
             else {}
         )
-        shown: dict[str, Decision] = {}
+        decisions: dict[str, Decision] = {}
         for field in MARKER_FIELDS:
             decision = scope.decide(row.house_id, field)
             if field in WHY_FIELDS:
@@ -83,6 +87,13 @@ def disclose(
                     decision = Decision(Withhold.MINOR_AT_INTAKE)
                 elif break_glass and not decision.disclosed:
                     decision = BREAK_GLASS
+            decisions[field] = decision
+        # The advice carries its freshness: where the advice is shown, so is its freshness,
+        # by the advice's decision. Without the advice, advice_freshness alone shows only it.
+        if decisions["advice"].disclosed and not decisions["advice_freshness"].disclosed:
+            decisions["advice_freshness"] = decisions["advice"]
+        shown: dict[str, Decision] = {}
+        for field, decision in decisions.items():
             if decision.disclosed:
                 shown[field] = decision
             else:

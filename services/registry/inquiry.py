@@ -20,6 +20,8 @@ from services.registry.disclosure import Disclosure
 # The processing activities of Baken's register of processing (verwerkingsregister).
 LOOKUP_ACTIVITY = "baken:zsm-raadpleging-markers"
 AUDIT_ACTIVITY = "baken:toezicht-toegangslog"
+# The feedback service takes over the signals that a house's person flowed in at ZSM.
+SIGNALS_ACTIVITY = "baken:signalering-veiligheidshuizen"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from baken.access import AccessPolicy, Scope
 from baken.clock import Clock
 from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE
 from baken.errors import PermissionDenied
-from services.registry import repository
+from services.registry import repository, signals
 from services.registry.access_log import AccessLog, Entry
 from services.registry.at_rest import Sealer
 from services.registry.disclosure import Disclosure, disclose
@@ -63,13 +63,17 @@ class Lookups:
         self._policy = policy
         self._sealer = sealer
         self._log = log
+        # The ZSM desks, whose lookups that find markers signal the houses (signals.py).
+        self._zsm_locations = signals.zsm_locations(policy.covenants.parties, policy.houses)
 
     def answer(self, inquiry: Inquiry, questions: Sequence[Question]) -> list[Answer]:
         """Look each person up nationwide and show what the covenants let the caller see.
 
         Every answer and every denial is written to the access log in the transaction that
         reads the markers; if the entry cannot be written, nobody gets an answer. A denial of
-        the whole call (no covenant grants the purpose) raises PermissionDenied, once logged."""
+        the whole call (no covenant grants the purpose) raises PermissionDenied, once logged.
+        A ZSM desk's lookup at intake or decision that finds markers signals their houses, in
+        the same transaction (services/registry/signals.py)."""
         if not questions:
             return []
         now, today = self._clock.now(), self._clock.today()
@@ -82,6 +86,11 @@ class Lookups:
                 )
             raise
         break_glass = inquiry.break_glass_reason is not None
+        location = (
+            self._zsm_locations.get(inquiry.caller.id)
+            if inquiry.purpose in signals.SIGNAL_PURPOSES
+            else None
+        )
         with db.write_transaction(self._engine) as connection:
             asked = [q for q in questions if _has_case(inquiry, q)]
             rows = self._finder.find(
@@ -92,6 +101,8 @@ class Lookups:
                 by_value.setdefault(row.value, []).append(row)
             answers: list[Answer] = []
             entries: list[Entry] = []
+            # The lookups that found markers, by the index of their entry.
+            flowed_in: dict[int, signals.FlowedIn] = {}
             for q in questions:
                 if not _has_case(inquiry, q):
                     answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass))
@@ -102,6 +113,13 @@ class Lookups:
                     found, scope, today, self._sealer, minor=q.minor, break_glass=break_glass
                 )
                 answers.append(Answer(disclosure, None, 0, break_glass))
+                if location is not None and disclosure.found:
+                    # Every marker found, whether or not the caller may see it: the house is
+                    # to hear that its person flowed in.
+                    markers = {row.uid: (row.house_id, row.source_record_id) for row in found}
+                    flowed_in[len(entries)] = signals.FlowedIn(
+                        sorted(markers.values()), q.case_reference
+                    )
                 entries.append(
                     entry(
                         inquiry,
@@ -114,6 +132,15 @@ class Lookups:
                     )
                 )
             sequences = self._log.append(connection, entries, now)
+            if flowed_in:
+                assert location is not None
+                signals.record(
+                    connection,
+                    list(flowed_in.values()),
+                    [sequences[i] for i in flowed_in],
+                    location,
+                    now,
+                )
         return [
             dataclasses.replace(a, sequence=seq) for a, seq in zip(answers, sequences, strict=True)
         ]

@@ -136,3 +136,26 @@ class AccessLogCheckpointRow(Base):
     signed_time: Mapped[UtcTime]
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class SignalRow(Base):
+    """A ZSM lookup found a house's marker: the house is to hear that its person flowed in.
+
+    An outbox: written in the lookup's transaction, next to its access-log entry; the feedback
+    service pulls the signals in seq order and the registry forgets those it confirms
+    (services/registry/signals.py). seq never repeats, also after the table was emptied: a
+    sequence on PostgreSQL, AUTOINCREMENT on SQLite."""
+
+    __tablename__ = "signals"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    house_id: Mapped[Id]
+    source_record_id: Mapped[str] = mapped_column(String(128))
+    # Empty at intake before a case exists.
+    case_reference: Mapped[str | None] = mapped_column(String(64))
+    zsm_location: Mapped[str] = mapped_column(String(128))
+    lookup_time: Mapped[UtcTime]
+    access_log_seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("access_log.seq"))

@@ -29,6 +29,7 @@ from services.registry.audit_servicer import AuditServicer
 from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
+from services.registry.signals import Signals
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -61,11 +62,12 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
     registry = Registry(engine, houses, clock, policy=policy, sealer=sealer)
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log)
     audit = Audit(engine, clock, policy=policy, log=access_log)
+    signals = Signals(engine, clock, policy=policy, log=access_log)
     server, health_servicer = create_grpc_server(
         settings.max_workers, [SERVICE_NAME, AUDIT_SERVICE_NAME]
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(registry, lookups), server
+        RegistryServicer(registry, lookups, signals), server
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
     credentials = pki.server_credentials(pki.TlsFiles.of(settings.pki_dir, settings.party))

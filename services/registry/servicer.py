@@ -6,16 +6,17 @@ from collections.abc import Iterator
 
 import grpc
 
-from baken.covenants import PURPOSE_TOKENS
+from baken.covenants import PURPOSE_TOKENS, TERUGKOPPELING
 from baken.errors import InvalidArgument, NotFound
 from baken.grpc_server import caller_of, current_request_id, trace_id_of
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.registry import validation
-from services.registry.convert import MarkerConverter, sync_response
+from services.registry.convert import MarkerConverter, signal_message, sync_response
 from services.registry.inquiry import Inquiry
 from services.registry.lookup import Lookups, Question
 from services.registry.markers import SyncCounts
 from services.registry.registry import Registry
+from services.registry.signals import Signals
 
 pb = registry_service_pb2
 SERVICE = "/baken.registry.v1.RegistryService/"
@@ -42,9 +43,10 @@ def inquiry_of(
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, lookups: Lookups) -> None:
+    def __init__(self, registry: Registry, lookups: Lookups, signals: Signals) -> None:
         self._registry = registry
         self._lookups = lookups
+        self._signals = signals
         self._convert = MarkerConverter(registry.houses)
         self._house_list = [h.to_proto() for h in registry.houses.values()]
 
@@ -127,3 +129,13 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             houses=self._house_list[start:end],
             next_page_token=str(end) if end < len(self._house_list) else "",
         )
+
+    def PullSignals(
+        self, request: pb.PullSignalsRequest, context: grpc.ServicerContext
+    ) -> pb.PullSignalsResponse:
+        after_sequence, page_size = validation.pull_signals(request)
+        caller = caller_of(context)
+        # The feedback service pulls on its own behalf: no user at a desk asks.
+        inquiry = inquiry_of(context, SERVICE + "PullSignals", TERUGKOPPELING, caller.id)
+        found = self._signals.pull(inquiry, after_sequence, page_size)
+        return pb.PullSignalsResponse(signals=[signal_message(s) for s in found])

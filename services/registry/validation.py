@@ -44,7 +44,7 @@ def enum_tokens(enum: Any, prefix: str) -> dict[int, str]:
     }
 
 
-class _Checker:
+class Checker:
     def __init__(self) -> None:
         self.violations: list[FieldViolation] = []
 
@@ -120,7 +120,7 @@ class _Checker:
 
 def lookup_values(subject: pseudonym_pb2.Subject, field: str = "subject") -> list[bytes]:
     """The pseudonym values to look up, or InvalidArgument."""
-    check = _Checker()
+    check = Checker()
     refs = check.subject(field, subject)
     check.raise_if_failed()
     return [r.value for r in refs]
@@ -170,7 +170,7 @@ def claimed_key(
 
 
 def _record_key(
-    check: _Checker,
+    check: Checker,
     field: str,
     houses: Mapping[str, House],
     source_system: int,
@@ -208,7 +208,7 @@ def marker_change(
 ) -> MarkerData | Tombstone:
     """A valid upsert or tombstone of the `served` source system, or InvalidArgument naming
     every bad field (reason SOURCE_NOT_SERVED for a record of another source system)."""
-    check = _Checker()
+    check = Checker()
     which = change.WhichOneof("change")
     if which in ("upsert", "tombstone"):
         record = change.upsert if which == "upsert" else change.tombstone
@@ -292,6 +292,23 @@ def page(page_size: int, page_token: str, items: Sequence[object]) -> tuple[int,
     return start, min(start + size, len(items))
 
 
+DEFAULT_SIGNALS_PAGE = 500
+MAX_SIGNALS_PAGE = 5000
+
+
+def pull_signals(request: registry_service_pb2.PullSignalsRequest) -> tuple[int, int]:
+    """(after_sequence, page size): 0 asks for the default page, more than the maximum gets
+    the maximum."""
+    check = Checker()
+    if request.after_sequence < 0:
+        check.fail("after_sequence", "must not be negative")
+    if request.page_size < 0:
+        check.fail("page_size", "must not be negative")
+    check.raise_if_failed()
+    size = min(request.page_size or DEFAULT_SIGNALS_PAGE, MAX_SIGNALS_PAGE)
+    return request.after_sequence, size
+
+
 MAX_CASE_REFERENCE = 64
 MAX_USER = 64
 BREAK_GLASS_REASON = (20, 500)
@@ -329,7 +346,7 @@ def question_fields(
     prefix: str = "",
 ) -> tuple[tuple[bytes, ...], str | None, bool]:
     """(pseudonym values, case reference, minor) of one person asked about."""
-    check = _Checker()
+    check = Checker()
     refs = check.subject(f"{prefix}subject", subject)
     if len(case_reference) > MAX_CASE_REFERENCE or (
         case_reference and not _PRINTABLE.match(case_reference)

@@ -26,49 +26,56 @@ from baken.registry.v1 import house_pb2 as baken_dot_registry_dot_v1_dot_house__
 from baken.registry.v1 import marker_pb2 as baken_dot_registry_dot_v1_dot_marker__pb2
 from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__pb2
 from baken.type.v1 import purpose_pb2 as baken_dot_type_dot_v1_dot_purpose__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(baken/registry/v1/registry_service.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1e\x62\x61ken/registry/v1/marker.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1egoogle/rpc/error_details.proto\x1a\x17google/rpc/status.proto\"\x82\x01\n\rWithheldField\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.baken.registry.v1.WithholdReason\x12\x10\n\x08\x63ovenant\x18\x04 \x01(\t\x12\r\n\x05grant\x18\x05 \x01(\t\"\xdf\x01\n\rLookupRequest\x12\'\n\x07subject\x18\x01 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x04 \x01(\t\x12\x32\n\x0bsubject_age\x18\x05 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\x12\x1a\n\x12\x62reak_glass_reason\x18\x06 \x01(\t\"\x8a\x02\n\x0eLookupResponse\x12\x31\n\x07outcome\x18\x01 \x01(\x0e\x32 .baken.registry.v1.LookupOutcome\x12*\n\x07markers\x18\x02 \x03(\x0b\x32\x19.baken.registry.v1.Marker\x12\x36\n\rmatch_quality\x18\x03 \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality\x12\x32\n\x08withheld\x18\x04 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x13\n\x0b\x62reak_glass\x18\x05 \x01(\x08\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x06 \x01(\x03\"\x89\x01\n\x12\x42\x61tchLookupRequest\x12\x34\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.baken.registry.v1.BatchLookupEntry\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x14\n\x0con_behalf_of\x18\x03 \x01(\t\"\x94\x01\n\x10\x42\x61tchLookupEntry\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x32\n\x0bsubject_age\x18\x04 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\"L\n\x13\x42\x61tchLookupResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.baken.registry.v1.BatchLookupResult\"\x84\x01\n\x11\x42\x61tchLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x33\n\x06lookup\x18\x02 \x01(\x0b\x32!.baken.registry.v1.LookupResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"F\n\x12SyncMarkersRequest\x12\x30\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1f.baken.registry.v1.MarkerChange\"\xa3\x01\n\x13SyncMarkersResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x34\n\nrejections\x18\x06 \x03(\x0b\x32 .baken.registry.v1.SyncRejection\"\xd3\x01\n\rSyncRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x10\n\x08house_id\x18\x03 \x01(\t\x12\x18\n\x10source_record_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"\x1f\n\x0fGetHouseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListHousesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x12ListHousesResponse\x12(\n\x06houses\x18\x01 \x03(\x0b\x32\x18.baken.registry.v1.House\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x7f\n\rLookupOutcome\x12\x1e\n\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n\x15LOOKUP_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17LOOKUP_OUTCOME_WITHHELD\x10\x03*W\n\nSubjectAge\x12\x1b\n\x17SUBJECT_AGE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_AGE_MINOR\x10\x01\x12\x15\n\x11SUBJECT_AGE_ADULT\x10\x02*\x8e\x02\n\x0eWithholdReason\x12\x1f\n\x1bWITHHOLD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHHOLD_REASON_NO_COVENANT\x10\x01\x12\'\n#WITHHOLD_REASON_PURPOSE_NOT_GRANTED\x10\x02\x12\"\n\x1eWITHHOLD_REASON_OUTSIDE_REGION\x10\x03\x12\"\n\x1eWITHHOLD_REASON_ADVICE_EXPIRED\x10\x04\x12#\n\x1fWITHHOLD_REASON_MINOR_AT_INTAKE\x10\x05\x12$\n WITHHOLD_REASON_COVENANT_EXPIRED\x10\x06\x32\xc7\x03\n\x0fRegistryService\x12M\n\x06Lookup\x12 .baken.registry.v1.LookupRequest\x1a!.baken.registry.v1.LookupResponse\x12`\n\x0b\x42\x61tchLookup\x12%.baken.registry.v1.BatchLookupRequest\x1a&.baken.registry.v1.BatchLookupResponse(\x01\x30\x01\x12^\n\x0bSyncMarkers\x12%.baken.registry.v1.SyncMarkersRequest\x1a&.baken.registry.v1.SyncMarkersResponse(\x01\x12H\n\x08GetHouse\x12\".baken.registry.v1.GetHouseRequest\x1a\x18.baken.registry.v1.House\x12Y\n\nListHouses\x12$.baken.registry.v1.ListHousesRequest\x1a%.baken.registry.v1.ListHousesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(baken/registry/v1/registry_service.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1e\x62\x61ken/registry/v1/marker.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\x1a\x17google/rpc/status.proto\"\x82\x01\n\rWithheldField\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.baken.registry.v1.WithholdReason\x12\x10\n\x08\x63ovenant\x18\x04 \x01(\t\x12\r\n\x05grant\x18\x05 \x01(\t\"\xdf\x01\n\rLookupRequest\x12\'\n\x07subject\x18\x01 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x04 \x01(\t\x12\x32\n\x0bsubject_age\x18\x05 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\x12\x1a\n\x12\x62reak_glass_reason\x18\x06 \x01(\t\"\x8a\x02\n\x0eLookupResponse\x12\x31\n\x07outcome\x18\x01 \x01(\x0e\x32 .baken.registry.v1.LookupOutcome\x12*\n\x07markers\x18\x02 \x03(\x0b\x32\x19.baken.registry.v1.Marker\x12\x36\n\rmatch_quality\x18\x03 \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality\x12\x32\n\x08withheld\x18\x04 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x13\n\x0b\x62reak_glass\x18\x05 \x01(\x08\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x06 \x01(\x03\"\x89\x01\n\x12\x42\x61tchLookupRequest\x12\x34\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.baken.registry.v1.BatchLookupEntry\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x14\n\x0con_behalf_of\x18\x03 \x01(\t\"\x94\x01\n\x10\x42\x61tchLookupEntry\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x32\n\x0bsubject_age\x18\x04 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\"L\n\x13\x42\x61tchLookupResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.baken.registry.v1.BatchLookupResult\"\x84\x01\n\x11\x42\x61tchLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x33\n\x06lookup\x18\x02 \x01(\x0b\x32!.baken.registry.v1.LookupResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"F\n\x12SyncMarkersRequest\x12\x30\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1f.baken.registry.v1.MarkerChange\"\xa3\x01\n\x13SyncMarkersResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x34\n\nrejections\x18\x06 \x03(\x0b\x32 .baken.registry.v1.SyncRejection\"\xd3\x01\n\rSyncRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x10\n\x08house_id\x18\x03 \x01(\t\x12\x18\n\x10source_record_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"\x1f\n\x0fGetHouseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListHousesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x12ListHousesResponse\x12(\n\x06houses\x18\x01 \x03(\x0b\x32\x18.baken.registry.v1.House\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x12PullSignalsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"\xbc\x01\n\x06Signal\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\r\n\x05house\x18\x02 \x01(\t\x12\x18\n\x10source_record_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x04 \x01(\t\x12\x14\n\x0czsm_location\x18\x05 \x01(\t\x12/\n\x0blookup_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x07 \x01(\x03\"A\n\x13PullSignalsResponse\x12*\n\x07signals\x18\x01 \x03(\x0b\x32\x19.baken.registry.v1.Signal*\x7f\n\rLookupOutcome\x12\x1e\n\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n\x15LOOKUP_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17LOOKUP_OUTCOME_WITHHELD\x10\x03*W\n\nSubjectAge\x12\x1b\n\x17SUBJECT_AGE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_AGE_MINOR\x10\x01\x12\x15\n\x11SUBJECT_AGE_ADULT\x10\x02*\x8e\x02\n\x0eWithholdReason\x12\x1f\n\x1bWITHHOLD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHHOLD_REASON_NO_COVENANT\x10\x01\x12\'\n#WITHHOLD_REASON_PURPOSE_NOT_GRANTED\x10\x02\x12\"\n\x1eWITHHOLD_REASON_OUTSIDE_REGION\x10\x03\x12\"\n\x1eWITHHOLD_REASON_ADVICE_EXPIRED\x10\x04\x12#\n\x1fWITHHOLD_REASON_MINOR_AT_INTAKE\x10\x05\x12$\n WITHHOLD_REASON_COVENANT_EXPIRED\x10\x06\x32\xa5\x04\n\x0fRegistryService\x12M\n\x06Lookup\x12 .baken.registry.v1.LookupRequest\x1a!.baken.registry.v1.LookupResponse\x12`\n\x0b\x42\x61tchLookup\x12%.baken.registry.v1.BatchLookupRequest\x1a&.baken.registry.v1.BatchLookupResponse(\x01\x30\x01\x12^\n\x0bSyncMarkers\x12%.baken.registry.v1.SyncMarkersRequest\x1a&.baken.registry.v1.SyncMarkersResponse(\x01\x12H\n\x08GetHouse\x12\".baken.registry.v1.GetHouseRequest\x1a\x18.baken.registry.v1.House\x12Y\n\nListHouses\x12$.baken.registry.v1.ListHousesRequest\x1a%.baken.registry.v1.ListHousesResponse\x12\\\n\x0bPullSignals\x12%.baken.registry.v1.PullSignalsRequest\x1a&.baken.registry.v1.PullSignalsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.registry.v1.registry_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOOKUPOUTCOME']._serialized_start=2009
-  _globals['_LOOKUPOUTCOME']._serialized_end=2136
-  _globals['_SUBJECTAGE']._serialized_start=2138
-  _globals['_SUBJECTAGE']._serialized_end=2225
-  _globals['_WITHHOLDREASON']._serialized_start=2228
-  _globals['_WITHHOLDREASON']._serialized_end=2498
-  _globals['_WITHHELDFIELD']._serialized_start=244
-  _globals['_WITHHELDFIELD']._serialized_end=374
-  _globals['_LOOKUPREQUEST']._serialized_start=377
-  _globals['_LOOKUPREQUEST']._serialized_end=600
-  _globals['_LOOKUPRESPONSE']._serialized_start=603
-  _globals['_LOOKUPRESPONSE']._serialized_end=869
-  _globals['_BATCHLOOKUPREQUEST']._serialized_start=872
-  _globals['_BATCHLOOKUPREQUEST']._serialized_end=1009
-  _globals['_BATCHLOOKUPENTRY']._serialized_start=1012
-  _globals['_BATCHLOOKUPENTRY']._serialized_end=1160
-  _globals['_BATCHLOOKUPRESPONSE']._serialized_start=1162
-  _globals['_BATCHLOOKUPRESPONSE']._serialized_end=1238
-  _globals['_BATCHLOOKUPRESULT']._serialized_start=1241
-  _globals['_BATCHLOOKUPRESULT']._serialized_end=1373
-  _globals['_SYNCMARKERSREQUEST']._serialized_start=1375
-  _globals['_SYNCMARKERSREQUEST']._serialized_end=1445
-  _globals['_SYNCMARKERSRESPONSE']._serialized_start=1448
-  _globals['_SYNCMARKERSRESPONSE']._serialized_end=1611
-  _globals['_SYNCREJECTION']._serialized_start=1614
-  _globals['_SYNCREJECTION']._serialized_end=1825
-  _globals['_GETHOUSEREQUEST']._serialized_start=1827
-  _globals['_GETHOUSEREQUEST']._serialized_end=1858
-  _globals['_LISTHOUSESREQUEST']._serialized_start=1860
-  _globals['_LISTHOUSESREQUEST']._serialized_end=1918
-  _globals['_LISTHOUSESRESPONSE']._serialized_start=1920
-  _globals['_LISTHOUSESRESPONSE']._serialized_end=2007
-  _globals['_REGISTRYSERVICE']._serialized_start=2501
-  _globals['_REGISTRYSERVICE']._serialized_end=2956
+  _globals['_LOOKUPOUTCOME']._serialized_start=2365
+  _globals['_LOOKUPOUTCOME']._serialized_end=2492
+  _globals['_SUBJECTAGE']._serialized_start=2494
+  _globals['_SUBJECTAGE']._serialized_end=2581
+  _globals['_WITHHOLDREASON']._serialized_start=2584
+  _globals['_WITHHOLDREASON']._serialized_end=2854
+  _globals['_WITHHELDFIELD']._serialized_start=277
+  _globals['_WITHHELDFIELD']._serialized_end=407
+  _globals['_LOOKUPREQUEST']._serialized_start=410
+  _globals['_LOOKUPREQUEST']._serialized_end=633
+  _globals['_LOOKUPRESPONSE']._serialized_start=636
+  _globals['_LOOKUPRESPONSE']._serialized_end=902
+  _globals['_BATCHLOOKUPREQUEST']._serialized_start=905
+  _globals['_BATCHLOOKUPREQUEST']._serialized_end=1042
+  _globals['_BATCHLOOKUPENTRY']._serialized_start=1045
+  _globals['_BATCHLOOKUPENTRY']._serialized_end=1193
+  _globals['_BATCHLOOKUPRESPONSE']._serialized_start=1195
+  _globals['_BATCHLOOKUPRESPONSE']._serialized_end=1271
+  _globals['_BATCHLOOKUPRESULT']._serialized_start=1274
+  _globals['_BATCHLOOKUPRESULT']._serialized_end=1406
+  _globals['_SYNCMARKERSREQUEST']._serialized_start=1408
+  _globals['_SYNCMARKERSREQUEST']._serialized_end=1478
+  _globals['_SYNCMARKERSRESPONSE']._serialized_start=1481
+  _globals['_SYNCMARKERSRESPONSE']._serialized_end=1644
+  _globals['_SYNCREJECTION']._serialized_start=1647
+  _globals['_SYNCREJECTION']._serialized_end=1858
+  _globals['_GETHOUSEREQUEST']._serialized_start=1860
+  _globals['_GETHOUSEREQUEST']._serialized_end=1891
+  _globals['_LISTHOUSESREQUEST']._serialized_start=1893
+  _globals['_LISTHOUSESREQUEST']._serialized_end=1951
+  _globals['_LISTHOUSESRESPONSE']._serialized_start=1953
+  _globals['_LISTHOUSESRESPONSE']._serialized_end=2040
+  _globals['_PULLSIGNALSREQUEST']._serialized_start=2042
+  _globals['_PULLSIGNALSREQUEST']._serialized_end=2105
+  _globals['_SIGNAL']._serialized_start=2108
+  _globals['_SIGNAL']._serialized_end=2296
+  _globals['_PULLSIGNALSRESPONSE']._serialized_start=2298
+  _globals['_PULLSIGNALSRESPONSE']._serialized_end=2363
+  _globals['_REGISTRYSERVICE']._serialized_start=2857
+  _globals['_REGISTRYSERVICE']._serialized_end=3406
 # @@protoc_insertion_point(module_scope)

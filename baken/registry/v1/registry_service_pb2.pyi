@@ -10,6 +10,7 @@ from baken.type.v1 import purpose_pb2 as _purpose_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import error_details_pb2 as _error_details_pb2
@@ -535,3 +536,95 @@ class ListHousesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListHousesResponse: _TypeAlias = ListHousesResponse  # noqa: Y015
+
+@_typing.final
+class PullSignalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """Every signal up to this sequence was taken over (the registry forgets them); 0 at first."""
+    page_size: _builtins.int
+    """At most this many signals; 0 means 500, values above 5000 are treated as 5000."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullSignalsRequest: _TypeAlias = PullSignalsRequest  # noqa: Y015
+
+@_typing.final
+class Signal(_message.Message):
+    """A ZSM lookup hit a marker: the marking house is to hear that the person flowed in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
+    SOURCE_RECORD_ID_FIELD_NUMBER: _builtins.int
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    ZSM_LOCATION_FIELD_NUMBER: _builtins.int
+    LOOKUP_TIME_FIELD_NUMBER: _builtins.int
+    ACCESS_LOG_ENTRY_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Increasing, without reuse."""
+    house: _builtins.str
+    """"houses/{house}"."""
+    source_record_id: _builtins.str
+    """The house's own record of the person."""
+    case_reference: _builtins.str
+    """The lookup's case reference; empty at intake before a case exists."""
+    zsm_location: _builtins.str
+    """The ZSM desk that looked, e.g. "ZSM Rotterdam-Rijnmond"."""
+    access_log_entry: _builtins.int
+    """The access-log entry of the lookup."""
+    @_builtins.property
+    def lookup_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        house: _builtins.str = ...,
+        source_record_id: _builtins.str = ...,
+        case_reference: _builtins.str = ...,
+        zsm_location: _builtins.str = ...,
+        lookup_time: _timestamp_pb2.Timestamp | None = ...,
+        access_log_entry: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lookup_time", b"lookup_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "case_reference", b"case_reference", "house", b"house", "lookup_time", b"lookup_time", "sequence", b"sequence", "source_record_id", b"source_record_id", "zsm_location", b"zsm_location"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Signal: _TypeAlias = Signal  # noqa: Y015
+
+@_typing.final
+class PullSignalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Signal]:
+        """In sequence order."""
+
+    def __init__(
+        self,
+        *,
+        signals: _abc.Iterable[Global___Signal] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signals", b"signals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullSignalsResponse: _TypeAlias = PullSignalsResponse  # noqa: Y015

@@ -63,6 +63,11 @@ class RegistryServiceStub:
                 request_serializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesRequest.SerializeToString,
                 response_deserializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesResponse.FromString,
                 _registered_method=True)
+        self.PullSignals = channel.unary_unary(
+                '/baken.registry.v1.RegistryService/PullSignals',
+                request_serializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsRequest.SerializeToString,
+                response_deserializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -109,6 +114,13 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullSignals(self, request, context):
+        """For the feedback service only: the signals of ZSM lookups that hit a marker, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +148,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListHouses,
                     request_deserializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesRequest.FromString,
                     response_serializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesResponse.SerializeToString,
+            ),
+            'PullSignals': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullSignals,
+                    request_deserializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsRequest.FromString,
+                    response_serializer=baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +293,33 @@ class RegistryService:
             '/baken.registry.v1.RegistryService/ListHouses',
             baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesRequest.SerializeToString,
             baken_dot_registry_dot_v1_dot_registry__service__pb2.ListHousesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullSignals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.registry.v1.RegistryService/PullSignals',
+            baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsRequest.SerializeToString,
+            baken_dot_registry_dot_v1_dot_registry__service__pb2.PullSignalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

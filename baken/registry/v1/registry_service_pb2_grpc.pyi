@@ -52,6 +52,8 @@ class RegistryServiceStub:
     """One Safety House."""
     ListHouses: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListHousesRequest, _registry_service_pb2.ListHousesResponse]
     """All Safety Houses, paginated."""
+    PullSignals: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.PullSignalsRequest, _registry_service_pb2.PullSignalsResponse]
+    """For the feedback service only: the signals of ZSM lookups that hit a marker, oldest first."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -76,6 +78,8 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """One Safety House."""
     ListHouses: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ListHousesRequest, _registry_service_pb2.ListHousesResponse]  # type: ignore[assignment]
     """All Safety Houses, paginated."""
+    PullSignals: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.PullSignalsRequest, _registry_service_pb2.PullSignalsResponse]  # type: ignore[assignment]
+    """For the feedback service only: the signals of ZSM lookups that hit a marker, oldest first."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The national marker registry: one hit/no-hit lookup over every Safety House's markers.
@@ -127,5 +131,13 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.ListHousesResponse, _abc.Awaitable[_registry_service_pb2.ListHousesResponse]]:
         """All Safety Houses, paginated."""
+
+    @_abc_1.abstractmethod
+    def PullSignals(
+        self,
+        request: _registry_service_pb2.PullSignalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.PullSignalsResponse, _abc.Awaitable[_registry_service_pb2.PullSignalsResponse]]:
+        """For the feedback service only: the signals of ZSM lookups that hit a marker, oldest first."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
