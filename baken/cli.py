@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from pydantic import ValidationError
 
 from adapters import cli as adapter_cli
-from baken import audit_cli, covenants, logs, pki
+from baken import audit_cli, covenants, feedback_cli, logs, pki, sealed
 from baken.client import error_reason
 from baken.covenants import INTAKE, PURPOSES, CovenantError
 from baken.db import SchemaError
@@ -24,7 +24,7 @@ from baken.grpc_server import ListenError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
-from baken.settings import RegistrySettings
+from baken.settings import FeedbackSettings, RegistrySettings
 from baken.signing import SigningKeyError
 from baken.type.v1 import pseudonym_pb2
 from services.registry.at_rest import SealError
@@ -43,18 +43,24 @@ def registry_settings(**options: Any) -> RegistrySettings:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    options = {
+        "address": args.address,
+        "data_dir": args.data_dir,
+        "database_url": args.database_url,
+        "max_workers": args.max_workers,
+        "pki_dir": args.pki_dir,
+        "covenants_dir": args.covenants_dir,
+    }
+    logs.configure()
+    if args.service == "feedback":
+        from services.feedback.server import serve as serve_feedback
+
+        options["registry"] = args.registry
+        serve_feedback(FeedbackSettings(**{k: v for k, v in options.items() if v is not None}))
+        return
     from services.registry.server import serve
 
-    settings = registry_settings(
-        address=args.address,
-        data_dir=args.data_dir,
-        database_url=args.database_url,
-        max_workers=args.max_workers,
-        pki_dir=args.pki_dir,
-        covenants_dir=args.covenants_dir,
-    )
-    logs.configure()
-    serve(settings)
+    serve(registry_settings(**options))
 
 
 def _key_file(args: argparse.Namespace) -> Path:
@@ -153,8 +159,13 @@ def _lookup(args: argparse.Namespace) -> None:
 def _pki(args: argparse.Namespace) -> None:
     if (args.dir / "ca.pem").exists():
         raise UserError(f"{args.dir} holds a CA already; remove it to start afresh")
-    issued = pki.init(args.dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
+    from baken.houses import load_houses
+
+    now = dt.datetime.now(dt.UTC)
+    issued = pki.init(args.dir, covenants.identities(), now=now)
+    sealed.init_house_keys(args.dir / "houses", load_houses(), now=now)
     print(f"{args.dir}: development CA and certificates for {', '.join(issued)}")
+    print(f"{args.dir / 'houses'}: an X25519 key pair per Safety House (aanmeldingen)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -170,20 +181,23 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["registry"])
-    serve.add_argument("--address", help="host:port (env BAKEN_REGISTRY_ADDRESS)")
+    serve.add_argument("service", choices=["registry", "feedback"])
+    serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
     serve.add_argument(
-        "--data-dir", type=Path, help="SQLite data dir (env BAKEN_REGISTRY_DATA_DIR)"
+        "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
     )
-    serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_REGISTRY_DATABASE_URL)")
+    serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_<SERVICE>_DATABASE_URL)")
     serve.add_argument("--max-workers", type=int)
     serve.add_argument(
-        "--pki-dir", type=Path, help="CA and certificates (env BAKEN_REGISTRY_PKI_DIR)"
+        "--pki-dir", type=Path, help="CA and certificates (env BAKEN_<SERVICE>_PKI_DIR)"
     )
     serve.add_argument(
         "--covenants-dir",
         type=Path,
-        help="party register and covenant files (env BAKEN_REGISTRY_COVENANTS_DIR)",
+        help="party register and covenant files (env BAKEN_<SERVICE>_COVENANTS_DIR)",
+    )
+    serve.add_argument(
+        "--registry", help="(feedback) the registry, host:port (env BAKEN_FEEDBACK_REGISTRY)"
     )
     serve.set_defaults(run=_serve)
 
@@ -259,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     pki_init.set_defaults(run=_pki)
 
     audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
+    feedback_cli.add_parsers(sub, KEY_FILE_ENV, PKI_DIR_ENV)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
 
@@ -271,10 +286,12 @@ def parser() -> argparse.ArgumentParser:
 
 def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
     code = error.code()
+    target = getattr(args, "feedback", None)
+    service = f"the feedback service at {target}" if target else f"the registry at {args.registry}"
     if code == grpc.StatusCode.UNAVAILABLE:
-        return f"the registry at {args.registry} is not reachable (UNAVAILABLE)"
+        return f"{service} is not reachable (UNAVAILABLE)"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"the registry at {args.registry} did not answer within {args.timeout:g} s"
+        return f"{service} did not answer within {args.timeout:g} s"
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     fields = []
     if status is not None:

@@ -87,3 +87,9 @@ class PermissionDenied(BakenError):
 
 class FailedPrecondition(BakenError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(BakenError):
+    """A service this one needs cannot be reached now; the call may be retried as it is."""
+
+    code = grpc.StatusCode.UNAVAILABLE

@@ -22,6 +22,12 @@ class House:
     contact_email: str
 
     @property
+    def source_system_token(self) -> str:
+        """ "gcos", "amazone" or "pga": as the party register names an adapter's system."""
+        name = house_pb2.SourceSystem.Name(self.source_system)
+        return name.removeprefix("SOURCE_SYSTEM_").lower()
+
+    @property
     def name(self) -> str:
         return f"houses/{self.id}"
 
@@ -54,3 +60,16 @@ def load_houses() -> Mapping[str, House]:
         )
         for house_id, h in data["houses"].items()
     }
+
+
+def load_municipalities(houses: Mapping[str, House]) -> Mapping[str, str]:
+    """Residence municipality (as CBS spells it, compared case-insensitively: lowercase keys)
+    -> the id of the house that covers it (municipalities.toml)."""
+    data = tomllib.loads(
+        resources.files("baken").joinpath("municipalities.toml").read_text("utf-8")
+    )
+    covered = {name.casefold(): house_id for name, house_id in data["municipalities"].items()}
+    unknown = set(covered.values()) - houses.keys()
+    if unknown:
+        raise ValueError(f"municipalities.toml names houses not in houses.toml: {sorted(unknown)}")
+    return covered

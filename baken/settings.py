@@ -44,3 +44,39 @@ class RegistrySettings(BaseSettings):
 
     def resolved_audit_signing_key(self) -> Path:
         return self.audit_signing_key or self.data_dir / "audit-signing.key"
+
+
+class FeedbackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BAKEN_FEEDBACK_", frozen=True)
+
+    # host:port to listen on; port 0 picks a free one.
+    address: str = "127.0.0.1:50052"
+    # Where the SQLite database lives when no database_url is given.
+    data_dir: Path = Path("var/feedback")
+    # Overrides data_dir: the feedback service's own database (not the registry's).
+    database_url: str | None = None
+    # Threads answering RPCs; every subscribed house holds one for its stream.
+    max_workers: int = 64
+    pki_dir: Path = Path("var/pki")
+    party: str = "feedback"
+    covenants_dir: Path = DEFAULT_DIR
+    # The registry: routing lookups and the signals of ZSM lookups.
+    registry: str = "127.0.0.1:50051"
+    # Ed25519 key that signs the access log's checkpoints. Default: data_dir/audit-signing.key.
+    audit_signing_key: Path | None = None
+    checkpoint_every: int = 1000
+    # An item not acknowledged comes again after base, 2x base, 4x base ... up to cap seconds;
+    # after max_attempts sends (or failures) it is a dead letter.
+    redelivery_base_seconds: float = 2.0
+    redelivery_cap_seconds: float = 3600.0
+    max_attempts: int = 12
+    # How often a waiting stream looks for items committed by another process, and how often
+    # the registry is asked for new signals.
+    poll_seconds: float = 1.0
+    signal_poll_seconds: float = 1.0
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir, "feedback.db")
+
+    def resolved_audit_signing_key(self) -> Path:
+        return self.audit_signing_key or self.data_dir / "audit-signing.key"

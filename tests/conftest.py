@@ -180,3 +180,30 @@ def json_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
         yield read
     finally:
         structlog.reset_defaults()
+
+
+@pytest.fixture
+def feedback(
+    shipped_registry: RunningRegistry,
+    ring: KeyRing,
+    tmp_path: Path,
+    engines: Callable[[str], Engine],
+) -> Iterator[Any]:
+    """A feedback service (shipped covenants, fast redelivery: 0.2 s base, 3 attempts) in front
+    of `shipped_registry`, with its own database of the same kind. Signals are taken over
+    when a test calls `feedback.server.follower.follow_once()`."""
+    from feedback_harness import running_feedback
+
+    with running_feedback(shipped_registry, ring, tmp_path, engines) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def house_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An X25519 key pair per house (baken/sealed.py), for aanmeldingen."""
+    from baken import sealed
+    from baken.houses import load_houses
+
+    directory = tmp_path_factory.mktemp("house-keys")
+    sealed.init_house_keys(directory, load_houses(), now=dt.datetime.now(dt.UTC))
+    return directory

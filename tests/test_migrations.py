@@ -11,30 +11,43 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, MetaData, inspect, text
 
 from baken import db
 from baken.settings import RegistrySettings
+from services.feedback import models as feedback_models
+from services.feedback.server import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.registry import models  # noqa: F401  (registers the tables on Base.metadata)
 from services.registry.server import MIGRATIONS, create_server
 
+# Each service's migrations and the models they must end in.
+SERVICES = pytest.mark.parametrize(
+    ("migrations", "metadata"),
+    [(MIGRATIONS, db.Base.metadata), (FEEDBACK_MIGRATIONS, feedback_models.Base.metadata)],
+    ids=["registry", "feedback"],
+)
 
+
+@SERVICES
 def test_the_migrations_end_in_exactly_the_models(
-    database_url: str, engines: Callable[[str], Engine]
+    database_url: str, engines: Callable[[str], Engine], migrations: Path, metadata: MetaData
 ) -> None:
     engine = engines(database_url)
-    head = db.upgrade_to_head(MIGRATIONS, engine)
+    head = db.upgrade_to_head(migrations, engine)
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert context.get_current_revision() == head
-        differences = compare_metadata(context, db.Base.metadata)
+        differences = compare_metadata(context, metadata)
 
     assert differences == []
 
 
-def test_there_is_one_head(database_url: str, engines: Callable[[str], Engine]) -> None:
-    script = ScriptDirectory.from_config(db.alembic_config(MIGRATIONS, engines(database_url)))
+@SERVICES
+def test_there_is_one_head(
+    database_url: str, engines: Callable[[str], Engine], migrations: Path, metadata: MetaData
+) -> None:
+    script = ScriptDirectory.from_config(db.alembic_config(migrations, engines(database_url)))
     assert len(script.get_heads()) == 1
 
 
@@ -44,21 +57,22 @@ def test_upgrading_twice_is_harmless(database_url: str, engines: Callable[[str],
     assert db.upgrade_to_head(MIGRATIONS, engine) == first
 
 
+@SERVICES
 def test_every_migration_downgrades_to_an_empty_database_and_back(
-    database_url: str, engines: Callable[[str], Engine]
+    database_url: str, engines: Callable[[str], Engine], migrations: Path, metadata: MetaData
 ) -> None:
     engine = engines(database_url)
-    db.upgrade_to_head(MIGRATIONS, engine)
-    config = db.alembic_config(MIGRATIONS, engine)
+    db.upgrade_to_head(migrations, engine)
+    config = db.alembic_config(migrations, engine)
 
     command.downgrade(config, "base")
     with engine.connect() as connection:
         assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
-    db.upgrade_to_head(MIGRATIONS, engine)
+    db.upgrade_to_head(migrations, engine)
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, db.Base.metadata) == []
+        assert compare_metadata(context, metadata) == []
 
 
 def test_the_server_refuses_a_database_at_an_unknown_revision(

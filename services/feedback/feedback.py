@@ -1,0 +1,591 @@
+"""The feedback service's work: record decisions, take over signals, ask and track advice.
+
+Everything a call writes (the decision, its delivery items, the access-log entry) commits in one
+transaction; the outbox is woken after the commit. Which houses marked the person, and whether
+one has CURRENT or AGED advice, comes from the registry (a lookup for purpose terugkoppeling
+under the feedback service's own certificate, itself in the registry's access log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from baken import db
+from baken.access import AccessPolicy
+from baken.clock import Clock
+from baken.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.houses import House
+from baken.pki import Identity
+from baken.registry.v1 import registry_service_pb2
+from baken.type.v1 import purpose_pb2
+from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
+from services.feedback.outbox import Outbox, deliveries
+from services.feedback.routing import (
+    Item,
+    Marking,
+    NotRouted,
+    Recipients,
+    Routing,
+    route_advice_request,
+    route_decision,
+    route_signal,
+)
+from services.registry.access_log import AccessLog, utc
+from services.registry.inquiry import Inquiry, entry
+
+decisions = cast(Table, DecisionRow.__table__)
+advice_requests = cast(Table, AdviceRequestRow.__table__)
+cursor_table = cast(Table, SignalCursorRow.__table__)
+
+DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
+SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
+ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
+PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
+ADVICE_PURPOSE = "advies-op-aanvraag"
+TERUGKOPPELING = "terugkoppeling"
+MIN_TERM = dt.timedelta(hours=24)
+MAX_TERM = dt.timedelta(days=7)
+_ADVICE_GIVEN = (pb.ADVICE_FOLLOWED_FOLLOWED, pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
+
+
+class Registry(Protocol):
+    """What the feedback service asks of the registry."""
+
+    def markings(
+        self,
+        subject: Sequence[tuple[int, str, bytes]],
+        *,
+        case_reference: str,
+        subject_age: int,
+        on_behalf_of: str,
+        purpose: int,
+    ) -> list[Marking]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignalIn:
+    """A registry signal as the follower took it over."""
+
+    sequence: int
+    house_id: str
+    source_record_id: str
+    case_reference: str
+    zsm_location: str
+    lookup_time: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    name: str
+    routing: Routing
+    purged_items: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceRequestView:
+    id: str
+    case_reference: str
+    house_id: str
+    delivery_key: str
+    requested_by: str
+    requested_time: dt.datetime
+    due_time: dt.datetime
+    answered_time: dt.datetime | None
+
+    def state(self, now: dt.datetime) -> int:
+        if self.answered_time is not None:
+            return pb.ADVICE_REQUEST_STATE_ANSWERED
+        if now >= self.due_time:
+            return pb.ADVICE_REQUEST_STATE_OVERDUE
+        return pb.ADVICE_REQUEST_STATE_OPEN
+
+
+def _subject(request_subject: object) -> list[tuple[int, str, bytes]]:
+    return [(p.kind, p.key_id, p.value) for p in request_subject.pseudonyms]  # type: ignore[attr-defined]
+
+
+def _values(request_subject: object) -> tuple[bytes, ...]:
+    return tuple(p.value for p in request_subject.pseudonyms)  # type: ignore[attr-defined]
+
+
+class Feedback:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        policy: AccessPolicy,
+        houses: Mapping[str, House],
+        municipalities: Mapping[str, str],
+        registry: Registry,
+        outbox: Outbox,
+        log: AccessLog,
+        identity: Identity,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._policy = policy
+        self._houses = houses
+        self._municipalities = municipalities
+        self._registry = registry
+        self._outbox = outbox
+        self._log = log
+        self._recipients = Recipients(policy, houses)
+        # The feedback service itself, for what it does of its own accord (signals).
+        self._identity = identity
+        regions = {h.region: h.region_display_name for h in houses.values()}
+        self._locations = {
+            p.id: f"ZSM {regions[p.region]}"
+            for p in policy.covenants.parties.values()
+            if p.region in regions
+        }
+
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+    # -- who may ----------------------------------------------------------------------------------
+
+    def authorise(self, caller: Identity, purpose: str) -> None:
+        self._policy.authorise(caller, purpose, self._clock.today())
+
+    def check_adapter_for(self, caller: Identity, house_id: str) -> House:
+        """The caller must be the source adapter of the house's source system."""
+        self._policy.check_party(caller)
+        house = self._houses.get(house_id)
+        if house is None:
+            raise NotFound("HOUSE_NOT_FOUND", "no house has this name")
+        party = self._policy.covenants.parties[caller.id]
+        system = house.source_system_token
+        if caller.role != "source-adapter" or party.source_system != system:
+            raise PermissionDenied(
+                "NOT_THE_HOUSES_ADAPTER", f"only the {system} adapter takes this house's items"
+            )
+        return house
+
+    def check_operator(self, caller: Identity) -> None:
+        self._policy.check_party(caller)
+        if caller.role != "operator":
+            raise PermissionDenied("OPERATORS_ONLY", "only an operator handles dead letters")
+
+    def referral_house(self, municipality: str) -> str | None:
+        return self._municipalities.get(municipality.strip().casefold())
+
+    def location_of(self, caller: Identity) -> str:
+        return self._locations.get(caller.id, caller.organisation)
+
+    # -- decisions --------------------------------------------------------------------------------
+
+    def record_decision(self, inquiry: Inquiry, request: pb.RecordDecisionRequest) -> Recorded:
+        caller = inquiry.caller
+        self.authorise(caller, TERUGKOPPELING)
+        request_key = f"{caller.id}:{request.request_key}" if request.request_key else None
+        if request_key is not None:
+            earlier = self._earlier(request_key)
+            if earlier is not None:
+                return earlier
+        if request.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+            return Recorded("", Routing((), ()), self._purge(inquiry, request.case_reference))
+        markings = self._registry.markings(
+            _subject(request.subject),
+            case_reference=request.case_reference,
+            subject_age=request.subject_age,
+            on_behalf_of=_on_behalf(caller, inquiry.on_behalf_of),
+            purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        )
+        _check_advice(request, markings)
+        now = self._clock.now()
+        decision_id = uuid.uuid4().hex[:20]
+        referral_house = self.referral_house(request.residence_municipality)
+        routing = route_decision(
+            request,
+            markings,
+            self._recipients,
+            decision_id=decision_id,
+            referral_house=referral_house,
+            zsm_location=self.location_of(caller),
+            now=now,
+        )
+        not_routed = routing.not_routed
+        if not markings and request.complex_problems_suspected and referral_house is None:
+            not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
+        routing = Routing(routing.items, not_routed)
+        with db.write_transaction(self._engine) as connection:
+            self._check_no_advice_in_term(connection, request.case_reference, now)
+            connection.execute(
+                decisions.insert().values(
+                    id=decision_id,
+                    request_key=request_key,
+                    case_reference=request.case_reference,
+                    party_id=caller.id,
+                    recorded_time=now,
+                    code=request.code,
+                    stage=request.stage,
+                    minor=request.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
+                    known=bool(markings),
+                    advice_current=any(m.advice_counts for m in markings),
+                    advice_followed=request.advice_followed,
+                    complex_problems=request.complex_problems_suspected,
+                )
+            )
+            self._outbox.add(
+                connection,
+                routing.items,
+                now,
+                case_reference=request.case_reference,
+                decision_id=decision_id,
+            )
+            self._append(
+                connection,
+                inquiry,
+                now,
+                "routed" if routing.items else "not-routed",
+                activity=DECISION_ACTIVITY,
+                subject=_values(request.subject),
+                case_reference=request.case_reference,
+                routing=routing,
+                decision=pb.DecisionCode.Name(request.code),
+            )
+        self._outbox.notify()
+        return Recorded(f"decisions/{decision_id}", routing)
+
+    def _earlier(self, request_key: str) -> Recorded | None:
+        with self._engine.connect() as connection:
+            decision_id = connection.execute(
+                select(decisions.c.id).where(decisions.c.request_key == request_key)
+            ).scalar()
+            if decision_id is None:
+                return None
+            rows = connection.execute(
+                select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
+                .where(deliveries.c.decision_id == decision_id)
+                .order_by(deliveries.c.seq)
+            ).all()
+        items = tuple(
+            Item(r.key, r.house_id, "", pb.Delivery(key=r.key, kind=r.kind), (), {}) for r in rows
+        )
+        return Recorded(f"decisions/{decision_id}", Routing(items, ()))
+
+    def _check_no_advice_in_term(
+        self, connection: Connection, case_reference: str, now: dt.datetime
+    ) -> None:
+        waiting = connection.execute(
+            select(advice_requests.c.house_id, advice_requests.c.due_time)
+            .where(
+                advice_requests.c.case_reference == case_reference,
+                advice_requests.c.answered_time.is_(None),
+                advice_requests.c.due_time > now,
+            )
+            .order_by(advice_requests.c.due_time)
+            .limit(1)
+        ).first()
+        if waiting is not None:
+            raise FailedPrecondition(
+                "ADVICE_REQUEST_IN_TERM",
+                f"advice was asked of houses/{waiting.house_id} until "
+                f"{utc(waiting.due_time).isoformat(timespec='minutes')}; decide after its "
+                "answer or once the term has passed",
+            )
+
+    def _purge(self, inquiry: Inquiry, case_reference: str) -> int:
+        """Technisch sepot 01: nobody may use the case's data. Everything of the case goes,
+        queued items included; the log says that a purge happened, by whom, and how much,
+        never which case."""
+        now = self._clock.now()
+        with db.write_transaction(self._engine) as connection:
+            items = self._outbox.purge_case(connection, case_reference)
+            requests = connection.execute(
+                delete(advice_requests).where(advice_requests.c.case_reference == case_reference)
+            ).rowcount
+            earlier = connection.execute(
+                delete(decisions).where(decisions.c.case_reference == case_reference)
+            ).rowcount
+            self._append(
+                connection,
+                inquiry,
+                now,
+                "purged",
+                activity=PURGE_ACTIVITY,
+                purged={"items": items, "advice_requests": requests, "decisions": earlier},
+            )
+        self._outbox.notify()
+        return items
+
+    # -- signals ----------------------------------------------------------------------------------
+
+    def signal_cursor(self) -> int:
+        with self._engine.connect() as connection:
+            value = connection.execute(select(cursor_table.c.after_sequence)).scalar()
+        return int(value or 0)
+
+    def take_over_signals(self, signals: Sequence[SignalIn]) -> int:
+        """Items for the signals, and the cursor past them, in one transaction: a crash
+        before the commit takes them over again, after it never twice (keys dedupe too)."""
+        if not signals:
+            return 0
+        now = self._clock.now()
+        routed = [
+            (
+                s,
+                route_signal(
+                    self._recipients,
+                    house_id=s.house_id,
+                    source_record_id=s.source_record_id,
+                    case_reference=s.case_reference,
+                    zsm_location=s.zsm_location,
+                    lookup_time=s.lookup_time,
+                    sequence=s.sequence,
+                ),
+            )
+            for s in signals
+            if s.house_id in self._houses
+        ]
+        items = [(s, r) for s, r in routed if isinstance(r, Item)]
+        last = max(s.sequence for s in signals)
+        with db.write_transaction(self._engine) as connection:
+            new = 0
+            for signal, item in items:
+                new += self._outbox.add(
+                    connection, [item], now, case_reference=signal.case_reference or None
+                )
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            connection.execute(
+                dialect.insert(cursor_table)
+                .values(id=1, after_sequence=last)
+                .on_conflict_do_update(index_elements=["id"], set_={"after_sequence": last})
+            )
+            inquiry = Inquiry(
+                self._identity,
+                TERUGKOPPELING,
+                on_behalf_of="signal-follower",
+                operation="TakeOverSignals",
+                request_id="",
+                client_address="",
+                trace_id=uuid.uuid4().hex,
+            )
+            self._append(
+                connection,
+                inquiry,
+                now,
+                "routed",
+                activity=SIGNAL_ACTIVITY,
+                routing=Routing(
+                    tuple(i for _, i in items),
+                    tuple(r for _, r in routed if isinstance(r, NotRouted)),
+                ),
+                signals=[signals[0].sequence, last],
+            )
+        self._outbox.notify()
+        return new
+
+    # -- advice on request ------------------------------------------------------------------------
+
+    def request_advice(
+        self, inquiry: Inquiry, request: pb.RequestAdviceRequest, house_id: str, term: dt.timedelta
+    ) -> AdviceRequestView:
+        caller = inquiry.caller
+        self.authorise(caller, ADVICE_PURPOSE)
+        markings = self._registry.markings(
+            _subject(request.subject),
+            case_reference=request.case_reference,
+            subject_age=request.subject_age,
+            on_behalf_of=_on_behalf(caller, inquiry.on_behalf_of),
+            purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
+        )
+        marking = next((m for m in markings if m.house_id == house_id), None)
+        if marking is None:
+            raise FailedPrecondition(
+                "NOT_MARKED_BY_HOUSE",
+                f"houses/{house_id} has not marked this person; ask a house that has",
+            )
+        now = self._clock.now()
+        request_id = uuid.uuid4().hex[:20]
+        routed = route_advice_request(
+            self._recipients,
+            request_id=request_id,
+            marking=marking,
+            case_reference=request.case_reference,
+            question=request.question,
+            zsm_location=self.location_of(caller),
+            now=now,
+            due=now + term,
+        )
+        if isinstance(routed, NotRouted):
+            raise FailedPrecondition(
+                f"HOUSE_NOT_GRANTED_{routed.reason}",
+                f"no covenant in force lets houses/{house_id} receive advice requests",
+            )
+        view = AdviceRequestView(
+            request_id,
+            request.case_reference,
+            house_id,
+            routed.key,
+            caller.id,
+            now,
+            now + term,
+            None,
+        )
+        with db.write_transaction(self._engine) as connection:
+            connection.execute(
+                advice_requests.insert().values(
+                    id=view.id,
+                    case_reference=view.case_reference,
+                    house_id=view.house_id,
+                    delivery_key=view.delivery_key,
+                    requested_by=view.requested_by,
+                    requested_time=view.requested_time,
+                    due_time=view.due_time,
+                )
+            )
+            self._outbox.add(connection, [routed], now, case_reference=request.case_reference)
+            self._append(
+                connection,
+                inquiry,
+                now,
+                "routed",
+                activity=ADVICE_ACTIVITY,
+                subject=_values(request.subject),
+                case_reference=request.case_reference,
+                routing=Routing((routed,), ()),
+                due=view.due_time.isoformat(),
+            )
+        self._outbox.notify()
+        return view
+
+    def answer_advice(self, caller: Identity, delivery_key: str) -> AdviceRequestView:
+        """The house gave the advice asked for; answering twice keeps the first time."""
+        view = self._advice_request(delivery_key)
+        self.check_adapter_for(caller, view.house_id)
+        if view.answered_time is None:
+            with db.write_transaction(self._engine) as connection:
+                connection.execute(
+                    update(advice_requests)
+                    .where(
+                        advice_requests.c.delivery_key == delivery_key,
+                        advice_requests.c.answered_time.is_(None),
+                    )
+                    .values(answered_time=self._clock.now())
+                )
+            view = self._advice_request(delivery_key)
+        return view
+
+    def _advice_request(self, delivery_key: str) -> AdviceRequestView:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(advice_requests).where(advice_requests.c.delivery_key == delivery_key)
+            ).first()
+        if row is None:
+            raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this delivery key")
+        return _view(row)
+
+    def advice_requests(
+        self, caller: Identity, *, overdue_only: bool, house_id: str | None
+    ) -> list[AdviceRequestView]:
+        """Unanswered requests (open and overdue), earliest term first."""
+        if caller.role != "operator":
+            self.authorise(caller, ADVICE_PURPOSE)
+        else:
+            self._policy.check_party(caller)
+        now = self._clock.now()
+        query = select(advice_requests).where(advice_requests.c.answered_time.is_(None))
+        if overdue_only:
+            query = query.where(advice_requests.c.due_time <= now)
+        if house_id is not None:
+            query = query.where(advice_requests.c.house_id == house_id)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(advice_requests.c.due_time)).all()
+        return [_view(r) for r in rows]
+
+    # -- the access log ---------------------------------------------------------------------------
+
+    def _append(
+        self,
+        connection: Connection,
+        inquiry: Inquiry,
+        now: dt.datetime,
+        outcome: str,
+        *,
+        activity: str,
+        subject: Sequence[bytes] = (),
+        case_reference: str | None = None,
+        routing: Routing | None = None,
+        **extra: Any,
+    ) -> None:
+        body: dict[str, Any] = dict(extra)
+        if routing is not None:
+            # Per item: which house got which fields, under which covenant; and who got nothing.
+            body["items"] = [
+                {
+                    "key": i.key,
+                    "house": i.house_id,
+                    "kind": pb.DeliveryKind.Name(i.delivery.kind),
+                    "fields": dict(i.sent),
+                    "withheld": list(i.withheld),
+                }
+                for i in routing.items
+            ]
+            body["not_routed"] = [
+                {"house": n.house_id, "reason": n.reason} for n in routing.not_routed
+            ]
+        self._log.append(
+            connection,
+            [
+                entry(
+                    inquiry,
+                    now,
+                    outcome,
+                    activity=activity,
+                    subject=subject,
+                    case_reference=case_reference,
+                    **body,
+                ),
+            ],
+            now,
+        )
+
+
+def _view(row: object) -> AdviceRequestView:
+    r = row
+    return AdviceRequestView(
+        r.id,  # type: ignore[attr-defined]
+        r.case_reference,  # type: ignore[attr-defined]
+        r.house_id,  # type: ignore[attr-defined]
+        r.delivery_key,  # type: ignore[attr-defined]
+        r.requested_by,  # type: ignore[attr-defined]
+        utc(r.requested_time),  # type: ignore[attr-defined]
+        utc(r.due_time),  # type: ignore[attr-defined]
+        None if r.answered_time is None else utc(r.answered_time),  # type: ignore[attr-defined]
+    )
+
+
+def _on_behalf(caller: Identity, user: str) -> str:
+    """The registry's responsible user for a routing lookup: the desk and its user."""
+    return f"{caller.id}/{user}"[:64]
+
+
+def _check_advice(request: pb.RecordDecisionRequest, markings: Sequence[Marking]) -> None:
+    """When a house has CURRENT or AGED advice, ZSM must say whether it followed it."""
+    advising = [m.house_id for m in markings if m.advice_counts]
+    if advising and request.advice_followed not in _ADVICE_GIVEN:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "advice_followed",
+                    f"required: houses/{advising[0]} has CURRENT or AGED advice for this "
+                    "person; FOLLOWED or NOT_FOLLOWED (with deviation_reason)",
+                )
+            ]
+        )

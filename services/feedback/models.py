@@ -1,0 +1,143 @@
+"""The feedback service's tables. Alembic migrations under migrations/ are the schema's source of
+truth. The access log's tables (services/registry/models.py) are the registry's, copied into this
+service's own database: one log format, verified by the same `baken audit verify`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from baken.db import NAMING_CONVENTION, Id, UtcTime
+from services.registry.models import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+
+
+class Base(DeclarativeBase):
+    """The feedback database's own tables (not the registry's)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# The access log's tables, as the registry defines them, in this database too.
+for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow):
+    cast(Table, _row.__table__).to_metadata(Base.metadata)
+
+
+class DecisionRow(Base):
+    """A recorded ZSM decision: what management information counts, never who or why.
+    The decision's content travels only in its delivery items."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_case_reference", "case_reference"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The caller's retry key (RecordDecisionRequest.request_key), per party.
+    request_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    case_reference: Mapped[str] = mapped_column(String(64))
+    party_id: Mapped[Id]
+    recorded_time: Mapped[UtcTime]
+    code: Mapped[int] = mapped_column(SmallInteger)
+    stage: Mapped[int] = mapped_column(SmallInteger)
+    minor: Mapped[bool] = mapped_column(Boolean)
+    # Was the person known at any house; did a CURRENT or AGED advice exist; was it followed.
+    known: Mapped[bool] = mapped_column(Boolean)
+    advice_current: Mapped[bool] = mapped_column(Boolean)
+    advice_followed: Mapped[int] = mapped_column(SmallInteger)
+    complex_problems: Mapped[bool] = mapped_column(Boolean)
+
+
+class DeliveryRow(Base):
+    """One item for one house: the outbox. `payload` is the serialised baken.feedback.v1.Delivery
+    (without `attempt`); it is dropped once the house acknowledged the item."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index(
+            "ix_deliveries_pending",
+            "house_id",
+            "next_attempt_time",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_deliveries_person",
+            "house_id",
+            "person_key",
+            "seq",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index("ix_deliveries_case_reference", "case_reference"),
+        Index(
+            "ix_deliveries_dead",
+            "house_id",
+            sqlite_where=text("state = 'dead'"),
+            postgresql_where=text("state = 'dead'"),
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    house_id: Mapped[Id]
+    # Items with the same person key reach the house in the order they were made.
+    person_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    case_reference: Mapped[str | None] = mapped_column(String(64))
+    decision_id: Mapped[str | None] = mapped_column(String(32))
+    # "pending", "acked" or "dead".
+    state: Mapped[str] = mapped_column(String(8))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_time: Mapped[UtcTime]
+    next_attempt_time: Mapped[UtcTime]
+    last_attempt_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    acked_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The adapter's last failure: a field name and what is wrong, never a value.
+    last_failure: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class AdviceRequestRow(Base):
+    """Advies op aanvraag: asked of one house, answered (or not) within its term."""
+
+    __tablename__ = "advice_requests"
+    __table_args__ = (
+        Index("ix_advice_requests_case_reference", "case_reference"),
+        Index(
+            "ix_advice_requests_open",
+            "due_time",
+            sqlite_where=text("answered_time IS NULL"),
+            postgresql_where=text("answered_time IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_reference: Mapped[str] = mapped_column(String(64))
+    house_id: Mapped[Id]
+    delivery_key: Mapped[str] = mapped_column(String(128), unique=True)
+    requested_by: Mapped[Id]
+    requested_time: Mapped[UtcTime]
+    due_time: Mapped[UtcTime]
+    answered_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SignalCursorRow(Base):
+    """How far the registry's signals were taken over (one row)."""
+
+    __tablename__ = "signal_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    after_sequence: Mapped[int] = mapped_column(BigInteger)

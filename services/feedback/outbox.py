@@ -1,0 +1,299 @@
+"""The delivery outbox: items committed with what caused them, handed to each house's adapter
+until acknowledged, then kept without content for management information.
+
+An item is sent when it is due and no earlier item for the same person at the same house is
+still pending (per-person order). Each send counts an attempt and sets the next one a backoff
+later, so an item nobody acknowledges comes again: 1x, 2x, 4x ... the base, up to the cap. An
+item sent `max_attempts` times without acknowledgement, or failed as often, becomes a dead
+letter; a dead letter no longer holds back later items for the person. Only sends count: a house
+whose adapter is away for a week loses no attempts and gets everything, in order, on return.
+
+Waiting subscribers are woken when this process commits items (`notify`), and poll otherwise
+(items committed by another process, backoffs that end).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from baken import db
+from baken.clock import Clock
+from baken.errors import NotFound
+from services.feedback.models import DeliveryRow
+from services.feedback.routing import Item
+from services.registry.access_log import utc
+
+deliveries = cast(Table, DeliveryRow.__table__)
+PENDING, ACKED, DEAD = "pending", "acked", "dead"
+NOT_ACKNOWLEDGED = "NOT_ACKNOWLEDGED"
+MAX_FAILURE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: dt.timedelta
+    cap: dt.timedelta
+
+    def after(self, attempts: int) -> dt.timedelta:
+        """The wait before the next attempt, after `attempts` sends; +-20 % jitter spreads the
+        redeliveries of items that failed together."""
+        wait = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
+        jittered: dt.timedelta = wait * random.uniform(0.8, 1.2)
+        return jittered
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    key: str
+    attempt: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    key: str
+    house_id: str
+    kind: int
+    attempts: int
+    created_time: dt.datetime
+    last_attempt_time: dt.datetime | None
+    last_failure: str
+
+
+_DUE = text(
+    """
+    SELECT d.seq, d.key, d.attempts, d.payload, d.last_failure FROM deliveries d
+    WHERE d.house_id = :house AND d.state = 'pending' AND d.next_attempt_time <= :now
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries e
+        WHERE e.house_id = d.house_id AND e.person_key = d.person_key
+          AND e.state = 'pending' AND e.seq < d.seq
+      )
+    ORDER BY d.seq LIMIT :limit
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+
+
+class Outbox:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        backoff: Backoff,
+        max_attempts: int,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._backoff = backoff
+        self._max_attempts = max_attempts
+        self._changed = threading.Condition()
+        self._generation = 0
+
+    # -- writing items (inside the caller's transaction) --------------------------------------
+
+    def add(
+        self,
+        connection: Connection,
+        items: Sequence[Item],
+        now: dt.datetime,
+        *,
+        case_reference: str | None,
+        decision_id: str | None = None,
+    ) -> int:
+        """Store the items; an item whose key is stored already is left as it is (a signal for
+        a case seen before). Returns how many are new. Call `notify` after the commit."""
+        if not items:
+            return 0
+        rows = [
+            {
+                "key": item.key,
+                "house_id": item.house_id,
+                "person_key": item.person_key,
+                "kind": item.kind,
+                "case_reference": case_reference,
+                "decision_id": decision_id,
+                "state": PENDING,
+                "attempts": 0,
+                "created_time": now,
+                "next_attempt_time": now,
+                "payload": item.delivery.SerializeToString(),
+            }
+            for item in items
+        ]
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["key"])
+        result = connection.execute(statement.returning(deliveries.c.seq), rows)
+        return len(result.all())
+
+    def purge_case(self, connection: Connection, case_reference: str) -> int:
+        """Remove every item of the case, whatever its state."""
+        result = connection.execute(
+            delete(deliveries).where(deliveries.c.case_reference == case_reference)
+        )
+        return int(result.rowcount)
+
+    # -- waking subscribers ---------------------------------------------------------------------
+
+    def notify(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def generation(self) -> int:
+        with self._changed:
+            return self._generation
+
+    def wait(self, generation: int, timeout: float) -> None:
+        """Until something changed since `generation`, or `timeout` seconds passed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != generation, timeout)
+
+    # -- sending and acknowledging --------------------------------------------------------------
+
+    def take(self, house_id: str, limit: int = 100) -> list[Sent]:
+        """The house's due items in order, each counted as an attempt now; an item out of
+        attempts becomes a dead letter instead of being sent."""
+        now = self._clock.now()
+        sent: list[Sent] = []
+        with db.write_transaction(self._engine) as connection:
+            rows = connection.execute(_DUE, {"house": house_id, "now": now, "limit": limit}).all()
+            dead = [r.seq for r in rows if r.attempts >= self._max_attempts]
+            if dead:
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.seq.in_(dead), deliveries.c.last_failure.is_(None))
+                    .values(last_failure=NOT_ACKNOWLEDGED)
+                )
+                connection.execute(
+                    update(deliveries).where(deliveries.c.seq.in_(dead)).values(state=DEAD)
+                )
+            for row in rows:
+                if row.attempts >= self._max_attempts:
+                    continue
+                attempt = row.attempts + 1
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.seq == row.seq)
+                    .values(
+                        attempts=attempt,
+                        last_attempt_time=now,
+                        next_attempt_time=now + self._backoff.after(attempt),
+                    )
+                )
+                sent.append(Sent(row.key, attempt, bytes(row.payload)))
+        if dead:
+            self.notify()  # later items of those persons are free to go
+        return sent
+
+    def next_due(self, house_id: str) -> dt.datetime | None:
+        with self._engine.connect() as connection:
+            value = connection.execute(
+                select(deliveries.c.next_attempt_time)
+                .where(deliveries.c.house_id == house_id, deliveries.c.state == PENDING)
+                .order_by(deliveries.c.next_attempt_time)
+                .limit(1)
+            ).scalar()
+        return None if value is None else utc(value)
+
+    def house_of(self, key: str) -> str:
+        with self._engine.connect() as connection:
+            house = connection.execute(
+                select(deliveries.c.house_id).where(deliveries.c.key == key)
+            ).scalar()
+        if house is None:
+            raise NotFound("DELIVERY_NOT_FOUND", "no delivery item has this key")
+        return str(house)
+
+    def acknowledge(self, key: str, failure: str | None) -> None:
+        """The house applied the item (its content is dropped), or could not (it comes again
+        after its backoff). A late acknowledgement of a dead letter still counts."""
+        now = self._clock.now()
+        with db.write_transaction(self._engine) as connection:
+            if failure is None:
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.key == key, deliveries.c.state != ACKED)
+                    .values(state=ACKED, acked_time=now, payload=None)
+                )
+            else:
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.key == key, deliveries.c.state == PENDING)
+                    .values(last_failure=failure[:MAX_FAILURE])
+                )
+        self.notify()
+
+    # -- dead letters -----------------------------------------------------------------------------
+
+    def dead_letters(self, house_id: str | None) -> list[DeadLetter]:
+        query = select(
+            deliveries.c.key,
+            deliveries.c.house_id,
+            deliveries.c.kind,
+            deliveries.c.attempts,
+            deliveries.c.created_time,
+            deliveries.c.last_attempt_time,
+            deliveries.c.last_failure,
+        ).where(deliveries.c.state == DEAD)
+        if house_id is not None:
+            query = query.where(deliveries.c.house_id == house_id)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(deliveries.c.seq)).all()
+        return [
+            DeadLetter(
+                r.key,
+                r.house_id,
+                r.kind,
+                r.attempts,
+                utc(r.created_time),
+                None if r.last_attempt_time is None else utc(r.last_attempt_time),
+                r.last_failure or NOT_ACKNOWLEDGED,
+            )
+            for r in rows
+        ]
+
+    def requeue(self, key: str) -> DeadLetter:
+        """A dead letter goes out again as if new: attempts from zero, due now."""
+        now = self._clock.now()
+        with db.write_transaction(self._engine) as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.key == key, deliveries.c.state == DEAD)
+                .values(state=PENDING, attempts=0, next_attempt_time=now, last_failure=None)
+            )
+            if result.rowcount != 1:
+                raise NotFound("DEAD_LETTER_NOT_FOUND", "no dead letter has this key")
+            row = connection.execute(
+                select(deliveries.c.house_id, deliveries.c.kind, deliveries.c.created_time).where(
+                    deliveries.c.key == key
+                )
+            ).one()
+        self.notify()
+        return DeadLetter(key, row.house_id, row.kind, 0, utc(row.created_time), None, "")
+
+
+def state_counts(connection: Connection) -> dict[str, Any]:
+    """Items per state (for tests and management information)."""
+    rows = connection.execute(
+        text("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+    ).all()
+    return {r.state: r.n for r in rows}

@@ -1,0 +1,135 @@
+"""Build and run the feedback service: its gRPC server, the outbox and the signal follower."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health
+from sqlalchemy import Engine
+
+from baken import covenants, db, pki, signing
+from baken.access import AccessPolicy
+from baken.client import connect
+from baken.clock import Clock, SystemClock
+from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
+from baken.grpc_server import ListenError, create_grpc_server
+from baken.houses import load_houses, load_municipalities
+from baken.settings import FeedbackSettings
+from services.feedback.feedback import Feedback
+from services.feedback.outbox import Backoff, Outbox
+from services.feedback.servicer import FeedbackServicer
+from services.feedback.upstream import GrpcRegistry, SignalFollower
+from services.registry.access_log import AccessLog
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
+log = structlog.get_logger("baken.feedback")
+
+
+class FeedbackServer:
+    """The running parts; start() serves and follows signals, stop() ends both."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        port: int,
+        health_servicer: health.HealthServicer,
+        follower: SignalFollower,
+        channel: grpc.Channel,
+        engine: Engine,
+        access_log: AccessLog,
+        clock: Clock,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.follower = follower
+        self._health = health_servicer
+        self._channel = channel
+        self._engine = engine
+        self._log = access_log
+        self._clock = clock
+
+    def start(self, *, follow_signals: bool = True) -> None:
+        self.server.start()
+        if follow_signals:
+            self.follower.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        self._health.enter_graceful_shutdown()
+        self.follower.stop()
+        self.server.stop(grace=grace).wait()
+        with self._engine.begin() as connection:
+            self._log.checkpoint(connection, self._clock.now())
+        self._channel.close()
+
+
+def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> FeedbackServer:
+    """Migrate the database, then build the server and bind it with mTLS; call start()."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = clock or SystemClock()
+    houses = load_houses()
+    policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
+    identity = policy.covenants.parties[settings.party].identity
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
+    access_log = AccessLog(
+        signing.load_or_create(
+            settings.resolved_audit_signing_key(), clock.now().strftime("k%Y-%m")
+        ),
+        checkpoint_every=settings.checkpoint_every,
+    )
+    revision = db.upgrade_to_head(MIGRATIONS, engine)
+    tls = pki.TlsFiles.of(settings.pki_dir, settings.party)
+    channel = connect(settings.registry, tls)
+    registry = GrpcRegistry(channel)
+    outbox = Outbox(
+        engine,
+        clock,
+        backoff=Backoff(
+            dt.timedelta(seconds=settings.redelivery_base_seconds),
+            dt.timedelta(seconds=settings.redelivery_cap_seconds),
+        ),
+        max_attempts=settings.max_attempts,
+    )
+    feedback = Feedback(
+        engine,
+        clock,
+        policy=policy,
+        houses=houses,
+        municipalities=load_municipalities(houses),
+        registry=registry,
+        outbox=outbox,
+        log=access_log,
+        identity=identity,
+    )
+    server, health_servicer = create_grpc_server(settings.max_workers, [SERVICE_NAME])
+    feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
+        FeedbackServicer(feedback, outbox, poll_seconds=settings.poll_seconds), server
+    )
+    try:
+        port = server.add_secure_port(settings.address, pki.server_credentials(tls))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
+    follower = SignalFollower(registry, feedback, poll_seconds=settings.signal_poll_seconds)
+    log.info("feedback ready", port=port, schema=revision, dialect=engine.dialect.name)
+    return FeedbackServer(
+        server, port, health_servicer, follower, channel, engine, access_log, clock
+    )
+
+
+def serve(settings: FeedbackSettings) -> None:
+    """Run until SIGINT or SIGTERM; then finish the calls in flight (up to 5 s)."""
+    running = create_server(settings)
+    running.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    running.stop(grace=5)
+    log.info("feedback stopped")

@@ -1,0 +1,169 @@
+"""FeedbackService over gRPC: checks each request, names the caller from its certificate, and
+hands over to services/feedback/feedback.py and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import grpc
+
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.grpc_server import caller_of, current_request_id, trace_id_of
+from services.feedback import validation
+from services.feedback.feedback import AdviceRequestView, Feedback
+from services.feedback.outbox import DeadLetter, Outbox
+from services.feedback.routing import timestamp
+from services.registry.inquiry import Inquiry
+
+SERVICE = "/baken.feedback.v1.FeedbackService/"
+
+
+def _inquiry(context: grpc.ServicerContext, method: str, purpose: str, user: str) -> Inquiry:
+    return Inquiry(
+        caller=caller_of(context),
+        purpose=purpose,
+        on_behalf_of=user,
+        operation=SERVICE + method,
+        request_id=current_request_id(),
+        client_address=context.peer(),
+        trace_id=trace_id_of(context),
+    )
+
+
+def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceRequest:
+    message = pb.AdviceRequest(
+        name=f"adviceRequests/{view.id}",
+        case_reference=view.case_reference,
+        house=f"houses/{view.house_id}",
+        requested_time=timestamp(view.requested_time),
+        due_time=timestamp(view.due_time),
+        state=view.state(now),  # type: ignore[arg-type]
+        requested_by=view.requested_by,
+        delivery_key=view.delivery_key,
+    )
+    if view.answered_time is not None:
+        message.answered_time.CopyFrom(timestamp(view.answered_time))
+    return message
+
+
+def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
+    message = pb.DeadLetter(
+        key=letter.key,
+        house=f"houses/{letter.house_id}",
+        kind=letter.kind,  # type: ignore[arg-type]
+        attempts=letter.attempts,
+        created_time=timestamp(letter.created_time),
+        last_failure=letter.last_failure,
+    )
+    if letter.last_attempt_time is not None:
+        message.last_attempt_time.CopyFrom(timestamp(letter.last_attempt_time))
+    return message
+
+
+class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
+    def __init__(self, feedback: Feedback, outbox: Outbox, *, poll_seconds: float) -> None:
+        self._feedback = feedback
+        self._outbox = outbox
+        self._poll = poll_seconds
+
+    def RecordDecision(
+        self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
+    ) -> pb.RecordDecisionResponse:
+        validation.record_decision(request, self._feedback.referral_house)
+        inquiry = _inquiry(context, "RecordDecision", "terugkoppeling", request.on_behalf_of)
+        recorded = self._feedback.record_decision(inquiry, request)
+        return pb.RecordDecisionResponse(
+            name=recorded.name,
+            items=[
+                pb.RoutedItem(
+                    house=f"houses/{i.house_id}",
+                    kind=i.kind,  # type: ignore[arg-type]
+                    key=i.key,
+                    withheld=i.withheld,
+                )
+                for i in recorded.routing.items
+            ],
+            not_routed=[
+                pb.NotRouted(house=f"houses/{n.house_id}" if n.house_id else "", reason=n.reason)
+                for n in recorded.routing.not_routed
+            ],
+            purged_items=recorded.purged_items,
+        )
+
+    def RequestAdvice(
+        self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
+    ) -> pb.AdviceRequest:
+        house_id, term = validation.request_advice(request)
+        inquiry = _inquiry(context, "RequestAdvice", "advies-op-aanvraag", request.on_behalf_of)
+        view = self._feedback.request_advice(inquiry, request, house_id, term)
+        return _advice_request(view, view.requested_time)
+
+    def AnswerAdviceRequest(
+        self, request: pb.AnswerAdviceRequestRequest, context: grpc.ServicerContext
+    ) -> pb.AdviceRequest:
+        key = validation.key(request.delivery_key, "delivery_key")
+        view = self._feedback.answer_advice(caller_of(context), key)
+        return _advice_request(view, view.answered_time or view.requested_time)
+
+    def ListAdviceRequests(
+        self, request: pb.ListAdviceRequestsRequest, context: grpc.ServicerContext
+    ) -> pb.ListAdviceRequestsResponse:
+        house_id = validation.house_id(request.house) if request.house else None
+        views = self._feedback.advice_requests(
+            caller_of(context), overdue_only=request.overdue_only, house_id=house_id
+        )
+        now = self._feedback.now()
+        return pb.ListAdviceRequestsResponse(
+            advice_requests=[_advice_request(v, now) for v in views]
+        )
+
+    def SubscribeDeliveries(
+        self, request: pb.SubscribeDeliveriesRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Delivery]:
+        house_id = validation.house_id(request.house)
+        self._feedback.check_adapter_for(caller_of(context), house_id)
+        context.add_callback(self._outbox.notify)  # a cancelled stream stops waiting
+        while context.is_active():
+            generation = self._outbox.generation()
+            sent = self._outbox.take(house_id)
+            for item in sent:
+                delivery = pb.Delivery.FromString(item.payload)
+                delivery.attempt = item.attempt
+                yield delivery
+            if sent:
+                continue
+            self._outbox.wait(generation, self._wait_seconds(house_id))
+
+    def _wait_seconds(self, house_id: str) -> float:
+        due = self._outbox.next_due(house_id)
+        if due is None:
+            return self._poll
+        left = (due - self._feedback.now()).total_seconds()
+        return min(max(left, 0.01), self._poll)
+
+    def AcknowledgeDelivery(
+        self, request: pb.AcknowledgeDeliveryRequest, context: grpc.ServicerContext
+    ) -> pb.AcknowledgeDeliveryResponse:
+        key = validation.key(request.key)
+        failure = validation.failure(request.failure)
+        self._feedback.check_adapter_for(caller_of(context), self._outbox.house_of(key))
+        self._outbox.acknowledge(key, failure)
+        return pb.AcknowledgeDeliveryResponse()
+
+    def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        house_id = validation.house_id(request.house) if request.house else None
+        self._feedback.check_operator(caller_of(context))
+        return pb.ListDeadLettersResponse(
+            dead_letters=[_dead_letter(d) for d in self._outbox.dead_letters(house_id)]
+        )
+
+    def RequeueDeadLetter(
+        self, request: pb.RequeueDeadLetterRequest, context: grpc.ServicerContext
+    ) -> pb.DeadLetter:
+        key = validation.key(request.key)
+        self._feedback.check_operator(caller_of(context))
+        return _dead_letter(self._outbox.requeue(key))

@@ -1,0 +1,166 @@
+"""The one place where feedback requests are checked: every check names the offending field
+(AIP-193); nothing here touches the database or the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from baken.errors import FieldViolation, InvalidArgument
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.registry.v1 import registry_service_pb2
+from services.registry.validation import MAX_CASE_REFERENCE, Checker
+
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
+_SEPOT_CODE = re.compile(r"^(0[2-9]|[1-9][0-9])\Z")
+_HOUSE = re.compile(r"^houses/([a-z0-9-]{1,64})\Z")
+_AGES = (registry_service_pb2.SUBJECT_AGE_MINOR, registry_service_pb2.SUBJECT_AGE_ADULT)
+DEVIATION_REASON = (10, 2000)
+QUESTION = (1, 500)
+MAX_REQUEST_KEY = 64
+MAX_ENVELOPE = 64 * 1024
+MAX_FAILURE = 200
+MIN_TERM = dt.timedelta(hours=24)
+MAX_TERM = dt.timedelta(days=7)
+
+
+def _case(check: Checker, value: str) -> None:
+    if not value or len(value) > MAX_CASE_REFERENCE or not _PRINTABLE.match(value):
+        check.fail("case_reference", f"required: 1 to {MAX_CASE_REFERENCE} printable characters")
+
+
+def _age(check: Checker, value: int) -> None:
+    if value not in _AGES:
+        check.fail("subject_age", "required: MINOR or ADULT")
+
+
+def house_id(name: str, field: str = "house") -> str:
+    found = _HOUSE.match(name)
+    if not found:
+        raise InvalidArgument([FieldViolation(field, 'required: "houses/{house}"')])
+    return found.group(1)
+
+
+def record_decision(
+    request: pb.RecordDecisionRequest, referral_house: Callable[[str], str | None]
+) -> None:
+    """Checks the request as it stands; whether the advice had to be weighed needs the registry
+    and is checked after the routing lookup."""
+    check = Checker()
+    _case(check, request.case_reference)
+    check.subject("subject", request.subject)
+    valid_codes = set(pb.DecisionCode.values()) - {0}
+    if request.code not in valid_codes:
+        check.fail("code", "required; must be one of the defined values")
+    if request.code == pb.DECISION_CODE_SEPOT:
+        if not _SEPOT_CODE.match(request.sepot_code):
+            check.fail("sepot_code", 'required with SEPOT: "02" to "99" (01 is TECHNISCH_SEPOT_01)')
+    elif request.sepot_code:
+        check.fail("sepot_code", "only with code SEPOT")
+    if request.stage not in (pb.DECISION_STAGE_ROUTING, pb.DECISION_STAGE_FINAL):
+        check.fail("stage", "required: ROUTING or FINAL")
+    _age(check, request.subject_age)
+    if request.advice_followed not in pb.AdviceFollowed.values():
+        check.fail("advice_followed", "must be one of the defined values")
+    low, high = DEVIATION_REASON
+    reason = request.deviation_reason.strip()
+    if request.advice_followed == pb.ADVICE_FOLLOWED_NOT_FOLLOWED:
+        if not low <= len(reason) <= high or "\x00" in reason:
+            check.fail(
+                "deviation_reason",
+                f"required when the advice was not followed: the substantive reason, "
+                f"{low} to {high} characters",
+            )
+    elif reason:
+        check.fail("deviation_reason", "only when advice_followed is NOT_FOLLOWED")
+    matched = list(request.triage.matched)
+    for i, criterion in enumerate(matched):
+        if criterion not in set(pb.TriageCriterion.values()) - {0}:
+            check.fail(f"triage.matched[{i}]", "must be one of the defined criteria")
+    if matched and not request.triage.checked:
+        check.fail("triage.checked", "criteria matched, so they were checked: set checked")
+    if len(set(matched)) != len(matched):
+        check.fail("triage.matched", "names a criterion twice")
+    check.text("residence_municipality", request.residence_municipality, required=False, limit=100)
+    if request.complex_problems_suspected:
+        municipality = request.residence_municipality.strip()
+        if not municipality:
+            check.fail(
+                "residence_municipality",
+                "required with complex_problems_suspected: the aanmelding goes to its house",
+            )
+        _envelope(check, request.referral, referral_house(municipality) if municipality else None)
+    elif request.HasField("referral"):
+        check.fail("referral", "only with complex_problems_suspected")
+    _user(check, request.on_behalf_of)
+    if request.request_key and (
+        len(request.request_key) > MAX_REQUEST_KEY or not _PRINTABLE.match(request.request_key)
+    ):
+        check.fail("request_key", f"at most {MAX_REQUEST_KEY} printable characters")
+    check.raise_if_failed()
+
+
+def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None) -> None:
+    if not envelope.ciphertext:
+        check.fail(
+            "referral",
+            "required with complex_problems_suspected: the person's data sealed to the house "
+            "of the residence municipality",
+        )
+        return
+    if covering is not None and envelope.house != f"houses/{covering}":
+        check.fail(
+            "referral.house",
+            f"the residence municipality is covered by houses/{covering}: seal to its key",
+        )
+    if not envelope.key_id or len(envelope.key_id) > 32:
+        check.fail("referral.key_id", "required: the house key's id")
+    if len(envelope.ephemeral_public_key) != 32:
+        check.fail("referral.ephemeral_public_key", "must be 32 bytes (X25519)")
+    if not 28 < len(envelope.ciphertext) <= MAX_ENVELOPE:
+        check.fail(
+            "referral.ciphertext", f"nonce, ciphertext and tag: at most {MAX_ENVELOPE} bytes"
+        )
+
+
+def _user(check: Checker, value: str) -> None:
+    if not 0 < len(value) <= 64 or not _PRINTABLE.match(value):
+        check.fail("on_behalf_of", "required: 1 to 64 printable characters")
+
+
+def request_advice(request: pb.RequestAdviceRequest) -> tuple[str, dt.timedelta]:
+    """(house id, term)."""
+    check = Checker()
+    _case(check, request.case_reference)
+    check.subject("subject", request.subject)
+    found = _HOUSE.match(request.house)
+    if not found:
+        check.fail("house", 'required: "houses/{house}", a house that marked the suspect')
+    term = request.term.ToTimedelta()
+    if not MIN_TERM <= term <= MAX_TERM:
+        check.fail("term", "required: 24 hours to 7 days")
+    low, high = QUESTION
+    if not low <= len(request.question.strip()) <= high or "\x00" in request.question:
+        check.fail("question", f"required: {low} to {high} characters, no personal data")
+    _user(check, request.on_behalf_of)
+    _age(check, request.subject_age)
+    check.raise_if_failed()
+    assert found is not None
+    return found.group(1), term
+
+
+def key(value: str, field: str = "key") -> str:
+    if not 0 < len(value) <= 128 or not _PRINTABLE.match(value):
+        raise InvalidArgument([FieldViolation(field, "required: 1 to 128 printable characters")])
+    return value
+
+
+def failure(value: str) -> str | None:
+    if not value:
+        return None
+    if len(value) > MAX_FAILURE or not _PRINTABLE.match(value):
+        raise InvalidArgument(
+            [FieldViolation("failure", f"at most {MAX_FAILURE} printable characters")]
+        )
+    return value

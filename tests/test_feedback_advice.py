@@ -1,0 +1,140 @@
+"""Advies op aanvraag: ZSM asks a house for advice within 24 hours to 7 days, tracks the term,
+and decides without it once the term has passed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+from builders import subject
+from feedback_harness import KPC_UTRECHT, USER, RunningFeedback
+from google.protobuf import duration_pb2
+from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
+
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.registry.v1 import registry_service_pb2
+
+GCOS = "adapter-gcos"
+FOLLOWED = {"advice_followed": pb.ADVICE_FOLLOWED_FOLLOWED}
+CASE = "10-123456-26"
+
+
+def ask(
+    feedback: RunningFeedback,
+    *,
+    house: str = UTRECHT,
+    hours: float = 48,
+    party: str = KPC_UTRECHT,
+    question: str = "Is het plan van aanpak nog actueel; past een meldplicht?",
+) -> pb.AdviceRequest:
+    term = duration_pb2.Duration()
+    term.FromTimedelta(dt.timedelta(hours=hours))
+    response: pb.AdviceRequest = feedback.stub_for(party).RequestAdvice(
+        pb.RequestAdviceRequest(
+            case_reference=CASE,
+            subject=subject(feedback.ring, TRAVELLER),
+            house=f"houses/{house}",
+            term=term,
+            question=question,
+            on_behalf_of=USER,
+            subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+        ),
+        timeout=10,
+    )
+    return response
+
+
+def listed(
+    feedback: RunningFeedback, *, overdue_only: bool = False, party: str = KPC_UTRECHT
+) -> list[pb.AdviceRequest]:
+    return list(
+        feedback.stub_for(party)
+        .ListAdviceRequests(pb.ListAdviceRequestsRequest(overdue_only=overdue_only), timeout=5)
+        .advice_requests
+    )
+
+
+def test_an_advice_request_reaches_the_house_with_its_term(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    assert request.state == pb.ADVICE_REQUEST_STATE_OPEN
+    assert request.house == f"houses/{UTRECHT}" and request.requested_by == KPC_UTRECHT
+    assert request.due_time.ToDatetime() - request.requested_time.ToDatetime() == dt.timedelta(
+        hours=48
+    )
+    [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert (item.key, item.kind) == (request.delivery_key, pb.DELIVERY_KIND_ADVICE_REQUEST)
+    assert item.due_time == request.due_time
+    assert item.question.startswith("Is het plan")
+    assert item.source_record_id == f"{UTRECHT}-{TRAVELLER.bsn}"
+    assert [r.name for r in listed(feedback)] == [request.name]
+    assert listed(feedback, overdue_only=True) == []
+
+
+def test_the_term_is_24_hours_to_7_days(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    for hours in (23.9, 7 * 24 + 1):
+        code, _, fields = refused(lambda h=hours: ask(feedback, hours=h))  # type: ignore[misc]
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["term"])
+    assert ask(feedback, hours=24).state == pb.ADVICE_REQUEST_STATE_OPEN
+    assert feedback.tables()["advice_requests"][0]["house_id"] == UTRECHT
+
+
+def test_only_a_house_that_marked_the_person_is_asked(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    code, reason, _ = refused(lambda: ask(feedback, house=ROTTERDAM))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_MARKED_BY_HOUSE")
+    code, _, _ = refused(lambda: ask(feedback, party="zsm-midden-nederland-politie"))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert feedback.tables()["advice_requests"] == []
+
+
+def test_no_decision_while_the_term_runs_but_one_once_it_has_passed(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback, hours=24)
+    code, reason, _ = refused(
+        lambda: feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ADVICE_REQUEST_IN_TERM")
+    # Another case of the same person is not held up.
+    feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference="10-555555-26", **FOLLOWED)
+    feedback.registry.clock.advance(dt.timedelta(hours=24, minutes=1))
+    [overdue] = listed(feedback, overdue_only=True)
+    assert (overdue.name, overdue.state) == (request.name, pb.ADVICE_REQUEST_STATE_OVERDUE)
+    response = feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    assert len(response.items) == 1
+
+
+def test_the_houses_adapter_answers_and_zsm_may_decide(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    code, _, _ = refused(
+        lambda: feedback.stub_for("adapter-pga").AnswerAdviceRequest(
+            pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
+        )
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    answer = feedback.stub_for(GCOS).AnswerAdviceRequest(
+        pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
+    )
+    assert answer.state == pb.ADVICE_REQUEST_STATE_ANSWERED and answer.answered_time.seconds
+    again = feedback.stub_for(GCOS).AnswerAdviceRequest(
+        pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
+    )
+    assert again.answered_time == answer.answered_time
+    assert listed(feedback) == []
+    assert listed(feedback, party="operator") == []
+    feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+
+
+def test_technisch_sepot_01_purges_the_cases_advice_requests(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    ask(feedback)
+    purge = feedback.decide(
+        TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, code=pb.DECISION_CODE_TECHNISCH_SEPOT_01
+    )
+    assert purge.purged_items == 1
+    tables = feedback.tables()
+    assert tables["advice_requests"] == [] and tables["deliveries"] == []

@@ -1,0 +1,245 @@
+"""Delivery guarantees of the outbox: at least once, in order per person, with backoff, dead
+letters, and nothing lost while a house is away; and the signals of ZSM lookups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from builders import Person, subject
+from feedback_harness import KPC_ROTTERDAM, RunningFeedback, running_feedback
+from harness import RunningRegistry
+from sqlalchemy import Engine
+from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
+
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.keyring import KeyRing
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
+
+GCOS = "adapter-gcos"
+FOLLOWED = {"advice_followed": pb.ADVICE_FOLLOWED_FOLLOWED}
+
+
+def person(n: int) -> Person:
+    return Person(bsn=None, surname=f"Persoon{n}", birth_date=dt.date(1980, 1, 1 + n))
+
+
+def later(feedback: RunningFeedback, seconds: float = 5.0) -> None:
+    """Move the service's clock past every backoff of the test settings (cap 1 s)."""
+    feedback.registry.clock.advance(dt.timedelta(seconds=seconds))
+
+
+def test_an_acknowledged_item_is_not_sent_again(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    feedback.decide(TRAVELLER, **FOLLOWED)
+    [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert item.attempt == 1
+    feedback.ack(item.key, GCOS)
+    later(feedback)
+    assert feedback.receive(UTRECHT, count=1, party=GCOS, timeout=1) == []
+    [row] = feedback.tables()["deliveries"]
+    assert row["state"] == "acked" and row["payload"] is None  # kept without content
+
+
+def test_an_unacknowledged_item_comes_again_after_a_backoff(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    feedback.decide(TRAVELLER, **FOLLOWED)
+    [first] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    # Not before its backoff (the clock stands still) ...
+    assert feedback.receive(UTRECHT, count=1, party=GCOS, timeout=0.8) == []
+    later(feedback)
+    [again] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert (again.key, again.attempt) == (first.key, 2)
+    # A failure reported by the adapter also brings it back, and is kept for the operator.
+    feedback.ack(again.key, GCOS, failure="decision: GCOS has no code for it")
+    later(feedback)
+    [third] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert third.attempt == 3
+
+
+def test_items_about_one_person_arrive_in_order(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    other = person(1)
+    mark(feedback, other, UTRECHT)
+    routing = feedback.decide(
+        TRAVELLER,
+        stage=pb.DECISION_STAGE_ROUTING,
+        code=pb.DECISION_CODE_VOORGELEIDING,
+        **FOLLOWED,
+    )
+    final = feedback.decide(TRAVELLER, **FOLLOWED)
+    theirs = feedback.decide(other, case_reference="10-222222-26", **FOLLOWED)
+    got = feedback.receive(UTRECHT, count=3, party=GCOS, timeout=1.5)
+    # The final decision waits for the routing decision; the other person does not wait.
+    assert [d.key for d in got] == [routing.items[0].key, theirs.items[0].key]
+    feedback.ack(routing.items[0].key, GCOS)
+    [next_one] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert next_one.key == final.items[0].key
+
+
+def test_an_item_out_of_attempts_is_a_dead_letter_an_operator_can_requeue(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    first = feedback.decide(TRAVELLER, **FOLLOWED).items[0].key
+    second = feedback.decide(TRAVELLER, case_reference="10-333333-26", **FOLLOWED).items[0].key
+    for attempt in (1, 2, 3):  # max_attempts = 3 in the test settings
+        [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+        assert (item.key, item.attempt) == (first, attempt)
+        feedback.ack(first, GCOS, failure="source_record_id: unknown in GCOS")
+        later(feedback)
+    # The dead letter no longer holds the person's next item back.
+    [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert item.key == second
+    operator = feedback.stub_for("operator")
+    [letter] = operator.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5).dead_letters
+    assert (letter.key, letter.house, letter.kind, letter.attempts) == (
+        first,
+        f"houses/{UTRECHT}",
+        pb.DELIVERY_KIND_DECISION,
+        3,
+    )
+    assert letter.last_failure == "source_record_id: unknown in GCOS"
+    assert letter.last_attempt_time.seconds > 0
+    listed = operator.ListDeadLetters(
+        pb.ListDeadLettersRequest(house=f"houses/{ROTTERDAM}"), timeout=5
+    )
+    assert list(listed.dead_letters) == []
+    code, _, _ = refused(
+        lambda: feedback.stub_for(GCOS).ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    requeued = operator.RequeueDeadLetter(pb.RequeueDeadLetterRequest(key=first), timeout=5)
+    assert requeued.attempts == 0
+    feedback.ack(second, GCOS)
+    [again] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert (again.key, again.attempt) == (first, 1)
+    code, reason, _ = refused(
+        lambda: operator.RequeueDeadLetter(pb.RequeueDeadLetterRequest(key=first), timeout=5)
+    )
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "DEAD_LETTER_NOT_FOUND")
+
+
+def test_only_the_houses_own_adapter_takes_its_items(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    key = feedback.decide(TRAVELLER, **FOLLOWED).items[0].key
+    for party in ("adapter-pga", KPC_ROTTERDAM, "operator"):
+        code, _, _ = refused(lambda p=party: feedback.receive(UTRECHT, count=1, party=p))  # type: ignore[misc]
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        code, _, _ = refused(lambda p=party: feedback.ack(key, p))  # type: ignore[misc]
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+    code, _, fields = refused(lambda: feedback.receive("Utrecht!", count=1, party=GCOS))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["house"])
+    code, _, _ = refused(lambda: feedback.receive("vh-nowhere", count=1, party=GCOS))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _, _ = refused(lambda: feedback.ack("no-such-key", GCOS))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert feedback.tables()["deliveries"][0]["attempts"] == 0
+
+
+def test_a_house_away_for_a_week_gets_everything_in_order(feedback: RunningFeedback) -> None:
+    persons = [person(n) for n in range(4)]
+    for p in persons:
+        mark(feedback, p, UTRECHT)
+    keys = []
+    for n, p in enumerate(persons):
+        keys += [
+            i.key for i in feedback.decide(p, case_reference=f"10-00000{n}-26", **FOLLOWED).items
+        ]
+        feedback.registry.clock.advance(dt.timedelta(days=1))
+    keys += [
+        i.key for i in feedback.decide(persons[0], case_reference="10-000009-26", **FOLLOWED).items
+    ]
+    feedback.registry.clock.advance(dt.timedelta(days=7))
+    got = feedback.receive(UTRECHT, count=len(keys), party=GCOS)
+    assert [d.key for d in got] == keys[:4]  # the fifth is persons[0]'s second: after the first
+    assert all(d.attempt == 1 for d in got)
+    feedback.ack(keys[0], GCOS)
+    assert [d.key for d in feedback.receive(UTRECHT, count=1, party=GCOS)] == [keys[4]]
+
+
+@pytest.fixture
+def slow_poll(
+    shipped_registry: RunningRegistry,
+    ring: KeyRing,
+    tmp_path: Path,
+    engines: Callable[[str], Engine],
+) -> Iterator[RunningFeedback]:
+    """A feedback service that looks for new items only every 30 s unless woken."""
+    with running_feedback(shipped_registry, ring, tmp_path, engines, poll_seconds=30.0) as running:
+        yield running
+
+
+def test_a_commit_wakes_the_waiting_stream(slow_poll: RunningFeedback) -> None:
+    feedback = slow_poll
+    mark(feedback, TRAVELLER, UTRECHT)
+    arrived: list[float] = []
+
+    def subscribe() -> None:
+        feedback.receive(UTRECHT, count=1, party=GCOS, timeout=20)
+        arrived.append(time.monotonic())
+
+    thread = threading.Thread(target=subscribe)
+    thread.start()
+    time.sleep(0.5)  # the stream is waiting now
+    decided = time.monotonic()
+    feedback.decide(TRAVELLER, **FOLLOWED)
+    thread.join(timeout=25)
+    assert arrived and arrived[0] - decided < 5, "woken by the commit, not by the 30 s poll"
+
+
+def test_a_zsm_lookup_hit_signals_every_marking_house_once_per_case(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, ROTTERDAM, UTRECHT)
+    registry = feedback.registry
+    registry.lookup(traveller(feedback), party=KPC_ROTTERDAM, case_reference="10-123456-26")
+    registry.lookup(  # the same case again: one signal per house and case
+        traveller(feedback), party=KPC_ROTTERDAM, case_reference="10-123456-26"
+    )
+    registry.lookup(traveller(feedback), party=KPC_ROTTERDAM)  # intake, no case yet
+    follower = feedback.server.follower
+    assert follower.follow_once() == 6
+    assert follower.follow_once() == 0
+    signals = [pb.Delivery.FromString(r["payload"]) for r in feedback.tables()["deliveries"]]
+    assert sorted((s.house, s.case_reference) for s in signals) == [
+        (f"houses/{UTRECHT}", ""),
+        (f"houses/{UTRECHT}", "10-123456-26"),
+        (f"houses/{ROTTERDAM}", ""),
+        (f"houses/{ROTTERDAM}", "10-123456-26"),
+    ]
+    assert all(s.kind == pb.DELIVERY_KIND_SIGNAL for s in signals)
+    assert {s.zsm_location for s in signals} == {"ZSM Rotterdam-Rijnmond"}
+    assert {s.source_record_id for s in signals} == {
+        f"{ROTTERDAM}-{TRAVELLER.bsn}",
+        f"{UTRECHT}-{TRAVELLER.bsn}",
+    }
+    # Taken over signals are confirmed, and the registry forgets them.
+    assert registry.tables()["signals"] == []
+    # The feedback service's own routing lookups signal nothing.
+    feedback.decide(TRAVELLER, **FOLLOWED)
+    assert follower.follow_once() == 0
+    [got] = feedback.receive(ROTTERDAM, count=1, party="adapter-pga")
+    assert got.kind == pb.DELIVERY_KIND_SIGNAL
+
+
+def traveller(feedback: RunningFeedback) -> pseudonym_pb2.Subject:
+    return subject(feedback.ring, TRAVELLER)
+
+
+def test_the_follower_thread_takes_signals_over_by_itself(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    feedback.server.follower.start()
+    feedback.registry.lookup(
+        traveller(feedback),
+        party=KPC_ROTTERDAM,
+        purpose=purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE,
+        case_reference="10-7-26",
+    )
+    [signal] = feedback.receive(UTRECHT, count=1, party=GCOS, timeout=10)
+    assert (signal.kind, signal.case_reference) == (pb.DELIVERY_KIND_SIGNAL, "10-7-26")
