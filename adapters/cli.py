@@ -1,22 +1,30 @@
-"""`baken adapter <source> sync|watch`: one source's export into the registry."""
+"""`baken adapter <source> sync|watch|receive`: one source's export into the registry, and the
+feedback service's deliveries into the source."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.framework import BATCH, Adapter, State, SyncReport, sender
+from adapters.framework import BATCH, Adapter, State, SyncReport, answerer, sender
 from adapters.records import SourceFormat
 from baken.client import connect
 from baken.clock import SystemClock
-from baken.houses import load_houses
+from baken.errors import UserError
+from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
+
+FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
+DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
+HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
 
 
 def formats() -> dict[str, type[SourceFormat]]:
@@ -36,13 +44,20 @@ def running_adapter(
     state_dir: Path,
     *,
     batch: int = BATCH,
+    feedback: str | None = None,
 ) -> Iterator[Adapter]:
     """The adapter of `system`, calling the registry at `target` under its own certificate,
-    with its state file in `state_dir`; closed on exit."""
+    with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
+    feedback service) it answers the advice requests the house answered in its source."""
     mapping = formats()[system]()
     state = State(state_dir / f"{mapping.source_system}.state.db")
+    tls = TlsFiles.of(pki_dir, mapping.party)
     try:
-        with connect(target, TlsFiles.of(pki_dir, mapping.party)) as channel:
+        with contextlib.ExitStack() as stack:
+            channel = stack.enter_context(connect(target, tls))
+            answer = None
+            if feedback is not None:
+                answer = answerer(stack.enter_context(connect(feedback, tls)))
             yield Adapter(
                 mapping,
                 ring=ring,
@@ -51,6 +66,7 @@ def running_adapter(
                 clock=SystemClock(),
                 send=sender(channel),
                 batch=batch,
+                answer=answer,
             )
     finally:
         state.close()
@@ -59,15 +75,108 @@ def running_adapter(
 def _run(args: argparse.Namespace) -> None:
     from baken.cli import _key_file
 
+    if args.action == "receive":
+        _receive(args)
+        return
+    if not args.source:
+        raise UserError(f"{args.action} needs --source (the export)")
     ring = KeyRing.load(_key_file(args))
     with running_adapter(
-        args.source_system, args.registry, args.pki_dir, ring, args.state_dir, batch=args.batch
+        args.source_system,
+        args.registry,
+        args.pki_dir,
+        ring,
+        args.state_dir,
+        batch=args.batch,
+        feedback=args.feedback,
     ) as adapter:
         while True:
             print_report(args.source, adapter.sync(args.source))
             if args.action != "watch":
                 return
             time.sleep(args.interval)
+
+
+def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
+    """The houses to receive for: those asked (each must keep its markers in `system`), or
+    every house of the source system."""
+    houses = load_houses()
+    mine = [h.id for h in houses.values() if h.source_system_token == system]
+    if not asked:
+        return mine
+    for house_id in asked:
+        house: House | None = houses.get(house_id.removeprefix("houses/"))
+        if house is None:
+            raise UserError(f"--house {house_id}: not a known Safety House")
+        if house.source_system_token != system:
+            raise UserError(
+                f"--house {house_id}: keeps its markers in {house.source_system_token}, "
+                f"not {system}"
+            )
+    return [h.removeprefix("houses/") for h in dict.fromkeys(asked)]
+
+
+def _receive(args: argparse.Namespace) -> None:
+    """Receive until SIGINT or SIGTERM, or until every house's stream was refused."""
+    from adapters.receive import SOURCES, Receiver
+    from baken import logs
+
+    if not args.feedback:
+        raise UserError(f"receive needs --feedback HOST:PORT (env {FEEDBACK_TARGET_ENV})")
+    if args.target is None:
+        raise UserError(f"receive needs --target DIR (env {DELIVERY_DIR_ENV})")
+    houses = receive_houses(args.source_system, args.house)
+    source = SOURCES[args.source_system]
+    try:
+        args.target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--target {args.target}: {error.strerror}") from None
+    tls = TlsFiles.of(args.pki_dir, source.party)
+    tls.read()  # a missing certificate is said now, not by every stream
+    house_keys = args.house_keys or args.pki_dir / "houses"
+    missing = [h for h in houses if not (house_keys / f"{h}.x25519.key").is_file()]
+    logs.configure()
+    print(
+        f"receiving feedback for {len(houses)} house(s) from {args.feedback} into "
+        f"{args.target}/{source.layout} (Ctrl-C stops)",
+        flush=True,
+    )
+    if missing:
+        print(
+            f"no house key in {house_keys} for {', '.join(missing)}: their aanmeldingen "
+            "are refused until it is there",
+            flush=True,
+        )
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with connect(args.feedback, tls) as channel:
+            receiver = Receiver(
+                channel,
+                args.source_system,
+                houses,
+                target=args.target,
+                state_path=args.state_dir / f"{args.source_system}.state.db",
+                house_keys=house_keys,
+            )
+            receiver.start()
+            try:
+                while not stop.wait(0.5):
+                    if receiver.wait(timeout=0):
+                        break
+            finally:
+                receiver.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = ", ".join(f"{outcome} {n}" for outcome, n in receiver.counts().items())
+    print(counts, flush=True)
+    refused = receiver.stopped
+    if refused and len(refused) == len(houses):
+        why = "; ".join(f"{house}: {reason}" for house, reason in refused.items())
+        raise UserError(f"the feedback service refused every stream: {why}")
 
 
 def print_report(sources: list[Path], report: SyncReport) -> None:
@@ -78,15 +187,50 @@ def print_report(sources: list[Path], report: SyncReport) -> None:
 
 
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
-    adapter = sub.add_parser("adapter", help="sync a Safety House source system's export")
+    adapter = sub.add_parser(
+        "adapter",
+        help="sync a Safety House source system's export; receive the feedback for its houses",
+        description="sync/watch: the source's export into the registry (with --feedback, also "
+        "answer the advice requests the house answered). receive: the feedback service's "
+        "deliveries into the source, until Ctrl-C or SIGTERM.",
+    )
     adapter.add_argument("source_system", choices=sorted(formats()))
-    adapter.add_argument("action", choices=["sync", "watch"])
+    adapter.add_argument("action", choices=["sync", "watch", "receive"])
     adapter.add_argument(
         "--source",
         type=Path,
         nargs="+",
-        required=True,
-        help="the export: one file, or one per house; what is not in it has left the source",
+        help="(sync, watch) the export: one file, or one per house; what is not in it has "
+        "left the source",
+    )
+    adapter.add_argument(
+        "--feedback",
+        default=os.environ.get(FEEDBACK_TARGET_ENV),
+        metavar="HOST:PORT",
+        help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); required for receive; for "
+        "sync and watch optional: without it no advice answers are sent",
+    )
+    adapter.add_argument(
+        "--target",
+        type=Path,
+        default=os.environ.get(DELIVERY_DIR_ENV),
+        metavar="DIR",
+        help=f"(receive) where the deliveries go (env {DELIVERY_DIR_ENV}): GCOS {{house}}/, "
+        "Amazone {house}.mutaties.csv, PGA {house}.beslissingen.jsonl",
+    )
+    adapter.add_argument(
+        "--house",
+        action="append",
+        metavar="HOUSE",
+        help="(receive) a house id, repeatable; default every house of the source system",
+    )
+    adapter.add_argument(
+        "--house-keys",
+        type=Path,
+        default=os.environ.get(HOUSE_KEYS_ENV),
+        metavar="DIR",
+        help=f"(receive) the houses' X25519 keys, to open aanmeldingen (env {HOUSE_KEYS_ENV}, "
+        "default PKI-DIR/houses)",
     )
     adapter.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
     adapter.add_argument(
@@ -103,7 +247,8 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     )
     adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
     adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
-    adapter.set_defaults(run=_run)
+    # timeout: what the registry's DEADLINE_EXCEEDED message names (the sender's per call).
+    adapter.set_defaults(run=_run, timeout=60.0)
 
 
 def _synth(args: argparse.Namespace) -> None:

@@ -13,25 +13,35 @@ A mapping (`adapters.records.SourceFormat`) reads its source's export. The frame
   after the registry answered for it. Killed at any point, the next run sends the unconfirmed
   changes again under the same version with the same content, which the registry applies once;
   a record that changed in between gets a higher version, so no version is ever reused.
+
+The state file also remembers, without personal data, which feedback items the receiver
+(adapters/receive.py) applied, and the advice requests (advies op aanvraag) it wrote into the
+source that are still open. After a run the registry confirmed, an open request whose record now
+carries an advice dated on or after the request is answered to the feedback service
+(AnswerAdviceRequest) and forgotten; an unreachable feedback service fails nothing, the answer
+goes with a later run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import grpc
+import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
 from baken.client import date_proto, subject_proto
 from baken.clock import Clock
+from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.houses import House
 from baken.keyring import KeyRing
 from baken.pseudonym import InvalidIdentifier, person_pseudonyms
@@ -40,6 +50,10 @@ from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, regis
 BATCH = 1000
 ATTEMPTS = 6
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# An open advice request is forgotten this long after it was asked: its term (at most 7 days)
+# is long past, and the house's advice reaches ZSM through the registry anyway.
+ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)
+log = structlog.get_logger("baken.adapter")
 TARGET_GROUPS = {
     v.name.removeprefix("TARGET_GROUP_").lower(): v.number
     for v in marker_pb2.TargetGroup.DESCRIPTOR.values
@@ -64,16 +78,25 @@ class SyncReport:
     deleted: int = 0
     unchanged: int = 0
     problems: list[BadRecord] = field(default_factory=list)
+    # Advice requests answered to the feedback service this run, and answers still waiting
+    # (feedback service unreachable, or no feedback service given).
+    advice_answered: int = 0
+    advice_waiting: int = 0
 
     @property
     def rejected(self) -> int:
         return len(self.problems)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"new {self.new}, changed {self.changed}, deleted {self.deleted}, "
             f"unchanged {self.unchanged}, rejected {self.rejected}"
         )
+        if self.advice_answered:
+            text += f", advice answered {self.advice_answered}"
+        if self.advice_waiting:
+            text += f", advice answers waiting {self.advice_waiting}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +120,40 @@ class Sent(NamedTuple):
     confirmed: bool  # the registry answered for it
 
 
+class OpenAdviceRequest(NamedTuple):
+    """An advice request written into the source and not answered yet (no personal data)."""
+
+    delivery_key: str  # the feedback item's idempotency key
+    house_id: str
+    record_id: str  # the house's own record of the person
+    requested: dt.date  # the day ZSM asked, in the Netherlands
+
+
 class State:
     """The adapter's memory of what it sent: per record, the highest version sent, the
     fingerprint of that content, whether it is a tombstone, and whether the registry confirmed
-    it. A SQLite file next to nothing else; it holds no personal data (fingerprints are hashes
-    of the pseudonymised record)."""
+    it. Also the feedback items the receiver applied (by key) and the advice requests still
+    open. A SQLite file next to nothing else; it holds no personal data (fingerprints are hashes
+    of the pseudonymised record). Sync and receiver may use it at once, each with its own
+    State (one per thread)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
             " version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL,"
             " confirmed INTEGER NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS received (key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
+            " applied_time TEXT NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS advice_requests (delivery_key TEXT PRIMARY KEY,"
+            " house_id TEXT NOT NULL, record_id TEXT NOT NULL, requested TEXT NOT NULL)"
         )
 
     def close(self) -> None:
@@ -139,6 +181,69 @@ class State:
     def confirm(self, keys: Iterable[str]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("UPDATE records SET confirmed = 1 WHERE key = ?", [(k,) for k in keys])
+        self._db.execute("COMMIT")
+
+    # -- feedback items and advice requests (adapters/receive.py) ------------------------------
+
+    def was_received(self, key: str) -> bool:
+        """The feedback item with this idempotency key was applied in the source already."""
+        row = self._db.execute("SELECT 1 FROM received WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def received(
+        self,
+        key: str,
+        house_id: str,
+        now: dt.datetime,
+        advice_request: OpenAdviceRequest | None = None,
+    ) -> None:
+        """The item is in the source (and, for an advice request, open): one transaction."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO received (key, house_id, applied_time) VALUES (?, ?, ?)",
+                (key, house_id, now.isoformat()),
+            )
+            if advice_request is not None:
+                r = advice_request
+                self._db.execute(
+                    "INSERT OR IGNORE INTO advice_requests (delivery_key, house_id, record_id,"
+                    " requested) VALUES (?, ?, ?, ?)",
+                    (r.delivery_key, r.house_id, r.record_id, r.requested.isoformat()),
+                )
+
+    def forget_received(self, before: dt.datetime) -> int:
+        """Drop receipts older than `before` (long after any redelivery of their items)."""
+        with self._transaction():
+            count = self._db.execute(
+                "DELETE FROM received WHERE applied_time < ?", (before.isoformat(),)
+            ).rowcount
+        return int(count)
+
+    def open_advice_requests(self) -> list[OpenAdviceRequest]:
+        return [
+            OpenAdviceRequest(key, house_id, record_id, dt.date.fromisoformat(requested))
+            for key, house_id, record_id, requested in self._db.execute(
+                "SELECT delivery_key, house_id, record_id, requested FROM advice_requests"
+                " ORDER BY requested, delivery_key"
+            )
+        ]
+
+    def forget_advice_requests(self, keys: Iterable[str]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM advice_requests WHERE delivery_key = ?", [(k,) for k in keys]
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on an error so the connection stays usable
+        (the receiver goes on after a locked or failing state file)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("COMMIT")
 
 
@@ -171,6 +276,24 @@ def sender(
     return send
 
 
+Answer = Callable[[str], None]
+"""Tells the feedback service the house answered the advice request of this delivery key."""
+
+
+def answerer(channel: grpc.Channel, *, timeout_s: float = 10.0) -> Answer:
+    """AnswerAdviceRequest on the feedback service, under the adapter's own certificate; raises
+    grpc.RpcError (the sync keeps the request and tries again next run)."""
+    stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
+
+    def answer(delivery_key: str) -> None:
+        stub.AnswerAdviceRequest(
+            feedback_service_pb2.AnswerAdviceRequestRequest(delivery_key=delivery_key),
+            timeout=timeout_s,
+        )
+
+    return answer
+
+
 class Adapter:
     """Syncs one source's export into the registry; `mapping` knows the export's format."""
 
@@ -184,7 +307,10 @@ class Adapter:
         clock: Clock,
         send: Send,
         batch: int = BATCH,
+        answer: Answer | None = None,
     ) -> None:
+        """`answer`: how to tell the feedback service an advice request was answered; None
+        sends no answers (they wait in the state file for a run that has one)."""
         self._mapping = mapping
         self._ring = ring
         self._state = state
@@ -192,6 +318,7 @@ class Adapter:
         self._clock = clock
         self._send = send
         self._batch = batch
+        self._answer = answer
         self._system = SYSTEMS[mapping.source_system]
 
     def sync(self, paths: Path | Sequence[Path]) -> SyncReport:
@@ -205,6 +332,7 @@ class Adapter:
         bad_ids: set[str] = set()
         incomplete = False
         planned: list[_Planned] = []
+        advice_dates: dict[str, dt.date | None] = {}  # of the good records of this run
         for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
                 report.problems.append(item)
@@ -226,6 +354,7 @@ class Adapter:
                 bad_ids.add(item.record_id)
                 seen.discard(key)
                 continue
+            advice_dates[key] = item.advice_date if item.advice else None
             fingerprint = hashlib.sha256(record.SerializeToString(deterministic=True)).digest()
             previous = stored.get(key)
             if previous is None or previous.deleted:  # unknown, or back after a tombstone
@@ -264,21 +393,81 @@ class Adapter:
             )
             planned.append(_Planned(key, "deleted", tombstone_version, b"", change, key, record_id))
         self._state.plan(planned)
+        confirmed: set[str] = set()
         for start in range(0, len(planned), self._batch):
-            self._apply(planned[start : start + self._batch], report)
+            confirmed |= self._apply(planned[start : start + self._batch], report)
+        unconfirmed = {p.key for p in planned} - confirmed
+        gone = {p.key for p in planned if p.kind == "deleted"} & confirmed
+        settled = {k: day for k, day in advice_dates.items() if k not in unconfirmed}
+        self._answer_advice(settled, gone, today, report)
         return report
 
-    def _apply(self, batch: Sequence[_Planned], report: SyncReport) -> None:
+    def _apply(self, batch: Sequence[_Planned], report: SyncReport) -> set[str]:
+        """Send one batch; the keys the registry confirmed."""
         response = self._send([p.change for p in batch])
         rejected = {r.index for r in response.rejections}
         for r in response.rejections:
             p = batch[r.index]
             fields = "; ".join(f"{v.field}: {v.description}" for v in r.field_violations)
             report.problems.append(BadRecord(p.where, p.record_id, f"{r.reason}: {fields}"))
-        self._state.confirm(p.key for i, p in enumerate(batch) if i not in rejected)
+        confirmed = {p.key for i, p in enumerate(batch) if i not in rejected}
+        self._state.confirm(confirmed)
         for i, p in enumerate(batch):
             if i not in rejected:
                 setattr(report, p.kind, getattr(report, p.kind) + 1)
+        return confirmed
+
+    def _answer_advice(
+        self,
+        settled: Mapping[str, dt.date | None],
+        gone: set[str],
+        today: dt.date,
+        report: SyncReport,
+    ) -> None:
+        """Answer each open advice request whose record, as the registry now holds it, carries
+        an advice dated on or after the request; forget those answered, those whose record
+        left the source, and those asked longer than ADVICE_REQUEST_MEMORY ago."""
+        open_requests = self._state.open_advice_requests()
+        if not open_requests:
+            return
+        forget: list[str] = []
+        ready: list[OpenAdviceRequest] = []
+        for request in open_requests:
+            key = f"{request.house_id}/{request.record_id}"
+            advice_date = settled.get(key)
+            if advice_date is not None and advice_date >= request.requested:
+                ready.append(request)
+            elif key in gone or today - request.requested > ADVICE_REQUEST_MEMORY:
+                forget.append(request.delivery_key)
+        for n, request in enumerate(ready):
+            if self._answer is None:
+                report.advice_waiting += len(ready) - n
+                break
+            try:
+                self._answer(request.delivery_key)
+            except grpc.RpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.NOT_FOUND:  # purged (technisch sepot 01): moot
+                    forget.append(request.delivery_key)
+                    continue
+                log.warning(
+                    "advice answer not sent; tried again next run",
+                    house=request.house_id,
+                    delivery_key=request.delivery_key,
+                    code=code.name if code else None,
+                )
+                if code in RETRYABLE:  # the feedback service is away: the rest waits too
+                    report.advice_waiting += len(ready) - n
+                    break
+                report.advice_waiting += 1
+                continue
+            forget.append(request.delivery_key)
+            report.advice_answered += 1
+            log.info(
+                "advice request answered", house=request.house_id, delivery_key=request.delivery_key
+            )
+        if forget:
+            self._state.forget_advice_requests(forget)
 
     def _record(self, item: SourceRecord, today: dt.date) -> marker_pb2.MarkerRecord:
         house = self._houses.get(item.house_id)

@@ -72,10 +72,13 @@ class SourceFormat(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One feedback item for a house, as the feedback service will deliver it (issue 5), and
-    as the house's adapter writes it back into its source system: each source in its own form
+    """One feedback item for a house: the opened, source-neutral form of
+    `baken.feedback.v1.Delivery` (adapters/receive.py `to_delivery` makes it from the item the
+    feedback service streams, opening a referral's sealed person with the house's key), as the
+    house's adapter writes it back into its source system, each source in its own form
     (adapters/<source>/deliver.py). `key` is the idempotency key: an item is applied once,
-    however often it is delivered."""
+    however often it is delivered. A field the house's covenant withholds (named in the
+    item's `withheld`), or that ZSM did not say, is None: unknown, never False."""
 
     key: str
     house_id: str
@@ -83,7 +86,7 @@ class Delivery:
     # ZSM), "referral" (aanmelding of a person the house does not know yet), "advice-request"
     # (advies op aanvraag, answer by `due`).
     kind: str
-    case_reference: str
+    case_reference: str  # the ZSM case; may be empty for a signal of an intake lookup
     occurred: dt.datetime
     # The house's own record of the person; None for a referral.
     source_record_id: str | None = None
@@ -99,8 +102,9 @@ class Delivery:
     # referral: the person, opened by the adapter from the item sealed to the house.
     person: Person | None = None
     referral_reason: str | None = None
-    # advice-request: the term.
+    # advice-request: the term, and why advice is needed (no personal data).
     due: dt.datetime | None = None
+    question: str | None = None
 
 
 DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request"})
@@ -116,8 +120,10 @@ def check_delivery(delivery: Delivery) -> None:
         raise ValueError("kind: not one of decision, signal, referral, advice-request")
     if not _KEY.fullmatch(d.key):
         raise ValueError("key: required, 1 to 128 printable characters")
-    if not d.case_reference.strip():
-        raise ValueError("case_reference: required")
+    # A signal of an intake lookup may have no case yet (the feedback service then signals
+    # once per lookup); every other kind is about a case.
+    if d.kind != "signal" and not d.case_reference.strip():
+        raise ValueError("case_reference: required (but for a signal)")
     if d.occurred.tzinfo is None:
         raise ValueError("occurred: needs a time zone")
     if d.kind == "referral":

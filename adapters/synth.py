@@ -175,7 +175,7 @@ def population(
                 _record(rng, person, houses[house_id], serial, today, advice_age_days)
             )
 
-    showcase("travelling", ["vh-rotterdam-rijnmond", "vh-midden-brabant"], 40)
+    showcase("travelling", ["vh-rotterdam-rijnmond", "vh-regio-utrecht-amersfoort"], 40)
     showcase("aged", ["vh-regio-utrecht-utrecht"], 250)
     showcase("expired", ["vh-gooi-en-vechtstreek"], 420)
     showcase("no_bsn", ["vh-almere"], 20, with_bsn=False)

@@ -3,9 +3,12 @@ pilot regions, on a fresh embedded database, over real gRPC."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import random
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from adapters.cli import running_adapter
 from adapters.framework import SyncReport
 from adapters.records import Person
 from adapters.synth import make_person, population, write_exports
-from baken import covenants, logs, pki
+from baken import covenants, logs, pki, sealed
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import RegistryClient, Suspect, connect, error_reason, is_minor
 from baken.houses import load_houses
@@ -34,6 +37,13 @@ KPC_USER = "kpc-utrecht-0117"
 OVJ_USER = "ovj-utrecht-0042"
 AUDITOR_USER = "fg-0001"
 CASE = "ZSM-MN-2026-004711"
+REFERRAL_CASE = "ZSM-MN-2026-004712"
+SEPOT_CASE = "ZSM-MN-2026-004713"
+# The substantive reason, as the OvJ gives it (in the houses' language).
+DEVIATION_REASON = (
+    "Advies was een voorwaardelijke straf met reclasseringstoezicht; hij heeft zich dit jaar "
+    "twee keer aan toezicht onttrokken, daarom dagvaarden."
+)
 DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
 # Written into the access log, which is never erased: about the situation, never the person.
 BREAK_GLASS_REASON = (
@@ -62,7 +72,9 @@ def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
     with log_path.open("a") as log_file:
         logs.configure(json=True, file=log_file)
         pki_dir = data_dir / "pki"
-        pki.init(pki_dir, covenants.identities(), now=dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        pki.init(pki_dir, covenants.identities(), now=now)
+        sealed.init_house_keys(pki_dir / "houses", load_houses(), now=now)
         settings = RegistrySettings(address="127.0.0.1:0", data_dir=registry_dir, pki_dir=pki_dir)
         server, port = create_server(settings)
         server.start()
@@ -117,8 +129,8 @@ def _shift(
         "23:40",
         "arrested in Utrecht for street robbery",
         show["travelling"],
-        "A travelling repeat offender: marked in Rotterdam and Tilburg, unknown in Utrecht. "
-        "Nationwide, he is known.",
+        "A travelling repeat offender: marked in Amersfoort and in Rotterdam, whose marker "
+        "the regional systems never showed ZSM Midden-Nederland. Nationwide, he is known.",
     )
     _lookup(
         say,
@@ -183,8 +195,9 @@ def _shift(
     )
 
     _covenants_at_work(say, target, pki_dir, ring, show["travelling"])
+    _terugkoppeling(say, data_dir, target, pki_dir, ring, show["travelling"], stranger)
 
-    say("5. A caller with a certificate from another CA (here: a freshly made one) is refused")
+    say("6. A caller with a certificate from another CA (here: a freshly made one) is refused")
     say("   in the TLS handshake, before any registry code runs:")
     foreign = pki.init(
         data_dir / "foreign-pki",
@@ -199,7 +212,7 @@ def _shift(
         except grpc.RpcError as error:
             say(f"   refused: {error.code().name}\n")
 
-    say("6. What the registry holds: pseudonyms, never a BSN or a name, and advice only sealed")
+    say("7. What the registry holds: pseudonyms, never a BSN or a name, and advice only sealed")
     say("   (AES-GCM at rest):")
     person = show["travelling"]
     assert person.bsn is not None and person.surname is not None
@@ -221,6 +234,171 @@ def _adapter_sync(
 ) -> SyncReport:
     with running_adapter(system, target, pki_dir, ring, state_dir) as adapter:
         return adapter.sync(files)
+
+
+def _terugkoppeling(
+    say: Callable[[str], None],
+    data_dir: Path,
+    target: str,
+    pki_dir: Path,
+    ring: KeyRing,
+    travelling: Person,
+    stranger: Person,
+) -> None:
+    """The feedback service and the houses' receiving adapters, in this process."""
+    from adapters.receive import Receiver
+    from baken.settings import FeedbackSettings
+    from services.feedback.server import create_server as create_feedback
+
+    settings = FeedbackSettings(
+        address="127.0.0.1:0", data_dir=data_dir / "feedback", pki_dir=pki_dir, registry=target
+    )
+    feedback = create_feedback(settings)
+    feedback.start()
+    address = f"127.0.0.1:{feedback.port}"
+    houses = load_houses()
+    with contextlib.ExitStack() as stack:
+        stack.callback(feedback.stop, 1)
+        for system in ("gcos", "amazone", "pga"):
+            channel = connect(address, TlsFiles.of(pki_dir, f"adapter-{system}"))
+            stack.callback(channel.close)
+            receiver = Receiver(
+                channel,
+                system,
+                [h.id for h in houses.values() if h.source_system_token == system],
+                target=data_dir / "deliveries" / system,
+                state_path=data_dir / "adapters" / f"{system}.state.db",
+                house_keys=pki_dir / "houses",
+            )
+            receiver.start()
+            stack.callback(receiver.stop)
+        _decide(say, address, data_dir, pki_dir, ring, travelling, stranger)
+
+
+def _decide(
+    say: Callable[[str], None],
+    address: str,
+    data_dir: Path,
+    pki_dir: Path,
+    ring: KeyRing,
+    travelling: Person,
+    stranger: Person,
+) -> None:
+    from baken.feedback.v1 import feedback_service_pb2 as fb
+    from baken.feedback.v1 import feedback_service_pb2_grpc
+
+    say("5. Terugkoppeling, with nobody typing an e-mail. The feedback service took over the")
+    say("   night's hits as signals to the marking houses; now the KPC'er records the decisions")
+    say("   (`baken decide`), and each house's adapter writes them into its own source system:")
+    deliveries = data_dir / "deliveries"
+    pga_file = deliveries / "pga" / "vh-rotterdam-rijnmond.beslissingen.jsonl"
+    gcos_dir = deliveries / "gcos" / "vh-regio-utrecht-amersfoort"
+    with connect(address, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc")) as channel:
+        stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
+        client = RegistryClient(channel, ring, on_behalf_of=KPC_USER)
+        response = stub.RecordDecision(
+            fb.RecordDecisionRequest(
+                case_reference=CASE,
+                subject=client.subject(bsn=travelling.bsn),
+                code=fb.DECISION_CODE_DAGVAARDING,
+                stage=fb.DECISION_STAGE_FINAL,
+                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+                advice_followed=fb.ADVICE_FOLLOWED_NOT_FOLLOWED,
+                deviation_reason=DEVIATION_REASON,
+                probation_report_requested=True,
+                on_behalf_of=KPC_USER,
+                request_key="demo-decision-1",
+            ),
+            timeout=10,
+        )
+        say("   08:30  The travelling offender: dagvaarding, deviating from Amersfoort's advice,")
+        say("          with the reason. Fed back to every house that marked him, nationwide:")
+        for item in response.items:
+            say(f"          -> {item.house}  [{item.key}]")
+        keys = {item.key for item in response.items}
+        _until(lambda: _landed(keys, pga_file, gcos_dir) == keys)
+        line = next(
+            json.loads(x)
+            for x in pga_file.read_text("utf-8").splitlines()
+            if any(k in x for k in keys)
+        )
+        say(f"          arrived in PGA (Rotterdam), {pga_file.relative_to(data_dir)}:")
+        for name in (
+            "kenmerk",
+            "registratie_id",
+            "beslissing",
+            "advies_gevolgd",
+            "reden_afwijking",
+        ):
+            say(f"            {name:<16} {json.dumps(line[name], ensure_ascii=False)}")
+        xml = next(p for p in sorted(gcos_dir.glob("*.xml")) if any(k in p.name for k in keys))
+        say(f"          arrived in GCOS (Amersfoort), {xml.relative_to(data_dir)}:")
+        for text in xml.read_text("utf-8").splitlines()[1:]:
+            say(f"            {text}")
+        signals = sum(1 for _ in deliveries.rglob("*") if _.is_file())
+        say(f"          ({signals} source files now hold the night's signals and decisions.)\n")
+
+        stranger_subject = client.subject(bsn=stranger.bsn)
+        key = sealed.load_public(pki_dir / "houses", "vh-regio-utrecht-utrecht")
+        referral = sealed.seal_person(
+            key,
+            sealed.ReferredPerson(stranger.bsn, stranger.surname, stranger.birth_date, "Utrecht"),
+            case_reference=REFERRAL_CASE,
+        )
+        response = stub.RecordDecision(
+            fb.RecordDecisionRequest(
+                case_reference=REFERRAL_CASE,
+                subject=stranger_subject,
+                code=fb.DECISION_CODE_STRAFBESCHIKKING,
+                stage=fb.DECISION_STAGE_FINAL,
+                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+                triage=fb.TriageCheck(checked=True, matched=[fb.TRIAGE_CRITERION_REPEAT_OFFENDER]),
+                complex_problems_suspected=True,
+                residence_municipality="Utrecht",
+                referral=referral,
+                on_behalf_of=KPC_USER,
+                request_key="demo-decision-2",
+            ),
+            timeout=10,
+        )
+        [item] = response.items
+        say("   08:40  The vandal of 03:10, not known anywhere, shows complex problems: an")
+        say(f"          aanmelding to {item.house} (residence Utrecht), his data sealed at this")
+        say("          desk to the house's key; the feedback service stores only ciphertext.")
+        referral_file = deliveries / "gcos" / "vh-regio-utrecht-utrecht"
+        _until(lambda: any(item.key in p.name for p in referral_file.glob("*.xml")))
+        stored = b"".join(p.read_bytes() for p in (data_dir / "feedback").glob("feedback.db*"))
+        found = "YES" if str(stranger.bsn).encode() in stored else "no"
+        say(f"          his BSN in the feedback service's database files: {found}\n")
+
+        response = stub.RecordDecision(
+            fb.RecordDecisionRequest(
+                case_reference=SEPOT_CASE,
+                subject=client.subject(bsn=travelling.bsn),
+                code=fb.DECISION_CODE_TECHNISCH_SEPOT_01,
+                stage=fb.DECISION_STAGE_FINAL,
+                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+                on_behalf_of=KPC_USER,
+            ),
+            timeout=10,
+        )
+        say("   08:50  A suspect registered by mistake: technisch sepot 01. Nothing is fed back,")
+        say(f"          the case is purged ({response.purged_items} queued items); the purge is")
+        say("          logged without the case.\n")
+
+
+def _landed(keys: set[str], pga_file: Path, gcos_dir: Path) -> set[str]:
+    text = pga_file.read_text("utf-8") if pga_file.exists() else ""
+    names = " ".join(p.name for p in gcos_dir.glob("*.xml")) if gcos_dir.exists() else ""
+    return {k for k in keys if k in text or k in names}
+
+
+def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("a delivery did not arrive within 30 s; see the logs")
+        time.sleep(0.05)
 
 
 def _covenants_at_work(
@@ -262,7 +440,7 @@ def _privacy_officer(
     from baken.signing import public_path
     from services.registry.log_verify import verify_database
 
-    say("\n7. The privacy officer, with the auditor's certificate. Data-subject access report for")
+    say("\n8. The privacy officer, with the auditor's certificate. Data-subject access report for")
     say(f"   BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
     with connect(target, TlsFiles.of(settings.pki_dir, "privacy-auditor")) as ch:
         stub = audit_service_pb2_grpc.AuditServiceStub(ch)

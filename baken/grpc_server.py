@@ -223,7 +223,14 @@ def create_grpc_server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[ErrorAndLogInterceptor()],
         # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
-        options=[("grpc.so_reuseport", 0), *(options or [])],
+        # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
+        # server answers a long-lived stream's pings with GOAWAY "too_many_pings".
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            *(options or []),
+        ],
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

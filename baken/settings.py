@@ -66,10 +66,11 @@ class FeedbackSettings(BaseSettings):
     audit_signing_key: Path | None = None
     checkpoint_every: int = 1000
     # An item not acknowledged comes again after base, 2x base, 4x base ... up to cap seconds;
-    # after max_attempts sends (or failures) it is a dead letter.
+    # after max_attempts sends, or max_failures refusals by the source, it is a dead letter.
     redelivery_base_seconds: float = 2.0
     redelivery_cap_seconds: float = 3600.0
     max_attempts: int = 12
+    max_failures: int = 3
     # How often a waiting stream looks for items committed by another process, and how often
     # the registry is asked for new signals.
     poll_seconds: float = 1.0

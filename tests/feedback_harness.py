@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,6 +123,11 @@ class RunningFeedback:
                 raise
         finally:
             stream.cancel()
+            # Until the server's end of the stream has gone too: a stream that lingers would
+            # take (and count) the next attempt of an item the test waits for.
+            deadline = time.monotonic() + 5
+            while self.server.outbox.streams(house) and time.monotonic() < deadline:
+                time.sleep(0.01)
         return got
 
     def ack(self, key: str, party: str, failure: str = "") -> None:

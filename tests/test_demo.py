@@ -31,6 +31,18 @@ def test_demo_shows_the_nationwide_hit_the_covenants_and_the_audit_trail(tmp_pat
     withheld = [line for line in decision.splitlines() if outside in line]
     assert withheld and all("advice" in line for line in withheld)
     assert "BREAK-GLASS" in glass and "A&T open cases" in glass
+    feedback = text.split("5. Terugkoppeling")[1].split("another CA")[0]
+    routed = feedback.split("08:30")[1].split("arrived in PGA")[0]
+    assert "-> houses/vh-regio-utrecht-amersfoort" in routed
+    assert "-> houses/vh-rotterdam-rijnmond" in routed
+    pga = feedback.split("arrived in PGA (Rotterdam)")[1].split("arrived in GCOS")[0]
+    assert '"dagvaarding"' in pga and "advies_gevolgd   false" in pga
+    assert demo.DEVIATION_REASON in pga
+    gcos = feedback.split("arrived in GCOS (Amersfoort)")[1].split("08:40")[0]
+    assert "<gevolgd>nee</gevolgd>" in gcos and demo.DEVIATION_REASON in gcos
+    assert "aanmelding to houses/vh-regio-utrecht-utrecht" in feedback
+    assert "his BSN in the feedback service's database files: no" in feedback
+    assert "technisch sepot 01. Nothing is fed back" in feedback
     assert "refused: UNAVAILABLE" in text.split("another CA")[1]
     assert "in the registry's database files: no" in text
     assert "advice text" in text.split("What the registry holds")[1]

@@ -243,3 +243,21 @@ def test_the_follower_thread_takes_signals_over_by_itself(feedback: RunningFeedb
     )
     [signal] = feedback.receive(UTRECHT, count=1, party=GCOS, timeout=10)
     assert (signal.kind, signal.case_reference) == (pb.DELIVERY_KIND_SIGNAL, "10-7-26")
+
+
+def test_an_item_never_acknowledged_is_a_dead_letter_after_its_attempts(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    key = feedback.decide(TRAVELLER, **FOLLOWED).items[0].key
+    for attempt in (1, 2, 3):
+        [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+        assert (item.key, item.attempt) == (key, attempt)
+        later(feedback)
+    assert feedback.receive(UTRECHT, count=1, party=GCOS, timeout=1) == []
+    [letter] = (
+        feedback.stub_for("operator")
+        .ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
+        .dead_letters
+    )
+    assert (letter.key, letter.attempts, letter.last_failure) == (key, 3, "NOT_ACKNOWLEDGED")

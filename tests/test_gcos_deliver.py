@@ -258,7 +258,7 @@ def test_file_is_synced_before_rename_and_directory_after(
         ({"kind": "referral", "person": PERSON, "source_record_id": "100234"}, "source_record_id"),
         ({"kind": "referral", "person": Person(None, None, None)}, "person"),
         ({"kind": "advice-request", "due": None}, "due"),
-        ({"kind": "signal", "case_reference": ""}, "case_reference"),
+        ({"decision": "dagvaarding", "case_reference": ""}, "case_reference"),
     ],
 )
 def test_refuses_what_gcos_cannot_take(

@@ -126,6 +126,7 @@ def mutation_row(delivery: Delivery) -> list[str]:
         assert d.due is not None
         due = _in_amsterdam(d.due, "due")
         cells["Advies uiterlijk"] = f"{_dutch(due.date())} {due:%H:%M}"
+        cells["Toelichting"] = d.question or ""  # the question asked
     return [*(_cp1252(column, cell) for column, cell in cells.items()), ""]
 
 

@@ -96,6 +96,8 @@ def render(delivery: Delivery) -> bytes:
     elif soort == "adviesaanvraag":
         assert delivery.due is not None
         lines.append(f"  <termijn tot={quoteattr(_moment(delivery.due, 'due'))}/>")
+        if delivery.question:
+            lines.append(f"  <vraag>{_text(delivery.question, 'question')}</vraag>")
     lines += ["</gcos-terugkoppeling>", ""]
     return "\n".join(lines).encode("utf-8")
 
@@ -118,11 +120,9 @@ def _zsm(delivery: Delivery) -> list[str]:
     lines = ["  <zsm>"]
     if delivery.zsm_location:
         lines.append(f"    <locatie>{_text(delivery.zsm_location, 'zsm_location')}</locatie>")
-    lines += [
-        f"    <zaak>{_text(delivery.case_reference, 'case_reference')}</zaak>",
-        f"    <datum>{delivery.occurred.date().isoformat()}</datum>",
-        "  </zsm>",
-    ]
+    if delivery.case_reference:  # a signal of an intake lookup may have no case yet
+        lines.append(f"    <zaak>{_text(delivery.case_reference, 'case_reference')}</zaak>")
+    lines += [f"    <datum>{delivery.occurred.date().isoformat()}</datum>", "  </zsm>"]
     return lines
 
 

@@ -84,6 +84,7 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
     elif soort == "adviesaanvraag":
         assert delivery.due is not None
         record["termijn"] = _moment(delivery.due, "termijn")
+        record["vraag"] = _text(delivery.question)
     return record
 
 

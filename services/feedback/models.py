@@ -101,6 +101,8 @@ class DeliveryRow(Base):
     # "pending", "acked" or "dead".
     state: Mapped[str] = mapped_column(String(8))
     attempts: Mapped[int] = mapped_column(Integer)
+    # Failures the adapter reported (the source cannot take the item).
+    failures: Mapped[int] = mapped_column(Integer)
     created_time: Mapped[UtcTime]
     next_attempt_time: Mapped[UtcTime]
     last_attempt_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

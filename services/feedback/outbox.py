@@ -4,9 +4,11 @@ until acknowledged, then kept without content for management information.
 An item is sent when it is due and no earlier item for the same person at the same house is
 still pending (per-person order). Each send counts an attempt and sets the next one a backoff
 later, so an item nobody acknowledges comes again: 1x, 2x, 4x ... the base, up to the cap. An
-item sent `max_attempts` times without acknowledgement, or failed as often, becomes a dead
-letter; a dead letter no longer holds back later items for the person. Only sends count: a house
-whose adapter is away for a week loses no attempts and gets everything, in order, on return.
+item sent `max_attempts` times without acknowledgement becomes a dead letter, and so does one
+whose adapter reported `max_failures` times that its source cannot take it (a refusal does not
+change by waiting long); a dead letter no longer holds back later items for the person. Only
+sends count: a house whose adapter is away for a week loses no attempts and gets everything, in
+order, on return.
 
 Waiting subscribers are woken when this process commits items (`notify`), and poll otherwise
 (items committed by another process, backoffs that end).
@@ -14,10 +16,11 @@ Waiting subscribers are woken when this process commits items (`notify`), and po
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,13 +103,16 @@ class Outbox:
         *,
         backoff: Backoff,
         max_attempts: int,
+        max_failures: int = 3,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._backoff = backoff
         self._max_attempts = max_attempts
+        self._max_failures = max_failures
         self._changed = threading.Condition()
         self._generation = 0
+        self._streams: dict[str, int] = {}
 
     # -- writing items (inside the caller's transaction) --------------------------------------
 
@@ -133,6 +139,7 @@ class Outbox:
                 "decision_id": decision_id,
                 "state": PENDING,
                 "attempts": 0,
+                "failures": 0,
                 "created_time": now,
                 "next_attempt_time": now,
                 "payload": item.delivery.SerializeToString(),
@@ -157,6 +164,22 @@ class Outbox:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def stream(self, house_id: str) -> Iterator[None]:
+        """Counts the house's open streams while it lasts."""
+        with self._changed:
+            self._streams[house_id] = self._streams.get(house_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._streams[house_id] -= 1
+
+    def streams(self, house_id: str) -> int:
+        """How many streams of the house are open now."""
+        with self._changed:
+            return self._streams.get(house_id, 0)
 
     def generation(self) -> int:
         with self._changed:
@@ -238,7 +261,16 @@ class Outbox:
                 connection.execute(
                     update(deliveries)
                     .where(deliveries.c.key == key, deliveries.c.state == PENDING)
-                    .values(last_failure=failure[:MAX_FAILURE])
+                    .values(last_failure=failure[:MAX_FAILURE], failures=deliveries.c.failures + 1)
+                )
+                connection.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.key == key,
+                        deliveries.c.state == PENDING,
+                        deliveries.c.failures >= self._max_failures,
+                    )
+                    .values(state=DEAD)
                 )
         self.notify()
 
@@ -278,7 +310,9 @@ class Outbox:
             result = connection.execute(
                 update(deliveries)
                 .where(deliveries.c.key == key, deliveries.c.state == DEAD)
-                .values(state=PENDING, attempts=0, next_attempt_time=now, last_failure=None)
+                .values(
+                    state=PENDING, attempts=0, failures=0, next_attempt_time=now, last_failure=None
+                )
             )
             if result.rowcount != 1:
                 raise NotFound("DEAD_LETTER_NOT_FOUND", "no dead letter has this key")

@@ -40,6 +40,7 @@ class FeedbackServer:
         port: int,
         health_servicer: health.HealthServicer,
         follower: SignalFollower,
+        outbox: Outbox,
         channel: grpc.Channel,
         engine: Engine,
         access_log: AccessLog,
@@ -48,6 +49,7 @@ class FeedbackServer:
         self.server = server
         self.port = port
         self.follower = follower
+        self.outbox = outbox
         self._health = health_servicer
         self._channel = channel
         self._engine = engine
@@ -94,6 +96,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
             dt.timedelta(seconds=settings.redelivery_cap_seconds),
         ),
         max_attempts=settings.max_attempts,
+        max_failures=settings.max_failures,
     )
     feedback = Feedback(
         engine,
@@ -119,7 +122,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     follower = SignalFollower(registry, feedback, poll_seconds=settings.signal_poll_seconds)
     log.info("feedback ready", port=port, schema=revision, dialect=engine.dialect.name)
     return FeedbackServer(
-        server, port, health_servicer, follower, channel, engine, access_log, clock
+        server, port, health_servicer, follower, outbox, channel, engine, access_log, clock
     )
 
 

@@ -125,16 +125,17 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         house_id = validation.house_id(request.house)
         self._feedback.check_adapter_for(caller_of(context), house_id)
         context.add_callback(self._outbox.notify)  # a cancelled stream stops waiting
-        while context.is_active():
-            generation = self._outbox.generation()
-            sent = self._outbox.take(house_id)
-            for item in sent:
-                delivery = pb.Delivery.FromString(item.payload)
-                delivery.attempt = item.attempt
-                yield delivery
-            if sent:
-                continue
-            self._outbox.wait(generation, self._wait_seconds(house_id))
+        with self._outbox.stream(house_id):
+            while context.is_active():
+                generation = self._outbox.generation()
+                sent = self._outbox.take(house_id)
+                for item in sent:
+                    delivery = pb.Delivery.FromString(item.payload)
+                    delivery.attempt = item.attempt
+                    yield delivery
+                if sent:
+                    continue
+                self._outbox.wait(generation, self._wait_seconds(house_id))
 
     def _wait_seconds(self, house_id: str) -> float:
         due = self._outbox.next_due(house_id)

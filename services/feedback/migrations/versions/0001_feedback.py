@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("decision_id", sa.String(length=32), nullable=True),
         sa.Column("state", sa.String(length=8), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("created_time", _TIME, nullable=False),
         sa.Column("next_attempt_time", _TIME, nullable=False),
         sa.Column("last_attempt_time", _TIME, nullable=True),

@@ -1,0 +1,563 @@
+"""Receiving feedback: the feedback service's delivery items, applied in the house's source.
+
+For each house it serves, a `Receiver` holds one `SubscribeDeliveries` stream (a thread per
+house) under the source adapter's certificate. Each item is converted to the opened,
+source-neutral `adapters.records.Delivery` (`to_delivery`: a referral's person is opened with
+the house's X25519 key), written into the house's target by the source's own `deliver`
+(`SOURCES`), remembered in the adapter's state file, and then acknowledged:
+
+- **exactly once per key**: an item whose key the state file has seen, or whose key is in the
+  source already (a crash after writing, before remembering), is acknowledged without writing;
+- **refused**: an item the source cannot take (a ValueError from the conversion or the source's
+  checks, an envelope that does not open) is acknowledged with `failure` naming the field,
+  never a value; the service tries again after a backoff and makes it a dead letter in the end;
+- **not now**: an OSError (or a locked state file) writing it is not acknowledged; the service
+  sends it again.
+
+A stream that breaks (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) is opened again after an
+exponential backoff with jitter; a refused one (PERMISSION_DENIED, INVALID_ARGUMENT, ...) ends
+that house's thread, said in `Receiver.stopped` and the log. Logs name houses, keys, kinds and
+outcomes, never personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from google.protobuf import timestamp_pb2
+
+from adapters.amazone import deliver as amazone_deliver
+from adapters.framework import OpenAdviceRequest, State
+from adapters.gcos import deliver as gcos_deliver
+from adapters.pga import deliver as pga_deliver
+from adapters.records import Delivery, Person
+from baken import sealed
+from baken.clock import AMSTERDAM, Clock, SystemClock
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.registry.v1 import registry_service_pb2
+
+log = structlog.get_logger("baken.adapter.receive")
+
+# Delivery.withheld names (the covenant's feedback fields; services/feedback/routing.py).
+WITHHELD_DECISION = "feedback.decision"
+WITHHELD_DEVIATION = "feedback.deviation_reason"
+WITHHELD_PROBATION = "feedback.probation_report"
+WITHHELD_TRIAGE = "feedback.triage"
+
+KINDS: Mapping[int, str] = {
+    pb.DELIVERY_KIND_DECISION: "decision",
+    pb.DELIVERY_KIND_SIGNAL: "signal",
+    pb.DELIVERY_KIND_REFERRAL: "referral",
+    pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
+}
+_STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}
+_FOLLOWED: Mapping[int, bool] = {
+    pb.ADVICE_FOLLOWED_FOLLOWED: True,
+    pb.ADVICE_FOLLOWED_NOT_FOLLOWED: False,
+}
+_AGES: Mapping[int, bool] = {
+    registry_service_pb2.SUBJECT_AGE_MINOR: True,
+    registry_service_pb2.SUBJECT_AGE_ADULT: False,
+}
+# The triage criteria as the houses name them, for the reason of an aanmelding.
+TRIAGE_CRITERIA: Mapping[int, str] = {
+    pb.TRIAGE_CRITERION_YOUTH: "jeugd",
+    pb.TRIAGE_CRITERION_DOMESTIC_VIOLENCE: "huiselijk geweld",
+    pb.TRIAGE_CRITERION_HIGH_IMPACT_CRIME: "high impact crime",
+    pb.TRIAGE_CRITERION_REPEAT_OFFENDER: "veelpleger",
+}
+REFERRAL_REASON = "complexe problematiek vermoed"
+_SEPOT_CODE = re.compile(r"[0-9]{2}")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+MAX_FAILURE = 200
+
+# Stream errors that end a house's thread: retrying cannot help until someone changes the
+# configuration (certificate, house, covenant). Every other code is retried with backoff.
+FATAL = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+# Receipts of applied items are kept this long: far past any redelivery of their items.
+RECEIPT_MEMORY = dt.timedelta(days=90)
+
+
+# -- conversion -----------------------------------------------------------------------------------
+
+
+def decision_code(code: int, sepot_code: str) -> str | None:
+    """The decision as the write-back names it: "dagvaarding", "voorwaardelijk-sepot",
+    "sepot-02", ...; None for none. Raises ValueError naming the field."""
+    if code == pb.DECISION_CODE_UNSPECIFIED:
+        return None
+    if code == pb.DECISION_CODE_SEPOT:
+        if not _SEPOT_CODE.fullmatch(sepot_code):
+            raise ValueError("decision.sepot_code: a sepot needs its two-digit code")
+        return f"sepot-{sepot_code}"
+    try:
+        name = pb.DecisionCode.Name(code)  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError("decision.code: not a code this adapter knows") from None
+    return name.removeprefix("DECISION_CODE_").lower().replace("_", "-")
+
+
+def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) -> Delivery:
+    """The opened, source-neutral form of a delivery item. A field named in `withheld` (the
+    house's covenant does not allow it) or not said is None, never False. A referral's person
+    is opened with `house_key`. Raises ValueError naming the field, never a value, for an item
+    that cannot be opened or converted; the source's own checks come when it is written."""
+    house = message.house
+    if not house.startswith("houses/") or len(house) == len("houses/"):
+        raise ValueError("house: not a house name (houses/{id})")
+    kind = KINDS.get(message.kind)
+    if kind is None:
+        raise ValueError("kind: not one of decision, signal, referral, advice-request")
+    if not message.HasField("occurred_time"):
+        raise ValueError("occurred_time: required")
+    withheld = set(message.withheld)
+    d = message.decision
+    decided = message.HasField("decision") and WITHHELD_DECISION not in withheld
+    # A sepot (02 and up) tells only THAT the person flowed in and was dismissed. (A decision
+    # whose code is withheld is never a sepot: it would not have been routed.)
+    detailed = message.HasField("decision") and d.code != pb.DECISION_CODE_SEPOT
+    deviation = detailed and WITHHELD_DEVIATION not in withheld
+    is_decision = kind == "decision"
+    return Delivery(
+        key=message.key,
+        house_id=house.removeprefix("houses/"),
+        kind=kind,
+        case_reference=message.case_reference,
+        occurred=_moment(message.occurred_time),
+        source_record_id=message.source_record_id or None,
+        zsm_location=message.zsm_location or None,
+        decision=decision_code(d.code, d.sepot_code) if is_decision and decided else None,
+        final=_STAGES.get(d.stage) if is_decision and decided else None,
+        advice_followed=_FOLLOWED.get(d.advice_followed) if is_decision and deviation else None,
+        deviation_reason=(d.deviation_reason or None) if is_decision and deviation else None,
+        probation_report_requested=(
+            d.probation_report_requested
+            if is_decision and detailed and WITHHELD_PROBATION not in withheld
+            else None
+        ),
+        minor=_AGES.get(d.subject_age) if decided else None,
+        person=_open_person(message, house_key) if kind == "referral" else None,
+        referral_reason=referral_reason(message) if kind == "referral" else None,
+        due=(
+            _moment(message.due_time)
+            if kind == "advice-request" and message.HasField("due_time")
+            else None
+        ),
+        question=(message.question.strip() or None) if kind == "advice-request" else None,
+    )
+
+
+def referral_reason(message: pb.Delivery) -> str:
+    """Why ZSM refers the person: suspected complex problems, and the triage criteria that
+    matched when the house may know them."""
+    criteria: list[str] = []
+    if WITHHELD_TRIAGE not in message.withheld and message.HasField("decision"):
+        matched = message.decision.triage.matched
+        criteria = [TRIAGE_CRITERIA[c] for c in matched if c in TRIAGE_CRITERIA]
+    if criteria:
+        return f"{REFERRAL_REASON}; triagecriteria: {', '.join(criteria)}"
+    return REFERRAL_REASON
+
+
+def _open_person(message: pb.Delivery, house_key: sealed.HouseKey | None) -> Person:
+    if not message.HasField("referral"):
+        raise ValueError("referral: the sealed person is missing")
+    if house_key is None:
+        raise ValueError("referral: this adapter has no key of the house to open it")
+    try:
+        person = sealed.open_person(
+            house_key, message.referral, case_reference=message.case_reference
+        )
+    except sealed.SealError:
+        raise ValueError(
+            "referral: does not open with the house's key (another house, key or case, or altered)"
+        ) from None
+    return Person(person.bsn or None, person.surname or None, person.birth_date)
+
+
+def _moment(stamp: timestamp_pb2.Timestamp) -> dt.datetime:
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def failure_text(error: Exception) -> str:
+    """What AcknowledgeDelivery.failure says: the message (which starts with the field), with
+    every quoted value replaced, on one line, at most MAX_FAILURE characters."""
+    text = " ".join(_QUOTED.sub("…", str(error)).split())
+    return (text or type(error).__name__)[:MAX_FAILURE]
+
+
+# -- the sources ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a source system's items go under the receiver's target directory, and how they
+    are written: `write(path, delivery)` is True when written, False when its key is there
+    already, and raises ValueError for an item the source cannot take."""
+
+    system: str
+    party: str
+    layout: str  # for humans: the path under the target directory
+    target: Callable[[Path, str], Path]
+    write: Callable[[Path, Delivery], bool]
+
+
+def _gcos_write(directory: Path, delivery: Delivery) -> bool:
+    directory.mkdir(parents=True, exist_ok=True)
+    return gcos_deliver.deliver(directory, delivery) is not None
+
+
+def _file_write(
+    deliver: Callable[[Path, Delivery], bool],
+) -> Callable[[Path, Delivery], bool]:
+    def write(path: Path, delivery: Delivery) -> bool:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return deliver(path, delivery)
+
+    return write
+
+
+SOURCES: Mapping[str, Source] = {
+    # The house's GCOS import folder: one terugkoppeling-{kenmerk}.xml per item.
+    "gcos": Source(
+        "gcos", "adapter-gcos", "{house}/", lambda root, house: root / house, _gcos_write
+    ),
+    # The house's mutatie file, collected for the Amazone import.
+    "amazone": Source(
+        "amazone",
+        "adapter-amazone",
+        "{house}.mutaties.csv",
+        lambda root, house: root / f"{house}.mutaties.csv",
+        _file_write(amazone_deliver.deliver),
+    ),
+    # The A&T beslisrecords the house's PGA imports (JSON lines).
+    "pga": Source(
+        "pga",
+        "adapter-pga",
+        "{house}.beslissingen.jsonl",
+        lambda root, house: root / f"{house}.beslissingen.jsonl",
+        _file_write(pga_deliver.deliver),
+    ),
+}
+
+# Errors writing an item that are the target's (a full disk, a locked or foreign file), not
+# the item's: not acknowledged, so the item comes again.
+_NOT_NOW: tuple[type[Exception], ...] = (
+    OSError,
+    sqlite3.Error,
+    amazone_deliver.MutationFileError,
+)
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"  # written into the source now
+    ALREADY = "already applied"  # its key was there: nothing written
+    REFUSED = "refused"  # the source cannot take it: acknowledged with a failure
+    RETRY = "not applied now"  # the target could not be written: not acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: Outcome
+    failure: str = ""  # REFUSED: what AcknowledgeDelivery.failure says
+    error: str = ""  # RETRY: the error's type, for the log
+
+    @property
+    def acknowledge(self) -> bool:
+        return self.outcome is not Outcome.RETRY
+
+
+class Applier:
+    """Applies delivery items of one source's houses into its target directory, remembering
+    each applied key (and each open advice request) in the adapter's state file. One per
+    thread: it holds its own connection to the state file."""
+
+    def __init__(
+        self,
+        source: Source,
+        target: Path,
+        state_path: Path,
+        *,
+        house_keys: Path | None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.source = source
+        self._target = target
+        self._state = State(state_path)
+        self._house_keys = house_keys
+        self._keys: dict[str, sealed.HouseKey] = {}
+        self._clock = clock or SystemClock()
+
+    def close(self) -> None:
+        self._state.close()
+
+    def path_for(self, house_id: str) -> Path:
+        return self.source.target(self._target, house_id)
+
+    def apply(self, message: pb.Delivery, house_id: str) -> Applied:
+        """Write the item into `house_id`'s target once; do not acknowledge it."""
+        try:
+            if self._state.was_received(message.key):
+                return Applied(Outcome.ALREADY)
+        except sqlite3.Error as error:
+            return Applied(Outcome.RETRY, error=type(error).__name__)
+        if message.house != f"houses/{house_id}":
+            return Applied(Outcome.REFUSED, "house: not the house of this stream")
+        try:
+            key = self._house_key(house_id) if message.kind == pb.DELIVERY_KIND_REFERRAL else None
+            delivery = to_delivery(message, key)
+            written = self.source.write(self.path_for(house_id), delivery)
+        except ValueError as error:
+            return Applied(Outcome.REFUSED, failure_text(error))
+        except _NOT_NOW as error:
+            return Applied(Outcome.RETRY, error=type(error).__name__)
+        try:
+            self._state.received(
+                delivery.key, house_id, self._clock.now(), _advice_request(delivery)
+            )
+        except sqlite3.Error as error:
+            return Applied(Outcome.RETRY, error=type(error).__name__)
+        return Applied(Outcome.APPLIED if written else Outcome.ALREADY)
+
+    def forget_old_receipts(self) -> int:
+        return self._state.forget_received(self._clock.now() - RECEIPT_MEMORY)
+
+    def _house_key(self, house_id: str) -> sealed.HouseKey | None:
+        if house_id not in self._keys and self._house_keys is not None:
+            try:
+                self._keys[house_id] = sealed.load_private(self._house_keys, house_id)
+            except sealed.SealError:
+                return None  # the referral is refused naming the missing key
+        return self._keys.get(house_id)
+
+
+def _advice_request(delivery: Delivery) -> OpenAdviceRequest | None:
+    if delivery.kind != "advice-request" or delivery.source_record_id is None:
+        return None
+    requested = delivery.occurred.astimezone(AMSTERDAM).date()
+    return OpenAdviceRequest(delivery.key, delivery.house_id, delivery.source_record_id, requested)
+
+
+# -- the receiver ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Between reconnects: base, 2x base, 4x base ... up to cap seconds, each 50-100 %."""
+
+    base: float = 0.5
+    cap: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        wait: float = min(self.cap, self.base * 2 ** max(failures - 1, 0))
+        return wait * random.uniform(0.5, 1.0)
+
+
+class Receiver:
+    """Subscribes to the deliveries of each house in `houses` (ids, all of `source`'s system)
+    and applies them (see the module's doc). `start()` starts a thread per house; `stop()`
+    cancels the streams and waits for the threads. The channel must carry the source
+    adapter's certificate and is not closed here."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        source: str,
+        houses: Sequence[str],
+        *,
+        target: Path,
+        state_path: Path,
+        house_keys: Path | None = None,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+        ack_timeout_s: float = 10.0,
+    ) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"source: not one of {', '.join(sorted(SOURCES))}")
+        self.source = SOURCES[source]
+        self.houses = tuple(dict.fromkeys(houses))
+        self._stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
+        self._target = target
+        self._state_path = state_path
+        self._house_keys = house_keys
+        self._clock = clock or SystemClock()
+        self._backoff = backoff or Backoff()
+        self._ack_timeout = ack_timeout_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._streams: dict[str, grpc.Call] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopped: dict[str, str] = {}
+        self._counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("the receiver runs already")
+        applier = Applier(
+            self.source, self._target, self._state_path, house_keys=None, clock=self._clock
+        )
+        try:
+            dropped = applier.forget_old_receipts()
+        finally:
+            applier.close()
+        if dropped:
+            log.info("old receipts forgotten", source=self.source.system, count=dropped)
+        for house_id in self.houses:
+            thread = threading.Thread(
+                target=self._run, args=(house_id,), name=f"receive-{house_id}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel every stream and wait (up to `timeout` seconds) for the threads. An item
+        being applied is finished; one written but not acknowledged comes again, and is then
+        acknowledged without writing."""
+        self._stop.set()
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream.cancel()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every house's thread has ended (refused, or stopped); True if so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def stopped(self) -> Mapping[str, str]:
+        """House id -> why its stream was refused and its thread ended."""
+        with self._lock:
+            return dict(self._stopped)
+
+    def counts(self) -> Mapping[str, int]:
+        """Items so far per outcome ("applied", "already applied", "refused", ...)."""
+        with self._lock:
+            return {outcome.value: n for outcome, n in self._counts.items()}
+
+    # -- one house ------------------------------------------------------------------------------
+
+    def _run(self, house_id: str) -> None:
+        applier = Applier(
+            self.source,
+            self._target,
+            self._state_path,
+            house_keys=self._house_keys,
+            clock=self._clock,
+        )
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                received, code = self._subscribe(applier, house_id)
+                if code is None and self._stop.is_set():
+                    return
+                if code in FATAL:
+                    return
+                if received or time.monotonic() - started > self._backoff.cap:
+                    failures = 0
+                failures += 1
+                delay = self._backoff.delay(failures)
+                log.warning(
+                    "feedback stream ended; reconnecting",
+                    house=house_id,
+                    code=code.name if code else "OK",
+                    retry_in_s=round(delay, 2),
+                )
+                self._stop.wait(delay)
+        except Exception as error:  # a bug: say so, without the item's content
+            log.error("receiver thread failed", house=house_id, error=type(error).__name__)
+            with self._lock:
+                self._stopped[house_id] = f"receiver failed: {type(error).__name__}"
+        finally:
+            applier.close()
+
+    def _subscribe(self, applier: Applier, house_id: str) -> tuple[bool, grpc.StatusCode | None]:
+        """One stream until it ends: whether it brought items, and its error code (None when
+        it ended cleanly or was cancelled by stop())."""
+        received = False
+        stream = self._stub.SubscribeDeliveries(
+            pb.SubscribeDeliveriesRequest(house=f"houses/{house_id}")
+        )
+        with self._lock:
+            self._streams[house_id] = stream
+        try:
+            if self._stop.is_set():
+                return received, None
+            log.info("feedback stream subscribed", house=house_id, source=self.source.system)
+            for message in stream:
+                received = True
+                self._handle(applier, house_id, message)
+                if self._stop.is_set():
+                    break
+            return received, None
+        except grpc.RpcError as error:
+            code = error.code()
+            if self._stop.is_set() and code == grpc.StatusCode.CANCELLED:
+                return received, None
+            if code in FATAL:
+                details = error.details() if isinstance(error, grpc.Call) else ""
+                why = f"{code.name}: {details}" if details else code.name
+                log.error("feedback stream refused; house stopped", house=house_id, reason=why)
+                with self._lock:
+                    self._stopped[house_id] = why
+            return received, code
+        finally:
+            stream.cancel()
+            with self._lock:
+                self._streams.pop(house_id, None)
+
+    def _handle(self, applier: Applier, house_id: str, message: pb.Delivery) -> None:
+        kind = KINDS.get(message.kind, "unknown")
+        bound = log.bind(house=house_id, key=message.key, kind=kind, attempt=message.attempt)
+        result = applier.apply(message, house_id)
+        with self._lock:
+            self._counts[result.outcome] += 1
+        if not result.acknowledge:
+            bound.warning("delivery not applied; it comes again", error=result.error)
+            return
+        try:
+            self._stub.AcknowledgeDelivery(
+                pb.AcknowledgeDeliveryRequest(key=message.key, failure=result.failure),
+                timeout=self._ack_timeout,
+            )
+        except grpc.RpcError as error:
+            code = error.code()
+            bound.warning(
+                "acknowledgement not sent; the item comes again",
+                outcome=result.outcome.value,
+                code=code.name if code else None,
+            )
+            return
+        if result.outcome is Outcome.REFUSED:
+            bound.warning("delivery refused by the source", failure=result.failure)
+        else:
+            bound.info("delivery " + result.outcome.value)
