@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,42 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     with lock, engine.begin() as connection:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
+
+
+@contextlib.contextmanager
+def scratch_schema(base_url: str, prefix: str = "t") -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema first on the search path of the URL it yields; dropped
+    with everything in it at the end. For tests and benchmarks (one database per service)."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"{prefix}_{uuid.uuid4().hex}"
+    with psycopg.connect(base_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def run_migrations(metadata: MetaData) -> None:
+    """The body of a service's migrations/env.py: the engine comes from the caller
+    (upgrade_to_head or the tests) through config.attributes."""
+    from alembic import context
+
+    engine = context.config.attributes["engine"]
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
 
 
 def alembic_config(script_location: Path, engine: Engine, **attributes: Any) -> Config:

@@ -314,8 +314,8 @@ def main() -> None:
             }
             feedback_url = db.sqlite_url(work / "feedback", "feedback.db")
             if args.database_url:
-                registry_url = stack.enter_context(fresh_schema(args.database_url))
-                feedback_url = stack.enter_context(fresh_schema(args.database_url))
+                registry_url = stack.enter_context(db.scratch_schema(args.database_url, "bench"))
+                feedback_url = stack.enter_context(db.scratch_schema(args.database_url, "bench"))
                 env_registry["BAKEN_REGISTRY_DATABASE_URL"] = registry_url
                 env_feedback["BAKEN_FEEDBACK_DATABASE_URL"] = feedback_url
             registry_process = stack.enter_context(
@@ -384,22 +384,6 @@ def main() -> None:
         + ", ".join(f"{k} {1000 * v / calls:.2f} ms" for k, v in used.items())
     )
     print("  targets: >= 1,000 decisions/s on SQLite; p50 <= 50 ms; p99 <= 1 s")
-
-
-@contextlib.contextmanager
-def fresh_schema(base_url: str) -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 if __name__ == "__main__":

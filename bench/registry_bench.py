@@ -31,8 +31,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,23 +116,6 @@ def _is_postgres(comm: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    """The PostgreSQL URL with a new, empty schema first on its search path; dropped at the end."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
-
-
 def analyze(url: str) -> None:
     engine = sqlalchemy.create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
     with engine.begin() as connection:
@@ -175,7 +156,11 @@ def run_scale(
     say(f"   generated in {generated:.1f} s")
     data_dir = Path(tempfile.mkdtemp(prefix="baken-bench-"))
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(fresh_schema(args.database_url)) if args.database_url else None
+        url = (
+            stack.enter_context(db.scratch_schema(args.database_url, "bench"))
+            if args.database_url
+            else None
+        )
         settings = RegistrySettings(
             address="127.0.0.1:0",
             data_dir=data_dir,

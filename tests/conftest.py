@@ -6,17 +6,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import structlog
 from builders import NOW
 from harness import RunningRegistry, secure_channel
-from psycopg import sql
 from sqlalchemy import Engine
 
 import baken.db
@@ -44,15 +41,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base_url = os.environ.get(PG_ENV)
     if not base_url:
         pytest.skip(f"PostgreSQL tests need {PG_ENV}, e.g. postgresql://postgres@127.0.0.1/test")
-    schema = f"t_{uuid.uuid4().hex}"
-    with psycopg.connect(base_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with baken.db.scratch_schema(base_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,17 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
 from builders import Person, subject
 from harness import RunningRegistry, dump_tables, secure_channel
-from psycopg import sql
 from sqlalchemy import Engine
 
 import baken.db
@@ -40,16 +37,8 @@ def second_database(registry_url: str, tmp_path: Path) -> Iterator[str]:
         directory.mkdir(exist_ok=True)
         yield baken.db.sqlite_url(directory, "feedback.db")
         return
-    base_url = os.environ[PG_ENV]
-    schema = f"f_{uuid.uuid4().hex}"
-    with psycopg.connect(base_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in base_url else "?"
-    try:
-        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with baken.db.scratch_schema(os.environ[PG_ENV], "f") as url:
+        yield url
 
 
 def feedback_settings(

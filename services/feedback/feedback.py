@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from baken import db
@@ -31,7 +31,7 @@ from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.pki import Identity
 from baken.registry.v1 import registry_service_pb2
-from baken.type.v1 import purpose_pb2
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
 from services.feedback.outbox import Outbox, deliveries
 from services.feedback.routing import (
@@ -114,12 +114,8 @@ class AdviceRequestView:
         return pb.ADVICE_REQUEST_STATE_OPEN
 
 
-def _subject(request_subject: object) -> list[tuple[int, str, bytes]]:
-    return [(p.kind, p.key_id, p.value) for p in request_subject.pseudonyms]  # type: ignore[attr-defined]
-
-
-def _values(request_subject: object) -> tuple[bytes, ...]:
-    return tuple(p.value for p in request_subject.pseudonyms)  # type: ignore[attr-defined]
+def _values(subject: pseudonym_pb2.Subject) -> tuple[bytes, ...]:
+    return tuple(p.value for p in subject.pseudonyms)
 
 
 class Feedback:
@@ -199,13 +195,7 @@ class Feedback:
                 return earlier
         if request.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
             return Recorded("", Routing((), ()), self._purge(inquiry, request.case_reference))
-        markings = self._registry.markings(
-            _subject(request.subject),
-            case_reference=request.case_reference,
-            subject_age=request.subject_age,
-            on_behalf_of=_on_behalf(caller, inquiry.on_behalf_of),
-            purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
-        )
+        markings = self._markings(inquiry, request, purpose_pb2.PURPOSE_TERUGKOPPELING)
         _check_advice(request, markings)
         now = self._clock.now()
         decision_id = uuid.uuid4().hex[:20]
@@ -261,6 +251,22 @@ class Feedback:
             )
         self._outbox.notify()
         return Recorded(f"decisions/{decision_id}", routing)
+
+    def _markings(
+        self,
+        inquiry: Inquiry,
+        request: pb.RecordDecisionRequest | pb.RequestAdviceRequest,
+        purpose: int,
+    ) -> list[Marking]:
+        """The houses that marked the person, as the registry tells the feedback service; the
+        registry logs the desk and user on whose behalf it asks."""
+        return self._registry.markings(
+            [(p.kind, p.key_id, p.value) for p in request.subject.pseudonyms],
+            case_reference=request.case_reference,
+            subject_age=request.subject_age,
+            on_behalf_of=f"{inquiry.caller.id}/{inquiry.on_behalf_of}"[:64],
+            purpose=purpose,
+        )
 
     def _earlier(self, request_key: str) -> Recorded | None:
         with self._engine.connect() as connection:
@@ -398,13 +404,7 @@ class Feedback:
     ) -> AdviceRequestView:
         caller = inquiry.caller
         self.authorise(caller, ADVICE_PURPOSE)
-        markings = self._registry.markings(
-            _subject(request.subject),
-            case_reference=request.case_reference,
-            subject_age=request.subject_age,
-            on_behalf_of=_on_behalf(caller, inquiry.on_behalf_of),
-            purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
-        )
+        markings = self._markings(inquiry, request, purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG)
         marking = next((m for m in markings if m.house_id == house_id), None)
         if marking is None:
             raise FailedPrecondition(
@@ -557,23 +557,17 @@ class Feedback:
         )
 
 
-def _view(row: object) -> AdviceRequestView:
-    r = row
+def _view(r: Row[Any]) -> AdviceRequestView:
     return AdviceRequestView(
-        r.id,  # type: ignore[attr-defined]
-        r.case_reference,  # type: ignore[attr-defined]
-        r.house_id,  # type: ignore[attr-defined]
-        r.delivery_key,  # type: ignore[attr-defined]
-        r.requested_by,  # type: ignore[attr-defined]
-        utc(r.requested_time),  # type: ignore[attr-defined]
-        utc(r.due_time),  # type: ignore[attr-defined]
-        None if r.answered_time is None else utc(r.answered_time),  # type: ignore[attr-defined]
+        r.id,
+        r.case_reference,
+        r.house_id,
+        r.delivery_key,
+        r.requested_by,
+        utc(r.requested_time),
+        utc(r.due_time),
+        None if r.answered_time is None else utc(r.answered_time),
     )
-
-
-def _on_behalf(caller: Identity, user: str) -> str:
-    """The registry's responsible user for a routing lookup: the desk and its user."""
-    return f"{caller.id}/{user}"[:64]
 
 
 def _check_advice(request: pb.RecordDecisionRequest, markings: Sequence[Marking]) -> None:

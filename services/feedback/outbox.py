@@ -95,6 +95,17 @@ _DUE = text(
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
 
 
+_ATTEMPT = (
+    update(deliveries)
+    .where(deliveries.c.seq == bindparam("s"))
+    .values(
+        attempts=bindparam("a"),
+        last_attempt_time=bindparam("t"),
+        next_attempt_time=bindparam("n"),
+    )
+)
+
+
 class Outbox:
     def __init__(
         self,
@@ -209,20 +220,17 @@ class Outbox:
                 connection.execute(
                     update(deliveries).where(deliveries.c.seq.in_(dead)).values(state=DEAD)
                 )
+            attempts = []
             for row in rows:
                 if row.attempts >= self._max_attempts:
                     continue
                 attempt = row.attempts + 1
-                connection.execute(
-                    update(deliveries)
-                    .where(deliveries.c.seq == row.seq)
-                    .values(
-                        attempts=attempt,
-                        last_attempt_time=now,
-                        next_attempt_time=now + self._backoff.after(attempt),
-                    )
+                attempts.append(
+                    {"s": row.seq, "a": attempt, "n": now + self._backoff.after(attempt)}
                 )
                 sent.append(Sent(row.key, attempt, bytes(row.payload)))
+            if attempts:
+                connection.execute(_ATTEMPT, [{**a, "t": now} for a in attempts])
         if dead:
             self.notify()  # later items of those persons are free to go
         return sent

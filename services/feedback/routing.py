@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from baken.access import AccessPolicy, Withhold
+from baken.clock import AMSTERDAM
 from baken.errors import PermissionDenied
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
@@ -83,6 +84,11 @@ class NotRouted:
 class Routing:
     items: tuple[Item, ...]
     not_routed: tuple[NotRouted, ...]
+
+
+def _day(moment: dt.datetime) -> dt.date:
+    """The calendar date in the Netherlands: the day a covenant is in force or not."""
+    return moment.astimezone(AMSTERDAM).date()
 
 
 def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
@@ -217,7 +223,7 @@ def route_decision(
                 complex_problems_suspected=request.complex_problems_suspected,
             )
         )
-    today = now.date()
+    today = _day(now)
     results: list[Item | NotRouted] = []
     if markings:
         fields = _SEPOT_FIELDS if sepot else _DECISION_FIELDS
@@ -267,7 +273,7 @@ def route_signal(
         zsm_location=zsm_location,
     )
     addressed = recipients.address(
-        house_id, pb.DELIVERY_KIND_SIGNAL, _SIGNAL_FIELDS, lookup_time.date(), delivery
+        house_id, pb.DELIVERY_KIND_SIGNAL, _SIGNAL_FIELDS, _day(lookup_time), delivery
     )
     occasion = case_reference or f"#{sequence}"
     key = digest_key("sig", house_id, source_record_id, occasion)
@@ -299,7 +305,7 @@ def route_advice_request(
         marking.house_id,
         pb.DELIVERY_KIND_ADVICE_REQUEST,
         _ADVICE_REQUEST_FIELDS,
-        now.date(),
+        _day(now),
         delivery,
     )
     return _keyed(addressed, f"adv-{request_id}", record_person(marking.source_record_id))
