@@ -71,6 +71,9 @@ class FeedbackSettings(BaseSettings):
     redelivery_cap_seconds: float = 3600.0
     max_attempts: int = 12
     max_failures: int = 3
+    # Items sent to a house and not yet acknowledged, at most: more would wait in the stream's
+    # buffers until their backoff ran out and come again as duplicates.
+    delivery_window: int = 16
     # How often a waiting stream looks for items committed by another process, and how often
     # the registry is asked for new signals.
     poll_seconds: float = 1.0

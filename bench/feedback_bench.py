@@ -333,6 +333,7 @@ def main() -> None:
             }
             engine = db.make_engine(feedback_url, pool_size=2)
             stack.callback(engine.dispose)
+            receivers: list[Receiver] = []
             for system, house in (("pga", ROTTERDAM), ("gcos", UTRECHT)):
                 channel = connect(feedback, pki.TlsFiles.of(work / "pki", f"adapter-{system}"))
                 stack.callback(channel.close)
@@ -345,6 +346,7 @@ def main() -> None:
                 )
                 receiver.start()
                 stack.callback(receiver.stop)
+                receivers.append(receiver)
 
             common = {
                 "ring": str(work / "ring.json"),
@@ -362,6 +364,7 @@ def main() -> None:
             print("draining the deliveries ...", flush=True)
             drain(engine)
             print(f"latency: {args.latency_count} decisions at {args.rate:g}/s ...", flush=True)
+            duplicates = sum(r.counts()["already applied"] for r in receivers)
             seconds = latencies(feedback, work / "pki", ring, engine, args.rate, args.latency_count)
 
     kind = "PostgreSQL" if args.database_url else "SQLite"
@@ -379,6 +382,7 @@ def main() -> None:
         f" p95 {1000 * percentile(seconds, 95):.1f} ms, p99 {1000 * percentile(seconds, 99):.1f} ms"
     )
     calls = decided["calls"]
+    print(f"  items delivered again and skipped by the adapters during the load: {duplicates}")
     print(
         "  CPU per decision under load: "
         + ", ".join(f"{k} {1000 * v / calls:.2f} ms" for k, v in used.items())

@@ -40,7 +40,7 @@ from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 ROTTERDAM = "vh-rotterdam-rijnmond"  # PGA
 UTRECHT = "vh-regio-utrecht-utrecht"  # GCOS, Midden-Nederland
@@ -457,7 +457,11 @@ def test_an_advice_request_is_written_and_answered_once_the_house_advised_in_its
     state = State(state_path)
     assert state.open_advice_requests() == []
     state.close()
-    # With the advice given, ZSM may decide the case.
+    # ZSM sees the answer at its next lookup, and may decide the case.
+    answer = feedback.registry.lookup(subject(feedback.ring, person), party=KPC_UTRECHT)
+    [marker] = answer.markers
+    assert marker.advice.text == "voorgeleiden; meldplicht loopt, procesregisseur bellen"
+    assert marker.advice.freshness == marker_pb2.ADVICE_FRESHNESS_CURRENT
     feedback.decide(person, party=KPC_UTRECHT, advice_followed=pb.ADVICE_FOLLOWED_FOLLOWED)
 
 

@@ -261,3 +261,24 @@ def test_an_item_never_acknowledged_is_a_dead_letter_after_its_attempts(
         .dead_letters
     )
     assert (letter.key, letter.attempts, letter.last_failure) == (key, 3, "NOT_ACKNOWLEDGED")
+
+
+def test_no_more_items_in_flight_to_a_house_than_its_window(
+    shipped_registry: RunningRegistry,
+    ring: KeyRing,
+    tmp_path: Path,
+    engines: Callable[[str], Engine],
+) -> None:
+    with running_feedback(shipped_registry, ring, tmp_path, engines, delivery_window=2) as feedback:
+        persons = [person(n) for n in range(4)]
+        for p in persons:
+            mark(feedback, p, UTRECHT)
+        keys = [
+            feedback.decide(p, case_reference=f"10-00000{n}-26", **FOLLOWED).items[0].key
+            for n, p in enumerate(persons)
+        ]
+        first = feedback.receive(UTRECHT, count=4, party=GCOS, timeout=1)
+        assert [d.key for d in first] == keys[:2]
+        feedback.ack(keys[0], GCOS)
+        [third] = feedback.receive(UTRECHT, count=1, party=GCOS)
+        assert third.key == keys[2]

@@ -93,6 +93,13 @@ _DUE = text(
     ORDER BY d.seq LIMIT :limit
     """
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+# Sent, not yet acknowledged, and not yet due again: on their way to, or at, the adapter.
+_IN_FLIGHT = text(
+    """
+    SELECT COUNT(*) FROM deliveries
+    WHERE house_id = :house AND state = 'pending' AND attempts > 0 AND next_attempt_time > :now
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
 
 
 _ATTEMPT = (
@@ -115,12 +122,14 @@ class Outbox:
         backoff: Backoff,
         max_attempts: int,
         max_failures: int = 3,
+        window: int,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._backoff = backoff
         self._max_attempts = max_attempts
         self._max_failures = max_failures
+        self._window = window
         self._changed = threading.Condition()
         self._generation = 0
         self._streams: dict[str, int] = {}
@@ -203,13 +212,19 @@ class Outbox:
 
     # -- sending and acknowledging --------------------------------------------------------------
 
-    def take(self, house_id: str, limit: int = 100) -> list[Sent]:
+    def take(self, house_id: str) -> list[Sent]:
         """The house's due items in order, each counted as an attempt now; an item out of
-        attempts becomes a dead letter instead of being sent."""
+        attempts becomes a dead letter instead of being sent. At most `window` items are in
+        flight per house: more would wait in the stream's buffers while their backoff runs
+        out, and come again as duplicates the adapter must then skip."""
         now = self._clock.now()
         sent: list[Sent] = []
         with db.write_transaction(self._engine) as connection:
-            rows = connection.execute(_DUE, {"house": house_id, "now": now, "limit": limit}).all()
+            in_flight = connection.execute(_IN_FLIGHT, {"house": house_id, "now": now}).scalar()
+            room = self._window - int(in_flight or 0)
+            if room <= 0:
+                return []
+            rows = connection.execute(_DUE, {"house": house_id, "now": now, "limit": room}).all()
             dead = [r.seq for r in rows if r.attempts >= self._max_attempts]
             if dead:
                 connection.execute(

@@ -97,6 +97,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         ),
         max_attempts=settings.max_attempts,
         max_failures=settings.max_failures,
+        window=settings.delivery_window,
     )
     feedback = Feedback(
         engine,

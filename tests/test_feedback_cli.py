@@ -1,0 +1,171 @@
+"""`baken decide`, `baken advice` and `baken feedback` against a real feedback service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from builders import Marking, Person
+from feedback_harness import RunningFeedback
+
+from baken import logs
+from baken.cli import main
+
+TRAVELLER = Person(bsn="111222333")
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> Iterator[None]:
+    """The servers log to stderr, so stdout holds only the command's answer."""
+    logs.configure(json=True)
+    yield
+    structlog.reset_defaults()
+
+
+UTRECHT, ROTTERDAM = "vh-regio-utrecht-utrecht", "vh-rotterdam-rijnmond"
+
+
+def run(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    key_file = tmp_path / "edge-keys.json"
+    if not key_file.exists():
+        feedback.ring.save(key_file)
+    common = [
+        "--feedback",
+        f"127.0.0.1:{feedback.server.port}",
+        "--pki-dir",
+        str(feedback.registry.pki_dir),
+    ]
+    person = ["--key-file", str(key_file), "--user", "kpc-0042"]
+    command = list(args)
+    if command[0] in ("decide", "advice"):
+        command += person
+    capsys.readouterr()
+    code = main([*command, *common])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_decide_tells_which_houses_hear_it(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback.registry.sync(
+        Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring),
+        Marking(TRAVELLER, "r1", house=ROTTERDAM).upsert(feedback.ring),
+    )
+    base = ["decide", "--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-123456-26"]
+    code, _, err = run(feedback, tmp_path, capsys, *base, "--code", "dagvaarding")
+    assert code == 1
+    assert "INVALID_ARGUMENT: advice_followed: required" in err and "Traceback" not in err
+    code, out, _ = run(
+        feedback,
+        tmp_path,
+        capsys,
+        *base,
+        "--code",
+        "dagvaarding",
+        "--advice",
+        "not-followed",
+        "--reason",
+        "Hij onttrok zich twee keer aan toezicht; daarom dagvaarden.",
+        "--party",
+        "zsm-rotterdam-rijnmond-kpc",
+    )
+    assert code == 0
+    assert "recorded" in out
+    assert f"decision -> houses/{UTRECHT}" in out and f"decision -> houses/{ROTTERDAM}" in out
+    code, out, _ = run(feedback, tmp_path, capsys, *base, "--code", "technisch-sepot-01")
+    assert code == 0 and "technisch sepot 01: nothing fed back; 2 queued items purged" in out
+
+
+def test_decide_seals_an_aanmelding_at_the_desk(
+    feedback: RunningFeedback,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    house_keys_dir: Path,
+) -> None:
+    code, out, _ = run(
+        feedback,
+        tmp_path,
+        capsys,
+        "decide",
+        "--bsn",
+        "123456782",
+        "--adult",
+        "--case",
+        "10-7-26",
+        "--code",
+        "strafbeschikking",
+        "--complex-problems",
+        "--municipality",
+        "Nieuwegein",
+        "--triage",
+        "repeat-offender",
+        "--house-keys",
+        str(house_keys_dir),
+    )
+    assert code == 0 and f"referral -> houses/{UTRECHT}" in out
+    code, _, err = run(
+        feedback,
+        tmp_path,
+        capsys,
+        "decide",
+        "--bsn",
+        "123456782",
+        "--adult",
+        "--case",
+        "10-7-26",
+        "--code",
+        "strafbeschikking",
+        "--complex-problems",
+        "--municipality",
+        "Atlantis",
+    )
+    assert code == 2 and "no Safety House in Baken covers it" in err
+
+
+def test_advice_request_and_the_overdue_list(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback.registry.sync(Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring))
+    code, out, _ = run(
+        feedback,
+        tmp_path,
+        capsys,
+        "advice",
+        "request",
+        "--bsn",
+        TRAVELLER.bsn or "",
+        "--adult",
+        "--case",
+        "10-1-26",
+        "--house",
+        UTRECHT,
+        "--term",
+        "24h",
+        "--question",
+        "Is het plan nog actueel?",
+    )
+    assert code == 0 and "open" in out and f"houses/{UTRECHT}" in out
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "list", "--overdue")
+    assert code == 0 and out.strip() == "no overdue advice requests"
+    feedback.registry.clock.advance(dt.timedelta(hours=25))
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "list", "--overdue")
+    assert code == 0 and "overdue" in out and "case 10-1-26" in out
+
+
+def test_dead_letters_for_the_operator_only(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(feedback, tmp_path, capsys, "feedback", "dead-letters")
+    assert code == 0 and out.strip() == "no dead letters"
+    code, _, err = run(
+        feedback, tmp_path, capsys, "feedback", "dead-letters", "--party", "adapter-gcos"
+    )
+    assert code == 1 and "PERMISSION_DENIED (OPERATORS_ONLY)" in err
+    code, _, err = run(feedback, tmp_path, capsys, "feedback", "requeue", "no-such-key")
+    assert code == 1 and "NOT_FOUND (DEAD_LETTER_NOT_FOUND)" in err
