@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from builders import Marking, Person, problem
+from builders import Marking, Person, problem, subject
 from feedback_harness import KPC_ROTTERDAM, RunningFeedback, decision_request
 
 from baken import sealed
@@ -322,3 +322,16 @@ def test_bad_decisions_name_the_field_and_change_nothing(
     code, _, named = refused(lambda: stub.RecordDecision(request, timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and bad in named
     assert feedback.tables()["decisions"] == []
+
+
+def test_signals_of_a_purged_case_still_waiting_in_the_registry_never_arrive(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, ROTTERDAM, UTRECHT)
+    feedback.registry.lookup(
+        subject(feedback.ring, TRAVELLER), party=KPC_ROTTERDAM, case_reference="10-123456-26"
+    )
+    assert len(feedback.registry.tables()["signals"]) == 2  # not yet taken over
+    feedback.decide(TRAVELLER, code=pb.DECISION_CODE_TECHNISCH_SEPOT_01)
+    assert feedback.server.follower.follow_once() == 0
+    assert items_of(feedback) == []

@@ -57,8 +57,7 @@ ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
 ADVICE_PURPOSE = "advies-op-aanvraag"
 TERUGKOPPELING = "terugkoppeling"
-MIN_TERM = dt.timedelta(hours=24)
-MAX_TERM = dt.timedelta(days=7)
+SIGNAL_PAGE = 500
 _ADVICE_GIVEN = (pb.ADVICE_FOLLOWED_FOLLOWED, pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
 
 
@@ -74,6 +73,10 @@ class Registry(Protocol):
         on_behalf_of: str,
         purpose: int,
     ) -> list[Marking]: ...
+
+    def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
+        """The signals after `after`, confirming everything up to it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +312,10 @@ class Feedback:
     def _purge(self, inquiry: Inquiry, case_reference: str) -> int:
         """Technisch sepot 01: nobody may use the case's data. Everything of the case goes,
         queued items included; the log says that a purge happened, by whom, and how much,
-        never which case."""
+        never which case. Signals of the case still waiting in the registry are taken over
+        first, so that none arrives after the purge (UNAVAILABLE while the registry is away)."""
+        while self.follow_signals() == SIGNAL_PAGE:
+            pass
         now = self._clock.now()
         with db.write_transaction(self._engine) as connection:
             items = self._outbox.purge_case(connection, case_reference)
@@ -331,6 +337,12 @@ class Feedback:
         return items
 
     # -- signals ----------------------------------------------------------------------------------
+
+    def follow_signals(self, page: int = SIGNAL_PAGE) -> int:
+        """Take over one page of the registry's signals; how many there were."""
+        signals = self._registry.pull_signals(self.signal_cursor(), page)
+        self.take_over_signals(signals)
+        return len(signals)
 
     def signal_cursor(self) -> int:
         with self._engine.connect() as connection:

@@ -120,7 +120,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         port = 0
     if port == 0:
         raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
-    follower = SignalFollower(registry, feedback, poll_seconds=settings.signal_poll_seconds)
+    follower = SignalFollower(feedback, poll_seconds=settings.signal_poll_seconds)
     log.info("feedback ready", port=port, schema=revision, dialect=engine.dialect.name)
     return FeedbackServer(
         server, port, health_servicer, follower, outbox, channel, engine, access_log, clock

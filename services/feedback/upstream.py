@@ -13,7 +13,7 @@ import structlog
 from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
-from services.feedback.feedback import Feedback, SignalIn
+from services.feedback.feedback import SIGNAL_PAGE, Feedback, SignalIn
 from services.feedback.routing import Marking
 from services.registry.access_log import utc
 
@@ -91,10 +91,7 @@ class SignalFollower:
     """Takes the registry's signals over into delivery items, page by page. The cursor is
     stored with the items; the next pull confirms it to the registry, which then forgets."""
 
-    def __init__(
-        self, registry: GrpcRegistry, feedback: Feedback, *, poll_seconds: float, page: int = 500
-    ) -> None:
-        self._registry = registry
+    def __init__(self, feedback: Feedback, *, poll_seconds: float, page: int = SIGNAL_PAGE) -> None:
         self._feedback = feedback
         self._poll = poll_seconds
         self._page = page
@@ -111,9 +108,7 @@ class SignalFollower:
 
     def follow_once(self) -> int:
         """One page; how many signals it took over."""
-        signals = self._registry.pull_signals(self._feedback.signal_cursor(), self._page)
-        self._feedback.take_over_signals(signals)
-        return len(signals)
+        return self._feedback.follow_signals(self._page)
 
     def _run(self) -> None:
         failures = 0
