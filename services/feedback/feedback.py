@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from baken import db
 from baken.access import AccessPolicy
@@ -216,6 +217,29 @@ class Feedback:
         if not markings and request.complex_problems_suspected and referral_house is None:
             not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
         routing = Routing(routing.items, not_routed)
+        try:
+            self._store_decision(inquiry, request, request_key, decision_id, markings, routing)
+        except IntegrityError:
+            # The same request_key, recorded by a concurrent retry a moment ago.
+            earlier = self._earlier(request_key) if request_key else None
+            if earlier is None:
+                raise
+            return earlier
+        self._outbox.notify()
+        return Recorded(f"decisions/{decision_id}", routing)
+
+    def _store_decision(
+        self,
+        inquiry: Inquiry,
+        request: pb.RecordDecisionRequest,
+        request_key: str | None,
+        decision_id: str,
+        markings: Sequence[Marking],
+        routing: Routing,
+    ) -> None:
+        """The decision, its items and its access-log entry, in one transaction."""
+        caller = inquiry.caller
+        now = self._clock.now()
         with db.write_transaction(self._engine) as connection:
             self._check_no_advice_in_term(connection, request.case_reference, now)
             connection.execute(
@@ -252,8 +276,6 @@ class Feedback:
                 routing=routing,
                 decision=pb.DecisionCode.Name(request.code),
             )
-        self._outbox.notify()
-        return Recorded(f"decisions/{decision_id}", routing)
 
     def _markings(
         self,
