@@ -34,6 +34,7 @@ OUTCOME = {
     pb.ACCESS_OUTCOME_BREAK_GLASS: "BREAK-GLASS",
     pb.ACCESS_OUTCOME_AUDIT_READ: "audit read",
     pb.ACCESS_OUTCOME_REVIEW: "review",
+    pb.ACCESS_OUTCOME_SIGNALS_DISCLOSED: "signals disclosed",
 }
 
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import structlog
 from builders import NOW, Marking, Person, problem, subject, valid_bsns
-from harness import RunningRegistry, batch_request
+from harness import RunningRegistry, batch_request, secure_channel
 from sqlalchemy import insert, text
 
 from baken import logs
@@ -408,3 +408,22 @@ def test_with_the_shipped_covenants_the_feedback_service_pulls_what_any_zsm_desk
         (f"houses/{ROTTERDAM}", "ZSM Zeeland-West-Brabant", zwb.access_log_entry),
     ]
     assert log_entries(shipped_registry)[-1].body["covenants"] == ["national@v1"]
+
+
+def test_the_privacy_officer_sees_a_pull_as_signals_disclosed(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+
+    marked.lookup(subject(ring, PERSON), party=KPC)
+    assert len(pull(marked)) == 2
+    with secure_channel(marked.pki_dir, marked.port, "privacy-auditor") as channel:
+        entries = (
+            audit_service_pb2_grpc.AuditServiceStub(channel)
+            .ListAccessEntries(
+                audit_service_pb2.ListAccessEntriesRequest(on_behalf_of="fg-01", party=FEEDBACK),
+                timeout=10,
+            )
+            .entries
+        )
+    assert [e.outcome for e in entries] == [audit_service_pb2.ACCESS_OUTCOME_SIGNALS_DISCLOSED]

@@ -28,6 +28,7 @@ _OUTCOMES = {
     "break-glass": pb.ACCESS_OUTCOME_BREAK_GLASS,
     "audit-read": pb.ACCESS_OUTCOME_AUDIT_READ,
     "review": pb.ACCESS_OUTCOME_REVIEW,
+    "disclosed": pb.ACCESS_OUTCOME_SIGNALS_DISCLOSED,
 }
 MAX_PAGE = 1000
 FINDING = (10, 2000)

@@ -40,6 +40,8 @@ class _AccessOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessO
     """The privacy officer read the log."""
     ACCESS_OUTCOME_REVIEW: _AccessOutcome.ValueType  # 7
     """The privacy officer reviewed a break-glass entry."""
+    ACCESS_OUTCOME_SIGNALS_DISCLOSED: _AccessOutcome.ValueType  # 8
+    """Signals of ZSM lookups handed to the feedback service (PullSignals)."""
 
 class AccessOutcome(_AccessOutcome, metaclass=_AccessOutcomeEnumTypeWrapper):
     """What an access-log entry records."""
@@ -56,6 +58,8 @@ ACCESS_OUTCOME_AUDIT_READ: AccessOutcome.ValueType  # 6
 """The privacy officer read the log."""
 ACCESS_OUTCOME_REVIEW: AccessOutcome.ValueType  # 7
 """The privacy officer reviewed a break-glass entry."""
+ACCESS_OUTCOME_SIGNALS_DISCLOSED: AccessOutcome.ValueType  # 8
+"""Signals of ZSM lookups handed to the feedback service (PullSignals)."""
 Global___AccessOutcome: _TypeAlias = AccessOutcome  # noqa: Y015
 
 @_typing.final
