@@ -166,10 +166,16 @@ def _verify(args: argparse.Namespace) -> None:
     from sqlalchemy.exc import DBAPIError
 
     from baken.cli import registry_settings
+    from baken.settings import FeedbackSettings, RegistrySettings
     from baken.signing import public_path
     from services.registry.log_verify import verify_database
 
-    settings = registry_settings(data_dir=args.data_dir, database_url=args.database_url)
+    options = {"data_dir": args.data_dir, "database_url": args.database_url}
+    settings: RegistrySettings | FeedbackSettings = (
+        FeedbackSettings(**{k: v for k, v in options.items() if v is not None})
+        if args.service == "feedback"
+        else registry_settings(**options)
+    )
     keys = args.public_key or [public_path(settings.resolved_audit_signing_key())]
     try:
         result = verify_database(settings.resolved_database_url(), keys)
@@ -234,19 +240,25 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
 
     verify = actions.add_parser("verify", help="recompute the hash chain and the signatures")
     verify.add_argument(
+        "--service",
+        choices=["registry", "feedback"],
+        default="registry",
+        help="whose access log (each service keeps its own, in the same format)",
+    )
+    verify.add_argument(
         "--data-dir",
         type=Path,
-        help="the registry's data dir (env BAKEN_REGISTRY_DATA_DIR, default var/registry)",
+        help="the service's data dir (env BAKEN_<SERVICE>_DATA_DIR, default var/<service>)",
     )
     verify.add_argument(
         "--database-url",
-        help="PostgreSQL URL instead of the data dir's SQLite (env BAKEN_REGISTRY_DATABASE_URL)",
+        help="PostgreSQL URL instead of the data dir's SQLite (env BAKEN_<SERVICE>_DATABASE_URL)",
     )
     verify.add_argument(
         "--public-key",
         type=Path,
         action="append",
-        help="checkpoint public key file(s); default the .pub next to the registry's signing key "
-        "(env BAKEN_REGISTRY_AUDIT_SIGNING_KEY, default data-dir/audit-signing.key)",
+        help="checkpoint public key file(s); default the .pub next to the service's signing key "
+        "(env BAKEN_<SERVICE>_AUDIT_SIGNING_KEY, default data-dir/audit-signing.key)",
     )
     verify.set_defaults(run=_verify)

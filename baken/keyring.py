@@ -99,3 +99,26 @@ class KeyRing(Mapping[str, bytes]):
     @classmethod
     def generate(cls, key_id: str) -> KeyRing:
         return cls({key_id: secrets.token_bytes(KEY_BYTES)})
+
+
+def at_rest_ring(path: Path, key_id: str, sample: str | None, what: str) -> tuple[KeyRing, bool]:
+    """A service's at-rest key ring, and whether it was made just now. A new ring is made only
+    while the database holds nothing sealed (`sample` is None; otherwise the key id of a sealed
+    value): a lost or wrong key file is refused at start instead of failing every read later.
+    `what` names what the database holds sealed, for the message."""
+    made = False
+    if not path.exists():
+        if sample is not None:
+            raise KeyFileError(
+                f"{path}: no at-rest key file, but the database holds sealed {what}; "
+                "restore the key file from its backup"
+            )
+        KeyRing.generate(key_id).save(path)
+        made = True
+    ring = KeyRing.load(path)
+    if sample is not None and sample not in ring:
+        raise KeyFileError(
+            f"{path}: the database holds {what} sealed under key {sample}, which this key "
+            "file does not have"
+        )
+    return ring, made

@@ -65,6 +65,9 @@ class FeedbackSettings(BaseSettings):
     # Ed25519 key that signs the access log's checkpoints. Default: data_dir/audit-signing.key.
     audit_signing_key: Path | None = None
     checkpoint_every: int = 1000
+    # AES-GCM key ring for delivery items at rest (made on first start when absent; keep a
+    # backup apart from the database's). Default: data_dir/at-rest-keys.json.
+    at_rest_key_file: Path | None = None
     # An item not acknowledged comes again after base, 2x base, 4x base ... up to cap seconds;
     # after max_attempts sends, or max_failures refusals by the source, it is a dead letter.
     redelivery_base_seconds: float = 2.0
@@ -84,3 +87,6 @@ class FeedbackSettings(BaseSettings):
 
     def resolved_audit_signing_key(self) -> Path:
         return self.audit_signing_key or self.data_dir / "audit-signing.key"
+
+    def resolved_at_rest_key_file(self) -> Path:
+        return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"

@@ -127,6 +127,10 @@ class RunningFeedback:
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return dump_tables(self.engine)
 
+    def stored(self, row: dict[str, Any]) -> pb.Delivery:
+        """A delivery row's content, opened with the service's at-rest keys."""
+        return pb.Delivery.FromString(self.server.outbox.opened(row["key"], row["payload"]))
+
 
 def decision_request(ring: KeyRing, person: Person, **fields: Any) -> pb.RecordDecisionRequest:
     values: dict[str, Any] = {

@@ -13,6 +13,8 @@ from feedback_harness import RunningFeedback
 
 from baken import logs
 from baken.cli import main
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.signing import public_path
 
 TRAVELLER = Person(bsn="111222333")
 
@@ -169,3 +171,27 @@ def test_dead_letters_for_the_operator_only(
     assert code == 1 and "PERMISSION_DENIED (OPERATORS_ONLY)" in err
     code, _, err = run(feedback, tmp_path, capsys, "feedback", "requeue", "no-such-key")
     assert code == 1 and "NOT_FOUND (DEAD_LETTER_NOT_FOUND)" in err
+
+
+def test_the_feedback_services_access_log_verifies(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback.registry.sync(Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring))
+    feedback.decide(TRAVELLER, advice_followed=pb.ADVICE_FOLLOWED_FOLLOWED)
+    feedback.decide(TRAVELLER, code=pb.DECISION_CODE_TECHNISCH_SEPOT_01)  # a purge entry
+    settings = feedback.settings
+    code = main(
+        [
+            "audit",
+            "verify",
+            "--service",
+            "feedback",
+            "--database-url",
+            settings.resolved_database_url(),
+            "--public-key",
+            str(public_path(settings.resolved_audit_signing_key())),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "OK: the access log verifies: 2 entries" in out

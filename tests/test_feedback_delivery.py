@@ -206,7 +206,7 @@ def test_a_zsm_lookup_hit_signals_every_marking_house_once_per_case(
     follower = feedback.server.follower
     assert follower.follow_once() == 6
     assert follower.follow_once() == 0
-    signals = [pb.Delivery.FromString(r["payload"]) for r in feedback.tables()["deliveries"]]
+    signals = [feedback.stored(r) for r in feedback.tables()["deliveries"]]
     assert sorted((s.house, s.case_reference) for s in signals) == [
         (f"houses/{UTRECHT}", ""),
         (f"houses/{UTRECHT}", "10-123456-26"),

@@ -43,10 +43,7 @@ def items_of(feedback: RunningFeedback) -> list[dict[str, object]]:
 
 
 def payloads(feedback: RunningFeedback) -> dict[str, pb.Delivery]:
-    return {
-        row["house_id"]: pb.Delivery.FromString(row["payload"])  # type: ignore[arg-type]
-        for row in items_of(feedback)
-    }
+    return {row["house_id"]: feedback.stored(row) for row in items_of(feedback)}
 
 
 def refused(call: object) -> tuple[grpc.StatusCode, str | None, list[str]]:
@@ -335,3 +332,14 @@ def test_signals_of_a_purged_case_still_waiting_in_the_registry_never_arrive(
     feedback.decide(TRAVELLER, code=pb.DECISION_CODE_TECHNISCH_SEPOT_01)
     assert feedback.server.follower.follow_once() == 0
     assert items_of(feedback) == []
+
+
+def test_the_deviation_reason_is_sealed_at_rest(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    feedback.decide(
+        TRAVELLER, advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED, deviation_reason=REASON
+    )
+    assert REASON.encode() not in repr(feedback.tables()).encode()
+    files = feedback.settings.data_dir.parent.glob("feedback-db/feedback.db*")
+    assert all(REASON.encode()[:30] not in path.read_bytes() for path in files)
+    assert payloads(feedback)[UTRECHT].decision.deviation_reason == REASON

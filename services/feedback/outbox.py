@@ -1,5 +1,7 @@
 """The delivery outbox: items committed with what caused them, handed to each house's adapter
-until acknowledged, then kept without content for management information.
+until acknowledged, then kept without content for management information. An item's content
+(a decision's deviation reason may describe the person) is sealed at rest (AES-GCM, bound to the
+item's key) until then.
 
 An item is sent when it is due and no earlier item for the same person at the same house is
 still pending (per-person order). Each send counts an attempt and sets the next one a backoff
@@ -43,6 +45,7 @@ from baken.errors import NotFound
 from services.feedback.models import DeliveryRow
 from services.feedback.routing import Item
 from services.registry.access_log import utc
+from services.registry.at_rest import Sealer
 
 deliveries = cast(Table, DeliveryRow.__table__)
 PENDING, ACKED, DEAD = "pending", "acked", "dead"
@@ -119,6 +122,7 @@ class Outbox:
         engine: Engine,
         clock: Clock,
         *,
+        sealer: Sealer,
         backoff: Backoff,
         max_attempts: int,
         max_failures: int = 3,
@@ -126,6 +130,7 @@ class Outbox:
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._sealer = sealer
         self._backoff = backoff
         self._max_attempts = max_attempts
         self._max_failures = max_failures
@@ -162,7 +167,9 @@ class Outbox:
                 "failures": 0,
                 "created_time": now,
                 "next_attempt_time": now,
-                "payload": item.delivery.SerializeToString(),
+                "payload": self._sealer.seal_bytes(
+                    item.key, "payload", item.delivery.SerializeToString()
+                ),
             }
             for item in items
         ]
@@ -243,12 +250,16 @@ class Outbox:
                 attempts.append(
                     {"s": row.seq, "a": attempt, "n": now + self._backoff.after(attempt)}
                 )
-                sent.append(Sent(row.key, attempt, bytes(row.payload)))
+                sent.append(Sent(row.key, attempt, self.opened(row.key, bytes(row.payload))))
             if attempts:
                 connection.execute(_ATTEMPT, [{**a, "t": now} for a in attempts])
         if dead:
             self.notify()  # later items of those persons are free to go
         return sent
+
+    def opened(self, key: str, payload: bytes) -> bytes:
+        """A stored payload, opened: the serialised Delivery."""
+        return self._sealer.open_bytes(key, "payload", payload)
 
     def next_due(self, house_id: str) -> dt.datetime | None:
         with self._engine.connect() as connection:

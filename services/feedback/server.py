@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
@@ -19,12 +19,14 @@ from baken.clock import Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses, load_municipalities
+from baken.keyring import KeyRing, at_rest_ring
 from baken.settings import FeedbackSettings
 from services.feedback.feedback import Feedback
 from services.feedback.outbox import Backoff, Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
+from services.registry.at_rest import Sealer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
@@ -85,12 +87,16 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         checkpoint_every=settings.checkpoint_every,
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine)
+    sealer = Sealer(
+        _at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine), "deliveries"
+    )
     tls = pki.TlsFiles.of(settings.pki_dir, settings.party)
     channel = connect(settings.registry, tls)
     registry = GrpcRegistry(channel)
     outbox = Outbox(
         engine,
         clock,
+        sealer=sealer,
         backoff=Backoff(
             dt.timedelta(seconds=settings.redelivery_base_seconds),
             dt.timedelta(seconds=settings.redelivery_cap_seconds),
@@ -125,6 +131,20 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     return FeedbackServer(
         server, port, health_servicer, follower, outbox, channel, engine, access_log, clock
     )
+
+
+def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
+    with engine.connect() as connection:
+        payload = connection.execute(
+            text("SELECT payload FROM deliveries WHERE payload IS NOT NULL LIMIT 1")
+        ).scalar()
+    sample = None if payload is None else Sealer.key_of(bytes(payload))
+    ring, made = at_rest_ring(path, clock.now().strftime("k%Y-%m"), sample, "delivery items")
+    if made:
+        log.warning(
+            "created a new at-rest key ring; back it up apart from the database", path=str(path)
+        )
+    return ring
 
 
 def serve(settings: FeedbackSettings) -> None:

@@ -32,32 +32,44 @@ class SealError(Exception):
 
 
 class Sealer:
-    def __init__(self, ring: KeyRing) -> None:
+    """Seals the values of one table (`table` goes into the associated data)."""
+
+    def __init__(self, ring: KeyRing, table: str = "markers") -> None:
+        self._table = table
         self._ciphers = {key_id: AESGCM(secret) for key_id, secret in ring.items()}
         self._digest_keys = {key_id: _digest_key(secret) for key_id, secret in ring.items()}
         self.current = list(ring)[-1]
         self._prefix = bytes([len(self.current)]) + self.current.encode()
 
     def seal(self, uid: str, column: str, text: str) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.current].encrypt(nonce, text.encode(), _aad(uid, column))
-        return self._prefix + nonce + sealed
+        return self.seal_bytes(uid, column, text.encode())
 
     def open(self, uid: str, column: str, sealed: bytes) -> str:
+        return self.open_bytes(uid, column, sealed).decode()
+
+    def seal_bytes(self, uid: str, column: str, data: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._ciphers[self.current].encrypt(nonce, data, self._aad(uid, column))
+        return self._prefix + nonce + sealed
+
+    def open_bytes(self, uid: str, column: str, sealed: bytes) -> bytes:
         key_id = self.key_of(sealed)
         cipher = self._ciphers.get(key_id)
+        where = f"{self._table.removesuffix('s')} {uid}"
         if cipher is None:
-            raise SealError(f"marker {uid}: {column} is sealed under key {key_id}, not in the ring")
+            raise SealError(f"{where}: {column} is sealed under key {key_id}, not in the ring")
         start = 1 + sealed[0]
         try:
-            plain = cipher.decrypt(
+            return cipher.decrypt(
                 sealed[start : start + NONCE_BYTES],
                 sealed[start + NONCE_BYTES :],
-                _aad(uid, column),
+                self._aad(uid, column),
             )
         except InvalidTag:
-            raise SealError(f"marker {uid}: {column} does not open (tampered or moved)") from None
-        return plain.decode()
+            raise SealError(f"{where}: {column} does not open (tampered or moved)") from None
+
+    def _aad(self, uid: str, column: str) -> bytes:
+        return f"baken/{self._table}/{uid}/{column}".encode()
 
     @staticmethod
     def key_of(sealed: bytes) -> str:
@@ -88,7 +100,3 @@ class Sealer:
 def _digest_key(secret: bytes) -> bytes:
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"baken/markers/digest/v1")
     return hkdf.derive(secret)
-
-
-def _aad(uid: str, column: str) -> bytes:
-    return f"baken/markers/{uid}/{column}".encode()

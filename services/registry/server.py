@@ -18,7 +18,7 @@ from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, SystemClock
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses
-from baken.keyring import KeyFileError, KeyRing
+from baken.keyring import KeyRing, at_rest_ring
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
 from services.registry import repository
@@ -101,24 +101,10 @@ def _key_id(clock: Clock) -> str:
 
 
 def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
-    """The at-rest key ring; a new one only for a database that holds no markers yet. A lost or
-    wrong key file is refused at start instead of failing every lookup afterwards."""
-    sample = repository.sealed_key_sample(engine)
-    if not path.exists():
-        if sample is not None:
-            raise KeyFileError(
-                f"{path}: no at-rest key file, but the database holds sealed markers; "
-                "restore the key file from its backup"
-            )
-        KeyRing.generate(_key_id(clock)).save(path)
+    ring, made = at_rest_ring(path, _key_id(clock), repository.sealed_key_sample(engine), "markers")
+    if made:
         log.warning(
             "created a new at-rest key ring; back it up apart from the database", path=str(path)
-        )
-    ring = KeyRing.load(path)
-    if sample is not None and sample not in ring:
-        raise KeyFileError(
-            f"{path}: the database holds markers sealed under key {sample}, which this key "
-            "file does not have"
         )
     return ring
 
