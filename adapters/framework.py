@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ import grpc
 import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
+from baken.backoff import Backoff
 from baken.client import date_proto, subject_proto
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
@@ -49,6 +49,7 @@ from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, regis
 
 BATCH = 1000
 ATTEMPTS = 6
+SEND_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
@@ -270,7 +271,7 @@ def sender(
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE or attempt == ATTEMPTS - 1:
                     raise
-                sleep(min(10.0, 0.25 * 2**attempt) * (0.5 + random.random()))
+                sleep(SEND_BACKOFF.delay(attempt + 1))
         raise AssertionError("unreachable")
 
     return send

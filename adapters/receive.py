@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import random
 import re
 import sqlite3
 import threading
@@ -43,6 +42,7 @@ from adapters.gcos import deliver as gcos_deliver
 from adapters.pga import deliver as pga_deliver
 from adapters.records import Delivery, Person
 from baken import sealed
+from baken.backoff import Backoff
 from baken.clock import AMSTERDAM, Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
@@ -362,18 +362,6 @@ def _advice_request(delivery: Delivery) -> OpenAdviceRequest | None:
 # -- the receiver ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Between reconnects: base, 2x base, 4x base ... up to cap seconds, each 50-100 %."""
-
-    base: float = 0.5
-    cap: float = 60.0
-
-    def delay(self, failures: int) -> float:
-        wait: float = min(self.cap, self.base * 2 ** max(failures - 1, 0))
-        return wait * random.uniform(0.5, 1.0)
-
-
 class Receiver:
     """Subscribes to the deliveries of each house in `houses` (ids, all of `source`'s system)
     and applies them (see the module's doc). `start()` starts a thread per house; `stop()`
@@ -402,7 +390,8 @@ class Receiver:
         self._state_path = state_path
         self._house_keys = house_keys
         self._clock = clock or SystemClock()
-        self._backoff = backoff or Backoff()
+        # Between reconnects: 0.5 s doubling to a minute.
+        self._backoff = backoff or Backoff(0.5, 60.0)
         self._ack_timeout = ack_timeout_s
         self._stop = threading.Event()
         self._lock = threading.Lock()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from baken import db
+from baken.backoff import Backoff
 from baken.clock import Clock
 from baken.errors import NotFound
 from services.feedback.models import DeliveryRow
@@ -51,19 +51,6 @@ deliveries = cast(Table, DeliveryRow.__table__)
 PENDING, ACKED, DEAD = "pending", "acked", "dead"
 NOT_ACKNOWLEDGED = "NOT_ACKNOWLEDGED"
 MAX_FAILURE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    base: dt.timedelta
-    cap: dt.timedelta
-
-    def after(self, attempts: int) -> dt.timedelta:
-        """The wait before the next attempt, after `attempts` sends; +-20 % jitter spreads the
-        redeliveries of items that failed together."""
-        wait = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
-        jittered: dt.timedelta = wait * random.uniform(0.8, 1.2)
-        return jittered
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +235,11 @@ class Outbox:
                     continue
                 attempt = row.attempts + 1
                 attempts.append(
-                    {"s": row.seq, "a": attempt, "n": now + self._backoff.after(attempt)}
+                    {
+                        "s": row.seq,
+                        "a": attempt,
+                        "n": now + dt.timedelta(seconds=self._backoff.delay(attempt)),
+                    }
                 )
                 sent.append(Sent(row.key, attempt, self.opened(row.key, bytes(row.payload))))
             if attempts:

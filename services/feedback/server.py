@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
+from baken.backoff import Backoff
 from baken.client import connect
 from baken.clock import Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
@@ -22,7 +22,7 @@ from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
 from baken.settings import FeedbackSettings
 from services.feedback.feedback import Feedback
-from services.feedback.outbox import Backoff, Outbox
+from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
@@ -97,9 +97,9 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         engine,
         clock,
         sealer=sealer,
+        # +-20 %: spreads the redeliveries of items that failed together.
         backoff=Backoff(
-            dt.timedelta(seconds=settings.redelivery_base_seconds),
-            dt.timedelta(seconds=settings.redelivery_cap_seconds),
+            settings.redelivery_base_seconds, settings.redelivery_cap_seconds, (0.8, 1.2)
         ),
         max_attempts=settings.max_attempts,
         max_failures=settings.max_failures,

@@ -10,26 +10,14 @@ import grpc
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.grpc_server import caller_of, current_request_id, trace_id_of
+from baken.grpc_server import caller_of
 from services.feedback import validation
 from services.feedback.feedback import AdviceRequestView, Feedback
 from services.feedback.outbox import DeadLetter, Outbox
 from services.feedback.routing import timestamp
-from services.registry.inquiry import Inquiry
+from services.registry.inquiry import inquiry_of
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
-
-
-def _inquiry(context: grpc.ServicerContext, method: str, purpose: str, user: str) -> Inquiry:
-    return Inquiry(
-        caller=caller_of(context),
-        purpose=purpose,
-        on_behalf_of=user,
-        operation=SERVICE + method,
-        request_id=current_request_id(),
-        client_address=context.peer(),
-        trace_id=trace_id_of(context),
-    )
 
 
 def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceRequest:
@@ -72,7 +60,9 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RecordDecisionResponse:
         validation.record_decision(request, self._feedback.referral_house)
-        inquiry = _inquiry(context, "RecordDecision", "terugkoppeling", request.on_behalf_of)
+        inquiry = inquiry_of(
+            context, SERVICE + "RecordDecision", "terugkoppeling", request.on_behalf_of
+        )
         recorded = self._feedback.record_decision(inquiry, request)
         return pb.RecordDecisionResponse(
             name=recorded.name,
@@ -96,7 +86,9 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
         house_id, term = validation.request_advice(request)
-        inquiry = _inquiry(context, "RequestAdvice", "advies-op-aanvraag", request.on_behalf_of)
+        inquiry = inquiry_of(
+            context, SERVICE + "RequestAdvice", "advies-op-aanvraag", request.on_behalf_of
+        )
         view = self._feedback.request_advice(inquiry, request, house_id, term)
         return _advice_request(view, view.requested_time)
 

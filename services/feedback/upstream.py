@@ -3,13 +3,13 @@ lookups, taken over by a follower thread."""
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Sequence
 
 import grpc
 import structlog
 
+from baken.backoff import Backoff
 from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
@@ -94,6 +94,8 @@ class SignalFollower:
     def __init__(self, feedback: Feedback, *, poll_seconds: float, page: int = SIGNAL_PAGE) -> None:
         self._feedback = feedback
         self._poll = poll_seconds
+        # While the registry is away: twice the poll interval, doubling, up to 60 of them.
+        self._retry = Backoff(2 * poll_seconds, 60 * poll_seconds, (0.8, 1.2))
         self._page = page
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="signal-follower", daemon=True)
@@ -124,5 +126,4 @@ class SignalFollower:
                 taken = 0
                 log.error("signal follower", error=type(error).__name__)
             if taken < self._page:
-                wait = self._poll * min(2**failures, 60) * random.uniform(0.8, 1.2)
-                self._stop.wait(wait if failures else self._poll)
+                self._stop.wait(self._retry.delay(failures) if failures else self._poll)

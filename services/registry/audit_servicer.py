@@ -16,7 +16,7 @@ from baken.registry.v1 import registry_service_pb2
 from services.registry import validation
 from services.registry.access_log import StoredEntry
 from services.registry.audit import Audit, EntryQuery
-from services.registry.servicer import inquiry_of
+from services.registry.inquiry import inquiry_of
 
 pb = audit_service_pb2
 SERVICE = "/baken.audit.v1.AuditService/"

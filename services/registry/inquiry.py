@@ -13,7 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
+from baken.grpc_server import caller_of, current_request_id, trace_id_of
 from baken.pki import Identity
+from services.registry import validation
 from services.registry.access_log import Entry
 from services.registry.disclosure import Disclosure
 
@@ -36,6 +40,26 @@ class Inquiry:
     client_address: str
     trace_id: str
     break_glass_reason: str | None = None
+
+
+def inquiry_of(
+    context: grpc.ServicerContext,
+    method: str,
+    purpose: str,
+    on_behalf_of: str,
+    break_glass_reason: str | None = None,
+) -> Inquiry:
+    """Who asks (from the certificate), on whose behalf and why, for the access log."""
+    return Inquiry(
+        caller=caller_of(context),
+        purpose=purpose,
+        on_behalf_of=validation.on_behalf_of(on_behalf_of),
+        operation=method,
+        request_id=current_request_id(),
+        client_address=context.peer(),
+        trace_id=trace_id_of(context),
+        break_glass_reason=break_glass_reason,
+    )
 
 
 def entry(

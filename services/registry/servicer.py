@@ -8,11 +8,11 @@ import grpc
 
 from baken.covenants import PURPOSE_TOKENS, TERUGKOPPELING
 from baken.errors import InvalidArgument, NotFound
-from baken.grpc_server import caller_of, current_request_id, trace_id_of
+from baken.grpc_server import caller_of
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.registry import validation
 from services.registry.convert import MarkerConverter, signal_message, sync_response
-from services.registry.inquiry import Inquiry
+from services.registry.inquiry import inquiry_of
 from services.registry.lookup import Lookups, Question
 from services.registry.markers import SyncCounts
 from services.registry.registry import Registry
@@ -20,26 +20,6 @@ from services.registry.signals import Signals
 
 pb = registry_service_pb2
 SERVICE = "/baken.registry.v1.RegistryService/"
-
-
-def inquiry_of(
-    context: grpc.ServicerContext,
-    method: str,
-    purpose: str,
-    on_behalf_of: str,
-    break_glass_reason: str | None = None,
-) -> Inquiry:
-    """Who asks (from the certificate), on whose behalf and why, for the access log."""
-    return Inquiry(
-        caller=caller_of(context),
-        purpose=purpose,
-        on_behalf_of=validation.on_behalf_of(on_behalf_of),
-        operation=method,
-        request_id=current_request_id(),
-        client_address=context.peer(),
-        trace_id=trace_id_of(context),
-        break_glass_reason=break_glass_reason,
-    )
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
