@@ -431,3 +431,18 @@ def _check_overlaps(covenants: Sequence[Covenant]) -> None:
 
 def _line(path: Path, key: str) -> int:
     return _Lines(path.read_text("utf-8")).of(None, 0, key)
+
+
+# The roles of the ZSM desks: their lookups signal the marking houses.
+ZSM_ROLES = frozenset({"zsm-officier", "kpc", "police", "probation", "rvdk", "victim-support"})
+
+
+def zsm_locations(parties: Mapping[str, Party], houses: Mapping[str, House]) -> dict[str, str]:
+    """Party id -> its ZSM location ("ZSM Rotterdam-Rijnmond"), for every ZSM desk of the
+    register: a party with a region and a ZSM role."""
+    regions = {h.region: h.region_display_name for h in houses.values()}
+    return {
+        p.id: f"ZSM {regions[p.region]}"
+        for p in parties.values()
+        if p.role in ZSM_ROLES and p.region in regions
+    }

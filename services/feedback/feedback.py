@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from baken import db
 from baken.access import AccessPolicy
 from baken.clock import Clock
+from baken.covenants import zsm_locations
 from baken.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -147,12 +148,7 @@ class Feedback:
         self._recipients = Recipients(policy, houses)
         # The feedback service itself, for what it does of its own accord (signals).
         self._identity = identity
-        regions = {h.region: h.region_display_name for h in houses.values()}
-        self._locations = {
-            p.id: f"ZSM {regions[p.region]}"
-            for p in policy.covenants.parties.values()
-            if p.region in regions
-        }
+        self._locations = zsm_locations(policy.covenants.parties, houses)
 
     def now(self) -> dt.datetime:
         return self._clock.now()

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from baken import db
 from baken.access import AccessPolicy, Scope
 from baken.clock import Clock
-from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE
+from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE, zsm_locations
 from baken.errors import PermissionDenied
 from services.registry import repository, signals
 from services.registry.access_log import AccessLog, Entry
@@ -64,7 +64,7 @@ class Lookups:
         self._sealer = sealer
         self._log = log
         # The ZSM desks, whose lookups that find markers signal the houses (signals.py).
-        self._zsm_locations = signals.zsm_locations(policy.covenants.parties, policy.houses)
+        self._zsm_locations = zsm_locations(policy.covenants.parties, policy.houses)
 
     def answer(self, inquiry: Inquiry, questions: Sequence[Question]) -> list[Answer]:
         """Look each person up nationwide and show what the covenants let the caller see.

@@ -16,7 +16,7 @@ sees signal n + 1 before signal n, and a confirmed sequence never passes an unse
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,9 +25,8 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from baken import db
 from baken.access import AccessPolicy
 from baken.clock import Clock
-from baken.covenants import INTAKE, TERUGKOPPELING, Party
+from baken.covenants import INTAKE, TERUGKOPPELING
 from baken.errors import PermissionDenied
-from baken.houses import House
 from services.registry.access_log import AccessLog, utc
 from services.registry.inquiry import SIGNALS_ACTIVITY, Inquiry, entry
 from services.registry.models import SignalRow
@@ -36,7 +35,6 @@ signals = cast(Table, SignalRow.__table__)
 
 # The lookups that make a signal, and who makes them: the ZSM desks.
 SIGNAL_PURPOSES = frozenset({INTAKE, "afdoeningsbeslissing"})
-ZSM_ROLES = frozenset({"zsm-officier", "kpc", "police", "probation", "rvdk", "victim-support"})
 # Who pulls them: a Baken service (the feedback service) that a covenant admits for
 # terugkoppeling.
 PULLING_ROLE = "service"
@@ -51,17 +49,6 @@ class Signal:
     zsm_location: str
     lookup_time: dt.datetime
     access_log_seq: int
-
-
-def zsm_locations(parties: Mapping[str, Party], houses: Mapping[str, House]) -> dict[str, str]:
-    """Party id -> its ZSM location ("ZSM Rotterdam-Rijnmond"), for every ZSM desk of the
-    register: a party with a region and a ZSM role."""
-    regions = {h.region: h.region_display_name for h in houses.values()}
-    return {
-        p.id: f"ZSM {regions[p.region]}"
-        for p in parties.values()
-        if p.role in ZSM_ROLES and p.region in regions
-    }
 
 
 @dataclass(frozen=True, slots=True)
