@@ -3,13 +3,17 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check setup protos
+.PHONY: demo test check setup protos system-packages
 
 demo: setup
 	$(BIN)/baken demo
 
-test: setup check
+test: setup check system-packages
 	$(BIN)/pytest
+
+# Chromium and docker-compose, from Debian, for the report's browser test and the compose check.
+system-packages:
+	bash scripts/system-packages.sh
 
 # Static checks: generated code fresh, protos linted and compatible, lint, format, types.
 check: setup

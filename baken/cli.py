@@ -20,8 +20,10 @@ from baken.client import error_reason
 from baken.covenants import INTAKE, PURPOSES, CovenantError
 from baken.db import SchemaError
 from baken.errors import UserError
+from baken.feedback_cli import FEEDBACK_TARGET_ENV
 from baken.grpc_server import ListenError
 from baken.keyring import KeyFileError, KeyRing
+from baken.management import cli as management_cli
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
 from baken.settings import FeedbackSettings, RegistrySettings
@@ -274,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
 
     audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     feedback_cli.add_parsers(sub, KEY_FILE_ENV, PKI_DIR_ENV)
+    management_cli.add_parser(sub, PKI_DIR_ENV, REGISTRY_TARGET_ENV, FEEDBACK_TARGET_ENV)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
 

@@ -33,6 +33,7 @@ ROLES = frozenset(
         "source-adapter",
         "privacy-auditor",
         "operator",
+        "steering-group",  # a steering group: management information (aggregates) only
         "service",  # a Baken service itself (server certificates)
     }
 )
@@ -210,8 +211,16 @@ def write(directory: Path, name: str, issued: Issued) -> TlsFiles:
 SERVICE_HOSTS = ("localhost", "127.0.0.1")
 
 
-def init(directory: Path, parties: Iterable[Identity], *, now: dt.datetime) -> dict[str, TlsFiles]:
-    """A fresh CA and a certificate per party under `directory`; services also get SANs."""
+def init(
+    directory: Path,
+    parties: Iterable[Identity],
+    *,
+    now: dt.datetime,
+    service_hosts: Iterable[str] = (),
+) -> dict[str, TlsFiles]:
+    """A fresh CA and a certificate per party under `directory`; services also get SANs:
+    localhost, 127.0.0.1 and `service_hosts` (e.g. the service names of docker-compose.yml)."""
+    hosts = (*SERVICE_HOSTS, *service_hosts)
     ca = issue_ca("Baken development CA", now=now)
     directory.mkdir(parents=True, exist_ok=True)
     _write(directory / "ca.pem", ca.cert_pem, secret=False)
@@ -220,7 +229,7 @@ def init(directory: Path, parties: Iterable[Identity], *, now: dt.datetime) -> d
         party.id: write(
             directory,
             party.id,
-            issue(ca, party, now=now, hosts=SERVICE_HOSTS if party.role == "service" else ()),
+            issue(ca, party, now=now, hosts=hosts if party.role == "service" else ()),
         )
         for party in parties
     }

@@ -252,6 +252,7 @@ class Feedback:
                     advice_current=any(m.advice_counts for m in markings),
                     advice_followed=request.advice_followed,
                     complex_problems=request.complex_problems_suspected,
+                    deviation_reason_given=bool(request.deviation_reason.strip()),
                 )
             )
             self._outbox.add(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -58,6 +59,8 @@ class DecisionRow(Base):
     advice_current: Mapped[bool] = mapped_column(Boolean)
     advice_followed: Mapped[int] = mapped_column(SmallInteger)
     complex_problems: Mapped[bool] = mapped_column(Boolean)
+    # Not followed, with a deviation_reason (the reason itself travels only to the houses).
+    deviation_reason_given: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class DeliveryRow(Base):

@@ -20,8 +20,11 @@ from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
+from baken.report.v1 import report_service_pb2_grpc
 from baken.settings import FeedbackSettings
+from services import monitoring
 from services.feedback.feedback import Feedback
+from services.feedback.figures import FeedbackFigures
 from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
@@ -116,9 +119,21 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         log=access_log,
         identity=identity,
     )
-    server, health_servicer = create_grpc_server(settings.max_workers, [SERVICE_NAME])
+    server, health_servicer = create_grpc_server(
+        settings.max_workers, [SERVICE_NAME, monitoring.SERVICE_NAME]
+    )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
         FeedbackServicer(feedback, outbox, poll_seconds=settings.poll_seconds), server
+    )
+    report_service_pb2_grpc.add_ReportServiceServicer_to_server(
+        monitoring.ReportServicer(
+            FeedbackFigures(engine, policy.covenants.parties, houses, clock),
+            engine=engine,
+            policy=policy,
+            log=access_log,
+            clock=clock,
+        ),
+        server,
     )
     try:
         port = server.add_secure_port(settings.address, pki.server_credentials(tls))

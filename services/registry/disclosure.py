@@ -44,8 +44,9 @@ class Disclosure:
 
     hits: list[MarkerHit]
     withheld: list[Withheld]
-    # Markers found, including those withheld whole.
-    found: int
+    # Markers found, including those withheld whole: (house id, advice freshness) each, for
+    # the access log and the management information.
+    found: tuple[tuple[str, Freshness], ...]
     # For the access log: per marker, each field whose value was shown, and the covenant and
     # grant that showed it ("break-glass" where the noodknop did).
     disclosed: Mapping[str, Mapping[str, str]]
@@ -127,7 +128,8 @@ def disclose(
             )
         )
     hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
-    return Disclosure(hits, withheld, len(best), disclosed)
+    found = tuple((row.house_id, freshness(row.advice_date, today)) for row in best.values())
+    return Disclosure(hits, withheld, found, disclosed)
 
 
 def _cite(decision: Decision) -> tuple[Withhold, str, str]:

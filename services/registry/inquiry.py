@@ -97,6 +97,10 @@ def entry(
     if inquiry.break_glass_reason:
         body["break_glass_reason"] = inquiry.break_glass_reason
     if disclosure is not None:
+        # Every marker found, shown or not: its house and how current its advice was.
+        body["found"] = [
+            {"house": house, "advice_freshness": fresh.value} for house, fresh in disclosure.found
+        ]
         # Per marker: each field shown and the covenant and grant (or break-glass) that did.
         body["disclosed"] = [
             {"marker": marker, "fields": fields} for marker, fields in disclosure.disclosed.items()

@@ -20,12 +20,15 @@ from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses
 from baken.keyring import KeyRing, at_rest_ring
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.report.v1 import report_service_pb2_grpc
 from baken.settings import RegistrySettings
+from services import monitoring
 from services.registry import repository
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
 from services.registry.audit import Audit
 from services.registry.audit_servicer import AuditServicer
+from services.registry.figures import RegistryFigures
 from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
@@ -64,12 +67,22 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
     audit = Audit(engine, clock, policy=policy, log=access_log)
     signals = Signals(engine, clock, policy=policy, log=access_log)
     server, health_servicer = create_grpc_server(
-        settings.max_workers, [SERVICE_NAME, AUDIT_SERVICE_NAME]
+        settings.max_workers, [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME]
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry, lookups, signals), server
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
+    report_service_pb2_grpc.add_ReportServiceServicer_to_server(
+        monitoring.ReportServicer(
+            RegistryFigures(engine, policy.covenants.parties, houses),
+            engine=engine,
+            policy=policy,
+            log=access_log,
+            clock=clock,
+        ),
+        server,
+    )
     credentials = pki.server_credentials(pki.TlsFiles.of(settings.pki_dir, settings.party))
     try:
         port = server.add_secure_port(settings.address, credentials)

@@ -42,6 +42,8 @@ class _AccessOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessO
     """The privacy officer reviewed a break-glass entry."""
     ACCESS_OUTCOME_SIGNALS_DISCLOSED: _AccessOutcome.ValueType  # 8
     """Signals of ZSM lookups handed to the feedback service (PullSignals)."""
+    ACCESS_OUTCOME_AGGREGATES_DISCLOSED: _AccessOutcome.ValueType  # 9
+    """Management information (ReportService): aggregates of a month, never persons."""
 
 class AccessOutcome(_AccessOutcome, metaclass=_AccessOutcomeEnumTypeWrapper):
     """What an access-log entry records."""
@@ -60,6 +62,8 @@ ACCESS_OUTCOME_REVIEW: AccessOutcome.ValueType  # 7
 """The privacy officer reviewed a break-glass entry."""
 ACCESS_OUTCOME_SIGNALS_DISCLOSED: AccessOutcome.ValueType  # 8
 """Signals of ZSM lookups handed to the feedback service (PullSignals)."""
+ACCESS_OUTCOME_AGGREGATES_DISCLOSED: AccessOutcome.ValueType  # 9
+"""Management information (ReportService): aggregates of a month, never persons."""
 Global___AccessOutcome: _TypeAlias = AccessOutcome  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,141 @@
+"""The registry's management information, counted from its access log: every ZSM look-up is an
+entry naming the desk that asked, the person's pseudonyms and every marker found (its house and
+how current its advice was). No other record is kept or needed.
+
+A person is counted once however often and by whichever pseudonyms he was looked up: look-ups
+that share a pseudonym are the same person (union-find over the month's look-ups)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from baken.covenants import ZSM_ROLES, Party
+from baken.houses import House
+from baken.management.metrics import Figure, counted
+from services.monitoring import Selection
+from services.registry.inquiry import LOOKUP_ACTIVITY
+from services.registry.models import AccessLogRow
+
+# Entries of a look-up that was answered (a refusal looked nobody up).
+_ANSWERED = ("hit", "no-hit", "withheld", "break-glass")
+_OUTDATED = frozenset({"aged", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    region: str  # of the ZSM desk that asked
+    subject: tuple[str, ...]
+    # (house, advice freshness) per marker found
+    found: tuple[tuple[str, str], ...]
+
+
+class _Persons:
+    """Union-find over pseudonym values: one root per person."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+
+    def root(self, value: str) -> str:
+        parent = self._parent.setdefault(value, value)
+        while parent != value:
+            grand = self._parent[parent]
+            self._parent[value] = grand
+            value, parent = parent, grand
+        return value
+
+    def join(self, values: Sequence[str]) -> None:
+        first = self.root(values[0])
+        for v in values[1:]:
+            self._parent[self.root(v)] = first
+
+
+class RegistryFigures:
+    def __init__(
+        self, engine: Engine, parties: Mapping[str, Party], houses: Mapping[str, House]
+    ) -> None:
+        self._engine = engine
+        self._parties = parties
+        self._houses = houses
+
+    def __call__(self, selection: Selection) -> list[Figure]:
+        lookups = self._lookups(selection)
+        persons = _Persons()
+        for lookup in lookups:
+            persons.join(lookup.subject)
+
+        counts: Counter[tuple[str, str, str]] = Counter()
+        people: dict[tuple[str, str, str], set[str]] = {}
+        for lookup in lookups:
+            person = persons.root(lookup.subject[0])
+            scope = (lookup.region, "")
+            counts[("zsm.lookups", *scope)] += 1
+            people.setdefault(("zsm.persons", *scope), set()).add(person)
+            if not lookup.found:
+                continue
+            counts[("zsm.hits", *scope)] += 1
+            people.setdefault(("zsm.known_persons", *scope), set()).add(person)
+            regions = {self._houses[h].region for h, _ in lookup.found if h in self._houses}
+            if regions - {lookup.region}:
+                counts[("zsm.travelling_hits", *scope)] += 1
+            for house in dict.fromkeys(h for h, _ in lookup.found if h in self._houses):
+                at = (self._houses[house].region, house)
+                counts[("house.hits", *at)] += 1
+                people.setdefault(("house.known_persons", *at), set()).add(person)
+                if at[0] != lookup.region:
+                    counts[("house.travelling_hits", *at)] += 1
+                if any(h == house and f in _OUTDATED for h, f in lookup.found):
+                    counts[("house.hits_outdated_advice", *at)] += 1
+        for key, members in people.items():
+            counts[key] = len(members)
+
+        figures: list[Figure] = []
+        for metric in (
+            "zsm.lookups",
+            "zsm.hits",
+            "zsm.persons",
+            "zsm.known_persons",
+            "zsm.travelling_hits",
+        ):
+            figures += counted(metric, counts, selection.region_scopes())
+        house_scopes = selection.house_scopes(self._houses)
+        for metric in (
+            "house.hits",
+            "house.known_persons",
+            "house.travelling_hits",
+            "house.hits_outdated_advice",
+        ):
+            figures += counted(metric, counts, house_scopes)
+        return figures
+
+    def _lookups(self, selection: Selection) -> list[_Lookup]:
+        log = AccessLogRow.__table__
+        query = (
+            select(log.c.party_id, log.c.body)
+            .where(log.c.entry_time >= selection.month.start)
+            .where(log.c.entry_time < selection.month.end)
+            .where(log.c.outcome.in_(_ANSWERED))
+            .order_by(log.c.seq)
+        )
+        found: list[_Lookup] = []
+        with self._engine.connect() as connection:
+            for party_id, body_text in connection.execute(query):
+                party = self._parties.get(party_id)
+                if party is None or party.role not in ZSM_ROLES or party.region is None:
+                    continue
+                body = json.loads(body_text)
+                subject = body.get("data_subject")
+                if body.get("processing_activity") != LOOKUP_ACTIVITY or not subject:
+                    continue
+                found.append(
+                    _Lookup(
+                        party.region,
+                        tuple(subject),
+                        tuple((m["house"], m["advice_freshness"]) for m in body.get("found", ())),
+                    )
+                )
+        return found

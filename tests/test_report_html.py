@@ -1,0 +1,225 @@
+"""`baken report --html`: one self-contained page whose script draws a bar per figure, opened in
+headless Chromium (installed by scripts/system-packages.sh)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from baken.houses import load_houses
+from baken.management.html import CHART_METRICS, html_report
+from baken.management.metrics import SMALL_TEXT, Level, Month
+from baken.management.report import Cell, Report, ordered_houses
+
+CHROMIUM = Path("/usr/bin/chromium")
+SEPTEMBER, OCTOBER = Month(2026, 9), Month(2026, 10)
+MONTHS = [SEPTEMBER, OCTOBER]
+REGIONS = ["midden-nederland", "rotterdam-rijnmond"]
+# (month, metric, house): fewer than 5, withheld by the service; or not sent at all.
+SMALL = {
+    ("2026-10", "house.known_persons", "vh-zuid-holland-zuid"),
+    ("2026-09", "feedback.items", "vh-almere"),
+    ("2026-10", "feedback.cases_fed_back", "vh-regio-utrecht-amersfoort"),
+}
+MISSING = {("2026-10", "advice.requested", "vh-gooi-en-vechtstreek")}
+SIGNALLED = 60
+
+
+def house_value(month_index: int, metric_index: int, house_index: int) -> int:
+    """Distinct per house and month, so bar heights can be compared."""
+    return 6 + 7 * house_index + 3 * month_index + metric_index
+
+
+def build_report() -> Report:
+    houses = load_houses()
+    report = Report(
+        months=list(MONTHS),
+        regions=ordered_houses(houses, REGIONS),
+        region_names={h.region: h.region_display_name for h in houses.values()},
+        houses=houses,
+        withheld=[("oost-nederland", "no covenant grants these figures")],
+    )
+    house_ids = [h for hs in report.regions.values() for h in hs]
+    for mi, month in enumerate(MONTHS):
+        for region, hs in report.regions.items():
+            report.cells[(str(month), "zsm.persons", region, "")] = Cell(200 + 10 * mi)
+            report.cells[(str(month), "zsm.lookups", region, "")] = Cell(None, small=True)
+            for house in hs:
+                hi = house_ids.index(house)
+                metrics = [*CHART_METRICS, "feedback.cases_fed_back"]
+                for xi, metric in enumerate(metrics):
+                    key = (str(month), metric, house)
+                    if key in MISSING:
+                        continue
+                    cell = Cell(None, True) if key in SMALL else Cell(house_value(mi, xi, hi))
+                    report.cells[(str(month), metric, region, house)] = cell
+                cases = (str(month), "feedback.cases_signalled", region, house)
+                report.cells[cases] = Cell(SIGNALLED)
+    return report
+
+
+def expected_bars(report: Report, chart: str) -> dict[tuple[str, str], float]:
+    """(house, month) -> value for every figure that must be drawn as a bar."""
+    kind, metric = chart.split(":")
+    months = MONTHS if kind == "trend" else [OCTOBER]
+    bars: dict[tuple[str, str], float] = {}
+    for region, house in report.scopes(Level.HOUSE):
+        for month in months:
+            if metric == "share.completeness":
+                top = report.cell(month, "feedback.cases_fed_back", region, house)
+                if top.value is not None:
+                    bars[(house, str(month))] = 100 * top.value / SIGNALLED
+                continue
+            cell = report.cell(month, metric, region, house)
+            if cell.value is not None:
+                bars[(house, str(month))] = cell.value
+    return bars
+
+
+class Dom(HTMLParser):
+    """The drawn charts: bars and no-bar labels per chart, and the body's data-charts-drawn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charts_drawn: str | None = None
+        self.bars: dict[str, list[dict[str, str]]] = {}
+        self.labels: dict[str, list[tuple[dict[str, str], str]]] = {}
+        self.chart: str | None = None
+        self.in_label: dict[str, str] | None = None
+        self.in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.charts_drawn = a.get("data-charts-drawn")
+        elif tag == "svg" and "chart" in a.get("class", "").split():
+            self.chart = a["data-chart"]
+            self.bars[self.chart] = []
+            self.labels[self.chart] = []
+        elif tag == "rect" and a.get("class") == "bar" and self.chart:
+            self.bars[self.chart].append(a)
+        elif tag == "text" and a.get("class") == "nobar":
+            self.in_label = a
+        elif tag == "title":
+            self.in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self.chart = None
+        elif tag == "text":
+            self.in_label = None
+        elif tag == "title":
+            self.in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_label is not None and not self.in_title and self.chart:
+            self.labels[self.chart].append((self.in_label, data))
+
+
+def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with scripts/system-packages.sh (as root)")
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *args,
+        page.as_uri(),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> tuple[Report, str, Path]:
+    report = build_report()
+    page = tmp_path / "report.html"
+    page.write_text(html_report(report), encoding="utf-8")
+    return report, page.read_text(encoding="utf-8"), page
+
+
+def test_page_is_self_contained_and_holds_only_aggregates(
+    rendered: tuple[Report, str, Path],
+) -> None:
+    report, html, _ = rendered
+    for external in ("http://", "https://", "src=", "href=", "url(", "@import"):
+        assert external not in html, external
+    assert "<title>Baken — stuurinformatie 2026-10</title>" in html
+    assert "Midden-Nederland, Rotterdam-Rijnmond" in html
+    assert "Not shown: Oost-Nederland (no covenant grants these figures)" in html
+    assert "&lt; 5" in html  # small cells in the tables
+    assert 'id="figures"' in html
+    # Only what was put in: no contact address, nothing like a BSN or a date of birth.
+    for house in report.houses.values():
+        assert house.contact_email not in html
+    assert not re.search(r"\b\d{9}\b", html)
+    assert not re.search(r"\b\d{2}-\d{2}-\d{4}\b|\b\d{4}-\d{2}-\d{2}\b", html)
+
+
+def test_script_draws_a_bar_per_figure_in_chromium(
+    rendered: tuple[Report, str, Path], tmp_path: Path
+) -> None:
+    report, _, page = rendered
+    dom = Dom()
+    dom.feed(chromium(page, tmp_path / "profile", "--dump-dom").stdout)
+
+    charts = [
+        f"{kind}:{m}" for kind in ("month", "trend") for m in (*CHART_METRICS, "share.completeness")
+    ]
+    assert sorted(dom.bars) == sorted(charts)
+    assert dom.charts_drawn == str(len(charts))
+
+    for chart in charts:
+        expected = expected_bars(report, chart)
+        bars = {(b["data-scope"], b["data-month"]): b for b in dom.bars[chart]}
+        assert len(dom.bars[chart]) == len(bars) == len(expected), chart
+        assert bars.keys() == expected.keys(), chart
+        assert {b["data-metric"] for b in dom.bars[chart]} == {chart.split(":")[1]}
+        # One scale per chart: height / value is the same for every bar, so larger is taller.
+        ratios = {float(bars[k]["height"]) / v for k, v in expected.items()}
+        assert max(ratios) - min(ratios) < 0.01, chart
+        by_value = sorted(expected, key=lambda k: expected[k])
+        heights = [float(bars[k]["height"]) for k in by_value]
+        assert heights == sorted(heights) and heights[0] < heights[-1], chart
+
+    def label(chart: str, house: str, month: str) -> str:
+        found = [
+            text
+            for a, text in dom.labels[chart]
+            if a["data-scope"] == house and a["data-month"] == month
+        ]
+        assert len(found) == 1, (chart, house, month)
+        return found[0]
+
+    for month, metric, house in SMALL:
+        chart = "share.completeness" if metric == "feedback.cases_fed_back" else metric
+        assert label(f"trend:{chart}", house, month) == SMALL_TEXT
+    assert label("month:house.known_persons", "vh-zuid-holland-zuid", "2026-10") == SMALL_TEXT
+    assert label("month:advice.requested", "vh-gooi-en-vechtstreek", "2026-10") == "-"
+
+
+def test_report_renders_to_a_screenshot_fuller_than_a_blank_page(
+    rendered: tuple[Report, str, Path], tmp_path: Path
+) -> None:
+    _, _, page = rendered
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><title>blank</title>", encoding="utf-8")
+    sizes = {}
+    for name, source in (("shot", page), ("blank", blank)):
+        shot = tmp_path / f"{name}.png"
+        profile = tmp_path / f"profile-{name}"
+        chromium(source, profile, f"--screenshot={shot}", "--window-size=1200,2000")
+        assert shot.read_bytes().startswith(b"\x89PNG"), name
+        sizes[name] = shot.stat().st_size
+    assert sizes["shot"] > 4 * sizes["blank"], sizes
