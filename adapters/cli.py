@@ -90,11 +90,35 @@ def _run(args: argparse.Namespace) -> None:
         batch=args.batch,
         feedback=args.feedback,
     ) as adapter:
+        waiting = False
         while True:
-            print_report(args.source, adapter.sync(args.source))
+            paths = export_files(args.source)
+            if paths:
+                print_report(paths, adapter.sync(paths))
+            elif not waiting:  # said once, not every run
+                print(
+                    f"no export in {', '.join(map(str, args.source))} yet: nothing synced",
+                    flush=True,
+                )
+            waiting = not paths
             if args.action != "watch":
                 return
             time.sleep(args.interval)
+
+
+def export_files(sources: Sequence[Path]) -> list[Path]:
+    """The export as named: each file given, and every file in each directory given, looked at
+    anew each run. Hidden files (.name) are skipped: write an export under a hidden name and
+    rename it into place, so no run reads half of it."""
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            files += sorted(
+                p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+        else:
+            files.append(source)
+    return files
 
 
 def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
@@ -200,8 +224,8 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         "--source",
         type=Path,
         nargs="+",
-        help="(sync, watch) the export: one file, or one per house; what is not in it has "
-        "left the source",
+        help="(sync, watch) the export: one file, or one per house, or a directory of them "
+        "(read anew each run; hidden files skipped); what is not in it has left the source",
     )
     adapter.add_argument(
         "--feedback",

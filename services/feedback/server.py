@@ -15,7 +15,7 @@ from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
 from baken.backoff import Backoff
 from baken.client import connect
-from baken.clock import Clock, SystemClock
+from baken.clock import Clock, clock_from_env
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses, load_municipalities
@@ -78,7 +78,7 @@ class FeedbackServer:
 def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> FeedbackServer:
     """Migrate the database, then build the server and bind it with mTLS; call start()."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    clock = clock or SystemClock()
+    clock = clock or clock_from_env()
     houses = load_houses()
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     identity = policy.covenants.parties[settings.party].identity

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.clock import Clock, SystemClock
+from baken.clock import Clock, clock_from_env
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses
 from baken.keyring import KeyRing, at_rest_ring
@@ -52,7 +52,7 @@ def create_server(
 
 def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Server, int, Running]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    clock = clock or SystemClock()
+    clock = clock or clock_from_env()
     houses = load_houses()
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
