@@ -1,7 +1,7 @@
 """The demo's shift against running services: the clock file that makes an advice request
 overdue; one whole shift against a registry and a feedback service in this process (on the
-clock file) and the three adapters as `baken adapter ... watch|receive` processes; and the same
-shift against `baken up`'s Topology, every part a process of its own."""
+clock file) and the three adapters as `baken adapter ... watch|receive` processes. The same
+shift against `baken up`'s Topology is tests/test_end_to_end.py."""
 
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ from baken.shift import (
     delivered_keys,
     play_shift,
 )
-from baken.topology import Topology
 from services.feedback.server import create_server as create_feedback
 from services.registry.server import create_server as create_registry
 
@@ -264,7 +263,7 @@ def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
         assert adapters.running(), f"an adapter ended early; see {tmp_path / 'logs'}"
 
 
-def _listed(endpoints: Endpoints, *, overdue_only: bool) -> list[fb.AdviceRequest]:
+def listed(endpoints: Endpoints, *, overdue_only: bool) -> list[fb.AdviceRequest]:
     tls = TlsFiles.of(endpoints.pki_dir, "zsm-oost-nederland-kpc")
     with connect(endpoints.feedback, tls) as channel:
         stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
@@ -272,7 +271,7 @@ def _listed(endpoints: Endpoints, *, overdue_only: bool) -> list[fb.AdviceReques
         return list(stub.ListAdviceRequests(request, timeout=10).advice_requests)
 
 
-def _played(endpoints: Endpoints) -> tuple[ShiftResult, str]:
+def played(endpoints: Endpoints) -> tuple[ShiftResult, str]:
     out = io.StringIO()
     try:
         result = play_shift(endpoints, out, seed=2014)
@@ -281,7 +280,7 @@ def _played(endpoints: Endpoints) -> tuple[ShiftResult, str]:
     return result, out.getvalue()
 
 
-def _check_numbers(result: ShiftResult, *, overdue: bool) -> None:
+def check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     regions = set(REGIONS)
     assert set(result.lookups) == set(result.known_persons) == regions
     for region, (_code, suspects, known) in REGIONS.items():
@@ -315,7 +314,7 @@ def _check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     assert {houses[h].region for h in result.items} == regions
 
 
-def _check_sources(endpoints: Endpoints, result: ShiftResult) -> None:
+def check_sources(endpoints: Endpoints, result: ShiftResult) -> None:
     """Each source holds exactly the items the shift produced, each once."""
     for house in load_houses().values():
         keys = delivered_keys(endpoints.deliveries, house)
@@ -329,15 +328,15 @@ def test_a_shift_against_running_services_arrives_in_every_source_once(
 ) -> None:
     started = time.monotonic()
     with running_services(tmp_path, pki_dir) as endpoints:
-        result, text = _played(endpoints)
+        result, text = played(endpoints)
         took = time.monotonic() - started
         time.sleep(1.0)  # a redelivery, had anything stayed unacknowledged
-        overdue = _listed(endpoints, overdue_only=True)
-        everything = _listed(endpoints, overdue_only=False)
-        _check_sources(endpoints, result)
+        overdue = listed(endpoints, overdue_only=True)
+        everything = listed(endpoints, overdue_only=False)
+        check_sources(endpoints, result)
     print(f"services, adapters and shift: {took:.1f} s")
 
-    _check_numbers(result, overdue=True)
+    check_numbers(result, overdue=True)
     # The overdue request is listed as overdue; the answered one is not listed at all.
     assert [(r.name, r.state) for r in overdue] == [
         (result.advice_overdue[0], fb.ADVICE_REQUEST_STATE_OVERDUE)
@@ -348,18 +347,6 @@ def test_a_shift_against_running_services_arrives_in_every_source_once(
     assert "HIT: known at 2 Safety Houses" in text and "NO HIT" in text
     assert "`baken advice list --overdue`" in text and " overdue  case " in text
     assert took < 40
-
-
-def test_a_shift_against_baken_up(tmp_path: Path) -> None:
-    """The same shift against `Topology`: every service and adapter a process of its own."""
-    with Topology(tmp_path / "up", clock_file=tmp_path / "clock", watch_interval=0.5) as up:
-        result, _text = _played(up.endpoints)
-        time.sleep(1.0)
-        _check_sources(up.endpoints, result)
-        overdue = _listed(up.endpoints, overdue_only=True)
-        assert all(p.running() for p in up.processes.values())
-    _check_numbers(result, overdue=True)
-    assert [r.name for r in overdue] == result.advice_overdue
 
 
 def test_the_shift_refuses_services_whose_clock_was_moved(tmp_path: Path, pki_dir: Path) -> None:
