@@ -23,7 +23,7 @@ from baken.management.metrics import BY_ID, Figure, Month, Unit
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from services.registry.access_log import AccessLog
-from services.registry.inquiry import Inquiry, entry, inquiry_of
+from services.registry.inquiry import Inquiry, entry, inquiry_of, log_refusal
 
 REPORT_ACTIVITY = "baken:stuurinformatie"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReportService"].full_name
@@ -127,17 +127,15 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
                     "no covenant in force grants aggregates of the asked regions to this party",
                 )
         except PermissionDenied as denied:
-            now = self._clock.now()
-            with db.write_transaction(self._engine) as connection:
-                denial = entry(
-                    inquiry,
-                    now,
-                    "denied",
-                    activity=REPORT_ACTIVITY,
-                    denial_reason=denied.reason,
-                    month=str(month),
-                )
-                self._log.append(connection, [denial], now)
+            log_refusal(
+                self._engine,
+                self._log,
+                inquiry,
+                self._clock.now(),
+                denied.reason,
+                activity=REPORT_ACTIVITY,
+                month=str(month),
+            )
             raise
         regions = {houses[h].region for h in granted}
         withheld = [

@@ -28,7 +28,7 @@ from baken.covenants import AUDIT
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from services.registry import access_log
 from services.registry.access_log import AccessLog, StoredEntry
-from services.registry.inquiry import AUDIT_ACTIVITY, LOOKUP_ACTIVITY, Inquiry, entry
+from services.registry.inquiry import AUDIT_ACTIVITY, LOOKUP_ACTIVITY, Inquiry, entry, log_refusal
 
 LOOKUP_OUTCOMES = frozenset({"hit", "no-hit", "withheld", "break-glass", "denied"})
 VOLUME_FACTOR = 3
@@ -174,16 +174,15 @@ class Audit:
         try:
             return self._policy.authorise(inquiry.caller, AUDIT, self._clock.today()).covenants
         except PermissionDenied as denied:
-            with db.write_transaction(self._engine) as connection:
-                denial = entry(
-                    inquiry,
-                    now,
-                    "denied",
-                    activity=AUDIT_ACTIVITY,
-                    subject=subject,
-                    denial_reason=denied.reason,
-                )
-                self._log.append(connection, [denial], now)
+            log_refusal(
+                self._engine,
+                self._log,
+                inquiry,
+                now,
+                denied.reason,
+                activity=AUDIT_ACTIVITY,
+                subject=subject,
+            )
             raise
 
     def _read(

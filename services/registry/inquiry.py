@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from sqlalchemy import Engine
 
+from baken import db
 from baken.grpc_server import caller_of, current_request_id, trace_id_of
 from baken.pki import Identity
 from services.registry import validation
-from services.registry.access_log import Entry
+from services.registry.access_log import AccessLog, Entry
 from services.registry.disclosure import Disclosure
 
 # The processing activities of Baken's register of processing (verwerkingsregister).
@@ -123,3 +125,28 @@ def entry(
         subject=tuple(subject),
         reviews_seq=reviews,
     )
+
+
+def log_refusal(
+    engine: Engine,
+    log: AccessLog,
+    inquiry: Inquiry,
+    now: dt.datetime,
+    reason: str,
+    *,
+    activity: str,
+    subject: Sequence[bytes] = (),
+    **extra: Any,
+) -> None:
+    """A call refused for want of rights is an entry of the log too, in its own transaction."""
+    with db.write_transaction(engine) as connection:
+        denial = entry(
+            inquiry,
+            now,
+            "denied",
+            activity=activity,
+            subject=subject,
+            denial_reason=reason,
+            **extra,
+        )
+        log.append(connection, [denial], now)
