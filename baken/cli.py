@@ -272,9 +272,15 @@ def _health(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    """Registry, feedback service and adapters as processes, a shift, the month's report."""
     from baken.demo import run
 
-    run(args.data_dir, seed=args.seed)
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    code = run(args.data_dir, seed=args.seed, say=say)
+    if code:
+        raise SystemExit(code)  # stopped by Ctrl-C or SIGTERM: it said so, and stopped it all
 
 
 def parser() -> argparse.ArgumentParser:
@@ -450,8 +456,20 @@ def parser() -> argparse.ArgumentParser:
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
 
-    demo = sub.add_parser("demo", help="a ZSM night shift against all four pilot regions")
-    demo.add_argument("--data-dir", type=Path, help="keep the data here (default: a temp dir)")
+    demo = sub.add_parser(
+        "demo",
+        help="a ZSM night shift across the four pilot regions, every component a process",
+        description="Starts the registry, the feedback service and the three adapters as "
+        "processes of their own (SQLite, mTLS on localhost), plays a ZSM night shift across "
+        "the four pilot regions, and ends with the month's management report. Ctrl-C stops "
+        "everything.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep everything here: databases, PKI, sources, deliveries, logs, report.html "
+        "(default: a temporary directory, removed at the end)",
+    )
     demo.add_argument("--seed", type=int, default=2014)
     demo.set_defaults(run=_demo)
     return p

@@ -1,486 +1,402 @@
-"""`baken demo`: a night shift at ZSM Midden-Nederland against a registry holding all four
-pilot regions, on a fresh embedded database, over real gRPC."""
+"""`baken demo`: a ZSM night shift across the four pilot regions, against Baken as it runs: the
+registry, the feedback service and the GCOS, Amazone and PGA adapters each a process of its own
+(`baken.topology.Topology`), on SQLite, every call gRPC over mutual TLS on localhost.
+
+The shift itself is `baken.shift.play_shift`; around it the demo shows the covenants at work,
+what never reaches the registry, what the services hold, the privacy officer's view of the
+access log, and ends with the month's management report. Ctrl-C (or SIGTERM) at any moment stops
+every process in order; the demo then says "demo stopped" and exits 128 + the signal's number.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
-import random
+import io
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import grpc
 
-from adapters.cli import running_adapter
-from adapters.framework import SyncReport
 from adapters.records import Person
-from adapters.synth import make_person, population, write_exports
-from baken import covenants, logs, pki, sealed
+from baken import covenants, pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.client import RegistryClient, Suspect, connect, error_reason, is_minor
-from baken.houses import load_houses
+from baken.audit_cli import describe
+from baken.client import RegistryClient, connect, error_reason
+from baken.clock import read_offset
 from baken.keyring import KeyRing
+from baken.management.client import Request, fetch_report
+from baken.management.html import html_report
+from baken.management.metrics import Level, Month
+from baken.management.report import Report
+from baken.management.text import table
 from baken.pki import TlsFiles
 from baken.pseudonym import InvalidIdentifier
-from baken.registry.v1 import registry_service_pb2
 from baken.render import lookup_text
-from baken.settings import RegistrySettings
+from baken.shift import ShiftError, play_shift
+from baken.topology import SYSTEMS, Endpoints, Interrupted, Topology, TopologyError
 from baken.type.v1 import purpose_pb2
-from services.registry.server import create_server
 
-SYNC_BATCH = 1000
-ZSM_REGION = "midden-nederland"
-KPC_USER = "kpc-utrecht-0117"
+Say = Callable[[str], None]
+
 OVJ_USER = "ovj-utrecht-0042"
 AUDITOR_USER = "fg-0001"
-CASE = "ZSM-MN-2026-004711"
-REFERRAL_CASE = "ZSM-MN-2026-004712"
-SEPOT_CASE = "ZSM-MN-2026-004713"
-# The substantive reason, as the OvJ gives it (in the houses' language).
-DEVIATION_REASON = (
-    "Advies was een voorwaardelijke straf met reclasseringstoezicht; hij heeft zich dit jaar "
-    "twee keer aan toezicht onttrokken, daarom dagvaarden."
-)
+STUURGROEP_USER = "stuurgroep-secretaris"
 DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
 # Written into the access log, which is never erased: about the situation, never the person.
 BREAK_GLASS_REASON = (
     "Decision due within 6 hours; the marking houses cannot be reached at night; "
     "need the advice to decide."
 )
+WATCH_INTERVAL_S = 0.5  # how often the adapters look for a new export
+REPORT_MONTHS = 6  # of history in report.html, as `baken report --html` draws it up
+ACKNOWLEDGED_WITHIN_S = 15.0
 
 
-def run(data_dir: Path | None, *, seed: int = 2014, say: Callable[[str], None] = print) -> None:
-    if data_dir is None:
-        with tempfile.TemporaryDirectory(prefix="baken-demo-") as tmp:
-            _run(Path(tmp), seed, say)
-        say("\n(The database, certificates and log were temporary: keep them with --data-dir.)")
-    else:
-        _run(data_dir, seed, say)
-        say(f"\nKept in {data_dir}: registry/ (SQLite), pki/, edge-keys.json and registry.log")
-        say("(one JSON line per call, naming the calling party; no personal data).")
+class _Signals:
+    """Ctrl-C and SIGTERM, once: while the topology starts, ask it to give up (it stops what it
+    started); while the demo runs, raise KeyboardInterrupt where it is; while it stops, only
+    remember. A second signal changes nothing: stopping in order is not interrupted."""
 
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.topology: Topology | None = None
+        self.raising = False
 
-def _run(data_dir: Path, seed: int, say: Callable[[str], None]) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    registry_dir = data_dir / "registry"
-    if (registry_dir / "registry.db").exists():
-        raise SystemExit(f"{registry_dir} already holds a registry; give an empty --data-dir")
-    log_path = data_dir / "registry.log"
-    with log_path.open("a") as log_file:
-        logs.configure(json=True, file=log_file)
-        pki_dir = data_dir / "pki"
-        now = dt.datetime.now(dt.UTC)
-        pki.init(pki_dir, covenants.identities(), now=now)
-        sealed.init_house_keys(pki_dir / "houses", load_houses(), now=now)
-        settings = RegistrySettings(address="127.0.0.1:0", data_dir=registry_dir, pki_dir=pki_dir)
-        server, port = create_server(settings)
-        server.start()
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        if self.topology is not None:
+            self.topology.interrupt()
+        if self.raising:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread can have signal handlers
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, self)
         try:
-            _shift(data_dir, settings, port, seed, say)
+            yield
         finally:
-            server.stop(grace=1).wait()
-            logs.configure()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
-def _shift(
-    data_dir: Path, settings: RegistrySettings, port: int, seed: int, say: Callable[[str], None]
-) -> None:
-    pki_dir = settings.pki_dir
-    houses = load_houses()
-    ring = KeyRing.generate("k2026-11")
-    ring.save(data_dir / "edge-keys.json")
-    target = f"127.0.0.1:{port}"
-    today = dt.date.today()
-    say(f"Baken registry listening on {target} (mTLS, SQLite in {data_dir / 'registry'})\n")
+class _Lines(io.StringIO):
+    """A text stream that hands each whole line, indented, to `say`."""
 
-    say("1. Each house exports its markers in its own source system (synthetic persons, with a")
-    say("   few bad records), and the three adapters sync them, pseudonymised before they leave,")
-    say("   each under its own certificate:")
-    people = population(houses, today, seed=seed)
-    exports = write_exports(
-        data_dir / "sources",
-        houses,
-        people.records,
-        today=today,
-        seed=seed,
-        spare=set(people.showcase.values()),
-    )
-    for system, label in (("gcos", "GCOS"), ("amazone", "Amazone"), ("pga", "PGA/A&T")):
-        files = exports[system]
-        report = _adapter_sync(system, files, target, pki_dir, ring, data_dir / "adapters")
-        say(f"   {label:<8} {len(files):>2} file(s): {report.summary()}")
-        for bad in report.problems[:1]:
-            say(f"            e.g. {bad.where} ({bad.record_id}): {bad.reason}")
-    persons = len({r.person for r in people.records})
-    say(f"   {len(people.records)} records in the exports, {persons} persons.\n")
+    def __init__(self, say: Say, indent: str) -> None:
+        super().__init__()
+        self._say = say
+        self._indent = indent
+        self._pending = ""
 
-    channel = connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc"))
-    client = RegistryClient(channel, ring, on_behalf_of=KPC_USER)
-    show = people.showcase
-    say("2. Night shift at ZSM Midden-Nederland (Utrecht). The KPC'er checks every suspect")
-    say("   (purpose intake-en-selectie). The covenants decide each field: the national")
-    say("   that-signal for every house, the advice only for houses of Midden-Nederland:\n")
-    _lookup(
-        say,
-        client,
-        "23:40",
-        "arrested in Utrecht for street robbery",
-        show["travelling"],
-        "A travelling repeat offender: marked in Amersfoort and in Rotterdam, whose marker "
-        "the regional systems never showed ZSM Midden-Nederland. Nationwide, he is known.",
-    )
-    _lookup(
-        say,
-        client,
-        "00:15",
-        "held after a domestic-violence call in Utrecht-Overvecht",
-        show["aged"],
-        "Known locally, but the advice is 8 months old: ZSM weighs it less.",
-    )
-    _lookup(
-        say,
-        client,
-        "01:05",
-        "caught shoplifting in Amersfoort, no papers, no BSN",
-        show["no_bsn"],
-        "No BSN: found through surname and date of birth, reported as a weaker match.",
-    )
-    _lookup(
-        say,
-        client,
-        "02:30",
-        "arrested for burglary in Hilversum",
-        show["expired"],
-        "The advice is over a year old: the that-signal remains, the advice text is withheld.",
-    )
-    stranger = make_person(random.Random(seed + 1), today)
-    _lookup(
-        say,
-        client,
-        "03:10",
-        "arrested for vandalism in Utrecht",
-        stranger,
-        "Nobody knows him: a clear no-hit.",
-    )
-    say("   03:12  A BSN typed with one digit wrong:")
-    assert stranger.bsn is not None
-    typo = stranger.bsn[:-1] + str((int(stranger.bsn[-1]) + 1) % 10)
-    try:
-        client.lookup(bsn=typo, minor=False)
-    except InvalidIdentifier as error:
-        say(f"          refused before anything left the desk: {error.field}: {error}\n")
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._say(self._indent + line if line else "")
+        return len(text)
 
-    say("3. 06:00 The suspects monitor re-checks the whole night's inflow in one BatchLookup:")
-    rng = random.Random(seed + 2)
-    known = rng.sample([r.person for r in people.records if r.person.bsn], 14)
-    inflow = known + [make_person(rng, today) for _ in range(126)]
-    rng.shuffle(inflow)
-    suspects = [
-        Suspect(f"suspect-{i:03d}", client.subject(bsn=p.bsn), minor=is_minor(p.birth_date, today))
-        for i, p in enumerate(inflow)
-    ]
-    hits = [
-        r
-        for r in client.batch_lookup(suspects)
-        if r.lookup.outcome == registry_service_pb2.LOOKUP_OUTCOME_HIT
-    ]
-    elsewhere = [r for r in hits if any(m.house.region != ZSM_REGION for m in r.lookup.markers)]
-    say(
-        f"   {len(inflow)} suspects, {len(hits)} known at a Safety House "
-        f"({100 * len(hits) / len(inflow):.0f} %), {len(elsewhere)} of them at a house outside "
-        "Midden-Nederland: invisible in the old regional systems.\n"
-    )
 
-    _covenants_at_work(say, target, pki_dir, ring, show["travelling"])
-    _terugkoppeling(say, data_dir, target, pki_dir, ring, show["travelling"], stranger)
-
-    say("6. A caller with a certificate from another CA (here: a freshly made one) is refused")
-    say("   in the TLS handshake, before any registry code runs:")
-    foreign = pki.init(
-        data_dir / "foreign-pki",
-        [i for i in covenants.identities() if i.id == "zsm-midden-nederland-kpc"],
-        now=dt.datetime.now(dt.UTC),
-    )
-    with connect(target, foreign["zsm-midden-nederland-kpc"]) as stranger_channel:
+def run(data_dir: Path | None, *, seed: int = 2014, say: Say = print) -> int:
+    """The demo in `data_dir` (kept), or in a temporary directory (removed at the end); 0, or
+    128 + the signal's number when Ctrl-C or SIGTERM stopped it."""
+    signals = _Signals()
+    with signals.installed():
         try:
-            RegistryClient(stranger_channel, ring, on_behalf_of=KPC_USER, timeout_s=2).lookup(
-                bsn=show["travelling"].bsn, minor=False
-            )
-        except grpc.RpcError as error:
-            say(f"   refused: {error.code().name}\n")
-
-    say("7. What the registry holds: pseudonyms, never a BSN or a name, and advice only sealed")
-    say("   (AES-GCM at rest):")
-    person = show["travelling"]
-    assert person.bsn is not None and person.surname is not None
-    advice = next(r.advice for r in people.records if r.person == show["aged"] and r.advice)
-    stored = b"".join(p.read_bytes() for p in (data_dir / "registry").glob("registry.db*"))
-    for what, value in (
-        ("BSN", person.bsn),
-        ("surname", person.surname),
-        ("advice text", advice[:40]),
-    ):
-        found = "YES" if value.encode() in stored else "no"
-        say(f"   {what} {value!r} in the registry's database files: {found}")
-
-    _privacy_officer(say, target, settings, ring, person)
+            if data_dir is None:
+                with tempfile.TemporaryDirectory(prefix="baken-demo-") as tmp:
+                    _run(Path(tmp), seed, say, signals, kept=False)
+                say("(Everything was in a temporary directory, now removed: keep it with")
+                say("`baken demo --data-dir DIR`.)")
+            else:
+                _run(data_dir.absolute(), seed, say, signals, kept=True)
+        except (KeyboardInterrupt, Interrupted):
+            say("demo stopped")
+            return 128 + (signals.received or signal.SIGINT)
+    return 0
 
 
-def _adapter_sync(
-    system: str, files: list[Path], target: str, pki_dir: Path, ring: KeyRing, state_dir: Path
-) -> SyncReport:
-    with running_adapter(system, target, pki_dir, ring, state_dir) as adapter:
-        return adapter.sync(files)
-
-
-def _terugkoppeling(
-    say: Callable[[str], None],
-    data_dir: Path,
-    target: str,
-    pki_dir: Path,
-    ring: KeyRing,
-    travelling: Person,
-    stranger: Person,
-) -> None:
-    """The feedback service and the houses' receiving adapters, in this process."""
-    from adapters.receive import Receiver
-    from baken.settings import FeedbackSettings
-    from services.feedback.server import create_server as create_feedback
-
-    settings = FeedbackSettings(
-        address="127.0.0.1:0", data_dir=data_dir / "feedback", pki_dir=pki_dir, registry=target
+def _run(run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool) -> None:
+    if (run_dir / "registry" / "registry.db").exists():
+        raise SystemExit(
+            f"{run_dir / 'registry'} already holds a registry; give an empty --data-dir"
+        )
+    topology = Topology(
+        run_dir, watch_interval=WATCH_INTERVAL_S, clock_file=run_dir / "clock", say=say
     )
-    feedback = create_feedback(settings)
-    feedback.start()
-    address = f"127.0.0.1:{feedback.port}"
-    houses = load_houses()
-    with contextlib.ExitStack() as stack:
-        stack.callback(feedback.stop, 1)
-        for system in ("gcos", "amazone", "pga"):
-            channel = connect(address, TlsFiles.of(pki_dir, f"adapter-{system}"))
-            stack.callback(channel.close)
-            receiver = Receiver(
-                channel,
-                system,
-                [h.id for h in houses.values() if h.source_system_token == system],
-                target=data_dir / "deliveries" / system,
-                state_path=data_dir / "adapters" / f"{system}.state.db",
-                house_keys=pki_dir / "houses",
-            )
-            receiver.start()
-            stack.callback(receiver.stop)
-        _decide(say, address, data_dir, pki_dir, ring, travelling, stranger)
+    signals.topology = topology
+    if signals.received is not None:
+        raise KeyboardInterrupt
+    say("Baken demo: one ZSM night shift across the four pilot regions, against Baken running")
+    say("on this machine, every component a process of its own. All persons are synthetic.\n")
+    say(f"1. 21:45 Baken starts in {run_dir}:")
+    try:
+        topology.start()
+    except Interrupted:
+        raise  # Ctrl-C while starting: what had started is stopped again
+    except TopologyError as error:
+        raise SystemExit(f"baken demo: {error}") from None
+    try:
+        try:
+            signals.raising = True
+            if signals.received is not None:
+                raise KeyboardInterrupt
+            _demo(topology, run_dir, seed, say, kept=kept)
+        finally:
+            signals.raising = False
+    finally:
+        topology.stop()
+    if signals.received is not None:  # it came while everything was stopping anyway
+        raise KeyboardInterrupt
+    say("All processes stopped: adapters, feedback service, registry.")
+    if kept:
+        say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, pseudonym-keys.json,")
+        say("sources/ and deliveries/ (the houses' files), report.html, and logs/ (one JSON line")
+        say("per call and event of each process; no personal data).")
 
 
-def _decide(
-    say: Callable[[str], None],
-    address: str,
-    data_dir: Path,
-    pki_dir: Path,
-    ring: KeyRing,
-    travelling: Person,
-    stranger: Person,
-) -> None:
-    from baken.feedback.v1 import feedback_service_pb2 as fb
-    from baken.feedback.v1 import feedback_service_pb2_grpc
+def _demo(topology: Topology, run_dir: Path, seed: int, say: Say, *, kept: bool) -> None:
+    e = topology.endpoints
+    _started(topology, run_dir, say)
+    started = Month.of(dt.datetime.now(dt.UTC))  # the services' clock is not moved yet
 
-    say("5. Terugkoppeling, with nobody typing an e-mail. The feedback service took over the")
-    say("   night's hits as signals to the marking houses; now the KPC'er records the decisions")
-    say("   (`baken decide`), and each house's adapter writes them into its own source system:")
-    deliveries = data_dir / "deliveries"
-    pga_file = deliveries / "pga" / "vh-rotterdam-rijnmond.beslissingen.jsonl"
-    gcos_dir = deliveries / "gcos" / "vh-regio-utrecht-amersfoort"
-    with connect(address, TlsFiles.of(pki_dir, "zsm-midden-nederland-kpc")) as channel:
-        stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
-        client = RegistryClient(channel, ring, on_behalf_of=KPC_USER)
-        response = stub.RecordDecision(
-            fb.RecordDecisionRequest(
-                case_reference=CASE,
-                subject=client.subject(bsn=travelling.bsn),
-                code=fb.DECISION_CODE_DAGVAARDING,
-                stage=fb.DECISION_STAGE_FINAL,
-                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
-                advice_followed=fb.ADVICE_FOLLOWED_NOT_FOLLOWED,
-                deviation_reason=DEVIATION_REASON,
-                probation_report_requested=True,
-                on_behalf_of=KPC_USER,
-                request_key="demo-decision-1",
-            ),
-            timeout=10,
+    say("2. 22:00 The night shift, played at the four ZSM desks and the Safety Houses through")
+    say("   the services' public APIs only:\n")
+    try:
+        shift = play_shift(e, _Lines(say, "   "), seed=seed)
+        say("")
+    except ShiftError as error:
+        where = topology.log_dir if kept else "logs/ (keep them with --data-dir)"
+        raise SystemExit(f"baken demo: {error}; the processes' logs: {where}") from None
+
+    ring = KeyRing.load(e.pseudonym_key_file)
+    travelling = shift.showcase["travelling"]
+    _covenants_at_work(say, e, ring, travelling, shift.cases["travelling"])
+    _never_reaches_the_registry(say, e, ring, run_dir, travelling)
+    _what_the_services_hold(say, run_dir, travelling, shift.advice["travelling"])
+    _privacy_officer(say, e, ring, run_dir, travelling)
+    _month_report(say, e, run_dir, started, kept=kept)
+
+
+def _started(topology: Topology, run_dir: Path, say: Say) -> None:
+    e = topology.endpoints
+    p = topology.processes
+
+    def rel(path: Path) -> str:
+        return f"{path.relative_to(run_dir)}/"
+
+    say("   each component a process of its own, on SQLite, every call between them gRPC over")
+    say(f"   mutual TLS (certificates of a development CA, {rel(e.pki_dir)}ca.pem):")
+    say(f"   registry          pid {p['registry'].pid:<7} {e.registry}  registry/registry.db")
+    say(f"   feedback service  pid {p['feedback'].pid:<7} {e.feedback}  feedback/feedback.db")
+    for system in SYSTEMS:
+        watch, receive = p[f"adapter-{system}-watch"], p[f"adapter-{system}-receive"]
+        say(
+            f"   adapter {system:<9} pid {watch.pid}, {receive.pid}  "
+            f"syncs {rel(e.sources[system])}, delivers into {rel(e.deliveries[system])}"
         )
-        say("   08:30  The travelling offender: dagvaarding, deviating from Amersfoort's advice,")
-        say("          with the reason. Fed back to every house that marked him, nationwide:")
-        for item in response.items:
-            say(f"          -> {item.house}  [{item.key}]")
-        keys = {item.key for item in response.items}
-        _until(lambda: _landed(keys, pga_file, gcos_dir) == keys)
-        line = next(
-            json.loads(x)
-            for x in pga_file.read_text("utf-8").splitlines()
-            if any(k in x for k in keys)
-        )
-        say(f"          arrived in PGA (Rotterdam), {pga_file.relative_to(data_dir)}:")
-        for name in (
-            "kenmerk",
-            "registratie_id",
-            "beslissing",
-            "advies_gevolgd",
-            "reden_afwijking",
-        ):
-            say(f"            {name:<16} {json.dumps(line[name], ensure_ascii=False)}")
-        xml = next(p for p in sorted(gcos_dir.glob("*.xml")) if any(k in p.name for k in keys))
-        say(f"          arrived in GCOS (Amersfoort), {xml.relative_to(data_dir)}:")
-        for text in xml.read_text("utf-8").splitlines()[1:]:
-            say(f"            {text}")
-        signals = sum(1 for _ in deliveries.rglob("*") if _.is_file())
-        say(f"          ({signals} source files now hold the night's signals and decisions.)\n")
-
-        stranger_subject = client.subject(bsn=stranger.bsn)
-        key = sealed.load_public(pki_dir / "houses", "vh-regio-utrecht-utrecht")
-        referral = sealed.seal_person(
-            key,
-            sealed.ReferredPerson(stranger.bsn, stranger.surname, stranger.birth_date, "Utrecht"),
-            case_reference=REFERRAL_CASE,
-        )
-        response = stub.RecordDecision(
-            fb.RecordDecisionRequest(
-                case_reference=REFERRAL_CASE,
-                subject=stranger_subject,
-                code=fb.DECISION_CODE_STRAFBESCHIKKING,
-                stage=fb.DECISION_STAGE_FINAL,
-                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
-                triage=fb.TriageCheck(checked=True, matched=[fb.TRIAGE_CRITERION_REPEAT_OFFENDER]),
-                complex_problems_suspected=True,
-                residence_municipality="Utrecht",
-                referral=referral,
-                on_behalf_of=KPC_USER,
-                request_key="demo-decision-2",
-            ),
-            timeout=10,
-        )
-        [item] = response.items
-        say("   08:40  The vandal of 03:10, not known anywhere, shows complex problems: an")
-        say(f"          aanmelding to {item.house} (residence Utrecht), his data sealed at this")
-        say("          desk to the house's key; the feedback service stores only ciphertext.")
-        referral_file = deliveries / "gcos" / "vh-regio-utrecht-utrecht"
-        _until(lambda: any(item.key in p.name for p in referral_file.glob("*.xml")))
-        stored = b"".join(p.read_bytes() for p in (data_dir / "feedback").glob("feedback.db*"))
-        found = "YES" if str(stranger.bsn).encode() in stored else "no"
-        say(f"          his BSN in the feedback service's database files: {found}\n")
-
-        response = stub.RecordDecision(
-            fb.RecordDecisionRequest(
-                case_reference=SEPOT_CASE,
-                subject=client.subject(bsn=travelling.bsn),
-                code=fb.DECISION_CODE_TECHNISCH_SEPOT_01,
-                stage=fb.DECISION_STAGE_FINAL,
-                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
-                on_behalf_of=KPC_USER,
-            ),
-            timeout=10,
-        )
-        say("   08:50  A suspect registered by mistake: technisch sepot 01. Nothing is fed back,")
-        say(f"          the case is purged ({response.purged_items} queued items); the purge is")
-        say("          logged without the case.\n")
+    say(f"   Their own log lines go to {rel(topology.log_dir)}, not to this screen.")
+    say("   Ctrl-C stops everything, at any moment.\n")
 
 
-def _landed(keys: set[str], pga_file: Path, gcos_dir: Path) -> set[str]:
-    text = pga_file.read_text("utf-8") if pga_file.exists() else ""
-    names = " ".join(p.name for p in gcos_dir.glob("*.xml")) if gcos_dir.exists() else ""
-    return {k for k in keys if k in text or k in names}
-
-
-def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit("a delivery did not arrive within 30 s; see the logs")
-        time.sleep(0.05)
-
-
-def _covenants_at_work(
-    say: Callable[[str], None], target: str, pki_dir: Path, ring: KeyRing, person: Person
-) -> None:
-    say("4. The covenants at work, for the travelling offender of 23:40:")
+def _covenants_at_work(say: Say, e: Endpoints, ring: KeyRing, person: Person, case: str) -> None:
+    say("3. The covenants at work, the next day at ZSM Midden-Nederland, for the travelling")
+    say("   offender (marked in Amersfoort and in Rotterdam):")
     say("   07:30  Victim support at ZSM asks at intake-en-selectie, which its covenant does")
     say("          not grant it:")
-    with connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-slachtofferhulp")) as ch:
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-slachtofferhulp")) as ch:
         try:
             RegistryClient(ch, ring, on_behalf_of="shn-0007").lookup(bsn=person.bsn, minor=False)
+            say("          answered (not expected)")
         except grpc.RpcError as error:
             reason = error_reason(error) or "?"
             say(f"          DENIED: {error.code().name} ({reason}), and logged.")
-    say("   08:10  The OvJ decides the case (afdoeningsbeslissing, with the case reference):")
-    with connect(target, TlsFiles.of(pki_dir, "zsm-midden-nederland-ovj")) as ch:
+    say("   08:10  The OvJ prepares the dagvaarding (afdoeningsbeslissing, with the case")
+    say("          reference) and sees what her covenant grants her:")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-ovj")) as ch:
         ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
-        response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=CASE, minor=False)
+        response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=case, minor=False)
         say("          " + lookup_text(response).replace("\n", "\n          "))
         say("   08:14  The houses cannot be reached; the OvJ presses the noodknop (break-glass):")
         response = ovj.lookup(
             bsn=person.bsn,
             purpose=DECISION,
-            case_reference=CASE,
+            case_reference=case,
             minor=False,
             break_glass_reason=BREAK_GLASS_REASON,
         )
         say("          " + lookup_text(response).replace("\n", "\n          ") + "\n")
 
 
-def _privacy_officer(
-    say: Callable[[str], None],
-    target: str,
-    settings: RegistrySettings,
-    ring: KeyRing,
-    person: Person,
+def _never_reaches_the_registry(
+    say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, person: Person
 ) -> None:
-    from baken.audit_cli import describe
-    from baken.signing import public_path
-    from services.registry.log_verify import verify_database
+    say("4. What never reaches the registry:")
+    assert person.bsn is not None
+    typo = person.bsn[:-1] + str((int(person.bsn[-1]) + 1) % 10)
+    say(f"   08:20  A BSN typed with one digit wrong ({typo}):")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-kpc")) as ch:
+        try:
+            RegistryClient(ch, ring, on_behalf_of="kpc-mn-0117").lookup(bsn=typo, minor=False)
+            say("          answered (not expected)")
+        except InvalidIdentifier as error:
+            say(f"          refused at the desk, before anything left it: {error.field}: {error}")
+    say("   08:25  `baken lookup` with a certificate from another CA (here: a freshly made one,")
+    say("          for the same party) is refused in the TLS handshake, before any registry")
+    say("          code runs; to such a caller the registry is simply not there:")
+    foreign = run_dir / "foreign-pki"
+    pki.init(
+        foreign,
+        [i for i in covenants.identities() if i.id == "zsm-midden-nederland-kpc"],
+        now=dt.datetime.now(dt.UTC),
+    )
+    done = _baken(
+        "lookup",
+        *("--registry", e.registry, "--pki-dir", str(foreign)),
+        *("--party", "zsm-midden-nederland-kpc", "--user", "kpc-mn-0117"),
+        *("--key-file", str(e.pseudonym_key_file), "--bsn", person.bsn, "--adult"),
+        *("--timeout", "3"),
+    )
+    said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+    say(f"          {said[-1] if said else '(nothing)'}  (exit code {done.returncode})\n")
 
-    say("\n8. The privacy officer, with the auditor's certificate. Data-subject access report for")
-    say(f"   BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
-    with connect(target, TlsFiles.of(settings.pki_dir, "privacy-auditor")) as ch:
+
+def _baken(*args: str) -> subprocess.CompletedProcess[str]:
+    """`baken ARGS` as a process of its own, its output captured; the environment's Baken
+    settings left out (the arguments say where things are), grpc's own log lines too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAKEN_")}
+    env["GRPC_VERBOSITY"] = "NONE"
+    return subprocess.run(
+        [sys.executable, "-m", "baken.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # a Ctrl-C at the terminal is the demo's to handle
+        check=False,
+    )
+
+
+def _what_the_services_hold(say: Say, run_dir: Path, person: Person, advice: str) -> None:
+    say("5. What the services hold: pseudonyms, never a BSN or a name; the advice only sealed")
+    say("   (AES-GCM at rest). Searched for the travelling offender, byte by byte:")
+    registry = b"".join(p.read_bytes() for p in sorted((run_dir / "registry").glob("registry.db*")))
+    feedback = b"".join(p.read_bytes() for p in sorted((run_dir / "feedback").glob("feedback.db*")))
+    assert person.bsn is not None and person.surname is not None
+    for what, value, stored, where in (
+        ("BSN", person.bsn, registry, "the registry's database files"),
+        ("surname", person.surname, registry, "the registry's database files"),
+        ("advice text", advice[:40], registry, "the registry's database files"),
+        ("BSN", person.bsn, feedback, "the feedback service's database files"),
+    ):
+        found = "YES" if value.encode() in stored else "no"
+        say(f"   {what} {value!r} in {where}: {found}")
+    say("")
+
+
+def _privacy_officer(say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, person: Person) -> None:
+    say("6. 09:00 The privacy officer, with the auditor's certificate. Data-subject access report")
+    say(f"   for BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "privacy-auditor")) as ch:
         stub = audit_service_pb2_grpc.AuditServiceStub(ch)
         subject = RegistryClient(ch, ring, on_behalf_of=AUDITOR_USER).subject(bsn=person.bsn)
-        report = stub.ListAccessEntries(
-            audit_service_pb2.ListAccessEntriesRequest(on_behalf_of=AUDITOR_USER, subject=subject),
-            timeout=10,
-        )
-        for entry in report.entries:
+        entries: list[audit_service_pb2.AccessEntry] = []
+        token = ""
+        while True:
+            page = stub.ListAccessEntries(
+                audit_service_pb2.ListAccessEntriesRequest(
+                    on_behalf_of=AUDITOR_USER, subject=subject, page_token=token
+                ),
+                timeout=10,
+            )
+            entries.extend(page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+        for entry, alike in _alike(entries):
             say("   " + describe(entry).replace("\n", "\n   "))
+            if alike:
+                more = ", ".join(f"#{a.sequence}" for a in alike)
+                say(f"       (and {len(alike)} more alike: {more})")
         pending = stub.ListPendingReviews(
             audit_service_pb2.ListPendingReviewsRequest(on_behalf_of=AUDITOR_USER), timeout=10
         ).entries
-        say(
-            f"\n   Review queue (`baken audit review`): {len(pending)} break-glass entry to review."
-        )
-    result = verify_database(
-        settings.resolved_database_url(), [public_path(settings.resolved_audit_signing_key())]
-    )
-    verdict = (
-        f"the hash chain over {result.entries} entries holds."
-        if result.ok
-        else f"BROKEN: {result.first_break}"
-    )
-    say(f"   `baken audit verify`: {verdict}")
+    noun = "entry" if len(pending) == 1 else "entries"
+    say(f"\n   Review queue (`baken audit review`): {len(pending)} break-glass {noun} to review.")
+    say("   `baken audit verify --data-dir registry`, a process of its own that reads the")
+    say("   registry's database file itself rather than trusting the running service:")
+    say("   " + _audit_verify(run_dir / "registry") + "\n")
 
 
-def _lookup(
-    say: Callable[[str], None],
-    client: RegistryClient,
-    time: str,
-    what: str,
-    person: Person,
-    why: str,
-) -> None:
-    if person.bsn:
-        say(f"   {time}  Suspect {what}. BSN {person.bsn} (synthetic).")
-        response = client.lookup(bsn=person.bsn, minor=is_minor(person.birth_date, dt.date.today()))
-    else:
-        say(f"   {time}  Suspect {what}: {person.surname}, born {person.birth_date} (synthetic).")
-        response = client.lookup(surname=person.surname, birth_date=person.birth_date)
-    say("          " + lookup_text(response).replace("\n", "\n          "))
-    say(f"          -> {why}\n")
+def _alike(
+    entries: list[audit_service_pb2.AccessEntry],
+) -> list[tuple[audit_service_pb2.AccessEntry, list[audit_service_pb2.AccessEntry]]]:
+    """Each entry with the later ones alike (the same party and user, outcome, purpose and
+    case: a process director's repeated check while the adapters synced), in log order."""
+    groups: dict[tuple[str, str, int, str, str], list[audit_service_pb2.AccessEntry]] = {}
+    for e in entries:
+        key = (e.party, e.on_behalf_of, e.outcome, e.purpose, e.case_reference)
+        groups.setdefault(key, []).append(e)
+    return [(first, rest) for first, *rest in groups.values()]
+
+
+def _audit_verify(data_dir: Path) -> str:
+    """What `baken audit verify` says of the registry's access log."""
+    done = _baken("audit", "verify", "--data-dir", str(data_dir))
+    said = done.stdout.strip() or done.stderr.strip() or f"exit code {done.returncode}"
+    return said.replace("\n", "\n   ")
+
+
+def _month_report(say: Say, e: Endpoints, run_dir: Path, started: Month, *, kept: bool) -> None:
+    assert e.clock_file is not None
+    offset = dt.timedelta(seconds=read_offset(e.clock_file))
+    now = Month.of(dt.datetime.now(dt.UTC) + offset)
+    # The shift's look-ups fall in the month it started in; the clock moved on since.
+    month = started
+    say(f"7. The month's management report, {month}, as the landelijke stuurgroep sees it")
+    say("   (`baken report`: aggregates only, every region; docs/REPORT.md defines each figure):")
+    if now != started:
+        say(f"   (The services' clock has moved on into {now}; the night fell in {month}.)")
+    report = _report(e, month)
+    say("")
+    for line in table(report).rstrip("\n").split("\n"):
+        say(f"   {line}" if line else "")
+    html = run_dir / "report.html"
+    html.write_text(html_report(report), encoding="utf-8")
+    say(f"\n   With {REPORT_MONTHS} months of history and charts, as a single HTML file: {html}")
+    if not kept:
+        say("   (temporary: removed with the rest at the end; keep it with --data-dir)")
+    say(f"   Against running services (`baken up`): baken report --month {month} --html FILE\n")
+
+
+def _report(e: Endpoints, month: Month) -> Report:
+    """The month's report once every item delivered is acknowledged (an adapter acknowledges
+    just after it wrote the item into its source)."""
+    tls = TlsFiles.of(e.pki_dir, "landelijke-stuurgroep")
+    request = Request(month, REPORT_MONTHS, on_behalf_of=STUURGROEP_USER)
+    deadline = time.monotonic() + ACKNOWLEDGED_WITHIN_S
+    while True:
+        report = fetch_report(e.registry, e.feedback, tls, request)
+        behind = [
+            scope
+            for scope in report.scopes(Level.HOUSE)
+            if report.cell(month, "feedback.items", *scope)
+            != report.cell(month, "feedback.acknowledged", *scope)
+        ]
+        if not behind or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)

@@ -150,6 +150,11 @@ class ShiftResult:
     # no ZSM look-ups, they signal nothing.
     sync_checks: int = 0
     clock_advanced_s: float = 0.0
+    # adapters.synth's showcase persons (travelling, aged, expired, no_bsn), looked up at ZSM
+    # Midden-Nederland: their case references and the advice text a house gave each.
+    showcase: dict[str, Person] = field(default_factory=dict)
+    cases: dict[str, str] = field(default_factory=dict)
+    advice: dict[str, str] = field(default_factory=dict)
 
     def items_per_house(self) -> dict[str, int]:
         return {house: sum(kinds.values()) for house, kinds in self.items.items()}
@@ -716,6 +721,14 @@ def play_shift(endpoints: Endpoints, out: TextIO, *, seed: int = 2014) -> ShiftR
     with shift.stack:
         inflow = shift.register()
         shift.look_up(inflow)
+        result = shift.result
+        result.showcase = dict(shift.showcase)
+        for name, person in shift.showcase.items():
+            suspect = next(s for s in inflow["midden-nederland"] if s.person == person)
+            result.cases[name] = suspect.case
+            given = [r.advice for r in suspect.records if r.advice]
+            if given:
+                result.advice[name] = given[0]
         aged = next(s for s in inflow["midden-nederland"] if s.person == shift.showcase["aged"])
         known = [s for s in inflow["oost-nederland"] if s.known]
         overdue = next((s for s in known if not shift.minor(s.person)), known[0])

@@ -1,62 +1,193 @@
-"""The main job: `baken demo` shows the travelling offender's nationwide hit, on SQLite."""
+"""The main job: `baken demo` runs the registry, the feedback service and the three adapters as
+processes of their own, plays a ZSM shift across the four pilot regions, shows the covenants,
+the privacy officer's view and the month's report, and stops every process, Ctrl-C included."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from baken import demo
+from baken.shift import DEVIATION_TRAVELLER
+
+ROOT = Path(__file__).resolve().parent.parent
+NUL = b"\0"
+REGION_NAMES = ("Midden-Nederland", "Oost-Nederland", "Rotterdam-Rijnmond", "Zeeland-West-Brabant")
 
 
-def test_demo_shows_the_nationwide_hit_the_covenants_and_the_audit_trail(tmp_path: Path) -> None:
+def _processes_mentioning(text: str) -> list[str]:
+    """Processes other than this one whose command line or environment mentions `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes()
+            seen = command + (proc / "environ").read_bytes()
+        except OSError:
+            continue  # ended meanwhile, or not ours
+        if text.encode() in seen:
+            found.append(proc.name + ": " + command.replace(NUL, b" ").decode(errors="replace"))
+    return found
+
+
+def _section(text: str, start: str, end: str) -> str:
+    assert start in text, f"{start!r} not in the demo's output"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+@pytest.mark.slow
+def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "demo"
     lines: list[str] = []
-    demo.run(tmp_path, seed=7, say=lines.append)
+    assert demo.run(run_dir, say=lines.append) == 0
     text = "\n".join(lines)
 
-    travelling = text.split("23:40")[1].split("00:15")[0]
+    started = _section(text, "\n1. ", "\n2. ")
+    for name in ("registry", "feedback service", "adapter gcos", "adapter amazone", "adapter pga"):
+        assert f"   {name} " in started and "pid " in started
+    assert "mutual TLS" in started and "SQLite" in started
+
+    shift = _section(text, "\n2. ", "\n3. ")
+    looked_up = _section(shift, "b. The night's inflow", "=> ZSM MN")
+    travelling = looked_up.split("ZSM-MN-", 2)[1]  # the first suspect at ZSM Midden-Nederland
     assert "HIT: known at 2 Safety Houses (match: BSN)" in travelling
-    assert "Veiligheidshuis Rotterdam-Rijnmond" in travelling
-    assert "AGED (" in text.split("00:15")[1].split("01:05")[0]
-    assert "surname + date of birth only" in text.split("01:05")[1].split("02:30")[0]
-    expired = text.split("02:30")[1].split("03:10")[0]
-    assert "EXPIRED (" in expired
-    assert "Dagvaarden" not in expired and "aanvragen" not in expired
-    assert "NO HIT" in text.split("03:10")[1].split("03:12")[0]
-    assert "fails the 11-proef" in text
-    covenants = text.split("The covenants at work")[1].split("another CA")[0]
+    assert "Veiligheidshuis Rotterdam-Rijnmond  [Rotterdam-Rijnmond]" in travelling
+    assert "1 of them at a house in another region" in shift
+
+    decisions = _section(shift, "c. The decisions", "d. Advies")
+    keys = {
+        house: line.split("[")[1].rstrip("]")
+        for line in decisions.splitlines()
+        for house in ("vh-rotterdam-rijnmond", "vh-regio-utrecht-amersfoort")
+        if f"-> houses/{house} " in line
+    }
+    assert len(keys) == 2, decisions
+    pga = (run_dir / "deliveries" / "pga" / "vh-rotterdam-rijnmond.beslissingen.jsonl").read_text()
+    [deviation] = [
+        item
+        for item in map(json.loads, pga.splitlines())
+        if item["kenmerk"] == keys["vh-rotterdam-rijnmond"]
+    ]
+    assert deviation["beslissing"] == "dagvaarding" and deviation["advies_gevolgd"] is False
+    assert deviation["reden_afwijking"] == DEVIATION_TRAVELLER
+    gcos = run_dir / "deliveries" / "gcos" / "vh-regio-utrecht-amersfoort"
+    xml = (gcos / f"terugkoppeling-{keys['vh-regio-utrecht-amersfoort']}.xml").read_text()
+    assert "<gevolgd>nee</gevolgd>" in xml and DEVIATION_TRAVELLER in xml
+    assert "<gevolgd>nee</gevolgd>" in _section(shift, "e. In the houses'", "AMAZONE")
+    [sepot] = [line.split()[0] for line in decisions.splitlines() if "technisch sepot 01" in line]
+    assert "Nothing is fed" in decisions.split(sepot)[1]
+    about_sepot = [
+        xml.read_text()
+        for xml in (run_dir / "deliveries" / "gcos").rglob("*.xml")
+        if sepot in xml.read_text()
+    ]
+    assert about_sepot and all("<soort>beslissing</soort>" not in x for x in about_sepot)
+    assert "an aanmelding" in decisions and "sealed at the desk" in decisions
+    assert any(item["kenmerk"].startswith("ref-") for item in map(json.loads, pga.splitlines()))
+
+    advice = _section(shift, "d. Advies op aanvraag", "e. In the houses'")
+    assert "answered after" in advice and "advice followed" in advice
+    assert "Deciding now is refused: FAILED_PRECONDITION (ADVICE_REQUEST_IN_TERM)" in advice
+    assert "  overdue  case ZSM-ON-" in _section(advice, "--overdue`:", "decides without")
+    assert "ZSM decides without the advice: dagvaarding" in advice
+
+    covenants = _section(text, "3. The covenants at work", "\n4. ")
     assert "DENIED: PERMISSION_DENIED (PURPOSE_NOT_GRANTED), and logged." in covenants
-    decision, glass = covenants.split("08:10")[1].split("08:14")
+    decision, glass = _section(covenants, "08:10", "\n4. ").split("08:14")
     outside = "(outside your covenant's region) [midden-nederland@v1 ovj-afdoening]"
     withheld = [line for line in decision.splitlines() if outside in line]
     assert withheld and all("advice" in line for line in withheld)
     assert "BREAK-GLASS" in glass and "A&T open cases" in glass
-    feedback = text.split("5. Terugkoppeling")[1].split("another CA")[0]
-    routed = feedback.split("08:30")[1].split("arrived in PGA")[0]
-    assert "-> houses/vh-regio-utrecht-amersfoort" in routed
-    assert "-> houses/vh-rotterdam-rijnmond" in routed
-    pga = feedback.split("arrived in PGA (Rotterdam)")[1].split("arrived in GCOS")[0]
-    assert '"dagvaarding"' in pga and "advies_gevolgd   false" in pga
-    assert demo.DEVIATION_REASON in pga
-    gcos = feedback.split("arrived in GCOS (Amersfoort)")[1].split("08:40")[0]
-    assert "<gevolgd>nee</gevolgd>" in gcos and demo.DEVIATION_REASON in gcos
-    assert "aanmelding to houses/vh-regio-utrecht-utrecht" in feedback
-    assert "his BSN in the feedback service's database files: no" in feedback
-    assert "technisch sepot 01. Nothing is fed back" in feedback
-    assert "refused: UNAVAILABLE" in text.split("another CA")[1]
-    assert "in the registry's database files: no" in text
-    assert "advice text" in text.split("What the registry holds")[1]
-    report = text.split("Data-subject access report")[1]
-    assert "DENIED  zsm-midden-nederland-slachtofferhulp" in report
-    assert "BREAK-GLASS  zsm-midden-nederland-ovj" in report
-    assert f"break-glass reason  {demo.BREAK_GLASS_REASON}" in report
-    assert "1 break-glass entry to review" in report
-    assert "`baken audit verify`: the hash chain over" in report
-    assert "YES" not in text
-    assert (tmp_path / "registry" / "registry.db").exists()
+
+    never = _section(text, "4. What never reaches the registry", "\n5. ")
+    assert "fails the 11-proef" in never
+    assert "(UNAVAILABLE)" in never
+
+    held = _section(text, "5. What the services hold", "\n6. ").strip().splitlines()[2:]
+    assert len(held) == 4 and all(line.endswith(": no") for line in held), held
+    assert "BSN" in held[0] and "feedback service's database files" in held[3]
+
+    officer = _section(text, "\n6. ", "\n7. ")
+    assert "DENIED  zsm-midden-nederland-slachtofferhulp" in officer
+    assert "BREAK-GLASS  zsm-midden-nederland-ovj" in officer
+    assert f"break-glass reason  {demo.BREAK_GLASS_REASON}" in officer
+    assert "1 break-glass entry to review" in officer
+    assert "OK: the access log verifies:" in officer
+
+    report = _section(text, "7. The month's management report", "All processes stopped")
+    rows = report.splitlines()
+    assert any(row.strip().startswith("ZSM look-ups") for row in rows)
+    assert "< 5" in report
+    for name in REGION_NAMES:  # the region's own table of its houses
+        assert any(row.startswith(f"   {name}  ") for row in rows), name
+    assert "<html" in (run_dir / "report.html").read_text("utf-8").lower()
+    assert "baken report --month " in report and "--html" in report
+
+    assert "All processes stopped" in text and "demo stopped" not in text
+    assert _processes_mentioning(str(run_dir)) == []
 
 
-def test_demo_refuses_a_data_dir_that_holds_a_registry(tmp_path: Path) -> None:
-    demo.run(tmp_path, seed=7, say=lambda _line: None)
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_says_so(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    with (
+        (tmp_path / "stderr").open("w+") as stderr_file,
+        subprocess.Popen(
+            [sys.executable, "-m", "baken.cli", "demo", "--data-dir", str(run_dir)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+        ) as process,
+    ):
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout or ()])
+        reader.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any(line.startswith("2. ") for line in seen):
+                assert time.monotonic() < deadline, "the shift did not start:\n" + "".join(seen)
+                assert process.poll() is None or not lines.empty(), "ended:\n" + "".join(seen)
+                with contextlib.suppress(queue.Empty):
+                    seen.append(lines.get(timeout=0.5))
+            time.sleep(1.0)  # into the shift: sources written, the adapters syncing
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            reader.join(timeout=5)
+        stderr_file.seek(0)
+        stderr = stderr_file.read()
+    while not lines.empty():
+        seen.append(lines.get())
+    stdout = "".join(seen)
+
+    assert code == 130, stdout + stderr
+    assert stdout.rstrip().endswith("demo stopped")
+    assert "Traceback" not in stdout + stderr
+    assert stderr == ""
+    assert _processes_mentioning(str(run_dir)) == []
+
+
+def test_the_demo_refuses_a_data_dir_that_holds_a_registry(tmp_path: Path) -> None:
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "registry.db").write_bytes(b"")
     with pytest.raises(SystemExit, match="already holds a registry"):
-        demo.run(tmp_path, seed=7, say=lambda _line: None)
+        demo.run(tmp_path, say=lambda _line: None)
+    assert not (tmp_path / "pki").exists() and not (tmp_path / "logs").exists()
