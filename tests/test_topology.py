@@ -20,8 +20,9 @@ from psycopg import sql
 
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
+from baken.operations import SERVING, health_status
 from baken.pki import TlsFiles
-from baken.topology import SERVING, SYSTEMS, Endpoints, Topology, health_status
+from baken.topology import SYSTEMS, Endpoints, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
