@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "baken.nl"
@@ -66,6 +67,27 @@ class InvalidArgument(BakenError):
 
 class NotFound(BakenError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class RateLimited(BakenError):
+    """The calling party spent its rate limit; RetryInfo says when it may call again."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, party: str, per_second: float, retry_after: float) -> None:
+        super().__init__(
+            "RATE_LIMITED",
+            f"party {party} is over its limit of {per_second:g} look-ups a second; "
+            f"retry after {retry_after:.1f} s",
+        )
+        self.retry_after = retry_after
+
+    def details(self) -> list[any_pb2.Any]:
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(dt.timedelta(seconds=self.retry_after))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        return [*super().details(), retry]
 
 
 class UserError(Exception):

@@ -6,7 +6,7 @@ import functools
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,7 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from baken import pki
-from baken.errors import BakenError, PermissionDenied, internal_status
+from baken.errors import BakenError, PermissionDenied, RateLimited, internal_status
+from baken.ratelimit import RateLimiter
 
 log = structlog.get_logger("baken.rpc")
 
@@ -77,8 +78,9 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     INTERNAL errors. Wrapped handlers are built once per method.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._limiter = limiter
 
     def intercept_service(
         self,
@@ -128,7 +130,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call.begin(method, context)
             try:
-                response = behaviour(request, context)
+                response = behaviour(self._metered(request, context), context)
             except BaseException as exc:
                 call.fail(exc, context)
             call.end(context)
@@ -140,12 +142,39 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _Call.begin(method, context)
             try:
-                yield from behaviour(request, context)
+                yield from behaviour(self._metered(request, context), context)
             except BaseException as exc:
                 call.fail(exc, context)
             call.end(context)
 
         return wrapped
+
+    def _metered(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The party's rate limit: one unit a call or a streamed message, or one an entry of a
+        batch (BatchLookup). A stream is charged as its messages are read."""
+        if self._limiter is None:
+            return request
+        caller = caller_of(context)
+        limiter = self._limiter
+
+        def charge(message: Any) -> None:
+            entries = getattr(message, "entries", None)
+            wait = limiter.take(
+                caller.id, caller.role, len(entries) if isinstance(entries, Sized) else 1
+            )
+            if wait:
+                raise RateLimited(caller.id, limiter.per_second, wait)
+
+        if not isinstance(request, Iterator):
+            charge(request)
+            return request
+
+        def stream() -> Iterator[Any]:
+            for message in request:
+                charge(message)
+                yield message
+
+        return stream()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +244,34 @@ class ListenError(Exception):
     """A server cannot listen on the address it was given."""
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one call may cost: the largest message either way, and the per-party rate (units
+    a second and the burst; a rate of 0 is no limit)."""
+
+    max_message_bytes: int = 4 * 1024 * 1024
+    rate_per_second: float = 0.0
+    rate_burst: int = 1000
+
+    def limiter(self) -> RateLimiter | None:
+        if self.rate_per_second <= 0:
+            return None
+        return RateLimiter(self.rate_per_second, self.rate_burst)
+
+
 def create_grpc_server(
-    max_workers: int, service_names: list[str], *, options: list[tuple[str, Any]] | None = None
+    max_workers: int,
+    service_names: list[str],
+    *,
+    limits: Limits = Limits(),
+    options: list[tuple[str, Any]] | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
-    """A sync server with the interceptor, health checking and reflection for service_names."""
+    """A sync server with the interceptor, health checking and reflection for service_names.
+    A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED), a call over
+    the party's rate by the interceptor (RESOURCE_EXHAUSTED, reason RATE_LIMITED)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorAndLogInterceptor()],
+        interceptors=[ErrorAndLogInterceptor(limits.limiter())],
         # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
         # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
         # server answers a long-lived stream's pings with GOAWAY "too_many_pings".
@@ -229,6 +279,8 @@ def create_grpc_server(
             ("grpc.so_reuseport", 0),
             ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", limits.max_message_bytes),
             *(options or []),
         ],
     )

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baken.covenants import DEFAULT_DIR
 from baken.db import sqlite_url
+from baken.grpc_server import Limits
 
 
 class RegistrySettings(BaseSettings):
@@ -35,6 +36,15 @@ class RegistrySettings(BaseSettings):
     audit_signing_key: Path | None = None
     # Sign the access log's head every this many entries (and at shutdown).
     checkpoint_every: int = 1000
+    # The largest request or answer, in bytes; larger is RESOURCE_EXHAUSTED.
+    max_message_bytes: int = 4 * 1024 * 1024
+    # Per party (not the role service): look-ups a second (a batch spends one per subject) and
+    # the burst; over it is RESOURCE_EXHAUSTED (RATE_LIMITED). 0 switches the limit off.
+    rate_per_second: float = 50.0
+    rate_burst: int = 1000
+
+    def limits(self) -> Limits:
+        return Limits(self.max_message_bytes, self.rate_per_second, self.rate_burst)
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "registry.db")
@@ -81,6 +91,14 @@ class FeedbackSettings(BaseSettings):
     # the registry is asked for new signals.
     poll_seconds: float = 1.0
     signal_poll_seconds: float = 1.0
+    # As the registry's: the largest message, and the per-party rate (decisions, requests and
+    # acknowledgements a second; a house's delivery stream is one call). 0: no rate limit.
+    max_message_bytes: int = 4 * 1024 * 1024
+    rate_per_second: float = 50.0
+    rate_burst: int = 1000
+
+    def limits(self) -> Limits:
+        return Limits(self.max_message_bytes, self.rate_per_second, self.rate_burst)
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "feedback.db")

@@ -307,10 +307,12 @@ def main() -> None:
         registry_port, feedback_port = free_port(), free_port()
         registry, feedback = f"127.0.0.1:{registry_port}", f"127.0.0.1:{feedback_port}"
         with contextlib.ExitStack() as stack:
-            env_registry: dict[str, str] = {}
+            # Capacity is measured here, not the per-party limits.
+            env_registry = {"BAKEN_REGISTRY_RATE_PER_SECOND": "0"}
             env_feedback = {
                 "BAKEN_FEEDBACK_REGISTRY": registry,
                 "BAKEN_FEEDBACK_REDELIVERY_BASE_SECONDS": "1.0",
+                "BAKEN_FEEDBACK_RATE_PER_SECOND": "0",
             }
             feedback_url = db.sqlite_url(work / "feedback", "feedback.db")
             if args.database_url:

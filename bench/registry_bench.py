@@ -167,6 +167,7 @@ def run_scale(
             database_url=url,
             max_workers=args.workers,
             pki_dir=Path(os.environ[PKI_DIR_ENV]),
+            rate_per_second=0,  # capacity is measured here, not the per-party limit
         )
         server, port = create_server(settings)
         server.start()

@@ -120,7 +120,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         identity=identity,
     )
     server, health_servicer = create_grpc_server(
-        settings.max_workers, [SERVICE_NAME, monitoring.SERVICE_NAME]
+        settings.max_workers, [SERVICE_NAME, monitoring.SERVICE_NAME], limits=settings.limits()
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
         FeedbackServicer(feedback, outbox, poll_seconds=settings.poll_seconds), server

@@ -67,7 +67,9 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
     audit = Audit(engine, clock, policy=policy, log=access_log)
     signals = Signals(engine, clock, policy=policy, log=access_log)
     server, health_servicer = create_grpc_server(
-        settings.max_workers, [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME]
+        settings.max_workers,
+        [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME],
+        limits=settings.limits(),
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry, lookups, signals), server
