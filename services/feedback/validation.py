@@ -137,7 +137,10 @@ def request_advice(request: pb.RequestAdviceRequest) -> tuple[str, dt.timedelta]
     found = _HOUSE.match(request.house)
     if not found:
         check.fail("house", 'required: "houses/{house}", a house that marked the suspect')
-    term = request.term.ToTimedelta()
+    try:
+        term = request.term.ToTimedelta()
+    except (ValueError, OverflowError):
+        term = dt.timedelta(0)  # out of every range a duration has: fails below
     if not MIN_TERM <= term <= MAX_TERM:
         check.fail("term", "required: 24 hours to 7 days")
     low, high = QUESTION
