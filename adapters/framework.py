@@ -39,7 +39,7 @@ import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
 from baken.backoff import Backoff
-from baken.client import date_proto, subject_proto
+from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.houses import House
@@ -50,7 +50,6 @@ from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, regis
 BATCH = 1000
 ATTEMPTS = 6
 SEND_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
 ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)

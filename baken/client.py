@@ -25,11 +25,36 @@ from baken.type.v1 import pseudonym_pb2, purpose_pb2
 DEFAULT_TIMEOUT_S = 5.0
 INTAKE = purpose_pb2.PURPOSE_INTAKE_EN_SELECTIE
 
+# Codes after which the same call may go again: the service was not reached or did not answer
+# in time. Every other code is an answer, and sending the call again would get the same one.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+# The calls gRPC itself sends again on UNAVAILABLE (at most 4 attempts, exponential backoff
+# from 0.1 s to 1 s with jitter, within the call's deadline): those that change nothing, or
+# change it once whatever the number of attempts (RecordDecision by its request key, an
+# acknowledgement or an answer by its item's key). Not here: RequestAdvice (a second request
+# would be a second request), the streams (the adapters reconnect with their own backoff).
+_IDEMPOTENT = {
+    "baken.registry.v1.RegistryService": ["Lookup", "GetHouse", "ListHouses", "PullSignals"],
+    "baken.audit.v1.AuditService": ["ListAccessEntries", "ListAnomalies", "ListPendingReviews"],
+    "baken.feedback.v1.FeedbackService": [
+        "RecordDecision",
+        "AnswerAdviceRequest",
+        "ListAdviceRequests",
+        "AcknowledgeDelivery",
+        "ListDeadLetters",
+    ],
+    "baken.report.v1.ReportService": ["GetMonthlyFigures"],
+}
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": "baken.registry.v1.RegistryService", "method": "Lookup"}],
+                "name": [
+                    {"service": service, "method": method}
+                    for service, methods in _IDEMPOTENT.items()
+                    for method in methods
+                ],
                 "retryPolicy": {
                     "maxAttempts": 4,
                     "initialBackoff": "0.1s",
@@ -44,8 +69,8 @@ _SERVICE_CONFIG = json.dumps(
 
 
 def connect(target: str, tls: TlsFiles) -> grpc.Channel:
-    """An mTLS channel under the party's certificate that retries lookups on UNAVAILABLE and
-    keeps idle connections alive."""
+    """An mTLS channel under the party's certificate that sends idempotent calls again on
+    UNAVAILABLE (see _IDEMPOTENT) and keeps idle connections alive (a ping a minute)."""
     return grpc.secure_channel(
         target,
         channel_credentials(tls),

@@ -10,6 +10,7 @@ import grpc
 import structlog
 
 from baken.backoff import Backoff
+from baken.client import RETRYABLE
 from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
@@ -18,13 +19,12 @@ from services.feedback.routing import Marking
 from services.registry.access_log import utc
 
 log = structlog.get_logger("baken.feedback")
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEADLINE = 5.0
 
 
 def _refused(error: grpc.RpcError, what: str) -> Exception:
     code = error.code()
-    if code in _RETRYABLE:
+    if code in RETRYABLE:
         return Unavailable("REGISTRY_UNAVAILABLE", f"the registry cannot be reached for {what}")
     return FailedPrecondition("REGISTRY_REFUSED", f"the registry refused {what}: {code.name}")
 
