@@ -79,7 +79,8 @@ FEEDBACK_FIELDS = (
 PURPOSE_ONLY_FIELDS: Mapping[str, str] = {MONITORING: "aggregates", AUDIT: "access-log"}
 FIELDS = frozenset({*MARKER_FIELDS, *FEEDBACK_FIELDS, *PURPOSE_ONLY_FIELDS.values()})
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
+# A party, covenant or grant id.
+IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
 _TIME = r"(?:[01]\d|2[0-3]):[0-5]\d|24:00"
 _SHIFT = re.compile(rf"^(?:{_TIME})-(?:{_TIME})\Z")
 
@@ -280,7 +281,7 @@ def load_parties(path: Path, regions: Iterable[str]) -> dict[str, Party]:
         r = _Reader(path, lines, "party", i, entry)
         r.keys(["id", "organisation", "role"], ["region", "source_system", "shift"])
         party = Party(
-            id=r.text("id", pattern=_ID),
+            id=r.text("id", pattern=IDENTIFIER),
             organisation=r.text("organisation"),
             role=r.text("role"),
             region=r.optional_text("region"),
@@ -337,7 +338,7 @@ def load_covenant(
         if grants[-1].id in {g.id for g in grants[:-1]}:
             raise _Reader(path, lines, "grant", i, entry).error("id", "grant id used twice")
     return Covenant(
-        id=top.text("id", pattern=_ID),
+        id=top.text("id", pattern=IDENTIFIER),
         version=version,
         name=top.text("name"),
         region=region,
@@ -351,7 +352,7 @@ def load_covenant(
 
 def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[str]) -> Grant:
     r.keys(["id", "roles", "purposes", "fields"], ["houses", "regions", "note"])
-    grant_id = r.text("id", pattern=_ID)
+    grant_id = r.text("id", pattern=IDENTIFIER)
     roles = r.words("roles", ROLES, "role")
     purposes = r.words("purposes", PURPOSES, "purpose")
     fields = r.words("fields", FIELDS, "field")

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import sqlalchemy.exc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from baken import pki
-from baken.errors import BakenError, PermissionDenied, RateLimited, internal_status
+from baken.errors import BakenError, PermissionDenied, RateLimited, Unavailable, internal_status
 from baken.ratelimit import RateLimiter
 
 log = structlog.get_logger("baken.rpc")
@@ -212,6 +213,7 @@ class _Call:
         )
 
     def fail(self, exc: BaseException, context: grpc.ServicerContext) -> None:
+        exc = _storage_error(exc) or exc
         if isinstance(exc, BakenError):
             status = exc.to_status()
             self.log(exc.code, reason=exc.reason)
@@ -231,6 +233,20 @@ class _Call:
                 (*grpc_status.trailing_metadata, (REQUEST_ID_KEY, self.request_id)),
             )
         )
+
+
+def _storage_error(exc: BaseException) -> Unavailable | None:
+    """The database away (a PostgreSQL restart, a failover) or full (SQLite's disk): the call
+    changed nothing (its transaction rolled back) and may go again as it is, so UNAVAILABLE,
+    which clients retry, rather than INTERNAL."""
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return None
+    text = str(exc.orig).lower()
+    if "disk is full" in text or "no space left" in text:
+        return Unavailable("STORAGE_FULL", "the service's database has no space left; try later")
+    if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
+        return Unavailable("STORAGE_UNAVAILABLE", "the service's database cannot be reached now")
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.covenants import AUDIT
+from baken.covenants import AUDIT, IDENTIFIER
 from baken.errors import FieldViolation, InvalidArgument
 from baken.registry.v1 import registry_service_pb2
 from services.registry import validation
@@ -114,6 +114,10 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         size = min(request.page_size or 100, MAX_PAGE)
         if request.page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+        if request.party and not IDENTIFIER.match(request.party):
+            raise InvalidArgument(
+                [FieldViolation("party", "a party id of the register: a-z, 0-9 and -, 1 to 64")]
+            )
         after, ceiling = _page_token(request.page_token)
         query = EntryQuery(
             subject=subject,
