@@ -45,6 +45,7 @@ REASON = "spoedzitting: eerdere afspraken met het Veiligheidshuis nodig"
 FINDING = "terecht: spoedzitting, officier had de informatie nodig"
 OUTSIDE_SHIFT = "LOOKUP_WITHOUT_CASE_OUTSIDE_SHIFT"
 VOLUME = "VOLUME_ABOVE_NORM"
+SWEEP = "PSEUDONYM_SWEEP"
 # Marker fields a marking without A&T information shows (the test covenant grants them all).
 SHOWN = [
     "advice",
@@ -708,3 +709,51 @@ def test_the_norm_needs_seven_days_with_look_ups_in_the_28_before(
     d = first + dt.timedelta(days=29)
 
     assert anomalies(auditor, at(d, 0), at(d + dt.timedelta(days=1), 0)) == [(VOLUME, OVJ, [])]
+
+
+def look_up_each(
+    registry: RunningRegistry, ring: KeyRing, persons: list[Person], party: str
+) -> None:
+    """One intake look-up per person, in one BatchLookup message."""
+    entries = [
+        rpb.BatchLookupEntry(ref=str(i), subject=subject(ring, p)) for i, p in enumerate(persons)
+    ]
+    list(registry.stub_for(party).BatchLookup(iter([batch_request(entries)]), timeout=60))
+
+
+def test_a_sweep_through_many_unknown_persons_in_minutes_is_flagged(
+    registry: RunningRegistry, auditor: audit_service_pb2_grpc.AuditServiceStub, ring: KeyRing
+) -> None:
+    bsns = valid_bsns(60_000_000)
+    strangers = [Person(bsn=next(bsns)) for _ in range(205)]
+    known = [Person(bsn=next(bsns)) for _ in range(30)]
+    registry.sync(*(Marking(p, f"sweep-{p.bsn}").upsert(ring) for p in known))
+    start = at(TODAY + dt.timedelta(days=1), 2)
+    move_to(registry, start)
+    # The KPC: 199 different persons, none known, in ten minutes: a re-check, not a sweep...
+    look_up_each(registry, ring, strangers[:199], KPC)
+    registry.clock.advance(dt.timedelta(minutes=9))
+    assert SWEEP not in {a[0] for a in anomalies(auditor, start, registry.clock.now())}
+    # ... a 200th within the ten minutes makes a sweep: flagged, once.
+    look_up_each(registry, ring, strangers[199:], KPC)
+    # The OvJ: 220 different persons, 30 of them known (14 %): not a sweep for who is known.
+    look_up_each(registry, ring, known + strangers[:190], OVJ)
+    # The OvJ again an hour later: 205 unknown, ten a minute: never 200 within ten minutes.
+    registry.clock.advance(dt.timedelta(hours=1))
+    for i in range(0, 205, 10):
+        registry.clock.advance(dt.timedelta(minutes=1))
+        look_up_each(registry, ring, strangers[i : i + 10], OVJ)
+    found = auditor.ListAnomalies(
+        pb.ListAnomaliesRequest(
+            on_behalf_of=OFFICER, start_time=ts(start), end_time=ts(registry.clock.now())
+        ),
+        timeout=10,
+    ).anomalies
+    sweeps = [(a.party, a.description) for a in found if a.rule == SWEEP]
+    assert sweeps == [
+        (
+            KPC,
+            f"200 different persons looked up in 10 minutes from {start:%Y-%m-%d %H:%M}, "
+            "200 of them unknown: a sweep for who is known?",
+        )
+    ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -18,17 +20,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from builders import Marking, Person, subject, valid_bsns
-from harness import lookup_request, secure_channel
+from feedback_harness import RunningFeedback, running_feedback
+from harness import RunningRegistry, lookup_request, secure_channel
 from sqlalchemy import Engine, text
 
 from adapters.cli import running_adapter
 from adapters.synth import population, write_exports
 from baken import db
 from baken.client import connect
+from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
@@ -340,3 +345,77 @@ def test_postgresql_restarted_under_load_the_registry_comes_back_by_itself(
         logged = {seq for (seq,) in connection.execute(text("SELECT seq FROM access_log"))}
     assert set(answered) <= logged
     registry_process.verify()
+
+
+def test_an_adapter_killed_again_and_again_while_it_writes_applies_each_item_once(
+    shipped_registry: RunningRegistry, ring: KeyRing, tmp_path: Path, engines: Any
+) -> None:
+    """`baken adapter pga receive` SIGKILLed at random moments while it writes a backlog of
+    items into the house's PGA file, started again each time: every item once, no line cut.
+    Items sent to a killed adapter go again after their backoff: the test moves the services'
+    clock on, and allows enough attempts that none becomes a dead letter."""
+    with running_feedback(shipped_registry, ring, tmp_path, engines, max_attempts=100) as fb:
+        _kill_while_writing(fb, tmp_path)
+
+
+def _kill_while_writing(feedback: RunningFeedback, tmp_path: Path) -> None:
+    house = "vh-rotterdam-rijnmond"
+    bsns = valid_bsns(70_000_000)
+    persons = [Person(bsn=next(bsns)) for _ in range(300)]
+    feedback.registry.sync(*(Marking(p, f"kill-{p.bsn}", house=house).upsert(feedback.ring)
+                             for p in persons))  # fmt: skip
+    keys: set[str] = set()
+    for n, person in enumerate(persons):
+        response = feedback.decide(
+            person,
+            party="zsm-rotterdam-rijnmond-kpc",
+            case_reference=f"10-{800000 + n}-26",
+            advice_followed=pb.ADVICE_FOLLOWED_FOLLOWED,
+        )
+        keys.update(i.key for i in response.items)
+    target = tmp_path / "pga"
+    command = [
+        sys.executable, "-m", "baken.cli", "adapter", "pga", "receive",
+        "--feedback", f"127.0.0.1:{feedback.server.port}", "--target", str(target),
+        "--house", house, "--pki-dir", str(feedback.registry.pki_dir),
+        "--state-dir", str(tmp_path / "state"),
+    ]  # fmt: skip
+    rng = random.Random(7)
+    log = (tmp_path / "adapter.log").open("ab")
+    try:
+        interrupted = 0  # kills that came while items were still waiting
+        for _ in range(10):
+            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(rng.uniform(0.8, 1.6))  # start-up, then some writes
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            interrupted += _pending(feedback, house) > 0
+            feedback.registry.clock.advance(dt.timedelta(seconds=5))  # past every backoff
+        assert interrupted >= 3, "the kills came after the work was done"
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while _pending(feedback, house) and time.monotonic() < deadline:
+                feedback.registry.clock.advance(dt.timedelta(seconds=1))
+                time.sleep(0.2)
+            assert not _pending(feedback, house), "items never acknowledged"
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    finally:
+        log.close()
+    lines = (target / f"{house}.beslissingen.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b"", "the file ends in a cut-off line"
+    written = [json.loads(line.removeprefix(b"\xef\xbb\xbf"))["kenmerk"] for line in lines[:-1]]
+    assert sorted(written) == sorted(set(written)), "an item written twice"
+    assert keys <= set(written)
+
+
+def _pending(feedback: RunningFeedback, house: str) -> int:
+    with feedback.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM deliveries WHERE house_id = :h AND state = 'pending'"),
+                {"h": house},
+            ).scalar_one()
+        )

@@ -35,6 +35,12 @@ VOLUME_FACTOR = 3
 VOLUME_MINIMUM = 50
 NORM_DAYS = 28
 NORM_MIN_DAYS = 7
+# Enumeration: one party looking up at least this many different persons within the span,
+# nearly all of them unknown. A desk's whole night is about 50 suspects; a re-check of the
+# night's inflow in one batch about 140.
+SWEEP_PERSONS = 200
+SWEEP_SPAN = dt.timedelta(minutes=10)
+SWEEP_NO_HIT_SHARE = 0.9
 DEFAULT_WINDOW = dt.timedelta(days=7)
 _PAGE = 5000
 
@@ -148,7 +154,7 @@ class Audit:
                 f"anomalies from={start.isoformat()} to={end.isoformat()}",
             )
         window = [e for e in history if e.time >= start]
-        return [*self._outside_shift(window), *_volume(history, start)]
+        return [*self._outside_shift(window), *_volume(history, start), *_sweeps(window)]
 
     def _outside_shift(self, window: Sequence[StoredEntry]) -> list[Anomaly]:
         flagged: dict[str, list[int]] = defaultdict(list)
@@ -253,4 +259,45 @@ def _volume(history: Sequence[StoredEntry], start: dt.datetime) -> list[Anomaly]
                         f"(median of {len(before)} days before)",
                     )
                 )
+    return anomalies
+
+
+def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
+    """The first span per party in which it looked up SWEEP_PERSONS different persons (by their
+    pseudonyms), at least SWEEP_NO_HIT_SHARE of them without a hit: a sweep for who is known."""
+    by_party: dict[str, list[StoredEntry]] = defaultdict(list)
+    for e in window:
+        if e.outcome != "denied" and e.body.get("data_subject"):
+            by_party[e.party_id].append(e)
+    anomalies = []
+    for party_id, entries in sorted(by_party.items()):
+        entries.sort(key=lambda e: e.time)
+        persons: Counter[frozenset[str]] = Counter()
+        misses: Counter[frozenset[str]] = Counter()
+        first = 0
+        for e in entries:
+            person = frozenset(e.body["data_subject"])
+            persons[person] += 1
+            misses[person] += e.outcome == "no-hit"
+            while e.time - entries[first].time > SWEEP_SPAN:
+                gone = entries[first]
+                key = frozenset(gone.body["data_subject"])
+                persons[key] -= 1
+                misses[key] -= gone.outcome == "no-hit"
+                if not persons[key]:
+                    del persons[key], misses[key]
+                first += 1
+            unknown = sum(1 for k in persons if misses[k] == persons[k])
+            if len(persons) >= SWEEP_PERSONS and unknown >= SWEEP_NO_HIT_SHARE * len(persons):
+                since = entries[first].time.astimezone(AMSTERDAM)
+                anomalies.append(
+                    Anomaly(
+                        "PSEUDONYM_SWEEP",
+                        party_id,
+                        f"{len(persons)} different persons looked up in "
+                        f"{SWEEP_SPAN.seconds // 60} minutes from {since:%Y-%m-%d %H:%M}, "
+                        f"{unknown} of them unknown: a sweep for who is known?",
+                    )
+                )
+                break
     return anomalies

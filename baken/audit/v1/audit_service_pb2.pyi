@@ -344,7 +344,7 @@ class Anomaly(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     SEQUENCES_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
-    """"LOOKUP_WITHOUT_CASE_OUTSIDE_SHIFT" or "VOLUME_ABOVE_NORM"."""
+    """"LOOKUP_WITHOUT_CASE_OUTSIDE_SHIFT", "VOLUME_ABOVE_NORM" or "PSEUDONYM_SWEEP"."""
     party: _builtins.str
     description: _builtins.str
     """What was seen, in words, without personal data."""
