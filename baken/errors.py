@@ -77,7 +77,8 @@ class RateLimited(BakenError):
     def __init__(self, party: str, per_second: float, retry_after: float) -> None:
         super().__init__(
             "RATE_LIMITED",
-            f"party {party} is over its limit of {per_second:g} look-ups a second; "
+            f"party {party} is over its limit of {per_second:g} calls a second "
+            "(a batch counts each entry); "
             f"retry after {retry_after:.1f} s",
         )
         self.retry_after = retry_after

@@ -38,8 +38,9 @@ class RegistrySettings(BaseSettings):
     checkpoint_every: int = 1000
     # The largest request or answer, in bytes; larger is RESOURCE_EXHAUSTED.
     max_message_bytes: int = 4 * 1024 * 1024
-    # Per party (not the role service): look-ups a second (a batch spends one per subject) and
-    # the burst; over it is RESOURCE_EXHAUSTED (RATE_LIMITED). 0 switches the limit off.
+    # Per party (not Baken's services, not the source adapters): calls a second, a BatchLookup
+    # spending one per entry, and the burst; over it is RESOURCE_EXHAUSTED (RATE_LIMITED). 0
+    # switches the limit off.
     rate_per_second: float = 50.0
     rate_burst: int = 1000
 

@@ -96,7 +96,7 @@ def test_a_party_over_its_rate_is_told_when_to_come_back(
         code, reason, delay = refusal(caught.value)
         assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
         assert 0 < delay <= 2.0
-        assert "over its limit of 0.5 look-ups a second" in (caught.value.details() or "")
+        assert "over its limit of 0.5 calls a second" in (caught.value.details() or "")
     # Another desk has a bucket of its own; a batch spends one unit per subject.
     with secure_channel(pki_dir, small_registry, "zsm-oost-nederland-kpc") as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
