@@ -58,18 +58,11 @@ from baken.registry.v1 import (  # noqa: E402
     registry_service_pb2,
     registry_service_pb2_grpc,
 )
+from baken.topology import free_port  # noqa: E402
 from baken.type.v1 import pseudonym_pb2, purpose_pb2  # noqa: E402
 
 ROTTERDAM, UTRECHT = "vh-rotterdam-rijnmond", "vh-regio-utrecht-utrecht"
 KPC = "zsm-rotterdam-rijnmond-kpc"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

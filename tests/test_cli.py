@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from baken.db import sqlite_url
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
+from baken.topology import free_port
 from services.registry.server import create_server
 
 BSN = "111222333"
@@ -67,12 +67,6 @@ def _lookup(registry: str, key_file: Path, pki_dir: Path, *args: str) -> int:
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_lookup_with_a_bad_bsn_names_the_field_and_sends_nothing(
     key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,7 +85,7 @@ def test_lookup_says_plainly_when_the_registry_is_down(
 ) -> None:
     started = time.monotonic()
     code = main(
-        ["lookup", "--registry", f"127.0.0.1:{_free_port()}", "--key-file", str(key_file),
+        ["lookup", "--registry", f"127.0.0.1:{free_port()}", "--key-file", str(key_file),
          "--bsn", "111222333", "--adult", "--user", "kpc-0042", "--timeout", "2",
          "--pki-dir", str(pki_dir)]
     )  # fmt: skip

@@ -38,24 +38,17 @@ from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.registry.v1 import registry_service_pb2_grpc
+from baken.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KPC = "zsm-rotterdam-rijnmond-kpc"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RegistryProcess:
     """`baken serve registry` on a fixed port, data dir and database, killed and started at will."""
 
     def __init__(self, data_dir: Path, database_url: str, pki_dir: Path, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.data_dir, self.database_url, self.pki_dir = data_dir, database_url, pki_dir
         self._log = log

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from adapters.receive import SOURCES, Applier, Receiver
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.keyring import KeyRing
+from baken.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSON = Person(bsn="111222333")
@@ -29,17 +29,11 @@ ROTTERDAM, UTRECHT = "vh-rotterdam-rijnmond", "vh-regio-utrecht-utrecht"
 FOLLOWED = pb.ADVICE_FOLLOWED_FOLLOWED
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class FeedbackProcess:
     """`baken serve feedback` as a process of its own, on a fixed port and database."""
 
     def __init__(self, registry: RunningRegistry, database_url: str, work: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._registry = registry
         self._work = work
         self._env = {
