@@ -14,7 +14,7 @@ import grpc
 from sqlalchemy import Engine
 
 from baken import db
-from baken.access import AccessPolicy
+from baken.access import AccessPolicy, Withhold
 from baken.clock import Clock
 from baken.covenants import MONITORING
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
@@ -139,16 +139,11 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
             raise
         regions = {houses[h].region for h in granted}
         withheld = [
-            (region, _why(scope.decide(first, "aggregates").reason))
+            (region, (scope.decide(first, "aggregates").reason or Withhold.NO_COVENANT).value)
             for region, first in _first_house_per_region(asked).items()
             if region not in regions
         ]
         return Selection(month, frozenset(regions), frozenset(granted)), withheld, scope.covenants
-
-
-def _why(reason: object) -> str:
-    value = getattr(reason, "value", None)
-    return str(value) if value else "not granted"
 
 
 def _first_house_per_region(houses: Collection[House]) -> dict[str, str]:
