@@ -47,6 +47,7 @@ def registry_settings(**options: Any) -> RegistrySettings:
 def _serve(args: argparse.Namespace) -> None:
     options = {
         "address": args.address,
+        "metrics_address": args.metrics_address,
         "data_dir": args.data_dir,
         "database_url": args.database_url,
         "max_workers": args.max_workers,
@@ -191,6 +192,11 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a service")
     serve.add_argument("service", choices=["registry", "feedback"])
     serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
+    serve.add_argument(
+        "--metrics-address",
+        help="host:port of the Prometheus metrics endpoint, HTTPS for an operator's "
+        "certificate (env BAKEN_<SERVICE>_METRICS_ADDRESS; default none)",
+    )
     serve.add_argument(
         "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sized
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import sqlalchemy.exc
@@ -22,6 +22,9 @@ from grpc_status import rpc_status
 from baken import pki
 from baken.errors import BakenError, PermissionDenied, RateLimited, Unavailable, internal_status
 from baken.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from baken.metrics import Metrics
 
 log = structlog.get_logger("baken.rpc")
 
@@ -73,15 +76,17 @@ def _request_id_of(context: grpc.ServicerContext) -> str:
 
 class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     """Maps domain errors to status + details, hides everything else behind INTERNAL, and writes
-    one log line per RPC with method, code, duration and request id.
+    one log line per RPC with method, code, duration and request id; `metrics`, when given,
+    count the RPC by method and code and time it.
 
     The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
     INTERNAL errors. Wrapped handlers are built once per method.
     """
 
-    def __init__(self, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, limiter: RateLimiter | None = None, metrics: Metrics | None = None) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self._limiter = limiter
+        self._metrics = metrics
 
     def intercept_service(
         self,
@@ -129,7 +134,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
     def _unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            call = _Call.begin(method, context)
+            call = _Call.begin(method, context, self._metrics)
             try:
                 response = behaviour(self._metered(request, context), context)
             except BaseException as exc:
@@ -141,7 +146,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
     def _streaming(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            call = _Call.begin(method, context)
+            call = _Call.begin(method, context, self._metrics)
             try:
                 yield from behaviour(self._metered(request, context), context)
             except BaseException as exc:
@@ -180,15 +185,19 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One RPC as the log sees it: method, request id, the calling party, when it started."""
+    """One RPC as the log sees it: method, request id, the calling party, when it started; and
+    the metrics that count it (by method and code only)."""
 
     method: str
     request_id: str
     party: str
     started: float
+    metrics: Metrics | None
 
     @classmethod
-    def begin(cls, method: str, context: grpc.ServicerContext) -> _Call:
+    def begin(
+        cls, method: str, context: grpc.ServicerContext, metrics: Metrics | None = None
+    ) -> _Call:
         request_id = _request_id_of(context)
         _request_id.set(request_id)
         # Trailing metadata rides on the status; initial metadata would cost a write of its own.
@@ -196,17 +205,20 @@ class _Call:
         # The TLS layer verified the certificate; its common name is the party id.
         names = context.auth_context().get("x509_common_name")
         party = bytes(names[0]).decode(errors="replace") if names else "?"
-        return cls(method, request_id, party, time.perf_counter())
+        return cls(method, request_id, party, time.perf_counter(), metrics)
 
     def end(self, context: grpc.ServicerContext) -> None:
         self.log(context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
 
     def log(self, code: grpc.StatusCode, **extra: Any) -> None:
+        seconds = time.perf_counter() - self.started
+        if self.metrics is not None:
+            self.metrics.observe(self.method, code.name, seconds)
         log.info(
             "rpc",
             method=self.method,
             code=code.name,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            duration_ms=round(seconds * 1000, 3),
             request_id=self.request_id,
             party=self.party,
             **extra,
@@ -281,13 +293,15 @@ def create_grpc_server(
     *,
     limits: Limits = Limits(),
     options: list[tuple[str, Any]] | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A sync server with the interceptor, health checking and reflection for service_names.
     A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED), a call over
-    the party's rate by the interceptor (RESOURCE_EXHAUSTED, reason RATE_LIMITED)."""
+    the party's rate by the interceptor (RESOURCE_EXHAUSTED, reason RATE_LIMITED). `metrics`
+    count every RPC of the services (not of health and reflection) by method and code."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorAndLogInterceptor(limits.limiter())],
+        interceptors=[ErrorAndLogInterceptor(limits.limiter(), metrics)],
         # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
         # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
         # server answers a long-lived stream's pings with GOAWAY "too_many_pings".

@@ -95,6 +95,10 @@ def _say_up(topology: Any, database_url: str | None, say: Callable[[str], None])
     say(f"  feedback         {e.feedback}")
     for system in SYSTEMS:
         say(f"  adapter-{system:<8} {e.sources[system]} -> {e.deliveries[system]}")
+    say(
+        f"  metrics          https://{e.metrics['registry']}/metrics (registry), "
+        f"https://{e.metrics['feedback']}/metrics (feedback), for the operator's certificate"
+    )
     say(f"  logs             {topology.log_dir}")
     say("For the other baken commands:")
     say(

@@ -16,6 +16,9 @@ class RegistrySettings(BaseSettings):
 
     # host:port to listen on; port 0 picks a free one.
     address: str = "127.0.0.1:50051"
+    # host:port of the Prometheus metrics endpoint (HTTPS, an operator's client certificate of
+    # the CA); port 0 picks a free one. Empty: no metrics endpoint.
+    metrics_address: str = ""
     # Where the SQLite database lives when no database_url is given.
     data_dir: Path = Path("var/registry")
     # Overrides data_dir: e.g. postgresql://baken@db.internal/baken.
@@ -62,6 +65,8 @@ class FeedbackSettings(BaseSettings):
 
     # host:port to listen on; port 0 picks a free one.
     address: str = "127.0.0.1:50052"
+    # As the registry's: the metrics endpoint, or none when empty.
+    metrics_address: str = ""
     # Where the SQLite database lives when no database_url is given.
     data_dir: Path = Path("var/feedback")
     # Overrides data_dir: the feedback service's own database (not the registry's).

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -54,6 +54,7 @@ _PLACES = frozenset(
             for service in ("REGISTRY", "FEEDBACK")
             for name in (
                 "ADDRESS",
+                "METRICS_ADDRESS",
                 "DATA_DIR",
                 "DATABASE_URL",
                 "PKI_DIR",
@@ -100,6 +101,9 @@ class Endpoints:
     # Amazone {house}.mutaties.csv, PGA {house}.beslissingen.jsonl (adapters/receive.py).
     deliveries: Mapping[str, Path]
     clock_file: Path | None  # env BAKEN_CLOCK_FILE of the registry and the feedback service
+    # "registry"/"feedback" -> "127.0.0.1:PORT" of its metrics endpoint (HTTPS, GET /metrics
+    # under the operator's certificate).
+    metrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Supervised:
@@ -209,9 +213,16 @@ def describe_exit(code: int) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports that are free on 127.0.0.1 now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 class Topology:
@@ -371,7 +382,10 @@ class Topology:
         deliveries = {s: run / "deliveries" / s for s in SYSTEMS}
         for directory in (*sources.values(), *deliveries.values()):
             directory.mkdir(parents=True, exist_ok=True)
-        registry_port, feedback_port = (port or free_port() for port in self._ports)
+        # The metrics endpoints always on free ports; the services' on theirs, or free ones.
+        free = iter(free_ports(2 + self._ports.count(0)))
+        registry_port, feedback_port = (port or next(free) for port in self._ports)
+        metrics = {service: f"127.0.0.1:{next(free)}" for service in ("registry", "feedback")}
         endpoints = Endpoints(
             registry=f"127.0.0.1:{registry_port}",
             feedback=f"127.0.0.1:{feedback_port}",
@@ -381,6 +395,7 @@ class Topology:
             sources=MappingProxyType(sources),
             deliveries=MappingProxyType(deliveries),
             clock_file=self._clock_file,
+            metrics=MappingProxyType(metrics),
         )
         self._places = self._environment(endpoints)
         return endpoints
@@ -389,9 +404,11 @@ class Topology:
         run = self.run_dir
         places = {
             "BAKEN_REGISTRY_ADDRESS": e.registry,
+            "BAKEN_REGISTRY_METRICS_ADDRESS": e.metrics["registry"],
             "BAKEN_REGISTRY_DATA_DIR": str(run / "registry"),
             "BAKEN_REGISTRY_PKI_DIR": str(e.pki_dir),
             "BAKEN_FEEDBACK_ADDRESS": e.feedback,
+            "BAKEN_FEEDBACK_METRICS_ADDRESS": e.metrics["feedback"],
             "BAKEN_FEEDBACK_DATA_DIR": str(run / "feedback"),
             "BAKEN_FEEDBACK_PKI_DIR": str(e.pki_dir),
             "BAKEN_FEEDBACK_REGISTRY": e.registry,

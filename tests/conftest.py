@@ -127,7 +127,8 @@ def running_registry(
         max_workers=4,
         covenants_dir=covenants_dir,
     )
-    server, port = create_server(settings, clock)
+    server = create_server(settings, clock)
+    port = server.port
     server.start()
     channel = secure_channel(pki_dir, port)
     running = RunningRegistry(
@@ -145,7 +146,7 @@ def running_registry(
         yield running
     finally:
         running.close()
-        server.stop(grace=None).wait()
+        server.server.stop(grace=None).wait()
 
 
 @pytest.fixture

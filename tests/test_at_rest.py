@@ -75,13 +75,13 @@ def _server(
     registry: RunningRegistry, party: str = "zsm-midden-nederland-kpc"
 ) -> Iterator[registry_service_pb2_grpc.RegistryServiceStub]:
     """Another registry process on the same database and data dir (e.g. after a restart)."""
-    server, port = create_server(registry.settings, registry.clock)
-    server.start()
+    running = create_server(registry.settings, registry.clock)
+    running.start()
     try:
-        with secure_channel(registry.pki_dir, port, party) as channel:
+        with secure_channel(registry.pki_dir, running.port, party) as channel:
             yield registry_service_pb2_grpc.RegistryServiceStub(channel)
     finally:
-        server.stop(grace=None).wait()
+        running.server.stop(grace=None).wait()
 
 
 def _resync(registry: RunningRegistry, *changes: Any) -> Any:

@@ -36,12 +36,10 @@ def key_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def registry(tmp_path: Path, pki_dir: Path) -> Iterator[str]:
     logs.configure(json=True)  # to stderr, so stdout holds only the command's answer
-    server, port = create_server(
-        RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "registry")
-    )
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None).wait()
+    running = create_server(RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "registry"))
+    running.start()
+    yield f"127.0.0.1:{running.port}"
+    running.server.stop(grace=None).wait()
 
 
 def _sync(registry: str, pki_dir: Path, key_file: Path, house: str) -> None:
@@ -271,16 +269,14 @@ def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
     monkeypatch.setenv("BAKEN_REGISTRY_AT_REST_KEY_FILE", str(at_rest_keys))
     monkeypatch.setenv("BAKEN_REGISTRY_AUDIT_SIGNING_KEY", str(signing_key))
     logs.configure(json=True)
-    server, port = create_server(
-        RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "server")
-    )
-    server.start()
+    running = create_server(RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "server"))
+    running.start()
     try:
-        registry = f"127.0.0.1:{port}"
+        registry = f"127.0.0.1:{running.port}"
         _sync(registry, pki_dir, key_file, "vh-rotterdam-rijnmond")
         assert _lookup(registry, key_file, pki_dir, "--adult") == 0
     finally:
-        server.stop(grace=None).wait()
+        running.server.stop(grace=None).wait()
     assert main(["keys", "add", "--key-file", str(at_rest_keys), "--key-id", "k-next"]) == 0
     capsys.readouterr()
 

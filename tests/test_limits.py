@@ -61,12 +61,12 @@ def small_registry(tmp_path: Path, pki_dir: Path) -> Iterator[int]:
         rate_burst=3,
         max_message_bytes=64 * 1024,
     )
-    server, port = create_server(settings)
-    server.start()
+    running = create_server(settings)
+    running.start()
     try:
-        yield port
+        yield running.port
     finally:
-        server.stop(None).wait()
+        running.server.stop(None).wait()
 
 
 def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, float]:

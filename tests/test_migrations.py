@@ -100,13 +100,13 @@ def test_the_server_upgrades_a_fresh_sqlite_data_dir_in_wal_mode(
     tmp_path: Path, engines: Callable[[str], Engine]
 ) -> None:
     data_dir = tmp_path / "not" / "there" / "yet"
-    server, port = create_server(RegistrySettings(address="127.0.0.1:0", data_dir=data_dir))
+    running = create_server(RegistrySettings(address="127.0.0.1:0", data_dir=data_dir))
     try:
-        assert port > 0
+        assert running.port > 0
         assert (data_dir / "registry.db").exists()
         engine = engines(db.sqlite_url(data_dir, "registry.db"))
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert {"markers", "marker_pseudonyms"} <= set(inspect(connection).get_table_names())
     finally:
-        server.stop(grace=None).wait()
+        running.server.stop(grace=None).wait()

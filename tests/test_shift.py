@@ -216,7 +216,7 @@ def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
     KeyRing.generate("k2026-11").save(key_file)
     clock_file = tmp_path / "clock"
     with contextlib.ExitStack() as stack:
-        registry, port = create_registry(
+        registry = create_registry(
             RegistrySettings(
                 address="127.0.0.1:0",
                 data_dir=tmp_path / "registry",
@@ -226,8 +226,9 @@ def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
             ),
             ShiftedClock(clock_file),
         )
+        port = registry.port
         registry.start()
-        stack.callback(lambda: registry.stop(grace=None).wait())
+        stack.callback(lambda: registry.server.stop(grace=None).wait())
         feedback = create_feedback(
             FeedbackSettings(
                 address="127.0.0.1:0",

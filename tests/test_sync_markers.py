@@ -589,7 +589,8 @@ def test_two_registries_on_one_database_sync_the_same_records_without_conflict(
     registry: RunningRegistry, ring: KeyRing
 ) -> None:
     # Scale-out: a second registry process on the same database (here: a second server).
-    second, port = create_server(registry.settings, registry.clock)
+    second = create_server(registry.settings, registry.clock)
+    port = second.port
     second.start()
     try:
         with secure_channel(registry.settings.pki_dir, port, "adapter-pga") as channel:
@@ -605,7 +606,7 @@ def test_two_registries_on_one_database_sync_the_same_records_without_conflict(
                     pool.map(lambda stub: stub.SyncMarkers(iter(requests), timeout=30), stubs)
                 )
     finally:
-        second.stop(grace=None).wait()
+        second.server.stop(grace=None).wait()
 
     assert sum(r.created for r in responses) == 60
     assert sum(r.unchanged for r in responses) == 300

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from test_metrics import metrics_of, value
 
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
@@ -72,6 +73,11 @@ def _assert_healthy(endpoints: Endpoints) -> None:
     assert health_status(endpoints.feedback, tls, service="baken.feedback.v1.FeedbackService") == (
         SERVING
     )
+    for service in ("registry", "feedback"):
+        port = int(endpoints.metrics[service].rsplit(":", 1)[1])
+        body = metrics_of(port, endpoints.pki_dir)  # as the operator
+        assert value(body, "baken_database_up") == 1
+        assert f'baken_service_info{{service="{service}"' in body
 
 
 def _log(topology: Topology, name: str) -> str:
@@ -162,6 +168,7 @@ def test_sigint_stops_baken_up_with_nothing_left(
     assert process.wait(30) == 0
     _wait_for(lambda: bool(lines) and lines[-1].startswith("baken up: stopped"), "the last line")
     output = "".join(lines)
+    assert "/metrics (registry)" in output and "/metrics (feedback)" in output
     assert "Traceback" not in output
     assert "exited unexpectedly" not in output
     assert not [pid for pid in children if _alive(pid)]

@@ -20,11 +20,13 @@ from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
+from baken.metrics import DatabaseGauges, Metrics, MetricsServer
 from baken.report.v1 import report_service_pb2_grpc
 from baken.settings import FeedbackSettings
 from services import monitoring
 from services.feedback.feedback import Feedback
 from services.feedback.figures import FeedbackFigures
+from services.feedback.gauges import feedback_gauges
 from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
@@ -37,7 +39,8 @@ log = structlog.get_logger("baken.feedback")
 
 
 class FeedbackServer:
-    """The running parts; start() serves and follows signals, stop() ends both."""
+    """The running parts; start() serves (and the metrics endpoint, when settings.metrics_address
+    is set: `metrics_port`) and follows signals, stop() ends them all."""
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class FeedbackServer:
         engine: Engine,
         access_log: AccessLog,
         clock: Clock,
+        metrics_server: MetricsServer | None = None,
     ) -> None:
         self.server = server
         self.port = port
@@ -60,9 +64,16 @@ class FeedbackServer:
         self._engine = engine
         self._log = access_log
         self._clock = clock
+        self._metrics = metrics_server
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._metrics is None else self._metrics.port
 
     def start(self, *, follow_signals: bool = True) -> None:
         self.server.start()
+        if self._metrics is not None:
+            self._metrics.start()
         if follow_signals:
             self.follower.start()
 
@@ -73,6 +84,8 @@ class FeedbackServer:
         with self._engine.begin() as connection:
             self._log.checkpoint(connection, self._clock.now())
         self._channel.close()
+        if self._metrics is not None:
+            self._metrics.stop()
 
 
 def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> FeedbackServer:
@@ -119,8 +132,13 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         log=access_log,
         identity=identity,
     )
+    metrics = Metrics("feedback")
+    metrics.add(DatabaseGauges(engine, clock, feedback_gauges(houses)))
     server, health_servicer = create_grpc_server(
-        settings.max_workers, [SERVICE_NAME, monitoring.SERVICE_NAME], limits=settings.limits()
+        settings.max_workers,
+        [SERVICE_NAME, monitoring.SERVICE_NAME],
+        limits=settings.limits(),
+        metrics=metrics,
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
         FeedbackServicer(feedback, outbox, poll_seconds=settings.poll_seconds), server
@@ -141,10 +159,28 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         port = 0
     if port == 0:
         raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
+    metrics_server = None
+    if settings.metrics_address:
+        metrics_server = MetricsServer(settings.metrics_address, metrics, tls, policy)
     follower = SignalFollower(feedback, poll_seconds=settings.signal_poll_seconds)
-    log.info("feedback ready", port=port, schema=revision, dialect=engine.dialect.name)
+    log.info(
+        "feedback ready",
+        port=port,
+        metrics_port=metrics_server.port if metrics_server else None,
+        schema=revision,
+        dialect=engine.dialect.name,
+    )
     return FeedbackServer(
-        server, port, health_servicer, follower, outbox, channel, engine, access_log, clock
+        server,
+        port,
+        health_servicer,
+        follower,
+        outbox,
+        channel,
+        engine,
+        access_log,
+        clock,
+        metrics_server,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,6 +18,7 @@ from baken.clock import Clock, clock_from_env
 from baken.grpc_server import ListenError, create_grpc_server
 from baken.houses import load_houses
 from baken.keyring import KeyRing, at_rest_ring
+from baken.metrics import DatabaseGauges, Metrics, MetricsServer
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.report.v1 import report_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -29,6 +29,7 @@ from services.registry.at_rest import Sealer
 from services.registry.audit import Audit
 from services.registry.audit_servicer import AuditServicer
 from services.registry.figures import RegistryFigures
+from services.registry.gauges import registry_gauges
 from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
@@ -40,17 +41,54 @@ AUDIT_SERVICE_NAME = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService
 log = structlog.get_logger("baken.registry")
 
 
-def create_server(
-    settings: RegistrySettings, clock: Clock | None = None
-) -> tuple[grpc.Server, int]:
-    """Migrate the database, then build the server and bind it with mTLS; call start() to serve.
+class RegistryServer:
+    """The running parts: the gRPC server and, when settings.metrics_address is set, the
+    metrics endpoint (`metrics_port`). start() serves; stop() ends both."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        port: int,
+        health_servicer: health.HealthServicer,
+        engine: Engine,
+        access_log: AccessLog,
+        clock: Clock,
+        metrics_server: MetricsServer | None,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self._health = health_servicer
+        self._engine = engine
+        self._log = access_log
+        self._clock = clock
+        self._metrics = metrics_server
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._metrics is None else self._metrics.port
+
+    def start(self) -> None:
+        self.server.start()
+        if self._metrics is not None:
+            self._metrics.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING to health checks, so load balancers stop sending; finish the calls
+        in flight (up to `grace` seconds); sign the access log's head, so that nothing after the
+        last checkpoint can go unseen; close the metrics endpoint."""
+        self._health.enter_graceful_shutdown()
+        self.server.stop(grace=grace).wait()
+        with self._engine.begin() as connection:
+            self._log.checkpoint(connection, self._clock.now())
+        if self._metrics is not None:
+            self._metrics.stop()
+
+
+def create_server(settings: RegistrySettings, clock: Clock | None = None) -> RegistryServer:
+    """Migrate the database, then build the server and bind it with mTLS, and the metrics
+    endpoint when settings.metrics_address is set; call start() to serve.
 
     Only callers with a certificate from the same CA get past the TLS handshake."""
-    server, port, _running = _create(settings, clock)
-    return server, port
-
-
-def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Server, int, Running]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or clock_from_env()
     houses = load_houses()
@@ -66,10 +104,13 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log)
     audit = Audit(engine, clock, policy=policy, log=access_log)
     signals = Signals(engine, clock, policy=policy, log=access_log)
+    metrics = Metrics("registry")
+    metrics.add(DatabaseGauges(engine, clock, registry_gauges))
     server, health_servicer = create_grpc_server(
         settings.max_workers,
         [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME],
         limits=settings.limits(),
+        metrics=metrics,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry, lookups, signals), server
@@ -85,30 +126,24 @@ def _create(settings: RegistrySettings, clock: Clock | None) -> tuple[grpc.Serve
         ),
         server,
     )
-    credentials = pki.server_credentials(pki.TlsFiles.of(settings.pki_dir, settings.party))
+    tls = pki.TlsFiles.of(settings.pki_dir, settings.party)
     try:
-        port = server.add_secure_port(settings.address, credentials)
+        port = server.add_secure_port(settings.address, pki.server_credentials(tls))
     except RuntimeError:
         port = 0
     if port == 0:
         raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
-    log.info("registry ready", port=port, schema=revision, dialect=engine.dialect.name)
-    return server, port, Running(health_servicer, engine, access_log, clock)
-
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    """What serve() needs at shutdown."""
-
-    health: health.HealthServicer
-    engine: Engine
-    access_log: AccessLog
-    clock: Clock
-
-    def checkpoint(self) -> None:
-        """Sign the access log's head, so that nothing after the last checkpoint can go unseen."""
-        with self.engine.begin() as connection:
-            self.access_log.checkpoint(connection, self.clock.now())
+    metrics_server = None
+    if settings.metrics_address:
+        metrics_server = MetricsServer(settings.metrics_address, metrics, tls, policy)
+    log.info(
+        "registry ready",
+        port=port,
+        metrics_port=metrics_server.port if metrics_server else None,
+        schema=revision,
+        dialect=engine.dialect.name,
+    )
+    return RegistryServer(server, port, health_servicer, engine, access_log, clock, metrics_server)
 
 
 def _key_id(clock: Clock) -> str:
@@ -127,13 +162,11 @@ def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
 def serve(settings: RegistrySettings) -> None:
     """Run until SIGINT or SIGTERM; then report NOT_SERVING to health checks, so load balancers
     stop sending, and finish the calls in flight (up to 5 s)."""
-    server, _port, running = _create(settings, None)
-    server.start()
+    running = create_server(settings)
+    running.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    running.health.enter_graceful_shutdown()
-    server.stop(grace=5).wait()
-    running.checkpoint()
+    running.stop(grace=5)
     log.info("registry stopped")
