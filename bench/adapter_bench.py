@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -35,7 +36,7 @@ from adapters.framework import SYSTEMS as SOURCE_SYSTEMS
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
-from baken import covenants, logs, pki
+from baken import covenants, db, logs, pki
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.houses import load_houses
@@ -92,17 +93,24 @@ def write(system: str, directory: Path, batch: list[SourceRecord]) -> list[Path]
 
 
 @contextmanager
-def registry(pki_dir: Path, data_dir: Path) -> Iterator[int]:
-    settings = RegistrySettings(address="127.0.0.1:0", data_dir=data_dir, pki_dir=pki_dir)
-    server, port = create_server(settings)
-    server.start()
-    try:
-        yield port
-    finally:
-        server.stop(grace=None).wait()
+def registry(pki_dir: Path, data_dir: Path, database_url: str | None) -> Iterator[int]:
+    """A fresh registry in this process: SQLite in data_dir, or a new PostgreSQL schema."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            stack.enter_context(db.scratch_schema(database_url, "bench")) if database_url else None
+        )
+        settings = RegistrySettings(
+            address="127.0.0.1:0", data_dir=data_dir, database_url=url, pki_dir=pki_dir
+        )
+        running = create_server(settings)
+        running.start()
+        stack.callback(lambda: running.server.stop(grace=None).wait())
+        yield running.port
 
 
-def run(system: str, persons: int, work: Path, pki_dir: Path, ring: KeyRing) -> dict[str, float]:
+def run(
+    system: str, persons: int, work: Path, pki_dir: Path, ring: KeyRing, url: str | None
+) -> dict[str, float]:
     today = SystemClock().today()
     batch = records(system, persons, today, seed=SYSTEMS.index(system))
     export_dir = work / f"{system}-export"
@@ -113,7 +121,7 @@ def run(system: str, persons: int, work: Path, pki_dir: Path, ring: KeyRing) -> 
     result: dict[str, float] = {"records": len(batch)}
 
     # Baseline: the registry's own ingest of the same markers, prepared in advance.
-    with registry(pki_dir, work / f"{system}-baseline") as port:
+    with registry(pki_dir, work / f"{system}-baseline", url) as port:
         state = State(work / f"{system}-prepare.db")
         planned: list[object] = []
 
@@ -141,7 +149,7 @@ def run(system: str, persons: int, work: Path, pki_dir: Path, ring: KeyRing) -> 
             result["baseline"] = len(changes) / (time.perf_counter() - started)
 
     with (
-        registry(pki_dir, work / f"{system}-registry") as port,
+        registry(pki_dir, work / f"{system}-registry", url) as port,
         running_adapter(
             system, f"127.0.0.1:{port}", pki_dir, ring, work / f"{system}-state"
         ) as adapter,
@@ -166,12 +174,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--database-url", help="the registry on PostgreSQL (a schema per run)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     # The production log configuration, each RPC's line rendered and written to /dev/null.
     logs.configure(json=True, file=open(os.devnull, "w"))  # noqa: SIM115
     print(
         f"adapter bench: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}, SQLite registry in process, mTLS, {args.persons:,} persons"
+        f"grpcio {grpc.__version__}, registry in process on {args.database_url or 'SQLite'}, mTLS, "
+        f"{args.persons:,} persons"
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="baken-adapter-bench-") as tmp:
@@ -181,7 +192,7 @@ def main() -> None:
         ring = KeyRing.generate("k1")
         rows = []
         for system in args.systems.split(","):
-            figures = run(system, args.persons, work, pki_dir, ring)
+            figures = run(system, args.persons, work, pki_dir, ring, args.database_url)
             rows.append((system, figures))
             print(
                 f"   {system:<8} baseline {figures['baseline']:>8,.0f}/s  adapter first run "
@@ -197,6 +208,8 @@ def main() -> None:
             f"{f['first'] / f['baseline']:.0%} | {f['rerun']:,.0f} |"
         )
     print(f"(total {time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(dict(rows), indent=2))
 
 
 if __name__ == "__main__":

@@ -25,16 +25,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,10 @@ import sqlalchemy
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from processes import cpu_seconds, memory, service  # noqa: E402
+
 from adapters.receive import Receiver  # noqa: E402
-from baken import covenants, db, pki, sealed  # noqa: E402
+from baken import covenants, db, logs, pki, sealed  # noqa: E402
 from baken.client import connect  # noqa: E402
 from baken.feedback.v1 import feedback_service_pb2 as pb  # noqa: E402
 from baken.feedback.v1 import feedback_service_pb2_grpc  # noqa: E402
@@ -63,43 +64,6 @@ from baken.type.v1 import pseudonym_pb2, purpose_pb2  # noqa: E402
 
 ROTTERDAM, UTRECHT = "vh-rotterdam-rijnmond", "vh-regio-utrecht-utrecht"
 KPC = "zsm-rotterdam-rijnmond-kpc"
-
-
-@contextlib.contextmanager
-def service(
-    name: str, port: int, work: Path, env: dict[str, str], *extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`baken serve NAME` as its own process; waits until it answers."""
-    log = (work / f"{name}.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "baken.cli",
-            "serve",
-            name,
-            "--address",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(work / name),
-            "--pki-dir",
-            str(work / "pki"),
-            *extra,
-        ],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    try:
-        channel = connect(f"127.0.0.1:{port}", pki.TlsFiles.of(work / "pki", "operator"))
-        grpc.channel_ready_future(channel).result(timeout=60)
-        channel.close()
-        yield process
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
 
 
 def subject(ring: KeyRing, n: int) -> pseudonym_pb2.Subject:
@@ -266,16 +230,6 @@ def latencies(
     return [last[d].timestamp() - started[d] for d in started if d in last]
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds of each process so far (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    result = {}
-    for name, pid in pids.items():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        result[name] = (int(fields[11]) + int(fields[12])) / tick
-    return result
-
-
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -289,7 +243,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="paced decisions/s for latency")
     parser.add_argument("--latency-count", type=int, default=200)
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema per service)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    # The adapters here log as in production, a line per item, rendered and thrown away.
+    logs.configure(json=True, file=open(os.devnull, "w"))  # noqa: SIM115
 
     with tempfile.TemporaryDirectory(prefix="baken-feedback-bench-") as tmp:
         work = Path(tmp)
@@ -299,6 +256,7 @@ def main() -> None:
         ring.save(work / "ring.json")
         registry_port, feedback_port = free_port(), free_port()
         registry, feedback = f"127.0.0.1:{registry_port}", f"127.0.0.1:{feedback_port}"
+
         with contextlib.ExitStack() as stack:
             # Capacity is measured here, not the per-party limits.
             env_registry = {"BAKEN_REGISTRY_RATE_PER_SECOND": "0"}
@@ -314,12 +272,26 @@ def main() -> None:
                 env_registry["BAKEN_REGISTRY_DATABASE_URL"] = registry_url
                 env_feedback["BAKEN_FEEDBACK_DATABASE_URL"] = feedback_url
             registry_process = stack.enter_context(
-                service("registry", registry_port, work, env_registry)
+                service(
+                    "registry",
+                    registry_port,
+                    env=env_registry,
+                    pki_dir=work / "pki",
+                    data_dir=work / "registry",
+                    log=work / "registry.log",
+                )
             )
             print(f"marking {args.persons} persons at two houses ...", flush=True)
             mark(registry, work / "pki", ring, args.persons)
             feedback_process = stack.enter_context(
-                service("feedback", feedback_port, work, env_feedback)
+                service(
+                    "feedback",
+                    feedback_port,
+                    env=env_feedback,
+                    pki_dir=work / "pki",
+                    data_dir=work / "feedback",
+                    log=work / "feedback.log",
+                )
             )
             processes = {
                 "registry": registry_process.pid,
@@ -361,6 +333,10 @@ def main() -> None:
             print(f"latency: {args.latency_count} decisions at {args.rate:g}/s ...", flush=True)
             duplicates = sum(r.counts()["already applied"] for r in receivers)
             seconds = latencies(feedback, work / "pki", ring, engine, args.rate, args.latency_count)
+            memories = {
+                "registry": memory(registry_process.pid),
+                "feedback": memory(feedback_process.pid),
+            }
 
     kind = "PostgreSQL" if args.database_url else "SQLite"
     ratio = decided["per_second"] / base["per_second"]
@@ -382,7 +358,31 @@ def main() -> None:
         "  CPU per decision under load: "
         + ", ".join(f"{k} {1000 * v / calls:.2f} ms" for k, v in used.items())
     )
+    print(
+        "  memory (resident now / peak): "
+        + ", ".join(
+            f"{k} {m['rss'] / 2**20:.0f} / {m['hwm'] / 2**20:.0f} MiB" for k, m in memories.items()
+        )
+    )
     print("  targets: >= 1,000 decisions/s on SQLite; p50 <= 50 ms; p99 <= 1 s")
+    if args.json:
+        figures = {
+            "database": kind,
+            "clients": args.clients,
+            "baseline_per_second": base["per_second"],
+            "decisions_per_second": decided["per_second"],
+            "errors": decided["errors"],
+            "latency_ms": {
+                "p50": 1000 * statistics.median(seconds),
+                "p95": 1000 * percentile(seconds, 95),
+                "p99": 1000 * percentile(seconds, 99),
+                "n": len(seconds),
+            },
+            "duplicates_skipped": duplicates,
+            "cpu_ms_per_decision": {k: 1000 * v / calls for k, v in used.items()},
+            "memory": memories,
+        }
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

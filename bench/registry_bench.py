@@ -1,21 +1,24 @@
-"""Registry benchmark (not a test): Lookup against an echo baseline, BatchLookup and SyncMarkers.
+"""Registry benchmark (not a test): Lookup against an echo baseline, BatchLookup and SyncMarkers,
+as the markers grow and as the access log grows.
 
     .venv/bin/python bench/registry_bench.py [--markers 10000,1000000]
-        [--database-url URL] [--quick]
+        [--log-entries 1000000,10000000] [--database-url URL] [--profile SECONDS] [--quick]
 
-Everything runs over real gRPC on loopback, in one run: the servers (a plain echo baseline, the
-same echo on the project's server stack, and the registry) in this process, the load in a
-separate process (bench/harness.py) so that the client's Python does not share the servers' GIL.
-The same client harness drives echo and Lookup. Per marker count the registry starts on a fresh
+Everything runs over real gRPC on loopback, in one run: the echo baselines (a plain echo server,
+and the same echo on the project's server stack) in this process, the registry as a process of
+its own (`baken serve registry`, as in production, so its memory can be read), and the load in a
+separate process (bench/harness.py) so that the client's Python shares no GIL with a server. The
+same client harness drives echo and Lookup. Per marker count the registry starts on a fresh
 database: a new SQLite data directory, or, with --database-url, a new PostgreSQL schema that is
-dropped at the end.
+dropped at the end. At the largest marker count the access log is then grown (bench/log_fill.py)
+to each --log-entries length and the look-ups measured again.
 
 As in production, everything speaks mTLS and the registry runs with the shipped covenants
 (covenants/): each source system's markers are synced under its own adapter's certificate, and
 the load looks up as the KPC'er of ZSM Midden-Nederland at intake-en-selectie (the that-signal
 nationwide, the advice for Midden-Nederland's houses). Every Lookup and BatchLookup writes its
 access-log entries (hash chain, signed checkpoints) in the same transaction, and that is
-measured. Results and method: docs/PERFORMANCE.md.
+measured. Results and method: docs/PERFORMANCE.md; the whole picture: bench/all.py.
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import log_fill
+import sampling
 import sqlalchemy
 from echo import create_echo_server, create_stack_echo_server
 from harness import PARTY, PKI_DIR_ENV, UnaryResult, credentials, worker
+from log_fill import database_bytes
+from processes import cpu_seconds, memory, service
 
 from baken import covenants, db, logs, pki
 from baken.clock import SystemClock
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
-from services.registry.server import create_server
+from baken.topology import free_port
 
 CLIENTS = (1, 8, 32)
 BATCH_STREAMS = 4
@@ -77,8 +85,8 @@ class ForeignLoad:
     """CPU used on the machine by processes other than this run's two (the machine is shared:
     a test suite running beside the benchmark skews every figure)."""
 
-    def __init__(self, client_pid: int, *, with_postgres: bool) -> None:
-        self._pids = (os.getpid(), client_pid)
+    def __init__(self, pids: tuple[int, ...], *, with_postgres: bool) -> None:
+        self._pids = (os.getpid(), *pids)
         self._with_postgres = with_postgres  # the database server is part of what is measured
         self._start = self._sample()
 
@@ -91,7 +99,9 @@ class ForeignLoad:
     def _sample(self) -> tuple[float, int, int]:
         pids = list(self._pids)
         if self._with_postgres:
-            pids += [p.parent.name for p in Path("/proc").glob("[0-9]*/comm") if _is_postgres(p)]
+            pids += [
+                int(p.parent.name) for p in Path("/proc").glob("[0-9]*/comm") if _is_postgres(p)
+            ]
         ours = 0
         for pid in pids:
             try:
@@ -137,108 +147,182 @@ def check_answers(port: int, client: Client) -> None:
     assert 0 < found.access_log_entry < missed.access_log_entry, "the lookups were not logged"
 
 
-def access_log_entries(data_dir: Path, url: str | None) -> int:
-    """How many entries the run's lookups wrote to the access log."""
-    engine = db.make_engine(url or db.sqlite_url(data_dir, "registry.db"), pool_size=1)
-    try:
-        with engine.connect() as connection:
-            count = connection.execute(sqlalchemy.text("SELECT count(*) FROM access_log"))
-            return int(count.scalar_one())
-    finally:
-        engine.dispose()
-
-
 def run_scale(
-    markers: int, args: argparse.Namespace, client: Client, echo_ports: dict[str, int]
+    markers: int,
+    args: argparse.Namespace,
+    client: Client,
+    echo_ports: dict[str, int],
+    log_targets: list[int],
+    profile: float,
 ) -> dict[str, Any]:
     say(f"== {markers:,} markers: generating")
     generated = client("generate", (markers, SystemClock().today().isoformat()))
     say(f"   generated in {generated:.1f} s")
     data_dir = Path(tempfile.mkdtemp(prefix="baken-bench-"))
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
         url = (
             stack.enter_context(db.scratch_schema(args.database_url, "bench"))
             if args.database_url
             else None
         )
-        settings = RegistrySettings(
-            address="127.0.0.1:0",
-            data_dir=data_dir,
-            database_url=url,
-            max_workers=args.workers,
-            pki_dir=Path(os.environ[PKI_DIR_ENV]),
-            rate_per_second=0,  # capacity is measured here, not the per-party limit
+        env = {
+            "BAKEN_REGISTRY_MAX_WORKERS": str(args.workers),
+            "BAKEN_REGISTRY_RATE_PER_SECOND": "0",  # capacity is measured, not the party limit
+        }
+        if url:
+            env["BAKEN_REGISTRY_DATABASE_URL"] = url
+        port = free_port()
+        registry = stack.enter_context(
+            service(
+                "registry",
+                port,
+                pki_dir=Path(os.environ[PKI_DIR_ENV]),
+                data_dir=data_dir,
+                log=data_dir / "registry.log",
+                env=env,
+            )
         )
-        server, port = create_server(settings)
-        server.start()
-        stack.callback(lambda: server.stop(None).wait())
-        stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
-        return measure(markers, args, client, echo_ports, port, data_dir, url)
+        run = Run(args, client, echo_ports, port, registry.pid, data_dir, url)
+        result = run.load(markers)
+        result.update(run.lookups())
+        result["access_log_entries"] = run.log_entries()
+        say(f"   access log: {result['access_log_entries']:,} entries written")
+        result["memory"] = memory(registry.pid)
+        result["db_bytes"] = database_bytes(run.url, data_dir)
+        result["growth"] = [run.grow(target) for target in log_targets]
+        if profile:
+            result["profile"] = run.profile(profile)
+        result["foreign_max"] = run.foreign_max
+        return result
 
 
-def measure(
-    markers: int,
-    args: argparse.Namespace,
-    client: Client,
-    echo_ports: dict[str, int],
-    port: int,
-    data_dir: Path,
-    url: str | None,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"markers": markers}
-    foreign = ForeignLoad(client.pid, with_postgres=args.database_url is not None)
-    seconds, counts = client("sync", port)
-    assert counts["created"] == markers and counts["rejected"] == 0, counts
-    result["sync_load"] = markers / seconds
-    result["foreign_max"] = foreign.cores()
-    say(f"   SyncMarkers initial load: {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
-    seconds, counts = client("sync", port)
-    assert counts["unchanged"] == markers, counts
-    result["sync_resync"] = markers / seconds
-    result["foreign_max"] = max(result["foreign_max"], foreign.cores())
-    result["resync_seconds"] = seconds
-    say(f"   SyncMarkers resync:       {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
-    if url is not None:
-        # What autovacuum does after a bulk load (this machine's test server runs without it);
-        # without statistics the planner picks parallel scans for point lookups.
-        analyze(url)
-    check_answers(port, client)
-    for clients in CLIENTS:
-        # Echo and Lookup alternate, so drift on a shared machine hits both alike.
-        targets = {**echo_ports, "lookup": port}
-        rounds: dict[str, list[UnaryResult]] = {name: [] for name in targets}
-        for _ in range(args.rounds):
-            for name, target in targets.items():
-                foreign.cores()
-                r: UnaryResult = client("unary", (target, name, clients, args.seconds, args.warmup))
-                others = foreign.cores()
-                result["foreign_max"] = max(result["foreign_max"], others)
-                assert r.errors == 0, f"{r.errors} failed {name} calls"
-                rounds[name].append(r)
-                say(
-                    f"   {name:6} x{clients:<2}: {r.qps:8,.0f} QPS  p50 {r.p50_ms:6.2f} ms  "
-                    f"p99 {r.p99_ms:6.2f} ms  (load process {r.client_cpu:.2f} CPU, "
-                    f"other processes {others:.2f} CPU)"
-                )
-        for name, runs in rounds.items():
-            result[f"{name}_{clients}"] = {
-                "qps": statistics.median(r.qps for r in runs),
-                "p50": statistics.median(r.p50_ms for r in runs),
-                "p99": statistics.median(r.p99_ms for r in runs),
-                "rounds": [round(r.qps) for r in runs],
-            }
-    foreign.cores()
-    rate, errors = client("batch", (port, BATCH_STREAMS, BATCH_ENTRIES, args.seconds))
-    result["foreign_max"] = max(result["foreign_max"], foreign.cores())
-    assert errors == 0, f"{errors} failed batch entries"
-    result["batch"] = rate
-    say(f"   BatchLookup {BATCH_STREAMS}x{BATCH_ENTRIES}: {rate:,.0f} subjects/s")
-    result["access_log_entries"] = access_log_entries(data_dir, url)
-    say(f"   access log: {result['access_log_entries']:,} entries written")
-    if args.database_url is None:
-        files = data_dir.glob("registry.db*")
-        result["db_bytes"] = sum(f.stat().st_size for f in files)
-    return result
+@dataclass
+class Run:
+    """One marker count's measurements against one registry process."""
+
+    args: argparse.Namespace
+    client: Client
+    echo_ports: dict[str, int]
+    port: int
+    pid: int
+    data_dir: Path
+    schema_url: str | None
+    foreign_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.foreign = ForeignLoad(
+            (self.client.pid, self.pid), with_postgres=self.schema_url is not None
+        )
+
+    @property
+    def url(self) -> str:
+        return self.schema_url or db.sqlite_url(self.data_dir, "registry.db")
+
+    def _others(self) -> float:
+        others = self.foreign.cores()
+        self.foreign_max = max(self.foreign_max, others)
+        return others
+
+    def load(self, markers: int) -> dict[str, Any]:
+        """SyncMarkers: the initial load, then the same stream again (nothing changed)."""
+        result: dict[str, Any] = {"markers": markers}
+        self._others()
+        seconds, counts = self.client("sync", self.port)
+        assert counts["created"] == markers and counts["rejected"] == 0, counts
+        result["sync_load"] = markers / seconds
+        self._others()
+        say(f"   SyncMarkers initial load: {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
+        seconds, counts = self.client("sync", self.port)
+        assert counts["unchanged"] == markers, counts
+        result["sync_resync"] = markers / seconds
+        result["resync_seconds"] = seconds
+        self._others()
+        say(f"   SyncMarkers resync:       {seconds:.1f} s, {markers / seconds:,.0f} markers/s")
+        if self.schema_url is not None:
+            # What autovacuum does after a bulk load (this machine's test server runs without
+            # it); without statistics the planner picks parallel scans for point lookups.
+            analyze(self.schema_url)
+        check_answers(self.port, self.client)
+        return result
+
+    def lookups(self) -> dict[str, Any]:
+        """Echo, echo on the stack and Lookup at each client count, taking turns, so drift on
+        a shared machine hits all alike; then BatchLookup."""
+        result: dict[str, Any] = {}
+        for clients in CLIENTS:
+            targets = {**self.echo_ports, "lookup": self.port}
+            rounds: dict[str, list[UnaryResult]] = {name: [] for name in targets}
+            for _ in range(self.args.rounds):
+                for name, target in targets.items():
+                    self._others()
+                    cpu = cpu_seconds({"registry": self.pid})["registry"]
+                    r: UnaryResult = self.client(
+                        "unary", (target, name, clients, self.args.seconds, self.args.warmup)
+                    )
+                    busy = cpu_seconds({"registry": self.pid})["registry"] - cpu
+                    others = self._others()
+                    assert r.errors == 0, f"{r.errors} failed {name} calls"
+                    rounds[name].append(r)
+                    say(
+                        f"   {name:6} x{clients:<2}: {r.qps:8,.0f} QPS  p50 {r.p50_ms:6.2f} ms  "
+                        f"p99 {r.p99_ms:6.2f} ms  (load process {r.client_cpu:.2f} CPU, "
+                        + (
+                            f"registry {busy / (self.args.seconds + self.args.warmup):.2f} CPU, "
+                            if name == "lookup"
+                            else ""
+                        )
+                        + f"other processes {others:.2f} CPU)"
+                    )
+            for name, runs in rounds.items():
+                result[f"{name}_{clients}"] = {
+                    "qps": statistics.median(r.qps for r in runs),
+                    "p50": statistics.median(r.p50_ms for r in runs),
+                    "p99": statistics.median(r.p99_ms for r in runs),
+                    "rounds": [round(r.qps) for r in runs],
+                }
+        self._others()
+        rate, errors = self.client(
+            "batch", (self.port, BATCH_STREAMS, BATCH_ENTRIES, self.args.seconds)
+        )
+        self._others()
+        assert errors == 0, f"{errors} failed batch entries"
+        result["batch"] = rate
+        say(f"   BatchLookup {BATCH_STREAMS}x{BATCH_ENTRIES}: {rate:,.0f} subjects/s")
+        return result
+
+    def log_entries(self) -> int:
+        engine = db.make_engine(self.url, pool_size=1)
+        try:
+            with engine.connect() as connection:
+                count = connection.execute(sqlalchemy.text("SELECT count(*) FROM access_log"))
+                return int(count.scalar_one())
+        finally:
+            engine.dispose()
+
+    def profile(self, seconds: float) -> str:
+        """Where the registry's CPU goes during Lookup at 8 clients, sampled by py-spy."""
+        say(f"-- profile: Lookup x8 for {seconds:g} s, sampled by py-spy")
+        raw = self.data_dir / "profile.txt"
+        spy = sampling.record(self.pid, seconds, raw)
+        self.client("unary", (self.port, "lookup", 8, seconds, 0.5))
+        spy.wait(seconds + 60)
+        text = sampling.summary(raw)
+        say(text)
+        return text
+
+    def grow(self, target: int) -> dict[str, Any]:
+        """The access log grown to `target` entries, then the look-ups again."""
+        say(f"-- access log to {target:,} entries")
+        filled = log_fill.fill(self.url, self.data_dir / "audit-signing.key", target)
+        self._others()  # the fill is ours, not another process's
+        say(f"   appended {filled['added']:,.0f} entries, {filled['per_second']:,.0f}/s")
+        result: dict[str, Any] = {"target": target, "fill_per_second": filled["per_second"]}
+        result.update(self.lookups())
+        result["access_log_entries"] = self.log_entries()
+        result["memory"] = memory(self.pid)
+        result["db_bytes"] = database_bytes(self.url, self.data_dir)
+        return result
 
 
 def say(text: str) -> None:
@@ -307,10 +391,70 @@ def targets(results: list[dict[str, Any]], database_url: str | None) -> str:
     return "\n".join(lines)
 
 
+def growth_table(result: dict[str, Any]) -> str:
+    """Look-ups as the access log grows, each point against the echo measured beside it."""
+    points = [
+        {"access_log_entries": result["access_log_entries"], **result},
+        *result["growth"],
+    ]
+    lines = [
+        f"Access-log growth at {result['markers']:,} markers:",
+        "",
+        "| log entries | clients | echo QPS | Lookup QPS | Lookup / echo | Lookup p50 / p99 ms "
+        "| QPS vs first | BatchLookup subjects/s | appended /s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    first = points[0]
+    for p in points:
+        for c in CLIENTS:
+            e, lk = p[f"echo_{c}"], p[f"lookup_{c}"]
+            lines.append(
+                f"| {p['access_log_entries']:,} | {c} | {e['qps']:,.0f} | {lk['qps']:,.0f} | "
+                f"{lk['qps'] / e['qps']:.0%} | {lk['p50']:.2f} / {lk['p99']:.2f} | "
+                f"x{lk['qps'] / first[f'lookup_{c}']['qps']:.2f} | "
+                + (
+                    f"{p['batch']:,.0f} | {p['fill_per_second']:,.0f} |"
+                    if c == CLIENTS[0] and "fill_per_second" in p
+                    else (f"{p['batch']:,.0f} | |" if c == CLIENTS[0] else "| |")
+                )
+            )
+    return "\n".join(lines)
+
+
+def memory_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| markers | log entries | registry resident / peak MiB | of which own / mapped file "
+        "MiB | database on disk MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        for p in [r, *r["growth"]]:
+            m = p["memory"]
+            lines.append(
+                f"| {r['markers']:,} | {p['access_log_entries']:,} | "
+                f"{m['rss'] / 2**20:,.0f} / {m['hwm'] / 2**20:,.0f} | "
+                f"{m['anon'] / 2**20:,.0f} / {m['file'] / 2**20:,.0f} | "
+                f"{p['db_bytes'] / 2**20:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def _counts(text: str) -> list[int]:
+    return [int(n) for n in text.split(",") if n.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--markers", default="10000,1000000", help="comma-separated counts")
-    parser.add_argument("--quick", action="store_true", help="10k and 100k markers")
+    parser.add_argument(
+        "--log-entries",
+        default="1000000,10000000",
+        help="at the largest marker count, grow the access log to each of these and measure "
+        "the look-ups again (comma-separated; empty for none)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10k and 100k markers, log to 100k and 300k"
+    )
     parser.add_argument(
         "--database-url", help="a PostgreSQL URL; each run uses a new schema, dropped at the end"
     )
@@ -319,8 +463,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured time per round")
     parser.add_argument("--workers", type=int, default=WORKERS, help="server threads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="at the end, sample the registry with py-spy during Lookup at 8 clients",
+    )
     args = parser.parse_args()
     counts = [10_000, 100_000] if args.quick else [int(m) for m in args.markers.split(",")]
+    log_targets = [100_000, 300_000] if args.quick else _counts(args.log_entries)
 
     # Production's JSON log line per RPC is rendered, then thrown away.
     logs.configure(json=True, file=open(os.devnull, "w"))  # noqa: SIM115
@@ -345,13 +497,24 @@ def main() -> None:
     started = time.perf_counter()
     try:
         ports = {"echo": echo_port, "stack": stack_port}
-        results = [run_scale(m, args, client, ports) for m in counts]
+        results = [
+            run_scale(
+                m,
+                args,
+                client,
+                ports,
+                log_targets if m == counts[-1] else [],
+                args.profile if m == counts[-1] else 0,
+            )
+            for m in counts
+        ]
     finally:
         client.stop()
         echo.stop(None)
         stack.stop(None)
         shutil.rmtree(pki_dir, ignore_errors=True)
-    say(f"\n{table(results)}\n\nTargets:\n{targets(results, args.database_url)}")
+    say(f"\n{table(results)}\n\n{growth_table(results[-1])}\n\n{memory_table(results)}")
+    say(f"\nTargets:\n{targets(results, args.database_url)}")
     busiest = max(r["foreign_max"] for r in results)
     say(f"\nOther processes used up to {busiest:.2f} CPU during a measurement.")
     if busiest > 0.2:
