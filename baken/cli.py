@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from pydantic import ValidationError
 
 from adapters import cli as adapter_cli
-from baken import audit_cli, covenants, feedback_cli, logs, operations_cli, pki, sealed
+from baken import audit_cli, covenants, crash, feedback_cli, logs, operations_cli, pki, sealed
 from baken.client import error_reason
 from baken.covenants import INTAKE, PURPOSES, CovenantError
 from baken.db import SchemaError
@@ -344,6 +344,7 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    crash.install()
     try:
         args.run(args)
     except InvalidIdentifier as error:
@@ -370,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug: where it happened, never what it quoted
+        print(f"baken {args.command}: crashed: {crash.report(error)}", file=sys.stderr)
+        return 70
     return 0
 
 

@@ -70,9 +70,12 @@ def sqlite_url(data_dir: Path, name: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3)."""
+    """An engine for SQLite (WAL, foreign keys, busy timeout) or PostgreSQL (psycopg 3). Its
+    errors never quote a statement's parameters (pseudonyms, sealed fields, case references)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -92,7 +95,9 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
