@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 import structlog
 from builders import NOW
-from harness import RunningRegistry, secure_channel
+from harness import RunningRegistry
 from sqlalchemy import Engine
 
 import baken.db
 from baken import covenants, logs, pki
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
-from baken.registry.v1 import registry_service_pb2_grpc
 from baken.settings import RegistrySettings
 from services.registry.server import create_server
 
@@ -126,22 +125,11 @@ def running_registry(
         data_dir=tmp_path / "data",
         max_workers=4,
         covenants_dir=covenants_dir,
-    )
-    server = create_server(settings, clock)
-    port = server.port
-    server.start()
-    channel = secure_channel(pki_dir, port)
-    running = RunningRegistry(
-        stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
-        channel=channel,
-        clock=clock,
-        port=port,
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        engine=engines(database_url),
-        settings=settings,
         pki_dir=pki_dir,
     )
+    server = create_server(settings, clock)
+    server.start()
+    running = RunningRegistry.on(server.port, settings, clock, engines(database_url))
     try:
         yield running
     finally:

@@ -46,6 +46,24 @@ class RunningRegistry:
     settings: RegistrySettings
     pki_dir: Path
 
+    @classmethod
+    def on(
+        cls, port: int, settings: RegistrySettings, clock: FixedClock, engine: Engine
+    ) -> RunningRegistry:
+        """The registry serving on `port` with `settings`, called as the default party."""
+        channel = secure_channel(settings.pki_dir, port)
+        return cls(
+            stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
+            channel=channel,
+            clock=clock,
+            port=port,
+            database_url=settings.resolved_database_url(),
+            data_dir=settings.data_dir,
+            engine=engine,
+            settings=settings,
+            pki_dir=settings.pki_dir,
+        )
+
     def stub_for(self, party: str) -> registry_service_pb2_grpc.RegistryServiceStub:
         """A stub calling under another party's certificate (closed with the registry)."""
         channel = self._channels.get(party)

@@ -23,7 +23,7 @@ import grpc
 import pytest
 from builders import NOW, Marking, Person, subject
 from feedback_harness import KPC_ROTTERDAM, running_feedback
-from harness import USER, RunningRegistry, secure_channel
+from harness import USER, RunningRegistry
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, false, func, select
@@ -44,7 +44,7 @@ from baken.db import make_engine
 from baken.feedback.v1 import feedback_service_pb2 as fb
 from baken.keyring import KeyRing
 from baken.metrics import DatabaseGauges, Metrics
-from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import registry_service_pb2
 from baken.settings import RegistrySettings
 from baken.topology import free_port
 from baken.type.v1 import purpose_pb2
@@ -185,23 +185,13 @@ def registry_with_metrics(
         data_dir=tmp_path / "data",
         max_workers=4,
         covenants_dir=TEST_COVENANTS,
+        pki_dir=pki_dir,
         **overrides,
     )
     service = create_server(settings, clock)
     service.start()
     assert service.metrics_port
-    channel = secure_channel(pki_dir, service.port)
-    running = RunningRegistry(
-        stub=registry_service_pb2_grpc.RegistryServiceStub(channel),
-        channel=channel,
-        clock=clock,
-        port=service.port,
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        engine=engines(database_url),
-        settings=settings,
-        pki_dir=pki_dir,
-    )
+    running = RunningRegistry.on(service.port, settings, clock, engines(database_url))
     try:
         yield running, service.metrics_port
     finally:

@@ -17,7 +17,7 @@ from baken.backoff import Backoff
 from baken.client import connect
 from baken.clock import Clock, clock_from_env
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
-from baken.grpc_server import ListenError, create_grpc_server
+from baken.grpc_server import create_grpc_server
 from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
 from baken.metrics import DatabaseGauges, Metrics, MetricsServer
@@ -32,15 +32,16 @@ from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
+from services.running import RunningService, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
 log = structlog.get_logger("baken.feedback")
 
 
-class FeedbackServer:
-    """The running parts; start() serves (and the metrics endpoint, when settings.metrics_address
-    is set: `metrics_port`) and follows signals, stop() ends them all."""
+class FeedbackServer(RunningService):
+    """The feedback service's running parts (services/running.py), and the signal follower:
+    start() serves and follows signals, stop() ends them all."""
 
     def __init__(
         self,
@@ -55,37 +56,20 @@ class FeedbackServer:
         clock: Clock,
         metrics_server: MetricsServer | None = None,
     ) -> None:
-        self.server = server
-        self.port = port
+        super().__init__(server, port, health_servicer, engine, access_log, clock, metrics_server)
         self.follower = follower
         self.outbox = outbox
-        self._health = health_servicer
         self._channel = channel
-        self._engine = engine
-        self._log = access_log
-        self._clock = clock
-        self._metrics = metrics_server
-
-    @property
-    def metrics_port(self) -> int | None:
-        return None if self._metrics is None else self._metrics.port
 
     def start(self, *, follow_signals: bool = True) -> None:
-        self.server.start()
-        if self._metrics is not None:
-            self._metrics.start()
+        super().start()
         if follow_signals:
             self.follower.start()
 
     def stop(self, grace: float | None = None) -> None:
-        self._health.enter_graceful_shutdown()
         self.follower.stop()
-        self.server.stop(grace=grace).wait()
-        with self._engine.begin() as connection:
-            self._log.checkpoint(connection, self._clock.now())
+        super().stop(grace)
         self._channel.close()
-        if self._metrics is not None:
-            self._metrics.stop()
 
 
 def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> FeedbackServer:
@@ -153,15 +137,9 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         ),
         server,
     )
-    try:
-        port = server.add_secure_port(settings.address, pki.server_credentials(tls))
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
-    metrics_server = None
-    if settings.metrics_address:
-        metrics_server = MetricsServer(settings.metrics_address, metrics, tls, policy)
+    port, metrics_server = bind(
+        server, settings.address, tls, settings.metrics_address, metrics, policy
+    )
     follower = SignalFollower(feedback, poll_seconds=settings.signal_poll_seconds)
     log.info(
         "feedback ready",

@@ -6,19 +6,17 @@ import signal
 import threading
 from pathlib import Path
 
-import grpc
 import structlog
-from grpc_health.v1 import health
 from sqlalchemy import Engine
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, clock_from_env
-from baken.grpc_server import ListenError, create_grpc_server
+from baken.grpc_server import create_grpc_server
 from baken.houses import load_houses
 from baken.keyring import KeyRing, at_rest_ring
-from baken.metrics import DatabaseGauges, Metrics, MetricsServer
+from baken.metrics import DatabaseGauges, Metrics
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.report.v1 import report_service_pb2_grpc
 from baken.settings import RegistrySettings
@@ -34,6 +32,7 @@ from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
+from services.running import RunningService, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -41,47 +40,8 @@ AUDIT_SERVICE_NAME = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService
 log = structlog.get_logger("baken.registry")
 
 
-class RegistryServer:
-    """The running parts: the gRPC server and, when settings.metrics_address is set, the
-    metrics endpoint (`metrics_port`). start() serves; stop() ends both."""
-
-    def __init__(
-        self,
-        server: grpc.Server,
-        port: int,
-        health_servicer: health.HealthServicer,
-        engine: Engine,
-        access_log: AccessLog,
-        clock: Clock,
-        metrics_server: MetricsServer | None,
-    ) -> None:
-        self.server = server
-        self.port = port
-        self._health = health_servicer
-        self._engine = engine
-        self._log = access_log
-        self._clock = clock
-        self._metrics = metrics_server
-
-    @property
-    def metrics_port(self) -> int | None:
-        return None if self._metrics is None else self._metrics.port
-
-    def start(self) -> None:
-        self.server.start()
-        if self._metrics is not None:
-            self._metrics.start()
-
-    def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING to health checks, so load balancers stop sending; finish the calls
-        in flight (up to `grace` seconds); sign the access log's head, so that nothing after the
-        last checkpoint can go unseen; close the metrics endpoint."""
-        self._health.enter_graceful_shutdown()
-        self.server.stop(grace=grace).wait()
-        with self._engine.begin() as connection:
-            self._log.checkpoint(connection, self._clock.now())
-        if self._metrics is not None:
-            self._metrics.stop()
+class RegistryServer(RunningService):
+    """The registry's running parts (services/running.py)."""
 
 
 def create_server(settings: RegistrySettings, clock: Clock | None = None) -> RegistryServer:
@@ -127,15 +87,9 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         server,
     )
     tls = pki.TlsFiles.of(settings.pki_dir, settings.party)
-    try:
-        port = server.add_secure_port(settings.address, pki.server_credentials(tls))
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ListenError(f"cannot listen on {settings.address} (in use, or not an address here)")
-    metrics_server = None
-    if settings.metrics_address:
-        metrics_server = MetricsServer(settings.metrics_address, metrics, tls, policy)
+    port, metrics_server = bind(
+        server, settings.address, tls, settings.metrics_address, metrics, policy
+    )
     log.info(
         "registry ready",
         port=port,

@@ -1,0 +1,78 @@
+"""A service's running parts, as both services have them: the gRPC server on its port, its health
+service, the access log it signs when it stops, and its metrics endpoint when it has one."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health
+from sqlalchemy import Engine
+
+from baken import pki
+from baken.access import AccessPolicy
+from baken.clock import Clock
+from baken.grpc_server import ListenError
+from baken.metrics import Metrics, MetricsServer
+from services.registry.access_log import AccessLog
+
+
+def bind(
+    server: grpc.Server,
+    address: str,
+    tls: pki.TlsFiles,
+    metrics_address: str,
+    metrics: Metrics,
+    policy: AccessPolicy,
+) -> tuple[int, MetricsServer | None]:
+    """Bind the server to `address` with mTLS, and make the metrics endpoint when
+    `metrics_address` is set: the port bound, and the endpoint."""
+    try:
+        port = server.add_secure_port(address, pki.server_credentials(tls))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ListenError(f"cannot listen on {address} (in use, or not an address here)")
+    if not metrics_address:
+        return port, None
+    return port, MetricsServer(metrics_address, metrics, tls, policy)
+
+
+class RunningService:
+    """start() serves; stop() ends it all."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        port: int,
+        health_servicer: health.HealthServicer,
+        engine: Engine,
+        access_log: AccessLog,
+        clock: Clock,
+        metrics_server: MetricsServer | None,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self._health = health_servicer
+        self._engine = engine
+        self._log = access_log
+        self._clock = clock
+        self._metrics = metrics_server
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._metrics is None else self._metrics.port
+
+    def start(self) -> None:
+        self.server.start()
+        if self._metrics is not None:
+            self._metrics.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING to health checks, so load balancers stop sending; finish the calls
+        in flight (up to `grace` seconds); sign the access log's head, so that nothing after the
+        last checkpoint can go unseen; close the metrics endpoint."""
+        self._health.enter_graceful_shutdown()
+        self.server.stop(grace=grace).wait()
+        with self._engine.begin() as connection:
+            self._log.checkpoint(connection, self._clock.now())
+        if self._metrics is not None:
+            self._metrics.stop()
