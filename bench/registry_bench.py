@@ -227,7 +227,7 @@ class Run:
     def load(self, markers: int) -> dict[str, Any]:
         """SyncMarkers: the initial load, then the same stream again (nothing changed)."""
         result: dict[str, Any] = {"markers": markers}
-        self._others()
+        self.foreign.cores()  # from here on
         seconds, counts = self.client("sync", self.port)
         assert counts["created"] == markers and counts["rejected"] == 0, counts
         result["sync_load"] = markers / seconds
@@ -255,7 +255,7 @@ class Run:
             rounds: dict[str, list[UnaryResult]] = {name: [] for name in targets}
             for _ in range(self.args.rounds):
                 for name, target in targets.items():
-                    self._others()
+                    self.foreign.cores()  # from here on
                     cpu = cpu_seconds({"registry": self.pid})["registry"]
                     r: UnaryResult = self.client(
                         "unary", (target, name, clients, self.args.seconds, self.args.warmup)
@@ -281,7 +281,7 @@ class Run:
                     "p99": statistics.median(r.p99_ms for r in runs),
                     "rounds": [round(r.qps) for r in runs],
                 }
-        self._others()
+        self.foreign.cores()  # from here on
         rate, errors = self.client(
             "batch", (self.port, BATCH_STREAMS, BATCH_ENTRIES, self.args.seconds)
         )
@@ -315,7 +315,7 @@ class Run:
         """The access log grown to `target` entries, then the look-ups again."""
         say(f"-- access log to {target:,} entries")
         filled = log_fill.fill(self.url, self.data_dir / "audit-signing.key", target)
-        self._others()  # the fill is ours, not another process's
+        self.foreign.cores()  # from here on (the fill is ours)
         say(f"   appended {filled['added']:,.0f} entries, {filled['per_second']:,.0f}/s")
         result: dict[str, Any] = {"target": target, "fill_per_second": filled["per_second"]}
         result.update(self.lookups())
@@ -356,7 +356,7 @@ def table(results: list[dict[str, Any]]) -> str:
         for c in CLIENTS:
             qps = large[f"lookup_{c}"]["qps"] / small[f"lookup_{c}"]["qps"]
             p50 = large[f"lookup_{c}"]["p50"] / small[f"lookup_{c}"]["p50"]
-            lines.append(f"- {c} clients: QPS x{qps:.2f}, p50 x{p50:.2f}")
+            lines.append(f"- {c} client{'s' if c > 1 else ''}: QPS x{qps:.2f}, p50 x{p50:.2f}")
         rate = large["batch"] / small["batch"]
         lines.append(f"- BatchLookup subjects/s x{rate:.2f}")
     return "\n".join(lines)
