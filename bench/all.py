@@ -179,8 +179,8 @@ def summary(name: str, figures: dict[str, Any]) -> str:
         row(
             f"registry memory, {large['markers']:,} markers, "
             f"{p['access_log_entries']:,} log entries",
-            f"{_mib(m['rss'])} resident ({_mib(m['anon'])} own, {_mib(m['file'])} mapped "
-            f"database file), peak {_mib(m['hwm'])}",
+            f"{_mib(m['rss'])} resident ({_mib(m['anon'])} own, {_mib(m['file'])} mapped files: "
+            f"libraries, and on SQLite the database), peak {_mib(m['hwm'])}",
             f"database {_mib(p['db_bytes'])} on disk",
             "",
         )
