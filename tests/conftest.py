@@ -3,7 +3,6 @@ and a real registry gRPC server on 127.0.0.1:0 with a clock the test moves."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
@@ -13,19 +12,15 @@ from typing import Any
 import pytest
 import structlog
 from builders import NOW
-from harness import RunningRegistry
+from harness import TEST_COVENANTS, RunningRegistry, running_registry
 from sqlalchemy import Engine
 
 import baken.db
 from baken import covenants, logs, pki
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
-from baken.settings import RegistrySettings
-from services.registry.server import create_server
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
-# Grants every field to the test desks; tests of the shipped covenants use SHIPPED_COVENANTS.
-TEST_COVENANTS = Path(__file__).parent / "covenants"
 SHIPPED_COVENANTS = covenants.DEFAULT_DIR
 
 
@@ -108,33 +103,6 @@ def shipped_registry(
         database_url, tmp_path, clock, engines, pki_dir, SHIPPED_COVENANTS
     ) as running:
         yield running
-
-
-@contextlib.contextmanager
-def running_registry(
-    database_url: str,
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    covenants_dir: Path,
-) -> Iterator[RunningRegistry]:
-    settings = RegistrySettings(
-        address="127.0.0.1:0",
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        max_workers=4,
-        covenants_dir=covenants_dir,
-        pki_dir=pki_dir,
-    )
-    server = create_server(settings, clock)
-    server.start()
-    running = RunningRegistry.on(server.port, settings, clock, engines(database_url))
-    try:
-        yield running
-    finally:
-        running.close()
-        server.server.stop(grace=None).wait()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from baken.clock import AMSTERDAM, FixedClock
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.settings import RegistrySettings
 from baken.type.v1 import purpose_pb2
+from services.registry.server import create_server
+
+# Grants every field to the test desks; tests of the shipped covenants use SHIPPED_COVENANTS.
+TEST_COVENANTS = Path(__file__).parent / "covenants"
 
 
 def dump_tables(engine: Engine) -> dict[str, list[dict[str, Any]]]:
@@ -45,10 +50,16 @@ class RunningRegistry:
     engine: Engine
     settings: RegistrySettings
     pki_dir: Path
+    metrics_port: int | None = None  # when settings.metrics_address is set
 
     @classmethod
     def on(
-        cls, port: int, settings: RegistrySettings, clock: FixedClock, engine: Engine
+        cls,
+        port: int,
+        settings: RegistrySettings,
+        clock: FixedClock,
+        engine: Engine,
+        metrics_port: int | None = None,
     ) -> RunningRegistry:
         """The registry serving on `port` with `settings`, called as the default party."""
         channel = secure_channel(settings.pki_dir, port)
@@ -62,6 +73,7 @@ class RunningRegistry:
             engine=engine,
             settings=settings,
             pki_dir=settings.pki_dir,
+            metrics_port=metrics_port,
         )
 
     def stub_for(self, party: str) -> registry_service_pb2_grpc.RegistryServiceStub:
@@ -174,6 +186,39 @@ def batch_request(
         **fields,
     }
     return registry_service_pb2.BatchLookupRequest(entries=entries, **values)
+
+
+@contextlib.contextmanager
+def running_registry(
+    database_url: str,
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+    covenants_dir: Path = TEST_COVENANTS,
+    **overrides: Any,
+) -> Iterator[RunningRegistry]:
+    """A registry server on 127.0.0.1:0 (settings `overrides` given), stopped as a service
+    stops: graceful, the access log's head signed, the metrics endpoint closed."""
+    settings = RegistrySettings(
+        address="127.0.0.1:0",
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        max_workers=4,
+        covenants_dir=covenants_dir,
+        pki_dir=pki_dir,
+        **overrides,
+    )
+    server = create_server(settings, clock)
+    server.start()
+    running = RunningRegistry.on(
+        server.port, settings, clock, engines(database_url), server.metrics_port
+    )
+    try:
+        yield running
+    finally:
+        running.close()
+        server.stop(grace=None)
 
 
 def secure_channel(

@@ -5,7 +5,6 @@ pseudonym, a case, an advice, a caller or a key in what it shows."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import http.client
 import signal
@@ -14,16 +13,15 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from builders import NOW, Marking, Person, subject
 from feedback_harness import KPC_ROTTERDAM, running_feedback
-from harness import USER, RunningRegistry
+from harness import USER, RunningRegistry, running_registry
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, false, func, select
@@ -45,16 +43,13 @@ from baken.feedback.v1 import feedback_service_pb2 as fb
 from baken.keyring import KeyRing
 from baken.metrics import DatabaseGauges, Metrics
 from baken.registry.v1 import registry_service_pb2
-from baken.settings import RegistrySettings
 from baken.topology import free_port
 from baken.type.v1 import purpose_pb2
 from services.feedback.outbox import deliveries, state_counts
 from services.registry.access_log import checkpoints, utc
 from services.registry.access_log import log as access_log
 from services.registry.gauges import markers, registry_gauges
-from services.registry.server import create_server
 
-TEST_COVENANTS = Path(__file__).parent / "covenants"
 VERSION = metadata.version("baken")
 REGISTRY = "/baken.registry.v1.RegistryService/"
 FEEDBACK = "/baken.feedback.v1.FeedbackService/"
@@ -169,36 +164,6 @@ def assert_names_nobody(body: str, forbidden: set[str]) -> None:
 # -- a registry with its metrics endpoint ---------------------------------------------------------
 
 
-@contextlib.contextmanager
-def registry_with_metrics(
-    database_url: str,
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    **overrides: Any,
-) -> Iterator[tuple[RunningRegistry, int]]:
-    settings = RegistrySettings(
-        address="127.0.0.1:0",
-        metrics_address="127.0.0.1:0",
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        max_workers=4,
-        covenants_dir=TEST_COVENANTS,
-        pki_dir=pki_dir,
-        **overrides,
-    )
-    service = create_server(settings, clock)
-    service.start()
-    assert service.metrics_port
-    running = RunningRegistry.on(service.port, settings, clock, engines(database_url))
-    try:
-        yield running, service.metrics_port
-    finally:
-        running.close()
-        service.stop(grace=None)
-
-
 def test_the_registry_counts_its_rpcs_and_markers_and_shows_nobody(
     database_url: str,
     tmp_path: Path,
@@ -209,16 +174,19 @@ def test_the_registry_counts_its_rpcs_and_markers_and_shows_nobody(
 ) -> None:
     # A burst that use_the_registry's 14 look-ups and a batch of 5 leave room in, and no refill;
     # a checkpoint every 10 entries.
-    with registry_with_metrics(
+    with running_registry(
         database_url,
         tmp_path,
         clock,
         engines,
         pki_dir,
+        metrics_address="127.0.0.1:0",
         rate_per_second=0.001,
         rate_burst=30,
         checkpoint_every=10,
-    ) as (registry, port):
+    ) as registry:
+        port = registry.metrics_port
+        assert port
         use_the_registry(registry, ring)
         looked_up = 2 * len([*MARKED, *MARKED_WITHOUT_BSN, *UNKNOWN])
         # With a case, under the purpose of the OvJ's decision.
@@ -286,7 +254,11 @@ def test_only_an_operators_certificate_of_the_ca_may_scrape(
     engines: Callable[[str], Engine],
     pki_dir: Path,
 ) -> None:
-    with registry_with_metrics(database_url, tmp_path, clock, engines, pki_dir) as (_, port):
+    with running_registry(
+        database_url, tmp_path, clock, engines, pki_dir, metrics_address="127.0.0.1:0"
+    ) as registry:
+        port = registry.metrics_port
+        assert port
         # A connection that never starts its handshake holds up nobody else.
         with socket.create_connection(("127.0.0.1", port), timeout=10):
             assert scrape(port, pki_dir, "operator")[0] == 200
