@@ -393,10 +393,7 @@ def targets(results: list[dict[str, Any]], database_url: str | None) -> str:
 
 def growth_table(result: dict[str, Any]) -> str:
     """Look-ups as the access log grows, each point against the echo measured beside it."""
-    points = [
-        {"access_log_entries": result["access_log_entries"], **result},
-        *result["growth"],
-    ]
+    points = [result, *result["growth"]]
     lines = [
         f"Access-log growth at {result['markers']:,} markers:",
         "",
@@ -406,18 +403,17 @@ def growth_table(result: dict[str, Any]) -> str:
     ]
     first = points[0]
     for p in points:
+        # BatchLookup and the append rate once per point, on its first row.
+        batch = f"{p['batch']:,.0f}"
+        fill = f"{p['fill_per_second']:,.0f}" if "fill_per_second" in p else ""
         for c in CLIENTS:
             e, lk = p[f"echo_{c}"], p[f"lookup_{c}"]
             lines.append(
                 f"| {p['access_log_entries']:,} | {c} | {e['qps']:,.0f} | {lk['qps']:,.0f} | "
                 f"{lk['qps'] / e['qps']:.0%} | {lk['p50']:.2f} / {lk['p99']:.2f} | "
-                f"x{lk['qps'] / first[f'lookup_{c}']['qps']:.2f} | "
-                + (
-                    f"{p['batch']:,.0f} | {p['fill_per_second']:,.0f} |"
-                    if c == CLIENTS[0] and "fill_per_second" in p
-                    else (f"{p['batch']:,.0f} | |" if c == CLIENTS[0] else "| |")
-                )
+                f"x{lk['qps'] / first[f'lookup_{c}']['qps']:.2f} | {batch} | {fill} |"
             )
+            batch = fill = ""
     return "\n".join(lines)
 
 
