@@ -378,8 +378,16 @@ def _kill_while_writing(feedback: RunningFeedback, tmp_path: Path) -> None:
     try:
         interrupted = 0  # kills that came while items were still waiting
         for _ in range(10):
+            waiting = _pending(feedback, house)
+            if not waiting:
+                break
             process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            time.sleep(rng.uniform(0.8, 1.6))  # start-up, then some writes
+            # Once it writes (an item acknowledged), kill it a moment later: in mid-backlog,
+            # however fast this machine writes.
+            started = time.monotonic()
+            while _pending(feedback, house) >= waiting and time.monotonic() - started < 30:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.15))
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
             interrupted += _pending(feedback, house) > 0
