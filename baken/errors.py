@@ -91,6 +91,22 @@ class RateLimited(BakenError):
         return [*super().details(), retry]
 
 
+class TooManyCalls(BakenError):
+    """The calling party holds as many calls at once as it may; one must end first."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, party: str, limit: int) -> None:
+        super().__init__(
+            "TOO_MANY_CALLS",
+            f"party {party} holds {limit} calls at once, as many as it may; end one first",
+        )
+
+
+class DeadlineExceeded(BakenError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class UserError(Exception):
     """Something a CLI user can fix; printed as one line, without a traceback."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import time
@@ -20,10 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from baken import pki
-from baken.errors import BakenError, PermissionDenied, RateLimited, Unavailable, internal_status
-from baken.ratelimit import RateLimiter
+from baken.errors import BakenError, PermissionDenied, Unavailable, internal_status
 
 if TYPE_CHECKING:
+    from baken.admission import Admission
     from baken.metrics import Metrics
 
 log = structlog.get_logger("baken.rpc")
@@ -79,13 +80,18 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     one log line per RPC with method, code, duration and request id; `metrics`, when given,
     count the RPC by method and code and time it.
 
+    With `admission`, every call of the service's own methods is admitted first (the party
+    register, the party's calls in flight and its rate; baken/admission.py), before a message
+    of a stream is read, and charged: one unit a call or a streamed message, or one an entry of
+    a batch (BatchLookup).
+
     The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
     INTERNAL errors. Wrapped handlers are built once per method.
     """
 
-    def __init__(self, limiter: RateLimiter | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, admission: Admission | None = None, metrics: Metrics | None = None) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self._limiter = limiter
+        self._admission = admission
         self._metrics = metrics
 
     def intercept_service(
@@ -136,7 +142,8 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call.begin(method, context, self._metrics)
             try:
-                response = behaviour(self._metered(request, context), context)
+                with self._admitted(method, context) as admitted:
+                    response = behaviour(admitted(request), context)
             except BaseException as exc:
                 call.fail(exc, context)
             call.end(context)
@@ -148,39 +155,49 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _Call.begin(method, context, self._metrics)
             try:
-                yield from behaviour(self._metered(request, context), context)
+                with self._admitted(method, context) as admitted:
+                    yield from behaviour(admitted(request), context)
             except BaseException as exc:
                 call.fail(exc, context)
             call.end(context)
 
         return wrapped
 
-    def _metered(self, request: Any, context: grpc.ServicerContext) -> Any:
-        """The party's rate limit: one unit a call or a streamed message, or one an entry of a
-        batch (BatchLookup). A stream is charged as its messages are read."""
-        if self._limiter is None:
-            return request
+    @contextlib.contextmanager
+    def _admitted(
+        self, method: str, context: grpc.ServicerContext
+    ) -> Iterator[Callable[[Any], Any]]:
+        """Admit the call and hold its place while it runs; yields what turns the request (or
+        the request stream) into the charged one."""
+        admission = self._admission
+        if admission is None:
+            yield lambda request: request
+            return
         caller = caller_of(context)
-        limiter = self._limiter
+        ticket = admission.admit(caller, method, context)
+        # A cancelled stream may never resume its handler: the end of the RPC releases too.
+        context.add_callback(ticket.release)
 
         def charge(message: Any) -> None:
             entries = getattr(message, "entries", None)
-            wait = limiter.take(
-                caller.id, caller.role, len(entries) if isinstance(entries, Sized) else 1
-            )
-            if wait:
-                raise RateLimited(caller.id, limiter.per_second, wait)
+            admission.charge(caller.id, len(entries) if isinstance(entries, Sized) else 1)
 
-        if not isinstance(request, Iterator):
-            charge(request)
-            return request
+        def charged(request: Any) -> Any:
+            if not isinstance(request, Iterator):
+                charge(request)
+                return request
 
-        def stream() -> Iterator[Any]:
-            for message in request:
-                charge(message)
-                yield message
+            def stream() -> Iterator[Any]:
+                for message in admission.first_message(request):
+                    charge(message)
+                    yield message
 
-        return stream()
+            return stream()
+
+        try:
+            yield charged
+        finally:
+            ticket.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +246,13 @@ class _Call:
         if isinstance(exc, BakenError):
             status = exc.to_status()
             self.log(exc.code, reason=exc.reason)
-        elif context.code() is not None or not isinstance(exc, Exception):  # type: ignore[attr-defined]
-            # context.abort() and cancellation travel as exceptions: let gRPC finish them.
+        elif (
+            context.code() is not None  # type: ignore[attr-defined]
+            or not isinstance(exc, Exception)
+            or not context.is_active()
+        ):
+            # context.abort() and cancellation travel as exceptions (a cancelled stream's
+            # request iterator raises one): let gRPC finish them.
             self.log(context.code() or grpc.StatusCode.CANCELLED)  # type: ignore[attr-defined]
             raise exc
         else:
@@ -272,36 +294,31 @@ class ListenError(Exception):
     """A server cannot listen on the address it was given."""
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What one call may cost: the largest message either way, and the per-party rate (units
-    a second and the burst; a rate of 0 is no limit)."""
-
-    max_message_bytes: int = 4 * 1024 * 1024
-    rate_per_second: float = 0.0
-    rate_burst: int = 1000
-
-    def limiter(self) -> RateLimiter | None:
-        if self.rate_per_second <= 0:
-            return None
-        return RateLimiter(self.rate_per_second, self.rate_burst)
+# Threads beyond the parties' share (max_workers): health checks, reflection and refusals find
+# one free whatever the parties hold.
+RESERVED_WORKERS = 4
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def create_grpc_server(
     max_workers: int,
     service_names: list[str],
     *,
-    limits: Limits = Limits(),
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    admission: Admission | None = None,
     options: list[tuple[str, Any]] | None = None,
     metrics: Metrics | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A sync server with the interceptor, health checking and reflection for service_names.
-    A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED), a call over
-    the party's rate by the interceptor (RESOURCE_EXHAUSTED, reason RATE_LIMITED). `metrics`
+    A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED); `admission`
+    admits every call of the services' own methods (baken/admission.py) to at most
+    `max_workers` at once, while RESERVED_WORKERS more threads answer everything else. `metrics`
     count every RPC of the services (not of health and reflection) by method and code."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorAndLogInterceptor(limits.limiter(), metrics)],
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers + RESERVED_WORKERS, thread_name_prefix="rpc"
+        ),
+        interceptors=[ErrorAndLogInterceptor(admission, metrics)],
         # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
         # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
         # server answers a long-lived stream's pings with GOAWAY "too_many_pings".
@@ -309,8 +326,8 @@ def create_grpc_server(
             ("grpc.so_reuseport", 0),
             ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.max_receive_message_length", limits.max_message_bytes),
-            ("grpc.max_send_message_length", limits.max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
             *(options or []),
         ],
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baken.admission import FIRST_MESSAGE_SECONDS
 from baken.covenants import DEFAULT_DIR
 from baken.db import sqlite_url
-from baken.grpc_server import Limits
+from baken.grpc_server import MAX_MESSAGE_BYTES
 
 
 class RegistrySettings(BaseSettings):
@@ -40,15 +42,12 @@ class RegistrySettings(BaseSettings):
     # Sign the access log's head every this many entries (and at shutdown).
     checkpoint_every: int = 1000
     # The largest request or answer, in bytes; larger is RESOURCE_EXHAUSTED.
-    max_message_bytes: int = 4 * 1024 * 1024
-    # Per party (not Baken's services, not the source adapters): calls a second, a BatchLookup
-    # spending one per entry, and the burst; over it is RESOURCE_EXHAUSTED (RATE_LIMITED). 0
-    # switches the limit off.
-    rate_per_second: float = 50.0
-    rate_burst: int = 1000
-
-    def limits(self) -> Limits:
-        return Limits(self.max_message_bytes, self.rate_per_second, self.rate_burst)
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    # Every party's rate and burst come from its role in the party register
+    # (baken/admission.py); this multiplies them all (a capacity benchmark raises it).
+    rate_scale: float = Field(default=1.0, gt=0)
+    # A stream that sends no first message for this long is refused (DEADLINE_EXCEEDED).
+    first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "registry.db")
@@ -97,14 +96,12 @@ class FeedbackSettings(BaseSettings):
     # the registry is asked for new signals.
     poll_seconds: float = 1.0
     signal_poll_seconds: float = 1.0
-    # As the registry's: the largest message, and the per-party rate (decisions, requests and
-    # acknowledgements a second; a house's delivery stream is one call). 0: no rate limit.
-    max_message_bytes: int = 4 * 1024 * 1024
-    rate_per_second: float = 50.0
-    rate_burst: int = 1000
-
-    def limits(self) -> Limits:
-        return Limits(self.max_message_bytes, self.rate_per_second, self.rate_burst)
+    # As the registry's: the largest message, and the scale of every party's rate (decisions,
+    # requests and acknowledgements a second; a house's delivery stream is one call).
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    rate_scale: float = Field(default=1.0, gt=0)
+    # A stream that sends no first message for this long is refused (DEADLINE_EXCEEDED).
+    first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, "feedback.db")

@@ -259,11 +259,11 @@ def main() -> None:
 
         with contextlib.ExitStack() as stack:
             # Capacity is measured here, not the per-party limits.
-            env_registry = {"BAKEN_REGISTRY_RATE_PER_SECOND": "0"}
+            env_registry = {"BAKEN_REGISTRY_RATE_SCALE": "1000"}
             env_feedback = {
                 "BAKEN_FEEDBACK_REGISTRY": registry,
                 "BAKEN_FEEDBACK_REDELIVERY_BASE_SECONDS": "1.0",
-                "BAKEN_FEEDBACK_RATE_PER_SECOND": "0",
+                "BAKEN_FEEDBACK_RATE_SCALE": "1000",
             }
             feedback_url = db.sqlite_url(work / "feedback", "feedback.db")
             if args.database_url:

@@ -49,6 +49,14 @@ class UnaryResult:
 
 PKI_DIR_ENV = "BAKEN_BENCH_PKI_DIR"  # set by registry_bench.py; the load process inherits it
 PARTY = "zsm-midden-nederland-kpc"  # looks up; the sync goes under each adapter's certificate
+# The closed loop's clients call from the four regions' desks in turn: one desk may hold only so
+# many calls at once (baken/admission.py).
+DESKS = (
+    PARTY,
+    "zsm-oost-nederland-kpc",
+    "zsm-zeeland-west-brabant-kpc",
+    "zsm-rotterdam-rijnmond-kpc",
+)
 
 
 def credentials(party: str = PARTY) -> grpc.ChannelCredentials:
@@ -64,8 +72,9 @@ def _channel(port: int, party: str = PARTY) -> grpc.Channel:
 def closed_loop(
     port: int, method: str, requests: list[bytes], clients: int, seconds: float, warmup: float
 ) -> UnaryResult:
-    """`clients` concurrent callers on one channel (asyncio tasks: the cheapest Python client
-    here), each calling again as soon as its previous call returned."""
+    """`clients` concurrent callers (asyncio tasks: the cheapest Python client here) on one
+    channel per desk of DESKS, in turn, each calling again as soon as its previous call
+    returned."""
     cpu = time.process_time()
     result = asyncio.run(_closed_loop(port, method, requests, clients, seconds, warmup))
     result.client_cpu = (time.process_time() - cpu) / (seconds + warmup)
@@ -75,19 +84,26 @@ def closed_loop(
 async def _closed_loop(
     port: int, method: str, requests: list[bytes], clients: int, seconds: float, warmup: float
 ) -> UnaryResult:
-    async with grpc.aio.secure_channel(
-        f"127.0.0.1:{port}", credentials(), options=CHANNEL_OPTIONS
-    ) as channel:
-        call = channel.unary_unary(
-            method, request_serializer=_identity, response_deserializer=_identity
-        )
-        await call(requests[0], timeout=DEADLINE)
+    channels = [
+        grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials(desk), options=CHANNEL_OPTIONS)
+        for desk in DESKS[: max(1, min(clients, len(DESKS)))]
+    ]
+    try:
+        calls = [
+            channel.unary_unary(
+                method, request_serializer=_identity, response_deserializer=_identity
+            )
+            for channel in channels
+        ]
+        for call in calls:
+            await call(requests[0], timeout=DEADLINE)
         measure_from = time.perf_counter() + warmup
         stop_at = measure_from + seconds
         latencies: list[list[float]] = [[] for _ in range(clients)]
         errors = [0] * clients
 
         async def client(i: int) -> None:
+            call = calls[i % len(calls)]
             mine = latencies[i]
             n = i * 7919
             size = len(requests)
@@ -105,6 +121,9 @@ async def _closed_loop(
                 n += 1
 
         await asyncio.gather(*(client(i) for i in range(clients)))
+    finally:
+        for channel in channels:
+            await channel.close()
     samples = sorted(x for mine in latencies for x in mine)
     return UnaryResult(
         calls=len(samples),

@@ -168,7 +168,7 @@ def run_scale(
         )
         env = {
             "BAKEN_REGISTRY_MAX_WORKERS": str(args.workers),
-            "BAKEN_REGISTRY_RATE_PER_SECOND": "0",  # capacity is measured, not the party limit
+            "BAKEN_REGISTRY_RATE_SCALE": "1000",  # capacity is measured, not the party limit
         }
         if url:
             env["BAKEN_REGISTRY_DATABASE_URL"] = url

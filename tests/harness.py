@@ -204,7 +204,7 @@ def running_registry(
         address="127.0.0.1:0",
         database_url=database_url,
         data_dir=tmp_path / "data",
-        max_workers=4,
+        max_workers=16,
         covenants_dir=covenants_dir,
         pki_dir=pki_dir,
         **overrides,

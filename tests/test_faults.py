@@ -61,7 +61,7 @@ class RegistryProcess:
                  "--address", self.target, "--data-dir", str(self.data_dir),
                  "--pki-dir", str(self.pki_dir)],
                 env={**os.environ, "BAKEN_REGISTRY_DATABASE_URL": self.database_url,
-                     "BAKEN_REGISTRY_RATE_PER_SECOND": "0"},
+                     "BAKEN_REGISTRY_RATE_SCALE": "1000"},
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         with secure_channel(self.pki_dir, self.port, "operator") as channel:

@@ -35,20 +35,18 @@ class Ticks:
 
 def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     ticks = Ticks()
-    limiter = RateLimiter(2.0, 3, clock=ticks)
-    assert [limiter.take("a", "kpc") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a", "kpc") == pytest.approx(0.5)  # one unit at 2 a second
-    assert limiter.take("b", "kpc") == 0.0  # every party its own bucket
+    limiter = RateLimiter(clock=ticks)
+    assert [limiter.take("a", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", 2.0, 3) == pytest.approx(0.5)  # one unit at 2 a second
+    assert limiter.take("b", 2.0, 3) == 0.0  # every party its own bucket
     ticks.now += 0.5
-    assert limiter.take("a", "kpc") == 0.0
-    assert limiter.take("a", "kpc", cost=2) == pytest.approx(1.0)  # nothing spent on a refusal
+    assert limiter.take("a", 2.0, 3) == 0.0
+    assert limiter.take("a", 2.0, 3, cost=2) == pytest.approx(1.0)  # nothing spent on a refusal
     ticks.now += 10
-    assert limiter.take("a", "kpc", cost=50) == 0.0  # a batch above the burst costs the burst
-    assert limiter.take("a", "kpc") > 0
-    for role in ("service", "source-adapter"):
-        assert all(limiter.take("c", role, cost=10) == 0.0 for _ in range(100))
+    assert limiter.take("a", 2.0, 3, cost=50) == 0.0  # a batch above the burst costs the burst
+    assert limiter.take("a", 2.0, 3) > 0
     with pytest.raises(ValueError, match="positive rate"):
-        RateLimiter(0, 1)
+        limiter.take("a", 0, 1)
 
 
 @pytest.fixture
@@ -57,8 +55,8 @@ def small_registry(tmp_path: Path, pki_dir: Path) -> Iterator[int]:
         address="127.0.0.1:0",
         data_dir=tmp_path / "registry",
         pki_dir=pki_dir,
-        rate_per_second=0.5,
-        rate_burst=3,
+        # A KPC'er's 50 calls a second and bursts of 1,000 (its role's), scaled to 0.15 and 3.
+        rate_scale=0.003,
         max_message_bytes=64 * 1024,
     )
     running = create_server(settings)
@@ -95,8 +93,8 @@ def test_a_party_over_its_rate_is_told_when_to_come_back(
             stub.Lookup(request, timeout=10)
         code, reason, delay = refusal(caught.value)
         assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
-        assert 0 < delay <= 2.0
-        assert "over its limit of 0.5 calls a second" in (caught.value.details() or "")
+        assert 0 < delay <= 1 / 0.15
+        assert "over its limit of 0.15 calls a second" in (caught.value.details() or "")
     # Another desk has a bucket of its own; a batch spends one unit per subject.
     with secure_channel(pki_dir, small_registry, "zsm-oost-nederland-kpc") as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)

@@ -172,7 +172,7 @@ def test_the_registry_counts_its_rpcs_and_markers_and_shows_nobody(
     pki_dir: Path,
     ring: KeyRing,
 ) -> None:
-    # A burst that use_the_registry's 14 look-ups and a batch of 5 leave room in, and no refill;
+    # A burst that use_the_registry's 14 look-ups and a batch of 5 leave room in, little refill;
     # a checkpoint every 10 entries.
     with running_registry(
         database_url,
@@ -181,8 +181,7 @@ def test_the_registry_counts_its_rpcs_and_markers_and_shows_nobody(
         engines,
         pki_dir,
         metrics_address="127.0.0.1:0",
-        rate_per_second=0.001,
-        rate_burst=30,
+        rate_scale=0.03,  # a KPC'er's burst of 1,000 scaled to 30
         checkpoint_every=10,
     ) as registry:
         port = registry.metrics_port

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
+from baken.admission import Admission
 from baken.backoff import Backoff
 from baken.client import connect
 from baken.clock import Clock, clock_from_env
@@ -121,7 +122,14 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     server, health_servicer = create_grpc_server(
         settings.max_workers,
         [SERVICE_NAME, monitoring.SERVICE_NAME],
-        limits=settings.limits(),
+        max_message_bytes=settings.max_message_bytes,
+        admission=Admission(
+            policy.covenants.parties,
+            houses,
+            capacity=settings.max_workers,
+            scale=settings.rate_scale,
+            first_message_seconds=settings.first_message_seconds,
+        ),
         metrics=metrics,
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(

@@ -150,3 +150,17 @@ def log_refusal(
             **extra,
         )
         log.append(connection, [denial], now)
+
+
+def unknown_party(context: grpc.ServicerContext, method: str, now: dt.datetime) -> Entry:
+    """The denial of a caller whose certificate the party register does not know as such."""
+    inquiry = Inquiry(
+        caller=caller_of(context),
+        purpose="",
+        on_behalf_of="",
+        operation=method,
+        request_id=current_request_id(),
+        client_address=context.peer(),
+        trace_id=trace_id_of(context),
+    )
+    return entry(inquiry, now, "denied", denial_reason="PARTY_UNKNOWN")

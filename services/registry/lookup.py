@@ -17,6 +17,7 @@ from baken.errors import PermissionDenied
 from services.registry import repository, signals
 from services.registry.access_log import AccessLog, Entry
 from services.registry.at_rest import Sealer
+from services.registry.denials import Denials
 from services.registry.disclosure import Disclosure, disclose
 from services.registry.inquiry import Inquiry, entry
 
@@ -56,8 +57,10 @@ class Lookups:
         policy: AccessPolicy,
         sealer: Sealer,
         log: AccessLog,
+        denials: Denials,
     ) -> None:
         self._engine = engine
+        self._denials = denials
         self._finder = repository.Finder(engine)
         self._clock = clock
         self._policy = policy
@@ -80,10 +83,7 @@ class Lookups:
         try:
             scope = self._admit(inquiry, today)
         except PermissionDenied as denied:
-            with db.write_transaction(self._engine) as connection:
-                self._log.append(
-                    connection, [_denied(inquiry, q, now, denied.reason) for q in questions], now
-                )
+            self._denials.write([_denied(inquiry, q, now, denied.reason) for q in questions])
             raise
         break_glass = inquiry.break_glass_reason is not None
         location = (

@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
+from baken.admission import Admission
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, clock_from_env
 from baken.grpc_server import create_grpc_server
@@ -26,8 +28,10 @@ from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
 from services.registry.audit import Audit
 from services.registry.audit_servicer import AuditServicer
+from services.registry.denials import Denials
 from services.registry.figures import RegistryFigures
 from services.registry.gauges import registry_gauges
+from services.registry.inquiry import unknown_party
 from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
@@ -41,7 +45,16 @@ log = structlog.get_logger("baken.registry")
 
 
 class RegistryServer(RunningService):
-    """The registry's running parts (services/running.py)."""
+    """The registry's running parts (services/running.py), and the count of repeated denials,
+    written when it stops."""
+
+    def __init__(self, *parts: Any, denials: Denials) -> None:
+        super().__init__(*parts)
+        self._denials = denials
+
+    def stop(self, grace: float | None = None) -> None:
+        super().stop(grace)
+        self._denials.flush(everything=True)
 
 
 def create_server(settings: RegistrySettings, clock: Clock | None = None) -> RegistryServer:
@@ -61,7 +74,8 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
     registry = Registry(engine, houses, clock, policy=policy, sealer=sealer)
-    lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log)
+    denials = Denials(engine, access_log, clock)
+    lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log, denials=denials)
     audit = Audit(engine, clock, policy=policy, log=access_log)
     signals = Signals(engine, clock, policy=policy, log=access_log)
     metrics = Metrics("registry")
@@ -69,7 +83,17 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     server, health_servicer = create_grpc_server(
         settings.max_workers,
         [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME],
-        limits=settings.limits(),
+        max_message_bytes=settings.max_message_bytes,
+        admission=Admission(
+            policy.covenants.parties,
+            houses,
+            capacity=settings.max_workers,
+            scale=settings.rate_scale,
+            first_message_seconds=settings.first_message_seconds,
+            on_unknown=lambda context, method: denials.write(
+                [unknown_party(context, method, clock.now())]
+            ),
+        ),
         metrics=metrics,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
@@ -97,7 +121,9 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         schema=revision,
         dialect=engine.dialect.name,
     )
-    return RegistryServer(server, port, health_servicer, engine, access_log, clock, metrics_server)
+    return RegistryServer(
+        server, port, health_servicer, engine, access_log, clock, metrics_server, denials=denials
+    )
 
 
 def _key_id(clock: Clock) -> str:
