@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from baken.clock import AMSTERDAM
 from baken.keyring import KeyRing
 from baken.pseudonym import person_pseudonyms
 from baken.registry.v1 import registry_service_pb2
-from baken.type.v1 import purpose_pb2
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
 
 pb = audit_service_pb2
 rpb = registry_service_pb2
@@ -753,7 +754,36 @@ def test_a_sweep_through_many_unknown_persons_in_minutes_is_flagged(
     assert sweeps == [
         (
             KPC,
-            f"200 different persons looked up in 10 minutes from {start:%Y-%m-%d %H:%M}, "
-            "200 of them unknown: a sweep for who is known?",
+            f"200 different pseudonyms probed in 10 minutes from {start:%Y-%m-%d %H:%M}, "
+            "0 markers found: a sweep for who is known?",
         )
     ]
+
+
+def test_a_sweep_hidden_inside_hits_is_flagged(
+    registry: RunningRegistry, auditor: audit_service_pb2_grpc.AuditServiceStub, ring: KeyRing
+) -> None:
+    # Measured before: 900 subjects, each one known pseudonym and 15 random ones, probed 13,500
+    # pseudonyms unflagged: every subject was a hit. A subject may carry one pseudonym per kind
+    # and key id, so here each holds the known person's and three random ones under other
+    # kinds and key ids: 2,700 probes that the known person's one marker cannot hide.
+    bsns = valid_bsns(61_000_000)
+    known = Person(bsn=next(bsns))
+    registry.sync(Marking(known, "hidden-sweep").upsert(ring))
+    start = at(TODAY + dt.timedelta(days=1), 3)
+    move_to(registry, start)
+    (own,) = subject(ring, known).pseudonyms
+    entries = []
+    for i in range(900):
+        stuffed = pseudonym_pb2.Subject(pseudonyms=[own])
+        for kind, key_id in ((1, "k2"), (2, "k1"), (2, "k2")):
+            stuffed.pseudonyms.add(kind=kind, key_id=key_id, value=os.urandom(32))
+        entries.append(rpb.BatchLookupEntry(ref=str(i), subject=stuffed))
+    stub = registry.stub_for(KPC)
+    for part in range(0, 900, 300):
+        answer = list(
+            stub.BatchLookup(iter([batch_request(entries[part : part + 300])]), timeout=60)
+        )
+        assert all(r.lookup.markers for r in answer[0].results)
+    found = anomalies(auditor, start, registry.clock.now() + dt.timedelta(minutes=1))
+    assert (SWEEP, KPC) in {(a[0], a[1]) for a in found}

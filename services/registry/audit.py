@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -38,7 +38,7 @@ NORM_MIN_DAYS = 7
 # Enumeration: one party looking up at least this many different persons within the span,
 # nearly all of them unknown. A desk's whole night is about 50 suspects; a re-check of the
 # night's inflow in one batch about 140.
-SWEEP_PERSONS = 200
+SWEEP_PSEUDONYMS = 200
 SWEEP_SPAN = dt.timedelta(minutes=10)
 SWEEP_NO_HIT_SHARE = 0.9
 DEFAULT_WINDOW = dt.timedelta(days=7)
@@ -263,8 +263,13 @@ def _volume(history: Sequence[StoredEntry], start: dt.datetime) -> list[Anomaly]
 
 
 def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
-    """The first span per party in which it looked up SWEEP_PERSONS different persons (by their
-    pseudonyms), at least SWEEP_NO_HIT_SHARE of them without a hit: a sweep for who is known."""
+    """The first span per party in which it probed at least SWEEP_PSEUDONYMS different
+    pseudonyms that found no marker, and found markers for at most 1 - SWEEP_NO_HIT_SHARE of
+    what it probed: a sweep for who is known.
+
+    Counted in pseudonyms probed and different markers revealed (shown or withheld), not in
+    subjects: a subject stuffed with random pseudonyms beside a known one is as many probes as
+    it holds, and the known one's marker counts once however often it comes back."""
     by_party: dict[str, list[StoredEntry]] = defaultdict(list)
     for e in window:
         if e.outcome != "denied" and e.body.get("data_subject"):
@@ -272,32 +277,44 @@ def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
     anomalies = []
     for party_id, entries in sorted(by_party.items()):
         entries.sort(key=lambda e: e.time)
-        persons: Counter[frozenset[str]] = Counter()
-        misses: Counter[frozenset[str]] = Counter()
+        probed: Counter[str] = Counter()
+        revealed: Counter[str] = Counter()
         first = 0
         for e in entries:
-            person = frozenset(e.body["data_subject"])
-            persons[person] += 1
-            misses[person] += e.outcome == "no-hit"
+            probed.update(e.body["data_subject"])
+            revealed.update(_markers(e))
             while e.time - entries[first].time > SWEEP_SPAN:
                 gone = entries[first]
-                key = frozenset(gone.body["data_subject"])
-                persons[key] -= 1
-                misses[key] -= gone.outcome == "no-hit"
-                if not persons[key]:
-                    del persons[key], misses[key]
+                _forget(probed, gone.body["data_subject"])
+                _forget(revealed, _markers(gone))
                 first += 1
-            unknown = sum(1 for k in persons if misses[k] == persons[k])
-            if len(persons) >= SWEEP_PERSONS and unknown >= SWEEP_NO_HIT_SHARE * len(persons):
+            missed = len(probed) - len(revealed)
+            if missed >= SWEEP_PSEUDONYMS and len(revealed) <= (1 - SWEEP_NO_HIT_SHARE) * len(
+                probed
+            ):
                 since = entries[first].time.astimezone(AMSTERDAM)
                 anomalies.append(
                     Anomaly(
                         "PSEUDONYM_SWEEP",
                         party_id,
-                        f"{len(persons)} different persons looked up in "
+                        f"{len(probed)} different pseudonyms probed in "
                         f"{SWEEP_SPAN.seconds // 60} minutes from {since:%Y-%m-%d %H:%M}, "
-                        f"{unknown} of them unknown: a sweep for who is known?",
+                        f"{len(revealed)} markers found: a sweep for who is known?",
                     )
                 )
                 break
     return anomalies
+
+
+def _markers(entry: StoredEntry) -> set[str]:
+    """The markers a look-up revealed: each shown, and each withheld (its existence shown)."""
+    return {m["marker"] for m in entry.body.get("disclosed", ())} | {
+        m["marker"] for m in entry.body.get("withheld", ())
+    }
+
+
+def _forget(counts: Counter[str], values: Iterable[str]) -> None:
+    for value in values:
+        counts[value] -= 1
+        if not counts[value]:
+            del counts[value]
