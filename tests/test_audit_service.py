@@ -755,7 +755,7 @@ def test_a_sweep_through_many_unknown_persons_in_minutes_is_flagged(
         (
             KPC,
             f"200 different pseudonyms probed in 10 minutes from {start:%Y-%m-%d %H:%M}, "
-            "0 markers found: a sweep for who is known?",
+            "0 of them found a marker: a sweep for who is known?",
         )
     ]
 

@@ -38,7 +38,10 @@ NORM_MIN_DAYS = 7
 # Enumeration: one party looking up at least this many different persons within the span,
 # nearly all of them unknown. A desk's whole night is about 50 suspects; a re-check of the
 # night's inflow in one batch about 140.
-SWEEP_PSEUDONYMS = 200
+SWEEP_MISSES = 200
+# No desk probes this many unknown pseudonyms in ten minutes: the whole country's ZSM inflow
+# is about 550 cases a day.
+SWEEP_MISSES_AT_ANY_SHARE = 1000
 SWEEP_SPAN = dt.timedelta(minutes=10)
 SWEEP_NO_HIT_SHARE = 0.9
 DEFAULT_WINDOW = dt.timedelta(days=7)
@@ -263,13 +266,13 @@ def _volume(history: Sequence[StoredEntry], start: dt.datetime) -> list[Anomaly]
 
 
 def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
-    """The first span per party in which it probed at least SWEEP_PSEUDONYMS different
-    pseudonyms that found no marker, and found markers for at most 1 - SWEEP_NO_HIT_SHARE of
-    what it probed: a sweep for who is known.
+    """The first span per party in which the different pseudonyms it probed that found no
+    marker number SWEEP_MISSES while at most 1 - SWEEP_NO_HIT_SHARE of all it probed found one,
+    or number SWEEP_MISSES_AT_ANY_SHARE whatever the share: a sweep for who is known.
 
-    Counted in pseudonyms probed and different markers revealed (shown or withheld), not in
-    subjects: a subject stuffed with random pseudonyms beside a known one is as many probes as
-    it holds, and the known one's marker counts once however often it comes back."""
+    Counted in different pseudonyms, not in subjects: a subject stuffed with random pseudonyms
+    beside a known one is as many probes as it holds, and the known one counts once however
+    often it comes back."""
     by_party: dict[str, list[StoredEntry]] = defaultdict(list)
     for e in window:
         if e.outcome != "denied" and e.body.get("data_subject"):
@@ -278,19 +281,19 @@ def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
     for party_id, entries in sorted(by_party.items()):
         entries.sort(key=lambda e: e.time)
         probed: Counter[str] = Counter()
-        revealed: Counter[str] = Counter()
+        matched: Counter[str] = Counter()
         first = 0
         for e in entries:
             probed.update(e.body["data_subject"])
-            revealed.update(_markers(e))
+            matched.update(_matched(e))
             while e.time - entries[first].time > SWEEP_SPAN:
                 gone = entries[first]
                 _forget(probed, gone.body["data_subject"])
-                _forget(revealed, _markers(gone))
+                _forget(matched, _matched(gone))
                 first += 1
-            missed = len(probed) - len(revealed)
-            if missed >= SWEEP_PSEUDONYMS and len(revealed) <= (1 - SWEEP_NO_HIT_SHARE) * len(
-                probed
+            missed = len(probed) - len(matched)
+            if missed >= SWEEP_MISSES_AT_ANY_SHARE or (
+                missed >= SWEEP_MISSES and len(matched) <= (1 - SWEEP_NO_HIT_SHARE) * len(probed)
             ):
                 since = entries[first].time.astimezone(AMSTERDAM)
                 anomalies.append(
@@ -299,18 +302,19 @@ def _sweeps(window: Sequence[StoredEntry]) -> list[Anomaly]:
                         party_id,
                         f"{len(probed)} different pseudonyms probed in "
                         f"{SWEEP_SPAN.seconds // 60} minutes from {since:%Y-%m-%d %H:%M}, "
-                        f"{len(revealed)} markers found: a sweep for who is known?",
+                        f"{len(matched)} of them found a marker: a sweep for who is known?",
                     )
                 )
                 break
     return anomalies
 
 
-def _markers(entry: StoredEntry) -> set[str]:
-    """The markers a look-up revealed: each shown, and each withheld (its existence shown)."""
-    return {m["marker"] for m in entry.body.get("disclosed", ())} | {
-        m["marker"] for m in entry.body.get("withheld", ())
-    }
+def _matched(entry: StoredEntry) -> list[str]:
+    """The entry's pseudonyms that found a marker; for entries written before the log said
+    which, every pseudonym of a look-up that found one."""
+    if "matched" in entry.body:
+        return list(entry.body["matched"])
+    return list(entry.body["data_subject"]) if entry.body.get("found") else []
 
 
 def _forget(counts: Counter[str], values: Iterable[str]) -> None:

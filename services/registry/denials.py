@@ -6,7 +6,7 @@ The first denial of a party for a reason in an interval is an entry like any oth
 subject, case, request id). Its repeats within the interval are counted, and the count is one
 entry of its own (outcome "denied", `repeats`, the first and last time, the operations) once
 the interval is over: written with the party's next denial after it, or by `flush` (the
-service calls it every interval and when it stops). A crash loses the count of the open
+service calls it a few times an interval, and when it stops). A crash loses the count of the open
 interval only; the first denial of it is in the log.
 """
 
@@ -57,7 +57,7 @@ class Denials:
         self._engine = engine
         self._log = log
         self._clock = clock
-        self._interval = interval
+        self.interval = interval
         self._windows: dict[tuple[str, str], _Window] = {}
         self._lock = threading.Lock()
 
@@ -69,7 +69,7 @@ class Denials:
             for entry in entries:
                 key = (entry.party_id, str(entry.body.get("denial_reason", "")))
                 window = self._windows.get(key)
-                if window is not None and now - window.opened < self._interval:
+                if window is not None and now - window.opened < self.interval:
                     window.repeats += 1
                     window.last = now
                     window.operations.add(str(entry.body.get("operation", "")))
@@ -95,7 +95,7 @@ class Denials:
             closed = [
                 key
                 for key, window in self._windows.items()
-                if everything or now - window.opened >= self._interval
+                if everything or now - window.opened >= self.interval
             ]
             counts = [w.count() for key in closed if (w := self._windows.pop(key)).repeats]
         if counts:

@@ -129,6 +129,8 @@ class Lookups:
                         case_reference=q.case_reference,
                         covenants=scope.covenants,
                         disclosure=disclosure,
+                        # Which of the subject's pseudonyms found a marker: what a sweep counts.
+                        matched=[v.hex() for v in dict.fromkeys(q.values) if v in by_value],
                     )
                 )
             sequences = self._log.append(connection, entries, now)

@@ -51,10 +51,26 @@ class RegistryServer(RunningService):
     def __init__(self, *parts: Any, denials: Denials) -> None:
         super().__init__(*parts)
         self._denials = denials
+        self._stopping = threading.Event()
+        self._counter = threading.Thread(target=self._count_denials, name="denials", daemon=True)
 
-    def stop(self, grace: float | None = None) -> None:
-        super().stop(grace)
+    def start(self) -> None:
+        super().start()
+        self._counter.start()
+
+    def settle(self) -> None:
+        self._stopping.set()
+        if self._counter.is_alive():
+            self._counter.join()
         self._denials.flush(everything=True)
+
+    def _count_denials(self) -> None:
+        """Write the counts of repeated denials as their intervals end."""
+        while not self._stopping.wait(self._denials.interval.total_seconds() / 4):
+            try:
+                self._denials.flush()
+            except Exception as exc:  # the database away: the next round writes them
+                log.warning("repeated denials not yet written", error=type(exc).__name__)
 
 
 def create_server(settings: RegistrySettings, clock: Clock | None = None) -> RegistryServer:
