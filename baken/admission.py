@@ -15,7 +15,6 @@ opened and idle stream cannot sit on a worker.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from baken.errors import (
 )
 from baken.houses import House
 from baken.pki import Identity
-from baken.ratelimit import RateLimiter
+from baken.ratelimit import RateLimiter, Rates
 
 # The key under which every party unknown to the register spends.
 UNREGISTERED = "(unregistered)"
@@ -122,8 +121,8 @@ class Admission:
         capacity: int,
         scale: float = 1.0,
         first_message_seconds: float = FIRST_MESSAGE_SECONDS,
+        rates: Rates | None = None,
         on_unknown: Callable[[grpc.ServicerContext, str], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if capacity < 1:
             raise ValueError("a service admits at least one call at a time")
@@ -133,7 +132,7 @@ class Admission:
         self.capacity = capacity
         self.first_message_seconds = first_message_seconds
         self._on_unknown = on_unknown
-        self._rates = RateLimiter(clock=clock)
+        self._rates = rates or RateLimiter()
         self._held: Counter[str] = Counter()
         self._total = 0
         self._lock = threading.Lock()

@@ -1,5 +1,7 @@
 """Token buckets, one per key: a party may spend `per_second` units a second, with bursts up to
-`burst`. What each party may spend is for the party register to say (baken/admission.py)."""
+`burst`. What each party may spend is for the party register to say (baken/admission.py); a
+service keeps the buckets in its database, shared by its instances (services/shared_rates.py),
+and this in-process one serves where there is no database."""
 
 from __future__ import annotations
 
@@ -7,6 +9,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Rates(Protocol):
+    def take(self, key: str, per_second: float, burst: int, cost: int = 1) -> float:
+        """Spend `cost` units of the key's bucket: 0.0 when it may go ahead, else how many
+        seconds until it could (nothing is spent then)."""
+        ...
 
 
 @dataclass(slots=True)

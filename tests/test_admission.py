@@ -17,7 +17,13 @@ import pytest
 from builders import Person, subject
 from feedback_harness import KPC_UTRECHT, running_feedback
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import RunningRegistry, batch_request, lookup_request, running_registry
+from harness import (
+    RunningRegistry,
+    batch_request,
+    lookup_request,
+    running_registry,
+    secure_channel,
+)
 from sqlalchemy import Engine, text
 from test_access_control import _certificate
 from test_limits import refusal
@@ -32,6 +38,7 @@ from baken.feedback.v1 import feedback_service_pb2 as fpb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from services.registry.server import create_server
 
 KPC = "zsm-midden-nederland-kpc"
 VICTIM_SUPPORT = "zsm-midden-nederland-slachtofferhulp"
@@ -297,3 +304,32 @@ def test_a_party_holds_at_most_half_of_a_small_service() -> None:
     tickets[0].release()
     tickets[0].release()  # once only
     assert admission.held(KPC) == 1
+
+
+def test_a_partys_rate_holds_across_instances_on_one_database(
+    database_url: str,
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+    ring: KeyRing,
+) -> None:
+    # Two registries on one database: the desk's burst of 3 is spent once, not once each.
+    with running_registry(
+        database_url, tmp_path, clock, engines, pki_dir, rate_scale=0.003
+    ) as first:
+        second = create_server(first.settings, clock)
+        second.start()
+        try:
+            with secure_channel(pki_dir, second.port, KPC) as channel:
+                stubs = [first.stub, registry_service_pb2_grpc.RegistryServiceStub(channel)]
+                codes = []
+                for i in range(6):
+                    try:
+                        stubs[i % 2].Lookup(lookup_request(subject(ring, PERSON)), timeout=5)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as error:
+                        codes.append(refusal(error)[0])
+        finally:
+            second.stop(grace=None)
+    assert codes == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3

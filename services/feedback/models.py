@@ -24,7 +24,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baken.db import NAMING_CONVENTION, Id, UtcTime
-from services.registry.models import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.registry.models import (
+    AccessLogCheckpointRow,
+    AccessLogRow,
+    AccessLogSubjectRow,
+    RateBucketRow,
+)
 
 
 class Base(DeclarativeBase):
@@ -33,8 +38,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# The access log's tables, as the registry defines them, in this database too.
-for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow):
+# The access log's tables and the shared rate buckets, as the registry defines them, in this
+# database too.
+for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, RateBucketRow):
     cast(Table, _row.__table__).to_metadata(Base.metadata)
 
 

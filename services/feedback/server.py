@@ -34,6 +34,7 @@ from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
 from services.running import RunningService, bind
+from services.shared_rates import SharedRates
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
@@ -129,6 +130,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
             capacity=settings.max_workers,
             scale=settings.rate_scale,
             first_message_seconds=settings.first_message_seconds,
+            rates=SharedRates(engine),
         ),
         metrics=metrics,
     )

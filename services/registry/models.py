@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -159,3 +160,14 @@ class SignalRow(Base):
     zsm_location: Mapped[str] = mapped_column(String(128))
     lookup_time: Mapped[UtcTime]
     access_log_seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("access_log.seq"))
+
+
+class RateBucketRow(Base):
+    """A party's token bucket, shared by every instance of the service on this database
+    (services/shared_rates.py): the units left at `refilled_at` (seconds since the epoch)."""
+
+    __tablename__ = "rate_buckets"
+
+    party_id: Mapped[Id] = mapped_column(primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    refilled_at: Mapped[float] = mapped_column(Double)

@@ -37,6 +37,7 @@ from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
 from services.running import RunningService, bind
+from services.shared_rates import SharedRates
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -106,6 +107,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
             capacity=settings.max_workers,
             scale=settings.rate_scale,
             first_message_seconds=settings.first_message_seconds,
+            rates=SharedRates(engine),
             on_unknown=lambda context, method: denials.write(
                 [unknown_party(context, method, clock.now())]
             ),
