@@ -38,6 +38,7 @@ import grpc
 import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
+from baken.age import minor_until
 from baken.backoff import Backoff
 from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
@@ -514,6 +515,7 @@ class Adapter:
             advice=item.advice or "",
             advice_date=date_proto(item.advice_date) if item.advice else None,
             at_information=at_information,
+            minor_until=date_proto(minor_until(person.birth_date, today)),
         )
 
 

@@ -137,14 +137,16 @@ def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Sub
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    from baken.client import RegistryClient, connect, is_minor
+    from baken.age import claimed_minor
+    from baken.client import RegistryClient, connect
     from baken.clock import SystemClock
     from baken.render import lookup_json, lookup_text
 
     ring, subject = person_subject(args)
-    minor = (
-        args.minor if args.minor is not None else is_minor(args.birth_date, SystemClock().today())
-    )
+    try:
+        minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
+    except ValueError as error:
+        raise UserError(str(error)) from None
     if minor is None and args.purpose == INTAKE:
         raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
     with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from google.type import date_pb2
 from grpc_status import rpc_status
 
+from baken.age import claimed_minor
 from baken.clock import Clock, SystemClock
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles, channel_credentials
@@ -104,18 +105,6 @@ def subject_age(minor: bool | None) -> registry_service_pb2.SubjectAge.ValueType
     )
 
 
-def is_minor(birth_date: dt.date | None, today: dt.date) -> bool | None:
-    """Under 18 on `today`; None when the birth date is unknown."""
-    if birth_date is None:
-        return None
-    age = (
-        today.year
-        - birth_date.year
-        - ((today.month, today.day) < (birth_date.month, birth_date.day))
-    )
-    return age < 18
-
-
 def error_reason(error: grpc.RpcError) -> str | None:
     """The ErrorInfo reason of a refused call (e.g. PURPOSE_NOT_GRANTED), if it carries one."""
     status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
@@ -184,9 +173,9 @@ class RegistryClient:
         minor: bool | None = None,
         break_glass_reason: str = "",
     ) -> registry_service_pb2.LookupResponse:
-        """`minor` defaults to what the birth date says, when given."""
-        if minor is None:
-            minor = is_minor(birth_date, self._clock.today())
+        """`minor` defaults to what the birth date says, when given; a `minor` the birth date
+        contradicts is a ValueError (baken.age.claimed_minor)."""
+        minor = claimed_minor(minor, birth_date, self._clock.today())
         return self.lookup_subject(
             self.subject(bsn=bsn, surname=surname, birth_date=birth_date),
             purpose=purpose,

@@ -56,12 +56,14 @@ def _user(args: argparse.Namespace) -> str:
 
 
 def _age(args: argparse.Namespace) -> int:
-    from baken.client import is_minor, subject_age
+    from baken.age import claimed_minor
+    from baken.client import subject_age
     from baken.clock import SystemClock
 
-    minor = (
-        args.minor if args.minor is not None else is_minor(args.birth_date, SystemClock().today())
-    )
+    try:
+        minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
+    except ValueError as error:
+        raise UserError(str(error)) from None
     if minor is None:
         raise UserError("say --minor or --adult (or give --birth-date)")
     return subject_age(minor)

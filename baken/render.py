@@ -57,6 +57,11 @@ def _withheld(fields: Sequence[registry_service_pb2.WithheldField]) -> list[str]
 
 def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
     entry = f"  (access log entry {response.access_log_entry})" if response.access_log_entry else ""
+    if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE:
+        return (
+            "MINOR AT INTAKE: for a minor, nothing of the Safety Houses is shown at "
+            "intake-en-selectie, whether or not one knows him." + entry
+        )
     if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_NO_HIT:
         return "NO HIT: not known at any Safety House." + entry
     if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_WITHHELD:

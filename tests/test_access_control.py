@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from builders import TODAY, Marking, Person, problem, subject, valid_bsns
+from google.type import date_pb2
 from harness import RunningRegistry, batch_request, lookup_request
 from sqlalchemy import text
 
@@ -151,17 +152,20 @@ def test_a_party_that_may_not_see_where_gets_withheld_not_a_false_no_hit(
     ]
 
 
-def test_waarom_informatie_about_a_minor_is_withheld_at_intake_only(
+def test_nothing_of_the_houses_is_shown_about_a_minor_at_intake(
     marked: RunningRegistry, ring: KeyRing
 ) -> None:
-    at_intake = marked.lookup(subject(ring, PERSON), party=KPC, subject_age=pb.SUBJECT_AGE_MINOR)
-    utrecht = marker_of(at_intake, UTRECHT)
-    assert not utrecht.HasField("advice")
-    assert utrecht.plan_status == marker_pb2.PLAN_STATUS_ACTIVE  # dat-informatie stays
-    assert withheld(at_intake, UTRECHT) == {
-        **dict.fromkeys(("advice", *AT_FIELDS), ("MINOR_AT_INTAKE", "", "")),
-        "advice_freshness": ("NO_COVENANT", "", ""),
-    }
+    # Measured before: the that-signal of a minor was shown at intake. That step needs neither
+    # dat- nor waarom-informatie of a minor; known or not, the answer is the same.
+    for person in (PERSON, Person(bsn="123456782")):
+        at_intake = marked.lookup(
+            subject(ring, person), party=KPC, subject_age=pb.SUBJECT_AGE_MINOR
+        )
+        assert at_intake.outcome == pb.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+        assert list(at_intake.markers) == []
+        assert [(w.marker, w.field, w.reason) for w in at_intake.withheld] == [
+            ("", "marker", pb.WITHHOLD_REASON_MINOR_AT_INTAKE)
+        ]
 
     deciding = marked.lookup(
         subject(ring, PERSON),
@@ -171,6 +175,32 @@ def test_waarom_informatie_about_a_minor_is_withheld_at_intake_only(
         subject_age=pb.SUBJECT_AGE_MINOR,
     )
     assert marker_of(deciding, UTRECHT).advice.text.startswith("dagvaarden")
+
+
+def test_a_minor_as_the_source_knows_him_stays_one_whatever_the_caller_claims(
+    shipped_registry: RunningRegistry, ring: KeyRing
+) -> None:
+    # Measured before: claiming ADULT for a 17-year-old at intake showed the house's advice,
+    # and the claim was not logged.
+    seventeen = Person(bsn="123456782")
+    change = Marking(seventeen, "gcos-minor", house=UTRECHT).upsert(ring)
+    until = TODAY.replace(day=1) + dt.timedelta(days=62)
+    change.upsert.minor_until.CopyFrom(date_pb2.Date(year=until.year, month=until.month, day=1))
+    assert shipped_registry.sync(change).created == 1
+
+    claimed_adult = shipped_registry.lookup(subject(ring, seventeen), party=KPC)
+    assert claimed_adult.outcome == pb.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+    assert list(claimed_adult.markers) == []
+    entry = log_entries(shipped_registry)[-1]
+    assert entry.body["subject_age"] == "adult"
+    assert entry.body["minor_by_source"] is True
+    assert "advice" not in json.dumps(entry.body["disclosed"])
+
+    # Once he came of age, the house's advice is there for intake again.
+    shipped_registry.set_today(until)
+    grown = shipped_registry.lookup(subject(ring, seventeen), party=KPC)
+    assert grown.outcome == pb.LOOKUP_OUTCOME_HIT
+    assert log_entries(shipped_registry)[-1].body["minor_by_source"] is False
 
 
 def test_an_expired_advice_is_withheld_even_where_the_covenant_grants_it(

@@ -15,6 +15,7 @@ from harness import RunningRegistry, secure_channel
 
 from adapters.framework import Adapter, Send, State, sender
 from adapters.records import BadRecord, Person, SourceRecord
+from baken.age import minor_until
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2, registry_service_pb2
@@ -256,3 +257,23 @@ def test_an_export_that_is_cut_off_deletes_nothing(
 
     assert (report.deleted, report.unchanged, report.rejected) == (0, 1, 1)
     assert set(live(registry)) == {"AT-00000", "AT-00001", "AT-00002"}
+
+
+def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    # The registry learns the month he comes of age, never his date of birth.
+    today = registry.clock.today()
+    born = today.replace(year=today.year - 17, day=14)
+    export = Export([record(1, person=Person(next(_bsns), "Jansen", born)), record(2)])
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run.sync(tmp_path / "export.jsonl")
+    state.close()
+
+    rows = {r["source_record_id"]: r["minor_until"] for r in registry.tables()["markers"]}
+    until = rows["AT-00001"]
+    until = dt.date.fromisoformat(until) if isinstance(until, str) else until
+    assert until == minor_until(born, today)
+    assert until.day == 1 and until > born.replace(year=born.year + 18)
+    assert rows["AT-00002"] is None  # an adult: nothing
+    assert born.isoformat() not in repr(registry.tables())

@@ -214,7 +214,7 @@ def test_lookup_with_break_glass_shows_the_advice_beyond_the_covenant(
     assert ADVICE in out
 
 
-def test_lookup_of_a_minor_at_intake_withholds_the_advice(
+def test_lookup_of_a_minor_at_intake_shows_nothing_of_the_houses(
     key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _sync(registry, pki_dir, key_file, "vh-regio-utrecht-utrecht")  # the KPC's own region
@@ -223,10 +223,23 @@ def test_lookup_of_a_minor_at_intake_withholds_the_advice(
 
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "HIT" in out
-    [withheld] = [line for line in out.splitlines() if "(minor: not at intake)" in line]
-    assert "advice" in withheld
+    assert out.startswith("MINOR AT INTAKE: ")
+    assert "HIT" not in out
     assert ADVICE not in out
+
+
+def test_lookup_refuses_an_age_the_date_of_birth_contradicts(
+    key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Measured before: `--birth-date 2010-05-05 --adult` showed a 16-year-old's advice.
+    sixteen = (dt.date.today() - dt.timedelta(days=16 * 365 + 30)).isoformat()
+    code = _lookup(
+        "127.0.0.1:1", key_file, Path("no-pki"), "--surname", "Jansen",
+        "--birth-date", sixteen, "--adult",
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the date of birth makes him a minor, not an adult" in err
 
 
 def test_lookup_at_intake_needs_the_age_and_sends_nothing_without_it(

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from builders import Marking, Person, problem, subject
 from feedback_harness import KPC_ROTTERDAM, RunningFeedback, decision_request
+from google.type import date_pb2
 
 from baken import sealed
 from baken.feedback.v1 import feedback_service_pb2 as pb
@@ -153,7 +154,13 @@ def test_halt_or_reprimande_about_a_known_minor_is_fed_back(
     feedback: RunningFeedback, code: int
 ) -> None:
     minor = Person(bsn="111222333", surname="Bakker", birth_date=dt.date(2010, 4, 1))
-    mark(feedback, minor, UTRECHT)
+    change = Marking(minor, f"{UTRECHT}-{minor.bsn}", house=UTRECHT).upsert(feedback.ring)
+    change.upsert.minor_until.CopyFrom(date_pb2.Date(year=2028, month=5, day=1))
+    feedback.registry.sync(change)
+    # At intake the desk sees nothing of the house, even claiming he is an adult ...
+    at_intake = feedback.registry.lookup(subject(feedback.ring, minor))
+    assert at_intake.outcome == registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+    # ... and the house still hears of the Halt or reprimande.
     response = feedback.decide(
         minor,
         code=code,

@@ -109,6 +109,9 @@ class MarkerConverter:
                 covenant=w.covenant,
                 grant=w.grant,
             )
+        if disclosure.minor_at_intake:
+            response.outcome = registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+            return
         if not disclosure.hits:
             response.outcome = (
                 registry_service_pb2.LOOKUP_OUTCOME_WITHHELD

@@ -3,8 +3,9 @@
 Every field of the covenant vocabulary is decided for every marker, whether or not the marker
 has a value for it: shown, or listed as withheld with the rule that decided. Listing only the
 fields that have a value would tell the caller what it may not see exists (a supervision, an
-advice for a minor). Three rules stand above the covenants: an expired advice is never shown,
-waarom-informatie about a minor is not shown at intake-en-selectie, and break-glass (noodknop)
+advice for a minor). Three rules stand above the covenants: nothing of the houses is shown about
+a minor at intake-en-selectie (a minor as the caller says, or as a marking house's source knows
+him, whatever the caller says), an expired advice is never shown, and break-glass (noodknop)
 shows waarom-informatie beyond the grant, but never past those two rules.
 
 `advice_freshness` is dat-informatie: where the advice itself is withheld, it shows only whether
@@ -50,6 +51,10 @@ class Disclosure:
     # For the access log: per marker, each field whose value was shown, and the covenant and
     # grant that showed it ("break-glass" where the noodknop did).
     disclosed: Mapping[str, Mapping[str, str]]
+    # A minor at intake-en-selectie: nothing of the houses shown, whether or not one knows him.
+    minor_at_intake: bool = False
+    # A marking house's source knows him as a minor where the caller did not say so.
+    minor_by_source: bool = False
 
 
 def disclose(
@@ -65,6 +70,16 @@ def disclose(
     for row in rows:
         if row.uid not in best or row.kind < best[row.uid].kind:
             best[row.uid] = row
+    found = tuple((row.house_id, freshness(row.advice_date, today)) for row in best.values())
+    # What a source knows of his age stands above the caller's claim.
+    by_source = not minor and any(
+        row.minor_until is not None and today < row.minor_until for row in best.values()
+    )
+    if (minor or by_source) and scope.purpose == INTAKE:
+        return Disclosure(
+            [], [Withheld("", "marker", Withhold.MINOR_AT_INTAKE)], found, {}, True, by_source
+        )
+    minor = minor or by_source
     hits: list[MarkerHit] = []
     withheld: list[Withheld] = []
     disclosed: dict[str, dict[str, str]] = {}
@@ -83,11 +98,8 @@ def disclose(
         decisions: dict[str, Decision] = {}
         for field in MARKER_FIELDS:
             decision = scope.decide(row.house_id, field)
-            if field in WHY_FIELDS:
-                if minor and scope.purpose == INTAKE:
-                    decision = Decision(Withhold.MINOR_AT_INTAKE)
-                elif break_glass and not decision.disclosed:
-                    decision = BREAK_GLASS
+            if field in WHY_FIELDS and break_glass and not decision.disclosed:
+                decision = BREAK_GLASS
             decisions[field] = decision
         # The advice carries its freshness: where the advice is shown, so is its freshness,
         # by the advice's decision. Without the advice, advice_freshness alone shows only it.
@@ -128,8 +140,7 @@ def disclose(
             )
         )
     hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
-    found = tuple((row.house_id, freshness(row.advice_date, today)) for row in best.values())
-    return Disclosure(hits, withheld, found, disclosed)
+    return Disclosure(hits, withheld, found, disclosed, minor_by_source=by_source)
 
 
 def _cite(decision: Decision) -> tuple[Withhold, str, str]:

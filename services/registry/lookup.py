@@ -31,11 +31,12 @@ CASE_REFERENCE_REQUIRED = PermissionDenied(
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """One person asked about: the pseudonym values, the ZSM case, whether a minor."""
+    """One person asked about: the pseudonym values, the ZSM case, the age the caller claims
+    ("minor", "adult", or "" where the purpose needs none)."""
 
     values: tuple[bytes, ...]
     case_reference: str | None = None
-    minor: bool = False
+    age: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,12 @@ class Lookups:
                     continue
                 found = [row for v in q.values for row in by_value.get(v, ())]
                 disclosure = disclose(
-                    found, scope, today, self._sealer, minor=q.minor, break_glass=break_glass
+                    found,
+                    scope,
+                    today,
+                    self._sealer,
+                    minor=q.age == "minor",
+                    break_glass=break_glass,
                 )
                 answers.append(Answer(disclosure, None, 0, break_glass))
                 if location is not None and disclosure.found:
@@ -131,6 +137,9 @@ class Lookups:
                         disclosure=disclosure,
                         # Which of the subject's pseudonyms found a marker: what a sweep counts.
                         matched=[v.hex() for v in dict.fromkeys(q.values) if v in by_value],
+                        # The age the caller claimed, and whether a source knew better.
+                        subject_age=q.age,
+                        minor_by_source=disclosure.minor_by_source,
                     )
                 )
             sequences = self._log.append(connection, entries, now)

@@ -44,6 +44,8 @@ class MarkerData:
     advice_date: dt.date | None
     at_information: dict[str, str] | None
     pseudonyms: tuple[PseudonymRef, ...]  # sorted, without duplicates
+    # A minor until this day, as the source knows him (the month after his 18th birthday).
+    minor_until: dt.date | None = None
 
     def at_information_json(self) -> str | None:
         if not self.at_information:
@@ -59,6 +61,7 @@ class MarkerData:
             self.advice,
             self.advice_date.isoformat() if self.advice_date else None,
             self.at_information_json(),
+            self.minor_until.isoformat() if self.minor_until else None,
         )
 
     def pseudonyms_digest(self) -> bytes:
@@ -75,9 +78,13 @@ def content_bytes(
     advice: str | None,
     advice_date: str | None,
     at_information_json: str | None,
+    minor_until: str | None = None,
 ) -> bytes:
-    """A marker's content as one canonical text (dates in ISO form)."""
+    """A marker's content as one canonical text (dates in ISO form). `minor_until` joins it only
+    when set, so the digests of markers synced before it existed still hold."""
     content = [target_group, plan_status, mark_date, advice, advice_date, at_information_json]
+    if minor_until:
+        content.append(minor_until)
     return _JSON.encode(content).encode()
 
 

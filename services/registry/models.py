@@ -50,6 +50,9 @@ class MarkerRow(Base):
     advice_date: Mapped[dt.date | None] = mapped_column(Date)
     # The A&T fields as a JSON object of field -> text, sealed like advice.
     at_information: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A minor until this day as the source knows him: the first of the month after his 18th
+    # birthday (month-precise: never a date of birth).
+    minor_until: Mapped[dt.date | None] = mapped_column(Date)
     # Keyed digest of the marker's content (at_rest.Sealer.digest: it covers the advice), and
     # SHA-256 of its sorted pseudonyms (themselves keyed hashes): replays compare these.
     content_digest: Mapped[KeyedDigest]

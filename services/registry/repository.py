@@ -56,6 +56,7 @@ _LOOKUP_COLUMNS = (
     markers.c.advice,
     markers.c.advice_date,
     markers.c.at_information,
+    markers.c.minor_until,
     pseudonyms.c.kind,
     pseudonyms.c.value,
 )
@@ -93,6 +94,7 @@ class Found(NamedTuple):
     advice: bytes | None  # sealed (at_rest.Sealer)
     advice_date: dt.date | None
     at_information: bytes | None  # sealed JSON object
+    minor_until: dt.date | None
     kind: int
     value: bytes
 
@@ -131,9 +133,22 @@ class _LookupSql:
             cursor.execute(sql, params)
             found += [
                 Found(
-                    u, ss, h, r, ver, tg, ps, _day(md), _bytes(a), _day(ad), _bytes(at), k, bytes(v)
+                    u,
+                    ss,
+                    h,
+                    r,
+                    ver,
+                    tg,
+                    ps,
+                    _day(md),
+                    _bytes(a),
+                    _day(ad),
+                    _bytes(at),
+                    _day(mu),
+                    k,
+                    bytes(v),
                 )
-                for u, ss, h, r, ver, tg, ps, md, a, ad, at, k, v in cursor.fetchall()
+                for u, ss, h, r, ver, tg, ps, md, a, ad, at, mu, k, v in cursor.fetchall()
             ]
         return found
 
@@ -225,6 +240,7 @@ _TOMBSTONE_VALUES: dict[str, object] = {
     "advice": None,
     "advice_date": None,
     "at_information": None,
+    "minor_until": None,
     "content_digest": b"",
     "pseudonyms_digest": b"",
     "record_digest": b"",
@@ -248,6 +264,7 @@ def _values(w: Write, now: dt.datetime, sealer: Sealer) -> dict[str, object]:
         "at_information": (
             sealer.seal(w.uid, "at_information", at_information) if at_information else None
         ),
+        "minor_until": change.minor_until,
         "content_digest": w.state.content_digest,
         "pseudonyms_digest": w.state.pseudonyms_digest,
         "record_digest": w.state.record_digest,
@@ -363,6 +380,7 @@ def reseal(engine: Engine, sealer: Sealer, *, chunk: int = 1000) -> int:
                     markers.c.plan_status,
                     markers.c.mark_date,
                     markers.c.advice_date,
+                    markers.c.minor_until,
                 )
                 .where(markers.c.id > after, markers.c.deleted.is_(False))
                 .order_by(markers.c.id)
@@ -380,7 +398,7 @@ def reseal(engine: Engine, sealer: Sealer, *, chunk: int = 1000) -> int:
 
 
 def _resealed(row: Any, sealer: Sealer) -> dict[str, object] | None:
-    id_, uid, advice, at, digest, target_group, plan_status, mark_date, advice_date = row
+    id_, uid, advice, at, digest, target_group, plan_status, mark_date, advice_date, minor = row
     if all(
         value is None or Sealer.key_of(bytes(value)) == sealer.current
         for value in (advice, at, digest)
@@ -395,6 +413,7 @@ def _resealed(row: Any, sealer: Sealer) -> dict[str, object] | None:
         advice_text,
         _day(advice_date).isoformat() if advice_date else None,
         at_json,
+        _day(minor).isoformat() if minor else None,
     )
     return {
         "marker_id": id_,

@@ -13,6 +13,7 @@ from typing import Any
 
 from google.type import date_pb2
 
+from baken.age import ADULT_AGE
 from baken.covenants import INTAKE
 from baken.errors import FieldViolation, InvalidArgument
 from baken.houses import House
@@ -82,6 +83,24 @@ class Checker:
             return None
         if day > today:
             self.fail(field, "lies in the future")
+        elif day.year < 1900:
+            self.fail(field, "before 1900")
+        return day
+
+    def minor_until(self, field: str, value: date_pb2.Date, today: dt.date) -> dt.date | None:
+        """The first of a month, within the 18 years and a month ahead that a minor can be
+        (it may lie in the past: a record replayed after he came of age)."""
+        if value.year == value.month == value.day == 0:
+            return None
+        try:
+            day = dt.date(value.year, value.month, value.day)
+        except ValueError:
+            self.fail(field, "not a calendar date")
+            return None
+        if day.day != 1:
+            self.fail(field, "the first day of a month")
+        elif day > today.replace(day=1) + dt.timedelta(days=366 * (ADULT_AGE + 1)):
+            self.fail(field, f"more than {ADULT_AGE} years ahead")
         elif day.year < 1900:
             self.fail(field, "before 1900")
         return day
@@ -263,6 +282,7 @@ def marker_change(
             )
         )
     }
+    minor_until = check.minor_until("upsert.minor_until", r.minor_until, today)
     check.raise_if_failed("INVALID_MARKER")
     assert key and target_group and plan_status and mark_date
     return MarkerData(
@@ -275,6 +295,7 @@ def marker_change(
         advice_date=advice_date,
         at_information=at_information or None,
         pseudonyms=pseudonyms,
+        minor_until=minor_until,
     )
 
 
@@ -338,14 +359,21 @@ def break_glass_reason(value: str) -> str | None:
     return value.strip()
 
 
+_AGES: dict[int, str] = {
+    registry_service_pb2.SUBJECT_AGE_MINOR: "minor",
+    registry_service_pb2.SUBJECT_AGE_ADULT: "adult",
+}
+
+
 def question_fields(
     subject: pseudonym_pb2.Subject,
     case_reference: str,
     subject_age: int,
     purpose: str,
     prefix: str = "",
-) -> tuple[tuple[bytes, ...], str | None, bool]:
-    """(pseudonym values, case reference, minor) of one person asked about."""
+) -> tuple[tuple[bytes, ...], str | None, str]:
+    """(pseudonym values, case reference, the age claimed: "minor", "adult" or "") of one
+    person asked about."""
     check = Checker()
     refs = check.subject(f"{prefix}subject", subject)
     if len(case_reference) > MAX_CASE_REFERENCE or (
@@ -356,5 +384,4 @@ def question_fields(
     if subject_age not in ages and (subject_age or purpose == INTAKE):
         check.fail(f"{prefix}subject_age", f"required at {INTAKE}: MINOR or ADULT")
     check.raise_if_failed()
-    minor = subject_age == registry_service_pb2.SUBJECT_AGE_MINOR
-    return tuple(r.value for r in refs), case_reference or None, minor
+    return tuple(r.value for r in refs), case_reference or None, _AGES.get(subject_age, "")

@@ -235,6 +235,7 @@ class MarkerRecord(_message.Message):
     ADVICE_FIELD_NUMBER: _builtins.int
     ADVICE_DATE_FIELD_NUMBER: _builtins.int
     AT_INFORMATION_FIELD_NUMBER: _builtins.int
+    MINOR_UNTIL_FIELD_NUMBER: _builtins.int
     source_system: _house_pb2.SourceSystem.ValueType
     """Required."""
     source_record_id: _builtins.str
@@ -265,6 +266,14 @@ class MarkerRecord(_message.Message):
     def at_information(self) -> Global___AtInformation:
         """Optional: the A&T fields (PGA only in practice)."""
 
+    @_builtins.property
+    def minor_until(self) -> _date_pb2.Date:
+        """Optional. Set by the adapter when the source holds the person's date of birth and he is
+        under 18: the first day of the month after his 18th birthday (month-precise, so the
+        registry learns no date of birth). Until that day he is a minor at every look-up, whatever
+        the caller claims.
+        """
+
     def __init__(
         self,
         *,
@@ -279,10 +288,11 @@ class MarkerRecord(_message.Message):
         advice: _builtins.str = ...,
         advice_date: _date_pb2.Date | None = ...,
         at_information: Global___AtInformation | None = ...,
+        minor_until: _date_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["advice_date", b"advice_date", "at_information", b"at_information", "mark_date", b"mark_date", "subject", b"subject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advice_date", b"advice_date", "at_information", b"at_information", "mark_date", b"mark_date", "minor_until", b"minor_until", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "advice_date", b"advice_date", "at_information", b"at_information", "house_id", b"house_id", "mark_date", b"mark_date", "plan_status", b"plan_status", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version", "subject", b"subject", "target_group", b"target_group"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "advice_date", b"advice_date", "at_information", b"at_information", "house_id", b"house_id", "mark_date", b"mark_date", "minor_until", b"minor_until", "plan_status", b"plan_status", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version", "subject", b"subject", "target_group", b"target_group"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

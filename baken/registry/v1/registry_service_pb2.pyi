@@ -39,6 +39,11 @@ class _LookupOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LookupO
     """No house knows the person."""
     LOOKUP_OUTCOME_WITHHELD: _LookupOutcome.ValueType  # 3
     """A house knows the person, but no covenant lets the caller see which: `withheld` says why."""
+    LOOKUP_OUTCOME_MINOR_AT_INTAKE: _LookupOutcome.ValueType  # 4
+    """The suspect is a minor (as the caller says, or as a marking house's source knows) and the
+    purpose is intake-en-selectie: nothing of the houses is shown, whether or not one knows
+    him; that step needs neither dat- nor waarom-informatie of a minor.
+    """
 
 class LookupOutcome(_LookupOutcome, metaclass=_LookupOutcomeEnumTypeWrapper):
     """Whether a lookup found the person."""
@@ -50,6 +55,11 @@ LOOKUP_OUTCOME_NO_HIT: LookupOutcome.ValueType  # 2
 """No house knows the person."""
 LOOKUP_OUTCOME_WITHHELD: LookupOutcome.ValueType  # 3
 """A house knows the person, but no covenant lets the caller see which: `withheld` says why."""
+LOOKUP_OUTCOME_MINOR_AT_INTAKE: LookupOutcome.ValueType  # 4
+"""The suspect is a minor (as the caller says, or as a marking house's source knows) and the
+purpose is intake-en-selectie: nothing of the houses is shown, whether or not one knows
+him; that step needs neither dat- nor waarom-informatie of a minor.
+"""
 Global___LookupOutcome: _TypeAlias = LookupOutcome  # noqa: Y015
 
 class _SubjectAge:
