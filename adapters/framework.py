@@ -554,7 +554,7 @@ class Adapter:
             raise _Bad(f"plan status: {item.plan_status!r} is not a plan status")
         for name, day in (("mark date", item.mark_date), ("advice date", item.advice_date)):
             if day is not None and day > today:
-                raise _Bad(f"{name}: {day} lies in the future")
+                raise _Bad(f"{name}: lies in the future")
         if item.advice and item.advice_date is None:
             raise _Bad("advice date: required with an advice")
         texts = [("record id", item.record_id), ("advice", item.advice or "")]

@@ -260,7 +260,7 @@ def test_the_framework_rejects_the_future_date_the_adapter_let_through(tmp_path:
     assert (
         "bad.csv:19",
         "AMZ-2024-000215",
-        "advice date: 2099-01-01 lies in the future",
+        "advice date: lies in the future",
     ) in problems
 
 
