@@ -13,7 +13,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.framework import BATCH, Adapter, State, SyncReport, answerer, sender
+from adapters.framework import (
+    BATCH,
+    MAX_DELETE_SHARE,
+    Adapter,
+    State,
+    SyncReport,
+    answerer,
+    sender,
+)
 from adapters.records import SourceFormat
 from baken.client import connect
 from baken.clock import SystemClock
@@ -45,6 +53,7 @@ def running_adapter(
     *,
     batch: int = BATCH,
     feedback: str | None = None,
+    max_delete_share: float = MAX_DELETE_SHARE,
 ) -> Iterator[Adapter]:
     """The adapter of `system`, calling the registry at `target` under its own certificate,
     with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
@@ -67,6 +76,7 @@ def running_adapter(
                 send=sender(channel),
                 batch=batch,
                 answer=answer,
+                max_delete_share=max_delete_share,
             )
     finally:
         state.close()
@@ -80,6 +90,10 @@ def _run(args: argparse.Namespace) -> None:
         return
     if not args.source:
         raise UserError(f"{args.action} needs --source (the export)")
+    if not 0.0 <= args.max_delete_share <= 1.0:
+        raise UserError("--max-delete-share: a share from 0 to 1 (0.1 is 10 %)")
+    if args.confirm_deletions is not None and args.confirm_deletions < 1:
+        raise UserError("--confirm-deletions: the number of deletions a refused run named")
     ring = KeyRing.load(_key_file(args))
     with running_adapter(
         args.source_system,
@@ -89,12 +103,21 @@ def _run(args: argparse.Namespace) -> None:
         args.state_dir,
         batch=args.batch,
         feedback=args.feedback,
+        max_delete_share=args.max_delete_share,
     ) as adapter:
         waiting = False
+        confirm = args.confirm_deletions
         while True:
             paths = export_files(args.source)
             if paths:
-                print_report(paths, adapter.sync(paths))
+                report = adapter.sync(paths, confirm_deletions=confirm)
+                print_report(paths, report)
+                if report.deleted and confirm is not None and not report.refused:
+                    confirm = None  # a confirmation holds for the one mass deletion it named
+                if report.refused and args.action != "watch":
+                    raise UserError(refusal(report))
+                if report.refused:
+                    print(refusal(report), flush=True)
             elif not waiting:  # said once, not every run
                 print(
                     f"no export in {', '.join(map(str, args.source))} yet: nothing synced",
@@ -104,6 +127,17 @@ def _run(args: argparse.Namespace) -> None:
             if args.action != "watch":
                 return
             time.sleep(args.interval)
+
+
+def refusal(report: SyncReport) -> str:
+    """What the operator reads when a run changed nothing, and what to do about it."""
+    text = f"nothing changed: {report.refused}"
+    if report.deletions_to_confirm:
+        text += (
+            f". If {report.deletions_to_confirm} markers really left the source, run again"
+            f" with --confirm-deletions {report.deletions_to_confirm}"
+        )
+    return text
 
 
 def export_files(sources: Sequence[Path]) -> list[Path]:
@@ -205,9 +239,18 @@ def _receive(args: argparse.Namespace) -> None:
 
 def print_report(sources: list[Path], report: SyncReport) -> None:
     for bad in report.problems:
-        where = f"{bad.where} ({bad.record_id})" if bad.record_id else bad.where
-        print(f"{where}: {bad.reason}")
-    print(f"{', '.join(s.name for s in sources)}: {report.summary()}", flush=True)
+        record = printable(bad.record_id or "")
+        where = f"{printable(bad.where)} ({record})" if record else printable(bad.where)
+        print(f"{where}: {printable(bad.reason)}")
+    names = ", ".join(printable(s.name) for s in sources)
+    print(f"{names}: {report.summary()}", flush=True)
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on escaped (\\x1b, \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
@@ -271,6 +314,22 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     )
     adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
     adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
+    adapter.add_argument(
+        "--max-delete-share",
+        type=float,
+        default=MAX_DELETE_SHARE,
+        metavar="SHARE",
+        help="(sync, watch) a run that would delete more than this share of the source's live "
+        f"markers changes nothing (0 to 1; default {MAX_DELETE_SHARE}: "
+        f"{MAX_DELETE_SHARE * 100:.0f} %%)",
+    )
+    adapter.add_argument(
+        "--confirm-deletions",
+        type=int,
+        metavar="N",
+        help="(sync, watch) the operator's word that exactly N markers left the source: the "
+        "number a refused run named; applies to the one run that deletes exactly N",
+    )
     # timeout: what the registry's DEADLINE_EXCEEDED message names (the sender's per call).
     adapter.set_defaults(run=_run, timeout=60.0)
 

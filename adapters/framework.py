@@ -7,8 +7,13 @@ A mapping (`adapters.records.SourceFormat`) reads its source's export. The frame
 - pseudonymises: the BSN and the name never leave the adapter;
 - works out against its state file what changed since the last confirmed sync: new records,
   changed ones (a higher version), unchanged ones (nothing sent), and records that left the
-  source (a tombstone). A record that is bad this time keeps its marker, and an export that
-  is cut off or unreadable (`BadRecord.incomplete`) deletes nothing;
+  source (a tombstone). A record that is bad this time keeps its marker; a bad record whose id
+  cannot be read withholds every deletion of the run (it may be any of them);
+- changes nothing at all in a run whose export cannot prove it is complete (`BadRecord.
+  incomplete`: cut off, no footer or trailer, a count or checksum that does not match,
+  unreadable as a whole), or that would delete more than `max_delete_share` of the source's
+  live markers unless the operator confirmed exactly that many deletions; the report says why
+  (`SyncReport.refused`) and the state file is not touched;
 - writes the plan to the state file before anything is sent, and marks a change confirmed only
   after the registry answered for it. Killed at any point, the next run sends the unconfirmed
   changes again under the same version with the same content, which the registry applies once;
@@ -27,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +60,12 @@ SEND_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
 ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)
+# A run may delete at most this share of the source's live markers unless the operator confirms
+# the exact number: one wrong or truncated export must not wipe a region.
+MAX_DELETE_SHARE = 0.10
+# In a text: C0 controls but TAB and LF, DEL, C1 controls, and the bidirectional overrides and
+# isolates. Each can rewrite what a terminal or a screen shows (clear it, forge a line).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 log = structlog.get_logger("baken.adapter")
 TARGET_GROUPS = {
     v.name.removeprefix("TARGET_GROUP_").lower(): v.number
@@ -83,6 +95,12 @@ class SyncReport:
     # (feedback service unreachable, or no feedback service given).
     advice_answered: int = 0
     advice_waiting: int = 0
+    # Why the run changed nothing (None: it synced), and how many deletions it held back.
+    refused: str | None = None
+    # The deletions a run refused for their number: what the operator confirms to apply them.
+    deletions_to_confirm: int = 0
+    # Deletions not made because a bad record's id could not be read (it may be one of them).
+    deletions_withheld: int = 0
 
     @property
     def rejected(self) -> int:
@@ -93,6 +111,13 @@ class SyncReport:
             f"new {self.new}, changed {self.changed}, deleted {self.deleted}, "
             f"unchanged {self.unchanged}, rejected {self.rejected}"
         )
+        if self.deletions_withheld:
+            text += (
+                f", deletions withheld {self.deletions_withheld}"
+                " (a bad record without a readable id may be one of them)"
+            )
+        if self.refused:
+            text += f"; nothing changed: {self.refused}"
         if self.advice_answered:
             text += f", advice answered {self.advice_answered}"
         if self.advice_waiting:
@@ -309,9 +334,15 @@ class Adapter:
         send: Send,
         batch: int = BATCH,
         answer: Answer | None = None,
+        max_delete_share: float = MAX_DELETE_SHARE,
     ) -> None:
         """`answer`: how to tell the feedback service an advice request was answered; None
-        sends no answers (they wait in the state file for a run that has one)."""
+        sends no answers (they wait in the state file for a run that has one).
+        `max_delete_share`: a run that would delete more than this share of the live markers
+        (0 to 1) changes nothing unless its deletions are confirmed."""
+        if not 0.0 <= max_delete_share <= 1.0:
+            raise ValueError("max_delete_share: a share from 0 to 1")
+        self._max_delete_share = max_delete_share
         self._mapping = mapping
         self._ring = ring
         self._state = state
@@ -322,22 +353,23 @@ class Adapter:
         self._answer = answer
         self._system = SYSTEMS[mapping.source_system]
 
-    def sync(self, paths: Path | Sequence[Path]) -> SyncReport:
+    def sync(
+        self, paths: Path | Sequence[Path], *, confirm_deletions: int | None = None
+    ) -> SyncReport:
         """One run over the whole export (one file, or one per house): what is not in it has
-        left the source."""
+        left the source. `confirm_deletions`: the operator's word that exactly this many
+        markers left the source, for a run that deletes more than the limit allows."""
         paths = [paths] if isinstance(paths, Path) else list(paths)
         report = SyncReport()
         today = self._clock.today()
         stored = self._state.load()
         seen: set[str] = set()
         bad_ids: set[str] = set()
-        incomplete = False
         planned: list[_Planned] = []
         advice_dates: dict[str, dt.date | None] = {}  # of the good records of this run
         for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
                 report.problems.append(item)
-                incomplete = incomplete or item.incomplete
                 if item.record_id:
                     bad_ids.add(item.record_id)
                 continue
@@ -373,14 +405,12 @@ class Adapter:
             planned.append(
                 _Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
             )
+        incomplete_at = [p for p in report.problems if p.incomplete]
+        unidentified = any(p.record_id is None and not p.notice for p in report.problems)
+        tombstones: list[_Planned] = []
         for key, sent in stored.items():
             record_id = sent.record_id
-            if (
-                incomplete
-                or key in seen
-                or record_id in bad_ids
-                or (sent.deleted and sent.confirmed)
-            ):
+            if key in seen or record_id in bad_ids or (sent.deleted and sent.confirmed):
                 continue
             house_id = key.split("/", 1)[0]
             tombstone_version = sent.version if sent.deleted else sent.version + 1
@@ -392,7 +422,24 @@ class Adapter:
                     house_id=house_id,
                 )
             )
-            planned.append(_Planned(key, "deleted", tombstone_version, b"", change, key, record_id))
+            tombstones.append(
+                _Planned(key, "deleted", tombstone_version, b"", change, key, record_id)
+            )
+        if incomplete_at:
+            first = incomplete_at[0]
+            report.refused = (
+                f"the export cannot prove it is complete ({first.where}: {first.reason})"
+            )
+            return report
+        if unidentified:
+            # A tombstone planned before and not confirmed is a deletion already decided.
+            report.deletions_withheld = sum(1 for t in tombstones if not stored[t.key].deleted)
+            tombstones = [t for t in tombstones if stored[t.key].deleted]
+        refusal = self._deletion_refusal(stored, tombstones, confirm_deletions, report)
+        if refusal:
+            report.refused = refusal
+            return report
+        planned += tombstones
         self._state.plan(planned)
         confirmed: set[str] = set()
         for start in range(0, len(planned), self._batch):
@@ -402,6 +449,28 @@ class Adapter:
         settled = {k: day for k, day in advice_dates.items() if k not in unconfirmed}
         self._answer_advice(settled, gone, today, report)
         return report
+
+    def _deletion_refusal(
+        self,
+        stored: Mapping[str, Sent],
+        tombstones: Sequence[_Planned],
+        confirmed: int | None,
+        report: SyncReport,
+    ) -> str | None:
+        """Why the run must not delete what it would, or None. Counted: markers live now that
+        would be deleted (a tombstone sent before and not confirmed was counted when planned)."""
+        deleting = sum(1 for t in tombstones if not stored[t.key].deleted)
+        live = sum(1 for sent in stored.values() if not sent.deleted)
+        if deleting == 0 or deleting <= self._max_delete_share * live or confirmed == deleting:
+            return None
+        report.deletions_to_confirm = deleting
+        why = (
+            f"the run would delete {deleting} of {live} live markers ({deleting / live:.1%}),"
+            f" more than the limit of {self._max_delete_share:.0%}"
+        )
+        if confirmed is not None:
+            why += f"; {confirmed} were confirmed, not {deleting}"
+        return why
 
     def _apply(self, batch: Sequence[_Planned], report: SyncReport) -> set[str]:
         """Send one batch; the keys the registry confirmed."""
@@ -486,9 +555,14 @@ class Adapter:
             raise _Bad(f"plan status: {item.plan_status!r} is not a plan status")
         for name, day in (("mark date", item.mark_date), ("advice date", item.advice_date)):
             if day is not None and day > today:
-                raise _Bad(f"{name}: {day} lies in the future")
+                raise _Bad(f"{name}: lies in the future")
         if item.advice and item.advice_date is None:
             raise _Bad("advice date: required with an advice")
+        texts = [("record id", item.record_id), ("advice", item.advice or "")]
+        texts += [(f"at_information.{k}", v) for k, v in item.at_information.items()]
+        for name, text in texts:
+            if found := _CONTROL.search(text):
+                raise _Bad(f"{name}: holds a control character (U+{ord(found.group()):04X})")
         person = item.person
         try:
             pseudonyms = person_pseudonyms(

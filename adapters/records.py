@@ -48,14 +48,19 @@ class SourceRecord:
 class BadRecord:
     """A record the adapter cannot send: where it stands, its id if readable, and why.
 
-    `incomplete` says the export itself is cut off or unreadable from here (no footer, a count
-    that does not match, XML that breaks off, a header without the id column): records missing
-    from it may still be in the source, so this run deletes nothing."""
+    `incomplete` says the export itself cannot prove it is complete (cut off, no footer or
+    trailer, a count or checksum that does not match, XML that breaks off, not this source's
+    format, a header without the id column): this run changes nothing. A bad record without
+    `record_id` may be any marker, so the run deletes none; `notice` marks a remark about the
+    whole file (it looks like UTF-8) that is no record and withholds nothing.
+
+    The reason names the field and never repeats a value of the export."""
 
     where: str
     record_id: str | None
     reason: str
     incomplete: bool = False
+    notice: bool = False
 
 
 class SourceFormat(Protocol):

@@ -13,7 +13,7 @@ import pytest
 from builders import TODAY, valid_bsns
 from harness import RunningRegistry, secure_channel
 
-from adapters.framework import Adapter, Send, State, sender
+from adapters.framework import MAX_DELETE_SHARE, Adapter, Send, State, sender
 from adapters.records import BadRecord, Person, SourceRecord
 from baken.age import minor_until
 from baken.houses import load_houses
@@ -65,8 +65,16 @@ def channel(registry: RunningRegistry) -> Iterator[grpc.Channel]:
 
 
 def adapter(
-    export: Export, tmp_path: Path, send: Send, clock: object, *, batch: int = 1000
+    export: Export,
+    tmp_path: Path,
+    send: Send,
+    clock: object,
+    *,
+    batch: int = 1000,
+    max_delete_share: float = MAX_DELETE_SHARE,
 ) -> tuple[Adapter, State]:
+    """Small exports: one record leaving may be above the default limit; tests of tombstones
+    say how many they let go."""
     state = State(tmp_path / "state" / "pga.state.db")
     return (
         Adapter(
@@ -77,6 +85,7 @@ def adapter(
             clock=clock,  # type: ignore[arg-type]
             send=send,
             batch=batch,
+            max_delete_share=max_delete_share,
         ),
         state,
     )
@@ -134,7 +143,7 @@ def test_a_changed_record_updates_and_one_that_left_becomes_a_tombstone(
 ) -> None:
     records = [record(n) for n in range(4)]
     export = Export(records)
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, max_delete_share=0.5)
     run.sync(tmp_path / "x")
 
     export.items = [dataclasses.replace(records[0], plan_status="aftercare"), *records[1:3]]
@@ -222,7 +231,7 @@ def test_a_crash_at_any_batch_loses_and_duplicates_nothing(
 
     # Meanwhile the source changed one record and dropped another.
     export.items = [dataclasses.replace(records[1], advice="nieuw advies"), *records[2:]]
-    rerun, state = adapter(export, tmp_path, real, registry.clock, batch=3)
+    rerun, state = adapter(export, tmp_path, real, registry.clock, batch=3, max_delete_share=0.5)
     report = rerun.sync(tmp_path / "x")
     again = rerun.sync(tmp_path / "x")
     state.close()
@@ -242,21 +251,145 @@ def test_the_sender_retries_while_the_registry_is_unreachable() -> None:
     assert len(naps) == 5 and all(0 < nap <= 15 for nap in naps)
 
 
-def test_an_export_that_is_cut_off_deletes_nothing(
+def test_an_export_that_cannot_prove_it_is_complete_changes_nothing(
     registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
 ) -> None:
     records = [record(n) for n in range(3)]
     export = Export(records)
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    calls: list[int] = []
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
     run.sync(tmp_path / "x")
+    before = state.load()
 
     cut = BadRecord("export.csv:3", None, "footer: missing (cut off?)", incomplete=True)
-    export.items = [records[0], cut]
+    changed = dataclasses.replace(records[0], advice="nieuw advies")
+    export.items = [changed, record(7), cut]
+    report = run.sync(tmp_path / "x")
+    after = state.load()
+    state.close()
+
+    assert (report.new, report.changed, report.deleted, report.rejected) == (0, 0, 0, 1)
+    assert report.refused == (
+        "the export cannot prove it is complete (export.csv:3: footer: missing (cut off?))"
+    )
+    assert "nothing changed: the export cannot prove" in report.summary()
+    assert calls == [3] and after == before
+    assert live(registry) == {"AT-00000": 1, "AT-00001": 1, "AT-00002": 1}
+
+
+def _synced(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, count: int
+) -> tuple[Export, list[SourceRecord]]:
+    records = [record(n) for n in range(count)]
+    run, state = adapter(Export(records), tmp_path, sender(channel), registry.clock)
+    run.sync(tmp_path / "x")
+    state.close()
+    return Export(records), records
+
+
+def test_a_run_that_would_delete_more_than_the_limit_changes_nothing(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    """The attack: an export missing most of the source (a wrong or half-written file)."""
+    export, records = _synced(registry, channel, tmp_path, 20)
+    export.items = [dataclasses.replace(records[0], advice="nieuw advies"), *records[1:17]]
+    calls: list[int] = []
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
+    before = state.load()
+
+    report = run.sync(tmp_path / "x")
+    wrong = run.sync(tmp_path / "x", confirm_deletions=2)
+    after = state.load()
+    state.close()
+
+    assert report.refused == (
+        "the run would delete 3 of 20 live markers (15.0%), more than the limit of 10%"
+    )
+    assert (report.deletions_to_confirm, report.changed, report.deleted) == (3, 0, 0)
+    assert wrong.refused is not None and wrong.refused.endswith("2 were confirmed, not 3")
+    assert calls == [] and after == before
+    assert live(registry) == {f"AT-{n:05d}": 1 for n in range(20)}
+
+
+def test_a_confirmed_mass_deletion_deletes_exactly_what_left(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    export, records = _synced(registry, channel, tmp_path, 20)
+    export.items = records[:2]
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+
+    report = run.sync(tmp_path / "x", confirm_deletions=18)
+    again = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.refused, report.deleted, report.unchanged) == (None, 18, 2)
+    assert (again.refused, again.deleted, again.unchanged) == (None, 0, 2)
+    assert live(registry) == {"AT-00000": 1, "AT-00001": 1}
+
+
+def test_deletions_within_the_limit_need_no_confirmation(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    export, records = _synced(registry, channel, tmp_path, 20)
+    export.items = records[:18]
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+
     report = run.sync(tmp_path / "x")
     state.close()
 
-    assert (report.deleted, report.unchanged, report.rejected) == (0, 1, 1)
-    assert set(live(registry)) == {"AT-00000", "AT-00001", "AT-00002"}
+    assert (report.refused, report.deleted) == (None, 2)
+    assert set(live(registry)) == {f"AT-{n:05d}" for n in range(18)}
+
+
+def test_a_bad_record_without_a_readable_id_withholds_every_deletion(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    export, records = _synced(registry, channel, tmp_path, 20)
+    unreadable = BadRecord("export.jsonl:2", None, "invalid JSON: Expecting value at column 1")
+    export.items = [unreadable, *records[2:]]
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert (report.deleted, report.deletions_withheld, report.refused) == (0, 2, None)
+    assert "deletions withheld 2" in report.summary()
+    assert len(live(registry)) == 20
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"advice": "Dag.\x1b[2J\x1b[HNO HIT"}, "advice: holds a control character (U+001B)"),
+        ({"advice": "Dagvaarden.\x9b2J"}, "advice: holds a control character (U+009B)"),
+        ({"advice": "Dagvaarden.\x7f"}, "advice: holds a control character (U+007F)"),
+        ({"advice": "Dag\u202evaarden"}, "advice: holds a control character (U+202E)"),
+        (
+            {"at_information": {"open_cases": "1 zaak\x07"}},
+            "at_information.open_cases: holds a control character (U+0007)",
+        ),
+        ({"record_id": "AT-\x1b[2J"}, "record id: holds a control character (U+001B)"),
+    ],
+    ids=["esc", "c1-csi", "del", "bidi-override", "bel-in-at-field", "record-id"],
+)
+def test_a_text_with_control_characters_is_refused_by_line_and_field(
+    registry: RunningRegistry,
+    channel: grpc.Channel,
+    tmp_path: Path,
+    fields: dict[str, object],
+    reason: str,
+) -> None:
+    """An ESC sequence in an advice would reach the KPC'er's terminal: clear it, forge NO HIT."""
+    items: list[SourceRecord | BadRecord] = [
+        record(0, advice="Dagvaarden.\nBij nieuw feit:\tvoorgeleiden."),  # LF, TAB are text
+        record(1, **fields),
+    ]
+    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock)
+    report = run.sync(tmp_path / "x")
+    state.close()
+
+    assert [(p.where, p.reason) for p in report.problems] == [("export.jsonl:2", reason)]
+    assert set(live(registry)) == {"AT-00000"}
 
 
 def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(

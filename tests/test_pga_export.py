@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from adapters.pga import PgaExport
 from adapters.pga.export import AT_FIELDS
+from adapters.pga.write import seal
 from adapters.records import BadRecord, Person, SourceFormat, SourceRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pga"
@@ -134,9 +136,9 @@ def test_bad_export_reports_every_bad_line_and_reads_on() -> None:
         ("bad.jsonl:3", None, "not a JSON object: the line holds a JSON array"),
         ("bad.jsonl:4", "AT-2024-000203", "datum_aanmelding: missing"),
         ("bad.jsonl:5", None, "registratie_id: missing"),
-        ("bad.jsonl:6", "AT-2024-000205", "veiligheidshuis: unknown value 'VHDH'"),
-        ("bad.jsonl:8", "AT-2024-000207", "doelgroep: unknown value 'Radicalisering'"),
-        ("bad.jsonl:9", "AT-2024-000208", "status_pva: unknown value 'Geparkeerd'"),
+        ("bad.jsonl:6", "AT-2024-000205", "veiligheidshuis: not a known value"),
+        ("bad.jsonl:8", "AT-2024-000207", "doelgroep: not a known value"),
+        ("bad.jsonl:9", "AT-2024-000208", "status_pva: not a known value"),
         ("bad.jsonl:11", "AT-2024-000210", "datum_aanmelding: not a date (expected YYYY-MM-DD)"),
         ("bad.jsonl:12", "AT-2024-000211", "geboortedatum: not a date (no such day)"),
         ("bad.jsonl:13", "AT-2024-000212", "advies_datum: not a date"),
@@ -145,10 +147,10 @@ def test_bad_export_reports_every_bad_line_and_reads_on() -> None:
         (
             "bad.jsonl:16",
             "AT-2024-000216",
-            "wat_informatie.detentieverleden.leverancier: 'Politie' does not supply this field",
+            "wat_informatie.detentieverleden.leverancier: not a supplier of this field",
         ),
         ("bad.jsonl:17", "AT-2024-000217", "wat_informatie.antecedenten.leverancier: missing"),
-        ("bad.jsonl:18", "AT-2024-000218", "wat_informatie.schuldhulp: unknown A&T field"),
+        ("bad.jsonl:18", "AT-2024-000218", "wat_informatie.schuldhulp: not an A&T field"),
         ("bad.jsonl:20", None, "not a JSON object: the line holds a JSON null"),
     ]
     assert len(bad) == len(expected)
@@ -234,33 +236,31 @@ _LINE = st.one_of(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_LINE, max_size=6), crlf=st.booleans())
-def test_any_text_yields_one_item_per_non_blank_line(
+def test_any_text_yields_one_item_per_non_blank_line_and_no_trailer_is_incomplete(
     tmp_path: Path, lines: list[str], crlf: bool
 ) -> None:
     export = tmp_path / "any.jsonl"
-    # A BOM first, so the generated first line is read exactly as generated.
+    # A BOM and an object first (a PGA export), so the generated lines are read as generated.
     end = "\r\n" if crlf else "\n"
-    export.write_bytes(("\ufeff" + "".join(line + end for line in lines)).encode())
+    export.write_bytes(("\ufeff{}" + end + "".join(line + end for line in lines)).encode())
 
-    items = _read(export)
+    *items, last = _read(export)
 
-    non_blank = [n for n, line in enumerate(lines, start=1) if line.strip()]
-    assert [item.where for item in items] == [f"any.jsonl:{n}" for n in non_blank]
+    non_blank = [n for n, line in enumerate(lines, start=2) if line.strip()]
+    assert [item.where for item in items] == [f"any.jsonl:{n}" for n in [1, *non_blank]]
+    assert isinstance(last, BadRecord) and last.incomplete
+    assert last.reason.startswith("trailer: missing")
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.binary().filter(lambda data: b"\n" not in data))
-def test_any_bytes_never_raise(tmp_path: Path, raw: bytes) -> None:
+@given(raw=st.binary().filter(lambda data: b"\n" not in data), newline=st.booleans())
+def test_any_bytes_never_raise(tmp_path: Path, raw: bytes, newline: bool) -> None:
     export = tmp_path / "any.jsonl"
-    export.write_bytes(b"\xef\xbb\xbf" + raw + b"\n")
+    export.write_bytes(b"\xef\xbb\xbf" + raw + (b"\n" if newline else b""))
 
     items = _read(export)
 
-    try:
-        blank = not raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        blank = False
-    assert len(items) == (0 if blank else 1)
+    assert isinstance(items[-1], BadRecord) and items[-1].incomplete
 
 
 @pytest.mark.parametrize(
@@ -289,9 +289,138 @@ def test_doelgroep_spellings_map_to_target_groups(
         "datum_aanmelding": "2020-01-01",
     }
     export.write_text(json.dumps(registration) + "\n", encoding="utf-8")
+    seal(export)
 
     [record] = _read(export)
 
     assert isinstance(record, SourceRecord)
     assert record.target_group == token
     assert record.person == Person(bsn=None, surname=None, birth_date=None)
+
+
+def _sealed(tmp_path: Path, *registrations: dict[str, object]) -> Path:
+    export = tmp_path / "sealed.jsonl"
+    export.write_text("".join(json.dumps(r) + "\n" for r in registrations), encoding="utf-8")
+    seal(export)
+    return export
+
+
+_ONE = {
+    "registratie_id": "AT-1",
+    "veiligheidshuis": "VHRR",
+    "bsn": "111222333",
+    "doelgroep": "Jeugd",
+    "status_pva": "Actief",
+    "datum_aanmelding": "2020-01-01",
+}
+
+
+def _incomplete(items: list[SourceRecord | BadRecord]) -> list[tuple[str, str]]:
+    return [(b.where, b.reason) for b in _bad(items) if b.incomplete]
+
+
+def test_an_export_with_its_trailer_proves_complete(tmp_path: Path) -> None:
+    export = _sealed(tmp_path, _ONE, {**_ONE, "registratie_id": "AT-2"})
+
+    items = _read(export)
+
+    assert [r.record_id for r in _records(items)] == ["AT-1", "AT-2"]
+    assert _bad(items) == []
+    assert export.read_text().splitlines()[-1].startswith('{"einde_export": {"aantal_records": 2')
+
+
+def test_an_empty_export_is_incomplete(tmp_path: Path) -> None:
+    export = tmp_path / "empty.jsonl"
+    export.write_bytes(b"")
+
+    assert _incomplete(_read(export)) == [
+        ("empty.jsonl:1", "trailer: missing '{\"einde_export\": ...}' (the export is empty)")
+    ]
+
+
+def test_an_export_cut_off_mid_line_is_incomplete(tmp_path: Path) -> None:
+    data = _sealed(tmp_path, _ONE, {**_ONE, "registratie_id": "AT-2"}).read_bytes()
+    export = tmp_path / "cut.jsonl"
+    export.write_bytes(data[: data.index(b"AT-2") + 20])  # in the second registration
+
+    items = _read(export)
+
+    assert [r.record_id for r in _records(items)] == ["AT-1"]
+    assert _incomplete(items) == [
+        ("cut.jsonl:2", "line end: missing on the last line (the export is cut off)")
+    ]
+
+
+def test_an_export_cut_off_at_a_line_end_misses_its_trailer(tmp_path: Path) -> None:
+    data = _sealed(tmp_path, _ONE, {**_ONE, "registratie_id": "AT-2"}).read_bytes()
+    export = tmp_path / "cut.jsonl"
+    export.write_bytes(data[: data.index(b"\n") + 1])
+
+    assert _incomplete(_read(export)) == [
+        ("cut.jsonl:2", "trailer: missing '{\"einde_export\": ...}' (is the export cut off?)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.replace(b'"aantal_records": 2', b'"aantal_records": 3'), "says 3 records"),
+        (lambda d: d.replace(b"AT-2", b"AT-3"), "sha256 does not match"),
+        (lambda d: d.replace(b'"sha256": "', b'"sha256": "x'), "64 lowercase hexadecimal"),
+        (lambda d: d.replace(b'"einde_export": {', b'"einde_export": ["x"], "x": {'), "not {"),
+        (lambda d: d + b'{"registratie_id": "AT-4"}\n', "after the trailer"),
+        (lambda d: d[: d.rindex(b"\n")], "line end: missing"),  # the trailer's line end
+    ],
+    ids=["count", "checksum", "checksum-form", "form", "after-trailer", "trailer-cut"],
+)
+def test_a_trailer_that_does_not_prove_the_export_complete_makes_it_incomplete(
+    tmp_path: Path, change: Callable[[bytes], bytes], reason: str
+) -> None:
+    export = _sealed(tmp_path, _ONE, {**_ONE, "registratie_id": "AT-2"})
+    export.write_bytes(change(export.read_bytes()))
+
+    incomplete = _incomplete(_read(export))
+
+    assert len(incomplete) == 1 and reason in incomplete[0][1], incomplete
+
+
+def test_an_amazone_csv_is_refused_as_a_whole(tmp_path: Path) -> None:
+    export = tmp_path / "amazone.csv"
+    export.write_bytes((FIXTURES.parent / "amazone" / "export.csv").read_bytes())
+
+    items = _read(export)
+
+    assert [(b.where, b.incomplete) for b in _bad(items)] == [("amazone.csv:1", True)]
+    assert _bad(items)[0].reason.startswith("not a PGA export")
+    assert _records(items) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "record_id", "key"),
+    [
+        ('{"registratie_id": "AT-1", "advies": "a", "advies": "b"}', "AT-1", "'advies'"),
+        ('{"registratie_id": "AT-1", "registratie_id": "AT-2"}', None, "'registratie_id'"),
+        (
+            '{"registratie_id": "AT-1", "wat_informatie": {"antecedenten":'
+            ' {"tekst": "a", "tekst": "b"}}}',
+            "AT-1",
+            "'tekst'",
+        ),
+        ('{"registratie_id": "AT-1", "111222333": 1, "111222333": 2}', "AT-1", "not a field"),
+    ],
+    ids=["field", "id", "nested", "odd-key"],
+)
+def test_a_registration_with_a_key_twice_is_refused_naming_line_and_key(
+    tmp_path: Path, line: str, record_id: str | None, key: str
+) -> None:
+    export = tmp_path / "twice.jsonl"
+    export.write_text(json.dumps(_ONE) + "\n" + line + "\n", encoding="utf-8")
+    seal(export)
+
+    items = _read(export)
+
+    [bad] = _bad(items)
+    assert (bad.where, bad.record_id, bad.incomplete) == ("twice.jsonl:2", record_id, False)
+    assert bad.reason.startswith("duplicate key:") and key in bad.reason
+    assert "111222333" not in bad.reason
+    assert [r.record_id for r in _records(items)] == ["AT-1"]

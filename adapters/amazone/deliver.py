@@ -73,6 +73,7 @@ DECISIONS: Mapping[str, str] = {
 _HOUSE_CODES = {house: code for code, house in HOUSES.items()}
 _SEPOT = re.compile(r"sepot-([0-9]{2})")
 _FOOTER = re.compile(r"Aantal mutaties: ([0-9]+)")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class MutationFileError(Exception):
@@ -86,7 +87,7 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     MutationFileError."""
     row = mutation_row(delivery)
     rows = _read(path)
-    if any(existing[_KEY] == delivery.key for existing in rows):
+    if any(existing[_KEY] == row[_KEY] for existing in rows):
         return False
     # A fixed temp name: one a crash left behind is simply overwritten next time.
     replace_atomically(path, _render([*rows, row]), path.with_name(f".{path.name}.tmp"))
@@ -127,7 +128,7 @@ def mutation_row(delivery: Delivery) -> list[str]:
         due = _in_amsterdam(d.due, "due")
         cells["Advies uiterlijk"] = f"{_dutch(due.date())} {due:%H:%M}"
         cells["Toelichting"] = d.question or ""  # the question asked
-    return [*(_cp1252(column, cell) for column, cell in cells.items()), ""]
+    return [*(_inert(_cp1252(column, cell)) for column, cell in cells.items()), ""]
 
 
 def _decision_cells(d: Delivery) -> dict[str, str]:
@@ -155,6 +156,13 @@ def _cp1252(column: str, cell: str) -> str:
         return _typed("", column, cell)
     except ValueError:
         raise ValueError(f"{column}: cannot be written in Windows-1252") from None
+
+
+def _inert(cell: str) -> str:
+    """A cell a spreadsheet cannot take for a formula (OWASP, CSV injection): one starting with
+    =, +, -, @, tab or CR (after spaces, too) gets a single quote before it, which shows the
+    text as typed."""
+    return "'" + cell if cell.lstrip(" ").startswith(_FORMULA_STARTS) else cell
 
 
 def _yes_no(value: bool | None) -> str:

@@ -114,7 +114,7 @@ def _rows(name: str, text: io.TextIOWrapper, bom: bool) -> Iterator[SourceRecord
     reader = csv.reader(text, delimiter=";")
     warned = bom
     if bom:
-        yield BadRecord(f"{name}:1", None, LOOKS_UTF8)
+        yield BadRecord(f"{name}:1", None, LOOKS_UTF8, notice=True)
     header: _Header | None = None
     rows = 0
     footer_line: int | None = None
@@ -133,7 +133,7 @@ def _rows(name: str, text: io.TextIOWrapper, bom: bool) -> Iterator[SourceRecord
             continue
         if not warned and _looks_utf8(row):
             warned = True
-            yield BadRecord(where, None, LOOKS_UTF8)
+            yield BadRecord(where, None, LOOKS_UTF8, notice=True)
         if header is None:
             header = _Header(row)
             if header.problem:
@@ -151,7 +151,7 @@ def _rows(name: str, text: io.TextIOWrapper, bom: bool) -> Iterator[SourceRecord
             continue
         if footer_line is not None:
             reason = f"after the footer: the export ended on line {footer_line}"
-            yield BadRecord(where, header.record_id(row), reason)
+            yield BadRecord(where, None, reason, incomplete=True)
             continue
         rows += 1
         yield _record(header, row, where)
@@ -221,10 +221,12 @@ def _record(header: _Header, row: Sequence[str], where: str) -> SourceRecord | B
     if header.problem:
         return BadRecord(where, record_id, "not read: the header is unusable")
     if undecodable := _undecodable(header, row):
-        return BadRecord(where, record_id, undecodable)
+        return BadRecord(where, record_id if len(row) == header.width else None, undecodable)
     if len(row) != header.width:
+        # A column missing or extra: which cell is which is unknown, so not even the id is
+        # read (it may be the BSN that moved into its place).
         reason = f"column count: {len(row)} columns, the header has {header.width}"
-        return BadRecord(where, record_id, reason)
+        return BadRecord(where, None, reason)
     cells = _Cells(header.index, row)
     try:
         return cells.record(where)
@@ -301,7 +303,7 @@ class _Cells:
         try:
             return table[key(value)]
         except KeyError:
-            raise _Bad(f"{column}: unknown value {value[:40]!r}") from None
+            raise _Bad(f"{column}: not a known value") from None
 
     def bsn(self) -> str | None:
         """Unchecked (the framework applies the 11-proef). A BSN that went through a

@@ -228,15 +228,13 @@ class _Reader:
 
     def _root(self, tag: str, attributes: dict[str, str]) -> None:
         if tag != "gcos-export":
-            raise self._stop(f"root element: expected gcos-export, found {tag[:40]!r}")
+            raise self._stop("root element: not gcos-export; nothing in the file is read")
         code = {_local(key): value for key, value in attributes.items()}.get("veiligheidshuis")
         if code is None or not code.strip():
             raise self._stop("veiligheidshuis: missing; nothing in the file is read")
         house_id = HOUSES.get(code.strip().upper())
         if house_id is None:
-            raise self._stop(
-                f"veiligheidshuis: unknown code {code.strip()[:40]!r}; nothing in the file is read"
-            )
+            raise self._stop("veiligheidshuis: not a known code; nothing in the file is read")
         self.house_id = house_id
 
 
@@ -310,7 +308,7 @@ def _code(person: _Values, path: str, table: Mapping[str, str]) -> str:
     try:
         return table[code.upper()]
     except KeyError:
-        raise _Bad(f"{path}: unknown code {code[:40]!r}") from None
+        raise _Bad(f"{path}: not a known code") from None
 
 
 def _surname(person: _Values) -> str | None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from adapters import jsonl
 from adapters.durable import sync_directory
 from adapters.pga.export import BOM, HOUSES
 from adapters.records import Delivery, Person, check_delivery
@@ -126,7 +127,8 @@ def _moment(value: dt.datetime, name: str) -> str:
 
 def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
     """The size of the file up to and including its last newline, and the `kenmerk` of every
-    complete line. A complete line that is not a beslisrecord is passed over."""
+    complete line. A complete line that is not a beslisrecord (nor one with a key twice) is
+    passed over."""
     out.seek(0)
     size = 0
     keys: set[str] = set()
@@ -135,7 +137,7 @@ def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
             break  # cut off by a crash
         size += len(raw)
         try:
-            record = json.loads(raw.removeprefix(BOM) if number == 1 else raw)
+            record = jsonl.loads(raw.removeprefix(BOM) if number == 1 else raw)
         except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("kenmerk"), str):

@@ -1,17 +1,23 @@
-"""The PGA/A&T export: JSON Lines, one A&T registration per line (format in README.md)."""
+"""The PGA/A&T export: JSON Lines, one A&T registration per line, and a trailer that proves the
+export complete (format in README.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from adapters import jsonl
 from adapters.records import BadRecord, Person, SourceRecord
 
 BOM = b"\xef\xbb\xbf"
+# The last line: {"einde_export": {"aantal_records": N, "sha256": "<hex>"}}, N the non-blank
+# lines before it, the SHA-256 over every byte before it (a BOM included).
+TRAILER = "einde_export"
 
 # Veiligheidshuis code in PGA -> house id in baken/houses.toml.
 HOUSES: Mapping[str, str] = {
@@ -56,6 +62,8 @@ AT_FIELDS: Mapping[str, tuple[str, frozenset[str]]] = {
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _READABLE_ID = re.compile(r'"registratie_id"\s*:\s*"([^"\\]{1,128})"')
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FIELD_NAME = re.compile(r"[a-z_]{1,40}")
 _JSON_KINDS = {"list": "array", "str": "string", "int": "number", "float": "number"}
 _JSON_KINDS |= {"bool": "boolean", "NoneType": "null"}
 
@@ -71,28 +79,106 @@ class PgaExport:
     party = "adapter-pga"
 
     def read(self, path: Path) -> Iterator[SourceRecord | BadRecord]:
+        """Each line as a record, then whether the export proved complete: anything wrong with
+        the trailer, a last line cut off without its line end, or a first line that is no JSON
+        object (not a PGA export) is a BadRecord marked incomplete."""
         with path.open("rb") as export:
-            for number, raw in enumerate(export, start=1):
-                line = raw.removeprefix(BOM) if number == 1 else raw
-                where = f"{path.name}:{number}"
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    yield BadRecord(
-                        where,
-                        _readable_id(line.decode("utf-8", "replace")),
-                        f"encoding: not UTF-8 (0x{line[error.start]:02x}"
-                        f" at byte {error.start + 1} of the line)",
-                    )
-                    continue
-                if not text.strip():
-                    continue
-                yield _parse(text.strip(), where)
+            yield from _lines(path.name, export)
+
+
+def _lines(name: str, export: Iterator[bytes]) -> Iterator[SourceRecord | BadRecord]:
+    digest = hashlib.sha256()
+    count = 0
+    trailer_line: int | None = None
+    number = 0
+    for number, raw in enumerate(export, start=1):
+        line = raw.removeprefix(BOM) if number == 1 else raw
+        where = f"{name}:{number}"
+        if not raw.endswith(b"\n"):
+            reason = "line end: missing on the last line (the export is cut off)"
+            yield BadRecord(where, _readable_id(_lenient(line)), reason, incomplete=True)
+            return
+        if trailer_line is not None:
+            if line.strip():
+                reason = f"after the trailer: the export ended on line {trailer_line}"
+                yield BadRecord(where, None, reason, incomplete=True)
+            continue
+        if not line.strip():
+            digest.update(raw)
+            continue
+        if count == 0 and not line.lstrip().startswith(b"{"):
+            reason = "not a PGA export: the first line is no JSON object; nothing in it is read"
+            yield BadRecord(where, None, reason, incomplete=True)
+            return
+        if _is_trailer(line):
+            trailer_line = number
+            if problem := _trailer_problem(line, count, digest.hexdigest()):
+                yield BadRecord(where, None, problem, incomplete=True)
+            continue
+        digest.update(raw)
+        count += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield BadRecord(
+                where,
+                _readable_id(_lenient(line)),
+                f"encoding: not UTF-8 (0x{line[error.start]:02x}"
+                f" at byte {error.start + 1} of the line)",
+            )
+            continue
+        yield _parse(text.strip(), where)
+    if trailer_line is None:
+        empty = " (the export is empty)" if count == 0 else " (is the export cut off?)"
+        reason = f"trailer: missing '{{\"{TRAILER}\": ...}}'{empty}"
+        yield BadRecord(f"{name}:{number + 1}", None, reason, incomplete=True)
+
+
+def _is_trailer(line: bytes) -> bool:
+    if f'"{TRAILER}"'.encode() not in line:
+        return False
+    try:
+        found = jsonl.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(found, dict) and TRAILER in found
+
+
+def _lenient(line: bytes) -> str:
+    return line.decode("utf-8", "replace")
+
+
+def _trailer_problem(line: bytes, count: int, digest: str) -> str | None:
+    """Why the trailer does not prove the `count` lines with SHA-256 `digest` complete."""
+    trailer = jsonl.loads(line)
+    try:
+        said = trailer[TRAILER]
+        records, checksum = said["aantal_records"], said["sha256"]
+    except (TypeError, KeyError):
+        return f'trailer: not {{"{TRAILER}": {{"aantal_records": N, "sha256": "..."}}}}'
+    if len(trailer) != 1 or not isinstance(records, int) or isinstance(records, bool):
+        return "trailer: aantal_records must be a number, and the trailer hold nothing else"
+    if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
+        return "trailer: sha256 must be 64 lowercase hexadecimal digits"
+    if records != count:
+        return f"trailer: says {records} records, the export holds {count}"
+    if checksum != digest:
+        return "trailer: sha256 does not match the export (changed after it was written?)"
+    return None
+
+
+def trailer(count: int, digest: str) -> bytes:
+    """The trailer line (with its line end) of `count` records whose bytes hash to `digest`."""
+    body = {TRAILER: {"aantal_records": count, "sha256": digest}}
+    return (json.dumps(body) + "\n").encode()
 
 
 def _parse(text: str, where: str) -> SourceRecord | BadRecord:
     try:
-        registration = json.loads(text)
+        registration = jsonl.loads(text)
+    except jsonl.DuplicateKey as duplicate:
+        record_id = None if duplicate.key == "registratie_id" else _readable_id(text)
+        return BadRecord(where, record_id, duplicate.reason())
     except (ValueError, RecursionError) as error:
         return BadRecord(where, _readable_id(text), f"invalid JSON: {_json_message(error)}")
     if not isinstance(registration, dict):
@@ -193,7 +279,7 @@ def _lookup(
     try:
         return table[key(value)]
     except KeyError:
-        raise _Bad(f"{name}: unknown value {value[:40]!r}") from None
+        raise _Bad(f"{name}: not a known value") from None
 
 
 def _bsn(registration: Mapping[str, Any]) -> str | None:
@@ -243,9 +329,9 @@ def _at_information(registration: Mapping[str, Any]) -> dict[str, str]:
         raise _Bad("wat_informatie: expected an object")
     at_information: dict[str, str] = {}
     for key, item in items.items():
-        name = f"wat_informatie.{key[:40]}"
+        name = f"wat_informatie.{key}" if _FIELD_NAME.fullmatch(key) else "wat_informatie"
         if key not in AT_FIELDS:
-            raise _Bad(f"{name}: unknown A&T field")
+            raise _Bad(f"{name}: not an A&T field")
         if item is None:
             continue
         if not isinstance(item, dict):
@@ -258,6 +344,6 @@ def _at_information(registration: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(supplier, str) or not supplier.strip():
             raise _Bad(f"{name}.leverancier: missing")
         if supplier.strip().upper() not in suppliers:
-            raise _Bad(f"{name}.leverancier: {supplier.strip()[:40]!r} does not supply this field")
+            raise _Bad(f"{name}.leverancier: not a supplier of this field")
         at_information[field] = text
     return at_information
