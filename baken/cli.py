@@ -345,6 +345,10 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # What Baken writes is its own user's only: databases, logs, state files, deliveries and
+    # keys 0600, directories 0700 (docs/DEPLOYMENT.md, "File permissions"). The processes
+    # `baken up` starts inherit it.
+    os.umask(0o077)
     args = parser().parse_args(argv)
     crash.install()
     try:

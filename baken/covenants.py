@@ -13,7 +13,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,15 @@ class CovenantError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Formats:
+    """What a party's users type, as the register spells it: the ZSM case reference and the
+    user id. Each is matched whole (re.fullmatch)."""
+
+    case_reference: re.Pattern[str]
+    user: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Party:
     """A party of the register; its certificate carries id (CN), organisation (O), role (OU)."""
 
@@ -107,6 +116,8 @@ class Party:
     # When this desk is staffed, "HH:MM-HH:MM" in Amsterdam time (may wrap past midnight);
     # look-ups without a case reference outside it are flagged as anomalies.
     shift: str | None = None
+    # Its case references and user ids: the register's [formats], or the party's own.
+    formats: Formats = field(kw_only=True)
 
     @property
     def identity(self) -> Identity:
@@ -157,6 +168,13 @@ class Covenant:
 class CovenantSet:
     parties: Mapping[str, Party]
     covenants: tuple[Covenant, ...]
+    # The register's own [formats], for a caller it does not know (refused after the check).
+    formats: Formats
+
+    def formats_of(self, party_id: str) -> Formats:
+        """The formats of the party's case references and user ids."""
+        party = self.parties.get(party_id)
+        return party.formats if party is not None else self.formats
 
     def of_party(self, party_id: str) -> tuple[Covenant, ...]:
         return tuple(c for c in self.covenants if party_id in c.parties)
@@ -270,16 +288,54 @@ def _parse(path: Path) -> tuple[dict[str, Any], _Lines]:
         raise CovenantError(path, line, f"not valid TOML: {str(exc).split(' (at')[0]}") from None
 
 
+# What no format may admit: nothing, a blank, a single character.
+_NOT_A_FORMAT = ("", " ", "x", "0")
+
+
+def _format(r: _Reader, key: str, default: re.Pattern[str] | None) -> re.Pattern[str]:
+    if key not in r.data:
+        assert default is not None
+        return default
+    text = r.text(key)
+    try:
+        pattern = re.compile(text)
+    except re.error:
+        raise r.error(key, f"{key} is not a regular expression") from None
+    if any(pattern.fullmatch(sample) for sample in _NOT_A_FORMAT):
+        raise r.error(key, f"{key} admits an empty, blank or one-character value")
+    return pattern
+
+
+def _formats(r: _Reader, defaults: Formats | None = None) -> Formats:
+    return Formats(
+        _format(r, "case_reference", defaults.case_reference if defaults else None),
+        _format(r, "user", defaults.user if defaults else None),
+    )
+
+
 def load_parties(path: Path, regions: Iterable[str]) -> dict[str, Party]:
+    return _load_register(path, regions)[0]
+
+
+def _load_register(path: Path, regions: Iterable[str]) -> tuple[dict[str, Party], Formats]:
+    """The parties of the register and its [formats]."""
     data, lines = _parse(path)
     top = _Reader(path, lines, None, 0, data)
-    top.keys(["party"])
+    top.keys(["formats", "party"])
+    if not isinstance(data["formats"], dict):
+        raise top.error("formats", "use a [formats] table")
+    formats = _Reader(path, lines, "formats", 0, data["formats"])
+    formats.keys(["case_reference", "user"])
+    defaults = _formats(formats)
     if not isinstance(data["party"], list):
         raise top.error("party", "use [[party]] tables")
     parties: dict[str, Party] = {}
     for i, entry in enumerate(data["party"]):
         r = _Reader(path, lines, "party", i, entry)
-        r.keys(["id", "organisation", "role"], ["region", "source_system", "shift"])
+        r.keys(
+            ["id", "organisation", "role"],
+            ["region", "source_system", "shift", "case_reference", "user"],
+        )
         party = Party(
             id=r.text("id", pattern=IDENTIFIER),
             organisation=r.text("organisation"),
@@ -287,6 +343,7 @@ def load_parties(path: Path, regions: Iterable[str]) -> dict[str, Party]:
             region=r.optional_text("region"),
             source_system=r.optional_text("source_system"),
             shift=r.optional_text("shift"),
+            formats=_formats(r, defaults),
         )
         if party.role not in ROLES:
             raise r.error("role", f"unknown role {party.role!r}")
@@ -301,7 +358,7 @@ def load_parties(path: Path, regions: Iterable[str]) -> dict[str, Party]:
         if party.id in parties:
             raise r.error("id", f"party {party.id!r} is listed twice")
         parties[party.id] = party
-    return parties
+    return parties, defaults
 
 
 def identities(directory: Path = DEFAULT_DIR) -> list[Identity]:
@@ -384,7 +441,7 @@ def load(
     """The party register and every *.toml covenant in `directory`, checked."""
     regions = {h.region for h in houses.values()}
     register = parties_file or directory / PARTIES_FILE
-    parties = load_parties(register, regions)
+    parties, formats = _load_register(register, regions)
     paths = sorted(
         p
         for p in directory.glob("*.toml")
@@ -394,7 +451,7 @@ def load(
         raise CovenantError(directory, 0, "no covenant files (*.toml)")
     covenants = [load_covenant(p, parties, houses) for p in paths]
     _check_overlaps(covenants)
-    return CovenantSet(parties, tuple(covenants))
+    return CovenantSet(parties, tuple(covenants), formats)
 
 
 def _check_overlaps(covenants: Sequence[Covenant]) -> None:

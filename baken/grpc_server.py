@@ -69,9 +69,25 @@ def trace_id_of(context: grpc.ServicerContext) -> str:
 
 
 def _request_id_of(context: grpc.ServicerContext) -> str:
+    """The caller's `x-request-id`, or a fresh one when it sent none. One that is not a token
+    of 1 to 64 letters, digits and ".:_-", or that holds nine digits passing the 11-proef,
+    ends the call with INVALID_ARGUMENT (never echoed): the id goes into the log and the
+    access log, and free text or a BSN must not."""
+    from baken.errors import FieldViolation, InvalidArgument
+    from baken.pseudonym import looks_like_bsn
+
     for key, value in context.invocation_metadata():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 64:
+        if key != REQUEST_ID_KEY:
+            continue
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,64}", value):
+            fault = "a token of 1 to 64 letters, digits and '.:_-'"
+        elif looks_like_bsn(value):
+            fault = "looks like a BSN (nine digits passing the 11-proef): no personal data here"
+        else:
             return value
+        refusal = InvalidArgument([FieldViolation(REQUEST_ID_KEY, fault)])
+        log.info("rpc", code="INVALID_ARGUMENT", reason=refusal.reason, field=REQUEST_ID_KEY)
+        context.abort_with_status(rpc_status.to_status(refusal.to_status()))
     return uuid.uuid4().hex
 
 

@@ -194,17 +194,19 @@ class TlsFiles:
             ) from None
 
 
-def _write(path: Path, data: bytes, *, secret: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+def _write(path: Path, data: bytes) -> None:
+    """A key is its owner's alone; so, like everything Baken writes, is a certificate."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # also when the file was there
         f.write(data)
 
 
 def write(directory: Path, name: str, issued: Issued) -> TlsFiles:
     directory.mkdir(parents=True, exist_ok=True)
     files = TlsFiles.of(directory, name)
-    _write(files.cert, issued.cert_pem, secret=False)
-    _write(files.key, issued.key_pem, secret=True)
+    _write(files.cert, issued.cert_pem)
+    _write(files.key, issued.key_pem)
     return files
 
 
@@ -223,8 +225,8 @@ def init(
     hosts = (*SERVICE_HOSTS, *service_hosts)
     ca = issue_ca("Baken development CA", now=now)
     directory.mkdir(parents=True, exist_ok=True)
-    _write(directory / "ca.pem", ca.cert_pem, secret=False)
-    _write(directory / "ca.key", ca.key_pem, secret=True)
+    _write(directory / "ca.pem", ca.cert_pem)
+    _write(directory / "ca.key", ca.key_pem)
     return {
         party.id: write(
             directory,

@@ -101,6 +101,22 @@ def validate_bsn(bsn: str) -> str:
     return digits
 
 
+# Nine digits standing alone (not part of a longer number), as typed or as 1234.56.782.
+_NINE_DIGITS = re.compile(r"(?<![0-9])(?:[0-9]{9}|[0-9]{4}\.[0-9]{2}\.[0-9]{3})(?![0-9])")
+
+
+def looks_like_bsn(text: str) -> bool:
+    """Whether free text holds a run of nine digits that passes the 11-proef: a BSN, most
+    likely, where none may be (a case reference, a user id, a reason)."""
+    for found in _NINE_DIGITS.finditer(text):
+        try:
+            validate_bsn(found.group().replace(".", ""))
+        except InvalidIdentifier:
+            continue
+        return True
+    return False
+
+
 def normalise_surname(surname: str) -> str:
     """Surname as a stable matching key: no case, diacritics, punctuation or tussenvoegsels.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from google.protobuf import json_format
@@ -23,6 +24,32 @@ _MATCH = {
     marker_pb2.MATCH_QUALITY_BSN: "BSN",
     marker_pb2.MATCH_QUALITY_NAME_BIRTH_DATE: "surname + date of birth only: verify identity",
 }
+
+
+# What a terminal acts on rather than shows: C0 and C1 controls, DEL, and the bidi marks,
+# embeddings, overrides and isolates. The registry refuses them at sync; this is the second
+# line, for whatever reached the answer all the same.
+_STEERING = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What JSON leaves as it is (it escapes the C0 controls in strings itself).
+_BEYOND_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_INDENT = " " * 18
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(text: str, indent: str | None = None) -> str:
+    """Text from an answer as a terminal may show it: every control character as a visible
+    escape ("\\x1b"), so that no text can clear the screen, move the cursor or forge a line;
+    with `indent`, a line feed starts a new line at that indent (never at the margin, where
+    the verdict stands) and a tab is a space."""
+    if indent is not None:
+        text = text.replace("\t", " ")
+        lines = text.split("\n")
+        return ("\n" + indent).join(_STEERING.sub(_escape, line) for line in lines)
+    return _STEERING.sub(_escape, text)
 
 
 def _token(enum: object, value: int, prefix: str) -> str:
@@ -49,8 +76,8 @@ def _withheld(fields: Sequence[registry_service_pb2.WithheldField]) -> list[str]
     for w in fields:
         grouped.setdefault((w.reason, w.covenant, w.grant), []).append(w.field)
     return [
-        f"{', '.join(names)} ({_WITHHELD.get(reason, '?')})"
-        + (f" [{covenant} {grant}]".rstrip() if covenant else "")
+        f"{shown(', '.join(names))} ({_WITHHELD.get(reason, '?')})"
+        + (f" [{shown(covenant)} {shown(grant)}]".rstrip() if covenant else "")
         for (reason, covenant, grant), names in grouped.items()
     ]
 
@@ -75,8 +102,8 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
     if response.break_glass:
         lines.append("  BREAK-GLASS: shown beyond the covenant; the privacy officer will review it")
     for m in response.markers:
-        region = f"  [{m.house.region_display_name}]" if m.house.region else ""
-        lines.append(f"  {m.house.display_name}{region}")
+        region = f"  [{shown(m.house.region_display_name)}]" if m.house.region else ""
+        lines.append(f"  {shown(m.house.display_name)}{region}")
         facts = []
         if m.target_group:
             facts.append(
@@ -95,13 +122,17 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
             advice += _FRESHNESS_NOTE.get(m.advice.freshness, "")
             lines.append(f"    advice        {advice}")
             if m.advice.text:
-                lines.append(f"                  {m.advice.text}")
+                lines.append(_INDENT + shown(m.advice.text, _INDENT))
         if m.HasField("at_information"):
             for field, value in m.at_information.ListFields():
-                lines.append(f"    A&T {field.name.replace('_', ' '):<22} {value}")
+                name = field.name.replace("_", " ")
+                lines.append(f"    A&T {name:<22} {shown(value, ' ' * 31)}")
         if m.house.HasField("contact"):
-            lines.append(f"    contact       {m.house.contact.role} <{m.house.contact.email}>")
-        lines.append(f"    source        {m.name} (match: {_MATCH.get(m.match_quality, '?')})")
+            contact = m.house.contact
+            lines.append(f"    contact       {shown(contact.role)} <{shown(contact.email)}>")
+        lines.append(
+            f"    source        {shown(m.name)} (match: {_MATCH.get(m.match_quality, '?')})"
+        )
         withheld = _withheld([w for w in response.withheld if w.marker == m.name])
         if withheld:
             lines.append("    withheld      " + "\n                  ".join(withheld))
@@ -113,4 +144,6 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
 
 
 def lookup_json(response: registry_service_pb2.LookupResponse) -> str:
-    return json.dumps(json_format.MessageToDict(response), indent=2, ensure_ascii=False)
+    """JSON escapes C0 controls itself; C1 controls and bidi marks are escaped here too."""
+    text = json.dumps(json_format.MessageToDict(response), indent=2, ensure_ascii=False)
+    return _BEYOND_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)

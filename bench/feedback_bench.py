@@ -151,7 +151,7 @@ def load(args: dict[str, Any]) -> dict[str, float]:
                 stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
             while time.monotonic() < stop:
                 n = (i * 7919 + count) % args["persons"]
-                case = f"B-{args['run']}-{i}-{count}"
+                case = f"B-{args['run'].upper()}-{i}-{count}"
                 try:
                     if args["what"] == "lookup":
                         stub.Lookup(
@@ -212,7 +212,7 @@ def latencies(
         stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
         for i in range(count):
             at = time.time()
-            case = f"L-{uuid.uuid4().hex[:12]}"
+            case = f"L-{uuid.uuid4().int % 10**15:015d}"  # never nine digits alone
             response = stub.RecordDecision(decision(ring, i, case), timeout=10)
             started[response.name.removeprefix("decisions/")] = at
             time.sleep(max(0.0, at + 1 / rate - time.time()))

@@ -70,7 +70,11 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
     ) -> pb.GetMonthlyFiguresResponse:
         month = _check(request, self._policy.houses)
         inquiry = inquiry_of(
-            context, SERVICE + "GetMonthlyFigures", request.purpose, request.on_behalf_of
+            context,
+            SERVICE + "GetMonthlyFigures",
+            request.purpose,
+            request.on_behalf_of,
+            register=self._policy.covenants,
         )
         selection, withheld, covenants = self._admit(inquiry, request, month)
         figures = [

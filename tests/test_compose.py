@@ -28,7 +28,11 @@ CODE_DIRS = ("baken", "services", "adapters")
 _NAME = re.compile(r"\bBAKEN_[A-Z0-9_]+\b")
 
 
-def _docker_compose(*args: str) -> subprocess.CompletedProcess[str]:
+# The operator's one required setting; the tests give it, as the operator must.
+PASSWORD = "from-the-operator"
+
+
+def _docker_compose(*args: str, password: bool = True) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is missing: bash scripts/system-packages.sh installs it")
@@ -39,7 +43,8 @@ def _docker_compose(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},  # no POSTGRES_PASSWORD or COMPOSE_* from outside
+        # Nothing from outside: no POSTGRES_PASSWORD, PUBLISH_ADDRESS or COMPOSE_*.
+        env={"PATH": "/usr/bin:/bin", **({"POSTGRES_PASSWORD": PASSWORD} if password else {})},
     )
 
 
@@ -119,11 +124,10 @@ def _mounts(service: str) -> dict[str, str]:
     return found
 
 
-def test_certificates_and_keys_live_on_volumes() -> None:
-    assert _mounts("certs") == {"/certs": "certs", "/keys": "pseudonym-key"}
+def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
+    assert [v.split(":")[1] for v in _services()["certs"]["volumes"]] == ["/certs", "/keys"]
     for name in BAKEN_SERVICES:
-        assert _mounts(name).get("/certs") == "certs", name
-        assert ":/certs:ro" in " ".join(_services()[name]["volumes"]), f"{name}: read-only"
+        assert _secrets(name) >= {"ca.pem", f"{name}.pem", f"{name}.key"}, name
     # The registry's at-rest key ring is made by migrate and used by the registry: one volume.
     assert _mounts("migrate")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("registry")["/var/lib/baken/registry"] == "registry-data"
@@ -132,7 +136,64 @@ def test_certificates_and_keys_live_on_volumes() -> None:
         system = name.removeprefix("adapter-")
         assert _mounts(name)["/exports"] == f"{system}-exports"
         assert _mounts(name)["/deliveries"] == f"{system}-deliveries"
-        assert _mounts(name)["/keys"] == "pseudonym-key"
+        assert {"houses", "pseudonym-keys.json"} <= _secrets(name)
+
+
+def _secrets(service: str) -> set[str]:
+    """The file names a service finds under /run/secrets."""
+    return {s.get("target", s["source"]) for s in _services()[service].get("secrets", [])}
+
+
+def _files(service: str) -> set[str]:
+    """The host files behind a service's secrets and the host paths it mounts."""
+    files = {
+        _config()["secrets"][s["source"]]["file"] for s in _services()[service].get("secrets", [])
+    }
+    for volume in _services()[service].get("volumes", []):
+        source = volume.split(":")[0]
+        if source.startswith("/"):
+            files.add(source)
+    return files
+
+
+def test_no_service_sees_the_ca_key_or_another_partys_key() -> None:
+    secrets = _config()["secrets"]
+    keys = {Path(s["file"]).name for s in secrets.values() if s["file"].endswith(".key")}
+    assert "ca.key" not in keys and {f"{name}.key" for name in BAKEN_SERVICES} == keys
+    for name, service in _services().items():
+        if name == "certs":
+            continue  # it makes them
+        seen = {Path(f).name for f in _files(name)}
+        assert "ca.key" not in seen and "certs" not in seen, name
+        assert {k for k in seen if k.endswith(".key")} <= {f"{name}.key"}, name
+        assert not any(
+            v.split(":")[1].startswith(("/certs", "/keys")) for v in service.get("volumes", [])
+        ), name
+    # The pseudonym key is for the edge only: never the registry or the feedback service.
+    for name in ("registry", "feedback", "migrate"):
+        assert "pseudonym-keys.json" not in {Path(f).name for f in _files(name)}, name
+
+
+def test_no_port_is_published_on_every_interface_by_default() -> None:
+    published = [
+        (name, port) for name, service in _services().items() for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} == {"registry", "feedback"}
+    for name, port in published:
+        host = port.get("host_ip") if isinstance(port, dict) else str(port).rsplit(":", 2)[0]
+        assert host == "127.0.0.1", f"{name}: {port}"
+
+
+def test_there_is_no_default_database_password() -> None:
+    done = _docker_compose("config", "-q", password=False)
+    assert done.returncode != 0
+    assert "set POSTGRES_PASSWORD" in done.stderr
+    text = COMPOSE_FILE.read_text("utf-8")
+    assert ":-baken}" not in text and "POSTGRES_PASSWORD:-" not in text
+    for service in _services().values():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key or key.endswith("_DATABASE_URL"):
+                assert PASSWORD in str(value), key
 
 
 def test_every_baken_variable_is_one_the_code_reads() -> None:

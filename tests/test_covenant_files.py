@@ -211,6 +211,10 @@ fields = ["access-log"]
 
 # A valid party register with the parties REGIONAL names, and one source adapter.
 PARTIES = """\
+[formats]
+case_reference = '[0-9]{2}-[0-9]{1,6}-[0-9]{2}'
+user = '[a-z]{2,8}-[0-9]{4}'
+
 [[party]]
 id = "zsm-midden-nederland-kpc"
 organisation = "OM ZSM Midden-Nederland"

@@ -438,7 +438,7 @@ def test_a_region_without_a_process_director_in_the_register_has_no_recipient(
     covenants: CovenantSet, houses: Mapping[str, House]
 ) -> None:
     parties = {k: p for k, p in covenants.parties.items() if k != ZWB_PROCESREGIE}
-    policy = AccessPolicy(CovenantSet(parties, covenants.covenants), houses)
+    policy = AccessPolicy(CovenantSet(parties, covenants.covenants, covenants.formats), houses)
 
     assert policy.recipient_of(houses[BREDA]) is None
     assert policy.recipient_of(houses[ZEELAND]) is None

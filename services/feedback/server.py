@@ -135,7 +135,10 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         metrics=metrics,
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
-        FeedbackServicer(feedback, outbox, poll_seconds=settings.poll_seconds), server
+        FeedbackServicer(
+            feedback, outbox, poll_seconds=settings.poll_seconds, register=policy.covenants
+        ),
+        server,
     )
     report_service_pb2_grpc.add_ReportServiceServicer_to_server(
         monitoring.ReportServicer(

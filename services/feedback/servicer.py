@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from baken.covenants import CovenantSet
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.grpc_server import caller_of
@@ -51,7 +52,10 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
 
 
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
-    def __init__(self, feedback: Feedback, outbox: Outbox, *, poll_seconds: float) -> None:
+    def __init__(
+        self, feedback: Feedback, outbox: Outbox, *, poll_seconds: float, register: CovenantSet
+    ) -> None:
+        self._register = register
         self._feedback = feedback
         self._outbox = outbox
         self._poll = poll_seconds
@@ -59,9 +63,14 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def RecordDecision(
         self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RecordDecisionResponse:
-        validation.record_decision(request, self._feedback.referral_house)
+        formats = self._register.formats_of(caller_of(context).id)
+        validation.record_decision(request, self._feedback.referral_house, formats)
         inquiry = inquiry_of(
-            context, SERVICE + "RecordDecision", "terugkoppeling", request.on_behalf_of
+            context,
+            SERVICE + "RecordDecision",
+            "terugkoppeling",
+            request.on_behalf_of,
+            register=self._register,
         )
         recorded = self._feedback.record_decision(inquiry, request)
         return pb.RecordDecisionResponse(
@@ -85,9 +94,14 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def RequestAdvice(
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
-        house_id, term = validation.request_advice(request)
+        formats = self._register.formats_of(caller_of(context).id)
+        house_id, term = validation.request_advice(request, formats)
         inquiry = inquiry_of(
-            context, SERVICE + "RequestAdvice", "advies-op-aanvraag", request.on_behalf_of
+            context,
+            SERVICE + "RequestAdvice",
+            "advies-op-aanvraag",
+            request.on_behalf_of,
+            register=self._register,
         )
         view = self._feedback.request_advice(inquiry, request, house_id, term)
         return _advice_request(view, view.requested_time)

@@ -7,10 +7,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+from baken.covenants import Formats
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2
-from services.registry.validation import MAX_CASE_REFERENCE, Checker
+from services.registry.validation import Checker, text_fault
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 _SEPOT_CODE = re.compile(r"^(0[2-9]|[1-9][0-9])\Z")
@@ -23,11 +24,6 @@ MAX_ENVELOPE = 64 * 1024
 MAX_FAILURE = 200
 MIN_TERM = dt.timedelta(hours=24)
 MAX_TERM = dt.timedelta(days=7)
-
-
-def _case(check: Checker, value: str) -> None:
-    if not value or len(value) > MAX_CASE_REFERENCE or not _PRINTABLE.match(value):
-        check.fail("case_reference", f"required: 1 to {MAX_CASE_REFERENCE} printable characters")
 
 
 def _age(check: Checker, value: int) -> None:
@@ -43,12 +39,15 @@ def house_id(name: str, field: str = "house") -> str:
 
 
 def record_decision(
-    request: pb.RecordDecisionRequest, referral_house: Callable[[str], str | None]
+    request: pb.RecordDecisionRequest,
+    referral_house: Callable[[str], str | None],
+    formats: Formats,
 ) -> None:
-    """Checks the request as it stands; whether the advice had to be weighed needs the registry
-    and is checked after the routing lookup."""
+    """Checks the request as it stands, its case reference and user id in the formats of the
+    caller's party; whether the advice had to be weighed needs the registry and is checked
+    after the routing lookup."""
     check = Checker()
-    _case(check, request.case_reference)
+    check.case_reference("case_reference", request.case_reference, formats, required=True)
     check.subject("subject", request.subject)
     valid_codes = set(pb.DecisionCode.values()) - {0}
     if request.code not in valid_codes:
@@ -66,12 +65,14 @@ def record_decision(
     low, high = DEVIATION_REASON
     reason = request.deviation_reason.strip()
     if request.advice_followed == pb.ADVICE_FOLLOWED_NOT_FOLLOWED:
-        if not low <= len(reason) <= high or "\x00" in reason:
+        if not low <= len(reason) <= high:
             check.fail(
                 "deviation_reason",
                 f"required when the advice was not followed: the substantive reason, "
                 f"{low} to {high} characters",
             )
+        elif fault := text_fault(reason, lines=True):
+            check.fail("deviation_reason", fault)
     elif reason:
         check.fail("deviation_reason", "only when advice_followed is NOT_FOLLOWED")
     matched = list(request.triage.matched)
@@ -93,11 +94,13 @@ def record_decision(
         _envelope(check, request.referral, referral_house(municipality) if municipality else None)
     elif request.HasField("referral"):
         check.fail("referral", "only with complex_problems_suspected")
-    _user(check, request.on_behalf_of)
+    check.user("on_behalf_of", request.on_behalf_of, formats)
     if request.request_key and (
         len(request.request_key) > MAX_REQUEST_KEY or not _PRINTABLE.match(request.request_key)
     ):
         check.fail("request_key", f"at most {MAX_REQUEST_KEY} printable characters")
+    elif fault := text_fault(request.request_key):
+        check.fail("request_key", fault)
     check.raise_if_failed()
 
 
@@ -124,15 +127,10 @@ def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None)
         )
 
 
-def _user(check: Checker, value: str) -> None:
-    if not 0 < len(value) <= 64 or not _PRINTABLE.match(value):
-        check.fail("on_behalf_of", "required: 1 to 64 printable characters")
-
-
-def request_advice(request: pb.RequestAdviceRequest) -> tuple[str, dt.timedelta]:
-    """(house id, term)."""
+def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> tuple[str, dt.timedelta]:
+    """(house id, term); the case reference and user id in the formats of the caller's party."""
     check = Checker()
-    _case(check, request.case_reference)
+    check.case_reference("case_reference", request.case_reference, formats, required=True)
     check.subject("subject", request.subject)
     found = _HOUSE.match(request.house)
     if not found:
@@ -144,9 +142,11 @@ def request_advice(request: pb.RequestAdviceRequest) -> tuple[str, dt.timedelta]
     if not MIN_TERM <= term <= MAX_TERM:
         check.fail("term", "required: 24 hours to 7 days")
     low, high = QUESTION
-    if not low <= len(request.question.strip()) <= high or "\x00" in request.question:
+    if not low <= len(request.question.strip()) <= high:
         check.fail("question", f"required: {low} to {high} characters, no personal data")
-    _user(check, request.on_behalf_of)
+    elif fault := text_fault(request.question, lines=True):
+        check.fail("question", fault)
+    check.user("on_behalf_of", request.on_behalf_of, formats)
     _age(check, request.subject_age)
     check.raise_if_failed()
     assert found is not None
@@ -156,6 +156,8 @@ def request_advice(request: pb.RequestAdviceRequest) -> tuple[str, dt.timedelta]
 def key(value: str, field: str = "key") -> str:
     if not 0 < len(value) <= 128 or not _PRINTABLE.match(value):
         raise InvalidArgument([FieldViolation(field, "required: 1 to 128 printable characters")])
+    if fault := text_fault(value):
+        raise InvalidArgument([FieldViolation(field, fault)])
     return value
 
 
@@ -166,4 +168,6 @@ def failure(value: str) -> str | None:
         raise InvalidArgument(
             [FieldViolation("failure", f"at most {MAX_FAILURE} printable characters")]
         )
+    if fault := text_fault(value):
+        raise InvalidArgument([FieldViolation("failure", fault)])
     return value

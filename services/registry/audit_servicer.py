@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.covenants import AUDIT, IDENTIFIER
+from baken.covenants import AUDIT, IDENTIFIER, CovenantSet
 from baken.errors import FieldViolation, InvalidArgument
 from baken.registry.v1 import registry_service_pb2
 from services.registry import validation
@@ -101,13 +101,20 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
-    def __init__(self, audit: Audit) -> None:
+    def __init__(self, audit: Audit, *, register: CovenantSet) -> None:
         self._audit = audit
+        self._register = register
 
     def ListAccessEntries(
         self, request: pb.ListAccessEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListAccessEntriesResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListAccessEntries", AUDIT, request.on_behalf_of)
+        inquiry = inquiry_of(
+            context,
+            SERVICE + "ListAccessEntries",
+            AUDIT,
+            request.on_behalf_of,
+            register=self._register,
+        )
         subject = (
             tuple(validation.lookup_values(request.subject)) if request.subject.pseudonyms else ()
         )
@@ -138,7 +145,9 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ListAnomalies(
         self, request: pb.ListAnomaliesRequest, context: grpc.ServicerContext
     ) -> pb.ListAnomaliesResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListAnomalies", AUDIT, request.on_behalf_of)
+        inquiry = inquiry_of(
+            context, SERVICE + "ListAnomalies", AUDIT, request.on_behalf_of, register=self._register
+        )
         found = self._audit.anomalies(
             inquiry,
             _time(request.start_time, "start_time"),
@@ -156,7 +165,13 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ListPendingReviews(
         self, request: pb.ListPendingReviewsRequest, context: grpc.ServicerContext
     ) -> pb.ListPendingReviewsResponse:
-        inquiry = inquiry_of(context, SERVICE + "ListPendingReviews", AUDIT, request.on_behalf_of)
+        inquiry = inquiry_of(
+            context,
+            SERVICE + "ListPendingReviews",
+            AUDIT,
+            request.on_behalf_of,
+            register=self._register,
+        )
         return pb.ListPendingReviewsResponse(
             entries=[access_entry(e) for e in self._audit.pending_reviews(inquiry)]
         )
@@ -164,12 +179,20 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     def ReviewBreakGlass(
         self, request: pb.ReviewBreakGlassRequest, context: grpc.ServicerContext
     ) -> pb.AccessEntry:
-        inquiry = inquiry_of(context, SERVICE + "ReviewBreakGlass", AUDIT, request.on_behalf_of)
+        inquiry = inquiry_of(
+            context,
+            SERVICE + "ReviewBreakGlass",
+            AUDIT,
+            request.on_behalf_of,
+            register=self._register,
+        )
         low, high = FINDING
         if not low <= len(request.finding.strip()) <= high:
             raise InvalidArgument(
                 [FieldViolation("finding", f"required: {low} to {high} characters")]
             )
+        if fault := validation.text_fault(request.finding, lines=True):
+            raise InvalidArgument([FieldViolation("finding", fault)])
         if request.sequence <= 0:
             raise InvalidArgument([FieldViolation("sequence", "required: a positive sequence")])
         return access_entry(self._audit.review(inquiry, request.sequence, request.finding.strip()))

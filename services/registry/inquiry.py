@@ -17,6 +17,7 @@ import grpc
 from sqlalchemy import Engine
 
 from baken import db
+from baken.covenants import CovenantSet
 from baken.grpc_server import caller_of, current_request_id, trace_id_of
 from baken.pki import Identity
 from services.registry import validation
@@ -50,12 +51,16 @@ def inquiry_of(
     purpose: str,
     on_behalf_of: str,
     break_glass_reason: str | None = None,
+    *,
+    register: CovenantSet,
 ) -> Inquiry:
-    """Who asks (from the certificate), on whose behalf and why, for the access log."""
+    """Who asks (from the certificate), on whose behalf (a user id of the format the party
+    register gives the caller's party) and why, for the access log."""
+    caller = caller_of(context)
     return Inquiry(
-        caller=caller_of(context),
+        caller=caller,
         purpose=purpose,
-        on_behalf_of=validation.on_behalf_of(on_behalf_of),
+        on_behalf_of=validation.on_behalf_of(on_behalf_of, register.formats_of(caller.id)),
         operation=method,
         request_id=current_request_id(),
         client_address=context.peer(),

@@ -115,9 +115,11 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         metrics=metrics,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(registry, lookups, signals), server
+        RegistryServicer(registry, lookups, signals, register=policy.covenants), server
     )
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(audit, register=policy.covenants), server
+    )
     report_service_pb2_grpc.add_ReportServiceServicer_to_server(
         monitoring.ReportServicer(
             RegistryFigures(engine, policy.covenants.parties, houses),

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from baken.covenants import PURPOSE_TOKENS, TERUGKOPPELING
+from baken.covenants import PURPOSE_TOKENS, TERUGKOPPELING, CovenantSet
 from baken.errors import InvalidArgument, NotFound
 from baken.grpc_server import caller_of
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
@@ -23,7 +23,10 @@ SERVICE = "/baken.registry.v1.RegistryService/"
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry, lookups: Lookups, signals: Signals) -> None:
+    def __init__(
+        self, registry: Registry, lookups: Lookups, signals: Signals, *, register: CovenantSet
+    ) -> None:
+        self._register = register
         self._registry = registry
         self._lookups = lookups
         self._signals = signals
@@ -38,10 +41,15 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             purpose,
             request.on_behalf_of,
             validation.break_glass_reason(request.break_glass_reason),
+            register=self._register,
         )
         question = Question(
             *validation.question_fields(
-                request.subject, request.case_reference, request.subject_age, purpose
+                request.subject,
+                request.case_reference,
+                request.subject_age,
+                purpose,
+                self._register.formats_of(inquiry.caller.id),
             )
         )
         (answer,) = self._lookups.answer(inquiry, [question])
@@ -57,7 +65,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         for request in request_iterator:
             validation.batch_entries(request)
             purpose = PURPOSE_TOKENS.get(request.purpose, "")
-            inquiry = inquiry_of(context, SERVICE + "BatchLookup", purpose, request.on_behalf_of)
+            inquiry = inquiry_of(
+                context,
+                SERVICE + "BatchLookup",
+                purpose,
+                request.on_behalf_of,
+                register=self._register,
+            )
+            formats = self._register.formats_of(inquiry.caller.id)
             response = pb.BatchLookupResponse()
             valid: list[tuple[pb.BatchLookupResult, Question]] = []
             for entry in request.entries:
@@ -65,7 +80,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                 try:
                     validation.batch_ref(entry.ref)
                     fields = validation.question_fields(
-                        entry.subject, entry.case_reference, entry.subject_age, purpose
+                        entry.subject, entry.case_reference, entry.subject_age, purpose, formats
                     )
                 except InvalidArgument as error:
                     result.error.CopyFrom(error.to_status())
@@ -116,6 +131,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         after_sequence, page_size = validation.pull_signals(request)
         caller = caller_of(context)
         # The feedback service pulls on its own behalf: no user at a desk asks.
-        inquiry = inquiry_of(context, SERVICE + "PullSignals", TERUGKOPPELING, caller.id)
+        inquiry = inquiry_of(
+            context, SERVICE + "PullSignals", TERUGKOPPELING, caller.id, register=self._register
+        )
         found = self._signals.pull(inquiry, after_sequence, page_size)
         return pb.PullSignalsResponse(signals=[signal_message(s) for s in found])

@@ -14,10 +14,11 @@ from typing import Any
 from google.type import date_pb2
 
 from baken.age import ADULT_AGE
-from baken.covenants import INTAKE
+from baken.covenants import INTAKE, Formats
 from baken.errors import FieldViolation, InvalidArgument
 from baken.houses import House
 from baken.keyring import KEY_ID
+from baken.pseudonym import looks_like_bsn
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
@@ -30,6 +31,22 @@ MAX_SYNC_CHANGES = 5000
 MAX_REF = 64
 PSEUDONYM_BYTES = 32
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
+# Characters that steer a terminal or the direction of text rather than being text: C0 and C1
+# controls and DEL, and the bidi embeddings, overrides and isolates. A text of several lines
+# (an advice, a reason) may hold line feeds and tabs, nothing else of these.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+LOOKS_LIKE_A_BSN = "looks like a BSN (nine digits passing the 11-proef): no personal data here"
+
+
+def text_fault(value: str, *, lines: bool = False) -> str | None:
+    """What is wrong with free text as Baken takes it in, or None: a control character (a line
+    feed or tab only where `lines`), or a run of digits that passes for a BSN."""
+    if (_CONTROL_IN_LINES if lines else _CONTROL).search(value):
+        return "contains a control character"
+    if looks_like_bsn(value):
+        return LOOKS_LIKE_A_BSN
+    return None
 
 
 def enum_token(enum: Any, value: int, prefix: str) -> str:
@@ -58,15 +75,18 @@ class Checker:
             self.fail(field, "required; must be one of the defined values")
         return token
 
-    def text(self, field: str, value: str, *, required: bool, limit: int) -> str | None:
+    def text(
+        self, field: str, value: str, *, required: bool, limit: int, lines: bool = False
+    ) -> str | None:
+        """Free text of at most `limit` characters; several lines where `lines`."""
         if not value:
             if required:
                 self.fail(field, "required")
             return None
         if len(value) > limit:
             self.fail(field, f"at most {limit} characters")
-        elif "\x00" in value:
-            self.fail(field, "contains a NUL character")
+        elif fault := text_fault(value, lines=lines):
+            self.fail(field, fault)
         return value
 
     def date(
@@ -113,6 +133,7 @@ class Checker:
             self.fail(f"{field}.pseudonyms", f"at most {MAX_PSEUDONYMS} pseudonyms")
             return ()
         refs = set()
+        kinds: set[tuple[int, str]] = set()
         for i, p in enumerate(subject.pseudonyms):
             at = f"{field}.pseudonyms[{i}]"
             ok = True
@@ -128,9 +149,38 @@ class Checker:
             if len(p.value) != PSEUDONYM_BYTES:
                 self.fail(f"{at}.value", f"must be exactly {PSEUDONYM_BYTES} bytes (HMAC-SHA256)")
                 ok = False
+            if ok and (p.kind, p.key_id) in kinds:
+                # One person has one BSN and one name with date of birth: more pseudonyms of a
+                # kind under a key probe other persons under the cover of this one.
+                self.fail(at, "a second pseudonym of this kind under this key id: one person only")
+                ok = False
             if ok:
+                kinds.add((p.kind, p.key_id))
                 refs.add(PseudonymRef(p.value, p.kind, p.key_id))
         return tuple(sorted(refs))
+
+    def user(self, field: str, value: str, formats: Formats) -> None:
+        """A user id of the party's format (covenants/parties.toml)."""
+        if not 0 < len(value) <= MAX_USER:
+            self.fail(field, f"required: 1 to {MAX_USER} characters")
+        elif fault := text_fault(value):
+            self.fail(field, fault)
+        elif not formats.user.fullmatch(value):
+            self.fail(field, "not a user id of the format the party register gives your party")
+
+    def case_reference(self, field: str, value: str, formats: Formats, *, required: bool) -> None:
+        """A ZSM case reference of the party's format (covenants/parties.toml)."""
+        if not value:
+            if required:
+                self.fail(field, "required: the ZSM case reference")
+        elif len(value) > MAX_CASE_REFERENCE:
+            self.fail(field, f"at most {MAX_CASE_REFERENCE} characters")
+        elif fault := text_fault(value):
+            self.fail(field, fault)
+        elif not formats.case_reference.fullmatch(value):
+            self.fail(
+                field, "not a case reference of the format the party register gives your party"
+            )
 
     def raise_if_failed(self, reason: str = "INVALID_ARGUMENT") -> None:
         if self.violations:
@@ -158,6 +208,8 @@ def batch_entries(request: registry_service_pb2.BatchLookupRequest) -> None:
 def batch_ref(ref: str) -> None:
     if not 0 < len(ref) <= MAX_REF:
         raise InvalidArgument([FieldViolation("ref", f"required, at most {MAX_REF} characters")])
+    if fault := text_fault(ref):
+        raise InvalidArgument([FieldViolation("ref", fault)])
 
 
 def sync_request(request: registry_service_pb2.SyncMarkersRequest) -> None:
@@ -267,7 +319,7 @@ def marker_change(
         "upsert.plan_status", marker_pb2.PlanStatus, r.plan_status, "PLAN_STATUS_"
     )
     mark_date = check.date("upsert.mark_date", r.mark_date, today, required=True)
-    advice = check.text("upsert.advice", r.advice, required=False, limit=MAX_TEXT)
+    advice = check.text("upsert.advice", r.advice, required=False, limit=MAX_TEXT, lines=True)
     advice_date = check.date(
         "upsert.advice_date", r.advice_date, today, required=advice is not None
     )
@@ -278,7 +330,11 @@ def marker_change(
         for field, value in r.at_information.ListFields()  # only the fields that are set
         if (
             text := check.text(
-                f"upsert.at_information.{field.name}", value, required=False, limit=MAX_TEXT
+                f"upsert.at_information.{field.name}",
+                value,
+                required=False,
+                limit=MAX_TEXT,
+                lines=True,
             )
         )
     }
@@ -335,12 +391,12 @@ MAX_USER = 64
 BREAK_GLASS_REASON = (20, 500)
 
 
-def on_behalf_of(value: str) -> str:
-    """The responsible user at the caller's desk."""
-    if not 0 < len(value) <= MAX_USER or not _PRINTABLE.match(value):
-        raise InvalidArgument(
-            [FieldViolation("on_behalf_of", f"required: 1 to {MAX_USER} printable characters")]
-        )
+def on_behalf_of(value: str, formats: Formats) -> str:
+    """The responsible user at the caller's desk, a user id as the party register spells the
+    party's."""
+    check = Checker()
+    check.user("on_behalf_of", value, formats)
+    check.raise_if_failed()
     return value
 
 
@@ -348,7 +404,7 @@ def break_glass_reason(value: str) -> str | None:
     low, high = BREAK_GLASS_REASON
     if not value:
         return None
-    if not low <= len(value.strip()) <= high or "\x00" in value:
+    if not low <= len(value.strip()) <= high:
         raise InvalidArgument(
             [
                 FieldViolation(
@@ -356,6 +412,8 @@ def break_glass_reason(value: str) -> str | None:
                 )
             ]
         )
+    if fault := text_fault(value, lines=True):
+        raise InvalidArgument([FieldViolation("break_glass_reason", fault)])
     return value.strip()
 
 
@@ -370,16 +428,14 @@ def question_fields(
     case_reference: str,
     subject_age: int,
     purpose: str,
+    formats: Formats,
     prefix: str = "",
 ) -> tuple[tuple[bytes, ...], str | None, str]:
     """(pseudonym values, case reference, the age claimed: "minor", "adult" or "") of one
     person asked about."""
     check = Checker()
     refs = check.subject(f"{prefix}subject", subject)
-    if len(case_reference) > MAX_CASE_REFERENCE or (
-        case_reference and not _PRINTABLE.match(case_reference)
-    ):
-        check.fail(f"{prefix}case_reference", f"at most {MAX_CASE_REFERENCE} printable characters")
+    check.case_reference(f"{prefix}case_reference", case_reference, formats, required=False)
     ages = (registry_service_pb2.SUBJECT_AGE_MINOR, registry_service_pb2.SUBJECT_AGE_ADULT)
     if subject_age not in ages and (subject_age or purpose == INTAKE):
         check.fail(f"{prefix}subject_age", f"required at {INTAKE}: MINOR or ADULT")
