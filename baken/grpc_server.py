@@ -21,7 +21,15 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from baken import pki
-from baken.errors import BakenError, PermissionDenied, Unavailable, internal_status
+from baken.errors import (
+    BakenError,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+    internal_status,
+)
+from baken.pseudonym import looks_like_bsn
 
 if TYPE_CHECKING:
     from baken.admission import Admission
@@ -31,6 +39,7 @@ log = structlog.get_logger("baken.rpc")
 
 REQUEST_ID_KEY = "x-request-id"
 TRACEPARENT_KEY = "traceparent"
+_TOKEN = re.compile(r"[A-Za-z0-9.:_-]{1,64}")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")
 _request_id: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -68,27 +77,22 @@ def trace_id_of(context: grpc.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
-def _request_id_of(context: grpc.ServicerContext) -> str:
+def _request_id_of(context: grpc.ServicerContext) -> tuple[str, InvalidArgument | None]:
     """The caller's `x-request-id`, or a fresh one when it sent none. One that is not a token
     of 1 to 64 letters, digits and ".:_-", or that holds nine digits passing the 11-proef,
-    ends the call with INVALID_ARGUMENT (never echoed): the id goes into the log and the
-    access log, and free text or a BSN must not."""
-    from baken.errors import FieldViolation, InvalidArgument
-    from baken.pseudonym import looks_like_bsn
-
+    is replaced by a fresh one and comes with the refusal that ends the call (never echoed):
+    the id goes into the log and the access log, and free text or a BSN must not."""
     for key, value in context.invocation_metadata():
         if key != REQUEST_ID_KEY:
             continue
-        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,64}", value):
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
             fault = "a token of 1 to 64 letters, digits and '.:_-'"
         elif looks_like_bsn(value):
             fault = "looks like a BSN (nine digits passing the 11-proef): no personal data here"
         else:
-            return value
-        refusal = InvalidArgument([FieldViolation(REQUEST_ID_KEY, fault)])
-        log.info("rpc", code="INVALID_ARGUMENT", reason=refusal.reason, field=REQUEST_ID_KEY)
-        context.abort_with_status(rpc_status.to_status(refusal.to_status()))
-    return uuid.uuid4().hex
+            return value, None
+        return uuid.uuid4().hex, InvalidArgument([FieldViolation(REQUEST_ID_KEY, fault)])
+    return uuid.uuid4().hex, None
 
 
 class ErrorAndLogInterceptor(grpc.ServerInterceptor):
@@ -158,6 +162,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call.begin(method, context, self._metrics)
             try:
+                call.check()
                 with self._admitted(method, context) as admitted:
                     response = behaviour(admitted(request), context)
             except BaseException as exc:
@@ -171,6 +176,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _Call.begin(method, context, self._metrics)
             try:
+                call.check()
                 with self._admitted(method, context) as admitted:
                     yield from behaviour(admitted(request), context)
             except BaseException as exc:
@@ -226,19 +232,25 @@ class _Call:
     party: str
     started: float
     metrics: Metrics | None
+    # A request id not fit for the log: the call ends with it, under a fresh id.
+    refusal: InvalidArgument | None = None
 
     @classmethod
     def begin(
         cls, method: str, context: grpc.ServicerContext, metrics: Metrics | None = None
     ) -> _Call:
-        request_id = _request_id_of(context)
+        request_id, refusal = _request_id_of(context)
         _request_id.set(request_id)
         # Trailing metadata rides on the status; initial metadata would cost a write of its own.
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         # The TLS layer verified the certificate; its common name is the party id.
         names = context.auth_context().get("x509_common_name")
         party = bytes(names[0]).decode(errors="replace") if names else "?"
-        return cls(method, request_id, party, time.perf_counter(), metrics)
+        return cls(method, request_id, party, time.perf_counter(), metrics, refusal)
+
+    def check(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
 
     def end(self, context: grpc.ServicerContext) -> None:
         self.log(context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]

@@ -333,3 +333,37 @@ def test_a_partys_rate_holds_across_instances_on_one_database(
         finally:
             second.stop(grace=None)
     assert codes == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+
+
+def test_a_cancelled_stream_is_logged_as_cancelled_not_internal(
+    json_logs: Callable[[], str],
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+    ring: KeyRing,
+    held: Held,
+) -> None:
+    # Measured before: a stream the caller cancelled was logged as INTERNAL.
+    with sqlite_registry(tmp_path, clock, engines, pki_dir) as registry:
+        entries = [registry_service_pb2.BatchLookupEntry(ref="a", subject=subject(ring, PERSON))]
+
+        def one_then_silence() -> Iterator[Any]:
+            yield batch_request(entries)
+            held.release.wait()
+
+        call = registry.stub.BatchLookup(one_then_silence())
+        assert len(next(call).results) == 1
+        call.cancel()
+        silent = registry.stub.BatchLookup(held.silent())
+        time.sleep(0.3)
+        silent.cancel()
+        sync = registry.stub_for("adapter-pga").SyncMarkers.future(held.silent())
+        time.sleep(0.3)
+        sync.cancel()
+        time.sleep(0.3)
+    lines = [json.loads(line) for line in json_logs().splitlines() if line.startswith("{")]
+    codes = [
+        line["code"] for line in lines if line.get("method", "").endswith(("Lookup", "Markers"))
+    ]
+    assert codes == ["CANCELLED"] * 3
