@@ -21,8 +21,10 @@ A run is the entries after a checkpoint (or from entry 1) up to and including th
 `checkpoint_seconds` of the run's first entry's time: it signs inside the appending
 transaction, so a crash loses no checkpoint that its entries needed, and `verify` fails a run
 that breaks the rule (its checkpoints were deleted). `checkpoint()` signs the head on request:
-at shutdown, and every `checkpoint_seconds` while the head is unsigned (services/running.py),
+at shutdown, and every half `checkpoint_seconds` when the head is unsigned (services/running.py),
 so that entries written just before a quiet spell or a crash stay unsigned at most that long.
+The newest checkpoint leaves the database through AuditService.GetSignedHead, to the privacy
+officer's witness (baken/witness.py).
 
 `verify` (services/registry/log_verify.py) recomputes the chain and names the first break.
 """
@@ -249,7 +251,8 @@ class AccessLog:
         self._signer = signer
         self.policy = CheckpointPolicy(checkpoint_every, checkpoint_seconds)
         self._sql: dict[str, _AppendSql] = {}
-        self._runs: dict[str, _Run] = {}  # by database URL
+        # By id(engine): a reused id finds a run whose head differs, which is read again.
+        self._runs: dict[int, _Run] = {}
 
     def append(
         self, connection: Connection, entries: Sequence[Entry], now: dt.datetime
@@ -361,8 +364,8 @@ def _is_signed(connection: Connection, seq: int) -> bool:
     return found.first() is not None
 
 
-def _key(connection: Connection) -> str:
-    return connection.engine.url.render_as_string(hide_password=True)
+def _key(connection: Connection) -> int:
+    return id(connection.engine)
 
 
 def raw_time(value: dt.datetime | str | None) -> dt.datetime | None:
