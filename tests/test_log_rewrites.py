@@ -6,8 +6,12 @@ the timer that signs a quiet head, and the privacy officer's witness. On SQLite 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ import grpc
 import pytest
 import structlog
 from builders import Marking, Person, subject, valid_bsns
-from harness import RunningRegistry, running_registry, secure_channel
+from harness import RunningRegistry, lookup_request, running_registry, secure_channel
 from sqlalchemy import Engine, select, text
 
 from baken import db, logs, signing
@@ -26,8 +30,10 @@ from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.cli import main
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
-from baken.settings import FeedbackSettings, RegistrySettings
+from baken.registry.v1 import registry_service_pb2_grpc
+from baken.settings import FeedbackSettings, RegistrySettings, default_signing_key
 from baken.signing import SigningKeyError, public_path
+from baken.topology import free_port
 from baken.type.v1 import purpose_pb2
 from baken.witness import FILE
 from services.feedback.server import create_server as create_feedback
@@ -516,3 +522,44 @@ def test_the_feedback_service_gives_the_witness_its_own_signed_head(
     assert (
         "the witness saw 1 head, the newest the log still leads to at #1" in capsys.readouterr().out
     )
+
+
+def test_after_a_kill_9_no_entry_older_than_checkpoint_seconds_is_unsigned(
+    database_url: str,
+    tmp_path: Path,
+    pki_dir: Path,
+    ring: KeyRing,
+    engines: Callable[[str], Engine],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data_dir, port = tmp_path / "registry", free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baken.cli", "serve", "registry", "--address",
+         f"127.0.0.1:{port}", "--data-dir", str(data_dir), "--pki-dir", str(pki_dir)],
+        env={**os.environ, "BAKEN_REGISTRY_DATABASE_URL": database_url,
+             "BAKEN_REGISTRY_CHECKPOINT_SECONDS": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with secure_channel(pki_dir, port, "zsm-rotterdam-rijnmond-kpc") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+            stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            for _ in range(5):
+                stub.Lookup(lookup_request(subject(ring, UNKNOWN)), timeout=10)
+        engine = engines(database_url)
+        deadline = time.monotonic() + 30
+        with engine.connect() as connection:  # the service's timer signs the quiet head
+            while (head := access_log.signed_head(connection)) is None or head.seq < 5:
+                assert time.monotonic() < deadline, "the head was not signed"
+                time.sleep(0.1)
+                connection.rollback()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    public_key = public_path(default_signing_key(data_dir, "registry"))
+    args = ["audit", "verify", "--database-url", database_url, "--public-key", str(public_key)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: the access log verifies: 5 entries, ")
+    assert out.endswith(", the newest valid one at #5.\n")  # nothing after it unsigned
