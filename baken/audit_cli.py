@@ -1,8 +1,10 @@
 """`baken audit …`: the privacy officer's commands.
 
-`verify` reads the database itself (read-only use, with the checkpoint key's public half), so
-an auditor need not trust the running service; the others ask the registry's AuditService
-under the auditor's certificate, and each such read is itself logged.
+`verify` reads the database itself (read-only use, with the auditor's copy of the checkpoint
+key's public half, and the heads the witness kept), so an auditor need not trust the running
+service. `witness` keeps the services' signed heads outside their databases (baken/witness.py).
+The others ask the registry's AuditService under the auditor's certificate, and each such read
+is itself logged.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf import json_format
 
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
@@ -24,6 +27,11 @@ from baken.client import connect
 from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
+from baken.settings import FeedbackSettings, RegistrySettings
+
+if TYPE_CHECKING:
+    from services.registry.access_log import CheckpointPolicy
+    from services.registry.log_verify import Verification
 
 pb = audit_service_pb2
 OUTCOME = {
@@ -162,35 +170,115 @@ def _review(args: argparse.Namespace) -> None:
         _print_entries(iter(pending), "No break-glass entries wait for review.")
 
 
+def _service_settings(args: argparse.Namespace) -> RegistrySettings | FeedbackSettings:
+    from baken.cli import registry_settings
+
+    options = {"data_dir": args.data_dir, "database_url": args.database_url}
+    if args.service == "feedback":
+        return FeedbackSettings(**{k: v for k, v in options.items() if v is not None})
+    return registry_settings(**options)
+
+
 def _verify(args: argparse.Namespace) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from baken.cli import registry_settings
-    from baken.settings import FeedbackSettings, RegistrySettings
-    from baken.signing import public_path
+    from baken.witness import WitnessError, opened
+    from services.registry.access_log import CheckpointPolicy
     from services.registry.log_verify import verify_database
 
-    options = {"data_dir": args.data_dir, "database_url": args.database_url}
-    settings: RegistrySettings | FeedbackSettings = (
-        FeedbackSettings(**{k: v for k, v in options.items() if v is not None})
-        if args.service == "feedback"
-        else registry_settings(**options)
-    )
-    keys = args.public_key or [public_path(settings.resolved_audit_signing_key())]
+    settings = _service_settings(args)
+    policy = CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_seconds)
     try:
-        result = verify_database(settings.resolved_database_url(), keys)
-    except FileNotFoundError as error:
+        witnessed = []
+        if args.witness is not None:
+            with opened(args.witness) as store:
+                witnessed = store.heads(args.service)
+        result = verify_database(
+            settings.resolved_database_url(), args.public_key, policy, witnessed
+        )
+    except (FileNotFoundError, WitnessError) as error:
         raise VerifyFailed(str(error)) from None
     except DBAPIError as error:
         raise VerifyFailed(f"cannot read the access log: {error.orig}") from None
-    summary = (
-        f"{result.entries} entries, {result.checkpoints} signed checkpoints, "
-        f"signed up to #{result.last_signed_seq}"
-    )
+    summary = _summary(result, policy)
+    if args.witness is not None:
+        summary += f"; the witness saw {_count(len(witnessed), 'head')}" + (
+            f", the newest the log still leads to at #{result.witnessed_seq}"
+            if result.witnessed_seq
+            else ""
+        )
     if result.first_break is not None:
         b = result.first_break
         raise VerifyFailed(f"BROKEN at #{b.seq}: {b.kind}: {b.detail} ({summary})")
     print(f"OK: the access log verifies: {summary}.")
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _summary(result: Verification, policy: CheckpointPolicy) -> str:
+    """Entries and checkpoints, the newest checkpoint that holds, and what no checkpoint signs."""
+    from services.registry.log_verify import entries_are
+
+    text = f"{_count(result.entries, 'entry', 'entries')}, "
+    text += _count(result.checkpoints, "checkpoint")
+    if result.last_signed_seq:
+        text += f", the newest valid one at #{result.last_signed_seq}"
+    elif result.checkpoints:
+        text += ", none of them valid"
+    tail = result.last_seq - result.last_signed_seq
+    if result.first_break is None and tail > 0:
+        text += (
+            f"; {entries_are(result.last_signed_seq + 1, result.last_seq)} not signed yet "
+            f"(the service signs within {policy.seconds:g} s)"
+        )
+    return text
+
+
+def _witness(args: argparse.Namespace) -> None:
+    import time
+
+    from baken import signing
+    from baken.witness import WitnessError, check, head_of, opened
+
+    target = args.target or os.environ.get(
+        "BAKEN_FEEDBACK_TARGET" if args.service == "feedback" else "BAKEN_REGISTRY_TARGET",
+        "127.0.0.1:50052" if args.service == "feedback" else "127.0.0.1:50051",
+    )
+    keys = signing.load_public_keys(args.public_key)
+    label = "the feedback service" if args.service == "feedback" else "the registry"
+    alarms = 0
+    with (
+        opened(args.store, create=True) as store,
+        connect(target, TlsFiles.of(args.pki_dir, args.party)) as channel,
+    ):
+        stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+        while True:
+            try:
+                head = head_of(stub.GetSignedHead(pb.GetSignedHeadRequest(), timeout=args.timeout))
+                if head is None:
+                    print(f"{label} has signed nothing yet", flush=True)
+                else:
+                    check(head, keys)
+                    conflict = store.conflict(args.service, head, label)
+                    if conflict is not None:
+                        alarms += 1
+                        print(f"ALARM: {conflict}", file=sys.stderr, flush=True)
+                    if store.add(args.service, head, dt.datetime.now(dt.UTC)):
+                        print(f"kept {label}'s signed head at #{head.seq}", flush=True)
+            except WitnessError as error:
+                alarms += 1
+                print(f"ALARM: {error}", file=sys.stderr, flush=True)
+            except grpc.RpcError as error:
+                if args.once:
+                    raise
+                print(f"cannot reach {label}: {error.code().name}", file=sys.stderr, flush=True)
+            if args.once:
+                break
+            time.sleep(args.interval)
+    if alarms:
+        raise VerifyFailed(f"{_count(alarms, 'alarm')}; the heads are kept in {store.path}")
 
 
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
@@ -238,13 +326,25 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     review.add_argument("--finding", help="your finding (10 to 2000 characters)")
     review.set_defaults(run=_review)
 
-    verify = actions.add_parser("verify", help="recompute the hash chain and the signatures")
-    verify.add_argument(
-        "--service",
-        choices=["registry", "feedback"],
-        default="registry",
-        help="whose access log (each service keeps its own, in the same format)",
-    )
+    def service_log(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        p.add_argument(
+            "--service",
+            choices=["registry", "feedback"],
+            default="registry",
+            help="whose access log (each service keeps its own, in the same format)",
+        )
+        p.add_argument(
+            "--public-key",
+            type=Path,
+            action="append",
+            required=True,
+            help="the checkpoint public key file(s) (.pub) the auditors were given, kept apart "
+            "from the service; never a key found beside its database",
+        )
+        return p
+
+    verify = service_log("verify", "recompute the hash chain and the signatures")
     verify.add_argument(
         "--data-dir",
         type=Path,
@@ -255,10 +355,27 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         help="PostgreSQL URL instead of the data dir's SQLite (env BAKEN_<SERVICE>_DATABASE_URL)",
     )
     verify.add_argument(
-        "--public-key",
+        "--witness",
         type=Path,
-        action="append",
-        help="checkpoint public key file(s); default the .pub next to the service's signing key "
-        "(env BAKEN_<SERVICE>_AUDIT_SIGNING_KEY, default data-dir/audit-signing.key)",
+        metavar="DIR",
+        help="the witness's store (`baken audit witness --store DIR`): names a cut tail or a "
+        "rewritten chain that the database alone cannot show",
     )
     verify.set_defaults(run=_verify)
+
+    witness = service_log(
+        "witness", "keep the service's signed heads outside its database (runs until Ctrl-C)"
+    )
+    witness.add_argument("--store", type=Path, required=True, metavar="DIR", help="its own dir")
+    witness.add_argument(
+        "--target",
+        help="the service, host:port (env BAKEN_REGISTRY_TARGET or BAKEN_FEEDBACK_TARGET)",
+    )
+    witness.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+    )
+    witness.add_argument("--party", default="privacy-auditor", help="whose certificate to use")
+    witness.add_argument("--interval", type=float, default=5.0, help="seconds between asks")
+    witness.add_argument("--timeout", type=float, default=10.0)
+    witness.add_argument("--once", action="store_true", help="ask once and exit (cron)")
+    witness.set_defaults(run=_witness)

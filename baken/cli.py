@@ -53,6 +53,7 @@ def _serve(args: argparse.Namespace) -> None:
         "max_workers": args.max_workers,
         "pki_dir": args.pki_dir,
         "covenants_dir": args.covenants_dir,
+        "allow_signing_key_in_data_dir": args.allow_signing_key_in_data_dir,
     }
     logs.configure()
     if args.service == "feedback":
@@ -214,6 +215,14 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--registry", help="(feedback) the registry, host:port (env BAKEN_FEEDBACK_REGISTRY)"
+    )
+    serve.add_argument(
+        "--allow-signing-key-in-data-dir",
+        action="store_true",
+        default=None,
+        help="start although the audit signing key lies in the data dir, where a copy of the "
+        "database can re-sign a rewritten access log (env BAKEN_<SERVICE>_ALLOW_SIGNING_KEY_IN_"
+        "DATA_DIR)",
     )
     serve.set_defaults(run=_serve)
 

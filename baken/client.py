@@ -37,7 +37,12 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 # would be a second request), the streams (the adapters reconnect with their own backoff).
 _IDEMPOTENT = {
     "baken.registry.v1.RegistryService": ["Lookup", "GetHouse", "ListHouses", "PullSignals"],
-    "baken.audit.v1.AuditService": ["ListAccessEntries", "ListAnomalies", "ListPendingReviews"],
+    "baken.audit.v1.AuditService": [
+        "ListAccessEntries",
+        "ListAnomalies",
+        "ListPendingReviews",
+        "GetSignedHead",
+    ],
     "baken.feedback.v1.FeedbackService": [
         "RecordDecision",
         "AnswerAdviceRequest",

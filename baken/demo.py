@@ -164,7 +164,8 @@ def _run(run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool) -
         raise KeyboardInterrupt
     say("All processes stopped: adapters, feedback service, registry.")
     if kept:
-        say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, pseudonym-keys.json,")
+        say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, keys/ (the access")
+        say("logs' signing keys), witness/ (the signed heads), pseudonym-keys.json,")
         say("sources/ and deliveries/ (the houses' files), report.html, and logs/ (one JSON line")
         say("per call and event of each process; no personal data).")
 
@@ -337,9 +338,18 @@ def _privacy_officer(say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, perso
         ).entries
     noun = "entry" if len(pending) == 1 else "entries"
     say(f"\n   Review queue (`baken audit review`): {len(pending)} break-glass {noun} to review.")
-    say("   `baken audit verify --data-dir registry`, a process of its own that reads the")
-    say("   registry's database file itself rather than trusting the running service:")
-    say("   " + _audit_verify(run_dir / "registry") + "\n")
+    public_key = e.audit_public_keys["registry"]
+    witness = run_dir / "witness"
+    say("   Her witness keeps the registry's signed heads outside its database (`baken audit")
+    say("   witness`, under her certificate):")
+    say("   " + _said(_witness_once(e, public_key, witness)))
+    say(
+        f"   `baken audit verify --data-dir registry --public-key {public_key.relative_to(run_dir)}"
+    )
+    say("   --witness witness`, a process of its own that reads the registry's database file")
+    say("   itself rather than trusting the running service, against her own copy of the public")
+    say("   key and the heads her witness saw:")
+    say("   " + _audit_verify(run_dir / "registry", public_key, witness) + "\n")
 
 
 def _alike(
@@ -354,9 +364,25 @@ def _alike(
     return [(first, rest) for first, *rest in groups.values()]
 
 
-def _audit_verify(data_dir: Path) -> str:
+def _witness_once(e: Endpoints, public_key: Path, store: Path) -> subprocess.CompletedProcess[str]:
+    """`baken audit witness --once`: the registry's newest signed head into the store."""
+    return _baken(
+        "audit", "witness", "--once", "--store", str(store), "--public-key", str(public_key),
+        "--target", e.registry, "--pki-dir", str(e.pki_dir),
+    )  # fmt: skip
+
+
+def _audit_verify(data_dir: Path, public_key: Path, witness: Path) -> str:
     """What `baken audit verify` says of the registry's access log."""
-    done = _baken("audit", "verify", "--data-dir", str(data_dir))
+    return _said(
+        _baken(
+            "audit", "verify", "--data-dir", str(data_dir), "--public-key", str(public_key),
+            "--witness", str(witness),
+        )
+    )  # fmt: skip
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> str:
     said = done.stdout.strip() or done.stderr.strip() or f"exit code {done.returncode}"
     return said.replace("\n", "\n   ")
 

@@ -37,10 +37,14 @@ class RegistrySettings(BaseSettings):
     # backup apart from the database's). Default: data_dir/at-rest-keys.json.
     at_rest_key_file: Path | None = None
     # Ed25519 key that signs access-log checkpoints; its public half (.pub) goes to the
-    # auditors. Default: data_dir/audit-signing.key.
+    # auditors. Never in the data dir (the service refuses to start) unless
+    # allow_signing_key_in_data_dir. Default: keys/registry-audit-signing.key beside the data dir.
     audit_signing_key: Path | None = None
-    # Sign the access log's head every this many entries (and at shutdown).
+    allow_signing_key_in_data_dir: bool = False
+    # A run of the access log (docs/AUDIT.md) holds at most this many entries, each within this
+    # many seconds of its first; an unsigned head is signed within the seconds, and at shutdown.
     checkpoint_every: int = 1000
+    checkpoint_seconds: float = 30.0
     # The largest request or answer, in bytes; larger is RESOURCE_EXHAUSTED.
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # Every party's rate and burst come from its role in the party register
@@ -56,7 +60,12 @@ class RegistrySettings(BaseSettings):
         return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
 
     def resolved_audit_signing_key(self) -> Path:
-        return self.audit_signing_key or self.data_dir / "audit-signing.key"
+        return self.audit_signing_key or default_signing_key(self.data_dir, "registry")
+
+
+def default_signing_key(data_dir: Path, service: str) -> Path:
+    """Beside the data dir, never in it: a copy of the data dir cannot re-sign its log."""
+    return data_dir.parent / "keys" / f"{service}-audit-signing.key"
 
 
 class FeedbackSettings(BaseSettings):
@@ -77,9 +86,11 @@ class FeedbackSettings(BaseSettings):
     covenants_dir: Path = DEFAULT_DIR
     # The registry: routing lookups and the signals of ZSM lookups.
     registry: str = "127.0.0.1:50051"
-    # Ed25519 key that signs the access log's checkpoints. Default: data_dir/audit-signing.key.
+    # As the registry's; default keys/feedback-audit-signing.key beside the data dir.
     audit_signing_key: Path | None = None
+    allow_signing_key_in_data_dir: bool = False
     checkpoint_every: int = 1000
+    checkpoint_seconds: float = 30.0
     # AES-GCM key ring for delivery items at rest (made on first start when absent; keep a
     # backup apart from the database's). Default: data_dir/at-rest-keys.json.
     at_rest_key_file: Path | None = None
@@ -107,7 +118,7 @@ class FeedbackSettings(BaseSettings):
         return self.database_url or sqlite_url(self.data_dir, "feedback.db")
 
     def resolved_audit_signing_key(self) -> Path:
-        return self.audit_signing_key or self.data_dir / "audit-signing.key"
+        return self.audit_signing_key or default_signing_key(self.data_dir, "feedback")
 
     def resolved_at_rest_key_file(self) -> Path:
         return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"

@@ -87,7 +87,7 @@ def _public_document(key: SigningKey) -> str:
 
 def _write_tmp(path: Path, text: str, mode: int) -> Path:
     """`text` in a new file next to `path` with exactly `mode`, flushed to disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as f:
@@ -146,6 +146,34 @@ def load_or_create(path: Path, key_id: str) -> SigningKey:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
     return load(path)
+
+
+# Where earlier versions made a service's key by default: in its data dir.
+LEGACY_NAME = "audit-signing.key"
+
+
+def load_for_service(
+    path: Path, data_dir: Path, key_id: str, *, env_prefix: str, allow_in_data_dir: bool
+) -> SigningKey:
+    """The service's checkpoint key (`load_or_create`), refused when it lies in the data dir:
+    whoever can copy or change the database could then re-sign a rewritten log. Also refused:
+    a key left in the data dir by an earlier version, which a new key would silently replace."""
+    if not allow_in_data_dir:
+        allow = f"{env_prefix}ALLOW_SIGNING_KEY_IN_DATA_DIR"
+        if path.resolve().is_relative_to(data_dir.resolve()):
+            raise SigningKeyError(
+                f"{path}: the audit signing key lies in the data dir {data_dir}; keep it "
+                f"elsewhere ({env_prefix}AUDIT_SIGNING_KEY), or set {allow}=true to accept that "
+                "a copy of the data dir can re-sign a rewritten access log"
+            )
+        legacy = data_dir / LEGACY_NAME
+        if legacy.exists():
+            raise SigningKeyError(
+                f"{legacy}: an audit signing key in the data dir, where earlier versions made "
+                f"it; move it and its .pub to {path} (or set {env_prefix}AUDIT_SIGNING_KEY to "
+                f"where you keep it), or set {allow}=true"
+            )
+    return load_or_create(path, key_id)
 
 
 def load_public_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:

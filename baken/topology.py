@@ -32,6 +32,7 @@ from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.operations import SERVING, health_status, with_search_path
 from baken.pki import TlsFiles
+from baken.signing import public_path
 
 SYSTEMS = ("gcos", "amazone", "pga")
 # Whose certificate the topology checks health with.
@@ -104,6 +105,10 @@ class Endpoints:
     # "registry"/"feedback" -> "127.0.0.1:PORT" of its metrics endpoint (HTTPS, GET /metrics
     # under the operator's certificate).
     metrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # "registry"/"feedback" -> the public half of the key that signs its access log's
+    # checkpoints, for `baken audit verify --public-key`; the private half lies beside it, in
+    # keys/ of the run directory, never in the service's data dir.
+    audit_public_keys: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Supervised:
@@ -396,9 +401,15 @@ class Topology:
             deliveries=MappingProxyType(deliveries),
             clock_file=self._clock_file,
             metrics=MappingProxyType(metrics),
+            audit_public_keys=MappingProxyType(
+                {s: public_path(self._signing_key(s)) for s in ("registry", "feedback")}
+            ),
         )
         self._places = self._environment(endpoints)
         return endpoints
+
+    def _signing_key(self, service: str) -> Path:
+        return self.run_dir / "keys" / f"{service}-audit-signing.key"
 
     def _environment(self, e: Endpoints) -> dict[str, str]:
         run = self.run_dir
@@ -407,10 +418,12 @@ class Topology:
             "BAKEN_REGISTRY_METRICS_ADDRESS": e.metrics["registry"],
             "BAKEN_REGISTRY_DATA_DIR": str(run / "registry"),
             "BAKEN_REGISTRY_PKI_DIR": str(e.pki_dir),
+            "BAKEN_REGISTRY_AUDIT_SIGNING_KEY": str(self._signing_key("registry")),
             "BAKEN_FEEDBACK_ADDRESS": e.feedback,
             "BAKEN_FEEDBACK_METRICS_ADDRESS": e.metrics["feedback"],
             "BAKEN_FEEDBACK_DATA_DIR": str(run / "feedback"),
             "BAKEN_FEEDBACK_PKI_DIR": str(e.pki_dir),
+            "BAKEN_FEEDBACK_AUDIT_SIGNING_KEY": str(self._signing_key("feedback")),
             "BAKEN_FEEDBACK_REGISTRY": e.registry,
             "BAKEN_PKI_DIR": str(e.pki_dir),
             "BAKEN_PSEUDONYM_KEY_FILE": str(e.pseudonym_key_file),

@@ -161,6 +161,7 @@ def run_scale(
     data_dir = Path(tempfile.mkdtemp(prefix="baken-bench-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        stack.callback(shutil.rmtree, signing_key(data_dir).parent, ignore_errors=True)
         url = (
             stack.enter_context(db.scratch_schema(args.database_url, "bench"))
             if args.database_url
@@ -169,6 +170,8 @@ def run_scale(
         env = {
             "BAKEN_REGISTRY_MAX_WORKERS": str(args.workers),
             "BAKEN_REGISTRY_RATE_SCALE": "1000",  # capacity is measured, not the party limit
+            # Outside the data dir, as the registry insists; inside the bench's temporary dir.
+            "BAKEN_REGISTRY_AUDIT_SIGNING_KEY": str(signing_key(data_dir)),
         }
         if url:
             env["BAKEN_REGISTRY_DATABASE_URL"] = url
@@ -198,6 +201,11 @@ def run_scale(
 
 
 @dataclass
+def signing_key(data_dir: Path) -> Path:
+    """The registry's audit signing key in a bench run: beside its data dir, not in it."""
+    return data_dir.with_name(data_dir.name + "-keys") / "registry-audit-signing.key"
+
+
 class Run:
     """One marker count's measurements against one registry process."""
 
@@ -314,7 +322,7 @@ class Run:
     def grow(self, target: int) -> dict[str, Any]:
         """The access log grown to `target` entries, then the look-ups again."""
         say(f"-- access log to {target:,} entries")
-        filled = log_fill.fill(self.url, self.data_dir / "audit-signing.key", target)
+        filled = log_fill.fill(self.url, signing_key(self.data_dir), target)
         self.foreign.cores()  # from here on (the fill is ours)
         say(f"   appended {filled['added']:,.0f} entries, {filled['per_second']:,.0f}/s")
         result: dict[str, Any] = {"target": target, "fill_per_second": filled["per_second"]}

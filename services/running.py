@@ -1,11 +1,16 @@
 """A service's running parts, as both services have them: the gRPC server on its port, its health
-service, the access log it signs when it stops, and its metrics endpoint when it has one."""
+service, the access log it signs while it runs and when it stops, and its metrics endpoint when
+it has one."""
 
 from __future__ import annotations
 
+import threading
+
 import grpc
+import structlog
 from grpc_health.v1 import health
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from baken import pki
 from baken.access import AccessPolicy
@@ -13,6 +18,8 @@ from baken.clock import Clock
 from baken.grpc_server import ListenError
 from baken.metrics import Metrics, MetricsServer
 from services.registry.access_log import AccessLog
+
+log = structlog.get_logger("baken.access_log")
 
 
 def bind(
@@ -36,6 +43,38 @@ def bind(
     return port, MetricsServer(metrics_address, metrics, tls, policy)
 
 
+class Checkpointer:
+    """Signs the access log's head every half `checkpoint_seconds` when it is unsigned, so that
+    entries written before a quiet spell, or before a kill -9, stay unsigned at most that long.
+    Each checkpoint is a transaction of its own; AccessLog.append signs the others."""
+
+    def __init__(self, engine: Engine, access_log: AccessLog, clock: Clock) -> None:
+        self._engine = engine
+        self._log = access_log
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="baken-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def sign(self) -> None:
+        with self._engine.begin() as connection:
+            self._log.checkpoint(connection, self._clock.now())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._log.policy.seconds / 2):
+            try:
+                self.sign()
+            except SQLAlchemyError as error:  # the database is away: try again next time
+                log.warning("cannot sign the access log's head", error=type(error).__name__)
+
+
 class RunningService:
     """start() serves; stop() ends it all."""
 
@@ -56,6 +95,7 @@ class RunningService:
         self._log = access_log
         self._clock = clock
         self._metrics = metrics_server
+        self._checkpointer = Checkpointer(engine, access_log, clock)
 
     @property
     def metrics_port(self) -> int | None:
@@ -63,6 +103,7 @@ class RunningService:
 
     def start(self) -> None:
         self.server.start()
+        self._checkpointer.start()
         if self._metrics is not None:
             self._metrics.start()
 
@@ -76,7 +117,7 @@ class RunningService:
         self._health.enter_graceful_shutdown()
         self.server.stop(grace=grace).wait()
         self.settle()
-        with self._engine.begin() as connection:
-            self._log.checkpoint(connection, self._clock.now())
+        self._checkpointer.stop()
+        self._checkpointer.sign()
         if self._metrics is not None:
             self._metrics.stop()

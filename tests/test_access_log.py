@@ -3,6 +3,7 @@ SQLite and PostgreSQL; and the checkpoint signing keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import stat
@@ -76,13 +77,30 @@ def tamper(engine: Engine, *statements: str, **params: Any) -> None:
             connection.execute(text(statement), params)
 
 
-def verify(engine: Engine, keys: dict[str, Any]) -> log_verify.Verification:
+def verify(
+    engine: Engine,
+    keys: dict[str, Any],
+    every: int = 1000,
+    witnessed: tuple[access_log.SignedHead, ...] = (),
+) -> log_verify.Verification:
     with engine.connect() as connection:
-        return log_verify.verify(connection, keys)
+        policy = access_log.CheckpointPolicy(every, 30)
+        return log_verify.verify(connection, keys, policy, witnessed)
 
 
-def first_break(engine: Engine, keys: dict[str, Any]) -> tuple[int, str]:
-    result = verify(engine, keys)
+def first_break(engine: Engine, keys: dict[str, Any], every: int = 1000) -> tuple[int, str]:
+    result = verify(engine, keys, every)
+    assert result.first_break is not None, "verify found no break"
+    return result.first_break.seq, result.first_break.kind
+
+
+def detail(engine: Engine, keys: dict[str, Any], every: int = 1000) -> str:
+    found = verify(engine, keys, every).first_break
+    assert found is not None, "verify found no break"
+    return found.detail
+
+
+def first_break_of(result: log_verify.Verification) -> tuple[int, str]:
     assert result.first_break is not None, "verify found no break"
     return result.first_break.seq, result.first_break.kind
 
@@ -188,21 +206,75 @@ def test_a_failed_transaction_logs_nothing(engine: Engine, signer: signing.Signi
         assert access_log.search(connection, subject=[SUBJECT_A]) == []
 
 
-def test_checkpoints_are_signed_every_n_entries_and_on_request(
+def signed_seqs(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT seq FROM access_log_checkpoints ORDER BY seq"))
+        return list(found.scalars())
+
+
+def test_checkpoints_are_signed_every_n_entries_also_inside_a_batch_and_on_request(
     engine: Engine, signer: signing.SigningKey, keys: dict[str, Any]
 ) -> None:
     log = AccessLog(signer, checkpoint_every=3)
     fill(engine, log, 7)
     with engine.begin() as connection:
-        log.append(connection, [entry(n) for n in range(5)], NOW)  # 8..12 crosses 9 and 12
+        log.append(connection, [entry(n) for n in range(5)], NOW)  # 8..12: at 9 and at 12
         assert log.checkpoint(connection, NOW) == 12  # signed already
         log.append(connection, [entry(13)], NOW)
         assert log.checkpoint(connection, NOW) == 13
-        seqs = connection.execute(text("SELECT seq FROM access_log_checkpoints ORDER BY seq"))
-        assert seqs.scalars().all() == [3, 6, 12, 13]
-    result = verify(engine, keys)
+    assert signed_seqs(engine) == [3, 6, 9, 12, 13]
+    result = verify(engine, keys, every=3)
     assert result.ok
-    assert (result.entries, result.checkpoints, result.last_signed_seq) == (13, 4, 13)
+    assert (result.entries, result.checkpoints, result.last_signed_seq) == (13, 5, 13)
+
+
+def test_the_head_is_signed_before_an_entry_more_than_t_seconds_after_its_run_began(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any]
+) -> None:
+    log = AccessLog(signer, checkpoint_every=1000, checkpoint_seconds=30)
+    with engine.begin() as connection:
+        for offset in (0, 10, 30, 31, 40, 61, 62):  # 30 s after the first is still in its run
+            at = NOW + dt.timedelta(seconds=offset)
+            log.append(connection, [entry(offset)], at)
+        # A batch spanning a quiet spell: signed before the entry that falls outside the run.
+        late = [entry(200), entry(201), entry(260)]
+        log.append(connection, late, NOW + dt.timedelta(seconds=260))
+    assert signed_seqs(engine) == [3, 6, 7, 9]
+    assert verify(engine, keys).ok
+
+
+def test_two_processes_appending_in_turn_keep_the_runs_short(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any]
+) -> None:
+    # Each AccessLog stands for a registry instance on the same database.
+    first, second = (AccessLog(signer, checkpoint_every=4, checkpoint_seconds=30) for _ in "ab")
+    for n in range(20):
+        with engine.begin() as connection:
+            (first if n % 3 else second).append(connection, [entry(n)], NOW)
+    for n in range(6):  # 20 s apart: a run holds two
+        with engine.begin() as connection:
+            (first if n % 2 else second).append(connection, [entry(1000 + 20 * n)], NOW)
+    result = verify(engine, keys, every=4)
+    assert result.ok
+    assert signed_seqs(engine) == [4, 8, 12, 16, 20, 22, 24]
+
+
+def test_a_rolled_back_checkpoint_is_signed_again_by_the_next_append(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any]
+) -> None:
+    log = AccessLog(signer, checkpoint_every=2)
+    fill(engine, log, 1)
+
+    def append_that_fails() -> None:
+        with engine.begin() as connection:
+            log.append(connection, [entry(1)], NOW)  # signs entry 2, then rolls back
+            raise RuntimeError("the answer could not be sent")
+
+    with pytest.raises(RuntimeError):
+        append_that_fails()
+    fill(engine, log, 3)
+    assert signed_seqs(engine) == [2, 4]
+    assert verify(engine, keys, every=2).ok
 
 
 def test_a_checkpoint_of_an_empty_log_signs_nothing(
@@ -356,6 +428,13 @@ def test_verify_names_an_altered_entry_whose_hash_was_recomputed(
 def test_verify_names_a_deleted_entry(chain: Engine, keys: dict[str, Any]) -> None:
     tamper(chain, "DELETE FROM access_log WHERE seq = 4")
     assert first_break(chain, keys) == (4, "deleted")
+    assert detail(chain, keys) == "entry 4 is missing"
+
+
+def test_verify_names_deleted_entries_in_one_phrase(chain: Engine, keys: dict[str, Any]) -> None:
+    tamper(chain, "DELETE FROM access_log WHERE seq IN (1, 2, 3)")
+    assert first_break(chain, keys) == (1, "deleted")
+    assert detail(chain, keys) == "entries 1 to 3 are missing"
 
 
 def test_verify_names_a_deleted_first_entry(chain: Engine, keys: dict[str, Any]) -> None:
@@ -444,6 +523,110 @@ def test_verify_names_a_truncated_tail_after_a_checkpoint(
     assert verify(chain, keys).last_signed_seq == 5
 
 
+def test_verify_names_a_run_longer_than_n_entries_as_a_missing_checkpoint(
+    chain: Engine, keys: dict[str, Any]
+) -> None:
+    tamper(chain, "DELETE FROM access_log_checkpoints WHERE seq = 5")
+    assert first_break(chain, keys, every=5) == (5, "unsigned")
+    assert detail(chain, keys, every=5) == (
+        "no checkpoint signs entries 1 to 6: one is due every 5 entries, at entry 5 at the "
+        "latest; checkpoints were deleted"
+    )
+
+
+def test_verify_names_a_run_longer_than_t_seconds_as_a_missing_checkpoint(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any]
+) -> None:
+    log = AccessLog(signer, checkpoint_seconds=30)
+    for n in range(6):
+        with engine.begin() as connection:
+            log.append(connection, [entry(10 * n)], NOW)
+    assert signed_seqs(engine) == [4]
+    assert verify(engine, keys).ok
+
+    tamper(engine, "DELETE FROM access_log_checkpoints")
+
+    assert first_break(engine, keys) == (4, "unsigned")
+    assert detail(engine, keys) == (
+        "no checkpoint between entries 1 to 4 and entry 5, written 40 s apart: one is due "
+        "within 30 s of a run's first entry; checkpoints were deleted"
+    )
+
+
+def heads(engine: Engine) -> list[access_log.SignedHead]:
+    """Every checkpoint as the witness would have kept it."""
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT seq FROM access_log_checkpoints ORDER BY seq"))
+        kept = []
+        for seq in rows.scalars().all():
+            head = access_log.signed_head(connection, seq)
+            assert head is not None
+            kept.append(head)
+    return kept
+
+
+def test_a_witness_head_names_a_tail_cut_with_its_checkpoints(
+    chain: Engine, keys: dict[str, Any]
+) -> None:
+    seen = tuple(heads(chain))
+    tamper(
+        chain,
+        "DELETE FROM access_log WHERE seq > 5",
+        "DELETE FROM access_log_checkpoints WHERE seq > 5",
+    )
+    assert verify(chain, keys).ok  # what the database alone shows
+    result = verify(chain, keys, witnessed=seen)
+    assert result.first_break == log_verify.Break(
+        6,
+        "truncated",
+        f"the log ends at #5 but the witness saw a signed head at #10 "
+        f"({seen[1].signed_time.isoformat(timespec='seconds')}): entries 6 to 10 were cut off",
+    )
+    assert result.witnessed_seq == 5
+
+
+def test_a_witness_head_names_a_chain_rewritten_and_re_signed_with_the_signing_key(
+    chain: Engine, signer: signing.SigningKey, keys: dict[str, Any]
+) -> None:
+    seen = tuple(heads(chain))
+    with chain.begin() as connection:  # entry 7 deleted, the rest renumbered, re-hashed, re-signed
+        kept = [row(connection, seq) for seq in range(1, 11) if seq != 7]
+        connection.execute(text("DELETE FROM access_log"))
+        connection.execute(text("DELETE FROM access_log_checkpoints"))
+    rewrite = AccessLog(signer, checkpoint_every=5)
+    for stored in kept:
+        body = json.loads(stored["body"])
+        forged = Entry(
+            time=dt.datetime.fromisoformat(body["time"]),
+            outcome=body["outcome"],
+            party_id=body["party_id"],
+            body=body,
+        )
+        with chain.begin() as connection:
+            rewrite.append(connection, [forged], NOW)
+    with chain.begin() as connection:  # and the registry writes on
+        rewrite.append(connection, [entry(99)], NOW)
+        rewrite.checkpoint(connection, NOW)
+    assert verify(chain, keys).ok  # the signing key was stolen: the database alone shows nothing
+
+    result = verify(chain, keys, witnessed=seen)
+
+    assert result.first_break is not None
+    assert (result.first_break.seq, result.first_break.kind) == (10, "rewritten")
+    assert result.first_break.detail.startswith(
+        "entry #10's hash differs from the head the witness saw at "
+    )
+    assert result.first_break.detail.endswith(
+        "the chain up to #10 was rewritten after #5, the last head the witness saw that still "
+        "matches"
+    )
+
+
+def test_a_witness_head_that_does_not_verify_is_named(chain: Engine, keys: dict[str, Any]) -> None:
+    forged = dataclasses.replace(heads(chain)[0], signature=bytes(64))
+    assert first_break_of(verify(chain, keys, witnessed=(forged,))) == (5, "witness")
+
+
 def test_verify_names_a_forged_checkpoint_signature(chain: Engine, keys: dict[str, Any]) -> None:
     tamper(chain, "UPDATE access_log_checkpoints SET signature = :s WHERE seq = 5", s=bytes(64))
     assert first_break(chain, keys) == (5, "checkpoint")
@@ -486,7 +669,7 @@ def test_verify_reads_the_log_in_chunks(
     chain: Engine, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(log_verify, "VERIFY_CHUNK", 3)
-    assert verify(chain, keys) == log_verify.Verification(10, 2, 10, None)
+    assert verify(chain, keys) == log_verify.Verification(10, 2, 10, None, 10)
     tamper(chain, "DELETE FROM access_log WHERE seq = 7")
     assert first_break(chain, keys) == (7, "deleted")
 

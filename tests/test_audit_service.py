@@ -20,13 +20,14 @@ from google.protobuf import timestamp_pb2
 from harness import USER, RunningRegistry, batch_request, secure_channel
 from sqlalchemy import text
 
-from baken import logs
+from baken import logs, signing
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.cli import main
 from baken.clock import AMSTERDAM
 from baken.keyring import KeyRing
 from baken.pseudonym import person_pseudonyms
 from baken.registry.v1 import registry_service_pb2
+from baken.signing import public_path
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 
 pb = audit_service_pb2
@@ -470,10 +471,11 @@ def test_baken_audit_party_lists_only_that_party(
 
 
 def _verify_args(registry: RunningRegistry) -> list[str]:
+    public_key = str(public_path(registry.settings.resolved_audit_signing_key()))
     if registry.database_url.startswith("sqlite"):
-        return ["audit", "verify", "--data-dir", str(registry.data_dir)]
+        return ["audit", "verify", "--data-dir", str(registry.data_dir), "--public-key", public_key]
     return ["audit", "verify", "--database-url", registry.database_url,
-            "--public-key", str(registry.data_dir / "audit-signing.pub")]  # fmt: skip
+            "--public-key", public_key]  # fmt: skip
 
 
 def test_baken_audit_verify_passes_an_intact_log_and_names_a_tampered_entry(
@@ -502,7 +504,10 @@ def test_baken_audit_verify_passes_an_intact_log_and_names_a_tampered_entry(
 def test_baken_audit_verify_without_a_database_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["audit", "verify", "--data-dir", str(tmp_path / "nothing")]) == 1
+    signing.save(signing.generate("k1"), tmp_path / "keys" / "audit.key")
+    public_key = str(tmp_path / "keys" / "audit.pub")
+    args = ["audit", "verify", "--data-dir", str(tmp_path / "nothing"), "--public-key", public_key]
+    assert main(args) == 1
     assert "no registry database" in capsys.readouterr().err
 
 

@@ -44,6 +44,7 @@ PARTIES = {
     "ListAnomalies": "privacy-auditor",
     "ListPendingReviews": "privacy-auditor",
     "ReviewBreakGlass": "privacy-auditor",
+    "GetSignedHead": "privacy-auditor",
     "AnswerAdviceRequest": "adapter-gcos",
     "SubscribeDeliveries": "adapter-gcos",
     "AcknowledgeDelivery": "adapter-gcos",

@@ -132,6 +132,12 @@ def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
     assert _mounts("migrate")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("registry")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("feedback")["/var/lib/baken/feedback"] == "feedback-data"
+    # Each access log's signing key on a volume of its own, never beside the data.
+    for name in ("registry", "feedback"):
+        key = _services()[name]["environment"][f"BAKEN_{name.upper()}_AUDIT_SIGNING_KEY"]
+        assert key.startswith("/var/lib/baken/audit-key/"), name
+        assert _mounts(name)["/var/lib/baken/audit-key"] == f"{name}-audit-key"
+        assert [s for s in _services() if f"{name}-audit-key" in _mounts(s).values()] == [name]
     for name in ADAPTERS:
         system = name.removeprefix("adapter-")
         assert _mounts(name)["/exports"] == f"{system}-exports"

@@ -38,6 +38,8 @@ from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.registry.v1 import registry_service_pb2_grpc
+from baken.settings import default_signing_key
+from baken.signing import public_path
 from baken.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +87,8 @@ class RegistryProcess:
         done = subprocess.run(
             [sys.executable, "-m", "baken.cli", "audit", "verify",
              "--database-url", self.database_url,
-             "--public-key", str(self.data_dir / "audit-signing.pub")],
+             "--public-key",
+             str(public_path(default_signing_key(self.data_dir, "registry")))],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr

@@ -20,6 +20,7 @@ from baken import logs
 from baken.cli import main
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
+from baken.signing import public_path
 from baken.type.v1 import purpose_pb2
 from services.registry import access_log
 from services.registry.models import SignalRow
@@ -378,11 +379,12 @@ def test_the_access_log_still_verifies_with_signals_pulled(
     pull(marked, after=last.sequence)
     refused(lambda: marked.stub_for(KPC).PullSignals(pb.PullSignalsRequest(), timeout=10))
 
+    public_key = str(public_path(marked.settings.resolved_audit_signing_key()))
     if marked.database_url.startswith("sqlite"):
-        args = ["audit", "verify", "--data-dir", str(marked.data_dir)]
+        args = ["audit", "verify", "--data-dir", str(marked.data_dir), "--public-key", public_key]
     else:
         args = ["audit", "verify", "--database-url", marked.database_url,
-                "--public-key", str(marked.data_dir / "audit-signing.pub")]  # fmt: skip
+                "--public-key", public_key]  # fmt: skip
     assert main(args) == 0
     assert "4 entries" in capsys.readouterr().out  # two lookups, a page, a refusal
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
 from baken.admission import Admission
+from baken.audit.v1 import audit_service_pb2_grpc
 from baken.backoff import Backoff
 from baken.client import connect
 from baken.clock import Clock, clock_from_env
@@ -33,6 +34,7 @@ from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
+from services.registry.signed_heads import SignedHeads, SignedHeadServicer
 from services.running import RunningService, bind
 from services.shared_rates import SharedRates
 
@@ -82,11 +84,17 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     identity = policy.covenants.parties[settings.party].identity
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
+    signer = signing.load_for_service(
+        settings.resolved_audit_signing_key(),
+        settings.data_dir,
+        clock.now().strftime("k%Y-%m"),
+        env_prefix="BAKEN_FEEDBACK_",
+        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
+    )
     access_log = AccessLog(
-        signing.load_or_create(
-            settings.resolved_audit_signing_key(), clock.now().strftime("k%Y-%m")
-        ),
+        signer,
         checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine)
     sealer = Sealer(
@@ -139,6 +147,9 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
             feedback, outbox, poll_seconds=settings.poll_seconds, register=policy.covenants
         ),
         server,
+    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        SignedHeadServicer(SignedHeads(engine, clock, policy=policy)), server
     )
     report_service_pb2_grpc.add_ReportServiceServicer_to_server(
         monitoring.ReportServicer(

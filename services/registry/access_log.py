@@ -8,13 +8,23 @@ UTF-8) and
 
 The body holds the entry's time (ISO-8601 UTC, microseconds), outcome, party id, the data
 subject's pseudonyms (`data_subject`, hex) and, for a review, `reviews_seq`; the columns of the
-same names and the rows of access_log_subjects only repeat them for searching. Every
-`checkpoint_every` entries, and on `checkpoint()`, the registry signs the head with Ed25519 over
+same names and the rows of access_log_subjects only repeat them for searching. The service
+signs the head with Ed25519 over
 
     b"baken-access-log-checkpoint-v1\\0" || seq (8 bytes big-endian) || entry_hash || signed_time
 
 (signed_time in ISO-8601 UTC with microseconds, UTF-8), so that rewriting the chain from some
 entry on, or cutting off its tail, shows against a signature the database's users cannot make.
+
+A run is the entries after a checkpoint (or from entry 1) up to and including the next one.
+`append` keeps every run to at most `checkpoint_every` entries, each within
+`checkpoint_seconds` of the run's first entry's time: it signs inside the appending
+transaction, so a crash loses no checkpoint that its entries needed, and `verify` fails a run
+that breaks the rule (its checkpoints were deleted). `checkpoint()` signs the head on request:
+at shutdown, and every half `checkpoint_seconds` when the head is unsigned (services/running.py),
+so that entries written just before a quiet spell or a crash stay unsigned at most that long.
+The newest checkpoint leaves the database through AuditService.GetSignedHead, to the privacy
+officer's witness (baken/witness.py).
 
 `verify` (services/registry/log_verify.py) recomputes the chain and names the first break.
 """
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Connection, Dialect, Table, func, insert, select
+from sqlalchemy import Connection, Dialect, Table, Text, func, insert, select, type_coerce
 
 from baken.signing import SigningKey
 from services.registry.models import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
@@ -196,21 +206,59 @@ def _head_of(row: Sequence[Any] | None) -> tuple[int, bytes]:
     return (0, GENESIS) if row is None else (row[0], bytes(row[1]))
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """How often the head must be signed: at most `every` entries to a run, each within
+    `seconds` of the run's first entry's time (the module's docstring defines a run)."""
+
+    every: int = 1000
+    seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        if not self.seconds > 0:
+            raise ValueError("checkpoint_seconds must be more than 0")
+
+    @property
+    def span(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.seconds)
+
+
+@dataclass(slots=True)
+class _Run:
+    """The unsigned run as this process last left it: valid only while the head is still the
+    entry it wrote (`head`, `head_hash`); an append by another process, or a rolled-back
+    transaction, changes the head and makes the run read again."""
+
+    head: int
+    head_hash: bytes
+    signed: int  # the newest checkpoint's seq
+    first_time: dt.datetime | None  # the time of entry signed + 1, when head > signed
+
+
 class AccessLog:
     """Appends to the log on the caller's connection, inside the caller's transaction: when
     that transaction fails, nothing of it was logged."""
 
-    def __init__(self, signer: SigningKey, *, checkpoint_every: int = 1000) -> None:
-        if checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be at least 1")
+    def __init__(
+        self,
+        signer: SigningKey,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 30.0,
+    ) -> None:
         self._signer = signer
-        self._every = checkpoint_every
+        self.policy = CheckpointPolicy(checkpoint_every, checkpoint_seconds)
         self._sql: dict[str, _AppendSql] = {}
+        # By id(engine): a reused id finds a run whose head differs, which is read again.
+        self._runs: dict[int, _Run] = {}
 
     def append(
         self, connection: Connection, entries: Sequence[Entry], now: dt.datetime
     ) -> list[int]:
-        """Append the entries in order; their seqs."""
+        """Append the entries in order; their seqs. Signs the head before an entry that would
+        make its run too long, and at the entry that fills a run."""
         if not entries:
             return []
         bodies = [e.canonical_body() for e in entries]  # before the lock: it may raise
@@ -218,9 +266,19 @@ class AccessLog:
         sql = self._sql_for(connection)
         dbapi = connection.connection.dbapi_connection
         head, prev = sql.lock_and_head(dbapi)
+        run = self._run(connection, head, prev)
+        every, span = self.policy.every, self.policy.span
         rows: list[dict[str, Any]] = []
         subject_rows: list[dict[str, Any]] = []
+        signs: list[tuple[int, bytes]] = []
         for seq, (entry, body) in enumerate(zip(entries, bodies, strict=True), head + 1):
+            if run.signed < seq - 1 and (
+                run.first_time is None or abs(entry.time - run.first_time) > span
+            ):
+                signs.append((seq - 1, prev))
+                run.signed = seq - 1
+            if run.signed == seq - 1:
+                run.first_time = entry.time
             hash_ = entry_hash(prev, seq, body)
             rows.append(
                 {
@@ -236,10 +294,16 @@ class AccessLog:
             )
             subject_rows += [{"value": v, "seq": seq} for v in dict.fromkeys(entry.subject)]
             prev = hash_
+            if seq - run.signed >= every:
+                signs.append((seq, hash_))
+                run.signed = seq
         sql.insert(dbapi, rows, subject_rows)
+        for seq, hash_ in signs:
+            # The old head may have been signed meanwhile by another process's timer.
+            if seq > head or not _is_signed(connection, seq):
+                self._sign(connection, seq, hash_, now)
         last = head + len(rows)
-        if last // self._every > head // self._every:
-            self._sign(connection, last, prev, now)
+        run.head, run.head_hash = last, prev
         return list(range(head + 1, last + 1))
 
     def lock(self, connection: Connection) -> int:
@@ -253,12 +317,28 @@ class AccessLog:
         seq, hash_ = self._sql_for(connection).lock_and_head(connection.connection.dbapi_connection)
         if seq == 0:
             return None
-        signed = connection.execute(
-            select(checkpoints.c.seq).where(checkpoints.c.seq == seq)
-        ).first()
-        if signed is None:
+        if not _is_signed(connection, seq):
             self._sign(connection, seq, hash_, now)
+        self._runs[_key(connection)] = _Run(seq, hash_, seq, None)
         return seq
+
+    def _run(self, connection: Connection, head: int, head_hash: bytes) -> _Run:
+        """The unsigned run ending at the head, from memory when this process wrote the head."""
+        key = _key(connection)
+        run = self._runs.get(key)
+        if run is not None and (run.head, run.head_hash) == (head, head_hash):
+            return run
+        signed = connection.execute(
+            select(func.coalesce(func.max(checkpoints.c.seq), 0)).where(checkpoints.c.seq <= head)
+        ).scalar_one()
+        first_time = None
+        if signed < head:
+            raw = connection.execute(
+                select(type_coerce(log.c.entry_time, Text)).where(log.c.seq == signed + 1)
+            ).scalar()
+            first_time = raw_time(raw)
+        run = self._runs[key] = _Run(head, head_hash, int(signed), first_time)
+        return run
 
     def _sql_for(self, connection: Connection) -> _AppendSql:
         sql = self._sql.get(connection.dialect.name)
@@ -277,6 +357,57 @@ class AccessLog:
                 "signature": self._signer.sign(checkpoint_message(seq, hash_, now)),
             },
         )
+
+
+def _is_signed(connection: Connection, seq: int) -> bool:
+    found = connection.execute(select(checkpoints.c.seq).where(checkpoints.c.seq == seq))
+    return found.first() is not None
+
+
+def _key(connection: Connection) -> int:
+    return id(connection.engine)
+
+
+def raw_time(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A time column read as the database holds it (SQLite: text); None if it is not a time."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None if value is None else utc(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A checkpoint as it leaves the database: what the witness keeps."""
+
+    seq: int
+    entry_hash: bytes
+    signed_time: dt.datetime
+    key_id: str
+    signature: bytes
+
+    def message(self) -> bytes:
+        return checkpoint_message(self.seq, self.entry_hash, self.signed_time)
+
+
+def signed_head(connection: Connection, seq: int | None = None) -> SignedHead | None:
+    """The checkpoint at `seq`, or the newest; None if there is none."""
+    query = select(
+        checkpoints.c.seq,
+        checkpoints.c.entry_hash,
+        checkpoints.c.signed_time,
+        checkpoints.c.key_id,
+        checkpoints.c.signature,
+    )
+    if seq is not None:
+        query = query.where(checkpoints.c.seq == seq)
+    row = connection.execute(query.order_by(checkpoints.c.seq.desc()).limit(1)).first()
+    if row is None:
+        return None
+    seq, hash_, time, key_id, signature = row
+    return SignedHead(seq, bytes(hash_), utc(time), key_id, bytes(signature))
 
 
 def _stored(row: Sequence[Any]) -> StoredEntry:

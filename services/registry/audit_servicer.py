@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
-from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.audit.v1 import audit_service_pb2
 from baken.covenants import AUDIT, IDENTIFIER, CovenantSet
 from baken.errors import FieldViolation, InvalidArgument
 from baken.registry.v1 import registry_service_pb2
@@ -17,6 +17,7 @@ from services.registry import validation
 from services.registry.access_log import StoredEntry
 from services.registry.audit import Audit, EntryQuery
 from services.registry.inquiry import inquiry_of
+from services.registry.signed_heads import SignedHeads, SignedHeadServicer
 
 pb = audit_service_pb2
 SERVICE = "/baken.audit.v1.AuditService/"
@@ -100,8 +101,9 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
     return message
 
 
-class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
-    def __init__(self, audit: Audit, *, register: CovenantSet) -> None:
+class AuditServicer(SignedHeadServicer):
+    def __init__(self, audit: Audit, heads: SignedHeads, *, register: CovenantSet) -> None:
+        super().__init__(heads)
         self._audit = audit
         self._register = register
 

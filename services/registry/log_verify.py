@@ -16,14 +16,21 @@
   no other explanation above fits), or its search columns disagree with its body. An entry
   changed and then re-hashed still fits; the entry after it does not link to it any more and
   names a hash no entry has: reported as the earlier entry, altered.
-- truncated: a validly signed checkpoint names a seq beyond the last entry.
+- truncated: a validly signed checkpoint, or a head the witness saw, names a seq beyond the last
+  entry.
 - checkpoint: a checkpoint with an unknown key id or a bad signature, or whose hash differs from
   its entry's. An attacker who re-hashes the whole chain after a change shows only here: the
   change lies at or before that checkpoint's seq.
+- unsigned: a checkpoint was due and is missing (checkpoints were deleted): a run (access_log.py)
+  holds more than `policy.every` entries, or an entry more than `policy.seconds` from its run's
+  first entry's time. The writer keeps both rules exactly, so there is no grace.
+- rewritten: the entry at a head the witness saw has another hash now: the chain up to it was
+  rewritten, re-hashed and, with the signing key, re-signed.
+- witness: a head in the witness's store does not verify with the auditor's public keys.
 
-The chain cannot show what happened after the last checkpoint if the attacker also rewrote or
-cut everything after it, or deleted checkpoints: compare `last_signed_seq` with the previous
-audit's, and checkpoint at shutdown.
+Without a witness the chain cannot show a rewrite or cut of the last run only (at most
+`policy.every` entries and `policy.seconds`, the unverifiable tail), nor a cut at a checkpoint
+together with the checkpoints after it, nor a rewrite re-signed with the signing key itself.
 """
 
 from __future__ import annotations
@@ -43,15 +50,19 @@ from sqlalchemy import Connection, Text, make_url, select, type_coerce
 from baken import db, signing
 from services.registry.access_log import (
     GENESIS,
+    CheckpointPolicy,
+    SignedHead,
     checkpoint_message,
     checkpoints,
     entry_hash,
     log,
+    raw_time,
     subjects,
     utc,
 )
 
 VERIFY_CHUNK = 5000
+DEFAULT_POLICY = CheckpointPolicy()
 # How far from its seq `verify` looks for the seq an entry's hash was made with (renumbering).
 RENUMBER_WINDOW = 1000
 
@@ -61,7 +72,8 @@ class Break:
     """Where the log was tampered with first: the entry (or checkpoint) seq and what was done."""
 
     seq: int
-    kind: str  # altered, deleted, inserted, reordered, truncated, checkpoint
+    # altered, deleted, inserted, reordered, truncated, checkpoint, unsigned, rewritten, witness
+    kind: str
     detail: str
 
 
@@ -71,6 +83,8 @@ class Verification:
     checkpoints: int
     last_signed_seq: int  # the highest checkpoint whose signature and hash both hold; 0 if none
     first_break: Break | None
+    last_seq: int = 0  # the newest entry's seq
+    witnessed_seq: int = 0  # the newest head of the witness that the chain still leads to
 
     @property
     def ok(self) -> bool:
@@ -92,16 +106,6 @@ _VERIFY_COLUMNS = (
 )
 
 
-def _raw_time(value: dt.datetime | str) -> dt.datetime | None:
-    """A time column read as the database holds it (SQLite: text); None if it is not a time."""
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return utc(value)
-
-
 @dataclass(frozen=True, slots=True)
 class _Stored:
     seq: int
@@ -119,7 +123,7 @@ class _Stored:
     def of(cls, row: Sequence[Any], subjects: frozenset[str]) -> _Stored:
         seq, time, party, outcome, reviews, body, prev, hash_ = row
         return cls(
-            seq, _raw_time(time), party, outcome, reviews, body, bytes(prev), bytes(hash_), subjects
+            seq, raw_time(time), party, outcome, reviews, body, bytes(prev), bytes(hash_), subjects
         )
 
     def recomputes(self, seq: int) -> bool:
@@ -162,6 +166,16 @@ def _column_mismatch(entry: _Stored) -> str | None:
     return None
 
 
+def entries_text(first: int, last: int) -> str:
+    """'entry 4' or 'entries 4 to 9'."""
+    return f"entry {first}" if first == last else f"entries {first} to {last}"
+
+
+def entries_are(first: int, last: int) -> str:
+    """'entry 4 is' or 'entries 4 to 9 are'."""
+    return entries_text(first, last) + (" is" if first == last else " are")
+
+
 def _seq_of(connection: Connection, column: Any, value: bytes, *where: Any) -> int | None:
     """The first seq whose `column` holds `value` (a scan: used once, at a break)."""
     return connection.execute(
@@ -182,8 +196,7 @@ class _Walker:
         if s < self.expected:  # only before the first: seqs come in order, each once
             return Break(s, "inserted", f"entry {s} comes before the first entry")
         if s != self.expected:
-            missing = "" if s == self.expected + 1 else f" to {s - 1}"
-            return Break(self.expected, "deleted", f"entries {self.expected}{missing} are missing")
+            return Break(self.expected, "deleted", f"{entries_are(self.expected, s - 1)} missing")
         if entry.recomputes(s) and entry.prev_hash == self.last_hash:
             column = _column_mismatch(entry)
             if column is not None:
@@ -215,7 +228,7 @@ class _Walker:
             return Break(
                 original,
                 "inserted",
-                f"entries {original} to {s - 1} are not part of the chain: "
+                f"{entries_are(original, s - 1)} not part of the chain: "
                 f"entry {s} was written as entry {original}, after entry {linked}",
             )
         if linked is not None and linked != s - 1:
@@ -229,7 +242,7 @@ class _Walker:
             return Break(
                 s,
                 "inserted",
-                f"entries {s} to {skip - 1} are not part of the chain: "
+                f"{entries_are(s, skip - 1)} not part of the chain: "
                 f"entry {skip} follows entry {s - 1}",
             )
         follower = _seq_of(connection, log.c.prev_hash, entry.entry_hash, log.c.seq != s + 1)
@@ -260,7 +273,7 @@ def _signature_problem(
     key = public_keys.get(key_id)
     if key is None:
         return Break(seq, "checkpoint", f"checkpoint {seq} is signed by unknown key {key_id!r}")
-    time = _raw_time(signed_time)
+    time = raw_time(signed_time)
     try:
         if time is None:
             raise InvalidSignature
@@ -286,12 +299,129 @@ def _checkpoint_problem(
     return problem
 
 
+class _Runs:
+    """Checks that no checkpoint that was due is missing: each run holds at most `every`
+    entries, each within `seconds` of the run's first entry (as AccessLog.append signs)."""
+
+    def __init__(self, policy: CheckpointPolicy) -> None:
+        self._policy = policy
+        self._boundary = 0  # the seq of the checkpoint that ended the previous run
+        self._first: _Stored | None = None  # the run's first entry
+        self._previous = 0
+
+    def step(self, entry: _Stored, checkpointed: bool) -> Break | None:
+        every, s, first = self._policy.every, entry.seq, self._first
+        problem = None
+        if s - self._boundary > every:
+            due = self._boundary + every
+            problem = Break(
+                due,
+                "unsigned",
+                f"no checkpoint signs {entries_text(self._boundary + 1, s)}: one is due every "
+                f"{every} entries, at entry {due} at the latest; checkpoints were deleted",
+            )
+        elif first is None or entry.time is None or first.time is None:
+            self._first = entry
+        elif abs(entry.time - first.time) > self._policy.span:
+            apart = abs(entry.time - first.time).total_seconds()
+            problem = Break(
+                self._previous,
+                "unsigned",
+                f"no checkpoint between {entries_text(first.seq, self._previous)} and entry {s}, "
+                f"written {apart:g} s apart: one is due within {self._policy.seconds:g} s of a "
+                "run's first entry; checkpoints were deleted",
+            )
+        if checkpointed:
+            self._boundary, self._first = s, None
+        self._previous = s
+        return problem
+
+
+class _Witnessed:
+    """The heads the witness saw, checked against the chain as verify walks it."""
+
+    def __init__(
+        self, heads: Sequence[SignedHead], public_keys: Mapping[str, Ed25519PublicKey]
+    ) -> None:
+        self.breaks: list[Break] = []
+        self.matched = 0  # the newest head the chain still leads to
+        self._heads: dict[int, list[SignedHead]] = {}
+        for head in heads:
+            key = public_keys.get(head.key_id)
+            try:
+                if key is None:
+                    raise InvalidSignature
+                key.verify(head.signature, head.message())
+            except InvalidSignature:
+                self.breaks.append(
+                    Break(
+                        head.seq,
+                        "witness",
+                        f"the witness's head at #{head.seq} does not verify with the given "
+                        f"public keys (key {head.key_id!r})",
+                    )
+                )
+                continue
+            self._heads.setdefault(head.seq, []).append(head)
+
+    def step(self, entry: _Stored) -> None:
+        for head in self._heads.pop(entry.seq, ()):
+            if head.entry_hash == entry.entry_hash:
+                self.matched = max(self.matched, entry.seq)
+                continue
+            since = (
+                f" after #{self.matched}, the last head the witness saw that still matches"
+                if self.matched
+                else ""
+            )
+            self.breaks.append(
+                Break(
+                    entry.seq,
+                    "rewritten",
+                    f"entry #{entry.seq}'s hash differs from the head the witness saw at "
+                    f"{head.signed_time.isoformat(timespec='seconds')}: the chain up to "
+                    f"#{entry.seq} was rewritten{since}",
+                )
+            )
+
+    def finish(self, last_seq: int) -> None:
+        """The heads at seqs without an entry: inside the log, or beyond its end."""
+        inside = [seq for seq in self._heads if seq <= last_seq]
+        if inside:
+            seq = min(inside)
+            self.breaks.append(
+                Break(
+                    seq,
+                    "rewritten",
+                    f"the witness saw a signed head at #{seq}; entry {seq} is gone",
+                )
+            )
+        beyond = [seq for seq in self._heads if seq > last_seq]
+        if beyond:
+            seq = max(beyond)
+            time = self._heads[seq][0].signed_time.isoformat(timespec="seconds")
+            self.breaks.append(
+                Break(
+                    last_seq + 1,
+                    "truncated",
+                    f"the log ends at #{last_seq} but the witness saw a signed head at #{seq} "
+                    f"({time}): {entries_text(last_seq + 1, seq)} were cut off",
+                )
+            )
+
+
 # At one seq, a break in the entries explains more than one in the checkpoints.
-_RANK = {"truncated": 1, "checkpoint": 2}
+_RANK = {"truncated": 1, "rewritten": 2, "checkpoint": 3, "unsigned": 4, "witness": 5}
 
 
-def verify(connection: Connection, public_keys: Mapping[str, Ed25519PublicKey]) -> Verification:
-    """Walk the whole log (in chunks) and its checkpoints; the first break, if any."""
+def verify(
+    connection: Connection,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    policy: CheckpointPolicy = DEFAULT_POLICY,
+    witnessed: Sequence[SignedHead] = (),
+) -> Verification:
+    """Walk the whole log (in chunks) and its checkpoints, and compare the heads the witness
+    saw; the first break, if any."""
     signed: dict[int, Sequence[Any]] = {
         row[0]: row
         for row in connection.execute(
@@ -306,41 +436,54 @@ def verify(connection: Connection, public_keys: Mapping[str, Ed25519PublicKey]) 
     }
     count = len(signed)
     walker = _Walker(connection)
+    runs = _Runs(policy)
+    witness = _Witnessed(witnessed, public_keys)
     breaks: list[Break] = []
     chain_break: Break | None = None
+    run_break: Break | None = None
     entries = last_seq = last_signed = 0
     for entry in _entries(connection):
         entries, last_seq = entries + 1, entry.seq
         if chain_break is None:
             chain_break = walker.step(entry)
         row = signed.pop(entry.seq, None)
+        if run_break is None and chain_break is None:  # times are known good up to a break
+            run_break = runs.step(entry, row is not None)
+        witness.step(entry)
         if row is not None:
             problem = _checkpoint_problem(row, entry.entry_hash, public_keys)
             if problem is None:
                 last_signed = entry.seq
             else:
                 breaks.append(problem)
-    if chain_break is not None:
-        breaks.append(chain_break)
+    breaks += [b for b in (chain_break, run_break) if b is not None]
     for seq in sorted(signed):  # checkpoints without an entry at their seq
         problem = _signature_problem(signed[seq], public_keys)
         if problem is None and seq > last_seq:
             problem = Break(
                 last_seq + 1,
                 "truncated",
-                f"the log ends at entry {last_seq}, but checkpoint {seq} was signed: "
-                f"entries after {last_seq} were deleted",
+                f"the log ends at #{last_seq} but checkpoint {seq} was signed: "
+                f"{entries_text(last_seq + 1, seq)} and any after were cut off",
             )
         elif problem is None:
             problem = Break(seq, "checkpoint", f"checkpoint {seq}: entry {seq} is missing")
         breaks.append(problem)
+    witness.finish(last_seq)
+    breaks += witness.breaks
     first = min(breaks, key=lambda b: (b.seq, _RANK.get(b.kind, 0)), default=None)
-    return Verification(entries, count, last_signed, first)
+    return Verification(entries, count, last_signed, first, last_seq, witness.matched)
 
 
-def verify_database(database_url: str, public_key_paths: Sequence[Path]) -> Verification:
+def verify_database(
+    database_url: str,
+    public_key_paths: Sequence[Path],
+    policy: CheckpointPolicy = DEFAULT_POLICY,
+    witnessed: Sequence[SignedHead] = (),
+) -> Verification:
     """`verify` the log in the registry database at `database_url` against the checkpoint keys'
-    public files, read-only: a SQLite file is opened read-only and never created (an absent one
+    public files, the checkpoint policy the service signed under and the heads its witness
+    saw, read-only: a SQLite file is opened read-only and never created (an absent one
     raises FileNotFoundError); PostgreSQL is read in read-only transactions."""
     url, parsed = database_url, make_url(database_url)
     if parsed.get_backend_name() == "sqlite":
@@ -357,6 +500,6 @@ def verify_database(database_url: str, public_key_paths: Sequence[Path]) -> Veri
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(postgresql_readonly=True)
-            return verify(connection, keys)
+            return verify(connection, keys, policy, witnessed)
     finally:
         engine.dispose()

@@ -36,6 +36,7 @@ from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
+from services.registry.signed_heads import SignedHeads
 from services.running import RunningService, bind
 from services.shared_rates import SharedRates
 
@@ -85,9 +86,17 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
     sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
+    signer = signing.load_for_service(
+        settings.resolved_audit_signing_key(),
+        settings.data_dir,
+        _key_id(clock),
+        env_prefix="BAKEN_REGISTRY_",
+        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
+    )
     access_log = AccessLog(
-        signing.load_or_create(settings.resolved_audit_signing_key(), _key_id(clock)),
+        signer,
         checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
     registry = Registry(engine, houses, clock, policy=policy, sealer=sealer)
@@ -117,8 +126,9 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry, lookups, signals, register=policy.covenants), server
     )
+    heads = SignedHeads(engine, clock, policy=policy)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(audit, register=policy.covenants), server
+        AuditServicer(audit, heads, register=policy.covenants), server
     )
     report_service_pb2_grpc.add_ReportServiceServicer_to_server(
         monitoring.ReportServicer(

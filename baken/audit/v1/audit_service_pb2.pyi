@@ -455,3 +455,57 @@ class ReviewBreakGlassRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewBreakGlassRequest: _TypeAlias = ReviewBreakGlassRequest  # noqa: Y015
+
+@_typing.final
+class GetSignedHeadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSignedHeadRequest: _TypeAlias = GetSignedHeadRequest  # noqa: Y015
+
+@_typing.final
+class SignedHead(_message.Message):
+    """A checkpoint as the service signed it: Ed25519 under key `key_id` over
+    "baken-access-log-checkpoint-v1\\0" || sequence (8 bytes big-endian) || entry_hash ||
+    signed_time (ISO-8601 UTC with microseconds), as docs/AUDIT.md describes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    SIGNED_TIME_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The entry whose hash was signed; 0 when nothing has been signed yet."""
+    entry_hash: _builtins.bytes
+    """SHA-256 chain hash of that entry: it commits to every entry up to it."""
+    key_id: _builtins.str
+    signature: _builtins.bytes
+    @_builtins.property
+    def signed_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        entry_hash: _builtins.bytes = ...,
+        signed_time: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_time", b"signed_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_hash", b"entry_hash", "key_id", b"key_id", "sequence", b"sequence", "signature", b"signature", "signed_time", b"signed_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedHead: _TypeAlias = SignedHead  # noqa: Y015

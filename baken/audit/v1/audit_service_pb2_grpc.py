@@ -57,6 +57,11 @@ class AuditServiceStub:
                 request_serializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.ReviewBreakGlassRequest.SerializeToString,
                 response_deserializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.AccessEntry.FromString,
                 _registered_method=True)
+        self.GetSignedHead = channel.unary_unary(
+                '/baken.audit.v1.AuditService/GetSignedHead',
+                request_serializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.GetSignedHeadRequest.SerializeToString,
+                response_deserializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.SignedHead.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -93,6 +98,17 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSignedHead(self, request, context):
+        """The newest signed checkpoint of the service's access log, for the privacy officer's
+        witness (`baken audit witness`) to keep outside the service's database. It shows no
+        personal data and is not itself logged; a caller the covenants do not admit for purpose
+        audit is refused. The feedback service answers it too, for its own access log, and
+        answers the other calls of this service UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +131,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ReviewBreakGlass,
                     request_deserializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.ReviewBreakGlassRequest.FromString,
                     response_serializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.AccessEntry.SerializeToString,
+            ),
+            'GetSignedHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignedHead,
+                    request_deserializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.GetSignedHeadRequest.FromString,
+                    response_serializer=baken_dot_audit_dot_v1_dot_audit__service__pb2.SignedHead.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +249,33 @@ class AuditService:
             '/baken.audit.v1.AuditService/ReviewBreakGlass',
             baken_dot_audit_dot_v1_dot_audit__service__pb2.ReviewBreakGlassRequest.SerializeToString,
             baken_dot_audit_dot_v1_dot_audit__service__pb2.AccessEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignedHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.audit.v1.AuditService/GetSignedHead',
+            baken_dot_audit_dot_v1_dot_audit__service__pb2.GetSignedHeadRequest.SerializeToString,
+            baken_dot_audit_dot_v1_dot_audit__service__pb2.SignedHead.FromString,
             options,
             channel_credentials,
             insecure,

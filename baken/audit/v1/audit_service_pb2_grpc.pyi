@@ -44,6 +44,13 @@ class AuditServiceStub:
     """Break-glass entries that wait for the privacy officer's review."""
     ReviewBreakGlass: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ReviewBreakGlassRequest, _audit_service_pb2.AccessEntry]
     """Records the review of a break-glass entry, as a new entry of the log."""
+    GetSignedHead: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetSignedHeadRequest, _audit_service_pb2.SignedHead]
+    """The newest signed checkpoint of the service's access log, for the privacy officer's
+    witness (`baken audit witness`) to keep outside the service's database. It shows no
+    personal data and is not itself logged; a caller the covenants do not admit for purpose
+    audit is refused. The feedback service answers it too, for its own access log, and
+    answers the other calls of this service UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -61,6 +68,13 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """Break-glass entries that wait for the privacy officer's review."""
     ReviewBreakGlass: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ReviewBreakGlassRequest, _audit_service_pb2.AccessEntry]  # type: ignore[assignment]
     """Records the review of a break-glass entry, as a new entry of the log."""
+    GetSignedHead: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetSignedHeadRequest, _audit_service_pb2.SignedHead]  # type: ignore[assignment]
+    """The newest signed checkpoint of the service's access log, for the privacy officer's
+    witness (`baken audit witness`) to keep outside the service's database. It shows no
+    personal data and is not itself logged; a caller the covenants do not admit for purpose
+    audit is refused. The feedback service answers it too, for its own access log, and
+    answers the other calls of this service UNIMPLEMENTED.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """The access log for the privacy officer. Only the privacy-auditor role may call it, and every
@@ -99,5 +113,18 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.AccessEntry, _abc.Awaitable[_audit_service_pb2.AccessEntry]]:
         """Records the review of a break-glass entry, as a new entry of the log."""
+
+    @_abc_1.abstractmethod
+    def GetSignedHead(
+        self,
+        request: _audit_service_pb2.GetSignedHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.SignedHead, _abc.Awaitable[_audit_service_pb2.SignedHead]]:
+        """The newest signed checkpoint of the service's access log, for the privacy officer's
+        witness (`baken audit witness`) to keep outside the service's database. It shows no
+        personal data and is not itself logged; a caller the covenants do not admit for purpose
+        audit is refused. The feedback service answers it too, for its own access log, and
+        answers the other calls of this service UNIMPLEMENTED.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
