@@ -20,7 +20,6 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from baken.audit.v1 import audit_service_pb2
@@ -62,16 +61,11 @@ def head_of(message: audit_service_pb2.SignedHead) -> SignedHead | None:
 
 def check(head: SignedHead, public_keys: Mapping[str, Ed25519PublicKey]) -> None:
     """WitnessError unless the head's signature verifies with the auditor's public keys."""
-    key = public_keys.get(head.key_id)
-    try:
-        if key is None:
-            raise InvalidSignature
-        key.verify(head.signature, head.message())
-    except InvalidSignature:
+    if not head.verifies(public_keys):
         raise WitnessError(
             f"the head at #{head.seq} does not verify with the given public keys "
             f"(key {head.key_id!r}); not kept"
-        ) from None
+        )
 
 
 class WitnessStore:

@@ -5,6 +5,8 @@ it has one."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 import structlog
@@ -14,12 +16,41 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from baken import pki
 from baken.access import AccessPolicy
+from baken.admission import Admission
 from baken.clock import Clock
 from baken.grpc_server import ListenError
 from baken.metrics import Metrics, MetricsServer
 from services.registry.access_log import AccessLog
+from services.shared_rates import SharedRates
 
 log = structlog.get_logger("baken.access_log")
+
+
+class Capacity(Protocol):
+    """What a service's settings say of its capacity (baken.settings)."""
+
+    max_workers: int
+    rate_scale: float
+    first_message_seconds: float
+
+
+def admission(
+    settings: Capacity,
+    policy: AccessPolicy,
+    engine: Engine,
+    on_unknown: Callable[[grpc.ServicerContext, str], None] | None = None,
+) -> Admission:
+    """Who may call the service and how much, under the party register, with the parties'
+    rate buckets in the service's database (services/shared_rates.py)."""
+    return Admission(
+        policy.covenants.parties,
+        policy.houses,
+        capacity=settings.max_workers,
+        scale=settings.rate_scale,
+        first_message_seconds=settings.first_message_seconds,
+        rates=SharedRates(engine),
+        on_unknown=on_unknown,
+    )
 
 
 def bind(

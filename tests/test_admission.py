@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -78,18 +79,33 @@ def held() -> Iterator[Held]:
     streams.close()
 
 
-def sqlite_registry(
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    **settings: Any,
-) -> Any:
+Start = Callable[..., AbstractContextManager[RunningRegistry]]
+
+
+@pytest.fixture
+def start(
+    tmp_path: Path, clock: FixedClock, engines: Callable[[str], Engine], pki_dir: Path
+) -> Start:
+    """Starts a registry on SQLite with settings overridden: what is tried here is the same
+    on every database (the shared rate buckets are tried on both)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    return running_registry(
-        baken.db.sqlite_url(data, "registry.db"), tmp_path, clock, engines, pki_dir, **settings
-    )
+
+    def started(**settings: Any) -> AbstractContextManager[RunningRegistry]:
+        return running_registry(
+            baken.db.sqlite_url(data, "registry.db"), tmp_path, clock, engines, pki_dir, **settings
+        )
+
+    return started
+
+
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
+    """The call's status: OK, or the code it was refused with."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
 
 
 def answers_promptly(registry: RunningRegistry, ring: KeyRing) -> None:
@@ -103,16 +119,11 @@ def answers_promptly(registry: RunningRegistry, ring: KeyRing) -> None:
 
 
 def test_idle_streams_of_one_party_freeze_nobody_else(
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    ring: KeyRing,
-    held: Held,
+    start: Start, pki_dir: Path, ring: KeyRing, held: Held
 ) -> None:
     # Measured before: 16 BatchLookup streams opened and never sent on held every worker, and
     # the health check and other parties' look-ups timed out.
-    with sqlite_registry(tmp_path, clock, engines, pki_dir) as registry:
+    with start() as registry:
         workers = registry.settings.max_workers
         stub = registry.stub_for(VICTIM_SUPPORT)
         with grpc.secure_channel(
@@ -146,14 +157,9 @@ def allowances_of(registry: RunningRegistry) -> dict[str, Any]:
 
 
 def test_a_stream_without_a_first_message_is_cut_off(
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    ring: KeyRing,
-    held: Held,
+    start: Start, pki_dir: Path, ring: KeyRing, held: Held
 ) -> None:
-    with sqlite_registry(tmp_path, clock, engines, pki_dir, first_message_seconds=0.5) as registry:
+    with start(first_message_seconds=0.5) as registry:
         call = registry.stub_for(KPC).BatchLookup(held.silent())
         with pytest.raises(grpc.RpcError) as late:
             list(call)
@@ -211,15 +217,11 @@ def log_size(registry: RunningRegistry) -> int:
 
 
 def test_a_party_unknown_to_the_register_cannot_flood_the_access_log(
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    ring: KeyRing,
+    start: Start, pki_dir: Path, ring: KeyRing
 ) -> None:
     # Measured before: a certificate with OU=service for a party that does not exist wrote
     # 10,000 denied access-log entries in 0.5 s.
-    with sqlite_registry(tmp_path, clock, engines, pki_dir) as registry:
+    with start() as registry:
         before = log_size(registry)
         codes = []
         with grpc.secure_channel(
@@ -280,13 +282,8 @@ def test_no_role_is_exempt_from_the_rate_limit(registry: RunningRegistry, ring: 
         )
         for i in range(1000)
     ]
-    codes = []
-    for _ in range(4):
-        try:
-            list(stub.BatchLookup(iter([batch_request(entries)]), timeout=30))
-            codes.append(grpc.StatusCode.OK)
-        except grpc.RpcError as error:
-            codes.append(error.code())
+    request = batch_request(entries)
+    codes = [code_of(lambda: list(stub.BatchLookup(iter([request]), timeout=30))) for _ in range(4)]
     # Within its burst it is answered (here: denied by the covenants, the denials counted).
     within = allowances_of(registry)["feedback"].burst // 1000
     assert grpc.StatusCode.RESOURCE_EXHAUSTED not in codes[:within]
@@ -323,29 +320,20 @@ def test_a_partys_rate_holds_across_instances_on_one_database(
         try:
             with secure_channel(pki_dir, second.port, KPC) as channel:
                 stubs = [first.stub, registry_service_pb2_grpc.RegistryServiceStub(channel)]
-                codes = []
-                for i in range(6):
-                    try:
-                        stubs[i % 2].Lookup(lookup_request(subject(ring, PERSON)), timeout=5)
-                        codes.append(grpc.StatusCode.OK)
-                    except grpc.RpcError as error:
-                        codes.append(refusal(error)[0])
+                request = lookup_request(subject(ring, PERSON))
+                codes = [
+                    code_of(lambda i=i: stubs[i % 2].Lookup(request, timeout=5)) for i in range(6)
+                ]
         finally:
             second.stop(grace=None)
     assert codes == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
 
 
 def test_a_cancelled_stream_is_logged_as_cancelled_not_internal(
-    json_logs: Callable[[], str],
-    tmp_path: Path,
-    clock: FixedClock,
-    engines: Callable[[str], Engine],
-    pki_dir: Path,
-    ring: KeyRing,
-    held: Held,
+    json_logs: Callable[[], str], start: Start, pki_dir: Path, ring: KeyRing, held: Held
 ) -> None:
     # Measured before: a stream the caller cancelled was logged as INTERNAL.
-    with sqlite_registry(tmp_path, clock, engines, pki_dir) as registry:
+    with start() as registry:
         entries = [registry_service_pb2.BatchLookupEntry(ref="a", subject=subject(ring, PERSON))]
 
         def one_then_silence() -> Iterator[Any]:

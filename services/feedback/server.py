@@ -13,7 +13,6 @@ from sqlalchemy import Engine, text
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
-from baken.admission import Admission
 from baken.audit.v1 import audit_service_pb2_grpc
 from baken.backoff import Backoff
 from baken.client import connect
@@ -35,8 +34,7 @@ from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.registry.access_log import AccessLog
 from services.registry.at_rest import Sealer
 from services.registry.signed_heads import SignedHeads, SignedHeadServicer
-from services.running import RunningService, bind
-from services.shared_rates import SharedRates
+from services.running import RunningService, admission, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
@@ -132,14 +130,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         settings.max_workers,
         [SERVICE_NAME, monitoring.SERVICE_NAME],
         max_message_bytes=settings.max_message_bytes,
-        admission=Admission(
-            policy.covenants.parties,
-            houses,
-            capacity=settings.max_workers,
-            scale=settings.rate_scale,
-            first_message_seconds=settings.first_message_seconds,
-            rates=SharedRates(engine),
-        ),
+        admission=admission(settings, policy, engine),
         metrics=metrics,
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Dialect, Table, Text, func, insert, select, type_coerce
 
 from baken.signing import SigningKey
@@ -390,6 +392,17 @@ class SignedHead:
 
     def message(self) -> bytes:
         return checkpoint_message(self.seq, self.entry_hash, self.signed_time)
+
+    def verifies(self, public_keys: Mapping[str, Ed25519PublicKey]) -> bool:
+        """Whether its signature verifies with the auditor's key of its key id."""
+        key = public_keys.get(self.key_id)
+        if key is None:
+            return False
+        try:
+            key.verify(self.signature, self.message())
+        except InvalidSignature:
+            return False
+        return True
 
 
 def signed_head(connection: Connection, seq: int | None = None) -> SignedHead | None:

@@ -347,12 +347,7 @@ class _Witnessed:
         self.matched = 0  # the newest head the chain still leads to
         self._heads: dict[int, list[SignedHead]] = {}
         for head in heads:
-            key = public_keys.get(head.key_id)
-            try:
-                if key is None:
-                    raise InvalidSignature
-                key.verify(head.signature, head.message())
-            except InvalidSignature:
+            if not head.verifies(public_keys):
                 self.breaks.append(
                     Break(
                         head.seq,

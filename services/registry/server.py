@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 
 from baken import covenants, db, pki, signing
 from baken.access import AccessPolicy
-from baken.admission import Admission
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, clock_from_env
 from baken.grpc_server import create_grpc_server
@@ -37,8 +36,7 @@ from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
 from services.registry.signed_heads import SignedHeads
-from services.running import RunningService, bind
-from services.shared_rates import SharedRates
+from services.running import RunningService, admission, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -110,13 +108,10 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         settings.max_workers,
         [SERVICE_NAME, AUDIT_SERVICE_NAME, monitoring.SERVICE_NAME],
         max_message_bytes=settings.max_message_bytes,
-        admission=Admission(
-            policy.covenants.parties,
-            houses,
-            capacity=settings.max_workers,
-            scale=settings.rate_scale,
-            first_message_seconds=settings.first_message_seconds,
-            rates=SharedRates(engine),
+        admission=admission(
+            settings,
+            policy,
+            engine,
             on_unknown=lambda context, method: denials.write(
                 [unknown_party(context, method, clock.now())]
             ),

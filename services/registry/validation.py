@@ -92,14 +92,12 @@ class Checker:
     def date(
         self, field: str, value: date_pb2.Date, today: dt.date, *, required: bool
     ) -> dt.date | None:
-        if value.year == value.month == value.day == 0:
+        if _unset(value):
             if required:
                 self.fail(field, "required")
             return None
-        try:
-            day = dt.date(value.year, value.month, value.day)
-        except ValueError:
-            self.fail(field, "not a calendar date")
+        day = self._calendar_date(field, value)
+        if day is None:
             return None
         if day > today:
             self.fail(field, "lies in the future")
@@ -107,15 +105,18 @@ class Checker:
             self.fail(field, "before 1900")
         return day
 
+    def _calendar_date(self, field: str, value: date_pb2.Date) -> dt.date | None:
+        try:
+            return dt.date(value.year, value.month, value.day)
+        except ValueError:
+            self.fail(field, "not a calendar date")
+            return None
+
     def minor_until(self, field: str, value: date_pb2.Date, today: dt.date) -> dt.date | None:
         """The first of a month, within the 18 years and a month ahead that a minor can be
         (it may lie in the past: a record replayed after he came of age)."""
-        if value.year == value.month == value.day == 0:
-            return None
-        try:
-            day = dt.date(value.year, value.month, value.day)
-        except ValueError:
-            self.fail(field, "not a calendar date")
+        day = None if _unset(value) else self._calendar_date(field, value)
+        if day is None:
             return None
         if day.day != 1:
             self.fail(field, "the first day of a month")
@@ -415,6 +416,10 @@ def break_glass_reason(value: str) -> str | None:
     if fault := text_fault(value, lines=True):
         raise InvalidArgument([FieldViolation("break_glass_reason", fault)])
     return value.strip()
+
+
+def _unset(value: date_pb2.Date) -> bool:
+    return bool(value.year == value.month == value.day == 0)
 
 
 _AGES: dict[int, str] = {

@@ -7,8 +7,7 @@ Create Date: 2026-12-04 06:00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from services import rate_buckets_schema
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -17,14 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "rate_buckets",
-        sa.Column("party_id", sa.String(length=64), nullable=False),
-        sa.Column("tokens", sa.Double(), nullable=False),
-        sa.Column("refilled_at", sa.Double(), nullable=False),
-        sa.PrimaryKeyConstraint("party_id", name=op.f("pk_rate_buckets")),
-    )
+    rate_buckets_schema.create_table()
 
 
 def downgrade() -> None:
-    op.drop_table("rate_buckets")
+    rate_buckets_schema.drop_table()
