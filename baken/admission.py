@@ -36,7 +36,8 @@ from baken.ratelimit import RateLimiter, Rates
 
 # The key under which every party unknown to the register spends.
 UNREGISTERED = "(unregistered)"
-# Calls in flight that a source adapter may hold beyond one delivery stream per house it serves.
+# Calls in flight that a source adapter may hold beyond a delivery stream and an
+# acknowledgement per house it serves.
 ADAPTER_SPARE_CALLS = 4
 
 
@@ -81,9 +82,9 @@ FIRST_MESSAGE_SECONDS = 10.0
 def allowances(
     parties: Mapping[str, Party], houses: Mapping[str, House], scale: float = 1.0
 ) -> dict[str, Allowance]:
-    """Each registered party's allowance, from its role; an adapter may also hold one delivery
-    stream per house of its source system. `scale` multiplies every rate and burst (a capacity
-    benchmark raises it; nobody is exempt)."""
+    """Each registered party's allowance, from its role; an adapter may also hold, per house of
+    its source system, the house's delivery stream and an acknowledgement. `scale` multiplies
+    every rate and burst (a capacity benchmark raises it; nobody is exempt)."""
     served = Counter(h.source_system_token for h in houses.values())
     found: dict[str, Allowance] = {}
     for party in parties.values():
@@ -92,7 +93,7 @@ def allowances(
             allowance = Allowance(
                 allowance.per_second,
                 allowance.burst,
-                served[party.source_system] + ADAPTER_SPARE_CALLS,
+                2 * served[party.source_system] + ADAPTER_SPARE_CALLS,
             )
         found[party.id] = allowance.scaled(scale)
     return found

@@ -86,6 +86,9 @@ class FeedbackSettings(BaseSettings):
     covenants_dir: Path = DEFAULT_DIR
     # The registry: routing lookups and the signals of ZSM lookups.
     registry: str = "127.0.0.1:50051"
+    # Calls to the registry at once, at most: the share it admits Baken's own services (half of
+    # its 16 workers); more wait here.
+    registry_calls_in_flight: int = Field(default=8, ge=1)
     # As the registry's; default keys/feedback-audit-signing.key beside the data dir.
     audit_signing_key: Path | None = None
     allow_signing_key_in_data_dir: bool = False

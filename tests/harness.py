@@ -207,13 +207,15 @@ def running_registry(
     """A registry server on 127.0.0.1:0 (settings `overrides` given), stopped as a service
     stops: graceful, the access log's head signed, the metrics endpoint closed."""
     settings = RegistrySettings(
-        address="127.0.0.1:0",
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        max_workers=16,
-        covenants_dir=covenants_dir,
-        pki_dir=pki_dir,
-        **overrides,
+        **{
+            "address": "127.0.0.1:0",
+            "database_url": database_url,
+            "data_dir": tmp_path / "data",
+            "max_workers": 16,
+            "covenants_dir": covenants_dir,
+            "pki_dir": pki_dir,
+            **overrides,
+        }
     )
     server = create_server(settings, clock)
     server.start()

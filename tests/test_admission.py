@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,32 @@ def test_a_cancelled_stream_is_logged_as_cancelled_not_internal(
         line["code"] for line in lines if line.get("method", "").endswith(("Lookup", "Markers"))
     ]
     assert codes == ["CANCELLED"] * 3
+
+
+def test_the_feedback_service_waits_for_its_share_of_the_registry_rather_than_fail(
+    tmp_path: Path,
+    clock: FixedClock,
+    engines: Callable[[str], Engine],
+    pki_dir: Path,
+    ring: KeyRing,
+) -> None:
+    # The feedback service speaks for every desk, so its routing look-ups can outnumber the
+    # share the registry admits it. A registry of 2 workers admits it 1 call at a time: sixteen
+    # decisions at once from two desks must wait for it, not be refused.
+    data = tmp_path / "data"
+    data.mkdir()
+    url = baken.db.sqlite_url(data, "registry.db")
+    with (
+        running_registry(
+            url, tmp_path, clock, engines, pki_dir, baken.covenants.DEFAULT_DIR, max_workers=2
+        ) as registry,
+        running_feedback(registry, ring, tmp_path, engines, registry_calls_in_flight=1) as feedback,
+    ):
+        persons = [Person(surname=f"Vreemd{i}", birth_date=dt.date(1990, 1, 1)) for i in range(16)]
+        desks = [KPC_UTRECHT, "zsm-rotterdam-rijnmond-kpc"] * 8
+        with ThreadPoolExecutor(16) as pool:
+            codes = list(
+                pool.map(lambda p, d: code_of(lambda: feedback.decide(p, party=d)), persons, desks)
+            )
+        assert codes == [grpc.StatusCode.OK] * 16
+        assert len(feedback.tables()["decisions"]) == 16

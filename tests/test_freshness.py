@@ -129,21 +129,27 @@ def test_advice_freshness_of_no_advice_says_so(registry: RunningRegistry, ring: 
     assert (marker.advice.freshness, marker.advice.text) == (NO_ADVICE, "")
 
 
-def test_advice_freshness_is_dat_informatie_shown_for_a_minor_at_intake(
+def test_a_minors_advice_freshness_is_shown_where_his_advice_may_be_and_never_at_intake(
     advised_on_15_march: RunningRegistry, ring: KeyRing
 ) -> None:
-    """The test covenant grants the KPC advice_freshness too: the advice about a minor is
-    withheld at intake, whether one exists and how current it is is not."""
-    response = advised_on_15_march.lookup(
+    """At intake nothing of the houses is shown about a minor, not even whether an advice exists
+    or how current it is; deciding his case, the OvJ sees both."""
+    at_intake = advised_on_15_march.lookup(
         subject(ring, PERSON), subject_age=registry_service_pb2.SUBJECT_AGE_MINOR
     )
+    assert at_intake.outcome == registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+    assert list(at_intake.markers) == []
 
-    [marker] = response.markers
-    assert (marker.advice.freshness, marker.advice.text) == (CURRENT, "")
-    assert not marker.advice.HasField("advice_date")
-    withheld = {w.field: w.reason for w in response.withheld}
-    assert withheld["advice"] == registry_service_pb2.WITHHOLD_REASON_MINOR_AT_INTAKE
-    assert "advice_freshness" not in withheld
+    deciding = advised_on_15_march.lookup(
+        subject(ring, PERSON),
+        party="zsm-midden-nederland-ovj",
+        purpose=purpose_pb2.PURPOSE_AFDOENINGSBESLISSING,
+        case_reference="ZSM-MN-4711",
+        subject_age=registry_service_pb2.SUBJECT_AGE_MINOR,
+    )
+    [marker] = deciding.markers
+    assert marker.advice.freshness == CURRENT
+    assert marker.advice.text
 
 
 def test_freshness_follows_the_calendar_date_in_amsterdam(

@@ -100,7 +100,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     )
     tls = pki.TlsFiles.of(settings.pki_dir, settings.party)
     channel = connect(settings.registry, tls)
-    registry = GrpcRegistry(channel)
+    registry = GrpcRegistry(channel, in_flight=settings.registry_calls_in_flight)
     outbox = Outbox(
         engine,
         clock,

@@ -3,8 +3,9 @@ lookups, taken over by a follower thread."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import grpc
 import structlog
@@ -24,16 +25,30 @@ DEADLINE = 5.0
 
 def _refused(error: grpc.RpcError, what: str) -> Exception:
     code = error.code()
-    if code in RETRYABLE:
+    # RESOURCE_EXHAUSTED: over the service's rate or share at the registry; later it may go.
+    if code in RETRYABLE or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return Unavailable("REGISTRY_UNAVAILABLE", f"the registry cannot be reached for {what}")
     return FailedPrecondition("REGISTRY_REFUSED", f"the registry refused {what}: {code.name}")
 
 
 class GrpcRegistry:
-    """The registry over mTLS, under the feedback service's own certificate."""
+    """The registry over mTLS, under the feedback service's own certificate, with at most
+    `in_flight` calls at once: the registry admits a party only so many (baken/admission.py),
+    and the feedback service speaks for every desk, so its calls wait here for a place rather
+    than be refused there."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
+    def __init__(self, channel: grpc.Channel, *, in_flight: int) -> None:
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        self._places = threading.BoundedSemaphore(in_flight)
+
+    @contextlib.contextmanager
+    def _place(self, what: str) -> Iterator[None]:
+        if not self._places.acquire(timeout=DEADLINE):
+            raise Unavailable("REGISTRY_BUSY", f"no place for {what} at the registry; try later")
+        try:
+            yield
+        finally:
+            self._places.release()
 
     def markings(
         self,
@@ -57,7 +72,8 @@ class GrpcRegistry:
             subject_age=subject_age,  # type: ignore[arg-type]
         )
         try:
-            response = self._stub.Lookup(request, timeout=DEADLINE)
+            with self._place("the routing lookup"):
+                response = self._stub.Lookup(request, timeout=DEADLINE)
         except grpc.RpcError as error:
             raise _refused(error, "the routing lookup") from None
         return [
@@ -68,10 +84,13 @@ class GrpcRegistry:
 
     def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
         try:
-            response = self._stub.PullSignals(
-                registry_service_pb2.PullSignalsRequest(after_sequence=after, page_size=page_size),
-                timeout=DEADLINE,
-            )
+            with self._place("signals"):
+                response = self._stub.PullSignals(
+                    registry_service_pb2.PullSignalsRequest(
+                        after_sequence=after, page_size=page_size
+                    ),
+                    timeout=DEADLINE,
+                )
         except grpc.RpcError as error:
             raise _refused(error, "signals") from None
         return [
