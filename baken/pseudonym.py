@@ -102,7 +102,11 @@ def validate_bsn(bsn: str) -> str:
 
 
 # Nine digits standing alone (not part of a longer number), as typed or as 1234.56.782.
-_NINE_DIGITS = re.compile(r"(?<![0-9])(?:[0-9]{9}|[0-9]{4}\.[0-9]{2}\.[0-9]{3})(?![0-9])")
+# Nine digits standing as a word of their own: inside a longer token (a hex request id, a
+# delivery key) a run of digits is part of that token, not a BSN.
+_NINE_DIGITS = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9]{9}|[0-9]{4}\.[0-9]{2}\.[0-9]{3})(?![0-9A-Za-z])"
+)
 
 
 def looks_like_bsn(text: str) -> bool:

@@ -418,3 +418,16 @@ def test_the_lookup_text_shows_control_characters_as_escapes_and_forges_no_line(
     assert all(line.startswith(" ") for line in rest)  # no line at the margin but the verdict
     raw = lookup_json(response)
     assert "\x1b" not in raw and "\u202e" not in raw and "\x9b" not in raw
+
+
+def test_digits_inside_a_longer_token_are_not_a_bsn() -> None:
+    # Client request ids and delivery keys are hex: a run of nine digits inside one that
+    # passes the 11-proef must not refuse the call (it did, about once in 200 ids).
+    from baken.pseudonym import looks_like_bsn
+
+    assert looks_like_bsn("bsn 123456782 naam")
+    assert looks_like_bsn("bsn=123456782")
+    assert looks_like_bsn("1234.56.782")
+    assert not looks_like_bsn("a123456782f0e1")
+    assert not looks_like_bsn("123456782abc")
+    assert not looks_like_bsn("1234567820")

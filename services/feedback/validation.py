@@ -154,10 +154,9 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> tuple[
 
 
 def key(value: str, field: str = "key") -> str:
+    """A delivery key as the service issued it: printable, without control characters."""
     if not 0 < len(value) <= 128 or not _PRINTABLE.match(value):
         raise InvalidArgument([FieldViolation(field, "required: 1 to 128 printable characters")])
-    if fault := text_fault(value):
-        raise InvalidArgument([FieldViolation(field, fault)])
     return value
 
 
