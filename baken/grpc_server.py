@@ -253,7 +253,9 @@ class _Call:
             raise self.refusal
 
     def end(self, context: grpc.ServicerContext) -> None:
-        self.log(context.code() or grpc.StatusCode.OK)  # type: ignore[attr-defined]
+        # A stream the caller cancelled can end without an exception (its requests just stop).
+        ended = grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
+        self.log(context.code() or ended)  # type: ignore[attr-defined]
 
     def log(self, code: grpc.StatusCode, **extra: Any) -> None:
         seconds = time.perf_counter() - self.started
