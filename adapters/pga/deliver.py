@@ -32,7 +32,7 @@ KINDS: Mapping[str, str] = {
     "advice-request": "adviesaanvraag",
 }
 
-# Technisch sepot 01 (wrongly marked as suspect) is never fed back (DOMAIN.md §3, step 4).
+# Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md).
 
 
 def deliver(path: Path, delivery: Delivery) -> bool:

@@ -49,7 +49,7 @@ PLAN_STATUSES: Mapping[str, str] = {
     "afgesloten": "closed",
 }
 
-# wat_informatie key -> (AtInformation field, the partners that supply it; DOMAIN.md §2 fn. 11).
+# wat_informatie key -> (AtInformation field, the partners of the casusoverleg that supply it).
 AT_FIELDS: Mapping[str, tuple[str, frozenset[str]]] = {
     "detentieverleden": ("detention_history", frozenset({"DJI"})),
     "antecedenten": ("antecedents", frozenset({"POLITIE"})),
