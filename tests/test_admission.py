@@ -36,6 +36,7 @@ from baken import pki
 from baken.admission import Admission, allowances
 from baken.clock import FixedClock
 from baken.covenants import PARTIES_FILE, Party, load_parties
+from baken.errors import TooManyCalls
 from baken.feedback.v1 import feedback_service_pb2 as fpb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
@@ -297,7 +298,7 @@ def test_a_party_holds_at_most_half_of_a_small_service() -> None:
     admission = Admission(parties, houses, capacity=4)
     kpc = parties[KPC].identity
     tickets = [admission.admit(kpc, "/m", None) for _ in range(2)]  # type: ignore[arg-type]
-    with pytest.raises(Exception, match="holds 2 calls at once"):
+    with pytest.raises(TooManyCalls, match="holds 2 calls at once"):
         admission.admit(kpc, "/m", None)  # type: ignore[arg-type]
     tickets[0].release()
     tickets[0].release()  # once only
