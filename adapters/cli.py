@@ -33,6 +33,7 @@ from baken.pki import TlsFiles
 FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
 HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
+MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
 
 
 def formats() -> dict[str, type[SourceFormat]]:
@@ -317,11 +318,12 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     adapter.add_argument(
         "--max-delete-share",
         type=float,
-        default=MAX_DELETE_SHARE,
+        # A string default goes through `type`: a bad environment value is a usage error.
+        default=os.environ.get(MAX_DELETE_SHARE_ENV, str(MAX_DELETE_SHARE)),
         metavar="SHARE",
         help="(sync, watch) a run that would delete more than this share of the source's live "
-        f"markers changes nothing (0 to 1; default {MAX_DELETE_SHARE}: "
-        f"{MAX_DELETE_SHARE * 100:.0f} %%)",
+        f"markers changes nothing (0 to 1; env {MAX_DELETE_SHARE_ENV}; default "
+        f"{MAX_DELETE_SHARE}: {MAX_DELETE_SHARE * 100:.0f} %%)",
     )
     adapter.add_argument(
         "--confirm-deletions",

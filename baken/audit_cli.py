@@ -27,6 +27,7 @@ from baken.client import connect
 from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
+from baken.render import shown
 from baken.settings import FeedbackSettings, RegistrySettings
 
 if TYPE_CHECKING:
@@ -91,21 +92,21 @@ def _range(args: argparse.Namespace) -> dict[str, Any]:
 def describe(e: pb.AccessEntry) -> str:
     """One entry as the data subject's report shows it: who, when, why, what."""
     when = e.time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
-    who = f"{e.party} ({e.organisation}, {e.role}) for {e.on_behalf_of}"
-    why = e.purpose + (f", case {e.case_reference}" if e.case_reference else "")
+    who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
+    why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
     lines = [f"#{e.sequence}  {when}  {OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]
     if e.denial_reason:
-        lines.append(f"    denied   {e.denial_reason}")
+        lines.append(f"    denied   {shown(e.denial_reason)}")
     if e.break_glass_reason:
-        lines.append(f"    break-glass reason  {e.break_glass_reason}")
+        lines.append(f"    break-glass reason  {shown(e.break_glass_reason)}")
     for d in e.disclosed:
         lines.append(f"    saw      {d.marker}: {', '.join(d.fields)}")
     if e.withheld:
         lines.append(f"    withheld {len(e.withheld)} field(s)")
     if e.audit_query:
-        lines.append(f"    query    {e.audit_query}")
+        lines.append(f"    query    {shown(e.audit_query)}")
     if e.reviews_sequence:
-        lines.append(f"    reviews  #{e.reviews_sequence}: {e.review_finding}")
+        lines.append(f"    reviews  #{e.reviews_sequence}: {shown(e.review_finding)}")
     if e.covenants:
         lines.append(f"    covenant {', '.join(e.covenants)}")
     return "\n".join(lines)
@@ -149,7 +150,7 @@ def _anomalies(args: argparse.Namespace) -> None:
         ).anomalies
         for a in found:
             seqs = f" (entries {', '.join(map(str, a.sequences[:20]))})" if a.sequences else ""
-            print(f"{a.rule}  {a.party}: {a.description}{seqs}")
+            print(f"{a.rule}  {a.party}: {shown(a.description)}{seqs}")
         print(f"{len(found)} anomalies." if found else "No anomalies.")
 
 

@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2
 from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.render import shown
 
 FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
 HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
@@ -130,7 +131,7 @@ def _decide(args: argparse.Namespace) -> None:
         withheld = f" (withheld by covenant: {', '.join(item.withheld)})" if item.withheld else ""
         print(f"  {KINDS[item.kind]} -> {item.house}{withheld}  [{item.key}]")
     for missed in response.not_routed:
-        print(f"  not sent -> {missed.house or '(no house)'}: {missed.reason}")
+        print(f"  not sent -> {missed.house or '(no house)'}: {shown(missed.reason)}")
     if not response.items and not response.not_routed:
         print("  not known at any Safety House: no terugkoppeling")
 
@@ -183,8 +184,8 @@ def _advice(args: argparse.Namespace) -> None:
 def _advice_line(r: pb.AdviceRequest) -> str:
     due = r.due_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
     return (
-        f"{r.name}  {STATES[r.state]:<8} case {r.case_reference}  {r.house}  due {due}"
-        f"  asked by {r.requested_by}"
+        f"{r.name}  {STATES[r.state]:<8} case {shown(r.case_reference)}  {r.house}  due {due}"
+        f"  asked by {shown(r.requested_by)}"
     )
 
 
@@ -209,7 +210,7 @@ def _dead_letters(args: argparse.Namespace) -> None:
         last = d.last_attempt_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
         print(
             f"{d.key}  {KINDS[d.kind]:<14} {d.house}  {d.attempts} attempts, last {last}: "
-            f"{d.last_failure}"
+            f"{shown(d.last_failure)}"
         )
 
 

@@ -431,3 +431,28 @@ def test_digits_inside_a_longer_token_are_not_a_bsn() -> None:
     assert not looks_like_bsn("a123456782f0e1")
     assert not looks_like_bsn("123456782abc")
     assert not looks_like_bsn("1234567820")
+
+
+def test_every_command_that_prints_server_text_shows_control_characters_as_escapes() -> None:
+    # `advice list`, `dead-letters` and `audit subject` print text a house, a source or a caller
+    # wrote; none of it may steer the terminal or start a line of its own.
+    from baken.audit.v1 import audit_service_pb2 as audit
+    from baken.audit_cli import describe
+    from baken.feedback_cli import _advice_line
+
+    entry = audit.AccessEntry(
+        sequence=7,
+        on_behalf_of=FORGED,
+        case_reference=FORGED,
+        denial_reason=FORGED,
+        break_glass_reason=FORGED,
+        audit_query=FORGED,
+        reviews_sequence=3,
+        review_finding=FORGED,
+    )
+    request = fb.AdviceRequest(name="adviceRequests/1", case_reference=FORGED, requested_by=FORGED)
+
+    for text in (describe(entry), _advice_line(request)):
+        assert not [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)]
+        assert "\u202e" not in text
+        assert not [line for line in text.splitlines()[1:] if not line.startswith(" ")]

@@ -266,6 +266,28 @@ def test_the_limit_is_an_option(
     assert "--max-delete-share: a share from 0 to 1" in capsys.readouterr().err
 
 
+def test_the_limit_is_an_environment_setting_too(
+    registry: RunningRegistry,
+    synced: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bsns = valid_bsns(62_000_000)
+    _export(synced, [(f"AT-{n:05d}", next(bsns)) for n in range(40)][:30], "advies")
+
+    monkeypatch.setenv("BAKEN_ADAPTER_MAX_DELETE_SHARE", "lots")
+    with pytest.raises(SystemExit):
+        main(sync_args(registry, synced, tmp_path))
+    assert "--max-delete-share: invalid float value: 'lots'" in capsys.readouterr().err
+    monkeypatch.setenv("BAKEN_ADAPTER_MAX_DELETE_SHARE", "0.2")
+    assert main(sync_args(registry, synced, tmp_path)) == 2
+    assert "more than the limit of 20%" in capsys.readouterr().out
+    monkeypatch.setenv("BAKEN_ADAPTER_MAX_DELETE_SHARE", "0.25")
+    assert main(sync_args(registry, synced, tmp_path)) == 0
+    assert "deleted 10, unchanged 30" in capsys.readouterr().out
+
+
 def test_a_report_never_sends_a_control_character_to_the_terminal(
     registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
