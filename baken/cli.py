@@ -169,9 +169,12 @@ def _pki(args: argparse.Namespace) -> None:
 
     now = dt.datetime.now(dt.UTC)
     issued = pki.init(args.dir, covenants.identities(), now=now, service_hosts=args.host or ())
-    sealed.init_house_keys(args.dir / "houses", load_houses(), now=now)
+    houses = load_houses()
+    sealed.init_house_keys(args.dir / "houses", houses, now=now)
+    systems = sealed.share_private_keys_by_source(args.dir, houses)
     print(f"{args.dir}: development CA and certificates for {', '.join(issued)}")
     print(f"{args.dir / 'houses'}: an X25519 key pair per Safety House (aanmeldingen)")
+    print(f"{args.dir}/houses-{{{','.join(systems)}}}: each source's houses' private keys alone")
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -19,9 +19,10 @@ import base64
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,6 +31,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from baken.feedback.v1 import feedback_service_pb2
+
+if TYPE_CHECKING:
+    from baken.houses import House
 
 DOMAIN = b"baken-sealed-to-house-v1"
 _RAW = serialization.Encoding.Raw
@@ -119,6 +123,23 @@ def private_path(directory: Path, house_id: str) -> Path:
 
 def public_path(directory: Path, house_id: str) -> Path:
     return directory / f"{house_id}.x25519.pub"
+
+
+def share_private_keys_by_source(pki_dir: Path, houses: Mapping[str, House]) -> list[str]:
+    """Copies of the houses' private keys from `pki_dir/houses`, one directory per source
+    system (`houses-gcos/`, ...), each holding only its own houses' keys: what that source's
+    adapter is given, so that no adapter can open another source's aanmeldingen. The systems."""
+    by_system: dict[str, list[str]] = {}
+    for house in houses.values():
+        by_system.setdefault(house.source_system_token, []).append(house.id)
+    for system, house_ids in by_system.items():
+        target = pki_dir / f"houses-{system}"
+        target.mkdir(mode=0o700, exist_ok=True)
+        for house_id in house_ids:
+            copy = private_path(target, house_id)
+            copy.write_bytes(private_path(pki_dir / "houses", house_id).read_bytes())
+            copy.chmod(0o600)
+    return sorted(by_system)
 
 
 def init_house_keys(directory: Path, house_ids: Iterable[str], *, now: dt.datetime) -> None:

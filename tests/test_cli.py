@@ -164,6 +164,23 @@ def test_pki_init_makes_a_ca_and_refuses_to_overwrite_it(
     assert "holds a CA already" in capsys.readouterr().err
 
 
+def test_pki_init_gives_each_sources_adapter_only_its_own_houses_private_keys(
+    tmp_path: Path,
+) -> None:
+    from baken.houses import load_houses
+
+    assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 0
+    houses = load_houses()
+    for system in ("gcos", "amazone", "pga"):
+        shared = tmp_path / "pki" / f"houses-{system}"
+        own = {h.id for h in houses.values() if h.source_system_token == system}
+        assert {p.name for p in shared.iterdir()} == {f"{h}.x25519.key" for h in own}, system
+        assert shared.stat().st_mode & 0o077 == 0
+        for key in shared.iterdir():
+            assert key.stat().st_mode & 0o077 == 0
+            assert key.read_bytes() == (tmp_path / "pki" / "houses" / key.name).read_bytes()
+
+
 def test_serve_on_an_address_in_use_says_so_without_a_traceback(
     registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

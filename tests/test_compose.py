@@ -143,6 +143,11 @@ def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
         assert _mounts(name)["/exports"] == f"{system}-exports"
         assert _mounts(name)["/deliveries"] == f"{system}-deliveries"
         assert {"houses", "pseudonym-keys.json"} <= _secrets(name)
+        # Its own source's houses' keys, never another source's.
+        houses = [s["source"] for s in _services()[name]["secrets"] if s.get("target") == "houses"]
+        assert houses == [f"house-keys-{system}"], name
+        host_dir = _config()["secrets"][houses[0]]["file"]
+        assert host_dir.endswith(f"/var/docker/certs/houses-{system}")
 
 
 def _secrets(service: str) -> set[str]:
