@@ -31,18 +31,19 @@ from pathlib import Path
 
 import grpc
 
-from adapters.cli import formats, running_adapter
 from adapters.framework import SYSTEMS as SOURCE_SYSTEMS
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
-from baken import covenants, db, logs, pki
+from baken import logs, pki
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from baken.settings import RegistrySettings
+from cli.adapter import formats, running_adapter
+from services.common import covenants, db
+from services.common.settings import RegistrySettings
 from services.registry.server import create_server
 
 SYSTEMS = ("gcos", "amazone", "pga")

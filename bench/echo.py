@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from baken import pki
-from baken.grpc_server import create_grpc_server
+from services.common.grpc_server import create_grpc_server
 
 
 def _identity(data: bytes) -> bytes:
@@ -39,7 +39,8 @@ def create_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, in
 
 
 def create_stack_echo_server(max_workers: int, pki_dir: Path) -> tuple[grpc.Server, int]:
-    """The same echo on the project's server stack (baken.grpc_server: error-mapping and logging
-    interceptor, request id in trailing metadata, health, reflection), to show what it costs."""
+    """The same echo on the project's server stack (services.common.grpc_server: error-mapping
+    and logging interceptor, request id in trailing metadata, health, reflection), to show what
+    it costs."""
     server, _health = create_grpc_server(max_workers, [])
     return _serve_echo(server, pki_dir)

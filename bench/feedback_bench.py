@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from processes import cpu_seconds, memory, service  # noqa: E402
 
 from adapters.receive import Receiver  # noqa: E402
-from baken import covenants, db, logs, pki, sealed  # noqa: E402
+from baken import logs, pki, sealed  # noqa: E402
 from baken.client import connect  # noqa: E402
 from baken.feedback.v1 import feedback_service_pb2 as pb  # noqa: E402
 from baken.feedback.v1 import feedback_service_pb2_grpc  # noqa: E402
@@ -59,8 +59,9 @@ from baken.registry.v1 import (  # noqa: E402
     registry_service_pb2,
     registry_service_pb2_grpc,
 )
-from baken.topology import free_port  # noqa: E402
 from baken.type.v1 import pseudonym_pb2, purpose_pb2  # noqa: E402
+from dev.topology import free_port  # noqa: E402
+from services.common import covenants, db  # noqa: E402
 
 ROTTERDAM, UTRECHT = "vh-rotterdam-rijnmond", "vh-regio-utrecht-utrecht"
 KPC = "zsm-rotterdam-rijnmond-kpc"

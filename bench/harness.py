@@ -50,7 +50,7 @@ class UnaryResult:
 PKI_DIR_ENV = "BAKEN_BENCH_PKI_DIR"  # set by registry_bench.py; the load process inherits it
 PARTY = "zsm-midden-nederland-kpc"  # looks up; the sync goes under each adapter's certificate
 # The closed loop's clients call from the four regions' desks in turn: one desk may hold only so
-# many calls at once (baken/admission.py).
+# many calls at once (services/common/admission.py).
 DESKS = (
     PARTY,
     "zsm-oost-nederland-kpc",

@@ -1,5 +1,5 @@
 """Grows a registry's access log to a given length for the benchmark, through the registry's own
-append (services/registry/access_log.AccessLog): the same rows, hash chain and signed
+append (services/accesslog/store.AccessLog): the same rows, hash chain and signed
 checkpoints a look-up writes, in batches of 10,000 entries a transaction.
 
 Each new entry repeats the body of one of the look-up entries the bench's load already wrote
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import sqlalchemy
 
-from baken import db, signing
-from services.registry import access_log
-from services.registry.access_log import AccessLog, Entry
+from services.accesslog import signing
+from services.accesslog import store as access_log
+from services.accesslog.store import AccessLog, Entry
+from services.common import db
 
 BATCH = 10_000
 # The fields an Entry sets itself; a sample's body keeps the rest.

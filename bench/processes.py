@@ -36,7 +36,7 @@ def service(
             [
                 sys.executable,
                 "-m",
-                "baken.cli",
+                "cli.main",
                 "serve",
                 name,
                 "--address",

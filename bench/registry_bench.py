@@ -47,11 +47,12 @@ from harness import PARTY, PKI_DIR_ENV, UnaryResult, credentials, worker
 from log_fill import database_bytes
 from processes import cpu_seconds, memory, service
 
-from baken import covenants, db, logs, pki
+from baken import logs, pki
 from baken.clock import SystemClock
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from baken.settings import RegistrySettings
-from baken.topology import free_port
+from dev.topology import free_port
+from services.common import covenants, db
+from services.common.settings import RegistrySettings
 
 CLIENTS = (1, 8, 32)
 BATCH_STREAMS = 4

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # A frame in py-spy's raw output: "function (path/file.py:line)".
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]*)(?::\d+)?\)$")
-_OURS = ("/baken/", "/services/", "/adapters/")
+_OURS = ("/baken/", "/services/", "/adapters/", "/cli/", "/dev/")
 
 
 def py_spy() -> str:

@@ -15,19 +15,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from baken import pki
-from baken.access import AccessPolicy
-from baken.admission import Admission
 from baken.clock import Clock
-from baken.grpc_server import ListenError
-from baken.metrics import Metrics, MetricsServer
-from services.registry.access_log import AccessLog
-from services.shared_rates import SharedRates
+from services.accesslog.store import AccessLog
+from services.common.access import AccessPolicy
+from services.common.admission import Admission
+from services.common.grpc_server import ListenError
+from services.common.metrics_endpoint import Metrics, MetricsServer
+from services.common.shared_rates import SharedRates
 
 log = structlog.get_logger("baken.access_log")
 
 
 class Capacity(Protocol):
-    """What a service's settings say of its capacity (baken.settings)."""
+    """What a service's settings say of its capacity (services.common.settings)."""
 
     max_workers: int
     rate_scale: float
@@ -41,7 +41,7 @@ def admission(
     on_unknown: Callable[[grpc.ServicerContext, str], None] | None = None,
 ) -> Admission:
     """Who may call the service and how much, under the party register, with the parties'
-    rate buckets in the service's database (services/shared_rates.py)."""
+    rate buckets in the service's database (services/common/shared_rates.py)."""
     return Admission(
         policy.covenants.parties,
         policy.houses,

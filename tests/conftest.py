@@ -15,10 +15,11 @@ from builders import NOW
 from harness import TEST_COVENANTS, RunningRegistry, running_registry
 from sqlalchemy import Engine
 
-import baken.db
-from baken import covenants, logs, pki
+import services.common.db
+from baken import logs, pki
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
+from services.common import covenants
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
 SHIPPED_COVENANTS = covenants.DEFAULT_DIR
@@ -30,28 +31,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         data_dir = tmp_path / "data"
         data_dir.mkdir()
-        yield baken.db.sqlite_url(data_dir, "registry.db")
+        yield services.common.db.sqlite_url(data_dir, "registry.db")
         return
     base_url = os.environ.get(PG_ENV)
     if not base_url:
         pytest.skip(f"PostgreSQL tests need {PG_ENV}, e.g. postgresql://postgres@127.0.0.1/test")
-    with baken.db.scratch_schema(base_url) as url:
+    with services.common.db.scratch_schema(base_url) as url:
         yield url
 
 
 @pytest.fixture
 def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Engine]]:
-    """Makes engines (ours and the server's, through baken.db.make_engine) and disposes them all
-    at the end, so no connection outlives its test or keeps a PostgreSQL schema busy."""
+    """Makes engines (ours and the server's, through services.common.db.make_engine) and
+    disposes them all at the end, so no connection outlives its test or keeps a PostgreSQL
+    schema busy."""
     made: list[Engine] = []
-    real_make_engine = baken.db.make_engine
+    real_make_engine = services.common.db.make_engine
 
     def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = real_make_engine(url, **kwargs)
         made.append(engine)
         return engine
 
-    monkeypatch.setattr(baken.db, "make_engine", make_engine)
+    monkeypatch.setattr(services.common.db, "make_engine", make_engine)
     yield make_engine
     for engine in made:
         engine.dispose()

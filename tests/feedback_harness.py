@@ -15,12 +15,12 @@ from builders import Person, subject
 from harness import RunningRegistry, dump_tables, secure_channel
 from sqlalchemy import Engine
 
-import baken.db
+import services.common.db
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2
-from baken.settings import FeedbackSettings
+from services.common.settings import FeedbackSettings
 from services.feedback.server import FeedbackServer, create_server
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
@@ -35,9 +35,9 @@ def second_database(registry_url: str, tmp_path: Path) -> Iterator[str]:
     if registry_url.startswith("sqlite"):
         directory = tmp_path / "feedback-db"
         directory.mkdir(exist_ok=True)
-        yield baken.db.sqlite_url(directory, "feedback.db")
+        yield services.common.db.sqlite_url(directory, "feedback.db")
         return
-    with baken.db.scratch_schema(os.environ[PG_ENV], "f") as url:
+    with services.common.db.scratch_schema(os.environ[PG_ENV], "f") as url:
         yield url
 
 

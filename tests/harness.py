@@ -15,8 +15,8 @@ from sqlalchemy import Engine, MetaData, select
 from baken import pki
 from baken.clock import AMSTERDAM, FixedClock
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
-from baken.settings import RegistrySettings
 from baken.type.v1 import purpose_pb2
+from services.common.settings import RegistrySettings
 from services.registry.server import create_server
 
 # Grants every field to the test desks; tests of the shipped covenants use SHIPPED_COVENANTS.

@@ -16,12 +16,12 @@ from harness import RunningRegistry, batch_request, lookup_request
 from sqlalchemy import text
 
 from baken import pki
-from baken.covenants import MARKER_FIELDS
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2, registry_service_pb2_grpc
 from baken.registry.v1 import registry_service_pb2 as pb
 from baken.type.v1 import purpose_pb2
-from services.registry import access_log
+from services.accesslog import store as access_log
+from services.common.covenants import MARKER_FIELDS
 
 _bsns = valid_bsns(30_000_000)
 PERSON = Person(bsn=next(_bsns))

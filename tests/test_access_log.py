@@ -16,11 +16,12 @@ import pytest
 from builders import NOW
 from sqlalchemy import Connection, Engine, text
 
-import baken.db
-from baken import signing
-from baken.signing import SigningKeyError
-from services.registry import access_log, log_verify
-from services.registry.access_log import AccessLog, Entry
+import services.common.db
+from services.accesslog import signing
+from services.accesslog import store as access_log
+from services.accesslog import verify as log_verify
+from services.accesslog.signing import SigningKeyError
+from services.accesslog.store import AccessLog, Entry
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "services" / "registry" / "migrations"
 SUBJECT_A = b"\xaa" * 32
@@ -31,7 +32,7 @@ SUBJECT_C = b"\xcc" * 32
 @pytest.fixture
 def engine(database_url: str, engines: Callable[[str], Engine]) -> Engine:
     engine = engines(database_url)
-    baken.db.upgrade_to_head(MIGRATIONS, engine)
+    services.common.db.upgrade_to_head(MIGRATIONS, engine)
     return engine
 
 

@@ -34,13 +34,13 @@ from adapters.receive import SOURCES, Applier, Backoff, Outcome, Receiver, to_de
 from adapters.records import Person as SourcePerson
 from adapters.records import SourceRecord
 from baken import sealed
-from baken.cli import main
 from baken.client import connect
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.registry.v1 import marker_pb2, registry_service_pb2
+from cli.main import main
 
 ROTTERDAM = "vh-rotterdam-rijnmond"  # PGA
 UTRECHT = "vh-regio-utrecht-utrecht"  # GCOS, Midden-Nederland

@@ -1,6 +1,6 @@
 """No one certificate can freeze a service or flood its access log: calls are admitted under the
-party register (baken/admission.py) before they read a message, each party holds at most its
-share, spends from its role's allowance, and idle streams are cut off."""
+party register (services/common/admission.py) before they read a message, each party holds at
+most its share, spends from its role's allowance, and idle streams are cut off."""
 
 from __future__ import annotations
 
@@ -30,17 +30,17 @@ from sqlalchemy import Engine, text
 from test_access_control import _certificate
 from test_limits import refusal
 
-import baken.covenants
-import baken.db
+import services.common.covenants
+import services.common.db
 from baken import pki
-from baken.admission import Admission, allowances
 from baken.clock import FixedClock
-from baken.covenants import PARTIES_FILE, Party, load_parties
 from baken.errors import TooManyCalls
 from baken.feedback.v1 import feedback_service_pb2 as fpb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from services.common.admission import Admission, allowances
+from services.common.covenants import PARTIES_FILE, Party, load_parties
 from services.registry.server import create_server
 
 KPC = "zsm-midden-nederland-kpc"
@@ -95,7 +95,12 @@ def start(
 
     def started(**settings: Any) -> AbstractContextManager[RunningRegistry]:
         return running_registry(
-            baken.db.sqlite_url(data, "registry.db"), tmp_path, clock, engines, pki_dir, **settings
+            services.common.db.sqlite_url(data, "registry.db"),
+            tmp_path,
+            clock,
+            engines,
+            pki_dir,
+            **settings,
         )
 
     return started
@@ -294,7 +299,7 @@ def test_no_role_is_exempt_from_the_rate_limit(registry: RunningRegistry, ring: 
 
 def test_a_party_holds_at_most_half_of_a_small_service() -> None:
     houses = load_houses()
-    parties = parties_in(baken.covenants.DEFAULT_DIR)
+    parties = parties_in(services.common.covenants.DEFAULT_DIR)
     admission = Admission(parties, houses, capacity=4)
     kpc = parties[KPC].identity
     tickets = [admission.admit(kpc, "/m", None) for _ in range(2)]  # type: ignore[arg-type]
@@ -368,10 +373,16 @@ def test_the_feedback_service_waits_for_its_share_of_the_registry_rather_than_fa
     # decisions at once from two desks must wait for it, not be refused.
     data = tmp_path / "data"
     data.mkdir()
-    url = baken.db.sqlite_url(data, "registry.db")
+    url = services.common.db.sqlite_url(data, "registry.db")
     with (
         running_registry(
-            url, tmp_path, clock, engines, pki_dir, baken.covenants.DEFAULT_DIR, max_workers=2
+            url,
+            tmp_path,
+            clock,
+            engines,
+            pki_dir,
+            services.common.covenants.DEFAULT_DIR,
+            max_workers=2,
         ) as registry,
         running_feedback(registry, ring, tmp_path, engines, registry_calls_in_flight=1) as feedback,
     ):

@@ -18,12 +18,12 @@ from builders import Marking, Person, subject, valid_bsns
 from harness import RunningRegistry, lookup_request, secure_channel
 from sqlalchemy import Engine, text
 
-from baken import db
-from baken.cli import main
 from baken.keyring import KeyFileError, KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2_grpc
-from services.registry.at_rest import Sealer, SealError
+from cli.main import main
+from services.common import db
+from services.common.at_rest import Sealer, SealError
 from services.registry.markers import content_bytes
 from services.registry.server import MIGRATIONS, create_server
 

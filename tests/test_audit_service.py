@@ -20,15 +20,16 @@ from google.protobuf import timestamp_pb2
 from harness import USER, RunningRegistry, batch_request, secure_channel
 from sqlalchemy import text
 
-from baken import logs, signing
+from baken import logs
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.cli import main
 from baken.clock import AMSTERDAM
 from baken.keyring import KeyRing
 from baken.pseudonym import person_pseudonyms
 from baken.registry.v1 import registry_service_pb2
-from baken.signing import public_path
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
+from cli.main import main
+from services.accesslog import signing
+from services.accesslog.signing import public_path
 
 pb = audit_service_pb2
 rpb = registry_service_pb2

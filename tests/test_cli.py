@@ -13,12 +13,12 @@ from builders import Marking, Person
 from harness import ADAPTERS, secure_channel
 
 from baken import logs
-from baken.cli import main
-from baken.db import sqlite_url
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from baken.settings import RegistrySettings
-from baken.topology import free_port
+from cli.main import main
+from dev.topology import free_port
+from services.common.db import sqlite_url
+from services.common.settings import RegistrySettings
 from services.registry.server import create_server
 
 BSN = "111222333"

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from baken.cli import parser
-from baken.settings import FeedbackSettings, RegistrySettings
+from cli.main import parser
+from services.common.settings import FeedbackSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ONE_SHOT = {"certs", "migrate"}
 ADAPTERS = {"adapter-gcos", "adapter-amazone", "adapter-pga"}
 BAKEN_SERVICES = {"registry", "feedback", *ADAPTERS}
-CODE_DIRS = ("baken", "services", "adapters")
+CODE_DIRS = ("baken", "services", "adapters", "cli", "dev")
 _NAME = re.compile(r"\bBAKEN_[A-Z0-9_]+\b")
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from baken.covenants import (
+from baken.houses import House, load_houses
+from baken.pki import Identity
+from services.common.covenants import (
     DEFAULT_DIR,
     FEEDBACK_FIELDS,
     NATIONAL,
@@ -24,8 +26,6 @@ from baken.covenants import (
     identities,
     load,
 )
-from baken.houses import House, load_houses
-from baken.pki import Identity
 
 SHIPPED_PARTIES = DEFAULT_DIR / PARTIES_FILE
 

@@ -1,6 +1,6 @@
 """What the shipped covenants let each party see: role x purpose x house x field.
 
-The decisions come from baken.access over the files in covenants/, on 28 November 2026 (every
+The decisions come from services.common.access over the files in covenants/, on 28 November 2026 (every
 shipped covenant but Rotterdam's 2024 version in force) and on 1 June 2025 (only that 2024
 version in force; the national arrangement and the current regional covenants start in 2026).
 """
@@ -16,8 +16,11 @@ from collections.abc import Mapping
 
 import pytest
 
-from baken.access import AccessPolicy, Scope, Withhold
-from baken.covenants import (
+from baken.errors import PermissionDenied
+from baken.houses import House, load_houses
+from baken.pki import Identity
+from services.common.access import AccessPolicy, Scope, Withhold
+from services.common.covenants import (
     DEFAULT_DIR,
     FEEDBACK_FIELDS,
     MARKER_FIELDS,
@@ -26,9 +29,6 @@ from baken.covenants import (
     CovenantSet,
     load,
 )
-from baken.errors import PermissionDenied
-from baken.houses import House, load_houses
-from baken.pki import Identity
 
 DAY = dt.date(2026, 11, 28)
 BEFORE_2026 = dt.date(2025, 6, 1)

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
-from baken import cli, crash
+from baken import crash
+from cli import main as cli
 
 BSN = "123456782"
 CASE = "ZSM-2026-XYZZY-0042"
@@ -63,7 +64,7 @@ def test_a_process_that_crashes_prints_no_value(tmp_path: Path) -> None:
     script = tmp_path / "crash.py"
     script.write_text(
         "import threading, sys\n"
-        "from baken import cli\n"
+        "from cli import main as cli\n"
         f"def fail():\n    raise RuntimeError('BSN {BSN}')\n"
         "def run(args):\n"
         "    t = threading.Thread(target=fail); t.start(); t.join()\n"

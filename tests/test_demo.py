@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from baken import demo
-from baken.shift import DEVIATION_TRAVELLER
+from dev import demo
+from dev.shift import DEVIATION_TRAVELLER
 
 ROOT = Path(__file__).resolve().parent.parent
 NUL = b"\0"
@@ -148,7 +148,7 @@ def test_ctrl_c_stops_every_process_and_says_so(tmp_path: Path) -> None:
     with (
         (tmp_path / "stderr").open("w+") as stderr_file,
         subprocess.Popen(
-            [sys.executable, "-m", "baken.cli", "demo", "--data-dir", str(run_dir)],
+            [sys.executable, "-m", "cli.main", "demo", "--data-dir", str(run_dir)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr_file,

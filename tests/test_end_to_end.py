@@ -19,11 +19,11 @@ from test_shift import check_numbers, check_sources, listed, played
 
 from baken.clock import read_offset
 from baken.houses import load_houses
-from baken.management.client import Request, fetch_report
-from baken.management.metrics import SMALL_CELL, Level, Month
-from baken.management.report import Cell, Report
 from baken.pki import TlsFiles
-from baken.topology import Topology
+from baken.stuurinformatie.client import Request, fetch_report
+from baken.stuurinformatie.figures import SMALL_CELL, Level, Month
+from baken.stuurinformatie.report import Cell, Report
+from dev.topology import Topology
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
 

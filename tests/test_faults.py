@@ -29,18 +29,18 @@ from feedback_harness import RunningFeedback, running_feedback
 from harness import RunningRegistry, lookup_request, secure_channel
 from sqlalchemy import Engine, text
 
-from adapters.cli import running_adapter
 from adapters.synth import population, write_exports
-from baken import db
 from baken.client import connect
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.registry.v1 import registry_service_pb2_grpc
-from baken.settings import default_signing_key
-from baken.signing import public_path
-from baken.topology import free_port
+from cli.adapter import running_adapter
+from dev.topology import free_port
+from services.accesslog.signing import public_path
+from services.common import db
+from services.common.settings import default_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 KPC = "zsm-rotterdam-rijnmond-kpc"
@@ -59,7 +59,7 @@ class RegistryProcess:
     def start(self) -> None:
         with self._log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "baken.cli", "serve", "registry",
+                [sys.executable, "-m", "cli.main", "serve", "registry",
                  "--address", self.target, "--data-dir", str(self.data_dir),
                  "--pki-dir", str(self.pki_dir)],
                 env={**os.environ, "BAKEN_REGISTRY_DATABASE_URL": self.database_url,
@@ -85,7 +85,7 @@ class RegistryProcess:
     def verify(self) -> None:
         """`baken audit verify`, a process of its own, on the registry's database."""
         done = subprocess.run(
-            [sys.executable, "-m", "baken.cli", "audit", "verify",
+            [sys.executable, "-m", "cli.main", "audit", "verify",
              "--database-url", self.database_url,
              "--public-key",
              str(public_path(default_signing_key(self.data_dir, "registry")))],
@@ -371,7 +371,7 @@ def _kill_while_writing(feedback: RunningFeedback, tmp_path: Path) -> None:
         keys.update(i.key for i in response.items)
     target = tmp_path / "pga"
     command = [
-        sys.executable, "-m", "baken.cli", "adapter", "pga", "receive",
+        sys.executable, "-m", "cli.main", "adapter", "pga", "receive",
         "--feedback", f"127.0.0.1:{feedback.server.port}", "--target", str(target),
         "--house", house, "--pki-dir", str(feedback.registry.pki_dir),
         "--state-dir", str(tmp_path / "state"),

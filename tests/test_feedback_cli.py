@@ -12,9 +12,9 @@ from builders import Marking, Person
 from feedback_harness import RunningFeedback
 
 from baken import logs
-from baken.cli import main
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.signing import public_path
+from cli.main import main
+from services.accesslog.signing import public_path
 
 TRAVELLER = Person(bsn="111222333")
 

@@ -21,7 +21,7 @@ from adapters.receive import SOURCES, Applier, Receiver
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.keyring import KeyRing
-from baken.topology import free_port
+from dev.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSON = Person(bsn="111222333")
@@ -51,7 +51,7 @@ class FeedbackProcess:
             [
                 sys.executable,
                 "-m",
-                "baken.cli",
+                "cli.main",
                 "serve",
                 "feedback",
                 "--address",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
-from baken.topology import free_ports
+from dev.topology import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -
 def readable_by_others(root: Path) -> list[str]:
     """Every file or directory under `root` that its group or the world may use, with its mode.
     The public half of the audit signing key (`.pub`) is meant to be handed out, and stays
-    0644 (baken/signing.py); its folder is 0700 all the same."""
+    0644 (services/accesslog/signing.py); its folder is 0700 all the same."""
     found = []
     for path in [root, *root.rglob("*")]:
         mode = stat.S_IMODE(path.lstat().st_mode)
@@ -52,7 +52,7 @@ def test_a_whole_run_writes_nothing_that_another_user_may_read(tmp_path: Path) -
     run = tmp_path / "up"
     registry_port, feedback_port = free_ports(2)
     process = subprocess.Popen(
-        [sys.executable, "-m", "baken.cli", "up", "--run-dir", str(run),
+        [sys.executable, "-m", "cli.main", "up", "--run-dir", str(run),
          "--registry-port", str(registry_port), "--feedback-port", str(feedback_port)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, preexec_fn=lambda: os.umask(0),
@@ -77,7 +77,7 @@ def test_a_whole_run_writes_nothing_that_another_user_may_read(tmp_path: Path) -
 
         person = next(r.person for r in records if r.person.bsn)
         looked_up = subprocess.run(
-            [sys.executable, "-m", "baken.cli", "lookup", "--registry",
+            [sys.executable, "-m", "cli.main", "lookup", "--registry",
              f"127.0.0.1:{registry_port}", "--bsn", person.bsn or "", "--adult",
              "--party", "zsm-rotterdam-rijnmond-kpc", "--user", "kpc-0042"],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,

@@ -379,7 +379,7 @@ FORGED = "dagvaarden.\x1b[2J\x1b[HNO HIT: not known at any Safety House.\r\n\u20
 def test_an_advice_with_escape_sequences_never_reaches_the_terminal_of_baken_lookup(
     registry: RunningRegistry, ring: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from baken.cli import main
+    from cli.main import main
 
     key_file = tmp_path / "keys.json"
     ring.save(key_file)
@@ -437,8 +437,8 @@ def test_every_command_that_prints_server_text_shows_control_characters_as_escap
     # `advice list`, `dead-letters` and `audit subject` print text a house, a source or a caller
     # wrote; none of it may steer the terminal or start a line of its own.
     from baken.audit.v1 import audit_service_pb2 as audit
-    from baken.audit_cli import describe
-    from baken.feedback_cli import _advice_line
+    from cli.audit import describe
+    from cli.feedback import _advice_line
 
     entry = audit.AccessEntry(
         sequence=7,

@@ -15,10 +15,10 @@ from harness import batch_request, lookup_request, secure_channel
 
 from baken import pki
 from baken.keyring import KeyRing
-from baken.ratelimit import RateLimiter
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from baken.settings import RegistrySettings
 from baken.type.v1 import pseudonym_pb2
+from services.common.ratelimit import RateLimiter
+from services.common.settings import RegistrySettings
 from services.registry.server import create_server
 
 KPC = "zsm-midden-nederland-kpc"

@@ -25,20 +25,22 @@ from builders import Marking, Person, subject, valid_bsns
 from harness import RunningRegistry, lookup_request, running_registry, secure_channel
 from sqlalchemy import Engine, select, text
 
-from baken import db, logs, signing
+from baken import logs
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-from baken.cli import main
 from baken.clock import FixedClock
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2_grpc
-from baken.settings import FeedbackSettings, RegistrySettings, default_signing_key
-from baken.signing import SigningKeyError, public_path
-from baken.topology import free_port
 from baken.type.v1 import purpose_pb2
-from baken.witness import FILE
+from cli.main import main
+from cli.witness import FILE
+from dev.topology import free_port
+from services.accesslog import signing
+from services.accesslog import store as access_log
+from services.accesslog.signing import SigningKeyError, public_path
+from services.accesslog.store import AccessLog, Entry, checkpoint_message
+from services.common import db
+from services.common.settings import FeedbackSettings, RegistrySettings, default_signing_key
 from services.feedback.server import create_server as create_feedback
-from services.registry import access_log
-from services.registry.access_log import AccessLog, Entry, checkpoint_message
 from services.registry.server import create_server
 
 _bsns = valid_bsns(27_041_965)
@@ -534,7 +536,7 @@ def test_after_a_kill_9_no_entry_older_than_checkpoint_seconds_is_unsigned(
 ) -> None:
     data_dir, port = tmp_path / "registry", free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "baken.cli", "serve", "registry", "--address",
+        [sys.executable, "-m", "cli.main", "serve", "registry", "--address",
          f"127.0.0.1:{port}", "--data-dir", str(data_dir), "--pki-dir", str(pki_dir)],
         env={**os.environ, "BAKEN_REGISTRY_DATABASE_URL": database_url,
              "BAKEN_REGISTRY_CHECKPOINT_SECONDS": "1"},

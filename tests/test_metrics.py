@@ -36,18 +36,19 @@ from test_no_personal_data import (
     use_the_registry,
 )
 
-from baken import covenants, pki
+from baken import pki
 from baken.clock import FixedClock
-from baken.db import make_engine
 from baken.feedback.v1 import feedback_service_pb2 as fb
 from baken.keyring import KeyRing
-from baken.metrics import DatabaseGauges, Metrics
 from baken.registry.v1 import registry_service_pb2
-from baken.topology import free_port
 from baken.type.v1 import purpose_pb2
+from dev.topology import free_port
+from services.accesslog.store import checkpoints, utc
+from services.accesslog.store import log as access_log
+from services.common import covenants
+from services.common.db import make_engine
+from services.common.metrics_endpoint import DatabaseGauges, Metrics
 from services.feedback.outbox import deliveries, state_counts
-from services.registry.access_log import checkpoints, utc
-from services.registry.access_log import log as access_log
 from services.registry.gauges import markers, registry_gauges
 
 VERSION = metadata.version("baken")
@@ -409,7 +410,7 @@ def test_baken_serve_takes_a_metrics_address_and_stops_cleanly_at_sigterm(
         [
             sys.executable,
             "-m",
-            "baken.cli",
+            "cli.main",
             "serve",
             "registry",
             "--address",

@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, text
 
-from baken import db
-from baken.settings import RegistrySettings
+from services.common import db
+from services.common.settings import RegistrySettings
 from services.feedback import models as feedback_models
 from services.feedback.server import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.registry import models  # noqa: F401  (registers the tables on Base.metadata)

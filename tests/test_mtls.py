@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import RunningRegistry, secure_channel
 
-from baken import covenants, pki
+from baken import pki
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from services.common import covenants
 
 HOUSE = registry_service_pb2.GetHouseRequest(name="houses/vh-twente")
 

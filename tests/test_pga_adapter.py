@@ -18,10 +18,10 @@ from builders import Person, subject, valid_bsns
 from harness import RunningRegistry
 
 from adapters.pga.write import seal
-from baken.cli import main
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2
 from baken.registry.v1 import registry_service_pb2 as pb
+from cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pga"
 
@@ -119,7 +119,7 @@ def test_an_adapter_killed_mid_sync_and_run_again_leaves_the_registry_equal_to_t
     args = [
         sys.executable,
         "-m",
-        "baken.cli",
+        "cli.main",
         *sync_args(registry, source, tmp_path, "--batch", "100"),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -165,9 +165,7 @@ def test_watch_picks_up_each_change_of_the_export(
     # One of three leaving is a third of the markers: above the default limit of 10 %.
     args = sync_args(registry, source, tmp_path, "--interval", "0.2", "--max-delete-share", "0.5")
     args[2] = "watch"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baken.cli", *args], stdout=subprocess.DEVNULL
-    )
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], stdout=subprocess.DEVNULL)
     try:
         assert _until(lambda: set(live(registry)) == {"AT-00000", "AT-00001", "AT-00002"})
         _export(source, persons[1:], "tweede advies")

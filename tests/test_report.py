@@ -29,10 +29,18 @@ from test_feedback_routing import referral_envelope, refused
 
 from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.management.metrics import BY_ID, METRICS, SMALL_CELL, Month, Source, Unit, percentile
 from baken.registry.v1 import registry_service_pb2
 from baken.report.v1 import report_service_pb2 as rpb
 from baken.report.v1 import report_service_pb2_grpc
+from baken.stuurinformatie.figures import (
+    BY_ID,
+    METRICS,
+    SMALL_CELL,
+    Month,
+    Source,
+    Unit,
+    percentile,
+)
 from services.registry.freshness import Freshness, freshness
 
 UTRECHT = "vh-regio-utrecht-utrecht"  # Midden-Nederland, GCOS
@@ -499,7 +507,7 @@ def test_bad_requests_name_the_field_and_log_nothing(
 def run_report(
     feedback: RunningFeedback, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    from baken.cli import main
+    from cli.main import main
 
     code = main(
         [

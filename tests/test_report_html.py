@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from baken.houses import load_houses
-from baken.management.html import CHART_METRICS, html_report
-from baken.management.metrics import SMALL_TEXT, Level, Month
-from baken.management.report import Cell, Report, ordered_houses
+from baken.stuurinformatie.figures import SMALL_TEXT, Level, Month
+from baken.stuurinformatie.html import CHART_METRICS, html_report
+from baken.stuurinformatie.report import Cell, Report, ordered_houses
 
 CHROMIUM = Path("/usr/bin/chromium")
 SEPTEMBER, OCTOBER = Month(2026, 9), Month(2026, 10)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from baken import covenants, sealed
+from baken import sealed
 from baken.client import connect
 from baken.clock import (
     CLOCK_FILE_ENV,
@@ -34,8 +34,7 @@ from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from baken.settings import FeedbackSettings, RegistrySettings
-from baken.shift import (
+from dev.shift import (
     ADVANCE_S,
     REGIONS,
     SYSTEMS,
@@ -45,6 +44,8 @@ from baken.shift import (
     delivered_keys,
     play_shift,
 )
+from services.common import covenants
+from services.common.settings import FeedbackSettings, RegistrySettings
 from services.feedback.server import create_server as create_feedback
 from services.registry.server import create_server as create_registry
 
@@ -182,7 +183,7 @@ class Adapters:
         with (self._logs / f"{name}.log").open("ab") as log:
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "baken.cli", *args],
+                    [sys.executable, "-m", "cli.main", *args],
                     cwd=ROOT,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL,

@@ -17,12 +17,12 @@ from harness import RunningRegistry, batch_request, secure_channel
 from sqlalchemy import insert, text
 
 from baken import logs
-from baken.cli import main
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
-from baken.signing import public_path
 from baken.type.v1 import purpose_pb2
-from services.registry import access_log
+from cli.main import main
+from services.accesslog import store as access_log
+from services.accesslog.signing import public_path
 from services.registry.models import SignalRow
 
 _bsns = valid_bsns(27_182_818)

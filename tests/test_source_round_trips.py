@@ -10,12 +10,12 @@ import pytest
 from builders import Person, subject
 from harness import RunningRegistry
 
-from adapters.cli import formats
 from adapters.records import SourceRecord
-from baken.cli import main
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
+from cli.adapter import formats
+from cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPORTS = {

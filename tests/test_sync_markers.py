@@ -577,7 +577,7 @@ def test_concurrent_streams_never_lower_a_version_or_resurrect_a_marker(
         return [m.upsert(ring) for m in people]
 
     streams = [stream(v) for v in range(2, 10)]
-    # As many at once as one adapter may hold (baken/admission.py).
+    # As many at once as one adapter may hold (services/common/admission.py).
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(lambda changes: registry.sync(*changes, per_message=5), streams))
 

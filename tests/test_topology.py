@@ -21,9 +21,9 @@ from test_metrics import metrics_of, value
 
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
-from baken.operations import SERVING, health_status
 from baken.pki import TlsFiles
-from baken.topology import SYSTEMS, Endpoints, Topology
+from dev.topology import SYSTEMS, Endpoints, Topology
+from services.operations import SERVING, health_status
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
@@ -130,7 +130,7 @@ def baken_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]
     """`baken up` as a process of its own on free ports, and the lines it printed so far."""
     ports = ["--registry-port", "0", "--feedback-port", "0"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "baken.cli", "up", "--run-dir", str(tmp_path / "up"), *ports],
+        [sys.executable, "-m", "cli.main", "up", "--run-dir", str(tmp_path / "up"), *ports],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

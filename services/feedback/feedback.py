@@ -18,10 +18,7 @@ from sqlalchemy import Connection, Engine, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from baken import db
-from baken.access import AccessPolicy
 from baken.clock import Clock
-from baken.covenants import zsm_locations
 from baken.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -34,6 +31,11 @@ from baken.houses import House
 from baken.pki import Identity
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
+from services.accesslog.inquiry import Inquiry, entry
+from services.accesslog.store import AccessLog, utc
+from services.common import db
+from services.common.access import AccessPolicy
+from services.common.covenants import zsm_locations
 from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
 from services.feedback.outbox import Outbox, deliveries
 from services.feedback.routing import (
@@ -46,8 +48,6 @@ from services.feedback.routing import (
     route_decision,
     route_signal,
 )
-from services.registry.access_log import AccessLog, utc
-from services.registry.inquiry import Inquiry, entry
 
 decisions = cast(Table, DecisionRow.__table__)
 advice_requests = cast(Table, AdviceRequestRow.__table__)

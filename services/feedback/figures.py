@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from sqlalchemy import Connection, Engine, select
 
 from baken.clock import Clock
-from baken.covenants import Party
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
-from baken.management.metrics import Figure, counted, percentile
+from baken.stuurinformatie.figures import Figure, counted, percentile
+from services.accesslog.store import utc
+from services.common.covenants import Party
 from services.feedback.models import AdviceRequestRow, DecisionRow, DeliveryRow
-from services.monitoring import Selection
-from services.registry.access_log import utc
+from services.report import Selection
 
 _DEVIATED = pb.ADVICE_FOLLOWED_NOT_FOLLOWED
 

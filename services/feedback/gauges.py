@@ -1,6 +1,6 @@
 """What the feedback service's metrics endpoint reads from its database at a scrape
-(baken/metrics.py): the outbox's counts per house and its oldest waiting item's age, and the
-access log's; never an item's content, key or case."""
+(services/common/metrics_endpoint.py): the outbox's counts per house and its oldest waiting
+item's age, and the access log's; never an item's content, key or case."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import Collection, Iterator
 from prometheus_client.core import Metric
 from sqlalchemy import Connection, func, select
 
-from baken.metrics import Gauges, gauge, labelled_gauge
+from services.accesslog.store import utc
+from services.common.metrics_endpoint import Gauges, gauge, labelled_gauge
 from services.feedback.outbox import DEAD, PENDING, deliveries
-from services.registry.access_log import utc
 from services.registry.gauges import access_log_gauges
 
 

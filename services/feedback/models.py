@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from baken.db import NAMING_CONVENTION, Id, UtcTime
+from services.common.db import NAMING_CONVENTION, Id, UtcTime
 from services.registry.models import (
     AccessLogCheckpointRow,
     AccessLogRow,

@@ -38,14 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from baken import db
 from baken.backoff import Backoff
 from baken.clock import Clock
 from baken.errors import NotFound
+from services.accesslog.store import utc
+from services.common import db
+from services.common.at_rest import Sealer
 from services.feedback.models import DeliveryRow
 from services.feedback.routing import Item
-from services.registry.access_log import utc
-from services.registry.at_rest import Sealer
 
 deliveries = cast(Table, DeliveryRow.__table__)
 PENDING, ACKED, DEAD = "pending", "acked", "dead"

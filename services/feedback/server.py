@@ -11,29 +11,31 @@ import structlog
 from grpc_health.v1 import health
 from sqlalchemy import Engine, text
 
-from baken import covenants, db, pki, signing
-from baken.access import AccessPolicy
+from baken import pki
 from baken.audit.v1 import audit_service_pb2_grpc
 from baken.backoff import Backoff
 from baken.client import connect
 from baken.clock import Clock, clock_from_env
 from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
-from baken.grpc_server import create_grpc_server
 from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
-from baken.metrics import DatabaseGauges, Metrics, MetricsServer
 from baken.report.v1 import report_service_pb2_grpc
-from baken.settings import FeedbackSettings
-from services import monitoring
+from services import report as monitoring
+from services.accesslog import signing
+from services.accesslog.signed_heads import SignedHeads, SignedHeadServicer
+from services.accesslog.store import AccessLog
+from services.common import covenants, db
+from services.common.access import AccessPolicy
+from services.common.at_rest import Sealer
+from services.common.grpc_server import create_grpc_server
+from services.common.metrics_endpoint import DatabaseGauges, Metrics, MetricsServer
+from services.common.settings import FeedbackSettings
 from services.feedback.feedback import Feedback
 from services.feedback.figures import FeedbackFigures
 from services.feedback.gauges import feedback_gauges
 from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.upstream import GrpcRegistry, SignalFollower
-from services.registry.access_log import AccessLog
-from services.registry.at_rest import Sealer
-from services.registry.signed_heads import SignedHeads, SignedHeadServicer
 from services.running import RunningService, admission, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 
 import grpc
 
-from baken.covenants import CovenantSet
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.grpc_server import caller_of
+from services.accesslog.inquiry import inquiry_of
+from services.common.covenants import CovenantSet
+from services.common.grpc_server import caller_of
 from services.feedback import validation
 from services.feedback.feedback import AdviceRequestView, Feedback
 from services.feedback.outbox import DeadLetter, Outbox
 from services.feedback.routing import timestamp
-from services.registry.inquiry import inquiry_of
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
 

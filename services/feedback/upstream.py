@@ -15,9 +15,9 @@ from baken.client import RETRYABLE
 from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
+from services.accesslog.store import utc
 from services.feedback.feedback import SIGNAL_PAGE, Feedback, SignalIn
 from services.feedback.routing import Marking
-from services.registry.access_log import utc
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
@@ -33,9 +33,9 @@ def _refused(error: grpc.RpcError, what: str) -> Exception:
 
 class GrpcRegistry:
     """The registry over mTLS, under the feedback service's own certificate, with at most
-    `in_flight` calls at once: the registry admits a party only so many (baken/admission.py),
-    and the feedback service speaks for every desk, so its calls wait here for a place rather
-    than be refused there."""
+    `in_flight` calls at once: the registry admits a party only so many
+    (services/common/admission.py), and the feedback service speaks for every desk, so its calls
+    wait here for a place rather than be refused there."""
 
     def __init__(self, channel: grpc.Channel, *, in_flight: int) -> None:
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)

@@ -7,10 +7,10 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from baken.covenants import Formats
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2
+from services.common.covenants import Formats
 from services.registry.validation import Checker, text_fault
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")

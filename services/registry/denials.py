@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from baken import db
 from baken.clock import Clock
-from services.registry.access_log import AccessLog, Entry
+from services.accesslog.store import AccessLog, Entry
+from services.common import db
 
 INTERVAL = dt.timedelta(minutes=1)
 # The first entry's fields that say who asked and how, and stay in the count's entry; the rest

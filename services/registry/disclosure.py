@@ -20,9 +20,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from baken.access import Decision, Scope, Withhold
-from baken.covenants import INTAKE, MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
-from services.registry.at_rest import Sealer
+from services.common.access import Decision, Scope, Withhold
+from services.common.at_rest import Sealer
+from services.common.covenants import INTAKE, MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
 from services.registry.freshness import Freshness, freshness
 from services.registry.markers import MarkerHit, RecordKey
 from services.registry.repository import Found

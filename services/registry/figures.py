@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from baken.covenants import ZSM_ROLES, Party
 from baken.houses import House
-from baken.management.metrics import Figure, counted
-from services.monitoring import Selection
-from services.registry.inquiry import LOOKUP_ACTIVITY
+from baken.stuurinformatie.figures import Figure, counted
+from services.accesslog.inquiry import LOOKUP_ACTIVITY
+from services.common.covenants import ZSM_ROLES, Party
 from services.registry.models import AccessLogRow
+from services.report import Selection
 
 # Entries of a look-up that was answered (a refusal looked nobody up).
 _ANSWERED = ("hit", "no-hit", "withheld", "break-glass")

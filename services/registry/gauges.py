@@ -1,5 +1,5 @@
-"""What the registry's metrics endpoint reads from its database at a scrape (baken/metrics.py):
-counts and ages, never a row's content."""
+"""What the registry's metrics endpoint reads from its database at a scrape
+(services/common/metrics_endpoint.py): counts and ages, never a row's content."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import cast
 from prometheus_client.core import Metric
 from sqlalchemy import Connection, Table, false, func, select
 
-from baken.metrics import gauge
-from services.registry.access_log import checkpoints, log, utc
+from services.accesslog.store import checkpoints, log, utc
+from services.common.metrics_endpoint import gauge
 from services.registry.models import MarkerRow, SignalRow
 
 markers = cast(Table, MarkerRow.__table__)

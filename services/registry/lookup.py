@@ -9,17 +9,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from baken import db
-from baken.access import AccessPolicy, Scope
 from baken.clock import Clock
-from baken.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE, zsm_locations
 from baken.errors import PermissionDenied
+from services.accesslog.inquiry import Inquiry, entry
+from services.accesslog.store import AccessLog, Entry
+from services.common import db
+from services.common.access import AccessPolicy, Scope
+from services.common.at_rest import Sealer
+from services.common.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE, zsm_locations
 from services.registry import repository, signals
-from services.registry.access_log import AccessLog, Entry
-from services.registry.at_rest import Sealer
 from services.registry.denials import Denials
 from services.registry.disclosure import Disclosure, disclose
-from services.registry.inquiry import Inquiry, entry
 
 BREAK_GLASS_ROLE = "zsm-officier"
 BREAK_GLASS_PURPOSE = "afdoeningsbeslissing"

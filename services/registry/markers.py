@@ -137,7 +137,8 @@ class MarkerHit:
     freshness: Freshness
     at_information: dict[str, str] | None
     match_kind: int  # the strongest PseudonymKind that matched
-    # The covenant fields the caller may see (baken.covenants.MARKER_FIELDS); the rest is unset.
+    # The covenant fields the caller may see (services.common.covenants.MARKER_FIELDS); the rest
+    # is unset.
     fields: frozenset[str]
 
     @property

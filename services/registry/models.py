@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from baken.db import Base, Digest, Id, KeyedDigest, UtcTime
+from services.common.db import Base, Digest, Id, KeyedDigest, UtcTime
 
 
 class MarkerRow(Base):
@@ -44,7 +44,7 @@ class MarkerRow(Base):
     target_group: Mapped[str | None] = mapped_column(String(32))
     plan_status: Mapped[str | None] = mapped_column(String(32))
     mark_date: Mapped[dt.date | None] = mapped_column(Date)
-    # waarom-informatie, sealed at rest (services/registry/at_rest.py): AES-GCM under the
+    # waarom-informatie, sealed at rest (services/common/at_rest.py): AES-GCM under the
     # at-rest key ring, bound to this marker's uid and the column's name.
     advice: Mapped[bytes | None] = mapped_column(LargeBinary)
     advice_date: Mapped[dt.date | None] = mapped_column(Date)
@@ -83,7 +83,7 @@ class MarkerPseudonymRow(Base):
 
 
 class AccessLogRow(Base):
-    """One entry of the access log: append-only, chained by hash (services/registry/access_log.py).
+    """One entry of the access log: append-only, chained by hash (services/accesslog/store.py).
 
     `body` (canonical JSON) is the entry; the other columns repeat parts of it for searching
     and are checked against it by `baken audit verify`."""
@@ -167,7 +167,7 @@ class SignalRow(Base):
 
 class RateBucketRow(Base):
     """A party's token bucket, shared by every instance of the service on this database
-    (services/shared_rates.py): the units left at `refilled_at` (seconds since the epoch)."""
+    (services/common/shared_rates.py): the units left at `refilled_at` (seconds since the epoch)."""
 
     __tablename__ = "rate_buckets"
 

@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
 
-from baken import db
-from baken.access import AccessPolicy
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
 from baken.registry.v1 import marker_pb2
+from services.common import db
+from services.common.access import AccessPolicy
+from services.common.at_rest import Sealer
 from services.registry import repository, validation
-from services.registry.at_rest import Sealer
 from services.registry.markers import MarkerData, RecordKey, Rejection, SyncCounts, Tombstone
 from services.registry.sync import (
     EMPTY_DIGEST,

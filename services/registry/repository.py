@@ -23,8 +23,8 @@ from sqlalchemy import (
     update,
 )
 
-from baken import db
-from services.registry.at_rest import Sealer
+from services.common import db
+from services.common.at_rest import Sealer
 from services.registry.markers import (
     MarkerData,
     PseudonymRef,

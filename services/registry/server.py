@@ -10,32 +10,34 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
-from baken import covenants, db, pki, signing
-from baken.access import AccessPolicy
+from baken import pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock, clock_from_env
-from baken.grpc_server import create_grpc_server
 from baken.houses import load_houses
 from baken.keyring import KeyRing, at_rest_ring
-from baken.metrics import DatabaseGauges, Metrics
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.report.v1 import report_service_pb2_grpc
-from baken.settings import RegistrySettings
-from services import monitoring
+from services import report as monitoring
+from services.accesslog import signing
+from services.accesslog.audit import Audit
+from services.accesslog.audit_servicer import AuditServicer
+from services.accesslog.inquiry import unknown_party
+from services.accesslog.signed_heads import SignedHeads
+from services.accesslog.store import AccessLog
+from services.common import covenants, db
+from services.common.access import AccessPolicy
+from services.common.at_rest import Sealer
+from services.common.grpc_server import create_grpc_server
+from services.common.metrics_endpoint import DatabaseGauges, Metrics
+from services.common.settings import RegistrySettings
 from services.registry import repository
-from services.registry.access_log import AccessLog
-from services.registry.at_rest import Sealer
-from services.registry.audit import Audit
-from services.registry.audit_servicer import AuditServicer
 from services.registry.denials import Denials
 from services.registry.figures import RegistryFigures
 from services.registry.gauges import registry_gauges
-from services.registry.inquiry import unknown_party
 from services.registry.lookup import Lookups
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
-from services.registry.signed_heads import SignedHeads
 from services.running import RunningService, admission, bind
 
 MIGRATIONS = Path(__file__).parent / "migrations"

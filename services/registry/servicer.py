@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import grpc
 
-from baken.covenants import PURPOSE_TOKENS, TERUGKOPPELING, CovenantSet
 from baken.errors import InvalidArgument, NotFound
-from baken.grpc_server import caller_of
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
+from services.accesslog.inquiry import inquiry_of
+from services.common.covenants import PURPOSE_TOKENS, TERUGKOPPELING, CovenantSet
+from services.common.grpc_server import caller_of
 from services.registry import validation
 from services.registry.convert import MarkerConverter, signal_message, sync_response
-from services.registry.inquiry import inquiry_of
 from services.registry.lookup import Lookups, Question
 from services.registry.markers import SyncCounts
 from services.registry.registry import Registry

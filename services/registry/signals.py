@@ -9,7 +9,7 @@ terugkoppeling) pulls them with PullSignals, oldest first; every signal up to th
 confirms (`after_sequence`) the registry forgets. A page of signals is an access-log entry.
 
 Signals are written after the access-log append, while the transaction holds the log's append
-lock (services/registry/access_log.py), so they become visible in sequence order: a pull never
+lock (services/accesslog/store.py), so they become visible in sequence order: a pull never
 sees signal n + 1 before signal n, and a confirmed sequence never passes an unseen signal.
 """
 
@@ -22,13 +22,13 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select
 
-from baken import db
-from baken.access import AccessPolicy
 from baken.clock import Clock
-from baken.covenants import INTAKE, TERUGKOPPELING
 from baken.errors import PermissionDenied
-from services.registry.access_log import AccessLog, utc
-from services.registry.inquiry import SIGNALS_ACTIVITY, Inquiry, entry
+from services.accesslog.inquiry import SIGNALS_ACTIVITY, Inquiry, entry
+from services.accesslog.store import AccessLog, utc
+from services.common import db
+from services.common.access import AccessPolicy
+from services.common.covenants import INTAKE, TERUGKOPPELING
 from services.registry.models import SignalRow
 
 signals = cast(Table, SignalRow.__table__)

@@ -14,13 +14,13 @@ from typing import Any
 from google.type import date_pb2
 
 from baken.age import ADULT_AGE
-from baken.covenants import INTAKE, Formats
 from baken.errors import FieldViolation, InvalidArgument
 from baken.houses import House
 from baken.keyring import KEY_ID
 from baken.pseudonym import looks_like_bsn
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
+from services.common.covenants import INTAKE, Formats
 from services.registry.markers import MarkerData, PseudonymRef, RecordKey, Tombstone
 
 MAX_PSEUDONYMS = 16

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from services.registry import access_log_schema
+from services.accesslog import schema as access_log_schema
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -7,7 +7,7 @@ Create Date: 2026-12-04 06:00:00
 
 from collections.abc import Sequence
 
-from services import rate_buckets_schema
+from services.common import rate_buckets_schema
 
 revision: str = "0003"
 down_revision: str | None = "0002"

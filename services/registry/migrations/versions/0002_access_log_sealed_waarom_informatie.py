@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
-from services.registry import access_log_schema
+from services.accesslog import schema as access_log_schema
 from services.registry.markers import content_bytes
 
 revision: str = "0002"

@@ -1,0 +1,364 @@
+"""`baken adapter <source> sync|watch|receive`: one source's export into the registry, and the
+feedback service's deliveries into the source."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.framework import (
+    BATCH,
+    MAX_DELETE_SHARE,
+    Adapter,
+    State,
+    SyncReport,
+    answerer,
+    sender,
+)
+from adapters.records import SourceFormat
+from baken.client import connect
+from baken.clock import SystemClock
+from baken.errors import UserError
+from baken.houses import House, load_houses
+from baken.keyring import KeyRing
+from baken.pki import TlsFiles
+
+FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
+DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
+HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
+MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
+
+
+def formats() -> dict[str, type[SourceFormat]]:
+    from adapters.amazone.export import AmazoneExport
+    from adapters.gcos.export import GcosExport
+    from adapters.pga.export import PgaExport
+
+    return {"amazone": AmazoneExport, "gcos": GcosExport, "pga": PgaExport}
+
+
+@contextlib.contextmanager
+def running_adapter(
+    system: str,
+    target: str,
+    pki_dir: Path,
+    ring: KeyRing,
+    state_dir: Path,
+    *,
+    batch: int = BATCH,
+    feedback: str | None = None,
+    max_delete_share: float = MAX_DELETE_SHARE,
+) -> Iterator[Adapter]:
+    """The adapter of `system`, calling the registry at `target` under its own certificate,
+    with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
+    feedback service) it answers the advice requests the house answered in its source."""
+    mapping = formats()[system]()
+    state = State(state_dir / f"{mapping.source_system}.state.db")
+    tls = TlsFiles.of(pki_dir, mapping.party)
+    try:
+        with contextlib.ExitStack() as stack:
+            channel = stack.enter_context(connect(target, tls))
+            answer = None
+            if feedback is not None:
+                answer = answerer(stack.enter_context(connect(feedback, tls)))
+            yield Adapter(
+                mapping,
+                ring=ring,
+                state=state,
+                houses=load_houses(),
+                clock=SystemClock(),
+                send=sender(channel),
+                batch=batch,
+                answer=answer,
+                max_delete_share=max_delete_share,
+            )
+    finally:
+        state.close()
+
+
+def _run(args: argparse.Namespace) -> None:
+    from cli.main import _key_file
+
+    if args.action == "receive":
+        _receive(args)
+        return
+    if not args.source:
+        raise UserError(f"{args.action} needs --source (the export)")
+    if not 0.0 <= args.max_delete_share <= 1.0:
+        raise UserError("--max-delete-share: a share from 0 to 1 (0.1 is 10 %)")
+    if args.confirm_deletions is not None and args.confirm_deletions < 1:
+        raise UserError("--confirm-deletions: the number of deletions a refused run named")
+    ring = KeyRing.load(_key_file(args))
+    with running_adapter(
+        args.source_system,
+        args.registry,
+        args.pki_dir,
+        ring,
+        args.state_dir,
+        batch=args.batch,
+        feedback=args.feedback,
+        max_delete_share=args.max_delete_share,
+    ) as adapter:
+        waiting = False
+        confirm = args.confirm_deletions
+        while True:
+            paths = export_files(args.source)
+            if paths:
+                report = adapter.sync(paths, confirm_deletions=confirm)
+                print_report(paths, report)
+                if report.deleted and confirm is not None and not report.refused:
+                    confirm = None  # a confirmation holds for the one mass deletion it named
+                if report.refused and args.action != "watch":
+                    raise UserError(refusal(report))
+                if report.refused:
+                    print(refusal(report), flush=True)
+            elif not waiting:  # said once, not every run
+                print(
+                    f"no export in {', '.join(map(str, args.source))} yet: nothing synced",
+                    flush=True,
+                )
+            waiting = not paths
+            if args.action != "watch":
+                return
+            time.sleep(args.interval)
+
+
+def refusal(report: SyncReport) -> str:
+    """What the operator reads when a run changed nothing, and what to do about it."""
+    text = f"nothing changed: {report.refused}"
+    if report.deletions_to_confirm:
+        text += (
+            f". If {report.deletions_to_confirm} markers really left the source, run again"
+            f" with --confirm-deletions {report.deletions_to_confirm}"
+        )
+    return text
+
+
+def export_files(sources: Sequence[Path]) -> list[Path]:
+    """The export as named: each file given, and every file in each directory given, looked at
+    anew each run. Hidden files (.name) are skipped: write an export under a hidden name and
+    rename it into place, so no run reads half of it."""
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            files += sorted(
+                p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+        else:
+            files.append(source)
+    return files
+
+
+def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
+    """The houses to receive for: those asked (each must keep its markers in `system`), or
+    every house of the source system."""
+    houses = load_houses()
+    mine = [h.id for h in houses.values() if h.source_system_token == system]
+    if not asked:
+        return mine
+    for house_id in asked:
+        house: House | None = houses.get(house_id.removeprefix("houses/"))
+        if house is None:
+            raise UserError(f"--house {house_id}: not a known Safety House")
+        if house.source_system_token != system:
+            raise UserError(
+                f"--house {house_id}: keeps its markers in {house.source_system_token}, "
+                f"not {system}"
+            )
+    return [h.removeprefix("houses/") for h in dict.fromkeys(asked)]
+
+
+def _receive(args: argparse.Namespace) -> None:
+    """Receive until SIGINT or SIGTERM, or until every house's stream was refused."""
+    from adapters.receive import SOURCES, Receiver
+    from baken import logs
+
+    if not args.feedback:
+        raise UserError(f"receive needs --feedback HOST:PORT (env {FEEDBACK_TARGET_ENV})")
+    if args.target is None:
+        raise UserError(f"receive needs --target DIR (env {DELIVERY_DIR_ENV})")
+    houses = receive_houses(args.source_system, args.house)
+    source = SOURCES[args.source_system]
+    try:
+        args.target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--target {args.target}: {error.strerror}") from None
+    tls = TlsFiles.of(args.pki_dir, source.party)
+    tls.read()  # a missing certificate is said now, not by every stream
+    house_keys = args.house_keys or args.pki_dir / "houses"
+    missing = [h for h in houses if not (house_keys / f"{h}.x25519.key").is_file()]
+    logs.configure()
+    print(
+        f"receiving feedback for {len(houses)} house(s) from {args.feedback} into "
+        f"{args.target}/{source.layout} (Ctrl-C stops)",
+        flush=True,
+    )
+    if missing:
+        print(
+            f"no house key in {house_keys} for {', '.join(missing)}: their aanmeldingen "
+            "are refused until it is there",
+            flush=True,
+        )
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with connect(args.feedback, tls) as channel:
+            receiver = Receiver(
+                channel,
+                args.source_system,
+                houses,
+                target=args.target,
+                state_path=args.state_dir / f"{args.source_system}.state.db",
+                house_keys=house_keys,
+            )
+            receiver.start()
+            try:
+                while not stop.wait(0.5):
+                    if receiver.wait(timeout=0):
+                        break
+            finally:
+                receiver.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = ", ".join(f"{outcome} {n}" for outcome, n in receiver.counts().items())
+    print(counts, flush=True)
+    refused = receiver.stopped
+    if refused and len(refused) == len(houses):
+        why = "; ".join(f"{house}: {reason}" for house, reason in refused.items())
+        raise UserError(f"the feedback service refused every stream: {why}")
+
+
+def print_report(sources: list[Path], report: SyncReport) -> None:
+    for bad in report.problems:
+        record = printable(bad.record_id or "")
+        where = f"{printable(bad.where)} ({record})" if record else printable(bad.where)
+        print(f"{where}: {printable(bad.reason)}")
+    names = ", ".join(printable(s.name) for s in sources)
+    print(f"{names}: {report.summary()}", flush=True)
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on escaped (\\x1b, \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
+    adapter = sub.add_parser(
+        "adapter",
+        help="sync a Safety House source system's export; receive the feedback for its houses",
+        description="sync/watch: the source's export into the registry (with --feedback, also "
+        "answer the advice requests the house answered). receive: the feedback service's "
+        "deliveries into the source, until Ctrl-C or SIGTERM.",
+    )
+    adapter.add_argument("source_system", choices=sorted(formats()))
+    adapter.add_argument("action", choices=["sync", "watch", "receive"])
+    adapter.add_argument(
+        "--source",
+        type=Path,
+        nargs="+",
+        help="(sync, watch) the export: one file, or one per house, or a directory of them "
+        "(read anew each run; hidden files skipped); what is not in it has left the source",
+    )
+    adapter.add_argument(
+        "--feedback",
+        default=os.environ.get(FEEDBACK_TARGET_ENV),
+        metavar="HOST:PORT",
+        help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); required for receive; for "
+        "sync and watch optional: without it no advice answers are sent",
+    )
+    adapter.add_argument(
+        "--target",
+        type=Path,
+        default=os.environ.get(DELIVERY_DIR_ENV),
+        metavar="DIR",
+        help=f"(receive) where the deliveries go (env {DELIVERY_DIR_ENV}): GCOS {{house}}/, "
+        "Amazone {house}.mutaties.csv, PGA {house}.beslissingen.jsonl",
+    )
+    adapter.add_argument(
+        "--house",
+        action="append",
+        metavar="HOUSE",
+        help="(receive) a house id, repeatable; default every house of the source system",
+    )
+    adapter.add_argument(
+        "--house-keys",
+        type=Path,
+        default=os.environ.get(HOUSE_KEYS_ENV),
+        metavar="DIR",
+        help=f"(receive) the houses' X25519 keys, to open aanmeldingen (env {HOUSE_KEYS_ENV}, "
+        "default PKI-DIR/houses)",
+    )
+    adapter.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
+    adapter.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+    )
+    adapter.add_argument(
+        "--key-file", help=f"the adapter's pseudonym key file (env {key_file_env})"
+    )
+    adapter.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("BAKEN_ADAPTER_STATE_DIR", "var/adapters")),
+        help="what was sent and confirmed (env BAKEN_ADAPTER_STATE_DIR)",
+    )
+    adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
+    adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
+    adapter.add_argument(
+        "--max-delete-share",
+        type=float,
+        # A string default goes through `type`: a bad environment value is a usage error.
+        default=os.environ.get(MAX_DELETE_SHARE_ENV, str(MAX_DELETE_SHARE)),
+        metavar="SHARE",
+        help="(sync, watch) a run that would delete more than this share of the source's live "
+        f"markers changes nothing (0 to 1; env {MAX_DELETE_SHARE_ENV}; default "
+        f"{MAX_DELETE_SHARE}: {MAX_DELETE_SHARE * 100:.0f} %%)",
+    )
+    adapter.add_argument(
+        "--confirm-deletions",
+        type=int,
+        metavar="N",
+        help="(sync, watch) the operator's word that exactly N markers left the source: the "
+        "number a refused run named; applies to the one run that deletes exactly N",
+    )
+    # timeout: what the registry's DEADLINE_EXCEEDED message names (the sender's per call).
+    adapter.set_defaults(run=_run, timeout=60.0)
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from adapters.synth import population, write_exports
+
+    houses = load_houses()
+    today = SystemClock().today()
+    people = population(houses, today, seed=args.seed, scale=args.scale)
+    regions = {h.region for h in houses.values()} if args.region == "all" else {args.region}
+    records = [r for r in people.records if houses[r.house_id].region in regions]
+    written = write_exports(args.out, houses, records, today=today, seed=args.seed)
+    for system, paths in written.items():
+        for path in paths:
+            print(f"{system:<8} {path}")
+    persons = len({r.person for r in records})
+    print(f"{len(records)} markers of {persons} persons in {len(regions)} region(s)")
+
+
+def add_synth_parser(sub: Any) -> None:
+    regions = sorted({h.region for h in load_houses().values()})
+    synth = sub.add_parser(
+        "synth", help="write synthetic source exports (GCOS, Amazone, PGA) for the pilot regions"
+    )
+    synth.add_argument("--region", choices=["all", *regions], default="all")
+    synth.add_argument("--seed", type=int, default=2014)
+    synth.add_argument("--scale", type=float, default=1.0, help="x the pilots' volumes")
+    synth.add_argument("--out", type=Path, default=Path("var/sources"))
+    synth.set_defaults(run=_synth)

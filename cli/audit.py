@@ -1,0 +1,382 @@
+"""`baken audit …`: the privacy officer's commands.
+
+`verify` reads the database itself (read-only use, with the auditor's copy of the checkpoint
+key's public half, and the heads the witness kept), so an auditor need not trust the running
+service. `witness` keeps the services' signed heads outside their databases (cli/witness.py).
+The others ask the registry's AuditService under the auditor's certificate, and each such read
+is itself logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from google.protobuf import json_format
+
+from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.client import connect
+from baken.clock import AMSTERDAM
+from baken.errors import UserError
+from baken.pki import TlsFiles
+from baken.render import shown
+from services.common.settings import FeedbackSettings, RegistrySettings
+
+if TYPE_CHECKING:
+    from services.accesslog.store import CheckpointPolicy
+    from services.accesslog.verify import Verification
+
+pb = audit_service_pb2
+OUTCOME = {
+    pb.ACCESS_OUTCOME_HIT: "hit",
+    pb.ACCESS_OUTCOME_NO_HIT: "no hit",
+    pb.ACCESS_OUTCOME_WITHHELD: "withheld",
+    pb.ACCESS_OUTCOME_DENIED: "DENIED",
+    pb.ACCESS_OUTCOME_BREAK_GLASS: "BREAK-GLASS",
+    pb.ACCESS_OUTCOME_AUDIT_READ: "audit read",
+    pb.ACCESS_OUTCOME_REVIEW: "review",
+    pb.ACCESS_OUTCOME_SIGNALS_DISCLOSED: "signals disclosed",
+}
+
+
+class VerifyFailed(Exception):
+    """The access log does not verify; the message names the first break."""
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use YYYY-MM-DD or an ISO time") from None
+    return value if value.tzinfo else value.replace(tzinfo=AMSTERDAM)
+
+
+@contextlib.contextmanager
+def _stub(args: argparse.Namespace) -> Iterator[audit_service_pb2_grpc.AuditServiceStub]:
+    if not args.user:
+        raise UserError("say who you are: --user or BAKEN_USER")
+    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        yield audit_service_pb2_grpc.AuditServiceStub(channel)
+
+
+def _entries(args: argparse.Namespace, **query: Any) -> Iterator[pb.AccessEntry]:
+    token = ""
+    with _stub(args) as stub:
+        while True:
+            page = stub.ListAccessEntries(
+                pb.ListAccessEntriesRequest(on_behalf_of=args.user, page_token=token, **query),
+                timeout=args.timeout,
+            )
+            yield from page.entries
+            token = page.next_page_token
+            if not token:
+                return
+
+
+def _range(args: argparse.Namespace) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for name, value in (("start_time", args.start), ("end_time", args.end)):
+        if value is not None:
+            query[name] = value
+    return query
+
+
+def describe(e: pb.AccessEntry) -> str:
+    """One entry as the data subject's report shows it: who, when, why, what."""
+    when = e.time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+    who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
+    why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
+    lines = [f"#{e.sequence}  {when}  {OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]
+    if e.denial_reason:
+        lines.append(f"    denied   {shown(e.denial_reason)}")
+    if e.break_glass_reason:
+        lines.append(f"    break-glass reason  {shown(e.break_glass_reason)}")
+    for d in e.disclosed:
+        lines.append(f"    saw      {d.marker}: {', '.join(d.fields)}")
+    if e.withheld:
+        lines.append(f"    withheld {len(e.withheld)} field(s)")
+    if e.audit_query:
+        lines.append(f"    query    {shown(e.audit_query)}")
+    if e.reviews_sequence:
+        lines.append(f"    reviews  #{e.reviews_sequence}: {shown(e.review_finding)}")
+    if e.covenants:
+        lines.append(f"    covenant {', '.join(e.covenants)}")
+    return "\n".join(lines)
+
+
+def _print_entries(entries: Iterator[pb.AccessEntry], empty: str) -> None:
+    count = 0
+    for e in entries:
+        print(describe(e))
+        count += 1
+    print(f"{count} entries." if count else empty)
+
+
+def _subject(args: argparse.Namespace) -> None:
+    from cli.main import person_subject
+
+    _ring, subject = person_subject(args)
+    print("Data-subject access report: who looked this person up, when, why, what they saw.")
+    _print_entries(_entries(args, subject=subject, **_range(args)), "Nobody looked this person up.")
+
+
+def _party(args: argparse.Namespace) -> None:
+    _print_entries(_entries(args, party=args.party_id, **_range(args)), "No entries.")
+
+
+def _export(args: argparse.Namespace) -> None:
+    out = args.out.open("w") if args.out else sys.stdout
+    try:
+        for e in _entries(args, **_range(args)):
+            record = json_format.MessageToDict(e, preserving_proto_field_name=True)
+            out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    finally:
+        if args.out:
+            out.close()
+
+
+def _anomalies(args: argparse.Namespace) -> None:
+    with _stub(args) as stub:
+        found = stub.ListAnomalies(
+            pb.ListAnomaliesRequest(on_behalf_of=args.user, **_range(args)), timeout=args.timeout
+        ).anomalies
+        for a in found:
+            seqs = f" (entries {', '.join(map(str, a.sequences[:20]))})" if a.sequences else ""
+            print(f"{a.rule}  {a.party}: {shown(a.description)}{seqs}")
+        print(f"{len(found)} anomalies." if found else "No anomalies.")
+
+
+def _review(args: argparse.Namespace) -> None:
+    with _stub(args) as stub:
+        if args.close is not None:
+            done = stub.ReviewBreakGlass(
+                pb.ReviewBreakGlassRequest(
+                    on_behalf_of=args.user, sequence=args.close, finding=args.finding or ""
+                ),
+                timeout=args.timeout,
+            )
+            print(f"Reviewed #{done.reviews_sequence} in entry #{done.sequence}.")
+            return
+        pending = stub.ListPendingReviews(
+            pb.ListPendingReviewsRequest(on_behalf_of=args.user), timeout=args.timeout
+        ).entries
+        _print_entries(iter(pending), "No break-glass entries wait for review.")
+
+
+def _service_settings(args: argparse.Namespace) -> RegistrySettings | FeedbackSettings:
+    from cli.main import registry_settings
+
+    options = {"data_dir": args.data_dir, "database_url": args.database_url}
+    if args.service == "feedback":
+        return FeedbackSettings(**{k: v for k, v in options.items() if v is not None})
+    return registry_settings(**options)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from cli.witness import WitnessError, opened
+    from services.accesslog.store import CheckpointPolicy
+    from services.accesslog.verify import verify_database
+
+    settings = _service_settings(args)
+    policy = CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_seconds)
+    try:
+        witnessed = []
+        if args.witness is not None:
+            with opened(args.witness) as store:
+                witnessed = store.heads(args.service)
+        result = verify_database(
+            settings.resolved_database_url(), args.public_key, policy, witnessed
+        )
+    except (FileNotFoundError, WitnessError) as error:
+        raise VerifyFailed(str(error)) from None
+    except DBAPIError as error:
+        raise VerifyFailed(f"cannot read the access log: {error.orig}") from None
+    summary = _summary(result, policy)
+    if args.witness is not None:
+        summary += f"; the witness saw {_count(len(witnessed), 'head')}" + (
+            f", the newest the log still leads to at #{result.witnessed_seq}"
+            if result.witnessed_seq
+            else ""
+        )
+    if result.first_break is not None:
+        b = result.first_break
+        raise VerifyFailed(f"BROKEN at #{b.seq}: {b.kind}: {b.detail} ({summary})")
+    print(f"OK: the access log verifies: {summary}.")
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _summary(result: Verification, policy: CheckpointPolicy) -> str:
+    """Entries and checkpoints, the newest checkpoint that holds, and what no checkpoint signs."""
+    from services.accesslog.verify import entries_are
+
+    text = f"{_count(result.entries, 'entry', 'entries')}, "
+    text += _count(result.checkpoints, "checkpoint")
+    if result.last_signed_seq:
+        text += f", the newest valid one at #{result.last_signed_seq}"
+    elif result.checkpoints:
+        text += ", none of them valid"
+    tail = result.last_seq - result.last_signed_seq
+    if result.first_break is None and tail > 0:
+        text += (
+            f"; {entries_are(result.last_signed_seq + 1, result.last_seq)} not signed yet "
+            f"(the service signs within {policy.seconds:g} s)"
+        )
+    return text
+
+
+def _witness(args: argparse.Namespace) -> None:
+    import time
+
+    from cli.witness import WitnessError, check, head_of, opened
+    from services.accesslog import signing
+
+    target = args.target or os.environ.get(
+        "BAKEN_FEEDBACK_TARGET" if args.service == "feedback" else "BAKEN_REGISTRY_TARGET",
+        "127.0.0.1:50052" if args.service == "feedback" else "127.0.0.1:50051",
+    )
+    keys = signing.load_public_keys(args.public_key)
+    label = "the feedback service" if args.service == "feedback" else "the registry"
+    alarms = 0
+    with (
+        opened(args.store, create=True) as store,
+        connect(target, TlsFiles.of(args.pki_dir, args.party)) as channel,
+    ):
+        stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+        while True:
+            try:
+                head = head_of(stub.GetSignedHead(pb.GetSignedHeadRequest(), timeout=args.timeout))
+                if head is None:
+                    print(f"{label} has signed nothing yet", flush=True)
+                else:
+                    check(head, keys)
+                    conflict = store.conflict(args.service, head, label)
+                    if conflict is not None:
+                        alarms += 1
+                        print(f"ALARM: {conflict}", file=sys.stderr, flush=True)
+                    if store.add(args.service, head, dt.datetime.now(dt.UTC)):
+                        print(f"kept {label}'s signed head at #{head.seq}", flush=True)
+            except WitnessError as error:
+                alarms += 1
+                print(f"ALARM: {error}", file=sys.stderr, flush=True)
+            except grpc.RpcError as error:
+                if args.once:
+                    raise
+                print(f"cannot reach {label}: {error.code().name}", file=sys.stderr, flush=True)
+            if args.once:
+                break
+            time.sleep(args.interval)
+    if alarms:
+        raise VerifyFailed(f"{_count(alarms, 'alarm')}; the heads are kept in {store.path}")
+
+
+def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
+    audit = sub.add_parser("audit", help="the privacy officer's access-log commands")
+    actions = audit.add_subparsers(dest="action", required=True)
+
+    def remote(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        p.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
+        p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
+        p.add_argument("--party", default="privacy-auditor", help="whose certificate to use")
+        p.add_argument(
+            "--user",
+            default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),
+            help="you, the responsible user",
+        )
+        p.add_argument("--timeout", type=float, default=10.0)
+        p.add_argument("--from", dest="start", type=_when, help="YYYY-MM-DD[THH:MM]")
+        p.add_argument("--to", dest="end", type=_when, help="YYYY-MM-DD[THH:MM], exclusive")
+        return p
+
+    from cli.main import _birth_date
+
+    subject = remote("subject", "data-subject access report: who looked this person up")
+    subject.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
+    subject.add_argument("--bsn")
+    subject.add_argument("--surname")
+    subject.add_argument("--birth-date", type=_birth_date)
+    subject.set_defaults(run=_subject)
+
+    party = remote("party", "every entry of one party")
+    party.add_argument("party_id")
+    party.set_defaults(run=_party)
+
+    export = remote("export", "entries as JSON lines, for auditors")
+    export.add_argument("--out", type=Path, help="write here instead of stdout")
+    export.set_defaults(run=_export)
+
+    remote("anomalies", "look-ups out of pattern (rules in docs/AUDIT.md)").set_defaults(
+        run=_anomalies
+    )
+
+    review = remote("review", "break-glass entries waiting for review; --close one")
+    review.add_argument("--close", type=int, metavar="SEQ", help="the entry reviewed")
+    review.add_argument("--finding", help="your finding (10 to 2000 characters)")
+    review.set_defaults(run=_review)
+
+    def service_log(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        p.add_argument(
+            "--service",
+            choices=["registry", "feedback"],
+            default="registry",
+            help="whose access log (each service keeps its own, in the same format)",
+        )
+        p.add_argument(
+            "--public-key",
+            type=Path,
+            action="append",
+            required=True,
+            help="the checkpoint public key file(s) (.pub) the auditors were given, kept apart "
+            "from the service; never a key found beside its database",
+        )
+        return p
+
+    verify = service_log("verify", "recompute the hash chain and the signatures")
+    verify.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the service's data dir (env BAKEN_<SERVICE>_DATA_DIR, default var/<service>)",
+    )
+    verify.add_argument(
+        "--database-url",
+        help="PostgreSQL URL instead of the data dir's SQLite (env BAKEN_<SERVICE>_DATABASE_URL)",
+    )
+    verify.add_argument(
+        "--witness",
+        type=Path,
+        metavar="DIR",
+        help="the witness's store (`baken audit witness --store DIR`): names a cut tail or a "
+        "rewritten chain that the database alone cannot show",
+    )
+    verify.set_defaults(run=_verify)
+
+    witness = service_log(
+        "witness", "keep the service's signed heads outside its database (runs until Ctrl-C)"
+    )
+    witness.add_argument("--store", type=Path, required=True, metavar="DIR", help="its own dir")
+    witness.add_argument(
+        "--target",
+        help="the service, host:port (env BAKEN_REGISTRY_TARGET or BAKEN_FEEDBACK_TARGET)",
+    )
+    witness.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+    )
+    witness.add_argument("--party", default="privacy-auditor", help="whose certificate to use")
+    witness.add_argument("--interval", type=float, default=5.0, help="seconds between asks")
+    witness.add_argument("--timeout", type=float, default=10.0)
+    witness.add_argument("--once", action="store_true", help="ask once and exit (cron)")
+    witness.set_defaults(run=_witness)

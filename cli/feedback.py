@@ -1,0 +1,297 @@
+"""`baken decide`, `baken advice ...` and `baken feedback ...`: the feedback service from the
+command line (a ZSM desk recording decisions and asking advice; an operator with dead letters)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from baken.errors import UserError
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.render import shown
+
+FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
+HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
+_TERM = re.compile(r"^(\d+)([hd])\Z")
+
+
+def _token(enum: Any, prefix: str, value: int) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower().replace("_", "-")
+
+
+def _choices(enum: Any, prefix: str) -> dict[str, int]:
+    return {_token(enum, prefix, v): v for v in enum.values() if v}
+
+
+CODES = _choices(pb.DecisionCode, "DECISION_CODE_")
+STAGES = _choices(pb.DecisionStage, "DECISION_STAGE_")
+ADVICE = _choices(pb.AdviceFollowed, "ADVICE_FOLLOWED_")
+CRITERIA = _choices(pb.TriageCriterion, "TRIAGE_CRITERION_")
+KINDS = {v: _token(pb.DeliveryKind, "DELIVERY_KIND_", v) for v in pb.DeliveryKind.values()}
+STATES = {
+    v: _token(pb.AdviceRequestState, "ADVICE_REQUEST_STATE_", v)
+    for v in pb.AdviceRequestState.values()
+}
+
+
+def _stub(args: argparse.Namespace) -> tuple[Any, feedback_service_pb2_grpc.FeedbackServiceStub]:
+    from baken.client import connect
+    from baken.pki import TlsFiles
+
+    channel = connect(args.feedback, TlsFiles.of(args.pki_dir, args.party))
+    return channel, feedback_service_pb2_grpc.FeedbackServiceStub(channel)
+
+
+def _user(args: argparse.Namespace) -> str:
+    if not args.user:
+        raise UserError("say who you are: --user (or env BAKEN_USER)")
+    return str(args.user)
+
+
+def _age(args: argparse.Namespace) -> int:
+    from baken.age import claimed_minor
+    from baken.client import subject_age
+    from baken.clock import SystemClock
+
+    try:
+        minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if minor is None:
+        raise UserError("say --minor or --adult (or give --birth-date)")
+    return subject_age(minor)
+
+
+def _referral(args: argparse.Namespace) -> pb.SealedEnvelope | None:
+    """The person sealed to the house of the residence municipality, here at the edge: the
+    feedback service only ever holds the ciphertext."""
+    if not args.complex_problems:
+        return None
+    from baken import sealed
+    from baken.houses import load_houses, load_municipalities
+
+    if not args.municipality:
+        raise UserError(
+            "--complex-problems needs --municipality (the aanmelding goes to its house)"
+        )
+    house = load_municipalities(load_houses()).get(args.municipality.strip().casefold())
+    if house is None:
+        raise UserError(f"--municipality {args.municipality!r}: no Safety House in Baken covers it")
+    keys = Path(args.house_keys or args.pki_dir / "houses")
+    try:
+        key = sealed.load_public(keys, house)
+    except sealed.SealError as error:
+        raise UserError(str(error)) from None
+    person = sealed.ReferredPerson(args.bsn, args.surname, args.birth_date, args.municipality)
+    return sealed.seal_person(key, person, case_reference=args.case)
+
+
+def _decide(args: argparse.Namespace) -> None:
+    from cli.main import person_subject
+
+    _ring, subject = person_subject(args)
+    request = pb.RecordDecisionRequest(
+        case_reference=args.case,
+        subject=subject,
+        code=CODES[args.code],  # type: ignore[arg-type]
+        sepot_code=args.sepot_code or "",
+        stage=STAGES[args.stage],  # type: ignore[arg-type]
+        subject_age=_age(args),  # type: ignore[arg-type]
+        advice_followed=ADVICE[args.advice] if args.advice else 0,  # type: ignore[arg-type]
+        deviation_reason=args.reason or "",
+        probation_report_requested=args.probation_report,
+        triage=pb.TriageCheck(
+            checked=args.triage_checked or bool(args.triage),
+            matched=[CRITERIA[c] for c in args.triage or []],  # type: ignore[misc]
+        ),
+        complex_problems_suspected=args.complex_problems,
+        residence_municipality=args.municipality or "",
+        on_behalf_of=_user(args),
+        request_key=args.request_key or uuid.uuid4().hex,
+    )
+    referral = _referral(args)
+    if referral is not None:
+        request.referral.CopyFrom(referral)
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.RecordDecision(request, timeout=args.timeout)
+    if not response.name:
+        print(f"technisch sepot 01: nothing fed back; {response.purged_items} queued items purged")
+        return
+    print(f"{response.name} recorded")
+    for item in response.items:
+        withheld = f" (withheld by covenant: {', '.join(item.withheld)})" if item.withheld else ""
+        print(f"  {KINDS[item.kind]} -> {item.house}{withheld}  [{item.key}]")
+    for missed in response.not_routed:
+        print(f"  not sent -> {missed.house or '(no house)'}: {shown(missed.reason)}")
+    if not response.items and not response.not_routed:
+        print("  not known at any Safety House: no terugkoppeling")
+
+
+def _term(text: str) -> dt.timedelta:
+    found = _TERM.match(text)
+    if not found:
+        raise argparse.ArgumentTypeError("e.g. 24h, 48h or 7d")
+    amount = int(found.group(1))
+    return dt.timedelta(hours=amount) if found.group(2) == "h" else dt.timedelta(days=amount)
+
+
+def _advice(args: argparse.Namespace) -> None:
+    channel, stub = _stub(args)
+    with channel:
+        if args.action == "request":
+            from cli.main import person_subject
+
+            _ring, subject = person_subject(args)
+            if not args.case or not args.house or not args.question:
+                raise UserError("advice request needs --case, --house and --question")
+            term = duration_pb2.Duration()
+            term.FromTimedelta(args.term)
+            made = stub.RequestAdvice(
+                pb.RequestAdviceRequest(
+                    case_reference=args.case,
+                    subject=subject,
+                    house=f"houses/{args.house}",
+                    term=term,
+                    question=args.question,
+                    on_behalf_of=_user(args),
+                    subject_age=_age(args),  # type: ignore[arg-type]
+                ),
+                timeout=args.timeout,
+            )
+            print(_advice_line(made))
+            return
+        listed = stub.ListAdviceRequests(
+            pb.ListAdviceRequestsRequest(
+                overdue_only=args.overdue, house=f"houses/{args.house}" if args.house else ""
+            ),
+            timeout=args.timeout,
+        )
+    if not listed.advice_requests:
+        print("no overdue advice requests" if args.overdue else "no open advice requests")
+    for request in listed.advice_requests:
+        print(_advice_line(request))
+
+
+def _advice_line(r: pb.AdviceRequest) -> str:
+    due = r.due_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{r.name}  {STATES[r.state]:<8} case {shown(r.case_reference)}  {r.house}  due {due}"
+        f"  asked by {shown(r.requested_by)}"
+    )
+
+
+def _dead_letters(args: argparse.Namespace) -> None:
+    channel, stub = _stub(args)
+    with channel:
+        if args.action == "requeue":
+            if not args.key:
+                raise UserError("requeue needs the item's key")
+            letter = stub.RequeueDeadLetter(
+                pb.RequeueDeadLetterRequest(key=args.key), timeout=args.timeout
+            )
+            print(f"{letter.key}: requeued for {letter.house}")
+            return
+        listed = stub.ListDeadLetters(
+            pb.ListDeadLettersRequest(house=f"houses/{args.house}" if args.house else ""),
+            timeout=args.timeout,
+        )
+    if not listed.dead_letters:
+        print("no dead letters")
+    for d in listed.dead_letters:
+        last = d.last_attempt_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+        print(
+            f"{d.key}  {KINDS[d.kind]:<14} {d.house}  {d.attempts} attempts, last {last}: "
+            f"{shown(d.last_failure)}"
+        )
+
+
+def _common(p: argparse.ArgumentParser, pki_dir_env: str, party: str) -> None:
+    p.add_argument(
+        "--feedback",
+        default=os.environ.get(FEEDBACK_TARGET_ENV, "127.0.0.1:50052"),
+        help=f"the feedback service, host:port (env {FEEDBACK_TARGET_ENV})",
+    )
+    p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
+    p.add_argument(
+        "--party", default=os.environ.get("BAKEN_PARTY", party), help="whose certificate to use"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+
+
+def _person(p: argparse.ArgumentParser, key_file_env: str) -> None:
+    from cli.main import _birth_date
+
+    p.add_argument("--key-file", help=f"pseudonym key file (env {key_file_env})")
+    p.add_argument("--bsn")
+    p.add_argument("--surname")
+    p.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
+    p.add_argument(
+        "--user",
+        default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),
+        help="you, the responsible user (env BAKEN_USER)",
+    )
+    age = p.add_mutually_exclusive_group()
+    age.add_argument("--minor", dest="minor", action="store_true", default=None)
+    age.add_argument("--adult", dest="minor", action="store_false")
+
+
+def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
+    decide = sub.add_parser(
+        "decide",
+        help="record a ZSM decision: every marking house hears it (terugkoppeling)",
+        description="Record a ZSM decision. Known persons: every house that marked him, "
+        "nationwide, gets the decision. technisch-sepot-01: nothing is fed back and the case "
+        "is purged. Not known with --complex-problems: an aanmelding, sealed here to the house "
+        "of --municipality.",
+    )
+    _person(decide, key_file_env)
+    decide.add_argument("--case", required=True, help="the ZSM case reference")
+    decide.add_argument("--code", required=True, choices=sorted(CODES))
+    decide.add_argument("--sepot-code", help='with --code sepot: "02" to "99"')
+    decide.add_argument("--stage", choices=sorted(STAGES), default="final")
+    decide.add_argument(
+        "--advice",
+        choices=sorted(ADVICE),
+        help="was the house's CURRENT or AGED advice followed (required when there is one)",
+    )
+    decide.add_argument("--reason", help="with --advice not-followed: the substantive reason")
+    decide.add_argument("--probation-report", action="store_true", help="probation was asked")
+    decide.add_argument("--triage-checked", action="store_true")
+    decide.add_argument("--triage", nargs="+", choices=sorted(CRITERIA), help="criteria matched")
+    decide.add_argument("--complex-problems", action="store_true")
+    decide.add_argument("--municipality", help="residence municipality (gemeente)")
+    decide.add_argument(
+        "--house-keys",
+        default=os.environ.get(HOUSE_KEYS_ENV),
+        help=f"the houses' public keys (env {HOUSE_KEYS_ENV}; default PKI-DIR/houses)",
+    )
+    decide.add_argument("--request-key", help="retry key (default: a fresh one)")
+    _common(decide, pki_dir_env, "zsm-midden-nederland-kpc")
+    decide.set_defaults(run=_decide)
+
+    advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
+    advice.add_argument("action", choices=["request", "list"])
+    _person(advice, key_file_env)
+    advice.add_argument("--case")
+    advice.add_argument("--house", help="house id, e.g. vh-regio-utrecht-utrecht")
+    advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
+    advice.add_argument("--question", help="why advice is needed (no personal data)")
+    advice.add_argument("--overdue", action="store_true", help="(list) only past their term")
+    _common(advice, pki_dir_env, "zsm-midden-nederland-kpc")
+    advice.set_defaults(run=_advice)
+
+    feedback = sub.add_parser("feedback", help="operator: delivery items that failed too often")
+    feedback.add_argument("action", choices=["dead-letters", "requeue"])
+    feedback.add_argument("key", nargs="?", help="(requeue) the item's key")
+    feedback.add_argument("--house", help="only this house's")
+    _common(feedback, pki_dir_env, "operator")
+    feedback.set_defaults(run=_dead_letters)

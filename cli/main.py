@@ -1,0 +1,403 @@
+"""The `baken` command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+from pydantic import ValidationError
+
+from baken import crash, logs, pki, sealed
+from baken.client import error_reason
+from baken.errors import UserError
+from baken.keyring import KeyFileError, KeyRing
+from baken.pki import PkiError, TlsFiles
+from baken.pseudonym import InvalidIdentifier
+from baken.type.v1 import pseudonym_pb2
+from cli import adapter as adapter_cli
+from cli import audit as audit_cli
+from cli import feedback as feedback_cli
+from cli import operations as operations_cli
+from cli import report as management_cli
+from cli.feedback import FEEDBACK_TARGET_ENV
+from services.accesslog.signing import SigningKeyError
+from services.common import covenants
+from services.common.at_rest import SealError
+from services.common.covenants import INTAKE, PURPOSES, CovenantError
+from services.common.db import SchemaError
+from services.common.grpc_server import ListenError
+from services.common.settings import FeedbackSettings, RegistrySettings
+
+KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
+PKI_DIR_ENV = "BAKEN_PKI_DIR"
+PARTY_ENV = "BAKEN_PARTY"
+REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
+USER_ENV = "BAKEN_USER"
+
+
+def registry_settings(**options: Any) -> RegistrySettings:
+    """The registry's settings from its environment (BAKEN_REGISTRY_*), overridden by the
+    command-line options that were given (None: not given)."""
+    return RegistrySettings(**{k: v for k, v in options.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> None:
+    options = {
+        "address": args.address,
+        "metrics_address": args.metrics_address,
+        "data_dir": args.data_dir,
+        "database_url": args.database_url,
+        "max_workers": args.max_workers,
+        "pki_dir": args.pki_dir,
+        "covenants_dir": args.covenants_dir,
+        "allow_signing_key_in_data_dir": args.allow_signing_key_in_data_dir,
+    }
+    logs.configure()
+    if args.service == "feedback":
+        from services.feedback.server import serve as serve_feedback
+
+        options["registry"] = args.registry
+        serve_feedback(FeedbackSettings(**{k: v for k, v in options.items() if v is not None}))
+        return
+    from services.registry.server import serve
+
+    serve(registry_settings(**options))
+
+
+def _key_file(args: argparse.Namespace) -> Path:
+    path = args.key_file or os.environ.get(KEY_FILE_ENV)
+    if not path:
+        raise UserError(f"give --key-file or set {KEY_FILE_ENV}")
+    return Path(path)
+
+
+def _keys(args: argparse.Namespace) -> None:
+    if args.action == "reseal":
+        _reseal(args)
+        return
+    path = _key_file(args)
+    if not args.key_id:
+        raise UserError(f"{args.action} needs --key-id")
+    if args.action == "init":
+        if path.exists():
+            raise UserError(f"{path} exists already; use `baken keys add` to rotate")
+        KeyRing.generate(args.key_id).save(path)
+    elif args.action == "add":
+        KeyRing.load(path).with_new_key(args.key_id).save(path)
+    else:
+        KeyRing.load(path).without_key(args.key_id).save(path)
+    print(f"{path}: keys {', '.join(KeyRing.load(path))}")
+
+
+def _reseal(args: argparse.Namespace) -> None:
+    """Seal all waarom-informatie under the newest key of the registry's at-rest key ring."""
+    from services.common import db
+    from services.common.at_rest import Sealer
+    from services.registry.repository import reseal
+
+    settings = registry_settings(
+        data_dir=args.data_dir, database_url=args.database_url, at_rest_key_file=args.key_file
+    )
+    sealer = Sealer(KeyRing.load(settings.resolved_at_rest_key_file()))
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=1)
+    try:
+        changed = reseal(engine, sealer)
+    finally:
+        engine.dispose()
+    print(f"{changed} markers resealed under key {sealer.current}; retire the old key now")
+
+
+def _birth_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
+
+
+def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Subject]:
+    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date.
+    Pseudonymise first: a mistyped BSN is refused before anything is read or sent."""
+    from baken.client import subject_proto
+    from baken.clock import SystemClock
+    from baken.pseudonym import person_pseudonyms
+
+    ring = KeyRing.load(_key_file(args))
+    subject = subject_proto(
+        person_pseudonyms(
+            ring,
+            bsn=args.bsn,
+            surname=args.surname,
+            birth_date=args.birth_date,
+            today=SystemClock().today(),
+        )
+    )
+    return ring, subject
+
+
+def _lookup(args: argparse.Namespace) -> None:
+    from baken.age import claimed_minor
+    from baken.client import RegistryClient, connect
+    from baken.clock import SystemClock
+    from baken.render import lookup_json, lookup_text
+
+    ring, subject = person_subject(args)
+    try:
+        minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if minor is None and args.purpose == INTAKE:
+        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
+    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
+        response = client.lookup_subject(
+            subject,
+            purpose=PURPOSES[args.purpose],
+            case_reference=args.case or "",
+            minor=minor,
+            break_glass_reason=args.break_glass or "",
+        )
+    print(lookup_json(response) if args.json else lookup_text(response))
+
+
+def _pki(args: argparse.Namespace) -> None:
+    if (args.dir / "ca.pem").exists():
+        raise UserError(f"{args.dir} holds a CA already; remove it to start afresh")
+    from baken.houses import load_houses
+
+    now = dt.datetime.now(dt.UTC)
+    issued = pki.init(args.dir, covenants.identities(), now=now, service_hosts=args.host or ())
+    houses = load_houses()
+    sealed.init_house_keys(args.dir / "houses", houses, now=now)
+    systems = sealed.share_private_keys_by_source(args.dir, houses)
+    print(f"{args.dir}: development CA and certificates for {', '.join(issued)}")
+    print(f"{args.dir / 'houses'}: an X25519 key pair per Safety House (aanmeldingen)")
+    print(f"{args.dir}/houses-{{{','.join(systems)}}}: each source's houses' private keys alone")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    """Registry, feedback service and adapters as processes, a shift, the month's report."""
+    from dev.demo import run
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    code = run(args.data_dir, seed=args.seed, say=say)
+    if code:
+        raise SystemExit(code)  # stopped by Ctrl-C or SIGTERM: it said so, and stopped it all
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="baken", description="Baken: ZSM <-> Veiligheidshuizen registry."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a service")
+    serve.add_argument("service", choices=["registry", "feedback"])
+    serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
+    serve.add_argument(
+        "--metrics-address",
+        help="host:port of the Prometheus metrics endpoint, HTTPS for an operator's "
+        "certificate (env BAKEN_<SERVICE>_METRICS_ADDRESS; default none)",
+    )
+    serve.add_argument(
+        "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
+    )
+    serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_<SERVICE>_DATABASE_URL)")
+    serve.add_argument("--max-workers", type=int)
+    serve.add_argument(
+        "--pki-dir", type=Path, help="CA and certificates (env BAKEN_<SERVICE>_PKI_DIR)"
+    )
+    serve.add_argument(
+        "--covenants-dir",
+        type=Path,
+        help="party register and covenant files (env BAKEN_<SERVICE>_COVENANTS_DIR)",
+    )
+    serve.add_argument(
+        "--registry", help="(feedback) the registry, host:port (env BAKEN_FEEDBACK_REGISTRY)"
+    )
+    serve.add_argument(
+        "--allow-signing-key-in-data-dir",
+        action="store_true",
+        default=None,
+        help="start although the audit signing key lies in the data dir, where a copy of the "
+        "database can re-sign a rewritten access log (env BAKEN_<SERVICE>_ALLOW_SIGNING_KEY_IN_"
+        "DATA_DIR)",
+    )
+    serve.set_defaults(run=_serve)
+
+    lookup = sub.add_parser("lookup", help="is this person known at any Safety House?")
+    lookup.add_argument(
+        "--registry", default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051")
+    )
+    lookup.add_argument("--key-file", help=f"pseudonym key file (env {KEY_FILE_ENV})")
+    lookup.add_argument("--bsn")
+    lookup.add_argument("--surname")
+    lookup.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
+    lookup.add_argument(
+        "--purpose",
+        choices=sorted(PURPOSES),
+        default=INTAKE,
+        help=f"why you look (doelbinding); default {INTAKE}",
+    )
+    lookup.add_argument("--case", help="the ZSM case reference (required but at intake)")
+    lookup.add_argument(
+        "--user",
+        default=os.environ.get(USER_ENV) or os.environ.get("USER"),
+        help=f"you, the responsible user, e.g. an employee number (env {USER_ENV})",
+    )
+    age = lookup.add_mutually_exclusive_group()
+    age.add_argument("--minor", dest="minor", action="store_true", default=None)
+    age.add_argument("--adult", dest="minor", action="store_false")
+    lookup.add_argument(
+        "--break-glass",
+        metavar="REASON",
+        help="noodknop (OvJ, afdoeningsbeslissing): see waarom-informatie beyond the covenant; "
+        "the privacy officer reviews every use",
+    )
+    lookup.add_argument("--json", action="store_true", help="machine-readable output")
+    lookup.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    lookup.add_argument(
+        "--pki-dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki"))
+    )
+    lookup.add_argument(
+        "--party",
+        default=os.environ.get(PARTY_ENV, "zsm-midden-nederland-kpc"),
+        help="whose certificate to call with (env BAKEN_PARTY)",
+    )
+    lookup.set_defaults(run=_lookup)
+
+    keys = sub.add_parser(
+        "keys",
+        help="manage a key file: an edge party's pseudonym keys or the registry's at-rest keys",
+        description="init/add/retire keys of a key ring file; `reseal` seals the registry's "
+        "waarom-informatie under the newest key of its at-rest ring (after `add`, before "
+        "`retire`).",
+    )
+    keys.add_argument("action", choices=["init", "add", "retire", "reseal"])
+    keys.add_argument(
+        "--key-file",
+        help=f"(env {KEY_FILE_ENV}); for reseal the registry's at-rest key file "
+        "(env BAKEN_REGISTRY_AT_REST_KEY_FILE, default data-dir/at-rest-keys.json)",
+    )
+    keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
+    keys.add_argument(
+        "--data-dir",
+        type=Path,
+        help="(reseal) the registry's data dir (env BAKEN_REGISTRY_DATA_DIR, default var/registry)",
+    )
+    keys.add_argument(
+        "--database-url",
+        help="(reseal) PostgreSQL instead of data-dir's SQLite (env BAKEN_REGISTRY_DATABASE_URL)",
+    )
+    keys.set_defaults(run=_keys)
+
+    pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
+    pki_init.add_argument("action", choices=["init"])
+    pki_init.add_argument("--dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")))
+    pki_init.add_argument(
+        "--host",
+        action="append",
+        help="a host name clients dial the services by, besides localhost and 127.0.0.1 "
+        "(repeatable; e.g. registry and feedback in docker-compose)",
+    )
+    pki_init.set_defaults(run=_pki)
+
+    operations_cli.add_parsers(sub, PKI_DIR_ENV, PARTY_ENV)
+
+    audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
+    feedback_cli.add_parsers(sub, KEY_FILE_ENV, PKI_DIR_ENV)
+    management_cli.add_parser(sub, PKI_DIR_ENV, REGISTRY_TARGET_ENV, FEEDBACK_TARGET_ENV)
+    adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
+    adapter_cli.add_synth_parser(sub)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a ZSM night shift across the four pilot regions, every component a process",
+        description="Starts the registry, the feedback service and the three adapters as "
+        "processes of their own (SQLite, mTLS on localhost), plays a ZSM night shift across "
+        "the four pilot regions, and ends with the month's management report. Ctrl-C stops "
+        "everything.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep everything here: databases, PKI, sources, deliveries, logs, report.html "
+        "(default: a temporary directory, removed at the end)",
+    )
+    demo.add_argument("--seed", type=int, default=2014)
+    demo.set_defaults(run=_demo)
+    return p
+
+
+def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
+    code = error.code()
+    target = getattr(args, "feedback", None)
+    service = f"the feedback service at {target}" if target else f"the registry at {args.registry}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"{service} is not reachable (UNAVAILABLE)"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{service} did not answer within {args.timeout:g} s"
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    fields = []
+    if status is not None:
+        from google.rpc import error_details_pb2
+
+        for detail in status.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                fields += [f"{v.field}: {v.description}" for v in bad.field_violations]
+    # A refusal names its reason (CASE_REFERENCE_REQUIRED); bad input, the fields to fix.
+    reason = error_reason(error) if code != grpc.StatusCode.INVALID_ARGUMENT else None
+    head = f"{code.name} ({reason})" if reason else code.name
+    return f"{head}: " + ("; ".join(fields) or str(error.details()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # What Baken writes is its own user's only: databases, logs, state files, deliveries and
+    # keys 0600, directories 0700 (docs/DEPLOYMENT.md, "File permissions"). The processes
+    # `baken up` starts inherit it.
+    os.umask(0o077)
+    args = parser().parse_args(argv)
+    crash.install()
+    try:
+        args.run(args)
+    except InvalidIdentifier as error:
+        print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
+        return 2
+    except (
+        UserError,
+        KeyFileError,
+        SchemaError,
+        PkiError,
+        ListenError,
+        CovenantError,
+        SigningKeyError,
+        SealError,
+        ValidationError,
+    ) as error:
+        print(f"baken {args.command}: {error}", file=sys.stderr)
+        return 2
+    except audit_cli.VerifyFailed as error:
+        print(f"baken {args.command}: {error}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        print(f"baken {args.command}: {_rpc_message(error, args)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug: where it happened, never what it quoted
+        print(f"baken {args.command}: crashed: {crash.report(error)}", file=sys.stderr)
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

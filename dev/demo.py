@@ -1,0 +1,429 @@
+"""`baken demo`: a ZSM night shift across the four pilot regions, against Baken as it runs: the
+registry, the feedback service and the GCOS, Amazone and PGA adapters each a process of its own
+(`dev.topology.Topology`), on SQLite, every call gRPC over mutual TLS on localhost.
+
+The shift itself is `dev.shift.play_shift`; around it the demo shows the covenants at work,
+what never reaches the registry, what the services hold, the privacy officer's view of the
+access log, and ends with the month's management report. Ctrl-C (or SIGTERM) at any moment stops
+every process in order; the demo then says "demo stopped" and exits 128 + the signal's number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from adapters.records import Person
+from baken import pki
+from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.client import RegistryClient, connect, error_reason
+from baken.clock import read_offset
+from baken.keyring import KeyRing
+from baken.pki import TlsFiles
+from baken.pseudonym import InvalidIdentifier
+from baken.render import lookup_text
+from baken.stuurinformatie.client import Request, fetch_report
+from baken.stuurinformatie.figures import Level, Month
+from baken.stuurinformatie.html import html_report
+from baken.stuurinformatie.report import Report
+from baken.stuurinformatie.text import table
+from baken.type.v1 import purpose_pb2
+from cli.audit import describe
+from dev.shift import ShiftError, play_shift
+from dev.topology import SYSTEMS, Endpoints, Interrupted, Topology, TopologyError
+from services.common import covenants
+
+Say = Callable[[str], None]
+
+OVJ_USER = "ovj-utrecht-0042"
+AUDITOR_USER = "fg-0001"
+STUURGROEP_USER = "stuurgroep-secretaris"
+DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
+# Written into the access log, which is never erased: about the situation, never the person.
+BREAK_GLASS_REASON = (
+    "Decision due within 6 hours; the marking houses cannot be reached at night; "
+    "need the advice to decide."
+)
+WATCH_INTERVAL_S = 0.5  # how often the adapters look for a new export
+REPORT_MONTHS = 6  # of history in report.html, as `baken report --html` draws it up
+ACKNOWLEDGED_WITHIN_S = 15.0
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM, once: while the topology starts, ask it to give up (it stops what it
+    started); while the demo runs, raise KeyboardInterrupt where it is; while it stops, only
+    remember. A second signal changes nothing: stopping in order is not interrupted."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.topology: Topology | None = None
+        self.raising = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        if self.topology is not None:
+            self.topology.interrupt()
+        if self.raising:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread can have signal handlers
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, self)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _Lines(io.StringIO):
+    """A text stream that hands each whole line, indented, to `say`."""
+
+    def __init__(self, say: Say, indent: str) -> None:
+        super().__init__()
+        self._say = say
+        self._indent = indent
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._say(self._indent + line if line else "")
+        return len(text)
+
+
+def run(data_dir: Path | None, *, seed: int = 2014, say: Say = print) -> int:
+    """The demo in `data_dir` (kept), or in a temporary directory (removed at the end); 0, or
+    128 + the signal's number when Ctrl-C or SIGTERM stopped it."""
+    signals = _Signals()
+    with signals.installed():
+        try:
+            if data_dir is None:
+                with tempfile.TemporaryDirectory(prefix="baken-demo-") as tmp:
+                    _run(Path(tmp), seed, say, signals, kept=False)
+                say("(Everything was in a temporary directory, now removed: keep it with")
+                say("`baken demo --data-dir DIR`.)")
+            else:
+                _run(data_dir.absolute(), seed, say, signals, kept=True)
+        except (KeyboardInterrupt, Interrupted):
+            say("demo stopped")
+            return 128 + (signals.received or signal.SIGINT)
+    return 0
+
+
+def _run(run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool) -> None:
+    if (run_dir / "registry" / "registry.db").exists():
+        raise SystemExit(
+            f"{run_dir / 'registry'} already holds a registry; give an empty --data-dir"
+        )
+    topology = Topology(
+        run_dir, watch_interval=WATCH_INTERVAL_S, clock_file=run_dir / "clock", say=say
+    )
+    signals.topology = topology
+    if signals.received is not None:
+        raise KeyboardInterrupt
+    say("Baken demo: one ZSM night shift across the four pilot regions, against Baken running")
+    say("on this machine, every component a process of its own. All persons are synthetic.\n")
+    say(f"1. 21:45 Baken starts in {run_dir}:")
+    try:
+        topology.start()
+    except Interrupted:
+        raise  # Ctrl-C while starting: what had started is stopped again
+    except TopologyError as error:
+        raise SystemExit(f"baken demo: {error}") from None
+    try:
+        try:
+            signals.raising = True
+            if signals.received is not None:
+                raise KeyboardInterrupt
+            _demo(topology, run_dir, seed, say, kept=kept)
+        finally:
+            signals.raising = False
+    finally:
+        topology.stop()
+    if signals.received is not None:  # it came while everything was stopping anyway
+        raise KeyboardInterrupt
+    say("All processes stopped: adapters, feedback service, registry.")
+    if kept:
+        say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, keys/ (the access")
+        say("logs' signing keys), witness/ (the signed heads), pseudonym-keys.json,")
+        say("sources/ and deliveries/ (the houses' files), report.html, and logs/ (one JSON line")
+        say("per call and event of each process; no personal data).")
+
+
+def _demo(topology: Topology, run_dir: Path, seed: int, say: Say, *, kept: bool) -> None:
+    e = topology.endpoints
+    _started(topology, run_dir, say)
+    started = Month.of(dt.datetime.now(dt.UTC))  # the services' clock is not moved yet
+
+    say("2. 22:00 The night shift, played at the four ZSM desks and the Safety Houses through")
+    say("   the services' public APIs only:\n")
+    try:
+        shift = play_shift(e, _Lines(say, "   "), seed=seed)
+        say("")
+    except ShiftError as error:
+        where = topology.log_dir if kept else "logs/ (keep them with --data-dir)"
+        raise SystemExit(f"baken demo: {error}; the processes' logs: {where}") from None
+
+    ring = KeyRing.load(e.pseudonym_key_file)
+    travelling = shift.showcase["travelling"]
+    _covenants_at_work(say, e, ring, travelling, shift.cases["travelling"])
+    _never_reaches_the_registry(say, e, ring, run_dir, travelling)
+    _what_the_services_hold(say, run_dir, travelling, shift.advice["travelling"])
+    _privacy_officer(say, e, ring, run_dir, travelling)
+    _month_report(say, e, run_dir, started, kept=kept)
+
+
+def _started(topology: Topology, run_dir: Path, say: Say) -> None:
+    e = topology.endpoints
+    p = topology.processes
+
+    def rel(path: Path) -> str:
+        return f"{path.relative_to(run_dir)}/"
+
+    say("   each component a process of its own, on SQLite, every call between them gRPC over")
+    say(f"   mutual TLS (certificates of a development CA, {rel(e.pki_dir)}ca.pem):")
+    say(f"   registry          pid {p['registry'].pid:<7} {e.registry}  registry/registry.db")
+    say(f"   feedback service  pid {p['feedback'].pid:<7} {e.feedback}  feedback/feedback.db")
+    for system in SYSTEMS:
+        watch, receive = p[f"adapter-{system}-watch"], p[f"adapter-{system}-receive"]
+        say(
+            f"   adapter {system:<9} pid {watch.pid}, {receive.pid}  "
+            f"syncs {rel(e.sources[system])}, delivers into {rel(e.deliveries[system])}"
+        )
+    say(f"   Their own log lines go to {rel(topology.log_dir)}, not to this screen.")
+    say("   Ctrl-C stops everything, at any moment.\n")
+
+
+def _covenants_at_work(say: Say, e: Endpoints, ring: KeyRing, person: Person, case: str) -> None:
+    say("3. The covenants at work, the next day at ZSM Midden-Nederland, for the travelling")
+    say("   offender (marked in Amersfoort and in Rotterdam):")
+    say("   07:30  Victim support at ZSM asks at intake-en-selectie, which its covenant does")
+    say("          not grant it:")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-slachtofferhulp")) as ch:
+        try:
+            RegistryClient(ch, ring, on_behalf_of="shn-0007").lookup(bsn=person.bsn, minor=False)
+            say("          answered (not expected)")
+        except grpc.RpcError as error:
+            reason = error_reason(error) or "?"
+            say(f"          DENIED: {error.code().name} ({reason}), and logged.")
+    say("   08:10  The OvJ prepares the dagvaarding (afdoeningsbeslissing, with the case")
+    say("          reference) and sees what her covenant grants her:")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-ovj")) as ch:
+        ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
+        response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=case, minor=False)
+        say("          " + lookup_text(response).replace("\n", "\n          "))
+        say("   08:14  The houses cannot be reached; the OvJ presses the noodknop (break-glass):")
+        response = ovj.lookup(
+            bsn=person.bsn,
+            purpose=DECISION,
+            case_reference=case,
+            minor=False,
+            break_glass_reason=BREAK_GLASS_REASON,
+        )
+        say("          " + lookup_text(response).replace("\n", "\n          ") + "\n")
+
+
+def _never_reaches_the_registry(
+    say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, person: Person
+) -> None:
+    say("4. What never reaches the registry:")
+    assert person.bsn is not None
+    typo = person.bsn[:-1] + str((int(person.bsn[-1]) + 1) % 10)
+    say(f"   08:20  A BSN typed with one digit wrong ({typo}):")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-kpc")) as ch:
+        try:
+            RegistryClient(ch, ring, on_behalf_of="kpc-mn-0117").lookup(bsn=typo, minor=False)
+            say("          answered (not expected)")
+        except InvalidIdentifier as error:
+            say(f"          refused at the desk, before anything left it: {error.field}: {error}")
+    say("   08:25  `baken lookup` with a certificate from another CA (here: a freshly made one,")
+    say("          for the same party) is refused in the TLS handshake, before any registry")
+    say("          code runs; to such a caller the registry is simply not there:")
+    foreign = run_dir / "foreign-pki"
+    pki.init(
+        foreign,
+        [i for i in covenants.identities() if i.id == "zsm-midden-nederland-kpc"],
+        now=dt.datetime.now(dt.UTC),
+    )
+    done = _baken(
+        "lookup",
+        *("--registry", e.registry, "--pki-dir", str(foreign)),
+        *("--party", "zsm-midden-nederland-kpc", "--user", "kpc-mn-0117"),
+        *("--key-file", str(e.pseudonym_key_file), "--bsn", person.bsn, "--adult"),
+        *("--timeout", "3"),
+    )
+    said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+    say(f"          {said[-1] if said else '(nothing)'}  (exit code {done.returncode})\n")
+
+
+def _baken(*args: str) -> subprocess.CompletedProcess[str]:
+    """`baken ARGS` as a process of its own, its output captured; the environment's Baken
+    settings left out (the arguments say where things are), grpc's own log lines too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAKEN_")}
+    env["GRPC_VERBOSITY"] = "NONE"
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # a Ctrl-C at the terminal is the demo's to handle
+        check=False,
+    )
+
+
+def _what_the_services_hold(say: Say, run_dir: Path, person: Person, advice: str) -> None:
+    say("5. What the services hold: pseudonyms, never a BSN or a name; the advice only sealed")
+    say("   (AES-GCM at rest). Searched for the travelling offender, byte by byte:")
+    registry = b"".join(p.read_bytes() for p in sorted((run_dir / "registry").glob("registry.db*")))
+    feedback = b"".join(p.read_bytes() for p in sorted((run_dir / "feedback").glob("feedback.db*")))
+    assert person.bsn is not None and person.surname is not None
+    for what, value, stored, where in (
+        ("BSN", person.bsn, registry, "the registry's database files"),
+        ("surname", person.surname, registry, "the registry's database files"),
+        ("advice text", advice[:40], registry, "the registry's database files"),
+        ("BSN", person.bsn, feedback, "the feedback service's database files"),
+    ):
+        found = "YES" if value.encode() in stored else "no"
+        say(f"   {what} {value!r} in {where}: {found}")
+    say("")
+
+
+def _privacy_officer(say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, person: Person) -> None:
+    say("6. 09:00 The privacy officer, with the auditor's certificate. Data-subject access report")
+    say(f"   for BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
+    with connect(e.registry, TlsFiles.of(e.pki_dir, "privacy-auditor")) as ch:
+        stub = audit_service_pb2_grpc.AuditServiceStub(ch)
+        subject = RegistryClient(ch, ring, on_behalf_of=AUDITOR_USER).subject(bsn=person.bsn)
+        entries: list[audit_service_pb2.AccessEntry] = []
+        token = ""
+        while True:
+            page = stub.ListAccessEntries(
+                audit_service_pb2.ListAccessEntriesRequest(
+                    on_behalf_of=AUDITOR_USER, subject=subject, page_token=token
+                ),
+                timeout=10,
+            )
+            entries.extend(page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+        for entry, alike in _alike(entries):
+            say("   " + describe(entry).replace("\n", "\n   "))
+            if alike:
+                more = ", ".join(f"#{a.sequence}" for a in alike)
+                say(f"       (and {len(alike)} more alike: {more})")
+        pending = stub.ListPendingReviews(
+            audit_service_pb2.ListPendingReviewsRequest(on_behalf_of=AUDITOR_USER), timeout=10
+        ).entries
+    noun = "entry" if len(pending) == 1 else "entries"
+    say(f"\n   Review queue (`baken audit review`): {len(pending)} break-glass {noun} to review.")
+    public_key = e.audit_public_keys["registry"]
+    witness = run_dir / "witness"
+    say("   Her witness keeps the registry's signed heads outside its database (`baken audit")
+    say("   witness`, under her certificate):")
+    say("   " + _said(_witness_once(e, public_key, witness)))
+    say(
+        f"   `baken audit verify --data-dir registry --public-key {public_key.relative_to(run_dir)}"
+    )
+    say("   --witness witness`, a process of its own that reads the registry's database file")
+    say("   itself rather than trusting the running service, against her own copy of the public")
+    say("   key and the heads her witness saw:")
+    say("   " + _audit_verify(run_dir / "registry", public_key, witness) + "\n")
+
+
+def _alike(
+    entries: list[audit_service_pb2.AccessEntry],
+) -> list[tuple[audit_service_pb2.AccessEntry, list[audit_service_pb2.AccessEntry]]]:
+    """Each entry with the later ones alike (the same party and user, outcome, purpose and
+    case: a process director's repeated check while the adapters synced), in log order."""
+    groups: dict[tuple[str, str, int, str, str], list[audit_service_pb2.AccessEntry]] = {}
+    for e in entries:
+        key = (e.party, e.on_behalf_of, e.outcome, e.purpose, e.case_reference)
+        groups.setdefault(key, []).append(e)
+    return [(first, rest) for first, *rest in groups.values()]
+
+
+def _witness_once(e: Endpoints, public_key: Path, store: Path) -> subprocess.CompletedProcess[str]:
+    """`baken audit witness --once`: the registry's newest signed head into the store."""
+    return _baken(
+        "audit", "witness", "--once", "--store", str(store), "--public-key", str(public_key),
+        "--target", e.registry, "--pki-dir", str(e.pki_dir),
+    )  # fmt: skip
+
+
+def _audit_verify(data_dir: Path, public_key: Path, witness: Path) -> str:
+    """What `baken audit verify` says of the registry's access log."""
+    return _said(
+        _baken(
+            "audit", "verify", "--data-dir", str(data_dir), "--public-key", str(public_key),
+            "--witness", str(witness),
+        )
+    )  # fmt: skip
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> str:
+    said = done.stdout.strip() or done.stderr.strip() or f"exit code {done.returncode}"
+    return said.replace("\n", "\n   ")
+
+
+def _month_report(say: Say, e: Endpoints, run_dir: Path, started: Month, *, kept: bool) -> None:
+    assert e.clock_file is not None
+    offset = dt.timedelta(seconds=read_offset(e.clock_file))
+    now = Month.of(dt.datetime.now(dt.UTC) + offset)
+    # The shift's look-ups fall in the month it started in; the clock moved on since.
+    month = started
+    say(f"7. The month's management report, {month}, as the landelijke stuurgroep sees it")
+    say("   (`baken report`: aggregates only, every region; docs/REPORT.md defines each figure):")
+    if now != started:
+        say(f"   (The services' clock has moved on into {now}; the night fell in {month}.)")
+    report = _report(e, month)
+    say("")
+    for line in table(report).rstrip("\n").split("\n"):
+        say(f"   {line}" if line else "")
+    html = run_dir / "report.html"
+    html.write_text(html_report(report), encoding="utf-8")
+    say(f"\n   With {REPORT_MONTHS} months of history and charts, as a single HTML file: {html}")
+    if not kept:
+        say("   (temporary: removed with the rest at the end; keep it with --data-dir)")
+    say(f"   Against running services (`baken up`): baken report --month {month} --html FILE\n")
+
+
+def _report(e: Endpoints, month: Month) -> Report:
+    """The month's report once every item delivered is acknowledged (an adapter acknowledges
+    just after it wrote the item into its source)."""
+    tls = TlsFiles.of(e.pki_dir, "landelijke-stuurgroep")
+    request = Request(month, REPORT_MONTHS, on_behalf_of=STUURGROEP_USER)
+    deadline = time.monotonic() + ACKNOWLEDGED_WITHIN_S
+    while True:
+        report = fetch_report(e.registry, e.feedback, tls, request)
+        behind = [
+            scope
+            for scope in report.scopes(Level.HOUSE)
+            if report.cell(month, "feedback.items", *scope)
+            != report.cell(month, "feedback.acknowledged", *scope)
+        ]
+        if not behind or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)

@@ -1,0 +1,748 @@
+"""One ZSM night shift in the four pilot regions, played against RUNNING services through their
+public gRPC APIs only (`baken demo` on `baken up`'s separate processes): the houses register
+clients in their own source systems, the ZSM desks look suspects up, decide and ask advice, and
+the feedback arrives in each house's source.
+
+It expects what `dev.topology.Topology` runs: per source system an adapter that syncs every
+file in `endpoints.sources[system]` (with --feedback, so it answers advice requests) and one
+that receives the deliveries into `endpoints.deliveries[system]`, sharing a state dir. The
+shift owns the exports: it writes them whole (hidden name, then rename), as `baken synth` names
+them.
+
+Play it once per set of services: it moves their clock 25 hours ahead (`baken.clock.advance` on
+`endpoints.clock_file`), after which a house's answer dated today would be older than a request
+asked "later"; a moved clock is refused at the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+from google.protobuf import duration_pb2
+
+from adapters.receive import SOURCES
+from adapters.records import Person, SourceRecord
+from adapters.synth import make_person, population, write_exports
+from baken import sealed
+from baken.age import is_minor
+from baken.client import (
+    RegistryClient,
+    Suspect,
+    connect,
+    error_reason,
+    subject_age,
+    subject_proto,
+)
+from baken.clock import SystemClock, advance, read_offset
+from baken.feedback.v1 import feedback_service_pb2 as fb
+from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.houses import House, load_houses
+from baken.keyring import KeyRing
+from baken.pki import TlsFiles
+from baken.pseudonym import person_pseudonyms
+from baken.registry.v1 import registry_service_pb2
+from baken.render import lookup_text
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
+from cli.feedback import _advice_line as advice_line
+from dev.topology import Endpoints
+
+__all__ = [
+    "Endpoints",
+    "ShiftError",
+    "ShiftResult",
+    "delivered_keys",
+    "delivery_path",
+    "play_shift",
+    "write_sources",
+]
+
+SYSTEMS = ("gcos", "amazone", "pga")
+# Region -> (its code in case references, suspects flowing in, of whom known): known shares
+# within the pilots' 4-20 %, at least 5 per region so that the month's report shows them.
+REGIONS: Mapping[str, tuple[str, int, int]] = {
+    "midden-nederland": ("MN", 50, 6),
+    "zeeland-west-brabant": ("ZWB", 40, 8),
+    "oost-nederland": ("ON", 50, 5),
+    "rotterdam-rijnmond": ("RR", 42, 7),
+}
+SHOWCASE = ("travelling", "aged", "expired", "no_bsn")  # adapters.synth, at ZSM Midden-Nederland
+SCALE = 0.05  # x the pilots' client volumes: about 260 markers, one sync batch per source
+TIMEOUT_S = 60.0
+# Past the shortest term (24 h), so that a request becomes overdue; not much further, so that
+# the shift stays in its month but on its last day.
+ADVANCE_S = 25 * 3600
+# Advice older than this is expired, whatever day the services' clock says it is.
+EXPIRED_AFTER_DAYS = 400
+NO_HIT = registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
+MINOR_AT_INTAKE = registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE
+DEVIATION_TRAVELLER = (
+    "Advies was een voorwaardelijke straf met reclasseringstoezicht; hij heeft zich dit jaar "
+    "twee keer aan toezicht onttrokken, daarom dagvaarden."
+)
+DEVIATION_RR = (
+    "Advies was een strafbeschikking; het nieuwe feit is ernstiger (geweld tegen een "
+    "hulpverlener), daarom voorgeleiden."
+)
+QUESTION = "Is het plan van aanpak nog actueel; past een meldplicht?"
+NEW_ADVICE = (
+    "Strafbeschikking met meldplicht bij de reclassering; het plan van aanpak is vandaag in "
+    "het casusoverleg herzien."
+)
+# The other decisions about adults, in turn (a known minor gets Halt).
+CODES = (
+    fb.DECISION_CODE_STRAFBESCHIKKING,
+    fb.DECISION_CODE_SEPOT,
+    fb.DECISION_CODE_TOM_ZITTING,
+    fb.DECISION_CODE_VOORWAARDELIJK_SEPOT,
+    fb.DECISION_CODE_OVERDRACHT_BACKOFFICE,
+    fb.DECISION_CODE_TRANSACTIE,
+)
+KINDS = {
+    fb.DELIVERY_KIND_SIGNAL: "signal",
+    fb.DELIVERY_KIND_DECISION: "decision",
+    fb.DELIVERY_KIND_REFERRAL: "referral",
+    fb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
+}
+_KENMERK = re.compile(r'<gcos-terugkoppeling [^>]*kenmerk="([^"]*)"')
+
+
+@dataclass
+class ShiftResult:
+    """What was played, to compare with the month's report; regions and houses by id."""
+
+    lookups: dict[str, int] = field(default_factory=dict)  # ZSM look-ups (KPC, intake)
+    hits: dict[str, int] = field(default_factory=dict)  # of which found a marker
+    persons: dict[str, int] = field(default_factory=dict)  # distinct persons looked up
+    known_persons: dict[str, int] = field(default_factory=dict)
+    travelling_hits: dict[str, int] = field(default_factory=dict)  # another region's marker
+    decisions: dict[str, int] = field(default_factory=dict)  # recorded (sepot 01 records none)
+    deviations: dict[str, int] = field(default_factory=dict)  # from CURRENT advice, with reason
+    late_decisions: dict[str, int] = field(default_factory=dict)  # after the clock moved
+    technisch_sepot_01: int = 0
+    aanmeldingen: dict[str, int] = field(default_factory=dict)  # house -> referrals
+    advice_requested: dict[str, int] = field(default_factory=dict)  # house -> requests
+    advice_answered: list[str] = field(default_factory=list)  # adviceRequests/..., in term
+    advice_overdue: list[str] = field(default_factory=list)  # past their term, unanswered
+    # house -> kind ("signal", "decision", "referral", "advice-request") -> items that arrived
+    # in its source, the signal of the technisch sepot 01's case included:
+    items: dict[str, dict[str, int]] = field(default_factory=dict)
+    # house -> items of that case, delivered and then purged from the feedback service (which
+    # counts them no more).
+    purged: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, list[str]] = field(default_factory=dict)  # house -> keys the desks were told
+    # Look-ups by the houses' process directors (terugkoppeling) while the adapters synced:
+    # no ZSM look-ups, they signal nothing.
+    sync_checks: int = 0
+    clock_advanced_s: float = 0.0
+    # adapters.synth's showcase persons (travelling, aged, expired, no_bsn), looked up at ZSM
+    # Midden-Nederland: their case references and the advice text a house gave each.
+    showcase: dict[str, Person] = field(default_factory=dict)
+    cases: dict[str, str] = field(default_factory=dict)
+    advice: dict[str, str] = field(default_factory=dict)
+
+    def items_per_house(self) -> dict[str, int]:
+        return {house: sum(kinds.values()) for house, kinds in self.items.items()}
+
+
+class ShiftError(RuntimeError):
+    """The running services or adapters did not do their part (in time)."""
+
+
+def delivery_path(deliveries: Mapping[str, Path], house: House) -> Path:
+    """Where the house's adapter writes its deliveries (adapters/receive.py SOURCES)."""
+    system = house.source_system_token
+    return SOURCES[system].target(deliveries[system], house.id)
+
+
+def delivered_keys(deliveries: Mapping[str, Path], house: House) -> list[str]:
+    """The idempotency keys of the items in the house's source, repeats included."""
+    path = delivery_path(deliveries, house)
+    if not path.exists():
+        return []
+    system = house.source_system_token
+    if system == "gcos":
+        texts = (p.read_text("utf-8") for p in sorted(path.glob("terugkoppeling-*.xml")))
+        return [found[1] for found in map(_KENMERK.search, texts) if found]
+    if system == "amazone":
+        rows = list(csv.reader(io.StringIO(path.read_text("cp1252"), newline=""), delimiter=";"))
+        column = rows[0].index("Kenmerk Baken") if rows else 0
+        return [r[column] for r in rows[1:] if len(r) > column]
+    # A line being appended has no newline yet: only whole lines count.
+    lines = path.read_text("utf-8").split("\n")[:-1]
+    return [json.loads(line)["kenmerk"] for line in lines if line.strip()]
+
+
+def write_sources(
+    sources: Mapping[str, Path], records: Sequence[SourceRecord], today: dt.date
+) -> dict[str, list[Path]]:
+    """The records as their houses' source systems export them, into each source's directory,
+    each file whole (a hidden name, then renamed into place); the files placed."""
+    placed: dict[str, list[Path]] = {}
+    with tempfile.TemporaryDirectory(prefix="baken-shift-") as staging:
+        written = write_exports(Path(staging), load_houses(), records, today=today, bad_share=0)
+        for system, files in written.items():
+            sources[system].mkdir(parents=True, exist_ok=True)
+            for source in files:
+                target = sources[system] / source.name
+                temp = target.with_name(f".{target.name}.tmp")
+                shutil.copyfile(source, temp)
+                os.replace(temp, target)
+                placed.setdefault(system, []).append(target)
+    return placed
+
+
+def _add(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _short(path: Path) -> str:
+    """The path relative to the working directory when it lies below it."""
+    with contextlib.suppress(ValueError):
+        return str(path.absolute().relative_to(Path.cwd()))
+    return str(path)
+
+
+@dataclass(frozen=True)
+class _Suspect:
+    person: Person
+    region: str  # of the ZSM desk
+    case: str
+    records: tuple[SourceRecord, ...]  # his markers; none: not known
+
+    @property
+    def known(self) -> bool:
+        return bool(self.records)
+
+    @property
+    def user(self) -> str:
+        return f"kpc-{REGIONS[self.region][0].lower()}-0117"
+
+
+class _Shift:
+    def __init__(self, endpoints: Endpoints, out: TextIO, seed: int) -> None:
+        self.e = endpoints
+        self.out = out
+        self.seed = seed
+        self.houses = load_houses()
+        self.ring = KeyRing.load(endpoints.pseudonym_key_file)
+        self.today = SystemClock().today()  # the houses' and desks' day: the adapters' too
+        # Case references differ per run: a case signals a house once.
+        self.stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        self.result = ShiftResult()
+        self.stack = contextlib.ExitStack()
+        self.channels: dict[tuple[str, str], grpc.Channel] = {}
+        self.records: list[SourceRecord] = []
+        self.showcase: dict[str, Person] = {}
+        self.featured: set[str] = set()  # item keys to show in the sources
+        self.expected: dict[str, Counter[str]] = {h: Counter() for h in self.houses}
+        self.before = {
+            h: Counter(delivered_keys(self.e.deliveries, x)) for h, x in self.houses.items()
+        }
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def channel(self, target: str, party: str) -> grpc.Channel:
+        if (target, party) not in self.channels:
+            channel = connect(target, TlsFiles.of(self.e.pki_dir, party))
+            self.channels[target, party] = self.stack.enter_context(channel)
+        return self.channels[target, party]
+
+    def registry(self, party: str, user: str) -> RegistryClient:
+        return RegistryClient(self.channel(self.e.registry, party), self.ring, on_behalf_of=user)
+
+    def feedback(self, party: str) -> feedback_service_pb2_grpc.FeedbackServiceStub:
+        return feedback_service_pb2_grpc.FeedbackServiceStub(self.channel(self.e.feedback, party))
+
+    def subject(self, p: Person) -> pseudonym_pb2.Subject:
+        """Pseudonymised here, at the desk: the BSN, or surname and date of birth without."""
+        if p.bsn:
+            return subject_proto(person_pseudonyms(self.ring, bsn=p.bsn, today=self.today))
+        return subject_proto(
+            person_pseudonyms(
+                self.ring, surname=p.surname, birth_date=p.birth_date, today=self.today
+            )
+        )
+
+    def minor(self, p: Person) -> bool:
+        return p.birth_date is not None and is_minor(p.birth_date, self.today)
+
+    def expect(self, house: str, kind: str, key: str = "") -> None:
+        self.expected[house][kind] += 1
+        if key:
+            self.result.keys.setdefault(house, []).append(key)
+
+    def arrived(self, house: str) -> Counter[str]:
+        return Counter(delivered_keys(self.e.deliveries, self.houses[house])) - self.before[house]
+
+    def until(self, condition: Callable[[], bool], what: str) -> float:
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > TIMEOUT_S:
+                raise ShiftError(f"{what}: not within {TIMEOUT_S:.0f} s")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    # -- a. the houses register their clients ---------------------------------------------------
+
+    def register(self) -> dict[str, list[_Suspect]]:
+        clock = self.e.clock_file
+        if clock is not None and read_offset(clock):
+            raise ShiftError(
+                f"{clock}: the services' clock was moved already (a shift was played against "
+                "these services): start them afresh"
+            )
+        self.say("a. The houses register their clients in their own source systems (synthetic")
+        self.say("   persons, never real): GCOS for Midden-Nederland and Zeeland-West-Brabant,")
+        self.say("   Amazone for Oost-Nederland, PGA/A&T for Rotterdam-Rijnmond.")
+        people = population(self.houses, self.today, seed=self.seed, scale=SCALE)
+        self.records, self.showcase = list(people.records), dict(people.showcase)
+        placed = write_sources(self.e.sources, self.records, self.today)
+        for system in SYSTEMS:
+            names = ", ".join(p.name for p in placed[system][:2])
+            more = f" and {len(placed[system]) - 2} more" if len(placed[system]) > 2 else ""
+            self.say(f"   {system:<8} {_short(self.e.sources[system])}/: {names}{more}")
+        persons = len({r.person for r in self.records})
+        self.say(f"   {len(self.records)} markers of {persons} persons, among them a travelling")
+        self.say("   offender marked in Amersfoort and in Rotterdam. The running adapters")
+        self.say("   pseudonymise them and sync them into the registry.")
+        inflow = self._inflow()
+        took = self._wait_for_sync([s for suspects in inflow.values() for s in suspects])
+        checks = self.result.sync_checks
+        self.say(f"   All there after {took:.1f} s: each region's process director finds her")
+        self.say(f"   houses' clients ({checks} checks for terugkoppeling, no ZSM look-ups).\n")
+        return inflow
+
+    def _inflow(self) -> dict[str, list[_Suspect]]:
+        """Each region's suspects, shuffled, each with a case: known ones (the showcase at ZSM
+        Midden-Nederland, first the travelling offender) and strangers."""
+        rng = random.Random(self.seed + 3)
+        marked: dict[Person, list[SourceRecord]] = {}
+        for record in self.records:
+            marked.setdefault(record.person, []).append(record)
+        bsns = {p.bsn for p in marked}
+        showcase = [self.showcase[k] for k in SHOWCASE]
+        inflow: dict[str, list[_Suspect]] = {}
+        for region, (code, count, known) in REGIONS.items():
+            local = [
+                p
+                for p, records in marked.items()
+                if p.bsn and p not in showcase and any(self._region(r) == region for r in records)
+            ]
+            chosen = showcase if code == "MN" else []
+            chosen = chosen + rng.sample(local, known - len(chosen))
+            strangers: list[Person] = []
+            while len(strangers) < count - known:
+                person = make_person(rng, self.today)
+                if person.bsn not in bsns:
+                    bsns.add(person.bsn)
+                    strangers.append(person)
+            rest = chosen[1:] + strangers
+            people = chosen[:1] + rng.sample(rest, len(rest))
+            inflow[region] = [
+                _Suspect(p, region, f"ZSM-{code}-{self.stamp}-{i:03d}", tuple(marked.get(p, ())))
+                for i, p in enumerate(people, start=1)
+            ]
+        return inflow
+
+    def _region(self, record: SourceRecord) -> str:
+        return self.houses[record.house_id].region
+
+    def _wait_for_sync(self, suspects: Sequence[_Suspect]) -> float:
+        """Until every known suspect's markers are in the registry, as each region's process
+        director sees her own houses' markers: first one person per region, then the rest."""
+        waiting: dict[str, dict[str, tuple[Person, set[str]]]] = {}
+        for s in suspects:
+            for r in s.records:
+                houses = waiting.setdefault(self._region(r), {}).setdefault(
+                    s.case, (s.person, set())
+                )
+                houses[1].add(f"houses/{r.house_id}")
+        started, delay, synced = time.monotonic(), 0.25, set()
+        while waiting:
+            for region, cases in list(waiting.items()):
+                code = REGIONS[region][0]
+                client = self.registry(f"vh-{region}-procesregie", f"procesregie-{code.lower()}")
+                asked = list(cases.items()) if region in synced else list(cases.items())[:1]
+                checks = [
+                    Suspect(
+                        case, self.subject(p), f"VH-{code}-CONTROLE-{self.stamp}", self.minor(p)
+                    )
+                    for case, (p, _) in asked
+                ]
+                for answer in client.batch_lookup(
+                    checks, purpose=purpose_pb2.PURPOSE_TERUGKOPPELING
+                ):
+                    self.result.sync_checks += 1
+                    if answer.HasField("error"):
+                        raise ShiftError(f"a sync check was refused: {answer.error.message}")
+                    if cases[answer.ref][1] <= {m.house.name for m in answer.lookup.markers}:
+                        del cases[answer.ref]
+                        synced.add(region)
+                if not cases:
+                    del waiting[region]
+            if waiting and time.monotonic() - started > TIMEOUT_S:
+                missing = sum(len(c) for c in waiting.values())
+                raise ShiftError(
+                    f"after {TIMEOUT_S:.0f} s, {missing} known person(s) are not in the registry: "
+                    f"do adapters watch {', '.join(map(str, self.e.sources.values()))}?"
+                )
+            if waiting:
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return time.monotonic() - started
+
+    # -- b. look-ups ------------------------------------------------------------------------------
+
+    def look_up(self, inflow: Mapping[str, list[_Suspect]]) -> None:
+        self.say("b. The night's inflow at the four ZSM desks. The KPC'er checks every suspect,")
+        self.say("   nationwide (intake-en-selectie, with the case):\n")
+        showcase = set(self.showcase.values())
+        for region, suspects in inflow.items():
+            code = REGIONS[region][0]
+            client = self.registry(f"zsm-{region}-kpc", suspects[0].user)
+            # At ZSM Midden-Nederland the showcase and a no-hit; elsewhere the first hit.
+            wanted = {"showcase", "no-hit"} if code == "MN" else {"hit"}
+            for s in suspects:
+                p = s.person
+                response = client.lookup_subject(
+                    self.subject(p), case_reference=s.case, minor=self.minor(p)
+                )
+                if response.outcome == MINOR_AT_INTAKE:
+                    # Nothing of the houses is shown about a minor at intake; the registry
+                    # finds his markers all the same (the houses' signals, the figures).
+                    if not self.minor(p):
+                        raise ShiftError(f"{s.case}: an adult was answered as a minor")
+                    found = s.known
+                else:
+                    found = response.outcome != NO_HIT
+                    if found != s.known:
+                        raise ShiftError(
+                            f"{s.case}: the registry's answer does not match the sources"
+                        )
+                self._count(s, found)
+                kind = "showcase" if p in showcase else "hit" if found else "no-hit"
+                if kind in wanted:
+                    if kind != "showcase":
+                        wanted.discard(kind)
+                    who = f"BSN {p.bsn}" if p.bsn else f"{p.surname}, born {p.birth_date}, no BSN"
+                    self.say(f"   {s.case}  {who}:")
+                    self.say("     " + lookup_text(response).replace("\n", "\n     "))
+            r = self.result
+            hits = r.hits.get(region, 0)
+            self.say(
+                f"   => ZSM {code}: {r.lookups[region]} suspects, {hits} known "
+                f"({100 * hits / r.lookups[region]:.0f} %), {r.travelling_hits.get(region, 0)} "
+                "of them at a house in another region.\n"
+            )
+        took = self.until(self._all_arrived, "the signals")
+        signals = sum(k["signal"] for k in self.expected.values())
+        self.say(f"   Each hit signals every house that marked the person: {signals} signals,")
+        self.say(f"   in the houses' sources {took:.1f} s later.\n")
+
+    def _count(self, s: _Suspect, found: bool) -> None:
+        r = self.result
+        _add(r.lookups, s.region)
+        _add(r.persons, s.region)
+        if found:
+            _add(r.hits, s.region)
+            _add(r.known_persons, s.region)
+            if any(self._region(m) != s.region for m in s.records):
+                _add(r.travelling_hits, s.region)
+            for house_id in dict.fromkeys(m.house_id for m in s.records):
+                self.expect(house_id, "signal")
+
+    def _all_arrived(self) -> bool:
+        return all(
+            sum(self.arrived(h).values()) >= sum(kinds.values())
+            for h, kinds in self.expected.items()
+            if kinds
+        )
+
+    # -- c. decisions -----------------------------------------------------------------------------
+
+    def decide_all(self, inflow: Mapping[str, list[_Suspect]], later: set[str]) -> None:
+        self.say("c. The decisions (`baken decide`, by the desk's KPC'er): every house that")
+        self.say("   marked the person hears it, nationwide.")
+        now = [
+            s for suspects in inflow.values() for s in suspects if s.known and s.case not in later
+        ]
+        sepot = next(s for s in now if s.region == "zeeland-west-brabant")
+        rr = next(
+            (s for s in now if s.region == "rotterdam-rijnmond" and self._fresh(s, 150)), None
+        )
+        turn = 0
+        for s in now:
+            if s is sepot:
+                continue
+            if s.person == self.showcase["travelling"]:
+                response = self.decide(
+                    s,
+                    fb.DECISION_CODE_DAGVAARDING,
+                    deviation=DEVIATION_TRAVELLER,
+                    probation_report_requested=True,
+                )
+                self.featured.update(i.key for i in response.items)
+                self.say(f"   {s.case}  the travelling offender: dagvaarding, deviating from the")
+                self.say("     CURRENT advice, with the reason. Fed back to both marking houses:")
+                for item in response.items:
+                    self.say(f"     -> {item.house}  [{item.key}]")
+            elif s is rr:
+                response = self.decide(s, fb.DECISION_CODE_VOORGELEIDING, deviation=DEVIATION_RR)
+                houses = ", ".join(i.house for i in response.items)
+                self.say(f"   {s.case}  voorgeleiding, deviating from the CURRENT advice of")
+                self.say(f"     {houses}, with the reason.")
+            elif self.minor(s.person):
+                self.decide(s, fb.DECISION_CODE_HALT)
+            else:
+                self.decide(s, CODES[turn % len(CODES)])
+                turn += 1
+        response = self.decide(sepot, fb.DECISION_CODE_TECHNISCH_SEPOT_01)
+        self.result.technisch_sepot_01 += 1
+        for house_id in dict.fromkeys(m.house_id for m in sepot.records):
+            _add(self.result.purged, house_id)  # the case's signal, delivered before
+        self.say(f"   {sepot.case}  registered by mistake: technisch sepot 01. Nothing is fed")
+        self.say(f"     back; the feedback service purged the case ({response.purged_items} item),")
+        self.say("     but the signal that reached the house before stays (docs/FEEDBACK.md).")
+        self._aanmelding(next(s for s in inflow["rotterdam-rijnmond"] if not s.known))
+        counts = ", ".join(f"{REGIONS[r][0]} {n}" for r, n in self.result.decisions.items())
+        self.say(f"   Decisions recorded so far: {counts}.\n")
+
+    def _fresh(self, s: _Suspect, days: int) -> bool:
+        """Some house's advice is at most `days` old."""
+        return any(r.advice_date and (self.today - r.advice_date).days <= days for r in s.records)
+
+    def decide(
+        self,
+        s: _Suspect,
+        code: fb.DecisionCode.ValueType,
+        *,
+        deviation: str = "",
+        late: bool = False,
+        **fields: object,
+    ) -> fb.RecordDecisionResponse:
+        """RecordDecision as the desk's KPC'er; the items it routes are expected in the sources."""
+        followed = (
+            fb.ADVICE_FOLLOWED_NOT_FOLLOWED
+            if deviation
+            else fb.ADVICE_FOLLOWED_FOLLOWED
+            if self._fresh(s, EXPIRED_AFTER_DAYS)
+            else fb.ADVICE_FOLLOWED_NO_ADVICE
+        )
+        request = fb.RecordDecisionRequest(
+            case_reference=s.case,
+            subject=self.subject(s.person),
+            code=code,
+            sepot_code="02" if code == fb.DECISION_CODE_SEPOT else "",
+            stage=fb.DECISION_STAGE_ROUTING
+            if code == fb.DECISION_CODE_OVERDRACHT_BACKOFFICE
+            else fb.DECISION_STAGE_FINAL,
+            subject_age=subject_age(self.minor(s.person)),
+            advice_followed=followed,
+            deviation_reason=deviation,
+            on_behalf_of=s.user,
+            request_key=f"{s.case}-decision",
+            **fields,  # type: ignore[arg-type]
+        )
+        stub = self.feedback(f"zsm-{s.region}-kpc")
+        response: fb.RecordDecisionResponse = stub.RecordDecision(request, timeout=10)
+        r = self.result
+        if response.name:
+            _add(r.decisions, s.region)
+            if late:
+                _add(r.late_decisions, s.region)
+            if deviation:
+                _add(r.deviations, s.region)
+        for item in response.items:
+            house = item.house.removeprefix("houses/")
+            self.expect(house, KINDS[item.kind], item.key)
+            if item.kind == fb.DELIVERY_KIND_REFERRAL:
+                _add(r.aanmeldingen, house)
+        for missed in response.not_routed:
+            self.say(f"     not sent -> {missed.house or '(no house)'}: {missed.reason}")
+        return response
+
+    def _aanmelding(self, s: _Suspect) -> None:
+        p = s.person
+        key = sealed.load_public(self.e.house_keys_dir, "vh-rotterdam-rijnmond")
+        envelope = sealed.seal_person(
+            key,
+            sealed.ReferredPerson(p.bsn, p.surname, p.birth_date, "Rotterdam"),
+            case_reference=s.case,
+        )
+        response = self.decide(
+            s,
+            fb.DECISION_CODE_STRAFBESCHIKKING,
+            triage=fb.TriageCheck(checked=True, matched=[fb.TRIAGE_CRITERION_REPEAT_OFFENDER]),
+            complex_problems_suspected=True,
+            residence_municipality="Rotterdam",
+            referral=envelope,
+        )
+        self.featured.update(i.key for i in response.items)
+        houses = ", ".join(i.house for i in response.items)
+        self.say(f"   {s.case}  not known anywhere, complex problems suspected: an aanmelding")
+        self.say(f"     to {houses}, the person sealed at the desk to the house's key.")
+
+    # -- d. advice on request ---------------------------------------------------------------------
+
+    def ask(self, s: _Suspect, house: str, hours: int) -> fb.AdviceRequest:
+        term = duration_pb2.Duration()
+        term.FromTimedelta(dt.timedelta(hours=hours))
+        made: fb.AdviceRequest = self.feedback(f"zsm-{s.region}-kpc").RequestAdvice(
+            fb.RequestAdviceRequest(
+                case_reference=s.case,
+                subject=self.subject(s.person),
+                house=f"houses/{house}",
+                term=term,
+                question=QUESTION,
+                on_behalf_of=s.user,
+                subject_age=subject_age(self.minor(s.person)),
+            ),
+            timeout=10,
+        )
+        self.expect(house, "advice-request", made.delivery_key)
+        _add(self.result.advice_requested, house)
+        self.until(lambda: made.delivery_key in self.arrived(house), "the advice request")
+        return made
+
+    def listed(self, *, overdue_only: bool = False) -> list[fb.AdviceRequest]:
+        stub = self.feedback("zsm-midden-nederland-kpc")
+        request = fb.ListAdviceRequestsRequest(overdue_only=overdue_only)
+        return list(stub.ListAdviceRequests(request, timeout=10).advice_requests)
+
+    def advice(self, aged: _Suspect, overdue: _Suspect) -> None:
+        self.say("d. Advies op aanvraag (`baken advice request`): ZSM asks a house for fresh")
+        self.say("   advice within a term, and decides once it is answered or the term passed.")
+        [marker] = aged.records
+        first = self.ask(aged, marker.house_id, 24)
+        self.say(f"   {aged.case}  the advice is AGED: asked of {first.house}, term 24 h.")
+        self.say(
+            "     The request arrives in the house's GCOS; the casusoverleg answers there with"
+        )
+        self.say("     a new advice, which the adapter syncs and reports as the answer.")
+        renewed = dataclasses.replace(marker, advice=NEW_ADVICE, advice_date=self.today)
+        self.records = [renewed if r is marker else r for r in self.records]
+        write_sources(
+            self.e.sources, [r for r in self.records if r.house_id == marker.house_id], self.today
+        )
+        took = self.until(lambda: all(r.name != first.name for r in self.listed()), "the answer")
+        self.result.advice_answered.append(first.name)
+        self.decide(aged, fb.DECISION_CODE_STRAFBESCHIKKING)
+        self.say(f"     {first.name} answered after {took:.1f} s; ZSM decides with the fresh")
+        self.say("     advice: strafbeschikking, advice followed.")
+
+        house = next(r.house_id for r in overdue.records if self._region(r) == overdue.region)
+        second = self.ask(overdue, house, 24)
+        self.featured.add(second.delivery_key)
+        self.say(f"   {overdue.case}  asked of {second.house}, term 48 h; no answer comes.")
+        try:
+            self.decide(overdue, fb.DECISION_CODE_DAGVAARDING)
+        except grpc.RpcError as error:
+            self.say(f"     Deciding now is refused: {error.code().name} ({error_reason(error)}).")
+        self.say("   `baken advice list`:")
+        for request in self.listed():
+            self.say("     " + advice_line(request))
+        if self.e.clock_file is None:
+            self.say("   (No clock file: the services' clock cannot be moved ahead, so the request")
+            self.say("   stays open and the case undecided.)\n")
+            return
+        advance(self.e.clock_file, ADVANCE_S)
+        self.result.clock_advanced_s = ADVANCE_S
+        self.say(
+            f"   {ADVANCE_S // 3600} hours later (the services' clock moved ahead: "
+            f"{_short(self.e.clock_file)}):"
+        )
+        self.say("   `baken advice list --overdue`:")
+        listed = self.listed(overdue_only=True)
+        for request in listed:
+            self.say("     " + advice_line(request))
+        overdue_now = [r.name for r in listed if r.state == fb.ADVICE_REQUEST_STATE_OVERDUE]
+        if second.name not in overdue_now:
+            self.say("   (The services do not read the clock file: the request is not overdue,")
+            self.say("   and the case stays undecided.)\n")
+            return
+        self.result.advice_overdue = overdue_now
+        self.say(f"     ({first.name}, answered in time, is not listed.)")
+        response = self.decide(overdue, fb.DECISION_CODE_DAGVAARDING, late=True)
+        self.featured.update(i.key for i in response.items)
+        self.say(f"   {overdue.case}  ZSM decides without the advice: dagvaarding.\n")
+
+    # -- e. the deliveries ------------------------------------------------------------------------
+
+    def deliveries(self) -> None:
+        took = self.until(self._all_arrived, "the feedback")
+        total = sum(sum(k.values()) for k in self.expected.values())
+        self.say(f"e. In the houses' own source systems after {took:.1f} s: {total} items, each")
+        self.say("   once (signals, decisions, the aanmelding and the advice requests):")
+        for system in SYSTEMS:
+            houses = [h for h in self.houses.values() if h.source_system_token == system]
+            counts = ", ".join(
+                f"{h.id} {n}" for h in houses if (n := sum(self.arrived(h.id).values()))
+            )
+            self.say(f"   {system.upper()} {_short(self.e.deliveries[system])}/: {counts}")
+            self._excerpt(system, houses)
+        self.result.items = {h: dict(k) for h, k in self.expected.items() if k}
+
+    def _excerpt(self, system: str, houses: Sequence[House]) -> None:
+        """One featured item per system: the file, or its lines."""
+        for house in houses:
+            path = delivery_path(self.e.deliveries, house)
+            if system == "gcos":
+                for file in sorted(path.glob("*.xml")) if path.exists() else ():
+                    if any(key in file.name for key in self.featured):
+                        self.say(f"     {house.id}/{file.name}:")
+                        for line in file.read_text("utf-8").splitlines()[1:]:
+                            self.say(f"       {line}")
+                        return
+            elif path.exists():
+                lines = path.read_text("cp1252" if system == "amazone" else "utf-8").splitlines()
+                picked = [x for x in lines if any(key in x for key in self.featured)]
+                if picked:
+                    self.say(f"     {path.name}:")
+                    for line in lines[:1] + picked if system == "amazone" else picked:
+                        self.say(f"       {line[:96]}{' ...' if len(line) > 96 else ''}")
+                    return
+
+
+def play_shift(endpoints: Endpoints, out: TextIO, *, seed: int = 2014) -> ShiftResult:
+    """Play one ZSM shift against the running services (see the module's doc), printing what
+    happens to `out`; what was played, to compare with the month's report. The persons are
+    synthetic and the same for the same seed (the case references differ per run). Raises
+    ShiftError when the adapters or services do not do their part within a minute."""
+    shift = _Shift(endpoints, out, seed)
+    with shift.stack:
+        inflow = shift.register()
+        shift.look_up(inflow)
+        result = shift.result
+        result.showcase = dict(shift.showcase)
+        for name, person in shift.showcase.items():
+            suspect = next(s for s in inflow["midden-nederland"] if s.person == person)
+            result.cases[name] = suspect.case
+            given = [r.advice for r in suspect.records if r.advice]
+            if given:
+                result.advice[name] = given[0]
+        aged = next(s for s in inflow["midden-nederland"] if s.person == shift.showcase["aged"])
+        known = [s for s in inflow["oost-nederland"] if s.known]
+        overdue = next((s for s in known if not shift.minor(s.person)), known[0])
+        shift.decide_all(inflow, {aged.case, overdue.case})
+        shift.advice(aged, overdue)
+        shift.deliveries()
+    return shift.result

@@ -1,0 +1,515 @@
+"""The whole of Baken as separate local processes (`baken up`): the registry, the feedback
+service, and the GCOS, Amazone and PGA adapters, each syncing a directory of exports into the
+registry and receiving the feedback service's deliveries into a directory of its source.
+
+`Topology` makes what is missing in its run directory (development PKI, house keys, pseudonym
+key file), migrates both databases once (`baken migrate all`), starts the registry and the
+feedback service and waits until their health service says SERVING, then starts the adapters.
+It supervises them: a child that dies is reported (name, exit code, last lines of its log) and
+started again after a backoff. `stop()` ends the adapters, then the feedback service, then the
+registry: SIGTERM, and SIGKILL for one that has not ended within the timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+
+from baken import pki, sealed
+from baken.backoff import Backoff
+from baken.houses import load_houses
+from baken.keyring import KeyRing
+from baken.pki import TlsFiles
+from services.accesslog.signing import public_path
+from services.common import covenants
+from services.operations import SERVING, health_status, with_search_path
+
+SYSTEMS = ("gcos", "amazone", "pga")
+# Whose certificate the topology checks health with.
+OPERATOR = "operator"
+CLOCK_FILE_ENV = "BAKEN_CLOCK_FILE"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+# After the n-th death in a row: 0.5 s, 1 s, 2 s ... up to 30 s. A child that ran for
+# STEADY_S before it died starts from the beginning again.
+RESTART_BACKOFF = Backoff(0.5, 30.0)
+STEADY_S = 30.0
+TAIL_LINES = 12
+
+# Where things are is the topology's to say; every other setting (covenants, tuning) comes
+# from the environment `baken up` runs in.
+_PLACES = frozenset(
+    {
+        *(
+            f"BAKEN_{service}_{name}"
+            for service in ("REGISTRY", "FEEDBACK")
+            for name in (
+                "ADDRESS",
+                "METRICS_ADDRESS",
+                "DATA_DIR",
+                "DATABASE_URL",
+                "PKI_DIR",
+                "PARTY",
+                "AT_REST_KEY_FILE",
+                "AUDIT_SIGNING_KEY",
+            )
+        ),
+        "BAKEN_FEEDBACK_REGISTRY",
+        "BAKEN_PKI_DIR",
+        "BAKEN_PARTY",
+        "BAKEN_PSEUDONYM_KEY_FILE",
+        "BAKEN_REGISTRY_TARGET",
+        "BAKEN_FEEDBACK_TARGET",
+        "BAKEN_ADAPTER_DELIVERY_DIR",
+        "BAKEN_ADAPTER_STATE_DIR",
+        "BAKEN_HOUSE_KEYS_DIR",
+        CLOCK_FILE_ENV,
+    }
+)
+
+
+class TopologyError(Exception):
+    """A process would not start or migrate; the message says which, and what its log says."""
+
+
+class Interrupted(TopologyError):
+    """interrupt() came while starting: everything started was stopped again."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the running system is, for clients (the demo, tests, an operator's shell)."""
+
+    registry: str  # "127.0.0.1:PORT"
+    feedback: str  # "127.0.0.1:PORT"
+    pki_dir: Path  # ca.pem and {party}.pem/.key for every party of the register
+    pseudonym_key_file: Path  # the key file ZSM clients and adapters pseudonymise with
+    house_keys_dir: Path  # private X25519 keys of the houses (to open sealed aanmeldingen)
+    # "gcos"/"amazone"/"pga" -> the directory the adapter syncs: every file in it is part of
+    # the export (hidden files excepted: write under a hidden name, then rename into place).
+    sources: Mapping[str, Path]
+    # "gcos"/"amazone"/"pga" -> where the adapter writes the deliveries: GCOS {house}/,
+    # Amazone {house}.mutaties.csv, PGA {house}.beslissingen.jsonl (adapters/receive.py).
+    deliveries: Mapping[str, Path]
+    clock_file: Path | None  # env BAKEN_CLOCK_FILE of the registry and the feedback service
+    # "registry"/"feedback" -> "127.0.0.1:PORT" of its metrics endpoint (HTTPS, GET /metrics
+    # under the operator's certificate).
+    metrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # "registry"/"feedback" -> the public half of the key that signs its access log's
+    # checkpoints, for `baken audit verify --public-key`; the private half lies beside it, in
+    # keys/ of the run directory, never in the service's data dir.
+    audit_public_keys: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class Supervised:
+    """One child process: how it is started, where its output goes, how often it came back."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_file: Path
+    ) -> None:
+        self.name = name
+        self.log_file = log_file
+        self.restarts = 0
+        self._argv = list(argv)
+        self._env = dict(env)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self._deaths = 0  # in a row, without STEADY_S in between
+        self._due: float | None = None  # when to start again, after it died
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """In a session of its own: a Ctrl-C at the terminal reaches `baken up` only, which
+        stops the children in order."""
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._argv,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._started = time.monotonic()
+
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        try:
+            text = self.log_file.read_text("utf-8", errors="replace")
+        except OSError:
+            return "    (no log)"
+        return "\n".join(f"    {line}" for line in text.splitlines()[-lines:]) or "    (empty)"
+
+    def check(self, now: float, say: Callable[[str], None]) -> None:
+        """Start it again when due; when it died, say so and when it comes back."""
+        if self._due is not None:
+            if now >= self._due:
+                self._due = None
+                self.restarts += 1
+                try:
+                    self.start()
+                except OSError as error:
+                    self._process = None
+                    delay = self._died(now)
+                    say(f"{self.name}: cannot start ({error.strerror}); again in {delay:.1f} s")
+                    return
+                say(f"{self.name}: restarted (pid {self.pid}, restart {self.restarts})")
+            return
+        code = self.exit_code()
+        if code is not None:
+            ran = now - self._started
+            delay = self._died(now)
+            say(
+                f"{self.name} (pid {self.pid}) exited unexpectedly with {describe_exit(code)} "
+                f"after {ran:.0f} s; restarting in {delay:.1f} s. Last lines of "
+                f"{self.log_file}:\n{self.tail()}"
+            )
+
+    def _died(self, now: float) -> float:
+        """Plan the restart after a backoff; the delay."""
+        self._deaths = 1 if now - self._started >= STEADY_S else self._deaths + 1
+        delay = RESTART_BACKOFF.delay(self._deaths)
+        self._due = now + delay
+        return delay
+
+    def terminate(self) -> None:
+        self._due = None
+        if self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> bool:
+        """Ended within `timeout` seconds (or not running); SIGKILLed otherwise."""
+        if self._process is None:
+            return True
+        try:
+            self._process.wait(timeout=max(timeout, 0.0))
+            return True
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            return False
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports that are free on 127.0.0.1 now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
+class Topology:
+    """The registry, the feedback service and the three adapters as child processes, with
+    everything they keep under `run_dir`. Use as a context manager: entering starts it all,
+    leaving stops it all. `endpoints` says where things are; `processes` are the children by
+    name (registry, feedback, adapter-{system}-watch, adapter-{system}-receive)."""
+
+    def __init__(
+        self,
+        run_dir: Path = Path("var/up"),
+        *,
+        database_url: str | None = None,
+        schema_prefix: str = "baken",
+        registry_port: int = 0,
+        feedback_port: int = 0,
+        watch_interval: float = 1.0,
+        clock_file: Path | None = None,
+        stop_timeout: float = STOP_TIMEOUT_S,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        """`database_url`: a PostgreSQL server (postgresql://...) instead of SQLite files in
+        `run_dir`; the registry and the feedback service each get a schema of their own in it,
+        {schema_prefix}_registry and {schema_prefix}_feedback (made by `baken migrate`).
+        Port 0: a free one. `say` gets what the supervisor has to say (a child died)."""
+        self.run_dir = run_dir.absolute()
+        self.log_dir = self.run_dir / "logs"
+        self._say = say
+        self._stop_timeout = stop_timeout
+        self._interval = watch_interval
+        self._clock_file = clock_file.absolute() if clock_file else None
+        try:
+            urls = {
+                service: with_search_path(database_url, f"{schema_prefix}_{service}")
+                if database_url
+                else None
+                for service in ("registry", "feedback")
+            }
+        except ValueError as error:
+            raise TopologyError(str(error)) from None
+        self.database_urls: Mapping[str, str | None] = MappingProxyType(urls)
+        self._ports = (registry_port, feedback_port)
+        self._places: dict[str, str] = {}  # the environment that says where things are
+        self._children: dict[str, Supervised] = {}
+        self._endpoints: Endpoints | None = None
+        self._interrupted = False
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    def __enter__(self) -> Topology:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise RuntimeError("the topology is not running: start() it first")
+        return self._endpoints
+
+    @property
+    def processes(self) -> Mapping[str, Supervised]:
+        return MappingProxyType(self._children)
+
+    def start(self) -> Endpoints:
+        """Everything up and healthy; raises TopologyError (after stopping what had started)
+        when a step fails, Interrupted when interrupt() came first."""
+        if self._endpoints is not None:
+            return self._endpoints
+        self._stopping.clear()
+        try:
+            endpoints = self._prepare()
+            self._migrate(endpoints)
+            registry = self._spawn("registry", ["serve", "registry"], service=True)
+            self._await_healthy(registry, endpoints.registry)
+            feedback = self._spawn("feedback", ["serve", "feedback"], service=True)
+            self._await_healthy(feedback, endpoints.feedback)
+            for system in SYSTEMS:
+                exports, deliveries = endpoints.sources[system], endpoints.deliveries[system]
+                interval = f"{self._interval:g}"
+                self._spawn(
+                    f"adapter-{system}-watch",
+                    ["adapter", system, "watch", "--source", str(exports), "--interval", interval],
+                )
+                self._spawn(
+                    f"adapter-{system}-receive",
+                    ["adapter", system, "receive", "--target", str(deliveries)],
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self._endpoints = endpoints
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="baken-up-supervisor", daemon=True
+        )
+        self._supervisor.start()
+        return endpoints
+
+    def interrupt(self) -> None:
+        """Ask start() to give up and wait() to return; safe in a signal handler."""
+        self._interrupted = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until interrupt() (True) or `timeout` seconds (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._interrupted:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def stop(self) -> None:
+        """Adapters, then the feedback service, then the registry: each SIGTERM, then SIGKILL
+        after the stop timeout. Idempotent."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
+        adapters = [c for name, c in self._children.items() if name.startswith("adapter-")]
+        for group in (adapters, [self._children.get("feedback")], [self._children.get("registry")]):
+            members = [c for c in group if c is not None]
+            for child in members:
+                child.terminate()
+            deadline = time.monotonic() + self._stop_timeout
+            for child in members:
+                if not child.wait(deadline - time.monotonic()):
+                    self._say(f"{child.name} did not stop within {self._stop_timeout:g} s: killed")
+        self._children.clear()
+        self._endpoints = None
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _prepare(self) -> Endpoints:
+        """The run directory: PKI, house keys and pseudonym key file when missing; the ports."""
+        run = self.run_dir
+        pki_dir = run / "pki"
+        houses_dir = pki_dir / "houses"
+        key_file = run / "pseudonym-keys.json"
+        for directory in (run, self.log_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+        if not (pki_dir / "ca.pem").exists():
+            directory = Path(os.environ.get("BAKEN_REGISTRY_COVENANTS_DIR", covenants.DEFAULT_DIR))
+            pki.init(pki_dir, covenants.identities(directory), now=now)
+        if not houses_dir.is_dir() or not any(houses_dir.iterdir()):
+            sealed.init_house_keys(houses_dir, load_houses(), now=now)
+        if not key_file.exists():
+            KeyRing.generate(now.strftime("k%Y-%m")).save(key_file)
+        sources = {s: run / "sources" / s for s in SYSTEMS}
+        deliveries = {s: run / "deliveries" / s for s in SYSTEMS}
+        for directory in (*sources.values(), *deliveries.values()):
+            directory.mkdir(parents=True, exist_ok=True)
+        # The metrics endpoints always on free ports; the services' on theirs, or free ones.
+        free = iter(free_ports(2 + self._ports.count(0)))
+        registry_port, feedback_port = (port or next(free) for port in self._ports)
+        metrics = {service: f"127.0.0.1:{next(free)}" for service in ("registry", "feedback")}
+        endpoints = Endpoints(
+            registry=f"127.0.0.1:{registry_port}",
+            feedback=f"127.0.0.1:{feedback_port}",
+            pki_dir=pki_dir,
+            pseudonym_key_file=key_file,
+            house_keys_dir=houses_dir,
+            sources=MappingProxyType(sources),
+            deliveries=MappingProxyType(deliveries),
+            clock_file=self._clock_file,
+            metrics=MappingProxyType(metrics),
+            audit_public_keys=MappingProxyType(
+                {s: public_path(self._signing_key(s)) for s in ("registry", "feedback")}
+            ),
+        )
+        self._places = self._environment(endpoints)
+        return endpoints
+
+    def _signing_key(self, service: str) -> Path:
+        return self.run_dir / "keys" / f"{service}-audit-signing.key"
+
+    def _environment(self, e: Endpoints) -> dict[str, str]:
+        run = self.run_dir
+        places = {
+            "BAKEN_REGISTRY_ADDRESS": e.registry,
+            "BAKEN_REGISTRY_METRICS_ADDRESS": e.metrics["registry"],
+            "BAKEN_REGISTRY_DATA_DIR": str(run / "registry"),
+            "BAKEN_REGISTRY_PKI_DIR": str(e.pki_dir),
+            "BAKEN_REGISTRY_AUDIT_SIGNING_KEY": str(self._signing_key("registry")),
+            "BAKEN_FEEDBACK_ADDRESS": e.feedback,
+            "BAKEN_FEEDBACK_METRICS_ADDRESS": e.metrics["feedback"],
+            "BAKEN_FEEDBACK_DATA_DIR": str(run / "feedback"),
+            "BAKEN_FEEDBACK_PKI_DIR": str(e.pki_dir),
+            "BAKEN_FEEDBACK_AUDIT_SIGNING_KEY": str(self._signing_key("feedback")),
+            "BAKEN_FEEDBACK_REGISTRY": e.registry,
+            "BAKEN_PKI_DIR": str(e.pki_dir),
+            "BAKEN_PSEUDONYM_KEY_FILE": str(e.pseudonym_key_file),
+            "BAKEN_REGISTRY_TARGET": e.registry,
+            "BAKEN_FEEDBACK_TARGET": e.feedback,
+            "BAKEN_ADAPTER_STATE_DIR": str(run / "adapters"),
+            "BAKEN_HOUSE_KEYS_DIR": str(e.house_keys_dir),
+        }
+        for service, url in self.database_urls.items():
+            if url:
+                places[f"BAKEN_{service.upper()}_DATABASE_URL"] = url
+        return places
+
+    def _env(self, *, service: bool) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _PLACES}
+        env.update(self._places, PYTHONUNBUFFERED="1")
+        if service and self._clock_file is not None:
+            env[CLOCK_FILE_ENV] = str(self._clock_file)
+        return env
+
+    def _spawn(self, name: str, args: list[str], *, service: bool = False) -> Supervised:
+        child = Supervised(
+            name,
+            [sys.executable, "-m", "cli.main", *args],
+            self._env(service=service),
+            self.log_dir / f"{name}.log",
+        )
+        self._children[name] = child
+        child.start()
+        return child
+
+    def _migrate(self, endpoints: Endpoints) -> None:
+        """`baken migrate all`, once, with the services' settings."""
+        migrate = Supervised(
+            "migrate",
+            [sys.executable, "-m", "cli.main", "migrate", "all"],
+            self._env(service=True),
+            self.log_dir / "migrate.log",
+        )
+        migrate.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (code := migrate.exit_code()) is None:
+            if self._interrupted or time.monotonic() > deadline:
+                migrate.terminate()
+                migrate.wait(STOP_TIMEOUT_S)
+                if self._interrupted:
+                    raise Interrupted("interrupted while migrating")
+                raise TopologyError(f"baken migrate all: not done within {START_TIMEOUT_S:g} s")
+            time.sleep(0.05)
+        if code != 0:
+            raise TopologyError(
+                f"baken migrate all failed ({describe_exit(code)}). Last lines of "
+                f"{migrate.log_file}:\n{migrate.tail()}"
+            )
+
+    def _await_healthy(self, child: Supervised, target: str) -> None:
+        tls = TlsFiles.of(self.run_dir / "pki", OPERATOR)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        status = "not asked"
+        while True:
+            if self._interrupted:
+                raise Interrupted(f"interrupted while {child.name} was starting")
+            code = child.exit_code()
+            if code is not None:
+                raise TopologyError(
+                    f"{child.name} exited with {describe_exit(code)} while starting. Last lines "
+                    f"of {child.log_file}:\n{child.tail()}"
+                )
+            status = health_status(target, tls, timeout=1.0)
+            if status == SERVING:
+                return
+            if time.monotonic() > deadline:
+                raise TopologyError(
+                    f"{child.name} at {target}: not {SERVING} within {START_TIMEOUT_S:g} s "
+                    f"({status}). Last lines of {child.log_file}:\n{child.tail()}"
+                )
+            time.sleep(0.1)
+
+    # -- supervising ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.2):
+            now = time.monotonic()
+            for child in list(self._children.values()):
+                if self._stopping.is_set():
+                    return
+                with contextlib.suppress(OSError):  # `say` to a closed terminal: restart anyway
+                    child.check(now, self._say)

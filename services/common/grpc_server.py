@@ -1,0 +1,371 @@
+"""What every Baken gRPC server shares: error mapping, one log line per RPC, health, reflection."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sized
+from concurrent import futures
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import sqlalchemy.exc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from baken import pki
+from baken.errors import (
+    BakenError,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+    internal_status,
+)
+from baken.pseudonym import looks_like_bsn
+
+if TYPE_CHECKING:
+    from services.common.admission import Admission
+    from services.common.metrics_endpoint import Metrics
+
+log = structlog.get_logger("baken.rpc")
+
+REQUEST_ID_KEY = "x-request-id"
+TRACEPARENT_KEY = "traceparent"
+_TOKEN = re.compile(r"[A-Za-z0-9.:_-]{1,64}")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")
+_request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+
+def current_request_id() -> str:
+    """The request id of the RPC this thread is handling (set by ErrorAndLogInterceptor)."""
+    return _request_id.get()
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity(pem: bytes) -> pki.Identity:
+    return pki.party_of(pem)
+
+
+def caller_of(context: grpc.ServicerContext) -> pki.Identity:
+    """The calling party as its verified certificate names it; never from a request field."""
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        raise PermissionDenied("NO_CERTIFICATE", "call with a client certificate (mTLS)")
+    try:
+        return _identity(bytes(certs[0]))
+    except pki.PkiError:
+        raise PermissionDenied(
+            "CERTIFICATE_NOT_A_PARTY", "the certificate names no party, organisation and role"
+        ) from None
+
+
+def trace_id_of(context: grpc.ServicerContext) -> str:
+    """The W3C trace id from the caller's traceparent header, or a fresh one."""
+    for key, value in context.invocation_metadata():
+        if key == TRACEPARENT_KEY and isinstance(value, str):
+            found = _TRACEPARENT.match(value)
+            if found:
+                return found.group(1)
+    return uuid.uuid4().hex
+
+
+def _request_id_of(context: grpc.ServicerContext) -> tuple[str, InvalidArgument | None]:
+    """The caller's `x-request-id`, or a fresh one when it sent none. One that is not a token
+    of 1 to 64 letters, digits and ".:_-", or that holds nine digits passing the 11-proef,
+    is replaced by a fresh one and comes with the refusal that ends the call (never echoed):
+    the id goes into the log and the access log, and free text or a BSN must not."""
+    for key, value in context.invocation_metadata():
+        if key != REQUEST_ID_KEY:
+            continue
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            fault = "a token of 1 to 64 letters, digits and '.:_-'"
+        elif looks_like_bsn(value):
+            fault = "looks like a BSN (nine digits passing the 11-proef): no personal data here"
+        else:
+            return value, None
+        return uuid.uuid4().hex, InvalidArgument([FieldViolation(REQUEST_ID_KEY, fault)])
+    return uuid.uuid4().hex, None
+
+
+class ErrorAndLogInterceptor(grpc.ServerInterceptor):
+    """Maps domain errors to status + details, hides everything else behind INTERNAL, and writes
+    one log line per RPC with method, code, duration and request id; `metrics`, when given,
+    count the RPC by method and code and time it.
+
+    With `admission`, every call of the service's own methods is admitted first (the party
+    register, the party's calls in flight and its rate; services/common/admission.py), before a
+    message of a stream is read, and charged: one unit a call or a streamed message, or one an
+    entry of a batch (BatchLookup).
+
+    The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
+    INTERNAL errors. Wrapped handlers are built once per method.
+    """
+
+    def __init__(self, admission: Admission | None = None, metrics: Metrics | None = None) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._admission = admission
+        self._metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
+        if handler is None or method.startswith("/grpc."):
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(method, handler.stream_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        assert handler.unary_stream is not None
+        return grpc.unary_stream_rpc_method_handler(
+            self._streaming(method, handler.unary_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            call = _Call.begin(method, context, self._metrics)
+            try:
+                call.check()
+                with self._admitted(method, context) as admitted:
+                    response = behaviour(admitted(request), context)
+            except BaseException as exc:
+                call.fail(exc, context)
+            call.end(context)
+            return response
+
+        return wrapped
+
+    def _streaming(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call = _Call.begin(method, context, self._metrics)
+            try:
+                call.check()
+                with self._admitted(method, context) as admitted:
+                    yield from behaviour(admitted(request), context)
+            except BaseException as exc:
+                call.fail(exc, context)
+            call.end(context)
+
+        return wrapped
+
+    @contextlib.contextmanager
+    def _admitted(
+        self, method: str, context: grpc.ServicerContext
+    ) -> Iterator[Callable[[Any], Any]]:
+        """Admit the call and hold its place while it runs; yields what turns the request (or
+        the request stream) into the charged one."""
+        admission = self._admission
+        if admission is None:
+            yield lambda request: request
+            return
+        caller = caller_of(context)
+        ticket = admission.admit(caller, method, context)
+        # A cancelled stream may never resume its handler: the end of the RPC releases too.
+        context.add_callback(ticket.release)
+
+        def charge(message: Any) -> None:
+            entries = getattr(message, "entries", None)
+            admission.charge(caller.id, len(entries) if isinstance(entries, Sized) else 1)
+
+        def charged(request: Any) -> Any:
+            if not isinstance(request, Iterator):
+                charge(request)
+                return request
+
+            def stream() -> Iterator[Any]:
+                for message in admission.first_message(request):
+                    charge(message)
+                    yield message
+
+            return stream()
+
+        try:
+            yield charged
+        finally:
+            ticket.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One RPC as the log sees it: method, request id, the calling party, when it started; and
+    the metrics that count it (by method and code only)."""
+
+    method: str
+    request_id: str
+    party: str
+    started: float
+    metrics: Metrics | None
+    # A request id not fit for the log: the call ends with it, under a fresh id.
+    refusal: InvalidArgument | None = None
+
+    @classmethod
+    def begin(
+        cls, method: str, context: grpc.ServicerContext, metrics: Metrics | None = None
+    ) -> _Call:
+        request_id, refusal = _request_id_of(context)
+        _request_id.set(request_id)
+        # Trailing metadata rides on the status; initial metadata would cost a write of its own.
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        # The TLS layer verified the certificate; its common name is the party id.
+        names = context.auth_context().get("x509_common_name")
+        party = bytes(names[0]).decode(errors="replace") if names else "?"
+        return cls(method, request_id, party, time.perf_counter(), metrics, refusal)
+
+    def check(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+
+    def end(self, context: grpc.ServicerContext) -> None:
+        # A stream the caller cancelled can end without an exception (its requests just stop).
+        ended = grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
+        self.log(context.code() or ended)  # type: ignore[attr-defined]
+
+    def log(self, code: grpc.StatusCode, **extra: Any) -> None:
+        seconds = time.perf_counter() - self.started
+        if self.metrics is not None:
+            self.metrics.observe(self.method, code.name, seconds)
+        log.info(
+            "rpc",
+            method=self.method,
+            code=code.name,
+            duration_ms=round(seconds * 1000, 3),
+            request_id=self.request_id,
+            party=self.party,
+            **extra,
+        )
+
+    def fail(self, exc: BaseException, context: grpc.ServicerContext) -> None:
+        exc = _storage_error(exc) or exc
+        if isinstance(exc, BakenError):
+            status = exc.to_status()
+            self.log(exc.code, reason=exc.reason)
+        elif (
+            context.code() is not None  # type: ignore[attr-defined]
+            or not isinstance(exc, Exception)
+            or not context.is_active()
+        ):
+            # context.abort() and cancellation travel as exceptions (a cancelled stream's
+            # request iterator raises one): let gRPC finish them.
+            self.log(context.code() or grpc.StatusCode.CANCELLED)  # type: ignore[attr-defined]
+            raise exc
+        else:
+            status = internal_status(self.request_id)
+            # The exception type only: a message could carry request data.
+            self.log(grpc.StatusCode.INTERNAL, error=type(exc).__name__)
+        grpc_status = rpc_status.to_status(status)
+        context.abort_with_status(
+            _Status(
+                grpc_status.code,
+                grpc_status.details,
+                (*grpc_status.trailing_metadata, (REQUEST_ID_KEY, self.request_id)),
+            )
+        )
+
+
+def _storage_error(exc: BaseException) -> Unavailable | None:
+    """The database away (a PostgreSQL restart, a failover) or full (SQLite's disk): the call
+    changed nothing (its transaction rolled back) and may go again as it is, so UNAVAILABLE,
+    which clients retry, rather than INTERNAL."""
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return None
+    text = str(exc.orig).lower()
+    if "disk is full" in text or "no space left" in text:
+        return Unavailable("STORAGE_FULL", "the service's database has no space left; try later")
+    if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
+        return Unavailable("STORAGE_UNAVAILABLE", "the service's database cannot be reached now")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class ListenError(Exception):
+    """A server cannot listen on the address it was given."""
+
+
+# Threads beyond the parties' share (max_workers): health checks, reflection and refusals find
+# one free whatever the parties hold.
+RESERVED_WORKERS = 4
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def create_grpc_server(
+    max_workers: int,
+    service_names: list[str],
+    *,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    admission: Admission | None = None,
+    options: list[tuple[str, Any]] | None = None,
+    metrics: Metrics | None = None,
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """A sync server with the interceptor, health checking and reflection for service_names.
+    A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED); `admission`
+    admits every call of the services' own methods (services/common/admission.py) to at most
+    `max_workers` at once, while RESERVED_WORKERS more threads answer everything else. `metrics`
+    count every RPC of the services (not of health and reflection) by method and code."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers + RESERVED_WORKERS, thread_name_prefix="rpc"
+        ),
+        interceptors=[ErrorAndLogInterceptor(admission, metrics)],
+        # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
+        # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
+        # server answers a long-lived stream's pings with GOAWAY "too_many_pings".
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            *(options or []),
+        ],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *service_names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return server, health_servicer
