@@ -43,10 +43,10 @@ from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import purpose_pb2
 from dev.topology import free_port
-from services.accesslog.store import checkpoints, utc
-from services.accesslog.store import log as access_log
+from services.accesslog.store import checkpoints
+from services.accesslog.store import entries as access_log
 from services.common import covenants
-from services.common.db import make_engine
+from services.common.db import make_engine, utc
 from services.common.metrics_endpoint import DatabaseGauges, Metrics
 from services.feedback.outbox import deliveries, state_counts
 from services.registry.gauges import markers, registry_gauges

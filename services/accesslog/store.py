@@ -44,9 +44,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Dialect, Table, Text, func, insert, select, type_coerce
 
 from services.accesslog.signing import SigningKey
-from services.registry.models import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.accesslog.tables import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.common.db import utc
 
-log = cast(Table, AccessLogRow.__table__)
+entries = cast(Table, AccessLogRow.__table__)
 subjects = cast(Table, AccessLogSubjectRow.__table__)
 checkpoints = cast(Table, AccessLogCheckpointRow.__table__)
 
@@ -59,12 +60,13 @@ BREAK_GLASS = "break-glass"
 # serialises appends to the log.
 APPEND_LOCK_KEY = 0x6261_6B65_6E02
 
-_ENTRY_COLUMNS = (log.c.seq, log.c.entry_time, log.c.party_id, log.c.outcome, log.c.reviews_seq)
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """A database time as aware UTC: SQLite hands back naive UTC, PostgreSQL the session's zone."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+_ENTRY_COLUMNS = (
+    entries.c.seq,
+    entries.c.entry_time,
+    entries.c.party_id,
+    entries.c.outcome,
+    entries.c.reviews_seq,
+)
 
 
 def _iso(value: dt.datetime) -> str:
@@ -150,10 +152,10 @@ class _AppendSql:
             # A write that changes nothing: SQLite then holds the write lock before the head
             # is read, instead of refusing to upgrade a stale read snapshot later.
             self.lock = "UPDATE access_log SET seq = seq WHERE 0 = 1"
-        self.insert_entry, self._entry_names = _compiled(insert(log), dialect)
+        self.insert_entry, self._entry_names = _compiled(insert(entries), dialect)
         self.insert_subject, self._subject_names = _compiled(insert(subjects), dialect)
         # SQLite stores times as text in SQLAlchemy's format; psycopg takes a datetime.
-        processor = log.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
+        processor = entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
         self.time: Callable[[Any], Any] = processor or (lambda value: value)
 
     def lock_and_head(self, dbapi: Any) -> tuple[int, bytes]:
@@ -336,7 +338,7 @@ class AccessLog:
         first_time = None
         if signed < head:
             raw = connection.execute(
-                select(type_coerce(log.c.entry_time, Text)).where(log.c.seq == signed + 1)
+                select(type_coerce(entries.c.entry_time, Text)).where(entries.c.seq == signed + 1)
             ).scalar()
             first_time = raw_time(raw)
         run = self._runs[key] = _Run(head, head_hash, int(signed), first_time)
@@ -443,33 +445,33 @@ def search(
     """Entries after `after_seq` (and up to `until_seq`) in seq order matching every given
     criterion: naming any of the subject values, by the party, with start <= time < end, with
     the outcome."""
-    query = select(*_ENTRY_COLUMNS, log.c.body).where(log.c.seq > after_seq)
+    query = select(*_ENTRY_COLUMNS, entries.c.body).where(entries.c.seq > after_seq)
     if until_seq is not None:
-        query = query.where(log.c.seq <= until_seq)
+        query = query.where(entries.c.seq <= until_seq)
     if subject:
         named = select(subjects.c.seq).where(subjects.c.value.in_(list(subject)))
-        query = query.where(log.c.seq.in_(named))
+        query = query.where(entries.c.seq.in_(named))
     if party_id is not None:
-        query = query.where(log.c.party_id == party_id)
+        query = query.where(entries.c.party_id == party_id)
     if start is not None:
-        query = query.where(log.c.entry_time >= _aware(start, "start"))
+        query = query.where(entries.c.entry_time >= _aware(start, "start"))
     if end is not None:
-        query = query.where(log.c.entry_time < _aware(end, "end"))
+        query = query.where(entries.c.entry_time < _aware(end, "end"))
     if outcome is not None:
-        query = query.where(log.c.outcome == outcome)
+        query = query.where(entries.c.outcome == outcome)
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    query = query.order_by(log.c.seq).limit(limit)
+    query = query.order_by(entries.c.seq).limit(limit)
     return [_stored(row) for row in connection.execute(query)]
 
 
 def last_seq(connection: Connection) -> int:
     """The newest entry's seq (0 for an empty log)."""
-    return int(connection.execute(select(func.coalesce(func.max(log.c.seq), 0))).scalar_one())
+    return int(connection.execute(select(func.coalesce(func.max(entries.c.seq), 0))).scalar_one())
 
 
 def is_reviewed(connection: Connection, seq: int) -> bool:
-    found = connection.execute(select(log.c.seq).where(log.c.reviews_seq == seq).limit(1))
+    found = connection.execute(select(entries.c.seq).where(entries.c.reviews_seq == seq).limit(1))
     return found.first() is not None
 
 
@@ -477,11 +479,15 @@ def pending_reviews(
     connection: Connection, *, after_seq: int = 0, limit: int = 100
 ) -> list[StoredEntry]:
     """Break-glass entries that no entry reviews yet, in seq order."""
-    reviewed = select(log.c.reviews_seq).where(log.c.reviews_seq.is_not(None))
+    reviewed = select(entries.c.reviews_seq).where(entries.c.reviews_seq.is_not(None))
     query = (
-        select(*_ENTRY_COLUMNS, log.c.body)
-        .where(log.c.outcome == BREAK_GLASS, log.c.seq > after_seq, log.c.seq.not_in(reviewed))
-        .order_by(log.c.seq)
+        select(*_ENTRY_COLUMNS, entries.c.body)
+        .where(
+            entries.c.outcome == BREAK_GLASS,
+            entries.c.seq > after_seq,
+            entries.c.seq.not_in(reviewed),
+        )
+        .order_by(entries.c.seq)
         .limit(limit)
     )
     return [_stored(row) for row in connection.execute(query)]

@@ -54,13 +54,13 @@ from services.accesslog.store import (
     SignedHead,
     checkpoint_message,
     checkpoints,
+    entries,
     entry_hash,
-    log,
     raw_time,
     subjects,
-    utc,
 )
 from services.common import db
+from services.common.db import utc
 
 VERIFY_CHUNK = 5000
 DEFAULT_POLICY = CheckpointPolicy()
@@ -96,14 +96,14 @@ class Verification:
 
 # entry_time as the database holds it: on SQLite text, which someone may have made unreadable.
 _VERIFY_COLUMNS = (
-    log.c.seq,
-    type_coerce(log.c.entry_time, Text),
-    log.c.party_id,
-    log.c.outcome,
-    log.c.reviews_seq,
-    log.c.body,
-    log.c.prev_hash,
-    log.c.entry_hash,
+    entries.c.seq,
+    type_coerce(entries.c.entry_time, Text),
+    entries.c.party_id,
+    entries.c.outcome,
+    entries.c.reviews_seq,
+    entries.c.body,
+    entries.c.prev_hash,
+    entries.c.entry_hash,
 )
 
 
@@ -132,7 +132,7 @@ class _Stored:
 
 
 def _entries(connection: Connection) -> Iterator[_Stored]:
-    query = select(*_VERIFY_COLUMNS).order_by(log.c.seq).limit(VERIFY_CHUNK)
+    query = select(*_VERIFY_COLUMNS).order_by(entries.c.seq).limit(VERIFY_CHUNK)
     rows = connection.execute(query).all()  # from the lowest seq, even one below 1
     while True:
         named: dict[int, set[str]] = {}
@@ -147,7 +147,7 @@ def _entries(connection: Connection) -> Iterator[_Stored]:
             yield _Stored.of(row, frozenset(named.get(row[0], ())))
         if len(rows) < VERIFY_CHUNK:
             return
-        rows = connection.execute(query.where(log.c.seq > rows[-1][0])).all()
+        rows = connection.execute(query.where(entries.c.seq > rows[-1][0])).all()
 
 
 def _column_mismatch(entry: _Stored) -> str | None:
@@ -180,7 +180,7 @@ def entries_are(first: int, last: int) -> str:
 def _seq_of(connection: Connection, column: Any, value: bytes, *where: Any) -> int | None:
     """The first seq whose `column` holds `value` (a scan: used once, at a break)."""
     return connection.execute(
-        select(log.c.seq).where(column == value, *where).order_by(log.c.seq).limit(1)
+        select(entries.c.seq).where(column == value, *where).order_by(entries.c.seq).limit(1)
     ).scalar()
 
 
@@ -224,7 +224,7 @@ class _Walker:
         elif entry.prev_hash == GENESIS:
             linked = 0
         else:
-            linked = _seq_of(connection, log.c.entry_hash, entry.prev_hash, log.c.seq != s)
+            linked = _seq_of(connection, entries.c.entry_hash, entry.prev_hash, entries.c.seq != s)
         if linked is not None and linked < s - 1 and original == linked + 1:
             return Break(
                 original,
@@ -238,7 +238,7 @@ class _Walker:
                 "reordered",
                 f"entry {s} is out of place: it links to entry {linked}, not to entry {s - 1}",
             )
-        skip = _seq_of(connection, log.c.prev_hash, self.last_hash, log.c.seq > s)
+        skip = _seq_of(connection, entries.c.prev_hash, self.last_hash, entries.c.seq > s)
         if skip is not None:
             return Break(
                 s,
@@ -246,7 +246,9 @@ class _Walker:
                 f"{entries_are(s, skip - 1)} not part of the chain: "
                 f"entry {skip} follows entry {s - 1}",
             )
-        follower = _seq_of(connection, log.c.prev_hash, entry.entry_hash, log.c.seq != s + 1)
+        follower = _seq_of(
+            connection, entries.c.prev_hash, entry.entry_hash, entries.c.seq != s + 1
+        )
         if follower is not None:
             return Break(s, "reordered", f"entry {s} is out of place: entry {follower} links to it")
         if linked is None:

@@ -184,3 +184,8 @@ def upgrade_to_head(script_location: Path, engine: Engine, **attributes: Any) ->
     head = script.get_current_head()
     assert head is not None
     return head
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A database time as aware UTC: SQLite hands back naive UTC, PostgreSQL the session's zone."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

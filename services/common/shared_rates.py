@@ -16,11 +16,24 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Double, Engine, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common import db
-from services.registry.models import RateBucketRow
+from services.common.db import Base, Id
+
+
+class RateBucketRow(Base):
+    """A party's token bucket, shared by every instance of the service on this database: the
+    units left at `refilled_at` (seconds since the epoch)."""
+
+    __tablename__ = "rate_buckets"
+
+    party_id: Mapped[Id] = mapped_column(primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    refilled_at: Mapped[float] = mapped_column(Double)
+
 
 LEASE_SECONDS = 0.2
 

@@ -32,10 +32,11 @@ from baken.pki import Identity
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from services.accesslog.inquiry import Inquiry, entry
-from services.accesslog.store import AccessLog, utc
+from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
+from services.common.db import utc
 from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
 from services.feedback.outbox import Outbox, deliveries
 from services.feedback.routing import (

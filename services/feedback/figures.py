@@ -16,8 +16,8 @@ from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.stuurinformatie.figures import Figure, counted, percentile
-from services.accesslog.store import utc
 from services.common.covenants import Party
+from services.common.db import utc
 from services.feedback.models import AdviceRequestRow, DecisionRow, DeliveryRow
 from services.report import Selection
 

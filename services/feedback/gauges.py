@@ -10,10 +10,10 @@ from collections.abc import Collection, Iterator
 from prometheus_client.core import Metric
 from sqlalchemy import Connection, func, select
 
-from services.accesslog.store import utc
+from services.accesslog.gauges import access_log_gauges
+from services.common.db import utc
 from services.common.metrics_endpoint import Gauges, gauge, labelled_gauge
 from services.feedback.outbox import DEAD, PENDING, deliveries
-from services.registry.gauges import access_log_gauges
 
 
 def feedback_gauges(houses: Collection[str]) -> Gauges:

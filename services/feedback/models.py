@@ -1,6 +1,6 @@
 """The feedback service's tables. Alembic migrations under migrations/ are the schema's source of
-truth. The access log's tables (services/registry/models.py) are the registry's, copied into this
-service's own database: one log format, verified by the same `baken audit verify`."""
+truth. The access log's tables (services/accesslog/tables.py) are copied into this service's own
+database: one log format, verified by the same `baken audit verify`."""
 
 from __future__ import annotations
 
@@ -23,13 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.accesslog.tables import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
 from services.common.db import NAMING_CONVENTION, Id, UtcTime
-from services.registry.models import (
-    AccessLogCheckpointRow,
-    AccessLogRow,
-    AccessLogSubjectRow,
-    RateBucketRow,
-)
+from services.common.shared_rates import RateBucketRow
 
 
 class Base(DeclarativeBase):
@@ -38,8 +34,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# The access log's tables and the shared rate buckets, as the registry defines them, in this
-# database too.
+# The access log's tables and the shared rate buckets in this database too.
 for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, RateBucketRow):
     cast(Table, _row.__table__).to_metadata(Base.metadata)
 

@@ -41,9 +41,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from baken.backoff import Backoff
 from baken.clock import Clock
 from baken.errors import NotFound
-from services.accesslog.store import utc
 from services.common import db
 from services.common.at_rest import Sealer
+from services.common.db import utc
 from services.feedback.models import DeliveryRow
 from services.feedback.routing import Item
 

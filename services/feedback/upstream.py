@@ -15,7 +15,7 @@ from baken.client import RETRYABLE
 from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
-from services.accesslog.store import utc
+from services.common.db import utc
 from services.feedback.feedback import SIGNAL_PAGE, Feedback, SignalIn
 from services.feedback.routing import Marking
 

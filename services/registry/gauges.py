@@ -10,30 +10,12 @@ from typing import cast
 from prometheus_client.core import Metric
 from sqlalchemy import Connection, Table, false, func, select
 
-from services.accesslog.store import checkpoints, log, utc
+from services.accesslog.gauges import access_log_gauges
 from services.common.metrics_endpoint import gauge
 from services.registry.models import MarkerRow, SignalRow
 
 markers = cast(Table, MarkerRow.__table__)
 signals = cast(Table, SignalRow.__table__)
-
-
-def access_log_gauges(connection: Connection, now: dt.datetime) -> Iterator[Metric]:
-    """The access log's length, and the age of its newest signed checkpoint (when there is one):
-    the registry's and the feedback service's."""
-    head = connection.execute(select(func.max(log.c.seq))).scalar()
-    yield gauge(
-        "baken_access_log_entries", "Entries in the access log (its head's number).", head or 0
-    )
-    signed = connection.execute(
-        select(checkpoints.c.signed_time).order_by(checkpoints.c.seq.desc()).limit(1)
-    ).scalar()
-    if signed is not None:
-        yield gauge(
-            "baken_access_log_checkpoint_age_seconds",
-            "Seconds since the access log's newest signed checkpoint.",
-            max(0.0, (now - utc(signed)).total_seconds()),
-        )
 
 
 def registry_gauges(connection: Connection, now: dt.datetime) -> Iterator[Metric]:

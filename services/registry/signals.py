@@ -25,10 +25,11 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from baken.clock import Clock
 from baken.errors import PermissionDenied
 from services.accesslog.inquiry import SIGNALS_ACTIVITY, Inquiry, entry
-from services.accesslog.store import AccessLog, utc
+from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy
 from services.common.covenants import INTAKE, TERUGKOPPELING
+from services.common.db import utc
 from services.registry.models import SignalRow
 
 signals = cast(Table, SignalRow.__table__)
