@@ -44,6 +44,7 @@ import grpc
 import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
+from baken import enums
 from baken.age import minor_until
 from baken.backoff import Backoff
 from baken.client import RETRYABLE, date_proto, subject_proto
@@ -67,21 +68,9 @@ MAX_DELETE_SHARE = 0.10
 # isolates. Each can rewrite what a terminal or a screen shows (clear it, forge a line).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 log = structlog.get_logger("baken.adapter")
-TARGET_GROUPS = {
-    v.name.removeprefix("TARGET_GROUP_").lower(): v.number
-    for v in marker_pb2.TargetGroup.DESCRIPTOR.values
-    if v.number
-}
-PLAN_STATUSES = {
-    v.name.removeprefix("PLAN_STATUS_").lower(): v.number
-    for v in marker_pb2.PlanStatus.DESCRIPTOR.values
-    if v.number
-}
-SYSTEMS = {
-    v.name.removeprefix("SOURCE_SYSTEM_").lower(): v.number
-    for v in house_pb2.SourceSystem.DESCRIPTOR.values
-    if v.number
-}
+TARGET_GROUPS = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
+PLAN_STATUSES = enums.numbers(marker_pb2.PlanStatus, "PLAN_STATUS_")
+SYSTEMS = enums.numbers(house_pb2.SourceSystem, "SOURCE_SYSTEM_")
 
 
 @dataclass

@@ -41,7 +41,7 @@ from adapters.framework import OpenAdviceRequest, State
 from adapters.gcos import deliver as gcos_deliver
 from adapters.pga import deliver as pga_deliver
 from adapters.records import Delivery, Person
-from baken import sealed
+from baken import enums, sealed
 from baken.backoff import Backoff
 from baken.clock import AMSTERDAM, Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2 as pb
@@ -112,10 +112,9 @@ def decision_code(code: int, sepot_code: str) -> str | None:
             raise ValueError("decision.sepot_code: a sepot needs its two-digit code")
         return f"sepot-{sepot_code}"
     try:
-        name = pb.DecisionCode.Name(code)  # type: ignore[arg-type]
+        return enums.token(pb.DecisionCode, code, "DECISION_CODE_", "-")
     except ValueError:
         raise ValueError("decision.code: not a code this adapter knows") from None
-    return name.removeprefix("DECISION_CODE_").lower().replace("_", "-")
 
 
 def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) -> Delivery:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
+from baken import enums
 from baken.registry.v1 import house_pb2
 
 
@@ -24,8 +25,7 @@ class House:
     @property
     def source_system_token(self) -> str:
         """ "gcos", "amazone" or "pga": as the party register names an adapter's system."""
-        name = house_pb2.SourceSystem.Name(self.source_system)
-        return name.removeprefix("SOURCE_SYSTEM_").lower()
+        return enums.token(house_pb2.SourceSystem, self.source_system, "SOURCE_SYSTEM_")
 
     @property
     def name(self) -> str:

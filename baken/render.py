@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Sequence
 
 from google.protobuf import json_format
 
+from baken import enums
+from baken.audit.v1 import audit_service_pb2
+from baken.clock import AMSTERDAM
+from baken.feedback.v1 import feedback_service_pb2
 from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 _FRESHNESS = {
@@ -53,7 +58,7 @@ def shown(text: str, indent: str | None = None) -> str:
 
 
 def _token(enum: object, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix).lower().replace("_", " ")  # type: ignore[attr-defined]
+    return enums.token(enum, value, prefix, " ")
 
 
 def _date(d: object) -> str:
@@ -147,3 +152,48 @@ def lookup_json(response: registry_service_pb2.LookupResponse) -> str:
     """JSON escapes C0 controls itself; C1 controls and bidi marks are escaped here too."""
     text = json.dumps(json_format.MessageToDict(response), indent=2, ensure_ascii=False)
     return _BEYOND_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+_OUTCOME = {
+    audit_service_pb2.ACCESS_OUTCOME_HIT: "hit",
+    audit_service_pb2.ACCESS_OUTCOME_NO_HIT: "no hit",
+    audit_service_pb2.ACCESS_OUTCOME_WITHHELD: "withheld",
+    audit_service_pb2.ACCESS_OUTCOME_DENIED: "DENIED",
+    audit_service_pb2.ACCESS_OUTCOME_BREAK_GLASS: "BREAK-GLASS",
+    audit_service_pb2.ACCESS_OUTCOME_AUDIT_READ: "audit read",
+    audit_service_pb2.ACCESS_OUTCOME_REVIEW: "review",
+    audit_service_pb2.ACCESS_OUTCOME_SIGNALS_DISCLOSED: "signals disclosed",
+}
+_STATES = enums.tokens(feedback_service_pb2.AdviceRequestState, "ADVICE_REQUEST_STATE_", "-")
+
+
+def access_entry(e: audit_service_pb2.AccessEntry) -> str:
+    """One entry as the data subject's report shows it: who, when, why, what."""
+    when = e.time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+    who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
+    why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
+    lines = [f"#{e.sequence}  {when}  {_OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]
+    if e.denial_reason:
+        lines.append(f"    denied   {shown(e.denial_reason)}")
+    if e.break_glass_reason:
+        lines.append(f"    break-glass reason  {shown(e.break_glass_reason)}")
+    for d in e.disclosed:
+        lines.append(f"    saw      {d.marker}: {', '.join(d.fields)}")
+    if e.withheld:
+        lines.append(f"    withheld {len(e.withheld)} field(s)")
+    if e.audit_query:
+        lines.append(f"    query    {shown(e.audit_query)}")
+    if e.reviews_sequence:
+        lines.append(f"    reviews  #{e.reviews_sequence}: {shown(e.review_finding)}")
+    if e.covenants:
+        lines.append(f"    covenant {', '.join(e.covenants)}")
+    return "\n".join(lines)
+
+
+def advice_request_line(r: feedback_service_pb2.AdviceRequest) -> str:
+    """One advice request, on one line: the desk's list and the demo's."""
+    due = r.due_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{r.name}  {_STATES.get(r.state, '?'):<8} case {shown(r.case_reference)}  {r.house}"
+        f"  due {due}  asked by {shown(r.requested_by)}"
+    )

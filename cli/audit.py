@@ -27,7 +27,7 @@ from baken.client import connect
 from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
-from baken.render import shown
+from baken.render import access_entry, shown
 from services.common.settings import FeedbackSettings, RegistrySettings
 
 if TYPE_CHECKING:
@@ -35,16 +35,6 @@ if TYPE_CHECKING:
     from services.accesslog.verify import Verification
 
 pb = audit_service_pb2
-OUTCOME = {
-    pb.ACCESS_OUTCOME_HIT: "hit",
-    pb.ACCESS_OUTCOME_NO_HIT: "no hit",
-    pb.ACCESS_OUTCOME_WITHHELD: "withheld",
-    pb.ACCESS_OUTCOME_DENIED: "DENIED",
-    pb.ACCESS_OUTCOME_BREAK_GLASS: "BREAK-GLASS",
-    pb.ACCESS_OUTCOME_AUDIT_READ: "audit read",
-    pb.ACCESS_OUTCOME_REVIEW: "review",
-    pb.ACCESS_OUTCOME_SIGNALS_DISCLOSED: "signals disclosed",
-}
 
 
 class VerifyFailed(Exception):
@@ -89,33 +79,10 @@ def _range(args: argparse.Namespace) -> dict[str, Any]:
     return query
 
 
-def describe(e: pb.AccessEntry) -> str:
-    """One entry as the data subject's report shows it: who, when, why, what."""
-    when = e.time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
-    who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
-    why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
-    lines = [f"#{e.sequence}  {when}  {OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]
-    if e.denial_reason:
-        lines.append(f"    denied   {shown(e.denial_reason)}")
-    if e.break_glass_reason:
-        lines.append(f"    break-glass reason  {shown(e.break_glass_reason)}")
-    for d in e.disclosed:
-        lines.append(f"    saw      {d.marker}: {', '.join(d.fields)}")
-    if e.withheld:
-        lines.append(f"    withheld {len(e.withheld)} field(s)")
-    if e.audit_query:
-        lines.append(f"    query    {shown(e.audit_query)}")
-    if e.reviews_sequence:
-        lines.append(f"    reviews  #{e.reviews_sequence}: {shown(e.review_finding)}")
-    if e.covenants:
-        lines.append(f"    covenant {', '.join(e.covenants)}")
-    return "\n".join(lines)
-
-
 def _print_entries(entries: Iterator[pb.AccessEntry], empty: str) -> None:
     count = 0
     for e in entries:
-        print(describe(e))
+        print(access_entry(e))
         count += 1
     print(f"{count} entries." if count else empty)
 

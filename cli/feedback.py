@@ -13,33 +13,22 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
+from baken import enums
 from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.render import shown
+from baken.render import advice_request_line, shown
 
 FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
 HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
 
-def _token(enum: Any, prefix: str, value: int) -> str:
-    return str(enum.Name(value)).removeprefix(prefix).lower().replace("_", "-")
-
-
-def _choices(enum: Any, prefix: str) -> dict[str, int]:
-    return {_token(enum, prefix, v): v for v in enum.values() if v}
-
-
-CODES = _choices(pb.DecisionCode, "DECISION_CODE_")
-STAGES = _choices(pb.DecisionStage, "DECISION_STAGE_")
-ADVICE = _choices(pb.AdviceFollowed, "ADVICE_FOLLOWED_")
-CRITERIA = _choices(pb.TriageCriterion, "TRIAGE_CRITERION_")
-KINDS = {v: _token(pb.DeliveryKind, "DELIVERY_KIND_", v) for v in pb.DeliveryKind.values()}
-STATES = {
-    v: _token(pb.AdviceRequestState, "ADVICE_REQUEST_STATE_", v)
-    for v in pb.AdviceRequestState.values()
-}
+CODES = enums.numbers(pb.DecisionCode, "DECISION_CODE_", "-")
+STAGES = enums.numbers(pb.DecisionStage, "DECISION_STAGE_", "-")
+ADVICE = enums.numbers(pb.AdviceFollowed, "ADVICE_FOLLOWED_", "-")
+CRITERIA = enums.numbers(pb.TriageCriterion, "TRIAGE_CRITERION_", "-")
+KINDS = enums.tokens(pb.DeliveryKind, "DELIVERY_KIND_", "-")
 
 
 def _stub(args: argparse.Namespace) -> tuple[Any, feedback_service_pb2_grpc.FeedbackServiceStub]:
@@ -129,7 +118,7 @@ def _decide(args: argparse.Namespace) -> None:
     print(f"{response.name} recorded")
     for item in response.items:
         withheld = f" (withheld by covenant: {', '.join(item.withheld)})" if item.withheld else ""
-        print(f"  {KINDS[item.kind]} -> {item.house}{withheld}  [{item.key}]")
+        print(f"  {KINDS.get(item.kind, '?')} -> {item.house}{withheld}  [{item.key}]")
     for missed in response.not_routed:
         print(f"  not sent -> {missed.house or '(no house)'}: {shown(missed.reason)}")
     if not response.items and not response.not_routed:
@@ -167,7 +156,7 @@ def _advice(args: argparse.Namespace) -> None:
                 ),
                 timeout=args.timeout,
             )
-            print(_advice_line(made))
+            print(advice_request_line(made))
             return
         listed = stub.ListAdviceRequests(
             pb.ListAdviceRequestsRequest(
@@ -178,15 +167,7 @@ def _advice(args: argparse.Namespace) -> None:
     if not listed.advice_requests:
         print("no overdue advice requests" if args.overdue else "no open advice requests")
     for request in listed.advice_requests:
-        print(_advice_line(request))
-
-
-def _advice_line(r: pb.AdviceRequest) -> str:
-    due = r.due_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
-    return (
-        f"{r.name}  {STATES[r.state]:<8} case {shown(r.case_reference)}  {r.house}  due {due}"
-        f"  asked by {shown(r.requested_by)}"
-    )
+        print(advice_request_line(request))
 
 
 def _dead_letters(args: argparse.Namespace) -> None:
@@ -209,7 +190,7 @@ def _dead_letters(args: argparse.Namespace) -> None:
     for d in listed.dead_letters:
         last = d.last_attempt_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
         print(
-            f"{d.key}  {KINDS[d.kind]:<14} {d.house}  {d.attempts} attempts, last {last}: "
+            f"{d.key}  {KINDS.get(d.kind, '?'):<14} {d.house}  {d.attempts} attempts, last {last}: "
             f"{shown(d.last_failure)}"
         )
 

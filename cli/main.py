@@ -20,6 +20,7 @@ from baken.errors import UserError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
+from baken.purposes import INTAKE, PURPOSES
 from baken.type.v1 import pseudonym_pb2
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
@@ -30,7 +31,7 @@ from cli.feedback import FEEDBACK_TARGET_ENV
 from services.accesslog.signing import SigningKeyError
 from services.common import covenants
 from services.common.at_rest import SealError
-from services.common.covenants import INTAKE, PURPOSES, CovenantError
+from services.common.covenants import CovenantError
 from services.common.db import SchemaError
 from services.common.grpc_server import ListenError
 from services.common.settings import FeedbackSettings, RegistrySettings

@@ -34,14 +34,13 @@ from baken.clock import read_offset
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import InvalidIdentifier
-from baken.render import lookup_text
+from baken.render import access_entry, lookup_text
 from baken.stuurinformatie.client import Request, fetch_report
 from baken.stuurinformatie.figures import Level, Month
 from baken.stuurinformatie.html import html_report
 from baken.stuurinformatie.report import Report
 from baken.stuurinformatie.text import table
 from baken.type.v1 import purpose_pb2
-from cli.audit import describe
 from dev.shift import ShiftError, play_shift
 from dev.topology import SYSTEMS, Endpoints, Interrupted, Topology, TopologyError
 from services.common import covenants
@@ -330,7 +329,7 @@ def _privacy_officer(say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, perso
             if not token:
                 break
         for entry, alike in _alike(entries):
-            say("   " + describe(entry).replace("\n", "\n   "))
+            say("   " + access_entry(entry).replace("\n", "\n   "))
             if alike:
                 more = ", ".join(f"#{a.sequence}" for a in alike)
                 say(f"       (and {len(alike)} more alike: {more})")

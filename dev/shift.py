@@ -58,9 +58,9 @@ from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import person_pseudonyms
 from baken.registry.v1 import registry_service_pb2
+from baken.render import advice_request_line as advice_line
 from baken.render import lookup_text
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
-from cli.feedback import _advice_line as advice_line
 from dev.topology import Endpoints
 
 __all__ = [

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House
+from baken.purposes import MONITORING
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import BY_ID, Figure, Month, Unit
@@ -23,7 +24,6 @@ from services.accesslog.inquiry import Inquiry, entry, inquiry_of, log_refusal
 from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy, Withhold
-from services.common.covenants import MONITORING
 
 REPORT_ACTIVITY = "baken:stuurinformatie"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReportService"].full_name

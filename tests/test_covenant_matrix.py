@@ -19,12 +19,12 @@ import pytest
 from baken.errors import PermissionDenied
 from baken.houses import House, load_houses
 from baken.pki import Identity
+from baken.purposes import PURPOSES
 from services.common.access import AccessPolicy, Scope, Withhold
 from services.common.covenants import (
     DEFAULT_DIR,
     FEEDBACK_FIELDS,
     MARKER_FIELDS,
-    PURPOSES,
     THAT_FIELDS,
     CovenantSet,
     load,

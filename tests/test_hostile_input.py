@@ -437,8 +437,7 @@ def test_every_command_that_prints_server_text_shows_control_characters_as_escap
     # `advice list`, `dead-letters` and `audit subject` print text a house, a source or a caller
     # wrote; none of it may steer the terminal or start a line of its own.
     from baken.audit.v1 import audit_service_pb2 as audit
-    from cli.audit import describe
-    from cli.feedback import _advice_line
+    from baken.render import access_entry, advice_request_line
 
     entry = audit.AccessEntry(
         sequence=7,
@@ -452,7 +451,7 @@ def test_every_command_that_prints_server_text_shows_control_characters_as_escap
     )
     request = fb.AdviceRequest(name="adviceRequests/1", case_reference=FORGED, requested_by=FORGED)
 
-    for text in (describe(entry), _advice_line(request)):
+    for text in (access_entry(entry), advice_request_line(request)):
         assert not [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)]
         assert "\u202e" not in text
         assert not [line for line in text.splitlines()[1:] if not line.startswith(" ")]

@@ -12,11 +12,11 @@ from baken.client import connect
 from baken.errors import UserError
 from baken.houses import load_houses
 from baken.pki import TlsFiles
+from baken.purposes import MONITORING
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import Month
 from baken.stuurinformatie.report import Cell, Report, add_figures, months_back, ordered_houses
-from services.common.covenants import MONITORING
 
 
 @dataclass(frozen=True, slots=True)

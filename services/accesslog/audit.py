@@ -23,12 +23,12 @@ from sqlalchemy import Connection, Engine
 
 from baken.clock import AMSTERDAM, Clock
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
+from baken.purposes import AUDIT
 from services.accesslog import store as access_log
 from services.accesslog.inquiry import AUDIT_ACTIVITY, LOOKUP_ACTIVITY, Inquiry, entry, log_refusal
 from services.accesslog.store import AccessLog, StoredEntry
 from services.common import db
 from services.common.access import AccessPolicy
-from services.common.covenants import AUDIT
 
 LOOKUP_OUTCOMES = frozenset({"hit", "no-hit", "withheld", "break-glass", "denied"})
 VOLUME_FACTOR = 3

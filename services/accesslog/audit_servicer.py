@@ -11,13 +11,14 @@ from google.protobuf import timestamp_pb2
 
 from baken.audit.v1 import audit_service_pb2
 from baken.errors import FieldViolation, InvalidArgument
+from baken.purposes import AUDIT
 from baken.registry.v1 import registry_service_pb2
 from services.accesslog.audit import Audit, EntryQuery
 from services.accesslog.inquiry import inquiry_of
 from services.accesslog.signed_heads import SignedHeads, SignedHeadServicer
 from services.accesslog.store import StoredEntry
-from services.common.covenants import AUDIT, IDENTIFIER, CovenantSet
-from services.registry import validation
+from services.common import checks
+from services.common.covenants import IDENTIFIER, CovenantSet
 
 pb = audit_service_pb2
 SERVICE = "/baken.audit.v1.AuditService/"
@@ -117,9 +118,7 @@ class AuditServicer(SignedHeadServicer):
             request.on_behalf_of,
             register=self._register,
         )
-        subject = (
-            tuple(validation.lookup_values(request.subject)) if request.subject.pseudonyms else ()
-        )
+        subject = tuple(checks.lookup_values(request.subject)) if request.subject.pseudonyms else ()
         size = min(request.page_size or 100, MAX_PAGE)
         if request.page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
@@ -193,7 +192,7 @@ class AuditServicer(SignedHeadServicer):
             raise InvalidArgument(
                 [FieldViolation("finding", f"required: {low} to {high} characters")]
             )
-        if fault := validation.text_fault(request.finding, lines=True):
+        if fault := checks.text_fault(request.finding, lines=True):
             raise InvalidArgument([FieldViolation("finding", fault)])
         if request.sequence <= 0:
             raise InvalidArgument([FieldViolation("sequence", "required: a positive sequence")])

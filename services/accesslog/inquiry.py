@@ -18,11 +18,9 @@ from sqlalchemy import Engine
 
 from baken.pki import Identity
 from services.accesslog.store import AccessLog, Entry
-from services.common import db
+from services.common import checks, db
 from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of, current_request_id, trace_id_of
-from services.registry import validation
-from services.registry.disclosure import Disclosure
 
 # The processing activities of Baken's register of processing (verwerkingsregister).
 LOOKUP_ACTIVITY = "baken:zsm-raadpleging-markers"
@@ -60,7 +58,7 @@ def inquiry_of(
     return Inquiry(
         caller=caller,
         purpose=purpose,
-        on_behalf_of=validation.on_behalf_of(on_behalf_of, register.formats_of(caller.id)),
+        on_behalf_of=checks.on_behalf_of(on_behalf_of, register.formats_of(caller.id)),
         operation=method,
         request_id=current_request_id(),
         client_address=context.peer(),
@@ -78,7 +76,6 @@ def entry(
     subject: Sequence[bytes] = (),
     case_reference: str | None = None,
     covenants: Iterable[str] = (),
-    disclosure: Disclosure | None = None,
     denial_reason: str | None = None,
     reviews: int | None = None,
     **extra: Any,
@@ -103,25 +100,6 @@ def entry(
         body["denial_reason"] = denial_reason
     if inquiry.break_glass_reason:
         body["break_glass_reason"] = inquiry.break_glass_reason
-    if disclosure is not None:
-        # Every marker found, shown or not: its house and how current its advice was.
-        body["found"] = [
-            {"house": house, "advice_freshness": fresh.value} for house, fresh in disclosure.found
-        ]
-        # Per marker: each field shown and the covenant and grant (or break-glass) that did.
-        body["disclosed"] = [
-            {"marker": marker, "fields": fields} for marker, fields in disclosure.disclosed.items()
-        ]
-        body["withheld"] = [
-            {
-                "marker": w.marker,
-                "field": w.field,
-                "reason": w.reason.value,
-                "covenant": w.covenant,
-                "grant": w.grant,
-            }
-            for w in disclosure.withheld
-        ]
     return Entry(
         time=now,
         outcome=outcome,

@@ -14,10 +14,10 @@ from sqlalchemy import Engine
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.clock import Clock
 from baken.pki import Identity
+from baken.purposes import AUDIT
 from services.accesslog import store as access_log
 from services.accesslog.store import SignedHead
 from services.common.access import AccessPolicy
-from services.common.covenants import AUDIT
 from services.common.grpc_server import caller_of
 
 pb = audit_service_pb2

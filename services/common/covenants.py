@@ -19,29 +19,13 @@ from typing import Any
 
 from baken.houses import House, load_houses
 from baken.pki import ROLES, Identity
+from baken.purposes import AUDIT, INTAKE, MONITORING, PURPOSES, TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
-from baken.type.v1 import purpose_pb2
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "covenants"
 PARTIES_FILE = "parties.toml"
 NATIONAL = "national"
 
-# Purpose tokens as covenant files spell them, from the wire enum: PURPOSE_INTAKE_EN_SELECTIE
-# -> "intake-en-selectie".
-PURPOSES: Mapping[str, purpose_pb2.Purpose.ValueType] = {
-    v.name.removeprefix("PURPOSE_").lower().replace("_", "-"): purpose_pb2.Purpose.ValueType(
-        v.number
-    )
-    for v in purpose_pb2.Purpose.DESCRIPTOR.values
-    if v.number
-}
-PURPOSE_TOKENS: Mapping[int, str] = {number: token for token, number in PURPOSES.items()}
-# The purposes the code itself treats apart, by token.
-INTAKE = "intake-en-selectie"
-TERUGKOPPELING = "terugkoppeling"
-MONITORING = "monitoring"
-AUDIT = "audit"
-assert {INTAKE, TERUGKOPPELING, MONITORING, AUDIT} <= PURPOSES.keys()
 # Purposes a lookup may name without a ZSM case reference.
 WITHOUT_CASE = frozenset({INTAKE, MONITORING, AUDIT})
 # The access log (purpose audit) is read by the privacy officer alone.

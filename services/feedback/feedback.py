@@ -29,6 +29,7 @@ from baken.errors import (
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.pki import Identity
+from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from services.accesslog.inquiry import Inquiry, entry
@@ -59,7 +60,6 @@ SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
 ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
 ADVICE_PURPOSE = "advies-op-aanvraag"
-TERUGKOPPELING = "terugkoppeling"
 SIGNAL_PAGE = 500
 _ADVICE_GIVEN = (pb.ADVICE_FOLLOWED_FOLLOWED, pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
 

@@ -15,10 +15,10 @@ from baken.clock import AMSTERDAM
 from baken.errors import PermissionDenied
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
+from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 from services.common.access import AccessPolicy, Withhold
 
-TERUGKOPPELING = "terugkoppeling"
 FLOWED_IN = "feedback.flowed_in"
 DECISION = "feedback.decision"
 DEVIATION = "feedback.deviation_reason"

@@ -10,6 +10,7 @@ import grpc
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import inquiry_of
 from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of
@@ -68,7 +69,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         inquiry = inquiry_of(
             context,
             SERVICE + "RecordDecision",
-            "terugkoppeling",
+            TERUGKOPPELING,
             request.on_behalf_of,
             register=self._register,
         )

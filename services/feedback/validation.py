@@ -10,8 +10,8 @@ from collections.abc import Callable
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2
+from services.common.checks import Checker, text_fault
 from services.common.covenants import Formats
-from services.registry.validation import Checker, text_fault
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 _SEPOT_CODE = re.compile(r"^(0[2-9]|[1-9][0-9])\Z")

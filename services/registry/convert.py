@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
 
 from google.type import date_pb2
 
+from baken import enums
 from baken.houses import House
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from services.registry.lookup import Answer
 from services.registry.markers import MarkerHit, SyncCounts
 from services.registry.signals import Signal
-from services.registry.validation import enum_tokens
 
 _FRESHNESS = {
     "current": marker_pb2.ADVICE_FRESHNESS_CURRENT,
@@ -21,11 +20,6 @@ _FRESHNESS = {
     "expired": marker_pb2.ADVICE_FRESHNESS_EXPIRED,
     "no_advice": marker_pb2.ADVICE_FRESHNESS_NO_ADVICE,
 }
-
-
-def _numbers(enum: Any, prefix: str) -> dict[str, Any]:
-    """Stored token -> enum number."""
-    return {token: number for number, token in enum_tokens(enum, prefix).items()}
 
 
 def _set_date(target: date_pb2.Date, day: dt.date) -> None:
@@ -40,9 +34,9 @@ class MarkerConverter:
 
     def __init__(self, houses: Mapping[str, House]) -> None:
         self._houses = {house_id: h.to_proto() for house_id, h in houses.items()}
-        self._systems = _numbers(house_pb2.SourceSystem, "SOURCE_SYSTEM_")
-        self._groups = _numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
-        self._statuses = _numbers(marker_pb2.PlanStatus, "PLAN_STATUS_")
+        self._systems = enums.numbers(house_pb2.SourceSystem, "SOURCE_SYSTEM_")
+        self._groups = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
+        self._statuses = enums.numbers(marker_pb2.PlanStatus, "PLAN_STATUS_")
 
     def marker(self, hit: MarkerHit) -> marker_pb2.Marker:
         marker = marker_pb2.Marker()
@@ -63,13 +57,15 @@ class MarkerConverter:
             if "contact" in shown:
                 target.contact.CopyFrom(house.contact)
         if "source_record" in shown:
-            marker.source_system = self._systems[hit.key.source_system]
+            marker.source_system = house_pb2.SourceSystem.ValueType(
+                self._systems[hit.key.source_system]
+            )
             marker.source_record_id = hit.key.source_record_id
             marker.source_version = hit.source_version
         if "target_group" in shown:
-            marker.target_group = self._groups[hit.target_group]
+            marker.target_group = marker_pb2.TargetGroup.ValueType(self._groups[hit.target_group])
         if "plan_status" in shown:
-            marker.plan_status = self._statuses[hit.plan_status]
+            marker.plan_status = marker_pb2.PlanStatus.ValueType(self._statuses[hit.plan_status])
         if "mark_date" in shown:
             _set_date(marker.mark_date, hit.mark_date)
         if "advice" in shown:

@@ -19,10 +19,12 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from baken.purposes import INTAKE
 from services.common.access import Decision, Scope, Withhold
 from services.common.at_rest import Sealer
-from services.common.covenants import INTAKE, MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
+from services.common.covenants import MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
 from services.registry.freshness import Freshness, freshness
 from services.registry.markers import MarkerHit, RecordKey
 from services.registry.repository import Found
@@ -55,6 +57,30 @@ class Disclosure:
     minor_at_intake: bool = False
     # A marking house's source knows him as a minor where the caller did not say so.
     minor_by_source: bool = False
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the access-log entry of this answer records of it."""
+        return {
+            # Every marker found, shown or not: its house and how current its advice was.
+            "found": [
+                {"house": house, "advice_freshness": fresh.value} for house, fresh in self.found
+            ],
+            # Per marker: each field shown and the covenant and grant (or break-glass) that did.
+            "disclosed": [
+                {"marker": marker, "fields": fields} for marker, fields in self.disclosed.items()
+            ],
+            "withheld": [
+                {
+                    "marker": w.marker,
+                    "field": w.field,
+                    "reason": w.reason.value,
+                    "covenant": w.covenant,
+                    "grant": w.grant,
+                }
+                for w in self.withheld
+            ],
+            "minor_by_source": self.minor_by_source,
+        }
 
 
 def disclose(

@@ -11,12 +11,13 @@ from sqlalchemy import Engine
 
 from baken.clock import Clock
 from baken.errors import PermissionDenied
+from baken.purposes import PURPOSES
 from services.accesslog.inquiry import Inquiry, entry
 from services.accesslog.store import AccessLog, Entry
 from services.common import db
 from services.common.access import AccessPolicy, Scope
 from services.common.at_rest import Sealer
-from services.common.covenants import PURPOSE_ONLY_FIELDS, PURPOSES, WITHOUT_CASE, zsm_locations
+from services.common.covenants import PURPOSE_ONLY_FIELDS, WITHOUT_CASE, zsm_locations
 from services.registry import repository, signals
 from services.registry.denials import Denials
 from services.registry.disclosure import Disclosure, disclose
@@ -134,12 +135,12 @@ class Lookups:
                         subject=q.values,
                         case_reference=q.case_reference,
                         covenants=scope.covenants,
-                        disclosure=disclosure,
                         # Which of the subject's pseudonyms found a marker: what a sweep counts.
                         matched=[v.hex() for v in dict.fromkeys(q.values) if v in by_value],
-                        # The age the caller claimed, and whether a source knew better.
+                        # The age the caller claimed (the disclosure says whether a source
+                        # knew better).
                         subject_age=q.age,
-                        minor_by_source=disclosure.minor_by_source,
+                        **disclosure.log_fields(),
                     )
                 )
             sequences = self._log.append(connection, entries, now)

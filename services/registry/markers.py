@@ -8,20 +8,12 @@ import json
 from dataclasses import dataclass, field
 
 from baken.errors import FieldViolation
+from services.common.checks import PseudonymRef
 from services.registry.freshness import Freshness
 
 # json.dumps builds a new encoder for every call with options; these give the same text.
 _JSON = json.JSONEncoder(ensure_ascii=False)
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class PseudonymRef:
-    """A pseudonym as the registry keeps it; kind is baken.type.v1.PseudonymKind's number."""
-
-    value: bytes
-    kind: int
-    key_id: str
 
 
 @dataclass(frozen=True, slots=True)

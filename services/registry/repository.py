@@ -25,9 +25,9 @@ from sqlalchemy import (
 
 from services.common import db
 from services.common.at_rest import Sealer
+from services.common.checks import PseudonymRef
 from services.registry.markers import (
     MarkerData,
-    PseudonymRef,
     RecordKey,
     Tombstone,
     content_bytes,

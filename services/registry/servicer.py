@@ -7,9 +7,11 @@ from collections.abc import Iterator
 import grpc
 
 from baken.errors import InvalidArgument, NotFound
+from baken.purposes import PURPOSE_TOKENS, TERUGKOPPELING
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.accesslog.inquiry import inquiry_of
-from services.common.covenants import PURPOSE_TOKENS, TERUGKOPPELING, CovenantSet
+from services.common import checks
+from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of
 from services.registry import validation
 from services.registry.convert import MarkerConverter, signal_message, sync_response
@@ -40,7 +42,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             SERVICE + "Lookup",
             purpose,
             request.on_behalf_of,
-            validation.break_glass_reason(request.break_glass_reason),
+            checks.break_glass_reason(request.break_glass_reason),
             register=self._register,
         )
         question = Question(
@@ -119,7 +121,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request: pb.ListHousesRequest, context: grpc.ServicerContext
     ) -> pb.ListHousesResponse:
         self._registry.check_caller(caller_of(context))
-        start, end = validation.page(request.page_size, request.page_token, self._house_list)
+        start, end = checks.page(request.page_size, request.page_token, self._house_list)
         return pb.ListHousesResponse(
             houses=self._house_list[start:end],
             next_page_token=str(end) if end < len(self._house_list) else "",

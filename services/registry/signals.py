@@ -24,11 +24,11 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select
 
 from baken.clock import Clock
 from baken.errors import PermissionDenied
+from baken.purposes import INTAKE, TERUGKOPPELING
 from services.accesslog.inquiry import SIGNALS_ACTIVITY, Inquiry, entry
 from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy
-from services.common.covenants import INTAKE, TERUGKOPPELING
 from services.common.db import utc
 from services.registry.models import SignalRow
 
