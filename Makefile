@@ -15,13 +15,15 @@ test: setup check system-packages
 system-packages:
 	bash scripts/system-packages.sh
 
-# Static checks: generated code fresh, protos linted and compatible, lint, format, types.
+# Static checks: generated code fresh, protos linted and compatible, lint, format, types, and
+# the import contract (.importlinter: the layers, no cycles).
 check: setup
 	$(BIN)/python scripts/protos.py check
 	$(BIN)/python scripts/protos.py lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 setup: $(VENV)/.installed
 

@@ -132,3 +132,7 @@ class Unavailable(BakenError):
     """A service this one needs cannot be reached now; the call may be retried as it is."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class ListenError(Exception):
+    """A server (a service, its metrics endpoint) cannot listen on the address it was given."""

@@ -29,10 +29,9 @@ from baken.errors import UserError
 from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
+from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file
 
-FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
-HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
 MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
 
 
@@ -84,7 +83,6 @@ def running_adapter(
 
 
 def _run(args: argparse.Namespace) -> None:
-    from cli.main import _key_file
 
     if args.action == "receive":
         _receive(args)
@@ -95,7 +93,7 @@ def _run(args: argparse.Namespace) -> None:
         raise UserError("--max-delete-share: a share from 0 to 1 (0.1 is 10 %)")
     if args.confirm_deletions is not None and args.confirm_deletions < 1:
         raise UserError("--confirm-deletions: the number of deletions a refused run named")
-    ring = KeyRing.load(_key_file(args))
+    ring = KeyRing.load(key_file(args))
     with running_adapter(
         args.source_system,
         args.registry,

@@ -28,6 +28,7 @@ from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.render import access_entry, shown
+from cli.options import birth_date, person_subject, registry_settings
 from services.common.settings import FeedbackSettings, RegistrySettings
 
 if TYPE_CHECKING:
@@ -88,7 +89,6 @@ def _print_entries(entries: Iterator[pb.AccessEntry], empty: str) -> None:
 
 
 def _subject(args: argparse.Namespace) -> None:
-    from cli.main import person_subject
 
     _ring, subject = person_subject(args)
     print("Data-subject access report: who looked this person up, when, why, what they saw.")
@@ -139,7 +139,6 @@ def _review(args: argparse.Namespace) -> None:
 
 
 def _service_settings(args: argparse.Namespace) -> RegistrySettings | FeedbackSettings:
-    from cli.main import registry_settings
 
     options = {"data_dir": args.data_dir, "database_url": args.database_url}
     if args.service == "feedback":
@@ -268,13 +267,11 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         p.add_argument("--to", dest="end", type=_when, help="YYYY-MM-DD[THH:MM], exclusive")
         return p
 
-    from cli.main import _birth_date
-
     subject = remote("subject", "data-subject access report: who looked this person up")
     subject.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
     subject.add_argument("--bsn")
     subject.add_argument("--surname")
-    subject.add_argument("--birth-date", type=_birth_date)
+    subject.add_argument("--birth-date", type=birth_date)
     subject.set_defaults(run=_subject)
 
     party = remote("party", "every entry of one party")

@@ -18,9 +18,8 @@ from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.render import advice_request_line, shown
+from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, birth_date, person_subject
 
-FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
-HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
 
@@ -84,7 +83,6 @@ def _referral(args: argparse.Namespace) -> pb.SealedEnvelope | None:
 
 
 def _decide(args: argparse.Namespace) -> None:
-    from cli.main import person_subject
 
     _ring, subject = person_subject(args)
     request = pb.RecordDecisionRequest(
@@ -137,8 +135,6 @@ def _advice(args: argparse.Namespace) -> None:
     channel, stub = _stub(args)
     with channel:
         if args.action == "request":
-            from cli.main import person_subject
-
             _ring, subject = person_subject(args)
             if not args.case or not args.house or not args.question:
                 raise UserError("advice request needs --case, --house and --question")
@@ -209,12 +205,11 @@ def _common(p: argparse.ArgumentParser, pki_dir_env: str, party: str) -> None:
 
 
 def _person(p: argparse.ArgumentParser, key_file_env: str) -> None:
-    from cli.main import _birth_date
 
     p.add_argument("--key-file", help=f"pseudonym key file (env {key_file_env})")
     p.add_argument("--bsn")
     p.add_argument("--surname")
-    p.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
+    p.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
     p.add_argument(
         "--user",
         default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),

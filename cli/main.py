@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_status import rpc_status
@@ -16,37 +15,34 @@ from pydantic import ValidationError
 
 from baken import crash, logs, pki, sealed
 from baken.client import error_reason
-from baken.errors import UserError
+from baken.errors import ListenError, UserError
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
 from baken.purposes import INTAKE, PURPOSES
-from baken.type.v1 import pseudonym_pb2
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
 from cli import feedback as feedback_cli
 from cli import operations as operations_cli
 from cli import report as management_cli
-from cli.feedback import FEEDBACK_TARGET_ENV
+from cli.options import (
+    FEEDBACK_TARGET_ENV,
+    KEY_FILE_ENV,
+    PARTY_ENV,
+    PKI_DIR_ENV,
+    REGISTRY_TARGET_ENV,
+    USER_ENV,
+    birth_date,
+    key_file,
+    person_subject,
+    registry_settings,
+)
 from services.accesslog.signing import SigningKeyError
 from services.common import covenants
 from services.common.at_rest import SealError
 from services.common.covenants import CovenantError
 from services.common.db import SchemaError
-from services.common.grpc_server import ListenError
-from services.common.settings import FeedbackSettings, RegistrySettings
-
-KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
-PKI_DIR_ENV = "BAKEN_PKI_DIR"
-PARTY_ENV = "BAKEN_PARTY"
-REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
-USER_ENV = "BAKEN_USER"
-
-
-def registry_settings(**options: Any) -> RegistrySettings:
-    """The registry's settings from its environment (BAKEN_REGISTRY_*), overridden by the
-    command-line options that were given (None: not given)."""
-    return RegistrySettings(**{k: v for k, v in options.items() if v is not None})
+from services.common.settings import FeedbackSettings
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -72,18 +68,11 @@ def _serve(args: argparse.Namespace) -> None:
     serve(registry_settings(**options))
 
 
-def _key_file(args: argparse.Namespace) -> Path:
-    path = args.key_file or os.environ.get(KEY_FILE_ENV)
-    if not path:
-        raise UserError(f"give --key-file or set {KEY_FILE_ENV}")
-    return Path(path)
-
-
 def _keys(args: argparse.Namespace) -> None:
     if args.action == "reseal":
         _reseal(args)
         return
-    path = _key_file(args)
+    path = key_file(args)
     if not args.key_id:
         raise UserError(f"{args.action} needs --key-id")
     if args.action == "init":
@@ -113,33 +102,6 @@ def _reseal(args: argparse.Namespace) -> None:
     finally:
         engine.dispose()
     print(f"{changed} markers resealed under key {sealer.current}; retire the old key now")
-
-
-def _birth_date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
-
-
-def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Subject]:
-    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date.
-    Pseudonymise first: a mistyped BSN is refused before anything is read or sent."""
-    from baken.client import subject_proto
-    from baken.clock import SystemClock
-    from baken.pseudonym import person_pseudonyms
-
-    ring = KeyRing.load(_key_file(args))
-    subject = subject_proto(
-        person_pseudonyms(
-            ring,
-            bsn=args.bsn,
-            surname=args.surname,
-            birth_date=args.birth_date,
-            today=SystemClock().today(),
-        )
-    )
-    return ring, subject
 
 
 def _lookup(args: argparse.Namespace) -> None:
@@ -241,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
     lookup.add_argument("--key-file", help=f"pseudonym key file (env {KEY_FILE_ENV})")
     lookup.add_argument("--bsn")
     lookup.add_argument("--surname")
-    lookup.add_argument("--birth-date", type=_birth_date, help="YYYY-MM-DD")
+    lookup.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
     lookup.add_argument(
         "--purpose",
         choices=sorted(PURPOSES),

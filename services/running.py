@@ -16,10 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from baken import pki
 from baken.clock import Clock
+from baken.errors import ListenError
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.admission import Admission
-from services.common.grpc_server import ListenError
 from services.common.metrics_endpoint import Metrics, MetricsServer
 from services.common.shared_rates import SharedRates
 

@@ -320,10 +320,6 @@ class _Status(grpc.Status):
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
-class ListenError(Exception):
-    """A server cannot listen on the address it was given."""
-
-
 # Threads beyond the parties' share (max_workers): health checks, reflection and refusals find
 # one free whatever the parties hold.
 RESERVED_WORKERS = 4

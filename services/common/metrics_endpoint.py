@@ -38,9 +38,8 @@ from sqlalchemy.exc import DBAPIError
 
 from baken import pki
 from baken.clock import Clock
-from baken.errors import PermissionDenied
+from baken.errors import ListenError, PermissionDenied
 from services.common.access import AccessPolicy
-from services.common.grpc_server import ListenError
 
 log = structlog.get_logger("baken.metrics")
 

@@ -1,0 +1,62 @@
+"""What several commands take alike: where the key file and the PKI are, who asks, and a person
+as --bsn or --surname/--birth-date turned into pseudonyms at this edge."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from baken.client import subject_proto
+from baken.clock import SystemClock
+from baken.errors import UserError
+from baken.keyring import KeyRing
+from baken.pseudonym import person_pseudonyms
+from baken.type.v1 import pseudonym_pb2
+from services.common.settings import RegistrySettings
+
+KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
+PKI_DIR_ENV = "BAKEN_PKI_DIR"
+PARTY_ENV = "BAKEN_PARTY"
+REGISTRY_TARGET_ENV = "BAKEN_REGISTRY_TARGET"
+USER_ENV = "BAKEN_USER"
+FEEDBACK_TARGET_ENV = "BAKEN_FEEDBACK_TARGET"
+HOUSE_KEYS_ENV = "BAKEN_HOUSE_KEYS_DIR"
+
+
+def registry_settings(**options: Any) -> RegistrySettings:
+    """The registry's settings from its environment (BAKEN_REGISTRY_*), overridden by the
+    command-line options that were given (None: not given)."""
+    return RegistrySettings(**{k: v for k, v in options.items() if v is not None})
+
+
+def key_file(args: argparse.Namespace) -> Path:
+    path = args.key_file or os.environ.get(KEY_FILE_ENV)
+    if not path:
+        raise UserError(f"give --key-file or set {KEY_FILE_ENV}")
+    return Path(path)
+
+
+def birth_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
+
+
+def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Subject]:
+    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date.
+    Pseudonymise first: a mistyped BSN is refused before anything is read or sent."""
+    ring = KeyRing.load(key_file(args))
+    subject = subject_proto(
+        person_pseudonyms(
+            ring,
+            bsn=args.bsn,
+            surname=args.surname,
+            birth_date=args.birth_date,
+            today=SystemClock().today(),
+        )
+    )
+    return ring, subject
