@@ -28,7 +28,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +38,9 @@ from google.protobuf import timestamp_pb2
 
 from adapters.amazone import deliver as amazone_deliver
 from adapters.framework import OpenAdviceRequest, State
-from adapters.gcos import deliver as gcos_deliver
-from adapters.pga import deliver as pga_deliver
 from adapters.records import Delivery, Person
+from adapters.source import SourceSystem
+from adapters.sources import SOURCES
 from baken import enums, sealed
 from baken.backoff import Backoff
 from baken.clock import AMSTERDAM, Clock, SystemClock
@@ -206,60 +206,6 @@ def failure_text(error: Exception) -> str:
     return (text or type(error).__name__)[:MAX_FAILURE]
 
 
-# -- the sources ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a source system's items go under the receiver's target directory, and how they
-    are written: `write(path, delivery)` is True when written, False when its key is there
-    already, and raises ValueError for an item the source cannot take."""
-
-    system: str
-    party: str
-    layout: str  # for humans: the path under the target directory
-    target: Callable[[Path, str], Path]
-    write: Callable[[Path, Delivery], bool]
-
-
-def _gcos_write(directory: Path, delivery: Delivery) -> bool:
-    directory.mkdir(parents=True, exist_ok=True)
-    return gcos_deliver.deliver(directory, delivery) is not None
-
-
-def _file_write(
-    deliver: Callable[[Path, Delivery], bool],
-) -> Callable[[Path, Delivery], bool]:
-    def write(path: Path, delivery: Delivery) -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return deliver(path, delivery)
-
-    return write
-
-
-SOURCES: Mapping[str, Source] = {
-    # The house's GCOS import folder: one terugkoppeling-{kenmerk}.xml per item.
-    "gcos": Source(
-        "gcos", "adapter-gcos", "{house}/", lambda root, house: root / house, _gcos_write
-    ),
-    # The house's mutatie file, collected for the Amazone import.
-    "amazone": Source(
-        "amazone",
-        "adapter-amazone",
-        "{house}.mutaties.csv",
-        lambda root, house: root / f"{house}.mutaties.csv",
-        _file_write(amazone_deliver.deliver),
-    ),
-    # The A&T beslisrecords the house's PGA imports (JSON lines).
-    "pga": Source(
-        "pga",
-        "adapter-pga",
-        "{house}.beslissingen.jsonl",
-        lambda root, house: root / f"{house}.beslissingen.jsonl",
-        _file_write(pga_deliver.deliver),
-    ),
-}
-
 # Errors writing an item that are the target's (a full disk, a locked or foreign file), not
 # the item's: not acknowledged, so the item comes again.
 _NOT_NOW: tuple[type[Exception], ...] = (
@@ -294,7 +240,7 @@ class Applier:
 
     def __init__(
         self,
-        source: Source,
+        source: SourceSystem,
         target: Path,
         state_path: Path,
         *,
@@ -312,7 +258,7 @@ class Applier:
         self._state.close()
 
     def path_for(self, house_id: str) -> Path:
-        return self.source.target(self._target, house_id)
+        return self.source.delivery_target(self._target, house_id)
 
     def apply(self, message: pb.Delivery, house_id: str) -> Applied:
         """Write the item into `house_id`'s target once; do not acknowledge it."""
@@ -326,7 +272,7 @@ class Applier:
         try:
             key = self._house_key(house_id) if message.kind == pb.DELIVERY_KIND_REFERRAL else None
             delivery = to_delivery(message, key)
-            written = self.source.write(self.path_for(house_id), delivery)
+            written = self.source.deliver(self.path_for(house_id), delivery)
         except ValueError as error:
             return Applied(Outcome.REFUSED, failure_text(error))
         except _NOT_NOW as error:

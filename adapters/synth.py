@@ -204,9 +204,7 @@ def write_exports(
     """Each region's houses in their own source system's export, `bad_share` of the records
     spoiled (never those of the persons in `spare`); source system ("gcos", "amazone", "pga")
     -> the files written."""
-    from adapters.amazone.write import write_export as write_amazone
-    from adapters.gcos.write import write_export as write_gcos
-    from adapters.pga.write import write_export as write_pga
+    from adapters.sources import SOURCES
 
     rng = random.Random(seed + 1)
     directory.mkdir(parents=True, exist_ok=True)
@@ -215,20 +213,14 @@ def write_exports(
         house = houses[record.house_id]
         if rng.random() < bad_share and record.person not in spare:
             record = spoil(rng, record, today)
-        system = house_pb2.SourceSystem.Name(house.source_system).removeprefix("SOURCE_SYSTEM_")
+        source = SOURCES[house.source_system_token]
         # GCOS exports per house; Amazone and the shared PGA module per region.
-        unit = house.id if system == "GCOS" else house.region
-        grouped.setdefault((system.lower(), unit), []).append(record)
+        unit = house.id if source.export_per_house else house.region
+        grouped.setdefault((source.system, unit), []).append(record)
     written: dict[str, list[Path]] = {}
     for (system, unit), batch in sorted(grouped.items()):
-        if system == "gcos":
-            path = directory / f"gcos-{unit}.xml"
-            write_gcos(path, unit, batch)
-        elif system == "amazone":
-            path = directory / f"amazone-{unit}.csv"
-            write_amazone(path, batch)
-        else:
-            path = directory / f"pga-{unit}.jsonl"
-            write_pga(path, batch)
+        source = SOURCES[system]
+        path = directory / f"{system}-{unit}.{source.export_suffix}"
+        source.write_export(path, unit, batch)
         written.setdefault(system, []).append(path)
     return written

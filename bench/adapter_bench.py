@@ -34,6 +34,7 @@ import grpc
 from adapters.framework import SYSTEMS as SOURCE_SYSTEMS
 from adapters.framework import Adapter, State, sender
 from adapters.records import SourceRecord
+from adapters.sources import SOURCES
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
 from baken import logs, pki
 from baken.client import connect
@@ -41,7 +42,7 @@ from baken.clock import SystemClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from cli.adapter import formats, running_adapter
+from cli.adapter import running_adapter
 from services.common import covenants, db
 from services.common.settings import RegistrySettings
 from services.registry.server import create_server
@@ -73,22 +74,13 @@ def records(system: str, persons: int, today: dt.date, seed: int) -> list[Source
 
 
 def write(system: str, directory: Path, batch: list[SourceRecord]) -> list[Path]:
-    from adapters.amazone.write import write_export as write_amazone
-    from adapters.gcos.write import write_export as write_gcos
-    from adapters.pga.write import write_export as write_pga
-
-    if system == "pga":
-        path = directory / "pga.jsonl"
-        write_pga(path, batch)
-        return [path]
-    if system == "amazone":
-        path = directory / "amazone.csv"
-        write_amazone(path, batch)
-        return [path]
+    """The export: one file for the region, or one per house where the source exports so."""
+    source = SOURCES[system]
+    units = sorted({r.house_id for r in batch}) if source.export_per_house else [system]
     paths = []
-    for house_id in sorted({r.house_id for r in batch}):
-        path = directory / f"gcos-{house_id}.xml"
-        write_gcos(path, house_id, [r for r in batch if r.house_id == house_id])
+    for unit in units:
+        path = directory / f"{system}-{unit}.{source.export_suffix}"
+        source.write_export(path, unit, [r for r in batch if unit in (system, r.house_id)])
         paths.append(path)
     return paths
 
@@ -117,7 +109,7 @@ def run(
     export_dir = work / f"{system}-export"
     export_dir.mkdir()
     files = write(system, export_dir, batch)
-    mapping = formats()[system]()
+    mapping = SOURCES[system].export()
     party = TlsFiles.of(pki_dir, mapping.party)
     result: dict[str, float] = {"records": len(batch)}
 

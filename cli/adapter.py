@@ -22,7 +22,7 @@ from adapters.framework import (
     answerer,
     sender,
 )
-from adapters.records import SourceFormat
+from adapters.sources import SOURCES
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.errors import UserError
@@ -33,14 +33,6 @@ from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file
 
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
 MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
-
-
-def formats() -> dict[str, type[SourceFormat]]:
-    from adapters.amazone.export import AmazoneExport
-    from adapters.gcos.export import GcosExport
-    from adapters.pga.export import PgaExport
-
-    return {"amazone": AmazoneExport, "gcos": GcosExport, "pga": PgaExport}
 
 
 @contextlib.contextmanager
@@ -58,7 +50,7 @@ def running_adapter(
     """The adapter of `system`, calling the registry at `target` under its own certificate,
     with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
     feedback service) it answers the advice requests the house answered in its source."""
-    mapping = formats()[system]()
+    mapping = SOURCES[system].export()
     state = State(state_dir / f"{mapping.source_system}.state.db")
     tls = TlsFiles.of(pki_dir, mapping.party)
     try:
@@ -175,7 +167,7 @@ def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
 
 def _receive(args: argparse.Namespace) -> None:
     """Receive until SIGINT or SIGTERM, or until every house's stream was refused."""
-    from adapters.receive import SOURCES, Receiver
+    from adapters.receive import Receiver
     from baken import logs
 
     if not args.feedback:
@@ -195,7 +187,7 @@ def _receive(args: argparse.Namespace) -> None:
     logs.configure()
     print(
         f"receiving feedback for {len(houses)} house(s) from {args.feedback} into "
-        f"{args.target}/{source.layout} (Ctrl-C stops)",
+        f"{args.target}/{source.delivery_layout} (Ctrl-C stops)",
         flush=True,
     )
     if missing:
@@ -260,7 +252,7 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         "answer the advice requests the house answered). receive: the feedback service's "
         "deliveries into the source, until Ctrl-C or SIGTERM.",
     )
-    adapter.add_argument("source_system", choices=sorted(formats()))
+    adapter.add_argument("source_system", choices=sorted(SOURCES))
     adapter.add_argument("action", choices=["sync", "watch", "receive"])
     adapter.add_argument(
         "--source",

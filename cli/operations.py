@@ -80,7 +80,7 @@ def _say_up(topology: Any, database_url: str | None, say: Callable[[str], None])
 
     from sqlalchemy.engine import make_url
 
-    from dev.topology import SYSTEMS
+    from adapters.sources import SOURCES
     from services.operations import search_path_schema
 
     e = topology.endpoints
@@ -93,7 +93,7 @@ def _say_up(topology: Any, database_url: str | None, say: Callable[[str], None])
     say(f"Baken is up in {topology.run_dir} ({where}):")
     say(f"  registry         {e.registry}  (mTLS, CA {e.pki_dir / 'ca.pem'})")
     say(f"  feedback         {e.feedback}")
-    for system in SYSTEMS:
+    for system in SOURCES:
         say(f"  adapter-{system:<8} {e.sources[system]} -> {e.deliveries[system]}")
     say(
         f"  metrics          https://{e.metrics['registry']}/metrics (registry), "

@@ -27,6 +27,7 @@ from types import FrameType
 import grpc
 
 from adapters.records import Person
+from adapters.sources import SOURCES
 from baken import pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import RegistryClient, connect, error_reason
@@ -42,7 +43,7 @@ from baken.stuurinformatie.report import Report
 from baken.stuurinformatie.text import table
 from baken.type.v1 import purpose_pb2
 from dev.shift import ShiftError, play_shift
-from dev.topology import SYSTEMS, Endpoints, Interrupted, Topology, TopologyError
+from dev.topology import Endpoints, Interrupted, Topology, TopologyError
 from services.common import covenants
 
 Say = Callable[[str], None]
@@ -204,7 +205,7 @@ def _started(topology: Topology, run_dir: Path, say: Say) -> None:
     say(f"   mutual TLS (certificates of a development CA, {rel(e.pki_dir)}ca.pem):")
     say(f"   registry          pid {p['registry'].pid:<7} {e.registry}  registry/registry.db")
     say(f"   feedback service  pid {p['feedback'].pid:<7} {e.feedback}  feedback/feedback.db")
-    for system in SYSTEMS:
+    for system in SOURCES:
         watch, receive = p[f"adapter-{system}-watch"], p[f"adapter-{system}-receive"]
         say(
             f"   adapter {system:<9} pid {watch.pid}, {receive.pid}  "

@@ -17,14 +17,10 @@ asked "later"; a moved clock is refused at the start.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import datetime as dt
-import io
-import json
 import os
 import random
-import re
 import shutil
 import tempfile
 import time
@@ -37,8 +33,8 @@ from typing import TextIO
 import grpc
 from google.protobuf import duration_pb2
 
-from adapters.receive import SOURCES
 from adapters.records import Person, SourceRecord
+from adapters.sources import SOURCES
 from adapters.synth import make_person, population, write_exports
 from baken import sealed
 from baken.age import is_minor
@@ -73,7 +69,6 @@ __all__ = [
     "write_sources",
 ]
 
-SYSTEMS = ("gcos", "amazone", "pga")
 # Region -> (its code in case references, suspects flowing in, of whom known): known shares
 # within the pilots' 4-20 %, at least 5 per region so that the month's report shows them.
 REGIONS: Mapping[str, tuple[str, int, int]] = {
@@ -120,7 +115,6 @@ KINDS = {
     fb.DELIVERY_KIND_REFERRAL: "referral",
     fb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
 }
-_KENMERK = re.compile(r'<gcos-terugkoppeling [^>]*kenmerk="([^"]*)"')
 
 
 @dataclass
@@ -168,7 +162,7 @@ class ShiftError(RuntimeError):
 def delivery_path(deliveries: Mapping[str, Path], house: House) -> Path:
     """Where the house's adapter writes its deliveries (adapters/receive.py SOURCES)."""
     system = house.source_system_token
-    return SOURCES[system].target(deliveries[system], house.id)
+    return SOURCES[system].delivery_target(deliveries[system], house.id)
 
 
 def delivered_keys(deliveries: Mapping[str, Path], house: House) -> list[str]:
@@ -176,17 +170,7 @@ def delivered_keys(deliveries: Mapping[str, Path], house: House) -> list[str]:
     path = delivery_path(deliveries, house)
     if not path.exists():
         return []
-    system = house.source_system_token
-    if system == "gcos":
-        texts = (p.read_text("utf-8") for p in sorted(path.glob("terugkoppeling-*.xml")))
-        return [found[1] for found in map(_KENMERK.search, texts) if found]
-    if system == "amazone":
-        rows = list(csv.reader(io.StringIO(path.read_text("cp1252"), newline=""), delimiter=";"))
-        column = rows[0].index("Kenmerk Baken") if rows else 0
-        return [r[column] for r in rows[1:] if len(r) > column]
-    # A line being appended has no newline yet: only whole lines count.
-    lines = path.read_text("utf-8").split("\n")[:-1]
-    return [json.loads(line)["kenmerk"] for line in lines if line.strip()]
+    return SOURCES[house.source_system_token].delivered_keys(path)
 
 
 def write_sources(
@@ -316,7 +300,7 @@ class _Shift:
         people = population(self.houses, self.today, seed=self.seed, scale=SCALE)
         self.records, self.showcase = list(people.records), dict(people.showcase)
         placed = write_sources(self.e.sources, self.records, self.today)
-        for system in SYSTEMS:
+        for system in SOURCES:
             names = ", ".join(p.name for p in placed[system][:2])
             more = f" and {len(placed[system]) - 2} more" if len(placed[system]) > 2 else ""
             self.say(f"   {system:<8} {_short(self.e.sources[system])}/: {names}{more}")
@@ -692,7 +676,7 @@ class _Shift:
         total = sum(sum(k.values()) for k in self.expected.values())
         self.say(f"e. In the houses' own source systems after {took:.1f} s: {total} items, each")
         self.say("   once (signals, decisions, the aanmelding and the advice requests):")
-        for system in SYSTEMS:
+        for system in SOURCES:
             houses = [h for h in self.houses.values() if h.source_system_token == system]
             counts = ", ".join(
                 f"{h.id} {n}" for h in houses if (n := sum(self.arrived(h.id).values()))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
+from adapters.sources import SOURCES
 from baken import pki, sealed
 from baken.backoff import Backoff
 from baken.houses import load_houses
@@ -35,7 +36,6 @@ from services.accesslog.signing import public_path
 from services.common import covenants
 from services.operations import SERVING, health_status, with_search_path
 
-SYSTEMS = ("gcos", "amazone", "pga")
 # Whose certificate the topology checks health with.
 OPERATOR = "operator"
 CLOCK_FILE_ENV = "BAKEN_CLOCK_FILE"
@@ -313,7 +313,7 @@ class Topology:
             self._await_healthy(registry, endpoints.registry)
             feedback = self._spawn("feedback", ["serve", "feedback"], service=True)
             self._await_healthy(feedback, endpoints.feedback)
-            for system in SYSTEMS:
+            for system in SOURCES:
                 exports, deliveries = endpoints.sources[system], endpoints.deliveries[system]
                 interval = f"{self._interval:g}"
                 self._spawn(
@@ -384,8 +384,8 @@ class Topology:
             sealed.init_house_keys(houses_dir, load_houses(), now=now)
         if not key_file.exists():
             KeyRing.generate(now.strftime("k%Y-%m")).save(key_file)
-        sources = {s: run / "sources" / s for s in SYSTEMS}
-        deliveries = {s: run / "deliveries" / s for s in SYSTEMS}
+        sources = {s: run / "sources" / s for s in SOURCES}
+        deliveries = {s: run / "deliveries" / s for s in SOURCES}
         for directory in (*sources.values(), *deliveries.values()):
             directory.mkdir(parents=True, exist_ok=True)
         # The metrics endpoints always on free ports; the services' on theirs, or free ones.

@@ -30,9 +30,10 @@ from adapters.framework import Adapter, OpenAdviceRequest, State, answerer, send
 from adapters.gcos.export import GcosExport
 from adapters.gcos.write import write_export
 from adapters.pga import deliver as pga_deliver
-from adapters.receive import SOURCES, Applier, Backoff, Outcome, Receiver, to_delivery
+from adapters.receive import Applier, Backoff, Outcome, Receiver, to_delivery
 from adapters.records import Person as SourcePerson
 from adapters.records import SourceRecord
+from adapters.sources import SOURCES
 from baken import sealed
 from baken.client import connect
 from baken.feedback.v1 import feedback_service_pb2 as pb

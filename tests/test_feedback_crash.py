@@ -17,7 +17,8 @@ from builders import Marking, Person
 from feedback_harness import KPC_ROTTERDAM, decision_request, second_database
 from harness import RunningRegistry, secure_channel
 
-from adapters.receive import SOURCES, Applier, Receiver
+from adapters.receive import Applier, Receiver
+from adapters.sources import SOURCES
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.keyring import KeyRing

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sources import SOURCES
 from baken import sealed
 from baken.client import connect
 from baken.clock import (
@@ -37,7 +38,6 @@ from baken.pki import TlsFiles
 from dev.shift import (
     ADVANCE_S,
     REGIONS,
-    SYSTEMS,
     Endpoints,
     ShiftError,
     ShiftResult,
@@ -166,7 +166,7 @@ class Adapters:
     def start(self) -> None:
         e = self._endpoints
         common = ["--pki-dir", str(e.pki_dir), "--state-dir", str(self._state_dir)]
-        for system in SYSTEMS:
+        for system in SOURCES:
             watch = [
                 *("watch", "--source", str(e.sources[system]), "--interval", "0.5"),
                 *("--registry", e.registry, "--feedback", e.feedback),
@@ -251,8 +251,8 @@ def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
             pki_dir=pki_dir,
             pseudonym_key_file=key_file,
             house_keys_dir=houses_dir,
-            sources={s: tmp_path / "sources" / s for s in SYSTEMS},
-            deliveries={s: tmp_path / "deliveries" / s for s in SYSTEMS},
+            sources={s: tmp_path / "sources" / s for s in SOURCES},
+            deliveries={s: tmp_path / "deliveries" / s for s in SOURCES},
             clock_file=clock_file,
         )
         for directory in (*endpoints.sources.values(), *endpoints.deliveries.values()):
@@ -312,7 +312,7 @@ def check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     assert kinds["referral"] == 1 and kinds["advice-request"] == 2
     assert kinds["decision"] >= known - 1 - 1 + late
     houses = load_houses()
-    assert {houses[h].source_system_token for h in result.items} == set(SYSTEMS)
+    assert {houses[h].source_system_token for h in result.items} == set(SOURCES)
     assert {houses[h].region for h in result.items} == regions
 
 
@@ -360,8 +360,8 @@ def test_the_shift_refuses_services_whose_clock_was_moved(tmp_path: Path, pki_di
         pki_dir=pki_dir,
         pseudonym_key_file=tmp_path / "keys.json",
         house_keys_dir=tmp_path / "houses",
-        sources={s: tmp_path / "sources" / s for s in SYSTEMS},
-        deliveries={s: tmp_path / "deliveries" / s for s in SYSTEMS},
+        sources={s: tmp_path / "sources" / s for s in SOURCES},
+        deliveries={s: tmp_path / "deliveries" / s for s in SOURCES},
         clock_file=clock_file,
     )
     KeyRing.generate("k1").save(endpoints.pseudonym_key_file)

@@ -11,10 +11,10 @@ from builders import Person, subject
 from harness import RunningRegistry
 
 from adapters.records import SourceRecord
+from adapters.sources import SOURCES
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2 as pb
-from cli.adapter import formats
 from cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -50,7 +50,7 @@ def test_a_source_export_round_trips_to_a_lookup(
     system: str,
 ) -> None:
     export = EXPORTS[system]
-    records = [r for r in formats()[system]().read(export) if isinstance(r, SourceRecord)]
+    records = [r for r in SOURCES[system].export().read(export) if isinstance(r, SourceRecord)]
     with_bsn = next(r for r in records if r.person.bsn)
 
     assert main(sync_args(registry, system, [export], tmp_path)) == 0

@@ -19,10 +19,11 @@ import pytest
 from psycopg import sql
 from test_metrics import metrics_of, value
 
+from adapters.sources import SOURCES
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
 from baken.pki import TlsFiles
-from dev.topology import SYSTEMS, Endpoints, Topology
+from dev.topology import Endpoints, Topology
 from services.operations import SERVING, health_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ PG_ENV = "BAKEN_TEST_DATABASE_URL"
 PROCESSES = {
     "registry",
     "feedback",
-    *(f"adapter-{system}-{half}" for system in SYSTEMS for half in ("watch", "receive")),
+    *(f"adapter-{system}-{half}" for system in SOURCES for half in ("watch", "receive")),
 }
 
 
@@ -96,7 +97,7 @@ def test_every_process_runs_and_a_killed_adapter_is_restarted(tmp_path: Path) ->
         assert any(endpoints.house_keys_dir.glob("*.x25519.key"))
         assert endpoints.clock_file is None
         # Each adapter receives for its houses.
-        for name in (f"adapter-{system}-receive" for system in SYSTEMS):
+        for name in (f"adapter-{system}-receive" for system in SOURCES):
             _wait_for(lambda: "feedback stream subscribed" in _log(topology, name), name)  # noqa: B023
 
         # An export put into the PGA source directory is synced into the registry.

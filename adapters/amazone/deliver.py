@@ -94,6 +94,11 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     return True
 
 
+def delivered_keys(path: Path) -> list[str]:
+    """The Kenmerk Baken of every row of the mutatie file, repeats included."""
+    return [row[_KEY] for row in _read(path)]
+
+
 def mutation_row(delivery: Delivery) -> list[str]:
     """The row for `delivery`, the trailing empty column included. Only the fields of its kind
     are written; a BSN and a name only for a referral."""

@@ -30,6 +30,7 @@ _SEPOT = "sepot-"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{16}\.tmp")
+_KENMERK = re.compile(r'<gcos-terugkoppeling [^>]*kenmerk="([^"]*)"')
 
 
 def deliver(directory: Path, delivery: Delivery) -> Path | None:
@@ -48,6 +49,12 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
         return None
     replace_atomically(target, content, directory / f".{name}.{secrets.token_hex(8)}.tmp")
     return target
+
+
+def delivered_keys(directory: Path) -> list[str]:
+    """The kenmerk of every terugkoppeling file in the house's import folder, repeats included."""
+    texts = (p.read_text("utf-8") for p in sorted(directory.glob("terugkoppeling-*.xml")))
+    return [found[1] for found in map(_KENMERK.search, texts) if found]
 
 
 def file_name(key: str) -> str:

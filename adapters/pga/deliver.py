@@ -47,7 +47,7 @@ def deliver(path: Path, delivery: Delivery) -> bool:
         size, keys = _complete_lines(out)
         if size != out.seek(0, os.SEEK_END):
             out.truncate(size)  # the last line was cut off by a crash
-        if delivery.key in keys:
+        if delivery.key in set(keys):
             _sync(out)
             return False
         out.write(line)
@@ -125,13 +125,19 @@ def _moment(value: dt.datetime, name: str) -> str:
     return value.isoformat()
 
 
-def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
+def delivered_keys(path: Path) -> list[str]:
+    """The kenmerk of every complete beslisrecord in the file, repeats included."""
+    with path.open("rb") as out:
+        return _complete_lines(out)[1]
+
+
+def _complete_lines(out: BinaryIO) -> tuple[int, list[str]]:
     """The size of the file up to and including its last newline, and the `kenmerk` of every
     complete line. A complete line that is not a beslisrecord (nor one with a key twice) is
     passed over."""
     out.seek(0)
     size = 0
-    keys: set[str] = set()
+    keys: list[str] = []
     for number, raw in enumerate(out, start=1):
         if not raw.endswith(b"\n"):
             break  # cut off by a crash
@@ -141,7 +147,7 @@ def _complete_lines(out: BinaryIO) -> tuple[int, set[str]]:
         except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("kenmerk"), str):
-            keys.add(record["kenmerk"])
+            keys.append(record["kenmerk"])
     return size, keys
 
 
