@@ -1,6 +1,6 @@
 """Synthetic Safety House populations — never real people — as the sources' own exports.
 
-Volumes follow the pilots (DOMAIN.md section 6): the known clients per house as measured, a few
+Volumes follow the pilots (docs/PROCESS.md §6): the known clients per house as measured, a few
 percent of persons marked in two regions (travelling repeat offenders), and persons without BSN.
 `write_exports` writes each region's houses in their real source system's format (GCOS XML per
 house, Amazone CSV and PGA JSON lines per region), with a sprinkling of bad records, for
@@ -74,7 +74,7 @@ TARGET_GROUPS = (
     "top_x",
     "other",
 )
-# PGA keeps the A&T fields (DOMAIN.md section 2); GCOS and Amazone only the advice (and Amazone
+# PGA keeps the A&T fields (docs/PROCESS.md §2); GCOS and Amazone only the advice (and Amazone
 # the administrative measures its police officer notes).
 AT_INFORMATION = {
     "antecedents": "Meerdere vermogensdelicten afgelopen 2 jaar.",

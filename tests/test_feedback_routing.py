@@ -1,4 +1,4 @@
-"""The routing rules of terugkoppeling (DOMAIN.md section 3, step 4), each against a real
+"""The routing rules of terugkoppeling (docs/PROCESS.md §3 step 3), each against a real
 feedback service in front of a real registry with the shipped covenants."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The management information's metrics (stuurinformatie, DOMAIN.md §4): one catalogue for the
+"""The management information's metrics (stuurinformatie, docs/PROCESS.md §4): one catalogue for the
 services that count them, the report that shows them and docs/REPORT.md that defines them.
 
 A figure is a count or a time about one region's ZSM desks (house "") or about one house, for one

@@ -1,6 +1,6 @@
 """Who hears what: a ZSM decision, hit signal or advice request becomes delivery items, one per
 receiving house, each carrying only the feedback fields that house's covenant allows for
-terugkoppeling. The routing rules of DOMAIN.md section 3, step 4; no database, no network."""
+terugkoppeling. The routing rules of docs/PROCESS.md §3 step 3; no database, no network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How current a house's advice is (DOMAIN.md section 3, step 0).
+"""How current a house's advice is (docs/PROCESS.md §3 step 0).
 
 CURRENT until 6 calendar months after the advice date; AGED from then up to and including the
 day 12 months after it ("not older than 1 year"); EXPIRED after that.

@@ -136,7 +136,7 @@ class _TriageCriterionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Triag
     TRIAGE_CRITERION_REPEAT_OFFENDER: _TriageCriterion.ValueType  # 4
 
 class TriageCriterion(_TriageCriterion, metaclass=_TriageCriterionEnumTypeWrapper):
-    """The triage criteria of the pilots (DOMAIN.md section 5)."""
+    """The triage criteria of the pilots (docs/PROCESS.md §5)."""
 
 TRIAGE_CRITERION_UNSPECIFIED: TriageCriterion.ValueType  # 0
 TRIAGE_CRITERION_YOUTH: TriageCriterion.ValueType  # 1
@@ -293,7 +293,7 @@ class RecordDecisionRequest(_message.Message):
     probation_report_requested: _builtins.bool
     """Probation (reclassering) was asked for a report."""
     complex_problems_suspected: _builtins.bool
-    """ZSM suspects complex problems (multi-problem, DOMAIN.md section 5)."""
+    """ZSM suspects complex problems (multi-problem, docs/PROCESS.md §5)."""
     residence_municipality: _builtins.str
     """The residence municipality (gemeente), as in the reference data; required with
     complex_problems_suspected.

@@ -103,7 +103,7 @@ class _AdviceFreshnessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Advic
     """The house gave no advice (yet)."""
 
 class AdviceFreshness(_AdviceFreshness, metaclass=_AdviceFreshnessEnumTypeWrapper):
-    """How current the house's advice is, by its advice date (DOMAIN.md section 3, step 0)."""
+    """How current the house's advice is, by its advice date (docs/PROCESS.md §3 step 0)."""
 
 ADVICE_FRESHNESS_UNSPECIFIED: AdviceFreshness.ValueType  # 0
 ADVICE_FRESHNESS_CURRENT: AdviceFreshness.ValueType  # 1

@@ -24,7 +24,7 @@ class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.Value
     DESCRIPTOR: _descriptor.EnumDescriptor
     PURPOSE_UNSPECIFIED: _Purpose.ValueType  # 0
     PURPOSE_INTAKE_EN_SELECTIE: _Purpose.ValueType  # 1
-    """intake-en-selectie: is this incoming suspect known at a Safety House (DOMAIN.md 3, step 1)?"""
+    """intake-en-selectie: is this incoming suspect known at a Safety House (docs/PROCESS.md §3 step 1)?"""
     PURPOSE_AFDOENINGSBESLISSING: _Purpose.ValueType  # 2
     """afdoeningsbeslissing: the OvJ decides the case (steps 2 to 4)."""
     PURPOSE_TRIAGE: _Purpose.ValueType  # 3
@@ -45,7 +45,7 @@ class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper):
 
 PURPOSE_UNSPECIFIED: Purpose.ValueType  # 0
 PURPOSE_INTAKE_EN_SELECTIE: Purpose.ValueType  # 1
-"""intake-en-selectie: is this incoming suspect known at a Safety House (DOMAIN.md 3, step 1)?"""
+"""intake-en-selectie: is this incoming suspect known at a Safety House (docs/PROCESS.md §3 step 1)?"""
 PURPOSE_AFDOENINGSBESLISSING: Purpose.ValueType  # 2
 """afdoeningsbeslissing: the OvJ decides the case (steps 2 to 4)."""
 PURPOSE_TRIAGE: Purpose.ValueType  # 3
