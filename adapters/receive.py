@@ -215,7 +215,7 @@ _NOT_NOW: tuple[type[Exception], ...] = (
 )
 
 
-class Outcome(enum.Enum):
+class DeliveryOutcome(enum.Enum):
     APPLIED = "applied"  # written into the source now
     ALREADY = "already applied"  # its key was there: nothing written
     REFUSED = "refused"  # the source cannot take it: acknowledged with a failure
@@ -224,13 +224,13 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    outcome: Outcome
+    outcome: DeliveryOutcome
     failure: str = ""  # REFUSED: what AcknowledgeDelivery.failure says
     error: str = ""  # RETRY: the error's type, for the log
 
     @property
     def acknowledge(self) -> bool:
-        return self.outcome is not Outcome.RETRY
+        return self.outcome is not DeliveryOutcome.RETRY
 
 
 class Applier:
@@ -264,26 +264,26 @@ class Applier:
         """Write the item into `house_id`'s target once; do not acknowledge it."""
         try:
             if self._state.was_received(message.key):
-                return Applied(Outcome.ALREADY)
+                return Applied(DeliveryOutcome.ALREADY)
         except sqlite3.Error as error:
-            return Applied(Outcome.RETRY, error=type(error).__name__)
+            return Applied(DeliveryOutcome.RETRY, error=type(error).__name__)
         if message.house != f"houses/{house_id}":
-            return Applied(Outcome.REFUSED, "house: not the house of this stream")
+            return Applied(DeliveryOutcome.REFUSED, "house: not the house of this stream")
         try:
             key = self._house_key(house_id) if message.kind == pb.DELIVERY_KIND_REFERRAL else None
             delivery = to_delivery(message, key)
             written = self.source.deliver(self.path_for(house_id), delivery)
         except ValueError as error:
-            return Applied(Outcome.REFUSED, failure_text(error))
+            return Applied(DeliveryOutcome.REFUSED, failure_text(error))
         except _NOT_NOW as error:
-            return Applied(Outcome.RETRY, error=type(error).__name__)
+            return Applied(DeliveryOutcome.RETRY, error=type(error).__name__)
         try:
             self._state.received(
                 delivery.key, house_id, self._clock.now(), _advice_request(delivery)
             )
         except sqlite3.Error as error:
-            return Applied(Outcome.RETRY, error=type(error).__name__)
-        return Applied(Outcome.APPLIED if written else Outcome.ALREADY)
+            return Applied(DeliveryOutcome.RETRY, error=type(error).__name__)
+        return Applied(DeliveryOutcome.APPLIED if written else DeliveryOutcome.ALREADY)
 
     def forget_old_receipts(self) -> int:
         return self._state.forget_received(self._clock.now() - RECEIPT_MEMORY)
@@ -343,7 +343,7 @@ class Receiver:
         self._streams: dict[str, grpc.Call] = {}
         self._threads: list[threading.Thread] = []
         self._stopped: dict[str, str] = {}
-        self._counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self._counts: dict[DeliveryOutcome, int] = dict.fromkeys(DeliveryOutcome, 0)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -491,7 +491,7 @@ class Receiver:
                 code=code.name if code else None,
             )
             return
-        if result.outcome is Outcome.REFUSED:
+        if result.outcome is DeliveryOutcome.REFUSED:
             bound.warning("delivery refused by the source", failure=result.failure)
         else:
             bound.info("delivery " + result.outcome.value)

@@ -30,7 +30,7 @@ from adapters.framework import Adapter, OpenAdviceRequest, State, answerer, send
 from adapters.gcos.export import GcosExport
 from adapters.gcos.write import write_export
 from adapters.pga import deliver as pga_deliver
-from adapters.receive import Applier, Backoff, Outcome, Receiver, to_delivery
+from adapters.receive import Applier, Backoff, DeliveryOutcome, Receiver, to_delivery
 from adapters.records import Person as SourcePerson
 from adapters.records import SourceRecord
 from adapters.sources import SOURCES
@@ -214,7 +214,7 @@ def test_an_item_written_but_not_acknowledged_is_written_once(
             tmp_path / "state" / "pga.state.db",
             house_keys=None,
         )
-        assert applier.apply(message, ROTTERDAM).outcome is Outcome.APPLIED
+        assert applier.apply(message, ROTTERDAM).outcome is DeliveryOutcome.APPLIED
         applier.close()
     assert rows(feedback)[item.key]["state"] == "pending"
 

@@ -34,7 +34,7 @@ from baken.report.v1 import report_service_pb2 as rpb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import (
     BY_ID,
-    METRICS,
+    CATALOGUE,
     SMALL_CELL,
     Month,
     Source,
@@ -419,7 +419,7 @@ def test_the_months_figures_are_the_true_numbers(
     houses = [h.id for h in HOUSES.values()]
     scopes = [(r, "") for r in REGIONS] + [(region_of(h), h) for h in houses]
     wrong = []
-    for metric in METRICS:
+    for metric in CATALOGUE:
         for region, house in scopes:
             if (metric.level.value == "house") != bool(house):
                 continue
@@ -435,7 +435,7 @@ def test_the_months_figures_are_the_true_numbers(
     values = [k for k, f in found.items() if k[2] in MARKING_HOUSES and not f.small]
     assert len(values) >= 30
     assert not found[("feedback.ack_p95", "rotterdam-rijnmond", ROTTERDAM)].small
-    assert {m.source for m in METRICS} == {Source.REGISTRY, Source.FEEDBACK}
+    assert {m.source for m in CATALOGUE} == {Source.REGISTRY, Source.FEEDBACK}
 
     # A region's process director sees his region only, and is told what is not shown.
     mine, answers = ask_figures(feedback, "vh-rotterdam-rijnmond-procesregie")
@@ -540,8 +540,8 @@ def test_the_command_prints_a_table_csv_and_html(
     rows = [line for line in out.splitlines() if "[info" not in line]  # the servers' logs
     assert code == 0 and rows[0] == "month,region,house,metric,label,value,unit"
     houses, regions = len(HOUSES), len(REGIONS)
-    per_region = sum(m.level.value == "region" for m in METRICS) + 2  # two region shares
-    per_house = sum(m.level.value == "house" for m in METRICS) + 5
+    per_region = sum(m.level.value == "region" for m in CATALOGUE) + 2  # two region shares
+    per_house = sum(m.level.value == "house" for m in CATALOGUE) + 5
     assert len(rows) - 1 == 2 * (regions * per_region + houses * per_house)
     assert {r.split(",")[0] for r in rows[1:]} == {"2026-09", "2026-10"}
 

@@ -1,5 +1,6 @@
-"""The management information's metrics (stuurinformatie, docs/PROCESS.md §4): one catalogue for the
-services that count them, the report that shows them and docs/REPORT.md that defines them.
+"""The management information's figures (stuurinformatie, docs/PROCESS.md §4): one catalogue of
+what is counted, for the services that count it, the report that shows it and docs/REPORT.md
+that defines it.
 
 A figure is a count or a time about one region's ZSM desks (house "") or about one house, for one
 calendar month in Dutch time. Shares are not sent: the report divides two counts it was sent.
@@ -37,7 +38,7 @@ class Source(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Metric:
+class FigureKind:
     id: str
     level: Level
     source: Source
@@ -45,14 +46,14 @@ class Metric:
     unit: Unit = Unit.COUNT
 
 
-def _m(id_: str, level: Level, source: Source, label: str, unit: Unit = Unit.COUNT) -> Metric:
-    return Metric(id_, level, source, label, unit)
+def _m(id_: str, level: Level, source: Source, label: str, unit: Unit = Unit.COUNT) -> FigureKind:
+    return FigureKind(id_, level, source, label, unit)
 
 
 R, H = Level.REGION, Level.HOUSE
 REG, FB = Source.REGISTRY, Source.FEEDBACK
 
-METRICS: tuple[Metric, ...] = (
+CATALOGUE: tuple[FigureKind, ...] = (
     # The registry: its access log (every look-up, with the markers it found) and the houses.
     _m("zsm.lookups", R, REG, "ZSM look-ups"),
     _m("zsm.hits", R, REG, "look-ups that found a marker"),
@@ -83,7 +84,7 @@ METRICS: tuple[Metric, ...] = (
     _m("advice.overdue", H, FB, "overdue (answered late or not at all)"),
     _m("advice.open", H, FB, "open, term still running"),
 )
-BY_ID: Mapping[str, Metric] = {m.id: m for m in METRICS}
+BY_ID: Mapping[str, FigureKind] = {m.id: m for m in CATALOGUE}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import json
 from html import escape
 from typing import Any
 
-from baken.stuurinformatie.figures import BY_ID, METRICS, SHARES, SMALL_TEXT, Level, Month, Share
+from baken.stuurinformatie.figures import BY_ID, CATALOGUE, SHARES, SMALL_TEXT, Level, Month, Share
 from baken.stuurinformatie.report import Cell, Report, percent
 
 # Charted per house: the report month, and (with more than one month) the trend.
@@ -188,7 +188,7 @@ def _table(report: Report, level: Level, scopes: list[tuple[str, str]]) -> str:
     """Rows: the level's metrics, then its shares; a column per scope; the report month."""
     head = "".join(f"<th>{escape(report.scope_name(r, h))}</th>" for r, h in scopes)
     rows = [f"<tr><th>Figure</th>{head}</tr>"]
-    ids = [m.id for m in METRICS if m.level is level] + [s.id for s in SHARES if s.level is level]
+    ids = [m.id for m in CATALOGUE if m.level is level] + [s.id for s in SHARES if s.level is level]
     for metric in ids:
         texts = [_text(_value(report, report.month, metric, r, h), metric) for r, h in scopes]
         cells = "".join(f'<td class="num">{escape(t)}</td>' for t in texts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from baken.stuurinformatie.figures import METRICS, SHARES, SMALL_TEXT, Level, Unit
+from baken.stuurinformatie.figures import CATALOGUE, SHARES, SMALL_TEXT, Level, Unit
 from baken.stuurinformatie.report import Report, percent
 
 
@@ -13,7 +13,7 @@ def _rows(report: Report, level: Level, scopes: list[tuple[str, str]]) -> list[l
     month = report.month
     rows = [
         [m.label, *(report.cell(month, m.id, r, h).text(m.unit) for r, h in scopes)]
-        for m in METRICS
+        for m in CATALOGUE
         if m.level is level
     ]
     rows += [
@@ -77,7 +77,7 @@ def csv_text(report: Report) -> str:
     for month in report.months:
         for level in (Level.REGION, Level.HOUSE):
             for region, house in report.scopes(level):
-                for m in METRICS:
+                for m in CATALOGUE:
                     if m.level is level:
                         cell = report.cell(month, m.id, region, house)
                         value = (

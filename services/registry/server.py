@@ -35,7 +35,7 @@ from services.registry.denials import Denials
 from services.registry.figures import RegistryFigures
 from services.registry.gauges import registry_gauges
 from services.registry.lookup import Lookups
-from services.registry.registry import Registry
+from services.registry.marker_sync import MarkerSync
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
 from services.running import RunningService, admission, bind
@@ -99,7 +99,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         checkpoint_seconds=settings.checkpoint_seconds,
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
-    registry = Registry(engine, houses, clock, policy=policy, sealer=sealer)
+    sync = MarkerSync(engine, houses, clock, policy=policy, sealer=sealer)
     denials = Denials(engine, access_log, clock)
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log, denials=denials)
     audit = Audit(engine, clock, policy=policy, log=access_log)
@@ -121,7 +121,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         metrics=metrics,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
-        RegistryServicer(registry, lookups, signals, register=policy.covenants), server
+        RegistryServicer(sync, lookups, signals, register=policy.covenants), server
     )
     heads = SignedHeads(engine, clock, policy=policy)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(

@@ -16,8 +16,8 @@ from services.common.grpc_server import caller_of
 from services.registry import validation
 from services.registry.convert import MarkerConverter, signal_message, sync_response
 from services.registry.lookup import Lookups, Question
+from services.registry.marker_sync import MarkerSync
 from services.registry.markers import SyncCounts
-from services.registry.registry import Registry
 from services.registry.signals import Signals
 
 pb = registry_service_pb2
@@ -26,14 +26,14 @@ SERVICE = "/baken.registry.v1.RegistryService/"
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def __init__(
-        self, registry: Registry, lookups: Lookups, signals: Signals, *, register: CovenantSet
+        self, sync: MarkerSync, lookups: Lookups, signals: Signals, *, register: CovenantSet
     ) -> None:
         self._register = register
-        self._registry = registry
+        self._sync = sync
         self._lookups = lookups
         self._signals = signals
-        self._convert = MarkerConverter(registry.houses)
-        self._house_list = [h.to_proto() for h in registry.houses.values()]
+        self._convert = MarkerConverter(sync.houses)
+        self._house_list = [h.to_proto() for h in sync.houses.values()]
 
     def Lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupResponse:
         purpose = PURPOSE_TOKENS.get(request.purpose, "")
@@ -100,19 +100,19 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def SyncMarkers(
         self, request_iterator: Iterator[pb.SyncMarkersRequest], context: grpc.ServicerContext
     ) -> pb.SyncMarkersResponse:
-        served = self._registry.sync_scope(caller_of(context))
+        served = self._sync.sync_scope(caller_of(context))
         total, seen = SyncCounts(), 0
         for request in request_iterator:
             validation.sync_request(request)
-            total.add(self._registry.sync(served, seen, request.changes))
+            total.add(self._sync.sync(served, seen, request.changes))
             seen += len(request.changes)
         return sync_response(total)
 
     def GetHouse(
         self, request: pb.GetHouseRequest, context: grpc.ServicerContext
     ) -> house_pb2.House:
-        self._registry.check_caller(caller_of(context))
-        house = self._registry.houses.get(request.name.removeprefix("houses/"))
+        self._sync.check_caller(caller_of(context))
+        house = self._sync.houses.get(request.name.removeprefix("houses/"))
         if not request.name.startswith("houses/") or house is None:
             raise NotFound("HOUSE_NOT_FOUND", "no such Safety House")
         return house.to_proto()
@@ -120,7 +120,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def ListHouses(
         self, request: pb.ListHousesRequest, context: grpc.ServicerContext
     ) -> pb.ListHousesResponse:
-        self._registry.check_caller(caller_of(context))
+        self._sync.check_caller(caller_of(context))
         start, end = checks.page(request.page_size, request.page_token, self._house_list)
         return pb.ListHousesResponse(
             houses=self._house_list[start:end],

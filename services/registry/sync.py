@@ -20,7 +20,7 @@ from services.registry.markers import MarkerData, Tombstone
 EMPTY_DIGEST = b""
 
 
-class Outcome(enum.Enum):
+class ChangeOutcome(enum.Enum):
     CREATED = "created"
     UPDATED = "updated"
     DELETED = "deleted"
@@ -58,26 +58,26 @@ def state_of(
     )
 
 
-def classify(stored: StoredState | None, incoming: StoredState) -> Outcome:
+def classify(stored: StoredState | None, incoming: StoredState) -> ChangeOutcome:
     if incoming.deleted:
         if stored is None or stored.deleted or incoming.source_version < stored.source_version:
-            return Outcome.UNCHANGED
-        return Outcome.DELETED
+            return ChangeOutcome.UNCHANGED
+        return ChangeOutcome.DELETED
     if stored is None:
-        return Outcome.CREATED
+        return ChangeOutcome.CREATED
     if incoming.source_version < stored.source_version:
-        return Outcome.UNCHANGED
+        return ChangeOutcome.UNCHANGED
     if incoming.source_version > stored.source_version:
-        return Outcome.CREATED if stored.deleted else Outcome.UPDATED
+        return ChangeOutcome.CREATED if stored.deleted else ChangeOutcome.UPDATED
     if stored.deleted:
-        return Outcome.UNCHANGED
+        return ChangeOutcome.UNCHANGED
     if incoming.content_digest != stored.content_digest:
-        return Outcome.VERSION_REUSED
+        return ChangeOutcome.VERSION_REUSED
     if incoming.pseudonyms_digest != stored.pseudonyms_digest:
-        return Outcome.UPDATED
-    return Outcome.UNCHANGED
+        return ChangeOutcome.UPDATED
+    return ChangeOutcome.UNCHANGED
 
 
-def changes_row(outcome: Outcome) -> bool:
+def changes_row(outcome: ChangeOutcome) -> bool:
     """Whether the outcome writes the stored record."""
-    return outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED)
+    return outcome in (ChangeOutcome.CREATED, ChangeOutcome.UPDATED, ChangeOutcome.DELETED)

@@ -19,7 +19,7 @@ from services.registry import repository, validation
 from services.registry.markers import MarkerData, RecordKey, Rejection, SyncCounts, Tombstone
 from services.registry.sync import (
     EMPTY_DIGEST,
-    Outcome,
+    ChangeOutcome,
     StoredState,
     changes_row,
     classify,
@@ -27,7 +27,7 @@ from services.registry.sync import (
 )
 
 
-class Registry:
+class MarkerSync:
     def __init__(
         self,
         engine: Engine,
@@ -107,7 +107,7 @@ class Registry:
                     continue
                 incoming = self._state(marker, record, key_id)
                 outcome = classify(previous, incoming)
-                if outcome is Outcome.VERSION_REUSED:
+                if outcome is ChangeOutcome.VERSION_REUSED:
                     _reject(counts, index, change, "VERSION_REUSED", [_VERSION_REUSED])
                     continue
                 setattr(counts, outcome.value, getattr(counts, outcome.value) + 1)
