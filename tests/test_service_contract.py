@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from builders import HOUSES, Marking, Person, problem, subject
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -286,3 +287,34 @@ def test_reflection_lists_and_describes_the_registry_service(registry: RunningRe
         "ListHouses",
         "PullSignals",
     }
+
+
+def test_reflection_answers_as_v1_and_describes_itself(registry: RunningRegistry) -> None:
+    """grpcurl and newer tools ask grpc.reflection.v1; older ones v1alpha (above)."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    info = registry.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    listed, described = info(
+        iter(
+            [
+                reflection_pb2.ServerReflectionRequest(list_services=""),
+                reflection_pb2.ServerReflectionRequest(
+                    file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                ),
+            ]
+        ),
+        timeout=10,
+    )
+    names = {s.name for s in listed.list_services_response.service}
+    assert {SERVICE, "grpc.reflection.v1.ServerReflection"} <= names
+    assert "grpc.reflection.v1alpha.ServerReflection" in names
+    [raw] = described.file_descriptor_response.file_descriptor_proto
+    file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    assert file.package == "grpc.reflection.v1"
+    [service] = file.service
+    [method] = service.method
+    assert method.input_type == ".grpc.reflection.v1.ServerReflectionRequest"
