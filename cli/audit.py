@@ -58,18 +58,20 @@ def _stub(args: argparse.Namespace) -> Iterator[audit_service_pb2_grpc.AuditServ
         yield audit_service_pb2_grpc.AuditServiceStub(channel)
 
 
+def _pages(call: Any, request: Any, field: str, timeout: float) -> Iterator[Any]:
+    """Every item a List call has, page after page (AIP-158)."""
+    while True:
+        page = call(request, timeout=timeout)
+        yield from getattr(page, field)
+        if not page.next_page_token:
+            return
+        request.page_token = page.next_page_token
+
+
 def _entries(args: argparse.Namespace, **query: Any) -> Iterator[pb.AccessEntry]:
-    token = ""
     with _stub(args) as stub:
-        while True:
-            page = stub.ListAccessEntries(
-                pb.ListAccessEntriesRequest(on_behalf_of=args.user, page_token=token, **query),
-                timeout=args.timeout,
-            )
-            yield from page.entries
-            token = page.next_page_token
-            if not token:
-                return
+        request = pb.ListAccessEntriesRequest(on_behalf_of=args.user, **query)
+        yield from _pages(stub.ListAccessEntries, request, "entries", args.timeout)
 
 
 def _range(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,9 +114,8 @@ def _export(args: argparse.Namespace) -> None:
 
 def _anomalies(args: argparse.Namespace) -> None:
     with _stub(args) as stub:
-        found = stub.ListAnomalies(
-            pb.ListAnomaliesRequest(on_behalf_of=args.user, **_range(args)), timeout=args.timeout
-        ).anomalies
+        request = pb.ListAnomaliesRequest(on_behalf_of=args.user, **_range(args))
+        found = list(_pages(stub.ListAnomalies, request, "anomalies", args.timeout))
         for a in found:
             seqs = f" (entries {', '.join(map(str, a.sequences[:20]))})" if a.sequences else ""
             print(f"{a.rule}  {a.party}: {shown(a.description)}{seqs}")
@@ -132,10 +133,9 @@ def _review(args: argparse.Namespace) -> None:
             )
             print(f"Reviewed #{done.reviews_sequence} in entry #{done.sequence}.")
             return
-        pending = stub.ListPendingReviews(
-            pb.ListPendingReviewsRequest(on_behalf_of=args.user), timeout=args.timeout
-        ).entries
-        _print_entries(iter(pending), "No break-glass entries wait for review.")
+        request = pb.ListPendingReviewsRequest(on_behalf_of=args.user)
+        pending = _pages(stub.ListPendingReviews, request, "entries", args.timeout)
+        _print_entries(pending, "No break-glass entries wait for review.")
 
 
 def _service_settings(args: argparse.Namespace) -> RegistrySettings | FeedbackSettings:

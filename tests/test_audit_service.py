@@ -515,6 +515,40 @@ def test_baken_audit_verify_without_a_database_says_so(
 # --- break-glass review ---------------------------------------------------------------------
 
 
+def test_pending_reviews_and_anomalies_come_page_by_page(
+    registry: RunningRegistry, auditor: audit_service_pb2_grpc.AuditServiceStub, ring: KeyRing
+) -> None:
+    registry.sync(Marking(A, "pga-1").upsert(ring))
+    glasses = [break_glass(registry, ring) for _ in range(5)]
+
+    seen: list[int] = []
+    request = pb.ListPendingReviewsRequest(on_behalf_of=OFFICER, page_size=2)
+    pages = 0
+    while True:
+        page = auditor.ListPendingReviews(request, timeout=10)
+        assert len(page.entries) <= 2
+        seen += [e.sequence for e in page.entries]
+        pages += 1
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert (seen, pages) == (glasses, 3)
+
+    for bad in ("x", "-1"):
+        with pytest.raises(grpc.RpcError) as caught:
+            auditor.ListPendingReviews(
+                pb.ListPendingReviewsRequest(on_behalf_of=OFFICER, page_token=bad), timeout=10
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as caught:
+        auditor.ListAnomalies(
+            pb.ListAnomaliesRequest(on_behalf_of=OFFICER, page_token="999"), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    first = auditor.ListAnomalies(pb.ListAnomaliesRequest(on_behalf_of=OFFICER), timeout=10)
+    assert first.next_page_token == ""  # one page holds them all
+
+
 def test_a_break_glass_look_up_waits_for_review_until_the_auditor_reviews_it(
     registry: RunningRegistry, auditor: audit_service_pb2_grpc.AuditServiceStub, ring: KeyRing
 ) -> None:

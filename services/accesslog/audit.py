@@ -108,10 +108,11 @@ class Audit:
             self._read(connection, inquiry, covenants, query.describe(), query.subject)
         return found, ceiling
 
-    def pending_reviews(self, inquiry: Inquiry) -> list[StoredEntry]:
+    def pending_reviews(self, inquiry: Inquiry, *, after_seq: int, limit: int) -> list[StoredEntry]:
+        """Break-glass entries not reviewed yet after `after_seq`: at most `limit`."""
         covenants = self._admit(inquiry)
         with db.write_transaction(self._engine) as connection:
-            found = access_log.pending_reviews(connection, limit=1000)
+            found = access_log.pending_reviews(connection, after_seq=after_seq, limit=limit)
             self._read(connection, inquiry, covenants, "pending break-glass reviews")
         return found
 

@@ -59,6 +59,15 @@ def _page_token(token: str) -> tuple[int, int | None]:
     return after, ceiling
 
 
+def _after_token(token: str) -> int:
+    """The sequence a page follows, from a token a previous page gave; 0 for the first page."""
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise InvalidArgument([FieldViolation("page_token", "not a token this service gave out")])
+    return int(token)
+
+
 def access_entry(stored: StoredEntry) -> pb.AccessEntry:
     body: Mapping[str, Any] = stored.body
     message = pb.AccessEntry(
@@ -154,13 +163,16 @@ class AuditServicer(SignedHeadServicer):
             _time(request.start_time, "start_time"),
             _time(request.end_time, "end_time"),
         )
+        # The findings of one window are computed whole; a page is a stretch of them.
+        start, end = checks.page(request.page_size, request.page_token, found)
         return pb.ListAnomaliesResponse(
             anomalies=[
                 pb.Anomaly(
                     rule=a.rule, party=a.party, description=a.description, sequences=a.sequences
                 )
-                for a in found
-            ]
+                for a in found[start:end]
+            ],
+            next_page_token=str(end) if end < len(found) else "",
         )
 
     def ListPendingReviews(
@@ -173,8 +185,14 @@ class AuditServicer(SignedHeadServicer):
             request.on_behalf_of,
             register=self._register,
         )
+        size = checks.page_size(request.page_size)
+        after = _after_token(request.page_token)
+        # One more than asked: whether another page follows.
+        found = self._audit.pending_reviews(inquiry, after_seq=after, limit=size + 1)
+        page = found[:size]
         return pb.ListPendingReviewsResponse(
-            entries=[access_entry(e) for e in self._audit.pending_reviews(inquiry)]
+            entries=[access_entry(e) for e in page],
+            next_page_token=str(page[-1].seq) if len(found) > size else "",
         )
 
     def ReviewBreakGlass(

@@ -216,11 +216,21 @@ def break_glass_reason(value: str) -> str | None:
     return value.strip()
 
 
-def page(page_size: int, page_token: str, items: Sequence[object]) -> tuple[int, int]:
-    """(start, end) of the page; page tokens are opaque offsets."""
-    if page_size < 0:
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+def page_size(value: int) -> int:
+    """A request's page_size as served: 0 asks for the default, more than the maximum gets the
+    maximum (AIP-158); negative is refused."""
+    if value < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
-    size = min(page_size or 50, 200)
+    return min(value or DEFAULT_PAGE, MAX_PAGE)
+
+
+def page(requested_size: int, page_token: str, items: Sequence[object]) -> tuple[int, int]:
+    """(start, end) of the page of `items`; page tokens are offsets into them."""
+    size = page_size(requested_size)
     try:
         start = int(page_token) if page_token else 0
     except ValueError:
