@@ -4,6 +4,7 @@ it has one."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -140,6 +141,16 @@ class RunningService:
 
     def settle(self) -> None:
         """Write what the service still holds for the access log, before its head is signed."""
+
+    def run_until_signalled(self, name: str) -> None:
+        """Serve until SIGINT or SIGTERM, then stop() with 5 s for the calls in flight."""
+        self.start()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        self.stop(grace=5)
+        structlog.get_logger(f"baken.{name}").info(f"{name} stopped")
 
     def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING to health checks, so load balancers stop sending; finish the calls
