@@ -29,35 +29,29 @@ goes with a later run.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import re
-import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import grpc
 import structlog
 
 from adapters.records import BadRecord, SourceFormat, SourceRecord
+from adapters.state import OpenAdviceRequest, Planned, Sent, State
+from adapters.transport import Answer, Send
 from baken import enums
 from baken.age import minor_until
-from baken.backoff import Backoff
 from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
-from baken.feedback.v1 import feedback_service_pb2, feedback_service_pb2_grpc
 from baken.houses import House
 from baken.keyring import KeyRing
 from baken.pseudonym import InvalidIdentifier, person_pseudonyms
-from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2, registry_service_pb2_grpc
+from baken.registry.v1 import house_pb2, marker_pb2
 
 BATCH = 1000
-ATTEMPTS = 6
-SEND_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
 ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)
@@ -114,201 +108,6 @@ class SyncReport:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    key: str
-    kind: str  # "new", "changed" or "deleted"
-    version: int
-    fingerprint: bytes
-    change: marker_pb2.MarkerChange
-    where: str
-    record_id: str
-
-
-class Sent(NamedTuple):
-    """What the state file says was sent for one record."""
-
-    record_id: str
-    version: int  # the highest version sent
-    fingerprint: bytes  # of the record sent; empty for a tombstone
-    deleted: bool
-    confirmed: bool  # the registry answered for it
-
-
-class OpenAdviceRequest(NamedTuple):
-    """An advice request written into the source and not answered yet (no personal data)."""
-
-    delivery_key: str  # the feedback item's idempotency key
-    house_id: str
-    record_id: str  # the house's own record of the person
-    requested: dt.date  # the day ZSM asked, in the Netherlands
-
-
-class State:
-    """The adapter's memory of what it sent: per record, the highest version sent, the
-    fingerprint of that content, whether it is a tombstone, and whether the registry confirmed
-    it. Also the feedback items the receiver applied (by key) and the advice requests still
-    open. A SQLite file next to nothing else; it holds no personal data (fingerprints are hashes
-    of the pseudonymised record). Sync and receiver may use it at once, each with its own
-    State (one per thread)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
-            " version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL,"
-            " confirmed INTEGER NOT NULL)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS received (key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
-            " applied_time TEXT NOT NULL)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS advice_requests (delivery_key TEXT PRIMARY KEY,"
-            " house_id TEXT NOT NULL, record_id TEXT NOT NULL, requested TEXT NOT NULL)"
-        )
-
-    def close(self) -> None:
-        self._db.close()
-
-    def load(self) -> dict[str, Sent]:
-        return {
-            key: Sent(record_id, version, bytes(fp), bool(deleted), bool(confirmed))
-            for key, record_id, version, fp, deleted, confirmed in self._db.execute(
-                "SELECT key, record_id, version, fingerprint, deleted, confirmed FROM records"
-            )
-        }
-
-    def plan(self, planned: Sequence[_Planned]) -> None:
-        """Write the plan before anything is sent (one transaction)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT INTO records (key, record_id, version, fingerprint, deleted, confirmed)"
-            " VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (key) DO UPDATE SET version = excluded.version,"
-            " fingerprint = excluded.fingerprint, deleted = excluded.deleted, confirmed = 0",
-            [(p.key, p.record_id, p.version, p.fingerprint, p.kind == "deleted") for p in planned],
-        )
-        self._db.execute("COMMIT")
-
-    def confirm(self, keys: Iterable[str]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany("UPDATE records SET confirmed = 1 WHERE key = ?", [(k,) for k in keys])
-        self._db.execute("COMMIT")
-
-    # -- feedback items and advice requests (adapters/receive.py) ------------------------------
-
-    def was_received(self, key: str) -> bool:
-        """The feedback item with this idempotency key was applied in the source already."""
-        row = self._db.execute("SELECT 1 FROM received WHERE key = ?", (key,)).fetchone()
-        return row is not None
-
-    def received(
-        self,
-        key: str,
-        house_id: str,
-        now: dt.datetime,
-        advice_request: OpenAdviceRequest | None = None,
-    ) -> None:
-        """The item is in the source (and, for an advice request, open): one transaction."""
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR IGNORE INTO received (key, house_id, applied_time) VALUES (?, ?, ?)",
-                (key, house_id, now.isoformat()),
-            )
-            if advice_request is not None:
-                r = advice_request
-                self._db.execute(
-                    "INSERT OR IGNORE INTO advice_requests (delivery_key, house_id, record_id,"
-                    " requested) VALUES (?, ?, ?, ?)",
-                    (r.delivery_key, r.house_id, r.record_id, r.requested.isoformat()),
-                )
-
-    def forget_received(self, before: dt.datetime) -> int:
-        """Drop receipts older than `before` (long after any redelivery of their items)."""
-        with self._transaction():
-            count = self._db.execute(
-                "DELETE FROM received WHERE applied_time < ?", (before.isoformat(),)
-            ).rowcount
-        return int(count)
-
-    def open_advice_requests(self) -> list[OpenAdviceRequest]:
-        return [
-            OpenAdviceRequest(key, house_id, record_id, dt.date.fromisoformat(requested))
-            for key, house_id, record_id, requested in self._db.execute(
-                "SELECT delivery_key, house_id, record_id, requested FROM advice_requests"
-                " ORDER BY requested, delivery_key"
-            )
-        ]
-
-    def forget_advice_requests(self, keys: Iterable[str]) -> None:
-        with self._transaction():
-            self._db.executemany(
-                "DELETE FROM advice_requests WHERE delivery_key = ?", [(k,) for k in keys]
-            )
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on an error so the connection stays usable
-        (the receiver goes on after a locked or failing state file)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-
-Send = Callable[[Sequence[marker_pb2.MarkerChange]], registry_service_pb2.SyncMarkersResponse]
-
-
-def sender(
-    channel: grpc.Channel, *, timeout_s: float = 60.0, sleep: Callable[[float], None] = time.sleep
-) -> Send:
-    """One SyncMarkers call per batch, retried with exponential backoff and jitter while the
-    registry is unreachable; any other error ends the sync (what was confirmed stays)."""
-    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-
-    def send(
-        changes: Sequence[marker_pb2.MarkerChange],
-    ) -> registry_service_pb2.SyncMarkersResponse:
-        request = registry_service_pb2.SyncMarkersRequest(changes=changes)
-        for attempt in range(ATTEMPTS):
-            try:
-                response: registry_service_pb2.SyncMarkersResponse = stub.SyncMarkers(
-                    iter([request]), timeout=timeout_s
-                )
-                return response
-            except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or attempt == ATTEMPTS - 1:
-                    raise
-                sleep(SEND_BACKOFF.delay(attempt + 1))
-        raise AssertionError("unreachable")
-
-    return send
-
-
-Answer = Callable[[str], None]
-"""Tells the feedback service the house answered the advice request of this delivery key."""
-
-
-def answerer(channel: grpc.Channel, *, timeout_s: float = 10.0) -> Answer:
-    """AnswerAdviceRequest on the feedback service, under the adapter's own certificate; raises
-    grpc.RpcError (the sync keeps the request and tries again next run)."""
-    stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
-
-    def answer(delivery_key: str) -> None:
-        stub.AnswerAdviceRequest(
-            feedback_service_pb2.AnswerAdviceRequestRequest(delivery_key=delivery_key),
-            timeout=timeout_s,
-        )
-
-    return answer
-
-
 class Adapter:
     """Syncs one source's export into the registry; `mapping` knows the export's format."""
 
@@ -354,7 +153,7 @@ class Adapter:
         stored = self._state.load()
         seen: set[str] = set()
         bad_ids: set[str] = set()
-        planned: list[_Planned] = []
+        planned: list[Planned] = []
         advice_dates: dict[str, dt.date | None] = {}  # of the good records of this run
         for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
@@ -392,11 +191,11 @@ class Adapter:
             record.source_version = version
             change = marker_pb2.MarkerChange(upsert=record)
             planned.append(
-                _Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
+                Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
             )
         incomplete_at = [p for p in report.problems if p.incomplete]
         unidentified = any(p.record_id is None and not p.notice for p in report.problems)
-        tombstones: list[_Planned] = []
+        tombstones: list[Planned] = []
         for key, sent in stored.items():
             record_id = sent.record_id
             if key in seen or record_id in bad_ids or (sent.deleted and sent.confirmed):
@@ -412,7 +211,7 @@ class Adapter:
                 )
             )
             tombstones.append(
-                _Planned(key, "deleted", tombstone_version, b"", change, key, record_id)
+                Planned(key, "deleted", tombstone_version, b"", change, key, record_id)
             )
         if incomplete_at:
             first = incomplete_at[0]
@@ -442,7 +241,7 @@ class Adapter:
     def _deletion_refusal(
         self,
         stored: Mapping[str, Sent],
-        tombstones: Sequence[_Planned],
+        tombstones: Sequence[Planned],
         confirmed: int | None,
         report: SyncReport,
     ) -> str | None:
@@ -461,7 +260,7 @@ class Adapter:
             why += f"; {confirmed} were confirmed, not {deleting}"
         return why
 
-    def _apply(self, batch: Sequence[_Planned], report: SyncReport) -> set[str]:
+    def _apply(self, batch: Sequence[Planned], report: SyncReport) -> set[str]:
         """Send one batch; the keys the registry confirmed."""
         response = self._send([p.change for p in batch])
         rejected = {r.index for r in response.rejections}

@@ -32,10 +32,12 @@ from pathlib import Path
 import grpc
 
 from adapters.framework import SYSTEMS as SOURCE_SYSTEMS
-from adapters.framework import Adapter, State, sender
+from adapters.framework import Adapter
 from adapters.records import SourceRecord
 from adapters.sources import SOURCES
+from adapters.state import State
 from adapters.synth import ADVICE, AT_INFORMATION, make_person
+from adapters.transport import sender
 from baken import logs, pki
 from baken.client import connect
 from baken.clock import SystemClock

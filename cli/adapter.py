@@ -13,16 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.framework import (
-    BATCH,
-    MAX_DELETE_SHARE,
-    Adapter,
-    State,
-    SyncReport,
-    answerer,
-    sender,
-)
+from adapters.framework import BATCH, MAX_DELETE_SHARE, Adapter, SyncReport
 from adapters.sources import SOURCES
+from adapters.state import State
+from adapters.transport import answerer, sender
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.errors import UserError

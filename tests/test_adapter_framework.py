@@ -13,8 +13,10 @@ import pytest
 from builders import TODAY, valid_bsns
 from harness import RunningRegistry, secure_channel
 
-from adapters.framework import MAX_DELETE_SHARE, Adapter, Send, State, sender
+from adapters.framework import MAX_DELETE_SHARE, Adapter
 from adapters.records import BadRecord, Person, SourceRecord
+from adapters.state import State
+from adapters.transport import Send, sender
 from baken.age import minor_until
 from baken.houses import load_houses
 from baken.keyring import KeyRing

@@ -26,15 +26,19 @@ from google.protobuf import duration_pb2
 from harness import RunningRegistry
 from sqlalchemy import Engine
 
-from adapters.framework import Adapter, OpenAdviceRequest, State, answerer, sender
+from adapters.deliveries import to_delivery
+from adapters.framework import Adapter
 from adapters.gcos.export import GcosExport
 from adapters.gcos.write import write_export
 from adapters.pga import deliver as pga_deliver
-from adapters.receive import Applier, Backoff, DeliveryOutcome, Receiver, to_delivery
+from adapters.receive import Applier, DeliveryOutcome, Receiver
 from adapters.records import Person as SourcePerson
 from adapters.records import SourceRecord
 from adapters.sources import SOURCES
+from adapters.state import OpenAdviceRequest, State
+from adapters.transport import answerer, sender
 from baken import sealed
+from baken.backoff import Backoff
 from baken.client import connect
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import load_houses

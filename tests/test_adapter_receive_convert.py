@@ -13,9 +13,10 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from adapters.amazone.deliver import COLUMNS, mutation_row
+from adapters.deliveries import decision_code, referral_reason, to_delivery
 from adapters.gcos.deliver import render
 from adapters.pga.deliver import beslisrecord
-from adapters.receive import decision_code, failure_text, referral_reason, to_delivery
+from adapters.receive import failure_text
 from adapters.records import Delivery, Person, check_delivery
 from baken import sealed
 from baken.feedback.v1 import feedback_service_pb2 as pb

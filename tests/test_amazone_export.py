@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from adapters.amazone import AmazoneExport, write_export
 from adapters.amazone.export import COLUMNS, HOUSES, LOOKS_UTF8
-from adapters.framework import Adapter, State
+from adapters.framework import Adapter
 from adapters.records import BadRecord, Person, SourceFormat, SourceRecord
+from adapters.state import State
 from baken.clock import FixedClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.framework import Adapter, State
+from adapters.framework import Adapter
 from adapters.gcos import GcosExport, write_export
 from adapters.gcos.export import HOUSES, PLAN_STATUSES, TARGET_GROUPS
 from adapters.records import BadRecord, Person, SourceFormat, SourceRecord
+from adapters.state import State
 from baken.clock import FixedClock
 from baken.houses import load_houses
 from baken.keyring import KeyRing
