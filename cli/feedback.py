@@ -18,7 +18,15 @@ from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.render import advice_request_line, shown
-from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, birth_date, person_subject
+from cli.options import (
+    FEEDBACK_TARGET_ENV,
+    HOUSE_KEYS_ENV,
+    PARTY_ENV,
+    add_party,
+    birth_date,
+    party,
+    person_subject,
+)
 
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
@@ -34,7 +42,7 @@ def _stub(args: argparse.Namespace) -> tuple[Any, feedback_service_pb2_grpc.Feed
     from baken.client import connect
     from baken.pki import TlsFiles
 
-    channel = connect(args.feedback, TlsFiles.of(args.pki_dir, args.party))
+    channel = connect(args.feedback, TlsFiles.of(args.pki_dir, party(args)))
     return channel, feedback_service_pb2_grpc.FeedbackServiceStub(channel)
 
 
@@ -191,16 +199,23 @@ def _dead_letters(args: argparse.Namespace) -> None:
         )
 
 
-def _common(p: argparse.ArgumentParser, pki_dir_env: str, party: str) -> None:
+def _common(p: argparse.ArgumentParser, pki_dir_env: str, default_party: str | None) -> None:
+    """The feedback service, the PKI, the party (None: --party or BAKEN_PARTY required) and
+    the deadline."""
     p.add_argument(
         "--feedback",
         default=os.environ.get(FEEDBACK_TARGET_ENV, "127.0.0.1:50052"),
         help=f"the feedback service, host:port (env {FEEDBACK_TARGET_ENV})",
     )
     p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
-    p.add_argument(
-        "--party", default=os.environ.get("BAKEN_PARTY", party), help="whose certificate to use"
-    )
+    if default_party is None:
+        add_party(p)
+    else:
+        p.add_argument(
+            "--party",
+            default=os.environ.get(PARTY_ENV, default_party),
+            help=f"whose certificate to use (env {PARTY_ENV}; default {default_party})",
+        )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
 
 
@@ -251,7 +266,7 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
         help=f"the houses' public keys (env {HOUSE_KEYS_ENV}; default PKI-DIR/houses)",
     )
     decide.add_argument("--request-key", help="retry key (default: a fresh one)")
-    _common(decide, pki_dir_env, "zsm-midden-nederland-kpc")
+    _common(decide, pki_dir_env, None)
     decide.set_defaults(run=_decide)
 
     advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
@@ -262,7 +277,7 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
     advice.add_argument("--question", help="why advice is needed (no personal data)")
     advice.add_argument("--overdue", action="store_true", help="(list) only past their term")
-    _common(advice, pki_dir_env, "zsm-midden-nederland-kpc")
+    _common(advice, pki_dir_env, None)
     advice.set_defaults(run=_advice)
 
     feedback = sub.add_parser("feedback", help="operator: delivery items that failed too often")

@@ -32,8 +32,10 @@ from cli.options import (
     PKI_DIR_ENV,
     REGISTRY_TARGET_ENV,
     USER_ENV,
+    add_party,
     birth_date,
     key_file,
+    party,
     person_subject,
     registry_settings,
 )
@@ -117,7 +119,7 @@ def _lookup(args: argparse.Namespace) -> None:
         raise UserError(str(error)) from None
     if minor is None and args.purpose == INTAKE:
         raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
-    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+    with connect(args.registry, TlsFiles.of(args.pki_dir, party(args))) as channel:
         client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
         response = client.lookup_subject(
             subject,
@@ -230,11 +232,7 @@ def parser() -> argparse.ArgumentParser:
     lookup.add_argument(
         "--pki-dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki"))
     )
-    lookup.add_argument(
-        "--party",
-        default=os.environ.get(PARTY_ENV, "zsm-midden-nederland-kpc"),
-        help="whose certificate to call with (env BAKEN_PARTY)",
-    )
+    add_party(lookup)
     lookup.set_defaults(run=_lookup)
 
     keys = sub.add_parser(

@@ -39,6 +39,25 @@ def key_file(args: argparse.Namespace) -> Path:
     return Path(path)
 
 
+def add_party(p: argparse.ArgumentParser) -> None:
+    """--party for a command that acts as a party: no default, so nobody is one unawares."""
+    p.add_argument(
+        "--party",
+        default=os.environ.get(PARTY_ENV),
+        help=f"whose certificate to call with, e.g. zsm-midden-nederland-kpc (env {PARTY_ENV}); "
+        "required",
+    )
+
+
+def party(args: argparse.Namespace) -> str:
+    """The party of --party or BAKEN_PARTY; refused when neither names one."""
+    if not args.party:
+        raise UserError(
+            f"say which party you act as: --party or {PARTY_ENV} (e.g. zsm-midden-nederland-kpc)"
+        )
+    return str(args.party)
+
+
 def birth_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)

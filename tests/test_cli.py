@@ -61,8 +61,13 @@ def _lookup(registry: str, key_file: Path, pki_dir: Path, *args: str) -> int:
     """`baken lookup` of BSN at `registry`, with `args` added."""
     return main(
         ["lookup", "--registry", registry, "--key-file", str(key_file), "--bsn", BSN,
-         "--user", "zsm-0042", "--pki-dir", str(pki_dir), *args]
+         "--user", "zsm-0042", "--pki-dir", str(pki_dir), *_kpc(args)]
     )  # fmt: skip
+
+
+def _kpc(args: tuple[str, ...]) -> list[str]:
+    """`args`, as the Midden-Nederland KPC'er unless they name a party."""
+    return [*args] if "--party" in args else [*args, "--party", "zsm-midden-nederland-kpc"]
 
 
 def test_lookup_with_a_bad_bsn_names_the_field_and_sends_nothing(
@@ -85,7 +90,7 @@ def test_lookup_says_plainly_when_the_registry_is_down(
     code = main(
         ["lookup", "--registry", f"127.0.0.1:{free_port()}", "--key-file", str(key_file),
          "--bsn", "111222333", "--adult", "--user", "kpc-0042", "--timeout", "2",
-         "--pki-dir", str(pki_dir)]
+         "--pki-dir", str(pki_dir), "--party", "zsm-midden-nederland-kpc"]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
@@ -111,10 +116,32 @@ def test_lookup_prints_json_for_a_no_hit(
             "--json",
             "--pki-dir",
             str(pki_dir),
+            "--party",
+            "zsm-midden-nederland-kpc",
         ]
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["outcome"] == "LOOKUP_OUTCOME_NO_HIT"
+
+
+def test_lookup_without_a_party_is_refused_naming_party_and_its_env(
+    key_file: Path,
+    registry: str,
+    pki_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It acted as the Midden-Nederland KPC'er, silently, and was logged as one.
+    monkeypatch.delenv("BAKEN_PARTY", raising=False)
+    args = ["lookup", "--registry", registry, "--key-file", str(key_file), "--bsn", BSN,
+            "--adult", "--user", "zsm-0042", "--pki-dir", str(pki_dir)]  # fmt: skip
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--party or BAKEN_PARTY" in err and "Traceback" not in err
+
+    monkeypatch.setenv("BAKEN_PARTY", "zsm-rotterdam-rijnmond-kpc")
+    assert main(args) == 0, capsys.readouterr().err
 
 
 def test_lookup_needs_a_surname_with_a_birth_date(
@@ -146,7 +173,8 @@ def test_lookup_without_the_party_certificate_names_the_missing_file(
 ) -> None:
     code = main(
         ["lookup", "--key-file", str(key_file), "--bsn", "111222333", "--adult",
-         "--user", "kpc-0042", "--pki-dir", str(tmp_path / "no-pki")]
+         "--user", "kpc-0042", "--pki-dir", str(tmp_path / "no-pki"),
+         "--party", "zsm-midden-nederland-kpc"]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
