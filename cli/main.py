@@ -300,8 +300,14 @@ def parser() -> argparse.ArgumentParser:
 
 def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
     code = error.code()
-    target = getattr(args, "feedback", None)
-    service = f"the feedback service at {target}" if target else f"the registry at {args.registry}"
+    # The service the command called: `calls` where a command with --feedback calls the
+    # registry (adapter sync and watch), else the feedback service where it is given.
+    called = getattr(args, "calls", None)
+    called = called or ("feedback" if getattr(args, "feedback", None) else "registry")
+    if called == "feedback":
+        service = f"the feedback service at {args.feedback}"
+    else:
+        service = f"the registry at {args.registry}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return f"{service} is not reachable (UNAVAILABLE)"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -346,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
-    except audit_cli.VerifyFailed as error:
+    except (audit_cli.VerifyFailed, adapter_cli.Rejected) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 1
     except grpc.RpcError as error:
