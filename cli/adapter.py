@@ -283,7 +283,9 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         "--help` lists an action's options.",
     )
     adapter.add_argument("source_system", choices=sorted(SOURCES), help="the source system")
-    actions = adapter.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = adapter.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="`baken adapter SOURCE ACTION --help`"
+    )
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -424,8 +426,14 @@ def add_synth_parser(sub: Any) -> None:
     synth = sub.add_parser(
         "synth", help="write synthetic source exports (GCOS, Amazone, PGA) for the pilot regions"
     )
-    synth.add_argument("--region", choices=["all", *regions], default="all")
-    synth.add_argument("--seed", type=int, default=2014)
+    synth.add_argument(
+        "--region", choices=["all", *regions], default="all", help="one region, or all (default)"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=2014, help="the same seed, the same exports (default 2014)"
+    )
     synth.add_argument("--scale", type=float, default=1.0, help="x the pilots' volumes")
-    synth.add_argument("--out", type=Path, default=Path("var/sources"))
+    synth.add_argument(
+        "--out", type=Path, default=Path("var/sources"), help="the directory (default var/sources)"
+    )
     synth.set_defaults(run=_synth)

@@ -23,8 +23,9 @@ from cli.options import (
     HOUSE_KEYS_ENV,
     PARTY_ENV,
     add_party,
-    birth_date,
+    age_options,
     party,
+    person_options,
     person_subject,
 )
 
@@ -207,7 +208,12 @@ def _common(p: argparse.ArgumentParser, pki_dir_env: str, default_party: str | N
         default=os.environ.get(FEEDBACK_TARGET_ENV, "127.0.0.1:50052"),
         help=f"the feedback service, host:port (env {FEEDBACK_TARGET_ENV})",
     )
-    p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
+    p.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(pki_dir_env, "var/pki")),
+        help=f"the CA and the party's certificate (env {pki_dir_env}, default var/pki)",
+    )
     if default_party is None:
         add_party(p)
     else:
@@ -222,17 +228,13 @@ def _common(p: argparse.ArgumentParser, pki_dir_env: str, default_party: str | N
 def _person(p: argparse.ArgumentParser, key_file_env: str) -> None:
 
     p.add_argument("--key-file", help=f"pseudonym key file (env {key_file_env})")
-    p.add_argument("--bsn")
-    p.add_argument("--surname")
-    p.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
+    person_options(p)
     p.add_argument(
         "--user",
         default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),
         help="you, the responsible user (env BAKEN_USER)",
     )
-    age = p.add_mutually_exclusive_group()
-    age.add_argument("--minor", dest="minor", action="store_true", default=None)
-    age.add_argument("--adult", dest="minor", action="store_false")
+    age_options(p)
 
 
 def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
@@ -246,9 +248,11 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     _person(decide, key_file_env)
     decide.add_argument("--case", required=True, help="the ZSM case reference")
-    decide.add_argument("--code", required=True, choices=sorted(CODES))
+    decide.add_argument("--code", required=True, choices=sorted(CODES), help="the decision")
     decide.add_argument("--sepot-code", help='with --code sepot: "02" to "99"')
-    decide.add_argument("--stage", choices=sorted(STAGES), default="final")
+    decide.add_argument(
+        "--stage", choices=sorted(STAGES), default="final", help="of the decision (default final)"
+    )
     decide.add_argument(
         "--advice",
         choices=sorted(ADVICE),
@@ -256,9 +260,15 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     decide.add_argument("--reason", help="with --advice not-followed: the substantive reason")
     decide.add_argument("--probation-report", action="store_true", help="probation was asked")
-    decide.add_argument("--triage-checked", action="store_true")
+    decide.add_argument(
+        "--triage-checked", action="store_true", help="the triage criteria were checked"
+    )
     decide.add_argument("--triage", nargs="+", choices=sorted(CRITERIA), help="criteria matched")
-    decide.add_argument("--complex-problems", action="store_true")
+    decide.add_argument(
+        "--complex-problems",
+        action="store_true",
+        help="complex problems: a person not known is referred to the house of --municipality",
+    )
     decide.add_argument("--municipality", help="residence municipality (gemeente)")
     decide.add_argument(
         "--house-keys",
@@ -270,9 +280,11 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     decide.set_defaults(run=_decide)
 
     advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
-    advice.add_argument("action", choices=["request", "list"])
+    advice.add_argument(
+        "action", choices=["request", "list"], help="ask a house for advice, or list the open ones"
+    )
     _person(advice, key_file_env)
-    advice.add_argument("--case")
+    advice.add_argument("--case", help="(request) the ZSM case reference")
     advice.add_argument("--house", help="house id, e.g. vh-regio-utrecht-utrecht")
     advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
     advice.add_argument("--question", help="why advice is needed (no personal data)")
@@ -281,7 +293,11 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     advice.set_defaults(run=_advice)
 
     feedback = sub.add_parser("feedback", help="operator: delivery items that failed too often")
-    feedback.add_argument("action", choices=["dead-letters", "requeue"])
+    feedback.add_argument(
+        "action",
+        choices=["dead-letters", "requeue"],
+        help="list the items that failed too often, or requeue one",
+    )
     feedback.add_argument("key", nargs="?", help="(requeue) the item's key")
     feedback.add_argument("--house", help="only this house's")
     _common(feedback, pki_dir_env, "operator")

@@ -33,10 +33,12 @@ from cli.options import (
     REGISTRY_TARGET_ENV,
     USER_ENV,
     add_party,
-    birth_date,
+    age_options,
     key_file,
     party,
+    person_options,
     person_subject,
+    pki_dir_option,
     registry_settings,
 )
 from services.accesslog.signing import SigningKeyError
@@ -162,10 +164,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="baken", description="Baken: ZSM <-> Veiligheidshuizen registry."
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`baken COMMAND --help` for more"
+    )
 
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["registry", "feedback"])
+    serve.add_argument("service", choices=["registry", "feedback"], help="which service")
     serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
     serve.add_argument(
         "--metrics-address",
@@ -176,7 +180,9 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
     )
     serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_<SERVICE>_DATABASE_URL)")
-    serve.add_argument("--max-workers", type=int)
+    serve.add_argument(
+        "--max-workers", type=int, help="threads serving calls (env BAKEN_<SERVICE>_MAX_WORKERS)"
+    )
     serve.add_argument(
         "--pki-dir", type=Path, help="CA and certificates (env BAKEN_<SERVICE>_PKI_DIR)"
     )
@@ -200,12 +206,13 @@ def parser() -> argparse.ArgumentParser:
 
     lookup = sub.add_parser("lookup", help="is this person known at any Safety House?")
     lookup.add_argument(
-        "--registry", default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051")
+        "--registry",
+        default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051"),
+        metavar="HOST:PORT",
+        help=f"the registry (env {REGISTRY_TARGET_ENV}, default 127.0.0.1:50051)",
     )
     lookup.add_argument("--key-file", help=f"pseudonym key file (env {KEY_FILE_ENV})")
-    lookup.add_argument("--bsn")
-    lookup.add_argument("--surname")
-    lookup.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
+    person_options(lookup)
     lookup.add_argument(
         "--purpose",
         choices=sorted(PURPOSES),
@@ -218,9 +225,7 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get(USER_ENV) or os.environ.get("USER"),
         help=f"you, the responsible user, e.g. an employee number (env {USER_ENV})",
     )
-    age = lookup.add_mutually_exclusive_group()
-    age.add_argument("--minor", dest="minor", action="store_true", default=None)
-    age.add_argument("--adult", dest="minor", action="store_false")
+    age_options(lookup)
     lookup.add_argument(
         "--break-glass",
         metavar="REASON",
@@ -229,9 +234,7 @@ def parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
-    lookup.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki"))
-    )
+    pki_dir_option(lookup)
     add_party(lookup)
     lookup.set_defaults(run=_lookup)
 
@@ -242,7 +245,12 @@ def parser() -> argparse.ArgumentParser:
         "waarom-informatie under the newest key of its at-rest ring (after `add`, before "
         "`retire`).",
     )
-    keys.add_argument("action", choices=["init", "add", "retire", "reseal"])
+    keys.add_argument(
+        "action",
+        choices=["init", "add", "retire", "reseal"],
+        help="init a new key file, add a key (it becomes the current one), retire a key, or "
+        "reseal the registry's waarom-informatie",
+    )
     keys.add_argument(
         "--key-file",
         help=f"(env {KEY_FILE_ENV}); for reseal the registry's at-rest key file "
@@ -261,8 +269,13 @@ def parser() -> argparse.ArgumentParser:
     keys.set_defaults(run=_keys)
 
     pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
-    pki_init.add_argument("action", choices=["init"])
-    pki_init.add_argument("--dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")))
+    pki_init.add_argument("action", choices=["init"], help="make the CA and the certificates")
+    pki_init.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")),
+        help=f"where (env {PKI_DIR_ENV}, default var/pki); refused if it holds a CA already",
+    )
     pki_init.add_argument(
         "--host",
         action="append",
@@ -293,7 +306,9 @@ def parser() -> argparse.ArgumentParser:
         help="keep everything here: databases, PKI, sources, deliveries, logs, report.html "
         "(default: a temporary directory, removed at the end)",
     )
-    demo.add_argument("--seed", type=int, default=2014)
+    demo.add_argument(
+        "--seed", type=int, default=2014, help="of the synthetic population (default 2014)"
+    )
     demo.set_defaults(run=_demo)
     return p
 

@@ -58,6 +58,33 @@ def party(args: argparse.Namespace) -> str:
     return str(args.party)
 
 
+def pki_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")),
+        help=f"the CA and the party's certificate (env {PKI_DIR_ENV}, default var/pki)",
+    )
+
+
+def person_options(p: argparse.ArgumentParser) -> None:
+    """--bsn, --surname and --birth-date: the person, pseudonymised at this edge."""
+    p.add_argument("--bsn", help="the person's BSN (9 digits)")
+    p.add_argument("--surname", help="the person's surname, with --birth-date (or besides --bsn)")
+    p.add_argument(
+        "--birth-date", type=birth_date, help="YYYY-MM-DD: the date of birth, with --surname"
+    )
+
+
+def age_options(p: argparse.ArgumentParser) -> None:
+    """--minor or --adult: the person's age as the desk knows it."""
+    age = p.add_mutually_exclusive_group()
+    age.add_argument(
+        "--minor", dest="minor", action="store_true", default=None, help="the person is under 18"
+    )
+    age.add_argument("--adult", dest="minor", action="store_false", help="the person is 18 or over")
+
+
 def birth_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)

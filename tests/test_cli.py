@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import time
@@ -15,7 +16,7 @@ from harness import ADAPTERS, secure_channel
 from baken import logs
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from cli.main import main
+from cli.main import main, parser
 from dev.topology import free_port
 from services.common.db import sqlite_url
 from services.common.settings import RegistrySettings
@@ -349,3 +350,39 @@ def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
         in capsys.readouterr().out
     )
     assert not (tmp_path / "var").exists()
+
+
+def _parsers(
+    p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, p
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, (*path, name))
+
+
+def test_every_option_of_every_command_says_what_it_is() -> None:
+    missing = [
+        f"baken {' '.join(path)} {'/'.join(a.option_strings) or a.dest}"
+        for path, p in _parsers(parser())
+        for a in p._actions
+        if not isinstance(a, argparse._HelpAction) and not a.help
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def test_adapter_sync_help_lists_the_options_of_sync_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It listed every option of sync, watch and receive.
+    with pytest.raises(SystemExit):
+        main(["adapter", "pga", "sync", "--help"])
+    out = capsys.readouterr().out
+    assert "--source" in out and "--confirm-deletions" in out and "Exit codes: 0" in out
+    assert "--target" not in out and "--house" not in out and "--interval" not in out
+    with pytest.raises(SystemExit):
+        main(["adapter", "pga", "receive", "--help"])
+    out = capsys.readouterr().out
+    assert "--target" in out and "--house-keys" in out
+    assert "--source" not in out and "--registry" not in out and "--batch" not in out
