@@ -63,7 +63,7 @@ def _age(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(str(error)) from None
     if minor is None:
-        raise UserError("say --minor or --adult (or give --birth-date)")
+        raise UserError("say --minor or --adult (or give --surname and --birth-date)")
     return subject_age(minor)
 
 

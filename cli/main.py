@@ -120,7 +120,7 @@ def _lookup(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise UserError(str(error)) from None
     if minor is None and args.purpose == INTAKE:
-        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
+        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --surname and --birth-date)")
     with connect(args.registry, TlsFiles.of(args.pki_dir, party(args))) as channel:
         client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
         response = client.lookup_subject(

@@ -69,7 +69,7 @@ def pki_dir_option(p: argparse.ArgumentParser) -> None:
 
 def person_options(p: argparse.ArgumentParser) -> None:
     """--bsn, --surname and --birth-date: the person, pseudonymised at this edge."""
-    p.add_argument("--bsn", help="the person's BSN (9 digits)")
+    p.add_argument("--bsn", help="the person's BSN: 9 digits (8: the leading 0 left off)")
     p.add_argument("--surname", help="the person's surname, with --birth-date (or besides --bsn)")
     p.add_argument(
         "--birth-date", type=birth_date, help="YYYY-MM-DD: the date of birth, with --surname"

@@ -295,7 +295,32 @@ def test_lookup_at_intake_needs_the_age_and_sends_nothing_without_it(
 
     err = capsys.readouterr().err
     assert code == 2
-    assert "at intake-en-selectie, say --minor or --adult (or give --birth-date)" in err
+    assert (
+        "at intake-en-selectie, say --minor or --adult (or give --surname and --birth-date)" in err
+    )
+
+
+def test_the_hint_for_the_age_leads_to_a_lookup_that_works(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With --bsn, "give --birth-date" led to "a date of birth needs a surname".
+    assert _lookup(registry, key_file, pki_dir) == 2
+    assert "(or give --surname and --birth-date)" in capsys.readouterr().err
+
+    code = _lookup(registry, key_file, pki_dir, "--surname", "Jansen", "--birth-date", "1990-01-01")
+
+    assert code == 0, capsys.readouterr().err
+
+
+def test_a_bsn_with_a_space_is_told_so_and_eight_digits_get_their_leading_zero(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["lookup", "--registry", registry, "--key-file", str(key_file), "--adult",
+            "--user", "zsm-0042", "--pki-dir", str(pki_dir),
+            "--party", "zsm-midden-nederland-kpc"]  # fmt: skip
+    assert main([*args, "--bsn", "1000 0008"]) == 2
+    assert "the BSN contains a space" in capsys.readouterr().err
+    assert main([*args, "--bsn", "10000008"]) == 0, capsys.readouterr().err
 
 
 def test_lookup_for_a_decision_without_a_case_is_refused_naming_the_reason(
