@@ -313,6 +313,49 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# A request field the server names, as the option the user typed (the first name of its path).
+OPTIONS = {
+    "on_behalf_of": "--user",
+    "case_reference": "--case",
+    "subject_age": "--minor/--adult",
+    "purpose": "--purpose",
+    "break_glass_reason": "--break-glass",
+    "code": "--code",
+    "sepot_code": "--sepot-code",
+    "stage": "--stage",
+    "advice_followed": "--advice",
+    "deviation_reason": "--reason",
+    "residence_municipality": "--municipality",
+    "referral": "--complex-problems",
+    "request_key": "--request-key",
+    "triage": "--triage",
+    "house": "--house",
+    "term": "--term",
+    "question": "--question",
+    "finding": "--finding",
+    "sequence": "--close",
+    "month": "--month",
+    "region": "--region",
+    "bsn": "--bsn",
+    "surname": "--surname",
+    "birth_date": "--birth-date",
+}
+
+
+def option_of(field: str, args: argparse.Namespace) -> str:
+    """The option the user typed for the request field `field` (`subject.pseudonyms[0]`: the
+    person's options given); `field` itself when none."""
+    name = field.split(".", 1)[0].split("[", 1)[0]
+    if name == "subject":
+        given = [
+            o
+            for o, v in (("--bsn", "bsn"), ("--surname/--birth-date", "surname"))
+            if getattr(args, v, None)
+        ]
+        return "/".join(given) or "--bsn/--surname/--birth-date"
+    return OPTIONS.get(name, field)
+
+
 def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
     code = error.code()
     # The service the command called: `calls` where a command with --feedback calls the
@@ -335,7 +378,9 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
         for detail in status.details:
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):
-                fields += [f"{v.field}: {v.description}" for v in bad.field_violations]
+                fields += [
+                    f"{option_of(v.field, args)}: {v.description}" for v in bad.field_violations
+                ]
     # A refusal names its reason (CASE_REFERENCE_REQUIRED); bad input, the fields to fix.
     reason = error_reason(error) if code != grpc.StatusCode.INVALID_ARGUMENT else None
     head = f"{code.name} ({reason})" if reason else code.name
@@ -352,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except InvalidIdentifier as error:
-        print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
+        print(f"baken {args.command}: {option_of(error.field, args)}: {error}", file=sys.stderr)
         return 2
     except (
         UserError,

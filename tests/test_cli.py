@@ -337,6 +337,36 @@ def test_lookup_for_a_decision_without_a_case_is_refused_naming_the_reason(
     assert "Traceback" not in err
 
 
+def test_the_servers_field_violations_name_the_options_the_user_typed(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They quoted the wire: on_behalf_of, case_reference.
+    ovj = ["--party", "zsm-midden-nederland-ovj", "--purpose", "afdoeningsbeslissing"]
+    assert _lookup(registry, key_file, pki_dir, *ovj, "--case", "ZSM-1", "--user", "Jan") == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (
+        "baken lookup: INVALID_ARGUMENT: --user: not a user id of the format the party register "
+        "gives your party"
+    )
+    assert _lookup(registry, key_file, pki_dir, *ovj, "--case", "zaak twaalf") == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("baken lookup: INVALID_ARGUMENT: --case: not a case reference of")
+
+
+def test_a_bad_bsn_names_the_option() -> None:
+    import argparse as ap
+
+    from cli.main import option_of
+
+    given = ap.Namespace(bsn="111222333", surname=None)
+    assert option_of("subject.pseudonyms[0]", given) == "--bsn"
+    assert option_of("subject.pseudonyms[1].value", ap.Namespace(bsn=None, surname="X")) == (
+        "--surname/--birth-date"
+    )
+    assert option_of("birth_date", given) == "--birth-date"
+    assert option_of("page_token", given) == "page_token"
+
+
 def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
     key_file: Path,
     tmp_path: Path,
