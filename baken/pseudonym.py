@@ -88,11 +88,36 @@ class InvalidIdentifier(ValueError):
         self.reason = reason
 
 
+def with_leading_zero(bsn: str) -> str:
+    """A BSN that went through a spreadsheet (or a number field) lost its leading zero: eight
+    digits get it back; anything else is returned as it is."""
+    if len(bsn) == 8 and bsn.isascii() and bsn.isdigit():
+        return "0" + bsn
+    return bsn
+
+
+def _not_nine_digits(digits: str) -> str:
+    """What is wrong with `digits`, named without repeating it."""
+    if not digits:
+        return "the BSN is empty"
+    for c in digits:
+        if c.isspace():
+            return "the BSN contains a space; a BSN has 9 digits"
+        if c.isalpha():
+            return "the BSN contains a letter; a BSN has 9 digits"
+        if c.isdigit() and not c.isascii():
+            return "the BSN contains a digit other than 0-9"
+        if not c.isdigit():
+            return "the BSN contains a character other than a digit; a BSN has 9 digits"
+    return f"the BSN has {len(digits)} digits; a BSN has 9 (8: the leading 0 left off)"
+
+
 def validate_bsn(bsn: str) -> str:
-    """Return the BSN without surrounding spaces if it is 9 digits passing the 11-proef."""
-    digits = bsn.strip()
+    """Return the BSN without surrounding spaces if it is 9 digits passing the 11-proef; 8
+    digits get their leading zero back (`with_leading_zero`)."""
+    digits = with_leading_zero(bsn.strip())
     if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
-        raise InvalidIdentifier("bsn", "BSN_NOT_NINE_DIGITS", "a BSN has exactly 9 digits")
+        raise InvalidIdentifier("bsn", "BSN_NOT_NINE_DIGITS", _not_nine_digits(digits))
     if digits == "000000000":
         raise InvalidIdentifier("bsn", "BSN_ALL_ZEROS", "000000000 is not a BSN")
     weighted = sum(int(d) * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True))

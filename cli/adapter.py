@@ -26,6 +26,12 @@ from baken.pki import TlsFiles
 from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file
 
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
+
+
+class Rejected(Exception):
+    """A sync that applied the good records and rejected others (exit 1)."""
+
+
 MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
 
 
@@ -69,10 +75,7 @@ def running_adapter(
 
 
 def _run(args: argparse.Namespace) -> None:
-
-    if args.action == "receive":
-        _receive(args)
-        return
+    """sync, or watch until SIGINT or SIGTERM. A sync that rejected a record exits 1."""
     if not args.source:
         raise UserError(f"{args.action} needs --source (the export)")
     if not 0.0 <= args.max_delete_share <= 1.0:
@@ -93,9 +96,19 @@ def _run(args: argparse.Namespace) -> None:
         waiting = False
         confirm = args.confirm_deletions
         while True:
-            paths = export_files(args.source)
+            try:
+                paths, absent = export_files(args.source), None
+            except UserError as error:
+                if args.action != "watch":
+                    raise
+                paths, absent = [], str(error)  # not there yet: this run syncs nothing
             if paths:
-                report = adapter.sync(paths, confirm_deletions=confirm)
+                try:
+                    report = adapter.sync(paths, confirm_deletions=confirm)
+                except OSError as error:  # the export went, or cannot be read
+                    if error.filename is None:
+                        raise
+                    raise UserError(f"{error.filename}: {error.strerror}") from None
                 print_report(paths, report)
                 if report.deleted and confirm is not None and not report.refused:
                     confirm = None  # a confirmation holds for the one mass deletion it named
@@ -103,9 +116,15 @@ def _run(args: argparse.Namespace) -> None:
                     raise UserError(refusal(report))
                 if report.refused:
                     print(refusal(report), flush=True)
+                if report.rejected and args.action != "watch":
+                    raise Rejected(
+                        f"{report.rejected} record(s) rejected, named above; the others were "
+                        "applied"
+                    )
             elif not waiting:  # said once, not every run
                 print(
-                    f"no export in {', '.join(map(str, args.source))} yet: nothing synced",
+                    absent
+                    or f"no export in {', '.join(map(str, args.source))} yet: nothing synced",
                     flush=True,
                 )
             waiting = not paths
@@ -128,9 +147,12 @@ def refusal(report: SyncReport) -> str:
 def export_files(sources: Sequence[Path]) -> list[Path]:
     """The export as named: each file given, and every file in each directory given, looked at
     anew each run. Hidden files (.name) are skipped: write an export under a hidden name and
-    rename it into place, so no run reads half of it."""
+    rename it into place, so no run reads half of it. A source that is not there is a UserError:
+    a run without one file of the export would take its records for deleted."""
     files: list[Path] = []
     for source in sources:
+        if not source.exists():
+            raise UserError(f"--source {source}: no such file or directory")
         if source.is_dir():
             files += sorted(
                 p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -238,86 +260,143 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+EXIT_CODES = (
+    "Exit codes: 0 every record synced; 1 a record was rejected (the others were applied and the "
+    "report names each rejected one) or a service failed; 2 a usage error or a refused run "
+    "(nothing changed)"
+)
+
+
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
     adapter = sub.add_parser(
         "adapter",
         help="sync a Safety House source system's export; receive the feedback for its houses",
         description="sync/watch: the source's export into the registry (with --feedback, also "
         "answer the advice requests the house answered). receive: the feedback service's "
-        "deliveries into the source, until Ctrl-C or SIGTERM.",
+        "deliveries into the source, until Ctrl-C or SIGTERM. `baken adapter SOURCE ACTION "
+        "--help` lists an action's options.",
     )
-    adapter.add_argument("source_system", choices=sorted(SOURCES))
-    adapter.add_argument("action", choices=["sync", "watch", "receive"])
-    adapter.add_argument(
-        "--source",
-        type=Path,
-        nargs="+",
-        help="(sync, watch) the export: one file, or one per house, or a directory of them "
-        "(read anew each run; hidden files skipped); what is not in it has left the source",
+    adapter.add_argument("source_system", choices=sorted(SOURCES), help="the source system")
+    actions = adapter.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="`baken adapter SOURCE ACTION --help`"
     )
-    adapter.add_argument(
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--pki-dir",
+            type=Path,
+            default=Path(os.environ.get(pki_dir_env, "var/pki")),
+            help=f"the CA and the adapter's certificate (env {pki_dir_env}, default var/pki)",
+        )
+        p.add_argument(
+            "--state-dir",
+            type=Path,
+            default=Path(os.environ.get("BAKEN_ADAPTER_STATE_DIR", "var/adapters")),
+            help="what was sent and confirmed (env BAKEN_ADAPTER_STATE_DIR, default var/adapters)",
+        )
+
+    def syncing(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(
+            name, help=help_text, description=description
+        )
+        p.add_argument(
+            "--source",
+            type=Path,
+            nargs="+",
+            help="the export: one file, or one per house, or a directory of them (read anew "
+            "each run; hidden files skipped); what is not in it has left the source",
+        )
+        p.add_argument(
+            "--feedback",
+            default=os.environ.get(FEEDBACK_TARGET_ENV),
+            metavar="HOST:PORT",
+            help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); optional: without it no "
+            "advice answers are sent",
+        )
+        p.add_argument(
+            "--registry",
+            default=os.environ.get(target_env, "127.0.0.1:50051"),
+            metavar="HOST:PORT",
+            help=f"the registry (env {target_env}, default 127.0.0.1:50051)",
+        )
+        p.add_argument("--key-file", help=f"the adapter's pseudonym key file (env {key_file_env})")
+        common(p)
+        p.add_argument(
+            "--batch", type=int, default=1000, help="changes per SyncMarkers call (default 1000)"
+        )
+        p.add_argument(
+            "--max-delete-share",
+            type=float,
+            # A string default goes through `type`: a bad environment value is a usage error.
+            default=os.environ.get(MAX_DELETE_SHARE_ENV, str(MAX_DELETE_SHARE)),
+            metavar="SHARE",
+            help="a run that would delete more than this share of the source's live markers "
+            f"changes nothing (0 to 1; env {MAX_DELETE_SHARE_ENV}; default {MAX_DELETE_SHARE}: "
+            f"{MAX_DELETE_SHARE * 100:.0f} %%)",
+        )
+        p.add_argument(
+            "--confirm-deletions",
+            type=int,
+            metavar="N",
+            help="the operator's word that exactly N markers left the source: the number a "
+            "refused run named; applies to the one run that deletes exactly N",
+        )
+        # calls: the registry is what a failed call names, --feedback or not; timeout: what its
+        # DEADLINE_EXCEEDED message names (the sender's per call).
+        p.set_defaults(run=_run, calls="registry", timeout=60.0)
+        return p
+
+    syncing(
+        "sync",
+        "sync the export into the registry once",
+        f"Sync the export into the registry once. {EXIT_CODES}.",
+    )
+    watch = syncing(
+        "watch",
+        "sync the export every --interval seconds, until Ctrl-C or SIGTERM",
+        "Sync the export every --interval seconds, until Ctrl-C or SIGTERM; each run prints "
+        "its report, rejected records included.",
+    )
+    watch.add_argument(
+        "--interval", type=float, default=60.0, help="seconds between runs (default 60)"
+    )
+
+    receive = actions.add_parser(
+        "receive",
+        help="write the feedback service's deliveries into the source, until Ctrl-C or SIGTERM",
+        description="Write the feedback service's deliveries for the source's houses into "
+        "--target, exactly once each, until Ctrl-C or SIGTERM.",
+    )
+    receive.add_argument(
         "--feedback",
         default=os.environ.get(FEEDBACK_TARGET_ENV),
         metavar="HOST:PORT",
-        help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); required for receive; for "
-        "sync and watch optional: without it no advice answers are sent",
+        help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); required",
     )
-    adapter.add_argument(
+    receive.add_argument(
         "--target",
         type=Path,
         default=os.environ.get(DELIVERY_DIR_ENV),
         metavar="DIR",
-        help=f"(receive) where the deliveries go (env {DELIVERY_DIR_ENV}): GCOS {{house}}/, "
+        help=f"where the deliveries go (env {DELIVERY_DIR_ENV}): GCOS {{house}}/, "
         "Amazone {house}.mutaties.csv, PGA {house}.beslissingen.jsonl",
     )
-    adapter.add_argument(
+    receive.add_argument(
         "--house",
         action="append",
         metavar="HOUSE",
-        help="(receive) a house id, repeatable; default every house of the source system",
+        help="a house id, repeatable; default every house of the source system",
     )
-    adapter.add_argument(
+    receive.add_argument(
         "--house-keys",
         type=Path,
         default=os.environ.get(HOUSE_KEYS_ENV),
         metavar="DIR",
-        help=f"(receive) the houses' X25519 keys, to open aanmeldingen (env {HOUSE_KEYS_ENV}, "
+        help=f"the houses' X25519 keys, to open aanmeldingen (env {HOUSE_KEYS_ENV}, "
         "default PKI-DIR/houses)",
     )
-    adapter.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
-    adapter.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
-    )
-    adapter.add_argument(
-        "--key-file", help=f"the adapter's pseudonym key file (env {key_file_env})"
-    )
-    adapter.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get("BAKEN_ADAPTER_STATE_DIR", "var/adapters")),
-        help="what was sent and confirmed (env BAKEN_ADAPTER_STATE_DIR)",
-    )
-    adapter.add_argument("--interval", type=float, default=60.0, help="seconds between watch runs")
-    adapter.add_argument("--batch", type=int, default=1000, help="changes per SyncMarkers call")
-    adapter.add_argument(
-        "--max-delete-share",
-        type=float,
-        # A string default goes through `type`: a bad environment value is a usage error.
-        default=os.environ.get(MAX_DELETE_SHARE_ENV, str(MAX_DELETE_SHARE)),
-        metavar="SHARE",
-        help="(sync, watch) a run that would delete more than this share of the source's live "
-        f"markers changes nothing (0 to 1; env {MAX_DELETE_SHARE_ENV}; default "
-        f"{MAX_DELETE_SHARE}: {MAX_DELETE_SHARE * 100:.0f} %%)",
-    )
-    adapter.add_argument(
-        "--confirm-deletions",
-        type=int,
-        metavar="N",
-        help="(sync, watch) the operator's word that exactly N markers left the source: the "
-        "number a refused run named; applies to the one run that deletes exactly N",
-    )
-    # timeout: what the registry's DEADLINE_EXCEEDED message names (the sender's per call).
-    adapter.set_defaults(run=_run, timeout=60.0)
+    common(receive)
+    receive.set_defaults(run=_receive, calls="feedback", timeout=60.0)
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -341,8 +420,14 @@ def add_synth_parser(sub: Any) -> None:
     synth = sub.add_parser(
         "synth", help="write synthetic source exports (GCOS, Amazone, PGA) for the pilot regions"
     )
-    synth.add_argument("--region", choices=["all", *regions], default="all")
-    synth.add_argument("--seed", type=int, default=2014)
+    synth.add_argument(
+        "--region", choices=["all", *regions], default="all", help="one region, or all (default)"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=2014, help="the same seed, the same exports (default 2014)"
+    )
     synth.add_argument("--scale", type=float, default=1.0, help="x the pilots' volumes")
-    synth.add_argument("--out", type=Path, default=Path("var/sources"))
+    synth.add_argument(
+        "--out", type=Path, default=Path("var/sources"), help="the directory (default var/sources)"
+    )
     synth.set_defaults(run=_synth)

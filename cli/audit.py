@@ -28,7 +28,7 @@ from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.render import access_entry, shown
-from cli.options import birth_date, person_subject, registry_settings
+from cli.options import person_options, person_subject, registry_settings
 from services.common.settings import FeedbackSettings, RegistrySettings
 
 if TYPE_CHECKING:
@@ -250,32 +250,42 @@ def _witness(args: argparse.Namespace) -> None:
 
 def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -> None:
     audit = sub.add_parser("audit", help="the privacy officer's access-log commands")
-    actions = audit.add_subparsers(dest="action", required=True)
+    actions = audit.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="`baken audit ACTION --help`"
+    )
 
     def remote(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
-        p.add_argument("--registry", default=os.environ.get(target_env, "127.0.0.1:50051"))
-        p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
+        p.add_argument(
+            "--registry",
+            default=os.environ.get(target_env, "127.0.0.1:50051"),
+            metavar="HOST:PORT",
+            help=f"the registry (env {target_env}, default 127.0.0.1:50051)",
+        )
+        p.add_argument(
+            "--pki-dir",
+            type=Path,
+            default=Path(os.environ.get(pki_dir_env, "var/pki")),
+            help=f"the CA and the auditor's certificate (env {pki_dir_env}, default var/pki)",
+        )
         p.add_argument("--party", default="privacy-auditor", help="whose certificate to use")
         p.add_argument(
             "--user",
             default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),
             help="you, the responsible user",
         )
-        p.add_argument("--timeout", type=float, default=10.0)
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
         p.add_argument("--from", dest="start", type=_when, help="YYYY-MM-DD[THH:MM]")
         p.add_argument("--to", dest="end", type=_when, help="YYYY-MM-DD[THH:MM], exclusive")
         return p
 
     subject = remote("subject", "data-subject access report: who looked this person up")
     subject.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
-    subject.add_argument("--bsn")
-    subject.add_argument("--surname")
-    subject.add_argument("--birth-date", type=birth_date)
+    person_options(subject)
     subject.set_defaults(run=_subject)
 
     party = remote("party", "every entry of one party")
-    party.add_argument("party_id")
+    party.add_argument("party_id", help="the party, e.g. zsm-midden-nederland-kpc")
     party.set_defaults(run=_party)
 
     export = remote("export", "entries as JSON lines, for auditors")
@@ -337,10 +347,13 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         help="the service, host:port (env BAKEN_REGISTRY_TARGET or BAKEN_FEEDBACK_TARGET)",
     )
     witness.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(pki_dir_env, "var/pki")),
+        help=f"the CA and the auditor's certificate (env {pki_dir_env}, default var/pki)",
     )
     witness.add_argument("--party", default="privacy-auditor", help="whose certificate to use")
     witness.add_argument("--interval", type=float, default=5.0, help="seconds between asks")
-    witness.add_argument("--timeout", type=float, default=10.0)
+    witness.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     witness.add_argument("--once", action="store_true", help="ask once and exit (cron)")
     witness.set_defaults(run=_witness)

@@ -18,7 +18,16 @@ from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.render import advice_request_line, shown
-from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, birth_date, person_subject
+from cli.options import (
+    FEEDBACK_TARGET_ENV,
+    HOUSE_KEYS_ENV,
+    PARTY_ENV,
+    add_party,
+    age_options,
+    party,
+    person_options,
+    person_subject,
+)
 
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
@@ -34,7 +43,7 @@ def _stub(args: argparse.Namespace) -> tuple[Any, feedback_service_pb2_grpc.Feed
     from baken.client import connect
     from baken.pki import TlsFiles
 
-    channel = connect(args.feedback, TlsFiles.of(args.pki_dir, args.party))
+    channel = connect(args.feedback, TlsFiles.of(args.pki_dir, party(args)))
     return channel, feedback_service_pb2_grpc.FeedbackServiceStub(channel)
 
 
@@ -54,7 +63,7 @@ def _age(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(str(error)) from None
     if minor is None:
-        raise UserError("say --minor or --adult (or give --birth-date)")
+        raise UserError("say --minor or --adult (or give --surname and --birth-date)")
     return subject_age(minor)
 
 
@@ -191,33 +200,41 @@ def _dead_letters(args: argparse.Namespace) -> None:
         )
 
 
-def _common(p: argparse.ArgumentParser, pki_dir_env: str, party: str) -> None:
+def _common(p: argparse.ArgumentParser, pki_dir_env: str, default_party: str | None) -> None:
+    """The feedback service, the PKI, the party (None: --party or BAKEN_PARTY required) and
+    the deadline."""
     p.add_argument(
         "--feedback",
         default=os.environ.get(FEEDBACK_TARGET_ENV, "127.0.0.1:50052"),
         help=f"the feedback service, host:port (env {FEEDBACK_TARGET_ENV})",
     )
-    p.add_argument("--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki")))
     p.add_argument(
-        "--party", default=os.environ.get("BAKEN_PARTY", party), help="whose certificate to use"
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(pki_dir_env, "var/pki")),
+        help=f"the CA and the party's certificate (env {pki_dir_env}, default var/pki)",
     )
+    if default_party is None:
+        add_party(p)
+    else:
+        p.add_argument(
+            "--party",
+            default=os.environ.get(PARTY_ENV, default_party),
+            help=f"whose certificate to use (env {PARTY_ENV}; default {default_party})",
+        )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
 
 
 def _person(p: argparse.ArgumentParser, key_file_env: str) -> None:
 
     p.add_argument("--key-file", help=f"pseudonym key file (env {key_file_env})")
-    p.add_argument("--bsn")
-    p.add_argument("--surname")
-    p.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
+    person_options(p)
     p.add_argument(
         "--user",
         default=os.environ.get("BAKEN_USER") or os.environ.get("USER"),
         help="you, the responsible user (env BAKEN_USER)",
     )
-    age = p.add_mutually_exclusive_group()
-    age.add_argument("--minor", dest="minor", action="store_true", default=None)
-    age.add_argument("--adult", dest="minor", action="store_false")
+    age_options(p)
 
 
 def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
@@ -231,9 +248,11 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     _person(decide, key_file_env)
     decide.add_argument("--case", required=True, help="the ZSM case reference")
-    decide.add_argument("--code", required=True, choices=sorted(CODES))
+    decide.add_argument("--code", required=True, choices=sorted(CODES), help="the decision")
     decide.add_argument("--sepot-code", help='with --code sepot: "02" to "99"')
-    decide.add_argument("--stage", choices=sorted(STAGES), default="final")
+    decide.add_argument(
+        "--stage", choices=sorted(STAGES), default="final", help="of the decision (default final)"
+    )
     decide.add_argument(
         "--advice",
         choices=sorted(ADVICE),
@@ -241,9 +260,15 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     decide.add_argument("--reason", help="with --advice not-followed: the substantive reason")
     decide.add_argument("--probation-report", action="store_true", help="probation was asked")
-    decide.add_argument("--triage-checked", action="store_true")
+    decide.add_argument(
+        "--triage-checked", action="store_true", help="the triage criteria were checked"
+    )
     decide.add_argument("--triage", nargs="+", choices=sorted(CRITERIA), help="criteria matched")
-    decide.add_argument("--complex-problems", action="store_true")
+    decide.add_argument(
+        "--complex-problems",
+        action="store_true",
+        help="complex problems: a person not known is referred to the house of --municipality",
+    )
     decide.add_argument("--municipality", help="residence municipality (gemeente)")
     decide.add_argument(
         "--house-keys",
@@ -251,22 +276,28 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
         help=f"the houses' public keys (env {HOUSE_KEYS_ENV}; default PKI-DIR/houses)",
     )
     decide.add_argument("--request-key", help="retry key (default: a fresh one)")
-    _common(decide, pki_dir_env, "zsm-midden-nederland-kpc")
+    _common(decide, pki_dir_env, None)
     decide.set_defaults(run=_decide)
 
     advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
-    advice.add_argument("action", choices=["request", "list"])
+    advice.add_argument(
+        "action", choices=["request", "list"], help="ask a house for advice, or list the open ones"
+    )
     _person(advice, key_file_env)
-    advice.add_argument("--case")
+    advice.add_argument("--case", help="(request) the ZSM case reference")
     advice.add_argument("--house", help="house id, e.g. vh-regio-utrecht-utrecht")
     advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
     advice.add_argument("--question", help="why advice is needed (no personal data)")
     advice.add_argument("--overdue", action="store_true", help="(list) only past their term")
-    _common(advice, pki_dir_env, "zsm-midden-nederland-kpc")
+    _common(advice, pki_dir_env, None)
     advice.set_defaults(run=_advice)
 
     feedback = sub.add_parser("feedback", help="operator: delivery items that failed too often")
-    feedback.add_argument("action", choices=["dead-letters", "requeue"])
+    feedback.add_argument(
+        "action",
+        choices=["dead-letters", "requeue"],
+        help="list the items that failed too often, or requeue one",
+    )
     feedback.add_argument("key", nargs="?", help="(requeue) the item's key")
     feedback.add_argument("--house", help="only this house's")
     _common(feedback, pki_dir_env, "operator")

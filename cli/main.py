@@ -32,9 +32,13 @@ from cli.options import (
     PKI_DIR_ENV,
     REGISTRY_TARGET_ENV,
     USER_ENV,
-    birth_date,
+    add_party,
+    age_options,
     key_file,
+    party,
+    person_options,
     person_subject,
+    pki_dir_option,
     registry_settings,
 )
 from services.accesslog.signing import SigningKeyError
@@ -116,8 +120,8 @@ def _lookup(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise UserError(str(error)) from None
     if minor is None and args.purpose == INTAKE:
-        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --birth-date)")
-    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        raise UserError(f"at {INTAKE}, say --minor or --adult (or give --surname and --birth-date)")
+    with connect(args.registry, TlsFiles.of(args.pki_dir, party(args))) as channel:
         client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
         response = client.lookup_subject(
             subject,
@@ -160,10 +164,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="baken", description="Baken: ZSM <-> Veiligheidshuizen registry."
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`baken COMMAND --help` for more"
+    )
 
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["registry", "feedback"])
+    serve.add_argument("service", choices=["registry", "feedback"], help="which service")
     serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
     serve.add_argument(
         "--metrics-address",
@@ -174,7 +180,9 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
     )
     serve.add_argument("--database-url", help="PostgreSQL URL (env BAKEN_<SERVICE>_DATABASE_URL)")
-    serve.add_argument("--max-workers", type=int)
+    serve.add_argument(
+        "--max-workers", type=int, help="threads serving calls (env BAKEN_<SERVICE>_MAX_WORKERS)"
+    )
     serve.add_argument(
         "--pki-dir", type=Path, help="CA and certificates (env BAKEN_<SERVICE>_PKI_DIR)"
     )
@@ -198,12 +206,13 @@ def parser() -> argparse.ArgumentParser:
 
     lookup = sub.add_parser("lookup", help="is this person known at any Safety House?")
     lookup.add_argument(
-        "--registry", default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051")
+        "--registry",
+        default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051"),
+        metavar="HOST:PORT",
+        help=f"the registry (env {REGISTRY_TARGET_ENV}, default 127.0.0.1:50051)",
     )
     lookup.add_argument("--key-file", help=f"pseudonym key file (env {KEY_FILE_ENV})")
-    lookup.add_argument("--bsn")
-    lookup.add_argument("--surname")
-    lookup.add_argument("--birth-date", type=birth_date, help="YYYY-MM-DD")
+    person_options(lookup)
     lookup.add_argument(
         "--purpose",
         choices=sorted(PURPOSES),
@@ -216,9 +225,7 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get(USER_ENV) or os.environ.get("USER"),
         help=f"you, the responsible user, e.g. an employee number (env {USER_ENV})",
     )
-    age = lookup.add_mutually_exclusive_group()
-    age.add_argument("--minor", dest="minor", action="store_true", default=None)
-    age.add_argument("--adult", dest="minor", action="store_false")
+    age_options(lookup)
     lookup.add_argument(
         "--break-glass",
         metavar="REASON",
@@ -227,14 +234,8 @@ def parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
-    lookup.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki"))
-    )
-    lookup.add_argument(
-        "--party",
-        default=os.environ.get(PARTY_ENV, "zsm-midden-nederland-kpc"),
-        help="whose certificate to call with (env BAKEN_PARTY)",
-    )
+    pki_dir_option(lookup)
+    add_party(lookup)
     lookup.set_defaults(run=_lookup)
 
     keys = sub.add_parser(
@@ -244,7 +245,12 @@ def parser() -> argparse.ArgumentParser:
         "waarom-informatie under the newest key of its at-rest ring (after `add`, before "
         "`retire`).",
     )
-    keys.add_argument("action", choices=["init", "add", "retire", "reseal"])
+    keys.add_argument(
+        "action",
+        choices=["init", "add", "retire", "reseal"],
+        help="init a new key file, add a key (it becomes the current one), retire a key, or "
+        "reseal the registry's waarom-informatie",
+    )
     keys.add_argument(
         "--key-file",
         help=f"(env {KEY_FILE_ENV}); for reseal the registry's at-rest key file "
@@ -263,8 +269,13 @@ def parser() -> argparse.ArgumentParser:
     keys.set_defaults(run=_keys)
 
     pki_init = sub.add_parser("pki", help="development PKI: a CA and a certificate per party")
-    pki_init.add_argument("action", choices=["init"])
-    pki_init.add_argument("--dir", type=Path, default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")))
+    pki_init.add_argument("action", choices=["init"], help="make the CA and the certificates")
+    pki_init.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")),
+        help=f"where (env {PKI_DIR_ENV}, default var/pki); refused if it holds a CA already",
+    )
     pki_init.add_argument(
         "--host",
         action="append",
@@ -295,15 +306,66 @@ def parser() -> argparse.ArgumentParser:
         help="keep everything here: databases, PKI, sources, deliveries, logs, report.html "
         "(default: a temporary directory, removed at the end)",
     )
-    demo.add_argument("--seed", type=int, default=2014)
+    demo.add_argument(
+        "--seed", type=int, default=2014, help="of the synthetic population (default 2014)"
+    )
     demo.set_defaults(run=_demo)
     return p
 
 
+# A request field the server names, as the option the user typed (the first name of its path).
+OPTIONS = {
+    "on_behalf_of": "--user",
+    "case_reference": "--case",
+    "subject_age": "--minor/--adult",
+    "purpose": "--purpose",
+    "break_glass_reason": "--break-glass",
+    "code": "--code",
+    "sepot_code": "--sepot-code",
+    "stage": "--stage",
+    "advice_followed": "--advice",
+    "deviation_reason": "--reason",
+    "residence_municipality": "--municipality",
+    "referral": "--complex-problems",
+    "request_key": "--request-key",
+    "triage": "--triage",
+    "house": "--house",
+    "term": "--term",
+    "question": "--question",
+    "finding": "--finding",
+    "sequence": "--close",
+    "month": "--month",
+    "region": "--region",
+    "bsn": "--bsn",
+    "surname": "--surname",
+    "birth_date": "--birth-date",
+}
+
+
+def option_of(field: str, args: argparse.Namespace) -> str:
+    """The option the user typed for the request field `field` (`subject.pseudonyms[0]`: the
+    person's options given); `field` itself when none."""
+    name = field.split(".", 1)[0].split("[", 1)[0]
+    if name == "subject":
+        given = [
+            o
+            for o, v in (("--bsn", "bsn"), ("--surname/--birth-date", "surname"))
+            if getattr(args, v, None)
+        ]
+        return "/".join(given) or "--bsn/--surname/--birth-date"
+    return OPTIONS.get(name, field)
+
+
 def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
     code = error.code()
-    target = getattr(args, "feedback", None)
-    service = f"the feedback service at {target}" if target else f"the registry at {args.registry}"
+    # The service the command called: `calls` where a command with --feedback calls the
+    # registry (adapter sync and watch), else the feedback service where it is given.
+    called = getattr(args, "calls", None)
+    called = called or ("feedback" if getattr(args, "feedback", None) else "registry")
+    if called == "feedback":
+        service = f"the feedback service at {args.feedback}"
+    else:
+        service = f"the registry at {args.registry}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return f"{service} is not reachable (UNAVAILABLE)"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -316,7 +378,9 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
         for detail in status.details:
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):
-                fields += [f"{v.field}: {v.description}" for v in bad.field_violations]
+                fields += [
+                    f"{option_of(v.field, args)}: {v.description}" for v in bad.field_violations
+                ]
     # A refusal names its reason (CASE_REFERENCE_REQUIRED); bad input, the fields to fix.
     reason = error_reason(error) if code != grpc.StatusCode.INVALID_ARGUMENT else None
     head = f"{code.name} ({reason})" if reason else code.name
@@ -333,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except InvalidIdentifier as error:
-        print(f"baken {args.command}: {error.field}: {error}", file=sys.stderr)
+        print(f"baken {args.command}: {option_of(error.field, args)}: {error}", file=sys.stderr)
         return 2
     except (
         UserError,
@@ -348,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
-    except audit_cli.VerifyFailed as error:
+    except (audit_cli.VerifyFailed, adapter_cli.Rejected) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 1
     except grpc.RpcError as error:

@@ -128,7 +128,11 @@ def add_parsers(sub: Any, pki_dir_env: str, party_env: str) -> None:
         "before it starts the services. Settings from the environment, as `baken serve`.",
     )
     migrate.add_argument(
-        "service", nargs="?", choices=["registry", "feedback", "all"], default="all"
+        "service",
+        nargs="?",
+        choices=["registry", "feedback", "all"],
+        default="all",
+        help="whose database (default all)",
     )
     migrate.add_argument(
         "--data-dir", type=Path, help="SQLite data dir (env BAKEN_<SERVICE>_DATA_DIR)"
@@ -174,7 +178,10 @@ def add_parsers(sub: Any, pki_dir_env: str, party_env: str) -> None:
         "--service", default="", help="e.g. baken.registry.v1.RegistryService (default: the server)"
     )
     health.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(pki_dir_env, "var/pki")),
+        help=f"the CA and the party's certificate (env {pki_dir_env}, default var/pki)",
     )
     health.add_argument(
         "--party",

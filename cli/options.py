@@ -39,6 +39,52 @@ def key_file(args: argparse.Namespace) -> Path:
     return Path(path)
 
 
+def add_party(p: argparse.ArgumentParser) -> None:
+    """--party for a command that acts as a party: no default, so nobody is one unawares."""
+    p.add_argument(
+        "--party",
+        default=os.environ.get(PARTY_ENV),
+        help=f"whose certificate to call with, e.g. zsm-midden-nederland-kpc (env {PARTY_ENV}); "
+        "required",
+    )
+
+
+def party(args: argparse.Namespace) -> str:
+    """The party of --party or BAKEN_PARTY; refused when neither names one."""
+    if not args.party:
+        raise UserError(
+            f"say which party you act as: --party or {PARTY_ENV} (e.g. zsm-midden-nederland-kpc)"
+        )
+    return str(args.party)
+
+
+def pki_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(PKI_DIR_ENV, "var/pki")),
+        help=f"the CA and the party's certificate (env {PKI_DIR_ENV}, default var/pki)",
+    )
+
+
+def person_options(p: argparse.ArgumentParser) -> None:
+    """--bsn, --surname and --birth-date: the person, pseudonymised at this edge."""
+    p.add_argument("--bsn", help="the person's BSN: 9 digits (8: the leading 0 left off)")
+    p.add_argument("--surname", help="the person's surname, with --birth-date (or besides --bsn)")
+    p.add_argument(
+        "--birth-date", type=birth_date, help="YYYY-MM-DD: the date of birth, with --surname"
+    )
+
+
+def age_options(p: argparse.ArgumentParser) -> None:
+    """--minor or --adult: the person's age as the desk knows it."""
+    age = p.add_mutually_exclusive_group()
+    age.add_argument(
+        "--minor", dest="minor", action="store_true", default=None, help="the person is under 18"
+    )
+    age.add_argument("--adult", dest="minor", action="store_false", help="the person is 18 or over")
+
+
 def birth_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)

@@ -46,7 +46,10 @@ def add_parser(sub: Any, pki_dir_env: str, registry_env: str, feedback_env: str)
         "--feedback", default=os.environ.get(feedback_env, "127.0.0.1:50052"), help="host:port"
     )
     report.add_argument(
-        "--pki-dir", type=Path, default=Path(os.environ.get(pki_dir_env, "var/pki"))
+        "--pki-dir",
+        type=Path,
+        default=Path(os.environ.get(pki_dir_env, "var/pki")),
+        help=f"the CA and the party's certificate (env {pki_dir_env}, default var/pki)",
     )
     report.add_argument(
         "--party",

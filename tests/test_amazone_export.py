@@ -162,6 +162,17 @@ def test_bsn_without_leading_zero_short_dates_and_lower_case_house_code() -> Non
     assert boeseken.advice == "Halt afgerond; bij recidive overleg met RvdK, naïeve meeloper."
 
 
+def test_an_eight_digit_bsn_gives_the_pseudonym_the_desk_gets_for_it(tmp_path: Path) -> None:
+    # The CLI refused 10000008, which this adapter reads as 010000008: one person, one pseudonym.
+    from baken.pseudonym import bsn_pseudonyms
+
+    export = _export(tmp_path, ";".join(COLUMNS) + ";", _row(BSN="10000008"))
+    (record,) = _records(_read(export))
+    ring = KeyRing.generate("k1")
+    assert record.person.bsn is not None
+    assert bsn_pseudonyms(ring, record.person.bsn) == bsn_pseudonyms(ring, "10000008")
+
+
 def test_doubled_quotes_and_the_remaining_houses() -> None:
     de_vries, hoevenaars, ozdemir = _records(_read(FIXTURES / "export.csv"))[4:]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import time
@@ -15,7 +16,7 @@ from harness import ADAPTERS, secure_channel
 from baken import logs
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from cli.main import main
+from cli.main import main, parser
 from dev.topology import free_port
 from services.common.db import sqlite_url
 from services.common.settings import RegistrySettings
@@ -61,8 +62,13 @@ def _lookup(registry: str, key_file: Path, pki_dir: Path, *args: str) -> int:
     """`baken lookup` of BSN at `registry`, with `args` added."""
     return main(
         ["lookup", "--registry", registry, "--key-file", str(key_file), "--bsn", BSN,
-         "--user", "zsm-0042", "--pki-dir", str(pki_dir), *args]
+         "--user", "zsm-0042", "--pki-dir", str(pki_dir), *_kpc(args)]
     )  # fmt: skip
+
+
+def _kpc(args: tuple[str, ...]) -> list[str]:
+    """`args`, as the Midden-Nederland KPC'er unless they name a party."""
+    return [*args] if "--party" in args else [*args, "--party", "zsm-midden-nederland-kpc"]
 
 
 def test_lookup_with_a_bad_bsn_names_the_field_and_sends_nothing(
@@ -85,7 +91,7 @@ def test_lookup_says_plainly_when_the_registry_is_down(
     code = main(
         ["lookup", "--registry", f"127.0.0.1:{free_port()}", "--key-file", str(key_file),
          "--bsn", "111222333", "--adult", "--user", "kpc-0042", "--timeout", "2",
-         "--pki-dir", str(pki_dir)]
+         "--pki-dir", str(pki_dir), "--party", "zsm-midden-nederland-kpc"]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
@@ -111,10 +117,32 @@ def test_lookup_prints_json_for_a_no_hit(
             "--json",
             "--pki-dir",
             str(pki_dir),
+            "--party",
+            "zsm-midden-nederland-kpc",
         ]
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["outcome"] == "LOOKUP_OUTCOME_NO_HIT"
+
+
+def test_lookup_without_a_party_is_refused_naming_party_and_its_env(
+    key_file: Path,
+    registry: str,
+    pki_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It acted as the Midden-Nederland KPC'er, silently, and was logged as one.
+    monkeypatch.delenv("BAKEN_PARTY", raising=False)
+    args = ["lookup", "--registry", registry, "--key-file", str(key_file), "--bsn", BSN,
+            "--adult", "--user", "zsm-0042", "--pki-dir", str(pki_dir)]  # fmt: skip
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--party or BAKEN_PARTY" in err and "Traceback" not in err
+
+    monkeypatch.setenv("BAKEN_PARTY", "zsm-rotterdam-rijnmond-kpc")
+    assert main(args) == 0, capsys.readouterr().err
 
 
 def test_lookup_needs_a_surname_with_a_birth_date(
@@ -146,7 +174,8 @@ def test_lookup_without_the_party_certificate_names_the_missing_file(
 ) -> None:
     code = main(
         ["lookup", "--key-file", str(key_file), "--bsn", "111222333", "--adult",
-         "--user", "kpc-0042", "--pki-dir", str(tmp_path / "no-pki")]
+         "--user", "kpc-0042", "--pki-dir", str(tmp_path / "no-pki"),
+         "--party", "zsm-midden-nederland-kpc"]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
@@ -266,7 +295,32 @@ def test_lookup_at_intake_needs_the_age_and_sends_nothing_without_it(
 
     err = capsys.readouterr().err
     assert code == 2
-    assert "at intake-en-selectie, say --minor or --adult (or give --birth-date)" in err
+    assert (
+        "at intake-en-selectie, say --minor or --adult (or give --surname and --birth-date)" in err
+    )
+
+
+def test_the_hint_for_the_age_leads_to_a_lookup_that_works(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With --bsn, "give --birth-date" led to "a date of birth needs a surname".
+    assert _lookup(registry, key_file, pki_dir) == 2
+    assert "(or give --surname and --birth-date)" in capsys.readouterr().err
+
+    code = _lookup(registry, key_file, pki_dir, "--surname", "Jansen", "--birth-date", "1990-01-01")
+
+    assert code == 0, capsys.readouterr().err
+
+
+def test_a_bsn_with_a_space_is_told_so_and_eight_digits_get_their_leading_zero(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["lookup", "--registry", registry, "--key-file", str(key_file), "--adult",
+            "--user", "zsm-0042", "--pki-dir", str(pki_dir),
+            "--party", "zsm-midden-nederland-kpc"]  # fmt: skip
+    assert main([*args, "--bsn", "1000 0008"]) == 2
+    assert "the BSN contains a space" in capsys.readouterr().err
+    assert main([*args, "--bsn", "10000008"]) == 0, capsys.readouterr().err
 
 
 def test_lookup_for_a_decision_without_a_case_is_refused_naming_the_reason(
@@ -281,6 +335,36 @@ def test_lookup_for_a_decision_without_a_case_is_refused_naming_the_reason(
     assert code == 1
     assert "PERMISSION_DENIED (CASE_REFERENCE_REQUIRED)" in err
     assert "Traceback" not in err
+
+
+def test_the_servers_field_violations_name_the_options_the_user_typed(
+    key_file: Path, registry: str, pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They quoted the wire: on_behalf_of, case_reference.
+    ovj = ["--party", "zsm-midden-nederland-ovj", "--purpose", "afdoeningsbeslissing"]
+    assert _lookup(registry, key_file, pki_dir, *ovj, "--case", "ZSM-1", "--user", "Jan") == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (
+        "baken lookup: INVALID_ARGUMENT: --user: not a user id of the format the party register "
+        "gives your party"
+    )
+    assert _lookup(registry, key_file, pki_dir, *ovj, "--case", "zaak twaalf") == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("baken lookup: INVALID_ARGUMENT: --case: not a case reference of")
+
+
+def test_a_bad_bsn_names_the_option() -> None:
+    import argparse as ap
+
+    from cli.main import option_of
+
+    given = ap.Namespace(bsn="111222333", surname=None)
+    assert option_of("subject.pseudonyms[0]", given) == "--bsn"
+    assert option_of("subject.pseudonyms[1].value", ap.Namespace(bsn=None, surname="X")) == (
+        "--surname/--birth-date"
+    )
+    assert option_of("birth_date", given) == "--birth-date"
+    assert option_of("page_token", given) == "page_token"
 
 
 def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
@@ -321,3 +405,39 @@ def test_keys_reseal_and_audit_verify_find_the_registry_through_its_environment(
         in capsys.readouterr().out
     )
     assert not (tmp_path / "var").exists()
+
+
+def _parsers(
+    p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, p
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, (*path, name))
+
+
+def test_every_option_of_every_command_says_what_it_is() -> None:
+    missing = [
+        f"baken {' '.join(path)} {'/'.join(a.option_strings) or a.dest}"
+        for path, p in _parsers(parser())
+        for a in p._actions
+        if not isinstance(a, argparse._HelpAction) and not a.help
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def test_adapter_sync_help_lists_the_options_of_sync_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It listed every option of sync, watch and receive.
+    with pytest.raises(SystemExit):
+        main(["adapter", "pga", "sync", "--help"])
+    out = capsys.readouterr().out
+    assert "--source" in out and "--confirm-deletions" in out and "Exit codes: 0" in out
+    assert "--target" not in out and "--house" not in out and "--interval" not in out
+    with pytest.raises(SystemExit):
+        main(["adapter", "pga", "receive", "--help"])
+    out = capsys.readouterr().out
+    assert "--target" in out and "--house-keys" in out
+    assert "--source" not in out and "--registry" not in out and "--batch" not in out

@@ -46,10 +46,35 @@ def run(
     command = list(args)
     if command[0] in ("decide", "advice"):
         command += person
+        if "--party" not in command:
+            command += ["--party", "zsm-midden-nederland-kpc"]
     capsys.readouterr()
     code = main([*command, *common])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_decide_and_advice_without_a_party_are_refused_naming_party(
+    feedback: RunningFeedback,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # They acted as the Midden-Nederland KPC'er, silently, and were logged as one.
+    monkeypatch.delenv("BAKEN_PARTY", raising=False)
+    key_file = tmp_path / "edge-keys.json"
+    feedback.ring.save(key_file)
+    common = ["--key-file", str(key_file), "--user", "kpc-0042", "--bsn", "111222333", "--adult"]
+    target = ["--feedback", f"127.0.0.1:{feedback.server.port}"]
+    pki = ["--pki-dir", str(feedback.registry.pki_dir)]
+    for command in (
+        ["decide", "--case", "10-123456-26", "--code", "technisch-sepot-01"],
+        ["advice", "list"],
+    ):
+        code = main([*command, *common, *target, *pki])
+        err = capsys.readouterr().err
+        assert code == 2, command
+        assert "--party or BAKEN_PARTY" in err and "Traceback" not in err
 
 
 def test_decide_tells_which_houses_hear_it(
@@ -62,7 +87,7 @@ def test_decide_tells_which_houses_hear_it(
     base = ["decide", "--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-123456-26"]
     code, _, err = run(feedback, tmp_path, capsys, *base, "--code", "dagvaarding")
     assert code == 1
-    assert "INVALID_ARGUMENT: advice_followed: required" in err and "Traceback" not in err
+    assert "INVALID_ARGUMENT: --advice: required" in err and "Traceback" not in err
     code, out, _ = run(
         feedback,
         tmp_path,

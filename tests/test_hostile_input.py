@@ -390,7 +390,7 @@ def test_an_advice_with_escape_sequences_never_reaches_the_terminal_of_baken_loo
     code = main(
         ["lookup", "--registry", f"127.0.0.1:{registry.port}", "--key-file", str(key_file),
          "--bsn", KNOWN.bsn or "", "--adult", "--user", "kpc-0042",
-         "--pki-dir", str(registry.pki_dir)]
+         "--party", "zsm-midden-nederland-kpc", "--pki-dir", str(registry.pki_dir)]
     )  # fmt: skip
 
     out = capsys.readouterr().out  # the server's log lines too, in this process

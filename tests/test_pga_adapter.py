@@ -78,8 +78,10 @@ def test_a_pga_export_round_trips_to_a_lookup(
 def test_bad_pga_records_are_reported_by_line_and_the_rest_syncs(
     registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(sync_args(registry, FIXTURES / "bad.jsonl", tmp_path)) == 0
-    out = capsys.readouterr().out.splitlines()
+    # Exit 1: a rejected record is news for the operator, though the good ones were applied.
+    assert main(sync_args(registry, FIXTURES / "bad.jsonl", tmp_path)) == 1
+    out, err = capsys.readouterr()
+    out = out.splitlines()
 
     *problems, summary = [line for line in out if line.startswith("bad.jsonl")]
     assert problems and all(": " in line for line in problems)
@@ -87,6 +89,37 @@ def test_bad_pga_records_are_reported_by_line_and_the_rest_syncs(
     assert any("lies in the future" in line for line in problems)  # the framework checks too
     assert "123456789" not in "\n".join(out)
     assert live(registry)  # the good records between the bad ones landed
+    assert f"{len(problems)} record(s) rejected, named above; the others were applied" in err
+
+
+def test_a_missing_export_file_is_a_user_error_naming_it(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It ended in a crash report (exit 70).
+    missing = tmp_path / "no" / "such.jsonl"
+    assert main(sync_args(registry, missing, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err == f"baken adapter: --source {missing}: no such file or directory\n"
+
+
+def test_with_the_registry_down_the_error_names_the_registry_not_the_feedback_service(
+    registry: RunningRegistry,
+    keys: KeyRing,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapters import framework
+    from baken.backoff import Backoff
+    from dev.topology import free_port
+
+    monkeypatch.setattr(framework, "SEND_BACKOFF", Backoff(0.01, 0.01))
+    down = f"127.0.0.1:{free_port()}"
+    args = sync_args(registry, FIXTURES / "export.jsonl", tmp_path, "--registry", down)
+    code = main([*args, "--feedback", f"127.0.0.1:{registry.port}"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"the registry at {down} is not reachable" in err and "feedback" not in err
 
 
 def _export(path: Path, persons: list[tuple[str, str]], advice: str) -> None:
@@ -294,7 +327,7 @@ def test_a_report_never_sends_a_control_character_to_the_terminal(
     source.write_bytes(b'{"registratie_id": "AT-\x1b[2J\x1b[H NO HIT", "advies": \n')
     seal(source)
 
-    assert main(sync_args(registry, source, tmp_path)) == 0
+    assert main(sync_args(registry, source, tmp_path)) == 1  # the line is rejected
     out = capsys.readouterr().out
 
     assert "\x1b" not in out

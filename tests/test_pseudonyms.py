@@ -20,6 +20,7 @@ from baken.pseudonym import (
     normalise_surname,
     person_pseudonyms,
     validate_bsn,
+    with_leading_zero,
 )
 from baken.type.v1 import pseudonym_pb2
 
@@ -46,7 +47,8 @@ def test_surrounding_spaces_are_ignored() -> None:
     ("value", "reason"),
     [
         ("", "BSN_NOT_NINE_DIGITS"),
-        ("12345678", "BSN_NOT_NINE_DIGITS"),
+        ("1234567", "BSN_NOT_NINE_DIGITS"),
+        ("12345678", "BSN_FAILS_11_PROEF"),  # 8 digits: 012345678
         ("1234567820", "BSN_NOT_NINE_DIGITS"),
         ("12345678a", "BSN_NOT_NINE_DIGITS"),
         ("1234-5678", "BSN_NOT_NINE_DIGITS"),
@@ -81,9 +83,35 @@ def test_every_nine_digit_string_is_valid_exactly_when_it_passes_the_11_proef(
         assert digits not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "the BSN is empty"),
+        ("1234 56782", "the BSN contains a space"),
+        ("12345678a", "the BSN contains a letter"),
+        ("1234-5678", "the BSN contains a character other than a digit"),
+        ("١٢٣٤٥٦٧٨٢", "the BSN contains a digit other than 0-9"),
+        ("1234567", "the BSN has 7 digits; a BSN has 9 (8: the leading 0 left off)"),
+        ("1234567820", "the BSN has 10 digits"),
+    ],
+)
+def test_a_bsn_that_is_not_nine_digits_is_told_what_is_wrong(value: str, message: str) -> None:
+    # It was always "a BSN has exactly 9 digits", for a space or a letter too.
+    with pytest.raises(InvalidIdentifier) as caught:
+        validate_bsn(value)
+    assert str(caught.value).startswith(message)
+
+
+def test_eight_digits_are_a_bsn_that_lost_its_leading_zero() -> None:
+    ring = KeyRing.generate("k1")
+    assert validate_bsn(" 10000008 ") == "010000008"
+    assert bsn_pseudonyms(ring, "10000008") == bsn_pseudonyms(ring, "010000008")
+    assert with_leading_zero("1000008") == "1000008"
+
+
 @given(st.text(max_size=20))
 def test_any_text_is_a_valid_bsn_or_an_invalid_identifier(value: str) -> None:
-    stripped = value.strip()
+    stripped = with_leading_zero(value.strip())
     if (
         len(stripped) == 9
         and stripped.isascii()

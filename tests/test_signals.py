@@ -429,3 +429,19 @@ def test_the_privacy_officer_sees_a_pull_as_signals_disclosed(
             .entries
         )
     assert [e.outcome for e in entries] == [audit_service_pb2.ACCESS_OUTCOME_SIGNALS_DISCLOSED]
+
+
+def test_a_successful_poll_writes_no_info_log_line_and_a_refused_one_does(
+    registry: RunningRegistry,
+) -> None:
+    # The feedback service polls every second: 86,000 lines a day, 86 % of the registry's log.
+    from structlog.testing import capture_logs
+
+    with capture_logs() as captured:
+        assert pull(registry) == []
+        refused(lambda: registry.stub_for(KPC).PullSignals(pb.PullSignalsRequest(), timeout=10))
+
+    polls = [e for e in captured if e.get("method") == PULL and e["log_level"] != "debug"]
+    assert [(e["log_level"], e["party"], e["code"]) for e in polls] == [
+        ("info", KPC, "PERMISSION_DENIED")
+    ]

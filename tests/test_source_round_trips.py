@@ -82,12 +82,13 @@ def test_synthetic_exports_of_the_four_regions_sync_through_the_three_adapters(
     counts: dict[str, dict[str, int]] = {}
     for system in ("gcos", "amazone", "pga"):
         sources = [f for f in files if f.name.startswith(f"{system}-")]
-        assert main(sync_args(registry, system, sources, tmp_path)) == 0
+        code = main(sync_args(registry, system, sources, tmp_path))
         summary = capsys.readouterr().out.splitlines()[-1]
         counts[system] = {
             key: int(value)
             for key, value in re.findall(r"(new|changed|deleted|unchanged|rejected) (\d+)", summary)
         }
+        assert code == (1 if counts[system]["rejected"] else 0), summary  # 1: records rejected
     assert all(c["new"] > 0 and c["deleted"] == 0 for c in counts.values()), counts
     # The sprinkling of bad records is refused, the rest lands.
     assert sum(c["rejected"] for c in counts.values()) > 0

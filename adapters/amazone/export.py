@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from adapters.records import BadRecord, Person, SourceRecord
+from baken.pseudonym import with_leading_zero
 
 ENCODING = "cp1252"
 BOM = b"\xef\xbb\xbf"
@@ -309,9 +310,7 @@ class _Cells:
         """Unchecked (the framework applies the 11-proef). A BSN that went through a
         spreadsheet lost its leading zero: eight digits get it back."""
         value = self.text("BSN")
-        if value is not None and len(value) == 8 and value.isascii() and value.isdigit():
-            return "0" + value
-        return value
+        return None if value is None else with_leading_zero(value)
 
     def surname(self) -> str | None:
         achternaam = self.text("Achternaam")

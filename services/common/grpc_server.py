@@ -7,7 +7,7 @@ import functools
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence, Sized
+from collections.abc import Callable, Collection, Iterator, Sequence, Sized
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -107,13 +107,20 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     entry of a batch (BatchLookup).
 
     The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
-    INTERNAL errors. Wrapped handlers are built once per method.
+    INTERNAL errors. Wrapped handlers are built once per method. A successful call of a method
+    in `routine` (a poll every second) is logged at debug, not info; its errors are not.
     """
 
-    def __init__(self, admission: Admission | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        admission: Admission | None = None,
+        metrics: Metrics | None = None,
+        routine: Collection[str] = (),
+    ) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self._admission = admission
         self._metrics = metrics
+        self._routine = frozenset(routine)
 
     def intercept_service(
         self,
@@ -161,7 +168,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
     def _unary(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            call = _Call.begin(method, context, self._metrics)
+            call = _Call.begin(method, context, self._metrics, method in self._routine)
             try:
                 call.check()
                 with self._admitted(method, context) as admitted:
@@ -175,7 +182,7 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
     def _streaming(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            call = _Call.begin(method, context, self._metrics)
+            call = _Call.begin(method, context, self._metrics, method in self._routine)
             try:
                 call.check()
                 with self._admitted(method, context) as admitted:
@@ -233,12 +240,18 @@ class _Call:
     party: str
     started: float
     metrics: Metrics | None
+    # A routine call (a poll): logged at debug when it succeeds.
+    routine: bool = False
     # A request id not fit for the log: the call ends with it, under a fresh id.
     refusal: InvalidArgument | None = None
 
     @classmethod
     def begin(
-        cls, method: str, context: grpc.ServicerContext, metrics: Metrics | None = None
+        cls,
+        method: str,
+        context: grpc.ServicerContext,
+        metrics: Metrics | None = None,
+        routine: bool = False,
     ) -> _Call:
         request_id, refusal = _request_id_of(context)
         _request_id.set(request_id)
@@ -247,7 +260,7 @@ class _Call:
         # The TLS layer verified the certificate; its common name is the party id.
         names = context.auth_context().get("x509_common_name")
         party = bytes(names[0]).decode(errors="replace") if names else "?"
-        return cls(method, request_id, party, time.perf_counter(), metrics, refusal)
+        return cls(method, request_id, party, time.perf_counter(), metrics, routine, refusal)
 
     def check(self) -> None:
         if self.refusal is not None:
@@ -262,7 +275,8 @@ class _Call:
         seconds = time.perf_counter() - self.started
         if self.metrics is not None:
             self.metrics.observe(self.method, code.name, seconds)
-        log.info(
+        write = log.debug if self.routine and code == grpc.StatusCode.OK else log.info
+        write(
             "rpc",
             method=self.method,
             code=code.name,
@@ -335,17 +349,19 @@ def create_grpc_server(
     admission: Admission | None = None,
     options: list[tuple[str, Any]] | None = None,
     metrics: Metrics | None = None,
+    routine: Collection[str] = (),
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A sync server with the interceptor, health checking and reflection for service_names.
     A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED); `admission`
     admits every call of the services' own methods (services/common/admission.py) to at most
     `max_workers` at once, while RESERVED_WORKERS more threads answer everything else. `metrics`
-    count every RPC of the services (not of health and reflection) by method and code."""
+    count every RPC of the services (not of health and reflection) by method and code. A
+    successful call of a `routine` method (full name) is logged at debug only."""
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers + RESERVED_WORKERS, thread_name_prefix="rpc"
         ),
-        interceptors=[ErrorAndLogInterceptor(admission, metrics)],
+        interceptors=[ErrorAndLogInterceptor(admission, metrics, routine)],
         # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
         # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
         # server answers a long-lived stream's pings with GOAWAY "too_many_pings".

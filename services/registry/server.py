@@ -118,6 +118,8 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
             ),
         ),
         metrics=metrics,
+        # The feedback service polls every second: ~86,000 log lines a day that say nothing.
+        routine=[f"/{SERVICE_NAME}/PullSignals"],
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(sync, lookups, signals, register=policy.covenants), server
