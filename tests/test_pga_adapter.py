@@ -109,11 +109,11 @@ def test_with_the_registry_down_the_error_names_the_registry_not_the_feedback_se
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from adapters import framework
+    from adapters import transport
     from baken.backoff import Backoff
     from dev.topology import free_port
 
-    monkeypatch.setattr(framework, "SEND_BACKOFF", Backoff(0.01, 0.01))
+    monkeypatch.setattr(transport, "SEND_BACKOFF", Backoff(0.01, 0.01))
     down = f"127.0.0.1:{free_port()}"
     args = sync_args(registry, FIXTURES / "export.jsonl", tmp_path, "--registry", down)
     code = main([*args, "--feedback", f"127.0.0.1:{registry.port}"])
