@@ -12,10 +12,9 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Row, Table, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from baken.clock import Clock
@@ -37,9 +36,8 @@ from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
-from services.common.db import utc
-from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
-from services.feedback.outbox import Outbox, deliveries
+from services.feedback import repository
+from services.feedback.outbox import Outbox
 from services.feedback.routing import (
     Item,
     Marking,
@@ -50,10 +48,7 @@ from services.feedback.routing import (
     route_decision,
     route_signal,
 )
-
-decisions = cast(Table, DecisionRow.__table__)
-advice_requests = cast(Table, AdviceRequestRow.__table__)
-cursor_table = cast(Table, SignalCursorRow.__table__)
+from services.feedback.values import AdviceRequestView, SignalIn
 
 DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
 SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
@@ -83,41 +78,10 @@ class Registry(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SignalIn:
-    """A registry signal as the follower took it over."""
-
-    sequence: int
-    house_id: str
-    source_record_id: str
-    case_reference: str
-    zsm_location: str
-    lookup_time: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Recorded:
     name: str
     routing: Routing
     purged_items: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AdviceRequestView:
-    id: str
-    case_reference: str
-    house_id: str
-    delivery_key: str
-    requested_by: str
-    requested_time: dt.datetime
-    due_time: dt.datetime
-    answered_time: dt.datetime | None
-
-    def state(self, now: dt.datetime) -> int:
-        if self.answered_time is not None:
-            return pb.ADVICE_REQUEST_STATE_ANSWERED
-        if now >= self.due_time:
-            return pb.ADVICE_REQUEST_STATE_OVERDUE
-        return pb.ADVICE_REQUEST_STATE_OPEN
 
 
 def _values(subject: pseudonym_pb2.Subject) -> tuple[bytes, ...]:
@@ -239,22 +203,21 @@ class Feedback:
         now = self._clock.now()
         with db.write_transaction(self._engine) as connection:
             self._check_no_advice_in_term(connection, request.case_reference, now)
-            connection.execute(
-                decisions.insert().values(
-                    id=decision_id,
-                    request_key=request_key,
-                    case_reference=request.case_reference,
-                    party_id=caller.id,
-                    recorded_time=now,
-                    code=request.code,
-                    stage=request.stage,
-                    minor=request.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
-                    known=bool(markings),
-                    advice_current=any(m.advice_counts for m in markings),
-                    advice_followed=request.advice_followed,
-                    complex_problems=request.complex_problems_suspected,
-                    deviation_reason_given=bool(request.deviation_reason.strip()),
-                )
+            repository.add_decision(
+                connection,
+                decision_id,
+                request_key=request_key,
+                case_reference=request.case_reference,
+                party_id=caller.id,
+                recorded_time=now,
+                code=request.code,
+                stage=request.stage,
+                minor=request.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
+                known=bool(markings),
+                advice_current=any(m.advice_counts for m in markings),
+                advice_followed=request.advice_followed,
+                complex_problems=request.complex_problems_suspected,
+                deviation_reason_given=bool(request.deviation_reason.strip()),
             )
             self._outbox.add(
                 connection,
@@ -293,39 +256,26 @@ class Feedback:
 
     def _earlier(self, request_key: str) -> Recorded | None:
         with self._engine.connect() as connection:
-            decision_id = connection.execute(
-                select(decisions.c.id).where(decisions.c.request_key == request_key)
-            ).scalar()
-            if decision_id is None:
-                return None
-            rows = connection.execute(
-                select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
-                .where(deliveries.c.decision_id == decision_id)
-                .order_by(deliveries.c.seq)
-            ).all()
+            earlier = repository.earlier_decision(connection, request_key)
+        if earlier is None:
+            return None
+        decision_id, rows = earlier
         items = tuple(
-            Item(r.key, r.house_id, "", pb.Delivery(key=r.key, kind=r.kind), (), {}) for r in rows
+            Item(key, house_id, "", pb.Delivery(key=key, kind=kind), (), {})  # type: ignore[arg-type]
+            for key, house_id, kind in rows
         )
         return Recorded(f"decisions/{decision_id}", Routing(items, ()))
 
     def _check_no_advice_in_term(
         self, connection: Connection, case_reference: str, now: dt.datetime
     ) -> None:
-        waiting = connection.execute(
-            select(advice_requests.c.house_id, advice_requests.c.due_time)
-            .where(
-                advice_requests.c.case_reference == case_reference,
-                advice_requests.c.answered_time.is_(None),
-                advice_requests.c.due_time > now,
-            )
-            .order_by(advice_requests.c.due_time)
-            .limit(1)
-        ).first()
+        waiting = repository.advice_in_term(connection, case_reference, now)
         if waiting is not None:
+            house_id, due_time = waiting
             raise FailedPrecondition(
                 "ADVICE_REQUEST_IN_TERM",
-                f"advice was asked of houses/{waiting.house_id} until "
-                f"{utc(waiting.due_time).isoformat(timespec='minutes')}; decide after its "
+                f"advice was asked of houses/{house_id} until "
+                f"{due_time.isoformat(timespec='minutes')}; decide after its "
                 "answer or once the term has passed",
             )
 
@@ -339,12 +289,8 @@ class Feedback:
         now = self._clock.now()
         with db.write_transaction(self._engine) as connection:
             items = self._outbox.purge_case(connection, case_reference)
-            requests = connection.execute(
-                delete(advice_requests).where(advice_requests.c.case_reference == case_reference)
-            ).rowcount
-            earlier = connection.execute(
-                delete(decisions).where(decisions.c.case_reference == case_reference)
-            ).rowcount
+            requests = repository.delete_advice_requests(connection, case_reference)
+            earlier = repository.delete_decisions(connection, case_reference)
             self._append(
                 connection,
                 inquiry,
@@ -366,8 +312,7 @@ class Feedback:
 
     def signal_cursor(self) -> int:
         with self._engine.connect() as connection:
-            value = connection.execute(select(cursor_table.c.after_sequence)).scalar()
-        return int(value or 0)
+            return repository.signal_cursor(connection)
 
     def take_over_signals(self, signals: Sequence[SignalIn]) -> int:
         """Items for the signals, and the cursor past them, in one transaction: a crash
@@ -399,12 +344,7 @@ class Feedback:
                 new += self._outbox.add(
                     connection, [item], now, case_reference=signal.case_reference or None
                 )
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            connection.execute(
-                dialect.insert(cursor_table)
-                .values(id=1, after_sequence=last)
-                .on_conflict_do_update(index_elements=["id"], set_={"after_sequence": last})
-            )
+            repository.set_signal_cursor(connection, last)
             inquiry = Inquiry(
                 self._identity,
                 TERUGKOPPELING,
@@ -471,17 +411,7 @@ class Feedback:
             None,
         )
         with db.write_transaction(self._engine) as connection:
-            connection.execute(
-                advice_requests.insert().values(
-                    id=view.id,
-                    case_reference=view.case_reference,
-                    house_id=view.house_id,
-                    delivery_key=view.delivery_key,
-                    requested_by=view.requested_by,
-                    requested_time=view.requested_time,
-                    due_time=view.due_time,
-                )
-            )
+            repository.add_advice_request(connection, view)
             self._outbox.add(connection, [routed], now, case_reference=request.case_reference)
             self._append(
                 connection,
@@ -503,25 +433,16 @@ class Feedback:
         self.check_adapter_for(caller, view.house_id)
         if view.answered_time is None:
             with db.write_transaction(self._engine) as connection:
-                connection.execute(
-                    update(advice_requests)
-                    .where(
-                        advice_requests.c.delivery_key == delivery_key,
-                        advice_requests.c.answered_time.is_(None),
-                    )
-                    .values(answered_time=self._clock.now())
-                )
+                repository.mark_answered(connection, delivery_key, self._clock.now())
             view = self._advice_request(delivery_key)
         return view
 
     def _advice_request(self, delivery_key: str) -> AdviceRequestView:
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(advice_requests).where(advice_requests.c.delivery_key == delivery_key)
-            ).first()
-        if row is None:
+            view = repository.advice_request(connection, delivery_key)
+        if view is None:
             raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this delivery key")
-        return _view(row)
+        return view
 
     def advice_requests(
         self, caller: Identity, *, overdue_only: bool, house_id: str | None
@@ -532,14 +453,10 @@ class Feedback:
         else:
             self._policy.check_party(caller)
         now = self._clock.now()
-        query = select(advice_requests).where(advice_requests.c.answered_time.is_(None))
-        if overdue_only:
-            query = query.where(advice_requests.c.due_time <= now)
-        if house_id is not None:
-            query = query.where(advice_requests.c.house_id == house_id)
         with self._engine.connect() as connection:
-            rows = connection.execute(query.order_by(advice_requests.c.due_time)).all()
-        return [_view(r) for r in rows]
+            return repository.unanswered_advice_requests(
+                connection, due_by=now if overdue_only else None, house_id=house_id
+            )
 
     # -- the access log ---------------------------------------------------------------------------
 
@@ -587,19 +504,6 @@ class Feedback:
             ],
             now,
         )
-
-
-def _view(r: Row[Any]) -> AdviceRequestView:
-    return AdviceRequestView(
-        r.id,
-        r.case_reference,
-        r.house_id,
-        r.delivery_key,
-        r.requested_by,
-        utc(r.requested_time),
-        utc(r.due_time),
-        None if r.answered_time is None else utc(r.answered_time),
-    )
 
 
 def _check_advice(request: pb.RecordDecisionRequest, markings: Sequence[Marking]) -> None:

@@ -15,9 +15,10 @@ from services.accesslog.inquiry import inquiry_of
 from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of
 from services.feedback import validation
-from services.feedback.feedback import AdviceRequestView, Feedback
+from services.feedback.feedback import Feedback
 from services.feedback.outbox import DeadLetter, Outbox
 from services.feedback.routing import timestamp
+from services.feedback.values import AdviceRequestView
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
 

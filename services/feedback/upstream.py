@@ -16,8 +16,9 @@ from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
-from services.feedback.feedback import SIGNAL_PAGE, Feedback, SignalIn
+from services.feedback.feedback import SIGNAL_PAGE, Feedback
 from services.feedback.routing import Marking
+from services.feedback.values import SignalIn
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
