@@ -3,11 +3,9 @@ house's adapter reports it answered, and desks and operators list what is still 
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from baken.errors import FailedPrecondition, NotFound
-from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.pki import Identity
 from baken.type.v1 import purpose_pb2
 from services.accesslog.inquiry import Inquiry
@@ -15,7 +13,7 @@ from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
 from services.feedback.routing import NotRouted, Routing, route_advice_request
-from services.feedback.values import AdviceRequestView
+from services.feedback.values import AdviceQuestion, AdviceRequestView
 
 ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
 ADVICE_PURPOSE = "advies-op-aanvraag"
@@ -25,17 +23,16 @@ class Advice:
     def __init__(self, context: Context) -> None:
         self._context = context
 
-    def request(
-        self, inquiry: Inquiry, request: pb.RequestAdviceRequest, house_id: str, term: dt.timedelta
-    ) -> AdviceRequestView:
+    def request(self, inquiry: Inquiry, asked: AdviceQuestion) -> AdviceRequestView:
         context = self._context
+        house_id, term = asked.house_id, asked.term
         caller = inquiry.caller
         context.authorise(caller, ADVICE_PURPOSE)
         markings = context.markings(
             inquiry,
-            request.subject,
-            case_reference=request.case_reference,
-            subject_age=request.subject_age,
+            asked.subject,
+            case_reference=asked.case_reference,
+            subject_age=asked.subject_age,
             purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
         )
         marking = next((m for m in markings if m.house_id == house_id), None)
@@ -50,8 +47,8 @@ class Advice:
             context.recipients,
             request_id=request_id,
             marking=marking,
-            case_reference=request.case_reference,
-            question=request.question,
+            case_reference=asked.case_reference,
+            question=asked.question,
             zsm_location=context.location_of(caller),
             now=now,
             due=now + term,
@@ -63,7 +60,7 @@ class Advice:
             )
         view = AdviceRequestView(
             request_id,
-            request.case_reference,
+            asked.case_reference,
             house_id,
             routed.key,
             caller.id,
@@ -73,15 +70,15 @@ class Advice:
         )
         with db.write_transaction(context.engine) as connection:
             repository.add_advice_request(connection, view)
-            context.outbox.add(connection, [routed], now, case_reference=request.case_reference)
+            context.outbox.add(connection, [routed], now, case_reference=asked.case_reference)
             context.append(
                 connection,
                 inquiry,
                 now,
                 "routed",
                 activity=ADVICE_ACTIVITY,
-                subject=pseudonym_values(request.subject),
-                case_reference=request.case_reference,
+                subject=pseudonym_values(asked.subject),
+                case_reference=asked.case_reference,
                 routing=Routing((routed,), ()),
                 due=view.due_time.isoformat(),
             )

@@ -19,19 +19,18 @@ from baken.errors import NotFound, PermissionDenied
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.pki import Identity
-from baken.type.v1 import pseudonym_pb2
 from services.accesslog.inquiry import Inquiry, entry
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
 from services.feedback.outbox import Outbox
 from services.feedback.routing import Marking, Recipients, Routing
-from services.feedback.values import SignalIn
+from services.feedback.values import Pseudonym, SignalIn
 
 
-def pseudonym_values(subject: pseudonym_pb2.Subject) -> tuple[bytes, ...]:
+def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
     """The subject's pseudonyms, as the access log keeps them."""
-    return tuple(p.value for p in subject.pseudonyms)
+    return tuple(p.value for p in subject)
 
 
 class Registry(Protocol):
@@ -39,7 +38,7 @@ class Registry(Protocol):
 
     def markings(
         self,
-        subject: Sequence[tuple[int, str, bytes]],
+        subject: Sequence[Pseudonym],
         *,
         case_reference: str,
         subject_age: int,
@@ -115,7 +114,7 @@ class Context:
     def markings(
         self,
         inquiry: Inquiry,
-        subject: pseudonym_pb2.Subject,
+        subject: Sequence[Pseudonym],
         *,
         case_reference: str,
         subject_age: int,
@@ -124,7 +123,7 @@ class Context:
         """The houses that marked the person, as the registry tells the feedback service; the
         registry logs the desk and user on whose behalf it asks."""
         return self.registry.markings(
-            [(p.kind, p.key_id, p.value) for p in subject.pseudonyms],
+            subject,
             case_reference=case_reference,
             subject_age=subject_age,
             on_behalf_of=f"{inquiry.caller.id}/{inquiry.on_behalf_of}"[:64],

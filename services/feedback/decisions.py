@@ -26,6 +26,7 @@ from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
 from services.feedback.routing import Item, Marking, NotRouted, Routing, route_decision
 from services.feedback.signals import SIGNAL_PAGE, Signals
+from services.feedback.values import Decision
 
 DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
@@ -50,30 +51,30 @@ class Decisions:
     def referral_house(self, municipality: str) -> str | None:
         return self._municipalities.get(municipality.strip().casefold())
 
-    def record(self, inquiry: Inquiry, request: pb.RecordDecisionRequest) -> Recorded:
+    def record(self, inquiry: Inquiry, decision: Decision) -> Recorded:
         context = self._context
         caller = inquiry.caller
         context.authorise(caller, TERUGKOPPELING)
-        request_key = f"{caller.id}:{request.request_key}" if request.request_key else None
+        request_key = f"{caller.id}:{decision.request_key}" if decision.request_key else None
         if request_key is not None:
             earlier = self._earlier(request_key)
             if earlier is not None:
                 return earlier
-        if request.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
-            return Recorded("", Routing((), ()), self._purge(inquiry, request.case_reference))
+        if decision.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+            return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
         markings = context.markings(
             inquiry,
-            request.subject,
-            case_reference=request.case_reference,
-            subject_age=request.subject_age,
+            decision.subject,
+            case_reference=decision.case_reference,
+            subject_age=decision.subject_age,
             purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
         )
-        _check_advice(request, markings)
+        _check_advice(decision, markings)
         now = context.now()
         decision_id = uuid.uuid4().hex[:20]
-        referral_house = self.referral_house(request.residence_municipality)
+        referral_house = self.referral_house(decision.residence_municipality)
         routing = route_decision(
-            request,
+            decision,
             markings,
             context.recipients,
             decision_id=decision_id,
@@ -82,11 +83,11 @@ class Decisions:
             now=now,
         )
         not_routed = routing.not_routed
-        if not markings and request.complex_problems_suspected and referral_house is None:
+        if not markings and decision.complex_problems_suspected and referral_house is None:
             not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
         routing = Routing(routing.items, not_routed)
         try:
-            self._store(inquiry, request, request_key, decision_id, markings, routing)
+            self._store(inquiry, decision, request_key, decision_id, markings, routing)
         except IntegrityError:
             # The same request_key, recorded by a concurrent retry a moment ago.
             earlier = self._earlier(request_key) if request_key else None
@@ -99,7 +100,7 @@ class Decisions:
     def _store(
         self,
         inquiry: Inquiry,
-        request: pb.RecordDecisionRequest,
+        decision: Decision,
         request_key: str | None,
         decision_id: str,
         markings: Sequence[Marking],
@@ -110,28 +111,28 @@ class Decisions:
         caller = inquiry.caller
         now = context.now()
         with db.write_transaction(context.engine) as connection:
-            _check_no_advice_in_term(connection, request.case_reference, now)
+            _check_no_advice_in_term(connection, decision.case_reference, now)
             repository.add_decision(
                 connection,
                 decision_id,
                 request_key=request_key,
-                case_reference=request.case_reference,
+                case_reference=decision.case_reference,
                 party_id=caller.id,
                 recorded_time=now,
-                code=request.code,
-                stage=request.stage,
-                minor=request.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
+                code=decision.code,
+                stage=decision.stage,
+                minor=decision.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
                 known=bool(markings),
                 advice_current=any(m.advice_counts for m in markings),
-                advice_followed=request.advice_followed,
-                complex_problems=request.complex_problems_suspected,
-                deviation_reason_given=bool(request.deviation_reason.strip()),
+                advice_followed=decision.advice_followed,
+                complex_problems=decision.complex_problems_suspected,
+                deviation_reason_given=bool(decision.deviation_reason.strip()),
             )
             context.outbox.add(
                 connection,
                 routing.items,
                 now,
-                case_reference=request.case_reference,
+                case_reference=decision.case_reference,
                 decision_id=decision_id,
             )
             context.append(
@@ -140,10 +141,10 @@ class Decisions:
                 now,
                 "routed" if routing.items else "not-routed",
                 activity=DECISION_ACTIVITY,
-                subject=pseudonym_values(request.subject),
-                case_reference=request.case_reference,
+                subject=pseudonym_values(decision.subject),
+                case_reference=decision.case_reference,
                 routing=routing,
-                decision=pb.DecisionCode.Name(request.code),
+                decision=pb.DecisionCode.Name(decision.code),
             )
 
     def _earlier(self, request_key: str) -> Recorded | None:
@@ -153,7 +154,7 @@ class Decisions:
             return None
         decision_id, rows = earlier
         items = tuple(
-            Item(key, house_id, "", pb.Delivery(key=key, kind=kind), (), {})  # type: ignore[arg-type]
+            Item(key, house_id, "", pb.Delivery(key=key, kind=kind), (), {})
             for key, house_id, kind in rows
         )
         return Recorded(f"decisions/{decision_id}", Routing(items, ()))
@@ -195,10 +196,10 @@ def _check_no_advice_in_term(connection: Connection, case_reference: str, now: d
         )
 
 
-def _check_advice(request: pb.RecordDecisionRequest, markings: Sequence[Marking]) -> None:
+def _check_advice(decision: Decision, markings: Sequence[Marking]) -> None:
     """When a house has CURRENT or AGED advice, ZSM must say whether it followed it."""
     advising = [m.house_id for m in markings if m.advice_counts]
-    if advising and request.advice_followed not in _ADVICE_GIVEN:
+    if advising and decision.advice_followed not in _ADVICE_GIVEN:
         raise InvalidArgument(
             [
                 FieldViolation(

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from baken.feedback.v1 import feedback_service_pb2 as pb
 from services.common.db import utc
 from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
 from services.feedback.outbox import deliveries
@@ -62,7 +63,7 @@ def add_decision(
 
 def earlier_decision(
     connection: Connection, request_key: str
-) -> tuple[str, list[tuple[str, str, int]]] | None:
+) -> tuple[str, list[tuple[str, str, pb.DeliveryKind.ValueType]]] | None:
     """The decision recorded under `request_key`: its id, and its items as (key, house id,
     kind) in the order they were queued."""
     decision_id = connection.execute(

@@ -76,15 +76,15 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RecordDecisionResponse:
         formats = self._register.formats_of(caller_of(context).id)
-        validation.record_decision(request, self._decisions.referral_house, formats)
+        decision = validation.record_decision(request, self._decisions.referral_house, formats)
         inquiry = inquiry_of(
             context,
             SERVICE + "RecordDecision",
             TERUGKOPPELING,
-            request.on_behalf_of,
+            decision.on_behalf_of,
             register=self._register,
         )
-        recorded = self._decisions.record(inquiry, request)
+        recorded = self._decisions.record(inquiry, decision)
         return pb.RecordDecisionResponse(
             name=recorded.name,
             items=[
@@ -107,15 +107,15 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
         formats = self._register.formats_of(caller_of(context).id)
-        house_id, term = validation.request_advice(request, formats)
+        asked = validation.request_advice(request, formats)
         inquiry = inquiry_of(
             context,
             SERVICE + "RequestAdvice",
             ADVICE_PURPOSE,
-            request.on_behalf_of,
+            asked.on_behalf_of,
             register=self._register,
         )
-        view = self._advice.request(inquiry, request, house_id, term)
+        view = self._advice.request(inquiry, asked)
         return _advice_request(view, view.requested_time)
 
     def AnswerAdviceRequest(

@@ -18,7 +18,7 @@ from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
 from services.feedback.routing import Marking
 from services.feedback.signals import SIGNAL_PAGE, Signals
-from services.feedback.values import SignalIn
+from services.feedback.values import Pseudonym, SignalIn
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
@@ -53,7 +53,7 @@ class GrpcRegistry:
 
     def markings(
         self,
-        subject: Sequence[tuple[int, str, bytes]],
+        subject: Sequence[Pseudonym],
         *,
         case_reference: str,
         subject_age: int,
@@ -63,7 +63,7 @@ class GrpcRegistry:
         request = registry_service_pb2.LookupRequest(
             subject=pseudonym_pb2.Subject(
                 pseudonyms=[
-                    pseudonym_pb2.Pseudonym(kind=kind, key_id=key_id, value=value)  # type: ignore[arg-type]
+                    pseudonym_pb2.Pseudonym(kind=kind, key_id=key_id, value=value)
                     for kind, key_id, value in subject
                 ]
             ),
