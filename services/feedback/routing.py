@@ -18,6 +18,7 @@ from baken.houses import House
 from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 from services.common.access import AccessPolicy, Withhold
+from services.feedback.values import Decision, SealedEnvelope
 
 FLOWED_IN = "feedback.flowed_in"
 DECISION = "feedback.decision"
@@ -185,7 +186,7 @@ def _split(results: Sequence[Item | NotRouted]) -> Routing:
 
 
 def route_decision(
-    request: pb.RecordDecisionRequest,
+    decision: Decision,
     markings: Sequence[Marking],
     recipients: Recipients,
     *,
@@ -197,30 +198,32 @@ def route_decision(
     """The items a decision produces: one per marking (every house that marked the person,
     nationwide), or an aanmelding to `referral_house` for a not-known person with suspected
     complex problems. Technisch sepot 01 produces nothing."""
-    if request.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+    if decision.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
         return Routing((), ())
     base = pb.Delivery(
         house="",
-        case_reference=request.case_reference,
+        case_reference=decision.case_reference,
         occurred_time=timestamp(now),
         zsm_location=zsm_location,
     )
-    sepot = request.code == pb.DECISION_CODE_SEPOT
+    sepot = decision.code == pb.DECISION_CODE_SEPOT
     if sepot:
         base.decision.CopyFrom(
-            pb.DecisionFeedback(code=request.code, sepot_code=request.sepot_code)
+            pb.DecisionFeedback(code=decision.code, sepot_code=decision.sepot_code)
         )
     else:
         base.decision.CopyFrom(
             pb.DecisionFeedback(
-                code=request.code,
-                stage=request.stage,
-                subject_age=request.subject_age,
-                advice_followed=request.advice_followed,
-                deviation_reason=request.deviation_reason,
-                probation_report_requested=request.probation_report_requested,
-                triage=request.triage,
-                complex_problems_suspected=request.complex_problems_suspected,
+                code=decision.code,
+                stage=decision.stage,
+                subject_age=decision.subject_age,
+                advice_followed=decision.advice_followed,
+                deviation_reason=decision.deviation_reason,
+                probation_report_requested=decision.probation_report_requested,
+                triage=pb.TriageCheck(
+                    checked=decision.triage.checked, matched=decision.triage.matched
+                ),
+                complex_problems_suspected=decision.complex_problems_suspected,
             )
         )
     today = _day(now)
@@ -238,18 +241,28 @@ def route_decision(
             )
             key = f"dec-{decision_id}-{n:02d}"
             results.append(_keyed(addressed, key, record_person(marking.source_record_id)))
-    elif request.complex_problems_suspected and referral_house is not None:
+    elif decision.complex_problems_suspected and referral_house is not None:
         delivery = pb.Delivery()
         delivery.CopyFrom(base)
         delivery.house = f"houses/{referral_house}"
         delivery.kind = pb.DELIVERY_KIND_REFERRAL
-        delivery.referral.CopyFrom(request.referral)
+        if decision.referral is not None:
+            delivery.referral.CopyFrom(_envelope(decision.referral))
         addressed = recipients.address(
             referral_house, pb.DELIVERY_KIND_REFERRAL, _REFERRAL_FIELDS, today, delivery
         )
-        person = f"case:{request.case_reference}"
+        person = f"case:{decision.case_reference}"
         results.append(_keyed(addressed, f"ref-{decision_id}", person))
     return _split(results)
+
+
+def _envelope(envelope: SealedEnvelope) -> pb.SealedEnvelope:
+    return pb.SealedEnvelope(
+        house=envelope.house,
+        key_id=envelope.key_id,
+        ephemeral_public_key=envelope.ephemeral_public_key,
+        ciphertext=envelope.ciphertext,
+    )
 
 
 def route_signal(

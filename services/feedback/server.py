@@ -30,11 +30,14 @@ from services.common.at_rest import Sealer
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import DatabaseGauges, Metrics, MetricsServer
 from services.common.settings import FeedbackSettings
-from services.feedback.feedback import Feedback
+from services.feedback.advice import Advice
+from services.feedback.context import Context
+from services.feedback.decisions import Decisions
 from services.feedback.figures import FeedbackFigures
 from services.feedback.gauges import feedback_gauges
 from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
+from services.feedback.signals import Signals
 from services.feedback.upstream import GrpcRegistry, SignalFollower
 from services.running import RunningService, admission, bind
 
@@ -115,17 +118,17 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         max_failures=settings.max_failures,
         window=settings.delivery_window,
     )
-    feedback = Feedback(
+    context = Context(
         engine,
         clock,
         policy=policy,
         houses=houses,
-        municipalities=load_municipalities(houses),
         registry=registry,
         outbox=outbox,
         log=access_log,
-        identity=identity,
     )
+    signals = Signals(context, identity=identity)
+    decisions = Decisions(context, signals, municipalities=load_municipalities(houses))
     metrics = Metrics("feedback")
     metrics.add(DatabaseGauges(engine, clock, feedback_gauges(houses)))
     server, health_servicer = create_grpc_server(
@@ -137,7 +140,11 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     )
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
         FeedbackServicer(
-            feedback, outbox, poll_seconds=settings.poll_seconds, register=policy.covenants
+            context,
+            decisions,
+            Advice(context),
+            poll_seconds=settings.poll_seconds,
+            register=policy.covenants,
         ),
         server,
     )
@@ -157,7 +164,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     port, metrics_server = bind(
         server, settings.address, tls, settings.metrics_address, metrics, policy
     )
-    follower = SignalFollower(feedback, poll_seconds=settings.signal_poll_seconds)
+    follower = SignalFollower(signals, poll_seconds=settings.signal_poll_seconds)
     log.info(
         "feedback ready",
         port=port,

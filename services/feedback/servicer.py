@@ -1,5 +1,5 @@
 """FeedbackService over gRPC: checks each request, names the caller from its certificate, and
-hands over to services/feedback/feedback.py and the outbox."""
+hands over to the use cases (decisions, advice) and the outbox."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from services.accesslog.inquiry import inquiry_of
 from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of
 from services.feedback import validation
-from services.feedback.feedback import AdviceRequestView, Feedback
-from services.feedback.outbox import DeadLetter, Outbox
+from services.feedback.advice import ADVICE_PURPOSE, Advice
+from services.feedback.context import Context
+from services.feedback.decisions import Decisions
+from services.feedback.outbox import DeadLetter
 from services.feedback.routing import timestamp
+from services.feedback.values import AdviceRequestView
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
 
@@ -54,26 +57,34 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
 
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(
-        self, feedback: Feedback, outbox: Outbox, *, poll_seconds: float, register: CovenantSet
+        self,
+        context: Context,
+        decisions: Decisions,
+        advice: Advice,
+        *,
+        poll_seconds: float,
+        register: CovenantSet,
     ) -> None:
         self._register = register
-        self._feedback = feedback
-        self._outbox = outbox
+        self._context = context
+        self._decisions = decisions
+        self._advice = advice
+        self._outbox = context.outbox
         self._poll = poll_seconds
 
     def RecordDecision(
         self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RecordDecisionResponse:
         formats = self._register.formats_of(caller_of(context).id)
-        validation.record_decision(request, self._feedback.referral_house, formats)
+        decision = validation.record_decision(request, self._decisions.referral_house, formats)
         inquiry = inquiry_of(
             context,
             SERVICE + "RecordDecision",
             TERUGKOPPELING,
-            request.on_behalf_of,
+            decision.on_behalf_of,
             register=self._register,
         )
-        recorded = self._feedback.record_decision(inquiry, request)
+        recorded = self._decisions.record(inquiry, decision)
         return pb.RecordDecisionResponse(
             name=recorded.name,
             items=[
@@ -96,32 +107,32 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
         formats = self._register.formats_of(caller_of(context).id)
-        house_id, term = validation.request_advice(request, formats)
+        asked = validation.request_advice(request, formats)
         inquiry = inquiry_of(
             context,
             SERVICE + "RequestAdvice",
-            "advies-op-aanvraag",
-            request.on_behalf_of,
+            ADVICE_PURPOSE,
+            asked.on_behalf_of,
             register=self._register,
         )
-        view = self._feedback.request_advice(inquiry, request, house_id, term)
+        view = self._advice.request(inquiry, asked)
         return _advice_request(view, view.requested_time)
 
     def AnswerAdviceRequest(
         self, request: pb.AnswerAdviceRequestRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
         key = validation.key(request.delivery_key, "delivery_key")
-        view = self._feedback.answer_advice(caller_of(context), key)
+        view = self._advice.answer(caller_of(context), key)
         return _advice_request(view, view.answered_time or view.requested_time)
 
     def ListAdviceRequests(
         self, request: pb.ListAdviceRequestsRequest, context: grpc.ServicerContext
     ) -> pb.ListAdviceRequestsResponse:
         house_id = validation.house_id(request.house) if request.house else None
-        views = self._feedback.advice_requests(
+        views = self._advice.unanswered(
             caller_of(context), overdue_only=request.overdue_only, house_id=house_id
         )
-        now = self._feedback.now()
+        now = self._context.now()
         return pb.ListAdviceRequestsResponse(
             advice_requests=[_advice_request(v, now) for v in views]
         )
@@ -130,7 +141,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.SubscribeDeliveriesRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.Delivery]:
         house_id = validation.house_id(request.house)
-        self._feedback.check_adapter_for(caller_of(context), house_id)
+        self._context.check_adapter_for(caller_of(context), house_id)
         context.add_callback(self._outbox.notify)  # a cancelled stream stops waiting
         with self._outbox.stream(house_id):
             while context.is_active():
@@ -148,7 +159,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         due = self._outbox.next_due(house_id)
         if due is None:
             return self._poll
-        left = (due - self._feedback.now()).total_seconds()
+        left = (due - self._context.now()).total_seconds()
         return min(max(left, 0.01), self._poll)
 
     def AcknowledgeDelivery(
@@ -156,7 +167,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     ) -> pb.AcknowledgeDeliveryResponse:
         key = validation.key(request.key)
         failure = validation.failure(request.failure)
-        self._feedback.check_adapter_for(caller_of(context), self._outbox.house_of(key))
+        self._context.check_adapter_for(caller_of(context), self._outbox.house_of(key))
         self._outbox.acknowledge(key, failure)
         return pb.AcknowledgeDeliveryResponse()
 
@@ -164,7 +175,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         house_id = validation.house_id(request.house) if request.house else None
-        self._feedback.check_operator(caller_of(context))
+        self._context.check_operator(caller_of(context))
         return pb.ListDeadLettersResponse(
             dead_letters=[_dead_letter(d) for d in self._outbox.dead_letters(house_id)]
         )
@@ -173,5 +184,5 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RequeueDeadLetterRequest, context: grpc.ServicerContext
     ) -> pb.DeadLetter:
         key = validation.key(request.key)
-        self._feedback.check_operator(caller_of(context))
+        self._context.check_operator(caller_of(context))
         return _dead_letter(self._outbox.requeue(key))

@@ -16,8 +16,9 @@ from baken.errors import FailedPrecondition, Unavailable
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
-from services.feedback.feedback import SIGNAL_PAGE, Feedback, SignalIn
 from services.feedback.routing import Marking
+from services.feedback.signals import SIGNAL_PAGE, Signals
+from services.feedback.values import Pseudonym, SignalIn
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
@@ -52,7 +53,7 @@ class GrpcRegistry:
 
     def markings(
         self,
-        subject: Sequence[tuple[int, str, bytes]],
+        subject: Sequence[Pseudonym],
         *,
         case_reference: str,
         subject_age: int,
@@ -62,7 +63,7 @@ class GrpcRegistry:
         request = registry_service_pb2.LookupRequest(
             subject=pseudonym_pb2.Subject(
                 pseudonyms=[
-                    pseudonym_pb2.Pseudonym(kind=kind, key_id=key_id, value=value)  # type: ignore[arg-type]
+                    pseudonym_pb2.Pseudonym(kind=kind, key_id=key_id, value=value)
                     for kind, key_id, value in subject
                 ]
             ),
@@ -110,8 +111,8 @@ class SignalFollower:
     """Takes the registry's signals over into delivery items, page by page. The cursor is
     stored with the items; the next pull confirms it to the registry, which then forgets."""
 
-    def __init__(self, feedback: Feedback, *, poll_seconds: float, page: int = SIGNAL_PAGE) -> None:
-        self._feedback = feedback
+    def __init__(self, signals: Signals, *, poll_seconds: float, page: int = SIGNAL_PAGE) -> None:
+        self._signals = signals
         self._poll = poll_seconds
         # While the registry is away: twice the poll interval, doubling, up to 60 of them.
         self._retry = Backoff(2 * poll_seconds, 60 * poll_seconds, (0.8, 1.2))
@@ -129,7 +130,7 @@ class SignalFollower:
 
     def follow_once(self) -> int:
         """One page; how many signals it took over."""
-        return self._feedback.follow_signals(self._page)
+        return self._signals.follow(self._page)
 
     def _run(self) -> None:
         failures = 0

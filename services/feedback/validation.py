@@ -10,8 +10,10 @@ from collections.abc import Callable
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2
+from baken.type.v1 import pseudonym_pb2
 from services.common.checks import Checker, text_fault
 from services.common.covenants import Formats
+from services.feedback.values import AdviceQuestion, Decision, Pseudonym, SealedEnvelope, Triage
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 _SEPOT_CODE = re.compile(r"^(0[2-9]|[1-9][0-9])\Z")
@@ -31,6 +33,10 @@ def _age(check: Checker, value: int) -> None:
         check.fail("subject_age", "required: MINOR or ADULT")
 
 
+def _subject(subject: pseudonym_pb2.Subject) -> tuple[Pseudonym, ...]:
+    return tuple(Pseudonym(p.kind, p.key_id, p.value) for p in subject.pseudonyms)
+
+
 def house_id(name: str, field: str = "house") -> str:
     found = _HOUSE.match(name)
     if not found:
@@ -42,10 +48,10 @@ def record_decision(
     request: pb.RecordDecisionRequest,
     referral_house: Callable[[str], str | None],
     formats: Formats,
-) -> None:
-    """Checks the request as it stands, its case reference and user id in the formats of the
-    caller's party; whether the advice had to be weighed needs the registry and is checked
-    after the routing lookup."""
+) -> Decision:
+    """The decision, once the request as it stands is checked, its case reference and user id
+    in the formats of the caller's party; whether the advice had to be weighed needs the
+    registry and is checked after the routing lookup."""
     check = Checker()
     check.case_reference("case_reference", request.case_reference, formats, required=True)
     check.subject("subject", request.subject)
@@ -102,6 +108,28 @@ def record_decision(
     elif fault := text_fault(request.request_key):
         check.fail("request_key", fault)
     check.raise_if_failed()
+    envelope = request.referral
+    return Decision(
+        case_reference=request.case_reference,
+        subject=_subject(request.subject),
+        code=request.code,
+        sepot_code=request.sepot_code,
+        stage=request.stage,
+        subject_age=request.subject_age,
+        advice_followed=request.advice_followed,
+        deviation_reason=request.deviation_reason,
+        probation_report_requested=request.probation_report_requested,
+        triage=Triage(request.triage.checked, tuple(request.triage.matched)),
+        complex_problems_suspected=request.complex_problems_suspected,
+        residence_municipality=request.residence_municipality,
+        referral=SealedEnvelope(
+            envelope.house, envelope.key_id, envelope.ephemeral_public_key, envelope.ciphertext
+        )
+        if request.HasField("referral")
+        else None,
+        on_behalf_of=request.on_behalf_of,
+        request_key=request.request_key,
+    )
 
 
 def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None) -> None:
@@ -127,8 +155,9 @@ def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None)
         )
 
 
-def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> tuple[str, dt.timedelta]:
-    """(house id, term); the case reference and user id in the formats of the caller's party."""
+def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> AdviceQuestion:
+    """The question, once checked; the case reference and user id in the formats of the
+    caller's party."""
     check = Checker()
     check.case_reference("case_reference", request.case_reference, formats, required=True)
     check.subject("subject", request.subject)
@@ -150,7 +179,15 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> tuple[
     _age(check, request.subject_age)
     check.raise_if_failed()
     assert found is not None
-    return found.group(1), term
+    return AdviceQuestion(
+        case_reference=request.case_reference,
+        subject=_subject(request.subject),
+        house_id=found.group(1),
+        term=term,
+        question=request.question,
+        on_behalf_of=request.on_behalf_of,
+        subject_age=request.subject_age,
+    )
 
 
 def key(value: str, field: str = "key") -> str:

@@ -1,0 +1,118 @@
+"""Advice on request: ZSM asks a house that marked the person for advice within a term, the
+house's adapter reports it answered, and desks and operators list what is still open."""
+
+from __future__ import annotations
+
+import uuid
+
+from baken.errors import FailedPrecondition, NotFound
+from baken.pki import Identity
+from baken.type.v1 import purpose_pb2
+from services.accesslog.inquiry import Inquiry
+from services.common import db
+from services.feedback import repository
+from services.feedback.context import Context, pseudonym_values
+from services.feedback.routing import NotRouted, Routing, route_advice_request
+from services.feedback.values import AdviceQuestion, AdviceRequestView
+
+ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
+ADVICE_PURPOSE = "advies-op-aanvraag"
+
+
+class Advice:
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def request(self, inquiry: Inquiry, asked: AdviceQuestion) -> AdviceRequestView:
+        context = self._context
+        house_id, term = asked.house_id, asked.term
+        caller = inquiry.caller
+        context.authorise(caller, ADVICE_PURPOSE)
+        markings = context.markings(
+            inquiry,
+            asked.subject,
+            case_reference=asked.case_reference,
+            subject_age=asked.subject_age,
+            purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
+        )
+        marking = next((m for m in markings if m.house_id == house_id), None)
+        if marking is None:
+            raise FailedPrecondition(
+                "NOT_MARKED_BY_HOUSE",
+                f"houses/{house_id} has not marked this person; ask a house that has",
+            )
+        now = context.now()
+        request_id = uuid.uuid4().hex[:20]
+        routed = route_advice_request(
+            context.recipients,
+            request_id=request_id,
+            marking=marking,
+            case_reference=asked.case_reference,
+            question=asked.question,
+            zsm_location=context.location_of(caller),
+            now=now,
+            due=now + term,
+        )
+        if isinstance(routed, NotRouted):
+            raise FailedPrecondition(
+                f"HOUSE_NOT_GRANTED_{routed.reason}",
+                f"no covenant in force lets houses/{house_id} receive advice requests",
+            )
+        view = AdviceRequestView(
+            request_id,
+            asked.case_reference,
+            house_id,
+            routed.key,
+            caller.id,
+            now,
+            now + term,
+            None,
+        )
+        with db.write_transaction(context.engine) as connection:
+            repository.add_advice_request(connection, view)
+            context.outbox.add(connection, [routed], now, case_reference=asked.case_reference)
+            context.append(
+                connection,
+                inquiry,
+                now,
+                "routed",
+                activity=ADVICE_ACTIVITY,
+                subject=pseudonym_values(asked.subject),
+                case_reference=asked.case_reference,
+                routing=Routing((routed,), ()),
+                due=view.due_time.isoformat(),
+            )
+        context.outbox.notify()
+        return view
+
+    def answer(self, caller: Identity, delivery_key: str) -> AdviceRequestView:
+        """The house gave the advice asked for; answering twice keeps the first time."""
+        view = self._find(delivery_key)
+        self._context.check_adapter_for(caller, view.house_id)
+        if view.answered_time is None:
+            with db.write_transaction(self._context.engine) as connection:
+                repository.mark_answered(connection, delivery_key, self._context.now())
+            view = self._find(delivery_key)
+        return view
+
+    def unanswered(
+        self, caller: Identity, *, overdue_only: bool, house_id: str | None
+    ) -> list[AdviceRequestView]:
+        """Unanswered requests (open and overdue), earliest term first."""
+        context = self._context
+        if caller.role != "operator":
+            context.authorise(caller, ADVICE_PURPOSE)
+        else:
+            context.check_party(caller)
+        now = context.now()
+        with context.engine.connect() as connection:
+            return repository.unanswered_advice_requests(
+                connection, due_by=now if overdue_only else None, house_id=house_id
+            )
+
+    def _find(self, delivery_key: str) -> AdviceRequestView:
+        with self._context.engine.connect() as connection:
+            view = repository.advice_request(connection, delivery_key)
+        if view is None:
+            raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this delivery key")
+        return view

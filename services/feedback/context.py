@@ -1,0 +1,179 @@
+"""What the feedback service's use cases share: who may call, where a caller sits, the clock, the
+registry's markings, and the access-log entry of each thing done.
+
+Which houses marked the person, and whether one has CURRENT or AGED advice, comes from the
+registry (a lookup under the feedback service's own certificate, itself in the registry's access
+log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+
+from baken.clock import Clock
+from baken.errors import NotFound, PermissionDenied
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.houses import House
+from baken.pki import Identity
+from services.accesslog.inquiry import Inquiry, entry
+from services.accesslog.store import AccessLog
+from services.common.access import AccessPolicy
+from services.common.covenants import zsm_locations
+from services.feedback.outbox import Outbox
+from services.feedback.routing import Marking, Recipients, Routing
+from services.feedback.values import Pseudonym, SignalIn
+
+
+def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
+    """The subject's pseudonyms, as the access log keeps them."""
+    return tuple(p.value for p in subject)
+
+
+class Registry(Protocol):
+    """What the feedback service asks of the registry."""
+
+    def markings(
+        self,
+        subject: Sequence[Pseudonym],
+        *,
+        case_reference: str,
+        subject_age: int,
+        on_behalf_of: str,
+        purpose: int,
+    ) -> list[Marking]: ...
+
+    def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
+        """The signals after `after`, confirming everything up to it."""
+        ...
+
+
+class Context:
+    """The service's database, clock, covenants, houses, registry, outbox and access log, and
+    the checks every use case makes with them."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        policy: AccessPolicy,
+        houses: Mapping[str, House],
+        registry: Registry,
+        outbox: Outbox,
+        log: AccessLog,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.houses = houses
+        self.registry = registry
+        self.outbox = outbox
+        self.recipients = Recipients(policy, houses)
+        self._policy = policy
+        self._log = log
+        self._locations = zsm_locations(policy.covenants.parties, houses)
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    # -- who may ----------------------------------------------------------------------------------
+
+    def authorise(self, caller: Identity, purpose: str) -> None:
+        self._policy.authorise(caller, purpose, self.clock.today())
+
+    def check_party(self, caller: Identity) -> None:
+        self._policy.check_party(caller)
+
+    def check_adapter_for(self, caller: Identity, house_id: str) -> House:
+        """The caller must be the source adapter of the house's source system."""
+        self._policy.check_party(caller)
+        house = self.houses.get(house_id)
+        if house is None:
+            raise NotFound("HOUSE_NOT_FOUND", "no house has this name")
+        party = self._policy.covenants.parties[caller.id]
+        system = house.source_system_token
+        if caller.role != "source-adapter" or party.source_system != system:
+            raise PermissionDenied(
+                "NOT_THE_HOUSES_ADAPTER", f"only the {system} adapter takes this house's items"
+            )
+        return house
+
+    def check_operator(self, caller: Identity) -> None:
+        self._policy.check_party(caller)
+        if caller.role != "operator":
+            raise PermissionDenied("OPERATORS_ONLY", "only an operator handles dead letters")
+
+    def location_of(self, caller: Identity) -> str:
+        return self._locations.get(caller.id, caller.organisation)
+
+    # -- the registry -----------------------------------------------------------------------------
+
+    def markings(
+        self,
+        inquiry: Inquiry,
+        subject: Sequence[Pseudonym],
+        *,
+        case_reference: str,
+        subject_age: int,
+        purpose: int,
+    ) -> list[Marking]:
+        """The houses that marked the person, as the registry tells the feedback service; the
+        registry logs the desk and user on whose behalf it asks."""
+        return self.registry.markings(
+            subject,
+            case_reference=case_reference,
+            subject_age=subject_age,
+            on_behalf_of=f"{inquiry.caller.id}/{inquiry.on_behalf_of}"[:64],
+            purpose=purpose,
+        )
+
+    # -- the access log ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        connection: Connection,
+        inquiry: Inquiry,
+        now: dt.datetime,
+        outcome: str,
+        *,
+        activity: str,
+        subject: Sequence[bytes] = (),
+        case_reference: str | None = None,
+        routing: Routing | None = None,
+        **extra: Any,
+    ) -> None:
+        """The access-log entry of what `inquiry` did, in the caller's transaction."""
+        body: dict[str, Any] = dict(extra)
+        if routing is not None:
+            # Per item: which house got which fields, under which covenant; and who got nothing.
+            body["items"] = [
+                {
+                    "key": i.key,
+                    "house": i.house_id,
+                    "kind": pb.DeliveryKind.Name(i.delivery.kind),
+                    "fields": dict(i.sent),
+                    "withheld": list(i.withheld),
+                }
+                for i in routing.items
+            ]
+            body["not_routed"] = [
+                {"house": n.house_id, "reason": n.reason} for n in routing.not_routed
+            ]
+        self._log.append(
+            connection,
+            [
+                entry(
+                    inquiry,
+                    now,
+                    outcome,
+                    activity=activity,
+                    subject=subject,
+                    case_reference=case_reference,
+                    **body,
+                ),
+            ],
+            now,
+        )

@@ -1,0 +1,211 @@
+"""Recording a ZSM decision: route it to the houses that marked the person (or an aanmelding to
+the house of the residence municipality), and purge the case on technisch sepot 01.
+
+Everything a call writes (the decision, its delivery items, the access-log entry) commits in one
+transaction; the outbox is woken after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from baken.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.purposes import TERUGKOPPELING
+from baken.registry.v1 import registry_service_pb2
+from baken.type.v1 import purpose_pb2
+from services.accesslog.inquiry import Inquiry
+from services.common import db
+from services.feedback import repository
+from services.feedback.context import Context, pseudonym_values
+from services.feedback.routing import Item, Marking, NotRouted, Routing, route_decision
+from services.feedback.signals import SIGNAL_PAGE, Signals
+from services.feedback.values import Decision
+
+DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
+PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
+_ADVICE_GIVEN = (pb.ADVICE_FOLLOWED_FOLLOWED, pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    name: str
+    routing: Routing
+    purged_items: int = 0
+
+
+class Decisions:
+    def __init__(
+        self, context: Context, signals: Signals, *, municipalities: Mapping[str, str]
+    ) -> None:
+        self._context = context
+        self._signals = signals
+        self._municipalities = municipalities
+
+    def referral_house(self, municipality: str) -> str | None:
+        return self._municipalities.get(municipality.strip().casefold())
+
+    def record(self, inquiry: Inquiry, decision: Decision) -> Recorded:
+        context = self._context
+        caller = inquiry.caller
+        context.authorise(caller, TERUGKOPPELING)
+        request_key = f"{caller.id}:{decision.request_key}" if decision.request_key else None
+        if request_key is not None:
+            earlier = self._earlier(request_key)
+            if earlier is not None:
+                return earlier
+        if decision.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+            return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
+        markings = context.markings(
+            inquiry,
+            decision.subject,
+            case_reference=decision.case_reference,
+            subject_age=decision.subject_age,
+            purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        )
+        _check_advice(decision, markings)
+        now = context.now()
+        decision_id = uuid.uuid4().hex[:20]
+        referral_house = self.referral_house(decision.residence_municipality)
+        routing = route_decision(
+            decision,
+            markings,
+            context.recipients,
+            decision_id=decision_id,
+            referral_house=referral_house,
+            zsm_location=context.location_of(caller),
+            now=now,
+        )
+        not_routed = routing.not_routed
+        if not markings and decision.complex_problems_suspected and referral_house is None:
+            not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
+        routing = Routing(routing.items, not_routed)
+        try:
+            self._store(inquiry, decision, request_key, decision_id, markings, routing)
+        except IntegrityError:
+            # The same request_key, recorded by a concurrent retry a moment ago.
+            earlier = self._earlier(request_key) if request_key else None
+            if earlier is None:
+                raise
+            return earlier
+        context.outbox.notify()
+        return Recorded(f"decisions/{decision_id}", routing)
+
+    def _store(
+        self,
+        inquiry: Inquiry,
+        decision: Decision,
+        request_key: str | None,
+        decision_id: str,
+        markings: Sequence[Marking],
+        routing: Routing,
+    ) -> None:
+        """The decision, its items and its access-log entry, in one transaction."""
+        context = self._context
+        caller = inquiry.caller
+        now = context.now()
+        with db.write_transaction(context.engine) as connection:
+            _check_no_advice_in_term(connection, decision.case_reference, now)
+            repository.add_decision(
+                connection,
+                decision_id,
+                request_key=request_key,
+                case_reference=decision.case_reference,
+                party_id=caller.id,
+                recorded_time=now,
+                code=decision.code,
+                stage=decision.stage,
+                minor=decision.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
+                known=bool(markings),
+                advice_current=any(m.advice_counts for m in markings),
+                advice_followed=decision.advice_followed,
+                complex_problems=decision.complex_problems_suspected,
+                deviation_reason_given=bool(decision.deviation_reason.strip()),
+            )
+            context.outbox.add(
+                connection,
+                routing.items,
+                now,
+                case_reference=decision.case_reference,
+                decision_id=decision_id,
+            )
+            context.append(
+                connection,
+                inquiry,
+                now,
+                "routed" if routing.items else "not-routed",
+                activity=DECISION_ACTIVITY,
+                subject=pseudonym_values(decision.subject),
+                case_reference=decision.case_reference,
+                routing=routing,
+                decision=pb.DecisionCode.Name(decision.code),
+            )
+
+    def _earlier(self, request_key: str) -> Recorded | None:
+        with self._context.engine.connect() as connection:
+            earlier = repository.earlier_decision(connection, request_key)
+        if earlier is None:
+            return None
+        decision_id, rows = earlier
+        items = tuple(
+            Item(key, house_id, "", pb.Delivery(key=key, kind=kind), (), {})
+            for key, house_id, kind in rows
+        )
+        return Recorded(f"decisions/{decision_id}", Routing(items, ()))
+
+    def _purge(self, inquiry: Inquiry, case_reference: str) -> int:
+        """Technisch sepot 01: nobody may use the case's data. Everything of the case goes,
+        queued items included; the log says that a purge happened, by whom, and how much,
+        never which case. Signals of the case still waiting in the registry are taken over
+        first, so that none arrives after the purge (UNAVAILABLE while the registry is away)."""
+        context = self._context
+        while self._signals.follow() == SIGNAL_PAGE:
+            pass
+        now = context.now()
+        with db.write_transaction(context.engine) as connection:
+            items = context.outbox.purge_case(connection, case_reference)
+            requests = repository.delete_advice_requests(connection, case_reference)
+            earlier = repository.delete_decisions(connection, case_reference)
+            context.append(
+                connection,
+                inquiry,
+                now,
+                "purged",
+                activity=PURGE_ACTIVITY,
+                purged={"items": items, "advice_requests": requests, "decisions": earlier},
+            )
+        context.outbox.notify()
+        return items
+
+
+def _check_no_advice_in_term(connection: Connection, case_reference: str, now: dt.datetime) -> None:
+    waiting = repository.advice_in_term(connection, case_reference, now)
+    if waiting is not None:
+        house_id, due_time = waiting
+        raise FailedPrecondition(
+            "ADVICE_REQUEST_IN_TERM",
+            f"advice was asked of houses/{house_id} until "
+            f"{due_time.isoformat(timespec='minutes')}; decide after its "
+            "answer or once the term has passed",
+        )
+
+
+def _check_advice(decision: Decision, markings: Sequence[Marking]) -> None:
+    """When a house has CURRENT or AGED advice, ZSM must say whether it followed it."""
+    advising = [m.house_id for m in markings if m.advice_counts]
+    if advising and decision.advice_followed not in _ADVICE_GIVEN:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "advice_followed",
+                    f"required: houses/{advising[0]} has CURRENT or AGED advice for this "
+                    "person; FOLLOWED or NOT_FOLLOWED (with deviation_reason)",
+                )
+            ]
+        )

@@ -1,0 +1,189 @@
+"""The feedback service's tables, other than the delivery outbox's (services/feedback/outbox.py):
+decisions, advice requests and the signal cursor. Each function runs on the caller's connection,
+so the caller decides what commits together."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from baken.feedback.v1 import feedback_service_pb2 as pb
+from services.common.db import utc
+from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
+from services.feedback.outbox import deliveries
+from services.feedback.values import AdviceRequestView
+
+decisions = cast(Table, DecisionRow.__table__)
+advice_requests = cast(Table, AdviceRequestRow.__table__)
+cursor_table = cast(Table, SignalCursorRow.__table__)
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+def add_decision(
+    connection: Connection,
+    decision_id: str,
+    *,
+    request_key: str | None,
+    case_reference: str,
+    party_id: str,
+    recorded_time: dt.datetime,
+    code: int,
+    stage: int,
+    minor: bool,
+    known: bool,
+    advice_current: bool,
+    advice_followed: int,
+    complex_problems: bool,
+    deviation_reason_given: bool,
+) -> None:
+    """The decision as management information counts it (services/feedback/figures.py)."""
+    connection.execute(
+        decisions.insert().values(
+            id=decision_id,
+            request_key=request_key,
+            case_reference=case_reference,
+            party_id=party_id,
+            recorded_time=recorded_time,
+            code=code,
+            stage=stage,
+            minor=minor,
+            known=known,
+            advice_current=advice_current,
+            advice_followed=advice_followed,
+            complex_problems=complex_problems,
+            deviation_reason_given=deviation_reason_given,
+        )
+    )
+
+
+def earlier_decision(
+    connection: Connection, request_key: str
+) -> tuple[str, list[tuple[str, str, pb.DeliveryKind.ValueType]]] | None:
+    """The decision recorded under `request_key`: its id, and its items as (key, house id,
+    kind) in the order they were queued."""
+    decision_id = connection.execute(
+        select(decisions.c.id).where(decisions.c.request_key == request_key)
+    ).scalar()
+    if decision_id is None:
+        return None
+    rows = connection.execute(
+        select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
+        .where(deliveries.c.decision_id == decision_id)
+        .order_by(deliveries.c.seq)
+    ).all()
+    return decision_id, [(r.key, r.house_id, r.kind) for r in rows]
+
+
+def delete_decisions(connection: Connection, case_reference: str) -> int:
+    return connection.execute(
+        delete(decisions).where(decisions.c.case_reference == case_reference)
+    ).rowcount
+
+
+# -- advice requests ------------------------------------------------------------------------------
+
+
+def advice_in_term(
+    connection: Connection, case_reference: str, now: dt.datetime
+) -> tuple[str, dt.datetime] | None:
+    """The unanswered advice request of the case whose term ends first, if one is still
+    in term: (house id, due time)."""
+    waiting = connection.execute(
+        select(advice_requests.c.house_id, advice_requests.c.due_time)
+        .where(
+            advice_requests.c.case_reference == case_reference,
+            advice_requests.c.answered_time.is_(None),
+            advice_requests.c.due_time > now,
+        )
+        .order_by(advice_requests.c.due_time)
+        .limit(1)
+    ).first()
+    return None if waiting is None else (waiting.house_id, utc(waiting.due_time))
+
+
+def add_advice_request(connection: Connection, view: AdviceRequestView) -> None:
+    connection.execute(
+        advice_requests.insert().values(
+            id=view.id,
+            case_reference=view.case_reference,
+            house_id=view.house_id,
+            delivery_key=view.delivery_key,
+            requested_by=view.requested_by,
+            requested_time=view.requested_time,
+            due_time=view.due_time,
+        )
+    )
+
+
+def advice_request(connection: Connection, delivery_key: str) -> AdviceRequestView | None:
+    row = connection.execute(
+        select(advice_requests).where(advice_requests.c.delivery_key == delivery_key)
+    ).first()
+    return None if row is None else _view(row)
+
+
+def mark_answered(connection: Connection, delivery_key: str, now: dt.datetime) -> None:
+    """Answered at `now`, unless it was answered before."""
+    connection.execute(
+        update(advice_requests)
+        .where(
+            advice_requests.c.delivery_key == delivery_key,
+            advice_requests.c.answered_time.is_(None),
+        )
+        .values(answered_time=now)
+    )
+
+
+def unanswered_advice_requests(
+    connection: Connection, *, due_by: dt.datetime | None, house_id: str | None
+) -> list[AdviceRequestView]:
+    """Earliest term first; only those due by `due_by` and of `house_id`, when given."""
+    query = select(advice_requests).where(advice_requests.c.answered_time.is_(None))
+    if due_by is not None:
+        query = query.where(advice_requests.c.due_time <= due_by)
+    if house_id is not None:
+        query = query.where(advice_requests.c.house_id == house_id)
+    rows = connection.execute(query.order_by(advice_requests.c.due_time)).all()
+    return [_view(r) for r in rows]
+
+
+def delete_advice_requests(connection: Connection, case_reference: str) -> int:
+    return connection.execute(
+        delete(advice_requests).where(advice_requests.c.case_reference == case_reference)
+    ).rowcount
+
+
+def _view(r: Row[Any]) -> AdviceRequestView:
+    return AdviceRequestView(
+        r.id,
+        r.case_reference,
+        r.house_id,
+        r.delivery_key,
+        r.requested_by,
+        utc(r.requested_time),
+        utc(r.due_time),
+        None if r.answered_time is None else utc(r.answered_time),
+    )
+
+
+# -- the signal cursor ----------------------------------------------------------------------------
+
+
+def signal_cursor(connection: Connection) -> int:
+    """The sequence of the last signal taken over (0: none yet)."""
+    value = connection.execute(select(cursor_table.c.after_sequence)).scalar()
+    return int(value or 0)
+
+
+def set_signal_cursor(connection: Connection, after: int) -> None:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(
+        dialect.insert(cursor_table)
+        .values(id=1, after_sequence=after)
+        .on_conflict_do_update(index_elements=["id"], set_={"after_sequence": after})
+    )

@@ -1,0 +1,92 @@
+"""Taking over the registry's signals: a ZSM lookup hit a house's marker, so the house hears
+that the person flowed in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from baken.pki import Identity
+from baken.purposes import TERUGKOPPELING
+from services.accesslog.inquiry import Inquiry
+from services.common import db
+from services.feedback import repository
+from services.feedback.context import Context
+from services.feedback.routing import Item, NotRouted, Routing, route_signal
+from services.feedback.values import SignalIn
+
+SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
+SIGNAL_PAGE = 500
+
+
+class Signals:
+    def __init__(self, context: Context, *, identity: Identity) -> None:
+        self._context = context
+        # The feedback service itself: it takes signals over of its own accord.
+        self._identity = identity
+
+    def follow(self, page: int = SIGNAL_PAGE) -> int:
+        """Take over one page of the registry's signals; how many there were."""
+        signals = self._context.registry.pull_signals(self.cursor(), page)
+        self.take_over(signals)
+        return len(signals)
+
+    def cursor(self) -> int:
+        with self._context.engine.connect() as connection:
+            return repository.signal_cursor(connection)
+
+    def take_over(self, signals: Sequence[SignalIn]) -> int:
+        """Items for the signals, and the cursor past them, in one transaction: a crash
+        before the commit takes them over again, after it never twice (keys dedupe too)."""
+        if not signals:
+            return 0
+        context = self._context
+        now = context.now()
+        routed = [
+            (
+                s,
+                route_signal(
+                    context.recipients,
+                    house_id=s.house_id,
+                    source_record_id=s.source_record_id,
+                    case_reference=s.case_reference,
+                    zsm_location=s.zsm_location,
+                    lookup_time=s.lookup_time,
+                    sequence=s.sequence,
+                ),
+            )
+            for s in signals
+            if s.house_id in context.houses
+        ]
+        items = [(s, r) for s, r in routed if isinstance(r, Item)]
+        last = max(s.sequence for s in signals)
+        with db.write_transaction(context.engine) as connection:
+            new = 0
+            for signal, item in items:
+                new += context.outbox.add(
+                    connection, [item], now, case_reference=signal.case_reference or None
+                )
+            repository.set_signal_cursor(connection, last)
+            inquiry = Inquiry(
+                self._identity,
+                TERUGKOPPELING,
+                on_behalf_of="signal-follower",
+                operation="TakeOverSignals",
+                request_id="",
+                client_address="",
+                trace_id=uuid.uuid4().hex,
+            )
+            context.append(
+                connection,
+                inquiry,
+                now,
+                "routed",
+                activity=SIGNAL_ACTIVITY,
+                routing=Routing(
+                    tuple(i for _, i in items),
+                    tuple(r for _, r in routed if isinstance(r, NotRouted)),
+                ),
+                signals=[signals[0].sequence, last],
+            )
+        context.outbox.notify()
+        return new
