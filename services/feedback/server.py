@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import grpc
@@ -201,12 +199,4 @@ def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
 
 
 def serve(settings: FeedbackSettings) -> None:
-    """Run until SIGINT or SIGTERM; then finish the calls in flight (up to 5 s)."""
-    running = create_server(settings)
-    running.start()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    running.stop(grace=5)
-    log.info("feedback stopped")
+    create_server(settings).run_until_signalled("feedback")
