@@ -5,7 +5,7 @@ read back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,3 +39,15 @@ def in_new_parent(deliver: Callable[[Path, Delivery], bool]) -> Callable[[Path, 
         return deliver(path, delivery)
 
     return write
+
+
+def per_region(
+    write: Callable[[Path, Iterable[SourceRecord]], None],
+) -> Callable[[Path, str, Sequence[SourceRecord]], None]:
+    """The export writer of a source that exports a whole region in one file: the unit (the
+    region) names only the file."""
+
+    def write_export(path: Path, _region: str, records: Sequence[SourceRecord]) -> None:
+        write(path, records)
+
+    return write_export

@@ -1,25 +1,16 @@
 """The Amazone source adapter: reads the marker export of Amazone and writes each item of
 feedback as a row of the house's mutatie file (see README.md)."""
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from adapters.amazone import deliver
 from adapters.amazone.export import AmazoneExport
 from adapters.amazone.write import write_export
-from adapters.records import SourceRecord
-from adapters.source import SourceSystem, in_new_parent
-
-
-def _write_region(path: Path, _region: str, records: Sequence[SourceRecord]) -> None:
-    write_export(path, records)
-
+from adapters.source import SourceSystem, in_new_parent, per_region
 
 SOURCE = SourceSystem(
     system="amazone",
     party="adapter-amazone",
     export=AmazoneExport,
-    write_export=_write_region,
+    write_export=per_region(write_export),
     export_suffix="csv",
     export_per_house=False,
     # The house's mutatie file, collected for the Amazone import.

@@ -1,25 +1,16 @@
 """The PGA/A&T source adapter: reads the A&T module's JSON Lines export and appends each item of
 feedback as a beslisrecord to the house's JSON Lines file (see README.md)."""
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from adapters.pga import deliver
 from adapters.pga.export import PgaExport
 from adapters.pga.write import write_export
-from adapters.records import SourceRecord
-from adapters.source import SourceSystem, in_new_parent
-
-
-def _write_region(path: Path, _region: str, records: Sequence[SourceRecord]) -> None:
-    write_export(path, records)
-
+from adapters.source import SourceSystem, in_new_parent, per_region
 
 SOURCE = SourceSystem(
     system="pga",
     party="adapter-pga",
     export=PgaExport,
-    write_export=_write_region,
+    write_export=per_region(write_export),
     export_suffix="jsonl",
     export_per_house=False,
     # The A&T beslisrecords the house's PGA imports (JSON lines).
