@@ -87,6 +87,11 @@ class Interrupted(TopologyError):
     """interrupt() came while starting: everything started was stopped again."""
 
 
+# How often `baken up`'s witnesses ask for a signed head: as often as a head is signed while
+# entries are written (CheckpointPolicy.seconds).
+WITNESS_INTERVAL_S = 30.0
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the running system is, for clients (the demo, tests, an operator's shell)."""
@@ -324,6 +329,21 @@ class Topology:
                     f"adapter-{system}-receive",
                     ["adapter", system, "receive", "--target", str(deliveries)],
                 )
+            # The privacy officer's witnesses: each keeps its service's signed heads in a
+            # store of its own, outside the service's database.
+            for service, target in (
+                ("registry", endpoints.registry),
+                ("feedback", endpoints.feedback),
+            ):
+                self._spawn(
+                    f"witness-{service}",
+                    [
+                        "audit", "witness", "--service", service, "--target", target,
+                        "--public-key", str(endpoints.audit_public_keys[service]),
+                        "--store", str(self.run_dir / "witnesses" / service),
+                        "--interval", f"{WITNESS_INTERVAL_S:g}",
+                    ],
+                )  # fmt: skip
         except BaseException:
             self.stop()
             raise
@@ -348,15 +368,17 @@ class Topology:
         return True
 
     def stop(self) -> None:
-        """Adapters, then the feedback service, then the registry: each SIGTERM, then SIGKILL
-        after the stop timeout. Idempotent."""
+        """The services' clients (adapters, witnesses), then the feedback service, then the
+        registry: each SIGTERM, then SIGKILL after the stop timeout. Idempotent."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
             self._supervisor = None
-        adapters = [c for name, c in self._children.items() if name.startswith("adapter-")]
-        for group in (adapters, [self._children.get("feedback")], [self._children.get("registry")]):
-            members = [c for c in group if c is not None]
+        services = ("feedback", "registry")
+        clients = [c for name, c in self._children.items() if name not in services]
+        groups: list[list[Supervised]] = [clients]
+        groups += [[self._children[name]] for name in services if name in self._children]
+        for members in groups:
             for child in members:
                 child.terminate()
             deadline = time.monotonic() + self._stop_timeout

@@ -32,6 +32,8 @@ PROCESSES = {
     "registry",
     "feedback",
     *(f"adapter-{system}-{half}" for system in SOURCES for half in ("watch", "receive")),
+    "witness-registry",
+    "witness-feedback",
 }
 
 
@@ -99,6 +101,9 @@ def test_every_process_runs_and_a_killed_adapter_is_restarted(tmp_path: Path) ->
         # Each adapter receives for its houses.
         for name in (f"adapter-{system}-receive" for system in SOURCES):
             _wait_for(lambda: "feedback stream subscribed" in _log(topology, name), name)  # noqa: B023
+        # The privacy officer's witnesses ask each service for its signed head.
+        for name in ("witness-registry", "witness-feedback"):
+            _wait_for(lambda: "signed" in _log(topology, name), name)  # noqa: B023
 
         # An export put into the PGA source directory is synced into the registry.
         houses = load_houses()
