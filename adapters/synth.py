@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.records import Person, SourceRecord
+from adapters.sources import SOURCES
 from baken.houses import House
 from baken.registry.v1 import house_pb2
 
@@ -204,8 +205,6 @@ def write_exports(
     """Each region's houses in their own source system's export, `bad_share` of the records
     spoiled (never those of the persons in `spare`); source system ("gcos", "amazone", "pga")
     -> the files written."""
-    from adapters.sources import SOURCES
-
     rng = random.Random(seed + 1)
     directory.mkdir(parents=True, exist_ok=True)
     grouped: dict[tuple[str, str], list[SourceRecord]] = {}

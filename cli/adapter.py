@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.framework import BATCH, MAX_DELETE_SHARE, Adapter, SyncReport
+from adapters.receive import Receiver
 from adapters.sources import SOURCES
 from adapters.state import State
+from adapters.synth import population, write_exports
 from adapters.transport import answerer, sender
+from baken import logs
 from baken.client import connect
 from baken.clock import SystemClock
 from baken.errors import UserError
@@ -183,9 +186,6 @@ def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
 
 def _receive(args: argparse.Namespace) -> None:
     """Receive until SIGINT or SIGTERM, or until every house's stream was refused."""
-    from adapters.receive import Receiver
-    from baken import logs
-
     if not args.feedback:
         raise UserError(f"receive needs --feedback HOST:PORT (env {FEEDBACK_TARGET_ENV})")
     if args.target is None:
@@ -400,8 +400,6 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from adapters.synth import population, write_exports
-
     houses = load_houses()
     today = SystemClock().today()
     people = population(houses, today, seed=args.seed, scale=args.scale)

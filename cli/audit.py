@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.render import access_entry, shown
 from cli.options import person_options, person_subject, registry_settings
+from cli.witness import WitnessError, check, head_of, opened
+from services.accesslog import signing
 from services.common.settings import FeedbackSettings, RegistrySettings
 
 if TYPE_CHECKING:
@@ -149,7 +152,6 @@ def _service_settings(args: argparse.Namespace) -> RegistrySettings | FeedbackSe
 def _verify(args: argparse.Namespace) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from cli.witness import WitnessError, opened
     from services.accesslog.store import CheckpointPolicy
     from services.accesslog.verify import verify_database
 
@@ -204,11 +206,6 @@ def _summary(result: Verification, policy: CheckpointPolicy) -> str:
 
 
 def _witness(args: argparse.Namespace) -> None:
-    import time
-
-    from cli.witness import WitnessError, check, head_of, opened
-    from services.accesslog import signing
-
     target = args.target or os.environ.get(
         "BAKEN_FEEDBACK_TARGET" if args.service == "feedback" else "BAKEN_REGISTRY_TARGET",
         "127.0.0.1:50052" if args.service == "feedback" else "127.0.0.1:50051",

@@ -13,10 +13,15 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from baken import enums
+from baken import enums, sealed
+from baken.age import claimed_minor
+from baken.client import connect, subject_age
+from baken.clock import SystemClock
 from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.houses import load_houses, load_municipalities
+from baken.pki import TlsFiles
 from baken.render import advice_request_line, shown
 from cli.options import (
     FEEDBACK_TARGET_ENV,
@@ -40,9 +45,6 @@ KINDS = enums.tokens(pb.DeliveryKind, "DELIVERY_KIND_", "-")
 
 
 def _stub(args: argparse.Namespace) -> tuple[Any, feedback_service_pb2_grpc.FeedbackServiceStub]:
-    from baken.client import connect
-    from baken.pki import TlsFiles
-
     channel = connect(args.feedback, TlsFiles.of(args.pki_dir, party(args)))
     return channel, feedback_service_pb2_grpc.FeedbackServiceStub(channel)
 
@@ -54,10 +56,6 @@ def _user(args: argparse.Namespace) -> str:
 
 
 def _age(args: argparse.Namespace) -> int:
-    from baken.age import claimed_minor
-    from baken.client import subject_age
-    from baken.clock import SystemClock
-
     try:
         minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
     except ValueError as error:
@@ -72,9 +70,6 @@ def _referral(args: argparse.Namespace) -> pb.SealedEnvelope | None:
     feedback service only ever holds the ciphertext."""
     if not args.complex_problems:
         return None
-    from baken import sealed
-    from baken.houses import load_houses, load_municipalities
-
     if not args.municipality:
         raise UserError(
             "--complex-problems needs --municipality (the aanmelding goes to its house)"

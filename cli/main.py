@@ -1,4 +1,7 @@
-"""The `baken` command."""
+"""The `baken` command: the parser of every command group, and how errors reach the user.
+
+A command that runs a service or the demo imports it inside its function, so that a desk's
+`baken lookup` starts without loading them."""
 
 from __future__ import annotations
 
@@ -10,16 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pydantic import ValidationError
 
 from baken import crash, logs, pki, sealed
-from baken.client import error_reason
+from baken.age import claimed_minor
+from baken.client import RegistryClient, connect, error_reason
+from baken.clock import SystemClock
 from baken.errors import ListenError, UserError
+from baken.houses import load_houses
 from baken.keyring import KeyFileError, KeyRing
 from baken.pki import PkiError, TlsFiles
 from baken.pseudonym import InvalidIdentifier
 from baken.purposes import INTAKE, PURPOSES
+from baken.render import lookup_json, lookup_text
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
 from cli import feedback as feedback_cli
@@ -109,11 +117,6 @@ def _reseal(args: argparse.Namespace) -> None:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    from baken.age import claimed_minor
-    from baken.client import RegistryClient, connect
-    from baken.clock import SystemClock
-    from baken.render import lookup_json, lookup_text
-
     ring, subject = person_subject(args)
     try:
         minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
@@ -136,8 +139,6 @@ def _lookup(args: argparse.Namespace) -> None:
 def _pki(args: argparse.Namespace) -> None:
     if (args.dir / "ca.pem").exists():
         raise UserError(f"{args.dir} holds a CA already; remove it to start afresh")
-    from baken.houses import load_houses
-
     now = dt.datetime.now(dt.UTC)
     issued = pki.init(args.dir, covenants.identities(), now=now, service_hosts=args.host or ())
     houses = load_houses()
@@ -373,8 +374,6 @@ def _rpc_message(error: grpc.RpcError, args: argparse.Namespace) -> str:
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     fields = []
     if status is not None:
-        from google.rpc import error_details_pb2
-
         for detail in status.details:
             bad = error_details_pb2.BadRequest()
             if detail.Unpack(bad):

@@ -8,8 +8,10 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
+from adapters.sources import SOURCES
 from baken.errors import UserError
 from baken.pki import TlsFiles
 from services.common.settings import FeedbackSettings, RegistrySettings
@@ -76,11 +78,8 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _say_up(topology: Any, database_url: str | None, say: Callable[[str], None]) -> None:
-    from shlex import quote
-
     from sqlalchemy.engine import make_url
 
-    from adapters.sources import SOURCES
     from services.operations import search_path_schema
 
     e = topology.endpoints

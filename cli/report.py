@@ -11,6 +11,8 @@ from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.stuurinformatie.client import Request, fetch_report
 from baken.stuurinformatie.figures import Month
+from baken.stuurinformatie.html import html_report
+from baken.stuurinformatie.text import csv_text, table
 
 DEFAULT_PARTY = "landelijke-stuurgroep"
 
@@ -66,9 +68,6 @@ def add_parser(sub: Any, pki_dir_env: str, registry_env: str, feedback_env: str)
 
 
 def _run(args: argparse.Namespace) -> None:
-    from baken.stuurinformatie.html import html_report
-    from baken.stuurinformatie.text import csv_text, table
-
     if not args.user:
         raise UserError("--user: name yourself, the responsible user (or set BAKEN_USER)")
     months = args.months if args.months is not None else (6 if args.html else 1)

@@ -14,7 +14,11 @@ from baken.client import connect
 from baken.keyring import at_rest_ring
 from baken.pki import TlsFiles
 from services.common import db
+from services.common.at_rest import Sealer
 from services.common.settings import FeedbackSettings, RegistrySettings
+from services.feedback import server as feedback_server
+from services.registry import repository
+from services.registry import server as registry_server
 
 SERVING = "SERVING"
 
@@ -51,10 +55,6 @@ def migrate(settings: RegistrySettings | FeedbackSettings) -> str:
 def migrate_registry(settings: RegistrySettings) -> str:
     """Migrate the registry's database to head, as `baken serve registry` does at start (with
     its at-rest key ring, made when absent); the revision it is at now."""
-    from services.common.at_rest import Sealer
-    from services.registry import repository
-    from services.registry.server import MIGRATIONS
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
     ensure_schema(url)
@@ -71,21 +71,19 @@ def migrate_registry(settings: RegistrySettings) -> str:
                 f"made the registry's at-rest key ring {settings.resolved_at_rest_key_file()}: "
                 "back it up apart from the database"
             )
-        return db.upgrade_to_head(MIGRATIONS, engine, sealer=Sealer(ring))
+        return db.upgrade_to_head(registry_server.MIGRATIONS, engine, sealer=Sealer(ring))
     finally:
         engine.dispose()
 
 
 def migrate_feedback(settings: FeedbackSettings) -> str:
     """Migrate the feedback service's database to head; the revision it is at now."""
-    from services.feedback.server import MIGRATIONS
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
     ensure_schema(url)
     engine = db.make_engine(url, pool_size=1)
     try:
-        return db.upgrade_to_head(MIGRATIONS, engine)
+        return db.upgrade_to_head(feedback_server.MIGRATIONS, engine)
     finally:
         engine.dispose()
 
