@@ -263,6 +263,31 @@ def test_an_item_never_acknowledged_is_a_dead_letter_after_its_attempts(
     assert (letter.key, letter.attempts, letter.last_failure) == (key, 3, "NOT_ACKNOWLEDGED")
 
 
+def test_dead_letters_are_listed_page_by_page(feedback: RunningFeedback) -> None:
+    keys = []
+    for n in range(3):
+        mark(feedback, person(n), UTRECHT)
+        decided = feedback.decide(person(n), case_reference=f"10-44444{n}-26", **FOLLOWED)
+        keys.append(decided.items[0].key)
+    for _ in (1, 2, 3):
+        assert len(feedback.receive(UTRECHT, count=3, party=GCOS)) == 3
+        later(feedback)
+    assert feedback.receive(UTRECHT, count=1, party=GCOS, timeout=1) == []  # now dead letters
+    operator = feedback.stub_for("operator")
+    first = operator.ListDeadLetters(pb.ListDeadLettersRequest(page_size=2), timeout=5)
+    assert [d.key for d in first.dead_letters] == keys[:2] and first.next_page_token
+    last = operator.ListDeadLetters(
+        pb.ListDeadLettersRequest(page_size=2, page_token=first.next_page_token), timeout=5
+    )
+    assert [d.key for d in last.dead_letters] == keys[2:] and not last.next_page_token
+    for field, bad in (
+        ("page_token", pb.ListDeadLettersRequest(page_token="x")),
+        ("page_size", pb.ListDeadLettersRequest(page_size=-1)),
+    ):
+        code, _, fields = refused(lambda b=bad: operator.ListDeadLetters(b, timeout=5))  # type: ignore[misc]
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
+
+
 def test_no_more_items_in_flight_to_a_house_than_its_window(
     shipped_registry: RunningRegistry,
     ring: KeyRing,
