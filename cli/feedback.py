@@ -30,6 +30,7 @@ from cli.options import (
     person_subject,
 )
 
+DEAD_LETTERS = "deadLetters/"
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
 
@@ -186,10 +187,11 @@ def _dead_letters(args: argparse.Namespace) -> None:
         if args.action == "requeue":
             if not args.key:
                 raise UserError("requeue needs the item's key")
+            name = DEAD_LETTERS + args.key.removeprefix(DEAD_LETTERS)
             letter = stub.RequeueDeadLetter(
-                pb.RequeueDeadLetterRequest(key=args.key), timeout=args.timeout
+                pb.RequeueDeadLetterRequest(name=name), timeout=args.timeout
             )
-            print(f"{letter.key}: requeued for {letter.house}")
+            print(f"{letter.name.removeprefix(DEAD_LETTERS)}: requeued for {letter.house}")
             return
         listed = list(
             pages(
@@ -203,8 +205,9 @@ def _dead_letters(args: argparse.Namespace) -> None:
         print("no dead letters")
     for d in listed:
         last = d.last_attempt_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+        key = d.name.removeprefix(DEAD_LETTERS)
         print(
-            f"{d.key}  {KINDS.get(d.kind, '?'):<14} {d.house}  {d.attempts} attempts, last {last}: "
+            f"{key}  {KINDS.get(d.kind, '?'):<14} {d.house}  {d.attempts} attempts, last {last}: "
             f"{shown(d.last_failure)}"
         )
 

@@ -374,7 +374,9 @@ def ask_figures(
         ask_one(feedback, port, party, **fields)
         for port in (feedback.registry.port, feedback.server.port)
     ]
-    found = {(f.metric, f.region, f.house_id): f for a in answers for f in a.figures}
+    found = {
+        (f.metric, f.region, f.house.removeprefix("houses/")): f for a in answers for f in a.figures
+    }
     return found, answers
 
 
@@ -442,7 +444,7 @@ def test_the_months_figures_are_the_true_numbers(
     assert {k[1] for k in mine} == {"rotterdam-rijnmond"}
     assert {w.region for w in answers[0].withheld} == set(REGIONS) - {"rotterdam-rijnmond"}
     assert all(mine[k] == found[k] for k in mine)
-    one, _ = ask_figures(feedback, house_id=UTRECHT)
+    one, _ = ask_figures(feedback, house=f"houses/{UTRECHT}")
     assert {k[2] for k in one} == {"", UTRECHT} and {k[1] for k in one} == {"midden-nederland"}
 
 
@@ -492,8 +494,9 @@ def ask_one(
         ({"month": "2026-13"}, "month"),
         ({"month": "oktober"}, "month"),
         ({"region": "friesland"}, "region"),
-        ({"house_id": "vh-nergens"}, "house_id"),
-        ({"region": "oost-nederland", "house_id": UTRECHT}, "house_id"),
+        ({"house": "houses/vh-nergens"}, "house"),
+        ({"house": "vh-regio-utrecht-utrecht"}, "house"),
+        ({"region": "oost-nederland", "house": f"houses/{UTRECHT}"}, "house"),
     ],
 )
 def test_bad_requests_name_the_field_and_log_nothing(

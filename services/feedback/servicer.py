@@ -44,7 +44,7 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
 
 def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
     message = pb.DeadLetter(
-        key=letter.key,
+        name=f"deadLetters/{letter.key}",
         house=f"houses/{letter.house_id}",
         kind=letter.kind,  # type: ignore[arg-type]
         attempts=letter.attempts,
@@ -189,6 +189,6 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def RequeueDeadLetter(
         self, request: pb.RequeueDeadLetterRequest, context: grpc.ServicerContext
     ) -> pb.DeadLetter:
-        key = validation.key(request.key)
+        key = validation.dead_letter_key(request.name)
         self._context.check_operator(caller_of(context))
         return _dead_letter(self._outbox.requeue(key))

@@ -829,14 +829,15 @@ class DeadLetter(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     HOUSE_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CREATED_TIME_FIELD_NUMBER: _builtins.int
     LAST_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     LAST_FAILURE_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    name: _builtins.str
+    """"deadLetters/{key}", after the delivery item's idempotency key."""
     house: _builtins.str
     kind: Global___DeliveryKind.ValueType
     attempts: _builtins.int
@@ -849,7 +850,7 @@ class DeadLetter(_message.Message):
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        name: _builtins.str = ...,
         house: _builtins.str = ...,
         kind: Global___DeliveryKind.ValueType = ...,
         attempts: _builtins.int = ...,
@@ -859,7 +860,7 @@ class DeadLetter(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "last_attempt_time", b"last_attempt_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "house", b"house", "key", b"key", "kind", b"kind", "last_attempt_time", b"last_attempt_time", "last_failure", b"last_failure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "house", b"house", "kind", b"kind", "last_attempt_time", b"last_attempt_time", "last_failure", b"last_failure", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -893,17 +894,17 @@ Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: 
 class RequeueDeadLetterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    """Required."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "deadLetters/{key}"."""
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
