@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House, house_id_of
-from baken.purposes import MONITORING
+from baken.purposes import MONITORING, PURPOSE_TOKENS
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import BY_ID, Figure, Month, Unit
@@ -72,7 +72,7 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
         inquiry = inquiry_of(
             context,
             SERVICE + "GetMonthlyFigures",
-            request.purpose,
+            PURPOSE_TOKENS[request.purpose],
             request.on_behalf_of,
             register=self._policy.covenants,
         )
@@ -164,6 +164,8 @@ def _check(request: pb.GetMonthlyFiguresRequest, houses: Mapping[str, House]) ->
         month = Month.parse(request.month)
     except ValueError as e:
         violations.append(FieldViolation("month", str(e)))
+    if request.purpose not in PURPOSE_TOKENS:
+        violations.append(FieldViolation("purpose", "required: PURPOSE_MONITORING"))
     regions = {h.region for h in houses.values()}
     if request.region and request.region not in regions:
         violations.append(

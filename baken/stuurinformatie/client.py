@@ -12,11 +12,11 @@ from baken.client import connect
 from baken.errors import UserError
 from baken.houses import house_id_of, load_houses
 from baken.pki import TlsFiles
-from baken.purposes import MONITORING
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import Month
 from baken.stuurinformatie.report import Cell, Report, add_figures, months_back, ordered_houses
+from baken.type.v1 import purpose_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ def _ask(
                 month=str(month),
                 region=request.region,
                 house=f"houses/{request.house}" if request.house else "",
-                purpose=MONITORING,
+                purpose=purpose_pb2.PURPOSE_MONITORING,
                 on_behalf_of=request.on_behalf_of,
             ),
             timeout=request.timeout,

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from baken.type.v1 import purpose_pb2 as _purpose_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -35,8 +36,8 @@ class GetMonthlyFiguresRequest(_message.Message):
     """Only this house, "houses/{house}" (its figures and its region's); empty for every house of
     those regions.
     """
-    purpose: _builtins.str
-    """Must be "monitoring"."""
+    purpose: _purpose_pb2.Purpose.ValueType
+    """Required: PURPOSE_MONITORING (another purpose is refused, PURPOSE_NOT_FOR_REPORT)."""
     on_behalf_of: _builtins.str
     """The person on whose behalf the report is drawn up (NEN 7513's responsible user)."""
     def __init__(
@@ -45,7 +46,7 @@ class GetMonthlyFiguresRequest(_message.Message):
         month: _builtins.str = ...,
         region: _builtins.str = ...,
         house: _builtins.str = ...,
-        purpose: _builtins.str = ...,
+        purpose: _purpose_pb2.Purpose.ValueType = ...,
         on_behalf_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
