@@ -207,7 +207,7 @@ class Adapter:
                     source_system=self._system,  # type: ignore[arg-type]
                     source_record_id=record_id,
                     source_version=tombstone_version,
-                    house_id=house_id,
+                    house=f"houses/{house_id}",
                 )
             )
             tombstones.append(
@@ -369,7 +369,7 @@ class Adapter:
         return marker_pb2.MarkerRecord(
             source_system=self._system,  # type: ignore[arg-type]
             source_record_id=item.record_id,
-            house_id=item.house_id,
+            house=f"houses/{item.house_id}",
             subject=subject_proto(pseudonyms),
             target_group=group,  # type: ignore[arg-type]
             plan_status=status,  # type: ignore[arg-type]

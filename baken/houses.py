@@ -10,6 +10,13 @@ from importlib import resources
 from baken import enums
 from baken.registry.v1 import house_pb2
 
+HOUSES = "houses/"
+
+
+def house_id_of(name: str) -> str:
+    """The id in a house's resource name, "houses/{house}"; empty when `name` is not one."""
+    return name.removeprefix(HOUSES) if name.startswith(HOUSES) else ""
+
 
 @dataclass(frozen=True, slots=True)
 class House:
@@ -29,7 +36,7 @@ class House:
 
     @property
     def name(self) -> str:
-        return f"houses/{self.id}"
+        return HOUSES + self.id
 
     def to_proto(self) -> house_pb2.House:
         return house_pb2.House(

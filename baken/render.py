@@ -169,7 +169,9 @@ _STATES = enums.tokens(feedback_service_pb2.AdviceRequestState, "ADVICE_REQUEST_
 
 def access_entry(e: audit_service_pb2.AccessEntry) -> str:
     """One entry as the data subject's report shows it: who, when, why, what."""
-    when = e.time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+    when = (
+        e.entry_time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+    )
     who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
     why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
     lines = [f"#{e.sequence}  {when}  {_OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]

@@ -95,7 +95,7 @@ def mark(registry: str, pki_dir: Path, ring: KeyRing, persons: int) -> None:
                         source_system=houses[house].source_system,
                         source_record_id=f"r{n}",
                         source_version=1,
-                        house_id=house,
+                        house=f"houses/{house}",
                         subject=subject(ring, n),
                         target_group=marker_pb2.TARGET_GROUP_VEELPLEGER,
                         plan_status=marker_pb2.PLAN_STATUS_ACTIVE,

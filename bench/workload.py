@@ -153,7 +153,7 @@ def _record(
         source_system=source_system,
         source_record_id=f"{system}-{n:09d}",
         source_version=rng.randrange(1, 4),
-        house_id=house.id,
+        house=house.name,
         subject=subject,
         target_group=rng.randrange(1, 7),
         plan_status=rng.randrange(1, 5),

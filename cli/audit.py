@@ -29,7 +29,7 @@ from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.render import access_entry, shown
-from cli.options import person_options, person_subject, registry_settings
+from cli.options import pages, person_options, person_subject, registry_settings
 from cli.witness import WitnessError, check, head_of, opened
 from services.accesslog import signing
 from services.common.settings import FeedbackSettings, RegistrySettings
@@ -61,20 +61,10 @@ def _stub(args: argparse.Namespace) -> Iterator[audit_service_pb2_grpc.AuditServ
         yield audit_service_pb2_grpc.AuditServiceStub(channel)
 
 
-def _pages(call: Any, request: Any, field: str, timeout: float) -> Iterator[Any]:
-    """Every item a List call has, page after page (AIP-158)."""
-    while True:
-        page = call(request, timeout=timeout)
-        yield from getattr(page, field)
-        if not page.next_page_token:
-            return
-        request.page_token = page.next_page_token
-
-
 def _entries(args: argparse.Namespace, **query: Any) -> Iterator[pb.AccessEntry]:
     with _stub(args) as stub:
         request = pb.ListAccessEntriesRequest(on_behalf_of=args.user, **query)
-        yield from _pages(stub.ListAccessEntries, request, "entries", args.timeout)
+        yield from pages(stub.ListAccessEntries, request, "entries", args.timeout)
 
 
 def _range(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,7 +108,7 @@ def _export(args: argparse.Namespace) -> None:
 def _anomalies(args: argparse.Namespace) -> None:
     with _stub(args) as stub:
         request = pb.ListAnomaliesRequest(on_behalf_of=args.user, **_range(args))
-        found = list(_pages(stub.ListAnomalies, request, "anomalies", args.timeout))
+        found = list(pages(stub.ListAnomalies, request, "anomalies", args.timeout))
         for a in found:
             seqs = f" (entries {', '.join(map(str, a.sequences[:20]))})" if a.sequences else ""
             print(f"{a.rule}  {a.party}: {shown(a.description)}{seqs}")
@@ -137,7 +127,7 @@ def _review(args: argparse.Namespace) -> None:
             print(f"Reviewed #{done.reviews_sequence} in entry #{done.sequence}.")
             return
         request = pb.ListPendingReviewsRequest(on_behalf_of=args.user)
-        pending = _pages(stub.ListPendingReviews, request, "entries", args.timeout)
+        pending = pages(stub.ListPendingReviews, request, "entries", args.timeout)
         _print_entries(pending, "No break-glass entries wait for review.")
 
 

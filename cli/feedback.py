@@ -29,11 +29,13 @@ from cli.options import (
     PARTY_ENV,
     add_party,
     age_options,
+    pages,
     party,
     person_options,
     person_subject,
 )
 
+DEAD_LETTERS = "deadLetters/"
 _TERM = re.compile(r"^(\d+)([hd])\Z")
 
 
@@ -158,15 +160,19 @@ def _advice(args: argparse.Namespace) -> None:
             )
             print(advice_request_line(made))
             return
-        listed = stub.ListAdviceRequests(
-            pb.ListAdviceRequestsRequest(
-                overdue_only=args.overdue, house=f"houses/{args.house}" if args.house else ""
-            ),
-            timeout=args.timeout,
+        listed = list(
+            pages(
+                stub.ListAdviceRequests,
+                pb.ListAdviceRequestsRequest(
+                    overdue_only=args.overdue, house=f"houses/{args.house}" if args.house else ""
+                ),
+                "advice_requests",
+                args.timeout,
+            )
         )
-    if not listed.advice_requests:
+    if not listed:
         print("no overdue advice requests" if args.overdue else "no open advice requests")
-    for request in listed.advice_requests:
+    for request in listed:
         print(advice_request_line(request))
 
 
@@ -176,21 +182,27 @@ def _dead_letters(args: argparse.Namespace) -> None:
         if args.action == "requeue":
             if not args.key:
                 raise UserError("requeue needs the item's key")
+            name = DEAD_LETTERS + args.key.removeprefix(DEAD_LETTERS)
             letter = stub.RequeueDeadLetter(
-                pb.RequeueDeadLetterRequest(key=args.key), timeout=args.timeout
+                pb.RequeueDeadLetterRequest(name=name), timeout=args.timeout
             )
-            print(f"{letter.key}: requeued for {letter.house}")
+            print(f"{letter.name.removeprefix(DEAD_LETTERS)}: requeued for {letter.house}")
             return
-        listed = stub.ListDeadLetters(
-            pb.ListDeadLettersRequest(house=f"houses/{args.house}" if args.house else ""),
-            timeout=args.timeout,
+        listed = list(
+            pages(
+                stub.ListDeadLetters,
+                pb.ListDeadLettersRequest(house=f"houses/{args.house}" if args.house else ""),
+                "dead_letters",
+                args.timeout,
+            )
         )
-    if not listed.dead_letters:
+    if not listed:
         print("no dead letters")
-    for d in listed.dead_letters:
+    for d in listed:
         last = d.last_attempt_time.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+        key = d.name.removeprefix(DEAD_LETTERS)
         print(
-            f"{d.key}  {KINDS.get(d.kind, '?'):<14} {d.house}  {d.attempts} attempts, last {last}: "
+            f"{key}  {KINDS.get(d.kind, '?'):<14} {d.house}  {d.attempts} attempts, last {last}: "
             f"{shown(d.last_failure)}"
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,13 @@ def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Sub
         )
     )
     return ring, subject
+
+
+def pages(call: Any, request: Any, field: str, timeout: float) -> Iterator[Any]:
+    """Every item a List call has, page after page (AIP-158)."""
+    while True:
+        page = call(request, timeout=timeout)
+        yield from getattr(page, field)
+        if not page.next_page_token:
+            return
+        request.page_token = page.next_page_token

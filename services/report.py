@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
-from baken.houses import House
-from baken.purposes import MONITORING
+from baken.houses import House, house_id_of
+from baken.purposes import MONITORING, PURPOSE_TOKENS
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import BY_ID, Figure, Month, Unit
@@ -72,7 +72,7 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
         inquiry = inquiry_of(
             context,
             SERVICE + "GetMonthlyFigures",
-            request.purpose,
+            PURPOSE_TOKENS[request.purpose],
             request.on_behalf_of,
             register=self._policy.covenants,
         )
@@ -116,7 +116,7 @@ class ReportServicer(report_service_pb2_grpc.ReportServiceServicer):
             h
             for h in houses.values()
             if (not request.region or h.region == request.region)
-            and (not request.house_id or h.id == request.house_id)
+            and (not request.house or h.name == request.house)
         ]
         try:
             if inquiry.purpose != MONITORING:
@@ -164,24 +164,30 @@ def _check(request: pb.GetMonthlyFiguresRequest, houses: Mapping[str, House]) ->
         month = Month.parse(request.month)
     except ValueError as e:
         violations.append(FieldViolation("month", str(e)))
+    if request.purpose not in PURPOSE_TOKENS:
+        violations.append(FieldViolation("purpose", "required: PURPOSE_MONITORING"))
     regions = {h.region for h in houses.values()}
     if request.region and request.region not in regions:
         violations.append(
             FieldViolation("region", f"unknown region; one of {', '.join(sorted(regions))}")
         )
-    if request.house_id:
-        house = houses.get(request.house_id)
+    if request.house:
+        house = houses.get(house_id_of(request.house))
         if house is None:
-            violations.append(FieldViolation("house_id", "unknown house (see baken/houses.toml)"))
+            violations.append(
+                FieldViolation("house", '"houses/{house}" of a known house (baken/houses.toml)')
+            )
         elif request.region and house.region != request.region:
-            violations.append(FieldViolation("house_id", "the house is not in the asked region"))
+            violations.append(FieldViolation("house", "the house is not in the asked region"))
     if violations or month is None:
         raise InvalidArgument(violations)
     return month
 
 
 def _figure(f: Figure) -> pb.Figure:
-    message = pb.Figure(metric=f.metric, region=f.region, house_id=f.house_id)
+    message = pb.Figure(
+        metric=f.metric, region=f.region, house=f"houses/{f.house_id}" if f.house_id else ""
+    )
     if f.small:
         message.small = True
     elif BY_ID[f.metric].unit is Unit.COUNT:

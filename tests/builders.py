@@ -91,7 +91,7 @@ class Marking:
             source_system=_source_system(self.house),
             source_record_id=self.record_id,
             source_version=self.version,
-            house_id=self.house,
+            house=f"houses/{self.house}",
             subject=subject(ring, self.person),
             target_group=self.target_group,
             plan_status=self.plan_status,
@@ -125,7 +125,7 @@ def tombstone(house: str, record_id: str, version: int) -> marker_pb2.MarkerChan
             source_system=_source_system(house),
             source_record_id=record_id,
             source_version=version,
-            house_id=house,
+            house=f"houses/{house}",
         )
     )
 

@@ -256,7 +256,9 @@ def test_an_item_the_source_cannot_take_is_acknowledged_with_a_failure_naming_th
     assert failure == "Reden afwijking: cannot be written in Windows-1252"
     assert not (tmp_path / "target" / f"{TWENTE}.mutaties.csv").exists()
     dead = feedback.stub_for("operator").ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
-    assert [(d.key, d.last_failure) for d in dead.dead_letters] == [(item.key, failure)]
+    assert [(d.name, d.last_failure) for d in dead.dead_letters] == [
+        (f"deadLetters/{item.key}", failure)
+    ]
 
 
 def _refer(feedback: RunningFeedback, keys: Path, house: str, municipality: str) -> str:

@@ -213,7 +213,7 @@ def test_every_read_of_the_log_is_itself_an_entry(
     assert read.operation == AUDIT_OPERATION + "ListAccessEntries"
     assert read.processing_activity == "baken:toezicht-toegangslog"
     assert list(read.covenants) == COVENANTS
-    assert read.time.ToDatetime(tzinfo=dt.UTC) == first_read
+    assert read.entry_time.ToDatetime(tzinfo=dt.UTC) == first_read
 
     auditor.ListPendingReviews(pb.ListPendingReviewsRequest(on_behalf_of=OFFICER), timeout=10)
     anomalies(auditor, at(TODAY, 0), at(TODAY, 12))

@@ -71,6 +71,22 @@ def test_an_advice_request_reaches_the_house_with_its_term(feedback: RunningFeed
     assert listed(feedback, overdue_only=True) == []
 
 
+def test_advice_requests_are_listed_page_by_page(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    names = [ask(feedback, hours=24 + n).name for n in range(3)]
+    stub = feedback.stub_for(KPC_UTRECHT)
+    first = stub.ListAdviceRequests(pb.ListAdviceRequestsRequest(page_size=2), timeout=5)
+    assert [r.name for r in first.advice_requests] == names[:2] and first.next_page_token
+    last = stub.ListAdviceRequests(
+        pb.ListAdviceRequestsRequest(page_size=2, page_token=first.next_page_token), timeout=5
+    )
+    assert [r.name for r in last.advice_requests] == names[2:] and not last.next_page_token
+    code, _, fields = refused(
+        lambda: stub.ListAdviceRequests(pb.ListAdviceRequestsRequest(page_token="9"), timeout=5)
+    )
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"])
+
+
 def test_the_term_is_24_hours_to_7_days(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
     for hours in (23.9, 7 * 24 + 1):

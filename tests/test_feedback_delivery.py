@@ -98,8 +98,8 @@ def test_an_item_out_of_attempts_is_a_dead_letter_an_operator_can_requeue(
     assert item.key == second
     operator = feedback.stub_for("operator")
     [letter] = operator.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5).dead_letters
-    assert (letter.key, letter.house, letter.kind, letter.attempts) == (
-        first,
+    assert (letter.name, letter.house, letter.kind, letter.attempts) == (
+        f"deadLetters/{first}",
         f"houses/{UTRECHT}",
         pb.DELIVERY_KIND_DECISION,
         3,
@@ -114,13 +114,17 @@ def test_an_item_out_of_attempts_is_a_dead_letter_an_operator_can_requeue(
         lambda: feedback.stub_for(GCOS).ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    requeued = operator.RequeueDeadLetter(pb.RequeueDeadLetterRequest(key=first), timeout=5)
+    requeued = operator.RequeueDeadLetter(
+        pb.RequeueDeadLetterRequest(name=f"deadLetters/{first}"), timeout=5
+    )
     assert requeued.attempts == 0
     feedback.ack(second, GCOS)
     [again] = feedback.receive(UTRECHT, count=1, party=GCOS)
     assert (again.key, again.attempt) == (first, 1)
     code, reason, _ = refused(
-        lambda: operator.RequeueDeadLetter(pb.RequeueDeadLetterRequest(key=first), timeout=5)
+        lambda: operator.RequeueDeadLetter(
+            pb.RequeueDeadLetterRequest(name=f"deadLetters/{first}"), timeout=5
+        )
     )
     assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "DEAD_LETTER_NOT_FOUND")
 
@@ -260,7 +264,36 @@ def test_an_item_never_acknowledged_is_a_dead_letter_after_its_attempts(
         .ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
         .dead_letters
     )
-    assert (letter.key, letter.attempts, letter.last_failure) == (key, 3, "NOT_ACKNOWLEDGED")
+    assert (letter.name, letter.attempts, letter.last_failure) == (
+        f"deadLetters/{key}",
+        3,
+        "NOT_ACKNOWLEDGED",
+    )
+
+
+def test_dead_letters_are_listed_page_by_page(feedback: RunningFeedback) -> None:
+    names = []
+    for n in range(3):
+        mark(feedback, person(n), UTRECHT)
+        decided = feedback.decide(person(n), case_reference=f"10-44444{n}-26", **FOLLOWED)
+        names.append(f"deadLetters/{decided.items[0].key}")
+    for _ in (1, 2, 3):
+        assert len(feedback.receive(UTRECHT, count=3, party=GCOS)) == 3
+        later(feedback)
+    assert feedback.receive(UTRECHT, count=1, party=GCOS, timeout=1) == []  # now dead letters
+    operator = feedback.stub_for("operator")
+    first = operator.ListDeadLetters(pb.ListDeadLettersRequest(page_size=2), timeout=5)
+    assert [d.name for d in first.dead_letters] == names[:2] and first.next_page_token
+    last = operator.ListDeadLetters(
+        pb.ListDeadLettersRequest(page_size=2, page_token=first.next_page_token), timeout=5
+    )
+    assert [d.name for d in last.dead_letters] == names[2:] and not last.next_page_token
+    for field, bad in (
+        ("page_token", pb.ListDeadLettersRequest(page_token="x")),
+        ("page_size", pb.ListDeadLettersRequest(page_size=-1)),
+    ):
+        code, _, fields = refused(lambda b=bad: operator.ListDeadLetters(b, timeout=5))  # type: ignore[misc]
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
 
 
 def test_no_more_items_in_flight_to_a_house_than_its_window(

@@ -247,9 +247,9 @@ def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path:
     # Future dates (and the 11-proef) are the framework's.
     [future] = [p for p in first.problems if p.where == "bad.xml:204"]
     assert (future.record_id, future.reason.split(":")[0]) == ("200215", "advice date")
-    assert {(c.upsert.house_id, c.upsert.source_record_id) for c in sent} >= {
-        ("vh-breda", "200214"),
-        ("vh-regio-utrecht-utrecht", "100590"),
+    assert {(c.upsert.house, c.upsert.source_record_id) for c in sent} >= {
+        ("houses/vh-breda", "200214"),
+        ("houses/vh-regio-utrecht-utrecht", "100590"),
     }
     # Only Jansen is left before the cut; the other four Utrecht persons keep their markers.
     assert cut_off.refused and cut_off.refused.startswith("the export cannot prove it is")

@@ -29,6 +29,7 @@ from test_feedback_routing import referral_envelope, refused
 
 from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.purposes import PURPOSES
 from baken.registry.v1 import registry_service_pb2
 from baken.report.v1 import report_service_pb2 as rpb
 from baken.report.v1 import report_service_pb2_grpc
@@ -41,6 +42,7 @@ from baken.stuurinformatie.figures import (
     Unit,
     percentile,
 )
+from baken.type.v1 import purpose_pb2
 from services.registry.freshness import Freshness, freshness
 
 UTRECHT = "vh-regio-utrecht-utrecht"  # Midden-Nederland, GCOS
@@ -374,7 +376,9 @@ def ask_figures(
         ask_one(feedback, port, party, **fields)
         for port in (feedback.registry.port, feedback.server.port)
     ]
-    found = {(f.metric, f.region, f.house_id): f for a in answers for f in a.figures}
+    found = {
+        (f.metric, f.region, f.house.removeprefix("houses/")): f for a in answers for f in a.figures
+    }
     return found, answers
 
 
@@ -442,7 +446,7 @@ def test_the_months_figures_are_the_true_numbers(
     assert {k[1] for k in mine} == {"rotterdam-rijnmond"}
     assert {w.region for w in answers[0].withheld} == set(REGIONS) - {"rotterdam-rijnmond"}
     assert all(mine[k] == found[k] for k in mine)
-    one, _ = ask_figures(feedback, house_id=UTRECHT)
+    one, _ = ask_figures(feedback, house=f"houses/{UTRECHT}")
     assert {k[2] for k in one} == {"", UTRECHT} and {k[1] for k in one} == {"midden-nederland"}
 
 
@@ -476,10 +480,15 @@ def ask_one(
     feedback: RunningFeedback, port: int, party: str, **fields: str
 ) -> rpb.GetMonthlyFiguresResponse:
     request = rpb.GetMonthlyFiguresRequest(
-        month=str(OCTOBER), purpose="monitoring", on_behalf_of="beleidsmedewerker-7"
+        month=str(OCTOBER),
+        purpose=purpose_pb2.PURPOSE_MONITORING,
+        on_behalf_of="beleidsmedewerker-7",
     )
     for name, value in fields.items():
-        setattr(request, name, value)
+        if name == "purpose":
+            request.purpose = PURPOSES.get(value, purpose_pb2.PURPOSE_UNSPECIFIED)
+        else:
+            setattr(request, name, value)
     response: rpb.GetMonthlyFiguresResponse = report_stub(feedback, port, party).GetMonthlyFigures(
         request, timeout=30
     )
@@ -492,8 +501,10 @@ def ask_one(
         ({"month": "2026-13"}, "month"),
         ({"month": "oktober"}, "month"),
         ({"region": "friesland"}, "region"),
-        ({"house_id": "vh-nergens"}, "house_id"),
-        ({"region": "oost-nederland", "house_id": UTRECHT}, "house_id"),
+        ({"purpose": ""}, "purpose"),
+        ({"house": "houses/vh-nergens"}, "house"),
+        ({"house": "vh-regio-utrecht-utrecht"}, "house"),
+        ({"region": "oost-nederland", "house": f"houses/{UTRECHT}"}, "house"),
     ],
 )
 def test_bad_requests_name_the_field_and_log_nothing(

@@ -78,9 +78,9 @@ def test_a_stream_reports_created_updated_deleted_unchanged_and_rejected(
     # The index counts over the whole stream, across messages.
     assert rejection.index == 4
     assert rejection.reason == "INVALID_MARKER"
-    assert rejection.house_id == "vh-nowhere"
+    assert rejection.house == "houses/vh-nowhere"
     assert rejection.source_record_id == "pga-bad"
-    assert [v.field for v in rejection.field_violations] == ["upsert.house_id"]
+    assert [v.field for v in rejection.field_violations] == ["upsert.house"]
 
 
 def test_replaying_a_stream_changes_nothing(registry: RunningRegistry, ring: KeyRing) -> None:
@@ -199,10 +199,10 @@ def _upper_case_key_id(record: marker_pb2.MarkerRecord) -> marker_pb2.MarkerReco
 
 
 BAD_RECORDS = {
-    "unknown-house": (lambda r: _with(r, house_id="vh-nowhere"), ["upsert.house_id"]),
+    "unknown-house": (lambda r: _with(r, house="houses/vh-nowhere"), ["upsert.house"]),
     "house-of-another-source-system": (
-        lambda r: _with(r, house_id="vh-regio-utrecht-utrecht"),
-        ["upsert.house_id"],
+        lambda r: _with(r, house="houses/vh-regio-utrecht-utrecht"),
+        ["upsert.house"],
     ),
     "no-source-system": (lambda r: _with(r, source_system=0), ["upsert.source_system"]),
     "unknown-source-system": (lambda r: _with(r, source_system=9), ["upsert.source_system"]),
@@ -282,7 +282,7 @@ def test_a_record_with_many_faults_gets_one_violation_per_field(
     assert [v.field for v in rejection.field_violations] == [
         "upsert.source_system",
         "upsert.source_version",
-        "upsert.house_id",
+        "upsert.house",
         "upsert.subject.pseudonyms",
         "upsert.target_group",
         "upsert.plan_status",
@@ -309,10 +309,10 @@ def test_a_change_without_upsert_or_tombstone_is_rejected(registry: RunningRegis
                     source_system=house_pb2.SOURCE_SYSTEM_GCOS,
                     source_record_id="pga-0",
                     source_version=2,
-                    house_id="vh-rotterdam-rijnmond",
+                    house="houses/vh-rotterdam-rijnmond",
                 )
             ),
-            ["tombstone.house_id"],
+            ["tombstone.house"],
         ),
     ],
 )
@@ -496,7 +496,11 @@ def _dates() -> st.SearchStrategy[date_pb2.Date]:
 @st.composite
 def arbitrary_records(draw: st.DrawFn, ring: KeyRing) -> marker_pb2.MarkerRecord:
     """Any record an adapter might send, valid or not; record ids unique within the test."""
-    house = draw(st.sampled_from([*HOUSES, "vh-nowhere", ""]))
+    house = draw(
+        st.sampled_from(
+            [*(f"houses/{h}" for h in HOUSES), "houses/vh-nowhere", "vh-rotterdam-rijnmond", ""]
+        )
+    )
     bsn = draw(st.sampled_from(["111222333", "123456782", "999999990"]))
     pseudonyms = subject(ring, Person(bsn=bsn)).pseudonyms
     extra = draw(
@@ -514,7 +518,7 @@ def arbitrary_records(draw: st.DrawFn, ring: KeyRing) -> marker_pb2.MarkerRecord
         source_system=draw(st.integers(0, 4)),
         source_record_id=draw(st.one_of(_text(130), st.just(""))) + f"#{next(_record_ids)}",
         source_version=draw(st.integers(-1, 2**63 - 1)),
-        house_id=house,
+        house=house,
         subject=pseudonym_pb2.Subject(pseudonyms=[*pseudonyms, *extra]),
         target_group=draw(st.integers(0, 7)),
         plan_status=draw(st.integers(0, 5)),

@@ -10,13 +10,13 @@ import grpc
 
 from baken.client import connect
 from baken.errors import UserError
-from baken.houses import load_houses
+from baken.houses import house_id_of, load_houses
 from baken.pki import TlsFiles
-from baken.purposes import MONITORING
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import Month
 from baken.stuurinformatie.report import Cell, Report, add_figures, months_back, ordered_houses
+from baken.type.v1 import purpose_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ def fetch_report(registry: str, feedback: str, tls: TlsFiles, request: Request) 
             for name, stub in stubs.items():
                 answers.append((month, _ask(name, stub, month, request)))
     regions = sorted({f.region for _, a in answers for f in a.figures})
-    shown = {f.house_id for _, a in answers for f in a.figures if f.house_id}
+    shown = {house_id_of(f.house) for _, a in answers for f in a.figures if f.house}
     report = Report(
         months=months,
         regions={
@@ -59,7 +59,9 @@ def fetch_report(registry: str, feedback: str, tls: TlsFiles, request: Request) 
     report.withheld = sorted(withheld.items())
     for month, answer in answers:
         add_figures(
-            report, month, ((f.metric, f.region, f.house_id, _cell(f)) for f in answer.figures)
+            report,
+            month,
+            ((f.metric, f.region, house_id_of(f.house), _cell(f)) for f in answer.figures),
         )
     return report
 
@@ -72,8 +74,8 @@ def _ask(
             pb.GetMonthlyFiguresRequest(
                 month=str(month),
                 region=request.region,
-                house_id=request.house,
-                purpose=MONITORING,
+                house=f"houses/{request.house}" if request.house else "",
+                purpose=purpose_pb2.PURPOSE_MONITORING,
                 on_behalf_of=request.on_behalf_of,
             ),
             timeout=request.timeout,

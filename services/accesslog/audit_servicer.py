@@ -71,6 +71,7 @@ def _after_token(token: str) -> int:
 def access_entry(stored: StoredEntry) -> pb.AccessEntry:
     body: Mapping[str, Any] = stored.body
     message = pb.AccessEntry(
+        name=f"accessEntries/{stored.seq}",
         sequence=stored.seq,
         trace_id=body.get("trace_id", ""),
         span_id=body.get("span_id", ""),
@@ -107,7 +108,7 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
         request_id=body.get("request_id", ""),
         client_address=body.get("client_address", ""),
     )
-    message.time.FromDatetime(stored.time)
+    message.entry_time.FromDatetime(stored.time)
     return message
 
 

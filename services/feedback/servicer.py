@@ -12,6 +12,7 @@ from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import inquiry_of
+from services.common import checks
 from services.common.covenants import CovenantSet
 from services.common.grpc_server import caller_of
 from services.feedback import validation
@@ -43,7 +44,7 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
 
 def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
     message = pb.DeadLetter(
-        key=letter.key,
+        name=f"deadLetters/{letter.key}",
         house=f"houses/{letter.house_id}",
         kind=letter.kind,  # type: ignore[arg-type]
         attempts=letter.attempts,
@@ -133,8 +134,10 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             caller_of(context), overdue_only=request.overdue_only, house_id=house_id
         )
         now = self._context.now()
+        start, end = checks.page(request.page_size, request.page_token, views)
         return pb.ListAdviceRequestsResponse(
-            advice_requests=[_advice_request(v, now) for v in views]
+            advice_requests=[_advice_request(v, now) for v in views[start:end]],
+            next_page_token=str(end) if end < len(views) else "",
         )
 
     def SubscribeDeliveries(
@@ -176,13 +179,16 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     ) -> pb.ListDeadLettersResponse:
         house_id = validation.house_id(request.house) if request.house else None
         self._context.check_operator(caller_of(context))
+        letters = self._outbox.dead_letters(house_id)
+        start, end = checks.page(request.page_size, request.page_token, letters)
         return pb.ListDeadLettersResponse(
-            dead_letters=[_dead_letter(d) for d in self._outbox.dead_letters(house_id)]
+            dead_letters=[_dead_letter(d) for d in letters[start:end]],
+            next_page_token=str(end) if end < len(letters) else "",
         )
 
     def RequeueDeadLetter(
         self, request: pb.RequeueDeadLetterRequest, context: grpc.ServicerContext
     ) -> pb.DeadLetter:
-        key = validation.key(request.key)
+        key = validation.dead_letter_key(request.name)
         self._context.check_operator(caller_of(context))
         return _dead_letter(self._outbox.requeue(key))

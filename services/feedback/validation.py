@@ -190,11 +190,21 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> Advice
     )
 
 
+DEAD_LETTERS = "deadLetters/"
+
+
 def key(value: str, field: str = "key") -> str:
     """A delivery key as the service issued it: printable, without control characters."""
     if not 0 < len(value) <= 128 or not _PRINTABLE.match(value):
         raise InvalidArgument([FieldViolation(field, "required: 1 to 128 printable characters")])
     return value
+
+
+def dead_letter_key(name: str) -> str:
+    """The delivery key in a dead letter's name, "deadLetters/{key}"."""
+    if not name.startswith(DEAD_LETTERS):
+        raise InvalidArgument([FieldViolation("name", 'required: "deadLetters/{key}"')])
+    return key(name.removeprefix(DEAD_LETTERS), "name")
 
 
 def failure(value: str) -> str | None:

@@ -135,7 +135,7 @@ def sync_response(counts: SyncCounts) -> registry_service_pb2.SyncMarkersRespons
             registry_service_pb2.SyncRejection(
                 index=r.index,
                 source_system=house_pb2.SourceSystem.ValueType(r.source_system),
-                house_id=r.house_id,
+                house=r.house,
                 source_record_id=r.source_record_id,
                 reason=r.reason,
                 field_violations=[v.to_proto() for v in r.violations],

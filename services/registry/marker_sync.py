@@ -167,7 +167,7 @@ def _reject(
         Rejection(
             index=index,
             source_system=record.source_system,
-            house_id=record.house_id[:64],
+            house=record.house[:71],
             source_record_id=record.source_record_id[:128],
             reason=reason,
             violations=tuple(violations),

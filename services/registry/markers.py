@@ -108,7 +108,7 @@ class SyncCounts:
 class Rejection:
     index: int
     source_system: int  # SourceSystem number as sent, possibly invalid
-    house_id: str
+    house: str  # "houses/{house}" as sent
     source_record_id: str
     reason: str
     violations: tuple[FieldViolation, ...]

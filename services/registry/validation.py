@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from baken import enums
 from baken.errors import FieldViolation, InvalidArgument
-from baken.houses import House
+from baken.houses import House, house_id_of
 from baken.purposes import INTAKE
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
@@ -63,12 +63,12 @@ def claimed_key(
     record_id = record.source_record_id
     if (
         system != served
-        or record.house_id not in houses
+        or house_id_of(record.house) not in houses
         or len(record_id) > MAX_RECORD_ID
         or not _PRINTABLE.match(record_id)
     ):
         return None
-    return RecordKey(system, record.house_id, record_id)
+    return RecordKey(system, house_id_of(record.house), record_id)
 
 
 def _record_key(
@@ -76,7 +76,7 @@ def _record_key(
     field: str,
     houses: Mapping[str, House],
     source_system: int,
-    house_id: str,
+    house_name: str,
     source_record_id: str,
     source_version: int,
 ) -> RecordKey | None:
@@ -93,13 +93,12 @@ def _record_key(
         )
     if source_version <= 0:
         check.fail(f"{field}.source_version", "required: a positive version")
+    house_id = house_id_of(house_name)
     house = houses.get(house_id)
     if house is None:
-        check.fail(f"{field}.house_id", "not a known Safety House")
+        check.fail(f"{field}.house", 'not "houses/{house}" of a known Safety House')
     elif system is not None and house.source_system != source_system:
-        check.fail(
-            f"{field}.house_id", "this house does not keep its markers in this source system"
-        )
+        check.fail(f"{field}.house", "this house does not keep its markers in this source system")
     if check.violations or system is None:
         return None
     return RecordKey(system, house_id, source_record_id)
@@ -127,7 +126,7 @@ def marker_change(
             "tombstone",
             houses,
             t.source_system,
-            t.house_id,
+            t.house,
             t.source_record_id,
             t.source_version,
         )
@@ -140,7 +139,7 @@ def marker_change(
         )
     r = change.upsert
     key = _record_key(
-        check, "upsert", houses, r.source_system, r.house_id, r.source_record_id, r.source_version
+        check, "upsert", houses, r.source_system, r.house, r.source_record_id, r.source_version
     )
     pseudonyms = check.subject("upsert.subject", r.subject)
     target_group = check.enum(

@@ -27,7 +27,7 @@ from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12=\n\ndecided_by\x18\x03 \x03(\x0b\x32).baken.audit.v1.Disclosure.DecidedByEntry\x1a\x30\n\x0e\x44\x65\x63idedByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf0\x04\n\x0b\x41\x63\x63\x65ssEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xed\x01\n\x18ListAccessEntriesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\r\n\x05party\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb1\x01\n\x14ListAnomaliesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"\\\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x19ListPendingReviewsRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"R\n\x17ReviewBreakGlassRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07\x66inding\x18\x03 \x01(\t\"\x16\n\x14GetSignedHeadRequest\"\x86\x01\n\nSignedHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12/\n\x0bsigned_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c*\xc3\x02\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x12$\n ACCESS_OUTCOME_SIGNALS_DISCLOSED\x10\x08\x12\'\n#ACCESS_OUTCOME_AGGREGATES_DISCLOSED\x10\t2\xf0\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntry\x12Q\n\rGetSignedHead\x12$.baken.audit.v1.GetSignedHeadRequest\x1a\x1a.baken.audit.v1.SignedHeadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12=\n\ndecided_by\x18\x03 \x03(\x0b\x32).baken.audit.v1.Disclosure.DecidedByEntry\x1a\x30\n\x0e\x44\x65\x63idedByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x05\n\x0b\x41\x63\x63\x65ssEntry\x12\x0c\n\x04name\x18\x19 \x01(\t\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12.\n\nentry_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xed\x01\n\x18ListAccessEntriesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\r\n\x05party\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb1\x01\n\x14ListAnomaliesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"\\\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x19ListPendingReviewsRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"R\n\x17ReviewBreakGlassRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07\x66inding\x18\x03 \x01(\t\"\x16\n\x14GetSignedHeadRequest\"\x86\x01\n\nSignedHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12/\n\x0bsigned_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c*\xc3\x02\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x12$\n ACCESS_OUTCOME_SIGNALS_DISCLOSED\x10\x08\x12\'\n#ACCESS_OUTCOME_AGGREGATES_DISCLOSED\x10\t2\xf0\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntry\x12Q\n\rGetSignedHead\x12$.baken.audit.v1.GetSignedHeadRequest\x1a\x1a.baken.audit.v1.SignedHeadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._loaded_options = None
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_options = b'8\001'
-  _globals['_ACCESSOUTCOME']._serialized_start=2078
-  _globals['_ACCESSOUTCOME']._serialized_end=2401
+  _globals['_ACCESSOUTCOME']._serialized_start=2098
+  _globals['_ACCESSOUTCOME']._serialized_end=2421
   _globals['_DISCLOSURE']._serialized_start=161
   _globals['_DISCLOSURE']._serialized_end=318
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_start=270
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_end=318
   _globals['_ACCESSENTRY']._serialized_start=321
-  _globals['_ACCESSENTRY']._serialized_end=945
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=948
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1185
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1187
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1285
-  _globals['_LISTANOMALIESREQUEST']._serialized_start=1288
-  _globals['_LISTANOMALIESREQUEST']._serialized_end=1465
-  _globals['_ANOMALY']._serialized_start=1467
-  _globals['_ANOMALY']._serialized_end=1545
-  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1547
-  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1639
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1641
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=1729
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=1731
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=1830
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=1832
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=1914
-  _globals['_GETSIGNEDHEADREQUEST']._serialized_start=1916
-  _globals['_GETSIGNEDHEADREQUEST']._serialized_end=1938
-  _globals['_SIGNEDHEAD']._serialized_start=1941
-  _globals['_SIGNEDHEAD']._serialized_end=2075
-  _globals['_AUDITSERVICE']._serialized_start=2404
-  _globals['_AUDITSERVICE']._serialized_end=2900
+  _globals['_ACCESSENTRY']._serialized_end=965
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=968
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1205
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1207
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1305
+  _globals['_LISTANOMALIESREQUEST']._serialized_start=1308
+  _globals['_LISTANOMALIESREQUEST']._serialized_end=1485
+  _globals['_ANOMALY']._serialized_start=1487
+  _globals['_ANOMALY']._serialized_end=1565
+  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1567
+  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1659
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1661
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=1749
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=1751
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=1850
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=1852
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=1934
+  _globals['_GETSIGNEDHEADREQUEST']._serialized_start=1936
+  _globals['_GETSIGNEDHEADREQUEST']._serialized_end=1958
+  _globals['_SIGNEDHEAD']._serialized_start=1961
+  _globals['_SIGNEDHEAD']._serialized_end=2095
+  _globals['_AUDITSERVICE']._serialized_start=2424
+  _globals['_AUDITSERVICE']._serialized_end=2920
 # @@protoc_insertion_point(module_scope)

@@ -128,8 +128,9 @@ class AccessEntry(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
-    TIME_FIELD_NUMBER: _builtins.int
+    ENTRY_TIME_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     SPAN_ID_FIELD_NUMBER: _builtins.int
     PROCESSING_ACTIVITY_FIELD_NUMBER: _builtins.int
@@ -152,6 +153,8 @@ class AccessEntry(_message.Message):
     AUDIT_QUERY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"accessEntries/{sequence}"."""
     sequence: _builtins.int
     """Position in the hash chain, from 1."""
     trace_id: _builtins.str
@@ -182,7 +185,7 @@ class AccessEntry(_message.Message):
     request_id: _builtins.str
     client_address: _builtins.str
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def entry_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def data_subject(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The data subject's pseudonyms (hex of the HMAC values), never a BSN or name."""
@@ -198,8 +201,9 @@ class AccessEntry(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         sequence: _builtins.int = ...,
-        time: _timestamp_pb2.Timestamp | None = ...,
+        entry_time: _timestamp_pb2.Timestamp | None = ...,
         trace_id: _builtins.str = ...,
         span_id: _builtins.str = ...,
         processing_activity: _builtins.str = ...,
@@ -223,9 +227,9 @@ class AccessEntry(_message.Message):
         request_id: _builtins.str = ...,
         client_address: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry_time", b"entry_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "sequence", b"sequence", "span_id", b"span_id", "time", b"time", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "entry_time", b"entry_time", "name", b"name", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "sequence", b"sequence", "span_id", b"span_id", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -559,19 +559,27 @@ class ListAdviceRequestsRequest(_message.Message):
 
     OVERDUE_ONLY_FIELD_NUMBER: _builtins.int
     HOUSE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     overdue_only: _builtins.bool
     """Only requests past their term and unanswered."""
     house: _builtins.str
     """Only this house's ("houses/{house}"); empty for all the caller may see."""
+    page_size: _builtins.int
+    """At most this many requests; 0 means 50, values above 200 are treated as 200."""
+    page_token: _builtins.str
+    """From a previous response, with the same filters."""
     def __init__(
         self,
         *,
         overdue_only: _builtins.bool = ...,
         house: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "overdue_only", b"overdue_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "overdue_only", b"overdue_only", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -582,16 +590,20 @@ class ListAdviceRequestsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ADVICE_REQUESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def advice_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdviceRequest]: ...
     def __init__(
         self,
         *,
         advice_requests: _abc.Iterable[Global___AdviceRequest] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_requests", b"advice_requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_requests", b"advice_requests", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -788,16 +800,24 @@ class ListDeadLettersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HOUSE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     house: _builtins.str
     """Only this house's ("houses/{house}"); empty for all."""
+    page_size: _builtins.int
+    """At most this many dead letters; 0 means 50, values above 200 are treated as 200."""
+    page_token: _builtins.str
+    """From a previous response, with the same filter."""
     def __init__(
         self,
         *,
         house: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -809,14 +829,15 @@ class DeadLetter(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     HOUSE_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CREATED_TIME_FIELD_NUMBER: _builtins.int
     LAST_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     LAST_FAILURE_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    name: _builtins.str
+    """"deadLetters/{key}", after the delivery item's idempotency key."""
     house: _builtins.str
     kind: Global___DeliveryKind.ValueType
     attempts: _builtins.int
@@ -829,7 +850,7 @@ class DeadLetter(_message.Message):
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        name: _builtins.str = ...,
         house: _builtins.str = ...,
         kind: Global___DeliveryKind.ValueType = ...,
         attempts: _builtins.int = ...,
@@ -839,7 +860,7 @@ class DeadLetter(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "last_attempt_time", b"last_attempt_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "house", b"house", "key", b"key", "kind", b"kind", "last_attempt_time", b"last_attempt_time", "last_failure", b"last_failure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_time", b"created_time", "house", b"house", "kind", b"kind", "last_attempt_time", b"last_attempt_time", "last_failure", b"last_failure", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -850,16 +871,20 @@ class ListDeadLettersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def dead_letters(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetter]: ...
     def __init__(
         self,
         *,
         dead_letters: _abc.Iterable[Global___DeadLetter] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -869,17 +894,17 @@ Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: 
 class RequeueDeadLetterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    """Required."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "deadLetters/{key}"."""
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -219,7 +219,7 @@ Global___Advice: _TypeAlias = Advice  # noqa: Y015
 @_typing.final
 class MarkerRecord(_message.Message):
     """One source record of a house as an adapter delivers it to SyncMarkers.
-    The key is (source_system, house_id, source_record_id); source_version only grows.
+    The key is (source_system, house, source_record_id); source_version only grows.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -227,7 +227,7 @@ class MarkerRecord(_message.Message):
     SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
     SOURCE_RECORD_ID_FIELD_NUMBER: _builtins.int
     SOURCE_VERSION_FIELD_NUMBER: _builtins.int
-    HOUSE_ID_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     TARGET_GROUP_FIELD_NUMBER: _builtins.int
     PLAN_STATUS_FIELD_NUMBER: _builtins.int
@@ -242,8 +242,10 @@ class MarkerRecord(_message.Message):
     """Required. The record id in the source system, 1 to 128 printable characters."""
     source_version: _builtins.int
     """Required, positive. A source that changes a record must raise its version."""
-    house_id: _builtins.str
-    """Required. The marking house, e.g. "vh-rotterdam-rijnmond"; must be a known house."""
+    house: _builtins.str
+    """Required. "houses/{house}": the marking house, e.g. "houses/vh-rotterdam-rijnmond"; must be
+    a known house.
+    """
     target_group: Global___TargetGroup.ValueType
     """Required."""
     plan_status: Global___PlanStatus.ValueType
@@ -280,7 +282,7 @@ class MarkerRecord(_message.Message):
         source_system: _house_pb2.SourceSystem.ValueType = ...,
         source_record_id: _builtins.str = ...,
         source_version: _builtins.int = ...,
-        house_id: _builtins.str = ...,
+        house: _builtins.str = ...,
         subject: _pseudonym_pb2.Subject | None = ...,
         target_group: Global___TargetGroup.ValueType = ...,
         plan_status: Global___PlanStatus.ValueType = ...,
@@ -292,7 +294,7 @@ class MarkerRecord(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["advice_date", b"advice_date", "at_information", b"at_information", "mark_date", b"mark_date", "minor_until", b"minor_until", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "advice_date", b"advice_date", "at_information", b"at_information", "house_id", b"house_id", "mark_date", b"mark_date", "minor_until", b"minor_until", "plan_status", b"plan_status", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version", "subject", b"subject", "target_group", b"target_group"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "advice_date", b"advice_date", "at_information", b"at_information", "house", b"house", "mark_date", b"mark_date", "minor_until", b"minor_until", "plan_status", b"plan_status", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version", "subject", b"subject", "target_group", b"target_group"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -307,26 +309,26 @@ class MarkerTombstone(_message.Message):
     SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
     SOURCE_RECORD_ID_FIELD_NUMBER: _builtins.int
     SOURCE_VERSION_FIELD_NUMBER: _builtins.int
-    HOUSE_ID_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
     source_system: _house_pb2.SourceSystem.ValueType
     """Required."""
     source_record_id: _builtins.str
     """Required."""
     source_version: _builtins.int
     """Required, positive; at least the last version synced."""
-    house_id: _builtins.str
-    """Required."""
+    house: _builtins.str
+    """Required. "houses/{house}"."""
     def __init__(
         self,
         *,
         source_system: _house_pb2.SourceSystem.ValueType = ...,
         source_record_id: _builtins.str = ...,
         source_version: _builtins.int = ...,
-        house_id: _builtins.str = ...,
+        house: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["house_id", b"house_id", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "source_record_id", b"source_record_id", "source_system", b"source_system", "source_version", b"source_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

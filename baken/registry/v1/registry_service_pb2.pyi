@@ -445,7 +445,7 @@ class SyncRejection(_message.Message):
 
     INDEX_FIELD_NUMBER: _builtins.int
     SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
-    HOUSE_ID_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
     SOURCE_RECORD_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
@@ -453,7 +453,8 @@ class SyncRejection(_message.Message):
     """Position of the change in the whole stream, counting from 0."""
     source_system: _house_pb2.SourceSystem.ValueType
     """The source record, as far as it could be read."""
-    house_id: _builtins.str
+    house: _builtins.str
+    """"houses/{house}"."""
     source_record_id: _builtins.str
     reason: _builtins.str
     """Stable UPPER_SNAKE reason, e.g. "INVALID_MARKER" or "VERSION_REUSED"."""
@@ -466,14 +467,14 @@ class SyncRejection(_message.Message):
         *,
         index: _builtins.int = ...,
         source_system: _house_pb2.SourceSystem.ValueType = ...,
-        house_id: _builtins.str = ...,
+        house: _builtins.str = ...,
         source_record_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         field_violations: _abc.Iterable[_error_details_pb2.BadRequest.FieldViolation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_violations", b"field_violations", "house_id", b"house_id", "index", b"index", "reason", b"reason", "source_record_id", b"source_record_id", "source_system", b"source_system"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_violations", b"field_violations", "house", b"house", "index", b"index", "reason", b"reason", "source_record_id", b"source_record_id", "source_system", b"source_system"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,23 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baken.type.v1 import purpose_pb2 as baken_dot_type_dot_v1_dot_purpose__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$baken/report/v1/report_service.proto\x12\x0f\x62\x61ken.report.v1\"r\n\x18GetMonthlyFiguresRequest\x12\r\n\x05month\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08house_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x05 \x01(\t\"v\n\x06\x46igure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08house_id\x18\x03 \x01(\t\x12\x0f\n\x05\x63ount\x18\x04 \x01(\x03H\x00\x12\x11\n\x07seconds\x18\x05 \x01(\x01H\x00\x12\r\n\x05small\x18\x06 \x01(\x08\x42\x07\n\x05value\"0\n\x0eWithheldRegion\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa1\x01\n\x19GetMonthlyFiguresResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12(\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x17.baken.report.v1.Figure\x12\x31\n\x08withheld\x18\x03 \x03(\x0b\x32\x1f.baken.report.v1.WithheldRegion\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x04 \x01(\x04\x32{\n\rReportService\x12j\n\x11GetMonthlyFigures\x12).baken.report.v1.GetMonthlyFiguresRequest\x1a*.baken.report.v1.GetMonthlyFiguresResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$baken/report/v1/report_service.proto\x12\x0f\x62\x61ken.report.v1\x1a\x1b\x62\x61ken/type/v1/purpose.proto\"\x87\x01\n\x18GetMonthlyFiguresRequest\x12\r\n\x05month\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\r\n\x05house\x18\x03 \x01(\t\x12\'\n\x07purpose\x18\x04 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x14\n\x0con_behalf_of\x18\x05 \x01(\t\"s\n\x06\x46igure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\r\n\x05house\x18\x03 \x01(\t\x12\x0f\n\x05\x63ount\x18\x04 \x01(\x03H\x00\x12\x11\n\x07seconds\x18\x05 \x01(\x01H\x00\x12\r\n\x05small\x18\x06 \x01(\x08\x42\x07\n\x05value\"0\n\x0eWithheldRegion\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa1\x01\n\x19GetMonthlyFiguresResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12(\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x17.baken.report.v1.Figure\x12\x31\n\x08withheld\x18\x03 \x03(\x0b\x32\x1f.baken.report.v1.WithheldRegion\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x04 \x01(\x04\x32{\n\rReportService\x12j\n\x11GetMonthlyFigures\x12).baken.report.v1.GetMonthlyFiguresRequest\x1a*.baken.report.v1.GetMonthlyFiguresResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.report.v1.report_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_start=57
-  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_end=171
-  _globals['_FIGURE']._serialized_start=173
-  _globals['_FIGURE']._serialized_end=291
-  _globals['_WITHHELDREGION']._serialized_start=293
-  _globals['_WITHHELDREGION']._serialized_end=341
-  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_start=344
-  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_end=505
-  _globals['_REPORTSERVICE']._serialized_start=507
-  _globals['_REPORTSERVICE']._serialized_end=630
+  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_start=87
+  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_end=222
+  _globals['_FIGURE']._serialized_start=224
+  _globals['_FIGURE']._serialized_end=339
+  _globals['_WITHHELDREGION']._serialized_start=341
+  _globals['_WITHHELDREGION']._serialized_end=389
+  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_start=392
+  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_end=553
+  _globals['_REPORTSERVICE']._serialized_start=555
+  _globals['_REPORTSERVICE']._serialized_end=678
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from baken.type.v1 import purpose_pb2 as _purpose_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -24,17 +25,19 @@ class GetMonthlyFiguresRequest(_message.Message):
 
     MONTH_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
-    HOUSE_ID_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     month: _builtins.str
     """"YYYY-MM": the calendar month in Dutch time."""
     region: _builtins.str
     """Only this region; empty for every region the caller may see."""
-    house_id: _builtins.str
-    """Only this house (its figures and its region's); empty for every house of those regions."""
-    purpose: _builtins.str
-    """Must be "monitoring"."""
+    house: _builtins.str
+    """Only this house, "houses/{house}" (its figures and its region's); empty for every house of
+    those regions.
+    """
+    purpose: _purpose_pb2.Purpose.ValueType
+    """Required: PURPOSE_MONITORING (another purpose is refused, PURPOSE_NOT_FOR_REPORT)."""
     on_behalf_of: _builtins.str
     """The person on whose behalf the report is drawn up (NEN 7513's responsible user)."""
     def __init__(
@@ -42,13 +45,13 @@ class GetMonthlyFiguresRequest(_message.Message):
         *,
         month: _builtins.str = ...,
         region: _builtins.str = ...,
-        house_id: _builtins.str = ...,
-        purpose: _builtins.str = ...,
+        house: _builtins.str = ...,
+        purpose: _purpose_pb2.Purpose.ValueType = ...,
         on_behalf_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["house_id", b"house_id", "month", b"month", "on_behalf_of", b"on_behalf_of", "purpose", b"purpose", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "month", b"month", "on_behalf_of", b"on_behalf_of", "purpose", b"purpose", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -60,15 +63,17 @@ class Figure(_message.Message):
 
     METRIC_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
-    HOUSE_ID_FIELD_NUMBER: _builtins.int
+    HOUSE_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     SECONDS_FIELD_NUMBER: _builtins.int
     SMALL_FIELD_NUMBER: _builtins.int
     metric: _builtins.str
     """A metric of docs/REPORT.md, such as "zsm.lookups" or "feedback.acknowledged"."""
     region: _builtins.str
-    house_id: _builtins.str
-    """Empty for a region's own figure (its ZSM desks); else the house the figure is about."""
+    house: _builtins.str
+    """Empty for a region's own figure (its ZSM desks); else "houses/{house}", the house the figure
+    is about.
+    """
     count: _builtins.int
     seconds: _builtins.float
     small: _builtins.bool
@@ -78,14 +83,14 @@ class Figure(_message.Message):
         *,
         metric: _builtins.str = ...,
         region: _builtins.str = ...,
-        house_id: _builtins.str = ...,
+        house: _builtins.str = ...,
         count: _builtins.int = ...,
         seconds: _builtins.float = ...,
         small: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "seconds", b"seconds", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "house_id", b"house_id", "metric", b"metric", "region", b"region", "seconds", b"seconds", "small", b"small", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "house", b"house", "metric", b"metric", "region", b"region", "seconds", b"seconds", "small", b"small", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["count", "seconds"]  # noqa: Y015
     _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
