@@ -46,7 +46,7 @@ from baken import enums
 from baken.age import minor_until
 from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
-from baken.houses import House
+from baken.houses import House, house_name
 from baken.keyring import KeyRing
 from baken.pseudonym import InvalidIdentifier, person_pseudonyms
 from baken.registry.v1 import house_pb2, marker_pb2
@@ -207,7 +207,7 @@ class Adapter:
                     source_system=self._system,  # type: ignore[arg-type]
                     source_record_id=record_id,
                     source_version=tombstone_version,
-                    house=f"houses/{house_id}",
+                    house=house_name(house_id),
                 )
             )
             tombstones.append(
@@ -369,7 +369,7 @@ class Adapter:
         return marker_pb2.MarkerRecord(
             source_system=self._system,  # type: ignore[arg-type]
             source_record_id=item.record_id,
-            house=f"houses/{item.house_id}",
+            house=house_name(item.house_id),
             subject=subject_proto(pseudonyms),
             target_group=group,  # type: ignore[arg-type]
             plan_status=status,  # type: ignore[arg-type]

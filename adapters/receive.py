@@ -46,6 +46,7 @@ from baken.backoff import Backoff
 from baken.clock import AMSTERDAM, Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.houses import house_name
 
 log = structlog.get_logger("baken.adapter.receive")
 
@@ -136,7 +137,7 @@ class Applier:
                 return Applied(DeliveryOutcome.ALREADY)
         except sqlite3.Error as error:
             return Applied(DeliveryOutcome.RETRY, error=type(error).__name__)
-        if message.house != f"houses/{house_id}":
+        if message.house != house_name(house_id):
             return Applied(DeliveryOutcome.REFUSED, "house: not the house of this stream")
         try:
             key = self._house_key(house_id) if message.kind == pb.DELIVERY_KIND_REFERRAL else None
@@ -308,7 +309,7 @@ class Receiver:
         it ended cleanly or was cancelled by stop())."""
         received = False
         stream = self._stub.SubscribeDeliveries(
-            pb.SubscribeDeliveriesRequest(house=f"houses/{house_id}")
+            pb.SubscribeDeliveriesRequest(house=house_name(house_id))
         )
         with self._lock:
             self._streams[house_id] = stream

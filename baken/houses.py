@@ -13,6 +13,11 @@ from baken.registry.v1 import house_pb2
 HOUSES = "houses/"
 
 
+def house_name(house_id: str) -> str:
+    """A house's resource name on the wire: "houses/{house}"."""
+    return HOUSES + house_id
+
+
 def house_id_of(name: str) -> str:
     """The id in a house's resource name, "houses/{house}"; empty when `name` is not one."""
     return name.removeprefix(HOUSES) if name.startswith(HOUSES) else ""

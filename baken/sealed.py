@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from baken.feedback.v1 import feedback_service_pb2
+from baken.houses import house_name
 
 if TYPE_CHECKING:
     from baken.houses import House
@@ -87,7 +88,7 @@ def seal(
     cipher = AESGCM(_key(shared, ephemeral_public, key.public))
     sealed = cipher.encrypt(nonce, plaintext, _context(key.house_id, key.key_id, case_reference))
     return feedback_service_pb2.SealedEnvelope(
-        house=f"houses/{key.house_id}",
+        house=house_name(key.house_id),
         key_id=key.key_id,
         ephemeral_public_key=ephemeral_public,
         ciphertext=nonce + sealed,
@@ -97,7 +98,7 @@ def seal(
 def open_envelope(
     key: HouseKey, envelope: feedback_service_pb2.SealedEnvelope, *, case_reference: str
 ) -> bytes:
-    if envelope.house != f"houses/{key.house_id}" or envelope.key_id != key.key_id:
+    if envelope.house != house_name(key.house_id) or envelope.key_id != key.key_id:
         raise SealError(f"the envelope is sealed to {envelope.house} key {envelope.key_id!r}")
     try:
         shared = key.private.exchange(

@@ -20,7 +20,7 @@ from baken.clock import SystemClock
 from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.houses import load_houses, load_municipalities
+from baken.houses import house_name, load_houses, load_municipalities
 from baken.pki import TlsFiles
 from baken.render import advice_request_line, shown
 from cli.options import (
@@ -150,7 +150,7 @@ def _advice(args: argparse.Namespace) -> None:
                 pb.RequestAdviceRequest(
                     case_reference=args.case,
                     subject=subject,
-                    house=f"houses/{args.house}",
+                    house=house_name(args.house),
                     term=term,
                     question=args.question,
                     on_behalf_of=_user(args),
@@ -164,7 +164,7 @@ def _advice(args: argparse.Namespace) -> None:
             pages(
                 stub.ListAdviceRequests,
                 pb.ListAdviceRequestsRequest(
-                    overdue_only=args.overdue, house=f"houses/{args.house}" if args.house else ""
+                    overdue_only=args.overdue, house=house_name(args.house) if args.house else ""
                 ),
                 "advice_requests",
                 args.timeout,
@@ -191,7 +191,7 @@ def _dead_letters(args: argparse.Namespace) -> None:
         listed = list(
             pages(
                 stub.ListDeadLetters,
-                pb.ListDeadLettersRequest(house=f"houses/{args.house}" if args.house else ""),
+                pb.ListDeadLettersRequest(house=house_name(args.house) if args.house else ""),
                 "dead_letters",
                 args.timeout,
             )

@@ -49,7 +49,7 @@ from baken.client import (
 from baken.clock import SystemClock, advance, read_offset
 from baken.feedback.v1 import feedback_service_pb2 as fb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.houses import House, load_houses
+from baken.houses import House, house_name, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import person_pseudonyms
@@ -359,7 +359,7 @@ class _Shift:
                 houses = waiting.setdefault(self._region(r), {}).setdefault(
                     s.case, (s.person, set())
                 )
-                houses[1].add(f"houses/{r.house_id}")
+                houses[1].add(house_name(r.house_id))
         started, delay, synced = time.monotonic(), 0.25, set()
         while waiting:
             for region, cases in list(waiting.items()):
@@ -594,7 +594,7 @@ class _Shift:
             fb.RequestAdviceRequest(
                 case_reference=s.case,
                 subject=self.subject(s.person),
-                house=f"houses/{house}",
+                house=house_name(house),
                 term=term,
                 question=QUESTION,
                 on_behalf_of=s.user,

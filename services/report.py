@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
-from baken.houses import House, house_id_of
+from baken.houses import House, house_id_of, house_name
 from baken.purposes import MONITORING, PURPOSE_TOKENS
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
@@ -186,7 +186,7 @@ def _check(request: pb.GetMonthlyFiguresRequest, houses: Mapping[str, House]) ->
 
 def _figure(f: Figure) -> pb.Figure:
     message = pb.Figure(
-        metric=f.metric, region=f.region, house=f"houses/{f.house_id}" if f.house_id else ""
+        metric=f.metric, region=f.region, house=house_name(f.house_id) if f.house_id else ""
     )
     if f.small:
         message.small = True

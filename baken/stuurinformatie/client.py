@@ -10,7 +10,7 @@ import grpc
 
 from baken.client import connect
 from baken.errors import UserError
-from baken.houses import house_id_of, load_houses
+from baken.houses import house_id_of, house_name, load_houses
 from baken.pki import TlsFiles
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
@@ -74,7 +74,7 @@ def _ask(
             pb.GetMonthlyFiguresRequest(
                 month=str(month),
                 region=request.region,
-                house=f"houses/{request.house}" if request.house else "",
+                house=house_name(request.house) if request.house else "",
                 purpose=purpose_pb2.PURPOSE_MONITORING,
                 on_behalf_of=request.on_behalf_of,
             ),

@@ -14,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from baken.clock import AMSTERDAM
 from baken.errors import PermissionDenied
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.houses import House
+from baken.houses import House, house_name
 from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 from services.common.access import AccessPolicy, Withhold
@@ -233,7 +233,7 @@ def route_decision(
         for n, marking in enumerate(markings):
             delivery = pb.Delivery()
             delivery.CopyFrom(base)
-            delivery.house = f"houses/{marking.house_id}"
+            delivery.house = house_name(marking.house_id)
             delivery.kind = pb.DELIVERY_KIND_DECISION
             delivery.source_record_id = marking.source_record_id
             addressed = recipients.address(
@@ -244,7 +244,7 @@ def route_decision(
     elif decision.complex_problems_suspected and referral_house is not None:
         delivery = pb.Delivery()
         delivery.CopyFrom(base)
-        delivery.house = f"houses/{referral_house}"
+        delivery.house = house_name(referral_house)
         delivery.kind = pb.DELIVERY_KIND_REFERRAL
         if decision.referral is not None:
             delivery.referral.CopyFrom(_envelope(decision.referral))
@@ -278,7 +278,7 @@ def route_signal(
     """A lookup hit the house's marker: one signal per house, record and case (a case looked
     up twice signals once; a lookup without a case signals per lookup)."""
     delivery = pb.Delivery(
-        house=f"houses/{house_id}",
+        house=house_name(house_id),
         kind=pb.DELIVERY_KIND_SIGNAL,
         case_reference=case_reference,
         occurred_time=timestamp(lookup_time),
@@ -305,7 +305,7 @@ def route_advice_request(
     due: dt.datetime,
 ) -> Item | NotRouted:
     delivery = pb.Delivery(
-        house=f"houses/{marking.house_id}",
+        house=house_name(marking.house_id),
         kind=pb.DELIVERY_KIND_ADVICE_REQUEST,
         case_reference=case_reference,
         occurred_time=timestamp(now),

@@ -10,6 +10,7 @@ import grpc
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
+from baken.houses import house_name
 from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import inquiry_of
 from services.common import checks
@@ -30,7 +31,7 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
     message = pb.AdviceRequest(
         name=f"adviceRequests/{view.id}",
         case_reference=view.case_reference,
-        house=f"houses/{view.house_id}",
+        house=house_name(view.house_id),
         requested_time=timestamp(view.requested_time),
         due_time=timestamp(view.due_time),
         state=view.state(now),  # type: ignore[arg-type]
@@ -45,7 +46,7 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
 def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
     message = pb.DeadLetter(
         name=f"deadLetters/{letter.key}",
-        house=f"houses/{letter.house_id}",
+        house=house_name(letter.house_id),
         kind=letter.kind,  # type: ignore[arg-type]
         attempts=letter.attempts,
         created_time=timestamp(letter.created_time),
@@ -90,7 +91,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             name=recorded.name,
             items=[
                 pb.RoutedItem(
-                    house=f"houses/{i.house_id}",
+                    house=house_name(i.house_id),
                     kind=i.kind,  # type: ignore[arg-type]
                     key=i.key,
                     withheld=i.withheld,
@@ -98,7 +99,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
                 for i in recorded.routing.items
             ],
             not_routed=[
-                pb.NotRouted(house=f"houses/{n.house_id}" if n.house_id else "", reason=n.reason)
+                pb.NotRouted(house=house_name(n.house_id) if n.house_id else "", reason=n.reason)
                 for n in recorded.routing.not_routed
             ],
             purged_items=recorded.purged_items,

@@ -13,6 +13,7 @@ import structlog
 from baken.backoff import Backoff
 from baken.client import RETRYABLE
 from baken.errors import FailedPrecondition, Unavailable
+from baken.houses import house_id_of
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
@@ -78,7 +79,7 @@ class GrpcRegistry:
         except grpc.RpcError as error:
             raise _refused(error, "the routing lookup") from None
         return [
-            Marking(m.house.name.removeprefix("houses/"), m.source_record_id, m.advice.freshness)
+            Marking(house_id_of(m.house.name), m.source_record_id, m.advice.freshness)
             for m in response.markers
             if m.house.name and m.source_record_id
         ]
@@ -97,7 +98,7 @@ class GrpcRegistry:
         return [
             SignalIn(
                 s.sequence,
-                s.house.removeprefix("houses/"),
+                house_id_of(s.house),
                 s.source_record_id,
                 s.case_reference,
                 s.zsm_location,

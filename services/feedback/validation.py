@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.houses import house_name
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 from services.common.checks import Checker, text_fault
@@ -140,7 +141,7 @@ def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None)
             "of the residence municipality",
         )
         return
-    if covering is not None and envelope.house != f"houses/{covering}":
+    if covering is not None and envelope.house != house_name(covering):
         check.fail(
             "referral.house",
             f"the residence municipality is covered by houses/{covering}: seal to its key",

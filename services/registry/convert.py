@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from google.type import date_pb2
 
 from baken import enums
-from baken.houses import House
+from baken.houses import House, house_name
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from services.registry.lookup import Answer
 from services.registry.markers import MarkerHit, SyncCounts
@@ -148,7 +148,7 @@ def sync_response(counts: SyncCounts) -> registry_service_pb2.SyncMarkersRespons
 def signal_message(signal: Signal) -> registry_service_pb2.Signal:
     message = registry_service_pb2.Signal(
         sequence=signal.seq,
-        house=f"houses/{signal.house_id}",
+        house=house_name(signal.house_id),
         source_record_id=signal.source_record_id,
         case_reference=signal.case_reference or "",
         zsm_location=signal.zsm_location,

@@ -26,7 +26,7 @@ from services.common.access import Decision, Scope, Withhold
 from services.common.at_rest import Sealer
 from services.common.covenants import MARKER_FIELDS, THAT_FIELDS, WHY_FIELDS
 from services.registry.freshness import Freshness, freshness
-from services.registry.markers import MarkerHit, RecordKey
+from services.registry.markers import MarkerHit, RecordKey, marker_name
 from services.registry.repository import Found
 
 BREAK_GLASS = Decision(None, "break-glass", "")
@@ -114,7 +114,7 @@ def disclose(
         if not house.disclosed:
             withheld.append(Withheld("", "marker", *_cite(house)))
             continue
-        name = f"houses/{row.house_id}/markers/{row.uid}"
+        name = marker_name(row.house_id, row.uid)
         fresh = freshness(row.advice_date, today)
         at: dict[str, str] = (
             json.loads(sealer.open(row.uid, "at_information", row.at_information))

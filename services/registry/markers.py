@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from baken.errors import FieldViolation
+from baken.houses import house_name
 from services.common.checks import PseudonymRef
 from services.registry.freshness import Freshness
 
@@ -135,4 +136,9 @@ class MarkerHit:
 
     @property
     def name(self) -> str:
-        return f"houses/{self.key.house_id}/markers/{self.uid}"
+        return marker_name(self.key.house_id, self.uid)
+
+
+def marker_name(house_id: str, uid: str) -> str:
+    """A marker's resource name on the wire: "houses/{house}/markers/{uid}"."""
+    return f"{house_name(house_id)}/markers/{uid}"
