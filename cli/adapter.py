@@ -26,7 +26,7 @@ from baken.errors import UserError
 from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file
+from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file, registry_option
 
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
 
@@ -313,12 +313,7 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
             help=f"the feedback service (env {FEEDBACK_TARGET_ENV}); optional: without it no "
             "advice answers are sent",
         )
-        p.add_argument(
-            "--registry",
-            default=os.environ.get(target_env, "127.0.0.1:50051"),
-            metavar="HOST:PORT",
-            help=f"the registry (env {target_env}, default 127.0.0.1:50051)",
-        )
+        registry_option(p, target_env)
         p.add_argument("--key-file", help=f"the adapter's pseudonym key file (env {key_file_env})")
         common(p)
         p.add_argument(

@@ -29,7 +29,7 @@ from baken.clock import AMSTERDAM
 from baken.errors import UserError
 from baken.pki import TlsFiles
 from baken.render import access_entry, shown
-from cli.options import pages, person_options, person_subject, registry_settings
+from cli.options import pages, person_options, person_subject, registry_option, registry_settings
 from cli.witness import WitnessError, check, head_of, opened
 from services.accesslog import signing
 from services.common.settings import FeedbackSettings, RegistrySettings
@@ -243,12 +243,7 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
 
     def remote(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
-        p.add_argument(
-            "--registry",
-            default=os.environ.get(target_env, "127.0.0.1:50051"),
-            metavar="HOST:PORT",
-            help=f"the registry (env {target_env}, default 127.0.0.1:50051)",
-        )
+        registry_option(p, target_env)
         p.add_argument(
             "--pki-dir",
             type=Path,

@@ -47,6 +47,7 @@ from cli.options import (
     person_options,
     person_subject,
     pki_dir_option,
+    registry_option,
     registry_settings,
 )
 from services.accesslog.signing import SigningKeyError
@@ -206,12 +207,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     lookup = sub.add_parser("lookup", help="is this person known at any Safety House?")
-    lookup.add_argument(
-        "--registry",
-        default=os.environ.get(REGISTRY_TARGET_ENV, "127.0.0.1:50051"),
-        metavar="HOST:PORT",
-        help=f"the registry (env {REGISTRY_TARGET_ENV}, default 127.0.0.1:50051)",
-    )
+    registry_option(lookup)
     lookup.add_argument("--key-file", help=f"pseudonym key file (env {KEY_FILE_ENV})")
     person_options(lookup)
     lookup.add_argument(

@@ -40,6 +40,16 @@ def key_file(args: argparse.Namespace) -> Path:
     return Path(path)
 
 
+def registry_option(p: argparse.ArgumentParser, env: str = REGISTRY_TARGET_ENV) -> None:
+    """--registry: where the registry answers."""
+    p.add_argument(
+        "--registry",
+        default=os.environ.get(env, "127.0.0.1:50051"),
+        metavar="HOST:PORT",
+        help=f"the registry (env {env}, default 127.0.0.1:50051)",
+    )
+
+
 def add_party(p: argparse.ArgumentParser) -> None:
     """--party for a command that acts as a party: no default, so nobody is one unawares."""
     p.add_argument(
