@@ -1,4 +1,4 @@
-"""Verification of the access log's hash chain and signed checkpoints (format: access_log.py).
+"""Verification of the access log's hash chain and signed checkpoints (format: store.py).
 
 `verify` walks the log in seq order and reports the first break, with the entry it concerns:
 
@@ -21,7 +21,7 @@
 - checkpoint: a checkpoint with an unknown key id or a bad signature, or whose hash differs from
   its entry's. An attacker who re-hashes the whole chain after a change shows only here: the
   change lies at or before that checkpoint's seq.
-- unsigned: a checkpoint was due and is missing (checkpoints were deleted): a run (access_log.py)
+- unsigned: a checkpoint was due and is missing (checkpoints were deleted): a run (store.py)
   holds more than `policy.every` entries, or an entry more than `policy.seconds` from its run's
   first entry's time. The writer keeps both rules exactly, so there is no grace.
 - rewritten: the entry at a head the witness saw has another hash now: the chain up to it was
