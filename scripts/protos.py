@@ -5,7 +5,9 @@
     python scripts/protos.py lint    buf lint, and buf breaking against proto/baken.binpb
 
 The generated code is checked in and never edited by hand. Google's common protos
-(google/rpc, google/type) are taken from the installed googleapis-common-protos package.
+(google/rpc, google/type, google/api) are taken from the installed googleapis-common-protos
+package. protovalidate's rules (proto/buf/validate/validate.proto) are vendored, as nothing here
+can reach the Buf Schema Registry; its generated module lands in buf/validate/ at the top.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
 OUT = ROOT  # protoc mirrors proto/baken/... into baken/...
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+FIELD_BEHAVIOR = Path("google/api/field_behavior.proto")
+VENDORED = Path("buf")  # under proto/: third-party protos, generated but not linted as ours
 API_IMAGE = PROTO / "baken.binpb"
 
 
@@ -59,7 +63,7 @@ def _generate(out: Path) -> None:
         raise SystemExit("protoc failed")
     for package in {p.parent.relative_to(PROTO) for p in _proto_files()}:
         for level in (package, *package.parents):
-            if level != Path(".") and level != Path("baken"):
+            if level not in (Path("."), Path("baken")):
                 (out / level / "__init__.py").touch()
 
 
@@ -109,14 +113,19 @@ def lint() -> None:
     # buf cannot reach a registry here: stage Google's protos beside ours as a second module.
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shutil.copytree(PROTO, work / "proto", ignore=shutil.ignore_patterns("*.binpb"))
-        deps = work / "deps" / "google"
+        shutil.copytree(
+            PROTO, work / "proto", ignore=shutil.ignore_patterns("*.binpb", str(VENDORED))
+        )
+        deps = work / "deps"
+        shutil.copytree(PROTO / VENDORED, deps / VENDORED)
         for sub in ("rpc", "type"):
             shutil.copytree(
                 _site_root("google.rpc.status_pb2") / "google" / sub,
-                deps / sub,
+                deps / "google" / sub,
                 ignore=shutil.ignore_patterns("*.py", "*.pyi", "__pycache__", "context"),
             )
+        (deps / FIELD_BEHAVIOR).parent.mkdir()
+        shutil.copy(_site_root("google.rpc.status_pb2") / FIELD_BEHAVIOR, deps / FIELD_BEHAVIOR)
         shutil.copy(ROOT / "buf.yaml", work / "buf.yaml")
         _buf("lint", cwd=work)
         if API_IMAGE.exists():

@@ -36,7 +36,7 @@ def _pseudonym(**fields: object) -> pseudonym_pb2.Pseudonym:
 
 
 BAD_SUBJECTS = {
-    "no-subject": (None, ["subject.pseudonyms"]),
+    "no-subject": (None, ["subject"]),
     "no-pseudonyms": (pseudonym_pb2.Subject(), ["subject.pseudonyms"]),
     "17-pseudonyms": (
         pseudonym_pb2.Subject(pseudonyms=[_pseudonym(value=bytes([i]) * 32) for i in range(17)]),
@@ -139,16 +139,25 @@ def test_get_house_returns_the_house_with_region_and_contact(registry: RunningRe
     assert house.contact.email
 
 
-@pytest.mark.parametrize("name", ["houses/vh-nowhere", "vh-twente", "", "houses/", "markers/x"])
-def test_get_house_of_an_unknown_house_is_not_found(registry: RunningRegistry, name: str) -> None:
+def test_get_house_of_an_unknown_house_is_not_found(registry: RunningRegistry) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        registry.stub.GetHouse(pb.GetHouseRequest(name=name), timeout=10)
+        registry.stub.GetHouse(pb.GetHouseRequest(name="houses/vh-nowhere"), timeout=10)
     found = problem(caught.value)
     assert (found.code, found.reason, found.domain) == (
         grpc.StatusCode.NOT_FOUND,
         "HOUSE_NOT_FOUND",
         "baken.nl",
     )
+
+
+@pytest.mark.parametrize("name", ["vh-twente", "", "houses/", "markers/x", "houses/VH-TWENTE"])
+def test_get_house_by_a_name_not_of_the_house_pattern_is_invalid_argument(
+    registry: RunningRegistry, name: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        registry.stub.GetHouse(pb.GetHouseRequest(name=name), timeout=10)
+    found = problem(caught.value)
+    assert (found.code, found.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["name"])
 
 
 def test_list_houses_walks_all_17_houses_in_pages_of_5(registry: RunningRegistry) -> None:

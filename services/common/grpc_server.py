@@ -31,6 +31,7 @@ from baken.errors import (
     internal_status,
 )
 from baken.pseudonym import looks_like_bsn
+from services.common import field_rules
 
 if TYPE_CHECKING:
     from services.common.admission import Admission
@@ -198,36 +199,45 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         self, method: str, context: grpc.ServicerContext
     ) -> Iterator[Callable[[Any], Any]]:
         """Admit the call and hold its place while it runs; yields what turns the request (or
-        the request stream) into the charged one."""
+        the request stream) into the charged and checked one: every message is charged, then
+        held to the contract's field rules (services/common/field_rules.py)."""
         admission = self._admission
         if admission is None:
-            yield lambda request: request
+            yield functools.partial(_each, field_rules.check)
             return
         caller = caller_of(context)
         ticket = admission.admit(caller, method, context)
         # A cancelled stream may never resume its handler: the end of the RPC releases too.
         context.add_callback(ticket.release)
 
-        def charge(message: Any) -> None:
+        def charge_and_check(message: Any) -> None:
             entries = getattr(message, "entries", None)
             admission.charge(caller.id, len(entries) if isinstance(entries, Sized) else 1)
-
-        def charged(request: Any) -> Any:
-            if not isinstance(request, Iterator):
-                charge(request)
-                return request
-
-            def stream() -> Iterator[Any]:
-                for message in admission.first_message(request):
-                    charge(message)
-                    yield message
-
-            return stream()
+            field_rules.check(message)
 
         try:
-            yield charged
+            yield lambda request: _each(charge_and_check, request, admission.first_message)
         finally:
             ticket.release()
+
+
+def _each(
+    apply: Callable[[Any], None],
+    request: Any,
+    first_message: Callable[[Iterator[Any]], Iterator[Any]] = iter,
+) -> Any:
+    """`request` with `apply` run on it, or on each message of a request stream as it is read
+    (`first_message` wraps the stream: the admission's deadline for the first message)."""
+    if not isinstance(request, Iterator):
+        apply(request)
+        return request
+
+    def stream() -> Iterator[Any]:
+        for message in first_message(request):
+            apply(message)
+            yield message
+
+    return stream()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from baken.registry.v1 import registry_service_pb2 as baken_dot_registry_dot_v1_dot_registry__service__pb2
 from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12=\n\ndecided_by\x18\x03 \x03(\x0b\x32).baken.audit.v1.Disclosure.DecidedByEntry\x1a\x30\n\x0e\x44\x65\x63idedByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x05\n\x0b\x41\x63\x63\x65ssEntry\x12\x0c\n\x04name\x18\x19 \x01(\t\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12.\n\nentry_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xed\x01\n\x18ListAccessEntriesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\r\n\x05party\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb1\x01\n\x14ListAnomaliesRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"\\\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x19ListPendingReviewsRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"R\n\x17ReviewBreakGlassRequest\x12\x14\n\x0con_behalf_of\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07\x66inding\x18\x03 \x01(\t\"\x16\n\x14GetSignedHeadRequest\"\x86\x01\n\nSignedHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12/\n\x0bsigned_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c*\xc3\x02\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x12$\n ACCESS_OUTCOME_SIGNALS_DISCLOSED\x10\x08\x12\'\n#ACCESS_OUTCOME_AGGREGATES_DISCLOSED\x10\t2\xf0\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntry\x12Q\n\rGetSignedHead\x12$.baken.audit.v1.GetSignedHeadRequest\x1a\x1a.baken.audit.v1.SignedHeadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"baken/audit/v1/audit_service.proto\x12\x0e\x62\x61ken.audit.v1\x1a(baken/registry/v1/registry_service.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\nDisclosure\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12=\n\ndecided_by\x18\x03 \x03(\x0b\x32).baken.audit.v1.Disclosure.DecidedByEntry\x1a\x30\n\x0e\x44\x65\x63idedByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x05\n\x0b\x41\x63\x63\x65ssEntry\x12\x0c\n\x04name\x18\x19 \x01(\t\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12.\n\nentry_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x0f\n\x07span_id\x18\x04 \x01(\t\x12\x1b\n\x13processing_activity\x18\x05 \x01(\t\x12\x11\n\toperation\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x14\n\x0corganisation\x18\x08 \x01(\t\x12\x0c\n\x04role\x18\t \x01(\t\x12\x14\n\x0con_behalf_of\x18\n \x01(\t\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x61ta_subject\x18\r \x03(\t\x12.\n\x07outcome\x18\x0e \x01(\x0e\x32\x1d.baken.audit.v1.AccessOutcome\x12\x15\n\rdenial_reason\x18\x0f \x01(\t\x12-\n\tdisclosed\x18\x10 \x03(\x0b\x32\x1a.baken.audit.v1.Disclosure\x12\x32\n\x08withheld\x18\x11 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x11\n\tcovenants\x18\x12 \x03(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x13 \x01(\t\x12\x18\n\x10reviews_sequence\x18\x14 \x01(\x03\x12\x16\n\x0ereview_finding\x18\x15 \x01(\t\x12\x13\n\x0b\x61udit_query\x18\x16 \x01(\t\x12\x12\n\nrequest_id\x18\x17 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x18 \x01(\t\"\xca\x02\n\x18ListAccessEntriesRequest\x12$\n\x0con_behalf_of\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12-\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.SubjectB\x04\xe2\x41\x01\x01\x12.\n\x05party\x18\x03 \x01(\tB\x1f\xe2\x41\x01\x01\xbaH\x18r\x16\x32\x14^([a-z0-9-]{1,64})?$\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x1e\n\tpage_size\x18\x06 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12\x1f\n\npage_token\x18\x07 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\"b\n\x19ListAccessEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe7\x01\n\x14ListAnomaliesRequest\x12$\n\x0con_behalf_of\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x1e\n\tpage_size\x18\x04 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12\x1f\n\npage_token\x18\x05 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\"N\n\x07\x41nomaly\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tsequences\x18\x04 \x03(\x03\"\\\n\x15ListAnomaliesResponse\x12*\n\tanomalies\x18\x01 \x03(\x0b\x32\x17.baken.audit.v1.Anomaly\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x19ListPendingReviewsRequest\x12$\n\x0con_behalf_of\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12\x1e\n\tpage_size\x18\x02 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12\x1f\n\npage_token\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\"c\n\x1aListPendingReviewsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.baken.audit.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x17ReviewBreakGlassRequest\x12$\n\x0con_behalf_of\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12 \n\x08sequence\x18\x02 \x01(\x03\x42\x0e\xe2\x41\x01\x02\xbaH\x07\"\x02 \x00\xc8\x01\x01\x12 \n\x07\x66inding\x18\x03 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xd0\x0f\xc8\x01\x01\"\x16\n\x14GetSignedHeadRequest\"\x86\x01\n\nSignedHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12/\n\x0bsigned_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c*\xc3\x02\n\rAccessOutcome\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_OUTCOME_HIT\x10\x01\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17\x41\x43\x43\x45SS_OUTCOME_WITHHELD\x10\x03\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_DENIED\x10\x04\x12\x1e\n\x1a\x41\x43\x43\x45SS_OUTCOME_BREAK_GLASS\x10\x05\x12\x1d\n\x19\x41\x43\x43\x45SS_OUTCOME_AUDIT_READ\x10\x06\x12\x19\n\x15\x41\x43\x43\x45SS_OUTCOME_REVIEW\x10\x07\x12$\n ACCESS_OUTCOME_SIGNALS_DISCLOSED\x10\x08\x12\'\n#ACCESS_OUTCOME_AGGREGATES_DISCLOSED\x10\t2\xf0\x03\n\x0c\x41uditService\x12h\n\x11ListAccessEntries\x12(.baken.audit.v1.ListAccessEntriesRequest\x1a).baken.audit.v1.ListAccessEntriesResponse\x12\\\n\rListAnomalies\x12$.baken.audit.v1.ListAnomaliesRequest\x1a%.baken.audit.v1.ListAnomaliesResponse\x12k\n\x12ListPendingReviews\x12).baken.audit.v1.ListPendingReviewsRequest\x1a*.baken.audit.v1.ListPendingReviewsResponse\x12X\n\x10ReviewBreakGlass\x12\'.baken.audit.v1.ReviewBreakGlassRequest\x1a\x1b.baken.audit.v1.AccessEntry\x12Q\n\rGetSignedHead\x12$.baken.audit.v1.GetSignedHeadRequest\x1a\x1a.baken.audit.v1.SignedHeadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +38,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._loaded_options = None
   _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_options = b'8\001'
-  _globals['_ACCESSOUTCOME']._serialized_start=2098
-  _globals['_ACCESSOUTCOME']._serialized_end=2421
-  _globals['_DISCLOSURE']._serialized_start=161
-  _globals['_DISCLOSURE']._serialized_end=318
-  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_start=270
-  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_end=318
-  _globals['_ACCESSENTRY']._serialized_start=321
-  _globals['_ACCESSENTRY']._serialized_end=965
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=968
-  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1205
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1207
-  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1305
-  _globals['_LISTANOMALIESREQUEST']._serialized_start=1308
-  _globals['_LISTANOMALIESREQUEST']._serialized_end=1485
-  _globals['_ANOMALY']._serialized_start=1487
-  _globals['_ANOMALY']._serialized_end=1565
-  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1567
-  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1659
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1661
-  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=1749
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=1751
-  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=1850
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=1852
-  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=1934
-  _globals['_GETSIGNEDHEADREQUEST']._serialized_start=1936
-  _globals['_GETSIGNEDHEADREQUEST']._serialized_end=1958
-  _globals['_SIGNEDHEAD']._serialized_start=1961
-  _globals['_SIGNEDHEAD']._serialized_end=2095
-  _globals['_AUDITSERVICE']._serialized_start=2424
-  _globals['_AUDITSERVICE']._serialized_end=2920
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['subject']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['subject']._serialized_options = b'\342A\001\001'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['party']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['party']._serialized_options = b'\342A\001\001\272H\030r\0262\024^([a-z0-9-]{1,64})?$'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001\272H\004\032\002(\000'
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTACCESSENTRIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001\272H\004\032\002(\000'
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTANOMALIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001\272H\004\032\002(\000'
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPENDINGREVIEWSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['sequence']._loaded_options = None
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['sequence']._serialized_options = b'\342A\001\002\272H\007\"\002 \000\310\001\001'
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['finding']._loaded_options = None
+  _globals['_REVIEWBREAKGLASSREQUEST'].fields_by_name['finding']._serialized_options = b'\342A\001\002\272H\010r\003\030\320\017\310\001\001'
+  _globals['_ACCESSOUTCOME']._serialized_start=2400
+  _globals['_ACCESSOUTCOME']._serialized_end=2723
+  _globals['_DISCLOSURE']._serialized_start=223
+  _globals['_DISCLOSURE']._serialized_end=380
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_start=332
+  _globals['_DISCLOSURE_DECIDEDBYENTRY']._serialized_end=380
+  _globals['_ACCESSENTRY']._serialized_start=383
+  _globals['_ACCESSENTRY']._serialized_end=1027
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_start=1030
+  _globals['_LISTACCESSENTRIESREQUEST']._serialized_end=1360
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_start=1362
+  _globals['_LISTACCESSENTRIESRESPONSE']._serialized_end=1460
+  _globals['_LISTANOMALIESREQUEST']._serialized_start=1463
+  _globals['_LISTANOMALIESREQUEST']._serialized_end=1694
+  _globals['_ANOMALY']._serialized_start=1696
+  _globals['_ANOMALY']._serialized_end=1774
+  _globals['_LISTANOMALIESRESPONSE']._serialized_start=1776
+  _globals['_LISTANOMALIESRESPONSE']._serialized_end=1868
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_start=1871
+  _globals['_LISTPENDINGREVIEWSREQUEST']._serialized_end=2001
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_start=2003
+  _globals['_LISTPENDINGREVIEWSRESPONSE']._serialized_end=2102
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_start=2105
+  _globals['_REVIEWBREAKGLASSREQUEST']._serialized_end=2236
+  _globals['_GETSIGNEDHEADREQUEST']._serialized_start=2238
+  _globals['_GETSIGNEDHEADREQUEST']._serialized_end=2260
+  _globals['_SIGNEDHEAD']._serialized_start=2263
+  _globals['_SIGNEDHEAD']._serialized_end=2397
+  _globals['_AUDITSERVICE']._serialized_start=2726
+  _globals['_AUDITSERVICE']._serialized_end=3222
 # @@protoc_insertion_point(module_scope)

@@ -24,34 +24,82 @@ _sym_db = _symbol_database.Default()
 
 from baken.registry.v1 import house_pb2 as baken_dot_registry_dot_v1_dot_house__pb2
 from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61ken/registry/v1/marker.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x16google/type/date.proto\"\xbf\x01\n\rAtInformation\x12\x19\n\x11\x64\x65tention_history\x18\x01 \x01(\t\x12\x13\n\x0b\x61ntecedents\x18\x02 \x01(\t\x12\x12\n\nopen_cases\x18\x03 \x01(\t\x12\x1c\n\x14\x63ompulsory_education\x18\x04 \x01(\t\x12\x1f\n\x17\x61\x64ministrative_measures\x18\x05 \x01(\t\x12\x15\n\rcare_deployed\x18\x06 \x01(\t\x12\x14\n\x0csupervisions\x18\x07 \x01(\t\"u\n\x06\x41\x64vice\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x0b\x61\x64vice_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x35\n\tfreshness\x18\x03 \x01(\x0e\x32\".baken.registry.v1.AdviceFreshness\"\xda\x03\n\x0cMarkerRecord\x12\x36\n\rsource_system\x18\x01 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x18\n\x10source_record_id\x18\x02 \x01(\t\x12\x16\n\x0esource_version\x18\x03 \x01(\x03\x12\r\n\x05house\x18\x04 \x01(\t\x12\'\n\x07subject\x18\x05 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\x34\n\x0ctarget_group\x18\x06 \x01(\x0e\x32\x1e.baken.registry.v1.TargetGroup\x12\x32\n\x0bplan_status\x18\x07 \x01(\x0e\x32\x1d.baken.registry.v1.PlanStatus\x12$\n\tmark_date\x18\x08 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06\x61\x64vice\x18\t \x01(\t\x12&\n\x0b\x61\x64vice_date\x18\n \x01(\x0b\x32\x11.google.type.Date\x12\x38\n\x0e\x61t_information\x18\x0b \x01(\x0b\x32 .baken.registry.v1.AtInformation\x12&\n\x0bminor_until\x18\x0c \x01(\x0b\x32\x11.google.type.Date\"\x8a\x01\n\x0fMarkerTombstone\x12\x36\n\rsource_system\x18\x01 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x18\n\x10source_record_id\x18\x02 \x01(\t\x12\x16\n\x0esource_version\x18\x03 \x01(\x03\x12\r\n\x05house\x18\x04 \x01(\t\"\x84\x01\n\x0cMarkerChange\x12\x31\n\x06upsert\x18\x01 \x01(\x0b\x32\x1f.baken.registry.v1.MarkerRecordH\x00\x12\x37\n\ttombstone\x18\x02 \x01(\x0b\x32\".baken.registry.v1.MarkerTombstoneH\x00\x42\x08\n\x06\x63hange\"\xd6\x03\n\x06Marker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x18\n\x10source_record_id\x18\x03 \x01(\t\x12\x16\n\x0esource_version\x18\x04 \x01(\x03\x12\'\n\x05house\x18\x05 \x01(\x0b\x32\x18.baken.registry.v1.House\x12\x34\n\x0ctarget_group\x18\x06 \x01(\x0e\x32\x1e.baken.registry.v1.TargetGroup\x12\x32\n\x0bplan_status\x18\x07 \x01(\x0e\x32\x1d.baken.registry.v1.PlanStatus\x12$\n\tmark_date\x18\x08 \x01(\x0b\x32\x11.google.type.Date\x12)\n\x06\x61\x64vice\x18\t \x01(\x0b\x32\x19.baken.registry.v1.Advice\x12\x38\n\x0e\x61t_information\x18\n \x01(\x0b\x32 .baken.registry.v1.AtInformation\x12\x36\n\rmatch_quality\x18\x0b \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality*\xc9\x01\n\x0bTargetGroup\x12\x1c\n\x18TARGET_GROUP_UNSPECIFIED\x10\x00\x12\x1b\n\x17TARGET_GROUP_VEELPLEGER\x10\x01\x12\x14\n\x10TARGET_GROUP_HIT\x10\x02\x12!\n\x1dTARGET_GROUP_HUISELIJK_GEWELD\x10\x03\x12\x16\n\x12TARGET_GROUP_JEUGD\x10\x04\x12\x16\n\x12TARGET_GROUP_TOP_X\x10\x05\x12\x16\n\x12TARGET_GROUP_OTHER\x10\x06*\x94\x01\n\nPlanStatus\x12\x1b\n\x17PLAN_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPLAN_STATUS_IN_PREPARATION\x10\x01\x12\x16\n\x12PLAN_STATUS_ACTIVE\x10\x02\x12\x19\n\x15PLAN_STATUS_AFTERCARE\x10\x03\x12\x16\n\x12PLAN_STATUS_CLOSED\x10\x04*\xaa\x01\n\x0f\x41\x64viceFreshness\x12 \n\x1c\x41\x44VICE_FRESHNESS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41\x44VICE_FRESHNESS_CURRENT\x10\x01\x12\x19\n\x15\x41\x44VICE_FRESHNESS_AGED\x10\x02\x12\x1c\n\x18\x41\x44VICE_FRESHNESS_EXPIRED\x10\x03\x12\x1e\n\x1a\x41\x44VICE_FRESHNESS_NO_ADVICE\x10\x04*g\n\x0cMatchQuality\x12\x1d\n\x19MATCH_QUALITY_UNSPECIFIED\x10\x00\x12\x15\n\x11MATCH_QUALITY_BSN\x10\x01\x12!\n\x1dMATCH_QUALITY_NAME_BIRTH_DATE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61ken/registry/v1/marker.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x16google/type/date.proto\"\x85\x02\n\rAtInformation\x12#\n\x11\x64\x65tention_history\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1d\n\x0b\x61ntecedents\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1c\n\nopen_cases\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12&\n\x14\x63ompulsory_education\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12)\n\x17\x61\x64ministrative_measures\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1f\n\rcare_deployed\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\x12\x1e\n\x0csupervisions\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\xd0\x0f\"u\n\x06\x41\x64vice\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x0b\x61\x64vice_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x35\n\tfreshness\x18\x03 \x01(\x0e\x32\".baken.registry.v1.AdviceFreshness\"\x8e\x05\n\x0cMarkerRecord\x12G\n\rsource_system\x18\x01 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystemB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12)\n\x10source_record_id\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\x12&\n\x0esource_version\x18\x03 \x01(\x03\x42\x0e\xe2\x41\x01\x02\xbaH\x07\"\x02 \x00\xc8\x01\x01\x12\x35\n\x05house\x18\x04 \x01(\tB&\xe2\x41\x01\x02\xbaH\x1fr\x1a\x32\x18^houses/[a-z0-9-]{1,64}$\xc8\x01\x01\x12\x33\n\x07subject\x18\x05 \x01(\x0b\x32\x16.baken.type.v1.SubjectB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x45\n\x0ctarget_group\x18\x06 \x01(\x0e\x32\x1e.baken.registry.v1.TargetGroupB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x43\n\x0bplan_status\x18\x07 \x01(\x0e\x32\x1d.baken.registry.v1.PlanStatusB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x30\n\tmark_date\x18\x08 \x01(\x0b\x32\x11.google.type.DateB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1c\n\x06\x61\x64vice\x18\t \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xd0\x0f\x12,\n\x0b\x61\x64vice_date\x18\n \x01(\x0b\x32\x11.google.type.DateB\x04\xe2\x41\x01\x01\x12>\n\x0e\x61t_information\x18\x0b \x01(\x0b\x32 .baken.registry.v1.AtInformationB\x04\xe2\x41\x01\x01\x12,\n\x0bminor_until\x18\x0c \x01(\x0b\x32\x11.google.type.DateB\x04\xe2\x41\x01\x01\"\xe4\x01\n\x0fMarkerTombstone\x12G\n\rsource_system\x18\x01 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystemB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12)\n\x10source_record_id\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\x12&\n\x0esource_version\x18\x03 \x01(\x03\x42\x0e\xe2\x41\x01\x02\xbaH\x07\"\x02 \x00\xc8\x01\x01\x12\x35\n\x05house\x18\x04 \x01(\tB&\xe2\x41\x01\x02\xbaH\x1fr\x1a\x32\x18^houses/[a-z0-9-]{1,64}$\xc8\x01\x01\"\x84\x01\n\x0cMarkerChange\x12\x31\n\x06upsert\x18\x01 \x01(\x0b\x32\x1f.baken.registry.v1.MarkerRecordH\x00\x12\x37\n\ttombstone\x18\x02 \x01(\x0b\x32\".baken.registry.v1.MarkerTombstoneH\x00\x42\x08\n\x06\x63hange\"\xd6\x03\n\x06Marker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x18\n\x10source_record_id\x18\x03 \x01(\t\x12\x16\n\x0esource_version\x18\x04 \x01(\x03\x12\'\n\x05house\x18\x05 \x01(\x0b\x32\x18.baken.registry.v1.House\x12\x34\n\x0ctarget_group\x18\x06 \x01(\x0e\x32\x1e.baken.registry.v1.TargetGroup\x12\x32\n\x0bplan_status\x18\x07 \x01(\x0e\x32\x1d.baken.registry.v1.PlanStatus\x12$\n\tmark_date\x18\x08 \x01(\x0b\x32\x11.google.type.Date\x12)\n\x06\x61\x64vice\x18\t \x01(\x0b\x32\x19.baken.registry.v1.Advice\x12\x38\n\x0e\x61t_information\x18\n \x01(\x0b\x32 .baken.registry.v1.AtInformation\x12\x36\n\rmatch_quality\x18\x0b \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality*\xc9\x01\n\x0bTargetGroup\x12\x1c\n\x18TARGET_GROUP_UNSPECIFIED\x10\x00\x12\x1b\n\x17TARGET_GROUP_VEELPLEGER\x10\x01\x12\x14\n\x10TARGET_GROUP_HIT\x10\x02\x12!\n\x1dTARGET_GROUP_HUISELIJK_GEWELD\x10\x03\x12\x16\n\x12TARGET_GROUP_JEUGD\x10\x04\x12\x16\n\x12TARGET_GROUP_TOP_X\x10\x05\x12\x16\n\x12TARGET_GROUP_OTHER\x10\x06*\x94\x01\n\nPlanStatus\x12\x1b\n\x17PLAN_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPLAN_STATUS_IN_PREPARATION\x10\x01\x12\x16\n\x12PLAN_STATUS_ACTIVE\x10\x02\x12\x19\n\x15PLAN_STATUS_AFTERCARE\x10\x03\x12\x16\n\x12PLAN_STATUS_CLOSED\x10\x04*\xaa\x01\n\x0f\x41\x64viceFreshness\x12 \n\x1c\x41\x44VICE_FRESHNESS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41\x44VICE_FRESHNESS_CURRENT\x10\x01\x12\x19\n\x15\x41\x44VICE_FRESHNESS_AGED\x10\x02\x12\x1c\n\x18\x41\x44VICE_FRESHNESS_EXPIRED\x10\x03\x12\x1e\n\x1a\x41\x44VICE_FRESHNESS_NO_ADVICE\x10\x04*g\n\x0cMatchQuality\x12\x1d\n\x19MATCH_QUALITY_UNSPECIFIED\x10\x00\x12\x15\n\x11MATCH_QUALITY_BSN\x10\x01\x12!\n\x1dMATCH_QUALITY_NAME_BIRTH_DATE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.registry.v1.marker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TARGETGROUP']._serialized_start=1679
-  _globals['_TARGETGROUP']._serialized_end=1880
-  _globals['_PLANSTATUS']._serialized_start=1883
-  _globals['_PLANSTATUS']._serialized_end=2031
-  _globals['_ADVICEFRESHNESS']._serialized_start=2034
-  _globals['_ADVICEFRESHNESS']._serialized_end=2204
-  _globals['_MATCHQUALITY']._serialized_start=2206
-  _globals['_MATCHQUALITY']._serialized_end=2309
-  _globals['_ATINFORMATION']._serialized_start=140
-  _globals['_ATINFORMATION']._serialized_end=331
-  _globals['_ADVICE']._serialized_start=333
-  _globals['_ADVICE']._serialized_end=450
-  _globals['_MARKERRECORD']._serialized_start=453
-  _globals['_MARKERRECORD']._serialized_end=927
-  _globals['_MARKERTOMBSTONE']._serialized_start=930
-  _globals['_MARKERTOMBSTONE']._serialized_end=1068
-  _globals['_MARKERCHANGE']._serialized_start=1071
-  _globals['_MARKERCHANGE']._serialized_end=1203
-  _globals['_MARKER']._serialized_start=1206
-  _globals['_MARKER']._serialized_end=1676
+  _globals['_ATINFORMATION'].fields_by_name['detention_history']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['detention_history']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['antecedents']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['antecedents']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['open_cases']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['open_cases']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['compulsory_education']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['compulsory_education']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['administrative_measures']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['administrative_measures']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['care_deployed']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['care_deployed']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_ATINFORMATION'].fields_by_name['supervisions']._loaded_options = None
+  _globals['_ATINFORMATION'].fields_by_name['supervisions']._serialized_options = b'\272H\005r\003\030\320\017'
+  _globals['_MARKERRECORD'].fields_by_name['source_system']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['source_system']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['source_record_id']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['source_record_id']._serialized_options = b'\342A\001\002\272H\010r\003\030\200\001\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['source_version']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['source_version']._serialized_options = b'\342A\001\002\272H\007\"\002 \000\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['house']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['house']._serialized_options = b'\342A\001\002\272H\037r\0322\030^houses/[a-z0-9-]{1,64}$\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['subject']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['subject']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['target_group']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['target_group']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['plan_status']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['plan_status']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['mark_date']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['mark_date']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['advice']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['advice']._serialized_options = b'\342A\001\001\272H\005r\003\030\320\017'
+  _globals['_MARKERRECORD'].fields_by_name['advice_date']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['advice_date']._serialized_options = b'\342A\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['at_information']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['at_information']._serialized_options = b'\342A\001\001'
+  _globals['_MARKERRECORD'].fields_by_name['minor_until']._loaded_options = None
+  _globals['_MARKERRECORD'].fields_by_name['minor_until']._serialized_options = b'\342A\001\001'
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_system']._loaded_options = None
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_system']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_record_id']._loaded_options = None
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_record_id']._serialized_options = b'\342A\001\002\272H\010r\003\030\200\001\310\001\001'
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_version']._loaded_options = None
+  _globals['_MARKERTOMBSTONE'].fields_by_name['source_version']._serialized_options = b'\342A\001\002\272H\007\"\002 \000\310\001\001'
+  _globals['_MARKERTOMBSTONE'].fields_by_name['house']._loaded_options = None
+  _globals['_MARKERTOMBSTONE'].fields_by_name['house']._serialized_options = b'\342A\001\002\272H\037r\0322\030^houses/[a-z0-9-]{1,64}$\310\001\001'
+  _globals['_TARGETGROUP']._serialized_start=2081
+  _globals['_TARGETGROUP']._serialized_end=2282
+  _globals['_PLANSTATUS']._serialized_start=2285
+  _globals['_PLANSTATUS']._serialized_end=2433
+  _globals['_ADVICEFRESHNESS']._serialized_start=2436
+  _globals['_ADVICEFRESHNESS']._serialized_end=2606
+  _globals['_MATCHQUALITY']._serialized_start=2608
+  _globals['_MATCHQUALITY']._serialized_end=2711
+  _globals['_ATINFORMATION']._serialized_start=202
+  _globals['_ATINFORMATION']._serialized_end=463
+  _globals['_ADVICE']._serialized_start=465
+  _globals['_ADVICE']._serialized_end=582
+  _globals['_MARKERRECORD']._serialized_start=585
+  _globals['_MARKERRECORD']._serialized_end=1239
+  _globals['_MARKERTOMBSTONE']._serialized_start=1242
+  _globals['_MARKERTOMBSTONE']._serialized_end=1470
+  _globals['_MARKERCHANGE']._serialized_start=1473
+  _globals['_MARKERCHANGE']._serialized_end=1605
+  _globals['_MARKER']._serialized_start=1608
+  _globals['_MARKER']._serialized_end=2078
 # @@protoc_insertion_point(module_scope)

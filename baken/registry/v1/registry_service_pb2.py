@@ -26,56 +26,96 @@ from baken.registry.v1 import house_pb2 as baken_dot_registry_dot_v1_dot_house__
 from baken.registry.v1 import marker_pb2 as baken_dot_registry_dot_v1_dot_marker__pb2
 from baken.type.v1 import pseudonym_pb2 as baken_dot_type_dot_v1_dot_pseudonym__pb2
 from baken.type.v1 import purpose_pb2 as baken_dot_type_dot_v1_dot_purpose__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(baken/registry/v1/registry_service.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1e\x62\x61ken/registry/v1/marker.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\x1a\x17google/rpc/status.proto\"\x82\x01\n\rWithheldField\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.baken.registry.v1.WithholdReason\x12\x10\n\x08\x63ovenant\x18\x04 \x01(\t\x12\r\n\x05grant\x18\x05 \x01(\t\"\xdf\x01\n\rLookupRequest\x12\'\n\x07subject\x18\x01 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x04 \x01(\t\x12\x32\n\x0bsubject_age\x18\x05 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\x12\x1a\n\x12\x62reak_glass_reason\x18\x06 \x01(\t\"\x8a\x02\n\x0eLookupResponse\x12\x31\n\x07outcome\x18\x01 \x01(\x0e\x32 .baken.registry.v1.LookupOutcome\x12*\n\x07markers\x18\x02 \x03(\x0b\x32\x19.baken.registry.v1.Marker\x12\x36\n\rmatch_quality\x18\x03 \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality\x12\x32\n\x08withheld\x18\x04 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x13\n\x0b\x62reak_glass\x18\x05 \x01(\x08\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x06 \x01(\x03\"\x89\x01\n\x12\x42\x61tchLookupRequest\x12\x34\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.baken.registry.v1.BatchLookupEntry\x12\'\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.Purpose\x12\x14\n\x0con_behalf_of\x18\x03 \x01(\t\"\x94\x01\n\x10\x42\x61tchLookupEntry\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\'\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.Subject\x12\x16\n\x0e\x63\x61se_reference\x18\x03 \x01(\t\x12\x32\n\x0bsubject_age\x18\x04 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAge\"L\n\x13\x42\x61tchLookupResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.baken.registry.v1.BatchLookupResult\"\x84\x01\n\x11\x42\x61tchLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x33\n\x06lookup\x18\x02 \x01(\x0b\x32!.baken.registry.v1.LookupResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"F\n\x12SyncMarkersRequest\x12\x30\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1f.baken.registry.v1.MarkerChange\"\xa3\x01\n\x13SyncMarkersResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x34\n\nrejections\x18\x06 \x03(\x0b\x32 .baken.registry.v1.SyncRejection\"\xd0\x01\n\rSyncRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\r\n\x05house\x18\x03 \x01(\t\x12\x18\n\x10source_record_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"\x1f\n\x0fGetHouseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListHousesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x12ListHousesResponse\x12(\n\x06houses\x18\x01 \x03(\x0b\x32\x18.baken.registry.v1.House\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x12PullSignalsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"\xbc\x01\n\x06Signal\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\r\n\x05house\x18\x02 \x01(\t\x12\x18\n\x10source_record_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x04 \x01(\t\x12\x14\n\x0czsm_location\x18\x05 \x01(\t\x12/\n\x0blookup_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x07 \x01(\x03\"A\n\x13PullSignalsResponse\x12*\n\x07signals\x18\x01 \x03(\x0b\x32\x19.baken.registry.v1.Signal*\xa3\x01\n\rLookupOutcome\x12\x1e\n\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n\x15LOOKUP_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17LOOKUP_OUTCOME_WITHHELD\x10\x03\x12\"\n\x1eLOOKUP_OUTCOME_MINOR_AT_INTAKE\x10\x04*W\n\nSubjectAge\x12\x1b\n\x17SUBJECT_AGE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_AGE_MINOR\x10\x01\x12\x15\n\x11SUBJECT_AGE_ADULT\x10\x02*\x8e\x02\n\x0eWithholdReason\x12\x1f\n\x1bWITHHOLD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHHOLD_REASON_NO_COVENANT\x10\x01\x12\'\n#WITHHOLD_REASON_PURPOSE_NOT_GRANTED\x10\x02\x12\"\n\x1eWITHHOLD_REASON_OUTSIDE_REGION\x10\x03\x12\"\n\x1eWITHHOLD_REASON_ADVICE_EXPIRED\x10\x04\x12#\n\x1fWITHHOLD_REASON_MINOR_AT_INTAKE\x10\x05\x12$\n WITHHOLD_REASON_COVENANT_EXPIRED\x10\x06\x32\xa5\x04\n\x0fRegistryService\x12M\n\x06Lookup\x12 .baken.registry.v1.LookupRequest\x1a!.baken.registry.v1.LookupResponse\x12`\n\x0b\x42\x61tchLookup\x12%.baken.registry.v1.BatchLookupRequest\x1a&.baken.registry.v1.BatchLookupResponse(\x01\x30\x01\x12^\n\x0bSyncMarkers\x12%.baken.registry.v1.SyncMarkersRequest\x1a&.baken.registry.v1.SyncMarkersResponse(\x01\x12H\n\x08GetHouse\x12\".baken.registry.v1.GetHouseRequest\x1a\x18.baken.registry.v1.House\x12Y\n\nListHouses\x12$.baken.registry.v1.ListHousesRequest\x1a%.baken.registry.v1.ListHousesResponse\x12\\\n\x0bPullSignals\x12%.baken.registry.v1.PullSignalsRequest\x1a&.baken.registry.v1.PullSignalsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(baken/registry/v1/registry_service.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1d\x62\x61ken/registry/v1/house.proto\x1a\x1e\x62\x61ken/registry/v1/marker.proto\x1a\x1d\x62\x61ken/type/v1/pseudonym.proto\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\x1a\x17google/rpc/status.proto\"\x82\x01\n\rWithheldField\x12\x0e\n\x06marker\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.baken.registry.v1.WithholdReason\x12\x10\n\x08\x63ovenant\x18\x04 \x01(\t\x12\r\n\x05grant\x18\x05 \x01(\t\"\xb2\x02\n\rLookupRequest\x12\x33\n\x07subject\x18\x01 \x01(\x0b\x32\x16.baken.type.v1.SubjectB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.PurposeB\x0c\xe2\x41\x01\x02\xbaH\x05\x82\x01\x02\x10\x01\x12#\n\x0e\x63\x61se_reference\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\x12$\n\x0con_behalf_of\x18\x04 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12@\n\x0bsubject_age\x18\x05 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAgeB\x0c\xe2\x41\x01\x01\xbaH\x05\x82\x01\x02\x10\x01\x12(\n\x12\x62reak_glass_reason\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xf4\x03\"\x8a\x02\n\x0eLookupResponse\x12\x31\n\x07outcome\x18\x01 \x01(\x0e\x32 .baken.registry.v1.LookupOutcome\x12*\n\x07markers\x18\x02 \x03(\x0b\x32\x19.baken.registry.v1.Marker\x12\x36\n\rmatch_quality\x18\x03 \x01(\x0e\x32\x1f.baken.registry.v1.MatchQuality\x12\x32\n\x08withheld\x18\x04 \x03(\x0b\x32 .baken.registry.v1.WithheldField\x12\x13\n\x0b\x62reak_glass\x18\x05 \x01(\x08\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x06 \x01(\x03\"\xc0\x01\n\x12\x42\x61tchLookupRequest\x12M\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.baken.registry.v1.BatchLookupEntryB\x17\xe2\x41\x01\x02\xbaH\x10\x92\x01\n\x08\x01\x10\xe8\x07\"\x03\xd8\x01\x03\xc8\x01\x01\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32\x16.baken.type.v1.PurposeB\x0c\xe2\x41\x01\x02\xbaH\x05\x82\x01\x02\x10\x01\x12$\n\x0con_behalf_of\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\"\xcb\x01\n\x10\x42\x61tchLookupEntry\x12\x1b\n\x03ref\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\x12\x33\n\x07subject\x18\x02 \x01(\x0b\x32\x16.baken.type.v1.SubjectB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12#\n\x0e\x63\x61se_reference\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\x12@\n\x0bsubject_age\x18\x04 \x01(\x0e\x32\x1d.baken.registry.v1.SubjectAgeB\x0c\xe2\x41\x01\x01\xbaH\x05\x82\x01\x02\x10\x01\"L\n\x13\x42\x61tchLookupResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.baken.registry.v1.BatchLookupResult\"\x84\x01\n\x11\x42\x61tchLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x33\n\x06lookup\x18\x02 \x01(\x0b\x32!.baken.registry.v1.LookupResponseH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"_\n\x12SyncMarkersRequest\x12I\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1f.baken.registry.v1.MarkerChangeB\x17\xe2\x41\x01\x02\xbaH\x10\x92\x01\n\x08\x01\x10\x88\'\"\x03\xd8\x01\x03\xc8\x01\x01\"\xa3\x01\n\x13SyncMarkersResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x34\n\nrejections\x18\x06 \x03(\x0b\x32 .baken.registry.v1.SyncRejection\"\xd0\x01\n\rSyncRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x36\n\rsource_system\x18\x02 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\r\n\x05house\x18\x03 \x01(\t\x12\x18\n\x10source_record_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12?\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"G\n\x0fGetHouseRequest\x12\x34\n\x04name\x18\x01 \x01(\tB&\xe2\x41\x01\x02\xbaH\x1fr\x1a\x32\x18^houses/[a-z0-9-]{1,64}$\xc8\x01\x01\"T\n\x11ListHousesRequest\x12\x1e\n\tpage_size\x18\x01 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12\x1f\n\npage_token\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\"W\n\x12ListHousesResponse\x12(\n\x06houses\x18\x01 \x03(\x0b\x32\x18.baken.registry.v1.House\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x12PullSignalsRequest\x12#\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x42\x0b\xe2\x41\x01\x01\xbaH\x04\"\x02(\x00\x12\x1e\n\tpage_size\x18\x02 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\"\xbc\x01\n\x06Signal\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\r\n\x05house\x18\x02 \x01(\t\x12\x18\n\x10source_record_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x04 \x01(\t\x12\x14\n\x0czsm_location\x18\x05 \x01(\t\x12/\n\x0blookup_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x07 \x01(\x03\"A\n\x13PullSignalsResponse\x12*\n\x07signals\x18\x01 \x03(\x0b\x32\x19.baken.registry.v1.Signal*\xa3\x01\n\rLookupOutcome\x12\x1e\n\x1aLOOKUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12LOOKUP_OUTCOME_HIT\x10\x01\x12\x19\n\x15LOOKUP_OUTCOME_NO_HIT\x10\x02\x12\x1b\n\x17LOOKUP_OUTCOME_WITHHELD\x10\x03\x12\"\n\x1eLOOKUP_OUTCOME_MINOR_AT_INTAKE\x10\x04*W\n\nSubjectAge\x12\x1b\n\x17SUBJECT_AGE_UNSPECIFIED\x10\x00\x12\x15\n\x11SUBJECT_AGE_MINOR\x10\x01\x12\x15\n\x11SUBJECT_AGE_ADULT\x10\x02*\x8e\x02\n\x0eWithholdReason\x12\x1f\n\x1bWITHHOLD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHHOLD_REASON_NO_COVENANT\x10\x01\x12\'\n#WITHHOLD_REASON_PURPOSE_NOT_GRANTED\x10\x02\x12\"\n\x1eWITHHOLD_REASON_OUTSIDE_REGION\x10\x03\x12\"\n\x1eWITHHOLD_REASON_ADVICE_EXPIRED\x10\x04\x12#\n\x1fWITHHOLD_REASON_MINOR_AT_INTAKE\x10\x05\x12$\n WITHHOLD_REASON_COVENANT_EXPIRED\x10\x06\x32\xa5\x04\n\x0fRegistryService\x12M\n\x06Lookup\x12 .baken.registry.v1.LookupRequest\x1a!.baken.registry.v1.LookupResponse\x12`\n\x0b\x42\x61tchLookup\x12%.baken.registry.v1.BatchLookupRequest\x1a&.baken.registry.v1.BatchLookupResponse(\x01\x30\x01\x12^\n\x0bSyncMarkers\x12%.baken.registry.v1.SyncMarkersRequest\x1a&.baken.registry.v1.SyncMarkersResponse(\x01\x12H\n\x08GetHouse\x12\".baken.registry.v1.GetHouseRequest\x1a\x18.baken.registry.v1.House\x12Y\n\nListHouses\x12$.baken.registry.v1.ListHousesRequest\x1a%.baken.registry.v1.ListHousesResponse\x12\\\n\x0bPullSignals\x12%.baken.registry.v1.PullSignalsRequest\x1a&.baken.registry.v1.PullSignalsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.registry.v1.registry_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOOKUPOUTCOME']._serialized_start=2363
-  _globals['_LOOKUPOUTCOME']._serialized_end=2526
-  _globals['_SUBJECTAGE']._serialized_start=2528
-  _globals['_SUBJECTAGE']._serialized_end=2615
-  _globals['_WITHHOLDREASON']._serialized_start=2618
-  _globals['_WITHHOLDREASON']._serialized_end=2888
-  _globals['_WITHHELDFIELD']._serialized_start=277
-  _globals['_WITHHELDFIELD']._serialized_end=407
-  _globals['_LOOKUPREQUEST']._serialized_start=410
-  _globals['_LOOKUPREQUEST']._serialized_end=633
-  _globals['_LOOKUPRESPONSE']._serialized_start=636
-  _globals['_LOOKUPRESPONSE']._serialized_end=902
-  _globals['_BATCHLOOKUPREQUEST']._serialized_start=905
-  _globals['_BATCHLOOKUPREQUEST']._serialized_end=1042
-  _globals['_BATCHLOOKUPENTRY']._serialized_start=1045
-  _globals['_BATCHLOOKUPENTRY']._serialized_end=1193
-  _globals['_BATCHLOOKUPRESPONSE']._serialized_start=1195
-  _globals['_BATCHLOOKUPRESPONSE']._serialized_end=1271
-  _globals['_BATCHLOOKUPRESULT']._serialized_start=1274
-  _globals['_BATCHLOOKUPRESULT']._serialized_end=1406
-  _globals['_SYNCMARKERSREQUEST']._serialized_start=1408
-  _globals['_SYNCMARKERSREQUEST']._serialized_end=1478
-  _globals['_SYNCMARKERSRESPONSE']._serialized_start=1481
-  _globals['_SYNCMARKERSRESPONSE']._serialized_end=1644
-  _globals['_SYNCREJECTION']._serialized_start=1647
-  _globals['_SYNCREJECTION']._serialized_end=1855
-  _globals['_GETHOUSEREQUEST']._serialized_start=1857
-  _globals['_GETHOUSEREQUEST']._serialized_end=1888
-  _globals['_LISTHOUSESREQUEST']._serialized_start=1890
-  _globals['_LISTHOUSESREQUEST']._serialized_end=1948
-  _globals['_LISTHOUSESRESPONSE']._serialized_start=1950
-  _globals['_LISTHOUSESRESPONSE']._serialized_end=2037
-  _globals['_PULLSIGNALSREQUEST']._serialized_start=2039
-  _globals['_PULLSIGNALSREQUEST']._serialized_end=2102
-  _globals['_SIGNAL']._serialized_start=2105
-  _globals['_SIGNAL']._serialized_end=2293
-  _globals['_PULLSIGNALSRESPONSE']._serialized_start=2295
-  _globals['_PULLSIGNALSRESPONSE']._serialized_end=2360
-  _globals['_REGISTRYSERVICE']._serialized_start=2891
-  _globals['_REGISTRYSERVICE']._serialized_end=3440
+  _globals['_LOOKUPREQUEST'].fields_by_name['subject']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['subject']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_LOOKUPREQUEST'].fields_by_name['purpose']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['purpose']._serialized_options = b'\342A\001\002\272H\005\202\001\002\020\001'
+  _globals['_LOOKUPREQUEST'].fields_by_name['case_reference']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['case_reference']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_LOOKUPREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_LOOKUPREQUEST'].fields_by_name['subject_age']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['subject_age']._serialized_options = b'\342A\001\001\272H\005\202\001\002\020\001'
+  _globals['_LOOKUPREQUEST'].fields_by_name['break_glass_reason']._loaded_options = None
+  _globals['_LOOKUPREQUEST'].fields_by_name['break_glass_reason']._serialized_options = b'\342A\001\001\272H\005r\003\030\364\003'
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['entries']._loaded_options = None
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['entries']._serialized_options = b'\342A\001\002\272H\020\222\001\n\010\001\020\350\007\"\003\330\001\003\310\001\001'
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['purpose']._loaded_options = None
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['purpose']._serialized_options = b'\342A\001\002\272H\005\202\001\002\020\001'
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
+  _globals['_BATCHLOOKUPREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['ref']._loaded_options = None
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['ref']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['subject']._loaded_options = None
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['subject']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['case_reference']._loaded_options = None
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['case_reference']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['subject_age']._loaded_options = None
+  _globals['_BATCHLOOKUPENTRY'].fields_by_name['subject_age']._serialized_options = b'\342A\001\001\272H\005\202\001\002\020\001'
+  _globals['_SYNCMARKERSREQUEST'].fields_by_name['changes']._loaded_options = None
+  _globals['_SYNCMARKERSREQUEST'].fields_by_name['changes']._serialized_options = b'\342A\001\002\272H\020\222\001\n\010\001\020\210\'\"\003\330\001\003\310\001\001'
+  _globals['_GETHOUSEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETHOUSEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\272H\037r\0322\030^houses/[a-z0-9-]{1,64}$\310\001\001'
+  _globals['_LISTHOUSESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTHOUSESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001\272H\004\032\002(\000'
+  _globals['_LISTHOUSESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTHOUSESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_PULLSIGNALSREQUEST'].fields_by_name['after_sequence']._loaded_options = None
+  _globals['_PULLSIGNALSREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\342A\001\001\272H\004\"\002(\000'
+  _globals['_PULLSIGNALSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_PULLSIGNALSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001\272H\004\032\002(\000'
+  _globals['_LOOKUPOUTCOME']._serialized_start=2735
+  _globals['_LOOKUPOUTCOME']._serialized_end=2898
+  _globals['_SUBJECTAGE']._serialized_start=2900
+  _globals['_SUBJECTAGE']._serialized_end=2987
+  _globals['_WITHHOLDREASON']._serialized_start=2990
+  _globals['_WITHHOLDREASON']._serialized_end=3260
+  _globals['_WITHHELDFIELD']._serialized_start=339
+  _globals['_WITHHELDFIELD']._serialized_end=469
+  _globals['_LOOKUPREQUEST']._serialized_start=472
+  _globals['_LOOKUPREQUEST']._serialized_end=778
+  _globals['_LOOKUPRESPONSE']._serialized_start=781
+  _globals['_LOOKUPRESPONSE']._serialized_end=1047
+  _globals['_BATCHLOOKUPREQUEST']._serialized_start=1050
+  _globals['_BATCHLOOKUPREQUEST']._serialized_end=1242
+  _globals['_BATCHLOOKUPENTRY']._serialized_start=1245
+  _globals['_BATCHLOOKUPENTRY']._serialized_end=1448
+  _globals['_BATCHLOOKUPRESPONSE']._serialized_start=1450
+  _globals['_BATCHLOOKUPRESPONSE']._serialized_end=1526
+  _globals['_BATCHLOOKUPRESULT']._serialized_start=1529
+  _globals['_BATCHLOOKUPRESULT']._serialized_end=1661
+  _globals['_SYNCMARKERSREQUEST']._serialized_start=1663
+  _globals['_SYNCMARKERSREQUEST']._serialized_end=1758
+  _globals['_SYNCMARKERSRESPONSE']._serialized_start=1761
+  _globals['_SYNCMARKERSRESPONSE']._serialized_end=1924
+  _globals['_SYNCREJECTION']._serialized_start=1927
+  _globals['_SYNCREJECTION']._serialized_end=2135
+  _globals['_GETHOUSEREQUEST']._serialized_start=2137
+  _globals['_GETHOUSEREQUEST']._serialized_end=2208
+  _globals['_LISTHOUSESREQUEST']._serialized_start=2210
+  _globals['_LISTHOUSESREQUEST']._serialized_end=2294
+  _globals['_LISTHOUSESRESPONSE']._serialized_start=2296
+  _globals['_LISTHOUSESRESPONSE']._serialized_end=2383
+  _globals['_PULLSIGNALSREQUEST']._serialized_start=2385
+  _globals['_PULLSIGNALSREQUEST']._serialized_end=2474
+  _globals['_SIGNAL']._serialized_start=2477
+  _globals['_SIGNAL']._serialized_end=2665
+  _globals['_PULLSIGNALSRESPONSE']._serialized_start=2667
+  _globals['_PULLSIGNALSRESPONSE']._serialized_end=2732
+  _globals['_REGISTRYSERVICE']._serialized_start=3263
+  _globals['_REGISTRYSERVICE']._serialized_end=3812
 # @@protoc_insertion_point(module_scope)

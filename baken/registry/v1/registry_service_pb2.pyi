@@ -168,7 +168,9 @@ class LookupRequest(_message.Message):
     SUBJECT_AGE_FIELD_NUMBER: _builtins.int
     BREAK_GLASS_REASON_FIELD_NUMBER: _builtins.int
     purpose: _purpose_pb2.Purpose.ValueType
-    """Required. Why the caller looks; a covenant must grant it to the caller's role."""
+    """Required. Why the caller looks; a covenant must grant it to the caller's role. Without one
+    the call is denied (PURPOSE_REQUIRED) and the denial is written to the access log.
+    """
     case_reference: _builtins.str
     """The ZSM case (parketnummer or ZSM registration number), 1 to 64 characters. Required for
     every purpose but intake-en-selectie, where the suspect may not have a case yet.

@@ -22,19 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ken/type/v1/pseudonym.proto\x12\rbaken.type.v1\"V\n\tPseudonym\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.baken.type.v1.PseudonymKind\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\"7\n\x07Subject\x12,\n\npseudonyms\x18\x01 \x03(\x0b\x32\x18.baken.type.v1.Pseudonym*k\n\rPseudonymKind\x12\x1e\n\x1aPSEUDONYM_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PSEUDONYM_KIND_BSN\x10\x01\x12\"\n\x1ePSEUDONYM_KIND_NAME_BIRTH_DATE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ken/type/v1/pseudonym.proto\x12\rbaken.type.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\"\xa0\x01\n\tPseudonym\x12;\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.baken.type.v1.PseudonymKindB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x37\n\x06key_id\x18\x02 \x01(\tB\'\xe2\x41\x01\x02\xbaH r\x1b\x32\x19^[a-z0-9][a-z0-9-]{0,31}$\xc8\x01\x01\x12\x1d\n\x05value\x18\x03 \x01(\x0c\x42\x0e\xe2\x41\x01\x02\xbaH\x07z\x02h \xc8\x01\x01\"J\n\x07Subject\x12?\n\npseudonyms\x18\x01 \x03(\x0b\x32\x18.baken.type.v1.PseudonymB\x11\xe2\x41\x01\x02\xbaH\n\x92\x01\x04\x08\x01\x10\x10\xc8\x01\x01*k\n\rPseudonymKind\x12\x1e\n\x1aPSEUDONYM_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PSEUDONYM_KIND_BSN\x10\x01\x12\"\n\x1ePSEUDONYM_KIND_NAME_BIRTH_DATE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.type.v1.pseudonym_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PSEUDONYMKIND']._serialized_start=193
-  _globals['_PSEUDONYMKIND']._serialized_end=300
-  _globals['_PSEUDONYM']._serialized_start=48
-  _globals['_PSEUDONYM']._serialized_end=134
-  _globals['_SUBJECT']._serialized_start=136
-  _globals['_SUBJECT']._serialized_end=191
+  _globals['_PSEUDONYM'].fields_by_name['kind']._loaded_options = None
+  _globals['_PSEUDONYM'].fields_by_name['kind']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_PSEUDONYM'].fields_by_name['key_id']._loaded_options = None
+  _globals['_PSEUDONYM'].fields_by_name['key_id']._serialized_options = b'\342A\001\002\272H r\0332\031^[a-z0-9][a-z0-9-]{0,31}$\310\001\001'
+  _globals['_PSEUDONYM'].fields_by_name['value']._loaded_options = None
+  _globals['_PSEUDONYM'].fields_by_name['value']._serialized_options = b'\342A\001\002\272H\007z\002h \310\001\001'
+  _globals['_SUBJECT'].fields_by_name['pseudonyms']._loaded_options = None
+  _globals['_SUBJECT'].fields_by_name['pseudonyms']._serialized_options = b'\342A\001\002\272H\n\222\001\004\010\001\020\020\310\001\001'
+  _globals['_PSEUDONYMKIND']._serialized_start=349
+  _globals['_PSEUDONYMKIND']._serialized_end=456
+  _globals['_PSEUDONYM']._serialized_start=111
+  _globals['_PSEUDONYM']._serialized_end=271
+  _globals['_SUBJECT']._serialized_start=273
+  _globals['_SUBJECT']._serialized_end=347
 # @@protoc_insertion_point(module_scope)
