@@ -67,6 +67,7 @@ def test_an_advice_request_reaches_the_house_with_its_term(feedback: RunningFeed
     assert item.due_time == request.due_time
     assert item.question.startswith("Is het plan")
     assert item.source_record_id == f"{UTRECHT}-{TRAVELLER.bsn}"
+    assert item.advice_request == request.name  # what the adapter answers by
     assert [r.name for r in listed(feedback)] == [request.name]
     assert listed(feedback, overdue_only=True) == []
 

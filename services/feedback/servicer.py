@@ -29,7 +29,7 @@ SERVICE = "/baken.feedback.v1.FeedbackService/"
 
 def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceRequest:
     message = pb.AdviceRequest(
-        name=f"adviceRequests/{view.id}",
+        name=view.name,
         case_reference=view.case_reference,
         house=house_name(view.house_id),
         requested_time=timestamp(view.requested_time),
