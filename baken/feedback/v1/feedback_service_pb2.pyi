@@ -537,17 +537,17 @@ Global___AdviceRequest: _TypeAlias = AdviceRequest  # noqa: Y015
 class AnswerAdviceRequestRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    DELIVERY_KEY_FIELD_NUMBER: _builtins.int
-    delivery_key: _builtins.str
-    """Required. The delivery item's key (as the house received it)."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "adviceRequests/{id}", as the Delivery carried it."""
     def __init__(
         self,
         *,
-        delivery_key: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_key", b"delivery_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
