@@ -109,6 +109,7 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
             else None
         ),
         question=(message.question.strip() or None) if kind == "advice-request" else None,
+        advice_request=(message.advice_request or None) if kind == "advice-request" else None,
     )
 
 

@@ -296,22 +296,22 @@ class Adapter:
             if advice_date is not None and advice_date >= request.requested:
                 ready.append(request)
             elif key in gone or today - request.requested > ADVICE_REQUEST_MEMORY:
-                forget.append(request.delivery_key)
+                forget.append(request.name)
         for n, request in enumerate(ready):
             if self._answer is None:
                 report.advice_waiting += len(ready) - n
                 break
             try:
-                self._answer(request.delivery_key)
+                self._answer(request.name)
             except grpc.RpcError as error:
                 code = error.code()
                 if code == grpc.StatusCode.NOT_FOUND:  # purged (technisch sepot 01): moot
-                    forget.append(request.delivery_key)
+                    forget.append(request.name)
                     continue
                 log.warning(
                     "advice answer not sent; tried again next run",
                     house=request.house_id,
-                    delivery_key=request.delivery_key,
+                    advice_request=request.name,
                     code=code.name if code else None,
                 )
                 if code in RETRYABLE:  # the feedback service is away: the rest waits too
@@ -319,11 +319,9 @@ class Adapter:
                     break
                 report.advice_waiting += 1
                 continue
-            forget.append(request.delivery_key)
+            forget.append(request.name)
             report.advice_answered += 1
-            log.info(
-                "advice request answered", house=request.house_id, delivery_key=request.delivery_key
-            )
+            log.info("advice request answered", house=request.house_id, advice_request=request.name)
         if forget:
             self._state.forget_advice_requests(forget)
 

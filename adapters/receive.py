@@ -168,10 +168,11 @@ class Applier:
 
 
 def _advice_request(delivery: Delivery) -> OpenAdviceRequest | None:
-    if delivery.kind != "advice-request" or delivery.source_record_id is None:
+    d = delivery
+    if d.kind != "advice-request" or d.source_record_id is None or d.advice_request is None:
         return None
-    requested = delivery.occurred.astimezone(AMSTERDAM).date()
-    return OpenAdviceRequest(delivery.key, delivery.house_id, delivery.source_record_id, requested)
+    requested = d.occurred.astimezone(AMSTERDAM).date()
+    return OpenAdviceRequest(d.advice_request, d.house_id, d.source_record_id, requested)
 
 
 # -- the receiver ---------------------------------------------------------------------------------

@@ -107,9 +107,11 @@ class Delivery:
     # referral: the person, opened by the adapter from the item sealed to the house.
     person: Person | None = None
     referral_reason: str | None = None
-    # advice-request: the term, and why advice is needed (no personal data).
+    # advice-request: the term, and why advice is needed (no personal data); and the request's
+    # name ("adviceRequests/{id}"), by which the adapter answers it once the house advised.
     due: dt.datetime | None = None
     question: str | None = None
+    advice_request: str | None = None
 
 
 DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request"})

@@ -41,7 +41,7 @@ class Sent(NamedTuple):
 class OpenAdviceRequest(NamedTuple):
     """An advice request written into the source and not answered yet (no personal data)."""
 
-    delivery_key: str  # the feedback item's idempotency key
+    name: str  # "adviceRequests/{id}", as the feedback item carried it: what is answered
     house_id: str
     record_id: str  # the house's own record of the person
     requested: dt.date  # the day ZSM asked, in the Netherlands
@@ -69,8 +69,10 @@ class State:
             "CREATE TABLE IF NOT EXISTS received (key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
             " applied_time TEXT NOT NULL)"
         )
+        # By name (what AnswerAdviceRequest takes). A state file from before also holds
+        # `advice_requests`, by delivery key: no longer read, as those cannot be answered.
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS advice_requests (delivery_key TEXT PRIMARY KEY,"
+            "CREATE TABLE IF NOT EXISTS open_advice_requests (name TEXT PRIMARY KEY,"
             " house_id TEXT NOT NULL, record_id TEXT NOT NULL, requested TEXT NOT NULL)"
         )
 
@@ -124,9 +126,9 @@ class State:
             if advice_request is not None:
                 r = advice_request
                 self._db.execute(
-                    "INSERT OR IGNORE INTO advice_requests (delivery_key, house_id, record_id,"
+                    "INSERT OR IGNORE INTO open_advice_requests (name, house_id, record_id,"
                     " requested) VALUES (?, ?, ?, ?)",
-                    (r.delivery_key, r.house_id, r.record_id, r.requested.isoformat()),
+                    (r.name, r.house_id, r.record_id, r.requested.isoformat()),
                 )
 
     def forget_received(self, before: dt.datetime) -> int:
@@ -139,17 +141,17 @@ class State:
 
     def open_advice_requests(self) -> list[OpenAdviceRequest]:
         return [
-            OpenAdviceRequest(key, house_id, record_id, dt.date.fromisoformat(requested))
-            for key, house_id, record_id, requested in self._db.execute(
-                "SELECT delivery_key, house_id, record_id, requested FROM advice_requests"
-                " ORDER BY requested, delivery_key"
+            OpenAdviceRequest(name, house_id, record_id, dt.date.fromisoformat(requested))
+            for name, house_id, record_id, requested in self._db.execute(
+                "SELECT name, house_id, record_id, requested FROM open_advice_requests"
+                " ORDER BY requested, name"
             )
         ]
 
-    def forget_advice_requests(self, keys: Iterable[str]) -> None:
+    def forget_advice_requests(self, names: Iterable[str]) -> None:
         with self._transaction():
             self._db.executemany(
-                "DELETE FROM advice_requests WHERE delivery_key = ?", [(k,) for k in keys]
+                "DELETE FROM open_advice_requests WHERE name = ?", [(n,) for n in names]
             )
 
     @contextlib.contextmanager

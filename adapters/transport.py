@@ -47,7 +47,8 @@ def sender(
 
 
 Answer = Callable[[str], None]
-"""Tells the feedback service the house answered the advice request of this delivery key."""
+"""Tells the feedback service the house answered the advice request of this name
+("adviceRequests/{id}", as its delivery item carried it)."""
 
 
 def answerer(channel: grpc.Channel, *, timeout_s: float = 10.0) -> Answer:
@@ -55,10 +56,9 @@ def answerer(channel: grpc.Channel, *, timeout_s: float = 10.0) -> Answer:
     grpc.RpcError (the sync keeps the request and tries again next run)."""
     stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
 
-    def answer(delivery_key: str) -> None:
+    def answer(name: str) -> None:
         stub.AnswerAdviceRequest(
-            feedback_service_pb2.AnswerAdviceRequestRequest(delivery_key=delivery_key),
-            timeout=timeout_s,
+            feedback_service_pb2.AnswerAdviceRequestRequest(name=name), timeout=timeout_s
         )
 
     return answer

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -433,15 +434,17 @@ def test_an_advice_request_is_written_and_answered_once_the_house_advised_in_its
     termijn = root.find("termijn")
     assert termijn is not None and termijn.get("tot") == "2026-11-30T11:00:00+00:00"
     state = State(state_path)
-    assert state.open_advice_requests() == [OpenAdviceRequest(key, UTRECHT, "100234", TODAY)]
+    # Remembered by its name, which the delivery carried: what it is answered by.
+    opened = OpenAdviceRequest(asked.name, UTRECHT, "100234", TODAY)
+    assert state.open_advice_requests() == [opened]
     state.close()
-    assert [r.delivery_key for r in _open_requests(feedback)] == [key]
+    assert [r.name for r in _open_requests(feedback)] == [asked.name]
 
     # Not answered while the advice in the source predates the request.
     with gcos_adapter(feedback, state_path, feedback_address) as adapter:
         report = adapter.sync(export)
     assert (report.unchanged, report.advice_answered, report.advice_waiting) == (1, 0, 0)
-    assert [r.delivery_key for r in _open_requests(feedback)] == [key]
+    assert [r.name for r in _open_requests(feedback)] == [asked.name]
 
     # The house answers in GCOS; the sync runs while the feedback service is unreachable:
     # the sync itself succeeds, the answer waits.
@@ -453,7 +456,7 @@ def test_an_advice_request_is_written_and_answered_once_the_house_advised_in_its
         report = adapter.sync(export)
     assert (report.changed, report.advice_answered, report.advice_waiting) == (1, 0, 1)
     assert "advice answers waiting 1" in report.summary()
-    assert [r.delivery_key for r in _open_requests(feedback)] == [key]
+    assert [r.name for r in _open_requests(feedback)] == [asked.name]
 
     # The next run reaches it: answered, and forgotten by the adapter.
     with gcos_adapter(feedback, state_path, feedback_address) as adapter:
@@ -493,7 +496,7 @@ def test_an_open_request_is_forgotten_without_an_answer_when(
     }[why]
     state = State(state_path)
     state.received("adv-x", UTRECHT, feedback.registry.clock.now(),
-                   OpenAdviceRequest("adv-x", UTRECHT, "100234", requested))  # fmt: skip
+                   OpenAdviceRequest("adviceRequests/x", UTRECHT, "100234", requested))  # fmt: skip
     state.close()
     left = why == "its record left the source"
     if left:
@@ -505,6 +508,30 @@ def test_an_open_request_is_forgotten_without_an_answer_when(
 
     assert (report.advice_answered, report.advice_waiting) == (0, 0)
     state = State(state_path)
+    assert state.open_advice_requests() == []
+    state.close()
+
+
+def test_a_state_file_that_kept_open_requests_by_delivery_key_still_works(tmp_path: Path) -> None:
+    path = tmp_path / "gcos.state.db"
+    before = sqlite3.connect(path)
+    before.execute(
+        "CREATE TABLE advice_requests (delivery_key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
+        " record_id TEXT NOT NULL, requested TEXT NOT NULL)"
+    )
+    before.execute(
+        "INSERT INTO advice_requests VALUES ('adv-1', ?, '100234', ?)", (UTRECHT, str(TODAY))
+    )
+    before.commit()
+    before.close()
+
+    state = State(path)
+    # Kept by delivery key, such a request cannot be answered by name: not read.
+    assert state.open_advice_requests() == []
+    opened = OpenAdviceRequest("adviceRequests/2", UTRECHT, "100234", TODAY)
+    state.received("adv-2", UTRECHT, dt.datetime.now(dt.UTC), opened)
+    assert state.open_advice_requests() == [opened]
+    state.forget_advice_requests([opened.name])
     assert state.open_advice_requests() == []
     state.close()
 

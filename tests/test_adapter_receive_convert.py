@@ -217,12 +217,14 @@ def test_an_advice_request_carries_its_term_and_question() -> None:
             key="adv-1",
             due_time=_stamp(due),
             question="Is er een plan van aanpak met meldplicht?",
+            advice_request="adviceRequests/1",
         )
     )
 
     assert delivery.kind == "advice-request"
     assert delivery.due == due and delivery.due.tzinfo is dt.UTC
     assert delivery.question == "Is er een plan van aanpak met meldplicht?"
+    assert delivery.advice_request == "adviceRequests/1"  # what the adapter answers by
     check_delivery(delivery)
 
 

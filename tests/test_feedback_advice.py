@@ -67,6 +67,7 @@ def test_an_advice_request_reaches_the_house_with_its_term(feedback: RunningFeed
     assert item.due_time == request.due_time
     assert item.question.startswith("Is het plan")
     assert item.source_record_id == f"{UTRECHT}-{TRAVELLER.bsn}"
+    assert item.advice_request == request.name  # what the adapter answers by
     assert [r.name for r in listed(feedback)] == [request.name]
     assert listed(feedback, overdue_only=True) == []
 
@@ -123,26 +124,64 @@ def test_no_decision_while_the_term_runs_but_one_once_it_has_passed(
     assert len(response.items) == 1
 
 
+def answer(feedback: RunningFeedback, name: str, party: str = GCOS) -> pb.AdviceRequest:
+    answered: pb.AdviceRequest = feedback.stub_for(party).AnswerAdviceRequest(
+        pb.AnswerAdviceRequestRequest(name=name), timeout=5
+    )
+    return answered
+
+
 def test_the_houses_adapter_answers_and_zsm_may_decide(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
     request = ask(feedback)
-    code, _, _ = refused(
-        lambda: feedback.stub_for("adapter-pga").AnswerAdviceRequest(
-            pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
-        )
-    )
-    assert code == grpc.StatusCode.PERMISSION_DENIED
-    answer = feedback.stub_for(GCOS).AnswerAdviceRequest(
-        pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
-    )
-    assert answer.state == pb.ADVICE_REQUEST_STATE_ANSWERED and answer.answered_time.seconds
-    again = feedback.stub_for(GCOS).AnswerAdviceRequest(
-        pb.AnswerAdviceRequestRequest(delivery_key=request.delivery_key), timeout=5
-    )
-    assert again.answered_time == answer.answered_time
+    [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    first = answer(feedback, item.advice_request)
+    assert first.name == request.name
+    assert first.state == pb.ADVICE_REQUEST_STATE_ANSWERED and first.answered_time.seconds
+    again = answer(feedback, request.name)
+    assert again.answered_time == first.answered_time
     assert listed(feedback) == []
     assert listed(feedback, party="operator") == []
     feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+
+
+def test_a_request_is_answered_by_its_name_and_only_by_that(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    code, reason, _ = refused(lambda: answer(feedback, "adviceRequests/0123456789abcdef0123"))
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "ADVICE_REQUEST_NOT_FOUND")
+    malformed = [
+        "",
+        request.delivery_key,  # the delivery item's key is not the request's name
+        request.name.removeprefix("adviceRequests/"),
+        "adviceRequests/",
+        f"{request.name}/answers",
+        request.name.upper(),
+        "houses/vh-regio-utrecht-utrecht",
+    ]
+    for name in malformed:
+        code, _, fields = refused(lambda n=name: answer(feedback, n))  # type: ignore[misc]
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["name"]), name
+    assert [(r.name, r.state) for r in listed(feedback)] == [
+        (request.name, pb.ADVICE_REQUEST_STATE_OPEN)
+    ]
+
+
+def test_one_houses_adapter_cannot_answer_another_houses_request(
+    feedback: RunningFeedback,
+) -> None:
+    mark(feedback, TRAVELLER, UTRECHT, ROTTERDAM)
+    utrecht, rotterdam = ask(feedback, house=UTRECHT), ask(feedback, house=ROTTERDAM)
+    pga = "adapter-pga"  # Rotterdam's source system; Utrecht's is GCOS
+    for name, party in ((utrecht.name, pga), (rotterdam.name, GCOS)):
+        code, reason, _ = refused(lambda n=name, p=party: answer(feedback, n, p))  # type: ignore[misc]
+        assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_THE_HOUSES_ADAPTER")
+    code, _, _ = refused(lambda: answer(feedback, utrecht.name, KPC_UTRECHT))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert {r.name for r in listed(feedback)} == {utrecht.name, rotterdam.name}
+    assert answer(feedback, utrecht.name, GCOS).state == pb.ADVICE_REQUEST_STATE_ANSWERED
+    assert answer(feedback, rotterdam.name, pga).state == pb.ADVICE_REQUEST_STATE_ANSWERED
+    assert listed(feedback) == []
 
 
 def test_technisch_sepot_01_purges_the_cases_advice_requests(feedback: RunningFeedback) -> None:

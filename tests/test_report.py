@@ -283,7 +283,7 @@ class PlayedMonth:
         answer_in = {"advice-in-term": 1, "advice-late": 3}.get(s.plan)
         if answer_in is not None:
             day = s.day + dt.timedelta(days=answer_in)
-            self.pending.setdefault(str(day), []).append((day, house, request.delivery_key))
+            self.pending.setdefault(str(day), []).append((day, house, request.name))
         metric = {
             "advice-in-term": "advice.answered_in_term",
             "advice-open": "advice.open",
@@ -294,10 +294,10 @@ class PlayedMonth:
         """The houses answer, in their sources, the requests they were to answer by `day`."""
         self.set(at(day, 8))
         due = [k for k in self.pending if dt.date.fromisoformat(k) <= day]
-        for _, house, key in [a for k in due for a in self.pending.pop(k)]:
+        for _, house, name in [a for k in due for a in self.pending.pop(k)]:
             party = ADAPTERS[HOUSES[house].source_system]
             self.fb.stub_for(party).AnswerAdviceRequest(
-                pb.AnswerAdviceRequestRequest(delivery_key=key), timeout=5
+                pb.AnswerAdviceRequestRequest(name=name), timeout=5
             )
 
     def fetch(self, house: str, *, ack: bool) -> int:

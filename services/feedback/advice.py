@@ -85,14 +85,15 @@ class Advice:
         context.outbox.notify()
         return view
 
-    def answer(self, caller: Identity, delivery_key: str) -> AdviceRequestView:
-        """The house gave the advice asked for; answering twice keeps the first time."""
-        view = self._find(delivery_key)
+    def answer(self, caller: Identity, request_id: str) -> AdviceRequestView:
+        """The house gave the advice asked for; answering twice keeps the first time. Only
+        the adapter of the house asked may say so."""
+        view = self._find(request_id)
         self._context.check_adapter_for(caller, view.house_id)
         if view.answered_time is None:
             with db.write_transaction(self._context.engine) as connection:
-                repository.mark_answered(connection, delivery_key, self._context.now())
-            view = self._find(delivery_key)
+                repository.mark_answered(connection, request_id, self._context.now())
+            view = self._find(request_id)
         return view
 
     def unanswered(
@@ -110,9 +111,9 @@ class Advice:
                 connection, due_by=now if overdue_only else None, house_id=house_id
             )
 
-    def _find(self, delivery_key: str) -> AdviceRequestView:
+    def _find(self, request_id: str) -> AdviceRequestView:
         with self._context.engine.connect() as connection:
-            view = repository.advice_request(connection, delivery_key)
+            view = repository.advice_request(connection, request_id)
         if view is None:
-            raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this delivery key")
+            raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this name")
         return view

@@ -120,19 +120,19 @@ def add_advice_request(connection: Connection, view: AdviceRequestView) -> None:
     )
 
 
-def advice_request(connection: Connection, delivery_key: str) -> AdviceRequestView | None:
+def advice_request(connection: Connection, request_id: str) -> AdviceRequestView | None:
     row = connection.execute(
-        select(advice_requests).where(advice_requests.c.delivery_key == delivery_key)
+        select(advice_requests).where(advice_requests.c.id == request_id)
     ).first()
     return None if row is None else _view(row)
 
 
-def mark_answered(connection: Connection, delivery_key: str, now: dt.datetime) -> None:
+def mark_answered(connection: Connection, request_id: str, now: dt.datetime) -> None:
     """Answered at `now`, unless it was answered before."""
     connection.execute(
         update(advice_requests)
         .where(
-            advice_requests.c.delivery_key == delivery_key,
+            advice_requests.c.id == request_id,
             advice_requests.c.answered_time.is_(None),
         )
         .values(answered_time=now)

@@ -18,7 +18,7 @@ from baken.houses import House, house_name
 from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 from services.common.access import AccessPolicy, Withhold
-from services.feedback.values import Decision, SealedEnvelope
+from services.feedback.values import Decision, SealedEnvelope, advice_request_name
 
 FLOWED_IN = "feedback.flowed_in"
 DECISION = "feedback.decision"
@@ -167,6 +167,7 @@ def _clear(delivery: pb.Delivery, name: str) -> None:
     elif name == ADVICE_REQUEST:
         delivery.ClearField("due_time")
         delivery.ClearField("question")
+        delivery.ClearField("advice_request")
     if not delivery.decision.ListFields():
         delivery.ClearField("decision")
 
@@ -313,6 +314,7 @@ def route_advice_request(
         zsm_location=zsm_location,
         due_time=timestamp(due),
         question=question,
+        advice_request=advice_request_name(request_id),
     )
     addressed = recipients.address(
         marking.house_id,

@@ -29,7 +29,7 @@ SERVICE = "/baken.feedback.v1.FeedbackService/"
 
 def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceRequest:
     message = pb.AdviceRequest(
-        name=f"adviceRequests/{view.id}",
+        name=view.name,
         case_reference=view.case_reference,
         house=house_name(view.house_id),
         requested_time=timestamp(view.requested_time),
@@ -123,8 +123,8 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def AnswerAdviceRequest(
         self, request: pb.AnswerAdviceRequestRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
-        key = validation.key(request.delivery_key, "delivery_key")
-        view = self._advice.answer(caller_of(context), key)
+        request_id = validation.advice_request_id(request.name)
+        view = self._advice.answer(caller_of(context), request_id)
         return _advice_request(view, view.answered_time or view.requested_time)
 
     def ListAdviceRequests(

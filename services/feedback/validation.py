@@ -14,11 +14,19 @@ from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 from services.common.checks import Checker, text_fault
 from services.common.covenants import Formats
-from services.feedback.values import AdviceQuestion, Decision, Pseudonym, SealedEnvelope, Triage
+from services.feedback.values import (
+    ADVICE_REQUESTS,
+    AdviceQuestion,
+    Decision,
+    Pseudonym,
+    SealedEnvelope,
+    Triage,
+)
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 _SEPOT_CODE = re.compile(r"^(0[2-9]|[1-9][0-9])\Z")
 _HOUSE = re.compile(r"^houses/([a-z0-9-]{1,64})\Z")
+_ADVICE_REQUEST = re.compile(rf"^{ADVICE_REQUESTS}([a-z0-9-]{{1,32}})\Z")
 _AGES = (registry_service_pb2.SUBJECT_AGE_MINOR, registry_service_pb2.SUBJECT_AGE_ADULT)
 DEVIATION_REASON = (10, 2000)
 QUESTION = (1, 500)
@@ -189,6 +197,14 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> Advice
         on_behalf_of=request.on_behalf_of,
         subject_age=request.subject_age,
     )
+
+
+def advice_request_id(name: str) -> str:
+    """The id in an advice request's name, "adviceRequests/{id}"."""
+    found = _ADVICE_REQUEST.match(name)
+    if not found:
+        raise InvalidArgument([FieldViolation("name", 'required: "adviceRequests/{id}"')])
+    return found.group(1)
 
 
 DEAD_LETTERS = "deadLetters/"

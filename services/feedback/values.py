@@ -80,6 +80,14 @@ class SignalIn:
     lookup_time: dt.datetime
 
 
+ADVICE_REQUESTS = "adviceRequests/"
+
+
+def advice_request_name(request_id: str) -> str:
+    """An advice request's resource name on the wire: "adviceRequests/{id}"."""
+    return ADVICE_REQUESTS + request_id
+
+
 @dataclass(frozen=True, slots=True)
 class AdviceRequestView:
     id: str
@@ -90,6 +98,10 @@ class AdviceRequestView:
     requested_time: dt.datetime
     due_time: dt.datetime
     answered_time: dt.datetime | None
+
+    @property
+    def name(self) -> str:
+        return advice_request_name(self.id)
 
     def state(self, now: dt.datetime) -> int:
         if self.answered_time is not None:

@@ -537,17 +537,17 @@ Global___AdviceRequest: _TypeAlias = AdviceRequest  # noqa: Y015
 class AnswerAdviceRequestRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    DELIVERY_KEY_FIELD_NUMBER: _builtins.int
-    delivery_key: _builtins.str
-    """Required. The delivery item's key (as the house received it)."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "adviceRequests/{id}", as the Delivery carried it."""
     def __init__(
         self,
         *,
-        delivery_key: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_key", b"delivery_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,6 +696,7 @@ class Delivery(_message.Message):
     QUESTION_FIELD_NUMBER: _builtins.int
     WITHHELD_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    ADVICE_REQUEST_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Idempotency key: apply once, however often it arrives."""
     house: _builtins.str
@@ -709,6 +710,10 @@ class Delivery(_message.Message):
     question: _builtins.str
     attempt: _builtins.int
     """1 for the first delivery, 2 for the first redelivery ..."""
+    advice_request: _builtins.str
+    """ADVICE_REQUEST: the advice request's name, "adviceRequests/{id}", by which the house's
+    adapter answers it (AnswerAdviceRequest); empty for other kinds.
+    """
     @_builtins.property
     def occurred_time(self) -> _timestamp_pb2.Timestamp:
         """When ZSM decided, looked up or asked."""
@@ -745,10 +750,11 @@ class Delivery(_message.Message):
         question: _builtins.str = ...,
         withheld: _abc.Iterable[_builtins.str] | None = ...,
         attempt: _builtins.int = ...,
+        advice_request: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "due_time", b"due_time", "occurred_time", b"occurred_time", "referral", b"referral"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,7 +111,8 @@ class FeedbackServiceServicer:
 
     def AnswerAdviceRequest(self, request, context):
         """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
-        through the registry, from the house's source, at the next lookup).
+        through the registry, from the house's source, at the next lookup). The request is named
+        as its Delivery carried it (Delivery.advice_request).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

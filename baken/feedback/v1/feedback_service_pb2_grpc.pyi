@@ -50,7 +50,8 @@ class FeedbackServiceStub:
     """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
     AnswerAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
-    through the registry, from the house's source, at the next lookup).
+    through the registry, from the house's source, at the next lookup). The request is named
+    as its Delivery carried it (Delivery.advice_request).
     """
     ListAdviceRequests: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]
     """Open advice requests, or only those past their term."""
@@ -87,7 +88,8 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
     AnswerAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
-    through the registry, from the house's source, at the next lookup).
+    through the registry, from the house's source, at the next lookup). The request is named
+    as its Delivery carried it (Delivery.advice_request).
     """
     ListAdviceRequests: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]  # type: ignore[assignment]
     """Open advice requests, or only those past their term."""
@@ -139,7 +141,8 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
         """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
-        through the registry, from the house's source, at the next lookup).
+        through the registry, from the house's source, at the next lookup). The request is named
+        as its Delivery carried it (Delivery.advice_request).
         """
 
     @_abc_1.abstractmethod
