@@ -1,0 +1,98 @@
+"""Every refusal's ErrorInfo carries the dynamic values of its message as metadata (AIP-193), so
+that a client never parses a message."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from baken.errors import (
+    DOMAIN,
+    BakenError,
+    FieldViolation,
+    InvalidArgument,
+    RateLimited,
+    TooManyCalls,
+)
+
+
+def _all_subclasses(cls: type[BakenError]) -> list[type[BakenError]]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _all_subclasses(sub))]
+
+
+# The errors built as BakenError is (reason, message template, metadata).
+PLAIN = [c for c in _all_subclasses(BakenError) if c.__init__ is BakenError.__init__]
+
+
+def error_info(error: BakenError) -> error_details_pb2.ErrorInfo:
+    (info,) = [
+        found
+        for detail in error.to_status().details
+        if detail.Unpack(found := error_details_pb2.ErrorInfo())
+    ]
+    return info
+
+
+def test_every_plain_error_kind_is_checked() -> None:
+    names = {c.__name__ for c in PLAIN}
+    assert {"BakenError", "NotFound", "PermissionDenied", "FailedPrecondition"} <= names
+    assert {"Unavailable", "DeadlineExceeded"} <= names
+
+
+@pytest.mark.parametrize("kind", PLAIN, ids=lambda c: c.__name__)
+def test_an_error_built_with_metadata_carries_it_in_its_error_info(
+    kind: type[BakenError],
+) -> None:
+    error = kind(
+        "SOME_REASON",
+        "{house} has no {purpose} for party {party}",
+        metadata={"house": "houses/vh-x", "purpose": "triage", "party": "p-1"},
+    )
+
+    info = error_info(error)
+    assert (info.reason, info.domain) == ("SOME_REASON", DOMAIN)
+    assert dict(info.metadata) == {"house": "houses/vh-x", "purpose": "triage", "party": "p-1"}
+    # The message is the template filled from the metadata: the two say the same.
+    assert error.message == "houses/vh-x has no triage for party p-1"
+    assert error.to_status().message == error.message == str(error)
+    assert error.to_status().code == kind.code.value[0]
+
+
+def test_metadata_is_the_errors_own_copy() -> None:
+    given = {"house": "houses/vh-x"}
+    error = BakenError("R", "{house}", metadata=given)
+    given["house"] = "houses/other"
+    assert dict(error_info(error).metadata) == {"house": "houses/vh-x"}
+    with pytest.raises(TypeError):
+        error.metadata["house"] = "houses/other"  # type: ignore[index]
+
+
+def test_an_error_without_metadata_has_an_empty_map_and_its_message_as_it_is() -> None:
+    error = BakenError("R", "no {braces} filled here")
+    assert error.message == "no {braces} filled here"
+    assert not error_info(error).metadata
+
+
+def test_a_rate_limit_names_party_rate_and_delay_in_metadata() -> None:
+    error = RateLimited("zsm-kpc", 0.15, 2.01)
+    assert dict(error_info(error).metadata) == {
+        "party": "zsm-kpc",
+        "callsPerSecond": "0.15",
+        "retryAfterSeconds": "2.1",  # rounded up: waiting this long is enough
+    }
+    assert "limit of 0.15 calls a second" in error.message
+    assert "retry after 2.1 s" in error.message
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_too_many_calls_names_party_and_limit_in_metadata() -> None:
+    error = TooManyCalls("zsm-kpc", 2)
+    assert dict(error_info(error).metadata) == {"party": "zsm-kpc", "inFlightLimit": "2"}
+    assert error.message.startswith("party zsm-kpc holds 2 calls at once")
+
+
+def test_invalid_argument_names_its_fields_in_bad_request_not_in_metadata() -> None:
+    error = InvalidArgument([FieldViolation("subject.pseudonyms[0].value", "required")])
+    assert not error_info(error).metadata
+    assert error.message == "invalid request: subject.pseudonyms[0].value"
