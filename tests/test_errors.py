@@ -3,6 +3,11 @@ that a client never parses a message."""
 
 from __future__ import annotations
 
+import ast
+import re
+import string
+from pathlib import Path
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -23,6 +28,9 @@ def _all_subclasses(cls: type[BakenError]) -> list[type[BakenError]]:
 
 # The errors built as BakenError is (reason, message template, metadata).
 PLAIN = [c for c in _all_subclasses(BakenError) if c.__init__ is BakenError.__init__]
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("baken", "services", "adapters", "cli", "dev")
+KEY = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 
 def error_info(error: BakenError) -> error_details_pb2.ErrorInfo:
@@ -96,3 +104,78 @@ def test_invalid_argument_names_its_fields_in_bad_request_not_in_metadata() -> N
     error = InvalidArgument([FieldViolation("subject.pseudonyms[0].value", "required")])
     assert not error_info(error).metadata
     assert error.message == "invalid request: subject.pseudonyms[0].value"
+
+
+def _constructions() -> list[tuple[str, ast.Call, bool]]:
+    """Every call that builds a Baken error in the code base: (where, the call, whether its
+    second argument is a message template). In baken/errors.py, the subclasses' calls of
+    BakenError.__init__ too."""
+    names = {c.__name__ for c in _all_subclasses(BakenError)}
+    plain = {c.__name__ for c in PLAIN}
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name.endswith(("_pb2.py", "_pb2_grpc.py")):
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                if name in names:
+                    found.append((where, node, name in plain))
+                elif name == "__init__" and path == ROOT / "baken" / "errors.py":
+                    found.append((where, node, any(k.arg == "metadata" for k in node.keywords)))
+    return found
+
+
+CONSTRUCTIONS = _constructions()
+
+
+def test_the_scan_finds_the_raise_sites() -> None:
+    assert len(CONSTRUCTIONS) > 30
+    assert sum(any(k.arg == "metadata" for k in c.keywords) for _, c, _ in CONSTRUCTIONS) > 10
+
+
+def test_every_metadata_key_is_lower_camel_case() -> None:
+    """AIP-193: ErrorInfo.metadata keys are lowerCamelCase. Every map is a literal, so that
+    this scan sees each key."""
+    wrong = []
+    for where, call, _ in CONSTRUCTIONS:
+        for keyword in call.keywords:
+            if keyword.arg != "metadata":
+                continue
+            if not isinstance(keyword.value, ast.Dict):
+                wrong.append(f"{where}: metadata is not a dict literal")
+                continue
+            for key in keyword.value.keys:
+                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                    wrong.append(f"{where}: a key that is not a string literal")
+                elif not KEY.match(key.value):
+                    wrong.append(f"{where}: {key.value!r}")
+    assert not wrong
+
+
+def test_dynamic_values_reach_a_message_only_through_metadata() -> None:
+    """A message is a literal template: no f-string puts a value into it that the metadata
+    lacks, and each of its fields is a key of the metadata."""
+    wrong = []
+    for where, call, templated in CONSTRUCTIONS:
+        if not templated or len(call.args) < 2:
+            continue
+        message = call.args[1]
+        if not (isinstance(message, ast.Constant) and isinstance(message.value, str)):
+            wrong.append(f"{where}: the message is not a string literal")
+            continue
+        fields = {f for _, f, _, _ in string.Formatter().parse(message.value) if f is not None}
+        metadata = next((k.value for k in call.keywords if k.arg == "metadata"), None)
+        keys = (
+            {k.value for k in metadata.keys if isinstance(k, ast.Constant)}
+            if isinstance(metadata, ast.Dict)
+            else set()
+        )
+        if not fields <= keys:
+            wrong.append(f"{where}: {sorted(fields - keys)} not in the metadata")
+    assert not wrong
