@@ -179,3 +179,17 @@ def test_dynamic_values_reach_a_message_only_through_metadata() -> None:
         if not fields <= keys:
             wrong.append(f"{where}: {sorted(fields - keys)} not in the metadata")
     assert not wrong
+
+
+def test_every_metadata_key_is_documented_for_clients() -> None:
+    doc = (ROOT / "docs" / "REGISTRY.md").read_text(encoding="utf-8")
+    table = doc.split("### ErrorInfo.metadata", 1)[1].split("\n## ", 1)[0]
+    keys = {
+        key.value
+        for _, call, _ in CONSTRUCTIONS
+        for keyword in call.keywords
+        if keyword.arg == "metadata" and isinstance(keyword.value, ast.Dict)
+        for key in keyword.value.keys
+        if isinstance(key, ast.Constant)
+    }
+    assert {k for k in keys if f"`{k}`" not in table} == set()
