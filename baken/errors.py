@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "baken.nl"
+NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +30,30 @@ class FieldViolation:
 
 
 class BakenError(Exception):
-    """An error a caller can act on. Messages never carry personal data."""
+    """An error a caller can act on. Messages never carry personal data, and neither does
+    metadata.
+
+    Every dynamic value of the message is in `metadata` too, which goes into ErrorInfo.metadata
+    under a lowerCamelCase key (AIP-193), so that a client never parses a message. With
+    metadata, `message` is a template whose `{key}` fields are filled from it
+    (`str.format_map`): the message shows what the metadata says and cannot drift from it. Without
+    metadata the message is taken as it is."""
 
     code = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, reason: str, message: str, *, metadata: Mapping[str, str] = NO_METADATA
+    ) -> None:
         self.reason = reason
-        self.message = message
+        self.metadata: Mapping[str, str] = MappingProxyType(dict(metadata))
+        self.message = message.format_map(self.metadata) if self.metadata else message
+        super().__init__(self.message)
 
     def details(self) -> list[any_pb2.Any]:
         info = any_pb2.Any()
-        info.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
+        info.Pack(
+            error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        )
         return [info]
 
     def to_status(self) -> status_pb2.Status:
@@ -77,9 +92,14 @@ class RateLimited(BakenError):
     def __init__(self, party: str, per_second: float, retry_after: float) -> None:
         super().__init__(
             "RATE_LIMITED",
-            f"party {party} is over its limit of {per_second:g} calls a second "
-            "(a batch counts each entry); "
-            f"retry after {retry_after:.1f} s",
+            "party {party} is over its limit of {callsPerSecond} calls a second "
+            "(a batch counts each entry); retry after {retryAfterSeconds} s",
+            metadata={
+                "party": party,
+                "callsPerSecond": f"{per_second:g}",
+                # Rounded up: a client that waits this long is not refused again for it.
+                "retryAfterSeconds": f"{math.ceil(retry_after * 10) / 10:.1f}",
+            },
         )
         self.retry_after = retry_after
 
@@ -99,7 +119,8 @@ class TooManyCalls(BakenError):
     def __init__(self, party: str, limit: int) -> None:
         super().__init__(
             "TOO_MANY_CALLS",
-            f"party {party} holds {limit} calls at once, as many as it may; end one first",
+            "party {party} holds {inFlightLimit} calls at once, as many as it may; end one first",
+            metadata={"party": party, "inFlightLimit": str(limit)},
         )
 
 

@@ -132,28 +132,31 @@ def tombstone(house: str, record_id: str, version: int) -> marker_pb2.MarkerChan
 
 @dataclass(frozen=True)
 class Problem:
-    """A refusal as the client sees it: code, ErrorInfo reason and the BadRequest field paths."""
+    """A refusal as the client sees it: code, ErrorInfo reason and the BadRequest field paths,
+    and the dynamic values of the message, as ErrorInfo.metadata."""
 
     code: grpc.StatusCode
     reason: str | None
     domain: str | None
     fields: list[str]
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def problem_of_status(status: status_pb2.Status) -> Problem:
     reason = domain = None
     fields: list[str] = []
+    metadata: dict[str, str] = {}
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason, domain = info.reason, info.domain
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
     code = next(c for c in grpc.StatusCode if c.value[0] == status.code)
-    return Problem(code, reason, domain, fields)
+    return Problem(code, reason, domain, fields, metadata)
 
 
 def problem(error: grpc.RpcError) -> Problem:

@@ -294,6 +294,34 @@ def test_a_lookup_outside_the_covenants_is_denied_and_the_denial_is_logged(
     assert "disclosed" not in entry.body
 
 
+def test_a_denial_names_the_purpose_and_role_refused_in_its_error_info(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    """The values of the message are in ErrorInfo.metadata (AIP-193): no client parses them."""
+    with pytest.raises(grpc.RpcError) as caught:
+        marked.lookup(
+            subject(ring, PERSON),
+            party="zsm-rotterdam-rijnmond-politie",
+            purpose=purpose_pb2.PURPOSE_TRIAGE,
+            case_reference=CASE,
+        )
+    found = problem(caught.value)
+    assert (found.code, found.reason) == (grpc.StatusCode.PERMISSION_DENIED, "PURPOSE_NOT_GRANTED")
+    assert found.metadata == {"purpose": "triage", "role": "police"}
+    assert caught.value.details() == "no covenant grants triage to role police"
+
+    with pytest.raises(grpc.RpcError) as caught:
+        marked.lookup(subject(ring, PERSON), party=KPC, break_glass_reason=REASON)
+    found = problem(caught.value)
+    assert found.reason == "BREAK_GLASS_NOT_ALLOWED"
+    assert found.metadata == {
+        "breakGlassRole": "zsm-officier",
+        "breakGlassPurpose": "afdoeningsbeslissing",
+    }
+    # The break-glass reason is free text from the request: in no message, in no metadata.
+    assert REASON not in caught.value.details()
+
+
 def test_covenants_out_of_force_grant_nothing(marked: RunningRegistry, ring: KeyRing) -> None:
     marked.set_today(dt.date(2029, 1, 15))  # every shipped covenant has ended
 

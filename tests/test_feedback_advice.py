@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
-from builders import subject
+import pytest
+from builders import problem, subject
 from feedback_harness import KPC_UTRECHT, USER, RunningFeedback
 from google.protobuf import duration_pb2
 from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
@@ -99,8 +100,14 @@ def test_the_term_is_24_hours_to_7_days(feedback: RunningFeedback) -> None:
 
 def test_only_a_house_that_marked_the_person_is_asked(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
-    code, reason, _ = refused(lambda: ask(feedback, house=ROTTERDAM))
-    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_MARKED_BY_HOUSE")
+    with pytest.raises(grpc.RpcError) as caught:
+        ask(feedback, house=ROTTERDAM)
+    found = problem(caught.value)
+    assert (found.code, found.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NOT_MARKED_BY_HOUSE",
+    )
+    assert found.metadata == {"house": f"houses/{ROTTERDAM}"}
     code, _, _ = refused(lambda: ask(feedback, party="zsm-midden-nederland-politie"))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert feedback.tables()["advice_requests"] == []
@@ -111,10 +118,16 @@ def test_no_decision_while_the_term_runs_but_one_once_it_has_passed(
 ) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
     request = ask(feedback, hours=24)
-    code, reason, _ = refused(
-        lambda: feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    with pytest.raises(grpc.RpcError) as caught:
+        feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    found = problem(caught.value)
+    assert (found.code, found.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "ADVICE_REQUEST_IN_TERM",
     )
-    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ADVICE_REQUEST_IN_TERM")
+    # Which house, and until when: a time a program reads (to the second), not prose.
+    due = request.due_time.ToDatetime().replace(tzinfo=dt.UTC, microsecond=0)
+    assert found.metadata == {"house": request.house, "dueTime": due.isoformat()}
     # Another case of the same person is not held up.
     feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference="10-555555-26", **FOLLOWED)
     feedback.registry.clock.advance(dt.timedelta(hours=24, minutes=1))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from builders import Person, subject
+from builders import Person, problem, subject
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from harness import batch_request, lookup_request, secure_channel
@@ -95,6 +95,12 @@ def test_a_party_over_its_rate_is_told_when_to_come_back(
         assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
         assert 0 < delay <= 1 / 0.15
         assert "over its limit of 0.15 calls a second" in (caught.value.details() or "")
+        # Who, at what rate and how long to wait, without parsing the message (AIP-193).
+        metadata = problem(caught.value).metadata
+        assert metadata.keys() == {"party", "callsPerSecond", "retryAfterSeconds"}
+        assert (metadata["party"], metadata["callsPerSecond"]) == (KPC, "0.15")
+        assert delay <= float(metadata["retryAfterSeconds"]) <= delay + 0.1  # rounded up
+        assert f"retry after {metadata['retryAfterSeconds']} s" in (caught.value.details() or "")
     # Another desk has a bucket of its own; a batch spends one unit per subject.
     with secure_channel(pki_dir, small_registry, "zsm-oost-nederland-kpc") as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)

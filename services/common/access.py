@@ -129,11 +129,15 @@ class AccessPolicy:
         if not in_force:
             if granting:
                 raise PermissionDenied(
-                    "COVENANT_EXPIRED", f"the covenant granting {purpose} is not in force"
+                    "COVENANT_EXPIRED",
+                    "the covenant granting {purpose} is not in force",
+                    metadata={"purpose": purpose},
                 )
             if mine:
                 raise PermissionDenied(
-                    "PURPOSE_NOT_GRANTED", f"no covenant grants {purpose} to role {caller.role}"
+                    "PURPOSE_NOT_GRANTED",
+                    "no covenant grants {purpose} to role {role}",
+                    metadata={"purpose": purpose, "role": caller.role},
                 )
             raise PermissionDenied("NO_COVENANT", "the caller's party is in no covenant")
         grants = [(c, g) for c in mine for g in c.grants if caller.role in g.roles]

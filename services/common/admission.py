@@ -206,7 +206,8 @@ class Admission:
         if not arrived.wait(self.first_message_seconds):
             raise DeadlineExceeded(
                 "FIRST_MESSAGE_LATE",
-                f"send the stream's first message within {self.first_message_seconds:g} s",
+                "send the stream's first message within {firstMessageSeconds} s",
+                metadata={"firstMessageSeconds": f"{self.first_message_seconds:g}"},
             )
         if failure:
             raise failure[0]

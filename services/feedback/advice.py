@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from baken.errors import FailedPrecondition, NotFound
+from baken.houses import house_name
 from baken.pki import Identity
 from baken.type.v1 import purpose_pb2
 from services.accesslog.inquiry import Inquiry
@@ -39,7 +40,8 @@ class Advice:
         if marking is None:
             raise FailedPrecondition(
                 "NOT_MARKED_BY_HOUSE",
-                f"houses/{house_id} has not marked this person; ask a house that has",
+                "{house} has not marked this person; ask a house that has",
+                metadata={"house": house_name(house_id)},
             )
         now = context.now()
         request_id = uuid.uuid4().hex[:20]
@@ -56,7 +58,8 @@ class Advice:
         if isinstance(routed, NotRouted):
             raise FailedPrecondition(
                 f"HOUSE_NOT_GRANTED_{routed.reason}",
-                f"no covenant in force lets houses/{house_id} receive advice requests",
+                "no covenant in force lets {house} receive advice requests",
+                metadata={"house": house_name(house_id)},
             )
         view = AdviceRequestView(
             request_id,

@@ -97,7 +97,9 @@ class Context:
         system = house.source_system_token
         if caller.role != "source-adapter" or party.source_system != system:
             raise PermissionDenied(
-                "NOT_THE_HOUSES_ADAPTER", f"only the {system} adapter takes this house's items"
+                "NOT_THE_HOUSES_ADAPTER",
+                "only the {sourceSystem} adapter takes this house's items",
+                metadata={"sourceSystem": system},
             )
         return house
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from baken.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.houses import house_name
 from baken.purposes import TERUGKOPPELING
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import purpose_pb2
@@ -190,9 +191,12 @@ def _check_no_advice_in_term(connection: Connection, case_reference: str, now: d
         house_id, due_time = waiting
         raise FailedPrecondition(
             "ADVICE_REQUEST_IN_TERM",
-            f"advice was asked of houses/{house_id} until "
-            f"{due_time.isoformat(timespec='minutes')}; decide after its "
-            "answer or once the term has passed",
+            "advice was asked of {house} until {dueTime}; decide after its answer or once the "
+            "term has passed",
+            metadata={
+                "house": house_name(house_id),
+                "dueTime": due_time.isoformat(timespec="seconds"),
+            },
         )
 
 

@@ -25,12 +25,20 @@ log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
 
 
-def _refused(error: grpc.RpcError, what: str) -> Exception:
+def _refused(error: grpc.RpcError, method: str) -> Exception:
     code = error.code()
     # RESOURCE_EXHAUSTED: over the service's rate or share at the registry; later it may go.
     if code in RETRYABLE or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return Unavailable("REGISTRY_UNAVAILABLE", f"the registry cannot be reached for {what}")
-    return FailedPrecondition("REGISTRY_REFUSED", f"the registry refused {what}: {code.name}")
+        return Unavailable(
+            "REGISTRY_UNAVAILABLE",
+            "the registry cannot be reached for {registryMethod}",
+            metadata={"registryMethod": method},
+        )
+    return FailedPrecondition(
+        "REGISTRY_REFUSED",
+        "the registry refused {registryMethod}: {registryCode}",
+        metadata={"registryMethod": method, "registryCode": code.name},
+    )
 
 
 class GrpcRegistry:
@@ -44,9 +52,13 @@ class GrpcRegistry:
         self._places = threading.BoundedSemaphore(in_flight)
 
     @contextlib.contextmanager
-    def _place(self, what: str) -> Iterator[None]:
+    def _place(self, method: str) -> Iterator[None]:
         if not self._places.acquire(timeout=DEADLINE):
-            raise Unavailable("REGISTRY_BUSY", f"no place for {what} at the registry; try later")
+            raise Unavailable(
+                "REGISTRY_BUSY",
+                "no place for a {registryMethod} call at the registry; try later",
+                metadata={"registryMethod": method},
+            )
         try:
             yield
         finally:
@@ -74,10 +86,10 @@ class GrpcRegistry:
             subject_age=subject_age,  # type: ignore[arg-type]
         )
         try:
-            with self._place("the routing lookup"):
+            with self._place("Lookup"):
                 response = self._stub.Lookup(request, timeout=DEADLINE)
         except grpc.RpcError as error:
-            raise _refused(error, "the routing lookup") from None
+            raise _refused(error, "Lookup") from None
         return [
             Marking(house_id_of(m.house.name), m.source_record_id, m.advice.freshness)
             for m in response.markers
@@ -86,7 +98,7 @@ class GrpcRegistry:
 
     def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
         try:
-            with self._place("signals"):
+            with self._place("PullSignals"):
                 response = self._stub.PullSignals(
                     registry_service_pb2.PullSignalsRequest(
                         after_sequence=after, page_size=page_size
@@ -94,7 +106,7 @@ class GrpcRegistry:
                     timeout=DEADLINE,
                 )
         except grpc.RpcError as error:
-            raise _refused(error, "signals") from None
+            raise _refused(error, "PullSignals") from None
         return [
             SignalIn(
                 s.sequence,

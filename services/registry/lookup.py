@@ -163,14 +163,20 @@ class Lookups:
         scope = self._policy.authorise(inquiry.caller, inquiry.purpose, today)
         if inquiry.purpose not in LOOKUP_PURPOSES:
             raise PermissionDenied(
-                "PURPOSE_NOT_FOR_LOOKUP", f"{inquiry.purpose} does not look up persons"
+                "PURPOSE_NOT_FOR_LOOKUP",
+                "{purpose} does not look up persons",
+                metadata={"purpose": inquiry.purpose},
             )
         if inquiry.break_glass_reason is not None and (
             inquiry.caller.role != BREAK_GLASS_ROLE or inquiry.purpose != BREAK_GLASS_PURPOSE
         ):
             raise PermissionDenied(
                 "BREAK_GLASS_NOT_ALLOWED",
-                f"break-glass is for the {BREAK_GLASS_ROLE} role at {BREAK_GLASS_PURPOSE} only",
+                "break-glass is for the {breakGlassRole} role at {breakGlassPurpose} only",
+                metadata={
+                    "breakGlassRole": BREAK_GLASS_ROLE,
+                    "breakGlassPurpose": BREAK_GLASS_PURPOSE,
+                },
             )
         return scope
 
