@@ -164,8 +164,6 @@ def _check(request: pb.GetMonthlyFiguresRequest, houses: Mapping[str, House]) ->
         month = Month.parse(request.month)
     except ValueError as e:
         violations.append(FieldViolation("month", str(e)))
-    if request.purpose not in PURPOSE_TOKENS:
-        violations.append(FieldViolation("purpose", "required: PURPOSE_MONITORING"))
     regions = {h.region for h in houses.values()}
     if request.region and request.region not in regions:
         violations.append(

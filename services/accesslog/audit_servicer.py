@@ -18,7 +18,7 @@ from services.accesslog.inquiry import inquiry_of
 from services.accesslog.signed_heads import SignedHeads, SignedHeadServicer
 from services.accesslog.store import StoredEntry
 from services.common import checks
-from services.common.covenants import IDENTIFIER, CovenantSet
+from services.common.covenants import CovenantSet
 
 pb = audit_service_pb2
 SERVICE = "/baken.audit.v1.AuditService/"
@@ -130,12 +130,6 @@ class AuditServicer(SignedHeadServicer):
         )
         subject = tuple(checks.lookup_values(request.subject)) if request.subject.pseudonyms else ()
         size = min(request.page_size or 100, MAX_PAGE)
-        if request.page_size < 0:
-            raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
-        if request.party and not IDENTIFIER.match(request.party):
-            raise InvalidArgument(
-                [FieldViolation("party", "a party id of the register: a-z, 0-9 and -, 1 to 64")]
-            )
         after, ceiling = _page_token(request.page_token)
         query = EntryQuery(
             subject=subject,
@@ -213,6 +207,4 @@ class AuditServicer(SignedHeadServicer):
             )
         if fault := checks.text_fault(request.finding, lines=True):
             raise InvalidArgument([FieldViolation("finding", fault)])
-        if request.sequence <= 0:
-            raise InvalidArgument([FieldViolation("sequence", "required: a positive sequence")])
         return access_entry(self._audit.review(inquiry, request.sequence, request.finding.strip()))

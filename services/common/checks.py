@@ -150,21 +150,19 @@ class Checker:
         return tuple(sorted(refs))
 
     def user(self, field: str, value: str, formats: Formats) -> None:
-        """A user id of the party's format (covenants/parties.toml)."""
-        if not 0 < len(value) <= MAX_USER:
-            self.fail(field, f"required: 1 to {MAX_USER} characters")
-        elif fault := text_fault(value):
+        """A user id of the party's format (covenants/parties.toml); its presence and length are
+        the contract's field rules."""
+        if fault := text_fault(value):
             self.fail(field, fault)
         elif not formats.user.fullmatch(value):
             self.fail(field, "not a user id of the format the party register gives your party")
 
     def case_reference(self, field: str, value: str, formats: Formats, *, required: bool) -> None:
-        """A ZSM case reference of the party's format (covenants/parties.toml)."""
+        """A ZSM case reference of the party's format (covenants/parties.toml); its length is
+        the contract's field rule."""
         if not value:
             if required:
                 self.fail(field, "required: the ZSM case reference")
-        elif len(value) > MAX_CASE_REFERENCE:
-            self.fail(field, f"at most {MAX_CASE_REFERENCE} characters")
         elif fault := text_fault(value):
             self.fail(field, fault)
         elif not formats.case_reference.fullmatch(value):
@@ -185,8 +183,6 @@ def lookup_values(subject: pseudonym_pb2.Subject, field: str = "subject") -> lis
     return [r.value for r in refs]
 
 
-MAX_CASE_REFERENCE = 64
-MAX_USER = 64
 BREAK_GLASS_REASON = (20, 500)
 
 
@@ -222,9 +218,7 @@ MAX_PAGE = 200
 
 def page_size(value: int) -> int:
     """A request's page_size as served: 0 asks for the default, more than the maximum gets the
-    maximum (AIP-158); negative is refused."""
-    if value < 0:
-        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+    maximum (AIP-158); the contract refuses a negative one."""
     return min(value or DEFAULT_PAGE, MAX_PAGE)
 
 

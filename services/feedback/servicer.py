@@ -10,7 +10,7 @@ import grpc
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
-from baken.houses import house_name
+from baken.houses import house_id_of, house_name
 from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import inquiry_of
 from services.common import checks
@@ -130,7 +130,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def ListAdviceRequests(
         self, request: pb.ListAdviceRequestsRequest, context: grpc.ServicerContext
     ) -> pb.ListAdviceRequestsResponse:
-        house_id = validation.house_id(request.house) if request.house else None
+        house_id = house_id_of(request.house) if request.house else None
         views = self._advice.unanswered(
             caller_of(context), overdue_only=request.overdue_only, house_id=house_id
         )
@@ -144,7 +144,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def SubscribeDeliveries(
         self, request: pb.SubscribeDeliveriesRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.Delivery]:
-        house_id = validation.house_id(request.house)
+        house_id = house_id_of(request.house)
         self._context.check_adapter_for(caller_of(context), house_id)
         context.add_callback(self._outbox.notify)  # a cancelled stream stops waiting
         with self._outbox.stream(house_id):
@@ -178,7 +178,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.ServicerContext
     ) -> pb.ListDeadLettersResponse:
-        house_id = validation.house_id(request.house) if request.house else None
+        house_id = house_id_of(request.house) if request.house else None
         self._context.check_operator(caller_of(context))
         letters = self._outbox.dead_letters(house_id)
         start, end = checks.page(request.page_size, request.page_token, letters)

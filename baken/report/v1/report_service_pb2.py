@@ -27,7 +27,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$baken/report/v1/report_service.proto\x12\x0f\x62\x61ken.report.v1\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x84\x02\n\x18GetMonthlyFiguresRequest\x12\x37\n\x05month\x18\x01 \x01(\tB(\xe2\x41\x01\x02\xbaH!r\x1c\x32\x1a^[0-9]{4}-(0[1-9]|1[0-2])$\xc8\x01\x01\x12\x1b\n\x06region\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\x12\x35\n\x05house\x18\x03 \x01(\tB&\xe2\x41\x01\x01\xbaH\x1fr\x1d\x32\x1b^(houses/[a-z0-9-]{1,64})?$\x12\x38\n\x07purpose\x18\x04 \x01(\x0e\x32\x16.baken.type.v1.PurposeB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12!\n\x0con_behalf_of\x18\x05 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\"s\n\x06\x46igure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\r\n\x05house\x18\x03 \x01(\t\x12\x0f\n\x05\x63ount\x18\x04 \x01(\x03H\x00\x12\x11\n\x07seconds\x18\x05 \x01(\x01H\x00\x12\r\n\x05small\x18\x06 \x01(\x08\x42\x07\n\x05value\"0\n\x0eWithheldRegion\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa1\x01\n\x19GetMonthlyFiguresResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12(\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x17.baken.report.v1.Figure\x12\x31\n\x08withheld\x18\x03 \x03(\x0b\x32\x1f.baken.report.v1.WithheldRegion\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x04 \x01(\x04\x32{\n\rReportService\x12j\n\x11GetMonthlyFigures\x12).baken.report.v1.GetMonthlyFiguresRequest\x1a*.baken.report.v1.GetMonthlyFiguresResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$baken/report/v1/report_service.proto\x12\x0f\x62\x61ken.report.v1\x1a\x1b\x62\x61ken/type/v1/purpose.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x87\x02\n\x18GetMonthlyFiguresRequest\x12\x37\n\x05month\x18\x01 \x01(\tB(\xe2\x41\x01\x02\xbaH!r\x1c\x32\x1a^[0-9]{4}-(0[1-9]|1[0-2])$\xc8\x01\x01\x12\x1b\n\x06region\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\x12\x35\n\x05house\x18\x03 \x01(\tB&\xe2\x41\x01\x01\xbaH\x1fr\x1d\x32\x1b^(houses/[a-z0-9-]{1,64})?$\x12\x38\n\x07purpose\x18\x04 \x01(\x0e\x32\x16.baken.type.v1.PurposeB\x0f\xe2\x41\x01\x02\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12$\n\x0con_behalf_of\x18\x05 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18@\xc8\x01\x01\"s\n\x06\x46igure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\r\n\x05house\x18\x03 \x01(\t\x12\x0f\n\x05\x63ount\x18\x04 \x01(\x03H\x00\x12\x11\n\x07seconds\x18\x05 \x01(\x01H\x00\x12\r\n\x05small\x18\x06 \x01(\x08\x42\x07\n\x05value\"0\n\x0eWithheldRegion\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa1\x01\n\x19GetMonthlyFiguresResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12(\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x17.baken.report.v1.Figure\x12\x31\n\x08withheld\x18\x03 \x03(\x0b\x32\x1f.baken.report.v1.WithheldRegion\x12\x18\n\x10\x61\x63\x63\x65ss_log_entry\x18\x04 \x01(\x04\x32{\n\rReportService\x12j\n\x11GetMonthlyFigures\x12).baken.report.v1.GetMonthlyFiguresRequest\x1a*.baken.report.v1.GetMonthlyFiguresResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,15 +43,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMONTHLYFIGURESREQUEST'].fields_by_name['purpose']._loaded_options = None
   _globals['_GETMONTHLYFIGURESREQUEST'].fields_by_name['purpose']._serialized_options = b'\342A\001\002\272H\010\202\001\002\020\001\310\001\001'
   _globals['_GETMONTHLYFIGURESREQUEST'].fields_by_name['on_behalf_of']._loaded_options = None
-  _globals['_GETMONTHLYFIGURESREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_GETMONTHLYFIGURESREQUEST'].fields_by_name['on_behalf_of']._serialized_options = b'\342A\001\002\272H\007r\002\030@\310\001\001'
   _globals['_GETMONTHLYFIGURESREQUEST']._serialized_start=149
-  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_end=409
-  _globals['_FIGURE']._serialized_start=411
-  _globals['_FIGURE']._serialized_end=526
-  _globals['_WITHHELDREGION']._serialized_start=528
-  _globals['_WITHHELDREGION']._serialized_end=576
-  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_start=579
-  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_end=740
-  _globals['_REPORTSERVICE']._serialized_start=742
-  _globals['_REPORTSERVICE']._serialized_end=865
+  _globals['_GETMONTHLYFIGURESREQUEST']._serialized_end=412
+  _globals['_FIGURE']._serialized_start=414
+  _globals['_FIGURE']._serialized_end=529
+  _globals['_WITHHELDREGION']._serialized_start=531
+  _globals['_WITHHELDREGION']._serialized_end=579
+  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_start=582
+  _globals['_GETMONTHLYFIGURESRESPONSE']._serialized_end=743
+  _globals['_REPORTSERVICE']._serialized_start=745
+  _globals['_REPORTSERVICE']._serialized_end=868
 # @@protoc_insertion_point(module_scope)

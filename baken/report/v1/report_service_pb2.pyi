@@ -39,7 +39,7 @@ class GetMonthlyFiguresRequest(_message.Message):
     purpose: _purpose_pb2.Purpose.ValueType
     """Required: PURPOSE_MONITORING (another purpose is refused, PURPOSE_NOT_FOR_REPORT)."""
     on_behalf_of: _builtins.str
-    """The person on whose behalf the report is drawn up (NEN 7513's responsible user)."""
+    """Required. The person on whose behalf the report is drawn up (NEN 7513's responsible user)."""
     def __init__(
         self,
         *,
