@@ -24,7 +24,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ONE_SHOT = {"certs", "migrate"}
 ADAPTERS = {"adapter-gcos", "adapter-amazone", "adapter-pga"}
 BAKEN_SERVICES = {"registry", "feedback", *ADAPTERS}
-CODE_DIRS = ("baken", "services", "adapters", "cli", "dev")
+CODE_DIRS = ("baken", "services", "adapters", "cli", "dev", "buf")
 _NAME = re.compile(r"\bBAKEN_[A-Z0-9_]+\b")
 
 
