@@ -11,12 +11,19 @@ from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
-from baken.registry.v1 import marker_pb2
 from services.common import db
 from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
-from services.registry import repository, validation
-from services.registry.markers import MarkerData, RecordKey, Rejection, SyncCounts, Tombstone
+from services.registry import repository
+from services.registry.markers import (
+    MarkerData,
+    RecordKey,
+    Rejection,
+    SyncBatch,
+    SyncChange,
+    SyncCounts,
+    Tombstone,
+)
 from services.registry.sync import (
     EMPTY_DIGEST,
     ChangeOutcome,
@@ -63,45 +70,34 @@ class MarkerSync:
             raise PermissionDenied("NOT_A_SOURCE_ADAPTER", "only a source adapter syncs markers")
         return system
 
-    def sync(
-        self, source_system: str, first_index: int, changes: Sequence[marker_pb2.MarkerChange]
-    ) -> SyncCounts:
-        """Apply one message of a SyncMarkers stream in one transaction, for an adapter that
-        serves `source_system` (see sync_scope).
+    def sync(self, first_index: int, batch: SyncBatch) -> SyncCounts:
+        """Apply one message of a SyncMarkers stream in one transaction: `batch` as read for the
+        source system the adapter serves (see sync_scope), whose first change is the stream's
+        `first_index`th.
 
         Invalid changes are rejected with their reasons; the valid ones land.
         """
         counts = SyncCounts()
         today = self._clock.today()
         sealer = self._sealer
-        claims = [
-            (
-                first_index + offset,
-                change,
-                validation.claimed_key(change, self._houses, source_system),
-                change.upsert.SerializeToString(deterministic=True)
-                if change.HasField("upsert")
-                else None,
-            )
-            for offset, change in enumerate(changes)
-        ]
         with self._sync_lock, db.write_transaction(self._engine) as connection:
             repository.serialise_sync(connection)
-            stored = repository.load_states(connection, {k for _, _, k, _ in claims if k})
+            stored = repository.load_states(connection, {c.key for c in batch.changes if c.key})
             states: dict[RecordKey, StoredState] = {k: s.state for k, s in stored.items()}
             writes: dict[RecordKey, repository.Write] = {}
             refreshes: dict[int, StoredState] = {}
-            for index, change, key, record in claims:
+            for position, change in enumerate(batch.changes):
+                index, key, record = first_index + position, change.key, change.record
                 previous = states.get(key) if key else None
                 # Compare under the key the stored digests were made with (a key rotation
                 # may not have been resealed yet); write under the current one.
                 key_id = sealer.digest_key_for(previous.content_digest if previous else b"")
                 digest = sealer.digest(record, key_id) if record is not None else EMPTY_DIGEST
-                if previous and previous.replayed_by(change.upsert.source_version, digest):
+                if previous and previous.replayed_by(change.source_version, digest):
                     counts.unchanged += 1
                     continue
                 try:
-                    marker = validation.marker_change(change, self._houses, today, source_system)
+                    marker = batch.checked(position, today)
                 except InvalidArgument as error:
                     _reject(counts, index, change, error.reason, error.violations)
                     continue
@@ -157,18 +153,17 @@ _VERSION_REUSED = FieldViolation(
 def _reject(
     counts: SyncCounts,
     index: int,
-    change: marker_pb2.MarkerChange,
+    change: SyncChange,
     reason: str,
     violations: Sequence[FieldViolation],
 ) -> None:
-    record = change.upsert if change.HasField("upsert") else change.tombstone
     counts.rejected += 1
     counts.rejections.append(
         Rejection(
             index=index,
-            source_system=record.source_system,
-            house=record.house[:71],
-            source_record_id=record.source_record_id[:128],
+            source_system=change.source_system,
+            house=change.house[:71],
+            source_record_id=change.source_record_id[:128],
             reason=reason,
             violations=tuple(violations),
         )

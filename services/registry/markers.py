@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from baken.errors import FieldViolation
@@ -85,6 +86,33 @@ def content_bytes(
 class Tombstone:
     key: RecordKey
     source_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncChange:
+    """One change of a SyncMarkers message before its full check: what a rejection names and
+    what recognises a replay."""
+
+    source_system: int  # SourceSystem number as sent, possibly invalid
+    house: str  # "houses/{house}" as sent
+    source_record_id: str  # as sent
+    key: RecordKey | None  # None when not valid or not of the source system the adapter serves
+    source_version: int  # an upsert's; 0 for anything else, which is never a replay
+    record: bytes | None  # an upsert's record, serialised deterministically; else None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """One message of a SyncMarkers stream as the write side takes it (validation.sync_request).
+
+    A byte-identical replay of a stored upsert counts as unchanged before it is checked again
+    (docs/REGISTRY.md), so the costlier full check is deferred: `checked(position, today)` gives
+    the change at that position as a valid upsert or tombstone, or raises InvalidArgument naming
+    every bad field.
+    """
+
+    changes: tuple[SyncChange, ...]
+    checked: Callable[[int, dt.date], MarkerData | Tombstone]
 
 
 @dataclass(slots=True)

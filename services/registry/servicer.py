@@ -103,9 +103,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         served = self._sync.sync_scope(caller_of(context))
         total, seen = SyncCounts(), 0
         for request in request_iterator:
-            validation.sync_request(request)
-            total.add(self._sync.sync(served, seen, request.changes))
-            seen += len(request.changes)
+            batch = validation.sync_request(request, self._sync.houses, served)
+            total.add(self._sync.sync(seen, batch))
+            seen += len(batch.changes)
         return sync_response(total)
 
     def GetHouse(

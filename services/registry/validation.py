@@ -17,7 +17,7 @@ from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 from services.common.checks import MAX_TEXT, Checker, text_fault
 from services.common.covenants import Formats
-from services.registry.markers import MarkerData, RecordKey, Tombstone
+from services.registry.markers import MarkerData, RecordKey, SyncBatch, SyncChange, Tombstone
 
 MAX_RECORD_ID = 128
 MAX_BATCH_ENTRIES = 1000
@@ -43,32 +43,56 @@ def batch_ref(ref: str) -> None:
         raise InvalidArgument([FieldViolation("ref", fault)])
 
 
-def sync_request(request: registry_service_pb2.SyncMarkersRequest) -> None:
+def sync_request(
+    request: registry_service_pb2.SyncMarkersRequest, houses: Mapping[str, House], served: str
+) -> SyncBatch:
+    """One message of an adapter that serves the `served` source system, as MarkerSync.sync
+    takes it; InvalidArgument for a message without changes or with too many."""
     if not request.changes:
         raise InvalidArgument([FieldViolation("changes", "required: at least one change")])
     if len(request.changes) > MAX_SYNC_CHANGES:
         raise InvalidArgument(
             [FieldViolation("changes", f"at most {MAX_SYNC_CHANGES} per message")]
         )
+    changes = request.changes
+    return SyncBatch(
+        tuple([_sync_change(change, houses, served) for change in changes]),
+        lambda position, today: marker_change(changes[position], houses, today, served),
+    )
 
 
-def claimed_key(
+def _sync_change(
     change: marker_pb2.MarkerChange, houses: Mapping[str, House], served: str
+) -> SyncChange:
+    upsert = change.HasField("upsert")
+    record = change.upsert if upsert else change.tombstone
+    system, house, record_id = record.source_system, record.house, record.source_record_id
+    return SyncChange(
+        source_system=system,
+        house=house,
+        source_record_id=record_id,
+        key=_claimed_key(system, house, record_id, houses, served),
+        source_version=record.source_version if upsert else 0,
+        record=record.SerializeToString(deterministic=True) if upsert else None,
+    )
+
+
+def _claimed_key(
+    source_system: int, house: str, record_id: str, houses: Mapping[str, House], served: str
 ) -> RecordKey | None:
     """The record key a change names, before the rest of it is validated: for finding what is
     stored. None when the key itself is not valid or not of the `served` source system (it is
     then never sent to the database)."""
-    record = change.upsert if change.HasField("upsert") else change.tombstone
-    system = enums.tokens(house_pb2.SourceSystem, "SOURCE_SYSTEM_").get(record.source_system)
-    record_id = record.source_record_id
+    system = enums.tokens(house_pb2.SourceSystem, "SOURCE_SYSTEM_").get(source_system)
+    house_id = house_id_of(house)
     if (
         system != served
-        or house_id_of(record.house) not in houses
+        or house_id not in houses
         or len(record_id) > MAX_RECORD_ID
         or not _PRINTABLE.match(record_id)
     ):
         return None
-    return RecordKey(system, house_id_of(record.house), record_id)
+    return RecordKey(system, house_id, record_id)
 
 
 def _record_key(
