@@ -244,7 +244,7 @@ def test_batch_lookup_answers_every_entry_in_order_with_errors_for_the_bad_ones(
         (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "baken.nl")
     ] * 4
     assert [e.fields for e in errors] == [
-        ["subject.pseudonyms"],
+        ["subject"],
         ["subject.pseudonyms[0].value"],
         ["ref"],
         ["ref"],

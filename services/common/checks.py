@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,6 @@ from google.type import date_pb2
 from baken import enums
 from baken.age import ADULT_AGE
 from baken.errors import FieldViolation, InvalidArgument
-from baken.keyring import KEY_ID
 from baken.pseudonym import looks_like_bsn
 from baken.type.v1 import pseudonym_pb2
 from services.common.covenants import Formats
@@ -30,9 +29,6 @@ class PseudonymRef:
     key_id: str
 
 
-MAX_PSEUDONYMS = 16
-MAX_TEXT = 2000
-PSEUDONYM_BYTES = 32
 # Characters that steer a terminal or the direction of text rather than being text: C0 and C1
 # controls and DEL, and the bidi embeddings, overrides and isolates. A text of several lines
 # (an advice, a reason) may hold line feeds and tabs, nothing else of these.
@@ -52,11 +48,19 @@ def text_fault(value: str, *, lines: bool = False) -> str | None:
 
 
 class Checker:
-    def __init__(self) -> None:
+    """Collects what is wrong, one violation per field: the first found (the contract's field
+    rules, when they come first, then what only the service can tell)."""
+
+    def __init__(self, violations: Iterable[FieldViolation] = ()) -> None:
         self.violations: list[FieldViolation] = []
+        self._fields: set[str] = set()
+        for v in violations:
+            self.fail(v.field, v.description)
 
     def fail(self, field: str, description: str) -> None:
-        self.violations.append(FieldViolation(field, description))
+        if field not in self._fields:
+            self._fields.add(field)
+            self.violations.append(FieldViolation(field, description))
 
     def enum(self, field: str, enum: Any, value: int, prefix: str) -> str | None:
         token = enums.tokens(enum, prefix).get(value)
@@ -64,17 +68,12 @@ class Checker:
             self.fail(field, "required; must be one of the defined values")
         return token
 
-    def text(
-        self, field: str, value: str, *, required: bool, limit: int, lines: bool = False
-    ) -> str | None:
-        """Free text of at most `limit` characters; several lines where `lines`."""
+    def text(self, field: str, value: str, *, lines: bool = False) -> str | None:
+        """Optional free text (its length is the contract's field rule); several lines where
+        `lines`. None when empty."""
         if not value:
-            if required:
-                self.fail(field, "required")
             return None
-        if len(value) > limit:
-            self.fail(field, f"at most {limit} characters")
-        elif fault := text_fault(value, lines=lines):
+        if fault := text_fault(value, lines=lines):
             self.fail(field, fault)
         return value
 
@@ -116,37 +115,21 @@ class Checker:
         return day
 
     def subject(self, field: str, subject: pseudonym_pb2.Subject) -> tuple[PseudonymRef, ...]:
-        if not subject.pseudonyms:
-            self.fail(f"{field}.pseudonyms", "required: at least one pseudonym")
-            return ()
-        if len(subject.pseudonyms) > MAX_PSEUDONYMS:
-            self.fail(f"{field}.pseudonyms", f"at most {MAX_PSEUDONYMS} pseudonyms")
-            return ()
+        """The pseudonyms of a subject that meets the contract's field rules (their number,
+        kinds, key ids and lengths), held to one person: one pseudonym per kind per key id."""
         refs = set()
         kinds: set[tuple[int, str]] = set()
         for i, p in enumerate(subject.pseudonyms):
-            at = f"{field}.pseudonyms[{i}]"
-            ok = True
-            if p.kind not in (
-                pseudonym_pb2.PSEUDONYM_KIND_BSN,
-                pseudonym_pb2.PSEUDONYM_KIND_NAME_BIRTH_DATE,
-            ):
-                self.fail(f"{at}.kind", "required: BSN or NAME_BIRTH_DATE")
-                ok = False
-            if not KEY_ID.match(p.key_id):
-                self.fail(f"{at}.key_id", "required: lowercase letters, digits and '-', at most 32")
-                ok = False
-            if len(p.value) != PSEUDONYM_BYTES:
-                self.fail(f"{at}.value", f"must be exactly {PSEUDONYM_BYTES} bytes (HMAC-SHA256)")
-                ok = False
-            if ok and (p.kind, p.key_id) in kinds:
+            if (p.kind, p.key_id) in kinds:
                 # One person has one BSN and one name with date of birth: more pseudonyms of a
                 # kind under a key probe other persons under the cover of this one.
-                self.fail(at, "a second pseudonym of this kind under this key id: one person only")
-                ok = False
-            if ok:
-                kinds.add((p.kind, p.key_id))
-                refs.add(PseudonymRef(p.value, p.kind, p.key_id))
+                self.fail(
+                    f"{field}.pseudonyms[{i}]",
+                    "a second pseudonym of this kind under this key id: one person only",
+                )
+                continue
+            kinds.add((p.kind, p.key_id))
+            refs.add(PseudonymRef(p.value, p.kind, p.key_id))
         return tuple(sorted(refs))
 
     def user(self, field: str, value: str, formats: Formats) -> None:

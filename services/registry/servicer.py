@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 
 from baken.errors import InvalidArgument, NotFound
+from baken.houses import house_id_of
 from baken.purposes import PURPOSE_TOKENS, TERUGKOPPELING
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
 from services.accesslog.inquiry import inquiry_of
@@ -65,7 +66,6 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request_iterator: Iterator[pb.BatchLookupRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.BatchLookupResponse]:
         for request in request_iterator:
-            validation.batch_entries(request)
             purpose = PURPOSE_TOKENS.get(request.purpose, "")
             inquiry = inquiry_of(
                 context,
@@ -80,10 +80,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             for entry in request.entries:
                 result = response.results.add(ref=entry.ref)
                 try:
-                    validation.batch_ref(entry.ref)
-                    fields = validation.question_fields(
-                        entry.subject, entry.case_reference, entry.subject_age, purpose, formats
-                    )
+                    fields = validation.batch_entry(entry, purpose, formats)
                 except InvalidArgument as error:
                     result.error.CopyFrom(error.to_status())
                     continue
@@ -112,8 +109,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request: pb.GetHouseRequest, context: grpc.ServicerContext
     ) -> house_pb2.House:
         self._sync.check_caller(caller_of(context))
-        house = self._sync.houses.get(request.name.removeprefix("houses/"))
-        if not request.name.startswith("houses/") or house is None:
+        house = self._sync.houses.get(house_id_of(request.name))
+        if house is None:
             raise NotFound("HOUSE_NOT_FOUND", "no such Safety House")
         return house.to_proto()
 

@@ -1,6 +1,10 @@
 """The one place where registry requests are checked and turned into domain values.
 
-Every check names the offending field (AIP-193); nothing here touches the database.
+A request message meets the contract's field rules before it gets here (the .proto's
+protovalidate rules, held by the interceptor); BatchLookup's entries and SyncMarkers' changes,
+answered one by one, are held to them here, each alone. What is left is what the contract cannot
+say: the houses, the caller's party formats, today's date, free text, rules across fields. Every
+check names the offending field (AIP-193); nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -15,45 +19,32 @@ from baken.houses import House, house_id_of
 from baken.purposes import INTAKE
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
-from services.common.checks import MAX_TEXT, Checker, text_fault
+from services.common import field_rules
+from services.common.checks import Checker, text_fault
 from services.common.covenants import Formats
 from services.registry.markers import MarkerData, RecordKey, SyncBatch, SyncChange, Tombstone
 
 MAX_RECORD_ID = 128
-MAX_BATCH_ENTRIES = 1000
-MAX_SYNC_CHANGES = 5000
-MAX_REF = 64
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 
 
-def batch_entries(request: registry_service_pb2.BatchLookupRequest) -> None:
-    """Checks the message as a whole; entries are checked one by one, each with its own answer."""
-    if not request.entries:
-        raise InvalidArgument([FieldViolation("entries", "required: at least one entry")])
-    if len(request.entries) > MAX_BATCH_ENTRIES:
-        raise InvalidArgument(
-            [FieldViolation("entries", f"at most {MAX_BATCH_ENTRIES} per message")]
-        )
-
-
-def batch_ref(ref: str) -> None:
-    if not 0 < len(ref) <= MAX_REF:
-        raise InvalidArgument([FieldViolation("ref", f"required, at most {MAX_REF} characters")])
-    if fault := text_fault(ref):
+def batch_entry(
+    entry: registry_service_pb2.BatchLookupEntry, purpose: str, formats: Formats
+) -> tuple[tuple[bytes, ...], str | None, str]:
+    """One entry of a BatchLookup message, as question_fields gives a person asked about."""
+    found = field_rules.violations(entry)
+    if found:
+        raise InvalidArgument(found)
+    if fault := text_fault(entry.ref):
         raise InvalidArgument([FieldViolation("ref", fault)])
+    return question_fields(entry.subject, entry.case_reference, entry.subject_age, purpose, formats)
 
 
 def sync_request(
     request: registry_service_pb2.SyncMarkersRequest, houses: Mapping[str, House], served: str
 ) -> SyncBatch:
     """One message of an adapter that serves the `served` source system, as MarkerSync.sync
-    takes it; InvalidArgument for a message without changes or with too many."""
-    if not request.changes:
-        raise InvalidArgument([FieldViolation("changes", "required: at least one change")])
-    if len(request.changes) > MAX_SYNC_CHANGES:
-        raise InvalidArgument(
-            [FieldViolation("changes", f"at most {MAX_SYNC_CHANGES} per message")]
-        )
+    takes it; each change is checked when MarkerSync asks (a replay it already holds is not)."""
     changes = request.changes
     return SyncBatch(
         tuple([_sync_change(change, houses, served) for change in changes]),
@@ -102,21 +93,10 @@ def _record_key(
     source_system: int,
     house_name: str,
     source_record_id: str,
-    source_version: int,
 ) -> RecordKey | None:
     system = check.enum(
         f"{field}.source_system", house_pb2.SourceSystem, source_system, "SOURCE_SYSTEM_"
     )
-    if (
-        not source_record_id
-        or len(source_record_id) > MAX_RECORD_ID
-        or not _PRINTABLE.match(source_record_id)
-    ):
-        check.fail(
-            f"{field}.source_record_id", f"required: 1 to {MAX_RECORD_ID} printable characters"
-        )
-    if source_version <= 0:
-        check.fail(f"{field}.source_version", "required: a positive version")
     house_id = house_id_of(house_name)
     house = houses.get(house_id)
     if house is None:
@@ -133,7 +113,7 @@ def marker_change(
 ) -> MarkerData | Tombstone:
     """A valid upsert or tombstone of the `served` source system, or InvalidArgument naming
     every bad field (reason SOURCE_NOT_SERVED for a record of another source system)."""
-    check = Checker()
+    check = Checker(field_rules.violations(change))
     which = change.WhichOneof("change")
     if which in ("upsert", "tombstone"):
         record = change.upsert if which == "upsert" else change.tombstone
@@ -152,7 +132,6 @@ def marker_change(
             t.source_system,
             t.house,
             t.source_record_id,
-            t.source_version,
         )
         check.raise_if_failed("INVALID_MARKER")
         assert key is not None
@@ -162,9 +141,7 @@ def marker_change(
             [FieldViolation("change", "required: an upsert or a tombstone")], "INVALID_MARKER"
         )
     r = change.upsert
-    key = _record_key(
-        check, "upsert", houses, r.source_system, r.house, r.source_record_id, r.source_version
-    )
+    key = _record_key(check, "upsert", houses, r.source_system, r.house, r.source_record_id)
     pseudonyms = check.subject("upsert.subject", r.subject)
     target_group = check.enum(
         "upsert.target_group", marker_pb2.TargetGroup, r.target_group, "TARGET_GROUP_"
@@ -173,7 +150,7 @@ def marker_change(
         "upsert.plan_status", marker_pb2.PlanStatus, r.plan_status, "PLAN_STATUS_"
     )
     mark_date = check.date("upsert.mark_date", r.mark_date, today, required=True)
-    advice = check.text("upsert.advice", r.advice, required=False, limit=MAX_TEXT, lines=True)
+    advice = check.text("upsert.advice", r.advice, lines=True)
     advice_date = check.date(
         "upsert.advice_date", r.advice_date, today, required=advice is not None
     )
@@ -186,8 +163,6 @@ def marker_change(
             text := check.text(
                 f"upsert.at_information.{field.name}",
                 value,
-                required=False,
-                limit=MAX_TEXT,
                 lines=True,
             )
         )
@@ -215,13 +190,7 @@ MAX_SIGNALS_PAGE = 5000
 
 def pull_signals(request: registry_service_pb2.PullSignalsRequest) -> tuple[int, int]:
     """(after_sequence, page size): 0 asks for the default page, more than the maximum gets
-    the maximum."""
-    check = Checker()
-    if request.after_sequence < 0:
-        check.fail("after_sequence", "must not be negative")
-    if request.page_size < 0:
-        check.fail("page_size", "must not be negative")
-    check.raise_if_failed()
+    the maximum (the contract refuses negative numbers)."""
     size = min(request.page_size or DEFAULT_SIGNALS_PAGE, MAX_SIGNALS_PAGE)
     return request.after_sequence, size
 
