@@ -8,7 +8,6 @@ import uuid
 from baken.errors import FailedPrecondition, NotFound
 from baken.houses import house_name
 from baken.pki import Identity
-from baken.type.v1 import purpose_pb2
 from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
@@ -34,7 +33,7 @@ class Advice:
             asked.subject,
             case_reference=asked.case_reference,
             subject_age=asked.subject_age,
-            purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
+            purpose=ADVICE_PURPOSE,
         )
         marking = next((m for m in markings if m.house_id == house_id), None)
         if marking is None:

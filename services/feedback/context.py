@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Engine
 
 from baken.clock import Clock
 from baken.errors import NotFound, PermissionDenied
-from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.pki import Identity
 from services.accesslog.inquiry import Inquiry, entry
@@ -25,7 +24,7 @@ from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
 from services.feedback.outbox import Outbox
 from services.feedback.routing import Marking, Recipients, Routing
-from services.feedback.values import Pseudonym, SignalIn
+from services.feedback.values import Pseudonym, SignalIn, SubjectAge
 
 
 def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
@@ -41,10 +40,12 @@ class Registry(Protocol):
         subject: Sequence[Pseudonym],
         *,
         case_reference: str,
-        subject_age: int,
+        subject_age: SubjectAge,
         on_behalf_of: str,
-        purpose: int,
-    ) -> list[Marking]: ...
+        purpose: str,
+    ) -> list[Marking]:
+        """The houses that marked the person, asked for `purpose` (its token)."""
+        ...
 
     def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
         """The signals after `after`, confirming everything up to it."""
@@ -119,8 +120,8 @@ class Context:
         subject: Sequence[Pseudonym],
         *,
         case_reference: str,
-        subject_age: int,
-        purpose: int,
+        subject_age: SubjectAge,
+        purpose: str,
     ) -> list[Marking]:
         """The houses that marked the person, as the registry tells the feedback service; the
         registry logs the desk and user on whose behalf it asks."""
@@ -155,7 +156,7 @@ class Context:
                 {
                     "key": i.key,
                     "house": i.house_id,
-                    "kind": pb.DeliveryKind.Name(i.delivery.kind),
+                    "kind": f"DELIVERY_KIND_{i.kind.name}",
                     "fields": dict(i.sent),
                     "withheld": list(i.withheld),
                 }

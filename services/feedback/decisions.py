@@ -16,22 +16,26 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from baken.errors import FailedPrecondition, FieldViolation, InvalidArgument
-from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import house_name
 from baken.purposes import TERUGKOPPELING
-from baken.registry.v1 import registry_service_pb2
-from baken.type.v1 import purpose_pb2
 from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
 from services.feedback.routing import Item, Marking, NotRouted, Routing, route_decision
 from services.feedback.signals import SIGNAL_PAGE, Signals
-from services.feedback.values import Decision
+from services.feedback.values import (
+    AdviceFollowed,
+    Decision,
+    DecisionCode,
+    Delivery,
+    DeliveryKind,
+    SubjectAge,
+)
 
 DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
-_ADVICE_GIVEN = (pb.ADVICE_FOLLOWED_FOLLOWED, pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
+_ADVICE_GIVEN = (AdviceFollowed.FOLLOWED, AdviceFollowed.NOT_FOLLOWED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +65,14 @@ class Decisions:
             earlier = self._earlier(request_key)
             if earlier is not None:
                 return earlier
-        if decision.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+        if decision.code == DecisionCode.TECHNISCH_SEPOT_01:
             return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
         markings = context.markings(
             inquiry,
             decision.subject,
             case_reference=decision.case_reference,
             subject_age=decision.subject_age,
-            purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+            purpose=TERUGKOPPELING,
         )
         _check_advice(decision, markings)
         now = context.now()
@@ -122,7 +126,7 @@ class Decisions:
                 recorded_time=now,
                 code=decision.code,
                 stage=decision.stage,
-                minor=decision.subject_age == registry_service_pb2.SUBJECT_AGE_MINOR,
+                minor=decision.subject_age == SubjectAge.MINOR,
                 known=bool(markings),
                 advice_current=any(m.advice_counts for m in markings),
                 advice_followed=decision.advice_followed,
@@ -145,7 +149,7 @@ class Decisions:
                 subject=pseudonym_values(decision.subject),
                 case_reference=decision.case_reference,
                 routing=routing,
-                decision=pb.DecisionCode.Name(decision.code),
+                decision=f"DECISION_CODE_{decision.code.name}",
             )
 
     def _earlier(self, request_key: str) -> Recorded | None:
@@ -155,7 +159,7 @@ class Decisions:
             return None
         decision_id, rows = earlier
         items = tuple(
-            Item(key, house_id, "", pb.Delivery(key=key, kind=kind), (), {})
+            Item(key, house_id, "", Delivery(house_id, DeliveryKind(kind), key=key), (), {})
             for key, house_id, kind in rows
         )
         return Recorded(f"decisions/{decision_id}", Routing(items, ()))

@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from sqlalchemy import Connection, Engine, select
 
 from baken.clock import Clock
-from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import House
 from baken.stuurinformatie.figures import Figure, counted, percentile
 from services.common.covenants import Party
 from services.common.db import utc
 from services.feedback.models import AdviceRequestRow, DecisionRow, DeliveryRow
+from services.feedback.values import AdviceFollowed, DeliveryKind
 from services.report import Selection
 
-_DEVIATED = pb.ADVICE_FOLLOWED_NOT_FOLLOWED
+_DEVIATED = AdviceFollowed.NOT_FOLLOWED
 
 Counts = Counter[tuple[str, str, str]]
 
@@ -149,11 +149,11 @@ class FeedbackFigures:
             counts[("feedback.delivered", *scope)] += attempts > 0 or state == "acked"
             counts[("feedback.acknowledged", *scope)] += state == "acked"
             counts[("feedback.dead_letters", *scope)] += state == "dead"
-            if kind == pb.DELIVERY_KIND_SIGNAL and case:
+            if kind == DeliveryKind.SIGNAL and case:
                 signalled.setdefault(scope, set()).add(case)
-            elif kind == pb.DELIVERY_KIND_REFERRAL:
+            elif kind == DeliveryKind.REFERRAL:
                 counts[("house.aanmeldingen", *scope)] += 1
-            elif kind == pb.DELIVERY_KIND_DECISION:
+            elif kind == DeliveryKind.DECISION:
                 if state == "acked" and acked is not None:
                     if case:
                         fed_back.setdefault(scope, set()).add(case)

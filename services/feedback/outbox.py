@@ -44,6 +44,7 @@ from baken.errors import NotFound
 from services.common import db
 from services.common.at_rest import Sealer
 from services.common.db import utc
+from services.feedback import wire
 from services.feedback.models import DeliveryRow
 from services.feedback.routing import Item
 
@@ -146,7 +147,7 @@ class Outbox:
                 "key": item.key,
                 "house_id": item.house_id,
                 "person_key": item.person_key,
-                "kind": item.kind,
+                "kind": int(item.kind),
                 "case_reference": case_reference,
                 "decision_id": decision_id,
                 "state": PENDING,
@@ -154,9 +155,7 @@ class Outbox:
                 "failures": 0,
                 "created_time": now,
                 "next_attempt_time": now,
-                "payload": self._sealer.seal_bytes(
-                    item.key, "payload", item.delivery.SerializeToString()
-                ),
+                "payload": self._sealer.seal_bytes(item.key, "payload", wire.encode(item.delivery)),
             }
             for item in items
         ]

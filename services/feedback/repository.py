@@ -10,7 +10,6 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from baken.feedback.v1 import feedback_service_pb2 as pb
 from services.common.db import utc
 from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
 from services.feedback.outbox import deliveries
@@ -49,12 +48,12 @@ def add_decision(
             case_reference=case_reference,
             party_id=party_id,
             recorded_time=recorded_time,
-            code=code,
-            stage=stage,
+            code=int(code),
+            stage=int(stage),
             minor=minor,
             known=known,
             advice_current=advice_current,
-            advice_followed=advice_followed,
+            advice_followed=int(advice_followed),
             complex_problems=complex_problems,
             deviation_reason_given=deviation_reason_given,
         )
@@ -63,9 +62,9 @@ def add_decision(
 
 def earlier_decision(
     connection: Connection, request_key: str
-) -> tuple[str, list[tuple[str, str, pb.DeliveryKind.ValueType]]] | None:
+) -> tuple[str, list[tuple[str, str, int]]] | None:
     """The decision recorded under `request_key`: its id, and its items as (key, house id,
-    kind) in the order they were queued."""
+    kind number) in the order they were queued."""
     decision_id = connection.execute(
         select(decisions.c.id).where(decisions.c.request_key == request_key)
     ).scalar()

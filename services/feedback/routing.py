@@ -7,18 +7,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
-from google.protobuf import timestamp_pb2
+from dataclasses import dataclass, replace
 
 from baken.clock import AMSTERDAM
 from baken.errors import PermissionDenied
-from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.houses import House, house_name
+from baken.houses import House
 from baken.purposes import TERUGKOPPELING
-from baken.registry.v1 import marker_pb2
 from services.common.access import AccessPolicy, Withhold
-from services.feedback.values import Decision, SealedEnvelope, advice_request_name
+from services.feedback.values import (
+    AdviceFollowed,
+    Decision,
+    DecisionCode,
+    DecisionFeedback,
+    DecisionStage,
+    Delivery,
+    DeliveryKind,
+    Freshness,
+    SubjectAge,
+    advice_request_name,
+)
 
 FLOWED_IN = "feedback.flowed_in"
 DECISION = "feedback.decision"
@@ -35,13 +42,13 @@ _SEPOT_FIELDS = (FLOWED_IN, DECISION)
 _SIGNAL_FIELDS = (FLOWED_IN,)
 _REFERRAL_FIELDS = (FLOWED_IN, REFERRAL, DECISION, TRIAGE)
 _ADVICE_REQUEST_FIELDS = (FLOWED_IN, ADVICE_REQUEST)
-_REQUIRED: dict[int, tuple[str, ...]] = {
-    pb.DELIVERY_KIND_DECISION: (FLOWED_IN, DECISION),
-    pb.DELIVERY_KIND_SIGNAL: (FLOWED_IN,),
-    pb.DELIVERY_KIND_REFERRAL: (FLOWED_IN, REFERRAL),
-    pb.DELIVERY_KIND_ADVICE_REQUEST: (FLOWED_IN, ADVICE_REQUEST),
+_REQUIRED: dict[DeliveryKind, tuple[str, ...]] = {
+    DeliveryKind.DECISION: (FLOWED_IN, DECISION),
+    DeliveryKind.SIGNAL: (FLOWED_IN,),
+    DeliveryKind.REFERRAL: (FLOWED_IN, REFERRAL),
+    DeliveryKind.ADVICE_REQUEST: (FLOWED_IN, ADVICE_REQUEST),
 }
-_SHOWS_ADVICE = (marker_pb2.ADVICE_FRESHNESS_CURRENT, marker_pb2.ADVICE_FRESHNESS_AGED)
+_SHOWS_ADVICE = (Freshness.CURRENT, Freshness.AGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +57,8 @@ class Marking:
 
     house_id: str
     source_record_id: str
-    freshness: int  # marker_pb2.AdviceFreshness
+    # None: the registry told none the service knows.
+    freshness: Freshness | None
 
     @property
     def advice_counts(self) -> bool:
@@ -60,18 +68,18 @@ class Marking:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One delivery item before it is stored: the house, the order key, the message."""
+    """One delivery item before it is stored: the house, the order key, what the house gets."""
 
     key: str
     house_id: str
     person_key: str
-    delivery: pb.Delivery
+    delivery: Delivery
     withheld: tuple[str, ...]
     # Field -> "{covenant}/{grant}" that allowed it, for the access log.
     sent: Mapping[str, str]
 
     @property
-    def kind(self) -> int:
+    def kind(self) -> DeliveryKind:
         return self.delivery.kind
 
 
@@ -90,12 +98,6 @@ class Routing:
 def _day(moment: dt.datetime) -> dt.date:
     """The calendar date in the Netherlands: the day a covenant is in force or not."""
     return moment.astimezone(AMSTERDAM).date()
-
-
-def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.astimezone(dt.UTC))
-    return stamp
 
 
 def record_person(source_record_id: str) -> str:
@@ -117,7 +119,7 @@ class Recipients:
         self._houses = houses
 
     def address(
-        self, house_id: str, kind: int, fields: Sequence[str], today: dt.date, delivery: pb.Delivery
+        self, house_id: str, fields: Sequence[str], today: dt.date, delivery: Delivery
     ) -> Item | NotRouted:
         """`delivery` for `house_id` with the fields its covenant withholds cleared, or why
         the house gets nothing. Takes the key and person key from the caller afterwards."""
@@ -135,48 +137,49 @@ class Recipients:
             decision = scope.decide(house_id, name)
             if decision.disclosed:
                 sent[name] = f"{decision.covenant}/{decision.grant}"
-            elif name in _REQUIRED[kind]:
+            elif name in _REQUIRED[delivery.kind]:
                 assert decision.reason is not None
                 return NotRouted(house_id, decision.reason.value)
             else:
                 withheld.append(name)
-        shown = pb.Delivery()
-        shown.CopyFrom(delivery)
+        shown = delivery
         for name in withheld:
-            _clear(shown, name)
-        del shown.withheld[:]
-        shown.withheld.extend(withheld)
+            shown = _cleared(shown, name)
+        shown = replace(shown, withheld=tuple(withheld))
         return Item("", house_id, "", shown, tuple(withheld), sent)
 
 
-def _clear(delivery: pb.Delivery, name: str) -> None:
+def _cleared(delivery: Delivery, name: str) -> Delivery:
+    """The delivery without the field `name`; a decision left with nothing to tell goes."""
     d = delivery.decision
-    if name == DECISION:
-        for field in ("code", "sepot_code", "stage", "subject_age"):
-            d.ClearField(field)
-    elif name == DEVIATION:
-        d.ClearField("advice_followed")
-        d.ClearField("deviation_reason")
-    elif name == PROBATION:
-        d.ClearField("probation_report_requested")
-    elif name == TRIAGE:
-        d.ClearField("triage")
-        d.ClearField("complex_problems_suspected")
-    elif name == REFERRAL:
-        delivery.ClearField("referral")
+    if d is not None:
+        if name == DECISION:
+            d = replace(
+                d,
+                code=DecisionCode.UNSPECIFIED,
+                sepot_code="",
+                stage=DecisionStage.UNSPECIFIED,
+                subject_age=SubjectAge.UNSPECIFIED,
+            )
+        elif name == DEVIATION:
+            d = replace(d, advice_followed=AdviceFollowed.UNSPECIFIED, deviation_reason="")
+        elif name == PROBATION:
+            d = replace(d, probation_report_requested=False)
+        elif name == TRIAGE:
+            d = replace(d, triage=None, complex_problems_suspected=False)
+        delivery = replace(delivery, decision=None if d == DecisionFeedback() else d)
+    if name == REFERRAL:
+        delivery = replace(delivery, referral=None)
     elif name == ADVICE_REQUEST:
-        delivery.ClearField("due_time")
-        delivery.ClearField("question")
-        delivery.ClearField("advice_request")
-    if not delivery.decision.ListFields():
-        delivery.ClearField("decision")
+        delivery = replace(delivery, due_time=None, question="", advice_request="")
+    return delivery
 
 
 def _keyed(item: Item | NotRouted, key: str, person_key: str) -> Item | NotRouted:
     if isinstance(item, NotRouted):
         return item
-    item.delivery.key = key
-    return Item(key, item.house_id, person_key, item.delivery, item.withheld, item.sent)
+    delivery = replace(item.delivery, key=key)
+    return Item(key, item.house_id, person_key, delivery, item.withheld, item.sent)
 
 
 def _split(results: Sequence[Item | NotRouted]) -> Routing:
@@ -199,71 +202,53 @@ def route_decision(
     """The items a decision produces: one per marking (every house that marked the person,
     nationwide), or an aanmelding to `referral_house` for a not-known person with suspected
     complex problems. Technisch sepot 01 produces nothing."""
-    if decision.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+    if decision.code == DecisionCode.TECHNISCH_SEPOT_01:
         return Routing((), ())
-    base = pb.Delivery(
-        house="",
-        case_reference=decision.case_reference,
-        occurred_time=timestamp(now),
-        zsm_location=zsm_location,
-    )
-    sepot = decision.code == pb.DECISION_CODE_SEPOT
+    sepot = decision.code == DecisionCode.SEPOT
     if sepot:
-        base.decision.CopyFrom(
-            pb.DecisionFeedback(code=decision.code, sepot_code=decision.sepot_code)
-        )
+        told = DecisionFeedback(code=decision.code, sepot_code=decision.sepot_code)
     else:
-        base.decision.CopyFrom(
-            pb.DecisionFeedback(
-                code=decision.code,
-                stage=decision.stage,
-                subject_age=decision.subject_age,
-                advice_followed=decision.advice_followed,
-                deviation_reason=decision.deviation_reason,
-                probation_report_requested=decision.probation_report_requested,
-                triage=pb.TriageCheck(
-                    checked=decision.triage.checked, matched=decision.triage.matched
-                ),
-                complex_problems_suspected=decision.complex_problems_suspected,
-            )
+        told = DecisionFeedback(
+            code=decision.code,
+            stage=decision.stage,
+            subject_age=decision.subject_age,
+            advice_followed=decision.advice_followed,
+            deviation_reason=decision.deviation_reason,
+            probation_report_requested=decision.probation_report_requested,
+            triage=decision.triage,
+            complex_problems_suspected=decision.complex_problems_suspected,
         )
     today = _day(now)
     results: list[Item | NotRouted] = []
     if markings:
         fields = _SEPOT_FIELDS if sepot else _DECISION_FIELDS
         for n, marking in enumerate(markings):
-            delivery = pb.Delivery()
-            delivery.CopyFrom(base)
-            delivery.house = house_name(marking.house_id)
-            delivery.kind = pb.DELIVERY_KIND_DECISION
-            delivery.source_record_id = marking.source_record_id
-            addressed = recipients.address(
-                marking.house_id, pb.DELIVERY_KIND_DECISION, fields, today, delivery
+            delivery = Delivery(
+                marking.house_id,
+                DeliveryKind.DECISION,
+                case_reference=decision.case_reference,
+                occurred_time=now,
+                source_record_id=marking.source_record_id,
+                zsm_location=zsm_location,
+                decision=told,
             )
+            addressed = recipients.address(marking.house_id, fields, today, delivery)
             key = f"dec-{decision_id}-{n:02d}"
             results.append(_keyed(addressed, key, record_person(marking.source_record_id)))
     elif decision.complex_problems_suspected and referral_house is not None:
-        delivery = pb.Delivery()
-        delivery.CopyFrom(base)
-        delivery.house = house_name(referral_house)
-        delivery.kind = pb.DELIVERY_KIND_REFERRAL
-        if decision.referral is not None:
-            delivery.referral.CopyFrom(_envelope(decision.referral))
-        addressed = recipients.address(
-            referral_house, pb.DELIVERY_KIND_REFERRAL, _REFERRAL_FIELDS, today, delivery
+        delivery = Delivery(
+            referral_house,
+            DeliveryKind.REFERRAL,
+            case_reference=decision.case_reference,
+            occurred_time=now,
+            zsm_location=zsm_location,
+            decision=told,
+            referral=decision.referral,
         )
+        addressed = recipients.address(referral_house, _REFERRAL_FIELDS, today, delivery)
         person = f"case:{decision.case_reference}"
         results.append(_keyed(addressed, f"ref-{decision_id}", person))
     return _split(results)
-
-
-def _envelope(envelope: SealedEnvelope) -> pb.SealedEnvelope:
-    return pb.SealedEnvelope(
-        house=envelope.house,
-        key_id=envelope.key_id,
-        ephemeral_public_key=envelope.ephemeral_public_key,
-        ciphertext=envelope.ciphertext,
-    )
 
 
 def route_signal(
@@ -278,17 +263,15 @@ def route_signal(
 ) -> Item | NotRouted:
     """A lookup hit the house's marker: one signal per house, record and case (a case looked
     up twice signals once; a lookup without a case signals per lookup)."""
-    delivery = pb.Delivery(
-        house=house_name(house_id),
-        kind=pb.DELIVERY_KIND_SIGNAL,
+    delivery = Delivery(
+        house_id,
+        DeliveryKind.SIGNAL,
         case_reference=case_reference,
-        occurred_time=timestamp(lookup_time),
+        occurred_time=lookup_time,
         source_record_id=source_record_id,
         zsm_location=zsm_location,
     )
-    addressed = recipients.address(
-        house_id, pb.DELIVERY_KIND_SIGNAL, _SIGNAL_FIELDS, _day(lookup_time), delivery
-    )
+    addressed = recipients.address(house_id, _SIGNAL_FIELDS, _day(lookup_time), delivery)
     occasion = case_reference or f"#{sequence}"
     key = digest_key("sig", house_id, source_record_id, occasion)
     return _keyed(addressed, key, record_person(source_record_id))
@@ -305,22 +288,16 @@ def route_advice_request(
     now: dt.datetime,
     due: dt.datetime,
 ) -> Item | NotRouted:
-    delivery = pb.Delivery(
-        house=house_name(marking.house_id),
-        kind=pb.DELIVERY_KIND_ADVICE_REQUEST,
+    delivery = Delivery(
+        marking.house_id,
+        DeliveryKind.ADVICE_REQUEST,
         case_reference=case_reference,
-        occurred_time=timestamp(now),
+        occurred_time=now,
         source_record_id=marking.source_record_id,
         zsm_location=zsm_location,
-        due_time=timestamp(due),
+        due_time=due,
         question=question,
         advice_request=advice_request_name(request_id),
     )
-    addressed = recipients.address(
-        marking.house_id,
-        pb.DELIVERY_KIND_ADVICE_REQUEST,
-        _ADVICE_REQUEST_FIELDS,
-        _day(now),
-        delivery,
-    )
+    addressed = recipients.address(marking.house_id, _ADVICE_REQUEST_FIELDS, _day(now), delivery)
     return _keyed(addressed, f"adv-{request_id}", record_person(marking.source_record_id))

@@ -21,8 +21,8 @@ from services.feedback.advice import ADVICE_PURPOSE, Advice
 from services.feedback.context import Context
 from services.feedback.decisions import Decisions
 from services.feedback.outbox import DeadLetter
-from services.feedback.routing import timestamp
 from services.feedback.values import AdviceRequestView
+from services.feedback.wire import delivered, timestamp
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
 
@@ -34,7 +34,7 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
         house=house_name(view.house_id),
         requested_time=timestamp(view.requested_time),
         due_time=timestamp(view.due_time),
-        state=view.state(now),  # type: ignore[arg-type]
+        state=pb.AdviceRequestState.ValueType(view.state(now)),
         requested_by=view.requested_by,
         delivery_key=view.delivery_key,
     )
@@ -47,7 +47,7 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
     message = pb.DeadLetter(
         name=f"deadLetters/{letter.key}",
         house=house_name(letter.house_id),
-        kind=letter.kind,  # type: ignore[arg-type]
+        kind=pb.DeliveryKind.ValueType(letter.kind),
         attempts=letter.attempts,
         created_time=timestamp(letter.created_time),
         last_failure=letter.last_failure,
@@ -92,7 +92,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             items=[
                 pb.RoutedItem(
                     house=house_name(i.house_id),
-                    kind=i.kind,  # type: ignore[arg-type]
+                    kind=pb.DeliveryKind.ValueType(i.kind),
                     key=i.key,
                     withheld=i.withheld,
                 )
@@ -152,9 +152,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
                 generation = self._outbox.generation()
                 sent = self._outbox.take(house_id)
                 for item in sent:
-                    delivery = pb.Delivery.FromString(item.payload)
-                    delivery.attempt = item.attempt
-                    yield delivery
+                    yield delivered(item.payload, item.attempt)
                 if sent:
                     continue
                 self._outbox.wait(generation, self._wait_seconds(house_id))

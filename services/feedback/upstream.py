@@ -10,19 +10,26 @@ from collections.abc import Iterator, Sequence
 import grpc
 import structlog
 
+from baken import enums
 from baken.backoff import Backoff
 from baken.client import RETRYABLE
 from baken.errors import FailedPrecondition, Unavailable
 from baken.houses import house_id_of
-from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from baken.purposes import PURPOSES
+from baken.registry.v1 import marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
 from services.feedback.routing import Marking
 from services.feedback.signals import SIGNAL_PAGE, Signals
-from services.feedback.values import Pseudonym, SignalIn
+from services.feedback.values import Freshness, Pseudonym, SignalIn, SubjectAge
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
+# The registry's AdviceFreshness numbers, as the feedback service's tokens.
+_FRESHNESS = {
+    number: Freshness(word)
+    for number, word in enums.tokens(marker_pb2.AdviceFreshness, "ADVICE_FRESHNESS_").items()
+}
 
 
 def _refused(error: grpc.RpcError, method: str) -> Exception:
@@ -69,21 +76,25 @@ class GrpcRegistry:
         subject: Sequence[Pseudonym],
         *,
         case_reference: str,
-        subject_age: int,
+        subject_age: SubjectAge,
         on_behalf_of: str,
-        purpose: int,
+        purpose: str,
     ) -> list[Marking]:
         request = registry_service_pb2.LookupRequest(
             subject=pseudonym_pb2.Subject(
                 pseudonyms=[
-                    pseudonym_pb2.Pseudonym(kind=kind, key_id=key_id, value=value)
+                    pseudonym_pb2.Pseudonym(
+                        kind=pseudonym_pb2.PseudonymKind.ValueType(kind),
+                        key_id=key_id,
+                        value=value,
+                    )
                     for kind, key_id, value in subject
                 ]
             ),
-            purpose=purpose,  # type: ignore[arg-type]
+            purpose=PURPOSES[purpose],
             case_reference=case_reference,
             on_behalf_of=on_behalf_of,
-            subject_age=subject_age,  # type: ignore[arg-type]
+            subject_age=registry_service_pb2.SubjectAge.ValueType(subject_age),
         )
         try:
             with self._place("Lookup"):
@@ -91,7 +102,11 @@ class GrpcRegistry:
         except grpc.RpcError as error:
             raise _refused(error, "Lookup") from None
         return [
-            Marking(house_id_of(m.house.name), m.source_record_id, m.advice.freshness)
+            Marking(
+                house_id_of(m.house.name),
+                m.source_record_id,
+                _FRESHNESS.get(m.advice.freshness),
+            )
             for m in response.markers
             if m.house.name and m.source_record_id
         ]

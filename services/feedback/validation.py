@@ -16,11 +16,16 @@ from services.common.checks import Checker, text_fault
 from services.common.covenants import Formats
 from services.feedback.values import (
     ADVICE_REQUESTS,
+    AdviceFollowed,
     AdviceQuestion,
     Decision,
+    DecisionCode,
+    DecisionStage,
     Pseudonym,
     SealedEnvelope,
+    SubjectAge,
     Triage,
+    TriageCriterion,
 )
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
@@ -85,14 +90,16 @@ def record_decision(
     return Decision(
         case_reference=request.case_reference,
         subject=_subject(request.subject),
-        code=request.code,
+        code=DecisionCode(request.code),
         sepot_code=request.sepot_code,
-        stage=request.stage,
-        subject_age=request.subject_age,
-        advice_followed=request.advice_followed,
+        stage=DecisionStage(request.stage),
+        subject_age=SubjectAge(request.subject_age),
+        advice_followed=AdviceFollowed(request.advice_followed),
         deviation_reason=request.deviation_reason,
         probation_report_requested=request.probation_report_requested,
-        triage=Triage(request.triage.checked, tuple(request.triage.matched)),
+        triage=Triage(
+            request.triage.checked, tuple(TriageCriterion(m) for m in request.triage.matched)
+        ),
         complex_problems_suspected=request.complex_problems_suspected,
         residence_municipality=request.residence_municipality,
         referral=SealedEnvelope(
@@ -140,7 +147,7 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> Advice
         term=request.term.ToTimedelta(),
         question=request.question,
         on_behalf_of=request.on_behalf_of,
-        subject_age=request.subject_age,
+        subject_age=SubjectAge(request.subject_age),
     )
 
 

@@ -1,19 +1,99 @@
 """The feedback service's domain values: what its use cases take and give, free of the wire
-format. Enumerations keep the numbers the protos give them (typed as the protos' enum values)."""
+format. The enumerations the service keeps (its tables store them as numbers) mirror the wire's:
+the same names without the prefix, the same numbers, so the boundary converts by number
+(tests/test_feedback_values.py holds them equal). How current a house's advice is, which the
+service only reads from the registry, is a token, as the registry has it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.registry.v1 import registry_service_pb2
-from baken.type.v1 import pseudonym_pb2
+
+class DecisionCode(enum.IntEnum):
+    """baken.feedback.v1.DecisionCode."""
+
+    UNSPECIFIED = 0
+    TECHNISCH_SEPOT_01 = 1
+    SEPOT = 2
+    VOORWAARDELIJK_SEPOT = 3
+    HALT = 4
+    REPRIMANDE = 5
+    STRAFBESCHIKKING = 6
+    TOM_ZITTING = 7
+    DAGVAARDING = 8
+    VOORGELEIDING = 9
+    TRANSACTIE = 10
+    OVERDRACHT_BACKOFFICE = 11
+
+
+class DecisionStage(enum.IntEnum):
+    """baken.feedback.v1.DecisionStage."""
+
+    UNSPECIFIED = 0
+    ROUTING = 1
+    FINAL = 2
+
+
+class AdviceFollowed(enum.IntEnum):
+    """baken.feedback.v1.AdviceFollowed."""
+
+    UNSPECIFIED = 0
+    FOLLOWED = 1
+    NOT_FOLLOWED = 2
+    NO_ADVICE = 3
+
+
+class TriageCriterion(enum.IntEnum):
+    """baken.feedback.v1.TriageCriterion."""
+
+    UNSPECIFIED = 0
+    YOUTH = 1
+    DOMESTIC_VIOLENCE = 2
+    HIGH_IMPACT_CRIME = 3
+    REPEAT_OFFENDER = 4
+
+
+class DeliveryKind(enum.IntEnum):
+    """baken.feedback.v1.DeliveryKind."""
+
+    UNSPECIFIED = 0
+    DECISION = 1
+    SIGNAL = 2
+    REFERRAL = 3
+    ADVICE_REQUEST = 4
+
+
+class AdviceRequestState(enum.IntEnum):
+    """baken.feedback.v1.AdviceRequestState."""
+
+    UNSPECIFIED = 0
+    OPEN = 1
+    ANSWERED = 2
+    OVERDUE = 3
+
+
+class SubjectAge(enum.IntEnum):
+    """baken.registry.v1.SubjectAge: the age ZSM claims for the person."""
+
+    UNSPECIFIED = 0
+    MINOR = 1
+    ADULT = 2
+
+
+class Freshness(enum.Enum):
+    """How current a house's advice is, as the registry's lookup tells it."""
+
+    CURRENT = "current"
+    AGED = "aged"
+    EXPIRED = "expired"
+    NO_ADVICE = "no_advice"
 
 
 class Pseudonym(NamedTuple):
-    kind: pseudonym_pb2.PseudonymKind.ValueType
+    kind: int  # baken.type.v1.PseudonymKind, passed on to the registry as it came
     key_id: str
     value: bytes
 
@@ -21,7 +101,7 @@ class Pseudonym(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Triage:
     checked: bool
-    matched: tuple[pb.TriageCriterion.ValueType, ...]
+    matched: tuple[TriageCriterion, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +120,11 @@ class Decision:
 
     case_reference: str
     subject: tuple[Pseudonym, ...]
-    code: pb.DecisionCode.ValueType
+    code: DecisionCode
     sepot_code: str
-    stage: pb.DecisionStage.ValueType
-    subject_age: registry_service_pb2.SubjectAge.ValueType
-    advice_followed: pb.AdviceFollowed.ValueType
+    stage: DecisionStage
+    subject_age: SubjectAge
+    advice_followed: AdviceFollowed
     deviation_reason: str
     probation_report_requested: bool
     triage: Triage
@@ -65,7 +145,7 @@ class AdviceQuestion:
     term: dt.timedelta
     question: str
     on_behalf_of: str
-    subject_age: registry_service_pb2.SubjectAge.ValueType
+    subject_age: SubjectAge
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +183,47 @@ class AdviceRequestView:
     def name(self) -> str:
         return advice_request_name(self.id)
 
-    def state(self, now: dt.datetime) -> int:
+    def state(self, now: dt.datetime) -> AdviceRequestState:
         if self.answered_time is not None:
-            return pb.ADVICE_REQUEST_STATE_ANSWERED
+            return AdviceRequestState.ANSWERED
         if now >= self.due_time:
-            return pb.ADVICE_REQUEST_STATE_OVERDUE
-        return pb.ADVICE_REQUEST_STATE_OPEN
+            return AdviceRequestState.OVERDUE
+        return AdviceRequestState.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFeedback:
+    """What an item tells a house of a decision. A field withheld from the house keeps its
+    default (services/feedback/routing.py clears it); an absent triage was not told."""
+
+    code: DecisionCode = DecisionCode.UNSPECIFIED
+    sepot_code: str = ""
+    stage: DecisionStage = DecisionStage.UNSPECIFIED
+    subject_age: SubjectAge = SubjectAge.UNSPECIFIED
+    advice_followed: AdviceFollowed = AdviceFollowed.UNSPECIFIED
+    deviation_reason: str = ""
+    probation_report_requested: bool = False
+    triage: Triage | None = None
+    complex_problems_suspected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One item for one house, as the house receives it (without the attempt, which the
+    stream counts); services/feedback/wire.py makes it the wire's message."""
+
+    house_id: str
+    kind: DeliveryKind
+    key: str = ""
+    case_reference: str = ""
+    occurred_time: dt.datetime | None = None
+    source_record_id: str = ""
+    zsm_location: str = ""
+    decision: DecisionFeedback | None = None
+    referral: SealedEnvelope | None = None
+    due_time: dt.datetime | None = None
+    question: str = ""
+    # "adviceRequests/{id}".
+    advice_request: str = ""
+    # The feedback fields the house's covenant withholds.
+    withheld: tuple[str, ...] = ()
