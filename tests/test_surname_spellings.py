@@ -6,17 +6,37 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import re
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 
+import grpc
 import pytest
+from builders import NOW, TODAY, Person, subject
+from harness import RunningRegistry
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from test_source_round_trips import sync_args
 
+from adapters.amazone import AmazoneExport
+from adapters.amazone.export import COLUMNS
+from adapters.gcos import GcosExport
+from adapters.pga import PgaExport
+from adapters.pga.write import seal
+from adapters.records import SourceFormat, SourceRecord
+from baken.client import RegistryClient
+from baken.clock import FixedClock
+from baken.keyring import KeyRing
 from baken.pseudonym import (
     TUSSENVOEGSELS,
+    name_birth_date_pseudonyms,
     normalise_surname,
 )
+from baken.registry.v1 import registry_service_pb2 as pb
+from baken.type.v1 import pseudonym_pb2
+from cli.main import main
 
 BORN = dt.date(2006, 7, 4)
 
@@ -197,3 +217,165 @@ def test_d_apostrophe_is_a_particle_also_where_a_register_counts_it_to_the_surna
 def test_a_surname_of_abbreviations_only_keeps_its_letters() -> None:
     assert normalise_surname("V.") == "v"
     assert normalise_surname("v.d.") == "vd"
+
+
+# --- each source's spelling habits, and the desk ------------------------------------------------
+
+
+def _gcos(tmp_path: Path, achternaam: str, tussenvoegsel: str) -> Path:
+    export = tmp_path / "gcos.xml"
+    export.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<gcos-export veiligheidshuis="VHUTR">\n'
+        f"<persoon><clientnummer>7</clientnummer><achternaam>{achternaam}</achternaam>"
+        f"<tussenvoegsel>{tussenvoegsel}</tussenvoegsel>"
+        f"<geboortedatum>{BORN.isoformat()}</geboortedatum><doelgroep>HIC</doelgroep>"
+        '<overleggen><overleg datum="2024-01-08"/></overleggen>'
+        "<plan-van-aanpak><status>ACT</status>"
+        '<scenario-zsm datum="2024-01-08">Voorgeleiden.</scenario-zsm></plan-van-aanpak>'
+        "</persoon>\n</gcos-export>\n",
+        encoding="utf-8",
+    )
+    return export
+
+
+def _amazone(tmp_path: Path, achternaam: str, tussenvoegsel: str) -> Path:
+    values = dict.fromkeys(COLUMNS, "") | {
+        "Registratienummer": "AMZ-1",
+        "Achternaam": achternaam,
+        "Tussenvoegsel": tussenvoegsel,
+        "Geboortedatum": BORN.strftime("%d-%m-%Y"),
+        "Veiligheidshuis": "VHTW",
+        "Doelgroep": "High Impact Crime",
+        "Status": "actief",
+        "Datum markering": "01-10-2024",
+        "Slagzin": "Voorgeleiden.",
+    }
+    row = ";".join(f'"{v}"' if ";" in v or "," in v else v for v in values.values())
+    lines = [";".join(COLUMNS) + ";", row + ";", "Aantal records: 1"]
+    export = tmp_path / "amazone.csv"
+    export.write_bytes("".join(line + "\r\n" for line in lines).encode("cp1252"))
+    return export
+
+
+def _pga(tmp_path: Path, achternaam: str, tussenvoegsel: str) -> Path:
+    registration = {
+        "registratie_id": "AT-1",
+        "veiligheidshuis": "VHRR",
+        "achternaam": achternaam,
+        "tussenvoegsel": tussenvoegsel,
+        "geboortedatum": BORN.isoformat(),
+        "doelgroep": "High Impact Crime",
+        "status_pva": "Actief",
+        "datum_aanmelding": "2024-02-05",
+        "advies": "Voorgeleiden.",
+        "advies_datum": "2024-02-05",
+    }
+    export = tmp_path / "pga.jsonl"
+    export.write_text(json.dumps(registration) + "\n", encoding="utf-8")
+    seal(export)
+    return export
+
+
+# How each source writes "van der Berg" in the registers seen: GCOS in full, Amazone sorted or
+# abbreviated (in the Achternaam cell, or in the Tussenvoegsel cell), PGA abbreviated.
+SPELLINGS: dict[
+    str, tuple[Callable[[Path, str, str], Path], SourceFormat, list[tuple[str, str]]]
+] = {
+    "gcos": (_gcos, GcosExport(), [("Berg", "van der"), ("Berg", "v.d."), ("Berg, van der", "")]),
+    "amazone": (
+        _amazone,
+        AmazoneExport(),
+        [("Berg, v.d.", ""), ("Berg", "v.d."), ("v.d. Berg", ""), ("BERG", "V/D")],
+    ),
+    "pga": (_pga, PgaExport(), [("Berg", "vd"), ("Berg", "v/d"), ("Berg v.d.", "")]),
+}
+WRITTEN = [
+    pytest.param(system, achternaam, tussenvoegsel, id=f"{system}:{achternaam}|{tussenvoegsel}")
+    for system, (_, _, spellings) in SPELLINGS.items()
+    for achternaam, tussenvoegsel in spellings
+]
+
+
+def _name_pseudonym(ring: KeyRing, surname: str | None) -> bytes:
+    assert surname is not None
+    [pseudonym] = name_birth_date_pseudonyms(ring, surname, BORN, today=TODAY)
+    return pseudonym.value
+
+
+def _desk_pseudonym(ring: KeyRing, surname: str) -> bytes:
+    """The ZSM client library's pseudonym (it sends nothing to make it)."""
+    channel = grpc.insecure_channel("127.0.0.1:1")
+    try:
+        desk = RegistryClient(channel, ring, on_behalf_of="zsm-0042", clock=FixedClock(NOW))
+        [pseudonym] = desk.subject(surname=surname, birth_date=BORN).pseudonyms
+    finally:
+        channel.close()
+    assert pseudonym.kind == pseudonym_pb2.PSEUDONYM_KIND_NAME_BIRTH_DATE
+    return pseudonym.value
+
+
+@pytest.mark.parametrize(("system", "achternaam", "tussenvoegsel"), WRITTEN)
+def test_each_source_spelling_gives_the_name_pseudonym_the_desk_makes_for_v_d_berg(
+    tmp_path: Path, system: str, achternaam: str, tussenvoegsel: str
+) -> None:
+    write, source, _ = SPELLINGS[system]
+    [record] = list(source.read(write(tmp_path, achternaam, tussenvoegsel)))
+    assert isinstance(record, SourceRecord), record
+    ring = KeyRing({"k1": bytes(range(32))})
+
+    made = _name_pseudonym(ring, record.person.surname)
+
+    assert made == _desk_pseudonym(ring, "V.D. Berg") == _desk_pseudonym(ring, "van der Berg")
+
+
+# --- end to end: three houses, three spellings, one look-up -------------------------------------
+
+
+@pytest.fixture
+def keys(tmp_path: Path, ring: KeyRing) -> KeyRing:
+    ring.save(tmp_path / "edge-keys.json")
+    return ring
+
+
+def test_a_look_up_by_abbreviated_name_finds_the_markers_of_every_house(
+    registry: RunningRegistry, keys: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Measured before: GCOS's "van der Berg" and Amazone's "Berg, v.d." gave two keys, and a
+    # look-up by surname + birth date found the GCOS marker only.
+    exports = {
+        "gcos": _gcos(tmp_path, "Berg", "van der"),
+        "amazone": _amazone(tmp_path, "Berg, v.d.", ""),
+        "pga": _pga(tmp_path, "Berg", "vd"),
+    }
+    for system, export in exports.items():
+        assert main(sync_args(registry, system, [export], tmp_path)) == 0
+        assert "new 1, changed 0, deleted 0, unchanged 0, rejected 0" in capsys.readouterr().out
+
+    desk = RegistryClient(registry.channel, keys, on_behalf_of="zsm-0042", clock=registry.clock)
+    for written in ["V.D. Berg", "van der Berg", "Berg, van den", "v/d Berg"]:
+        response = desk.lookup(surname=written, birth_date=BORN)
+
+        assert response.outcome == pb.LOOKUP_OUTCOME_HIT, written
+        assert sorted((m.house.name, m.source_record_id) for m in response.markers) == [
+            ("houses/vh-regio-utrecht-utrecht", "7"),
+            ("houses/vh-rotterdam-rijnmond", "AT-1"),
+            ("houses/vh-twente", "AMZ-1"),
+        ], written
+    # The desk's CLI (`baken lookup`) pseudonymises through the same library.
+    code = main(
+        ["lookup", "--registry", f"127.0.0.1:{registry.port}", "--pki-dir", str(registry.pki_dir),
+         "--key-file", str(tmp_path / "edge-keys.json"), "--surname", "Berg, v/d",
+         "--birth-date", BORN.isoformat(), "--user", "zsm-0042",
+         "--party", "zsm-midden-nederland-kpc", "--json"]
+    )  # fmt: skip
+    out = "\n" + capsys.readouterr().out
+    assert code == 0
+    answer = json.loads(out[out.index("\n{\n") :])  # after the in-process registry's log lines
+    assert sorted(m["house"]["name"] for m in answer["markers"]) == [
+        "houses/vh-regio-utrecht-utrecht",
+        "houses/vh-rotterdam-rijnmond",
+        "houses/vh-twente",
+    ]
+    # Same letters, another person: the joined form is not "van der Berg".
+    other = registry.lookup(subject(keys, Person(surname="Vanderberg", birth_date=BORN)))
+    assert other.outcome == pb.LOOKUP_OUTCOME_NO_HIT
