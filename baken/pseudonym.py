@@ -25,6 +25,10 @@ BSN_CONTEXT = b"baken/bsn/v1\x00"
 NAME_BIRTH_DATE_CONTEXT = b"baken/name-birth-date/v1\x00"
 
 # Dutch surname particles (tussenvoegsels) and the common foreign ones seen in Dutch registers.
+# "t" and "s" are 't (het) and 's (des); "d" and "l" are d' and l'. d' is a particle wherever
+# it stands, also where a register counts it as part of the surname ("d'Ancona" and "d'Hondt"
+# give "ancona" and "hondt", as "Ancona" and "Hondt" do): registers disagree on it, and the
+# keys markers were synced under depend on it, so it stays.
 TUSSENVOEGSELS = frozenset(
     [
         "van",
@@ -63,6 +67,17 @@ TUSSENVOEGSELS = frozenset(
         "zum",
         "zur",
     ]
+)
+# Tussenvoegsels as registers abbreviate them, in words as the key splits them (at every
+# character that is not a letter: "v.d.", "v/d" and "v. d." are all "v" "d", and "d" is a
+# particle already). "v" is "van"; "vd" is "van de", "van der" or "van den": the abbreviation
+# no longer says which, and the key need not, since particles are left out of it. "i" ("in")
+# and "h" ("het") are particles only as part of such an abbreviation ("i.t.", "i. 't", "i.d.",
+# "i. de", "i.h.", "v.h."): alone, or beside a surname, they are letters of the surname as
+# before.
+ABBREVIATED_TUSSENVOEGSELS = frozenset(
+    [("v",), ("vd",), ("v", "h")]
+    + [("i", article) for article in ("t", "het", "h", "d", "de", "den", "der")]
 )
 _WORD = re.compile(r"[a-z]+")
 # Letters whose diacritic or ligature has no Unicode decomposition (after casefold).
@@ -146,16 +161,34 @@ def looks_like_bsn(text: str) -> bool:
     return False
 
 
+def _surname_words(words: list[str]) -> list[str]:
+    """`words` without their particles, full ("van der") or abbreviated ("v.d.", "i.t.")."""
+    core: list[str] = []
+    at = 0
+    while at < len(words):
+        if tuple(words[at : at + 2]) in ABBREVIATED_TUSSENVOEGSELS:
+            at += 2
+        elif (words[at],) in ABBREVIATED_TUSSENVOEGSELS or words[at] in TUSSENVOEGSELS:
+            at += 1
+        else:
+            core.append(words[at])
+            at += 1
+    return core
+
+
 def normalise_surname(surname: str) -> str:
     """Surname as a stable matching key: no case, diacritics, punctuation or tussenvoegsels.
 
     "Van der Berg", "van den berg" and "VAN DER BERG" differ only in the particle, and all give
-    "berg"; "Çelik" gives "celik"; "in 't Veld" gives "veld".
+    "berg"; "Çelik" gives "celik"; "in 't Veld" gives "veld". Particles go wherever they stand,
+    so the sorted form of a register ("Berg, van der") is the same key; abbreviated particles
+    ("v.d. Berg", "vd Berg", "v/d Berg", "Berg, v.d.", "i.t. Veld") go too. A particle written
+    joined to the surname is part of it: "Vanderbilt" stays "vanderbilt", not "van der Bilt".
     """
     decomposed = unicodedata.normalize("NFKD", surname)
     ascii_letters = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     words = _WORD.findall(ascii_letters.replace("ß", "ss").translate(_UNDECOMPOSABLE))
-    core = [w for w in words if w not in TUSSENVOEGSELS]
+    core = _surname_words(words)
     # A surname that is nothing but particles ("Van", "De") keeps them.
     normalised = "".join(core or words)
     if not normalised:
