@@ -13,7 +13,7 @@ from baken import enums
 from baken.audit.v1 import audit_service_pb2
 from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2
-from baken.registry.v1 import marker_pb2, registry_service_pb2
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 
 _FRESHNESS = {
     marker_pb2.ADVICE_FRESHNESS_CURRENT: "CURRENT",
@@ -87,6 +87,50 @@ def _withheld(fields: Sequence[registry_service_pb2.WithheldField]) -> list[str]
     ]
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # google.type.DayOfWeek 1 to 7
+
+
+def _hhmm(time: object) -> str:
+    return f"{time.hours:02d}:{time.minutes:02d}"  # type: ignore[attr-defined]
+
+
+def office_hours_text(hours: house_pb2.OfficeHours) -> str:
+    """ "Mon-Fri 08:30-17:00": three or more consecutive days as a range, others listed."""
+    days = sorted({d for d in hours.days if 1 <= d <= 7})
+    if len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
+        named = f"{_DAYS[days[0] - 1]}-{_DAYS[days[-1] - 1]}"
+    else:
+        named = ", ".join(_DAYS[d - 1] for d in days) or "no days"
+    return f"{named} {_hhmm(hours.open_time)}-{_hhmm(hours.close_time)}"
+
+
+def _contact(contact: house_pb2.ContactPoint) -> list[str]:
+    """The desk; the number to call now (the piket outside office hours), then the other one.
+    An answer that does not say which line answers now gets both, office first."""
+    office = (
+        f"{shown(contact.phone)} (office hours {office_hours_text(contact.office_hours)};"
+        " closed on public holidays)"
+    )
+    piket = f"{shown(contact.after_hours_phone)} (piket: nights, weekends, public holidays)"
+    lines = [f"    contact       {shown(contact.role)} <{shown(contact.email)}>"]
+    if contact.call_now == house_pb2.CONTACT_LINE_OFFICE:
+        until = _hhmm(contact.office_hours.close_time)
+        lines.append(f"    call now      {shown(contact.call_now_phone)} (office, until {until})")
+        others = [("after hours", piket, contact.after_hours_phone)]
+    elif contact.call_now == house_pb2.CONTACT_LINE_AFTER_HOURS:
+        lines.append(
+            f"    call now      {shown(contact.call_now_phone)} (piket: outside office hours)"
+        )
+        others = [("office", office, contact.phone)]
+    else:
+        others = [
+            ("office", office, contact.phone),
+            ("after hours", piket, contact.after_hours_phone),
+        ]
+    lines += [f"    {label:<13} {text}" for label, text, number in others if number]
+    return lines
+
+
 def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
     entry = f"  (access log entry {response.access_log_entry})" if response.access_log_entry else ""
     if response.outcome == registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE:
@@ -133,8 +177,7 @@ def lookup_text(response: registry_service_pb2.LookupResponse) -> str:
                 name = field.name.replace("_", " ")
                 lines.append(f"    A&T {name:<22} {shown(value, ' ' * 31)}")
         if m.house.HasField("contact"):
-            contact = m.house.contact
-            lines.append(f"    contact       {shown(contact.role)} <{shown(contact.email)}>")
+            lines += _contact(m.house.contact)
         lines.append(
             f"    source        {shown(m.name)} (match: {_MATCH.get(m.match_quality, '?')})"
         )

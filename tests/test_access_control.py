@@ -16,6 +16,8 @@ from harness import RunningRegistry, batch_request, lookup_request
 from sqlalchemy import text
 
 from baken import pki
+from baken.clock import AMSTERDAM
+from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.registry.v1 import marker_pb2, registry_service_pb2_grpc
 from baken.registry.v1 import registry_service_pb2 as pb
@@ -247,6 +249,35 @@ def test_the_feedback_service_sees_whether_an_advice_is_current_but_never_the_ad
             ["house", "source_record", "advice_freshness"], routing
         )
     assert "dagvaarden" not in json.dumps(log_entries(marked)[-1].body)
+
+
+@pytest.mark.parametrize("hour", [14, 2])
+def test_a_party_whose_covenant_withholds_the_contact_point_sees_no_number_at_any_hour(
+    marked: RunningRegistry, ring: KeyRing, hour: int
+) -> None:
+    # A Wednesday: by day the desk's number answers, at night the piket's.
+    marked.clock.advance(dt.datetime(2026, 12, 2, hour, tzinfo=AMSTERDAM) - marked.clock.now())
+    houses = load_houses()
+
+    kpc = marked.lookup(subject(ring, PERSON), party=KPC)
+    routing = marked.lookup(
+        subject(ring, PERSON),
+        party="feedback",
+        purpose=purpose_pb2.PURPOSE_TERUGKOPPELING,
+        case_reference=CASE,
+    )
+
+    wire = routing.SerializeToString()
+    for house in (UTRECHT, ROTTERDAM):
+        numbers = (houses[house].contact_phone, houses[house].contact_after_hours_phone)
+        # The KPC'er's covenants grant the contact point: he sees whom to call now.
+        seen = marker_of(kpc, house).house.contact
+        assert seen.call_now_phone == numbers[0 if hour == 14 else 1]
+        assert (seen.phone, seen.after_hours_phone) == numbers
+        # The feedback service's grant leaves it out: neither number, nor which to call.
+        assert not marker_of(routing, house).house.HasField("contact")
+        assert withheld(routing, house)["contact"] == ("NO_COVENANT", "", "")
+        assert not any(n.encode() in wire for n in numbers)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +14,14 @@ from builders import Marking, Person
 from harness import ADAPTERS, secure_channel
 
 from baken import logs
+from baken.clock import AMSTERDAM, FixedClock
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from cli.main import main, parser
 from dev.topology import free_port
 from services.common.db import sqlite_url
 from services.common.settings import RegistrySettings
-from services.registry.server import create_server
+from services.registry.server import RegistryServer, create_server
 
 BSN = "111222333"
 ADVICE = "dagvaarden met het doel een voorwaardelijke straf met meldplicht"
@@ -43,10 +44,12 @@ def registry(tmp_path: Path, pki_dir: Path) -> Iterator[str]:
     running.server.stop(grace=None).wait()
 
 
-def _sync(registry: str, pki_dir: Path, key_file: Path, house: str) -> None:
-    """The person with BSN marked at `house` (with ADVICE, a month ago), synced under the
-    certificate of the house's adapter."""
-    a_month_ago = dt.date.today() - dt.timedelta(days=30)
+def _sync(
+    registry: str, pki_dir: Path, key_file: Path, house: str, today: dt.date | None = None
+) -> None:
+    """The person with BSN marked at `house` (with ADVICE, a month before `today`), synced
+    under the certificate of the house's adapter."""
+    a_month_ago = (today or dt.date.today()) - dt.timedelta(days=30)
     marking = Marking(
         Person(BSN), "rec-1", house=house, mark_date=a_month_ago, advice_date=a_month_ago
     )
@@ -56,6 +59,24 @@ def _sync(registry: str, pki_dir: Path, key_file: Path, house: str) -> None:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         request = registry_service_pb2.SyncMarkersRequest(changes=[change])
         assert stub.SyncMarkers(iter([request]), timeout=10).created == 1
+
+
+@pytest.fixture
+def registry_on(tmp_path: Path, pki_dir: Path) -> Iterator[Callable[[dt.datetime], str]]:
+    """Starts a registry whose clock stands at the time given."""
+    logs.configure(json=True)
+    started: list[RegistryServer] = []
+
+    def start(now: dt.datetime) -> str:
+        settings = RegistrySettings(address="127.0.0.1:0", data_dir=tmp_path / "registry")
+        running = create_server(settings, FixedClock(now))
+        running.start()
+        started.append(running)
+        return f"127.0.0.1:{running.port}"
+
+    yield start
+    for running in started:
+        running.server.stop(grace=None).wait()
 
 
 def _lookup(registry: str, key_file: Path, pki_dir: Path, *args: str) -> int:
@@ -258,6 +279,47 @@ def test_lookup_with_break_glass_shows_the_advice_beyond_the_covenant(
     assert code == 0, err
     assert "BREAK-GLASS" in out
     assert ADVICE in out
+
+
+@pytest.mark.parametrize(
+    ("hour", "call_now", "other"),
+    [
+        (
+            14,
+            "    call now      +31 88 999 0105 (office, until 17:00)",
+            "    after hours   +31 88 999 0905 (piket: nights, weekends, public holidays)",
+        ),
+        (
+            2,
+            "    call now      +31 88 999 0905 (piket: outside office hours)",
+            "    office        +31 88 999 0105 (office hours Mon-Fri 08:30-17:00;"
+            " closed on public holidays)",
+        ),
+    ],
+    ids=["14h", "02h"],
+)
+def test_lookup_shows_the_number_to_call_now_and_the_piket_at_night(
+    key_file: Path,
+    registry_on: Callable[[dt.datetime], str],
+    pki_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    hour: int,
+    call_now: str,
+    other: str,
+) -> None:
+    wednesday = dt.date(2026, 12, 2)
+    registry = registry_on(dt.datetime.combine(wednesday, dt.time(hour), tzinfo=AMSTERDAM))
+    _sync(registry, pki_dir, key_file, "vh-breda", today=wednesday)
+
+    code = _lookup(registry, key_file, pki_dir, "--adult")
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    contact = lines.index(
+        "    contact       ZSM-contactpunt (procesregisseur) <zsm@vh-breda.example>"
+    )
+    assert lines[contact + 1 : contact + 3] == [call_now, other]
 
 
 def test_lookup_of_a_minor_at_intake_shows_nothing_of_the_houses(

@@ -9,6 +9,7 @@ import pytest
 from builders import HOUSES, Marking, Person, day_of, problem, problem_of_status, subject
 from harness import RunningRegistry, batch_request
 
+from baken.clock import AMSTERDAM
 from baken.keyring import KeyRing
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
@@ -45,7 +46,12 @@ def test_a_person_marked_in_two_regions_is_found_nationwide(
     assert set(by_house) == {"houses/vh-rotterdam-rijnmond", "houses/vh-regio-utrecht-utrecht"}
     pga = by_house["houses/vh-rotterdam-rijnmond"]
     gcos = by_house["houses/vh-regio-utrecht-utrecht"]
-    assert pga.house == HOUSES["vh-rotterdam-rijnmond"].to_proto()
+    # The reference data, and the line that answers at the time of the look-up: NOW is a
+    # Saturday, when the desk is closed and its piket answers.
+    expected = HOUSES["vh-rotterdam-rijnmond"].to_proto()
+    expected.contact.call_now = house_pb2.CONTACT_LINE_AFTER_HOURS
+    expected.contact.call_now_phone = expected.contact.after_hours_phone
+    assert pga.house == expected
     assert (pga.source_system, pga.house.region) == (
         house_pb2.SOURCE_SYSTEM_PGA,
         "rotterdam-rijnmond",
@@ -196,6 +202,60 @@ def test_some_a_and_t_fields_come_back_and_the_rest_stay_empty(
     registry.sync(Marking(TRAVELLER, "pga-1", at_information={"open_cases": "2"}).upsert(ring))
     [marker] = registry.lookup(subject(ring, TRAVELLER)).markers
     assert marker.at_information == marker_pb2.AtInformation(open_cases="2")
+
+
+# --- Whom to call: the contact point at the time of the look-up --------------------------------
+
+WEDNESDAY = dt.date(2026, 12, 2)
+OFFICE, PIKET = house_pb2.CONTACT_LINE_OFFICE, house_pb2.CONTACT_LINE_AFTER_HOURS
+
+
+def _at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=AMSTERDAM)
+
+
+@pytest.mark.parametrize(
+    ("moment", "line"),
+    [
+        (_at(WEDNESDAY, 14), OFFICE),
+        (_at(WEDNESDAY, 8, 30), OFFICE),
+        (_at(WEDNESDAY, 17), PIKET),
+        (_at(WEDNESDAY, 2), PIKET),
+        (_at(dt.date(2026, 12, 6), 14), PIKET),  # a Sunday
+        (_at(dt.date(2026, 12, 25), 14), PIKET),  # Christmas Day, a Friday
+    ],
+    ids=["weekday-14h", "weekday-opening", "weekday-closing", "weekday-02h", "sunday", "christmas"],
+)
+def test_a_hit_says_which_number_answers_at_the_time_of_the_look_up(
+    registry: RunningRegistry, ring: KeyRing, moment: dt.datetime, line: int
+) -> None:
+    registry.sync(Marking(TRAVELLER, "gcos-1", house="vh-breda").upsert(ring))
+    registry.clock.advance(moment - registry.clock.now())
+
+    [marker] = registry.lookup(subject(ring, TRAVELLER)).markers
+
+    contact = marker.house.contact
+    assert (contact.phone, contact.after_hours_phone) == ("+31 88 999 0105", "+31 88 999 0905")
+    assert contact.office_hours.time_zone == "Europe/Amsterdam"
+    assert contact.call_now == line
+    assert contact.call_now_phone == (
+        contact.phone if line == OFFICE else contact.after_hours_phone
+    )
+
+
+def test_a_batch_answer_says_which_number_answers_too(
+    registry: RunningRegistry, ring: KeyRing
+) -> None:
+    registry.sync(Marking(TRAVELLER, "gcos-1", house="vh-breda").upsert(ring))
+    registry.clock.advance(_at(WEDNESDAY, 14) - registry.clock.now())
+    entry = pb.BatchLookupEntry(ref="a", subject=subject(ring, TRAVELLER))
+
+    [by_day] = batch(registry, [entry])
+    registry.clock.advance(dt.timedelta(hours=12))  # 02:00 on the Thursday
+    [by_night] = batch(registry, [entry])
+
+    assert by_day.results[0].lookup.markers[0].house.contact.call_now_phone == "+31 88 999 0105"
+    assert by_night.results[0].lookup.markers[0].house.contact.call_now_phone == "+31 88 999 0905"
 
 
 # --- BatchLookup --------------------------------------------------------------------------------

@@ -33,18 +33,20 @@ class MarkerConverter:
     each submessage and passing it to a constructor copies it once more per level."""
 
     def __init__(self, houses: Mapping[str, House]) -> None:
+        self._reference = houses
         self._houses = {house_id: h.to_proto() for house_id, h in houses.items()}
         self._systems = enums.numbers(house_pb2.SourceSystem, "SOURCE_SYSTEM_")
         self._groups = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
         self._statuses = enums.numbers(marker_pb2.PlanStatus, "PLAN_STATUS_")
 
-    def marker(self, hit: MarkerHit) -> marker_pb2.Marker:
+    def marker(self, hit: MarkerHit, now: dt.datetime) -> marker_pb2.Marker:
         marker = marker_pb2.Marker()
-        self.fill_marker(marker, hit)
+        self.fill_marker(marker, hit, now)
         return marker
 
-    def fill_marker(self, marker: marker_pb2.Marker, hit: MarkerHit) -> None:
-        """The fields the hit may show; disclosure.disclose decided which."""
+    def fill_marker(self, marker: marker_pb2.Marker, hit: MarkerHit, now: dt.datetime) -> None:
+        """The fields the hit may show; disclosure.disclose decided which. `now` is the time
+        of the look-up: the contact point says which of its numbers answers then."""
         shown = hit.fields
         marker.name = hit.name
         house = self._houses.get(hit.key.house_id)
@@ -55,7 +57,10 @@ class MarkerConverter:
             if "region" in shown:
                 target.region, target.region_display_name = house.region, house.region_display_name
             if "contact" in shown:
-                target.contact.CopyFrom(house.contact)
+                contact = target.contact
+                contact.CopyFrom(house.contact)
+                line, phone = self._reference[hit.key.house_id].call_now(now)
+                contact.call_now, contact.call_now_phone = line, phone
         if "source_record" in shown:
             marker.source_system = house_pb2.SourceSystem.ValueType(
                 self._systems[hit.key.source_system]
@@ -117,7 +122,7 @@ class MarkerConverter:
             return
         response.outcome = registry_service_pb2.LOOKUP_OUTCOME_HIT
         for hit in disclosure.hits:
-            self.fill_marker(response.markers.add(), hit)
+            self.fill_marker(response.markers.add(), hit, answer.time)
         response.match_quality = marker_pb2.MatchQuality.ValueType(disclosure.hits[0].match_kind)
 
 

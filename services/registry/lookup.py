@@ -42,12 +42,14 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A disclosure, or this person's denial; `sequence` is its access-log entry."""
+    """A disclosure, or this person's denial; `sequence` is its access-log entry, `time` the
+    time of the look-up (the entry's): the time a hit's contact point is answered for."""
 
     disclosure: Disclosure | None
     denial: PermissionDenied | None
     sequence: int
     break_glass: bool
+    time: dt.datetime
 
 
 class Lookups:
@@ -107,7 +109,7 @@ class Lookups:
             flowed_in: dict[int, signals.FlowedIn] = {}
             for q in questions:
                 if not _has_case(inquiry, q):
-                    answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass))
+                    answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass, now))
                     entries.append(_denied(inquiry, q, now, CASE_REFERENCE_REQUIRED.reason))
                     continue
                 found = [row for v in q.values for row in by_value.get(v, ())]
@@ -119,7 +121,7 @@ class Lookups:
                     minor=q.age == "minor",
                     break_glass=break_glass,
                 )
-                answers.append(Answer(disclosure, None, 0, break_glass))
+                answers.append(Answer(disclosure, None, 0, break_glass, now))
                 if location is not None and disclosure.found:
                     # Every marker found, whether or not the caller may see it: the house is
                     # to hear that its person flowed in.

@@ -22,19 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.type import dayofweek_pb2 as google_dot_type_dot_dayofweek__pb2
+from google.type import timeofday_pb2 as google_dot_type_dot_timeofday__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ken/registry/v1/house.proto\x12\x11\x62\x61ken.registry.v1\"\xd4\x01\n\x05House\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x1b\n\x13region_display_name\x18\x04 \x01(\t\x12\x10\n\x08location\x18\x05 \x01(\t\x12\x36\n\rsource_system\x18\x06 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x30\n\x07\x63ontact\x18\x07 \x01(\x0b\x32\x1f.baken.registry.v1.ContactPoint\":\n\x0c\x43ontactPoint\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t*w\n\x0cSourceSystem\x12\x1d\n\x19SOURCE_SYSTEM_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_SYSTEM_GCOS\x10\x01\x12\x19\n\x15SOURCE_SYSTEM_AMAZONE\x10\x02\x12\x15\n\x11SOURCE_SYSTEM_PGA\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ken/registry/v1/house.proto\x12\x11\x62\x61ken.registry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/type/dayofweek.proto\x1a\x1bgoogle/type/timeofday.proto\"\xd4\x01\n\x05House\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x1b\n\x13region_display_name\x18\x04 \x01(\t\x12\x10\n\x08location\x18\x05 \x01(\t\x12\x36\n\rsource_system\x18\x06 \x01(\x0e\x32\x1f.baken.registry.v1.SourceSystem\x12\x30\n\x07\x63ontact\x18\x07 \x01(\x0b\x32\x1f.baken.registry.v1.ContactPoint\"\xed\x01\n\x0c\x43ontactPoint\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12:\n\x0coffice_hours\x18\x04 \x01(\x0b\x32\x1e.baken.registry.v1.OfficeHoursB\x04\xe2\x41\x01\x03\x12\x1f\n\x11\x61\x66ter_hours_phone\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x36\n\x08\x63\x61ll_now\x18\x06 \x01(\x0e\x32\x1e.baken.registry.v1.ContactLineB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x63\x61ll_now_phone\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\"\x9d\x01\n\x0bOfficeHours\x12$\n\x04\x64\x61ys\x18\x01 \x03(\x0e\x32\x16.google.type.DayOfWeek\x12)\n\topen_time\x18\x02 \x01(\x0b\x32\x16.google.type.TimeOfDay\x12*\n\nclose_time\x18\x03 \x01(\x0b\x32\x16.google.type.TimeOfDay\x12\x11\n\ttime_zone\x18\x04 \x01(\t*w\n\x0cSourceSystem\x12\x1d\n\x19SOURCE_SYSTEM_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_SYSTEM_GCOS\x10\x01\x12\x19\n\x15SOURCE_SYSTEM_AMAZONE\x10\x02\x12\x15\n\x11SOURCE_SYSTEM_PGA\x10\x03*b\n\x0b\x43ontactLine\x12\x1c\n\x18\x43ONTACT_LINE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONTACT_LINE_OFFICE\x10\x01\x12\x1c\n\x18\x43ONTACT_LINE_AFTER_HOURS\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.registry.v1.house_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SOURCESYSTEM']._serialized_start=327
-  _globals['_SOURCESYSTEM']._serialized_end=446
-  _globals['_HOUSE']._serialized_start=53
-  _globals['_HOUSE']._serialized_end=265
-  _globals['_CONTACTPOINT']._serialized_start=267
-  _globals['_CONTACTPOINT']._serialized_end=325
+  _globals['_CONTACTPOINT'].fields_by_name['office_hours']._loaded_options = None
+  _globals['_CONTACTPOINT'].fields_by_name['office_hours']._serialized_options = b'\342A\001\003'
+  _globals['_CONTACTPOINT'].fields_by_name['after_hours_phone']._loaded_options = None
+  _globals['_CONTACTPOINT'].fields_by_name['after_hours_phone']._serialized_options = b'\342A\001\003'
+  _globals['_CONTACTPOINT'].fields_by_name['call_now']._loaded_options = None
+  _globals['_CONTACTPOINT'].fields_by_name['call_now']._serialized_options = b'\342A\001\003'
+  _globals['_CONTACTPOINT'].fields_by_name['call_now_phone']._loaded_options = None
+  _globals['_CONTACTPOINT'].fields_by_name['call_now_phone']._serialized_options = b'\342A\001\003'
+  _globals['_SOURCESYSTEM']._serialized_start=758
+  _globals['_SOURCESYSTEM']._serialized_end=877
+  _globals['_CONTACTLINE']._serialized_start=879
+  _globals['_CONTACTLINE']._serialized_end=977
+  _globals['_HOUSE']._serialized_start=144
+  _globals['_HOUSE']._serialized_end=356
+  _globals['_CONTACTPOINT']._serialized_start=359
+  _globals['_CONTACTPOINT']._serialized_end=596
+  _globals['_OFFICEHOURS']._serialized_start=599
+  _globals['_OFFICEHOURS']._serialized_end=756
 # @@protoc_insertion_point(module_scope)

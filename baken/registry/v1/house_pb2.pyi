@@ -3,9 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import dayofweek_pb2 as _dayofweek_pb2
+from google.type import timeofday_pb2 as _timeofday_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -42,6 +46,28 @@ SOURCE_SYSTEM_AMAZONE: SourceSystem.ValueType  # 2
 SOURCE_SYSTEM_PGA: SourceSystem.ValueType  # 3
 """PGA with the Afdoening & Triage module (Rotterdam-Rijnmond)."""
 Global___SourceSystem: _TypeAlias = SourceSystem  # noqa: Y015
+
+class _ContactLine:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContactLineEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContactLine.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTACT_LINE_UNSPECIFIED: _ContactLine.ValueType  # 0
+    CONTACT_LINE_OFFICE: _ContactLine.ValueType  # 1
+    """Within the office hours: the desk's own number, `phone`."""
+    CONTACT_LINE_AFTER_HOURS: _ContactLine.ValueType  # 2
+    """Outside them (nights, weekends, Dutch public holidays): the piket, `after_hours_phone`."""
+
+class ContactLine(_ContactLine, metaclass=_ContactLineEnumTypeWrapper):
+    """Which of a contact point's numbers answers at a given moment."""
+
+CONTACT_LINE_UNSPECIFIED: ContactLine.ValueType  # 0
+CONTACT_LINE_OFFICE: ContactLine.ValueType  # 1
+"""Within the office hours: the desk's own number, `phone`."""
+CONTACT_LINE_AFTER_HOURS: ContactLine.ValueType  # 2
+"""Outside them (nights, weekends, Dutch public holidays): the piket, `after_hours_phone`."""
+Global___ContactLine: _TypeAlias = ContactLine  # noqa: Y015
 
 @_typing.final
 class House(_message.Message):
@@ -100,21 +126,88 @@ class ContactPoint(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
+    OFFICE_HOURS_FIELD_NUMBER: _builtins.int
+    AFTER_HOURS_PHONE_FIELD_NUMBER: _builtins.int
+    CALL_NOW_FIELD_NUMBER: _builtins.int
+    CALL_NOW_PHONE_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """e.g. "Procesregisseur ZSM-contact"."""
     email: _builtins.str
     phone: _builtins.str
+    """The desk's number within its office hours, e.g. "+31 88 999 0101"."""
+    after_hours_phone: _builtins.str
+    """The piket (on-call) number outside the office hours: nights, weekends and the Dutch public
+    holidays, when ZSM works and the desk does not.
+    """
+    call_now: Global___ContactLine.ValueType
+    """In a lookup's answer only: the line that answers at the time of the look-up, by the
+    registry's clock in Europe/Amsterdam. UNSPECIFIED elsewhere (GetHouse, ListHouses).
+    """
+    call_now_phone: _builtins.str
+    """In a lookup's answer only: the number of that line, `phone` or `after_hours_phone`."""
+    @_builtins.property
+    def office_hours(self) -> Global___OfficeHours:
+        """When the desk answers `phone`."""
+
     def __init__(
         self,
         *,
         role: _builtins.str = ...,
         email: _builtins.str = ...,
         phone: _builtins.str = ...,
+        office_hours: Global___OfficeHours | None = ...,
+        after_hours_phone: _builtins.str = ...,
+        call_now: Global___ContactLine.ValueType = ...,
+        call_now_phone: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["office_hours", b"office_hours"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "phone", b"phone", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_hours_phone", b"after_hours_phone", "call_now", b"call_now", "call_now_phone", b"call_now_phone", "email", b"email", "office_hours", b"office_hours", "phone", b"phone", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContactPoint: _TypeAlias = ContactPoint  # noqa: Y015
+
+@_typing.final
+class OfficeHours(_message.Message):
+    """A desk's office hours: the same opening and closing time on each of its days, never past
+    midnight. The desk is closed on the Dutch public holidays (the algemeen erkende feestdagen of
+    the Algemene termijnenwet: New Year's Day, Easter, King's Day, 5 May, Ascension Day,
+    Whitsun, Christmas), whatever the day of the week.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """The IANA time zone of both times: "Europe/Amsterdam"."""
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_dayofweek_pb2.DayOfWeek.ValueType]:
+        """The days of the week it is open, e.g. MONDAY to FRIDAY."""
+
+    @_builtins.property
+    def open_time(self) -> _timeofday_pb2.TimeOfDay:
+        """Opening time, e.g. 08:30, inclusive."""
+
+    @_builtins.property
+    def close_time(self) -> _timeofday_pb2.TimeOfDay:
+        """Closing time, e.g. 17:00, exclusive; later than open_time."""
+
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[_dayofweek_pb2.DayOfWeek.ValueType] | None = ...,
+        open_time: _timeofday_pb2.TimeOfDay | None = ...,
+        close_time: _timeofday_pb2.TimeOfDay | None = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "days", b"days", "open_time", b"open_time", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OfficeHours: _TypeAlias = OfficeHours  # noqa: Y015
