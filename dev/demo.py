@@ -54,8 +54,8 @@ STUURGROEP_USER = "stuurgroep-secretaris"
 DECISION = purpose_pb2.PURPOSE_AFDOENINGSBESLISSING
 # Written into the access log, which is never erased: about the situation, never the person.
 BREAK_GLASS_REASON = (
-    "Decision due within 6 hours; the marking houses cannot be reached at night; "
-    "need the advice to decide."
+    "Decision due within 6 hours; the conditions depend on A&T information of a house in "
+    "another region, which cannot be reached at night."
 )
 WATCH_INTERVAL_S = 0.5  # how often the adapters look for a new export
 REPORT_MONTHS = 6  # of history in report.html, as `baken report --html` draws it up
@@ -228,12 +228,16 @@ def _covenants_at_work(say: Say, e: Endpoints, ring: KeyRing, person: Person, ca
             reason = error_reason(error) or "?"
             say(f"          DENIED: {error.code().name} ({reason}), and logged.")
     say("   08:10  The OvJ prepares the dagvaarding (afdoeningsbeslissing, with the case")
-    say("          reference) and sees what her covenant grants her:")
+    say("          reference) and sees what the covenants grant her: the advice of both houses,")
+    say("          Rotterdam's too since the national covenant lets the advice travel with the")
+    say("          person (version 2, covenants/national.toml); not Rotterdam's plan or A&T:")
     with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-ovj")) as ch:
         ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
         response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=case, minor=False)
         say("          " + lookup_text(response).replace("\n", "\n          "))
-        say("   08:14  The houses cannot be reached; the OvJ presses the noodknop (break-glass):")
+        say("   08:14  For the conditions she needs Rotterdam's A&T information, which no covenant")
+        say("          grants her, and the house cannot be reached at night: she presses the")
+        say("          noodknop (break-glass), and the privacy officer will review it:")
         response = ovj.lookup(
             bsn=person.bsn,
             purpose=DECISION,

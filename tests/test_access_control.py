@@ -38,6 +38,8 @@ UTRECHT = "vh-regio-utrecht-utrecht"
 AT_FIELDS = tuple(f for f in MARKER_FIELDS if f.startswith("at."))
 ROTTERDAM = "vh-rotterdam-rijnmond"
 AT = {"open_cases": "Eén openstaande zaak.", "supervisions": "Toezicht 3RO loopt."}
+# From this day national@v2 lets the advice travel with the person (covenants/national.toml).
+ADVICE_TRAVELS = dt.date(2026, 12, 1)
 
 
 @pytest.fixture
@@ -82,9 +84,13 @@ def denied(call: Any) -> str | None:
     return found.reason
 
 
+@pytest.mark.parametrize("day", [TODAY, ADVICE_TRAVELS], ids=str)
 def test_the_kpc_sees_the_advice_of_its_own_region_and_the_that_signal_elsewhere(
-    marked: RunningRegistry, ring: KeyRing
+    marked: RunningRegistry, ring: KeyRing, day: dt.date
 ) -> None:
+    # At intake also once the advice travels for the decision: the selection needs only
+    # whether any house knows him (docs/PROCESS.md §3 step 1).
+    marked.set_today(day)
     response = marked.lookup(subject(ring, PERSON), party=KPC)
 
     assert response.outcome == pb.LOOKUP_OUTCOME_HIT
@@ -407,6 +413,89 @@ def test_break_glass_shows_waarom_informatie_beyond_the_grant_and_awaits_review(
     assert shown[rotterdam.name]["house"] == "national@v1 dat-signaal-zsm"
     with marked.engine.connect() as connection:
         assert [e.seq for e in access_log.pending_reviews(connection)] == [entry.seq]
+
+
+def test_before_december_2026_the_ovj_reads_another_regions_advice_only_by_break_glass(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    response = marked.lookup(
+        subject(ring, PERSON), party=OVJ, purpose=DECISION, case_reference=CASE
+    )
+
+    assert not response.break_glass
+    assert marker_of(response, UTRECHT).advice.text.startswith("dagvaarden")
+    assert not marker_of(response, ROTTERDAM).HasField("advice")
+    assert withheld(response, ROTTERDAM)["advice"] == (
+        "OUTSIDE_REGION",
+        "midden-nederland@v1",
+        "ovj-afdoening",
+    )
+    assert log_entries(marked)[-1].body["covenants"] == ["midden-nederland@v1", "national@v1"]
+
+
+def test_from_december_2026_the_ovj_reads_another_regions_advice_by_the_national_covenant(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    marked.set_today(ADVICE_TRAVELS)
+
+    response = marked.lookup(
+        subject(ring, PERSON), party=OVJ, purpose=DECISION, case_reference=CASE
+    )
+
+    assert response.outcome == pb.LOOKUP_OUTCOME_HIT and not response.break_glass
+    rotterdam = marker_of(response, ROTTERDAM)
+    assert rotterdam.advice.text.startswith("dagvaarden")
+    assert rotterdam.advice.freshness == marker_pb2.ADVICE_FRESHNESS_CURRENT
+    # Only the advice travels: the plan and the A&T fields stay with Rotterdam's covenant.
+    assert not rotterdam.plan_status and not rotterdam.source_record_id
+    assert not rotterdam.HasField("at_information")
+    outside = ("OUTSIDE_REGION", "midden-nederland@v1", "ovj-afdoening")
+    hidden = withheld(response, ROTTERDAM)
+    assert hidden == {
+        **dict.fromkeys(AT_FIELDS, ("NO_COVENANT", "", "")),
+        **dict.fromkeys(
+            ["plan_status", "mark_date", "source_record", "at.open_cases", "at.antecedents"],
+            outside,
+        ),
+    }
+    entry = log_entries(marked)[-1]
+    assert entry.outcome == "hit"
+    assert entry.body["covenants"] == ["midden-nederland@v1", "national@v2"]
+    shown = {d["marker"]: d["fields"] for d in entry.body["disclosed"]}[rotterdam.name]
+    # Each field shown names the covenant and grant that showed it.
+    assert shown == {
+        **dict.fromkeys(
+            ["house", "region", "contact", "target_group"], "national@v2 dat-signaal-zsm"
+        ),
+        **dict.fromkeys(["advice", "advice_freshness"], "national@v2 advies-bij-afdoening"),
+    }
+    # Every field is decided: shown or withheld, none left out.
+    assert set(shown) | set(hidden) == set(MARKER_FIELDS)
+    assert set(shown).isdisjoint(hidden)
+    with marked.engine.connect() as connection:
+        assert access_log.pending_reviews(connection) == []
+
+
+def test_from_december_2026_break_glass_shows_only_what_no_covenant_grants(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    marked.set_today(ADVICE_TRAVELS)
+
+    response = marked.lookup(
+        subject(ring, PERSON),
+        party=OVJ,
+        purpose=DECISION,
+        case_reference=CASE,
+        break_glass_reason=REASON,
+    )
+
+    rotterdam = marker_of(response, ROTTERDAM)
+    assert rotterdam.at_information.supervisions == AT["supervisions"]
+    entry = log_entries(marked)[-1]
+    assert entry.outcome == "break-glass"
+    shown = {d["marker"]: d["fields"] for d in entry.body["disclosed"]}[rotterdam.name]
+    assert shown["advice"] == "national@v2 advies-bij-afdoening"
+    assert shown["at.supervisions"] == shown["at.open_cases"] == "break-glass"
 
 
 def test_a_break_glass_reason_must_be_written_out(marked: RunningRegistry, ring: KeyRing) -> None:

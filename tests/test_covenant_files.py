@@ -44,6 +44,7 @@ def test_shipped_covenants_and_party_register_load(houses: Mapping[str, House]) 
     assert sorted(c.ref for c in covenants.covenants) == [
         "midden-nederland@v1",
         "national@v1",
+        "national@v2",
         "oost-nederland@v1",
         "rotterdam-rijnmond@v1",
         "rotterdam-rijnmond@v2",
@@ -51,6 +52,7 @@ def test_shipped_covenants_and_party_register_load(houses: Mapping[str, House]) 
     ]
     assert {c.path.name for c in covenants.covenants} == {
         "national.toml",
+        "national-2026.toml",
         "midden-nederland.toml",
         "oost-nederland.toml",
         "zeeland-west-brabant.toml",
@@ -65,7 +67,7 @@ def test_shipped_regional_covenants_cover_the_four_regions_and_one_national(
     covenants = load(DEFAULT_DIR, houses).covenants
 
     assert {c.region for c in covenants} == {h.region for h in houses.values()} | {NATIONAL}
-    assert [c.ref for c in covenants if c.region == NATIONAL] == ["national@v1"]
+    assert [c.ref for c in covenants if c.region == NATIONAL] == ["national@v1", "national@v2"]
 
 
 def test_every_party_of_a_shipped_covenant_is_in_the_register(
@@ -85,6 +87,32 @@ def test_shipped_rotterdam_versions_follow_each_other_without_gap_or_overlap(
 
     assert v1.valid_until + dt.timedelta(days=1) == v2.valid_from
     assert v1.path.name == "rotterdam-rijnmond-2024.toml"
+
+
+def test_shipped_national_versions_follow_each_other_and_version_2_only_adds_the_advice(
+    houses: Mapping[str, House],
+) -> None:
+    by_ref = {c.ref: c for c in load(DEFAULT_DIR, houses).covenants}
+    v1, v2 = by_ref["national@v1"], by_ref["national@v2"]
+
+    assert v1.valid_until + dt.timedelta(days=1) == v2.valid_from == dt.date(2026, 12, 1)
+    assert (v1.path.name, v2.path.name) == ("national-2026.toml", "national.toml")
+    assert v1.parties == v2.parties
+    old = {g.id: g for g in v1.grants}
+    assert {g.id: g for g in v2.grants if g.id in old} == old
+    added = {(g.id, *g.roles, *g.purposes): g.fields for g in v2.grants if g.id not in old}
+    # The advice, and nothing else of the why: for the OvJ's decision and for the KPC'er who
+    # asked a house for advice (with the that-signal, without which the marker is withheld).
+    assert added == {
+        ("advies-bij-afdoening", "zsm-officier", "afdoeningsbeslissing"): {"advice"},
+        ("advies-op-aanvraag-antwoord", "kpc", "advies-op-aanvraag"): {
+            "house",
+            "region",
+            "contact",
+            "target_group",
+            "advice",
+        },
+    }
 
 
 def test_shipped_party_register_gives_each_party_its_certificate_identity(
@@ -131,11 +159,11 @@ def test_the_feedback_service_is_a_party_with_a_certificate_and_routes_nationall
     assert covenants.parties["feedback"].identity == Identity("feedback", "Baken", "service")
     # `baken pki init` issues a certificate for every party of the register.
     assert Identity("feedback", "Baken", "service") in identities()
-    [national] = [c for c in covenants.covenants if c.region == NATIONAL]
-    [grant] = [g for g in national.grants if g.id == "terugkoppeling-routering"]
-    assert "feedback" in national.parties
-    assert grant.roles == {"service"} and "terugkoppeling" in grant.purposes
-    assert grant.fields == {"house", "source_record", "advice_freshness"}
+    for national in (c for c in covenants.covenants if c.region == NATIONAL):
+        [grant] = [g for g in national.grants if g.id == "terugkoppeling-routering"]
+        assert "feedback" in national.parties
+        assert grant.roles == {"service"} and "terugkoppeling" in grant.purposes
+        assert grant.fields == {"house", "source_record", "advice_freshness"}
 
 
 # --- Templates ------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """What the shipped covenants let each party see: role x purpose x house x field.
 
 The decisions come from services.common.access over the files in covenants/, on 28 November 2026 (every
-shipped covenant but Rotterdam's 2024 version in force) and on 1 June 2025 (only that 2024
-version in force; the national arrangement and the current regional covenants start in 2026).
+shipped covenant in force but Rotterdam's 2024 version and the national arrangement's version 2),
+on 1 December 2026 (national version 2 in force: the advice travels with the person), and on
+1 June 2025 (only Rotterdam's 2024 version in force; the national arrangement and the current
+regional covenants start in 2026).
 """
 
 # The decision tables keep one row per line, wider than the usual 100 columns.
@@ -31,6 +33,7 @@ from services.common.covenants import (
 )
 
 DAY = dt.date(2026, 11, 28)
+ADVICE_TRAVELS = dt.date(2026, 12, 1)  # national@v2 in force, national@v1 ended the day before
 BEFORE_2026 = dt.date(2025, 6, 1)
 AFTER_REGIONAL = dt.date(2028, 6, 1)  # regional covenants ended 2027-12-31; national runs on
 
@@ -58,7 +61,8 @@ REGIONAL = {
     "zeeland-west-brabant": "zeeland-west-brabant@v1",
     "rotterdam-rijnmond": "rotterdam-rijnmond@v2",
 }
-NATIONAL = "national@v1"
+NATIONAL = "national@v1"  # until 2026-11-30
+NATIONAL_V2 = "national@v2"  # from 2026-12-01
 
 # Parties: the ZSM desks and the houses' process direction, per region.
 MN_KPC, MN_OVJ = "zsm-midden-nederland-kpc", "zsm-midden-nederland-ovj"
@@ -594,7 +598,11 @@ def test_scope_names_the_covenants_in_force_that_admitted_the_caller(policy: Acc
     }
     assert scope_of(policy, RR_KPC, TRIAGE).covenants == ("rotterdam-rijnmond@v2",)
     assert scope_of(policy, RR_KPC, INTAKE, BEFORE_2026).covenants == ("rotterdam-rijnmond@v1",)
-    assert scope_of(policy, MN_KPC, INTAKE, AFTER_REGIONAL).covenants == (NATIONAL,)
+    assert scope_of(policy, MN_KPC, INTAKE, AFTER_REGIONAL).covenants == (NATIONAL_V2,)
+    assert set(scope_of(policy, MN_OVJ, AFDOENING, ADVICE_TRAVELS).covenants) == {
+        NATIONAL_V2,
+        "midden-nederland@v1",
+    }
 
 
 # --- 1 June 2025: only Rotterdam's 2024 version is in force ---------------------------------------
@@ -648,7 +656,14 @@ def test_after_the_regional_covenants_end_only_the_national_that_signal_remains(
         if field == "advice_freshness":
             assert decision.reason is NO_COVENANT  # no covenant grants it to a ZSM desk
         elif field in ("house", "region", "contact", "target_group"):
-            assert (decision.reason, decision.covenant) == (DISCLOSED, NATIONAL)
+            assert (decision.reason, decision.covenant) == (DISCLOSED, NATIONAL_V2)
+        elif field == "advice":
+            # National version 2 grants the kpc the advice, but for advies-op-aanvraag only.
+            assert (decision.reason, decision.covenant, decision.grant) == (
+                PURPOSE_NOT_GRANTED,
+                NATIONAL_V2,
+                "advies-op-aanvraag-antwoord",
+            )
         elif houses[house].region == "midden-nederland":
             assert (decision.reason, decision.covenant) == (COVENANT_EXPIRED, "midden-nederland@v1")
         else:
@@ -656,10 +671,104 @@ def test_after_the_regional_covenants_end_only_the_national_that_signal_remains(
             assert decision.reason is NO_COVENANT
 
 
+# --- From 1 December 2026: the advice travels with the person (national@v2) ------------------------
+
+# fmt: off
+ADVICE_TRAVELS_MATRIX = [
+    # The OvJ deciding reads another region's advice, by the national covenant ...
+    (MN_OVJ, AFDOENING, ROTTERDAM, "advice", DISCLOSED, "national@v2 advies-bij-afdoening"),
+    (RR_OVJ, AFDOENING, UTRECHT, "advice", DISCLOSED, "national@v2 advies-bij-afdoening"),
+    (ZWB_OVJ, AFDOENING, TWENTE, "advice", DISCLOSED, "national@v2 advies-bij-afdoening"),
+    # ... her own region's by her own covenant, cited first ...
+    (MN_OVJ, AFDOENING, ALMERE, "advice", DISCLOSED, "midden-nederland@v1 ovj-afdoening"),
+    (MN_OVJ, AFDOENING, ROTTERDAM, "house", DISCLOSED, "national@v2 dat-signaal-zsm"),
+    # ... and nothing more of another region's why: that stays for break-glass.
+    (MN_OVJ, AFDOENING, ROTTERDAM, "plan_status", OUTSIDE_REGION, "midden-nederland@v1 ovj-afdoening"),
+    (MN_OVJ, AFDOENING, ROTTERDAM, "at.open_cases", OUTSIDE_REGION, "midden-nederland@v1 ovj-afdoening"),
+    (MN_OVJ, AFDOENING, ROTTERDAM, "at.administrative_measures", NO_COVENANT, ""),
+    (ON_OVJ, AFDOENING, BREDA, "at.antecedents", OUTSIDE_REGION, "oost-nederland@v1 ovj-afdoening"),
+    (MN_OVJ, INTAKE, ROTTERDAM, "advice", PURPOSE_NOT_GRANTED, "national@v2 advies-bij-afdoening"),
+    # Intake: the that-signal only, another region's advice stays withheld (docs/PROCESS.md §3 step 1).
+    (MN_KPC, INTAKE, ROTTERDAM, "house", DISCLOSED, "national@v2 dat-signaal-zsm"),
+    (MN_KPC, INTAKE, ROTTERDAM, "advice", OUTSIDE_REGION, "midden-nederland@v1 kpc-intake-terugkoppeling"),
+    (ZWB_KPC, INTAKE, UTRECHT, "advice", OUTSIDE_REGION, "zeeland-west-brabant@v1 kpc-intake-terugkoppeling"),
+    (MN_KPC, TERUGKOPPELING, TWENTE, "advice", OUTSIDE_REGION, "midden-nederland@v1 kpc-intake-terugkoppeling"),
+    # The kpc who asked a house for advice reads its answer, wherever the house lies.
+    (MN_KPC, ADVIES, ROTTERDAM, "house", DISCLOSED, "national@v2 advies-op-aanvraag-antwoord"),
+    (MN_KPC, ADVIES, ROTTERDAM, "advice", DISCLOSED, "national@v2 advies-op-aanvraag-antwoord"),
+    (MN_KPC, ADVIES, ROTTERDAM, "plan_status", OUTSIDE_REGION, "midden-nederland@v1 kpc-intake-terugkoppeling"),
+    (MN_KPC, ADVIES, ALMERE, "advice", DISCLOSED, "midden-nederland@v1 kpc-intake-terugkoppeling"),
+    (RR_KPC, ADVIES, BREDA, "advice", DISCLOSED, "national@v2 advies-op-aanvraag-antwoord"),
+    # Parties outside the national covenant, and the feedback service, gain nothing.
+    (MN_RECLASSERING, ADVIES, TWENTE, "advice", OUTSIDE_REGION, "midden-nederland@v1 reclassering-advies"),
+    (MN_POLITIE, AFDOENING, ROTTERDAM, "advice", OUTSIDE_REGION, "midden-nederland@v1 politie-zsm"),
+    (FEEDBACK, ADVIES, ROTTERDAM, "advice", NO_COVENANT, ""),
+    (FEEDBACK, TERUGKOPPELING, ROTTERDAM, "house", DISCLOSED, "national@v2 terugkoppeling-routering"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("party", "purpose", "house", "field", "reason", "by"),
+    ADVICE_TRAVELS_MATRIX,
+    ids=map(_row_id, ADVICE_TRAVELS_MATRIX),
+)
+def test_from_december_2026_the_advice_travels_for_the_decision_and_the_request_only(
+    policy: AccessPolicy,
+    party: str,
+    purpose: str,
+    house: str,
+    field: str,
+    reason: Withhold | None,
+    by: str,
+) -> None:
+    decision = scope_of(policy, party, purpose, ADVICE_TRAVELS).decide(house, field)
+
+    assert decision.reason is reason
+    assert f"{decision.covenant} {decision.grant}".strip() == by
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_day_before_another_regions_advice_is_outside_the_ovjs_and_the_kpcs_region(
+    policy: AccessPolicy, houses: Mapping[str, House], region: str
+) -> None:
+    day = ADVICE_TRAVELS - dt.timedelta(days=1)
+    kpc, ovj = ZSM_OM_DESKS[region]
+    for party, purpose in ((ovj, AFDOENING), (kpc, ADVIES)):
+        scope = scope_of(policy, party, purpose, day)
+        assert NATIONAL_V2 not in scope.covenants
+        for house in (h for h in houses.values() if h.region != region):
+            decision = scope.decide(house.id, "advice")
+            assert (decision.reason, decision.covenant) == (OUTSIDE_REGION, REGIONAL[region])
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_from_december_2026_the_ovj_and_the_asking_kpc_read_every_houses_advice(
+    policy: AccessPolicy, houses: Mapping[str, House], region: str
+) -> None:
+    kpc, ovj = ZSM_OM_DESKS[region]
+    for party, purpose, grant in (
+        (ovj, AFDOENING, "advies-bij-afdoening"),
+        (kpc, ADVIES, "advies-op-aanvraag-antwoord"),
+    ):
+        scope = scope_of(policy, party, purpose, ADVICE_TRAVELS)
+        for house in houses.values():
+            decision = scope.decide(house.id, "advice")
+            assert decision.reason is DISCLOSED, (party, house.id)
+            if house.region != region:
+                assert (decision.covenant, decision.grant) == (NATIONAL_V2, grant)
+                assert scope.decide(house.id, "plan_status").reason is OUTSIDE_REGION
+    # At intake the kpc still reads only the own region's advice.
+    intake = scope_of(policy, kpc, INTAKE, ADVICE_TRAVELS)
+    for house in houses.values():
+        expected = DISCLOSED if house.region == region else OUTSIDE_REGION
+        assert intake.decide(house.id, "advice").reason is expected, house.id
+
+
 # --- Invariants over every admitted party and purpose ---------------------------------------------
 
 
-@pytest.mark.parametrize("day", [DAY, BEFORE_2026, AFTER_REGIONAL], ids=str)
+@pytest.mark.parametrize("day", [DAY, ADVICE_TRAVELS, BEFORE_2026, AFTER_REGIONAL], ids=str)
 def test_every_decision_cites_a_covenant_of_the_caller_consistent_with_its_reason(
     policy: AccessPolicy, covenants: CovenantSet, day: dt.date
 ) -> None:

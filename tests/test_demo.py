@@ -107,9 +107,17 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     covenants = _section(text, "3. The covenants at work", "\n4. ")
     assert "DENIED: PERMISSION_DENIED (PURPOSE_NOT_GRANTED), and logged." in covenants
     decision, glass = _section(covenants, "08:10", "\n4. ").split("08:14")
+    # The national covenant's version 2 (from 2026-12-01; the demo runs on the system clock)
+    # lets Rotterdam's advice travel with the person: the OvJ reads it without break-glass ...
+    assert "BREAK-GLASS" not in decision
+    rotterdam = decision.split("Veiligheidshuis Rotterdam-Rijnmond  [Rotterdam-Rijnmond]")[1]
+    assert "    advice        CURRENT" in rotterdam
+    # ... but not Rotterdam's plan or A&T fields, which stay for the noodknop.
     outside = "(outside your covenant's region) [midden-nederland@v1 ovj-afdoening]"
-    withheld = [line for line in decision.splitlines() if outside in line]
-    assert withheld and all("advice" in line for line in withheld)
+    withheld = [line for line in rotterdam.splitlines() if outside in line]
+    assert withheld and all("at.open_cases" in line for line in withheld)
+    assert not any("advice" in line for line in withheld)
+    assert "A&T open cases" not in decision
     assert "BREAK-GLASS" in glass and "A&T open cases" in glass
 
     never = _section(text, "4. What never reaches the registry", "\n5. ")
@@ -125,6 +133,7 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     assert "BREAK-GLASS  zsm-midden-nederland-ovj" in officer
     assert f"break-glass reason  {demo.BREAK_GLASS_REASON}" in officer
     assert "1 break-glass entry to review" in officer
+    assert "covenant midden-nederland@v1, national@v2" in officer
     assert "OK: the access log verifies:" in officer
 
     report = _section(text, "7. The month's management report", "All processes stopped")

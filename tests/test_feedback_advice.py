@@ -7,13 +7,15 @@ import datetime as dt
 
 import grpc
 import pytest
-from builders import problem, subject
+from builders import Marking, problem, subject
 from feedback_harness import KPC_UTRECHT, USER, RunningFeedback
 from google.protobuf import duration_pb2
 from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import marker_pb2, registry_service_pb2
+from baken.type.v1 import purpose_pb2
+from services.accesslog import store as access_log
 
 GCOS = "adapter-gcos"
 FOLLOWED = {"advice_followed": pb.ADVICE_FOLLOWED_FOLLOWED}
@@ -206,3 +208,59 @@ def test_technisch_sepot_01_purges_the_cases_advice_requests(feedback: RunningFe
     assert purge.purged_items == 1
     tables = feedback.tables()
     assert tables["advice_requests"] == [] and tables["deliveries"] == []
+
+
+# From this day national@v2 lets the KPC'er who asked read the answer (covenants/national.toml).
+ADVICE_TRAVELS = dt.date(2026, 12, 1)
+FRESH = "Strafbeschikking met meldplicht; het plan van aanpak in Rotterdam loopt door."
+
+
+@pytest.mark.parametrize("day", [ADVICE_TRAVELS - dt.timedelta(days=1), ADVICE_TRAVELS], ids=str)
+def test_the_desk_that_asked_another_regions_house_reads_the_answer_from_december_2026(
+    feedback: RunningFeedback, day: dt.date
+) -> None:
+    feedback.registry.set_today(day)
+    mark(feedback, TRAVELLER, UTRECHT, ROTTERDAM)
+    request = ask(feedback, house=ROTTERDAM)  # ZSM Midden-Nederland asks Rotterdam
+    # The house answers in its own source with a new advice; the adapter syncs it and says so.
+    record = f"{ROTTERDAM}-{TRAVELLER.bsn}"
+    new = Marking(TRAVELLER, record, house=ROTTERDAM, version=2, advice=FRESH, advice_date=day)
+    feedback.registry.sync(new.upsert(feedback.ring))
+    assert answer(feedback, request.name, "adapter-pga").state == pb.ADVICE_REQUEST_STATE_ANSWERED
+
+    # The desk that asked reads the answer where it is: in the registry, for the same purpose
+    # and case.
+    response = feedback.registry.lookup(
+        subject(feedback.ring, TRAVELLER),
+        party=KPC_UTRECHT,
+        purpose=purpose_pb2.PURPOSE_ADVIES_OP_AANVRAAG,
+        case_reference=CASE,
+    )
+
+    markers = {m.house.name.removeprefix("houses/"): m for m in response.markers}
+    withheld = {
+        (w.marker.split("/")[1] if w.marker else "", w.field): (
+            registry_service_pb2.WithholdReason.Name(w.reason).removeprefix("WITHHOLD_REASON_"),
+            f"{w.covenant} {w.grant}",
+        )
+        for w in response.withheld
+    }
+    own = "midden-nederland@v1 kpc-intake-terugkoppeling"
+    if day < ADVICE_TRAVELS:
+        # Version 1 of the national covenant grants this purpose nothing: Rotterdam's marker,
+        # answer and all, lies outside the desk's region.
+        assert set(markers) == {UTRECHT}
+        assert withheld[("", "marker")] == ("OUTSIDE_REGION", own)
+        return
+    assert markers[ROTTERDAM].advice.text == FRESH
+    assert markers[ROTTERDAM].advice.freshness == marker_pb2.ADVICE_FRESHNESS_CURRENT
+    # Only the that-signal and the advice: the plan stays with Rotterdam's covenant.
+    assert not markers[ROTTERDAM].plan_status and not markers[ROTTERDAM].source_record_id
+    for field in ("plan_status", "mark_date", "source_record"):
+        assert withheld[(ROTTERDAM, field)] == ("OUTSIDE_REGION", own), field
+    with feedback.registry.engine.connect() as connection:
+        entry = access_log.search(connection, limit=10_000)[-1]
+    assert (entry.party_id, entry.body["purpose"]) == (KPC_UTRECHT, "advies-op-aanvraag")
+    assert entry.body["case_reference"] == CASE
+    shown = {d["marker"]: d["fields"] for d in entry.body["disclosed"]}
+    assert shown[markers[ROTTERDAM].name]["advice"] == "national@v2 advies-op-aanvraag-antwoord"
