@@ -26,6 +26,7 @@ KINDS: Mapping[int, str] = {
     pb.DELIVERY_KIND_SIGNAL: "signal",
     pb.DELIVERY_KIND_REFERRAL: "referral",
     pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
+    pb.DELIVERY_KIND_RETRACTION: "retraction",
 }
 _STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}
 _FOLLOWED: Mapping[int, bool] = {
@@ -72,9 +73,19 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
         raise ValueError("house: not a house name (houses/{id})")
     kind = KINDS.get(message.kind)
     if kind is None:
-        raise ValueError("kind: not one of decision, signal, referral, advice-request")
+        raise ValueError("kind: not one of decision, signal, referral, advice-request, retraction")
     if not message.HasField("occurred_time"):
         raise ValueError("occurred_time: required")
+    if kind == "retraction":
+        # Only what to withdraw, whatever else the message holds.
+        return Delivery(
+            key=message.key,
+            house_id=house.removeprefix("houses/"),
+            kind=kind,
+            case_reference="",
+            occurred=_moment(message.occurred_time),
+            retracts=message.retracts,
+        )
     withheld = set(message.withheld)
     d = message.decision
     decided = message.HasField("decision") and WITHHELD_DECISION not in withheld

@@ -112,9 +112,15 @@ class Delivery:
     due: dt.datetime | None = None
     question: str | None = None
     advice_request: str | None = None
+    # retraction (intrekking): the key of the earlier item a technisch sepot 01 withdraws; the
+    # source removes or strikes it. A retraction carries nothing else: no case, no record, no
+    # person; its one reason is RETRACTION_REASON.
+    retracts: str | None = None
 
 
-DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request"})
+DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request", "retraction"})
+# Why an item is withdrawn, as every source writes it: the only reason there is.
+RETRACTION_REASON = "technisch sepot 01: ten onrechte als verdachte aangemerkt; verwijderen"
 _KEY = re.compile(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}")
 _SEPOT_01 = re.compile(r"(technisch[- ]?)?sepot[- ]?0?1\Z")
 
@@ -124,15 +130,21 @@ def check_delivery(delivery: Delivery) -> None:
     Delivery) and never a value: the one check before any source writes anything."""
     d = delivery
     if d.kind not in DELIVERY_KINDS:
-        raise ValueError("kind: not one of decision, signal, referral, advice-request")
+        raise ValueError("kind: not one of decision, signal, referral, advice-request, retraction")
     if not _KEY.fullmatch(d.key):
         raise ValueError("key: required, 1 to 128 printable characters")
+    if d.occurred.tzinfo is None:
+        raise ValueError("occurred: needs a time zone")
+    if d.kind == "retraction":
+        if not _KEY.fullmatch(d.retracts or "") or d.retracts == d.key:
+            raise ValueError("retracts: required, the key of another item")
+        if d.person is not None:
+            raise ValueError("person: a retraction carries no personal data")
+        return
     # A signal of an intake lookup may have no case yet (the feedback service then signals
     # once per lookup); every other kind is about a case.
     if d.kind != "signal" and not d.case_reference.strip():
         raise ValueError("case_reference: required (but for a signal)")
-    if d.occurred.tzinfo is None:
-        raise ValueError("occurred: needs a time zone")
     if d.kind == "referral":
         person = d.person
         if person is None or not (person.bsn or (person.surname and person.birth_date)):

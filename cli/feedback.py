@@ -117,7 +117,10 @@ def _decide(args: argparse.Namespace) -> None:
     with channel:
         response = stub.RecordDecision(request, timeout=args.timeout)
     if not response.name:
-        print(f"technisch sepot 01: nothing fed back; {response.purged_items} queued items purged")
+        print(
+            f"technisch sepot 01: nothing fed back; {response.purged_items} items purged "
+            "(those a house already had are retracted)"
+        )
         return
     print(f"{response.name} recorded")
     for item in response.items:

@@ -134,8 +134,8 @@ class ShiftResult:
     advice_requested: dict[str, int] = field(default_factory=dict)  # house -> requests
     advice_answered: list[str] = field(default_factory=list)  # adviceRequests/..., in term
     advice_overdue: list[str] = field(default_factory=list)  # past their term, unanswered
-    # house -> kind ("signal", "decision", "referral", "advice-request") -> items that arrived
-    # in its source, the signal of the technisch sepot 01's case included:
+    # house -> kind ("signal", "decision", "referral", "advice-request", "retraction") -> items
+    # in its source at the end; the signal of the technisch sepot 01's case was retracted:
     items: dict[str, dict[str, int]] = field(default_factory=dict)
     # house -> items of that case, delivered and then purged from the feedback service (which
     # counts them no more).
@@ -503,9 +503,13 @@ class _Shift:
         self.result.technisch_sepot_01 += 1
         for house_id in dict.fromkeys(m.house_id for m in sepot.records):
             _add(self.result.purged, house_id)  # the case's signal, delivered before
+            # ... and withdrawn: the source removes or strikes it, and holds the retraction.
+            self.expected[house_id]["signal"] -= 1
+            self.expect(house_id, "retraction")
         self.say(f"   {sepot.case}  registered by mistake: technisch sepot 01. Nothing is fed")
         self.say(f"     back; the feedback service purged the case ({response.purged_items} item),")
-        self.say("     but the signal that reached the house before stays (docs/FEEDBACK.md).")
+        self.say("     and the signal that reached the house before is retracted: its source")
+        self.say("     removes or strikes it (docs/FEEDBACK.md, Retraction).")
         self._aanmelding(next(s for s in inflow["rotterdam-rijnmond"] if not s.known))
         counts = ", ".join(f"{REGIONS[r][0]} {n}" for r, n in self.result.decisions.items())
         self.say(f"   Decisions recorded so far: {counts}.\n")

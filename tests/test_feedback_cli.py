@@ -106,7 +106,7 @@ def test_decide_tells_which_houses_hear_it(
     assert "recorded" in out
     assert f"decision -> houses/{UTRECHT}" in out and f"decision -> houses/{ROTTERDAM}" in out
     code, out, _ = run(feedback, tmp_path, capsys, *base, "--code", "technisch-sepot-01")
-    assert code == 0 and "technisch sepot 01: nothing fed back; 2 queued items purged" in out
+    assert code == 0 and "technisch sepot 01: nothing fed back; 2 items purged" in out
 
 
 def test_decide_seals_an_aanmelding_at_the_desk(

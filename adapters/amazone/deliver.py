@@ -3,7 +3,8 @@
 The mutatie file is in the style of the export (README.md, "Write-back"): Windows-1252, `;`,
 CRLF, a header, `;` after every row, dates as dd-mm-jjjj, and the footer `Aantal mutaties: N`.
 Every row carries the delivery's idempotency key in `Kenmerk Baken`, so an item is written once
-however often it is delivered.
+however often it is delivered. A retraction (technisch sepot 01) removes the retracted row while
+the file still holds it, and adds a `ZSM-intrekking` row naming it for the officer.
 
 Each delivery rewrites the whole file atomically (a temp file in the same directory, fsync,
 os.replace, fsync of the directory): after a crash the file is the old one or the new one, never
@@ -25,7 +26,7 @@ from pathlib import Path
 from adapters.amazone.export import ENCODING, HOUSES
 from adapters.amazone.write import _dutch, _split_surname, _typed
 from adapters.durable import replace_atomically
-from adapters.records import Delivery, check_delivery
+from adapters.records import RETRACTION_REASON, Delivery, check_delivery
 from baken.clock import AMSTERDAM
 
 COLUMNS = (
@@ -59,6 +60,7 @@ KINDS: Mapping[str, str] = {
     "signal": "ZSM-instroom",
     "referral": "ZSM-aanmelding",
     "advice-request": "ZSM-adviesaanvraag",
+    "retraction": "ZSM-intrekking",
 }
 # Decision code -> Beslissing as ZSM names it; another code is written as it comes.
 DECISIONS: Mapping[str, str] = {
@@ -89,6 +91,10 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     rows = _read(path)
     if any(existing[_KEY] == row[_KEY] for existing in rows):
         return False
+    if delivery.retracts is not None:
+        # Not collected yet: the retracted row goes, in the same rewrite, so Amazone never
+        # takes it; the intrekking row is for the officer when it was collected already.
+        rows = [existing for existing in rows if existing[_KEY] != delivery.retracts]
     # A fixed temp name: one a crash left behind is simply overwritten next time.
     replace_atomically(path, _render([*rows, row]), path.with_name(f".{path.name}.tmp"))
     return True
@@ -101,7 +107,8 @@ def delivered_keys(path: Path) -> list[str]:
 
 def mutation_row(delivery: Delivery) -> list[str]:
     """The row for `delivery`, the trailing empty column included. Only the fields of its kind
-    are written; a BSN and a name only for a referral."""
+    are written; a BSN and a name only for a referral. A retraction (intrekking) names the
+    Kenmerk Baken of the mutatie it withdraws in Toelichting, with its reason."""
     d = delivery
     if d.house_id not in _HOUSE_CODES:
         raise ValueError(f"house_id: {d.house_id!r} is not an Amazone house")
@@ -115,7 +122,10 @@ def mutation_row(delivery: Delivery) -> list[str]:
     cells["Zaaknummer"] = d.case_reference
     cells["ZSM-locatie"] = d.zsm_location or ""
     cells["Kenmerk Baken"] = d.key
-    if d.kind == "referral":
+    if d.kind == "retraction":
+        # Which mutatie to remove, and the one reason there is; nothing of the person or case.
+        cells["Toelichting"] = f"Intrekking van mutatie {d.retracts}: {RETRACTION_REASON}"
+    elif d.kind == "referral":
         person = d.person
         assert person is not None
         tussenvoegsel, achternaam = _split_surname(person.surname or "")

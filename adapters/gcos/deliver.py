@@ -11,9 +11,9 @@ import secrets
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from adapters.durable import replace_atomically
+from adapters.durable import replace_atomically, sync_directory
 from adapters.gcos.export import HOUSES, NOT_XML
-from adapters.records import Delivery, Person, check_delivery
+from adapters.records import RETRACTION_REASON, Delivery, Person, check_delivery
 
 _HOUSE_CODES = {house_id: code for code, house_id in HOUSES.items()}
 # Delivery.kind -> <soort>; a decision whose code is a sepot becomes "sepot".
@@ -22,6 +22,7 @@ _KINDS = {
     "signal": "signaal",
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
+    "retraction": "intrekking",
 }
 _SEPOT = "sepot-"
 # A key made of these characters (and not longer) is the file name's kenmerk as it is; any other
@@ -40,13 +41,23 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
     The file appears whole or not at all: it is written under a temporary name in the same
     folder, synced, renamed into place and the folder synced. Temporary files a crash left for
     the same key are removed first. Raises ValueError naming the field for an item GCOS cannot
-    take (see `render`)."""
+    take (see `render`).
+
+    A retraction (intrekking) first removes the retracted item's file if the import has not
+    taken it yet (GCOS then never sees it), and is itself written as a file naming the
+    retracted kenmerk, for GCOS to strike the item it did import; its own file makes it
+    once."""
     content = render(delivery)
     name = file_name(delivery.key)
     target = directory / name
     _remove_leftovers(directory, name)
     if target.exists():
         return None
+    if delivery.retracts is not None:
+        retracted = directory / file_name(delivery.retracts)
+        if retracted.exists():
+            retracted.unlink()
+            sync_directory(directory)
     replace_atomically(target, content, directory / f".{name}.{secrets.token_hex(8)}.tmp")
     return target
 
@@ -72,7 +83,7 @@ def render(delivery: Delivery) -> bytes:
     never produces feedback), a referral without person, an item about a marked person without
     its clientnummer, an advice request without term, a time without time zone, or text XML
     cannot carry. Only a referral carries personal data; every other kind names the house's own
-    record."""
+    record, but a retraction, which names only the kenmerk it withdraws."""
     code = _HOUSE_CODES.get(delivery.house_id)
     if code is None:
         raise ValueError(f"house_id: {delivery.house_id!r} does not keep its markers in GCOS")
@@ -88,6 +99,15 @@ def render(delivery: Delivery) -> bytes:
         f" aangemaakt={quoteattr(_moment(delivery.occurred, 'occurred'))}>",
         f"  <soort>{soort}</soort>",
     ]
+    if delivery.kind == "retraction":
+        assert delivery.retracts is not None
+        lines += [
+            f"  <ingetrokken-kenmerk>{_text(delivery.retracts, 'retracts')}</ingetrokken-kenmerk>",
+            f"  <reden>{_text(RETRACTION_REASON, 'retracts')}</reden>",
+            "</gcos-terugkoppeling>",
+            "",
+        ]
+        return "\n".join(lines).encode("utf-8")
     if delivery.kind == "referral":
         assert delivery.person is not None
         lines += _person(delivery.person)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from adapters import jsonl
 from adapters.durable import sync_directory
 from adapters.pga.export import BOM, HOUSES
-from adapters.records import Delivery, Person, check_delivery
+from adapters.records import RETRACTION_REASON, Delivery, Person, check_delivery
 
 # house id -> Veiligheidshuis code in PGA.
 HOUSE_CODES: Mapping[str, str] = {house_id: code for code, house_id in HOUSES.items()}
@@ -30,9 +30,13 @@ KINDS: Mapping[str, str] = {
     "signal": "signaal",
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
+    "retraction": "intrekking",
 }
 
-# Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md).
+# Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md); what the
+# house already had of the case is withdrawn by an intrekking record naming its kenmerk
+# (`ingetrokken_kenmerk`). The file is append-only (the A&T module imports it line by line), so
+# the earlier line stays and the A&T import strikes it; `delivered_keys` leaves it out.
 
 
 def deliver(path: Path, delivery: Delivery) -> bool:
@@ -44,7 +48,7 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     line = (json.dumps(beslisrecord(delivery), ensure_ascii=False) + "\n").encode("utf-8")
     with path.open("a+b") as out:
         fcntl.flock(out, fcntl.LOCK_EX)  # one delivery at a time; released on close
-        size, keys = _complete_lines(out)
+        size, keys, _ = _complete_lines(out)
         if size != out.seek(0, os.SEEK_END):
             out.truncate(size)  # the last line was cut off by a crash
         if delivery.key in set(keys):
@@ -65,6 +69,15 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
         raise ValueError(f"house_id: {delivery.house_id[:40]!r} is not a PGA house")
     check_delivery(delivery)
     soort = KINDS[delivery.kind]
+    if soort == "intrekking":
+        return {
+            "kenmerk": delivery.key,
+            "veiligheidshuis": house_code,
+            "soort": soort,
+            "tijdstip": _moment(delivery.occurred, "tijdstip"),
+            "ingetrokken_kenmerk": delivery.retracts,
+            "reden": RETRACTION_REASON,
+        }
     case_reference = _text(delivery.case_reference)
     record_id = _text(delivery.source_record_id)
 
@@ -126,18 +139,21 @@ def _moment(value: dt.datetime, name: str) -> str:
 
 
 def delivered_keys(path: Path) -> list[str]:
-    """The kenmerk of every complete beslisrecord in the file, repeats included."""
+    """The kenmerk of every complete beslisrecord in the file, repeats included, but those an
+    intrekking record struck (the intrekking's own kenmerk is included)."""
     with path.open("rb") as out:
-        return _complete_lines(out)[1]
+        _, keys, struck = _complete_lines(out)
+    return [key for key in keys if key not in struck]
 
 
-def _complete_lines(out: BinaryIO) -> tuple[int, list[str]]:
-    """The size of the file up to and including its last newline, and the `kenmerk` of every
-    complete line. A complete line that is not a beslisrecord (nor one with a key twice) is
-    passed over."""
+def _complete_lines(out: BinaryIO) -> tuple[int, list[str], set[str]]:
+    """The size of the file up to and including its last newline, the `kenmerk` of every
+    complete line, and the kenmerken intrekking records struck. A complete line that is not a
+    beslisrecord (nor one with a key twice) is passed over."""
     out.seek(0)
     size = 0
     keys: list[str] = []
+    struck: set[str] = set()
     for number, raw in enumerate(out, start=1):
         if not raw.endswith(b"\n"):
             break  # cut off by a crash
@@ -148,7 +164,11 @@ def _complete_lines(out: BinaryIO) -> tuple[int, list[str]]:
             continue
         if isinstance(record, dict) and isinstance(record.get("kenmerk"), str):
             keys.append(record["kenmerk"])
-    return size, keys
+            if record.get("soort") == "intrekking" and isinstance(
+                record.get("ingetrokken_kenmerk"), str
+            ):
+                struck.add(record["ingetrokken_kenmerk"])
+    return size, keys, struck
 
 
 def _sync(out: BinaryIO) -> None:

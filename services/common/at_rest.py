@@ -82,6 +82,11 @@ class Sealer:
         mac = hmac.new(self._digest_keys[key_id], data, hashlib.sha256).digest()
         return bytes([len(key_id)]) + key_id.encode() + mac
 
+    def digests(self, data: bytes) -> list[bytes]:
+        """The tagged HMAC of `data` under every key of the ring: what to look a stored digest
+        up by, whichever key made it."""
+        return [self.digest(data, key_id) for key_id in self._digest_keys]
+
     def digest_key_for(self, stored_digest: bytes) -> str:
         """The key to compare with a stored digest: its own, while the ring still holds it."""
         if stored_digest:

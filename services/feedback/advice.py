@@ -28,6 +28,8 @@ class Advice:
         house_id, term = asked.house_id, asked.term
         caller = inquiry.caller
         context.authorise(caller, ADVICE_PURPOSE)
+        with context.engine.connect() as connection:
+            context.check_not_purged(connection, asked.case_reference)
         markings = context.markings(
             inquiry,
             asked.subject,
@@ -71,6 +73,7 @@ class Advice:
             None,
         )
         with db.write_transaction(context.engine) as connection:
+            context.check_not_purged(connection, asked.case_reference)
             repository.add_advice_request(connection, view)
             context.outbox.add(connection, [routed], now, case_reference=asked.case_reference)
             context.append(

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from baken.clock import Clock
-from baken.errors import NotFound, PermissionDenied
+from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
 from services.accesslog.inquiry import Inquiry, entry
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
+from services.feedback import repository
 from services.feedback.outbox import Outbox
 from services.feedback.routing import Marking, Recipients, Routing
 from services.feedback.values import Pseudonym, SignalIn, SubjectAge
@@ -108,6 +109,19 @@ class Context:
         self._policy.check_party(caller)
         if caller.role != "operator":
             raise PermissionDenied("OPERATORS_ONLY", "only an operator handles dead letters")
+
+    def check_not_purged(self, connection: Connection, case_reference: str) -> None:
+        """A case closed by a technisch sepot 01 takes no further decision or advice request:
+        the person was wrongly taken for a suspect, so whatever comes under the case number is
+        a mistake the desk should see (a mistyped number, a late retry)."""
+        if self.is_purged(connection, case_reference):
+            raise FailedPrecondition(
+                "CASE_PURGED",
+                "this case was closed by a technisch sepot 01; nothing more is recorded under it",
+            )
+
+    def is_purged(self, connection: Connection, case_reference: str) -> bool:
+        return repository.is_purged(connection, self.outbox.case_digests(case_reference))
 
     def location_of(self, caller: Identity) -> str:
         return self._locations.get(caller.id, caller.organisation)

@@ -67,6 +67,8 @@ class Decisions:
                 return earlier
         if decision.code == DecisionCode.TECHNISCH_SEPOT_01:
             return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
+        with context.engine.connect() as connection:
+            context.check_not_purged(connection, decision.case_reference)
         markings = context.markings(
             inquiry,
             decision.subject,
@@ -116,6 +118,7 @@ class Decisions:
         caller = inquiry.caller
         now = context.now()
         with db.write_transaction(context.engine) as connection:
+            context.check_not_purged(connection, decision.case_reference)
             _check_no_advice_in_term(connection, decision.case_reference, now)
             repository.add_decision(
                 connection,
@@ -166,17 +169,21 @@ class Decisions:
 
     def _purge(self, inquiry: Inquiry, case_reference: str) -> int:
         """Technisch sepot 01: nobody may use the case's data. Everything of the case goes,
-        queued items included; the log says that a purge happened, by whom, and how much,
-        never which case. Signals of the case still waiting in the registry are taken over
-        first, so that none arrives after the purge (UNAVAILABLE while the registry is away)."""
+        queued items included; each item a house may already hold gets a retraction; the
+        case is remembered as purged by a keyed hash of its reference only, so that a later
+        signal under it is dropped and a later decision refused. The log says that a purge
+        happened, by whom, and how much, never which case. Signals of the case still waiting
+        in the registry are taken over first, so that none arrives after the purge
+        (UNAVAILABLE while the registry is away)."""
         context = self._context
         while self._signals.follow() == SIGNAL_PAGE:
             pass
         now = context.now()
         with db.write_transaction(context.engine) as connection:
-            items = context.outbox.purge_case(connection, case_reference)
+            items, retractions = context.outbox.purge_case(connection, case_reference, now)
             requests = repository.delete_advice_requests(connection, case_reference)
             earlier = repository.delete_decisions(connection, case_reference)
+            repository.add_purged_case(connection, context.outbox.case_digest(case_reference), now)
             context.append(
                 connection,
                 inquiry,
@@ -184,6 +191,7 @@ class Decisions:
                 "purged",
                 activity=PURGE_ACTIVITY,
                 purged={"items": items, "advice_requests": requests, "decisions": earlier},
+                retractions=retractions,
             )
         context.outbox.notify()
         return items

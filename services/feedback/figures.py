@@ -1,6 +1,7 @@
 """The feedback service's management information, counted from its own tables: the decisions
 (what was decided, never about whom), the delivery outbox (every item, whether it was sent and
-acknowledged, and when) and the advice requests. A technisch sepot 01 leaves nothing to count.
+acknowledged, and when) and the advice requests. A technisch sepot 01 leaves nothing to count
+but the retractions of what its houses already had.
 
 A month's items are those made in it; whether they were delivered or acknowledged is counted as
 it stands when the report is drawn up, so last month's figures grow complete after the fact."""
@@ -59,6 +60,7 @@ class FeedbackFigures:
             "feedback.dead_letters",
             "feedback.cases_signalled",
             "feedback.cases_fed_back",
+            "feedback.retractions",
             "house.deviations",
             "house.deviations_with_reason",
             "house.aanmeldingen",
@@ -144,6 +146,11 @@ class FeedbackFigures:
         ) in rows:
             scope = self._house(house_id, selection)
             if scope is None:
+                continue
+            if kind == DeliveryKind.RETRACTION:
+                # Not feedback but its withdrawal (technisch sepot 01): counted apart, so the
+                # shares of items acknowledged stay about feedback.
+                counts[("feedback.retractions", *scope)] += 1
                 continue
             counts[("feedback.items", *scope)] += 1
             counts[("feedback.delivered", *scope)] += attempts > 0 or state == "acked"

@@ -147,3 +147,14 @@ class SignalCursorRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     after_sequence: Mapped[int] = mapped_column(BigInteger)
+
+
+class PurgedCaseRow(Base):
+    """A case closed by a technisch sepot 01: only a keyed hash of its reference (HMAC-SHA256
+    under the service's at-rest key ring, tagged with the key id), never the reference itself,
+    and when. A later signal under the case is dropped, a later decision refused."""
+
+    __tablename__ = "purged_cases"
+
+    case_digest: Mapped[bytes] = mapped_column(LargeBinary(64), primary_key=True)
+    purged_time: Mapped[UtcTime]

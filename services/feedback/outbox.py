@@ -46,12 +46,14 @@ from services.common.at_rest import Sealer
 from services.common.db import utc
 from services.feedback import wire
 from services.feedback.models import DeliveryRow
-from services.feedback.routing import Item
+from services.feedback.routing import Item, route_retraction
 
 deliveries = cast(Table, DeliveryRow.__table__)
 PENDING, ACKED, DEAD = "pending", "acked", "dead"
 NOT_ACKNOWLEDGED = "NOT_ACKNOWLEDGED"
 MAX_FAILURE = 200
+# What a purged case's reference is hashed with (services/feedback/models.py PurgedCaseRow).
+_CASE = b"baken/feedback/purged-case\0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +166,40 @@ class Outbox:
         result = connection.execute(statement.returning(deliveries.c.seq), rows)
         return len(result.all())
 
-    def purge_case(self, connection: Connection, case_reference: str) -> int:
-        """Remove every item of the case, whatever its state."""
+    def purge_case(
+        self, connection: Connection, case_reference: str, now: dt.datetime
+    ) -> tuple[int, int]:
+        """Remove every item of the case, whatever its state, and queue a retraction for each
+        one that was ever sent (acknowledged, on its way, or a dead letter): the house may
+        hold it. An item never sent is only removed. Returns (removed, retractions).
+        Retractions keep no case reference: nothing stored points at the case any more."""
+        sent = connection.execute(
+            select(deliveries.c.key, deliveries.c.house_id, deliveries.c.person_key)
+            .where(
+                deliveries.c.case_reference == case_reference,
+                (deliveries.c.attempts > 0) | (deliveries.c.state == ACKED),
+            )
+            .order_by(deliveries.c.seq)
+        ).all()
         result = connection.execute(
             delete(deliveries).where(deliveries.c.case_reference == case_reference)
         )
-        return int(result.rowcount)
+        retractions = [
+            route_retraction(
+                house_id=row.house_id, person_key=row.person_key, retracted_key=row.key, now=now
+            )
+            for row in sent
+        ]
+        self.add(connection, retractions, now, case_reference=None)
+        return int(result.rowcount), len(retractions)
+
+    def case_digest(self, case_reference: str) -> bytes:
+        """The keyed hash by which a purged case is remembered (under the current key)."""
+        return self._sealer.digest(_CASE + case_reference.encode("utf-8", "surrogatepass"))
+
+    def case_digests(self, case_reference: str) -> list[bytes]:
+        """The case's keyed hash under every key of the ring, to look it up by."""
+        return self._sealer.digests(_CASE + case_reference.encode("utf-8", "surrogatepass"))
 
     # -- waking subscribers ---------------------------------------------------------------------
 

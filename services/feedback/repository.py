@@ -1,23 +1,30 @@
 """The feedback service's tables, other than the delivery outbox's (services/feedback/outbox.py):
-decisions, advice requests and the signal cursor. Each function runs on the caller's connection,
-so the caller decides what commits together."""
+decisions, advice requests, the signal cursor and the cases purged by technisch sepot 01. Each
+function runs on the caller's connection, so the caller decides what commits together."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.common.db import utc
-from services.feedback.models import AdviceRequestRow, DecisionRow, SignalCursorRow
+from services.feedback.models import (
+    AdviceRequestRow,
+    DecisionRow,
+    PurgedCaseRow,
+    SignalCursorRow,
+)
 from services.feedback.outbox import deliveries
 from services.feedback.values import AdviceRequestView
 
 decisions = cast(Table, DecisionRow.__table__)
 advice_requests = cast(Table, AdviceRequestRow.__table__)
 cursor_table = cast(Table, SignalCursorRow.__table__)
+purged_cases = cast(Table, PurgedCaseRow.__table__)
 
 
 # -- decisions ------------------------------------------------------------------------------------
@@ -186,3 +193,26 @@ def set_signal_cursor(connection: Connection, after: int) -> None:
         .values(id=1, after_sequence=after)
         .on_conflict_do_update(index_elements=["id"], set_={"after_sequence": after})
     )
+
+
+# -- cases purged by technisch sepot 01 -----------------------------------------------------------
+
+
+def add_purged_case(connection: Connection, case_digest: bytes, now: dt.datetime) -> None:
+    """Remember the case (by its keyed hash) as purged; a second purge keeps the first time."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(
+        dialect.insert(purged_cases)
+        .values(case_digest=case_digest, purged_time=now)
+        .on_conflict_do_nothing(index_elements=["case_digest"])
+    )
+
+
+def is_purged(connection: Connection, case_digests: Sequence[bytes]) -> bool:
+    """Whether a case with one of these digests (one per key of the ring) was purged."""
+    found = connection.execute(
+        select(purged_cases.c.case_digest)
+        .where(purged_cases.c.case_digest.in_(list(case_digests)))
+        .limit(1)
+    ).first()
+    return found is not None

@@ -301,3 +301,21 @@ def route_advice_request(
     )
     addressed = recipients.address(marking.house_id, _ADVICE_REQUEST_FIELDS, _day(now), delivery)
     return _keyed(addressed, f"adv-{request_id}", record_person(marking.source_record_id))
+
+
+def route_retraction(
+    *, house_id: str, person_key: str, retracted_key: str, now: dt.datetime
+) -> Item:
+    """A technisch sepot 01 withdraws an item the house may already have (`retracted_key`).
+    It goes whatever the covenant says today (the house holds the item; only its removal is
+    told) and carries no personal data: not the case, the record or the person, only the key
+    of what to remove. It keeps the retracted item's person key, so it follows that person's
+    earlier items at the house."""
+    delivery = Delivery(
+        house_id,
+        DeliveryKind.RETRACTION,
+        key=digest_key("ret", retracted_key),
+        occurred_time=now,
+        retracts=retracted_key,
+    )
+    return Item(delivery.key, house_id, person_key, delivery, (), {})

@@ -17,6 +17,8 @@ from services.feedback.values import SignalIn
 
 SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
 SIGNAL_PAGE = 500
+# Why a signal went nowhere: its case was closed by a technisch sepot 01.
+CASE_PURGED = "CASE_PURGED"
 
 
 class Signals:
@@ -58,9 +60,20 @@ class Signals:
             for s in signals
             if s.house_id in context.houses
         ]
-        items = [(s, r) for s, r in routed if isinstance(r, Item)]
         last = max(s.sequence for s in signals)
         with db.write_transaction(context.engine) as connection:
+            # A case closed by a technisch sepot 01 is over: a later lookup under its number
+            # signals nobody (checked in this transaction, so a purge committed first counts).
+            purged = {
+                case
+                for case in {s.case_reference for s in signals if s.case_reference}
+                if context.is_purged(connection, case)
+            }
+            routed = [
+                (s, NotRouted(s.house_id, CASE_PURGED) if s.case_reference in purged else r)
+                for s, r in routed
+            ]
+            items = [(s, r) for s, r in routed if isinstance(r, Item)]
             new = 0
             for signal, item in items:
                 new += context.outbox.add(

@@ -64,6 +64,7 @@ class DeliveryKind(enum.IntEnum):
     SIGNAL = 2
     REFERRAL = 3
     ADVICE_REQUEST = 4
+    RETRACTION = 5
 
 
 class AdviceRequestState(enum.IntEnum):
@@ -227,3 +228,5 @@ class Delivery:
     advice_request: str = ""
     # The feedback fields the house's covenant withholds.
     withheld: tuple[str, ...] = ()
+    # RETRACTION: the key of the item it withdraws.
+    retracts: str = ""

@@ -32,6 +32,7 @@ def message(delivery: Delivery) -> pb.Delivery:
         question=delivery.question,
         withheld=delivery.withheld,
         advice_request=delivery.advice_request,
+        retracts=delivery.retracts,
     )
     if delivery.occurred_time is not None:
         message.occurred_time.CopyFrom(timestamp(delivery.occurred_time))

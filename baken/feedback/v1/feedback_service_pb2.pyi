@@ -160,6 +160,11 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     """Aanmelding: a person the house does not know, with suspected complex problems."""
     DELIVERY_KIND_ADVICE_REQUEST: _DeliveryKind.ValueType  # 4
     """Advies op aanvraag: ZSM asks the house for advice by `due`."""
+    DELIVERY_KIND_RETRACTION: _DeliveryKind.ValueType  # 5
+    """Intrekking: a technisch sepot 01 (the person was wrongly registered as a suspect) withdraws
+    the item named in `retracts`, which the house already received; the house removes or strikes
+    it. Carries no personal data and no reason beyond the kind itself.
+    """
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper): ...
 
@@ -172,6 +177,11 @@ DELIVERY_KIND_REFERRAL: DeliveryKind.ValueType  # 3
 """Aanmelding: a person the house does not know, with suspected complex problems."""
 DELIVERY_KIND_ADVICE_REQUEST: DeliveryKind.ValueType  # 4
 """Advies op aanvraag: ZSM asks the house for advice by `due`."""
+DELIVERY_KIND_RETRACTION: DeliveryKind.ValueType  # 5
+"""Intrekking: a technisch sepot 01 (the person was wrongly registered as a suspect) withdraws
+the item named in `retracts`, which the house already received; the house removes or strikes
+it. Carries no personal data and no reason beyond the kind itself.
+"""
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
 class _AdviceRequestState:
@@ -697,6 +707,7 @@ class Delivery(_message.Message):
     WITHHELD_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     ADVICE_REQUEST_FIELD_NUMBER: _builtins.int
+    RETRACTS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Idempotency key: apply once, however often it arrives."""
     house: _builtins.str
@@ -713,6 +724,10 @@ class Delivery(_message.Message):
     advice_request: _builtins.str
     """ADVICE_REQUEST: the advice request's name, "adviceRequests/{id}", by which the house's
     adapter answers it (AnswerAdviceRequest); empty for other kinds.
+    """
+    retracts: _builtins.str
+    """RETRACTION: the key of the item it withdraws; empty for other kinds. A retraction carries
+    only `key`, `house`, `kind`, `occurred_time` (when the case was purged) and this.
     """
     @_builtins.property
     def occurred_time(self) -> _timestamp_pb2.Timestamp:
@@ -751,10 +766,11 @@ class Delivery(_message.Message):
         withheld: _abc.Iterable[_builtins.str] | None = ...,
         attempt: _builtins.int = ...,
         advice_request: _builtins.str = ...,
+        retracts: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "due_time", b"due_time", "occurred_time", b"occurred_time", "referral", b"referral"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "retracts", b"retracts", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
