@@ -137,6 +137,44 @@ def test_no_decision_while_the_term_runs_but_one_once_it_has_passed(
     assert len(response.items) == 1
 
 
+def test_a_routing_decision_is_recorded_while_the_term_runs_a_final_one_is_not(
+    feedback: RunningFeedback,
+) -> None:
+    """At night a voorgeleiding cannot wait for the house: routing is not deciding the case."""
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback, hours=24)
+    routed = feedback.decide(
+        TRAVELLER,
+        party=KPC_UTRECHT,
+        case_reference=CASE,
+        code=pb.DECISION_CODE_VOORGELEIDING,
+        stage=pb.DECISION_STAGE_ROUTING,
+        **FOLLOWED,
+    )
+    assert [(i.house, i.kind) for i in routed.items] == [(request.house, pb.DELIVERY_KIND_DECISION)]
+    # A final decision, or a deciding code passed off as routing, still waits for the term.
+    for code, stage in (
+        (pb.DECISION_CODE_VOORGELEIDING, pb.DECISION_STAGE_FINAL),
+        (pb.DECISION_CODE_DAGVAARDING, pb.DECISION_STAGE_ROUTING),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            feedback.decide(
+                TRAVELLER,
+                party=KPC_UTRECHT,
+                case_reference=CASE,
+                code=code,
+                stage=stage,
+                **FOLLOWED,
+            )
+        found = problem(caught.value)
+        assert (found.code, found.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ADVICE_REQUEST_IN_TERM",
+        )
+        assert found.metadata["house"] == request.house
+    assert [r.state for r in listed(feedback)] == [pb.ADVICE_REQUEST_STATE_OPEN]
+
+
 def answer(feedback: RunningFeedback, name: str, party: str = GCOS) -> pb.AdviceRequest:
     answered: pb.AdviceRequest = feedback.stub_for(party).AnswerAdviceRequest(
         pb.AnswerAdviceRequestRequest(name=name), timeout=5

@@ -116,7 +116,8 @@ class Decisions:
         caller = inquiry.caller
         now = context.now()
         with db.write_transaction(context.engine) as connection:
-            _check_no_advice_in_term(connection, decision.case_reference, now)
+            if not decision.routes_only:
+                _check_no_advice_in_term(connection, decision.case_reference, now)
             repository.add_decision(
                 connection,
                 decision_id,

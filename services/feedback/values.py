@@ -37,6 +37,12 @@ class DecisionStage(enum.IntEnum):
     FINAL = 2
 
 
+# The codes that only route the case (which track it takes, often within hours: voorgeleiding
+# when the inverzekeringstelling ends, overdracht aan de OM-backoffice); with stage ROUTING they
+# may be recorded while an advice request's term runs. Every other code decides the case.
+ROUTING_CODES = frozenset({DecisionCode.VOORGELEIDING, DecisionCode.OVERDRACHT_BACKOFFICE})
+
+
 class AdviceFollowed(enum.IntEnum):
     """baken.feedback.v1.AdviceFollowed."""
 
@@ -133,6 +139,12 @@ class Decision:
     referral: SealedEnvelope | None
     on_behalf_of: str
     request_key: str
+
+    @property
+    def routes_only(self) -> bool:
+        """A routing decision (stage ROUTING, a routing code): it does not wait for advice
+        asked; a final decision does, while the term runs."""
+        return self.stage == DecisionStage.ROUTING and self.code in ROUTING_CODES
 
 
 @dataclass(frozen=True, slots=True)

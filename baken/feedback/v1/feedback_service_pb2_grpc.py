@@ -96,7 +96,8 @@ class FeedbackServiceServicer:
         gets an item; technisch sepot 01 produces none and purges the case; a not-known person
         with suspected complex problems is referred (aanmelding) to the house of his municipality.
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-        followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+        followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+        the case is in term (a routing decision, such as a voorgeleiding, is recorded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

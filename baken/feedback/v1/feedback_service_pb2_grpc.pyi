@@ -44,7 +44,8 @@ class FeedbackServiceStub:
     gets an item; technisch sepot 01 produces none and purges the case; a not-known person
     with suspected complex problems is referred (aanmelding) to the house of his municipality.
     INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-    followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+    followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+    the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]
     """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
@@ -82,7 +83,8 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     gets an item; technisch sepot 01 produces none and purges the case; a not-known person
     with suspected complex problems is referred (aanmelding) to the house of his municipality.
     INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-    followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+    followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+    the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
@@ -123,7 +125,8 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         gets an item; technisch sepot 01 produces none and purges the case; a not-known person
         with suspected complex problems is referred (aanmelding) to the house of his municipality.
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-        followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+        followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+        the case is in term (a routing decision, such as a voorgeleiding, is recorded).
         """
 
     @_abc_1.abstractmethod
