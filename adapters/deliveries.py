@@ -26,6 +26,7 @@ KINDS: Mapping[int, str] = {
     pb.DELIVERY_KIND_SIGNAL: "signal",
     pb.DELIVERY_KIND_REFERRAL: "referral",
     pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
+    pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: "advice-request-cancelled",
 }
 _STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}
 _FOLLOWED: Mapping[int, bool] = {
@@ -72,7 +73,9 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
         raise ValueError("house: not a house name (houses/{id})")
     kind = KINDS.get(message.kind)
     if kind is None:
-        raise ValueError("kind: not one of decision, signal, referral, advice-request")
+        raise ValueError(
+            "kind: not one of decision, signal, referral, advice-request, advice-request-cancelled"
+        )
     if not message.HasField("occurred_time"):
         raise ValueError("occurred_time: required")
     withheld = set(message.withheld)
@@ -109,7 +112,11 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
             else None
         ),
         question=(message.question.strip() or None) if kind == "advice-request" else None,
-        advice_request=(message.advice_request or None) if kind == "advice-request" else None,
+        advice_request=(
+            (message.advice_request or None)
+            if kind in ("advice-request", "advice-request-cancelled")
+            else None
+        ),
     )
 
 

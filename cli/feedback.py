@@ -160,6 +160,15 @@ def _advice(args: argparse.Namespace) -> None:
             )
             print(advice_request_line(made))
             return
+        if args.action == "cancel":
+            if not args.name:
+                raise UserError("advice cancel needs --name (adviceRequests/{id})")
+            cancelled = stub.CancelAdviceRequest(
+                pb.CancelAdviceRequestRequest(name=args.name, on_behalf_of=_user(args)),
+                timeout=args.timeout,
+            )
+            print(advice_request_line(cancelled))
+            return
         listed = list(
             pages(
                 stub.ListAdviceRequests,
@@ -286,9 +295,13 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     _common(decide, pki_dir_env, None)
     decide.set_defaults(run=_decide)
 
-    advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
+    advice = sub.add_parser(
+        "advice", help="advies op aanvraag: ask a house, cancel, list the open ones"
+    )
     advice.add_argument(
-        "action", choices=["request", "list"], help="ask a house for advice, or list the open ones"
+        "action",
+        choices=["request", "cancel", "list"],
+        help="ask a house for advice, withdraw a request, or list the open ones",
     )
     _person(advice, key_file_env)
     advice.add_argument("--case", help="(request) the ZSM case reference")
@@ -296,6 +309,7 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
     advice.add_argument("--question", help="why advice is needed (no personal data)")
     advice.add_argument("--overdue", action="store_true", help="(list) only past their term")
+    advice.add_argument("--name", help="(cancel) the request, adviceRequests/{id}")
     _common(advice, pki_dir_env, None)
     advice.set_defaults(run=_advice)
 

@@ -8,7 +8,7 @@ import datetime as dt
 import grpc
 import pytest
 from builders import problem, subject
-from feedback_harness import KPC_UTRECHT, USER, RunningFeedback
+from feedback_harness import KPC_ROTTERDAM, KPC_UTRECHT, USER, RunningFeedback
 from google.protobuf import duration_pb2
 from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
 
@@ -244,3 +244,66 @@ def test_technisch_sepot_01_purges_the_cases_advice_requests(feedback: RunningFe
     assert purge.purged_items == 1
     tables = feedback.tables()
     assert tables["advice_requests"] == [] and tables["deliveries"] == []
+
+
+def cancel(feedback: RunningFeedback, name: str, party: str = KPC_UTRECHT) -> pb.AdviceRequest:
+    cancelled: pb.AdviceRequest = feedback.stub_for(party).CancelAdviceRequest(
+        pb.CancelAdviceRequestRequest(name=name, on_behalf_of=USER), timeout=5
+    )
+    return cancelled
+
+
+def test_the_requester_cancels_and_the_house_hears_it(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    cancelled = cancel(feedback, request.name)
+    assert cancelled.state == pb.ADVICE_REQUEST_STATE_CANCELLED and cancelled.cancelled_time.seconds
+    assert cancel(feedback, request.name).cancelled_time == cancelled.cancelled_time  # once
+    # In order after the request: the house's adapter gets both, the withdrawal naming it.
+    [asked] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    feedback.ack(asked.key, GCOS)
+    [withdrawn] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert (asked.kind, withdrawn.kind) == (
+        pb.DELIVERY_KIND_ADVICE_REQUEST,
+        pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED,
+    )
+    assert withdrawn.advice_request == request.name
+    assert withdrawn.source_record_id == asked.source_record_id
+    assert withdrawn.case_reference == CASE
+    assert (withdrawn.question, withdrawn.HasField("due_time")) == ("", False)
+    # No longer open, and no longer holding up the decision.
+    assert listed(feedback) == []
+    feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    # An answer that comes after all keeps it cancelled.
+    assert answer(feedback, request.name).state == pb.ADVICE_REQUEST_STATE_CANCELLED
+
+
+def test_only_the_requesting_party_cancels_an_open_request(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    for party in (KPC_ROTTERDAM, GCOS):
+        code, _, _ = refused(lambda p=party: cancel(feedback, request.name, p))  # type: ignore[misc]
+        assert code == grpc.StatusCode.PERMISSION_DENIED, party
+    with pytest.raises(grpc.RpcError) as caught:
+        cancel(feedback, request.name, KPC_ROTTERDAM)
+    assert problem(caught.value).reason == "NOT_THE_REQUESTER"
+    code, reason, _ = refused(lambda: cancel(feedback, "adviceRequests/0123456789abcdef0123"))
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "ADVICE_REQUEST_NOT_FOUND")
+    assert [r.state for r in listed(feedback)] == [pb.ADVICE_REQUEST_STATE_OPEN]
+
+
+def test_an_answered_or_overdue_request_is_not_cancelled(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    answered, late = ask(feedback), ask(feedback, hours=24)
+    answer(feedback, answered.name)
+    feedback.registry.clock.advance(dt.timedelta(hours=25))
+    for request, state in ((answered, "ANSWERED"), (late, "OVERDUE")):
+        with pytest.raises(grpc.RpcError) as caught:
+            cancel(feedback, request.name)
+        found = problem(caught.value)
+        assert (found.code, found.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"ADVICE_REQUEST_{state}",
+        )
+        assert found.metadata == {"state": f"ADVICE_REQUEST_STATE_{state}"}
+    assert [r.name for r in listed(feedback, overdue_only=True)] == [late.name]

@@ -185,6 +185,22 @@ def test_advice_request_and_the_overdue_list(
     assert code == 0 and "overdue" in out and "case 10-1-26" in out
 
 
+def test_advice_cancel_withdraws_the_request(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback.registry.sync(Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring))
+    asked = ["--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-1-26", "--house", UTRECHT]
+    code, out, _ = run(
+        feedback, tmp_path, capsys, "advice", "request", *asked, "--question", "Plan actueel?"
+    )
+    assert code == 0
+    name = out.split()[0]
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "cancel", "--name", name)
+    assert code == 0 and out.startswith(name) and "cancelled" in out
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "list")
+    assert code == 0 and out.strip() == "no open advice requests"
+
+
 def test_dead_letters_for_the_operator_only(
     feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

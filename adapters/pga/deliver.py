@@ -30,6 +30,7 @@ KINDS: Mapping[str, str] = {
     "signal": "signaal",
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
+    "advice-request-cancelled": "adviesaanvraag-ingetrokken",
 }
 
 # Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md).
@@ -86,6 +87,8 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
         assert delivery.due is not None
         record["termijn"] = _moment(delivery.due, "termijn")
         record["vraag"] = _text(delivery.question)
+    elif soort == "adviesaanvraag-ingetrokken":
+        record["adviesaanvraag"] = _text(delivery.advice_request)
     return record
 
 

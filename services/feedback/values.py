@@ -70,6 +70,7 @@ class DeliveryKind(enum.IntEnum):
     SIGNAL = 2
     REFERRAL = 3
     ADVICE_REQUEST = 4
+    ADVICE_REQUEST_CANCELLED = 5
 
 
 class AdviceRequestState(enum.IntEnum):
@@ -79,6 +80,7 @@ class AdviceRequestState(enum.IntEnum):
     OPEN = 1
     ANSWERED = 2
     OVERDUE = 3
+    CANCELLED = 4
 
 
 class SubjectAge(enum.IntEnum):
@@ -190,6 +192,9 @@ class AdviceRequestView:
     requested_time: dt.datetime
     due_time: dt.datetime
     answered_time: dt.datetime | None
+    cancelled_time: dt.datetime | None = None
+    # The house's record of the person, to which its cancellation goes too.
+    source_record_id: str = ""
 
     @property
     def name(self) -> str:
@@ -198,6 +203,8 @@ class AdviceRequestView:
     def state(self, now: dt.datetime) -> AdviceRequestState:
         if self.answered_time is not None:
             return AdviceRequestState.ANSWERED
+        if self.cancelled_time is not None:
+            return AdviceRequestState.CANCELLED
         if now >= self.due_time:
             return AdviceRequestState.OVERDUE
         return AdviceRequestState.OPEN

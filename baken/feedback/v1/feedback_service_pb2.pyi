@@ -160,6 +160,8 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     """Aanmelding: a person the house does not know, with suspected complex problems."""
     DELIVERY_KIND_ADVICE_REQUEST: _DeliveryKind.ValueType  # 4
     """Advies op aanvraag: ZSM asks the house for advice by `due`."""
+    DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: _DeliveryKind.ValueType  # 5
+    """ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper): ...
 
@@ -172,6 +174,8 @@ DELIVERY_KIND_REFERRAL: DeliveryKind.ValueType  # 3
 """Aanmelding: a person the house does not know, with suspected complex problems."""
 DELIVERY_KIND_ADVICE_REQUEST: DeliveryKind.ValueType  # 4
 """Advies op aanvraag: ZSM asks the house for advice by `due`."""
+DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: DeliveryKind.ValueType  # 5
+"""ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
 class _AdviceRequestState:
@@ -185,6 +189,8 @@ class _AdviceRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ad
     ADVICE_REQUEST_STATE_ANSWERED: _AdviceRequestState.ValueType  # 2
     ADVICE_REQUEST_STATE_OVERDUE: _AdviceRequestState.ValueType  # 3
     """The term passed without an answer; ZSM may decide without it."""
+    ADVICE_REQUEST_STATE_CANCELLED: _AdviceRequestState.ValueType  # 4
+    """The requesting party withdrew it before it was answered or overdue."""
 
 class AdviceRequestState(_AdviceRequestState, metaclass=_AdviceRequestStateEnumTypeWrapper): ...
 
@@ -193,6 +199,8 @@ ADVICE_REQUEST_STATE_OPEN: AdviceRequestState.ValueType  # 1
 ADVICE_REQUEST_STATE_ANSWERED: AdviceRequestState.ValueType  # 2
 ADVICE_REQUEST_STATE_OVERDUE: AdviceRequestState.ValueType  # 3
 """The term passed without an answer; ZSM may decide without it."""
+ADVICE_REQUEST_STATE_CANCELLED: AdviceRequestState.ValueType  # 4
+"""The requesting party withdrew it before it was answered or overdue."""
 Global___AdviceRequestState: _TypeAlias = AdviceRequestState  # noqa: Y015
 
 @_typing.final
@@ -497,6 +505,7 @@ class AdviceRequest(_message.Message):
     ANSWERED_TIME_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     DELIVERY_KEY_FIELD_NUMBER: _builtins.int
+    CANCELLED_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"adviceRequests/{id}"."""
     case_reference: _builtins.str
@@ -512,6 +521,10 @@ class AdviceRequest(_message.Message):
     def due_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def answered_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancelled_time(self) -> _timestamp_pb2.Timestamp:
+        """When the requesting party cancelled it (state CANCELLED)."""
+
     def __init__(
         self,
         *,
@@ -524,10 +537,11 @@ class AdviceRequest(_message.Message):
         answered_time: _timestamp_pb2.Timestamp | None = ...,
         requested_by: _builtins.str = ...,
         delivery_key: _builtins.str = ...,
+        cancelled_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "due_time", b"due_time", "requested_time", b"requested_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "cancelled_time", b"cancelled_time", "due_time", b"due_time", "requested_time", b"requested_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "case_reference", b"case_reference", "delivery_key", b"delivery_key", "due_time", b"due_time", "house", b"house", "name", b"name", "requested_by", b"requested_by", "requested_time", b"requested_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "cancelled_time", b"cancelled_time", "case_reference", b"case_reference", "delivery_key", b"delivery_key", "due_time", b"due_time", "house", b"house", "name", b"name", "requested_by", b"requested_by", "requested_time", b"requested_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -552,6 +566,30 @@ class AnswerAdviceRequestRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnswerAdviceRequestRequest: _TypeAlias = AnswerAdviceRequestRequest  # noqa: Y015
+
+@_typing.final
+class CancelAdviceRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "adviceRequests/{id}", as RequestAdvice returned it."""
+    on_behalf_of: _builtins.str
+    """Required. The user at the desk who cancels (NEN 7513 responsible user)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        on_behalf_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "on_behalf_of", b"on_behalf_of"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAdviceRequestRequest: _TypeAlias = CancelAdviceRequestRequest  # noqa: Y015
 
 @_typing.final
 class ListAdviceRequestsRequest(_message.Message):
@@ -712,7 +750,8 @@ class Delivery(_message.Message):
     """1 for the first delivery, 2 for the first redelivery ..."""
     advice_request: _builtins.str
     """ADVICE_REQUEST: the advice request's name, "adviceRequests/{id}", by which the house's
-    adapter answers it (AnswerAdviceRequest); empty for other kinds.
+    adapter answers it (AnswerAdviceRequest); ADVICE_REQUEST_CANCELLED: the request withdrawn;
+    empty for other kinds.
     """
     @_builtins.property
     def occurred_time(self) -> _timestamp_pb2.Timestamp:

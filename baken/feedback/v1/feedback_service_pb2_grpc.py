@@ -55,6 +55,11 @@ class FeedbackServiceStub:
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.SerializeToString,
                 response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
                 _registered_method=True)
+        self.CancelAdviceRequest = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/CancelAdviceRequest',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
+                _registered_method=True)
         self.ListAdviceRequests = channel.unary_unary(
                 '/baken.feedback.v1.FeedbackService/ListAdviceRequests',
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListAdviceRequestsRequest.SerializeToString,
@@ -119,6 +124,17 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelAdviceRequest(self, request, context):
+        """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+        way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+        longer holds up decisions. Cancelling twice returns the cancelled request;
+        FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+        party.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAdviceRequests(self, request, context):
         """Open advice requests, or only those past their term.
         """
@@ -171,6 +187,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
             'AnswerAdviceRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.AnswerAdviceRequest,
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.SerializeToString,
+            ),
+            'CancelAdviceRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAdviceRequest,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.FromString,
                     response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.SerializeToString,
             ),
             'ListAdviceRequests': grpc.unary_unary_rpc_method_handler(
@@ -285,6 +306,33 @@ class FeedbackService:
             target,
             '/baken.feedback.v1.FeedbackService/AnswerAdviceRequest',
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAdviceRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/CancelAdviceRequest',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.SerializeToString,
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
             options,
             channel_credentials,

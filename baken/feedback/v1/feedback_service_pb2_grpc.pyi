@@ -54,6 +54,13 @@ class FeedbackServiceStub:
     through the registry, from the house's source, at the next lookup). The request is named
     as its Delivery carried it (Delivery.advice_request).
     """
+    CancelAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.CancelAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
+    """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+    way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+    longer holds up decisions. Cancelling twice returns the cancelled request;
+    FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+    party.
+    """
     ListAdviceRequests: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]
     """Open advice requests, or only those past their term."""
     SubscribeDeliveries: _grpc.UnaryStreamMultiCallable[_feedback_service_pb2.SubscribeDeliveriesRequest, _feedback_service_pb2.Delivery]
@@ -92,6 +99,13 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
     through the registry, from the house's source, at the next lookup). The request is named
     as its Delivery carried it (Delivery.advice_request).
+    """
+    CancelAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.CancelAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
+    """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+    way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+    longer holds up decisions. Cancelling twice returns the cancelled request;
+    FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+    party.
     """
     ListAdviceRequests: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]  # type: ignore[assignment]
     """Open advice requests, or only those past their term."""
@@ -146,6 +160,19 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
         through the registry, from the house's source, at the next lookup). The request is named
         as its Delivery carried it (Delivery.advice_request).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelAdviceRequest(
+        self,
+        request: _feedback_service_pb2.CancelAdviceRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
+        """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+        way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+        longer holds up decisions. Cancelling twice returns the cancelled request;
+        FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+        party.
         """
 
     @_abc_1.abstractmethod
