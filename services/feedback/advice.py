@@ -33,7 +33,7 @@ class Advice:
 
     def request(self, inquiry: Inquiry, asked: AdviceQuestion) -> AdviceRequestView:
         context = self._context
-        house_id, term = asked.house_id, asked.term
+        house_id = asked.house_id
         caller = inquiry.caller
         context.authorise(caller, ADVICE_PURPOSE)
         markings = context.markings(
@@ -51,6 +51,7 @@ class Advice:
                 metadata={"house": house_name(house_id)},
             )
         now = context.now()
+        due = asked.due(now)
         request_id = uuid.uuid4().hex[:20]
         routed = route_advice_request(
             context.recipients,
@@ -60,7 +61,7 @@ class Advice:
             question=asked.question,
             zsm_location=context.location_of(caller),
             now=now,
-            due=now + term,
+            due=due,
         )
         if isinstance(routed, NotRouted):
             raise FailedPrecondition(
@@ -75,7 +76,7 @@ class Advice:
             routed.key,
             caller.id,
             now,
-            now + term,
+            due,
             None,
             source_record_id=marking.source_record_id,
         )

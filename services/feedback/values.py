@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from baken.clock import AMSTERDAM
+from baken.holidays import on_working_day
+
 
 class DecisionCode(enum.IntEnum):
     """baken.feedback.v1.DecisionCode."""
@@ -150,16 +153,35 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkingDayDeadline:
+    """A time of day (Europe/Amsterdam) on the n-th working day after the request."""
+
+    time_of_day: dt.time
+    working_days: int
+
+
+@dataclass(frozen=True, slots=True)
 class AdviceQuestion:
-    """ZSM asks a house that marked the person for advice, to be given within `term`."""
+    """ZSM asks a house that marked the person for advice, to be given within `term` or by
+    `deadline` (exactly one of them is set)."""
 
     case_reference: str
     subject: tuple[Pseudonym, ...]
     house_id: str
-    term: dt.timedelta
+    term: dt.timedelta | None
     question: str
     on_behalf_of: str
     subject_age: SubjectAge
+    deadline: WorkingDayDeadline | None = None
+
+    def due(self, now: dt.datetime) -> dt.datetime:
+        """When the advice is due, asked at `now` (UTC)."""
+        if self.deadline is not None:
+            by = self.deadline
+            local = on_working_day(now, by.time_of_day, by.working_days, AMSTERDAM)
+            return local.astimezone(dt.UTC)
+        assert self.term is not None
+        return now + self.term
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import timeofday_pb2 as _timeofday_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -455,6 +456,7 @@ class RequestAdviceRequest(_message.Message):
     QUESTION_FIELD_NUMBER: _builtins.int
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     SUBJECT_AGE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     case_reference: _builtins.str
     """Required, as in RecordDecisionRequest."""
     house: _builtins.str
@@ -471,7 +473,13 @@ class RequestAdviceRequest(_message.Message):
 
     @_builtins.property
     def term(self) -> _duration_pb2.Duration:
-        """Required. 24 hours to 7 days."""
+        """1 hour to 7 days from the request. Exactly one of term and deadline is required."""
+
+    @_builtins.property
+    def deadline(self) -> Global___WorkingDayDeadline:
+        """By a time on the n-th working day after the request, e.g. "13:00 on the next working
+        day". Exactly one of term and deadline is required.
+        """
 
     def __init__(
         self,
@@ -483,14 +491,45 @@ class RequestAdviceRequest(_message.Message):
         question: _builtins.str = ...,
         on_behalf_of: _builtins.str = ...,
         subject_age: _registry_service_pb2.SubjectAge.ValueType = ...,
+        deadline: Global___WorkingDayDeadline | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject", "term", b"term"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "subject", b"subject", "term", b"term"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "house", b"house", "on_behalf_of", b"on_behalf_of", "question", b"question", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "deadline", b"deadline", "house", b"house", "on_behalf_of", b"on_behalf_of", "question", b"question", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequestAdviceRequest: _TypeAlias = RequestAdviceRequest  # noqa: Y015
+
+@_typing.final
+class WorkingDayDeadline(_message.Message):
+    """A time of day on the n-th working day after the request, in Europe/Amsterdam. Saturdays,
+    Sundays and the Dutch public holidays (Algemene termijnenwet) are no working days.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_OF_DAY_FIELD_NUMBER: _builtins.int
+    WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    working_days: _builtins.int
+    """Required. 1 for the next working day, up to 5."""
+    @_builtins.property
+    def time_of_day(self) -> _timeofday_pb2.TimeOfDay:
+        """Required. Hours and minutes (seconds and nanos 0), e.g. 13:00."""
+
+    def __init__(
+        self,
+        *,
+        time_of_day: _timeofday_pb2.TimeOfDay | None = ...,
+        working_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_of_day", b"time_of_day"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_of_day", b"time_of_day", "working_days", b"working_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkingDayDeadline: _TypeAlias = WorkingDayDeadline  # noqa: Y015
 
 @_typing.final
 class AdviceRequest(_message.Message):

@@ -109,7 +109,9 @@ class FeedbackServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestAdvice(self, request, context):
-        """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days.
+        """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+        7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+        holidays are no working days).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,7 +48,10 @@ class FeedbackServiceStub:
     the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]
-    """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+    """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+    7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+    holidays are no working days).
+    """
     AnswerAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
     through the registry, from the house's source, at the next lookup). The request is named
@@ -94,7 +97,10 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
-    """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+    """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+    7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+    holidays are no working days).
+    """
     AnswerAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
     through the registry, from the house's source, at the next lookup). The request is named
@@ -149,7 +155,10 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feedback_service_pb2.RequestAdviceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
-        """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+        """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+        7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+        holidays are no working days).
+        """
 
     @_abc_1.abstractmethod
     def AnswerAdviceRequest(
