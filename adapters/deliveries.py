@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from google.protobuf import timestamp_pb2
 
-from adapters.records import Delivery, Person
+from adapters.records import DELIVERY_KINDS, Delivery, Person
 from baken import enums, sealed
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import registry_service_pb2
@@ -27,6 +27,7 @@ KINDS: Mapping[int, str] = {
     pb.DELIVERY_KIND_REFERRAL: "referral",
     pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
     pb.DELIVERY_KIND_RETRACTION: "retraction",
+    pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: "advice-request-cancelled",
 }
 _STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}
 _FOLLOWED: Mapping[int, bool] = {
@@ -73,7 +74,7 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
         raise ValueError("house: not a house name (houses/{id})")
     kind = KINDS.get(message.kind)
     if kind is None:
-        raise ValueError("kind: not one of decision, signal, referral, advice-request, retraction")
+        raise ValueError(f"kind: not one of {', '.join(DELIVERY_KINDS)}")
     if not message.HasField("occurred_time"):
         raise ValueError("occurred_time: required")
     if kind == "retraction":
@@ -120,7 +121,11 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
             else None
         ),
         question=(message.question.strip() or None) if kind == "advice-request" else None,
-        advice_request=(message.advice_request or None) if kind == "advice-request" else None,
+        advice_request=(
+            (message.advice_request or None)
+            if kind in ("advice-request", "advice-request-cancelled")
+            else None
+        ),
     )
 
 

@@ -151,6 +151,9 @@ class Applier:
             self._state.received(
                 delivery.key, house_id, self._clock.now(), _advice_request(delivery)
             )
+            if delivery.kind == "advice-request-cancelled" and delivery.advice_request:
+                # Withdrawn: the house's next advice no longer answers it.
+                self._state.forget_advice_requests([delivery.advice_request])
         except sqlite3.Error as error:
             return Applied(DeliveryOutcome.RETRY, error=type(error).__name__)
         return Applied(DeliveryOutcome.APPLIED if written else DeliveryOutcome.ALREADY)

@@ -109,6 +109,7 @@ class Delivery:
     referral_reason: str | None = None
     # advice-request: the term, and why advice is needed (no personal data); and the request's
     # name ("adviceRequests/{id}"), by which the adapter answers it once the house advised.
+    # advice-request-cancelled: only the name of the request ZSM withdrew.
     due: dt.datetime | None = None
     question: str | None = None
     advice_request: str | None = None
@@ -118,7 +119,14 @@ class Delivery:
     retracts: str | None = None
 
 
-DELIVERY_KINDS = frozenset({"decision", "signal", "referral", "advice-request", "retraction"})
+DELIVERY_KINDS = (
+    "decision",
+    "signal",
+    "referral",
+    "advice-request",
+    "advice-request-cancelled",
+    "retraction",
+)
 # Why an item is withdrawn, as every source writes it: the only reason there is.
 RETRACTION_REASON = "technisch sepot 01: ten onrechte als verdachte aangemerkt; verwijderen"
 _KEY = re.compile(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}")
@@ -130,7 +138,7 @@ def check_delivery(delivery: Delivery) -> None:
     Delivery) and never a value: the one check before any source writes anything."""
     d = delivery
     if d.kind not in DELIVERY_KINDS:
-        raise ValueError("kind: not one of decision, signal, referral, advice-request, retraction")
+        raise ValueError(f"kind: not one of {', '.join(DELIVERY_KINDS)}")
     if not _KEY.fullmatch(d.key):
         raise ValueError("key: required, 1 to 128 printable characters")
     if d.occurred.tzinfo is None:
@@ -165,3 +173,7 @@ def check_delivery(delivery: Delivery) -> None:
             raise ValueError("deviation_reason: required when the advice was not followed")
     if d.kind == "advice-request" and (d.due is None or d.due.tzinfo is None):
         raise ValueError("due: an advice request needs its term, with a time zone")
+    if d.kind == "advice-request-cancelled" and not (d.advice_request or "").startswith(
+        "adviceRequests/"
+    ):
+        raise ValueError("advice_request: a cancellation names the request it withdraws")

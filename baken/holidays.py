@@ -50,3 +50,26 @@ def public_holidays(year: int) -> frozenset[dt.date]:
 
 def is_public_holiday(day: dt.date) -> bool:
     return day in public_holidays(day.year)
+
+
+def is_working_day(day: dt.date) -> bool:
+    """Monday to Friday, and not a public holiday."""
+    return day.isoweekday() <= 5 and not is_public_holiday(day)
+
+
+def on_working_day(
+    moment: dt.datetime, time_of_day: dt.time, working_days: int, zone: dt.tzinfo
+) -> dt.datetime:
+    """`time_of_day` (local to `zone`) on the `working_days`-th working day after the day of
+    `moment` there: "13:00 on the next working day" asked on a Friday evening is Monday 13:00,
+    or Tuesday when Monday is Easter Monday. The day of `moment` itself never counts, so the
+    deadline is always after it."""
+    if working_days < 1:
+        raise ValueError("working_days: 1 or more")
+    day = moment.astimezone(zone).date()
+    left = working_days
+    while left:
+        day += dt.timedelta(days=1)
+        if is_working_day(day):
+            left -= 1
+    return dt.datetime.combine(day, time_of_day, tzinfo=zone)

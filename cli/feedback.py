@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import duration_pb2
+from google.type import timeofday_pb2
 
 from baken import enums, sealed
 from baken.age import claimed_minor
@@ -37,6 +38,11 @@ from cli.options import (
 
 DEAD_LETTERS = "deadLetters/"
 _TERM = re.compile(r"^(\d+)([hd])\Z")
+# --by: "13:00", "13:00 next working day", "9:30 2 working days", "13:00 on the 2nd working day".
+_BY = re.compile(
+    r"([0-9]{1,2}):([0-9]{2})"
+    r"(?:\s+(?:on\s+the\s+)?(next|[1-5])(?:st|nd|rd|th)?\s+working\s+days?)?"
+)
 
 
 CODES = enums.numbers(pb.DecisionCode, "DECISION_CODE_", "-")
@@ -135,9 +141,44 @@ def _decide(args: argparse.Namespace) -> None:
 def _term(text: str) -> dt.timedelta:
     found = _TERM.match(text)
     if not found:
-        raise argparse.ArgumentTypeError("e.g. 24h, 48h or 7d")
+        raise argparse.ArgumentTypeError("e.g. 3h, 24h or 7d")
     amount = int(found.group(1))
     return dt.timedelta(hours=amount) if found.group(2) == "h" else dt.timedelta(days=amount)
+
+
+def _by(text: str) -> tuple[int, int, int | None]:
+    """ "13:00", "13:00 next working day" or "9:30 2 working days": hours, minutes and the
+    working day when the text says it."""
+    found = _BY.fullmatch(text.strip().lower())
+    if not found:
+        raise argparse.ArgumentTypeError('e.g. "13:00 next working day" or 13:00')
+    hours, minutes = int(found.group(1)), int(found.group(2))
+    if hours > 23 or minutes > 59:
+        raise argparse.ArgumentTypeError("a time of day, 00:00 to 23:59")
+    day = found.group(3)
+    return hours, minutes, None if day is None else 1 if day == "next" else int(day)
+
+
+def _advice_term(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's term or deadline: --term, or --by (with --working-days); 24h by default."""
+    if args.by is not None:
+        if args.term is not None:
+            raise UserError("advice request takes --term or --by, not both")
+        hours, minutes, said = args.by
+        if said is not None and args.working_days is not None and said != args.working_days:
+            raise UserError("--by and --working-days name different working days")
+        days = said or args.working_days or 1
+        return {
+            "deadline": pb.WorkingDayDeadline(
+                time_of_day=timeofday_pb2.TimeOfDay(hours=hours, minutes=minutes),
+                working_days=days,
+            )
+        }
+    if args.working_days is not None:
+        raise UserError("--working-days goes with --by")
+    term = duration_pb2.Duration()
+    term.FromTimedelta(args.term or dt.timedelta(hours=24))
+    return {"term": term}
 
 
 def _advice(args: argparse.Namespace) -> None:
@@ -147,14 +188,12 @@ def _advice(args: argparse.Namespace) -> None:
             _ring, subject = person_subject(args)
             if not args.case or not args.house or not args.question:
                 raise UserError("advice request needs --case, --house and --question")
-            term = duration_pb2.Duration()
-            term.FromTimedelta(args.term)
             made = stub.RequestAdvice(
                 pb.RequestAdviceRequest(
                     case_reference=args.case,
                     subject=subject,
                     house=house_name(args.house),
-                    term=term,
+                    **_advice_term(args),
                     question=args.question,
                     on_behalf_of=_user(args),
                     subject_age=_age(args),  # type: ignore[arg-type]
@@ -162,6 +201,15 @@ def _advice(args: argparse.Namespace) -> None:
                 timeout=args.timeout,
             )
             print(advice_request_line(made))
+            return
+        if args.action == "cancel":
+            if not args.name:
+                raise UserError("advice cancel needs --name (adviceRequests/{id})")
+            cancelled = stub.CancelAdviceRequest(
+                pb.CancelAdviceRequestRequest(name=args.name, on_behalf_of=_user(args)),
+                timeout=args.timeout,
+            )
+            print(advice_request_line(cancelled))
             return
         listed = list(
             pages(
@@ -289,16 +337,30 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     _common(decide, pki_dir_env, None)
     decide.set_defaults(run=_decide)
 
-    advice = sub.add_parser("advice", help="advies op aanvraag: ask a house, list the open ones")
+    advice = sub.add_parser(
+        "advice", help="advies op aanvraag: ask a house, cancel, list the open ones"
+    )
     advice.add_argument(
-        "action", choices=["request", "list"], help="ask a house for advice, or list the open ones"
+        "action",
+        choices=["request", "cancel", "list"],
+        help="ask a house for advice, withdraw a request, or list the open ones",
     )
     _person(advice, key_file_env)
     advice.add_argument("--case", help="(request) the ZSM case reference")
     advice.add_argument("--house", help="house id, e.g. vh-regio-utrecht-utrecht")
-    advice.add_argument("--term", type=_term, default=dt.timedelta(hours=24), help="24h to 7d")
+    advice.add_argument("--term", type=_term, help="1h to 7d (default 24h), e.g. 3h at night")
+    advice.add_argument(
+        "--by",
+        type=_by,
+        help='a time on a working day (Amsterdam): "13:00 next working day", or 13:00 with '
+        "--working-days",
+    )
+    advice.add_argument(
+        "--working-days", type=int, help="(with --by) the n-th working day, 1 to 5 (default 1)"
+    )
     advice.add_argument("--question", help="why advice is needed (no personal data)")
     advice.add_argument("--overdue", action="store_true", help="(list) only past their term")
+    advice.add_argument("--name", help="(cancel) the request, adviceRequests/{id}")
     _common(advice, pki_dir_env, None)
     advice.set_defaults(run=_advice)
 

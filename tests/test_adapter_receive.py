@@ -475,6 +475,50 @@ def test_an_advice_request_is_written_and_answered_once_the_house_advised_in_its
     feedback.decide(person, party=KPC_UTRECHT, advice_followed=pb.ADVICE_FOLLOWED_FOLLOWED)
 
 
+def test_a_withdrawn_advice_request_is_written_and_never_answered(
+    feedback: RunningFeedback, tmp_path: Path
+) -> None:
+    person = Person(BSN)
+    export = tmp_path / "gcos-utrecht.xml"
+    state_path = tmp_path / "state" / "gcos.state.db"
+    feedback_address = f"127.0.0.1:{feedback.server.port}"
+    _export(export, person, dt.date(2026, 9, 1), "dagvaarden met het doel ISD")
+    with gcos_adapter(feedback, state_path, feedback_address) as adapter:
+        adapter.sync(export)
+    stub = feedback.stub_for(KPC_UTRECHT)
+    asked = stub.RequestAdvice(
+        pb.RequestAdviceRequest(
+            case_reference=CASE,
+            subject=subject(feedback.ring, person),
+            house=f"houses/{UTRECHT}",
+            term=duration_pb2.Duration(seconds=48 * 3600),
+            question="Loopt er een plan van aanpak met meldplicht?",
+            on_behalf_of=USER,
+            subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+        ),
+        timeout=10,
+    )
+    stub.CancelAdviceRequest(
+        pb.CancelAdviceRequestRequest(name=asked.name, on_behalf_of=USER), timeout=5
+    )
+    withdrawn = f"cnc-{asked.name.removeprefix('adviceRequests/')}"
+    with receiving(feedback, "gcos", [UTRECHT], tmp_path):
+        wait_for(acked(feedback, withdrawn), "the withdrawal acknowledged")
+    root = xml_root(tmp_path / "target" / UTRECHT / f"terugkoppeling-{withdrawn}.xml")
+    assert root.findtext("soort") == "adviesaanvraag-ingetrokken"
+    assert root.findtext("clientnummer") == "100234"
+    assert root.findtext("adviesaanvraag") == asked.name
+    # Both in the house's folder, and the adapter no longer holds the request open: the
+    # house's next advice answers nothing.
+    assert (tmp_path / "target" / UTRECHT / f"terugkoppeling-{asked.delivery_key}.xml").exists()
+    state = State(state_path)
+    assert state.open_advice_requests() == []
+    state.close()
+    _export(export, person, TODAY, "voorgeleiden; meldplicht loopt")
+    with gcos_adapter(feedback, state_path, feedback_address) as adapter:
+        assert adapter.sync(export).advice_answered == 0
+
+
 @pytest.mark.parametrize(
     "why",
     ["its record left the source", "it is older than 30 days", "the service does not know it"],

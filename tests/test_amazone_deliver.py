@@ -175,6 +175,31 @@ def test_advice_request_carries_its_term(tmp_path: Path) -> None:
     }
 
 
+def test_a_withdrawn_advice_request_names_the_request(tmp_path: Path) -> None:
+    path = tmp_path / "mutaties.csv"
+    withdrawn = dataclasses.replace(
+        ADVICE_REQUEST,
+        key="d-7f3a9c51",
+        kind="advice-request-cancelled",
+        due=None,
+        advice_request="adviceRequests/abc123",
+    )
+    deliver(path, ADVICE_REQUEST)
+    deliver(path, withdrawn)
+    [_, row] = _rows(path)
+    assert _filled(row) == {
+        "Registratienummer": "AMZ-2024-000400",
+        "Veiligheidshuis": "VHIJS",
+        "Soort mutatie": "ZSM-adviesaanvraag ingetrokken",
+        "Datum": "17-10-2024",
+        "Zaaknummer": "ZSM-2024-10-0600",
+        "Toelichting": "adviceRequests/abc123",
+        "Kenmerk Baken": "d-7f3a9c51",
+    }
+    with pytest.raises(ValueError, match=r"^advice_request"):
+        deliver(path, dataclasses.replace(withdrawn, key="d-x", advice_request=None))
+
+
 def test_a_redelivery_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "mutaties.csv"
     assert deliver(path, DECISION) is True

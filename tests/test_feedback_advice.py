@@ -1,17 +1,22 @@
-"""Advies op aanvraag: ZSM asks a house for advice within 24 hours to 7 days, tracks the term,
-and decides without it once the term has passed."""
+"""Advies op aanvraag: ZSM asks a house for advice within 1 hour to 7 days or by a time on a
+working day, tracks the term, may withdraw the request, and decides without it once the term
+has passed (a routing decision need not wait)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
 from builders import Marking, problem, subject
-from feedback_harness import KPC_UTRECHT, USER, RunningFeedback
+from feedback_harness import KPC_ROTTERDAM, KPC_UTRECHT, USER, RunningFeedback
 from google.protobuf import duration_pb2
+from google.type import timeofday_pb2
 from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
 
+from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.registry.v1 import marker_pb2, registry_service_pb2
 from baken.type.v1 import purpose_pb2
@@ -91,13 +96,94 @@ def test_advice_requests_are_listed_page_by_page(feedback: RunningFeedback) -> N
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"])
 
 
-def test_the_term_is_24_hours_to_7_days(feedback: RunningFeedback) -> None:
+def test_the_term_is_1_hour_to_7_days(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
-    for hours in (23.9, 7 * 24 + 1):
+    for hours in (0.9, 7 * 24 + 1):
         code, _, fields = refused(lambda h=hours: ask(feedback, hours=h))  # type: ignore[misc]
         assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["term"])
-    assert ask(feedback, hours=24).state == pb.ADVICE_REQUEST_STATE_OPEN
+    # At night a short term: advice within three hours, before the voorgeleiding.
+    short = ask(feedback, hours=3)
+    assert short.due_time.ToDatetime() - short.requested_time.ToDatetime() == dt.timedelta(hours=3)
+    assert ask(feedback, hours=1).state == pb.ADVICE_REQUEST_STATE_OPEN
     assert feedback.tables()["advice_requests"][0]["house_id"] == UTRECHT
+
+
+def ask_by(
+    feedback: RunningFeedback, hour: int, minute: int = 0, working_days: int = 1, **fields: Any
+) -> pb.AdviceRequest:
+    response: pb.AdviceRequest = feedback.stub_for(KPC_UTRECHT).RequestAdvice(
+        pb.RequestAdviceRequest(
+            case_reference=CASE,
+            subject=subject(feedback.ring, TRAVELLER),
+            house=f"houses/{UTRECHT}",
+            deadline=pb.WorkingDayDeadline(
+                time_of_day=timeofday_pb2.TimeOfDay(hours=hour, minutes=minute),
+                working_days=working_days,
+            ),
+            question="Past een meldplicht?",
+            on_behalf_of=USER,
+            subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+            **fields,
+        ),
+        timeout=10,
+    )
+    return response
+
+
+def _at(feedback: RunningFeedback, local: dt.datetime) -> None:
+    clock = feedback.registry.clock
+    clock.advance(local.replace(tzinfo=AMSTERDAM) - clock.now())
+
+
+def _due(request: pb.AdviceRequest) -> dt.datetime:
+    return request.due_time.ToDatetime(dt.UTC).astimezone(AMSTERDAM)
+
+
+def test_advice_by_13_00_on_the_next_working_day(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    # Friday evening 4 December 2026: Monday 13:00.
+    _at(feedback, dt.datetime(2026, 12, 4, 21, 30))
+    monday = ask_by(feedback, 13)
+    assert _due(monday) == dt.datetime(2026, 12, 7, 13, 0, tzinfo=AMSTERDAM)
+    [item] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert item.due_time == monday.due_time
+    # Thursday 24 December: Christmas and Boxing Day, then Sunday; Monday the 28th.
+    _at(feedback, dt.datetime(2026, 12, 24, 2, 15))
+    assert _due(ask_by(feedback, 13)) == dt.datetime(2026, 12, 28, 13, 0, tzinfo=AMSTERDAM)
+    # The second working day, at 9:30: Tuesday the 29th.
+    assert _due(ask_by(feedback, 9, 30, working_days=2)) == dt.datetime(
+        2026, 12, 29, 9, 30, tzinfo=AMSTERDAM
+    )
+
+
+def test_exactly_one_of_term_and_deadline(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    term = duration_pb2.Duration(seconds=3 * 3600)
+    cases: list[tuple[Callable[[], object], list[str]]] = [
+        (lambda: ask_by(feedback, 13, term=term), ["deadline"]),
+        (lambda: ask_by(feedback, 24), ["deadline.time_of_day"]),
+        (lambda: ask_by(feedback, 13, working_days=0), ["deadline.working_days"]),
+        (lambda: ask_by(feedback, 13, working_days=6), ["deadline.working_days"]),
+    ]
+    for call, expected in cases:
+        code, _, fields = refused(call)
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, expected)
+    stub = feedback.stub_for(KPC_UTRECHT)
+    code, _, fields = refused(
+        lambda: stub.RequestAdvice(
+            pb.RequestAdviceRequest(
+                case_reference=CASE,
+                subject=subject(feedback.ring, TRAVELLER),
+                house=f"houses/{UTRECHT}",
+                question="Past een meldplicht?",
+                on_behalf_of=USER,
+                subject_age=registry_service_pb2.SUBJECT_AGE_ADULT,
+            ),
+            timeout=10,
+        )
+    )
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["term"])
+    assert feedback.tables()["advice_requests"] == []
 
 
 def test_only_a_house_that_marked_the_person_is_asked(feedback: RunningFeedback) -> None:
@@ -137,6 +223,44 @@ def test_no_decision_while_the_term_runs_but_one_once_it_has_passed(
     assert (overdue.name, overdue.state) == (request.name, pb.ADVICE_REQUEST_STATE_OVERDUE)
     response = feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
     assert len(response.items) == 1
+
+
+def test_a_routing_decision_is_recorded_while_the_term_runs_a_final_one_is_not(
+    feedback: RunningFeedback,
+) -> None:
+    """At night a voorgeleiding cannot wait for the house: routing is not deciding the case."""
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback, hours=24)
+    routed = feedback.decide(
+        TRAVELLER,
+        party=KPC_UTRECHT,
+        case_reference=CASE,
+        code=pb.DECISION_CODE_VOORGELEIDING,
+        stage=pb.DECISION_STAGE_ROUTING,
+        **FOLLOWED,
+    )
+    assert [(i.house, i.kind) for i in routed.items] == [(request.house, pb.DELIVERY_KIND_DECISION)]
+    # A final decision, or a deciding code passed off as routing, still waits for the term.
+    for code, stage in (
+        (pb.DECISION_CODE_VOORGELEIDING, pb.DECISION_STAGE_FINAL),
+        (pb.DECISION_CODE_DAGVAARDING, pb.DECISION_STAGE_ROUTING),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            feedback.decide(
+                TRAVELLER,
+                party=KPC_UTRECHT,
+                case_reference=CASE,
+                code=code,
+                stage=stage,
+                **FOLLOWED,
+            )
+        found = problem(caught.value)
+        assert (found.code, found.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ADVICE_REQUEST_IN_TERM",
+        )
+        assert found.metadata["house"] == request.house
+    assert [r.state for r in listed(feedback)] == [pb.ADVICE_REQUEST_STATE_OPEN]
 
 
 def answer(feedback: RunningFeedback, name: str, party: str = GCOS) -> pb.AdviceRequest:
@@ -264,3 +388,66 @@ def test_the_desk_that_asked_another_regions_house_reads_the_answer_from_decembe
     assert entry.body["case_reference"] == CASE
     shown = {d["marker"]: d["fields"] for d in entry.body["disclosed"]}
     assert shown[markers[ROTTERDAM].name]["advice"] == "national@v2 advies-op-aanvraag-antwoord"
+
+
+def cancel(feedback: RunningFeedback, name: str, party: str = KPC_UTRECHT) -> pb.AdviceRequest:
+    cancelled: pb.AdviceRequest = feedback.stub_for(party).CancelAdviceRequest(
+        pb.CancelAdviceRequestRequest(name=name, on_behalf_of=USER), timeout=5
+    )
+    return cancelled
+
+
+def test_the_requester_cancels_and_the_house_hears_it(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    cancelled = cancel(feedback, request.name)
+    assert cancelled.state == pb.ADVICE_REQUEST_STATE_CANCELLED and cancelled.cancelled_time.seconds
+    assert cancel(feedback, request.name).cancelled_time == cancelled.cancelled_time  # once
+    # In order after the request: the house's adapter gets both, the withdrawal naming it.
+    [asked] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    feedback.ack(asked.key, GCOS)
+    [withdrawn] = feedback.receive(UTRECHT, count=1, party=GCOS)
+    assert (asked.kind, withdrawn.kind) == (
+        pb.DELIVERY_KIND_ADVICE_REQUEST,
+        pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED,
+    )
+    assert withdrawn.advice_request == request.name
+    assert withdrawn.source_record_id == asked.source_record_id
+    assert withdrawn.case_reference == CASE
+    assert (withdrawn.question, withdrawn.HasField("due_time")) == ("", False)
+    # No longer open, and no longer holding up the decision.
+    assert listed(feedback) == []
+    feedback.decide(TRAVELLER, party=KPC_UTRECHT, case_reference=CASE, **FOLLOWED)
+    # An answer that comes after all keeps it cancelled.
+    assert answer(feedback, request.name).state == pb.ADVICE_REQUEST_STATE_CANCELLED
+
+
+def test_only_the_requesting_party_cancels_an_open_request(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    request = ask(feedback)
+    for party in (KPC_ROTTERDAM, GCOS):
+        code, _, _ = refused(lambda p=party: cancel(feedback, request.name, p))  # type: ignore[misc]
+        assert code == grpc.StatusCode.PERMISSION_DENIED, party
+    with pytest.raises(grpc.RpcError) as caught:
+        cancel(feedback, request.name, KPC_ROTTERDAM)
+    assert problem(caught.value).reason == "NOT_THE_REQUESTER"
+    code, reason, _ = refused(lambda: cancel(feedback, "adviceRequests/0123456789abcdef0123"))
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "ADVICE_REQUEST_NOT_FOUND")
+    assert [r.state for r in listed(feedback)] == [pb.ADVICE_REQUEST_STATE_OPEN]
+
+
+def test_an_answered_or_overdue_request_is_not_cancelled(feedback: RunningFeedback) -> None:
+    mark(feedback, TRAVELLER, UTRECHT)
+    answered, late = ask(feedback), ask(feedback, hours=24)
+    answer(feedback, answered.name)
+    feedback.registry.clock.advance(dt.timedelta(hours=25))
+    for request, state in ((answered, "ANSWERED"), (late, "OVERDUE")):
+        with pytest.raises(grpc.RpcError) as caught:
+            cancel(feedback, request.name)
+        found = problem(caught.value)
+        assert (found.code, found.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"ADVICE_REQUEST_{state}",
+        )
+        assert found.metadata == {"state": f"ADVICE_REQUEST_STATE_{state}"}
+    assert [r.name for r in listed(feedback, overdue_only=True)] == [late.name]

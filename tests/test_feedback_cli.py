@@ -12,6 +12,7 @@ from builders import Marking, Person
 from feedback_harness import RunningFeedback
 
 from baken import logs
+from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from cli.main import main
 from services.accesslog.signing import public_path
@@ -183,6 +184,66 @@ def test_advice_request_and_the_overdue_list(
     feedback.registry.clock.advance(dt.timedelta(hours=25))
     code, out, _ = run(feedback, tmp_path, capsys, "advice", "list", "--overdue")
     assert code == 0 and "overdue" in out and "case 10-1-26" in out
+
+
+def test_advice_cancel_withdraws_the_request(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback.registry.sync(Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring))
+    asked = ["--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-1-26", "--house", UTRECHT]
+    code, out, _ = run(
+        feedback, tmp_path, capsys, "advice", "request", *asked, "--question", "Plan actueel?"
+    )
+    assert code == 0
+    name = out.split()[0]
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "cancel", "--name", name)
+    assert code == 0 and out.startswith(name) and "cancelled" in out
+    code, out, _ = run(feedback, tmp_path, capsys, "advice", "list")
+    assert code == 0 and out.strip() == "no open advice requests"
+
+
+@pytest.mark.parametrize(
+    ("when", "due"),
+    [
+        (["--term", "3h"], "2026-12-04 23:30"),
+        (["--by", "13:00 next working day"], "2026-12-07 13:00"),
+        (["--by", "13:00", "--working-days", "2"], "2026-12-08 13:00"),
+    ],
+)
+def test_advice_request_with_a_short_term_or_by_a_working_day(
+    feedback: RunningFeedback,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    when: list[str],
+    due: str,
+) -> None:
+    clock = feedback.registry.clock
+    clock.advance(dt.datetime(2026, 12, 4, 20, 30, tzinfo=AMSTERDAM) - clock.now())  # Friday
+    feedback.registry.sync(Marking(TRAVELLER, "g1", house=UTRECHT).upsert(feedback.ring))
+    asked = ["--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-1-26", "--house", UTRECHT]
+    code, out, err = run(
+        feedback, tmp_path, capsys, "advice", "request", *asked, *when, "--question", "Plan?"
+    )
+    assert code == 0, err
+    [request] = (
+        feedback.stub_for("zsm-midden-nederland-kpc")
+        .ListAdviceRequests(pb.ListAdviceRequestsRequest(), timeout=5)
+        .advice_requests
+    )
+    local = request.due_time.ToDatetime(dt.UTC).astimezone(AMSTERDAM)
+    assert local.strftime("%Y-%m-%d %H:%M") == due
+    assert request.name in out
+
+
+def test_advice_request_refuses_term_and_by_together(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked = ["--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-1-26", "--house", UTRECHT]
+    code, _, err = run(
+        feedback, tmp_path, capsys, "advice", "request", *asked, "--question", "Plan?",
+        "--term", "3h", "--by", "13:00",
+    )  # fmt: skip
+    assert code != 0 and "--term or --by" in err and "Traceback" not in err
 
 
 def test_dead_letters_for_the_operator_only(

@@ -151,6 +151,16 @@ def test_advice_request_carries_the_term(tmp_path: Path) -> None:
     assert termijn.get("tot") == "2024-11-05T14:32:10+01:00"
 
 
+def test_a_withdrawn_advice_request_names_the_request(tmp_path: Path) -> None:
+    withdrawn = _delivery("advice-request-cancelled", advice_request="adviceRequests/abc123")
+    root = _root(deliver(tmp_path, withdrawn))
+
+    _assert_header(root, "adviesaanvraag-ingetrokken")
+    assert root.findtext("clientnummer") == "100234"
+    assert root.findtext("adviesaanvraag") == "adviceRequests/abc123"
+    assert root.find("termijn") is None and root.find("vraag") is None
+
+
 @pytest.mark.parametrize("kind", ["decision", "signal", "advice-request"])
 def test_no_bsn_or_person_data_outside_a_referral(tmp_path: Path, kind: str) -> None:
     delivery = _delivery(

@@ -260,3 +260,14 @@ def test_bsn_and_name_are_written_only_for_a_referral(tmp_path: Path, kind: str)
     assert "1994-03-12" not in text
     (record,) = _lines(path)
     assert not {"bsn", "achternaam", "geboortedatum", "reden_aanmelding"} & record.keys()
+
+
+def test_a_withdrawn_advice_request_names_the_request(tmp_path: Path) -> None:
+    path = tmp_path / "beslis.jsonl"
+    withdrawn = _delivery("advice-request-cancelled", advice_request="adviceRequests/abc123")
+    assert deliver(path, withdrawn)
+    [line] = _lines(path)
+    assert line["soort"] == "adviesaanvraag-ingetrokken"
+    assert line["adviesaanvraag"] == "adviceRequests/abc123"
+    assert line["registratie_id"] == "AT-2024-000101"
+    assert "termijn" not in line and "vraag" not in line

@@ -61,6 +61,7 @@ KINDS: Mapping[str, str] = {
     "referral": "ZSM-aanmelding",
     "advice-request": "ZSM-adviesaanvraag",
     "retraction": "ZSM-intrekking",
+    "advice-request-cancelled": "ZSM-adviesaanvraag ingetrokken",
 }
 # Decision code -> Beslissing as ZSM names it; another code is written as it comes.
 DECISIONS: Mapping[str, str] = {
@@ -143,6 +144,8 @@ def mutation_row(delivery: Delivery) -> list[str]:
         due = _in_amsterdam(d.due, "due")
         cells["Advies uiterlijk"] = f"{_dutch(due.date())} {due:%H:%M}"
         cells["Toelichting"] = d.question or ""  # the question asked
+    if d.kind == "advice-request-cancelled":
+        cells["Toelichting"] = d.advice_request or ""  # which request ZSM withdrew
     return [*(_inert(_cp1252(column, cell)) for column, cell in cells.items()), ""]
 
 

@@ -23,6 +23,7 @@ _KINDS = {
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
     "retraction": "intrekking",
+    "advice-request-cancelled": "adviesaanvraag-ingetrokken",
 }
 _SEPOT = "sepot-"
 # A key made of these characters (and not longer) is the file name's kenmerk as it is; any other
@@ -125,6 +126,10 @@ def render(delivery: Delivery) -> bytes:
         lines.append(f"  <termijn tot={quoteattr(_moment(delivery.due, 'due'))}/>")
         if delivery.question:
             lines.append(f"  <vraag>{_text(delivery.question, 'question')}</vraag>")
+    elif soort == "adviesaanvraag-ingetrokken":
+        assert delivery.advice_request is not None
+        name = _text(delivery.advice_request, "advice_request")
+        lines.append(f"  <adviesaanvraag>{name}</adviesaanvraag>")
     lines += ["</gcos-terugkoppeling>", ""]
     return "\n".join(lines).encode("utf-8")
 

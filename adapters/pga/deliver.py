@@ -31,6 +31,7 @@ KINDS: Mapping[str, str] = {
     "referral": "aanmelding",
     "advice-request": "adviesaanvraag",
     "retraction": "intrekking",
+    "advice-request-cancelled": "adviesaanvraag-ingetrokken",
 }
 
 # Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md); what the
@@ -99,6 +100,8 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
         assert delivery.due is not None
         record["termijn"] = _moment(delivery.due, "termijn")
         record["vraag"] = _text(delivery.question)
+    elif soort == "adviesaanvraag-ingetrokken":
+        record["adviesaanvraag"] = _text(delivery.advice_request)
     return record
 
 

@@ -84,6 +84,7 @@ CATALOGUE: tuple[FigureKind, ...] = (
     _m("advice.answered_in_term", H, FB, "answered in term"),
     _m("advice.overdue", H, FB, "overdue (answered late or not at all)"),
     _m("advice.open", H, FB, "open, term still running"),
+    _m("advice.cancelled", H, FB, "withdrawn by ZSM before an answer"),
 )
 BY_ID: Mapping[str, FigureKind] = {m.id: m for m in CATALOGUE}
 

@@ -1,22 +1,30 @@
 """Advice on request: ZSM asks a house that marked the person for advice within a term, the
-house's adapter reports it answered, and desks and operators list what is still open."""
+house's adapter reports it answered, the requesting desk may withdraw it, and desks and
+operators list what is still open."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
-from baken.errors import FailedPrecondition, NotFound
+from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from baken.houses import house_name
 from baken.pki import Identity
 from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
-from services.feedback.routing import NotRouted, Routing, route_advice_request
-from services.feedback.values import AdviceQuestion, AdviceRequestView
+from services.feedback.routing import (
+    NotRouted,
+    Routing,
+    route_advice_cancellation,
+    route_advice_request,
+)
+from services.feedback.values import AdviceQuestion, AdviceRequestState, AdviceRequestView
 
 ADVICE_ACTIVITY = "baken:advies-op-aanvraag"
 ADVICE_PURPOSE = "advies-op-aanvraag"
+CANCEL_ACTIVITY = "baken:advies-op-aanvraag-ingetrokken"
 
 
 class Advice:
@@ -25,7 +33,7 @@ class Advice:
 
     def request(self, inquiry: Inquiry, asked: AdviceQuestion) -> AdviceRequestView:
         context = self._context
-        house_id, term = asked.house_id, asked.term
+        house_id = asked.house_id
         caller = inquiry.caller
         context.authorise(caller, ADVICE_PURPOSE)
         with context.engine.connect() as connection:
@@ -45,6 +53,7 @@ class Advice:
                 metadata={"house": house_name(house_id)},
             )
         now = context.now()
+        due = asked.due(now)
         request_id = uuid.uuid4().hex[:20]
         routed = route_advice_request(
             context.recipients,
@@ -54,7 +63,7 @@ class Advice:
             question=asked.question,
             zsm_location=context.location_of(caller),
             now=now,
-            due=now + term,
+            due=due,
         )
         if isinstance(routed, NotRouted):
             raise FailedPrecondition(
@@ -69,8 +78,9 @@ class Advice:
             routed.key,
             caller.id,
             now,
-            now + term,
+            due,
             None,
+            source_record_id=marking.source_record_id,
         )
         with db.write_transaction(context.engine) as connection:
             context.check_not_purged(connection, asked.case_reference)
@@ -101,6 +111,65 @@ class Advice:
             view = self._find(request_id)
         return view
 
+    def cancel(self, inquiry: Inquiry, request_id: str) -> AdviceRequestView:
+        """The requesting party withdraws its request: it no longer holds up a decision, and
+        the house hears it (an ADVICE_REQUEST_CANCELLED item, in the same transaction).
+        Cancelling twice returns the cancelled request; an answered or overdue one cannot be."""
+        context = self._context
+        caller = inquiry.caller
+        context.authorise(caller, ADVICE_PURPOSE)
+        view = self._find(request_id)
+        if view.requested_by != caller.id:
+            raise PermissionDenied(
+                "NOT_THE_REQUESTER", "only the party that asked for the advice may cancel it"
+            )
+        now = context.now()
+        state = view.state(now)
+        if state == AdviceRequestState.CANCELLED:
+            return view
+        if state != AdviceRequestState.OPEN:
+            raise _not_open(state)
+        routed = route_advice_cancellation(
+            context.recipients,
+            request_id=request_id,
+            house_id=view.house_id,
+            source_record_id=view.source_record_id,
+            case_reference=view.case_reference,
+            zsm_location=context.location_of(caller),
+            now=now,
+        )
+        routing = (
+            Routing((), (routed,)) if isinstance(routed, NotRouted) else Routing((routed,), ())
+        )
+        with db.write_transaction(context.engine) as connection:
+            cancelled = repository.mark_cancelled(connection, request_id, now)
+            if cancelled:
+                context.outbox.add(
+                    connection, routing.items, now, case_reference=view.case_reference
+                )
+                context.append(
+                    connection,
+                    inquiry,
+                    now,
+                    "cancelled",
+                    activity=CANCEL_ACTIVITY,
+                    case_reference=view.case_reference,
+                    routing=routing,
+                    advice_request=view.name,
+                )
+        if not cancelled:
+            # Answered (or cancelled) a moment ago: nothing to withdraw.
+            return self._refused_after_race(request_id, now)
+        context.outbox.notify()
+        return self._find(request_id)
+
+    def _refused_after_race(self, request_id: str, now: dt.datetime) -> AdviceRequestView:
+        view = self._find(request_id)
+        state = view.state(now)
+        if state == AdviceRequestState.CANCELLED:
+            return view
+        raise _not_open(state)
+
     def unanswered(
         self, caller: Identity, *, overdue_only: bool, house_id: str | None
     ) -> list[AdviceRequestView]:
@@ -122,3 +191,11 @@ class Advice:
         if view is None:
             raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this name")
         return view
+
+
+def _not_open(state: AdviceRequestState) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"ADVICE_REQUEST_{state.name}",
+        "the advice request is {state}; only an open request can be cancelled",
+        metadata={"state": f"ADVICE_REQUEST_STATE_{state.name}"},
+    )

@@ -119,7 +119,8 @@ class Decisions:
         now = context.now()
         with db.write_transaction(context.engine) as connection:
             context.check_not_purged(connection, decision.case_reference)
-            _check_no_advice_in_term(connection, decision.case_reference, now)
+            if not decision.routes_only:
+                _check_no_advice_in_term(connection, decision.case_reference, now)
             repository.add_decision(
                 connection,
                 decision_id,

@@ -68,6 +68,7 @@ class FeedbackFigures:
             "advice.answered_in_term",
             "advice.overdue",
             "advice.open",
+            "advice.cancelled",
         ):
             figures += counted(metric, counts, houses)
         for scope in houses:
@@ -179,16 +180,18 @@ class FeedbackFigures:
         a = AdviceRequestRow.__table__.c
         now = self._clock.now()
         rows = connection.execute(
-            select(a.house_id, a.due_time, a.answered_time)
+            select(a.house_id, a.due_time, a.answered_time, a.cancelled_time)
             .where(a.requested_time >= selection.month.start)
             .where(a.requested_time < selection.month.end)
         )
-        for house_id, due, answered in rows:
+        for house_id, due, answered, cancelled in rows:
             scope = self._house(house_id, selection)
             if scope is None:
                 continue
             counts[("advice.requested", *scope)] += 1
-            if answered is not None and utc(answered) <= utc(due):
+            if cancelled is not None:
+                counts[("advice.cancelled", *scope)] += 1
+            elif answered is not None and utc(answered) <= utc(due):
                 counts[("advice.answered_in_term", *scope)] += 1
             elif answered is not None or utc(due) < now:
                 counts[("advice.overdue", *scope)] += 1

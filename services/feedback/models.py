@@ -138,6 +138,10 @@ class AdviceRequestRow(Base):
     requested_time: Mapped[UtcTime]
     due_time: Mapped[UtcTime]
     answered_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Withdrawn by the requesting party: no longer holds up a decision.
+    cancelled_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The house's record of the person (what the request's item carried), for the cancellation.
+    source_record_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class SignalCursorRow(Base):

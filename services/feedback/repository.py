@@ -97,13 +97,14 @@ def delete_decisions(connection: Connection, case_reference: str) -> int:
 def advice_in_term(
     connection: Connection, case_reference: str, now: dt.datetime
 ) -> tuple[str, dt.datetime] | None:
-    """The unanswered advice request of the case whose term ends first, if one is still
-    in term: (house id, due time)."""
+    """The unanswered, uncancelled advice request of the case whose term ends first, if one
+    is still in term: (house id, due time)."""
     waiting = connection.execute(
         select(advice_requests.c.house_id, advice_requests.c.due_time)
         .where(
             advice_requests.c.case_reference == case_reference,
             advice_requests.c.answered_time.is_(None),
+            advice_requests.c.cancelled_time.is_(None),
             advice_requests.c.due_time > now,
         )
         .order_by(advice_requests.c.due_time)
@@ -122,6 +123,7 @@ def add_advice_request(connection: Connection, view: AdviceRequestView) -> None:
             requested_by=view.requested_by,
             requested_time=view.requested_time,
             due_time=view.due_time,
+            source_record_id=view.source_record_id,
         )
     )
 
@@ -134,22 +136,42 @@ def advice_request(connection: Connection, request_id: str) -> AdviceRequestView
 
 
 def mark_answered(connection: Connection, request_id: str, now: dt.datetime) -> None:
-    """Answered at `now`, unless it was answered before."""
+    """Answered at `now`, unless it was answered or cancelled before."""
     connection.execute(
         update(advice_requests)
         .where(
             advice_requests.c.id == request_id,
             advice_requests.c.answered_time.is_(None),
+            advice_requests.c.cancelled_time.is_(None),
         )
         .values(answered_time=now)
     )
 
 
+def mark_cancelled(connection: Connection, request_id: str, now: dt.datetime) -> bool:
+    """Cancelled at `now`, if it is still unanswered and uncancelled (a concurrent answer or
+    cancellation wins); whether this call cancelled it."""
+    result = connection.execute(
+        update(advice_requests)
+        .where(
+            advice_requests.c.id == request_id,
+            advice_requests.c.answered_time.is_(None),
+            advice_requests.c.cancelled_time.is_(None),
+        )
+        .values(cancelled_time=now)
+    )
+    return result.rowcount == 1
+
+
 def unanswered_advice_requests(
     connection: Connection, *, due_by: dt.datetime | None, house_id: str | None
 ) -> list[AdviceRequestView]:
-    """Earliest term first; only those due by `due_by` and of `house_id`, when given."""
-    query = select(advice_requests).where(advice_requests.c.answered_time.is_(None))
+    """Earliest term first, cancelled ones left out; only those due by `due_by` and of
+    `house_id`, when given."""
+    query = select(advice_requests).where(
+        advice_requests.c.answered_time.is_(None),
+        advice_requests.c.cancelled_time.is_(None),
+    )
     if due_by is not None:
         query = query.where(advice_requests.c.due_time <= due_by)
     if house_id is not None:
@@ -174,6 +196,8 @@ def _view(r: Row[Any]) -> AdviceRequestView:
         utc(r.requested_time),
         utc(r.due_time),
         None if r.answered_time is None else utc(r.answered_time),
+        None if r.cancelled_time is None else utc(r.cancelled_time),
+        r.source_record_id or "",
     )
 
 

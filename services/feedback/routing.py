@@ -47,6 +47,7 @@ _REQUIRED: dict[DeliveryKind, tuple[str, ...]] = {
     DeliveryKind.SIGNAL: (FLOWED_IN,),
     DeliveryKind.REFERRAL: (FLOWED_IN, REFERRAL),
     DeliveryKind.ADVICE_REQUEST: (FLOWED_IN, ADVICE_REQUEST),
+    DeliveryKind.ADVICE_REQUEST_CANCELLED: (FLOWED_IN, ADVICE_REQUEST),
 }
 _SHOWS_ADVICE = (Freshness.CURRENT, Freshness.AGED)
 
@@ -319,3 +320,29 @@ def route_retraction(
         retracts=retracted_key,
     )
     return Item(delivery.key, house_id, person_key, delivery, (), {})
+
+
+def route_advice_cancellation(
+    recipients: Recipients,
+    *,
+    request_id: str,
+    house_id: str,
+    source_record_id: str,
+    case_reference: str,
+    zsm_location: str,
+    now: dt.datetime,
+) -> Item | NotRouted:
+    """ZSM withdrew its advice request: the house hears which one (its name), for the same
+    record and case, and nothing more. Ordered after the request itself (the same person)."""
+    delivery = Delivery(
+        house_id,
+        DeliveryKind.ADVICE_REQUEST_CANCELLED,
+        case_reference=case_reference,
+        occurred_time=now,
+        source_record_id=source_record_id,
+        zsm_location=zsm_location,
+        advice_request=advice_request_name(request_id),
+    )
+    addressed = recipients.address(house_id, _ADVICE_REQUEST_FIELDS, _day(now), delivery)
+    person = record_person(source_record_id) if source_record_id else f"case:{case_reference}"
+    return _keyed(addressed, f"cnc-{request_id}", person)

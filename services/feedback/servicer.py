@@ -40,6 +40,8 @@ def _advice_request(view: AdviceRequestView, now: dt.datetime) -> pb.AdviceReque
     )
     if view.answered_time is not None:
         message.answered_time.CopyFrom(timestamp(view.answered_time))
+    if view.cancelled_time is not None:
+        message.cancelled_time.CopyFrom(timestamp(view.cancelled_time))
     return message
 
 
@@ -126,6 +128,20 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         request_id = validation.advice_request_id(request.name)
         view = self._advice.answer(caller_of(context), request_id)
         return _advice_request(view, view.answered_time or view.requested_time)
+
+    def CancelAdviceRequest(
+        self, request: pb.CancelAdviceRequestRequest, context: grpc.ServicerContext
+    ) -> pb.AdviceRequest:
+        request_id = validation.advice_request_id(request.name)
+        inquiry = inquiry_of(
+            context,
+            SERVICE + "CancelAdviceRequest",
+            ADVICE_PURPOSE,
+            request.on_behalf_of,
+            register=self._register,
+        )
+        view = self._advice.cancel(inquiry, request_id)
+        return _advice_request(view, self._context.now())
 
     def ListAdviceRequests(
         self, request: pb.ListAdviceRequestsRequest, context: grpc.ServicerContext

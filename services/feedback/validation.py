@@ -5,6 +5,7 @@ offending field (AIP-193). Nothing here touches the database or the registry."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ from services.feedback.values import (
     SubjectAge,
     Triage,
     TriageCriterion,
+    WorkingDayDeadline,
 )
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
@@ -139,16 +141,36 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> Advice
     elif fault := text_fault(request.question, lines=True):
         check.fail("question", fault)
     check.user("on_behalf_of", request.on_behalf_of, formats)
+    deadline = _deadline(check, request)
     check.raise_if_failed()
     return AdviceQuestion(
         case_reference=request.case_reference,
         subject=_subject(request.subject),
         house_id=house_id_of(request.house),
-        term=request.term.ToTimedelta(),
+        term=request.term.ToTimedelta() if request.HasField("term") else None,
         question=request.question,
         on_behalf_of=request.on_behalf_of,
         subject_age=SubjectAge(request.subject_age),
+        deadline=deadline,
     )
+
+
+def _deadline(check: Checker, request: pb.RequestAdviceRequest) -> WorkingDayDeadline | None:
+    """Exactly one of term and deadline; a deadline's time of day in hours and minutes."""
+    has_term, has_deadline = request.HasField("term"), request.HasField("deadline")
+    if has_term and has_deadline:
+        check.fail("deadline", "only one of term and deadline")
+        return None
+    if not has_term and not has_deadline:
+        check.fail("term", "required: a term, or a deadline on a working day")
+        return None
+    if not has_deadline:
+        return None
+    t = request.deadline.time_of_day
+    if not (0 <= t.hours <= 23 and 0 <= t.minutes <= 59) or t.seconds or t.nanos:
+        check.fail("deadline.time_of_day", "hours 0 to 23 and minutes 0 to 59, nothing more")
+        return None
+    return WorkingDayDeadline(dt.time(t.hours, t.minutes), request.deadline.working_days)
 
 
 def advice_request_id(name: str) -> str:

@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from baken.clock import AMSTERDAM
+from baken.holidays import on_working_day
+
 
 class DecisionCode(enum.IntEnum):
     """baken.feedback.v1.DecisionCode."""
@@ -35,6 +38,12 @@ class DecisionStage(enum.IntEnum):
     UNSPECIFIED = 0
     ROUTING = 1
     FINAL = 2
+
+
+# The codes that only route the case (which track it takes, often within hours: voorgeleiding
+# when the inverzekeringstelling ends, overdracht aan de OM-backoffice); with stage ROUTING they
+# may be recorded while an advice request's term runs. Every other code decides the case.
+ROUTING_CODES = frozenset({DecisionCode.VOORGELEIDING, DecisionCode.OVERDRACHT_BACKOFFICE})
 
 
 class AdviceFollowed(enum.IntEnum):
@@ -65,6 +74,7 @@ class DeliveryKind(enum.IntEnum):
     REFERRAL = 3
     ADVICE_REQUEST = 4
     RETRACTION = 5
+    ADVICE_REQUEST_CANCELLED = 6
 
 
 class AdviceRequestState(enum.IntEnum):
@@ -74,6 +84,7 @@ class AdviceRequestState(enum.IntEnum):
     OPEN = 1
     ANSWERED = 2
     OVERDUE = 3
+    CANCELLED = 4
 
 
 class SubjectAge(enum.IntEnum):
@@ -135,18 +146,43 @@ class Decision:
     on_behalf_of: str
     request_key: str
 
+    @property
+    def routes_only(self) -> bool:
+        """A routing decision (stage ROUTING, a routing code): it does not wait for advice
+        asked; a final decision does, while the term runs."""
+        return self.stage == DecisionStage.ROUTING and self.code in ROUTING_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingDayDeadline:
+    """A time of day (Europe/Amsterdam) on the n-th working day after the request."""
+
+    time_of_day: dt.time
+    working_days: int
+
 
 @dataclass(frozen=True, slots=True)
 class AdviceQuestion:
-    """ZSM asks a house that marked the person for advice, to be given within `term`."""
+    """ZSM asks a house that marked the person for advice, to be given within `term` or by
+    `deadline` (exactly one of them is set)."""
 
     case_reference: str
     subject: tuple[Pseudonym, ...]
     house_id: str
-    term: dt.timedelta
+    term: dt.timedelta | None
     question: str
     on_behalf_of: str
     subject_age: SubjectAge
+    deadline: WorkingDayDeadline | None = None
+
+    def due(self, now: dt.datetime) -> dt.datetime:
+        """When the advice is due, asked at `now` (UTC)."""
+        if self.deadline is not None:
+            by = self.deadline
+            local = on_working_day(now, by.time_of_day, by.working_days, AMSTERDAM)
+            return local.astimezone(dt.UTC)
+        assert self.term is not None
+        return now + self.term
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +215,9 @@ class AdviceRequestView:
     requested_time: dt.datetime
     due_time: dt.datetime
     answered_time: dt.datetime | None
+    cancelled_time: dt.datetime | None = None
+    # The house's record of the person, to which its cancellation goes too.
+    source_record_id: str = ""
 
     @property
     def name(self) -> str:
@@ -187,6 +226,8 @@ class AdviceRequestView:
     def state(self, now: dt.datetime) -> AdviceRequestState:
         if self.answered_time is not None:
             return AdviceRequestState.ANSWERED
+        if self.cancelled_time is not None:
+            return AdviceRequestState.CANCELLED
         if now >= self.due_time:
             return AdviceRequestState.OVERDUE
         return AdviceRequestState.OPEN

@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import timeofday_pb2 as _timeofday_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -165,6 +166,8 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     the item named in `retracts`, which the house already received; the house removes or strikes
     it. Carries no personal data and no reason beyond the kind itself.
     """
+    DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: _DeliveryKind.ValueType  # 6
+    """ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper): ...
 
@@ -182,6 +185,8 @@ DELIVERY_KIND_RETRACTION: DeliveryKind.ValueType  # 5
 the item named in `retracts`, which the house already received; the house removes or strikes
 it. Carries no personal data and no reason beyond the kind itself.
 """
+DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: DeliveryKind.ValueType  # 6
+"""ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
 class _AdviceRequestState:
@@ -195,6 +200,8 @@ class _AdviceRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ad
     ADVICE_REQUEST_STATE_ANSWERED: _AdviceRequestState.ValueType  # 2
     ADVICE_REQUEST_STATE_OVERDUE: _AdviceRequestState.ValueType  # 3
     """The term passed without an answer; ZSM may decide without it."""
+    ADVICE_REQUEST_STATE_CANCELLED: _AdviceRequestState.ValueType  # 4
+    """The requesting party withdrew it before it was answered or overdue."""
 
 class AdviceRequestState(_AdviceRequestState, metaclass=_AdviceRequestStateEnumTypeWrapper): ...
 
@@ -203,6 +210,8 @@ ADVICE_REQUEST_STATE_OPEN: AdviceRequestState.ValueType  # 1
 ADVICE_REQUEST_STATE_ANSWERED: AdviceRequestState.ValueType  # 2
 ADVICE_REQUEST_STATE_OVERDUE: AdviceRequestState.ValueType  # 3
 """The term passed without an answer; ZSM may decide without it."""
+ADVICE_REQUEST_STATE_CANCELLED: AdviceRequestState.ValueType  # 4
+"""The requesting party withdrew it before it was answered or overdue."""
 Global___AdviceRequestState: _TypeAlias = AdviceRequestState  # noqa: Y015
 
 @_typing.final
@@ -457,6 +466,7 @@ class RequestAdviceRequest(_message.Message):
     QUESTION_FIELD_NUMBER: _builtins.int
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     SUBJECT_AGE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     case_reference: _builtins.str
     """Required, as in RecordDecisionRequest."""
     house: _builtins.str
@@ -473,7 +483,13 @@ class RequestAdviceRequest(_message.Message):
 
     @_builtins.property
     def term(self) -> _duration_pb2.Duration:
-        """Required. 24 hours to 7 days."""
+        """1 hour to 7 days from the request. Exactly one of term and deadline is required."""
+
+    @_builtins.property
+    def deadline(self) -> Global___WorkingDayDeadline:
+        """By a time on the n-th working day after the request, e.g. "13:00 on the next working
+        day". Exactly one of term and deadline is required.
+        """
 
     def __init__(
         self,
@@ -485,14 +501,45 @@ class RequestAdviceRequest(_message.Message):
         question: _builtins.str = ...,
         on_behalf_of: _builtins.str = ...,
         subject_age: _registry_service_pb2.SubjectAge.ValueType = ...,
+        deadline: Global___WorkingDayDeadline | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject", "term", b"term"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "subject", b"subject", "term", b"term"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "house", b"house", "on_behalf_of", b"on_behalf_of", "question", b"question", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "deadline", b"deadline", "house", b"house", "on_behalf_of", b"on_behalf_of", "question", b"question", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequestAdviceRequest: _TypeAlias = RequestAdviceRequest  # noqa: Y015
+
+@_typing.final
+class WorkingDayDeadline(_message.Message):
+    """A time of day on the n-th working day after the request, in Europe/Amsterdam. Saturdays,
+    Sundays and the Dutch public holidays (Algemene termijnenwet) are no working days.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_OF_DAY_FIELD_NUMBER: _builtins.int
+    WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    working_days: _builtins.int
+    """Required. 1 for the next working day, up to 5."""
+    @_builtins.property
+    def time_of_day(self) -> _timeofday_pb2.TimeOfDay:
+        """Required. Hours and minutes (seconds and nanos 0), e.g. 13:00."""
+
+    def __init__(
+        self,
+        *,
+        time_of_day: _timeofday_pb2.TimeOfDay | None = ...,
+        working_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_of_day", b"time_of_day"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_of_day", b"time_of_day", "working_days", b"working_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkingDayDeadline: _TypeAlias = WorkingDayDeadline  # noqa: Y015
 
 @_typing.final
 class AdviceRequest(_message.Message):
@@ -507,6 +554,7 @@ class AdviceRequest(_message.Message):
     ANSWERED_TIME_FIELD_NUMBER: _builtins.int
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     DELIVERY_KEY_FIELD_NUMBER: _builtins.int
+    CANCELLED_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"adviceRequests/{id}"."""
     case_reference: _builtins.str
@@ -522,6 +570,10 @@ class AdviceRequest(_message.Message):
     def due_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def answered_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancelled_time(self) -> _timestamp_pb2.Timestamp:
+        """When the requesting party cancelled it (state CANCELLED)."""
+
     def __init__(
         self,
         *,
@@ -534,10 +586,11 @@ class AdviceRequest(_message.Message):
         answered_time: _timestamp_pb2.Timestamp | None = ...,
         requested_by: _builtins.str = ...,
         delivery_key: _builtins.str = ...,
+        cancelled_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "due_time", b"due_time", "requested_time", b"requested_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "cancelled_time", b"cancelled_time", "due_time", b"due_time", "requested_time", b"requested_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "case_reference", b"case_reference", "delivery_key", b"delivery_key", "due_time", b"due_time", "house", b"house", "name", b"name", "requested_by", b"requested_by", "requested_time", b"requested_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_time", b"answered_time", "cancelled_time", b"cancelled_time", "case_reference", b"case_reference", "delivery_key", b"delivery_key", "due_time", b"due_time", "house", b"house", "name", b"name", "requested_by", b"requested_by", "requested_time", b"requested_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,6 +615,30 @@ class AnswerAdviceRequestRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnswerAdviceRequestRequest: _TypeAlias = AnswerAdviceRequestRequest  # noqa: Y015
+
+@_typing.final
+class CancelAdviceRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. "adviceRequests/{id}", as RequestAdvice returned it."""
+    on_behalf_of: _builtins.str
+    """Required. The user at the desk who cancels (NEN 7513 responsible user)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        on_behalf_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "on_behalf_of", b"on_behalf_of"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAdviceRequestRequest: _TypeAlias = CancelAdviceRequestRequest  # noqa: Y015
 
 @_typing.final
 class ListAdviceRequestsRequest(_message.Message):
@@ -723,7 +800,8 @@ class Delivery(_message.Message):
     """1 for the first delivery, 2 for the first redelivery ..."""
     advice_request: _builtins.str
     """ADVICE_REQUEST: the advice request's name, "adviceRequests/{id}", by which the house's
-    adapter answers it (AnswerAdviceRequest); empty for other kinds.
+    adapter answers it (AnswerAdviceRequest); ADVICE_REQUEST_CANCELLED: the request withdrawn;
+    empty for other kinds.
     """
     retracts: _builtins.str
     """RETRACTION: the key of the item it withdraws; empty for other kinds. A retraction carries

@@ -55,6 +55,11 @@ class FeedbackServiceStub:
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.SerializeToString,
                 response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
                 _registered_method=True)
+        self.CancelAdviceRequest = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/CancelAdviceRequest',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
+                _registered_method=True)
         self.ListAdviceRequests = channel.unary_unary(
                 '/baken.feedback.v1.FeedbackService/ListAdviceRequests',
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListAdviceRequestsRequest.SerializeToString,
@@ -96,14 +101,17 @@ class FeedbackServiceServicer:
         gets an item; technisch sepot 01 produces none and purges the case; a not-known person
         with suspected complex problems is referred (aanmelding) to the house of his municipality.
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-        followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+        followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+        the case is in term (a routing decision, such as a voorgeleiding, is recorded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RequestAdvice(self, request, context):
-        """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days.
+        """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+        7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+        holidays are no working days).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +121,17 @@ class FeedbackServiceServicer:
         """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
         through the registry, from the house's source, at the next lookup). The request is named
         as its Delivery carried it (Delivery.advice_request).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAdviceRequest(self, request, context):
+        """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+        way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+        longer holds up decisions. Cancelling twice returns the cancelled request;
+        FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+        party.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +189,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
             'AnswerAdviceRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.AnswerAdviceRequest,
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.SerializeToString,
+            ),
+            'CancelAdviceRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAdviceRequest,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.FromString,
                     response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.SerializeToString,
             ),
             'ListAdviceRequests': grpc.unary_unary_rpc_method_handler(
@@ -284,6 +308,33 @@ class FeedbackService:
             target,
             '/baken.feedback.v1.FeedbackService/AnswerAdviceRequest',
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AnswerAdviceRequestRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAdviceRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/CancelAdviceRequest',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.CancelAdviceRequestRequest.SerializeToString,
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AdviceRequest.FromString,
             options,
             channel_credentials,

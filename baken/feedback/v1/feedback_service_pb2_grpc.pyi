@@ -44,14 +44,25 @@ class FeedbackServiceStub:
     gets an item; technisch sepot 01 produces none and purges the case; a not-known person
     with suspected complex problems is referred (aanmelding) to the house of his municipality.
     INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-    followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+    followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+    the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]
-    """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+    """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+    7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+    holidays are no working days).
+    """
     AnswerAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
     through the registry, from the house's source, at the next lookup). The request is named
     as its Delivery carried it (Delivery.advice_request).
+    """
+    CancelAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.CancelAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
+    """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+    way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+    longer holds up decisions. Cancelling twice returns the cancelled request;
+    FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+    party.
     """
     ListAdviceRequests: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]
     """Open advice requests, or only those past their term."""
@@ -82,14 +93,25 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     gets an item; technisch sepot 01 produces none and purges the case; a not-known person
     with suspected complex problems is referred (aanmelding) to the house of his municipality.
     INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-    followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+    followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+    the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
     RequestAdvice: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
-    """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+    """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+    7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+    holidays are no working days).
+    """
     AnswerAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
     through the registry, from the house's source, at the next lookup). The request is named
     as its Delivery carried it (Delivery.advice_request).
+    """
+    CancelAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.CancelAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
+    """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+    way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+    longer holds up decisions. Cancelling twice returns the cancelled request;
+    FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+    party.
     """
     ListAdviceRequests: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.ListAdviceRequestsRequest, _feedback_service_pb2.ListAdviceRequestsResponse]  # type: ignore[assignment]
     """Open advice requests, or only those past their term."""
@@ -123,7 +145,8 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         gets an item; technisch sepot 01 produces none and purges the case; a not-known person
         with suspected complex problems is referred (aanmelding) to the house of his municipality.
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
-        followed, or why not. FAILED_PRECONDITION while an advice request for the case is in term.
+        followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
+        the case is in term (a routing decision, such as a voorgeleiding, is recorded).
         """
 
     @_abc_1.abstractmethod
@@ -132,7 +155,10 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feedback_service_pb2.RequestAdviceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
-        """Advies op aanvraag: ask a house that marked the suspect for advice within 24 hours to 7 days."""
+        """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
+        7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
+        holidays are no working days).
+        """
 
     @_abc_1.abstractmethod
     def AnswerAdviceRequest(
@@ -143,6 +169,19 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
         through the registry, from the house's source, at the next lookup). The request is named
         as its Delivery carried it (Delivery.advice_request).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelAdviceRequest(
+        self,
+        request: _feedback_service_pb2.CancelAdviceRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
+        """The requesting ZSM party withdraws its advice request (e.g. the case was decided another
+        way): the house hears it through an ADVICE_REQUEST_CANCELLED item, and the request no
+        longer holds up decisions. Cancelling twice returns the cancelled request;
+        FAILED_PRECONDITION for an answered or overdue request; PERMISSION_DENIED for another
+        party.
         """
 
     @_abc_1.abstractmethod
