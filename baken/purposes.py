@@ -17,7 +17,8 @@ PURPOSES: Mapping[str, purpose_pb2.Purpose.ValueType] = {
 PURPOSE_TOKENS: Mapping[int, str] = {number: token for token, number in PURPOSES.items()}
 # The purposes the code itself treats apart, by token.
 INTAKE = "intake-en-selectie"
+AFDOENING = "afdoeningsbeslissing"
 TERUGKOPPELING = "terugkoppeling"
 MONITORING = "monitoring"
 AUDIT = "audit"
-assert {INTAKE, TERUGKOPPELING, MONITORING, AUDIT} <= PURPOSES.keys()
+assert {INTAKE, AFDOENING, TERUGKOPPELING, MONITORING, AUDIT} <= PURPOSES.keys()

@@ -94,6 +94,40 @@ def _referral(args: argparse.Namespace) -> pb.SealedEnvelope | None:
     return sealed.seal_person(key, person, case_reference=args.case)
 
 
+def _advice_lines(advice: list[str], reasons: list[str]) -> dict[str, Any]:
+    """--advice [HOUSE=]followed|not-followed and --reason [HOUSE=]TEXT as the request's advice
+    lines; one without HOUSE is the one house whose advice the desk could see (the service
+    finds it: RecordDecisionRequest.advice_followed)."""
+    why: dict[str, str] = {}
+    for given in reasons:
+        house, _, text = given.partition("=") if _names_house(given) else ("", "", given)
+        why[house] = text
+    lines = []
+    for given in advice:
+        house, _, word = given.rpartition("=")
+        if word not in ADVICE or word in ("unspecified", "no-advice"):
+            raise UserError(f"--advice {given}: followed or not-followed, after HOUSE= if given")
+        lines.append((house, ADVICE[word], why.pop(house, "")))
+    if why:
+        raise UserError(f"--reason {next(iter(why)) or 'TEXT'}: no --advice for that house")
+    if len(lines) == 1 and not lines[0][0]:
+        _, followed, reason = lines[0]
+        return {"advice_followed": followed, "deviation_reason": reason}
+    if any(not house for house, _, _ in lines):
+        raise UserError("--advice: name the house (HOUSE=...) when giving several")
+    return {
+        "house_advice": [
+            pb.HouseAdvice(house=house_name(h), advice_followed=f, deviation_reason=r)  # type: ignore[arg-type]
+            for h, f, r in lines
+        ]
+    }
+
+
+def _names_house(given: str) -> bool:
+    house, sep, _ = given.partition("=")
+    return bool(sep) and house.startswith("vh-") and " " not in house
+
+
 def _decide(args: argparse.Namespace) -> None:
 
     _ring, subject = person_subject(args)
@@ -104,8 +138,7 @@ def _decide(args: argparse.Namespace) -> None:
         sepot_code=args.sepot_code or "",
         stage=STAGES[args.stage],  # type: ignore[arg-type]
         subject_age=_age(args),  # type: ignore[arg-type]
-        advice_followed=ADVICE[args.advice] if args.advice else 0,  # type: ignore[arg-type]
-        deviation_reason=args.reason or "",
+        **_advice_lines(args.advice or [], args.reason or []),
         probation_report_requested=args.probation_report,
         triage=pb.TriageCheck(
             checked=args.triage_checked or bool(args.triage),
@@ -313,10 +346,18 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     decide.add_argument(
         "--advice",
-        choices=sorted(ADVICE),
-        help="was the house's CURRENT or AGED advice followed (required when there is one)",
+        metavar="[HOUSE=]followed|not-followed",
+        action="append",
+        help="was a house's CURRENT or AGED advice you could see followed: once per such house "
+        "(HOUSE as vh-regio-utrecht-utrecht); without HOUSE= when only one house's advice shows",
     )
-    decide.add_argument("--reason", help="with --advice not-followed: the substantive reason")
+    decide.add_argument(
+        "--reason",
+        metavar="[HOUSE=]TEXT",
+        action="append",
+        help="with not-followed: the substantive reason about that house's advice (it alone "
+        "receives it)",
+    )
     decide.add_argument("--probation-report", action="store_true", help="probation was asked")
     decide.add_argument(
         "--triage-checked", action="store_true", help="the triage criteria were checked"

@@ -321,6 +321,7 @@ OPTIONS = {
     "sepot_code": "--sepot-code",
     "stage": "--stage",
     "advice_followed": "--advice",
+    "house_advice": "--advice HOUSE=",
     "deviation_reason": "--reason",
     "residence_municipality": "--municipality",
     "referral": "--complex-problems",

@@ -58,6 +58,7 @@ from baken.render import advice_request_line as advice_line
 from baken.render import lookup_text
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from dev.topology import Endpoints
+from services.registry.freshness import Freshness, freshness
 
 __all__ = [
     "Endpoints",
@@ -83,8 +84,6 @@ TIMEOUT_S = 60.0
 # Past the shortest term (24 h), so that a request becomes overdue; not much further, so that
 # the shift stays in its month but on its last day.
 ADVANCE_S = 25 * 3600
-# Advice older than this is expired, whatever day the services' clock says it is.
-EXPIRED_AFTER_DAYS = 400
 NO_HIT = registry_service_pb2.LOOKUP_OUTCOME_NO_HIT
 MINOR_AT_INTAKE = registry_service_pb2.LOOKUP_OUTCOME_MINOR_AT_INTAKE
 DEVIATION_TRAVELLER = (
@@ -235,6 +234,7 @@ class _Shift:
         self.records: list[SourceRecord] = []
         self.showcase: dict[str, Person] = {}
         self.featured: set[str] = set()  # item keys to show in the sources
+        self.asked: dict[str, set[str]] = {}  # case -> the houses the desk asked for advice
         self.expected: dict[str, Counter[str]] = {h: Counter() for h in self.houses}
         self.before = {
             h: Counter(delivered_keys(self.e.deliveries, x)) for h, x in self.houses.items()
@@ -486,7 +486,8 @@ class _Shift:
                 )
                 self.featured.update(i.key for i in response.items)
                 self.say(f"   {s.case}  the travelling offender: dagvaarding, deviating from the")
-                self.say("     CURRENT advice, with the reason. Fed back to both marking houses:")
+                self.say("     CURRENT advice the desk could see, with the reason. Fed back to")
+                self.say("     both marking houses, each with its own advice line only:")
                 for item in response.items:
                     self.say(f"     -> {item.house}  [{item.key}]")
             elif s is rr:
@@ -527,13 +528,18 @@ class _Shift:
         late: bool = False,
         **fields: object,
     ) -> fb.RecordDecisionResponse:
-        """RecordDecision as the desk's KPC'er; the items it routes are expected in the sources."""
-        followed = (
-            fb.ADVICE_FOLLOWED_NOT_FOLLOWED
-            if deviation
-            else fb.ADVICE_FOLLOWED_FOLLOWED
-            if self._fresh(s, EXPIRED_AFTER_DAYS)
-            else fb.ADVICE_FOLLOWED_NO_ADVICE
+        """RecordDecision as the desk's KPC'er, with a line for each house whose CURRENT or AGED
+        advice it could weigh (its own region's, under the shipped covenants, and the houses it
+        asked): not followed, with `deviation`, where one is given. The items it routes are
+        expected in the sources."""
+        followed = fb.ADVICE_FOLLOWED_NOT_FOLLOWED if deviation else fb.ADVICE_FOLLOWED_FOLLOWED
+        weighed = sorted(
+            {
+                r.house_id
+                for r in s.records
+                if freshness(r.advice_date, self.today) in (Freshness.CURRENT, Freshness.AGED)
+                and (self._region(r) == s.region or r.house_id in self.asked.get(s.case, ()))
+            }
         )
         request = fb.RecordDecisionRequest(
             case_reference=s.case,
@@ -544,8 +550,12 @@ class _Shift:
             if code == fb.DECISION_CODE_OVERDRACHT_BACKOFFICE
             else fb.DECISION_STAGE_FINAL,
             subject_age=subject_age(self.minor(s.person)),
-            advice_followed=followed,
-            deviation_reason=deviation,
+            house_advice=[
+                fb.HouseAdvice(
+                    house=house_name(house), advice_followed=followed, deviation_reason=deviation
+                )
+                for house in weighed
+            ],
             on_behalf_of=s.user,
             request_key=f"{s.case}-decision",
             **fields,  # type: ignore[arg-type]
@@ -594,6 +604,7 @@ class _Shift:
     def ask(self, s: _Suspect, house: str, hours: int) -> fb.AdviceRequest:
         term = duration_pb2.Duration()
         term.FromTimedelta(dt.timedelta(hours=hours))
+        self.asked.setdefault(s.case, set()).add(house)
         made: fb.AdviceRequest = self.feedback(f"zsm-{s.region}-kpc").RequestAdvice(
             fb.RequestAdviceRequest(
                 case_reference=s.case,

@@ -140,11 +140,14 @@ class Problem:
     domain: str | None
     fields: list[str]
     metadata: dict[str, str] = field(default_factory=dict)
+    # What each BadRequest field violation says, in the order of `fields`.
+    descriptions: list[str] = field(default_factory=list)
 
 
 def problem_of_status(status: status_pb2.Status) -> Problem:
     reason = domain = None
     fields: list[str] = []
+    descriptions: list[str] = []
     metadata: dict[str, str] = {}
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -155,8 +158,9 @@ def problem_of_status(status: status_pb2.Status) -> Problem:
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
+            descriptions += [v.description for v in bad.field_violations]
     code = next(c for c in grpc.StatusCode if c.value[0] == status.code)
-    return Problem(code, reason, domain, fields, metadata)
+    return Problem(code, reason, domain, fields, metadata, descriptions)
 
 
 def problem(error: grpc.RpcError) -> Problem:

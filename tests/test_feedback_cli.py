@@ -88,7 +88,8 @@ def test_decide_tells_which_houses_hear_it(
     base = ["decide", "--bsn", TRAVELLER.bsn or "", "--adult", "--case", "10-123456-26"]
     code, _, err = run(feedback, tmp_path, capsys, *base, "--code", "dagvaarding")
     assert code == 1
-    assert "INVALID_ARGUMENT: --advice: required" in err and "Traceback" not in err
+    assert f"INVALID_ARGUMENT: --advice HOUSE=: required: a line for houses/{UTRECHT}" in err
+    assert "Traceback" not in err
     code, out, _ = run(
         feedback,
         tmp_path,

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from builders import Marking, Person, problem, subject
-from feedback_harness import KPC_ROTTERDAM, RunningFeedback, decision_request
+from feedback_harness import KPC_ROTTERDAM, KPC_UTRECHT, RunningFeedback, decision_request
 from google.type import date_pb2
 
 from baken import sealed
@@ -60,8 +60,15 @@ def test_known_person_every_marking_house_nationwide_hears_the_decision(
     mark(feedback, TRAVELLER, ROTTERDAM, UTRECHT)
     response = feedback.decide(
         TRAVELLER,
-        advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED,
-        deviation_reason=REASON,
+        KPC_UTRECHT,
+        # The Midden-Nederland desk sees Utrecht's advice, not Rotterdam's (another region).
+        house_advice=[
+            pb.HouseAdvice(
+                house=f"houses/{UTRECHT}",
+                advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED,
+                deviation_reason=REASON,
+            ),
+        ],
         probation_report_requested=True,
     )
     assert sorted(i.house for i in response.items) == [f"houses/{UTRECHT}", f"houses/{ROTTERDAM}"]
@@ -71,22 +78,28 @@ def test_known_person_every_marking_house_nationwide_hears_the_decision(
         item = sent[house]
         assert item.source_record_id == f"{house}-{TRAVELLER.bsn}"
         assert item.case_reference == "10-123456-26"
-        assert item.zsm_location == "ZSM Rotterdam-Rijnmond"
+        assert item.zsm_location == "ZSM Midden-Nederland"
         assert item.decision.code == pb.DECISION_CODE_DAGVAARDING
         assert item.decision.stage == pb.DECISION_STAGE_FINAL
-        assert item.decision.advice_followed == pb.ADVICE_FOLLOWED_NOT_FOLLOWED
-        assert item.decision.deviation_reason == REASON
         assert item.decision.probation_report_requested
+        # Each house hears its own line, and that one other house was told.
+        assert item.decision.other_houses == 1
+    assert sent[UTRECHT].decision.advice_followed == pb.ADVICE_FOLLOWED_NOT_FOLLOWED
+    assert sent[UTRECHT].decision.deviation_reason == REASON
+    assert sent[ROTTERDAM].decision.advice_followed == pb.ADVICE_FOLLOWED_UNSPECIFIED
+    assert sent[ROTTERDAM].decision.deviation_reason == ""
 
 
 def test_current_advice_requires_saying_whether_it_was_followed(
     feedback: RunningFeedback,
 ) -> None:
     mark(feedback, TRAVELLER, UTRECHT)  # advice of 2026-09-01: CURRENT on 2026-11-28
-    code, _, fields = refused(lambda: feedback.decide(TRAVELLER))
-    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["advice_followed"])
+    code, _, fields = refused(lambda: feedback.decide(TRAVELLER, KPC_UTRECHT))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["house_advice"])
     code, _, fields = refused(
-        lambda: feedback.decide(TRAVELLER, advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED)
+        lambda: feedback.decide(
+            TRAVELLER, KPC_UTRECHT, advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED
+        )
     )
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["deviation_reason"])
     assert items_of(feedback) == [] and feedback.tables()["decisions"] == []
@@ -94,10 +107,10 @@ def test_current_advice_requires_saying_whether_it_was_followed(
 
 def test_aged_advice_counts_and_expired_advice_does_not(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT, advice_date=dt.date(2026, 3, 1))  # AGED
-    code, _, fields = refused(lambda: feedback.decide(TRAVELLER))
-    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["advice_followed"])
+    code, _, fields = refused(lambda: feedback.decide(TRAVELLER, KPC_UTRECHT))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["house_advice"])
     mark(feedback, STRANGER, UTRECHT, advice_date=dt.date(2025, 1, 1))  # EXPIRED
-    assert len(feedback.decide(STRANGER).items) == 1
+    assert len(feedback.decide(STRANGER, KPC_UTRECHT).items) == 1
 
 
 def test_technisch_sepot_01_sends_nothing_and_purges_the_case(
@@ -344,7 +357,10 @@ def test_signals_of_a_purged_case_still_waiting_in_the_registry_never_arrive(
 def test_the_deviation_reason_is_sealed_at_rest(feedback: RunningFeedback) -> None:
     mark(feedback, TRAVELLER, UTRECHT)
     feedback.decide(
-        TRAVELLER, advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED, deviation_reason=REASON
+        TRAVELLER,
+        KPC_UTRECHT,
+        advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED,
+        deviation_reason=REASON,
     )
     assert REASON.encode() not in repr(feedback.tables()).encode()
     files = feedback.settings.data_dir.parent.glob("feedback-db/feedback.db*")

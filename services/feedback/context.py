@@ -18,6 +18,7 @@ from baken.clock import Clock
 from baken.errors import FailedPrecondition, NotFound, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
+from baken.purposes import AFDOENING, INTAKE
 from services.accesslog.inquiry import Inquiry, entry
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
@@ -26,6 +27,9 @@ from services.feedback import repository
 from services.feedback.outbox import Outbox
 from services.feedback.routing import Marking, Recipients, Routing
 from services.feedback.values import Pseudonym, SignalIn, SubjectAge
+
+# Where a desk weighs the houses' advice before it decides.
+DECIDING_PURPOSES = (INTAKE, AFDOENING)
 
 
 def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
@@ -122,6 +126,24 @@ class Context:
 
     def is_purged(self, connection: Connection, case_reference: str) -> bool:
         return repository.is_purged(connection, self.outbox.case_digests(case_reference))
+
+    def advice_visible(self, caller: Identity) -> frozenset[str]:
+        """The houses whose advice (or only its freshness) the caller's look-ups show it today
+        where a decision is weighed, at intake-en-selectie or afdoeningsbeslissing: the advice
+        it could weigh. (An advice it asked for itself is added by the caller of this.)"""
+        visible: set[str] = set()
+        for purpose in DECIDING_PURPOSES:
+            try:
+                scope = self._policy.authorise(caller, purpose, self.clock.today())
+            except PermissionDenied:
+                continue
+            visible.update(
+                house_id
+                for house_id in self.houses
+                if scope.decide(house_id, "advice").disclosed
+                or scope.decide(house_id, "advice_freshness").disclosed
+            )
+        return frozenset(visible)
 
     def location_of(self, caller: Identity) -> str:
         return self._locations.get(caller.id, caller.organisation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +35,6 @@ from services.feedback.values import (
 
 DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
-_ADVICE_GIVEN = (AdviceFollowed.FOLLOWED, AdviceFollowed.NOT_FOLLOWED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,7 @@ class Decisions:
             return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
         with context.engine.connect() as connection:
             context.check_not_purged(connection, decision.case_reference)
+            asked = repository.houses_asked(connection, decision.case_reference, caller.id)
         markings = context.markings(
             inquiry,
             decision.subject,
@@ -76,7 +76,7 @@ class Decisions:
             subject_age=decision.subject_age,
             purpose=TERUGKOPPELING,
         )
-        _check_advice(decision, markings)
+        decision = _with_house_advice(decision, markings, context.advice_visible(caller) | asked)
         now = context.now()
         decision_id = uuid.uuid4().hex[:20]
         referral_house = self.referral_house(decision.residence_municipality)
@@ -133,9 +133,12 @@ class Decisions:
                 minor=decision.subject_age == SubjectAge.MINOR,
                 known=bool(markings),
                 advice_current=any(m.advice_counts for m in markings),
-                advice_followed=decision.advice_followed,
+                advice_followed=_summary(decision),
                 complex_problems=decision.complex_problems_suspected,
-                deviation_reason_given=bool(decision.deviation_reason.strip()),
+                deviation_reason_given=any(
+                    line.deviated and line.deviation_reason for line in decision.house_advice
+                ),
+                house_advice=decision.house_advice,
             )
             context.outbox.add(
                 connection,
@@ -198,6 +201,15 @@ class Decisions:
         return items
 
 
+def _summary(decision: Decision) -> AdviceFollowed:
+    """The decision's advice as one value for the region's figures: NOT_FOLLOWED when any
+    house's advice was not followed, FOLLOWED when every line was, else NO_ADVICE."""
+    lines = decision.house_advice
+    if any(line.deviated for line in lines):
+        return AdviceFollowed.NOT_FOLLOWED
+    return AdviceFollowed.FOLLOWED if lines else AdviceFollowed.NO_ADVICE
+
+
 def _check_no_advice_in_term(connection: Connection, case_reference: str, now: dt.datetime) -> None:
     waiting = repository.advice_in_term(connection, case_reference, now)
     if waiting is not None:
@@ -213,16 +225,47 @@ def _check_no_advice_in_term(connection: Connection, case_reference: str, now: d
         )
 
 
-def _check_advice(decision: Decision, markings: Sequence[Marking]) -> None:
-    """When a house has CURRENT or AGED advice, ZSM must say whether it followed it."""
-    advising = [m.house_id for m in markings if m.advice_counts]
-    if advising and decision.advice_followed not in _ADVICE_GIVEN:
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "advice_followed",
-                    f"required: houses/{advising[0]} has CURRENT or AGED advice for this "
-                    "person; FOLLOWED or NOT_FOLLOWED (with deviation_reason)",
-                )
-            ]
+def _with_house_advice(
+    decision: Decision, markings: Sequence[Marking], visible: frozenset[str]
+) -> Decision:
+    """The decision with one advice line per marking house whose CURRENT or AGED advice the
+    desk could see, or InvalidArgument. A line for any other house is refused in the same words
+    whether that house marked the person, has advice, or neither: the refusal tells the desk
+    nothing its look-up did not."""
+    advising = [m.house_id for m in markings if m.advice_counts and m.house_id in visible]
+    lines = list(decision.house_advice)
+    if len(lines) == 1 and lines[0].house_id == "":
+        if len(advising) > 1:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "house_advice",
+                        "required: one line per house; several houses' advice could be seen",
+                    )
+                ]
+            )
+        if not advising:
+            # As the deprecated field always was: said where no advice asked for it, ignored.
+            return replace(decision, house_advice=())
+        lines = [replace(lines[0], house_id=advising[0])]
+    violations = [
+        FieldViolation(
+            f"house_advice[{i}].house",
+            "not a house whose CURRENT or AGED advice for this person the desk could see",
         )
+        for i, line in enumerate(lines)
+        if line.house_id not in advising
+    ]
+    given = {line.house_id for line in lines}
+    violations += [
+        FieldViolation(
+            "house_advice",
+            f"required: a line for houses/{house_id}, whose CURRENT or AGED advice the desk "
+            "could see; FOLLOWED or NOT_FOLLOWED (with deviation_reason)",
+        )
+        for house_id in advising
+        if house_id not in given
+    ]
+    if violations:
+        raise InvalidArgument(violations)
+    return replace(decision, house_advice=tuple(lines))

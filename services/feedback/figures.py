@@ -18,7 +18,7 @@ from baken.houses import House
 from baken.stuurinformatie.figures import Figure, counted, percentile
 from services.common.covenants import Party
 from services.common.db import utc
-from services.feedback.models import AdviceRequestRow, DecisionRow, DeliveryRow
+from services.feedback.models import AdviceRequestRow, DecisionAdviceRow, DecisionRow, DeliveryRow
 from services.feedback.values import AdviceFollowed, DeliveryKind
 from services.report import Selection
 
@@ -111,7 +111,7 @@ class FeedbackFigures:
         ack_seconds: dict[tuple[str, str], list[float]],
     ) -> None:
         i = DeliveryRow.__table__.c
-        d = DecisionRow.__table__.c
+        a = DecisionAdviceRow.__table__.c
         rows = connection.execute(
             select(
                 i.house_id,
@@ -121,12 +121,15 @@ class FeedbackFigures:
                 i.attempts,
                 i.created_time,
                 i.acked_time,
-                d.advice_current,
-                d.advice_followed,
-                d.deviation_reason_given,
+                a.advice_followed,
+                a.deviation_reason_given,
             )
             .select_from(
-                DeliveryRow.__table__.outerjoin(DecisionRow.__table__, i.decision_id == d.id)
+                # The house's own advice line of the decision: deviations are per house.
+                DeliveryRow.__table__.outerjoin(
+                    DecisionAdviceRow.__table__,
+                    (i.decision_id == a.decision_id) & (i.house_id == a.house_id),
+                )
             )
             .where(i.created_time >= selection.month.start)
             .where(i.created_time < selection.month.end)
@@ -141,7 +144,6 @@ class FeedbackFigures:
             attempts,
             created,
             acked,
-            advice_current,
             followed,
             reason_given,
         ) in rows:
@@ -167,7 +169,7 @@ class FeedbackFigures:
                         fed_back.setdefault(scope, set()).add(case)
                     seconds = (utc(acked) - utc(created)).total_seconds()
                     ack_seconds.setdefault(scope, []).append(seconds)
-                if advice_current and followed == _DEVIATED:
+                if followed == _DEVIATED:
                     counts[("house.deviations", *scope)] += 1
                     counts[("house.deviations_with_reason", *scope)] += bool(reason_given)
         for scope, cases in signalled.items():

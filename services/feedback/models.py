@@ -64,6 +64,19 @@ class DecisionRow(Base):
     deviation_reason_given: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
+class DecisionAdviceRow(Base):
+    """One house's advice line of a decision: whether ZSM followed it, and whether a reason
+    was given (the reason itself travels only to that house). Management information counts
+    deviations per house from these."""
+
+    __tablename__ = "decision_advice"
+
+    decision_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    house_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    advice_followed: Mapped[int] = mapped_column(SmallInteger)
+    deviation_reason_given: Mapped[bool] = mapped_column(Boolean)
+
+
 class DeliveryRow(Base):
     """One item for one house: the outbox. `payload` is the serialised baken.feedback.v1.Delivery
     (without `attempt`); it is dropped once the house acknowledged the item."""

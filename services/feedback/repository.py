@@ -14,14 +14,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from services.common.db import utc
 from services.feedback.models import (
     AdviceRequestRow,
+    DecisionAdviceRow,
     DecisionRow,
     PurgedCaseRow,
     SignalCursorRow,
 )
 from services.feedback.outbox import deliveries
-from services.feedback.values import AdviceRequestView
+from services.feedback.values import AdviceRequestView, HouseAdvice
 
 decisions = cast(Table, DecisionRow.__table__)
+decision_advice = cast(Table, DecisionAdviceRow.__table__)
 advice_requests = cast(Table, AdviceRequestRow.__table__)
 cursor_table = cast(Table, SignalCursorRow.__table__)
 purged_cases = cast(Table, PurgedCaseRow.__table__)
@@ -46,8 +48,10 @@ def add_decision(
     advice_followed: int,
     complex_problems: bool,
     deviation_reason_given: bool,
+    house_advice: Sequence[HouseAdvice] = (),
 ) -> None:
-    """The decision as management information counts it (services/feedback/figures.py)."""
+    """The decision as management information counts it (services/feedback/figures.py), with
+    its advice line per house."""
     connection.execute(
         decisions.insert().values(
             id=decision_id,
@@ -65,6 +69,19 @@ def add_decision(
             deviation_reason_given=deviation_reason_given,
         )
     )
+    if house_advice:
+        connection.execute(
+            decision_advice.insert(),
+            [
+                {
+                    "decision_id": decision_id,
+                    "house_id": line.house_id,
+                    "advice_followed": int(line.followed),
+                    "deviation_reason_given": bool(line.deviation_reason),
+                }
+                for line in house_advice
+            ],
+        )
 
 
 def earlier_decision(
@@ -86,12 +103,26 @@ def earlier_decision(
 
 
 def delete_decisions(connection: Connection, case_reference: str) -> int:
+    of_case = select(decisions.c.id).where(decisions.c.case_reference == case_reference)
+    connection.execute(delete(decision_advice).where(decision_advice.c.decision_id.in_(of_case)))
     return connection.execute(
         delete(decisions).where(decisions.c.case_reference == case_reference)
     ).rowcount
 
 
 # -- advice requests ------------------------------------------------------------------------------
+
+
+def houses_asked(connection: Connection, case_reference: str, party_id: str) -> set[str]:
+    """The houses `party_id` asked for advice in the case: their answer is advice it could
+    weigh, whatever its covenant shows of the house at a look-up."""
+    return set(
+        connection.execute(
+            select(advice_requests.c.house_id)
+            .where(advice_requests.c.case_reference == case_reference)
+            .where(advice_requests.c.requested_by == party_id)
+        ).scalars()
+    )
 
 
 def advice_in_term(

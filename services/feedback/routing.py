@@ -161,6 +161,7 @@ def _cleared(delivery: Delivery, name: str) -> Delivery:
                 sepot_code="",
                 stage=DecisionStage.UNSPECIFIED,
                 subject_age=SubjectAge.UNSPECIFIED,
+                other_houses=0,
             )
         elif name == DEVIATION:
             d = replace(d, advice_followed=AdviceFollowed.UNSPECIFIED, deviation_reason="")
@@ -213,8 +214,6 @@ def route_decision(
             code=decision.code,
             stage=decision.stage,
             subject_age=decision.subject_age,
-            advice_followed=decision.advice_followed,
-            deviation_reason=decision.deviation_reason,
             probation_report_requested=decision.probation_report_requested,
             triage=decision.triage,
             complex_problems_suspected=decision.complex_problems_suspected,
@@ -223,7 +222,19 @@ def route_decision(
     results: list[Item | NotRouted] = []
     if markings:
         fields = _SEPOT_FIELDS if sepot else _DECISION_FIELDS
+        lines = {line.house_id: line for line in decision.house_advice}
+        houses = {m.house_id for m in markings}
         for n, marking in enumerate(markings):
+            own = told
+            if not sepot:
+                # Each house hears its own line only, and how many others were told.
+                line = lines.get(marking.house_id)
+                own = replace(
+                    told,
+                    advice_followed=line.followed if line else AdviceFollowed.UNSPECIFIED,
+                    deviation_reason=line.deviation_reason if line else "",
+                    other_houses=len(houses) - 1,
+                )
             delivery = Delivery(
                 marking.house_id,
                 DeliveryKind.DECISION,
@@ -231,7 +242,7 @@ def route_decision(
                 occurred_time=now,
                 source_record_id=marking.source_record_id,
                 zsm_location=zsm_location,
-                decision=told,
+                decision=own,
             )
             addressed = recipients.address(marking.house_id, fields, today, delivery)
             key = f"dec-{decision_id}-{n:02d}"

@@ -22,6 +22,7 @@ from services.feedback.values import (
     Decision,
     DecisionCode,
     DecisionStage,
+    HouseAdvice,
     Pseudonym,
     SealedEnvelope,
     SubjectAge,
@@ -55,19 +56,7 @@ def record_decision(
             check.fail("sepot_code", 'required with SEPOT: "02" to "99" (01 is TECHNISCH_SEPOT_01)')
     elif request.sepot_code:
         check.fail("sepot_code", "only with code SEPOT")
-    low, high = DEVIATION_REASON
-    reason = request.deviation_reason.strip()
-    if request.advice_followed == pb.ADVICE_FOLLOWED_NOT_FOLLOWED:
-        if not low <= len(reason) <= high:
-            check.fail(
-                "deviation_reason",
-                f"required when the advice was not followed: the substantive reason, "
-                f"{low} to {high} characters",
-            )
-        elif fault := text_fault(reason, lines=True):
-            check.fail("deviation_reason", fault)
-    elif reason:
-        check.fail("deviation_reason", "only when advice_followed is NOT_FOLLOWED")
+    house_advice = _house_advice(check, request)
     if request.triage.matched and not request.triage.checked:
         check.fail("triage.checked", "criteria matched, so they were checked: set checked")
     if fault := text_fault(request.residence_municipality):
@@ -96,8 +85,7 @@ def record_decision(
         sepot_code=request.sepot_code,
         stage=DecisionStage(request.stage),
         subject_age=SubjectAge(request.subject_age),
-        advice_followed=AdviceFollowed(request.advice_followed),
-        deviation_reason=request.deviation_reason,
+        house_advice=house_advice,
         probation_report_requested=request.probation_report_requested,
         triage=Triage(
             request.triage.checked, tuple(TriageCriterion(m) for m in request.triage.matched)
@@ -112,6 +100,47 @@ def record_decision(
         on_behalf_of=request.on_behalf_of,
         request_key=request.request_key,
     )
+
+
+def _house_advice(check: Checker, request: pb.RecordDecisionRequest) -> tuple[HouseAdvice, ...]:
+    """The per-house lines, or the deprecated single line as a line of house "" (the one
+    house whose advice the desk could see; decisions.py finds it)."""
+    lines: list[HouseAdvice] = []
+    seen: set[str] = set()
+    for i, line in enumerate(request.house_advice):
+        at = f"house_advice[{i}]"
+        house_id = house_id_of(line.house)
+        if house_id in seen:
+            check.fail(f"{at}.house", "a second line for this house")
+        seen.add(house_id)
+        followed = AdviceFollowed(line.advice_followed)
+        _deviation(check, at + ".", followed, line.deviation_reason)
+        lines.append(HouseAdvice(house_id, followed, line.deviation_reason.strip()))
+    legacy = AdviceFollowed(request.advice_followed)
+    if lines and (legacy != AdviceFollowed.UNSPECIFIED or request.deviation_reason):
+        check.fail("advice_followed", "deprecated: give house_advice only")
+    elif legacy in (AdviceFollowed.FOLLOWED, AdviceFollowed.NOT_FOLLOWED):
+        _deviation(check, "", legacy, request.deviation_reason)
+        lines.append(HouseAdvice("", legacy, request.deviation_reason.strip()))
+    elif request.deviation_reason:
+        check.fail("deviation_reason", "only when advice_followed is NOT_FOLLOWED")
+    return tuple(lines)
+
+
+def _deviation(check: Checker, prefix: str, followed: AdviceFollowed, reason: str) -> None:
+    low, high = DEVIATION_REASON
+    reason = reason.strip()
+    if followed == AdviceFollowed.NOT_FOLLOWED:
+        if not low <= len(reason) <= high:
+            check.fail(
+                f"{prefix}deviation_reason",
+                f"required when the advice was not followed: the substantive reason, "
+                f"{low} to {high} characters",
+            )
+        elif fault := text_fault(reason, lines=True):
+            check.fail(f"{prefix}deviation_reason", fault)
+    elif reason:
+        check.fail(f"{prefix}deviation_reason", "only when the advice was NOT_FOLLOWED")
 
 
 def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None) -> None:

@@ -136,8 +136,9 @@ class Decision:
     sepot_code: str
     stage: DecisionStage
     subject_age: SubjectAge
-    advice_followed: AdviceFollowed
-    deviation_reason: str
+    # One line per house whose advice the desk could see (checked against the registry's
+    # markings in services/feedback/decisions.py).
+    house_advice: tuple[HouseAdvice, ...]
     probation_report_requested: bool
     triage: Triage
     complex_problems_suspected: bool
@@ -159,6 +160,21 @@ class WorkingDayDeadline:
 
     time_of_day: dt.time
     working_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class HouseAdvice:
+    """Whether ZSM followed one house's advice, and why not. `house_id` "" is the deprecated
+    single line (RecordDecisionRequest.advice_followed): the one house whose advice the desk
+    could see."""
+
+    house_id: str
+    followed: AdviceFollowed
+    deviation_reason: str = ""
+
+    @property
+    def deviated(self) -> bool:
+        return self.followed == AdviceFollowed.NOT_FOLLOWED
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +263,8 @@ class DecisionFeedback:
     probation_report_requested: bool = False
     triage: Triage | None = None
     complex_problems_suspected: bool = False
+    # How many other houses were told of the decision (never which).
+    other_houses: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ def _fill_decision(target: pb.DecisionFeedback, decision: DecisionFeedback) -> N
     target.subject_age = registry_service_pb2.SubjectAge.ValueType(decision.subject_age)
     target.advice_followed = pb.AdviceFollowed.ValueType(decision.advice_followed)
     target.deviation_reason = decision.deviation_reason
+    target.other_houses = decision.other_houses
     target.probation_report_requested = decision.probation_report_requested
     if decision.triage is not None:
         target.triage.SetInParent()

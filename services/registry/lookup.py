@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from baken.clock import Clock
 from baken.errors import PermissionDenied
-from baken.purposes import PURPOSES
+from baken.purposes import AFDOENING, PURPOSES
 from services.accesslog.inquiry import Inquiry, entry
 from services.accesslog.store import AccessLog, Entry
 from services.common import db
@@ -23,7 +23,7 @@ from services.registry.denials import Denials
 from services.registry.disclosure import Disclosure, disclose
 
 BREAK_GLASS_ROLE = "zsm-officier"
-BREAK_GLASS_PURPOSE = "afdoeningsbeslissing"
+BREAK_GLASS_PURPOSE = AFDOENING
 LOOKUP_PURPOSES = frozenset(PURPOSES) - set(PURPOSE_ONLY_FIELDS)
 CASE_REFERENCE_REQUIRED = PermissionDenied(
     "CASE_REFERENCE_REQUIRED", "this purpose needs the ZSM case reference"

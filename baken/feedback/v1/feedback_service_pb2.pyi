@@ -22,6 +22,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _DecisionCode:
@@ -295,6 +300,7 @@ class RecordDecisionRequest(_message.Message):
     REFERRAL_FIELD_NUMBER: _builtins.int
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     REQUEST_KEY_FIELD_NUMBER: _builtins.int
+    HOUSE_ADVICE_FIELD_NUMBER: _builtins.int
     case_reference: _builtins.str
     """Required. The ZSM case (parketnummer or ZSM registration number), 1 to 64 characters."""
     code: Global___DecisionCode.ValueType
@@ -305,10 +311,30 @@ class RecordDecisionRequest(_message.Message):
     """Required."""
     subject_age: _registry_service_pb2.SubjectAge.ValueType
     """Required."""
-    advice_followed: Global___AdviceFollowed.ValueType
-    """Required when a house has CURRENT or AGED advice for the person."""
-    deviation_reason: _builtins.str
-    """The substantive reason for deviating; required with NOT_FOLLOWED (10 to 2000 characters)."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def advice_followed(self) -> Global___AdviceFollowed.ValueType:
+        """Deprecated: give house_advice. Taken as the line of the one house whose CURRENT or AGED
+        advice the deciding desk could see; refused when there are several, ignored when none.
+        """
+
+    @advice_followed.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def advice_followed(self, value: Global___AdviceFollowed.ValueType) -> None:
+        """Deprecated: give house_advice. Taken as the line of the one house whose CURRENT or AGED
+        advice the deciding desk could see; refused when there are several, ignored when none.
+        """
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def deviation_reason(self) -> _builtins.str:
+        """Deprecated: give house_advice (as advice_followed)."""
+
+    @deviation_reason.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def deviation_reason(self, value: _builtins.str) -> None:
+        """Deprecated: give house_advice (as advice_followed)."""
+
     probation_report_requested: _builtins.bool
     """Probation (reclassering) was asked for a report."""
     complex_problems_suspected: _builtins.bool
@@ -336,6 +362,14 @@ class RecordDecisionRequest(_message.Message):
         not known; otherwise discarded unread.
         """
 
+    @_builtins.property
+    def house_advice(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseAdvice]:
+        """One line per marking house whose CURRENT or AGED advice the deciding desk could see (its
+        look-up showed the advice's freshness): required for each of those, refused for any other
+        house. Each house receives only its own line. The refusal never says whether a house the
+        desk could not see has advice.
+        """
+
     def __init__(
         self,
         *,
@@ -354,14 +388,47 @@ class RecordDecisionRequest(_message.Message):
         referral: Global___SealedEnvelope | None = ...,
         on_behalf_of: _builtins.str = ...,
         request_key: _builtins.str = ...,
+        house_advice: _abc.Iterable[Global___HouseAdvice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["referral", b"referral", "subject", b"subject", "triage", b"triage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_followed", b"advice_followed", "case_reference", b"case_reference", "code", b"code", "complex_problems_suspected", b"complex_problems_suspected", "deviation_reason", b"deviation_reason", "on_behalf_of", b"on_behalf_of", "probation_report_requested", b"probation_report_requested", "referral", b"referral", "request_key", b"request_key", "residence_municipality", b"residence_municipality", "sepot_code", b"sepot_code", "stage", b"stage", "subject", b"subject", "subject_age", b"subject_age", "triage", b"triage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_followed", b"advice_followed", "case_reference", b"case_reference", "code", b"code", "complex_problems_suspected", b"complex_problems_suspected", "deviation_reason", b"deviation_reason", "house_advice", b"house_advice", "on_behalf_of", b"on_behalf_of", "probation_report_requested", b"probation_report_requested", "referral", b"referral", "request_key", b"request_key", "residence_municipality", b"residence_municipality", "sepot_code", b"sepot_code", "stage", b"stage", "subject", b"subject", "subject_age", b"subject_age", "triage", b"triage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordDecisionRequest: _TypeAlias = RecordDecisionRequest  # noqa: Y015
+
+@_typing.final
+class HouseAdvice(_message.Message):
+    """Whether ZSM followed one house's advice, and why not."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSE_FIELD_NUMBER: _builtins.int
+    ADVICE_FOLLOWED_FIELD_NUMBER: _builtins.int
+    DEVIATION_REASON_FIELD_NUMBER: _builtins.int
+    house: _builtins.str
+    """Required. "houses/{house}"."""
+    advice_followed: Global___AdviceFollowed.ValueType
+    """Required: FOLLOWED or NOT_FOLLOWED."""
+    deviation_reason: _builtins.str
+    """Required with NOT_FOLLOWED: the substantive reason, 10 to 2000 characters, about this
+    house's advice (the house receives it); empty otherwise.
+    """
+    def __init__(
+        self,
+        *,
+        house: _builtins.str = ...,
+        advice_followed: Global___AdviceFollowed.ValueType = ...,
+        deviation_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_followed", b"advice_followed", "deviation_reason", b"deviation_reason", "house", b"house"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseAdvice: _TypeAlias = HouseAdvice  # noqa: Y015
 
 @_typing.final
 class RoutedItem(_message.Message):
@@ -733,6 +800,7 @@ class DecisionFeedback(_message.Message):
     PROBATION_REPORT_REQUESTED_FIELD_NUMBER: _builtins.int
     TRIAGE_FIELD_NUMBER: _builtins.int
     COMPLEX_PROBLEMS_SUSPECTED_FIELD_NUMBER: _builtins.int
+    OTHER_HOUSES_FIELD_NUMBER: _builtins.int
     code: Global___DecisionCode.ValueType
     sepot_code: _builtins.str
     stage: Global___DecisionStage.ValueType
@@ -741,6 +809,10 @@ class DecisionFeedback(_message.Message):
     deviation_reason: _builtins.str
     probation_report_requested: _builtins.bool
     complex_problems_suspected: _builtins.bool
+    other_houses: _builtins.int
+    """How many other houses marked the person and were told of this decision too (never which,
+    nor what they advised); advice_followed and deviation_reason are this house's own line.
+    """
     @_builtins.property
     def triage(self) -> Global___TriageCheck: ...
     def __init__(
@@ -755,10 +827,11 @@ class DecisionFeedback(_message.Message):
         probation_report_requested: _builtins.bool = ...,
         triage: Global___TriageCheck | None = ...,
         complex_problems_suspected: _builtins.bool = ...,
+        other_houses: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["triage", b"triage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_followed", b"advice_followed", "code", b"code", "complex_problems_suspected", b"complex_problems_suspected", "deviation_reason", b"deviation_reason", "probation_report_requested", b"probation_report_requested", "sepot_code", b"sepot_code", "stage", b"stage", "subject_age", b"subject_age", "triage", b"triage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_followed", b"advice_followed", "code", b"code", "complex_problems_suspected", b"complex_problems_suspected", "deviation_reason", b"deviation_reason", "other_houses", b"other_houses", "probation_report_requested", b"probation_report_requested", "sepot_code", b"sepot_code", "stage", b"stage", "subject_age", b"subject_age", "triage", b"triage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
