@@ -132,6 +132,8 @@ class GrpcRegistry:
                 utc(s.lookup_time.ToDatetime()),
             )
             for s in response.signals
+            # A matchingsmelding is not yet delivered.
+            if s.kind != registry_service_pb2.SIGNAL_KIND_MATCH
         ]
 
 

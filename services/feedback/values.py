@@ -64,6 +64,7 @@ class DeliveryKind(enum.IntEnum):
     SIGNAL = 2
     REFERRAL = 3
     ADVICE_REQUEST = 4
+    MATCH = 5
 
 
 class AdviceRequestState(enum.IntEnum):
