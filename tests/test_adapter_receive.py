@@ -197,6 +197,63 @@ def test_a_signal_of_an_intake_lookup_without_case_lands_and_lets_the_decision_f
     assert (decision_line["soort"], decision_line["kenmerk"]) == ("beslissing", item.key)
 
 
+def test_a_match_lands_in_each_houses_own_source_once_naming_the_others(
+    feedback: RunningFeedback, tmp_path: Path
+) -> None:
+    """Rotterdam (PGA), Utrecht (GCOS) and Twente (Amazone) mark one person by BSN: each hears of
+    the other two (matchingsmelding), once, with house, contact point and target group only."""
+    person = Person(BSN)
+    mark(feedback, person, (ROTTERDAM, "r1"), (UTRECHT, "g1"), (TWENTE, "AMZ-2024-000311"))
+    feedback.server.follower.follow_once()
+    matches = [
+        feedback.stored(r)
+        for r in feedback.tables()["deliveries"]
+        if r["kind"] == pb.DELIVERY_KIND_MATCH
+    ]
+    assert len(matches) == 6
+    houses = load_houses()
+
+    with (
+        receiving(feedback, "pga", [ROTTERDAM], tmp_path / "pga") as pga,
+        receiving(feedback, "gcos", [UTRECHT], tmp_path / "gcos") as gcos,
+        receiving(feedback, "amazone", [TWENTE], tmp_path / "amazone") as amazone,
+    ):
+        wait_for(acked(feedback, *(m.key for m in matches)), "every match acknowledged")
+        redeliver(feedback)
+        time.sleep(0.5)  # a redelivery, if any, would come now
+        for receiver in (pga, gcos, amazone):
+            assert receiver.counts()["applied"] == 2
+            assert receiver.counts()["already applied"] == 0
+
+    lines = pga_lines(tmp_path / "pga" / "target" / f"{ROTTERDAM}.beslissingen.jsonl")
+    assert {line["soort"] for line in lines} == {"matching"}
+    assert {line["registratie_id"] for line in lines} == {"r1"}
+    assert sorted(line["ander_veiligheidshuis"] for line in lines) == [UTRECHT, TWENTE]
+    for line in lines:
+        other = houses[line["ander_veiligheidshuis"]]
+        assert line["ander_veiligheidshuis_naam"] == other.display_name
+        assert line["contact_telefoon"] == other.contact_phone
+        assert line["contact_telefoon_piket"] == other.contact_after_hours_phone
+        assert line["ander_doelgroep"] == "Veelpleger"
+        assert (line["zsm_zaak"], line["zsm_locatie"], line["minderjarig"]) == (None, None, None)
+
+    xml_files = sorted((tmp_path / "gcos" / "target" / UTRECHT).iterdir())
+    roots = [xml_root(f) for f in xml_files]
+    assert {r.findtext("soort") for r in roots} == {"matching"}
+    assert {r.findtext("clientnummer") for r in roots} == {"g1"}
+    assert sorted(r.find("matching/veiligheidshuis").get("id") for r in roots) == [  # type: ignore[union-attr]
+        ROTTERDAM,
+        TWENTE,
+    ]
+    assert all(r.find("zsm") is None for r in roots)
+
+    csv_text = (tmp_path / "amazone" / "target" / f"{TWENTE}.mutaties.csv").read_bytes()
+    assert csv_text.count(b";Matchingsmelding;") == 2
+    assert houses[ROTTERDAM].display_name.encode("cp1252") in csv_text
+    assert houses[UTRECHT].display_name.encode("cp1252") in csv_text
+    assert BSN.encode() not in csv_text
+
+
 @pytest.mark.parametrize("crash", ["after writing", "after remembering"])
 def test_an_item_written_but_not_acknowledged_is_written_once(
     feedback: RunningFeedback, tmp_path: Path, crash: str
