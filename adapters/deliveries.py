@@ -10,10 +10,10 @@ from collections.abc import Mapping
 
 from google.protobuf import timestamp_pb2
 
-from adapters.records import DELIVERY_KINDS, Delivery, Person
+from adapters.records import DELIVERY_KINDS, Delivery, OtherHouse, Person
 from baken import enums, sealed
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 # Delivery.withheld names (the covenant's feedback fields; services/feedback/routing.py).
 WITHHELD_DECISION = "feedback.decision"
@@ -28,7 +28,10 @@ KINDS: Mapping[int, str] = {
     pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
     pb.DELIVERY_KIND_RETRACTION: "retraction",
     pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: "advice-request-cancelled",
+    pb.DELIVERY_KIND_MATCH: "match",
 }
+# TargetGroup number -> token ("veelpleger", "huiselijk_geweld"), as adapters/records.py has it.
+_TARGET_GROUPS = enums.tokens(marker_pb2.TargetGroup, "TARGET_GROUP_")
 _STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}
 _FOLLOWED: Mapping[int, bool] = {
     pb.ADVICE_FOLLOWED_FOLLOWED: True,
@@ -126,6 +129,26 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
             if kind in ("advice-request", "advice-request-cancelled")
             else None
         ),
+        other_house=_other_house(message) if kind == "match" else None,
+    )
+
+
+def _other_house(message: pb.Delivery) -> OtherHouse:
+    """A match's other house: its id, name, contact point and target group; nothing else."""
+    if not message.HasField("match"):
+        raise ValueError("match: the other house is missing")
+    match = message.match
+    if not match.house.startswith("houses/") or len(match.house) == len("houses/"):
+        raise ValueError("match.house: not a house name (houses/{id})")
+    contact = match.contact
+    return OtherHouse(
+        house_id=match.house.removeprefix("houses/"),
+        display_name=match.house_display_name,
+        target_group=_TARGET_GROUPS.get(match.target_group),
+        contact_role=contact.role or None,
+        email=contact.email or None,
+        phone=contact.phone or None,
+        after_hours_phone=contact.after_hours_phone or None,
     )
 
 

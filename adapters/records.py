@@ -76,6 +76,22 @@ class SourceFormat(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class OtherHouse:
+    """A matchingsmelding's whole content: the other Veiligheidshuis that marks the person too,
+    whom to call there (its ZSM contact point, from the reference data) and why it marks him
+    (its target group token: "veelpleger", "huiselijk_geweld", ...). Nothing of its marker
+    else: no advice, no A&T fields, not its record of him."""
+
+    house_id: str  # e.g. "vh-rotterdam-rijnmond"
+    display_name: str
+    target_group: str | None = None  # None when the registry did not say
+    contact_role: str | None = None
+    email: str | None = None
+    phone: str | None = None  # the desk in office hours
+    after_hours_phone: str | None = None  # the piket outside them
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One feedback item for a house: the opened, source-neutral form of
     `baken.feedback.v1.Delivery` (adapters/receive.py `to_delivery` makes it from the item the
@@ -89,9 +105,11 @@ class Delivery:
     house_id: str
     # "decision" (terugkoppeling of a ZSM decision), "signal" (a marked person flowed in at
     # ZSM), "referral" (aanmelding of a person the house does not know yet), "advice-request"
-    # (advies op aanvraag, answer by `due`).
+    # (advies op aanvraag, answer by `due`), "match" (matchingsmelding: another house marks
+    # the person too; `other_house` says which).
     kind: str
-    case_reference: str  # the ZSM case; may be empty for a signal of an intake lookup
+    # The ZSM case; may be empty for a signal of an intake lookup, and is empty for a match.
+    case_reference: str
     occurred: dt.datetime
     # The house's own record of the person; None for a referral.
     source_record_id: str | None = None
@@ -118,6 +136,9 @@ class Delivery:
     # person; its one reason is RETRACTION_REASON.
     retracts: str | None = None
 
+    # match: the other house, whom to call there and its target group; nothing else.
+    other_house: OtherHouse | None = None
+
 
 DELIVERY_KINDS = (
     "decision",
@@ -126,9 +147,12 @@ DELIVERY_KINDS = (
     "advice-request",
     "advice-request-cancelled",
     "retraction",
+    "match",
 )
 # Why an item is withdrawn, as every source writes it: the only reason there is.
 RETRACTION_REASON = "technisch sepot 01: ten onrechte als verdachte aangemerkt; verwijderen"
+# The kinds about no ZSM case: a signal of an intake lookup may have none yet, a match has none.
+_WITHOUT_CASE = frozenset({"signal", "match"})
 _KEY = re.compile(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}")
 _SEPOT_01 = re.compile(r"(technisch[- ]?)?sepot[- ]?0?1\Z")
 
@@ -150,9 +174,9 @@ def check_delivery(delivery: Delivery) -> None:
             raise ValueError("person: a retraction carries no personal data")
         return
     # A signal of an intake lookup may have no case yet (the feedback service then signals
-    # once per lookup); every other kind is about a case.
-    if d.kind != "signal" and not d.case_reference.strip():
-        raise ValueError("case_reference: required (but for a signal)")
+    # once per lookup), and a match is about no case; every other kind is about a case.
+    if d.kind not in _WITHOUT_CASE and not d.case_reference.strip():
+        raise ValueError("case_reference: required (but for a signal or a match)")
     if d.kind == "referral":
         person = d.person
         if person is None or not (person.bsn or (person.surname and person.birth_date)):
@@ -177,3 +201,24 @@ def check_delivery(delivery: Delivery) -> None:
         "adviceRequests/"
     ):
         raise ValueError("advice_request: a cancellation names the request it withdraws")
+    if d.kind == "match":
+        _check_match(d)
+    elif d.other_house is not None:
+        raise ValueError("other_house: only a match names another house")
+
+
+def _check_match(d: Delivery) -> None:
+    """A match names the other house and a way to reach it, and carries nothing of a case."""
+    other = d.other_house
+    if other is None:
+        raise ValueError("other_house: required for a match")
+    if not other.house_id.strip():
+        raise ValueError("other_house.house_id: required for a match")
+    if not other.display_name.strip():
+        raise ValueError("other_house.display_name: required for a match")
+    if not any((x or "").strip() for x in (other.phone, other.after_hours_phone, other.email)):
+        raise ValueError("other_house.phone: a match needs a way to reach the other house")
+    if other.house_id == d.house_id:
+        raise ValueError("other_house.house_id: a house is no match of itself")
+    if d.case_reference.strip():
+        raise ValueError("case_reference: a match is about no case")

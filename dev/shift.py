@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import os
 import random
 import shutil
@@ -113,6 +114,7 @@ KINDS = {
     fb.DELIVERY_KIND_DECISION: "decision",
     fb.DELIVERY_KIND_REFERRAL: "referral",
     fb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
+    fb.DELIVERY_KIND_MATCH: "match",
 }
 
 
@@ -133,8 +135,9 @@ class ShiftResult:
     advice_requested: dict[str, int] = field(default_factory=dict)  # house -> requests
     advice_answered: list[str] = field(default_factory=list)  # adviceRequests/..., in term
     advice_overdue: list[str] = field(default_factory=list)  # past their term, unanswered
-    # house -> kind ("signal", "decision", "referral", "advice-request", "retraction") -> items
-    # in its source at the end; the signal of the technisch sepot 01's case was retracted:
+    # house -> kind ("signal", "match", "decision", "referral", "advice-request", "retraction")
+    # -> items in its source at the end; the signal of the technisch sepot 01's case was
+    # retracted:
     items: dict[str, dict[str, int]] = field(default_factory=dict)
     # house -> items of that case, delivered and then purged from the feedback service (which
     # counts them no more).
@@ -312,8 +315,26 @@ class _Shift:
         took = self._wait_for_sync([s for suspects in inflow.values() for s in suspects])
         checks = self.result.sync_checks
         self.say(f"   All there after {took:.1f} s: each region's process director finds her")
-        self.say(f"   houses' clients ({checks} checks for terugkoppeling, no ZSM look-ups).\n")
+        self.say(f"   houses' clients ({checks} checks for terugkoppeling, no ZSM look-ups).")
+        matches = self._expect_matches()
+        self.say(f"   Houses marking the same person (by BSN) hear of each other: {matches}")
+        self.say("   matchingsmeldingen (docs/FEEDBACK.md).\n")
         return inflow
+
+    def _expect_matches(self) -> int:
+        """Each pair of markers of two houses sharing a BSN: one match item to each house."""
+        by_bsn: dict[str, list[SourceRecord]] = {}
+        for record in self.records:
+            if record.person.bsn:
+                by_bsn.setdefault(record.person.bsn, []).append(record)
+        count = 0
+        for records in by_bsn.values():
+            for a, b in itertools.combinations(records, 2):
+                if a.house_id != b.house_id:
+                    self.expect(a.house_id, "match")
+                    self.expect(b.house_id, "match")
+                    count += 2
+        return count
 
     def _inflow(self) -> dict[str, list[_Suspect]]:
         """Each region's suspects, shuffled, each with a case: known ones (the showcase at ZSM
@@ -690,7 +711,7 @@ class _Shift:
         took = self.until(self._all_arrived, "the feedback")
         total = sum(sum(k.values()) for k in self.expected.values())
         self.say(f"e. In the houses' own source systems after {took:.1f} s: {total} items, each")
-        self.say("   once (signals, decisions, the aanmelding and the advice requests):")
+        self.say("   once (signals, matches, decisions, the aanmelding and the advice requests):")
         for system in SOURCES:
             houses = [h for h in self.houses.values() if h.source_system_token == system]
             counts = ", ".join(

@@ -176,7 +176,8 @@ def test_a_decision_lands_in_pga_of_rotterdam_and_gcos_of_utrecht_exactly_once(
     beslissing = root.find("beslissing")
     assert beslissing is not None
     assert (beslissing.get("code"), beslissing.get("soort")) == ("DAGVAARDING", "AFDOENING")
-    assert root.findtext("advies/gevolgd") == "ja"
+    # The Rotterdam desk could not see Utrecht's advice: Utrecht hears no line about it.
+    assert root.find("advies/gevolgd") is None
 
 
 def test_a_signal_of_an_intake_lookup_without_case_lands_and_lets_the_decision_follow(
@@ -195,6 +196,63 @@ def test_a_signal_of_an_intake_lookup_without_case_lands_and_lets_the_decision_f
     signal_line, decision_line = pga_lines(path)
     assert (signal_line["soort"], signal_line["zsm_zaak"]) == ("signaal", None)
     assert (decision_line["soort"], decision_line["kenmerk"]) == ("beslissing", item.key)
+
+
+def test_a_match_lands_in_each_houses_own_source_once_naming_the_others(
+    feedback: RunningFeedback, tmp_path: Path
+) -> None:
+    """Rotterdam (PGA), Utrecht (GCOS) and Twente (Amazone) mark one person by BSN: each hears of
+    the other two (matchingsmelding), once, with house, contact point and target group only."""
+    person = Person(BSN)
+    mark(feedback, person, (ROTTERDAM, "r1"), (UTRECHT, "g1"), (TWENTE, "AMZ-2024-000311"))
+    feedback.server.follower.follow_once()
+    matches = [
+        feedback.stored(r)
+        for r in feedback.tables()["deliveries"]
+        if r["kind"] == pb.DELIVERY_KIND_MATCH
+    ]
+    assert len(matches) == 6
+    houses = load_houses()
+
+    with (
+        receiving(feedback, "pga", [ROTTERDAM], tmp_path / "pga") as pga,
+        receiving(feedback, "gcos", [UTRECHT], tmp_path / "gcos") as gcos,
+        receiving(feedback, "amazone", [TWENTE], tmp_path / "amazone") as amazone,
+    ):
+        wait_for(acked(feedback, *(m.key for m in matches)), "every match acknowledged")
+        redeliver(feedback)
+        time.sleep(0.5)  # a redelivery, if any, would come now
+        for receiver in (pga, gcos, amazone):
+            assert receiver.counts()["applied"] == 2
+            assert receiver.counts()["already applied"] == 0
+
+    lines = pga_lines(tmp_path / "pga" / "target" / f"{ROTTERDAM}.beslissingen.jsonl")
+    assert {line["soort"] for line in lines} == {"matching"}
+    assert {line["registratie_id"] for line in lines} == {"r1"}
+    assert sorted(line["ander_veiligheidshuis"] for line in lines) == [UTRECHT, TWENTE]
+    for line in lines:
+        other = houses[line["ander_veiligheidshuis"]]
+        assert line["ander_veiligheidshuis_naam"] == other.display_name
+        assert line["contact_telefoon"] == other.contact_phone
+        assert line["contact_telefoon_piket"] == other.contact_after_hours_phone
+        assert line["ander_doelgroep"] == "Veelpleger"
+        assert (line["zsm_zaak"], line["zsm_locatie"], line["minderjarig"]) == (None, None, None)
+
+    xml_files = sorted((tmp_path / "gcos" / "target" / UTRECHT).iterdir())
+    roots = [xml_root(f) for f in xml_files]
+    assert {r.findtext("soort") for r in roots} == {"matching"}
+    assert {r.findtext("clientnummer") for r in roots} == {"g1"}
+    assert sorted(r.find("matching/veiligheidshuis").get("id") for r in roots) == [  # type: ignore[union-attr]
+        ROTTERDAM,
+        TWENTE,
+    ]
+    assert all(r.find("zsm") is None for r in roots)
+
+    csv_text = (tmp_path / "amazone" / "target" / f"{TWENTE}.mutaties.csv").read_bytes()
+    assert csv_text.count(b";Matchingsmelding;") == 2
+    assert houses[ROTTERDAM].display_name.encode("cp1252") in csv_text
+    assert houses[UTRECHT].display_name.encode("cp1252") in csv_text
+    assert BSN.encode() not in csv_text
 
 
 @pytest.mark.parametrize("crash", ["after writing", "after remembering"])
@@ -241,8 +299,12 @@ def test_an_item_the_source_cannot_take_is_acknowledged_with_a_failure_naming_th
     person = Person(BSN)
     mark(feedback, person, (TWENTE, "AMZ-2024-000311"))
     reason = "Eis ≥ 6 maanden; ISD-plaats niet beschikbaar, eerst voorlopige hechtenis."
+    # The Oost-Nederland desk, which sees Twente's advice and so says why it deviated.
     (item,) = feedback.decide(
-        person, advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED, deviation_reason=reason
+        person,
+        "zsm-oost-nederland-kpc",
+        advice_followed=pb.ADVICE_FOLLOWED_NOT_FOLLOWED,
+        deviation_reason=reason,
     ).items
 
     with receiving(feedback, "amazone", [TWENTE], tmp_path) as receiver:

@@ -17,10 +17,10 @@ from adapters.deliveries import decision_code, referral_reason, to_delivery
 from adapters.gcos.deliver import render
 from adapters.pga.deliver import beslisrecord
 from adapters.receive import failure_text
-from adapters.records import Delivery, Person, check_delivery
+from adapters.records import Delivery, OtherHouse, Person, check_delivery
 from baken import sealed
 from baken.feedback.v1 import feedback_service_pb2 as pb
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 
 OCCURRED = dt.datetime(2026, 11, 28, 11, 0, tzinfo=dt.UTC)
 CASE = "10-123456-26"
@@ -357,3 +357,94 @@ def test_a_signal_of_an_intake_lookup_without_case_is_written_by_every_source() 
     assert mutation_row(amazone)[COLUMNS.index("Zaaknummer")] == ""
     with pytest.raises(ValueError, match=r"^case_reference: "):
         check_delivery(replace(pga, kind="decision", decision="dagvaarding"))
+
+
+def _match(**fields: Any) -> pb.Delivery:
+    """A matchingsmelding as the feedback service streams it: no case, no desk."""
+    other = pb.Match(
+        house="houses/vh-regio-utrecht-utrecht",
+        house_display_name="Veiligheidshuis Regio Utrecht",
+        contact=house_pb2.ContactPoint(
+            role="Procesregisseur ZSM-contact",
+            email="zsm@vhu.example",
+            phone="+31 30 999 0101",
+            after_hours_phone="+31 30 999 0199",
+        ),
+        target_group=marker_pb2.TARGET_GROUP_HUISELIJK_GEWELD,
+    )
+    values: dict[str, Any] = {"key": "mat-1", "case_reference": "", "zsm_location": "", **fields}
+    return message(pb.DELIVERY_KIND_MATCH, match=other, **values)
+
+
+def test_a_match_carries_the_other_house_its_contact_and_target_group_only() -> None:
+    delivery = to_delivery(_match())
+
+    assert delivery.kind == "match"
+    assert delivery.source_record_id == "AT-2024-000101"
+    assert (delivery.case_reference, delivery.zsm_location) == ("", None)
+    assert delivery.other_house == OtherHouse(
+        house_id="vh-regio-utrecht-utrecht",
+        display_name="Veiligheidshuis Regio Utrecht",
+        target_group="huiselijk_geweld",
+        contact_role="Procesregisseur ZSM-contact",
+        email="zsm@vhu.example",
+        phone="+31 30 999 0101",
+        after_hours_phone="+31 30 999 0199",
+    )
+    assert (delivery.decision, delivery.minor, delivery.person, delivery.due) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    check_delivery(delivery)
+    # Every source takes it; only a match names another house.
+    assert beslisrecord(delivery)["soort"] == "matching"
+    gcos = replace(delivery, house_id="vh-twente", source_record_id="AMZ-2024-000311")
+    assert mutation_row(gcos)[COLUMNS.index("Soort mutatie")] == "Matchingsmelding"
+    utrecht = replace(delivery, house_id="vh-regio-utrecht-utrecht", source_record_id="100234")
+    with pytest.raises(ValueError, match=r"^other_house.house_id: "):
+        render(utrecht)  # Utrecht is no match of itself
+    assert b"<soort>matching</soort>" in render(replace(utrecht, house_id="vh-breda"))
+    with pytest.raises(ValueError, match=r"^other_house: "):
+        check_delivery(replace(delivery, kind="signal"))
+
+
+def test_a_match_without_a_target_group_says_none() -> None:
+    item = _match()
+    item.match.target_group = marker_pb2.TARGET_GROUP_UNSPECIFIED
+    delivery = to_delivery(item)
+    assert delivery.other_house is not None and delivery.other_house.target_group is None
+    check_delivery(delivery)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "field"),
+    [
+        ("no match", "match"),
+        ("no house", "match.house"),
+        ("not a house name", "match.house"),
+        ("no display name", "other_house.display_name"),
+        ("no contact", "other_house.phone"),
+        ("a case", "case_reference"),
+        ("no record", "source_record_id"),
+    ],
+)
+def test_a_malformed_match_is_refused_naming_the_field(tamper: str, field: str) -> None:
+    item = _match()
+    if tamper == "no match":
+        item.ClearField("match")
+    elif tamper == "no house":
+        item.match.house = ""
+    elif tamper == "not a house name":
+        item.match.house = "vh-regio-utrecht-utrecht"
+    elif tamper == "no display name":
+        item.match.house_display_name = ""
+    elif tamper == "no contact":
+        item.match.ClearField("contact")
+    elif tamper == "a case":
+        item.case_reference = CASE
+    else:
+        item.source_record_id = ""
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        check_delivery(to_delivery(item))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.amazone.deliver import COLUMNS, MutationFileError, deliver
-from adapters.records import Delivery, Person
+from adapters.records import Delivery, OtherHouse, Person
 
 UTC = dt.UTC
 HEADER = ";".join(COLUMNS) + ";"
@@ -60,6 +60,25 @@ ADVICE_REQUEST = Delivery(
     occurred=dt.datetime(2024, 10, 17, 8, 0, tzinfo=UTC),
     source_record_id="AMZ-2024-000400",
     due=dt.datetime(2024, 10, 18, 8, 0, tzinfo=UTC),
+)
+
+MATCH = Delivery(
+    key="mat-7f3a9c60",
+    house_id="vh-twente",
+    kind="match",
+    case_reference="",
+    occurred=dt.datetime(2024, 10, 18, 23, 15, tzinfo=UTC),  # 19 October in Amsterdam
+    source_record_id="AMZ-2024-000311",
+    person=Person("111222333", "Jansen", dt.date(1994, 3, 12)),  # never written for a match
+    other_house=OtherHouse(
+        house_id="vh-rotterdam-rijnmond",
+        display_name="Veiligheidshuis Rotterdam-Rijnmond",
+        target_group="top_x",
+        contact_role="Procesregisseur ZSM-contact",
+        email="zsm@vhrr.example",
+        phone="+31 10 999 0101",
+        after_hours_phone="+31 10 999 0199",
+    ),
 )
 
 
@@ -139,6 +158,74 @@ def test_signal_is_dated_in_amsterdam(tmp_path: Path) -> None:
         "Kenmerk Baken": "d-7f3a9c30",
     }
     assert b"111222333" not in path.read_bytes()
+
+
+def test_match_names_the_other_house_whom_to_call_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "mutaties.csv"
+    assert deliver(path, MATCH)
+    assert not deliver(path, MATCH)  # once per Kenmerk Baken
+    [row] = _rows(path)
+    assert _filled(row) == {
+        "Registratienummer": "AMZ-2024-000311",
+        "Veiligheidshuis": "VHTW",
+        "Soort mutatie": "Matchingsmelding",
+        "Datum": "19-10-2024",
+        "Ander veiligheidshuis": "Veiligheidshuis Rotterdam-Rijnmond",
+        "Doelgroep ander veiligheidshuis": "Top X",
+        "Contact functie": "Procesregisseur ZSM-contact",
+        "Contact telefoon": "'+31 10 999 0101",  # inert: no formula
+        "Contact telefoon piket": "'+31 10 999 0199",
+        "Contact e-mail": "zsm@vhrr.example",
+        "Kenmerk Baken": "mat-7f3a9c60",
+    }
+    assert b"111222333" not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("other", "field"),
+    [
+        (None, "other_house"),
+        ({"house_id": ""}, "other_house.house_id"),
+        ({"display_name": ""}, "other_house.display_name"),
+        ({"phone": None, "after_hours_phone": None, "email": ""}, "other_house.phone"),
+        ({"target_group": "onbekend"}, "other_house.target_group"),
+        ({"display_name": "Veiligheidshuis ≥ 1"}, "Ander veiligheidshuis"),
+    ],
+)
+def test_a_malformed_match_is_refused_naming_the_field(
+    tmp_path: Path, other: dict[str, object] | None, field: str
+) -> None:
+    path = tmp_path / "mutaties.csv"
+    assert MATCH.other_house is not None
+    house = None if other is None else dataclasses.replace(MATCH.other_house, **other)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        deliver(path, dataclasses.replace(MATCH, other_house=house))
+    assert not path.exists()
+
+
+def test_a_file_written_before_the_match_columns_takes_a_match(tmp_path: Path) -> None:
+    """A mutatie file not yet collected when the adapter learned the match columns is read with
+    them empty and rewritten with them."""
+    old_columns = [
+        c for c in COLUMNS if not c.startswith(("Ander ", "Doelgroep ander", "Contact "))
+    ]
+    old = [*old_columns, ""]
+    row = dict.fromkeys(old_columns, "") | {
+        "Registratienummer": "AMZ-2024-000312",
+        "Veiligheidshuis": "VHGMA",
+        "Soort mutatie": "ZSM-instroom",
+        "Datum": "16-10-2024",
+        "Kenmerk Baken": "d-7f3a9c30",
+    }
+    path = tmp_path / "mutaties.csv"
+    lines = [";".join(old), ";".join([*row.values(), ""]), "Aantal mutaties: 1", ""]
+    path.write_bytes("\r\n".join(lines).encode("cp1252"))
+
+    assert not deliver(path, SIGNAL)  # found by its key in the old file
+    assert deliver(path, MATCH)
+    first, second = _rows(path)
+    assert _filled(first) == _filled(row)
+    assert second["Kenmerk Baken"] == "mat-7f3a9c60"
 
 
 def test_referral_carries_the_person(tmp_path: Path) -> None:

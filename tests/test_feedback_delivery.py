@@ -208,9 +208,17 @@ def test_a_zsm_lookup_hit_signals_every_marking_house_once_per_case(
     )
     registry.lookup(traveller(feedback), party=KPC_ROTTERDAM)  # intake, no case yet
     follower = feedback.server.follower
-    assert follower.follow_once() == 6
+    # 6 signals of the lookups, and 2 more: the matchingsmelding of Rotterdam and Utrecht both
+    # marking the traveller by BSN (tests/test_matching.py), one to each house.
+    assert follower.follow_once() == 8
     assert follower.follow_once() == 0
-    signals = [feedback.stored(r) for r in feedback.tables()["deliveries"]]
+    items = [feedback.stored(r) for r in feedback.tables()["deliveries"]]
+    matches = [i for i in items if i.kind == pb.DELIVERY_KIND_MATCH]
+    assert sorted((m.house, m.match.house) for m in matches) == [
+        (f"houses/{UTRECHT}", f"houses/{ROTTERDAM}"),
+        (f"houses/{ROTTERDAM}", f"houses/{UTRECHT}"),
+    ]
+    signals = [i for i in items if i.kind != pb.DELIVERY_KIND_MATCH]
     assert sorted((s.house, s.case_reference) for s in signals) == [
         (f"houses/{UTRECHT}", ""),
         (f"houses/{UTRECHT}", "10-123456-26"),
@@ -228,6 +236,10 @@ def test_a_zsm_lookup_hit_signals_every_marking_house_once_per_case(
     # The feedback service's own routing lookups signal nothing.
     feedback.decide(TRAVELLER, **FOLLOWED)
     assert follower.follow_once() == 0
+    # The match came first (at the second marking, before any lookup), then the signal.
+    [first] = feedback.receive(ROTTERDAM, count=1, party="adapter-pga")
+    assert first.kind == pb.DELIVERY_KIND_MATCH
+    feedback.ack(first.key, party="adapter-pga")
     [got] = feedback.receive(ROTTERDAM, count=1, party="adapter-pga")
     assert got.kind == pb.DELIVERY_KIND_SIGNAL
 

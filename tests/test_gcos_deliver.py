@@ -15,12 +15,22 @@ from hypothesis import strategies as st
 
 from adapters.gcos import GcosExport
 from adapters.gcos.deliver import deliver, file_name
-from adapters.records import Delivery, Person
+from adapters.records import Delivery, OtherHouse, Person
 
 CET = dt.timezone(dt.timedelta(hours=1))
 OCCURRED = dt.datetime(2024, 11, 4, 14, 32, 10, tzinfo=CET)
 BSN = "123456782"
 PERSON = Person(bsn=BSN, surname="van der Berg", birth_date=dt.date(2006, 7, 4))
+
+ROTTERDAM = OtherHouse(
+    house_id="vh-rotterdam-rijnmond",
+    display_name="Veiligheidshuis Rotterdam-Rijnmond",
+    target_group="huiselijk_geweld",
+    contact_role="Procesregisseur ZSM-contact",
+    email="zsm@vhrr.example",
+    phone="+31 10 999 0101",
+    after_hours_phone="+31 10 999 0199",
+)
 
 
 def _delivery(kind: str = "decision", **changes: object) -> Delivery:
@@ -159,6 +169,87 @@ def test_a_withdrawn_advice_request_names_the_request(tmp_path: Path) -> None:
     assert root.findtext("clientnummer") == "100234"
     assert root.findtext("adviesaanvraag") == "adviceRequests/abc123"
     assert root.find("termijn") is None and root.find("vraag") is None
+
+
+def _match(**changes: object) -> Delivery:
+    match = {"key": "mat-5f1c", "case_reference": "", "zsm_location": None}
+    return _delivery("match", **(match | {"other_house": ROTTERDAM} | changes))
+
+
+def test_match_names_the_other_house_whom_to_call_and_nothing_else(tmp_path: Path) -> None:
+    path = deliver(tmp_path, _match(person=PERSON))
+    root = _root(path)
+
+    assert root.get("kenmerk") == "mat-5f1c"
+    assert root.findtext("soort") == "matching"
+    assert [child.tag for child in root] == ["soort", "clientnummer", "matching"]
+    assert root.findtext("clientnummer") == "100234"
+    matching = root.find("matching")
+    assert matching is not None and matching.get("datum") == "2024-11-04"
+    assert [child.tag for child in matching] == ["veiligheidshuis", "doelgroep", "contact"]
+    house = matching.find("veiligheidshuis")
+    assert house is not None and house.get("id") == "vh-rotterdam-rijnmond"
+    assert house.text == "Veiligheidshuis Rotterdam-Rijnmond"
+    assert matching.findtext("doelgroep") == "HG"  # the export's code
+    assert {c.tag: c.text for c in matching.iterfind("contact/*")} == {
+        "functie": "Procesregisseur ZSM-contact",
+        "telefoon": "+31 10 999 0101",
+        "telefoon-piket": "+31 10 999 0199",
+        "email": "zsm@vhrr.example",
+    }
+    assert path is not None and BSN not in path.read_text(encoding="utf-8")
+    # Once per key.
+    assert deliver(tmp_path, _match()) is None
+    assert _files(tmp_path) == ["terugkoppeling-mat-5f1c.xml"]
+
+
+def test_a_match_without_target_group_leaves_it_out(tmp_path: Path) -> None:
+    other = dataclasses.replace(ROTTERDAM, target_group=None, email=None)
+    root = _root(deliver(tmp_path, _match(other_house=other)))
+    assert root.find("matching/doelgroep") is None
+    assert root.find("matching/contact/email") is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"other_house": None}, "other_house"),
+        ({"other_house": dataclasses.replace(ROTTERDAM, house_id=" ")}, "other_house.house_id"),
+        (
+            {"other_house": dataclasses.replace(ROTTERDAM, display_name="")},
+            "other_house.display_name",
+        ),
+        (
+            {
+                "other_house": dataclasses.replace(
+                    ROTTERDAM, phone=None, after_hours_phone=None, email=None
+                )
+            },
+            "other_house.phone",
+        ),
+        (
+            {"other_house": dataclasses.replace(ROTTERDAM, target_group="onbekend")},
+            "other_house.target_group",
+        ),
+        (
+            {"other_house": dataclasses.replace(ROTTERDAM, display_name="VH\x00")},
+            "other_house.display_name",
+        ),
+        ({"case_reference": "ZSM-2024-118822"}, "case_reference"),
+        ({"source_record_id": None}, "source_record_id"),
+    ],
+)
+def test_a_malformed_match_is_refused_naming_the_field(
+    tmp_path: Path, changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        deliver(tmp_path, _match(**changes))
+    assert _files(tmp_path) == []
+
+
+def test_only_a_match_names_another_house(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^other_house:"):
+        deliver(tmp_path, _delivery("signal", other_house=ROTTERDAM))
 
 
 @pytest.mark.parametrize("kind", ["decision", "signal", "advice-request"])

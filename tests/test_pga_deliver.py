@@ -11,10 +11,19 @@ from typing import Any
 import pytest
 
 from adapters.pga.deliver import deliver
-from adapters.records import Delivery, Person
+from adapters.records import Delivery, OtherHouse, Person
 
 CET = dt.timezone(dt.timedelta(hours=1))
 BSN = "123456782"
+UTRECHT = OtherHouse(
+    house_id="vh-regio-utrecht-utrecht",
+    display_name="Veiligheidshuis Regio Utrecht",
+    target_group="jeugd",
+    contact_role="Procesregisseur ZSM-contact",
+    email="zsm@vhu.example",
+    phone="+31 30 999 0101",
+    after_hours_phone="+31 30 999 0199",
+)
 
 
 def _delivery(kind: str = "decision", **changes: Any) -> Delivery:
@@ -87,6 +96,75 @@ def test_signal_carries_the_house_record_and_the_zsm_case_only(tmp_path: Path) -
         "zsm_locatie": "ZSM Rotterdam",
         "minderjarig": True,
     }
+
+
+def _match(**changes: Any) -> Delivery:
+    match = {"key": "mat-0001", "case_reference": "", "zsm_location": None, "minor": None}
+    return _delivery("match", **(match | {"other_house": UTRECHT} | changes))
+
+
+def test_match_names_the_other_house_whom_to_call_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+
+    assert deliver(path, _match(person=Person(BSN, "Jansen", dt.date(1994, 3, 12))))
+    assert not deliver(path, _match())  # once per kenmerk
+
+    (record,) = _lines(path)
+    assert record == {
+        "kenmerk": "mat-0001",
+        "registratie_id": "AT-2024-000101",
+        "veiligheidshuis": "VHRR",
+        "soort": "matching",
+        "zsm_zaak": None,
+        "tijdstip": "2024-11-04T14:32:00+01:00",
+        "zsm_locatie": None,
+        "minderjarig": None,
+        "ander_veiligheidshuis": "vh-regio-utrecht-utrecht",
+        "ander_veiligheidshuis_naam": "Veiligheidshuis Regio Utrecht",
+        "ander_doelgroep": "Jeugd",
+        "contact_functie": "Procesregisseur ZSM-contact",
+        "contact_telefoon": "+31 30 999 0101",
+        "contact_telefoon_piket": "+31 30 999 0199",
+        "contact_email": "zsm@vhu.example",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"other_house": None}, "other_house"),
+        ({"other_house": dataclasses.replace(UTRECHT, house_id="")}, "other_house.house_id"),
+        (
+            {"other_house": dataclasses.replace(UTRECHT, house_id="vh-rotterdam-rijnmond")},
+            "other_house.house_id",
+        ),
+        (
+            {"other_house": dataclasses.replace(UTRECHT, display_name=" ")},
+            "other_house.display_name",
+        ),
+        (
+            {
+                "other_house": dataclasses.replace(
+                    UTRECHT, phone="", after_hours_phone=None, email=None
+                )
+            },
+            "other_house.phone",
+        ),
+        (
+            {"other_house": dataclasses.replace(UTRECHT, target_group="onbekend")},
+            "other_house.target_group",
+        ),
+        ({"case_reference": "ZSM-RR-2024-4711"}, "case_reference"),
+        ({"source_record_id": None}, "source_record_id"),
+    ],
+)
+def test_a_malformed_match_is_refused_naming_the_field(
+    tmp_path: Path, changes: dict[str, Any], field: str
+) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        deliver(path, _match(**changes))
+    assert not path.exists()
 
 
 def test_referral_carries_the_person_and_the_reason_but_no_house_record(tmp_path: Path) -> None:

@@ -312,6 +312,10 @@ def check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     assert kinds["signal"] + kinds["retraction"] > known
     assert kinds["retraction"] == sum(result.purged.values()) >= 1
     assert kinds["referral"] == 1 and kinds["advice-request"] == 2
+    # The traveller's houses (Amersfoort, Rotterdam) hear of each other: a match each, at least.
+    assert kinds["match"] >= 2 and kinds["match"] % 2 == 0
+    assert result.items["vh-regio-utrecht-amersfoort"].get("match", 0) >= 1
+    assert result.items["vh-rotterdam-rijnmond"].get("match", 0) >= 1
     assert kinds["decision"] >= known - 1 - 1 + late
     houses = load_houses()
     assert {houses[h].source_system_token for h in result.items} == set(SOURCES)

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from adapters.amazone.export import ENCODING, HOUSES
-from adapters.amazone.write import _dutch, _split_surname, _typed
+from adapters.amazone.write import _GROUP_LABELS, _dutch, _split_surname, _typed
 from adapters.durable import replace_atomically
-from adapters.records import RETRACTION_REASON, Delivery, check_delivery
+from adapters.records import RETRACTION_REASON, Delivery, OtherHouse, check_delivery
 from baken.clock import AMSTERDAM
 
 COLUMNS = (
@@ -49,10 +49,20 @@ COLUMNS = (
     "Geboortedatum",
     "Reden aanmelding",
     "Advies uiterlijk",
+    "Ander veiligheidshuis",
+    "Doelgroep ander veiligheidshuis",
+    "Contact functie",
+    "Contact telefoon",
+    "Contact telefoon piket",
+    "Contact e-mail",
     "Kenmerk Baken",
 )
 _KEY = COLUMNS.index("Kenmerk Baken")
 _HEADER = [*COLUMNS, ""]  # every row ends in ";"
+# A matchingsmelding's columns, added later: a file written before them (not yet collected) is
+# read with them empty, and rewritten with them.
+_MATCH_COLUMNS = COLUMNS[COLUMNS.index("Ander veiligheidshuis") : _KEY]
+_HEADER_BEFORE_MATCH = [c for c in _HEADER if c not in _MATCH_COLUMNS]
 
 # Delivery.kind -> Soort mutatie.
 KINDS: Mapping[str, str] = {
@@ -62,6 +72,7 @@ KINDS: Mapping[str, str] = {
     "advice-request": "ZSM-adviesaanvraag",
     "retraction": "ZSM-intrekking",
     "advice-request-cancelled": "ZSM-adviesaanvraag ingetrokken",
+    "match": "Matchingsmelding",
 }
 # Decision code -> Beslissing as ZSM names it; another code is written as it comes.
 DECISIONS: Mapping[str, str] = {
@@ -146,6 +157,9 @@ def mutation_row(delivery: Delivery) -> list[str]:
         cells["Toelichting"] = d.question or ""  # the question asked
     if d.kind == "advice-request-cancelled":
         cells["Toelichting"] = d.advice_request or ""  # which request ZSM withdrew
+    if d.kind == "match":
+        assert d.other_house is not None
+        cells.update(_match_cells(d.other_house))
     return [*(_inert(_cp1252(column, cell)) for column, cell in cells.items()), ""]
 
 
@@ -165,6 +179,22 @@ def _decision_cells(d: Delivery) -> dict[str, str]:
         "Rapport reclassering gevraagd": _yes_no(d.probation_report_requested),
         "Advies gevolgd": followed,
         "Reden afwijking": reason,
+    }
+
+
+def _match_cells(other: OtherHouse) -> dict[str, str]:
+    """The other house that marks the person too, whom to call there and its doelgroep;
+    nothing of its marker else."""
+    group = other.target_group
+    if group is not None and group not in _GROUP_LABELS:
+        raise ValueError("other_house.target_group: not a doelgroep Amazone knows")
+    return {
+        "Ander veiligheidshuis": other.display_name,
+        "Doelgroep ander veiligheidshuis": _GROUP_LABELS[group] if group is not None else "",
+        "Contact functie": other.contact_role or "",
+        "Contact telefoon": other.phone or "",
+        "Contact telefoon piket": other.after_hours_phone or "",
+        "Contact e-mail": other.email or "",
     }
 
 
@@ -206,14 +236,19 @@ def _read(path: Path) -> list[list[str]]:
     rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=";") if any(row)]
     if not rows:
         return []
-    if rows[0] != _HEADER:
+    before_match = rows[0] == _HEADER_BEFORE_MATCH
+    if rows[0] != _HEADER and not before_match:
         raise MutationFileError(f"{path.name}: not the mutatie header")
     *records, footer = rows[1:] or [[""]]
     said = _FOOTER.fullmatch(footer[0]) if len(footer) == 1 else None
     if said is None:
         raise MutationFileError(f"{path.name}: missing 'Aantal mutaties: N'")
-    if int(said[1]) != len(records) or any(len(row) != len(_HEADER) for row in records):
+    width = len(_HEADER_BEFORE_MATCH if before_match else _HEADER)
+    if int(said[1]) != len(records) or any(len(row) != width for row in records):
         raise MutationFileError(f"{path.name}: footer says {said[1]}, rows do not agree")
+    if before_match:
+        at = _HEADER.index(_MATCH_COLUMNS[0])
+        records = [[*row[:at], *([""] * len(_MATCH_COLUMNS)), *row[at:]] for row in records]
     return records
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from adapters.durable import replace_atomically, sync_directory
-from adapters.gcos.export import HOUSES, NOT_XML
-from adapters.records import RETRACTION_REASON, Delivery, Person, check_delivery
+from adapters.gcos.export import HOUSES, NOT_XML, TARGET_GROUPS
+from adapters.records import RETRACTION_REASON, Delivery, OtherHouse, Person, check_delivery
 
 _HOUSE_CODES = {house_id: code for code, house_id in HOUSES.items()}
 # Delivery.kind -> <soort>; a decision whose code is a sepot becomes "sepot".
@@ -24,7 +24,10 @@ _KINDS = {
     "advice-request": "adviesaanvraag",
     "retraction": "intrekking",
     "advice-request-cancelled": "adviesaanvraag-ingetrokken",
+    "match": "matching",
 }
+# TargetGroup token -> doelgroep code, the first code of a token as the export reads it.
+_TARGET_GROUP_CODES = {token: code for code, token in reversed(list(TARGET_GROUPS.items()))}
 _SEPOT = "sepot-"
 # A key made of these characters (and not longer) is the file name's kenmerk as it is; any other
 # key is replaced character by character and gets a hash after a dot, which a kept key never
@@ -83,8 +86,9 @@ def render(delivery: Delivery) -> bytes:
     house not in GCOS, an unknown kind, a decision without code or a technisch sepot 01 (which
     never produces feedback), a referral without person, an item about a marked person without
     its clientnummer, an advice request without term, a time without time zone, or text XML
-    cannot carry. Only a referral carries personal data; every other kind names the house's own
-    record, but a retraction, which names only the kenmerk it withdraws."""
+    cannot carry, a match without its other house or a way to reach it. Only a referral carries
+    personal data; every other kind names the house's own record, but a retraction, which names
+    only the kenmerk it withdraws."""
     code = _HOUSE_CODES.get(delivery.house_id)
     if code is None:
         raise ValueError(f"house_id: {delivery.house_id!r} does not keep its markers in GCOS")
@@ -116,7 +120,11 @@ def render(delivery: Delivery) -> bytes:
         assert delivery.source_record_id is not None
         record = _text(delivery.source_record_id, "source_record_id")
         lines.append(f"  <clientnummer>{record}</clientnummer>")
-    lines += _zsm(delivery)
+    if soort == "matching":
+        assert delivery.other_house is not None
+        lines += _matching(delivery.other_house, delivery.occurred)
+    else:
+        lines += _zsm(delivery)
     if soort == "beslissing":
         lines += _decision(delivery)
     elif soort == "aanmelding" and delivery.referral_reason:
@@ -155,6 +163,33 @@ def _zsm(delivery: Delivery) -> list[str]:
     if delivery.case_reference:  # a signal of an intake lookup may have no case yet
         lines.append(f"    <zaak>{_text(delivery.case_reference, 'case_reference')}</zaak>")
     lines += [f"    <datum>{delivery.occurred.date().isoformat()}</datum>", "  </zsm>"]
+    return lines
+
+
+def _matching(other: OtherHouse, occurred: dt.datetime) -> list[str]:
+    """The other house that marks the person too, whom to call there and its doelgroep;
+    nothing of its marker else, and nothing of ZSM."""
+    name = _text(other.display_name, "other_house.display_name")
+    lines = [
+        f"  <matching datum={quoteattr(occurred.date().isoformat())}>",
+        f"    <veiligheidshuis id={_attribute(other.house_id, 'other_house.house_id')}>{name}"
+        "</veiligheidshuis>",
+    ]
+    if other.target_group:
+        code = _TARGET_GROUP_CODES.get(other.target_group)
+        if code is None:
+            raise ValueError("other_house.target_group: not a doelgroep GCOS knows")
+        lines.append(f"    <doelgroep>{code}</doelgroep>")
+    lines.append("    <contact>")
+    for element, value, field in (
+        ("functie", other.contact_role, "contact_role"),
+        ("telefoon", other.phone, "phone"),
+        ("telefoon-piket", other.after_hours_phone, "after_hours_phone"),
+        ("email", other.email, "email"),
+    ):
+        if value:
+            lines.append(f"      <{element}>{_text(value, f'other_house.{field}')}</{element}>")
+    lines += ["    </contact>", "  </matching>"]
     return lines
 
 

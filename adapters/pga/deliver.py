@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 from adapters import jsonl
 from adapters.durable import sync_directory
 from adapters.pga.export import BOM, HOUSES
-from adapters.records import RETRACTION_REASON, Delivery, Person, check_delivery
+from adapters.pga.write import _GROUP_WORDS
+from adapters.records import RETRACTION_REASON, Delivery, OtherHouse, Person, check_delivery
 
 # house id -> Veiligheidshuis code in PGA.
 HOUSE_CODES: Mapping[str, str] = {house_id: code for code, house_id in HOUSES.items()}
@@ -32,6 +33,7 @@ KINDS: Mapping[str, str] = {
     "advice-request": "adviesaanvraag",
     "retraction": "intrekking",
     "advice-request-cancelled": "adviesaanvraag-ingetrokken",
+    "match": "matching",
 }
 
 # Technisch sepot 01 (wrongly marked as suspect) is never fed back (docs/FEEDBACK.md); what the
@@ -102,6 +104,9 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
         record["vraag"] = _text(delivery.question)
     elif soort == "adviesaanvraag-ingetrokken":
         record["adviesaanvraag"] = _text(delivery.advice_request)
+    elif soort == "matching":
+        assert delivery.other_house is not None
+        record |= _matching(delivery.other_house)
     return record
 
 
@@ -114,6 +119,23 @@ def _decision(delivery: Delivery) -> dict[str, Any]:
         "advies_gevolgd": delivery.advice_followed,
         "reden_afwijking": _text(delivery.deviation_reason),
         "reclasseringsadvies_gevraagd": delivery.probation_report_requested,
+    }
+
+
+def _matching(other: OtherHouse) -> dict[str, Any]:
+    """The other house that marks the person too, whom to call there and its doelgroep;
+    nothing of its marker else."""
+    group = other.target_group
+    if group is not None and group not in _GROUP_WORDS:
+        raise ValueError("other_house.target_group: not a doelgroep the A&T module knows")
+    return {
+        "ander_veiligheidshuis": _text(other.house_id),
+        "ander_veiligheidshuis_naam": _text(other.display_name),
+        "ander_doelgroep": _GROUP_WORDS[group] if group is not None else None,
+        "contact_functie": _text(other.contact_role),
+        "contact_telefoon": _text(other.phone),
+        "contact_telefoon_piket": _text(other.after_hours_phone),
+        "contact_email": _text(other.email),
     }
 
 

@@ -27,6 +27,8 @@ LOOKUP_ACTIVITY = "baken:zsm-raadpleging-markers"
 AUDIT_ACTIVITY = "baken:toezicht-toegangslog"
 # The feedback service takes over the signals that a house's person flowed in at ZSM.
 SIGNALS_ACTIVITY = "baken:signalering-veiligheidshuizen"
+# Two houses mark the same person: each is told of the other (matchingsmelding).
+MATCH_ACTIVITY = "baken:matchingsmelding"
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ FEEDBACK_FIELDS = (
     "feedback.triage",
     "feedback.referral",
     "feedback.advice_request",
+    "feedback.match",
 )
 # Not about one person: monitoring sees aggregates, audit the access log.
 PURPOSE_ONLY_FIELDS: Mapping[str, str] = {MONITORING: "aggregates", AUDIT: "access-log"}

@@ -23,6 +23,7 @@ from services.feedback.values import (
     Delivery,
     DeliveryKind,
     Freshness,
+    MatchFeedback,
     SubjectAge,
     advice_request_name,
 )
@@ -34,6 +35,7 @@ PROBATION = "feedback.probation_report"
 TRIAGE = "feedback.triage"
 REFERRAL = "feedback.referral"
 ADVICE_REQUEST = "feedback.advice_request"
+MATCH = "feedback.match"
 
 # What each kind of item carries, and (first) what it cannot go without.
 _DECISION_FIELDS = (FLOWED_IN, DECISION, DEVIATION, PROBATION, TRIAGE)
@@ -42,12 +44,15 @@ _SEPOT_FIELDS = (FLOWED_IN, DECISION)
 _SIGNAL_FIELDS = (FLOWED_IN,)
 _REFERRAL_FIELDS = (FLOWED_IN, REFERRAL, DECISION, TRIAGE)
 _ADVICE_REQUEST_FIELDS = (FLOWED_IN, ADVICE_REQUEST)
+# A matchingsmelding: nothing flowed in; only which other house marks the person.
+_MATCH_FIELDS = (MATCH,)
 _REQUIRED: dict[DeliveryKind, tuple[str, ...]] = {
     DeliveryKind.DECISION: (FLOWED_IN, DECISION),
     DeliveryKind.SIGNAL: (FLOWED_IN,),
     DeliveryKind.REFERRAL: (FLOWED_IN, REFERRAL),
     DeliveryKind.ADVICE_REQUEST: (FLOWED_IN, ADVICE_REQUEST),
     DeliveryKind.ADVICE_REQUEST_CANCELLED: (FLOWED_IN, ADVICE_REQUEST),
+    DeliveryKind.MATCH: (MATCH,),
 }
 _SHOWS_ADVICE = (Freshness.CURRENT, Freshness.AGED)
 
@@ -357,3 +362,29 @@ def route_advice_cancellation(
     addressed = recipients.address(house_id, _ADVICE_REQUEST_FIELDS, _day(now), delivery)
     person = record_person(source_record_id) if source_record_id else f"case:{case_reference}"
     return _keyed(addressed, f"cnc-{request_id}", person)
+
+
+def route_match(
+    recipients: Recipients,
+    *,
+    house_id: str,
+    source_record_id: str,
+    other: House,
+    other_target_group: str,
+    matched_time: dt.datetime,
+    sequence: int,
+) -> Item | NotRouted:
+    """Another house marks the house's person (matchingsmelding): one item naming that house,
+    its contact point and target group, to the house's own record. The registry signals each
+    pair once per house (again only after a marker ended and returned), and the signal's
+    sequence is never reused: the key makes a signal taken over twice one item."""
+    delivery = Delivery(
+        house_id,
+        DeliveryKind.MATCH,
+        occurred_time=matched_time,
+        source_record_id=source_record_id,
+        match=MatchFeedback(other, other_target_group),
+    )
+    addressed = recipients.address(house_id, _MATCH_FIELDS, _day(matched_time), delivery)
+    key = digest_key("mat", house_id, source_record_id, other.id, str(sequence))
+    return _keyed(addressed, key, record_person(source_record_id))

@@ -1,5 +1,6 @@
 """Taking over the registry's signals: a ZSM lookup hit a house's marker, so the house hears
-that the person flowed in."""
+that the person flowed in; or another house marks the house's person (matchingsmelding), so the
+house hears which, whom to call there and why it marks him."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context
-from services.feedback.routing import Item, NotRouted, Routing, route_signal
+from services.feedback.routing import Item, NotRouted, Routing, route_match, route_signal
 from services.feedback.values import SignalIn
 
 SIGNAL_ACTIVITY = "baken:signalering-veiligheidshuizen"
+MATCH_ACTIVITY = "baken:matchingsmelding"
 SIGNAL_PAGE = 500
 # Why a signal went nowhere: its case was closed by a technisch sepot 01.
 CASE_PURGED = "CASE_PURGED"
@@ -45,20 +47,10 @@ class Signals:
         context = self._context
         now = context.now()
         routed = [
-            (
-                s,
-                route_signal(
-                    context.recipients,
-                    house_id=s.house_id,
-                    source_record_id=s.source_record_id,
-                    case_reference=s.case_reference,
-                    zsm_location=s.zsm_location,
-                    lookup_time=s.lookup_time,
-                    sequence=s.sequence,
-                ),
-            )
+            (s, self._route(s))
             for s in signals
             if s.house_id in context.houses
+            and (s.other_house_id is None or s.other_house_id in context.houses)
         ]
         last = max(s.sequence for s in signals)
         with db.write_transaction(context.engine) as connection:
@@ -89,17 +81,44 @@ class Signals:
                 client_address="",
                 trace_id=uuid.uuid4().hex,
             )
-            context.append(
-                connection,
-                inquiry,
-                now,
-                "routed",
-                activity=SIGNAL_ACTIVITY,
-                routing=Routing(
-                    tuple(i for _, i in items),
-                    tuple(r for _, r in routed if isinstance(r, NotRouted)),
-                ),
-                signals=[signals[0].sequence, last],
-            )
+            # A matchingsmelding discloses another house's marker: entries of their own.
+            for activity, matching in ((SIGNAL_ACTIVITY, False), (MATCH_ACTIVITY, True)):
+                of_kind = [r for s, r in routed if (s.other_house_id is not None) == matching]
+                if matching and not of_kind:
+                    continue
+                context.append(
+                    connection,
+                    inquiry,
+                    now,
+                    "routed",
+                    activity=activity,
+                    routing=Routing(
+                        tuple(r for r in of_kind if isinstance(r, Item)),
+                        tuple(r for r in of_kind if isinstance(r, NotRouted)),
+                    ),
+                    signals=[signals[0].sequence, last],
+                )
         context.outbox.notify()
         return new
+
+    def _route(self, s: SignalIn) -> Item | NotRouted:
+        recipients = self._context.recipients
+        if s.other_house_id is not None:
+            return route_match(
+                recipients,
+                house_id=s.house_id,
+                source_record_id=s.source_record_id,
+                other=self._context.houses[s.other_house_id],
+                other_target_group=s.other_target_group,
+                matched_time=s.lookup_time,
+                sequence=s.sequence,
+            )
+        return route_signal(
+            recipients,
+            house_id=s.house_id,
+            source_record_id=s.source_record_id,
+            case_reference=s.case_reference,
+            zsm_location=s.zsm_location,
+            lookup_time=s.lookup_time,
+            sequence=s.sequence,
+        )

@@ -30,6 +30,7 @@ _FRESHNESS = {
     number: Freshness(word)
     for number, word in enums.tokens(marker_pb2.AdviceFreshness, "ADVICE_FRESHNESS_").items()
 }
+_TARGET_GROUPS = enums.tokens(marker_pb2.TargetGroup, "TARGET_GROUP_")
 
 
 def _refused(error: grpc.RpcError, method: str) -> Exception:
@@ -130,6 +131,11 @@ class GrpcRegistry:
                 s.case_reference,
                 s.zsm_location,
                 utc(s.lookup_time.ToDatetime()),
+                *(
+                    (house_id_of(s.other_house), _TARGET_GROUPS.get(s.other_target_group, ""))
+                    if s.kind == registry_service_pb2.SIGNAL_KIND_MATCH
+                    else ()
+                ),
             )
             for s in response.signals
         ]

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from baken.clock import AMSTERDAM
 from baken.holidays import on_working_day
+from baken.houses import House
 
 
 class DecisionCode(enum.IntEnum):
@@ -75,6 +76,7 @@ class DeliveryKind(enum.IntEnum):
     ADVICE_REQUEST = 4
     RETRACTION = 5
     ADVICE_REQUEST_CANCELLED = 6
+    MATCH = 7
 
 
 class AdviceRequestState(enum.IntEnum):
@@ -211,6 +213,19 @@ class SignalIn:
     case_reference: str
     zsm_location: str
     lookup_time: dt.datetime
+    # A matchingsmelding (baken.registry.v1.SIGNAL_KIND_MATCH): another house marks the person,
+    # for this target group (its token, e.g. "veelpleger"); None for a flowed-in signal.
+    other_house_id: str | None = None
+    other_target_group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchFeedback:
+    """What a MATCH item tells a house of the other house that marks its person: the house
+    (with its contact point, from the reference data) and why it marks him. Nothing else."""
+
+    house: House
+    target_group: str  # a token, e.g. "veelpleger"; "" when the registry did not say
 
 
 ADVICE_REQUESTS = "adviceRequests/"
@@ -285,6 +300,7 @@ class Delivery:
     question: str = ""
     # "adviceRequests/{id}".
     advice_request: str = ""
+    match: MatchFeedback | None = None
     # The feedback fields the house's covenant withholds.
     withheld: tuple[str, ...] = ()
     # RETRACTION: the key of the item it withdraws.

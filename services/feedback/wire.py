@@ -8,10 +8,13 @@ import datetime as dt
 
 from google.protobuf import timestamp_pb2
 
+from baken import enums
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import house_name
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import marker_pb2, registry_service_pb2
 from services.feedback.values import DecisionFeedback, Delivery
+
+_TARGET_GROUPS = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
 
 
 def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
@@ -49,6 +52,14 @@ def message(delivery: Delivery) -> pb.Delivery:
         )
     if delivery.due_time is not None:
         message.due_time.CopyFrom(timestamp(delivery.due_time))
+    if (match := delivery.match) is not None:
+        message.match.house = match.house.name
+        message.match.house_display_name = match.house.display_name
+        message.match.contact.CopyFrom(match.house.to_proto().contact)
+        if match.target_group:
+            message.match.target_group = marker_pb2.TargetGroup.ValueType(
+                _TARGET_GROUPS[match.target_group]
+            )
     return message
 
 

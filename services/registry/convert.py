@@ -20,6 +20,7 @@ _FRESHNESS = {
     "expired": marker_pb2.ADVICE_FRESHNESS_EXPIRED,
     "no_advice": marker_pb2.ADVICE_FRESHNESS_NO_ADVICE,
 }
+_TARGET_GROUPS = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
 
 
 def _set_date(target: date_pb2.Date, day: dt.date) -> None:
@@ -158,6 +159,12 @@ def signal_message(signal: Signal) -> registry_service_pb2.Signal:
         case_reference=signal.case_reference or "",
         zsm_location=signal.zsm_location,
         access_log_entry=signal.access_log_seq,
+        kind=registry_service_pb2.SignalKind.ValueType(signal.kind),
+        other_house=house_name(signal.other_house_id) if signal.other_house_id else "",
     )
     message.lookup_time.FromDatetime(signal.lookup_time)
+    if signal.other_target_group:
+        message.other_target_group = marker_pb2.TargetGroup.ValueType(
+            _TARGET_GROUPS[signal.other_target_group]
+        )
     return message

@@ -11,10 +11,12 @@ from baken.clock import Clock
 from baken.errors import FieldViolation, InvalidArgument, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
+from services.accesslog.inquiry import Inquiry
+from services.accesslog.store import AccessLog
 from services.common import db
 from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
-from services.registry import repository
+from services.registry import matches, repository
 from services.registry.markers import (
     MarkerData,
     RecordKey,
@@ -43,8 +45,10 @@ class MarkerSync:
         *,
         policy: AccessPolicy,
         sealer: Sealer,
+        log: AccessLog,
     ) -> None:
         self._engine = engine
+        self._log = log
         self._houses = houses
         self._clock = clock
         self._policy = policy
@@ -70,10 +74,12 @@ class MarkerSync:
             raise PermissionDenied("NOT_A_SOURCE_ADAPTER", "only a source adapter syncs markers")
         return system
 
-    def sync(self, first_index: int, batch: SyncBatch) -> SyncCounts:
+    def sync(self, inquiry: Inquiry, first_index: int, batch: SyncBatch) -> SyncCounts:
         """Apply one message of a SyncMarkers stream in one transaction: `batch` as read for the
         source system the adapter serves (see sync_scope), whose first change is the stream's
-        `first_index`th.
+        `first_index`th. Markers of two houses that now carry the same BSN pseudonym are matched
+        in the same transaction (services/registry/matches.py; `inquiry` is the adapter's call,
+        as their access-log entries name it).
 
         Invalid changes are rejected with their reasons; the valid ones land.
         """
@@ -129,8 +135,16 @@ class MarkerSync:
                     states[marker.key] = refreshes[known.id] = self._state(
                         marker, record, sealer.current
                     )
-            repository.write(connection, list(writes.values()), self._clock.now(), sealer)
+            now = self._clock.now()
+            repository.write(connection, list(writes.values()), now, sealer)
             repository.refresh_digests(connection, refreshes)
+            matches.record(
+                connection,
+                [w.change for w in writes.values()],
+                log=self._log,
+                inquiry=inquiry,
+                now=now,
+            )
         return counts
 
     def _state(

@@ -106,3 +106,27 @@ class SignalRow(Base):
     zsm_location: Mapped[str] = mapped_column(String(128))
     lookup_time: Mapped[UtcTime]
     access_log_seq: Mapped[int] = mapped_column(BigInteger, ForeignKey("access_log.seq"))
+    # 1 flowed in (a ZSM lookup hit the marker), 2 match (another house marks the person:
+    # services/registry/matches.py), as baken.registry.v1.SignalKind numbers them.
+    kind: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    # A match: the other house and its target group. Never its record id or pseudonyms.
+    other_house_id: Mapped[str | None] = mapped_column(String(64))
+    other_target_group: Mapped[str | None] = mapped_column(String(32))
+
+
+class MatchRow(Base):
+    """Two live markers of two houses carry the same BSN pseudonym: both houses were told of
+    each other once (a pair of MATCH signals). A tombstone of either marker deletes the row, so
+    the pair is told again when the marker returns (services/registry/matches.py)."""
+
+    __tablename__ = "matches"
+    __table_args__ = (
+        UniqueConstraint("marker_low", "marker_high"),
+        Index("ix_matches_marker_high", "marker_high"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The pair's marker ids, the lower first.
+    marker_low: Mapped[int] = mapped_column(ForeignKey("markers.id", ondelete="CASCADE"))
+    marker_high: Mapped[int] = mapped_column(ForeignKey("markers.id", ondelete="CASCADE"))
+    matched_time: Mapped[UtcTime]

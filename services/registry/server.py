@@ -98,7 +98,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         checkpoint_seconds=settings.checkpoint_seconds,
     )
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
-    sync = MarkerSync(engine, houses, clock, policy=policy, sealer=sealer)
+    sync = MarkerSync(engine, houses, clock, policy=policy, sealer=sealer, log=access_log)
     denials = Denials(engine, access_log, clock)
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log, denials=denials)
     audit = Audit(engine, clock, policy=policy, log=access_log)

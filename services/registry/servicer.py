@@ -10,10 +10,10 @@ from baken.errors import InvalidArgument, NotFound
 from baken.houses import house_id_of
 from baken.purposes import PURPOSE_TOKENS, TERUGKOPPELING
 from baken.registry.v1 import house_pb2, registry_service_pb2, registry_service_pb2_grpc
-from services.accesslog.inquiry import inquiry_of
+from services.accesslog.inquiry import Inquiry, inquiry_of
 from services.common import checks
 from services.common.covenants import CovenantSet
-from services.common.grpc_server import caller_of
+from services.common.grpc_server import caller_of, current_request_id, trace_id_of
 from services.registry import validation
 from services.registry.convert import MarkerConverter, signal_message, sync_response
 from services.registry.lookup import Lookups, Question
@@ -97,11 +97,22 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def SyncMarkers(
         self, request_iterator: Iterator[pb.SyncMarkersRequest], context: grpc.ServicerContext
     ) -> pb.SyncMarkersResponse:
-        served = self._sync.sync_scope(caller_of(context))
+        caller = caller_of(context)
+        served = self._sync.sync_scope(caller)
+        # The adapter syncs on its own behalf; a match the sync makes is logged under its call.
+        inquiry = Inquiry(
+            caller,
+            "",
+            on_behalf_of=caller.id,
+            operation=SERVICE + "SyncMarkers",
+            request_id=current_request_id(),
+            client_address=context.peer(),
+            trace_id=trace_id_of(context),
+        )
         total, seen = SyncCounts(), 0
         for request in request_iterator:
             batch = validation.sync_request(request, self._sync.houses, served)
-            total.add(self._sync.sync(seen, batch))
+            total.add(self._sync.sync(inquiry, seen, batch))
             seen += len(batch.changes)
         return sync_response(total)
 

@@ -50,6 +50,11 @@ class Signal:
     zsm_location: str
     lookup_time: dt.datetime
     access_log_seq: int
+    # 1 flowed in, 2 match (services/registry/matches.py): then the other house and its
+    # target group; the time is the sync's.
+    kind: int = 1
+    other_house_id: str | None = None
+    other_target_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,9 @@ class Signals:
                     zsm_location=row.zsm_location,
                     lookup_time=utc(row.lookup_time),
                     access_log_seq=row.access_log_seq,
+                    kind=row.kind,
+                    other_house_id=row.other_house_id,
+                    other_target_group=row.other_target_group,
                 )
                 for row in connection.execute(query)
             ]

@@ -3,6 +3,8 @@
 isort:skip_file
 """
 
+from baken.registry.v1 import house_pb2 as _house_pb2
+from baken.registry.v1 import marker_pb2 as _marker_pb2
 from baken.registry.v1 import registry_service_pb2 as _registry_service_pb2
 from baken.type.v1 import pseudonym_pb2 as _pseudonym_pb2
 from collections import abc as _abc
@@ -173,6 +175,8 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     """
     DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: _DeliveryKind.ValueType  # 6
     """ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
+    DELIVERY_KIND_MATCH: _DeliveryKind.ValueType  # 7
+    """Matchingsmelding: another house marks the same person (`match` says which)."""
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper): ...
 
@@ -192,6 +196,8 @@ it. Carries no personal data and no reason beyond the kind itself.
 """
 DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: DeliveryKind.ValueType  # 6
 """ZSM withdrew the advice request named in `advice_request`: the house need not answer it."""
+DELIVERY_KIND_MATCH: DeliveryKind.ValueType  # 7
+"""Matchingsmelding: another house marks the same person (`match` says which)."""
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
 class _AdviceRequestState:
@@ -838,6 +844,42 @@ class DecisionFeedback(_message.Message):
 Global___DecisionFeedback: _TypeAlias = DecisionFeedback  # noqa: Y015
 
 @_typing.final
+class Match(_message.Message):
+    """MATCH: another Safety House that marks the same person, and whom to call there. Nothing of
+    its marker but why it marks him: no advice, no A&T fields, not its record of him.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSE_FIELD_NUMBER: _builtins.int
+    HOUSE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    TARGET_GROUP_FIELD_NUMBER: _builtins.int
+    house: _builtins.str
+    """"houses/{house}"."""
+    house_display_name: _builtins.str
+    target_group: _marker_pb2.TargetGroup.ValueType
+    @_builtins.property
+    def contact(self) -> _house_pb2.ContactPoint:
+        """Its ZSM contact point (call_now unspecified: the house calls when it reads the item)."""
+
+    def __init__(
+        self,
+        *,
+        house: _builtins.str = ...,
+        house_display_name: _builtins.str = ...,
+        contact: _house_pb2.ContactPoint | None = ...,
+        target_group: _marker_pb2.TargetGroup.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "house", b"house", "house_display_name", b"house_display_name", "target_group", b"target_group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Match: _TypeAlias = Match  # noqa: Y015
+
+@_typing.final
 class Delivery(_message.Message):
     """One item for a house."""
 
@@ -858,6 +900,7 @@ class Delivery(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     ADVICE_REQUEST_FIELD_NUMBER: _builtins.int
     RETRACTS_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Idempotency key: apply once, however often it arrives."""
     house: _builtins.str
@@ -900,6 +943,10 @@ class Delivery(_message.Message):
     def withheld(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Feedback fields of this item the house's covenant does not allow: left empty."""
 
+    @_builtins.property
+    def match(self) -> Global___Match:
+        """MATCH: the other house that marks the person."""
+
     def __init__(
         self,
         *,
@@ -918,10 +965,11 @@ class Delivery(_message.Message):
         attempt: _builtins.int = ...,
         advice_request: _builtins.str = ...,
         retracts: _builtins.str = ...,
+        match: Global___Match | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "due_time", b"due_time", "occurred_time", b"occurred_time", "referral", b"referral"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "due_time", b"due_time", "match", b"match", "occurred_time", b"occurred_time", "referral", b"referral"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "retracts", b"retracts", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "match", b"match", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "retracts", b"retracts", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -118,6 +118,34 @@ WITHHOLD_REASON_COVENANT_EXPIRED: WithholdReason.ValueType  # 6
 """The covenant that granted the field has expired (or is not yet in force)."""
 Global___WithholdReason: _TypeAlias = WithholdReason  # noqa: Y015
 
+class _SignalKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignalKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNAL_KIND_UNSPECIFIED: _SignalKind.ValueType  # 0
+    """From a registry that did not say: FLOWED_IN."""
+    SIGNAL_KIND_FLOWED_IN: _SignalKind.ValueType  # 1
+    """A ZSM lookup hit the house's marker: the person flowed in at ZSM."""
+    SIGNAL_KIND_MATCH: _SignalKind.ValueType  # 2
+    """Matchingsmelding: another house marks the same person (by BSN); other_house and
+    other_target_group say which and why. case_reference and zsm_location are empty.
+    """
+
+class SignalKind(_SignalKind, metaclass=_SignalKindEnumTypeWrapper):
+    """What a Signal tells its house."""
+
+SIGNAL_KIND_UNSPECIFIED: SignalKind.ValueType  # 0
+"""From a registry that did not say: FLOWED_IN."""
+SIGNAL_KIND_FLOWED_IN: SignalKind.ValueType  # 1
+"""A ZSM lookup hit the house's marker: the person flowed in at ZSM."""
+SIGNAL_KIND_MATCH: SignalKind.ValueType  # 2
+"""Matchingsmelding: another house marks the same person (by BSN); other_house and
+other_target_group say which and why. case_reference and zsm_location are empty.
+"""
+Global___SignalKind: _TypeAlias = SignalKind  # noqa: Y015
+
 @_typing.final
 class WithheldField(_message.Message):
     """A field (or a whole marker) the answer leaves out, and the rule that decided it."""
@@ -576,7 +604,9 @@ Global___PullSignalsRequest: _TypeAlias = PullSignalsRequest  # noqa: Y015
 
 @_typing.final
 class Signal(_message.Message):
-    """A ZSM lookup hit a marker: the marking house is to hear that the person flowed in."""
+    """A ZSM lookup hit a marker: the marking house is to hear that the person flowed in. Or
+    (kind MATCH) another house marks the house's person.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -587,6 +617,9 @@ class Signal(_message.Message):
     ZSM_LOCATION_FIELD_NUMBER: _builtins.int
     LOOKUP_TIME_FIELD_NUMBER: _builtins.int
     ACCESS_LOG_ENTRY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OTHER_HOUSE_FIELD_NUMBER: _builtins.int
+    OTHER_TARGET_GROUP_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Increasing, without reuse."""
     house: _builtins.str
@@ -598,7 +631,12 @@ class Signal(_message.Message):
     zsm_location: _builtins.str
     """The ZSM desk that looked, e.g. "ZSM Rotterdam-Rijnmond"."""
     access_log_entry: _builtins.int
-    """The access-log entry of the lookup."""
+    """The access-log entry of the lookup (MATCH: of the sync that made the match)."""
+    kind: Global___SignalKind.ValueType
+    other_house: _builtins.str
+    """MATCH: "houses/{house}" of the other house that marks the person."""
+    other_target_group: _marker_pb2.TargetGroup.ValueType
+    """MATCH: why the other house marks him."""
     @_builtins.property
     def lookup_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -611,10 +649,13 @@ class Signal(_message.Message):
         zsm_location: _builtins.str = ...,
         lookup_time: _timestamp_pb2.Timestamp | None = ...,
         access_log_entry: _builtins.int = ...,
+        kind: Global___SignalKind.ValueType = ...,
+        other_house: _builtins.str = ...,
+        other_target_group: _marker_pb2.TargetGroup.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lookup_time", b"lookup_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "case_reference", b"case_reference", "house", b"house", "lookup_time", b"lookup_time", "sequence", b"sequence", "source_record_id", b"source_record_id", "zsm_location", b"zsm_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log_entry", b"access_log_entry", "case_reference", b"case_reference", "house", b"house", "kind", b"kind", "lookup_time", b"lookup_time", "other_house", b"other_house", "other_target_group", b"other_target_group", "sequence", b"sequence", "source_record_id", b"source_record_id", "zsm_location", b"zsm_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
