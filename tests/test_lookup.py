@@ -340,7 +340,7 @@ def test_batch_lookup_gives_the_same_answer_as_lookup(
     from_batch = response.results[0].lookup
     single = registry.lookup(subject(ring, TRAVELLER))
     # Each answer has its own access-log entry; the rest is the same.
-    assert (from_batch.access_log_entry, single.access_log_entry) == (1, 2)
+    assert single.access_log_entry == from_batch.access_log_entry + 1
     from_batch.ClearField("access_log_entry")
     single.ClearField("access_log_entry")
     assert from_batch == single
