@@ -110,6 +110,7 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
         final=_STAGES.get(d.stage) if is_decision and decided else None,
         advice_followed=_FOLLOWED.get(d.advice_followed) if is_decision and deviation else None,
         deviation_reason=(d.deviation_reason or None) if is_decision and deviation else None,
+        other_houses=d.other_houses if is_decision and decided and detailed else None,
         probation_report_requested=(
             d.probation_report_requested
             if is_decision and detailed and WITHHELD_PROBATION not in withheld

@@ -120,6 +120,9 @@ class Delivery:
     final: bool | None = None  # final (afdoening) or routing decision
     advice_followed: bool | None = None
     deviation_reason: str | None = None
+    # decision: how many other houses that mark the person were told of it too (never which);
+    # 0 when this house alone marks him. None for a sepot or when the decision is withheld.
+    other_houses: int | None = None
     probation_report_requested: bool | None = None
     minor: bool | None = None
     # referral: the person, opened by the adapter from the item sealed to the house.
@@ -195,6 +198,11 @@ def check_delivery(delivery: Delivery) -> None:
             raise ValueError("decision: technisch sepot 01 is never fed back")
         if d.advice_followed is False and not (d.deviation_reason or "").strip():
             raise ValueError("deviation_reason: required when the advice was not followed")
+    if d.other_houses is not None:
+        if d.kind != "decision":
+            raise ValueError("other_houses: only a decision tells how many houses heard it")
+        if d.other_houses < 0:
+            raise ValueError("other_houses: not a number of houses")
     if d.kind == "advice-request" and (d.due is None or d.due.tzinfo is None):
         raise ValueError("due: an advice request needs its term, with a time zone")
     if d.kind == "advice-request-cancelled" and not (d.advice_request or "").startswith(

@@ -17,9 +17,12 @@ asked "later"; a moved clock is refused at the start.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
+import io
 import itertools
+import json
 import os
 import random
 import shutil
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from xml.sax.saxutils import escape as xml_escape
 
 import grpc
 from google.protobuf import duration_pb2
@@ -173,6 +177,40 @@ def delivered_keys(deliveries: Mapping[str, Path], house: House) -> list[str]:
     if not path.exists():
         return []
     return SOURCES[house.source_system_token].delivered_keys(path)
+
+
+def _match_in_source(path: Path, house: House, record: SourceRecord) -> bool:
+    """Whether the house's source holds a matchingsmelding (key "mat-…") about `record`."""
+    if not path.exists():
+        return False
+    system = house.source_system_token
+    if system == "gcos":
+        clientnummer = f"<clientnummer>{xml_escape(record.record_id)}</clientnummer>"
+        return any(
+            clientnummer in file.read_text("utf-8")
+            for file in path.glob("terugkoppeling-mat-*.xml")
+        )
+    if system == "amazone":
+        text = path.read_text("cp1252")
+        return any(
+            row.get("Kenmerk Baken", "").startswith("mat-")
+            and row.get("Registratienummer") == record.record_id
+            for row in csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
+        )
+    lines = (_json(line) for line in path.read_text("utf-8-sig").splitlines())
+    return any(
+        isinstance(line, dict)
+        and str(line.get("kenmerk", "")).startswith("mat-")
+        and line.get("registratie_id") == record.record_id
+        for line in lines
+    )
+
+
+def _json(line: str) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None  # a line the A&T module or a person added, not ours
 
 
 def write_sources(
@@ -461,7 +499,26 @@ class _Shift:
         took = self.until(self._all_arrived, "the signals")
         signals = sum(k["signal"] for k in self.expected.values())
         self.say(f"   Each hit signals every house that marked the person: {signals} signals,")
-        self.say(f"   in the houses' sources {took:.1f} s later.\n")
+        self.say(f"   in the houses' sources {took:.1f} s later.")
+        told = self._travellers_matches()
+        self.say("   The travelling offender's houses were told of each other (matchingsmelding)")
+        self.say(f"   when the second marked him, at sync: {' and '.join(told)}.\n")
+
+    def _travellers_matches(self) -> list[str]:
+        """Where the travelling offender's matchingsmelding is in his houses' own sources (each
+        names the house's own record), as "SOURCE of house"; ShiftError if one is missing."""
+        traveller = self.showcase["travelling"]
+        told = []
+        for record in (r for r in self.records if r.person == traveller):
+            house = self.houses[record.house_id]
+            if not _match_in_source(delivery_path(self.e.deliveries, house), house, record):
+                raise ShiftError(
+                    f"{house.id}: the travelling offender's matchingsmelding is not in its source"
+                )
+            told.append(f"{house.source_system_token.upper()} of {house.id}")
+        if len(told) < 2:
+            raise ShiftError("the travelling offender is not marked at two houses")
+        return told
 
     def _count(self, s: _Suspect, found: bool) -> None:
         r = self.result

@@ -165,6 +165,7 @@ def test_a_decision_lands_in_pga_of_rotterdam_and_gcos_of_utrecht_exactly_once(
         "afdoening": True,
         "advies_gevolgd": True,
         "reden_afwijking": None,
+        "andere_veiligheidshuizen": 1,  # Utrecht heard it too; which, it does not say
         "reclasseringsadvies_gevraagd": False,
     }
     (xml_file,) = (tmp_path / "gcos" / "target" / UTRECHT).iterdir()
@@ -173,6 +174,7 @@ def test_a_decision_lands_in_pga_of_rotterdam_and_gcos_of_utrecht_exactly_once(
     assert root.get("kenmerk") == keys[UTRECHT]
     assert root.findtext("soort") == "beslissing"
     assert root.findtext("clientnummer") == "g1"
+    assert root.findtext("andere-veiligheidshuizen") == "1"
     beslissing = root.find("beslissing")
     assert beslissing is not None
     assert (beslissing.get("code"), beslissing.get("soort")) == ("DAGVAARDING", "AFDOENING")

@@ -56,6 +56,7 @@ def decision(**fields: Any) -> pb.DecisionFeedback:
         "advice_followed": pb.ADVICE_FOLLOWED_NOT_FOLLOWED,
         "deviation_reason": "Nieuw feit met geweld; ISD-plaats niet beschikbaar.",
         "probation_report_requested": True,
+        "other_houses": 1,
         **fields,
     }
     return pb.DecisionFeedback(**values)
@@ -118,6 +119,7 @@ def test_a_decision_carries_every_field_the_house_may_know() -> None:
         final=True,
         advice_followed=False,
         deviation_reason="Nieuw feit met geweld; ISD-plaats niet beschikbaar.",
+        other_houses=1,
         probation_report_requested=True,
         minor=False,
     )
@@ -145,6 +147,8 @@ def test_a_decision_carries_every_field_the_house_may_know() -> None:
             {"advice_followed": None, "deviation_reason": None},
         ),
         ({"probation_report_requested": False}, {"probation_report_requested": False}),
+        ({"other_houses": 0}, {"other_houses": 0}),  # this house alone marks him
+        ({"other_houses": 3}, {"other_houses": 3}),
     ],
 )
 def test_decision_fields(fields: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -158,7 +162,7 @@ def test_decision_fields(fields: dict[str, Any], expected: dict[str, Any]) -> No
         (["feedback.deviation_reason"], ["advice_followed", "deviation_reason"]),
         (["feedback.probation_report"], ["probation_report_requested"]),
         (["feedback.triage"], []),
-        (["feedback.decision"], ["decision", "final", "minor"]),
+        (["feedback.decision"], ["decision", "final", "minor", "other_houses"]),
         (
             ["feedback.deviation_reason", "feedback.probation_report"],
             ["advice_followed", "deviation_reason", "probation_report_requested"],
@@ -174,14 +178,15 @@ def test_a_withheld_field_is_none_never_false(withheld: list[str], none: list[st
     if "feedback.probation_report" in withheld:
         d.ClearField("probation_report_requested")
     if "feedback.decision" in withheld:
-        for name in ("code", "sepot_code", "stage", "subject_age"):
+        for name in ("code", "sepot_code", "stage", "subject_age", "other_houses"):
             d.ClearField(name)
     delivery = to_delivery(message(decision=d, withheld=withheld))
 
     full = to_delivery(message(decision=decision()))
     for name in none:
         assert getattr(delivery, name) is None, name
-    for name in {"advice_followed", "probation_report_requested", "final", "minor"} - set(none):
+    kept = {"advice_followed", "probation_report_requested", "final", "minor", "other_houses"}
+    for name in kept - set(none):
         assert getattr(delivery, name) == getattr(full, name), name
 
 
@@ -196,6 +201,7 @@ def test_a_sepot_says_only_that_the_person_was_dismissed() -> None:
     assert delivery.deviation_reason is None
     assert delivery.probation_report_requested is None
     assert delivery.minor is None
+    assert delivery.other_houses is None
     check_delivery(delivery)
 
 

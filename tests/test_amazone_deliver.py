@@ -28,6 +28,7 @@ DECISION = Delivery(
     decision_text="Dagvaarden politierechter",
     final=True,
     advice_followed=True,
+    other_houses=1,
     probation_report_requested=True,
     minor=False,
     person=Person("111222333", "Jansen", dt.date(1994, 3, 12)),  # never written for a decision
@@ -116,6 +117,7 @@ def test_decision_is_one_row_without_bsn_or_name(tmp_path: Path) -> None:
         "Minderjarige": "nee",
         "Rapport reclassering gevraagd": "ja",
         "Advies gevolgd": "ja",
+        "Andere veiligheidshuizen": "1",
         "Kenmerk Baken": "d-7f3a9c21",
     }
     assert b"111222333" not in path.read_bytes()
@@ -203,12 +205,19 @@ def test_a_malformed_match_is_refused_naming_the_field(
     assert not path.exists()
 
 
-def test_a_file_written_before_the_match_columns_takes_a_match(tmp_path: Path) -> None:
-    """A mutatie file not yet collected when the adapter learned the match columns is read with
-    them empty and rewritten with them."""
-    old_columns = [
-        c for c in COLUMNS if not c.startswith(("Ander ", "Doelgroep ander", "Contact "))
-    ]
+@pytest.mark.parametrize(
+    "added",
+    [
+        ("Andere veiligheidshuizen", "Ander ", "Doelgroep ander", "Contact "),  # before matches
+        ("Andere veiligheidshuizen",),  # with matches, before the number of other houses told
+    ],
+)
+def test_a_file_written_before_the_later_columns_takes_them(
+    tmp_path: Path, added: tuple[str, ...]
+) -> None:
+    """A mutatie file not yet collected when the adapter learned the match columns, or the
+    number of other houses told of a decision, is read with them empty and rewritten with them."""
+    old_columns = [c for c in COLUMNS if not c.startswith(added)]
     old = [*old_columns, ""]
     row = dict.fromkeys(old_columns, "") | {
         "Registratienummer": "AMZ-2024-000312",
@@ -223,9 +232,11 @@ def test_a_file_written_before_the_match_columns_takes_a_match(tmp_path: Path) -
 
     assert not deliver(path, SIGNAL)  # found by its key in the old file
     assert deliver(path, MATCH)
-    first, second = _rows(path)
+    assert deliver(path, DECISION)
+    first, second, third = _rows(path)
     assert _filled(first) == _filled(row)
     assert second["Kenmerk Baken"] == "mat-7f3a9c60"
+    assert third["Andere veiligheidshuizen"] == "1"
 
 
 def test_referral_carries_the_person(tmp_path: Path) -> None:
@@ -357,7 +368,9 @@ def test_a_file_that_is_not_a_mutatie_file_is_left_alone(tmp_path: Path, content
         ({"key": ""}, "key"),
         ({"kind": "referral", "person": None}, "person"),
         ({"kind": "referral", "person": Person(None, None, None)}, "person"),
-        ({"kind": "advice-request", "due": None}, "due"),
+        ({"kind": "advice-request", "due": None, "other_houses": None}, "due"),
+        ({"kind": "advice-request", "due": DECISION.occurred}, "other_houses"),
+        ({"other_houses": -1}, "other_houses"),
         ({"decision_text": "Advies ≥ 6 maanden"}, "Toelichting"),
     ],
 )

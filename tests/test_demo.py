@@ -66,6 +66,10 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     assert "HIT: known at 2 Safety Houses (match: BSN)" in travelling
     assert "Veiligheidshuis Rotterdam-Rijnmond  [Rotterdam-Rijnmond]" in travelling
     assert "1 of them at a house in another region" in shift
+    # Both his houses were told of each other when the second marked him: found in the sources.
+    told = _section(shift, "were told of each other (matchingsmelding)", "c. The decisions")
+    assert "when the second marked him, at sync:" in told
+    assert "GCOS of vh-regio-utrecht-amersfoort" in told and "PGA of vh-rotterdam-rijnmond" in told
 
     decisions = _section(shift, "c. The decisions", "d. Advies")
     keys = {

@@ -75,6 +75,7 @@ def test_decision_writes_beslissing_with_advice_and_probation(tmp_path: Path) ->
         deviation_reason="Feit te ernstig voor ISD-traject & eerst <voorlopige> hechtenis.",
         probation_report_requested=True,
         minor=False,
+        other_houses=1,
     )
     path = deliver(tmp_path, delivery)
 
@@ -93,6 +94,7 @@ def test_decision_writes_beslissing_with_advice_and_probation(tmp_path: Path) ->
     assert root.findtext("advies/reden-afwijking") == (
         "Feit te ernstig voor ISD-traject & eerst <voorlopige> hechtenis."
     )
+    assert root.findtext("andere-veiligheidshuizen") == "1"
     assert root.findtext("reclasseringsrapportage-gevraagd") == "ja"
     assert root.find("persoon") is None
 
@@ -108,6 +110,18 @@ def test_routing_decision_about_a_minor_without_text(tmp_path: Path) -> None:
     assert root.findtext("minderjarig") == "ja"
     assert root.find("advies") is None
     assert root.find("reclasseringsrapportage-gevraagd") is None
+    assert root.find("andere-veiligheidshuizen") is None  # not said
+
+
+def test_a_decision_says_how_many_other_houses_heard_it_never_which(tmp_path: Path) -> None:
+    alone = _root(deliver(tmp_path, _delivery(decision="halt", other_houses=0)))
+    assert alone.findtext("andere-veiligheidshuizen") == "0"
+    with pytest.raises(ValueError, match="other_houses"):
+        deliver(
+            tmp_path, _delivery(decision="halt", key="01JC2W6V0G4Y8N3QK5T7R9M2XC", other_houses=-1)
+        )
+    with pytest.raises(ValueError, match="other_houses"):
+        deliver(tmp_path, _delivery("signal", key="01JC2W6V0G4Y8N3QK5T7R9M2XD", other_houses=1))
 
 
 def test_sepot_02_feeds_back_only_that_the_person_was_dismissed(tmp_path: Path) -> None:

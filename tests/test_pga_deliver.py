@@ -54,6 +54,7 @@ def test_decision_is_written_with_code_reasons_and_no_person(tmp_path: Path) -> 
         final=True,
         advice_followed=False,
         deviation_reason="Nieuw feit met geweld; ISD niet haalbaar.",
+        other_houses=1,
         probation_report_requested=True,
         person=Person(BSN, "Jansen", dt.date(1994, 3, 12)),
     )
@@ -75,6 +76,7 @@ def test_decision_is_written_with_code_reasons_and_no_person(tmp_path: Path) -> 
             "afdoening": True,
             "advies_gevolgd": False,
             "reden_afwijking": "Nieuw feit met geweld; ISD niet haalbaar.",
+            "andere_veiligheidshuizen": 1,
             "reclasseringsadvies_gevraagd": True,
         }
     ]

@@ -6,8 +6,9 @@ The month: persons marked at four houses in four regions (some at two, travellin
 with CURRENT, AGED, EXPIRED or no advice; ZSM look-ups on every day of October 2026 by the KPC of
 each region (some persons twice, once by BSN alone); decisions, deviations from advice with a
 reason, aanmeldingen, a technisch sepot 01; advice requests answered in term, late, never, and
-still open; items acknowledged by two houses, delivered but not acknowledged by a third, never
-fetched by the fourth. Look-ups in September and November must not count."""
+still open; on the last afternoon a house marking six persons other houses mark
+(matchingsmeldingen); items acknowledged by two houses, delivered but not acknowledged by a
+third, never fetched by the fourth. Look-ups in September and November must not count."""
 
 from __future__ import annotations
 
@@ -316,8 +317,8 @@ class PlayedMonth:
             assert got, f"{count} items of {house} did not come"
             count -= len(got)
             for delivery in got:
-                # Not September's: the noise's cases, and the matchingsmelding of the suspects
-                # two houses mark (marked 15 September, taken over with the noise on the 28th).
+                # Not October's: the noise's cases. Not items: the matchingsmeldingen (of the
+                # suspects two houses marked on 15 September, and of Twente's late markers).
                 october += not (
                     delivery.case_reference.endswith("-25")
                     or delivery.kind == pb.DELIVERY_KIND_MATCH
@@ -351,6 +352,7 @@ class PlayedMonth:
                     self.ask(s)
                 elif s.plan != "none":
                     self.decide(s)
+        self.match(suspects)
         # The month's last afternoon: two houses fetch and acknowledge all, one fetches 16.
         self.set(at(dt.date(2026, 10, 31), 16, 45))
         t = self.truth
@@ -368,6 +370,29 @@ class PlayedMonth:
         self.answer(dt.date(2026, 11, 2))
         self.noise(dt.date(2026, 11, 2), suspects[6:9])
         self.set(at(dt.date(2026, 11, 2), 12))
+
+    def match(self, suspects: list[Suspect]) -> None:
+        """Twente comes to mark six persons another house marks, after their cases were
+        decided: a matchingsmelding to both houses of each pair (counted apart from the items)."""
+        self.set(at(dt.date(2026, 10, 31), 16))
+        chosen = [
+            s
+            for s in suspects
+            if len(s.houses) == 1 and s.houses[0] != TWENTE and s.plan in ("decide", "deviate")
+        ][:6]
+        assert len(chosen) == 6
+        self.registry.sync(
+            *(
+                Marking(s.person, f"{TWENTE}-late-{s.person.bsn}", house=TWENTE).upsert(
+                    self.fb.ring
+                )
+                for s in chosen
+            )
+        )
+        self.fb.server.follower.follow_once()
+        for s in chosen:
+            for house in (s.houses[0], TWENTE):
+                self.truth.add("feedback.matches", region_of(house), house)
 
     def _decided(self, case: str, house: str) -> bool:
         return case in self.decided.get(house, set())
@@ -444,6 +469,7 @@ def test_the_months_figures_are_the_true_numbers(
     values = [k for k, f in found.items() if k[2] in MARKING_HOUSES and not f.small]
     assert len(values) >= 30
     assert not found[("feedback.ack_p95", "rotterdam-rijnmond", ROTTERDAM)].small
+    assert found[("feedback.matches", "oost-nederland", TWENTE)].count == 6
     assert {m.source for m in CATALOGUE} == {Source.REGISTRY, Source.FEEDBACK}
 
     # A region's process director sees his region only, and is told what is not shown.

@@ -43,6 +43,7 @@ COLUMNS = (
     "Rapport reclassering gevraagd",
     "Advies gevolgd",
     "Reden afwijking",
+    "Andere veiligheidshuizen",
     "BSN",
     "Achternaam",
     "Tussenvoegsel",
@@ -59,10 +60,13 @@ COLUMNS = (
 )
 _KEY = COLUMNS.index("Kenmerk Baken")
 _HEADER = [*COLUMNS, ""]  # every row ends in ";"
-# A matchingsmelding's columns, added later: a file written before them (not yet collected) is
-# read with them empty, and rewritten with them.
+# Columns added later: a file written before them (not yet collected) is read with them empty,
+# and rewritten with them. First a matchingsmelding's columns, then a decision's number of
+# other houses told.
 _MATCH_COLUMNS = COLUMNS[COLUMNS.index("Ander veiligheidshuis") : _KEY]
-_HEADER_BEFORE_MATCH = [c for c in _HEADER if c not in _MATCH_COLUMNS]
+_HEADER_BEFORE_OTHER_HOUSES = [c for c in _HEADER if c != "Andere veiligheidshuizen"]
+_HEADER_BEFORE_MATCH = [c for c in _HEADER_BEFORE_OTHER_HOUSES if c not in _MATCH_COLUMNS]
+_OLDER_HEADERS = (_HEADER_BEFORE_OTHER_HOUSES, _HEADER_BEFORE_MATCH)
 
 # Delivery.kind -> Soort mutatie.
 KINDS: Mapping[str, str] = {
@@ -179,6 +183,7 @@ def _decision_cells(d: Delivery) -> dict[str, str]:
         "Rapport reclassering gevraagd": _yes_no(d.probation_report_requested),
         "Advies gevolgd": followed,
         "Reden afwijking": reason,
+        "Andere veiligheidshuizen": "" if d.other_houses is None else str(d.other_houses),
     }
 
 
@@ -236,19 +241,19 @@ def _read(path: Path) -> list[list[str]]:
     rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=";") if any(row)]
     if not rows:
         return []
-    before_match = rows[0] == _HEADER_BEFORE_MATCH
-    if rows[0] != _HEADER and not before_match:
+    header = rows[0]
+    if header != _HEADER and header not in _OLDER_HEADERS:
         raise MutationFileError(f"{path.name}: not the mutatie header")
     *records, footer = rows[1:] or [[""]]
     said = _FOOTER.fullmatch(footer[0]) if len(footer) == 1 else None
     if said is None:
         raise MutationFileError(f"{path.name}: missing 'Aantal mutaties: N'")
-    width = len(_HEADER_BEFORE_MATCH if before_match else _HEADER)
-    if int(said[1]) != len(records) or any(len(row) != width for row in records):
+    if int(said[1]) != len(records) or any(len(row) != len(header) for row in records):
         raise MutationFileError(f"{path.name}: footer says {said[1]}, rows do not agree")
-    if before_match:
-        at = _HEADER.index(_MATCH_COLUMNS[0])
-        records = [[*row[:at], *([""] * len(_MATCH_COLUMNS)), *row[at:]] for row in records]
+    if header != _HEADER:  # an older file: the columns added since, empty
+        records = [
+            [dict(zip(header, row, strict=True)).get(c, "") for c in _HEADER] for row in records
+        ]
     return records
 
 

@@ -213,6 +213,10 @@ def _decision(delivery: Delivery) -> list[str]:
             reason = _text(delivery.deviation_reason, "deviation_reason")
             lines.append(f"    <reden-afwijking>{reason}</reden-afwijking>")
         lines.append("  </advies>")
+    if delivery.other_houses is not None:
+        lines.append(
+            f"  <andere-veiligheidshuizen>{delivery.other_houses}</andere-veiligheidshuizen>"
+        )
     if delivery.probation_report_requested is not None:
         requested = _yes_no(delivery.probation_report_requested)
         lines.append(

@@ -118,6 +118,7 @@ def _decision(delivery: Delivery) -> dict[str, Any]:
         "afdoening": delivery.final,
         "advies_gevolgd": delivery.advice_followed,
         "reden_afwijking": _text(delivery.deviation_reason),
+        "andere_veiligheidshuizen": delivery.other_houses,
         "reclasseringsadvies_gevraagd": delivery.probation_report_requested,
     }
 

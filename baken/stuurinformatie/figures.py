@@ -75,6 +75,7 @@ CATALOGUE: tuple[FigureKind, ...] = (
     _m("feedback.cases_signalled", H, FB, "cases signalled to the house"),
     _m("feedback.cases_fed_back", H, FB, "of which decision acknowledged"),
     _m("feedback.retractions", H, FB, "items withdrawn after technisch sepot 01"),
+    _m("feedback.matches", H, FB, "matchingsmeldingen: another house marks him too"),
     _m("feedback.ack_p50", H, FB, "decision to acknowledgement, median", Unit.SECONDS),
     _m("feedback.ack_p95", H, FB, "decision to acknowledgement, p95", Unit.SECONDS),
     _m("house.deviations", H, FB, "decisions deviating from the house's advice"),

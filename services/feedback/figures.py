@@ -1,7 +1,8 @@
 """The feedback service's management information, counted from its own tables: the decisions
 (what was decided, never about whom), the delivery outbox (every item, whether it was sent and
-acknowledged, and when) and the advice requests. A technisch sepot 01 leaves nothing to count
-but the retractions of what its houses already had.
+acknowledged, and when; matchingsmeldingen and retractions counted apart) and the advice
+requests. A technisch sepot 01 leaves nothing to count but the retractions of what its houses
+already had.
 
 A month's items are those made in it; whether they were delivered or acknowledged is counted as
 it stands when the report is drawn up, so last month's figures grow complete after the fact."""
@@ -61,6 +62,7 @@ class FeedbackFigures:
             "feedback.cases_signalled",
             "feedback.cases_fed_back",
             "feedback.retractions",
+            "feedback.matches",
             "house.deviations",
             "house.deviations_with_reason",
             "house.aanmeldingen",
@@ -154,6 +156,11 @@ class FeedbackFigures:
                 # Not feedback but its withdrawal (technisch sepot 01): counted apart, so the
                 # shares of items acknowledged stay about feedback.
                 counts[("feedback.retractions", *scope)] += 1
+                continue
+            if kind == DeliveryKind.MATCH:
+                # A matchingsmelding tells the house of another house that marks its person: not
+                # feedback of a ZSM decision, so counted apart like a retraction.
+                counts[("feedback.matches", *scope)] += 1
                 continue
             counts[("feedback.items", *scope)] += 1
             counts[("feedback.delivered", *scope)] += attempts > 0 or state == "acked"
