@@ -49,6 +49,8 @@ TRIAGE_CRITERIA: Mapping[int, str] = {
     pb.TRIAGE_CRITERION_REPEAT_OFFENDER: "veelpleger",
 }
 REFERRAL_REASON = "complexe problematiek vermoed"
+# Why ZSM asks a house about a person it does not know (verrijking), before the criteria.
+ENRICHMENT_REASON = "verrijkingsverzoek"
 _SEPOT_CODE = re.compile(r"[0-9]{2}")
 
 
@@ -98,6 +100,10 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
     detailed = message.HasField("decision") and d.code != pb.DECISION_CODE_SEPOT
     deviation = detailed and WITHHELD_DEVIATION not in withheld
     is_decision = kind == "decision"
+    # An advice request about a person the house does not know carries him sealed, as a
+    # referral does (an enrichment request).
+    enrichment = kind == "advice-request" and message.HasField("referral")
+    carries_person = kind == "referral" or enrichment
     return Delivery(
         key=message.key,
         house_id=house.removeprefix("houses/"),
@@ -117,8 +123,14 @@ def to_delivery(message: pb.Delivery, house_key: sealed.HouseKey | None = None) 
             else None
         ),
         minor=_AGES.get(d.subject_age) if decided else None,
-        person=_open_person(message, house_key) if kind == "referral" else None,
-        referral_reason=referral_reason(message) if kind == "referral" else None,
+        person=_open_person(message, house_key) if carries_person else None,
+        referral_reason=(
+            referral_reason(message)
+            if kind == "referral"
+            else enrichment_reason(message)
+            if enrichment
+            else None
+        ),
         due=(
             _moment(message.due_time)
             if kind == "advice-request" and message.HasField("due_time")
@@ -163,6 +175,14 @@ def referral_reason(message: pb.Delivery) -> str:
     if criteria:
         return f"{REFERRAL_REASON}; triagecriteria: {', '.join(criteria)}"
     return REFERRAL_REASON
+
+
+def enrichment_reason(message: pb.Delivery) -> str:
+    """Why ZSM asks the house about a person it does not know: the criteria it asks for."""
+    criteria = [TRIAGE_CRITERIA[c] for c in message.enrichment_criteria if c in TRIAGE_CRITERIA]
+    if not criteria:
+        raise ValueError("enrichment_criteria: an enrichment request names its criteria")
+    return f"{ENRICHMENT_REASON}; triagecriteria: {', '.join(criteria)}"
 
 
 def _open_person(message: pb.Delivery, house_key: sealed.HouseKey | None) -> Person:

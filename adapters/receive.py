@@ -140,7 +140,9 @@ class Applier:
         if message.house != house_name(house_id):
             return Applied(DeliveryOutcome.REFUSED, "house: not the house of this stream")
         try:
-            key = self._house_key(house_id) if message.kind == pb.DELIVERY_KIND_REFERRAL else None
+            # A referral or an enrichment request carries the person sealed to the house.
+            opens = message.kind == pb.DELIVERY_KIND_REFERRAL or message.HasField("referral")
+            key = self._house_key(house_id) if opens else None
             delivery = to_delivery(message, key)
             written = self.source.deliver(self.path_for(house_id), delivery)
         except ValueError as error:

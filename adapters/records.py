@@ -111,7 +111,8 @@ class Delivery:
     # The ZSM case; may be empty for a signal of an intake lookup, and is empty for a match.
     case_reference: str
     occurred: dt.datetime
-    # The house's own record of the person; None for a referral.
+    # The house's own record of the person; None for a referral, an enrichment request (an
+    # advice-request with `person`) and the cancellation of one.
     source_record_id: str | None = None
     zsm_location: str | None = None
     # decision: the code ("dagvaarding", "strafbeschikking", "sepot-02", "halt", ...) and text.
@@ -125,7 +126,9 @@ class Delivery:
     other_houses: int | None = None
     probation_report_requested: bool | None = None
     minor: bool | None = None
-    # referral: the person, opened by the adapter from the item sealed to the house.
+    # referral, and an advice-request about a person the house does not know (enrichment,
+    # verrijking): the person, opened by the adapter from the item sealed to the house, and
+    # why ("complexe problematiek vermoed; ...", "verrijkingsverzoek; triagecriteria: ...").
     person: Person | None = None
     referral_reason: str | None = None
     # advice-request: the term, and why advice is needed (no personal data); and the request's
@@ -141,6 +144,12 @@ class Delivery:
 
     # match: the other house, whom to call there and its target group; nothing else.
     other_house: OtherHouse | None = None
+
+    @property
+    def is_enrichment(self) -> bool:
+        """An advice request about a person the house does not know (verrijking): no record
+        of the house; it carries the person instead, and why (`referral_reason`)."""
+        return self.kind == "advice-request" and not self.source_record_id
 
 
 DELIVERY_KINDS = (
@@ -180,14 +189,19 @@ def check_delivery(delivery: Delivery) -> None:
     # once per lookup), and a match is about no case; every other kind is about a case.
     if d.kind not in _WITHOUT_CASE and not d.case_reference.strip():
         raise ValueError("case_reference: required (but for a signal or a match)")
-    if d.kind == "referral":
+    if d.kind == "referral" or d.is_enrichment:
+        what = "a referral" if d.kind == "referral" else "an enrichment request"
         person = d.person
         if person is None or not (person.bsn or (person.surname and person.birth_date)):
-            raise ValueError("person: a referral needs a BSN, or a surname and a date of birth")
-        if d.source_record_id:
+            raise ValueError(f"person: {what} needs a BSN, or a surname and a date of birth")
+        if d.kind == "referral" and d.source_record_id:
             raise ValueError(
                 "source_record_id: a referral is about a person the house does not know"
             )
+        if d.is_enrichment and not (d.referral_reason or "").strip():
+            raise ValueError("referral_reason: an enrichment request says for which criteria")
+    elif d.kind == "advice-request-cancelled" and d.source_record_id is None:
+        pass  # an enrichment request withdrawn: the house knows it by the request's name
     elif not (d.source_record_id or "").strip():
         raise ValueError("source_record_id: required: the house's own record of the person")
     if d.kind == "decision":

@@ -82,6 +82,12 @@ def _referral(args: argparse.Namespace) -> pb.SealedEnvelope | None:
         raise UserError(
             "--complex-problems needs --municipality (the aanmelding goes to its house)"
         )
+    return _sealed_person(args)
+
+
+def _sealed_person(args: argparse.Namespace) -> pb.SealedEnvelope:
+    """The person (--bsn, --surname, --birth-date, --municipality) sealed to the public key of
+    the house that covers --municipality, for --case."""
     house = load_municipalities(load_houses()).get(args.municipality.strip().casefold())
     if house is None:
         raise UserError(f"--municipality {args.municipality!r}: no Safety House in Baken covers it")
@@ -214,25 +220,47 @@ def _advice_term(args: argparse.Namespace) -> dict[str, Any]:
     return {"term": term}
 
 
+def _asked_house(args: argparse.Namespace, request: pb.RequestAdviceRequest) -> None:
+    """--house (a house that marked the suspect), or --municipality with --enrichment for a
+    suspect no house marks: the person is sealed here to the house of the municipality."""
+    if bool(args.house) == bool(args.municipality):
+        raise UserError(
+            "advice request needs --house (a house that marked him) or --municipality "
+            "(an enrichment request to the house of his residence), not both"
+        )
+    if args.house:
+        if args.enrichment:
+            raise UserError("--enrichment goes with --municipality")
+        request.house = house_name(args.house)
+        return
+    if not args.enrichment:
+        raise UserError(
+            "--municipality needs --enrichment: the triage criteria for which the house is asked"
+        )
+    request.residence_municipality = args.municipality
+    request.person.CopyFrom(_sealed_person(args))
+    request.enrichment_criteria.extend(
+        pb.TriageCriterion.ValueType(CRITERIA[c]) for c in args.enrichment
+    )
+
+
 def _advice(args: argparse.Namespace) -> None:
     channel, stub = _stub(args)
     with channel:
         if args.action == "request":
             _ring, subject = person_subject(args)
-            if not args.case or not args.house or not args.question:
-                raise UserError("advice request needs --case, --house and --question")
-            made = stub.RequestAdvice(
-                pb.RequestAdviceRequest(
-                    case_reference=args.case,
-                    subject=subject,
-                    house=house_name(args.house),
-                    **_advice_term(args),
-                    question=args.question,
-                    on_behalf_of=_user(args),
-                    subject_age=_age(args),  # type: ignore[arg-type]
-                ),
-                timeout=args.timeout,
+            if not args.case or not args.question:
+                raise UserError("advice request needs --case and --question")
+            request = pb.RequestAdviceRequest(
+                case_reference=args.case,
+                subject=subject,
+                **_advice_term(args),
+                question=args.question,
+                on_behalf_of=_user(args),
+                subject_age=_age(args),  # type: ignore[arg-type]
             )
+            _asked_house(args, request)
+            made = stub.RequestAdvice(request, timeout=args.timeout)
             print(advice_request_line(made))
             return
         if args.action == "cancel":
@@ -398,6 +426,22 @@ def add_parsers(sub: Any, key_file_env: str, pki_dir_env: str) -> None:
     )
     advice.add_argument(
         "--working-days", type=int, help="(with --by) the n-th working day, 1 to 5 (default 1)"
+    )
+    advice.add_argument(
+        "--municipality",
+        help="(request) instead of --house, for a suspect no house marks: an enrichment request "
+        "to the house of his residence municipality, the person sealed here to its key",
+    )
+    advice.add_argument(
+        "--enrichment",
+        nargs="+",
+        choices=sorted(CRITERIA),
+        help="(with --municipality) the triage criteria for which the house is asked",
+    )
+    advice.add_argument(
+        "--house-keys",
+        default=os.environ.get(HOUSE_KEYS_ENV),
+        help=f"the houses' public keys (env {HOUSE_KEYS_ENV}; default PKI-DIR/houses)",
     )
     advice.add_argument("--question", help="why advice is needed (no personal data)")
     advice.add_argument("--overdue", action="store_true", help="(list) only past their term")

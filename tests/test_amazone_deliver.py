@@ -430,3 +430,27 @@ def test_no_cell_written_for_a_house_can_start_a_formula(tmp_path: Path, text: s
     assert row["Kenmerk Baken"] == "'-d-7f3a9c21"
     formula_starts = ("=", "+", "-", "@", "\t", "\r")
     assert not any(cell.lstrip(" ").startswith(formula_starts) for cell in row.values())
+
+
+def test_an_enrichment_request_is_a_row_with_the_person_and_no_registratienummer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mutaties.csv"
+    enrichment = dataclasses.replace(
+        ADVICE_REQUEST,
+        source_record_id=None,
+        question="Is het gezin bij jullie in beeld?",
+        person=Person("123456782", "van der Berg", dt.date(2006, 7, 4)),
+        referral_reason="verrijkingsverzoek; triagecriteria: huiselijk geweld",
+    )
+    assert deliver(path, enrichment) is True
+    [row] = _rows(path)
+    assert (row["Soort mutatie"], row["Registratienummer"]) == ("ZSM-adviesaanvraag", "")
+    assert (row["BSN"], row["Tussenvoegsel"], row["Achternaam"]) == (
+        "123456782",
+        "van der",
+        "Berg",
+    )
+    assert row["Geboortedatum"] == "04-07-2006"
+    assert row["Reden aanmelding"] == "verrijkingsverzoek; triagecriteria: huiselijk geweld"
+    assert row["Advies uiterlijk"] and row["Toelichting"] == "Is het gezin bij jullie in beeld?"

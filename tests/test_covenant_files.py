@@ -136,6 +136,13 @@ def test_shipped_party_register_gives_each_party_its_certificate_identity(
 REGIONS = ("midden-nederland", "oost-nederland", "zeeland-west-brabant", "rotterdam-rijnmond")
 
 
+NOT_ENRICHED = {
+    "feedback.enrichment_request.youth",
+    "feedback.enrichment_request.high_impact_crime",
+    "feedback.enrichment_request.repeat_offender",
+}
+
+
 @pytest.mark.parametrize("region", REGIONS)
 def test_each_regional_covenant_grants_its_process_director_the_feedback_fields(
     houses: Mapping[str, House], region: str
@@ -148,6 +155,8 @@ def test_each_regional_covenant_grants_its_process_director_the_feedback_fields(
     assert (grant.roles, grant.purposes) == ({"vh-process-director"}, {"terugkoppeling"})
     # Zeeland-West-Brabant's houses take the triage outcome through the casusoverleg.
     left_out = {"feedback.triage"} if region == "zeeland-west-brabant" else set()
+    # Enrichment requests only for domestic violence, the group the report names.
+    left_out |= NOT_ENRICHED
     assert grant.fields == set(FEEDBACK_FIELDS) - left_out
 
 

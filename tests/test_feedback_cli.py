@@ -157,6 +157,56 @@ def test_decide_seals_an_aanmelding_at_the_desk(
     assert code == 2 and "no Safety House in Baken covers it" in err
 
 
+def test_an_enrichment_request_seals_the_person_to_the_municipalitys_house_at_the_desk(
+    feedback: RunningFeedback,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    house_keys_dir: Path,
+) -> None:
+    asked = [
+        "advice",
+        "request",
+        "--bsn",
+        "123456782",
+        "--surname",
+        "de Vries",
+        "--birth-date",
+        "1988-02-03",
+        "--adult",
+        "--case",
+        "10-8-26",
+        "--question",
+        "Is het gezin bij jullie in beeld?",
+        "--house-keys",
+        str(house_keys_dir),
+    ]
+    code, out, _ = run(
+        feedback,
+        tmp_path,
+        capsys,
+        *asked,
+        "--municipality",
+        "Nieuwegein",
+        "--enrichment",
+        "domestic-violence",
+    )
+    assert code == 0 and "open" in out and f"houses/{UTRECHT}" in out
+    [item] = feedback.receive(UTRECHT, count=1, party="adapter-gcos")
+    assert item.kind == pb.DELIVERY_KIND_ADVICE_REQUEST and item.source_record_id == ""
+    assert list(item.enrichment_criteria) == [pb.TRIAGE_CRITERION_DOMESTIC_VIOLENCE]
+    # Not granted for youth: refused, saying for which criterion.
+    code, _, err = run(
+        feedback, tmp_path, capsys, *asked, "--municipality", "Nieuwegein", "--enrichment", "youth"
+    )
+    assert code != 0 and "TRIAGE_CRITERION_YOUTH" in err
+    code, _, err = run(feedback, tmp_path, capsys, *asked, "--municipality", "Nieuwegein")
+    assert code == 2 and "--municipality needs --enrichment" in err
+    code, _, err = run(
+        feedback, tmp_path, capsys, *asked, "--house", UTRECHT, "--municipality", "Nieuwegein"
+    )
+    assert code == 2 and "not both" in err
+
+
 def test_advice_request_and_the_overdue_list(
     feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -417,3 +417,27 @@ def test_file_names_are_safe_and_unique_per_key(first: str, second: str) -> None
     assert len(names) == (1 if first == second else 2)
     for name in names:
         assert re.fullmatch(r"terugkoppeling-[A-Za-z0-9_-]{1,64}(\.[0-9a-f]{16})?\.xml", name)
+
+
+def test_an_enrichment_request_carries_the_person_instead_of_a_clientnummer(
+    tmp_path: Path,
+) -> None:
+    enrichment = _delivery(
+        "advice-request",
+        source_record_id=None,
+        due=OCCURRED + dt.timedelta(days=2),
+        question="Is het gezin bij jullie in beeld?",
+        person=PERSON,
+        referral_reason="verrijkingsverzoek; triagecriteria: huiselijk geweld",
+    )
+    root = _root(deliver(tmp_path, enrichment))
+    _assert_header(root, "adviesaanvraag")
+    assert root.find("clientnummer") is None
+    assert (root.findtext("persoon/bsn"), root.findtext("persoon/achternaam")) == (
+        BSN,
+        "van der Berg",
+    )
+    assert root.findtext("reden") == "verrijkingsverzoek; triagecriteria: huiselijk geweld"
+    assert root.findtext("vraag") == "Is het gezin bij jullie in beeld?"
+    with pytest.raises(ValueError, match=r"^person: "):
+        deliver(tmp_path / "other", dataclasses.replace(enrichment, key="k2", person=None))

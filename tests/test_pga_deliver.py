@@ -351,3 +351,49 @@ def test_a_withdrawn_advice_request_names_the_request(tmp_path: Path) -> None:
     assert line["adviesaanvraag"] == "adviceRequests/abc123"
     assert line["registratie_id"] == "AT-2024-000101"
     assert "termijn" not in line and "vraag" not in line
+
+
+def test_an_enrichment_request_carries_the_person_and_why_but_no_house_record(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "beslis.jsonl"
+    due = dt.datetime(2024, 11, 5, 14, 32, tzinfo=CET)
+    enrichment = _delivery(
+        "advice-request",
+        source_record_id=None,
+        due=due,
+        question="Is het gezin bij jullie in beeld?",
+        person=Person(BSN, "Jansen", dt.date(1994, 3, 12)),
+        referral_reason="verrijkingsverzoek; triagecriteria: huiselijk geweld",
+    )
+    assert deliver(path, enrichment)
+    [line] = _lines(path)
+    assert (line["soort"], line["registratie_id"]) == ("adviesaanvraag", None)
+    assert (line["bsn"], line["achternaam"], line["geboortedatum"]) == (
+        BSN,
+        "Jansen",
+        "1994-03-12",
+    )
+    assert line["reden_aanmelding"] == "verrijkingsverzoek; triagecriteria: huiselijk geweld"
+    assert line["termijn"] == "2024-11-05T14:32:00+01:00"
+    # Without the person, or without why, an advice request without a record is refused.
+    for missing, field in (
+        ({"person": None}, "person"),
+        ({"referral_reason": None}, "referral_reason"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{field}: "):
+            deliver(
+                tmp_path / "other.jsonl", dataclasses.replace(enrichment, key="fb-9", **missing)
+            )
+    assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_the_withdrawal_of_an_enrichment_request_names_only_the_request(tmp_path: Path) -> None:
+    path = tmp_path / "beslis.jsonl"
+    withdrawn = _delivery(
+        "advice-request-cancelled", source_record_id=None, advice_request="adviceRequests/abc"
+    )
+    assert deliver(path, withdrawn)
+    [line] = _lines(path)
+    assert (line["soort"], line["registratie_id"]) == ("adviesaanvraag-ingetrokken", None)
+    assert line["adviesaanvraag"] == "adviceRequests/abc"

@@ -123,8 +123,10 @@ def delivered_keys(path: Path) -> list[str]:
 
 def mutation_row(delivery: Delivery) -> list[str]:
     """The row for `delivery`, the trailing empty column included. Only the fields of its kind
-    are written; a BSN and a name only for a referral. A retraction (intrekking) names the
-    Kenmerk Baken of the mutatie it withdraws in Toelichting, with its reason."""
+    are written; a BSN and a name only for a referral and an enrichment request (a
+    ZSM-adviesaanvraag about a person the house does not know, its reden in Reden
+    aanmelding). A retraction (intrekking) names the Kenmerk Baken of the mutatie it
+    withdraws in Toelichting, with its reason."""
     d = delivery
     if d.house_id not in _HOUSE_CODES:
         raise ValueError(f"house_id: {d.house_id!r} is not an Amazone house")
@@ -141,7 +143,8 @@ def mutation_row(delivery: Delivery) -> list[str]:
     if d.kind == "retraction":
         # Which mutatie to remove, and the one reason there is; nothing of the person or case.
         cells["Toelichting"] = f"Intrekking van mutatie {d.retracts}: {RETRACTION_REASON}"
-    elif d.kind == "referral":
+    elif d.kind == "referral" or d.is_enrichment:
+        # A person the house does not know: the reason in Reden aanmelding either way.
         person = d.person
         assert person is not None
         tussenvoegsel, achternaam = _split_surname(person.surname or "")

@@ -86,9 +86,11 @@ def render(delivery: Delivery) -> bytes:
     house not in GCOS, an unknown kind, a decision without code or a technisch sepot 01 (which
     never produces feedback), a referral without person, an item about a marked person without
     its clientnummer, an advice request without term, a time without time zone, or text XML
-    cannot carry, a match without its other house or a way to reach it. Only a referral carries
-    personal data; every other kind names the house's own record, but a retraction, which names
-    only the kenmerk it withdraws."""
+    cannot carry, a match without its other house or a way to reach it. Only a referral and an
+    enrichment request (an adviesaanvraag about a person the house does not know, with its
+    reden) carry personal data; every other kind names the house's own record, but a
+    retraction, which names only the kenmerk it withdraws, and the cancellation of an
+    enrichment request, which names only the request."""
     code = _HOUSE_CODES.get(delivery.house_id)
     if code is None:
         raise ValueError(f"house_id: {delivery.house_id!r} does not keep its markers in GCOS")
@@ -113,11 +115,12 @@ def render(delivery: Delivery) -> bytes:
             "",
         ]
         return "\n".join(lines).encode("utf-8")
-    if delivery.kind == "referral":
+    if delivery.kind == "referral" or delivery.is_enrichment:
+        # A person the house does not know.
         assert delivery.person is not None
         lines += _person(delivery.person)
-    else:
-        assert delivery.source_record_id is not None
+    elif delivery.source_record_id is not None:
+        # Not for the cancellation of an enrichment request, which names only the request.
         record = _text(delivery.source_record_id, "source_record_id")
         lines.append(f"  <clientnummer>{record}</clientnummer>")
     if soort == "matching":
@@ -134,6 +137,8 @@ def render(delivery: Delivery) -> bytes:
         lines.append(f"  <termijn tot={quoteattr(_moment(delivery.due, 'due'))}/>")
         if delivery.question:
             lines.append(f"  <vraag>{_text(delivery.question, 'question')}</vraag>")
+        if delivery.is_enrichment and delivery.referral_reason:
+            lines.append(f"  <reden>{_text(delivery.referral_reason, 'referral_reason')}</reden>")
     elif soort == "adviesaanvraag-ingetrokken":
         assert delivery.advice_request is not None
         name = _text(delivery.advice_request, "advice_request")

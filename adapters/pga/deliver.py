@@ -65,8 +65,10 @@ def deliver(path: Path, delivery: Delivery) -> bool:
 
 
 def beslisrecord(delivery: Delivery) -> dict[str, Any]:
-    """The A&T beslisrecord of `delivery`. Only an aanmelding carries the person (BSN, surname,
-    birth date): for every other soort the house knows the person by its own `registratie_id`."""
+    """The A&T beslisrecord of `delivery`. Only an aanmelding and an enrichment request (an
+    adviesaanvraag about a person the house does not know) carry the person (BSN, surname,
+    birth date): for every other soort the house knows the person by its own `registratie_id`
+    (none for the cancellation of an enrichment request)."""
     house_code = HOUSE_CODES.get(delivery.house_id)
     if house_code is None:
         raise ValueError(f"house_id: {delivery.house_id[:40]!r} is not a PGA house")
@@ -102,6 +104,10 @@ def beslisrecord(delivery: Delivery) -> dict[str, Any]:
         assert delivery.due is not None
         record["termijn"] = _moment(delivery.due, "termijn")
         record["vraag"] = _text(delivery.question)
+        if delivery.is_enrichment:
+            # A person the house does not know: no registratie_id, the person as in an
+            # aanmelding, and why ZSM asks (reden_aanmelding).
+            record |= _referral(delivery.person, delivery.referral_reason)
     elif soort == "adviesaanvraag-ingetrokken":
         record["adviesaanvraag"] = _text(delivery.advice_request)
     elif soort == "matching":

@@ -59,6 +59,11 @@ FEEDBACK_FIELDS = (
     "feedback.referral",
     "feedback.advice_request",
     "feedback.match",
+    # An enrichment request about a person the house does not know, per triage criterion.
+    "feedback.enrichment_request.youth",
+    "feedback.enrichment_request.domestic_violence",
+    "feedback.enrichment_request.high_impact_crime",
+    "feedback.enrichment_request.repeat_offender",
 )
 # Not about one person: monitoring sees aggregates, audit the access log.
 PURPOSE_ONLY_FIELDS: Mapping[str, str] = {MONITORING: "aggregates", AUDIT: "access-log"}

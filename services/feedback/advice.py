@@ -15,10 +15,13 @@ from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
 from services.feedback.routing import (
+    ENRICHMENT_REQUEST,
+    Item,
     NotRouted,
     Routing,
     route_advice_cancellation,
     route_advice_request,
+    route_enrichment_request,
 )
 from services.feedback.values import AdviceQuestion, AdviceRequestState, AdviceRequestView
 
@@ -46,7 +49,12 @@ class Advice:
             purpose=ADVICE_PURPOSE,
         )
         marking = next((m for m in markings if m.house_id == house_id), None)
-        if marking is None:
+        if asked.enriches and marking is None and markings:
+            raise FailedPrecondition(
+                "PERSON_KNOWN",
+                "a house marks this person: ask a house that marked him, not for enrichment",
+            )
+        if marking is None and not asked.enriches:
             raise FailedPrecondition(
                 "NOT_MARKED_BY_HOUSE",
                 "{house} has not marked this person; ask a house that has",
@@ -55,22 +63,37 @@ class Advice:
         now = context.now()
         due = asked.due(now)
         request_id = uuid.uuid4().hex[:20]
-        routed = route_advice_request(
-            context.recipients,
-            request_id=request_id,
-            marking=marking,
-            case_reference=asked.case_reference,
-            question=asked.question,
-            zsm_location=context.location_of(caller),
-            now=now,
-            due=due,
-        )
-        if isinstance(routed, NotRouted):
-            raise FailedPrecondition(
-                f"HOUSE_NOT_GRANTED_{routed.reason}",
-                "no covenant in force lets {house} receive advice requests",
-                metadata={"house": house_name(house_id)},
+        zsm_location = context.location_of(caller)
+        routed: Item | NotRouted
+        if marking is not None:
+            # The house marks him (an enrichment asked of the house that turns out to know
+            # him too): to its own record; the sealed person is dropped unread.
+            routed = route_advice_request(
+                context.recipients,
+                request_id=request_id,
+                marking=marking,
+                case_reference=asked.case_reference,
+                question=asked.question,
+                zsm_location=zsm_location,
+                now=now,
+                due=due,
             )
+        else:
+            assert asked.person is not None
+            routed = route_enrichment_request(
+                context.recipients,
+                request_id=request_id,
+                house_id=house_id,
+                person=asked.person,
+                criteria=asked.enrichment,
+                case_reference=asked.case_reference,
+                question=asked.question,
+                zsm_location=zsm_location,
+                now=now,
+                due=due,
+            )
+        if isinstance(routed, NotRouted):
+            raise _not_granted(routed)
         view = AdviceRequestView(
             request_id,
             asked.case_reference,
@@ -80,7 +103,7 @@ class Advice:
             now,
             due,
             None,
-            source_record_id=marking.source_record_id,
+            source_record_id=marking.source_record_id if marking is not None else "",
         )
         with db.write_transaction(context.engine) as connection:
             context.check_not_purged(connection, asked.case_reference)
@@ -191,6 +214,30 @@ class Advice:
         if view is None:
             raise NotFound("ADVICE_REQUEST_NOT_FOUND", "no advice request has this name")
         return view
+
+
+def _not_granted(routed: NotRouted) -> FailedPrecondition | PermissionDenied:
+    """Why the house asked cannot receive the request: an enrichment criterion its covenant
+    does not grant (the disclosure that a person it does not know is a suspect needs one), or
+    no advice requests at all."""
+    criterion = _CRITERIA.get(routed.field)
+    if criterion is not None:
+        return PermissionDenied(
+            "ENRICHMENT_NOT_GRANTED",
+            "no covenant in force lets {house} receive an enrichment request for {criterion}",
+            metadata={
+                "house": house_name(routed.house_id),
+                "criterion": f"TRIAGE_CRITERION_{criterion.name}",
+            },
+        )
+    return FailedPrecondition(
+        f"HOUSE_NOT_GRANTED_{routed.reason}",
+        "no covenant in force lets {house} receive advice requests",
+        metadata={"house": house_name(routed.house_id)},
+    )
+
+
+_CRITERIA = {field: criterion for criterion, field in ENRICHMENT_REQUEST.items()}
 
 
 def _not_open(state: AdviceRequestState) -> FailedPrecondition:

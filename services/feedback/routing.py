@@ -24,7 +24,9 @@ from services.feedback.values import (
     DeliveryKind,
     Freshness,
     MatchFeedback,
+    SealedEnvelope,
     SubjectAge,
+    TriageCriterion,
     advice_request_name,
 )
 
@@ -36,6 +38,15 @@ TRIAGE = "feedback.triage"
 REFERRAL = "feedback.referral"
 ADVICE_REQUEST = "feedback.advice_request"
 MATCH = "feedback.match"
+# An enrichment request: the house is told that a person it does not know is a suspect, and
+# who he is. Granted per triage criterion (docs/PROCESS.md §5): the covenants name the target
+# groups for which ZSM may ask a house about a person it does not know.
+ENRICHMENT_REQUEST = {
+    TriageCriterion.YOUTH: "feedback.enrichment_request.youth",
+    TriageCriterion.DOMESTIC_VIOLENCE: "feedback.enrichment_request.domestic_violence",
+    TriageCriterion.HIGH_IMPACT_CRIME: "feedback.enrichment_request.high_impact_crime",
+    TriageCriterion.REPEAT_OFFENDER: "feedback.enrichment_request.repeat_offender",
+}
 
 # What each kind of item carries, and (first) what it cannot go without.
 _DECISION_FIELDS = (FLOWED_IN, DECISION, DEVIATION, PROBATION, TRIAGE)
@@ -93,6 +104,8 @@ class Item:
 class NotRouted:
     house_id: str
     reason: str
+    # The feedback field the item could not go without, when that was why.
+    field: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +138,18 @@ class Recipients:
         self._houses = houses
 
     def address(
-        self, house_id: str, fields: Sequence[str], today: dt.date, delivery: Delivery
+        self,
+        house_id: str,
+        fields: Sequence[str],
+        today: dt.date,
+        delivery: Delivery,
+        *,
+        required: Sequence[str] | None = None,
     ) -> Item | NotRouted:
         """`delivery` for `house_id` with the fields its covenant withholds cleared, or why
-        the house gets nothing. Takes the key and person key from the caller afterwards."""
+        the house gets nothing: a field of `required` (by default what its kind cannot go
+        without) withheld. Takes the key and person key from the caller afterwards."""
+        needed = _REQUIRED[delivery.kind] if required is None else required
         house = self._houses[house_id]
         recipient = self._policy.recipient_of(house)
         if recipient is None:
@@ -143,9 +164,9 @@ class Recipients:
             decision = scope.decide(house_id, name)
             if decision.disclosed:
                 sent[name] = f"{decision.covenant}/{decision.grant}"
-            elif name in _REQUIRED[delivery.kind]:
+            elif name in needed:
                 assert decision.reason is not None
-                return NotRouted(house_id, decision.reason.value)
+                return NotRouted(house_id, decision.reason.value, name)
             else:
                 withheld.append(name)
         shown = delivery
@@ -318,6 +339,42 @@ def route_advice_request(
     )
     addressed = recipients.address(marking.house_id, _ADVICE_REQUEST_FIELDS, _day(now), delivery)
     return _keyed(addressed, f"adv-{request_id}", record_person(marking.source_record_id))
+
+
+def route_enrichment_request(
+    recipients: Recipients,
+    *,
+    request_id: str,
+    house_id: str,
+    person: SealedEnvelope,
+    criteria: Sequence[TriageCriterion],
+    case_reference: str,
+    question: str,
+    zsm_location: str,
+    now: dt.datetime,
+    due: dt.datetime,
+) -> Item | NotRouted:
+    """An advice request about a person no house marks, to the house of his residence
+    municipality (verrijking): the person sealed to that house, as an aanmelding carries him,
+    and the criteria for which it is asked; no record of the house. It goes only when the
+    house's covenant grants the flowed-in signal, the advice request and an enrichment request
+    for every criterion; nothing of it is withheld. Ordered as the case's person, like an
+    aanmelding, so a cancellation follows it."""
+    delivery = Delivery(
+        house_id,
+        DeliveryKind.ADVICE_REQUEST,
+        case_reference=case_reference,
+        occurred_time=now,
+        zsm_location=zsm_location,
+        referral=person,
+        due_time=due,
+        question=question,
+        advice_request=advice_request_name(request_id),
+        enrichment=tuple(criteria),
+    )
+    fields = (*_ADVICE_REQUEST_FIELDS, *(ENRICHMENT_REQUEST[c] for c in criteria))
+    addressed = recipients.address(house_id, fields, _day(now), delivery, required=fields)
+    return _keyed(addressed, f"adv-{request_id}", f"case:{case_reference}")
 
 
 def route_retraction(

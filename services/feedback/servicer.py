@@ -111,7 +111,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext
     ) -> pb.AdviceRequest:
         formats = self._register.formats_of(caller_of(context).id)
-        asked = validation.request_advice(request, formats)
+        asked = validation.request_advice(request, self._decisions.referral_house, formats)
         inquiry = inquiry_of(
             context,
             SERVICE + "RequestAdvice",

@@ -158,9 +158,14 @@ def _envelope(check: Checker, envelope: pb.SealedEnvelope, covering: str | None)
         )
 
 
-def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> AdviceQuestion:
+def request_advice(
+    request: pb.RequestAdviceRequest,
+    covering_house: Callable[[str], str | None],
+    formats: Formats,
+) -> AdviceQuestion:
     """The question, once checked; the case reference and user id in the formats of the
-    caller's party."""
+    caller's party. For an enrichment (residence_municipality instead of house) the house is
+    the one that covers the municipality in the reference data (`covering_house`)."""
     check = Checker()
     check.case_reference("case_reference", request.case_reference, formats, required=True)
     check.subject("subject", request.subject)
@@ -171,17 +176,83 @@ def request_advice(request: pb.RequestAdviceRequest, formats: Formats) -> Advice
         check.fail("question", fault)
     check.user("on_behalf_of", request.on_behalf_of, formats)
     deadline = _deadline(check, request)
+    house_id = _asked_house(check, request, covering_house)
     check.raise_if_failed()
+    envelope = request.person
     return AdviceQuestion(
         case_reference=request.case_reference,
         subject=_subject(request.subject),
-        house_id=house_id_of(request.house),
+        house_id=house_id,
         term=request.term.ToTimedelta() if request.HasField("term") else None,
         question=request.question,
         on_behalf_of=request.on_behalf_of,
         subject_age=SubjectAge(request.subject_age),
         deadline=deadline,
+        person=SealedEnvelope(
+            envelope.house, envelope.key_id, envelope.ephemeral_public_key, envelope.ciphertext
+        )
+        if request.residence_municipality
+        else None,
+        enrichment=tuple(TriageCriterion(c) for c in request.enrichment_criteria),
     )
+
+
+def _asked_house(
+    check: Checker,
+    request: pb.RequestAdviceRequest,
+    covering_house: Callable[[str], str | None],
+) -> str:
+    """The house asked: the marking house named, or for an enrichment the house that covers
+    the residence municipality (exactly one of the two), with the person sealed to it and the
+    criteria for which it is asked."""
+    municipality = request.residence_municipality
+    if request.house and municipality:
+        check.fail(
+            "residence_municipality",
+            "only one of house (a house that marked the suspect) and residence_municipality "
+            "(an enrichment request to the house of his municipality)",
+        )
+        return ""
+    if not request.house and not municipality:
+        check.fail(
+            "house",
+            "required: a house that marked the suspect, or residence_municipality for an "
+            "enrichment request",
+        )
+        return ""
+    if request.house:
+        if request.HasField("person"):
+            check.fail("person", "only with residence_municipality")
+        if request.enrichment_criteria:
+            check.fail("enrichment_criteria", "only with residence_municipality")
+        return house_id_of(request.house)
+    if fault := text_fault(municipality):
+        check.fail("residence_municipality", fault)
+        return ""
+    covering = covering_house(municipality)
+    if covering is None:
+        check.fail(
+            "residence_municipality",
+            "no house covers this municipality in the reference data (baken/municipalities.toml)",
+        )
+    if not request.enrichment_criteria:
+        check.fail(
+            "enrichment_criteria",
+            "required with residence_municipality: the triage criteria for which the house is "
+            "asked about a person it does not know",
+        )
+    if not request.person.ciphertext:
+        check.fail(
+            "person",
+            "required with residence_municipality: the person's data sealed to the house of "
+            "the residence municipality",
+        )
+    elif covering is not None and request.person.house != house_name(covering):
+        check.fail(
+            "person.house",
+            f"the residence municipality is covered by houses/{covering}: seal to its key",
+        )
+    return covering or ""
 
 
 def _deadline(check: Checker, request: pb.RequestAdviceRequest) -> WorkingDayDeadline | None:

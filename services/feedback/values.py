@@ -192,6 +192,15 @@ class AdviceQuestion:
     on_behalf_of: str
     subject_age: SubjectAge
     deadline: WorkingDayDeadline | None = None
+    # An enrichment (verrijking): no house marks the person, and `house_id` is the house that
+    # covers his residence municipality; `person` is sealed to that house, and `enrichment`
+    # names the triage criteria for which it is asked. Empty for a request to a marking house.
+    person: SealedEnvelope | None = None
+    enrichment: tuple[TriageCriterion, ...] = ()
+
+    @property
+    def enriches(self) -> bool:
+        return self.person is not None
 
     def due(self, now: dt.datetime) -> dt.datetime:
         """When the advice is due, asked at `now` (UTC)."""
@@ -301,6 +310,9 @@ class Delivery:
     # "adviceRequests/{id}".
     advice_request: str = ""
     match: MatchFeedback | None = None
+    # ADVICE_REQUEST about a person the house does not know (with `referral`, the person): the
+    # triage criteria for which ZSM asks.
+    enrichment: tuple[TriageCriterion, ...] = ()
     # The feedback fields the house's covenant withholds.
     withheld: tuple[str, ...] = ()
     # RETRACTION: the key of the item it withdraws.

@@ -52,6 +52,7 @@ def message(delivery: Delivery) -> pb.Delivery:
         )
     if delivery.due_time is not None:
         message.due_time.CopyFrom(timestamp(delivery.due_time))
+    message.enrichment_criteria.extend(pb.TriageCriterion.ValueType(c) for c in delivery.enrichment)
     if (match := delivery.match) is not None:
         message.match.house = match.house.name
         message.match.house_display_name = match.house.display_name

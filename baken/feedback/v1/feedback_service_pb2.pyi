@@ -540,16 +540,27 @@ class RequestAdviceRequest(_message.Message):
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     SUBJECT_AGE_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    RESIDENCE_MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    ENRICHMENT_CRITERIA_FIELD_NUMBER: _builtins.int
     case_reference: _builtins.str
     """Required, as in RecordDecisionRequest."""
     house: _builtins.str
-    """Required. "houses/{house}": a house that marked the suspect."""
+    """"houses/{house}": a house that marked the suspect. Exactly one of house and
+    residence_municipality is required.
+    """
     question: _builtins.str
     """Required. Why advice is needed (1 to 500 characters; no personal data)."""
     on_behalf_of: _builtins.str
     """Required."""
     subject_age: _registry_service_pb2.SubjectAge.ValueType
     """Required."""
+    residence_municipality: _builtins.str
+    """Enrichment (verrijking): no house marks the suspect, so ZSM asks the house that covers his
+    residence municipality (the reference data) what it knows, and for advice. Exactly one of
+    house and residence_municipality is required; INVALID_ARGUMENT for a municipality no house
+    covers.
+    """
     @_builtins.property
     def subject(self) -> _pseudonym_pb2.Subject:
         """Required."""
@@ -564,6 +575,21 @@ class RequestAdviceRequest(_message.Message):
         day". Exactly one of term and deadline is required.
         """
 
+    @_builtins.property
+    def person(self) -> Global___SealedEnvelope:
+        """The person (BSN, surname, date of birth, municipality) sealed to the key of the house that
+        covers residence_municipality, as RecordDecisionRequest.referral; required with
+        residence_municipality, refused without. Stored as it came, opened only by that house's
+        adapter.
+        """
+
+    @_builtins.property
+    def enrichment_criteria(self) -> _containers.RepeatedScalarFieldContainer[Global___TriageCriterion.ValueType]:
+        """Why the house is asked about a person it does not know: the triage criteria that matched
+        (docs/PROCESS.md §5). At least one is required with residence_municipality, and the house's
+        covenant must grant an enrichment request for each (PERMISSION_DENIED otherwise).
+        """
+
     def __init__(
         self,
         *,
@@ -575,10 +601,13 @@ class RequestAdviceRequest(_message.Message):
         on_behalf_of: _builtins.str = ...,
         subject_age: _registry_service_pb2.SubjectAge.ValueType = ...,
         deadline: Global___WorkingDayDeadline | None = ...,
+        residence_municipality: _builtins.str = ...,
+        person: Global___SealedEnvelope | None = ...,
+        enrichment_criteria: _abc.Iterable[Global___TriageCriterion.ValueType] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "subject", b"subject", "term", b"term"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "person", b"person", "subject", b"subject", "term", b"term"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "deadline", b"deadline", "house", b"house", "on_behalf_of", b"on_behalf_of", "question", b"question", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "deadline", b"deadline", "enrichment_criteria", b"enrichment_criteria", "house", b"house", "on_behalf_of", b"on_behalf_of", "person", b"person", "question", b"question", "residence_municipality", b"residence_municipality", "subject", b"subject", "subject_age", b"subject_age", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -901,6 +930,7 @@ class Delivery(_message.Message):
     ADVICE_REQUEST_FIELD_NUMBER: _builtins.int
     RETRACTS_FIELD_NUMBER: _builtins.int
     MATCH_FIELD_NUMBER: _builtins.int
+    ENRICHMENT_CRITERIA_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Idempotency key: apply once, however often it arrives."""
     house: _builtins.str
@@ -908,7 +938,7 @@ class Delivery(_message.Message):
     kind: Global___DeliveryKind.ValueType
     case_reference: _builtins.str
     source_record_id: _builtins.str
-    """The house's own record of the person; empty for a referral."""
+    """The house's own record of the person; empty for a referral and an enrichment request."""
     zsm_location: _builtins.str
     """The ZSM desk where the person flowed in, e.g. "ZSM Rotterdam-Rijnmond"."""
     question: _builtins.str
@@ -933,7 +963,9 @@ class Delivery(_message.Message):
 
     @_builtins.property
     def referral(self) -> Global___SealedEnvelope:
-        """REFERRAL: the person, sealed to this house."""
+        """REFERRAL, and an ADVICE_REQUEST about a person no house marks (an enrichment, with
+        enrichment_criteria set and source_record_id empty): the person, sealed to this house.
+        """
 
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
@@ -946,6 +978,12 @@ class Delivery(_message.Message):
     @_builtins.property
     def match(self) -> Global___Match:
         """MATCH: the other house that marks the person."""
+
+    @_builtins.property
+    def enrichment_criteria(self) -> _containers.RepeatedScalarFieldContainer[Global___TriageCriterion.ValueType]:
+        """ADVICE_REQUEST about a person the house does not know (enrichment): the triage criteria
+        for which ZSM asks; empty for other kinds and for a request about the house's own record.
+        """
 
     def __init__(
         self,
@@ -966,10 +1004,11 @@ class Delivery(_message.Message):
         advice_request: _builtins.str = ...,
         retracts: _builtins.str = ...,
         match: Global___Match | None = ...,
+        enrichment_criteria: _abc.Iterable[Global___TriageCriterion.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "due_time", b"due_time", "match", b"match", "occurred_time", b"occurred_time", "referral", b"referral"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "house", b"house", "key", b"key", "kind", b"kind", "match", b"match", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "retracts", b"retracts", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice_request", b"advice_request", "attempt", b"attempt", "case_reference", b"case_reference", "decision", b"decision", "due_time", b"due_time", "enrichment_criteria", b"enrichment_criteria", "house", b"house", "key", b"key", "kind", b"kind", "match", b"match", "occurred_time", b"occurred_time", "question", b"question", "referral", b"referral", "retracts", b"retracts", "source_record_id", b"source_record_id", "withheld", b"withheld", "zsm_location", b"zsm_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,7 +111,9 @@ class FeedbackServiceServicer:
     def RequestAdvice(self, request, context):
         """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
         7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
-        holidays are no working days).
+        holidays are no working days). Or, for a suspect no house marks, ask the house of his
+        residence municipality (an enrichment request), with the person sealed to that house, for
+        the triage criteria its covenant grants (PERMISSION_DENIED otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

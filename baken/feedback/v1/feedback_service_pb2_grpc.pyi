@@ -50,7 +50,9 @@ class FeedbackServiceStub:
     RequestAdvice: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]
     """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
     7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
-    holidays are no working days).
+    holidays are no working days). Or, for a suspect no house marks, ask the house of his
+    residence municipality (an enrichment request), with the person sealed to that house, for
+    the triage criteria its covenant grants (PERMISSION_DENIED otherwise).
     """
     AnswerAdviceRequest: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
@@ -99,7 +101,9 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     RequestAdvice: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
     7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
-    holidays are no working days).
+    holidays are no working days). Or, for a suspect no house marks, ask the house of his
+    residence municipality (an enrichment request), with the person sealed to that house, for
+    the triage criteria its covenant grants (PERMISSION_DENIED otherwise).
     """
     AnswerAdviceRequest: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AnswerAdviceRequestRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """For a house's adapter: the house gave the advice asked for (the advice itself reaches ZSM
@@ -157,7 +161,9 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_feedback_service_pb2.AdviceRequest, _abc.Awaitable[_feedback_service_pb2.AdviceRequest]]:
         """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
         7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
-        holidays are no working days).
+        holidays are no working days). Or, for a suspect no house marks, ask the house of his
+        residence municipality (an enrichment request), with the person sealed to that house, for
+        the triage criteria its covenant grants (PERMISSION_DENIED otherwise).
         """
 
     @_abc_1.abstractmethod
