@@ -21,15 +21,8 @@ WITHHELD_DEVIATION = "feedback.deviation_reason"
 WITHHELD_PROBATION = "feedback.probation_report"
 WITHHELD_TRIAGE = "feedback.triage"
 
-KINDS: Mapping[int, str] = {
-    pb.DELIVERY_KIND_DECISION: "decision",
-    pb.DELIVERY_KIND_SIGNAL: "signal",
-    pb.DELIVERY_KIND_REFERRAL: "referral",
-    pb.DELIVERY_KIND_ADVICE_REQUEST: "advice-request",
-    pb.DELIVERY_KIND_RETRACTION: "retraction",
-    pb.DELIVERY_KIND_ADVICE_REQUEST_CANCELLED: "advice-request-cancelled",
-    pb.DELIVERY_KIND_MATCH: "match",
-}
+# DeliveryKind number -> the kind as adapters/records.py spells it ("advice-request").
+KINDS: Mapping[int, str] = enums.tokens(pb.DeliveryKind, "DELIVERY_KIND_", "-")
 # TargetGroup number -> token ("veelpleger", "huiselijk_geweld"), as adapters/records.py has it.
 _TARGET_GROUPS = enums.tokens(marker_pb2.TargetGroup, "TARGET_GROUP_")
 _STAGES: Mapping[int, bool] = {pb.DECISION_STAGE_FINAL: True, pb.DECISION_STAGE_ROUTING: False}

@@ -454,3 +454,11 @@ def test_a_malformed_match_is_refused_naming_the_field(tamper: str, field: str) 
         item.source_record_id = ""
     with pytest.raises(ValueError, match=rf"^{field}: "):
         check_delivery(to_delivery(item))
+
+
+def test_the_adapters_know_every_kind_the_contract_delivers() -> None:
+    """One word per DeliveryKind of the wire, and the write-back takes every one of them."""
+    from adapters.deliveries import KINDS
+    from adapters.records import DELIVERY_KINDS
+
+    assert sorted(KINDS.values()) == sorted(DELIVERY_KINDS)

@@ -34,6 +34,8 @@ class PseudonymRef:
 # (an advice, a reason) may hold line feeds and tabs, nothing else of these.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# One line of printable characters: a key or id a service issued or a source gave.
+PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 LOOKS_LIKE_A_BSN = "looks like a BSN (nine digits passing the 11-proef): no personal data here"
 
 

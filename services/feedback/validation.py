@@ -6,14 +6,13 @@ offending field (AIP-193). Nothing here touches the database or the registry."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 
 from baken.errors import FieldViolation, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.houses import house_id_of, house_name
 from baken.type.v1 import pseudonym_pb2
-from services.common.checks import Checker, text_fault
+from services.common.checks import PRINTABLE, Checker, text_fault
 from services.common.covenants import Formats
 from services.feedback.values import (
     ADVICE_REQUESTS,
@@ -31,7 +30,6 @@ from services.feedback.values import (
     WorkingDayDeadline,
 )
 
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 DEVIATION_REASON = (10, 2000)
 QUESTION = (1, 500)
 
@@ -72,7 +70,7 @@ def record_decision(
     elif request.HasField("referral"):
         check.fail("referral", "only with complex_problems_suspected")
     check.user("on_behalf_of", request.on_behalf_of, formats)
-    if request.request_key and not _PRINTABLE.match(request.request_key):
+    if request.request_key and not PRINTABLE.match(request.request_key):
         check.fail("request_key", "printable characters only")
     elif fault := text_fault(request.request_key):
         check.fail("request_key", fault)
@@ -283,7 +281,7 @@ DEAD_LETTERS = "deadLetters/"
 
 def key(value: str, field: str = "key") -> str:
     """A delivery key as the service issued it: printable, without control characters."""
-    if not _PRINTABLE.match(value):
+    if not PRINTABLE.match(value):
         raise InvalidArgument([FieldViolation(field, "printable characters only")])
     return value
 
@@ -296,7 +294,7 @@ def dead_letter_key(name: str) -> str:
 def failure(value: str) -> str | None:
     if not value:
         return None
-    if not _PRINTABLE.match(value):
+    if not PRINTABLE.match(value):
         raise InvalidArgument([FieldViolation("failure", "printable characters only")])
     if fault := text_fault(value):
         raise InvalidArgument([FieldViolation("failure", fault)])

@@ -10,7 +10,6 @@ check names the offending field (AIP-193); nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 
 from baken import enums
@@ -20,12 +19,11 @@ from baken.purposes import INTAKE
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 from services.common import field_rules
-from services.common.checks import Checker, text_fault
+from services.common.checks import PRINTABLE, Checker, text_fault
 from services.common.covenants import Formats
 from services.registry.markers import MarkerData, RecordKey, SyncBatch, SyncChange, Tombstone
 
 MAX_RECORD_ID = 128
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 
 
 def batch_entry(
@@ -80,7 +78,7 @@ def _claimed_key(
         system != served
         or house_id not in houses
         or len(record_id) > MAX_RECORD_ID
-        or not _PRINTABLE.match(record_id)
+        or not PRINTABLE.match(record_id)
     ):
         return None
     return RecordKey(system, house_id, record_id)
