@@ -159,3 +159,21 @@ def test_clients_read_the_rules_by_reflection(registry: RunningRegistry) -> None
     options.MergeFromString(value.options.SerializeToString())
     assert options.Extensions[validate_pb2.field].bytes.len == 32
     assert list(options.Extensions[field_behavior_pb2.field_behavior]) == [REQUIRED]
+
+
+def test_a_refusal_by_a_field_rule_never_echoes_the_value(registry: RunningRegistry) -> None:
+    """The rules' messages describe the rule, not what was sent: a BSN or a name in a field
+    that breaks one reaches neither the status message nor a field violation."""
+    sent = "Jansen 111222333 " * 5  # too long for a user id, and personal data
+    request = lookup_request(pseudonym_pb2.Subject(), on_behalf_of=sent)
+    with pytest.raises(grpc.RpcError) as raised:
+        registry.stub.Lookup(request)
+    status = rpc_status.from_call(raised.value)  # type: ignore[arg-type]
+    assert status is not None
+    shown = status.message + "".join(str(d) for d in status.details)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            found = error_details_pb2.BadRequest()
+            detail.Unpack(found)
+            shown += "".join(v.description for v in found.field_violations)
+    assert "111222333" not in shown and "Jansen" not in shown
