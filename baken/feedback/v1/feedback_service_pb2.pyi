@@ -1169,3 +1169,244 @@ class RequeueDeadLetterRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequeueDeadLetterRequest: _TypeAlias = RequeueDeadLetterRequest  # noqa: Y015
+
+@_typing.final
+class HeldDecision(_message.Message):
+    """A decision the desk's case system recorded that Baken could not take over by itself: the
+    desk's screen shows it and asks for what is missing (a deviation reason per house).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    SEPOT_CODE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    REQUEST_KEY_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    PROBATION_REPORT_REQUESTED_FIELD_NUMBER: _builtins.int
+    code: Global___DecisionCode.ValueType
+    """Required."""
+    sepot_code: _builtins.str
+    """As in RecordDecisionRequest."""
+    stage: Global___DecisionStage.ValueType
+    """Required."""
+    request_key: _builtins.str
+    """The request key the inflow adapter used: the screen records the decision under it, so
+    that the adapter's later retry records nothing twice.
+    """
+    problem: _builtins.str
+    """Why it was held, as the feedback service's refusal said it (no personal data)."""
+    probation_report_requested: _builtins.bool
+    """Probation (reclassering) was asked for a report, as the export said."""
+    def __init__(
+        self,
+        *,
+        code: Global___DecisionCode.ValueType = ...,
+        sepot_code: _builtins.str = ...,
+        stage: Global___DecisionStage.ValueType = ...,
+        request_key: _builtins.str = ...,
+        problem: _builtins.str = ...,
+        probation_report_requested: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "probation_report_requested", b"probation_report_requested", "problem", b"problem", "request_key", b"request_key", "sepot_code", b"sepot_code", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldDecision: _TypeAlias = HeldDecision  # noqa: Y015
+
+@_typing.final
+class RecordInflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ARREST_TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_AGE_FIELD_NUMBER: _builtins.int
+    OFFENCE_CATEGORY_FIELD_NUMBER: _builtins.int
+    CHECKED_TIME_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    HELD_DECISION_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    case_reference: _builtins.str
+    """Required. The ZSM case (parketnummer or ZSM registration number), as in
+    RecordDecisionRequest: with the caller's region it names the entry.
+    """
+    subject_age: _registry_service_pb2.SubjectAge.ValueType
+    """Required."""
+    offence_category: _builtins.str
+    """The offence category as the case system names it ("winkeldiefstal", "huiselijk geweld"),
+    1 to 64 characters; no personal data.
+    """
+    known: _builtins.bool
+    """With checked_time: the look-up found a marker (he is known at a Safety House)."""
+    on_behalf_of: _builtins.str
+    """Required. The user or system account at the desk (NEN 7513 responsible user)."""
+    @_builtins.property
+    def subject(self) -> _pseudonym_pb2.Subject:
+        """Required. The suspect's pseudonyms, made by the ZSM client library (the inflow adapter)."""
+
+    @_builtins.property
+    def arrest_time(self) -> _timestamp_pb2.Timestamp:
+        """Required. When the suspect was arrested (aanhouding), as the case system says."""
+
+    @_builtins.property
+    def checked_time(self) -> _timestamp_pb2.Timestamp:
+        """When the registry answered the look-up of this suspect at intake-en-selectie, with this
+        case reference; empty while he is not checked yet.
+        """
+
+    @_builtins.property
+    def held_decision(self) -> Global___HeldDecision:
+        """A decision the adapter could not record (RecordDecision refused it for want of what only
+        the desk can say).
+        """
+
+    def __init__(
+        self,
+        *,
+        case_reference: _builtins.str = ...,
+        subject: _pseudonym_pb2.Subject | None = ...,
+        arrest_time: _timestamp_pb2.Timestamp | None = ...,
+        subject_age: _registry_service_pb2.SubjectAge.ValueType = ...,
+        offence_category: _builtins.str = ...,
+        checked_time: _timestamp_pb2.Timestamp | None = ...,
+        known: _builtins.bool = ...,
+        held_decision: Global___HeldDecision | None = ...,
+        on_behalf_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arrest_time", b"arrest_time", "checked_time", b"checked_time", "held_decision", b"held_decision", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrest_time", b"arrest_time", "case_reference", b"case_reference", "checked_time", b"checked_time", "held_decision", b"held_decision", "known", b"known", "offence_category", b"offence_category", "on_behalf_of", b"on_behalf_of", "subject", b"subject", "subject_age", b"subject_age"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInflowRequest: _TypeAlias = RecordInflowRequest  # noqa: Y015
+
+@_typing.final
+class InflowEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ARREST_TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_AGE_FIELD_NUMBER: _builtins.int
+    OFFENCE_CATEGORY_FIELD_NUMBER: _builtins.int
+    CHECKED_TIME_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    HELD_DECISION_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    DECISION_STAGE_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"inflow/{id}"."""
+    case_reference: _builtins.str
+    subject_age: _registry_service_pb2.SubjectAge.ValueType
+    offence_category: _builtins.str
+    known: _builtins.bool
+    decision: _builtins.str
+    """"decisions/{id}": the case's latest decision recorded in Baken."""
+    decision_stage: Global___DecisionStage.ValueType
+    recorded_by: _builtins.str
+    """The ZSM party that recorded the entry first."""
+    @_builtins.property
+    def subject(self) -> _pseudonym_pb2.Subject:
+        """The suspect's pseudonyms, until the case is decided finally or the entry is 14 days old;
+        empty after that (the entry stays as a count).
+        """
+
+    @_builtins.property
+    def arrest_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def checked_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def held_decision(self) -> Global___HeldDecision:
+        """Held for the desk until a decision for the case is recorded."""
+
+    @_builtins.property
+    def recorded_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        case_reference: _builtins.str = ...,
+        subject: _pseudonym_pb2.Subject | None = ...,
+        arrest_time: _timestamp_pb2.Timestamp | None = ...,
+        subject_age: _registry_service_pb2.SubjectAge.ValueType = ...,
+        offence_category: _builtins.str = ...,
+        checked_time: _timestamp_pb2.Timestamp | None = ...,
+        known: _builtins.bool = ...,
+        held_decision: Global___HeldDecision | None = ...,
+        decision: _builtins.str = ...,
+        decision_stage: Global___DecisionStage.ValueType = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["arrest_time", b"arrest_time", "checked_time", b"checked_time", "held_decision", b"held_decision", "recorded_time", b"recorded_time", "subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrest_time", b"arrest_time", "case_reference", b"case_reference", "checked_time", b"checked_time", "decision", b"decision", "decision_stage", b"decision_stage", "held_decision", b"held_decision", "known", b"known", "name", b"name", "offence_category", b"offence_category", "recorded_by", b"recorded_by", "recorded_time", b"recorded_time", "subject", b"subject", "subject_age", b"subject_age"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InflowEntry: _TypeAlias = InflowEntry  # noqa: Y015
+
+@_typing.final
+class ListInflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    on_behalf_of: _builtins.str
+    """Required. The user at the desk who views the inflow (NEN 7513 responsible user)."""
+    page_size: _builtins.int
+    """At most this many entries; 0 means 50, values above 200 are treated as 200."""
+    page_token: _builtins.str
+    """From a previous response, with the same filters."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Only suspects arrested at or after this time; empty for the last 24 hours."""
+
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        on_behalf_of: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_behalf_of", b"on_behalf_of", "page_size", b"page_size", "page_token", b"page_token", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInflowRequest: _TypeAlias = ListInflowRequest  # noqa: Y015
+
+@_typing.final
+class ListInflowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___InflowEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___InflowEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInflowResponse: _TypeAlias = ListInflowResponse  # noqa: Y015

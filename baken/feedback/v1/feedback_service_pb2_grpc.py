@@ -85,6 +85,16 @@ class FeedbackServiceStub:
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RequeueDeadLetterRequest.SerializeToString,
                 response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.DeadLetter.FromString,
                 _registered_method=True)
+        self.RecordInflow = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/RecordInflow',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordInflowRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.InflowEntry.FromString,
+                _registered_method=True)
+        self.ListInflow = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/ListInflow',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowResponse.FromString,
+                _registered_method=True)
 
 
 class FeedbackServiceServicer:
@@ -175,6 +185,24 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordInflow(self, request, context):
+        """For a ZSM desk (its inflow adapter or screen): a suspect flowed in, as the desk's case
+        system registered him, and whether and when Baken checked him. One entry per desk and
+        case; recording it again fills in what was missing (the check, a decision held for the
+        desk) and never takes back what was recorded. The inflow is the denominator of the
+        coverage figures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInflow(self, request, context):
+        """For a ZSM desk: its region's inflow, newest arrest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedbackServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +250,16 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     servicer.RequeueDeadLetter,
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RequeueDeadLetterRequest.FromString,
                     response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.DeadLetter.SerializeToString,
+            ),
+            'RecordInflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInflow,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordInflowRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.InflowEntry.SerializeToString,
+            ),
+            'ListInflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInflow,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +511,60 @@ class FeedbackService:
             '/baken.feedback.v1.FeedbackService/RequeueDeadLetter',
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RequeueDeadLetterRequest.SerializeToString,
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/RecordInflow',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordInflowRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.InflowEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/ListInflow',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListInflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

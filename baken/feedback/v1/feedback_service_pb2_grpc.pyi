@@ -78,6 +78,15 @@ class FeedbackServiceStub:
     """For the operator: items that failed too often, without their content."""
     RequeueDeadLetter: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequeueDeadLetterRequest, _feedback_service_pb2.DeadLetter]
     """For the operator: deliver a dead letter again, from its first attempt."""
+    RecordInflow: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RecordInflowRequest, _feedback_service_pb2.InflowEntry]
+    """For a ZSM desk (its inflow adapter or screen): a suspect flowed in, as the desk's case
+    system registered him, and whether and when Baken checked him. One entry per desk and
+    case; recording it again fills in what was missing (the check, a decision held for the
+    desk) and never takes back what was recorded. The inflow is the denominator of the
+    coverage figures.
+    """
+    ListInflow: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.ListInflowRequest, _feedback_service_pb2.ListInflowResponse]
+    """For a ZSM desk: its region's inflow, newest arrest first."""
 
 @_typing.type_check_only
 class FeedbackServiceAsyncStub(FeedbackServiceStub):
@@ -129,6 +138,15 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     """For the operator: items that failed too often, without their content."""
     RequeueDeadLetter: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequeueDeadLetterRequest, _feedback_service_pb2.DeadLetter]  # type: ignore[assignment]
     """For the operator: deliver a dead letter again, from its first attempt."""
+    RecordInflow: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RecordInflowRequest, _feedback_service_pb2.InflowEntry]  # type: ignore[assignment]
+    """For a ZSM desk (its inflow adapter or screen): a suspect flowed in, as the desk's case
+    system registered him, and whether and when Baken checked him. One entry per desk and
+    case; recording it again fills in what was missing (the check, a decision held for the
+    desk) and never takes back what was recorded. The inflow is the denominator of the
+    coverage figures.
+    """
+    ListInflow: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.ListInflowRequest, _feedback_service_pb2.ListInflowResponse]  # type: ignore[assignment]
+    """For a ZSM desk: its region's inflow, newest arrest first."""
 
 class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
     """Terugkoppeling from ZSM to the Safety Houses: decisions, hit signals, aanmeldingen of persons
@@ -231,5 +249,26 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_service_pb2.DeadLetter, _abc.Awaitable[_feedback_service_pb2.DeadLetter]]:
         """For the operator: deliver a dead letter again, from its first attempt."""
+
+    @_abc_1.abstractmethod
+    def RecordInflow(
+        self,
+        request: _feedback_service_pb2.RecordInflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.InflowEntry, _abc.Awaitable[_feedback_service_pb2.InflowEntry]]:
+        """For a ZSM desk (its inflow adapter or screen): a suspect flowed in, as the desk's case
+        system registered him, and whether and when Baken checked him. One entry per desk and
+        case; recording it again fills in what was missing (the check, a decision held for the
+        desk) and never takes back what was recorded. The inflow is the denominator of the
+        coverage figures.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInflow(
+        self,
+        request: _feedback_service_pb2.ListInflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.ListInflowResponse, _abc.Awaitable[_feedback_service_pb2.ListInflowResponse]]:
+        """For a ZSM desk: its region's inflow, newest arrest first."""
 
 def add_FeedbackServiceServicer_to_server(servicer: FeedbackServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
