@@ -3,8 +3,11 @@ headless Chromium (installed by scripts/system-packages.sh)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from baken.houses import load_houses
 from baken.stuurinformatie.figures import SMALL_TEXT, Level, Month
 from baken.stuurinformatie.html import CHART_METRICS, html_report
 from baken.stuurinformatie.report import Cell, Report, ordered_houses
+from baken.stuurinformatie.text import csv_text, table
 
 CHROMIUM = Path("/usr/bin/chromium")
 SEPTEMBER, OCTOBER = Month(2026, 9), Month(2026, 10)
@@ -223,3 +227,54 @@ def test_report_renders_to_a_screenshot_fuller_than_a_blank_page(
         assert shot.read_bytes().startswith(b"\x89PNG"), name
         sizes[name] = shot.stat().st_size
     assert sizes["shot"] > 4 * sizes["blank"], sizes
+
+
+def test_text_csv_and_html_show_a_share_alike(tmp_path: Path) -> None:
+    """A share is its percentage when both counts are known, "< 5" when one was withheld as
+    small, "-" when one was not sent."""
+    houses = load_houses()
+    regions = [
+        "midden-nederland",
+        "rotterdam-rijnmond",
+        "oost-nederland",
+        "noord-nederland",
+        "zeeland-west-brabant",
+    ]
+    report = Report(
+        months=[OCTOBER],
+        regions={r: [] for r in regions},
+        region_names={h.region: h.region_display_name for h in houses.values()},
+        houses=houses,
+    )
+    # (hits, look-ups) per region; None: not sent.
+    sent = {
+        "midden-nederland": (Cell(8), Cell(14)),
+        "rotterdam-rijnmond": (Cell(None, small=True), Cell(14)),
+        "oost-nederland": (Cell(8), Cell(None, small=True)),
+        "noord-nederland": (None, Cell(14)),
+        "zeeland-west-brabant": (Cell(None, small=True), None),
+    }
+    want = {
+        "midden-nederland": ("57.1 %", "57.1"),
+        "rotterdam-rijnmond": (SMALL_TEXT, SMALL_TEXT),
+        "oost-nederland": (SMALL_TEXT, SMALL_TEXT),
+        "noord-nederland": ("-", ""),
+        # Not available even were the small count known.
+        "zeeland-west-brabant": ("-", ""),
+    }
+    for region, (hits, lookups) in sent.items():
+        for metric, cell in (("zsm.hits", hits), ("zsm.lookups", lookups)):
+            if cell is not None:
+                report.cells[(str(OCTOBER), metric, region, "")] = cell
+
+    (line,) = [x for x in table(report).splitlines() if x.startswith("look-ups with a hit")]
+    assert re.split(r"\s{2,}", line)[1:] == [want[r][0] for r in regions]
+    rows = [r for r in csv.DictReader(io.StringIO(csv_text(report))) if r["metric"] == "share.hits"]
+    assert [r["value"] for r in rows] == [want[r][1] for r in regions]
+    row = re.search(
+        r"<tr class=\"share\"><th>look-ups with a hit \(%\)</th>(.*)</tr>", html_report(report)
+    )
+    assert row is not None
+    assert [unescape(t) for t in re.findall(r"<td[^>]*>([^<]*)</td>", row[1])] == [
+        want[r][0] for r in regions
+    ]

@@ -30,6 +30,7 @@ class Level(Enum):
 class Unit(Enum):
     COUNT = "count"
     SECONDS = "seconds"
+    PERCENT = "percent"  # a share, computed by the report
 
 
 class Source(Enum):
@@ -101,6 +102,7 @@ class Share:
     denominator: str
     # For a house share whose denominator is its region's figure.
     denominator_of_region: bool = False
+    unit = Unit.PERCENT
 
 
 SHARES: tuple[Share, ...] = (

@@ -11,8 +11,8 @@ import json
 from html import escape
 from typing import Any
 
-from baken.stuurinformatie.figures import BY_ID, CATALOGUE, SHARES, SMALL_TEXT, Level, Month, Share
-from baken.stuurinformatie.report import Cell, Report, percent
+from baken.stuurinformatie.figures import BY_ID, CATALOGUE, SHARES, SMALL_TEXT, Level, Month
+from baken.stuurinformatie.report import Cell, Report
 
 # Charted per house: the report month, and (with more than one month) the trend.
 CHART_METRICS = (
@@ -161,26 +161,13 @@ def _region_name(report: Report, region: str) -> str:
     return report.region_names.get(region, region)
 
 
-def _share_cell(report: Report, month: Month, share: Share, region: str, house: str) -> Cell:
-    """The share in percent; small when either count is small."""
-    top = report.cell(month, share.numerator, region, house)
-    bottom = report.cell(
-        month, share.denominator, region, "" if share.denominator_of_region else house
-    )
-    if top.small or bottom.small:
-        return Cell(None, small=True)
-    return Cell(report.share(month, share, region, house))
-
-
 def _text(cell: Cell, metric: str) -> str:
-    if metric in SHARE_BY_ID:
-        return SMALL_TEXT if cell.small else percent(cell.value)
-    return cell.text(BY_ID[metric].unit)
+    return cell.text((SHARE_BY_ID.get(metric) or BY_ID[metric]).unit)
 
 
 def _value(report: Report, month: Month, metric: str, region: str, house: str) -> Cell:
     if metric in SHARE_BY_ID:
-        return _share_cell(report, month, SHARE_BY_ID[metric], region, house)
+        return report.share(month, SHARE_BY_ID[metric], region, house)
     return report.cell(month, metric, region, house)
 
 
@@ -206,7 +193,7 @@ def _chart(report: Report, chart_id: str, months: list[Month]) -> dict[str, Any]
         for month in months:
             cell = _value(report, month, metric, region, house)
             # None: no bar; the text ("< 5" or "-") is drawn in its place.
-            bars.append({"value": None if cell.small else cell.value, "text": _text(cell, metric)})
+            bars.append({"value": cell.value, "text": _text(cell, metric)})
         name = report.scope_name(region, house)
         short = name.removeprefix("Veiligheidshuis ")
         groups.append({"scope": house, "label": name, "short": short, "bars": bars})
