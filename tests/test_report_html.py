@@ -160,6 +160,11 @@ def test_page_is_self_contained_and_holds_only_aggregates(
     for external in ("http://", "https://", "src=", "href=", "url(", "@import"):
         assert external not in html, external
     assert "<title>Baken — stuurinformatie 2026-10</title>" in html
+    # English text, its Dutch terms marked as Dutch.
+    assert html.count("<html") == 1 and '<html lang="en">' in html
+    assert '<th>completeness of <span lang="nl">terugkoppeling</span> (%)</th>' in html
+    spans = re.findall(r'<span lang="nl">([^<]*)</span>', html)
+    assert {"stuurinformatie", "terugkoppeling", "aanmeldingen"} <= set(spans)
     assert "Midden-Nederland, Rotterdam-Rijnmond" in html
     assert "Not shown: Oost-Nederland (no covenant grants these figures)" in html
     assert "&lt; 5" in html  # small cells in the tables

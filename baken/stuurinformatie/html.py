@@ -8,6 +8,7 @@ and prints as it shows.
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -157,6 +158,17 @@ SCRIPT = r"""
 """
 
 
+# The Dutch terms of the trade in the English text, marked so that a reader reads them as Dutch.
+DUTCH_TERMS = re.compile(
+    r"\b(stuurinformatie|terugkoppeling|matchingsmeldingen|aanmeldingen|technisch sepot 01)\b"
+)
+
+
+def _english(text: str) -> str:
+    """`text` escaped, its Dutch terms in <span lang="nl">."""
+    return DUTCH_TERMS.sub(r'<span lang="nl">\1</span>', escape(text))
+
+
 def _region_name(report: Report, region: str) -> str:
     return report.region_names.get(region, region)
 
@@ -180,7 +192,7 @@ def _table(report: Report, level: Level, scopes: list[tuple[str, str]]) -> str:
         texts = [_text(_value(report, report.month, metric, r, h), metric) for r, h in scopes]
         cells = "".join(f'<td class="num">{escape(t)}</td>' for t in texts)
         share = ' class="share"' if metric in SHARE_BY_ID else ""
-        rows.append(f"<tr{share}><th>{escape(_label(metric))}</th>{cells}</tr>")
+        rows.append(f"<tr{share}><th>{_english(_label(metric))}</th>{cells}</tr>")
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
@@ -224,7 +236,7 @@ def _figure(report: Report, chart_id: str) -> str:
         what = f"per house, {report.months[0]} to {report.month} (one bar per month)"
     return (
         f'<figure data-chart-for="{escape(chart_id)}"><figcaption>'
-        f"{escape(_label(metric))}, {escape(what)}. "
+        f"{_english(_label(metric))}, {escape(what)}. "
         f'"{escape(SMALL_TEXT)}": fewer than 5; "-": not available.</figcaption></figure>'
     )
 
@@ -253,11 +265,11 @@ def html_report(report: Report) -> str:
     }
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="nl"><head><meta charset="utf-8">',
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Baken — stuurinformatie {month}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>Baken — stuurinformatie {month}</h1>",
+        f"<h1>Baken — {_english('stuurinformatie')} {month}</h1>",
         f'<p class="regions">Regions: {shown}</p>',
         withheld,
         f'<p class="note">Counts below 5 are shown as "{escape(SMALL_TEXT)}"; "-" means not '
