@@ -160,7 +160,8 @@ SCRIPT = r"""
 
 # The Dutch terms of the trade in the English text, marked so that a reader reads them as Dutch.
 DUTCH_TERMS = re.compile(
-    r"\b(stuurinformatie|terugkoppeling|matchingsmeldingen|aanmeldingen|technisch sepot 01)\b"
+    r"\b(stuurinformatie|terugkoppeling|matchingsmeldingen|aanmeldingen|technisch sepot 01"
+    r"|veelpleger|huiselijk geweld|jeugd)\b"
 )
 
 
