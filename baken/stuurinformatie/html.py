@@ -25,6 +25,9 @@ CHART_METRICS = (
 )
 CHART_SHARES = ("share.completeness",)
 SHARE_BY_ID = {s.id: s for s in SHARES}
+# A bar per month: Okabe and Ito's colour-blind-safe colours, the report month's last. Yellow
+# (faint on white) and black come in from seven months on; more months than colours repeat them.
+PALETTE = ("#F0E442", "#000000", "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#0072B2")
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; color: #222; background: #fff; margin: 1.5em; }
@@ -69,24 +72,13 @@ SCRIPT = r"""
   function tick(v) {
     return String(Math.round(v * 10) / 10).replace(/\B(?=(\d{3})+(?!\d))/g, ".");
   }
-  function colour(i, n) {
-    // Oldest month lightest, the report month darkest.
-    var light = n < 2 ? 55 : 80 - 30 * i / (n - 1);
-    return "hsl(210, 55%, " + light + "%)";
-  }
   function draw(chart) {
     var n = chart.months.length, gap = 14;
-    var bw = n > 1 ? Math.max(4, Math.min(12, Math.floor(72 / n))) : 26;
-    var groupW = n * bw + gap, top = 14, plot = 220;
-    // Room for the houses' names, slanted at 35 degrees, below the bars and left of the first.
-    var longest = Math.max.apply(null, chart.groups.map(function (g) { return g.short.length; })
-      .concat([0])) * 5.5;
-    var bottom = Math.round(longest * 0.58 + 24);
-    var first = chart.groups.length ? chart.groups[0].short.length * 5.5 * 0.82 : 0;
-    var left = Math.max(50, Math.round(first - groupW / 2 + 8));
-    var width = left + chart.groups.length * groupW + 10;
-    var legendH = n > 1 ? 22 : 0;
-    var height = top + plot + bottom + legendH;
+    var bw = n > 1 ? Math.max(6, Math.min(15, Math.floor(90 / n))) : 26;
+    var groupW = n * bw + gap, top = 14, plot = 220, left = 50;
+    var plotRight = left + chart.groups.length * groupW;
+    // The legend stands right of the plot, clear of the bars and of the houses' names.
+    var width = plotRight + (n > 1 ? 100 : 10);
     var values = [];
     chart.groups.forEach(function (g) {
       g.bars.forEach(function (b) { if (b.value !== null) { values.push(b.value); } });
@@ -95,11 +87,12 @@ SCRIPT = r"""
     var step = chart.unit === "percent" ? 25 : niceStep(max / 4);
     var topValue = Math.max(step, Math.ceil(max / step) * step);
     var scale = plot / topValue, base = top + plot;
-    var out = ['<svg class="chart" data-chart="' + esc(chart.id) + '" viewBox="0 0 ' + width +
-      " " + height + '" width="' + width + '" height="' + height + '" role="img">'];
+    // The height and the room for the names are fitted to the drawing once it is in the page.
+    var out = ['<svg class="chart" data-chart="' + esc(chart.id) + '" width="' + width +
+      '" height="' + (base + 10) + '" role="img">'];
     for (var t = 0; t <= topValue + 1e-9; t += step) {
       var y = (base - t * scale).toFixed(1);
-      out.push('<line class="grid" x1="' + left + '" x2="' + (width - 10) + '" y1="' + y +
+      out.push('<line class="grid" x1="' + left + '" x2="' + plotRight + '" y1="' + y +
         '" y2="' + y + '"/>');
       out.push('<text class="tick" x="' + (left - 6) + '" y="' + y +
         '" text-anchor="end" dominant-baseline="middle">' + tick(t) +
@@ -107,50 +100,65 @@ SCRIPT = r"""
     }
     out.push('<line class="axis" x1="' + left + '" x2="' + left + '" y1="' + top + '" y2="' +
       base + '"/>');
-    out.push('<line class="axis" x1="' + left + '" x2="' + (width - 10) + '" y1="' + base +
+    out.push('<line class="axis" x1="' + left + '" x2="' + plotRight + '" y1="' + base +
       '" y2="' + base + '"/>');
     chart.groups.forEach(function (g, gi) {
       var x0 = left + gap / 2 + gi * groupW;
       g.bars.forEach(function (b, i) {
-        var x = x0 + i * bw, month = chart.months[i];
+        var x = x0 + i * bw, month = chart.months[i], cx = x + (bw - 2) / 2;
         var attrs = ' data-metric="' + esc(chart.metric) + '" data-scope="' + esc(g.scope) +
           '" data-month="' + esc(month) + '"';
         var tip = "<title>" + esc(g.label + ", " + month + ": " + b.text) + "</title>";
         if (b.value === null) {
-          out.push('<text class="nobar"' + attrs + ' x="' + (x + bw / 2) + '" y="' + (base - 4) +
-            '" text-anchor="middle">' + esc(b.text) + tip + "</text>");
+          // Upright in the bar's place, so that it stays within its slot.
+          var size = n > 1 ? Math.min(10, bw - 3) : 11;
+          out.push('<text class="nobar"' + attrs + ' x="' + cx + '" y="' + (base - 3) +
+            '" dominant-baseline="central" style="font-size: ' + size + 'px"' +
+            (n > 1 ? ' transform="rotate(-90 ' + cx + " " + (base - 3) + ')"' :
+              ' text-anchor="middle"') + ">" + esc(b.text) + tip + "</text>");
           return;
         }
         var h = b.value * scale;
         out.push('<rect class="bar"' + attrs + ' x="' + x + '" y="' + (base - h).toFixed(2) +
-          '" width="' + (bw - 2) + '" height="' + h.toFixed(2) + '" fill="' + colour(i, n) +
-          '">' + tip + "</rect>");
+          '" width="' + (bw - 2) + '" height="' + h.toFixed(2) + '" fill="' +
+          chart.colours[i] + '">' + tip + "</rect>");
         if (n === 1) {
-          out.push('<text class="value" x="' + (x + bw / 2 - 1) + '" y="' + (base - h - 3) +
+          out.push('<text class="value" x="' + cx + '" y="' + (base - h - 4) +
             '" text-anchor="middle">' + esc(b.text) + "</text>");
         }
       });
-      var lx = x0 + (n * bw) / 2, ly = base + 12;
+      // At 45 degrees names stand groupW / sqrt(2) apart: more than a line for any groupW.
+      var lx = x0 + (n * bw) / 2, ly = base + 10;
       out.push('<text class="label" x="' + lx + '" y="' + ly + '" text-anchor="end" ' +
-        'transform="rotate(-35 ' + lx + " " + ly + ')">' + esc(g.short) + "<title>" +
-        esc(g.label) + "</title></text>");
+        'dominant-baseline="hanging" transform="rotate(-45 ' + lx + " " + ly + ')">' +
+        esc(g.short) + "<title>" + esc(g.label) + "</title></text>");
     });
     if (n > 1) {
       chart.months.forEach(function (m, i) {
-        var x = left + i * 76, y = height - 8;
-        out.push('<rect class="key" x="' + x + '" y="' + (y - 10) + '" width="12" height="12" ' +
-          'fill="' + colour(i, n) + '"/><text class="legend" x="' + (x + 16) + '" y="' + y +
-          '">' + esc(m) + "</text>");
+        var x = plotRight + 14, y = top + 6 + i * 18;
+        out.push('<rect class="key" x="' + x + '" y="' + (y - 6) + '" width="12" height="12" ' +
+          'fill="' + chart.colours[i] + '"/><text class="legend" x="' + (x + 17) + '" y="' + y +
+          '" dominant-baseline="central">' + esc(m) + "</text>");
       });
     }
     out.push("</svg>");
     return out.join("");
+  }
+  function fit(svg) {
+    // The view box around everything drawn: the slanted names need room below and left.
+    var box = svg.getBBox(), pad = 4;
+    var x = Math.floor(box.x - pad), y = Math.floor(Math.min(0, box.y - pad));
+    var w = Math.ceil(box.x + box.width + pad) - x, h = Math.ceil(box.y + box.height + pad) - y;
+    svg.setAttribute("viewBox", x + " " + y + " " + w + " " + h);
+    svg.setAttribute("width", w);
+    svg.setAttribute("height", h);
   }
   var drawn = 0;
   data.charts.forEach(function (chart) {
     var figure = document.querySelector('figure[data-chart-for="' + chart.id + '"]');
     if (!figure) { return; }
     figure.insertAdjacentHTML("afterbegin", draw(chart));
+    fit(figure.querySelector("svg.chart"));
     drawn += 1;
   });
   document.body.dataset.chartsDrawn = String(drawn);
@@ -215,6 +223,8 @@ def _chart(report: Report, chart_id: str, months: list[Month]) -> dict[str, Any]
         "metric": metric,
         "unit": "percent" if metric in SHARE_BY_ID else "count",
         "months": [str(m) for m in months],
+        # The report month always the same blue; earlier months as far from it as can be.
+        "colours": [PALETTE[(i - len(months)) % len(PALETTE)] for i in range(len(months))],
         "groups": groups,
     }
 
