@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from baken.clock import AMSTERDAM
+from baken.enums import tokens
+from baken.registry.v1 import marker_pb2
 
 # A suspect in the inflow counts as checked in time when Baken answered his look-up within this
 # many minutes of his arrest.
@@ -34,6 +36,7 @@ class Level(Enum):
 class Unit(Enum):
     COUNT = "count"
     SECONDS = "seconds"
+    PERCENT = "percent"  # a share, computed by the report
 
 
 class Source(Enum):
@@ -56,6 +59,9 @@ def _m(id_: str, level: Level, source: Source, label: str, unit: Unit = Unit.COU
 
 R, H = Level.REGION, Level.HOUSE
 REG, FB = Source.REGISTRY, Source.FEEDBACK
+# The target groups (doelgroepen) of marker.proto, as the registry stores a marker's: "top_x".
+TARGET_GROUPS = tuple(tokens(marker_pb2.TargetGroup, "TARGET_GROUP_").values())
+_GROUP_LABELS = {"hit": "High Impact Crime", "top_x": "Top X"}
 
 CATALOGUE: tuple[FigureKind, ...] = (
     # The registry: its access log (every look-up, with the markers it found) and the houses.
@@ -63,9 +69,20 @@ CATALOGUE: tuple[FigureKind, ...] = (
     _m("zsm.hits", R, REG, "look-ups that found a marker"),
     _m("zsm.persons", R, REG, "persons looked up"),
     _m("zsm.known_persons", R, REG, "persons known at a Safety House"),
+    _m("zsm.known_persons_minor", R, REG, "of which minors"),
+    _m("zsm.known_persons_adult", R, REG, "of which adults"),
     _m("zsm.travelling_hits", R, REG, "hits on another region's markers"),
     _m("house.hits", H, REG, "look-ups that found the house's marker"),
     _m("house.known_persons", H, REG, "known persons flowing in"),
+    *(
+        _m(
+            f"house.known_persons_{g}",
+            H,
+            REG,
+            f"of which target group {_GROUP_LABELS.get(g, g.replace('_', ' '))}",
+        )
+        for g in TARGET_GROUPS
+    ),
     _m("house.travelling_hits", H, REG, "hits from another region's ZSM"),
     _m("house.hits_outdated_advice", H, REG, "hits with AGED or EXPIRED advice"),
     # The feedback service: the desks' inflow, decisions, the delivery outbox, advice requests.
@@ -111,6 +128,7 @@ class Share:
     denominator: str
     # For a house share whose denominator is its region's figure.
     denominator_of_region: bool = False
+    unit = Unit.PERCENT
 
 
 SHARES: tuple[Share, ...] = (
