@@ -38,6 +38,7 @@ from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import (
     BY_ID,
     CATALOGUE,
+    SHARES,
     SMALL_CELL,
     Month,
     Source,
@@ -606,8 +607,8 @@ def test_the_command_prints_a_table_csv_and_html(
     rows = [line for line in out.splitlines() if "[info" not in line]  # the servers' logs
     assert code == 0 and rows[0] == "month,region,house,metric,label,value,unit"
     houses, regions = len(HOUSES), len(REGIONS)
-    per_region = sum(m.level.value == "region" for m in CATALOGUE) + 2  # two region shares
-    per_house = sum(m.level.value == "house" for m in CATALOGUE) + 5
+    per_region = sum(m.level.value == "region" for m in (*CATALOGUE, *SHARES))
+    per_house = sum(m.level.value == "house" for m in (*CATALOGUE, *SHARES))
     assert len(rows) - 1 == 2 * (regions * per_region + houses * per_house)
     assert {r.split(",")[0] for r in rows[1:]} == {"2026-09", "2026-10"}
 
