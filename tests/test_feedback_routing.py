@@ -141,7 +141,7 @@ def test_technisch_sepot_01_sends_nothing_and_purges_the_case(
     last = json.loads(tables["access_log"][-1]["body"])
     assert last["outcome"] == "purged"
     assert last["party_id"] == KPC_ROTTERDAM
-    assert last["purged"] == {"items": 2, "advice_requests": 0, "decisions": 1}
+    assert last["purged"] == {"items": 2, "advice_requests": 0, "decisions": 1, "inflow": 0}
     assert "10-123456-26" not in tables["access_log"][-1]["body"]
     assert "data_subject" not in last
 
