@@ -129,7 +129,9 @@ def test_a_file_that_is_no_monitor_and_an_empty_one_read_nothing() -> None:
     assert "not a ZSM suspects monitor" in bad[0].reason
     read, bad = _read(b"")
     assert read == []
-    assert [b.reason for b in bad] == ["header: missing (the export is empty)"]
+    assert [b.reason for b in bad] == [
+        "header: missing (the export is empty); nothing in it is read"
+    ]
 
 
 def test_rows_after_the_footer_are_not_read() -> None:

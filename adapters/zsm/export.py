@@ -22,6 +22,8 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 BOM = "\ufeff"
 # The last row: "Einde export;N", N the rows between header and footer.
 FOOTER = "Einde export"
+# How a refusal of a whole file ends: it is no monitor, and nothing in it is read.
+NOTHING_READ = "nothing in it is read"
 
 COLUMNS = (
     "ZSM-locatie",
@@ -130,7 +132,7 @@ def read_text(name: str, data: bytes) -> Iterator[InflowRow | BadRecord]:
     except UnicodeDecodeError as error:
         line = whole[: error.start].count(b"\n") + 1
         yield BadRecord(
-            f"{name}:{line}", None, "encoding: not UTF-8; nothing in it is read", incomplete=True
+            f"{name}:{line}", None, f"encoding: not UTF-8; {NOTHING_READ}", incomplete=True
         )
         return
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=";", strict=True)
@@ -162,7 +164,7 @@ def read_text(name: str, data: bytes) -> Iterator[InflowRow | BadRecord]:
                 missing = [c for c in REQUIRED_COLUMNS if c not in {x.strip() for x in row}]
                 reason = (
                     f"header: not a ZSM suspects monitor (no column {missing[0]!r}); "
-                    "nothing in it is read"
+                    + NOTHING_READ
                 )
                 yield BadRecord(where, None, reason, incomplete=True)
                 return
@@ -194,7 +196,10 @@ def read_text(name: str, data: bytes) -> Iterator[InflowRow | BadRecord]:
         yield _row(row, header, where)
     if header is None:
         yield BadRecord(
-            f"{name}:{start}", None, "header: missing (the export is empty)", incomplete=True
+            f"{name}:{start}",
+            None,
+            f"header: missing (the export is empty); {NOTHING_READ}",
+            incomplete=True,
         )
     elif cut:
         yield BadRecord(
