@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters.zsm import Inflow, InflowReport, InflowState
 from baken.client import RegistryClient, connect
-from baken.clock import SystemClock
+from baken.clock import clock_from_env
 from baken.errors import UserError
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import load_houses
@@ -57,7 +57,7 @@ def running_inflow(args: argparse.Namespace) -> Iterator[Inflow]:
             yield Inflow(
                 ring=ring,
                 state=state,
-                clock=SystemClock(),
+                clock=clock_from_env(),  # the services' clock, shifted in the demo
                 registry=RegistryClient(registry, ring, on_behalf_of=user),
                 feedback=feedback_service_pb2_grpc.FeedbackServiceStub(feedback),
                 on_behalf_of=user,

@@ -35,7 +35,7 @@ from adapters.zsm.state import Case, DecisionState, InflowState
 from baken import enums
 from baken.age import claimed_minor
 from baken.backoff import Backoff
-from baken.client import RETRYABLE, Suspect, subject_age, subject_proto
+from baken.client import RETRYABLE, Suspect, error_reason, subject_age, subject_proto
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
@@ -52,6 +52,8 @@ KNOWN = frozenset(
 )
 # Person fields of the pseudonym library -> the export's columns, for reports.
 COLUMNS = {"bsn": "BSN", "surname": "Achternaam", "birth_date": "Geboortedatum"}
+# Suspects per BatchLookup call: a kill while answers come in asks at most these again.
+LOOKUP_CHUNK = 50
 # A BatchLookup the registry did not take (UNAVAILABLE) goes again within the run, this often.
 ATTEMPTS = 6
 RUN_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
@@ -65,6 +67,11 @@ FUTURE_SLACK = dt.timedelta(minutes=10)
 MAX_PROBLEM = 500
 MAX_KEY = 64
 CALL_TIMEOUT_S = 10.0
+# RecordInflow refusals about the one case (a field of the record; the case closed by a
+# technisch sepot 01, or in the inflow for another person): that case is not recorded again.
+PER_CASE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION})
+# A decision refused with this reason is never recorded: its case was closed.
+CASE_PURGED = "CASE_PURGED"
 
 
 class Lookup(Protocol):
@@ -169,6 +176,7 @@ class Inflow:
         location: str | None = None,
         case_format: re.Pattern[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        chunk: int = LOOKUP_CHUNK,
     ) -> None:
         """`location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
         refused. `case_format`: the desk's case references as the party register has them."""
@@ -181,6 +189,7 @@ class Inflow:
         self._location = _words(location) if location else None
         self._case_format = case_format
         self._sleep = sleep
+        self._chunk = chunk
         self._export = ZsmExport()
 
     def run(self, paths: Path | Sequence[Path]) -> InflowReport:
@@ -287,8 +296,11 @@ class Inflow:
     # -- look-ups -----------------------------------------------------------------------------
 
     def _check(self, suspects: dict[str, _Suspect], report: InflowReport) -> None:
-        """Look up every suspect not checked yet, once: each answer is in the state file before
-        the next is read. A registry that is unreachable is tried again with backoff; what it
+        """Look up every suspect not checked yet, once: one BatchLookup per `chunk` suspects,
+        each answer in the state file before the next is read. A kill between chunks asks
+        nobody twice; a kill while a chunk's answers come in asks those not written down yet
+        again in the next run (at least once: better a second access-log line than a suspect
+        nobody checked). A registry that is unreachable is tried again with backoff; what it
         did not answer waits for the next run."""
         cases = self._state.cases()
         waiting = {
@@ -298,7 +310,7 @@ class Inflow:
         }
         attempt = 0
         while waiting:
-            order = list(waiting)
+            order = list(waiting)[: self._chunk]  # one BatchLookup per chunk
             batch = [
                 Suspect(
                     ref=str(n),
@@ -313,6 +325,7 @@ class Inflow:
                     case_reference = order[int(result.ref)]
                     suspect = waiting.pop(case_reference)
                     self._answered(case_reference, suspect, result, report)
+                attempt = 0
             except grpc.RpcError as error:
                 code = error.code()
                 attempt += 1
@@ -379,7 +392,7 @@ class Inflow:
                 )
             except grpc.RpcError as error:
                 code = error.code()
-                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                if code in PER_CASE:  # this case's record is wrong, or the case is closed
                     why = f"inflow refused: {_status(error)}"[:MAX_PROBLEM]
                     self._state.refuse(case_reference, why)
                     report.problems.append(BadRecord(suspect.row.where, case_reference, why))
@@ -395,7 +408,7 @@ class Inflow:
                 )
                 if code in RETRYABLE:
                     raise _Stop from None
-                return  # e.g. UNIMPLEMENTED: decisions may still go
+                return  # e.g. UNIMPLEMENTED, PERMISSION_DENIED: the decisions may still go
             self._state.recorded(case_reference, want)
             report.recorded += 1
 
@@ -434,12 +447,17 @@ class Inflow:
                         report,
                     )
                     continue
-                done[key] = self._later(
-                    suspect, key, attempts, f"decision refused: {_status(error)}", report
-                )
+                why = f"decision refused: {_status(error)}"
+                if error_reason(error) == CASE_PURGED:
+                    attempts = DECISION_ATTEMPTS - 1  # it will never be taken: no retries
+                done[key] = self._later(suspect, key, attempts, why, report)
                 continue
             done[key] = DecisionState(key, case_reference, "recorded")
             self._state.decision(done[key])
+            if decision.code == "technisch-sepot-01":
+                # Wrongly taken for a suspect: the service purged the case and its inflow
+                # entry; he is not looked up or recorded again.
+                self._state.refuse(case_reference, "technisch sepot 01")
             report.decided += 1
             report.fed_back += len(response.items)
 
