@@ -110,7 +110,7 @@ class InflowReport:
 
     @property
     def rejected(self) -> int:
-        return sum(1 for p in self.problems if not p.incomplete)
+        return sum(1 for p in self.problems if not (p.incomplete or p.notice))
 
     def summary(self) -> str:
         text = (
