@@ -63,7 +63,7 @@ RUN_BACKOFF = Backoff(0.25, 10.0, (0.5, 1.5))
 DECISION_ATTEMPTS = 8
 DECISION_BACKOFF = Backoff(60.0, 3600.0, (1.0, 1.0))
 # An arrest time this far ahead of the clock is a mistake, not a clock that runs a little fast.
-FUTURE_SLACK = dt.timedelta(minutes=10)
+FUTURE_SLACK = dt.timedelta(minutes=5)  # as the feedback service allows (ARREST_CLOCK_SKEW)
 MAX_PROBLEM = 500
 MAX_KEY = 64
 CALL_TIMEOUT_S = 10.0
