@@ -32,10 +32,11 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 
 # The calls gRPC itself sends again on UNAVAILABLE (at most 4 attempts, exponential backoff
 # from 0.1 s to 1 s with jitter, within the call's deadline): those that change nothing, or
-# change it once whatever the number of attempts (RecordDecision by its request key, an
-# acknowledgement or an answer by its item's key, a cancellation by its request's name). Not
-# here: RequestAdvice (a second request would be a second request), the streams (the adapters
-# reconnect with their own backoff).
+# change it once whatever the number of attempts (RecordDecision by its request key,
+# RecordInflow by desk and case, an acknowledgement or an answer by its item's key, a
+# cancellation by its request's name). Not here: RequestAdvice (a second request would be a
+# second request), BatchLookup (each look-up is logged), the streams (the adapters reconnect
+# with their own backoff).
 _IDEMPOTENT = {
     "baken.registry.v1.RegistryService": ["Lookup", "GetHouse", "ListHouses", "PullSignals"],
     "baken.audit.v1.AuditService": [
@@ -46,6 +47,7 @@ _IDEMPOTENT = {
     ],
     "baken.feedback.v1.FeedbackService": [
         "RecordDecision",
+        "RecordInflow",
         "AnswerAdviceRequest",
         "CancelAdviceRequest",
         "ListAdviceRequests",

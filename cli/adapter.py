@@ -26,13 +26,24 @@ from baken.errors import UserError
 from baken.houses import House, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from cli.options import FEEDBACK_TARGET_ENV, HOUSE_KEYS_ENV, key_file, registry_option
+from cli import inflow
+from cli.options import (
+    FEEDBACK_TARGET_ENV,
+    HOUSE_KEYS_ENV,
+    PARTY_ENV,
+    key_file,
+    registry_option,
+)
 
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
 
 
 class Rejected(Exception):
     """A sync that applied the good records and rejected others (exit 1)."""
+
+
+# The ZSM side's adapter: the desk's inflow (adapters/zsm, cli/inflow.py); no marker source.
+ZSM = "zsm"
 
 
 MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
@@ -79,6 +90,9 @@ def running_adapter(
 
 def _run(args: argparse.Namespace) -> None:
     """sync, or watch until SIGINT or SIGTERM. A sync that rejected a record exits 1."""
+    if args.source_system == ZSM:
+        inflow.run(args, export_files, printable)
+        return
     if not args.source:
         raise UserError(f"{args.action} needs --source (the export)")
     if not 0.0 <= args.max_delete_share <= 1.0:
@@ -186,6 +200,10 @@ def receive_houses(system: str, asked: Sequence[str] | None) -> list[str]:
 
 def _receive(args: argparse.Namespace) -> None:
     """Receive until SIGINT or SIGTERM, or until every house's stream was refused."""
+    if args.source_system == ZSM:
+        raise UserError(
+            "zsm receive: the desk's adapter receives nothing (its screen shows the inflow)"
+        )
     if not args.feedback:
         raise UserError(f"receive needs --feedback HOST:PORT (env {FEEDBACK_TARGET_ENV})")
     if args.target is None:
@@ -276,7 +294,11 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
         "deliveries into the source, until Ctrl-C or SIGTERM. `baken adapter SOURCE ACTION "
         "--help` lists an action's options.",
     )
-    adapter.add_argument("source_system", choices=sorted(SOURCES), help="the source system")
+    adapter.add_argument(
+        "source_system",
+        choices=[*sorted(SOURCES), ZSM],
+        help="the source system, or zsm: a ZSM desk's suspects monitor (inflow and decisions)",
+    )
     actions = adapter.add_subparsers(
         dest="action", required=True, metavar="ACTION", help="`baken adapter SOURCE ACTION --help`"
     )
@@ -328,6 +350,18 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
             help="a run that would delete more than this share of the source's live markers "
             f"changes nothing (0 to 1; env {MAX_DELETE_SHARE_ENV}; default {MAX_DELETE_SHARE}: "
             f"{MAX_DELETE_SHARE * 100:.0f} %%)",
+        )
+        p.add_argument(
+            "--party",
+            default=os.environ.get(PARTY_ENV),
+            help=f"zsm only: the desk whose certificate to call with, e.g. "
+            f"zsm-midden-nederland-kpc (env {PARTY_ENV}); required",
+        )
+        p.add_argument(
+            "--user",
+            default=None,
+            help=f"zsm only: the desk's system account the look-ups and records are made on "
+            f"behalf of (default {inflow.ACCOUNT})",
         )
         p.add_argument(
             "--confirm-deletions",

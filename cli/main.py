@@ -31,6 +31,7 @@ from baken.render import lookup_json, lookup_text
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
 from cli import feedback as feedback_cli
+from cli import inflow as inflow_cli
 from cli import operations as operations_cli
 from cli import report as management_cli
 from cli.options import (
@@ -408,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 2
-    except (audit_cli.VerifyFailed, adapter_cli.Rejected) as error:
+    except (audit_cli.VerifyFailed, adapter_cli.Rejected, inflow_cli.Unfinished) as error:
         print(f"baken {args.command}: {error}", file=sys.stderr)
         return 1
     except grpc.RpcError as error:

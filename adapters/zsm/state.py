@@ -1,0 +1,148 @@
+"""The inflow adapter's state file (SQLite, no personal data): per case what was done, and per
+decision whether the feedback service has it. Killed at any point, the next run goes on from
+here (adapters/zsm/README.md, "Nothing twice")."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """What the adapter did for one case. `fingerprints`: a hash of each pseudonym of the
+    suspect (the pseudonyms themselves are not kept), so a later row of the case can be told
+    to be about the same person, also across a key rotation (one shared pseudonym suffices)."""
+
+    case_reference: str
+    fingerprints: frozenset[str]
+    first_seen: dt.datetime
+    checked_time: dt.datetime | None = None  # when the registry answered the look-up
+    known: bool = False
+    # What RecordInflow has: None nothing yet; "unchecked" the inflow without the check;
+    # "checked" the inflow with it.
+    recorded: str | None = None
+    # Why the registry or the feedback service refused the case for good (no personal data):
+    # it is not looked up or recorded again.
+    refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionState:
+    request_key: str
+    case_reference: str
+    # "recorded" (RecordDecision took it), "held" (held for the desk on the inflow entry),
+    # "pending" (to try again: `attempts` failures so far, not before `next_try`).
+    status: str
+    attempts: int = 0
+    next_try: dt.datetime | None = None
+
+
+class InflowState:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS cases (case_reference TEXT PRIMARY KEY,"
+            " fingerprints TEXT NOT NULL, first_seen TEXT NOT NULL, checked_time TEXT,"
+            " known INTEGER NOT NULL DEFAULT 0, recorded TEXT, refused TEXT)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS decisions (request_key TEXT PRIMARY KEY,"
+            " case_reference TEXT NOT NULL, status TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_try TEXT)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def cases(self) -> dict[str, Case]:
+        return {
+            row[0]: Case(
+                row[0],
+                frozenset(row[1].split(",")) if row[1] else frozenset(),
+                dt.datetime.fromisoformat(row[2]),
+                dt.datetime.fromisoformat(row[3]) if row[3] else None,
+                bool(row[4]),
+                row[5],
+                row[6],
+            )
+            for row in self._db.execute(
+                "SELECT case_reference, fingerprints, first_seen, checked_time, known,"
+                " recorded, refused FROM cases"
+            )
+        }
+
+    def decisions(self) -> dict[str, DecisionState]:
+        return {
+            key: DecisionState(
+                key, case, status, attempts, dt.datetime.fromisoformat(t) if t else None
+            )
+            for key, case, status, attempts, t in self._db.execute(
+                "SELECT request_key, case_reference, status, attempts, next_try FROM decisions"
+            )
+        }
+
+    def seen(self, case: Case) -> None:
+        """A new case, remembered before anything about it is sent."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO cases (case_reference, fingerprints, first_seen)"
+                " VALUES (?, ?, ?)",
+                (
+                    case.case_reference,
+                    ",".join(sorted(case.fingerprints)),
+                    case.first_seen.isoformat(),
+                ),
+            )
+
+    def checked(self, case_reference: str, when: dt.datetime, known: bool) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE cases SET checked_time = ?, known = ? WHERE case_reference = ?",
+                (when.isoformat(), int(known), case_reference),
+            )
+
+    def recorded(self, case_reference: str, what: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE cases SET recorded = ? WHERE case_reference = ?", (what, case_reference)
+            )
+
+    def refuse(self, case_reference: str, why: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE cases SET refused = ? WHERE case_reference = ?", (why, case_reference)
+            )
+
+    def decision(self, state: DecisionState) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO decisions (request_key, case_reference, status, attempts, next_try)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_key) DO UPDATE SET"
+                " status = excluded.status, attempts = excluded.attempts,"
+                " next_try = excluded.next_try",
+                (
+                    state.request_key,
+                    state.case_reference,
+                    state.status,
+                    state.attempts,
+                    state.next_try.isoformat() if state.next_try else None,
+                ),
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
