@@ -48,7 +48,7 @@ from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
 from baken.houses import House, house_name
 from baken.keyring import KeyRing
-from baken.pseudonym import InvalidIdentifier, person_pseudonyms
+from baken.pseudonym import InvalidIdentifier
 from baken.registry.v1 import house_pb2, marker_pb2
 
 BATCH = 1000
@@ -351,13 +351,7 @@ class Adapter:
                 raise _Bad(f"{name}: holds a control character (U+{ord(found.group()):04X})")
         person = item.person
         try:
-            pseudonyms = person_pseudonyms(
-                self._ring,
-                bsn=person.bsn,
-                surname=person.surname,
-                birth_date=person.birth_date,
-                today=today,
-            )
+            pseudonyms = person.pseudonyms(self._ring, today)
         except InvalidIdentifier as error:
             raise _Bad(f"{error.field}: {error}") from None
         try:

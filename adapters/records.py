@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from baken.keyring import KeyRing
+from baken.pseudonym import Pseudonym, person_pseudonyms
+
 
 @dataclass(frozen=True, slots=True)
 class Person:
@@ -22,6 +25,12 @@ class Person:
     bsn: str | None
     surname: str | None
     birth_date: dt.date | None
+
+    def pseudonyms(self, ring: KeyRing, today: dt.date) -> list[Pseudonym]:
+        """Under every key of the ring; InvalidIdentifier on a bad BSN or name."""
+        return person_pseudonyms(
+            ring, bsn=self.bsn, surname=self.surname, birth_date=self.birth_date, today=today
+        )
 
 
 @dataclass(frozen=True, slots=True)

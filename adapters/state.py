@@ -47,6 +47,16 @@ class OpenAdviceRequest(NamedTuple):
     requested: dt.date  # the day ZSM asked, in the Netherlands
 
 
+def open_state(path: Path) -> sqlite3.Connection:
+    """An adapter's state file: SQLite in autocommit (each statement, or an explicit BEGIN, is
+    a transaction), WAL, and synced to disk at every commit, so a kill loses no commit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
 class State:
     """The adapter's memory of what it sent: per record, the highest version sent, the
     fingerprint of that content, whether it is a tombstone, and whether the registry confirmed
@@ -56,10 +66,7 @@ class State:
     State (one per thread)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_state(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
             " version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL,"

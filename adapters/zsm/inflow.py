@@ -39,7 +39,7 @@ from baken.client import RETRYABLE, Suspect, error_reason, subject_age, subject_
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
-from baken.pseudonym import InvalidIdentifier, person_pseudonyms
+from baken.pseudonym import InvalidIdentifier
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 
@@ -262,13 +262,7 @@ class Inflow:
         today = self._clock.today()
         person = row.person
         try:
-            pseudonyms = person_pseudonyms(
-                self._ring,
-                bsn=person.bsn,
-                surname=person.surname,
-                birth_date=person.birth_date,
-                today=today,
-            )
+            pseudonyms = person.pseudonyms(self._ring, today)
         except InvalidIdentifier as error:
             raise _Bad(f"{COLUMNS.get(error.field, error.field)}: {error}") from None
         try:

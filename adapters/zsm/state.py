@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from adapters.state import open_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,7 @@ class DecisionState:
 
 class InflowState:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_state(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS cases (case_reference TEXT PRIMARY KEY,"
             " fingerprints TEXT NOT NULL, first_seen TEXT NOT NULL, checked_time TEXT,"
