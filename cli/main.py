@@ -30,6 +30,7 @@ from baken.purposes import INTAKE, PURPOSES
 from baken.render import lookup_json, lookup_text
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
+from cli import desk as desk_cli
 from cli import feedback as feedback_cli
 from cli import operations as operations_cli
 from cli import report as management_cli
@@ -288,6 +289,7 @@ def parser() -> argparse.ArgumentParser:
     management_cli.add_parser(sub, PKI_DIR_ENV, REGISTRY_TARGET_ENV, FEEDBACK_TARGET_ENV)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
+    desk_cli.add_parser(sub)
 
     demo = sub.add_parser(
         "demo",
