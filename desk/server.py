@@ -51,7 +51,9 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends "Origin: null" with a form's POST, and the
+    # same-origin check below could not tell the page's own form from another site's.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
@@ -241,6 +243,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "baken-desk"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    body: bytes | None = b""
 
     def log_message(self, format: str, *args: Any) -> None:
         """The request line only, never a query (names an inflow entry at most) or a body."""
@@ -285,11 +288,23 @@ class Handler(BaseHTTPRequestHandler):
     def _session(self) -> Session | None:
         return self.server.sessions.get(self._cookie(COOKIE))
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _read_body(self) -> None:
+        """The whole body, read before any answer (so the connection stays in step), or the
+        connection closed after the answer when it is too large."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
         if length > MAX_BODY or length < 0:
+            self.close_connection = True
+            self.body = None
+            return
+        self.body = self.rfile.read(length)
+
+    def _body(self) -> bytes:
+        if self.body is None:
             raise BadInput("request too large")
-        return self.rfile.read(length)
+        return self.body
 
     def _same_origin(self) -> bool:
         """A browser names the page's origin on every POST; it must be this server."""
@@ -308,6 +323,8 @@ class Handler(BaseHTTPRequestHandler):
                 name, content_type = STATIC[url.path]
                 data = resources.files("desk").joinpath("static", name).read_bytes()
                 self._send(HTTPStatus.OK, data, content_type)
+            elif url.path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
             elif url.path == "/healthz":
                 self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
             elif url.path == "/signin":
@@ -327,6 +344,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
+        self._read_body()
         try:
             if not self._same_origin():
                 self._json(HTTPStatus.FORBIDDEN, {"error": "CROSS_ORIGIN"})
