@@ -85,6 +85,8 @@ class Marking:
     advice: str = "dagvaarden met het doel een voorwaardelijke straf met meldplicht"
     advice_date: dt.date | None = dt.date(2026, 9, 1)
     at_information: Mapping[str, str] = field(default_factory=dict)
+    # A minor until this day, as the source knows him.
+    minor_until: dt.date | None = None
 
     def record(self, ring: KeyRing) -> marker_pb2.MarkerRecord:
         return marker_pb2.MarkerRecord(
@@ -101,6 +103,7 @@ class Marking:
             at_information=(
                 marker_pb2.AtInformation(**self.at_information) if self.at_information else None
             ),
+            minor_until=date_pb(self.minor_until),
         )
 
     def upsert(self, ring: KeyRing) -> marker_pb2.MarkerChange:

@@ -31,7 +31,8 @@ from test_feedback_routing import referral_envelope, refused
 from baken.clock import AMSTERDAM
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.purposes import PURPOSES
-from baken.registry.v1 import registry_service_pb2
+from baken.registry.v1 import marker_pb2, registry_service_pb2
+from baken.registry.v1.registry_service_pb2 import SUBJECT_AGE_ADULT, SUBJECT_AGE_MINOR
 from baken.report.v1 import report_service_pb2 as rpb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import (
@@ -81,6 +82,10 @@ class Suspect:
     advice: str  # key of ADVICE_DATES
     day: dt.date
     twice: bool = False  # looked up a second time, by BSN alone
+    target_group: str = "veelpleger"  # of his markers
+    # A minor: as the desk says ("desk"), or as the marking houses' sources know, the desk
+    # saying adult ("source"); "" for an adult.
+    minor: str = ""
     plan: str = "decide"  # decide, deviate, sepot01, advice-in-term, -late, -never, -open, none
 
 
@@ -136,6 +141,11 @@ def cast(rng: random.Random) -> list[Suspect]:
             )
         )
     known = [s for s in suspects if s.houses]
+    for k, suspect in enumerate(known):
+        # Most are veelplegers: enough of them per house to show.
+        if k % 3 == 0:
+            suspect.target_group = ("jeugd", "hit", "huiselijk_geweld", "top_x")[k // 3 % 4]
+        suspect.minor = ("", "", "desk", "source")[k // 4 % 4]
     rng.shuffle(known)
     plans = ["sepot01"] + ["advice-in-term"] * 6 + ["advice-late"] * 2 + ["advice-never"] * 2
     for suspect, plan in zip(known, plans, strict=False):
@@ -180,15 +190,18 @@ class PlayedMonth:
                 house=house,
                 advice="" if s.advice == "none" else "toezicht met meldplicht via het plan",
                 advice_date=ADVICE_DATES[s.advice],
+                target_group=marker_pb2.TargetGroup.Value(f"TARGET_GROUP_{s.target_group.upper()}"),
+                minor_until=dt.date(2028, 3, 1) if s.minor == "source" else None,
             ).upsert(self.fb.ring)
             for s in suspects
             for house in s.houses
         ]
         self.registry.sync(*changes)
 
-    def lookup(self, region: str, person: Person, case: str) -> None:
+    def lookup(self, region: str, person: Person, case: str, age: int = SUBJECT_AGE_ADULT) -> None:
         self.registry.stub_for(kpc(region)).Lookup(
-            lookup_request(subject(self.fb.ring, person), case_reference=case), timeout=10
+            lookup_request(subject(self.fb.ring, person), case_reference=case, subject_age=age),
+            timeout=10,
         )
 
     def noise(self, day: dt.date, suspects: list[Suspect]) -> None:
@@ -200,9 +213,10 @@ class PlayedMonth:
 
     def look_up(self, s: Suspect) -> None:
         t = self.truth
-        self.lookup(s.region, s.person, s.case)
+        age = SUBJECT_AGE_MINOR if s.minor == "desk" else SUBJECT_AGE_ADULT
+        self.lookup(s.region, s.person, s.case, age)
         lookups = 2 if s.twice else 1
-        if s.twice:
+        if s.twice:  # by a desk that says adult: a minor once is a minor
             self.lookup(s.region, Person(bsn=s.person.bsn), s.case)
         t.add("zsm.lookups", s.region, n=lookups)
         t.add("zsm.persons", s.region)
@@ -210,12 +224,14 @@ class PlayedMonth:
             return
         t.add("zsm.hits", s.region, n=lookups)
         t.add("zsm.known_persons", s.region)
+        t.add("zsm.known_persons_minor" if s.minor else "zsm.known_persons_adult", s.region)
         if any(region_of(h) != s.region for h in s.houses):
             t.add("zsm.travelling_hits", s.region, n=lookups)
         outdated = freshness(ADVICE_DATES[s.advice], s.day) in (Freshness.AGED, Freshness.EXPIRED)
         for h in s.houses:
             t.add("house.hits", region_of(h), h, lookups)
             t.add("house.known_persons", region_of(h), h)
+            t.add(f"house.known_persons_{s.target_group}", region_of(h), h)
             if region_of(h) != s.region:
                 t.add("house.travelling_hits", region_of(h), h, lookups)
             if outdated:
@@ -470,6 +486,13 @@ def test_the_months_figures_are_the_true_numbers(
     assert len(values) >= 30
     assert not found[("feedback.ack_p95", "rotterdam-rijnmond", ROTTERDAM)].small
     assert found[("feedback.matches", "oost-nederland", TWENTE)].count == 6
+    # The pilots' splits show: minors (as the desk said, or as a source knew) and adults, and
+    # the veelplegers among each house's known persons.
+    assert not found[("zsm.known_persons_minor", "rotterdam-rijnmond", "")].small
+    assert not found[("zsm.known_persons_adult", "rotterdam-rijnmond", "")].small
+    assert all(
+        not found[("house.known_persons_veelpleger", region_of(h), h)].small for h in MARKING_HOUSES
+    )
     assert {m.source for m in CATALOGUE} == {Source.REGISTRY, Source.FEEDBACK}
 
     # A region's process director sees his region only, and is told what is not shown.
@@ -576,6 +599,7 @@ def test_the_command_prints_a_table_csv_and_html(
     assert code == 0, _
     assert "Baken management information, 2026-10" in out
     assert "ZSM look-ups" in out and "< 5" in out and "Twente" in out
+    assert "of which minors" in out and "of which target group veelpleger" in out
     assert "Rotterdam" not in out  # only the region asked for
 
     code, out, _ = run_report(feedback, capsys, "--month", "2026-10", "--months", "2", "--csv")

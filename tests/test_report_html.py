@@ -3,8 +3,13 @@ headless Chromium (installed by scripts/system-packages.sh)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 import re
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +18,8 @@ import pytest
 from baken.houses import load_houses
 from baken.stuurinformatie.figures import SMALL_TEXT, Level, Month
 from baken.stuurinformatie.html import CHART_METRICS, html_report
-from baken.stuurinformatie.report import Cell, Report, ordered_houses
+from baken.stuurinformatie.report import Cell, Report, months_back, ordered_houses
+from baken.stuurinformatie.text import csv_text, table
 
 CHROMIUM = Path("/usr/bin/chromium")
 SEPTEMBER, OCTOBER = Month(2026, 9), Month(2026, 10)
@@ -34,17 +40,17 @@ def house_value(month_index: int, metric_index: int, house_index: int) -> int:
     return 6 + 7 * house_index + 3 * month_index + metric_index
 
 
-def build_report() -> Report:
+def build_report(months: list[Month] = MONTHS) -> Report:
     houses = load_houses()
     report = Report(
-        months=list(MONTHS),
+        months=list(months),
         regions=ordered_houses(houses, REGIONS),
         region_names={h.region: h.region_display_name for h in houses.values()},
         houses=houses,
         withheld=[("oost-nederland", "no covenant grants these figures")],
     )
     house_ids = [h for hs in report.regions.values() for h in hs]
-    for mi, month in enumerate(MONTHS):
+    for mi, month in enumerate(months):
         for region, hs in report.regions.items():
             report.cells[(str(month), "zsm.persons", region, "")] = Cell(200 + 10 * mi)
             report.cells[(str(month), "zsm.lookups", region, "")] = Cell(None, small=True)
@@ -156,6 +162,11 @@ def test_page_is_self_contained_and_holds_only_aggregates(
     for external in ("http://", "https://", "src=", "href=", "url(", "@import"):
         assert external not in html, external
     assert "<title>Baken — stuurinformatie 2026-10</title>" in html
+    # English text, its Dutch terms marked as Dutch.
+    assert html.count("<html") == 1 and '<html lang="en">' in html
+    assert '<th>completeness of <span lang="nl">terugkoppeling</span> (%)</th>' in html
+    spans = re.findall(r'<span lang="nl">([^<]*)</span>', html)
+    assert {"stuurinformatie", "terugkoppeling", "aanmeldingen"} <= set(spans)
     assert "Midden-Nederland, Rotterdam-Rijnmond" in html
     assert "Not shown: Oost-Nederland (no covenant grants these figures)" in html
     assert "&lt; 5" in html  # small cells in the tables
@@ -223,3 +234,143 @@ def test_report_renders_to_a_screenshot_fuller_than_a_blank_page(
         assert shot.read_bytes().startswith(b"\x89PNG"), name
         sizes[name] = shot.stat().st_size
     assert sizes["shot"] > 4 * sizes["blank"], sizes
+
+
+def test_text_csv_and_html_show_a_share_alike(tmp_path: Path) -> None:
+    """A share is its percentage when both counts are known, "< 5" when one was withheld as
+    small, "-" when one was not sent."""
+    houses = load_houses()
+    regions = [
+        "midden-nederland",
+        "rotterdam-rijnmond",
+        "oost-nederland",
+        "noord-nederland",
+        "zeeland-west-brabant",
+    ]
+    report = Report(
+        months=[OCTOBER],
+        regions={r: [] for r in regions},
+        region_names={h.region: h.region_display_name for h in houses.values()},
+        houses=houses,
+    )
+    # (hits, look-ups) per region; None: not sent.
+    sent = {
+        "midden-nederland": (Cell(8), Cell(14)),
+        "rotterdam-rijnmond": (Cell(None, small=True), Cell(14)),
+        "oost-nederland": (Cell(8), Cell(None, small=True)),
+        "noord-nederland": (None, Cell(14)),
+        "zeeland-west-brabant": (Cell(None, small=True), None),
+    }
+    want = {
+        "midden-nederland": ("57.1 %", "57.1"),
+        "rotterdam-rijnmond": (SMALL_TEXT, SMALL_TEXT),
+        "oost-nederland": (SMALL_TEXT, SMALL_TEXT),
+        "noord-nederland": ("-", ""),
+        # Not available even were the small count known.
+        "zeeland-west-brabant": ("-", ""),
+    }
+    for region, (hits, lookups) in sent.items():
+        for metric, cell in (("zsm.hits", hits), ("zsm.lookups", lookups)):
+            if cell is not None:
+                report.cells[(str(OCTOBER), metric, region, "")] = cell
+
+    (line,) = [x for x in table(report).splitlines() if x.startswith("look-ups with a hit")]
+    assert re.split(r"\s{2,}", line)[1:] == [want[r][0] for r in regions]
+    rows = [r for r in csv.DictReader(io.StringIO(csv_text(report))) if r["metric"] == "share.hits"]
+    assert [r["value"] for r in rows] == [want[r][1] for r in regions]
+    row = re.search(
+        r"<tr class=\"share\"><th>look-ups with a hit \(%\)</th>(.*)</tr>", html_report(report)
+    )
+    assert row is not None
+    assert [unescape(t) for t in re.findall(r"<td[^>]*>([^<]*)</td>", row[1])] == [
+        want[r][0] for r in regions
+    ]
+
+
+# Run in the page after the report's script: every drawn text's, bar's and key's corners, in
+# the chart's own pixels, as the browser laid them out.
+GEOMETRY = """<script>
+(function () {
+  var charts = {};
+  document.querySelectorAll("svg.chart").forEach(function (svg) {
+    var shapes = [];
+    svg.querySelectorAll("text, rect").forEach(function (el) {
+      var b = el.getBBox(), m = el.getCTM();
+      var quad = [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height],
+        [b.x, b.y + b.height]].map(function (p) {
+          return [m.a * p[0] + m.c * p[1] + m.e, m.b * p[0] + m.d * p[1] + m.f];
+        });
+      shapes.push({tag: el.tagName, cls: el.getAttribute("class"),
+        fill: el.getAttribute("fill"), month: el.getAttribute("data-month"), quad: quad});
+    });
+    var r = svg.getBoundingClientRect();
+    charts[svg.dataset.chart] = {width: r.width, height: r.height, shapes: shapes};
+  });
+  var pre = document.createElement("pre");
+  pre.id = "geometry";
+  pre.textContent = JSON.stringify(charts);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+Point = tuple[float, float]
+
+
+def overlap(a: list[Point], b: list[Point], slack: float = 0.5) -> bool:
+    """Whether two convex quadrilaterals overlap by more than `slack` px (separating axes)."""
+    for quad in (a, b):
+        for (x1, y1), (x2, y2) in zip(quad, quad[1:] + quad[:1], strict=True):
+            nx, ny = y2 - y1, x1 - x2
+            length = (nx * nx + ny * ny) ** 0.5 or 1.0
+            pa = [(x * nx + y * ny) / length for x, y in a]
+            pb = [(x * nx + y * ny) / length for x, y in b]
+            if min(max(pa), max(pb)) - max(min(pa), min(pb)) <= slack:
+                return False
+    return True
+
+
+def rgb(colour: str) -> tuple[int, ...]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_six_months_of_charts_keep_their_labels_apart_in_distinct_colours(
+    tmp_path: Path,
+) -> None:
+    months = months_back(OCTOBER, 6)
+    page = tmp_path / "report.html"
+    page.write_text(
+        html_report(build_report(months)).replace("</body>", GEOMETRY + "</body>"),
+        encoding="utf-8",
+    )
+    dom = chromium(page, tmp_path / "profile", "--dump-dom", "--window-size=1400,1000").stdout
+    found = re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S)
+    assert found, "the geometry script did not run"
+    charts = json.loads(unescape(found[1]))
+    assert len(charts) == 2 * (len(CHART_METRICS) + 1)
+
+    for chart, drawn in charts.items():
+        shapes = drawn["shapes"]
+        texts = [s for s in shapes if s["tag"] == "text"]
+        bars = [s for s in shapes if s["cls"] == "bar"]
+        assert texts and bars, chart
+        # Nothing drawn outside the chart: the slanted names and the legend are in it.
+        for s in shapes:
+            for x, y in s["quad"]:
+                assert -0.5 <= x <= drawn["width"] + 0.5, (chart, s)
+                assert -0.5 <= y <= drawn["height"] + 0.5, (chart, s)
+        # No text over another, nor over a bar.
+        for i, a in enumerate(texts):
+            for b in texts[i + 1 :] + bars:
+                assert not overlap(a["quad"], b["quad"]), (chart, a, b)
+
+        if chart.startswith("trend:"):
+            # A colour per month, the same in every group and in the legend's key.
+            by_month = {(b["month"], b["fill"]) for b in bars}
+            colours = dict(by_month)
+            assert len(by_month) == len(colours) == len(months), chart
+            keys = [s["fill"] for s in shapes if s["cls"] == "key"]
+            assert keys == [colours[str(m)] for m in months if str(m) in colours], chart
+            # Far apart, as six shades of one blue were not.
+            for i, a in enumerate(keys):
+                for b in keys[i + 1 :]:
+                    assert math.dist(rgb(a), rgb(b)) > 50, (chart, a, b)

@@ -15,7 +15,14 @@ from baken.pki import TlsFiles
 from baken.report.v1 import report_service_pb2 as pb
 from baken.report.v1 import report_service_pb2_grpc
 from baken.stuurinformatie.figures import Month
-from baken.stuurinformatie.report import Cell, Report, add_figures, months_back, ordered_houses
+from baken.stuurinformatie.report import (
+    SMALL,
+    Cell,
+    Report,
+    add_figures,
+    months_back,
+    ordered_houses,
+)
 from baken.type.v1 import purpose_pb2
 
 
@@ -92,5 +99,5 @@ def _ask(
 
 def _cell(f: pb.Figure) -> Cell:
     if f.small:
-        return Cell(None, small=True)
+        return SMALL
     return Cell(float(f.count) if f.WhichOneof("value") == "count" else f.seconds)

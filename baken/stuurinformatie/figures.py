@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from baken.clock import AMSTERDAM
+from baken.enums import tokens
+from baken.registry.v1 import marker_pb2
+
+# A suspect in the inflow counts as checked in time when Baken answered his look-up within this
+# many minutes of his arrest.
+CHECK_TERM_MINUTES = 60
 
 # Fewer than this many persons or items: the value is not sent, the report shows "< 5".
 SMALL_CELL = 5
@@ -30,6 +36,7 @@ class Level(Enum):
 class Unit(Enum):
     COUNT = "count"
     SECONDS = "seconds"
+    PERCENT = "percent"  # a share, computed by the report
 
 
 class Source(Enum):
@@ -52,19 +59,39 @@ def _m(id_: str, level: Level, source: Source, label: str, unit: Unit = Unit.COU
 
 R, H = Level.REGION, Level.HOUSE
 REG, FB = Source.REGISTRY, Source.FEEDBACK
+# The target groups (doelgroepen) of marker.proto, as the registry stores a marker's: "top_x".
+TARGET_GROUPS = tuple(tokens(marker_pb2.TargetGroup, "TARGET_GROUP_").values())
+_GROUP_LABELS = {"hit": "High Impact Crime", "top_x": "Top X"}
 
 CATALOGUE: tuple[FigureKind, ...] = (
     # The registry: its access log (every look-up, with the markers it found) and the houses.
     _m("zsm.lookups", R, REG, "ZSM look-ups"),
     _m("zsm.hits", R, REG, "look-ups that found a marker"),
-    _m("zsm.persons", R, REG, "persons looked up (ZSM inflow)"),
+    _m("zsm.persons", R, REG, "persons looked up"),
     _m("zsm.known_persons", R, REG, "persons known at a Safety House"),
+    _m("zsm.known_persons_minor", R, REG, "of which minors"),
+    _m("zsm.known_persons_adult", R, REG, "of which adults"),
     _m("zsm.travelling_hits", R, REG, "hits on another region's markers"),
     _m("house.hits", H, REG, "look-ups that found the house's marker"),
     _m("house.known_persons", H, REG, "known persons flowing in"),
+    *(
+        _m(
+            f"house.known_persons_{g}",
+            H,
+            REG,
+            f"of which target group {_GROUP_LABELS.get(g, g.replace('_', ' '))}",
+        )
+        for g in TARGET_GROUPS
+    ),
     _m("house.travelling_hits", H, REG, "hits from another region's ZSM"),
     _m("house.hits_outdated_advice", H, REG, "hits with AGED or EXPIRED advice"),
-    # The feedback service: decisions, the delivery outbox and advice requests.
+    # The feedback service: the desks' inflow, decisions, the delivery outbox, advice requests.
+    _m("zsm.inflow", R, FB, "suspects in the ZSM inflow (the case system's export)"),
+    _m("zsm.inflow_minors", R, FB, "of which minors"),
+    _m("zsm.inflow_checked", R, FB, "inflow checked in Baken"),
+    _m("zsm.inflow_checked_in_time", R, FB, f"checked within {CHECK_TERM_MINUTES} min of arrest"),
+    _m("zsm.inflow_known", R, FB, "inflow known at a Safety House"),
+    _m("zsm.inflow_known_minors", R, FB, "of which minors"),
     _m("zsm.decisions", R, FB, "ZSM decisions recorded"),
     _m("zsm.deviations", R, FB, "decisions deviating from CURRENT/AGED advice"),
     _m("zsm.deviations_with_reason", R, FB, "of which with a reason given"),
@@ -101,11 +128,21 @@ class Share:
     denominator: str
     # For a house share whose denominator is its region's figure.
     denominator_of_region: bool = False
+    unit = Unit.PERCENT
 
 
 SHARES: tuple[Share, ...] = (
     Share("share.hits", R, "look-ups with a hit", "zsm.hits", "zsm.lookups"),
-    Share("share.known", R, "known share of ZSM inflow", "zsm.known_persons", "zsm.persons"),
+    Share("share.checked", R, "inflow checked", "zsm.inflow_checked", "zsm.inflow"),
+    Share(
+        "share.checked_in_time",
+        R,
+        f"inflow checked within {CHECK_TERM_MINUTES} min of arrest",
+        "zsm.inflow_checked_in_time",
+        "zsm.inflow",
+    ),
+    Share("share.inflow_known", R, "known share of the inflow", "zsm.inflow_known", "zsm.inflow"),
+    Share("share.known", R, "known share of persons looked up", "zsm.known_persons", "zsm.persons"),
     Share(
         "share.house_known",
         H,

@@ -8,11 +8,12 @@ and prints as it shows.
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
-from baken.stuurinformatie.figures import BY_ID, CATALOGUE, SHARES, SMALL_TEXT, Level, Month, Share
-from baken.stuurinformatie.report import Cell, Report, percent
+from baken.stuurinformatie.figures import BY_ID, CATALOGUE, SHARES, SMALL_TEXT, Level, Month
+from baken.stuurinformatie.report import Cell, Report
 
 # Charted per house: the report month, and (with more than one month) the trend.
 CHART_METRICS = (
@@ -24,6 +25,9 @@ CHART_METRICS = (
 )
 CHART_SHARES = ("share.completeness",)
 SHARE_BY_ID = {s.id: s for s in SHARES}
+# A bar per month: Okabe and Ito's colour-blind-safe colours, the report month's last. Yellow
+# (faint on white) and black come in from seven months on; more months than colours repeat them.
+PALETTE = ("#F0E442", "#000000", "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#0072B2")
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; color: #222; background: #fff; margin: 1.5em; }
@@ -68,24 +72,13 @@ SCRIPT = r"""
   function tick(v) {
     return String(Math.round(v * 10) / 10).replace(/\B(?=(\d{3})+(?!\d))/g, ".");
   }
-  function colour(i, n) {
-    // Oldest month lightest, the report month darkest.
-    var light = n < 2 ? 55 : 80 - 30 * i / (n - 1);
-    return "hsl(210, 55%, " + light + "%)";
-  }
   function draw(chart) {
     var n = chart.months.length, gap = 14;
-    var bw = n > 1 ? Math.max(4, Math.min(12, Math.floor(72 / n))) : 26;
-    var groupW = n * bw + gap, top = 14, plot = 220;
-    // Room for the houses' names, slanted at 35 degrees, below the bars and left of the first.
-    var longest = Math.max.apply(null, chart.groups.map(function (g) { return g.short.length; })
-      .concat([0])) * 5.5;
-    var bottom = Math.round(longest * 0.58 + 24);
-    var first = chart.groups.length ? chart.groups[0].short.length * 5.5 * 0.82 : 0;
-    var left = Math.max(50, Math.round(first - groupW / 2 + 8));
-    var width = left + chart.groups.length * groupW + 10;
-    var legendH = n > 1 ? 22 : 0;
-    var height = top + plot + bottom + legendH;
+    var bw = n > 1 ? Math.max(6, Math.min(15, Math.floor(90 / n))) : 26;
+    var groupW = n * bw + gap, top = 14, plot = 220, left = 50;
+    var plotRight = left + chart.groups.length * groupW;
+    // The legend stands right of the plot, clear of the bars and of the houses' names.
+    var width = plotRight + (n > 1 ? 100 : 10);
     var values = [];
     chart.groups.forEach(function (g) {
       g.bars.forEach(function (b) { if (b.value !== null) { values.push(b.value); } });
@@ -94,11 +87,12 @@ SCRIPT = r"""
     var step = chart.unit === "percent" ? 25 : niceStep(max / 4);
     var topValue = Math.max(step, Math.ceil(max / step) * step);
     var scale = plot / topValue, base = top + plot;
-    var out = ['<svg class="chart" data-chart="' + esc(chart.id) + '" viewBox="0 0 ' + width +
-      " " + height + '" width="' + width + '" height="' + height + '" role="img">'];
+    // The height and the room for the names are fitted to the drawing once it is in the page.
+    var out = ['<svg class="chart" data-chart="' + esc(chart.id) + '" width="' + width +
+      '" height="' + (base + 10) + '" role="img">'];
     for (var t = 0; t <= topValue + 1e-9; t += step) {
       var y = (base - t * scale).toFixed(1);
-      out.push('<line class="grid" x1="' + left + '" x2="' + (width - 10) + '" y1="' + y +
+      out.push('<line class="grid" x1="' + left + '" x2="' + plotRight + '" y1="' + y +
         '" y2="' + y + '"/>');
       out.push('<text class="tick" x="' + (left - 6) + '" y="' + y +
         '" text-anchor="end" dominant-baseline="middle">' + tick(t) +
@@ -106,50 +100,65 @@ SCRIPT = r"""
     }
     out.push('<line class="axis" x1="' + left + '" x2="' + left + '" y1="' + top + '" y2="' +
       base + '"/>');
-    out.push('<line class="axis" x1="' + left + '" x2="' + (width - 10) + '" y1="' + base +
+    out.push('<line class="axis" x1="' + left + '" x2="' + plotRight + '" y1="' + base +
       '" y2="' + base + '"/>');
     chart.groups.forEach(function (g, gi) {
       var x0 = left + gap / 2 + gi * groupW;
       g.bars.forEach(function (b, i) {
-        var x = x0 + i * bw, month = chart.months[i];
+        var x = x0 + i * bw, month = chart.months[i], cx = x + (bw - 2) / 2;
         var attrs = ' data-metric="' + esc(chart.metric) + '" data-scope="' + esc(g.scope) +
           '" data-month="' + esc(month) + '"';
         var tip = "<title>" + esc(g.label + ", " + month + ": " + b.text) + "</title>";
         if (b.value === null) {
-          out.push('<text class="nobar"' + attrs + ' x="' + (x + bw / 2) + '" y="' + (base - 4) +
-            '" text-anchor="middle">' + esc(b.text) + tip + "</text>");
+          // Upright in the bar's place, so that it stays within its slot.
+          var size = n > 1 ? Math.min(10, bw - 3) : 11;
+          out.push('<text class="nobar"' + attrs + ' x="' + cx + '" y="' + (base - 3) +
+            '" dominant-baseline="central" style="font-size: ' + size + 'px"' +
+            (n > 1 ? ' transform="rotate(-90 ' + cx + " " + (base - 3) + ')"' :
+              ' text-anchor="middle"') + ">" + esc(b.text) + tip + "</text>");
           return;
         }
         var h = b.value * scale;
         out.push('<rect class="bar"' + attrs + ' x="' + x + '" y="' + (base - h).toFixed(2) +
-          '" width="' + (bw - 2) + '" height="' + h.toFixed(2) + '" fill="' + colour(i, n) +
-          '">' + tip + "</rect>");
+          '" width="' + (bw - 2) + '" height="' + h.toFixed(2) + '" fill="' +
+          chart.colours[i] + '">' + tip + "</rect>");
         if (n === 1) {
-          out.push('<text class="value" x="' + (x + bw / 2 - 1) + '" y="' + (base - h - 3) +
+          out.push('<text class="value" x="' + cx + '" y="' + (base - h - 4) +
             '" text-anchor="middle">' + esc(b.text) + "</text>");
         }
       });
-      var lx = x0 + (n * bw) / 2, ly = base + 12;
+      // At 45 degrees names stand groupW / sqrt(2) apart: more than a line for any groupW.
+      var lx = x0 + (n * bw) / 2, ly = base + 10;
       out.push('<text class="label" x="' + lx + '" y="' + ly + '" text-anchor="end" ' +
-        'transform="rotate(-35 ' + lx + " " + ly + ')">' + esc(g.short) + "<title>" +
-        esc(g.label) + "</title></text>");
+        'dominant-baseline="hanging" transform="rotate(-45 ' + lx + " " + ly + ')">' +
+        esc(g.short) + "<title>" + esc(g.label) + "</title></text>");
     });
     if (n > 1) {
       chart.months.forEach(function (m, i) {
-        var x = left + i * 76, y = height - 8;
-        out.push('<rect class="key" x="' + x + '" y="' + (y - 10) + '" width="12" height="12" ' +
-          'fill="' + colour(i, n) + '"/><text class="legend" x="' + (x + 16) + '" y="' + y +
-          '">' + esc(m) + "</text>");
+        var x = plotRight + 14, y = top + 6 + i * 18;
+        out.push('<rect class="key" x="' + x + '" y="' + (y - 6) + '" width="12" height="12" ' +
+          'fill="' + chart.colours[i] + '"/><text class="legend" x="' + (x + 17) + '" y="' + y +
+          '" dominant-baseline="central">' + esc(m) + "</text>");
       });
     }
     out.push("</svg>");
     return out.join("");
+  }
+  function fit(svg) {
+    // The view box around everything drawn: the slanted names need room below and left.
+    var box = svg.getBBox(), pad = 4;
+    var x = Math.floor(box.x - pad), y = Math.floor(Math.min(0, box.y - pad));
+    var w = Math.ceil(box.x + box.width + pad) - x, h = Math.ceil(box.y + box.height + pad) - y;
+    svg.setAttribute("viewBox", x + " " + y + " " + w + " " + h);
+    svg.setAttribute("width", w);
+    svg.setAttribute("height", h);
   }
   var drawn = 0;
   data.charts.forEach(function (chart) {
     var figure = document.querySelector('figure[data-chart-for="' + chart.id + '"]');
     if (!figure) { return; }
     figure.insertAdjacentHTML("afterbegin", draw(chart));
+    fit(figure.querySelector("svg.chart"));
     drawn += 1;
   });
   document.body.dataset.chartsDrawn = String(drawn);
@@ -157,30 +166,29 @@ SCRIPT = r"""
 """
 
 
+# The Dutch terms of the trade in the English text, marked so that a reader reads them as Dutch.
+DUTCH_TERMS = re.compile(
+    r"\b(stuurinformatie|terugkoppeling|matchingsmeldingen|aanmeldingen|technisch sepot 01"
+    r"|veelpleger|huiselijk geweld|jeugd)\b"
+)
+
+
+def _english(text: str) -> str:
+    """`text` escaped, its Dutch terms in <span lang="nl">."""
+    return DUTCH_TERMS.sub(r'<span lang="nl">\1</span>', escape(text))
+
+
 def _region_name(report: Report, region: str) -> str:
     return report.region_names.get(region, region)
 
 
-def _share_cell(report: Report, month: Month, share: Share, region: str, house: str) -> Cell:
-    """The share in percent; small when either count is small."""
-    top = report.cell(month, share.numerator, region, house)
-    bottom = report.cell(
-        month, share.denominator, region, "" if share.denominator_of_region else house
-    )
-    if top.small or bottom.small:
-        return Cell(None, small=True)
-    return Cell(report.share(month, share, region, house))
-
-
 def _text(cell: Cell, metric: str) -> str:
-    if metric in SHARE_BY_ID:
-        return SMALL_TEXT if cell.small else percent(cell.value)
-    return cell.text(BY_ID[metric].unit)
+    return cell.text((SHARE_BY_ID.get(metric) or BY_ID[metric]).unit)
 
 
 def _value(report: Report, month: Month, metric: str, region: str, house: str) -> Cell:
     if metric in SHARE_BY_ID:
-        return _share_cell(report, month, SHARE_BY_ID[metric], region, house)
+        return report.share(month, SHARE_BY_ID[metric], region, house)
     return report.cell(month, metric, region, house)
 
 
@@ -193,7 +201,7 @@ def _table(report: Report, level: Level, scopes: list[tuple[str, str]]) -> str:
         texts = [_text(_value(report, report.month, metric, r, h), metric) for r, h in scopes]
         cells = "".join(f'<td class="num">{escape(t)}</td>' for t in texts)
         share = ' class="share"' if metric in SHARE_BY_ID else ""
-        rows.append(f"<tr{share}><th>{escape(_label(metric))}</th>{cells}</tr>")
+        rows.append(f"<tr{share}><th>{_english(_label(metric))}</th>{cells}</tr>")
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
@@ -206,7 +214,7 @@ def _chart(report: Report, chart_id: str, months: list[Month]) -> dict[str, Any]
         for month in months:
             cell = _value(report, month, metric, region, house)
             # None: no bar; the text ("< 5" or "-") is drawn in its place.
-            bars.append({"value": None if cell.small else cell.value, "text": _text(cell, metric)})
+            bars.append({"value": cell.value, "text": _text(cell, metric)})
         name = report.scope_name(region, house)
         short = name.removeprefix("Veiligheidshuis ")
         groups.append({"scope": house, "label": name, "short": short, "bars": bars})
@@ -215,6 +223,8 @@ def _chart(report: Report, chart_id: str, months: list[Month]) -> dict[str, Any]
         "metric": metric,
         "unit": "percent" if metric in SHARE_BY_ID else "count",
         "months": [str(m) for m in months],
+        # The report month always the same blue; earlier months as far from it as can be.
+        "colours": [PALETTE[(i - len(months)) % len(PALETTE)] for i in range(len(months))],
         "groups": groups,
     }
 
@@ -237,7 +247,7 @@ def _figure(report: Report, chart_id: str) -> str:
         what = f"per house, {report.months[0]} to {report.month} (one bar per month)"
     return (
         f'<figure data-chart-for="{escape(chart_id)}"><figcaption>'
-        f"{escape(_label(metric))}, {escape(what)}. "
+        f"{_english(_label(metric))}, {escape(what)}. "
         f'"{escape(SMALL_TEXT)}": fewer than 5; "-": not available.</figcaption></figure>'
     )
 
@@ -266,11 +276,11 @@ def html_report(report: Report) -> str:
     }
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="nl"><head><meta charset="utf-8">',
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Baken — stuurinformatie {month}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>Baken — stuurinformatie {month}</h1>",
+        f"<h1>Baken — {_english('stuurinformatie')} {month}</h1>",
         f'<p class="regions">Regions: {shown}</p>',
         withheld,
         f'<p class="note">Counts below 5 are shown as "{escape(SMALL_TEXT)}"; "-" means not '

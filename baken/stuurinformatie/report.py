@@ -12,7 +12,8 @@ from baken.stuurinformatie.figures import BY_ID, SMALL_TEXT, Level, Month, Share
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """A value, or small (fewer than 5: withheld), or missing (not sent: region not granted)."""
+    """A value, or small (fewer than 5: withheld), or missing (not sent, or a share without a
+    denominator)."""
 
     value: float | None
     small: bool = False
@@ -24,10 +25,17 @@ class Cell:
             return "-"
         if unit is Unit.SECONDS:
             return duration(self.value)
+        if unit is Unit.PERCENT:
+            return f"{self.value:.1f} %"
         return f"{int(self.value):,}".replace(",", ".")
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None and not self.small
 
 
 MISSING = Cell(None)
+SMALL = Cell(None, small=True)
 
 
 def duration(seconds: float) -> str:
@@ -65,15 +73,21 @@ class Report:
     def cell(self, month: Month, metric: str, region: str, house: str = "") -> Cell:
         return self.cells.get((str(month), metric, region, house), MISSING)
 
-    def share(self, month: Month, share: Share, region: str, house: str = "") -> float | None:
-        """The share in percent; None when either count is small, missing or the denominator 0."""
+    def share(self, month: Month, share: Share, region: str, house: str = "") -> Cell:
+        """The share in percent. Missing when either count was not sent (whether or not the
+        other is small) or the denominator is 0; else small when either count is small."""
         top = self.cell(month, share.numerator, region, house)
         bottom = self.cell(
             month, share.denominator, region, "" if share.denominator_of_region else house
         )
-        if top.small or bottom.small or top.value is None or not bottom.value:
-            return None
-        return 100.0 * top.value / bottom.value
+        if top.missing or bottom.missing:
+            return MISSING
+        if top.small or bottom.small:
+            return SMALL
+        if not bottom.value:
+            return MISSING
+        assert top.value is not None
+        return Cell(100.0 * top.value / bottom.value)
 
     def scopes(self, level: Level) -> list[tuple[str, str]]:
         """(region, house) pairs shown at a level: regions with house "", or each house."""
@@ -92,13 +106,9 @@ class Report:
         if BY_ID[metric].unit is not Unit.COUNT or not parts:
             return MISSING
         if any(p.small for p in parts):
-            return Cell(None, small=True)
+            return SMALL
         values = [p.value for p in parts if p.value is not None]
         return Cell(sum(values)) if values else MISSING
-
-
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} %"
 
 
 def months_back(last: Month, count: int) -> list[Month]:

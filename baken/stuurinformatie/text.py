@@ -6,7 +6,7 @@ import csv
 import io
 
 from baken.stuurinformatie.figures import CATALOGUE, SHARES, SMALL_TEXT, Level, Unit
-from baken.stuurinformatie.report import Report, percent
+from baken.stuurinformatie.report import Cell, Report
 
 
 def _rows(report: Report, level: Level, scopes: list[tuple[str, str]]) -> list[list[str]]:
@@ -17,7 +17,7 @@ def _rows(report: Report, level: Level, scopes: list[tuple[str, str]]) -> list[l
         if m.level is level
     ]
     rows += [
-        [s.label, *(percent(report.share(month, s, r, h)) for r, h in scopes)]
+        [s.label, *(report.share(month, s, r, h).text(s.unit) for r, h in scopes)]
         for s in SHARES
         if s.level is level
     ]
@@ -79,22 +79,22 @@ def csv_text(report: Report) -> str:
             for region, house in report.scopes(level):
                 for m in CATALOGUE:
                     if m.level is level:
-                        cell = report.cell(month, m.id, region, house)
-                        value = (
-                            SMALL_TEXT
-                            if cell.small
-                            else ""
-                            if cell.value is None
-                            else _number(cell.value, m.unit)
-                        )
+                        value = _csv_value(report.cell(month, m.id, region, house), m.unit)
                         writer.writerow([month, region, house, m.id, m.label, value, m.unit.value])
                 for s in SHARES:
                     if s.level is level:
-                        share = report.share(month, s, region, house)
-                        value = "" if share is None else f"{share:.1f}"
-                        writer.writerow([month, region, house, s.id, s.label, value, "percent"])
+                        value = _csv_value(report.share(month, s, region, house), s.unit)
+                        writer.writerow([month, region, house, s.id, s.label, value, s.unit.value])
     return out.getvalue()
 
 
-def _number(value: float, unit: Unit) -> str:
-    return f"{value:.3f}" if unit is Unit.SECONDS else str(int(value))
+def _csv_value(cell: Cell, unit: Unit) -> str:
+    if cell.small:
+        return SMALL_TEXT
+    if cell.value is None:
+        return ""
+    if unit is Unit.SECONDS:
+        return f"{cell.value:.3f}"
+    if unit is Unit.PERCENT:
+        return f"{cell.value:.1f}"
+    return str(int(cell.value))

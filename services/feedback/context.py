@@ -30,6 +30,8 @@ from services.feedback.values import Pseudonym, SignalIn, SubjectAge
 
 # Where a desk weighs the houses' advice before it decides.
 DECIDING_PURPOSES = (INTAKE, AFDOENING)
+# The parties that work a ZSM desk's inflow.
+DESK_ROLES = frozenset({"kpc", "zsm-officier"})
 
 
 def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
@@ -144,6 +146,29 @@ class Context:
                 or scope.decide(house_id, "advice_freshness").disclosed
             )
         return frozenset(visible)
+
+    def desk_region(self, caller: Identity) -> str:
+        """The region of a ZSM desk (a KPC'er's or an OvJ's party) whose look-ups the covenants
+        allow where a decision is weighed; PermissionDenied for any other caller."""
+        self._policy.check_party(caller)
+        region = self.region_of(caller)
+        if caller.role not in DESK_ROLES or not region:
+            raise PermissionDenied(
+                "ZSM_DESKS_ONLY", "only a ZSM desk (KPC'er or OvJ) keeps and reads an inflow"
+            )
+        for purpose in DECIDING_PURPOSES:
+            try:
+                self._policy.authorise(caller, purpose, self.clock.today())
+            except PermissionDenied:
+                continue
+            return region
+        raise PermissionDenied(
+            "NO_COVENANT", "no covenant in force lets your party look up the suspects it takes in"
+        )
+
+    def region_of(self, caller: Identity) -> str:
+        """The caller's party's region; "" for a national party."""
+        return self._policy.covenants.parties[caller.id].region or ""
 
     def location_of(self, caller: Identity) -> str:
         return self._locations.get(caller.id, caller.organisation)

@@ -140,6 +140,13 @@ class Decisions:
                 ),
                 house_advice=decision.house_advice,
             )
+            repository.link_inflow_decision(
+                connection,
+                context.region_of(caller),
+                decision.case_reference,
+                decision_id,
+                decision.stage,
+            )
             context.outbox.add(
                 connection,
                 routing.items,
@@ -187,6 +194,8 @@ class Decisions:
             items, retractions = context.outbox.purge_case(connection, case_reference, now)
             requests = repository.delete_advice_requests(connection, case_reference)
             earlier = repository.delete_decisions(connection, case_reference)
+            # He was wrongly taken for a suspect: he was never in the inflow.
+            inflow = repository.delete_inflow(connection, case_reference)
             repository.add_purged_case(connection, context.outbox.case_digest(case_reference), now)
             context.append(
                 connection,
@@ -194,7 +203,12 @@ class Decisions:
                 now,
                 "purged",
                 activity=PURGE_ACTIVITY,
-                purged={"items": items, "advice_requests": requests, "decisions": earlier},
+                purged={
+                    "items": items,
+                    "advice_requests": requests,
+                    "decisions": earlier,
+                    "inflow": inflow,
+                },
                 retractions=retractions,
             )
         context.outbox.notify()

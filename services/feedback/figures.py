@@ -9,6 +9,7 @@ it stands when the report is drawn up, so last month's figures grow complete aft
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
 
@@ -16,14 +17,21 @@ from sqlalchemy import Connection, Engine, select
 
 from baken.clock import Clock
 from baken.houses import House
-from baken.stuurinformatie.figures import Figure, counted, percentile
+from baken.stuurinformatie.figures import CHECK_TERM_MINUTES, Figure, counted, percentile
 from services.common.covenants import Party
 from services.common.db import utc
-from services.feedback.models import AdviceRequestRow, DecisionAdviceRow, DecisionRow, DeliveryRow
+from services.feedback.models import (
+    AdviceRequestRow,
+    DecisionAdviceRow,
+    DecisionRow,
+    DeliveryRow,
+    InflowRow,
+)
 from services.feedback.values import AdviceFollowed, DeliveryKind
 from services.report import Selection
 
 _DEVIATED = AdviceFollowed.NOT_FOLLOWED
+_CHECK_TERM = dt.timedelta(minutes=CHECK_TERM_MINUTES)
 
 Counts = Counter[tuple[str, str, str]]
 
@@ -45,6 +53,7 @@ class FeedbackFigures:
         counts: Counts = Counter()
         ack_seconds: dict[tuple[str, str], list[float]] = {}
         with self._engine.connect() as connection:
+            self._inflow(connection, selection, counts)
             self._decisions(connection, selection, counts)
             self._deliveries(connection, selection, counts, ack_seconds)
             self._advice_requests(connection, selection, counts)
@@ -52,7 +61,17 @@ class FeedbackFigures:
         regions = selection.region_scopes()
         houses = selection.house_scopes(self._houses)
         figures: list[Figure] = []
-        for metric in ("zsm.decisions", "zsm.deviations", "zsm.deviations_with_reason"):
+        for metric in (
+            "zsm.inflow",
+            "zsm.inflow_minors",
+            "zsm.inflow_checked",
+            "zsm.inflow_checked_in_time",
+            "zsm.inflow_known",
+            "zsm.inflow_known_minors",
+            "zsm.decisions",
+            "zsm.deviations",
+            "zsm.deviations_with_reason",
+        ):
             figures += counted(metric, counts, regions)
         for metric in (
             "feedback.items",
@@ -88,6 +107,26 @@ class FeedbackFigures:
         if house_id not in selection.houses:
             return None
         return (self._houses[house_id].region, house_id)
+
+    def _inflow(self, connection: Connection, selection: Selection, counts: Counts) -> None:
+        """The suspects arrested in the month, as the desks' case systems registered them."""
+        f = InflowRow.__table__.c
+        rows = connection.execute(
+            select(f.region, f.minor, f.arrest_time, f.checked_time, f.known)
+            .where(f.arrest_time >= selection.month.start)
+            .where(f.arrest_time < selection.month.end)
+            .where(f.region.in_(sorted(selection.regions)))
+        )
+        for region, minor, arrest_time, checked_time, known in rows:
+            counts[("zsm.inflow", region, "")] += 1
+            counts[("zsm.inflow_minors", region, "")] += bool(minor)
+            if checked_time is None:
+                continue
+            counts[("zsm.inflow_checked", region, "")] += 1
+            in_time = utc(checked_time) - utc(arrest_time) <= _CHECK_TERM
+            counts[("zsm.inflow_checked_in_time", region, "")] += in_time
+            counts[("zsm.inflow_known", region, "")] += bool(known)
+            counts[("zsm.inflow_known_minors", region, "")] += bool(known and minor)
 
     def _decisions(self, connection: Connection, selection: Selection, counts: Counts) -> None:
         d = DecisionRow.__table__.c

@@ -18,6 +18,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -175,3 +177,34 @@ class PurgedCaseRow(Base):
 
     case_digest: Mapped[bytes] = mapped_column(LargeBinary(64), primary_key=True)
     purged_time: Mapped[UtcTime]
+
+
+class InflowRow(Base):
+    """One suspect in a ZSM desk's inflow (instroom), as the desk's case system registered him:
+    the denominator of the coverage figures. The pseudonyms are kept only while the desk works
+    the case (until a final decision, or 14 days), for its screen's look-ups and decisions;
+    after that the row is a count."""
+
+    __tablename__ = "inflow"
+    __table_args__ = (
+        UniqueConstraint("region", "case_reference"),
+        Index("ix_inflow_region_arrest", "region", "arrest_time"),
+        Index("ix_inflow_case_reference", "case_reference"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    region: Mapped[Id]
+    case_reference: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[Id]
+    recorded_time: Mapped[UtcTime]
+    # JSON: [[kind, key_id, value (hex)], ...]; NULL once erased.
+    subject: Mapped[str | None] = mapped_column(Text)
+    arrest_time: Mapped[UtcTime]
+    minor: Mapped[bool] = mapped_column(Boolean)
+    offence_category: Mapped[str] = mapped_column(String(64))
+    checked_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    known: Mapped[bool] = mapped_column(Boolean)
+    # JSON of the decision the inflow adapter could not take over; NULL when none.
+    held_decision: Mapped[str | None] = mapped_column(Text)
+    decision_id: Mapped[str | None] = mapped_column(String(32))
+    decision_stage: Mapped[int | None] = mapped_column(SmallInteger)

@@ -1,10 +1,12 @@
 """The feedback service's tables, other than the delivery outbox's (services/feedback/outbox.py):
-decisions, advice requests, the signal cursor and the cases purged by technisch sepot 01. Each
+decisions, advice requests, the desks' inflow, the signal cursor and the cases purged by
+technisch sepot 01. Each
 function runs on the caller's connection, so the caller decides what commits together."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -16,17 +18,27 @@ from services.feedback.models import (
     AdviceRequestRow,
     DecisionAdviceRow,
     DecisionRow,
+    InflowRow,
     PurgedCaseRow,
     SignalCursorRow,
 )
 from services.feedback.outbox import deliveries
-from services.feedback.values import AdviceRequestView, HouseAdvice
+from services.feedback.values import (
+    AdviceRequestView,
+    DecisionCode,
+    DecisionStage,
+    HeldDecision,
+    HouseAdvice,
+    InflowView,
+    Pseudonym,
+)
 
 decisions = cast(Table, DecisionRow.__table__)
 decision_advice = cast(Table, DecisionAdviceRow.__table__)
 advice_requests = cast(Table, AdviceRequestRow.__table__)
 cursor_table = cast(Table, SignalCursorRow.__table__)
 purged_cases = cast(Table, PurgedCaseRow.__table__)
+inflow = cast(Table, InflowRow.__table__)
 
 
 # -- decisions ------------------------------------------------------------------------------------
@@ -229,6 +241,138 @@ def _view(r: Row[Any]) -> AdviceRequestView:
         None if r.answered_time is None else utc(r.answered_time),
         None if r.cancelled_time is None else utc(r.cancelled_time),
         r.source_record_id or "",
+    )
+
+
+# -- the desks' inflow ----------------------------------------------------------------------------
+
+
+def add_inflow(connection: Connection, view: InflowView) -> None:
+    connection.execute(inflow.insert().values(id=view.id, **_inflow_values(view)))
+
+
+def update_inflow(connection: Connection, view: InflowView) -> None:
+    connection.execute(update(inflow).where(inflow.c.id == view.id).values(**_inflow_values(view)))
+
+
+def _inflow_values(view: InflowView) -> dict[str, Any]:
+    held = view.held_decision
+    return {
+        "region": view.region,
+        "case_reference": view.case_reference,
+        "recorded_by": view.recorded_by,
+        "recorded_time": view.recorded_time,
+        "subject": json.dumps([[p.kind, p.key_id, p.value.hex()] for p in view.subject])
+        if view.subject
+        else None,
+        "arrest_time": view.arrest_time,
+        "minor": view.minor,
+        "offence_category": view.offence_category,
+        "checked_time": view.checked_time,
+        "known": view.known,
+        "held_decision": None
+        if held is None
+        else json.dumps(
+            {
+                "code": int(held.code),
+                "sepot_code": held.sepot_code,
+                "stage": int(held.stage),
+                "request_key": held.request_key,
+                "problem": held.problem,
+                "probation_report_requested": held.probation_report_requested,
+            }
+        ),
+        "decision_id": view.decision_id,
+        "decision_stage": None if view.decision_stage is None else int(view.decision_stage),
+    }
+
+
+def inflow_entry(connection: Connection, region: str, case_reference: str) -> InflowView | None:
+    row = connection.execute(
+        select(inflow).where(inflow.c.region == region, inflow.c.case_reference == case_reference)
+    ).first()
+    return None if row is None else _inflow_view(row)
+
+
+def inflow_since(connection: Connection, region: str, since: dt.datetime) -> list[InflowView]:
+    """The region's entries of suspects arrested at or after `since`, newest arrest first."""
+    rows = connection.execute(
+        select(inflow)
+        .where(inflow.c.region == region, inflow.c.arrest_time >= since)
+        .order_by(inflow.c.arrest_time.desc(), inflow.c.id)
+    ).all()
+    return [_inflow_view(r) for r in rows]
+
+
+def erase_inflow_subjects(connection: Connection, recorded_before: dt.datetime) -> int:
+    """Forget the pseudonyms of entries recorded before `recorded_before`: a count remains."""
+    return connection.execute(
+        update(inflow)
+        .where(inflow.c.subject.is_not(None), inflow.c.recorded_time < recorded_before)
+        .values(subject=None)
+    ).rowcount
+
+
+def link_inflow_decision(
+    connection: Connection,
+    region: str,
+    case_reference: str,
+    decision_id: str,
+    stage: DecisionStage,
+) -> None:
+    """The case's latest decision on its inflow entry: a decision held for the desk is
+    settled, and a final one ends the need for the pseudonyms."""
+    values: dict[str, Any] = {
+        "decision_id": decision_id,
+        "decision_stage": int(stage),
+        "held_decision": None,
+    }
+    if stage == DecisionStage.FINAL:
+        values["subject"] = None
+    connection.execute(
+        update(inflow)
+        .where(inflow.c.region == region, inflow.c.case_reference == case_reference)
+        .values(**values)
+    )
+
+
+def delete_inflow(connection: Connection, case_reference: str) -> int:
+    return connection.execute(
+        delete(inflow).where(inflow.c.case_reference == case_reference)
+    ).rowcount
+
+
+def _inflow_view(r: Row[Any]) -> InflowView:
+    held = None
+    if r.held_decision is not None:
+        h = json.loads(r.held_decision)
+        held = HeldDecision(
+            code=DecisionCode(h["code"]),
+            sepot_code=h["sepot_code"],
+            stage=DecisionStage(h["stage"]),
+            request_key=h["request_key"],
+            problem=h["problem"],
+            probation_report_requested=h["probation_report_requested"],
+        )
+    subject = tuple(
+        Pseudonym(kind, key_id, bytes.fromhex(value))
+        for kind, key_id, value in json.loads(r.subject or "[]")
+    )
+    return InflowView(
+        id=r.id,
+        region=r.region,
+        case_reference=r.case_reference,
+        subject=subject,
+        arrest_time=utc(r.arrest_time),
+        minor=r.minor,
+        offence_category=r.offence_category,
+        checked_time=None if r.checked_time is None else utc(r.checked_time),
+        known=r.known,
+        held_decision=held,
+        decision_id=r.decision_id,
+        decision_stage=None if r.decision_stage is None else DecisionStage(r.decision_stage),
+        recorded_by=r.recorded_by,
+        recorded_time=utc(r.recorded_time),
     )
 
 

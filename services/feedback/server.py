@@ -33,6 +33,7 @@ from services.feedback.context import Context
 from services.feedback.decisions import Decisions
 from services.feedback.figures import FeedbackFigures
 from services.feedback.gauges import feedback_gauges
+from services.feedback.inflow import Inflow
 from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.signals import Signals
@@ -141,6 +142,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
             context,
             decisions,
             Advice(context),
+            Inflow(context),
             poll_seconds=settings.poll_seconds,
             register=policy.covenants,
         ),

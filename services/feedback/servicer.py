@@ -11,7 +11,9 @@ import grpc
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import house_id_of, house_name
-from baken.purposes import TERUGKOPPELING
+from baken.purposes import INTAKE, TERUGKOPPELING
+from baken.registry.v1 import registry_service_pb2
+from baken.type.v1 import pseudonym_pb2
 from services.accesslog.inquiry import inquiry_of
 from services.common import checks
 from services.common.covenants import CovenantSet
@@ -20,8 +22,9 @@ from services.feedback import validation
 from services.feedback.advice import ADVICE_PURPOSE, Advice
 from services.feedback.context import Context
 from services.feedback.decisions import Decisions
+from services.feedback.inflow import Inflow
 from services.feedback.outbox import DeadLetter
-from services.feedback.values import AdviceRequestView
+from services.feedback.values import AdviceRequestView, HeldDecision, InflowView, SubjectAge
 from services.feedback.wire import delivered, timestamp
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
@@ -59,12 +62,59 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
     return message
 
 
+def _held(held: HeldDecision) -> pb.HeldDecision:
+    return pb.HeldDecision(
+        code=pb.DecisionCode.ValueType(held.code),
+        sepot_code=held.sepot_code,
+        stage=pb.DecisionStage.ValueType(held.stage),
+        request_key=held.request_key,
+        problem=held.problem,
+        probation_report_requested=held.probation_report_requested,
+    )
+
+
+def _inflow_entry(view: InflowView) -> pb.InflowEntry:
+    entry = pb.InflowEntry(
+        name=f"inflow/{view.id}",
+        case_reference=view.case_reference,
+        arrest_time=timestamp(view.arrest_time),
+        subject_age=registry_service_pb2.SubjectAge.ValueType(
+            SubjectAge.MINOR if view.minor else SubjectAge.ADULT
+        ),
+        offence_category=view.offence_category,
+        known=view.known,
+        decision=f"decisions/{view.decision_id}" if view.decision_id else "",
+        decision_stage=pb.DecisionStage.ValueType(view.decision_stage or 0),
+        recorded_by=view.recorded_by,
+        recorded_time=timestamp(view.recorded_time),
+    )
+    if view.subject:
+        entry.subject.CopyFrom(
+            pseudonym_pb2.Subject(
+                pseudonyms=[
+                    pseudonym_pb2.Pseudonym(
+                        kind=pseudonym_pb2.PseudonymKind.ValueType(p.kind),
+                        key_id=p.key_id,
+                        value=p.value,
+                    )
+                    for p in view.subject
+                ]
+            )
+        )
+    if view.checked_time is not None:
+        entry.checked_time.CopyFrom(timestamp(view.checked_time))
+    if view.held_decision is not None:
+        entry.held_decision.CopyFrom(_held(view.held_decision))
+    return entry
+
+
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(
         self,
         context: Context,
         decisions: Decisions,
         advice: Advice,
+        inflow: Inflow,
         *,
         poll_seconds: float,
         register: CovenantSet,
@@ -73,6 +123,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self._context = context
         self._decisions = decisions
         self._advice = advice
+        self._inflow = inflow
         self._outbox = context.outbox
         self._poll = poll_seconds
 
@@ -207,3 +258,29 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         key = validation.dead_letter_key(request.name)
         self._context.check_operator(caller_of(context))
         return _dead_letter(self._outbox.requeue(key))
+
+    def RecordInflow(
+        self, request: pb.RecordInflowRequest, context: grpc.ServicerContext
+    ) -> pb.InflowEntry:
+        formats = self._register.formats_of(caller_of(context).id)
+        record = validation.record_inflow(request, formats, self._context.now())
+        inquiry = inquiry_of(
+            context, SERVICE + "RecordInflow", INTAKE, record.on_behalf_of, register=self._register
+        )
+        return _inflow_entry(self._inflow.record(inquiry, record))
+
+    def ListInflow(
+        self, request: pb.ListInflowRequest, context: grpc.ServicerContext
+    ) -> pb.ListInflowResponse:
+        formats = self._register.formats_of(caller_of(context).id)
+        validation.list_inflow(request, formats)
+        inquiry = inquiry_of(
+            context, SERVICE + "ListInflow", INTAKE, request.on_behalf_of, register=self._register
+        )
+        since = request.since.ToDatetime(dt.UTC) if request.HasField("since") else None
+        views = self._inflow.since(inquiry, since)
+        start, end = checks.page(request.page_size, request.page_token, views)
+        return pb.ListInflowResponse(
+            entries=[_inflow_entry(v) for v in views[start:end]],
+            next_page_token=str(end) if end < len(views) else "",
+        )

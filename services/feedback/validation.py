@@ -21,7 +21,9 @@ from services.feedback.values import (
     Decision,
     DecisionCode,
     DecisionStage,
+    HeldDecision,
     HouseAdvice,
+    InflowRecord,
     Pseudonym,
     SealedEnvelope,
     SubjectAge,
@@ -269,6 +271,73 @@ def _deadline(check: Checker, request: pb.RequestAdviceRequest) -> WorkingDayDea
         check.fail("deadline.time_of_day", "hours 0 to 23 and minutes 0 to 59, nothing more")
         return None
     return WorkingDayDeadline(dt.time(t.hours, t.minutes), request.deadline.working_days)
+
+
+# An arrest this far ahead of the service's clock is a wrong clock or a typing error.
+ARREST_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def record_inflow(
+    request: pb.RecordInflowRequest, formats: Formats, now: dt.datetime
+) -> InflowRecord:
+    """The inflow entry as the desk states it, once checked: case reference and user id in the
+    formats of the caller's party, an arrest and a check that do not lie ahead, free text
+    without control characters or personal data."""
+    check = Checker()
+    check.case_reference("case_reference", request.case_reference, formats, required=True)
+    check.subject("subject", request.subject)
+    check.user("on_behalf_of", request.on_behalf_of, formats)
+    arrest_time = request.arrest_time.ToDatetime(dt.UTC)
+    if arrest_time > now + ARREST_CLOCK_SKEW:
+        check.fail("arrest_time", "lies in the future")
+    checked_time = None
+    if request.HasField("checked_time"):
+        checked_time = request.checked_time.ToDatetime(dt.UTC)
+        if checked_time > now + ARREST_CLOCK_SKEW:
+            check.fail("checked_time", "lies in the future")
+    elif request.known:
+        check.fail("known", "only with checked_time: a suspect not checked is not known")
+    offence = request.offence_category.strip()
+    if request.offence_category:
+        check.text("offence_category", request.offence_category)
+    held = None
+    if request.HasField("held_decision"):
+        h = request.held_decision
+        if h.code == pb.DECISION_CODE_SEPOT and not h.sepot_code:
+            check.fail("held_decision.sepot_code", 'required with SEPOT: "02" to "99"')
+        elif h.code != pb.DECISION_CODE_SEPOT and h.sepot_code:
+            check.fail("held_decision.sepot_code", "only with code SEPOT")
+        if h.code == pb.DECISION_CODE_TECHNISCH_SEPOT_01:
+            check.fail("held_decision.code", "a technisch sepot 01 needs nothing from the desk")
+        check.text("held_decision.request_key", h.request_key)
+        if h.problem:
+            check.text("held_decision.problem", h.problem)
+        held = HeldDecision(
+            code=DecisionCode(h.code),
+            sepot_code=h.sepot_code,
+            stage=DecisionStage(h.stage),
+            request_key=h.request_key,
+            problem=h.problem,
+            probation_report_requested=h.probation_report_requested,
+        )
+    check.raise_if_failed()
+    return InflowRecord(
+        case_reference=request.case_reference,
+        subject=_subject(request.subject),
+        arrest_time=arrest_time,
+        subject_age=SubjectAge(request.subject_age),
+        offence_category=offence,
+        checked_time=checked_time,
+        known=request.known,
+        held_decision=held,
+        on_behalf_of=request.on_behalf_of,
+    )
+
+
+def list_inflow(request: pb.ListInflowRequest, formats: Formats) -> None:
+    check = Checker()
+    check.user("on_behalf_of", request.on_behalf_of, formats)
+    check.raise_if_failed()
 
 
 def advice_request_id(name: str) -> str:

@@ -317,3 +317,53 @@ class Delivery:
     withheld: tuple[str, ...] = ()
     # RETRACTION: the key of the item it withdraws.
     retracts: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDecision:
+    """A decision of the desk's case system that the inflow adapter could not take over
+    (RecordDecision wanted what only the desk can say): held on the inflow entry for the
+    desk's screen, which records it under `request_key`."""
+
+    code: DecisionCode
+    sepot_code: str
+    stage: DecisionStage
+    request_key: str
+    problem: str
+    probation_report_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InflowRecord:
+    """A suspect in a ZSM desk's inflow, checked (services/feedback/validation.py)."""
+
+    case_reference: str
+    subject: tuple[Pseudonym, ...]
+    arrest_time: dt.datetime
+    subject_age: SubjectAge
+    offence_category: str
+    # When the registry answered his look-up at intake-en-selectie; None while unchecked.
+    checked_time: dt.datetime | None
+    known: bool
+    held_decision: HeldDecision | None
+    on_behalf_of: str
+
+
+@dataclass(frozen=True, slots=True)
+class InflowView:
+    """An inflow entry as it is stored; `subject` is empty once erased."""
+
+    id: str
+    region: str
+    case_reference: str
+    subject: tuple[Pseudonym, ...]
+    arrest_time: dt.datetime
+    minor: bool
+    offence_category: str
+    checked_time: dt.datetime | None
+    known: bool
+    held_decision: HeldDecision | None
+    decision_id: str | None
+    decision_stage: DecisionStage | None
+    recorded_by: str
+    recorded_time: dt.datetime

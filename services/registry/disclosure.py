@@ -19,7 +19,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from baken.purposes import INTAKE
 from services.common.access import Decision, Scope, Withhold
@@ -41,15 +41,23 @@ class Withheld:
     grant: str = ""
 
 
+class FoundMarker(NamedTuple):
+    """A marker a look-up found, as the access log records it for the management information."""
+
+    house: str
+    advice_freshness: Freshness
+    target_group: str
+
+
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     """The markers as the caller may see them, and everything withheld."""
 
     hits: list[MarkerHit]
     withheld: list[Withheld]
-    # Markers found, including those withheld whole: (house id, advice freshness) each, for
-    # the access log and the management information.
-    found: tuple[tuple[str, Freshness], ...]
+    # Markers found, including those withheld whole: for the access log and the management
+    # information.
+    found: tuple[FoundMarker, ...]
     # For the access log: per marker, each field whose value was shown, and the covenant and
     # grant that showed it ("break-glass" where the noodknop did).
     disclosed: Mapping[str, Mapping[str, str]]
@@ -61,9 +69,11 @@ class Disclosure:
     def log_fields(self) -> dict[str, Any]:
         """What the access-log entry of this answer records of it."""
         return {
-            # Every marker found, shown or not: its house and how current its advice was.
+            # Every marker found, shown or not: its house, how current its advice was, and its
+            # target group.
             "found": [
-                {"house": house, "advice_freshness": fresh.value} for house, fresh in self.found
+                {"house": house, "advice_freshness": fresh.value, "target_group": group}
+                for house, fresh, group in self.found
             ],
             # Per marker: each field shown and the covenant and grant (or break-glass) that did.
             "disclosed": [
@@ -96,7 +106,10 @@ def disclose(
     for row in rows:
         if row.uid not in best or row.kind < best[row.uid].kind:
             best[row.uid] = row
-    found = tuple((row.house_id, freshness(row.advice_date, today)) for row in best.values())
+    found = tuple(
+        FoundMarker(row.house_id, freshness(row.advice_date, today), row.target_group)
+        for row in best.values()
+    )
     # What a source knows of his age stands above the caller's claim.
     by_source = not minor and any(
         row.minor_until is not None and today < row.minor_until for row in best.values()

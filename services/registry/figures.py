@@ -1,6 +1,7 @@
 """The registry's management information, counted from its access log: every ZSM look-up is an
-entry naming the desk that asked, the person's pseudonyms and every marker found (its house and
-how current its advice was). No other record is kept or needed.
+entry naming the desk that asked, the person's pseudonyms, his age as the desk gave it and
+whether a marking house's source knew him as a minor, and every marker found (its house, how
+current its advice was, its target group). No other record is kept or needed.
 
 A person is counted once however often and by whichever pseudonyms he was looked up: look-ups
 that share a pseudonym are the same person (union-find over the month's look-ups)."""
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from baken.houses import House
-from baken.stuurinformatie.figures import Figure, counted
+from baken.stuurinformatie.figures import CATALOGUE, Figure, Level, Source, counted
 from services.accesslog.inquiry import LOOKUP_ACTIVITY
 from services.common.covenants import ZSM_ROLES, Party
 from services.registry.models import AccessLogRow
@@ -27,11 +28,20 @@ _OUTDATED = frozenset({"aged", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
+class _Found:
+    house: str
+    advice_freshness: str
+    target_group: str  # "" in entries written before the log recorded it
+
+
+@dataclass(frozen=True, slots=True)
 class _Lookup:
     region: str  # of the ZSM desk that asked
     subject: tuple[str, ...]
-    # (house, advice freshness) per marker found
-    found: tuple[tuple[str, str], ...]
+    # "minor" (as the desk said, or as a marking house's source knew), "adult" as the desk
+    # said, or "" where the desk did not say
+    age: str
+    found: tuple[_Found, ...]
 
 
 class _Persons:
@@ -70,6 +80,9 @@ class RegistryFigures:
 
         counts: Counter[tuple[str, str, str]] = Counter()
         people: dict[tuple[str, str, str], set[str]] = {}
+        # A person is a minor if any of the month's look-ups had him one, else an adult if any
+        # said so.
+        minors = {persons.root(k.subject[0]) for k in lookups if k.age == "minor"}
         for lookup in lookups:
             person = persons.root(lookup.subject[0])
             scope = (lookup.region, "")
@@ -79,38 +92,36 @@ class RegistryFigures:
                 continue
             counts[("zsm.hits", *scope)] += 1
             people.setdefault(("zsm.known_persons", *scope), set()).add(person)
-            regions = {self._houses[h].region for h, _ in lookup.found if h in self._houses}
-            if regions - {lookup.region}:
+            age = "minor" if person in minors else lookup.age
+            if age:
+                people.setdefault((f"zsm.known_persons_{age}", *scope), set()).add(person)
+            found = [f for f in lookup.found if f.house in self._houses]
+            if {self._houses[f.house].region for f in found} - {lookup.region}:
                 counts[("zsm.travelling_hits", *scope)] += 1
-            for house in dict.fromkeys(h for h, _ in lookup.found if h in self._houses):
+            for house in dict.fromkeys(f.house for f in found):
                 at = (self._houses[house].region, house)
                 counts[("house.hits", *at)] += 1
                 people.setdefault(("house.known_persons", *at), set()).add(person)
                 if at[0] != lookup.region:
                     counts[("house.travelling_hits", *at)] += 1
-                if any(h == house and f in _OUTDATED for h, f in lookup.found):
+                markers = [f for f in found if f.house == house]
+                if any(f.advice_freshness in _OUTDATED for f in markers):
                     counts[("house.hits_outdated_advice", *at)] += 1
+                for group in {f.target_group for f in markers if f.target_group}:
+                    people.setdefault((f"house.known_persons_{group}", *at), set()).add(person)
         for key, members in people.items():
             counts[key] = len(members)
 
-        figures: list[Figure] = []
-        for metric in (
-            "zsm.lookups",
-            "zsm.hits",
-            "zsm.persons",
-            "zsm.known_persons",
-            "zsm.travelling_hits",
-        ):
-            figures += counted(metric, counts, selection.region_scopes())
-        house_scopes = selection.house_scopes(self._houses)
-        for metric in (
-            "house.hits",
-            "house.known_persons",
-            "house.travelling_hits",
-            "house.hits_outdated_advice",
-        ):
-            figures += counted(metric, counts, house_scopes)
-        return figures
+        scopes = {
+            Level.REGION: selection.region_scopes(),
+            Level.HOUSE: selection.house_scopes(self._houses),
+        }
+        return [
+            figure
+            for kind in CATALOGUE
+            if kind.source is Source.REGISTRY
+            for figure in counted(kind.id, counts, scopes[kind.level])
+        ]
 
     def _lookups(self, selection: Selection) -> list[_Lookup]:
         log = AccessLogRow.__table__
@@ -131,11 +142,16 @@ class RegistryFigures:
                 subject = body.get("data_subject")
                 if body.get("processing_activity") != LOOKUP_ACTIVITY or not subject:
                     continue
+                minor = body.get("subject_age") == "minor" or body.get("minor_by_source")
                 found.append(
                     _Lookup(
                         party.region,
                         tuple(subject),
-                        tuple((m["house"], m["advice_freshness"]) for m in body.get("found", ())),
+                        "minor" if minor else body.get("subject_age", ""),
+                        tuple(
+                            _Found(m["house"], m["advice_freshness"], m.get("target_group", ""))
+                            for m in body.get("found", ())
+                        ),
                     )
                 )
         return found
