@@ -26,13 +26,16 @@ PURPOSE = {
     "zsm-officier": purpose_pb2.PURPOSE_AFDOENINGSBESLISSING,
 }
 ROLES = frozenset(PURPOSE)
+# Who records decisions and asks advice: the shipped covenants grant terugkoppeling and
+# advies-op-aanvraag to the KPC'er, not to the OvJ, whose decision the KPC'er feeds back. The
+# screen offers the OvJ no form the feedback service would refuse; it would refuse it anyway.
+ACTING_ROLES = frozenset({"kpc"})
 
 
 @dataclass(frozen=True, slots=True)
 class Party:
     id: str
     role: str
-    region: str
     registry: registry_service_pb2_grpc.RegistryServiceStub
     feedback: feedback_service_pb2_grpc.FeedbackServiceStub
 
@@ -71,7 +74,6 @@ class Gateway:
             self.parties[party] = Party(
                 party,
                 identity.role,
-                "",
                 registry_service_pb2_grpc.RegistryServiceStub(registry_channel),
                 feedback_service_pb2_grpc.FeedbackServiceStub(feedback_channel),
             )

@@ -34,7 +34,7 @@ from baken import enums
 from baken.client import error_reason
 from baken.feedback.v1 import feedback_service_pb2 as fb
 from desk import view
-from desk.gateway import Gateway, Suspect
+from desk.gateway import ACTING_ROLES, Gateway, Suspect
 from desk.users import User, authenticate
 
 COOKIE = "baken_desk"
@@ -186,6 +186,7 @@ def desk_page(session: Session, party: str) -> bytes:
     user = session.user
     role = ROLE_NAMES.get(session.role, session.role)
     purpose = "intake-en-selectie" if session.role == "kpc" else "afdoeningsbeslissing"
+    acts = session.role in ACTING_ROLES
     body = (
         '<a class="skip" href="#inflow">Skip to the inflow</a>'
         "<header><h1>Baken — ZSM desk</h1>"
@@ -201,14 +202,20 @@ def desk_page(session: Session, party: str) -> bytes:
         '<main><section id="inflow" aria-labelledby="inflow-h" tabindex="-1">'
         '<h2 id="inflow-h" accesskey="i" tabindex="-1">Inflow, newest first</h2>'
         '<ol id="entries" class="entries"></ol></section>'
-        '<aside id="advice" aria-labelledby="advice-h" tabindex="-1">'
-        '<h2 id="advice-h" accesskey="a" tabindex="-1">Advice requests</h2>'
-        '<label class="overdue"><input type="checkbox" id="overdue-only"> overdue only</label>'
-        '<ul id="requests" class="requests"></ul></aside></main>'
+        + (
+            '<aside id="advice" aria-labelledby="advice-h" tabindex="-1">'
+            '<h2 id="advice-h" accesskey="a" tabindex="-1">Advice requests</h2>'
+            '<label class="overdue"><input type="checkbox" id="overdue-only"> overdue only'
+            '</label><ul id="requests" class="requests"></ul></aside>'
+            if acts
+            else '<aside id="advice"><p>The KPC\'er records the decisions and asks the houses '
+            "for advice; this screen shows you what the covenants grant the OvJ.</p></aside>"
+        )
+        + "</main>"
     )
     return _page(
         "Baken — ZSM desk",
-        f'<div id="desk" data-poll-ms="{POLL_MS}">{body}</div>',
+        f'<div id="desk" data-poll-ms="{POLL_MS}" data-acts="{int(acts)}">{body}</div>',
         csrf=session.csrf,
         script=True,
     )
@@ -428,6 +435,10 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/api/advice/cancel"): self._advice_cancel,
         }
         route = routes.get((method, path))
+        acting = path.startswith(("/api/decision", "/api/advice"))
+        if route is not None and acting and session.role not in ACTING_ROLES:
+            self._json(HTTPStatus.FORBIDDEN, {"error": "NOT_FOR_YOUR_ROLE"})
+            return
         if route is None:
             self._json(HTTPStatus.NOT_FOUND, {"error": "NOT_FOUND"})
             return

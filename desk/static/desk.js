@@ -7,6 +7,7 @@
   if (!desk) return;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const pollMs = Number(desk.dataset.pollMs) || 2000;
+  const acts = desk.dataset.acts === "1";
   const list = document.getElementById("entries");
   const requests = document.getElementById("requests");
   const overdueOnly = document.getElementById("overdue-only");
@@ -244,7 +245,7 @@
     const box = item.li.querySelector(".forms");
     box.replaceChildren();
     const d = item.data;
-    if (!d.open || !item.lookup || item.lookup.error) return;
+    if (!acts || !d.open || !item.lookup || item.lookup.error) return;
     if (d.decision && !d.held_decision && d.decision_stage === "final") return;
     const details = el("details", { class: "decide", open: d.held_decision ? true : null },
       el("summary", { text: d.held_decision ? "Held decision: record it" : "Record a decision" }), decisionForm(item));
@@ -351,7 +352,7 @@
     desk.dataset.advicePolled = String(Number(desk.dataset.advicePolled || 0) + 1);
   }
 
-  overdueOnly.addEventListener("change", pollAdvice);
+  if (acts) overdueOnly.addEventListener("change", pollAdvice);
 
   // j / k: the next / previous suspect, when not typing.
   document.addEventListener("keydown", (event) => {
@@ -367,7 +368,9 @@
   });
 
   poll();
-  pollAdvice();
   setInterval(poll, pollMs);
-  setInterval(pollAdvice, pollMs * 3);
+  if (acts) {
+    pollAdvice();
+    setInterval(pollAdvice, pollMs * 3);
+  }
 })();
