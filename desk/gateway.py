@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from baken.client import connect
+from baken.clock import Clock, SystemClock
 from baken.feedback.v1 import feedback_service_pb2 as fb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.pki import PkiError, TlsFiles, party_of
@@ -49,12 +50,22 @@ class Suspect:
     subject: pseudonym_pb2.Subject
     subject_age: registry_service_pb2.SubjectAge.ValueType
     held: fb.HeldDecision | None
+    arrest_time: timestamp_pb2.Timestamp
+    checked: bool
 
 
 class Gateway:
     def __init__(
-        self, pki_dir: Path, parties: Iterable[str], *, registry: str, feedback: str
+        self,
+        pki_dir: Path,
+        parties: Iterable[str],
+        *,
+        registry: str,
+        feedback: str,
+        clock: Clock | None = None,
     ) -> None:
+        """`clock`: the services' (BAKEN_CLOCK_FILE in the demo), for the time of a check."""
+        self._clock = clock or SystemClock()
         self._channels: list[grpc.Channel] = []
         self.parties: dict[str, Party] = {}
         for party in sorted(set(parties)):
@@ -104,6 +115,20 @@ class Gateway:
             timeout=TIMEOUT_S,
         )
         return response
+
+    def record_check(self, party: str, user: str, suspect: Suspect, *, known: bool) -> None:
+        """The KPC'er's intake look-up as the inflow's check of the suspect (RecordInflow fills
+        in what was missing and changes nothing else)."""
+        request = fb.RecordInflowRequest(
+            case_reference=suspect.case_reference,
+            subject=suspect.subject,
+            arrest_time=suspect.arrest_time,
+            subject_age=suspect.subject_age,
+            known=known,
+            on_behalf_of=user,
+        )
+        request.checked_time.FromDatetime(self._clock.now())
+        self.parties[party].feedback.RecordInflow(request, timeout=TIMEOUT_S)
 
     def decide(
         self,

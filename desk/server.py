@@ -9,6 +9,7 @@ a service returns is ever parsed as HTML."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import html
 import json
@@ -33,6 +34,7 @@ from grpc_status import rpc_status
 from baken import enums
 from baken.client import error_reason
 from baken.feedback.v1 import feedback_service_pb2 as fb
+from baken.registry.v1 import registry_service_pb2
 from desk import view
 from desk.gateway import ACTING_ROLES, Gateway, Suspect
 from desk.users import User, authenticate
@@ -68,6 +70,10 @@ STATIC = {
     "/static/desk.js": ("desk.js", "text/javascript; charset=utf-8"),
     "/static/desk.css": ("desk.css", "text/css; charset=utf-8"),
 }
+# A look-up that found a marker, shown or not.
+KNOWN = frozenset(
+    {registry_service_pb2.LOOKUP_OUTCOME_HIT, registry_service_pb2.LOOKUP_OUTCOME_WITHHELD}
+)
 ROLE_NAMES = {"kpc": "KPC'er", "zsm-officier": "OvJ"}
 
 
@@ -470,6 +476,8 @@ class Handler(BaseHTTPRequestHandler):
                 e.subject,
                 e.subject_age,
                 e.held_decision if e.HasField("held_decision") else None,
+                e.arrest_time,
+                e.HasField("checked_time"),
             )
             for e in entries
         }
@@ -477,7 +485,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _lookup(self, s: Session, _d: dict[str, Any], q: dict[str, list[str]]) -> Any:
         suspect = self._suspect(s, (q.get("entry") or [""])[0])
-        response = self.server.gateway.lookup(s.user.party, s.user.user_id, suspect)
+        gateway = self.server.gateway
+        response = gateway.lookup(s.user.party, s.user.user_id, suspect)
+        if s.role == "kpc" and not suspect.checked:
+            # The intake look-up is the inflow's check (coverage counts it); a failure to
+            # record it does not keep the answer from the desk, and the next view tries again.
+            known = response.outcome in KNOWN
+            try:
+                gateway.record_check(s.user.party, s.user.user_id, suspect, known=known)
+                s.suspects[suspect.name] = dataclasses.replace(suspect, checked=True)
+            except grpc.RpcError as error:
+                print(f"desk: the check of {suspect.name} not recorded: {error.code().name}")
         return view.lookup(response)
 
     def _decide(self, s: Session, d: dict[str, Any], _q: dict[str, list[str]]) -> Any:

@@ -84,6 +84,7 @@ class Screen:
             [KPC_UTRECHT, OVJ_UTRECHT],
             registry=f"127.0.0.1:{feedback.registry.port}",
             feedback=f"127.0.0.1:{feedback.server.port}",
+            clock=feedback.registry.clock,
         )
         self.server = DeskServer(("127.0.0.1", 0), self.gateway, load_users(users_file))
         self.url = f"http://127.0.0.1:{self.server.port}"
@@ -249,6 +250,13 @@ def test_a_hit_appears_without_reload_with_houses_advice_and_what_is_withheld(
     withheld = rotterdam.find_element(By.CSS_SELECTOR, '.withheld-item[data-field="advice"]')
     assert "outside your covenant's region" in withheld.text
     assert ROTTERDAM_ADVICE not in browser.page_source
+    # The KPC'er's intake look-up is the inflow's check, and the list says so without reload.
+    wait(
+        browser,
+        lambda b: "known" in entry(b, inflow.name).find_element(By.CSS_SELECTOR, ".state").text,
+        "the entry checked",
+    )
+    assert "checked 2026-11-28" in entry(browser, inflow.name).text
 
 
 def test_the_kpc_cannot_reach_advice_the_covenant_withholds_by_crafting_a_call(
@@ -414,3 +422,37 @@ def test_advice_requested_from_the_page_shows_its_term_and_fits_the_screen(
         "return getComputedStyle(b).outlineStyle;"
     )
     assert outline != "none"
+
+
+def test_the_ovj_reads_what_her_covenant_grants_and_records_nothing_through_the_page(
+    feedback: RunningFeedback, screen: Screen, browser: Any
+) -> None:
+    antecedents = "Twee veroordelingen voor winkeldiefstal (2025)."
+    feedback.registry.sync(
+        Marking(
+            TRAVELLER,
+            f"{UTRECHT}-a",
+            house=UTRECHT,
+            advice=UTRECHT_ADVICE,
+            at_information={"antecedents": antecedents, "care_deployed": "Schuldhulp."},
+        ).upsert(feedback.ring)
+    )
+    inflow = record_inflow(feedback, TRAVELLER, "ZSM-MN-4718")
+    sign_in(browser, screen, "bram")
+    item = looked_up(browser, inflow.name)
+    assert antecedents in item.text  # at.antecedents: her grant at afdoeningsbeslissing
+    assert "Schuldhulp." not in browser.page_source  # at.care_deployed: nobody's
+    assert "at.care_deployed withheld: no covenant grants it" in item.text
+    assert not item.find_elements(By.CSS_SELECTOR, "form")
+    body = {"entry": inflow.name, "code": "dagvaarding", "stage": "final", "lines": []}
+    assert fetch(browser, "POST", "/api/decision", body)["status"] == 403
+    assert feedback.tables()["decisions"] == []
+    # The OvJ's look-up is for her decision; it is not the intake check.
+    assert "not checked yet" in entry(browser, inflow.name).text
+
+
+def test_the_screen_refuses_a_party_that_is_no_desk(pki_dir: Path) -> None:
+    from baken.pki import PkiError
+
+    with pytest.raises(PkiError, match="kpc and zsm-officier only"):
+        Gateway(pki_dir, ["zsm-midden-nederland-politie"], registry="x:1", feedback="x:2")
