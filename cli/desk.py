@@ -32,6 +32,7 @@ def _desk(args: argparse.Namespace) -> None:
         return
     if not args.users:
         raise UserError(f"--users FILE (env {USERS_ENV}): who may sign in")
+    from baken.clock import clock_from_env
     from desk.gateway import Gateway
     from desk.server import DeskServer, serve
 
@@ -44,6 +45,7 @@ def _desk(args: argparse.Namespace) -> None:
         {u.party for u in users.values()},
         registry=args.registry,
         feedback=args.feedback,
+        clock=clock_from_env(),
     )
     try:
         server = DeskServer(("127.0.0.1", args.port), gateway, users)
