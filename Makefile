@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test check setup protos system-packages
 
+# `make demo ARGS=--keep-running` keeps everything up after the shift, the desk's screen too.
 demo: setup
-	$(BIN)/baken demo
+	$(BIN)/baken demo $(ARGS)
 
 test: setup check system-packages
 	$(BIN)/pytest

@@ -158,7 +158,7 @@ def _demo(args: argparse.Namespace) -> None:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    code = run(args.data_dir, seed=args.seed, say=say)
+    code = run(args.data_dir, seed=args.seed, say=say, keep_running=args.keep_running)
     if code:
         raise SystemExit(code)  # stopped by Ctrl-C or SIGTERM: it said so, and stopped it all
 
@@ -307,6 +307,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed", type=int, default=2014, help="of the synthetic population (default 2014)"
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the report, the next morning's inflow on the ZSM desk's screen (its address "
+        "and sign-in are printed), and everything keeps running until Ctrl-C",
     )
     demo.set_defaults(run=_demo)
     return p

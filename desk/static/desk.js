@@ -57,11 +57,20 @@
 
   // -- a suspect's look-up ---------------------------------------------------------------------
 
+  // One line per reason and citation, naming its fields: "withheld (outside your covenant's
+  // region) [midden-nederland@v1 kpc-intake]: advice".
   function withheldList(items) {
-    const ul = el("ul", { class: "withheld" });
+    const groups = new Map();
     for (const w of items) {
       const cite = w.covenant ? " [" + w.covenant + (w.grant ? " " + w.grant : "") + "]" : "";
-      ul.append(el("li", { class: "withheld-item", "data-field": w.field, text: w.field + " withheld: " + w.reason + cite }));
+      const key = w.reason + cite;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(w.field);
+    }
+    const ul = el("ul", { class: "withheld" });
+    for (const [why, fields] of groups) {
+      ul.append(el("li", { class: "withheld-item", "data-fields": fields.join(" "),
+        text: "withheld (" + why + "): " + fields.join(", ") }));
     }
     return ul;
   }
