@@ -12,7 +12,8 @@ demo: setup
 test: setup check system-packages
 	$(BIN)/pytest
 
-# Chromium and docker-compose, from Debian, for the report's browser test and the compose check.
+# Chromium, chromedriver and docker-compose, from Debian, for the browser tests (the report, the
+# desk's screen) and the compose check.
 system-packages:
 	bash scripts/system-packages.sh
 
