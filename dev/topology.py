@@ -230,6 +230,13 @@ class Supervised:
             return False
 
 
+def _private(path: Path, text: str) -> None:
+    """A file only its owner reads (passwords, their hashes), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -446,10 +453,10 @@ class Topology:
             desk_users, desk_sign_in = run / "desk-users.toml", run / "desk-sign-in.txt"
             if not desk_users.exists():
                 passwords = [(*u, secrets.token_urlsafe(9)) for u in DESK_USERS]
-                desk_users.write_text(users_toml(passwords), "utf-8")
-                desk_sign_in.write_text(
+                _private(desk_users, users_toml(passwords))
+                _private(
+                    desk_sign_in,
                     "".join(f"{name} {password}\n" for name, _, _, password in passwords),
-                    "utf-8",
                 )
         endpoints = Endpoints(
             registry=f"127.0.0.1:{registry_port}",

@@ -459,3 +459,37 @@ def test_the_screen_refuses_a_party_that_is_no_desk(pki_dir: Path) -> None:
 
     with pytest.raises(PkiError, match="kpc and zsm-officier only"):
         Gateway(pki_dir, ["zsm-midden-nederland-politie"], registry="x:1", feedback="x:2")
+
+
+def test_baken_desk_hashes_a_password_and_refuses_a_users_file_with_another_party(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from desk.users import check_password
+
+    def baken(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "desk", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    hashed = baken("--hash-password", stdin=PASSWORD + "\n")
+    assert hashed.returncode == 0, hashed.stderr
+    assert check_password(hashed.stdout.strip(), PASSWORD)
+    assert not check_password(hashed.stdout.strip(), PASSWORD + "!")
+    assert baken("--hash-password", stdin="kort\n").returncode == 2
+
+    users = tmp_path / "users.toml"
+    users.write_text(
+        users_toml([("piet", "zsm-midden-nederland-politie", "pol-0001", PASSWORD)]), "utf-8"
+    )
+    refused = baken("--users", str(users), "--pki-dir", str(pki_dir), "--port", "0")
+    assert refused.returncode == 2
+    assert "the desk's screen serves kpc and zsm-officier only" in refused.stderr
+    assert "Traceback" not in refused.stderr
