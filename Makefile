@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test check setup protos system-packages
 
+# `make demo ARGS=--keep-running` keeps everything up after the shift, the desk's screen too.
 demo: setup
-	$(BIN)/baken demo
+	$(BIN)/baken demo $(ARGS)
 
 test: setup check system-packages
 	$(BIN)/pytest
 
-# Chromium and docker-compose, from Debian, for the report's browser test and the compose check.
+# Chromium, chromedriver and docker-compose, from Debian, for the browser tests (the report, the
+# desk's screen) and the compose check.
 system-packages:
 	bash scripts/system-packages.sh
 

@@ -75,13 +75,18 @@ _WITHHELD = {
 }
 
 
+def withheld_reason(reason: registry_service_pb2.WithholdReason.ValueType) -> str:
+    """Why a field was withheld, in the words every screen uses."""
+    return _WITHHELD.get(reason, "?")
+
+
 def _withheld(fields: Sequence[registry_service_pb2.WithheldField]) -> list[str]:
     """One line per reason and citation, naming its fields."""
     grouped: dict[tuple[registry_service_pb2.WithholdReason.ValueType, str, str], list[str]] = {}
     for w in fields:
         grouped.setdefault((w.reason, w.covenant, w.grant), []).append(w.field)
     return [
-        f"{shown(', '.join(names))} ({_WITHHELD.get(reason, '?')})"
+        f"{shown(', '.join(names))} ({withheld_reason(reason)})"
         + (f" [{shown(covenant)} {shown(grant)}]".rstrip() if covenant else "")
         for (reason, covenant, grant), names in grouped.items()
     ]

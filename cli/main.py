@@ -30,6 +30,7 @@ from baken.purposes import INTAKE, PURPOSES
 from baken.render import lookup_json, lookup_text
 from cli import adapter as adapter_cli
 from cli import audit as audit_cli
+from cli import desk as desk_cli
 from cli import feedback as feedback_cli
 from cli import inflow as inflow_cli
 from cli import operations as operations_cli
@@ -158,7 +159,7 @@ def _demo(args: argparse.Namespace) -> None:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    code = run(args.data_dir, seed=args.seed, say=say)
+    code = run(args.data_dir, seed=args.seed, say=say, keep_running=args.keep_running)
     if code:
         raise SystemExit(code)  # stopped by Ctrl-C or SIGTERM: it said so, and stopped it all
 
@@ -289,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
     management_cli.add_parser(sub, PKI_DIR_ENV, REGISTRY_TARGET_ENV, FEEDBACK_TARGET_ENV)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
+    desk_cli.add_parser(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -306,6 +308,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed", type=int, default=2014, help="of the synthetic population (default 2014)"
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the report, the next morning's inflow on the ZSM desk's screen (its address "
+        "and sign-in are printed), and everything keeps running until Ctrl-C",
     )
     demo.set_defaults(run=_demo)
     return p

@@ -98,6 +98,8 @@ def _say_up(topology: Any, database_url: str | None, say: Callable[[str], None])
         f"  metrics          https://{e.metrics['registry']}/metrics (registry), "
         f"https://{e.metrics['feedback']}/metrics (feedback), for the operator's certificate"
     )
+    sign_in = f"; sign-in names and passwords in {e.desk_sign_in}" if e.desk_sign_in else ""
+    say(f"  desk's screen    {e.desk}  (ZSM Midden-Nederland's KPC'er and OvJ{sign_in})")
     say(f"  logs             {topology.log_dir}")
     say("For the other baken commands:")
     say(

@@ -71,6 +71,7 @@ class _Signals:
         self.received: int | None = None
         self.topology: Topology | None = None
         self.raising = False
+        self.expected = False  # a signal now is how the user ends a demo kept running
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is not None:
@@ -112,7 +113,9 @@ class _Lines(io.StringIO):
         return len(text)
 
 
-def run(data_dir: Path | None, *, seed: int = 2014, say: Say = print) -> int:
+def run(
+    data_dir: Path | None, *, seed: int = 2014, say: Say = print, keep_running: bool = False
+) -> int:
     """The demo in `data_dir` (kept), or in a temporary directory (removed at the end); 0, or
     128 + the signal's number when Ctrl-C or SIGTERM stopped it."""
     signals = _Signals()
@@ -120,18 +123,20 @@ def run(data_dir: Path | None, *, seed: int = 2014, say: Say = print) -> int:
         try:
             if data_dir is None:
                 with tempfile.TemporaryDirectory(prefix="baken-demo-") as tmp:
-                    _run(Path(tmp), seed, say, signals, kept=False)
+                    _run(Path(tmp), seed, say, signals, kept=False, keep_running=keep_running)
                 say("(Everything was in a temporary directory, now removed: keep it with")
                 say("`baken demo --data-dir DIR`.)")
             else:
-                _run(data_dir.absolute(), seed, say, signals, kept=True)
+                _run(data_dir.absolute(), seed, say, signals, kept=True, keep_running=keep_running)
         except (KeyboardInterrupt, Interrupted):
             say("demo stopped")
             return 128 + (signals.received or signal.SIGINT)
     return 0
 
 
-def _run(run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool) -> None:
+def _run(
+    run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool, keep_running: bool
+) -> None:
     if (run_dir / "registry" / "registry.db").exists():
         raise SystemExit(
             f"{run_dir / 'registry'} already holds a registry; give an empty --data-dir"
@@ -156,22 +161,28 @@ def _run(run_dir: Path, seed: int, say: Say, signals: _Signals, *, kept: bool) -
             signals.raising = True
             if signals.received is not None:
                 raise KeyboardInterrupt
-            _demo(topology, run_dir, seed, say, kept=kept)
+            showcase = _demo(topology, run_dir, seed, say, kept=kept)
+            if keep_running:
+                _keep_running(topology, say, signals, showcase)
         finally:
             signals.raising = False
     finally:
         topology.stop()
-    if signals.received is not None:  # it came while everything was stopping anyway
-        raise KeyboardInterrupt
-    say("All processes stopped: adapters, feedback service, registry.")
+    if signals.received is not None and not signals.expected:
+        raise KeyboardInterrupt  # it came while everything was stopping anyway
+    say("All processes stopped: adapters, desk's screen, feedback service, registry.")
     if kept:
         say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, keys/ (the access")
         say("logs' signing keys), witness/ (the signed heads), pseudonym-keys.json,")
-        say("sources/ and deliveries/ (the houses' files), report.html, and logs/ (one JSON line")
+        say("sources/ and deliveries/ (the houses' files), report.html, desk-users.toml and")
+        say("desk-sign-in.txt (the desk's screen's users), and logs/ (one JSON line")
         say("per call and event of each process; no personal data).")
 
 
-def _demo(topology: Topology, run_dir: Path, seed: int, say: Say, *, kept: bool) -> None:
+def _demo(
+    topology: Topology, run_dir: Path, seed: int, say: Say, *, kept: bool
+) -> dict[str, Person]:
+    """The demo's story; the shift's showcase persons."""
     e = topology.endpoints
     _started(topology, run_dir, say)
     started = Month.of(dt.datetime.now(dt.UTC))  # the services' clock is not moved yet
@@ -192,6 +203,70 @@ def _demo(topology: Topology, run_dir: Path, seed: int, say: Say, *, kept: bool)
     _what_the_services_hold(say, run_dir, travelling, shift.advice["travelling"])
     _privacy_officer(say, e, ring, run_dir, travelling)
     _month_report(say, e, run_dir, started, kept=kept)
+    return shift.showcase
+
+
+def _keep_running(
+    topology: Topology, say: Say, signals: _Signals, showcase: dict[str, Person]
+) -> None:
+    """The next morning's inflow on the desk's screen; then everything runs until Ctrl-C."""
+    e = topology.endpoints
+    say("8. The next morning at ZSM Midden-Nederland, on the desk's screen (`baken desk`): the")
+    say("   inflow arrives as the case system registers it (RecordInflow, as the desk's inflow")
+    say("   adapter records it); the screen looks each suspect up for the signed-in user:")
+    _next_inflow(e, say, showcase)
+    say("")
+    say(f"   Open {e.desk} in a browser on this machine and sign in")
+    if e.desk_sign_in is not None:
+        for line in e.desk_sign_in.read_text("utf-8").splitlines():
+            name, password = line.split(" ", 1)
+            role = "the KPC'er (intake)" if name == "kpc" else "the OvJ (afdoeningsbeslissing)"
+            say(f"     as {name:<4} password {password}  {role}")
+    say("   Everything keeps running until Ctrl-C.")
+    signals.expected = True
+    try:
+        if signals.received is None:
+            topology.wait()
+    except KeyboardInterrupt:
+        pass
+    say("")
+
+
+def _next_inflow(e: Endpoints, say: Say, showcase: dict[str, Person]) -> None:
+    """The showcase persons flow in again, on new cases, an hour ago by the services' clock."""
+    from baken.age import claimed_minor
+    from baken.client import subject_age
+    from baken.clock import ShiftedClock
+    from baken.feedback.v1 import feedback_service_pb2 as fb
+    from baken.feedback.v1 import feedback_service_pb2_grpc
+    from dev.shift import SHOWCASE
+
+    assert e.clock_file is not None
+    clock = ShiftedClock(e.clock_file)
+    ring = KeyRing.load(e.pseudonym_key_file)
+    kpc = "zsm-midden-nederland-kpc"
+    persons = [(k, showcase[k]) for k in SHOWCASE if k in showcase]
+    with (
+        connect(e.registry, TlsFiles.of(e.pki_dir, kpc)) as registry,
+        connect(e.feedback, TlsFiles.of(e.pki_dir, kpc)) as feedback,
+    ):
+        client = RegistryClient(registry, ring, on_behalf_of="instroom-koppeling")
+        stub = feedback_service_pb2_grpc.FeedbackServiceStub(feedback)
+        for n, (kind, person) in enumerate(persons):
+            case = f"ZSM-MN-{clock.now():%Y%m%d}-{n + 1:03d}"
+            minor = claimed_minor(None, person.birth_date, clock.today())
+            request = fb.RecordInflowRequest(
+                case_reference=case,
+                subject=client.subject(
+                    bsn=person.bsn, surname=person.surname, birth_date=person.birth_date
+                ),
+                subject_age=subject_age(bool(minor)),
+                offence_category="winkeldiefstal" if n % 2 else "mishandeling",
+                on_behalf_of="instroom-koppeling",
+            )
+            request.arrest_time.FromDatetime(clock.now() - dt.timedelta(minutes=60 - 10 * n))
+            entry = stub.RecordInflow(request, timeout=10)
+            say(f"   {entry.name}  case {case}  ({kind.replace('_', ' ')})")
 
 
 def _started(topology: Topology, run_dir: Path, say: Say) -> None:
@@ -211,6 +286,7 @@ def _started(topology: Topology, run_dir: Path, say: Say) -> None:
             f"   adapter {system:<9} pid {watch.pid}, {receive.pid}  "
             f"syncs {rel(e.sources[system])}, delivers into {rel(e.deliveries[system])}"
         )
+    say(f"   desk's screen     pid {p['desk'].pid:<7} {e.desk}  (ZSM Midden-Nederland)")
     say(f"   Their own log lines go to {rel(topology.log_dir)}, not to this screen.")
     say("   Ctrl-C stops everything, at any moment.\n")
 

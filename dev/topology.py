@@ -1,6 +1,7 @@
 """The whole of Baken as separate local processes (`baken up`): the registry, the feedback
 service, and the GCOS, Amazone and PGA adapters, each syncing a directory of exports into the
-registry and receiving the feedback service's deliveries into a directory of its source.
+registry and receiving the feedback service's deliveries into a directory of its source; and
+the ZSM desk's screen (`baken desk`) for ZSM Midden-Nederland's KPC'er and OvJ.
 
 `Topology` makes what is missing in its run directory (development PKI, house keys, pseudonym
 key file), migrates both databases once (`baken migrate all`), starts the registry and the
@@ -15,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +35,19 @@ from baken.backoff import Backoff
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
+from desk.users import users_toml
 from services.accesslog.signing import public_path
 from services.common import covenants
 from services.operations import SERVING, health_status, with_search_path
 
 # Whose certificate the topology checks health with.
 OPERATOR = "operator"
+# The desk's screen's users when none are given: ZSM Midden-Nederland's KPC'er and OvJ, each
+# with a password made for the run (desk-sign-in.txt in the run directory).
+DESK_USERS = (
+    ("kpc", "zsm-midden-nederland-kpc", "kpc-mn-0117"),
+    ("ovj", "zsm-midden-nederland-ovj", "ovj-utrecht-0042"),
+)
 CLOCK_FILE_ENV = "BAKEN_CLOCK_FILE"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -115,6 +125,11 @@ class Endpoints:
     # checkpoints, for `baken audit verify --public-key`; the private half lies beside it, in
     # keys/ of the run directory, never in the service's data dir.
     audit_public_keys: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    # The ZSM desk's screen, "http://127.0.0.1:PORT/", and its users file; with the users the
+    # topology made, desk_sign_in holds their names and passwords ("name password" a line).
+    desk: str = ""
+    desk_users: Path | None = None
+    desk_sign_in: Path | None = None
 
 
 class Supervised:
@@ -215,6 +230,13 @@ class Supervised:
             return False
 
 
+def _private(path: Path, text: str) -> None:
+    """A file only its owner reads (passwords, their hashes), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -250,6 +272,8 @@ class Topology:
         schema_prefix: str = "baken",
         registry_port: int = 0,
         feedback_port: int = 0,
+        desk_port: int = 0,
+        desk_users: Path | None = None,
         watch_interval: float = 1.0,
         clock_file: Path | None = None,
         stop_timeout: float = STOP_TIMEOUT_S,
@@ -276,6 +300,8 @@ class Topology:
             raise TopologyError(str(error)) from None
         self.database_urls: Mapping[str, str | None] = MappingProxyType(urls)
         self._ports = (registry_port, feedback_port)
+        self._desk_port = desk_port
+        self._desk_users = desk_users.absolute() if desk_users else None
         self._places: dict[str, str] = {}  # the environment that says where things are
         self._children: dict[str, Supervised] = {}
         self._endpoints: Endpoints | None = None
@@ -329,6 +355,13 @@ class Topology:
                     f"adapter-{system}-receive",
                     ["adapter", system, "receive", "--target", str(deliveries)],
                 )
+            desk_port = endpoints.desk.rsplit(":", 1)[1].rstrip("/")
+            desk = self._spawn(
+                "desk",
+                ["desk", "--users", str(endpoints.desk_users), "--port", desk_port],
+                service=True,  # its checks are dated by the services' clock
+            )
+            self._await_http(desk, endpoints.desk + "healthz")
             # The privacy officer's witnesses: each keeps its service's signed heads in a
             # store of its own, outside the service's database.
             for service, target in (
@@ -411,9 +444,20 @@ class Topology:
         for directory in (*sources.values(), *deliveries.values()):
             directory.mkdir(parents=True, exist_ok=True)
         # The metrics endpoints always on free ports; the services' on theirs, or free ones.
-        free = iter(free_ports(2 + self._ports.count(0)))
+        free = iter(free_ports(2 + self._ports.count(0) + (self._desk_port == 0)))
         registry_port, feedback_port = (port or next(free) for port in self._ports)
         metrics = {service: f"127.0.0.1:{next(free)}" for service in ("registry", "feedback")}
+        desk_port = self._desk_port or next(free)
+        desk_users, desk_sign_in = self._desk_users, None
+        if desk_users is None:
+            desk_users, desk_sign_in = run / "desk-users.toml", run / "desk-sign-in.txt"
+            if not desk_users.exists():
+                passwords = [(*u, secrets.token_urlsafe(9)) for u in DESK_USERS]
+                _private(desk_users, users_toml(passwords))
+                _private(
+                    desk_sign_in,
+                    "".join(f"{name} {password}\n" for name, _, _, password in passwords),
+                )
         endpoints = Endpoints(
             registry=f"127.0.0.1:{registry_port}",
             feedback=f"127.0.0.1:{feedback_port}",
@@ -427,6 +471,9 @@ class Topology:
             audit_public_keys=MappingProxyType(
                 {s: public_path(self._signing_key(s)) for s in ("registry", "feedback")}
             ),
+            desk=f"http://127.0.0.1:{desk_port}/",
+            desk_users=desk_users,
+            desk_sign_in=desk_sign_in,
         )
         self._places = self._environment(endpoints)
         return endpoints
@@ -522,6 +569,31 @@ class Topology:
                 raise TopologyError(
                     f"{child.name} at {target}: not {SERVING} within {START_TIMEOUT_S:g} s "
                     f"({status}). Last lines of {child.log_file}:\n{child.tail()}"
+                )
+            time.sleep(0.1)
+
+    def _await_http(self, child: Supervised, url: str) -> None:
+        """Until GET `url` answers 200 (the desk's screen listens)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._interrupted:
+                raise Interrupted(f"interrupted while {child.name} was starting")
+            code = child.exit_code()
+            if code is not None:
+                raise TopologyError(
+                    f"{child.name} exited with {describe_exit(code)} while starting. Last lines "
+                    f"of {child.log_file}:\n{child.tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url, timeout=1.0) as answer,  # noqa: S310 (our own)
+            ):
+                if answer.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TopologyError(
+                    f"{child.name} at {url}: not listening within {START_TIMEOUT_S:g} s. Last "
+                    f"lines of {child.log_file}:\n{child.tail()}"
                 )
             time.sleep(0.1)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs beyond Python: Chromium renders the HTML report
-# (tests/test_report_html.py) and docker-compose validates docker-compose.yml without an engine.
+# (tests/test_report_html.py), chromedriver lets selenium drive it through the desk's screen
+# (tests/test_desk.py), and docker-compose validates docker-compose.yml without an engine.
 set -euo pipefail
-packages=(chromium docker-compose)
+packages=(chromium chromium-driver docker-compose)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

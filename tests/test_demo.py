@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +213,74 @@ def test_the_demo_refuses_a_data_dir_that_holds_a_registry(tmp_path: Path) -> No
     with pytest.raises(SystemExit, match="already holds a registry"):
         demo.run(tmp_path, say=lambda _line: None)
     assert not (tmp_path / "pki").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_keep_running_shows_the_desk_until_ctrl_c_ends_the_demo_cleanly(tmp_path: Path) -> None:
+    """`baken demo --keep-running`: the desk's screen's address and sign-in are printed, the
+    screen serves the next morning's inflow to the KPC'er signed in, and Ctrl-C ends it all
+    with exit code 0."""
+    import http.client
+    import re
+    import urllib.parse
+
+    run_dir = tmp_path / "demo"
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "demo", "--keep-running", "--data-dir", str(run_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout or ()])
+        reader.start()
+        try:
+            deadline = time.monotonic() + 240
+            while not any("keeps running until Ctrl-C" in line for line in seen):
+                assert time.monotonic() < deadline, "not kept running:\n" + "".join(seen)
+                assert process.poll() is None or not lines.empty(), "ended:\n" + "".join(seen)
+                with contextlib.suppress(queue.Empty):
+                    seen.append(lines.get(timeout=0.5))
+            text = "".join(seen)
+            port = int(re.search(r"Open http://127\.0\.0\.1:(\d+)/ in a browser", text)[1])  # type: ignore[index]
+            password = re.search(r"as kpc\s+password (\S+)", text)[1]  # type: ignore[index]
+            assert "8. The next morning at ZSM Midden-Nederland" in text
+
+            def call(method: str, path: str, body: str = "", **headers: str) -> Any:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                try:
+                    connection.request(method, path, body=body.encode(), headers=headers)
+                    response = connection.getresponse()
+                    return response.status, response.getheader("Set-Cookie"), response.read()
+                finally:
+                    connection.close()
+
+            _, cookie, form = call("GET", "/signin")
+            token = re.search(r'name="csrf" value="([^"]+)"', form.decode())[1]  # type: ignore[index]
+            status, session, _ = call(
+                "POST",
+                "/signin",
+                urllib.parse.urlencode({"name": "kpc", "password": password, "csrf": token}),
+                Cookie=cookie.split(";")[0],
+                **{"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert status == 303
+            inflow = json.loads(call("GET", "/api/inflow", Cookie=session.split(";")[0])[2])
+            assert len(inflow["entries"]) == 4, inflow
+
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            reader.join(timeout=5)
+    while not lines.empty():
+        seen.append(lines.get())
+    stdout = "".join(seen)
+    assert code == 0, stdout
+    assert "All processes stopped" in stdout and "demo stopped" not in stdout
+    assert "Traceback" not in stdout
+    assert _processes_mentioning(str(run_dir)) == []

@@ -34,6 +34,7 @@ PROCESSES = {
     *(f"adapter-{system}-{half}" for system in SOURCES for half in ("watch", "receive")),
     "witness-registry",
     "witness-feedback",
+    "desk",
 }
 
 
