@@ -233,40 +233,56 @@ def _keep_running(
 
 
 def _next_inflow(e: Endpoints, say: Say, showcase: dict[str, Person]) -> None:
-    """The showcase persons flow in again, on new cases, an hour ago by the services' clock."""
-    from baken.age import claimed_minor
-    from baken.client import subject_age
+    """The showcase persons flow in again, on new cases, in the hour before now by the
+    services' clock: the desk's case system writes its monitor into the inflow adapter's
+    folder, and the adapter checks and records each of them."""
+    from adapters.zsm.export import InflowRow
+    from adapters.zsm.write import write_export
+    from baken.age import is_minor
     from baken.clock import ShiftedClock
     from baken.feedback.v1 import feedback_service_pb2 as fb
     from baken.feedback.v1 import feedback_service_pb2_grpc
     from dev.shift import SHOWCASE
 
     assert e.clock_file is not None
-    clock = ShiftedClock(e.clock_file)
-    ring = KeyRing.load(e.pseudonym_key_file)
-    kpc = "zsm-midden-nederland-kpc"
+    now = ShiftedClock(e.clock_file).now()
     persons = [(k, showcase[k]) for k in SHOWCASE if k in showcase]
-    with (
-        connect(e.registry, TlsFiles.of(e.pki_dir, kpc)) as registry,
-        connect(e.feedback, TlsFiles.of(e.pki_dir, kpc)) as feedback,
-    ):
-        client = RegistryClient(registry, ring, on_behalf_of="instroom-koppeling")
-        stub = feedback_service_pb2_grpc.FeedbackServiceStub(feedback)
-        for n, (kind, person) in enumerate(persons):
-            case = f"ZSM-MN-{clock.now():%Y%m%d}-{n + 1:03d}"
-            minor = claimed_minor(None, person.birth_date, clock.today())
-            request = fb.RecordInflowRequest(
-                case_reference=case,
-                subject=client.subject(
-                    bsn=person.bsn, surname=person.surname, birth_date=person.birth_date
-                ),
-                subject_age=subject_age(bool(minor)),
-                offence_category="winkeldiefstal" if n % 2 else "mishandeling",
-                on_behalf_of="instroom-koppeling",
-            )
-            request.arrest_time.FromDatetime(clock.now() - dt.timedelta(minutes=60 - 10 * n))
-            entry = stub.RecordInflow(request, timeout=10)
-            say(f"   {entry.name}  case {case}  ({kind.replace('_', ' ')})")
+    rows = [
+        InflowRow(
+            where="",
+            location="ZSM Midden-Nederland",
+            case_reference=f"ZSM-MN-{now:%Y%m%d}-{n + 1:03d}",
+            arrest_time=now - dt.timedelta(minutes=60 - 10 * n),
+            person=person,
+            minor=person.birth_date is not None and is_minor(person.birth_date, now.date()),
+            offence_category="winkeldiefstal" if n % 2 else "mishandeling",
+            decision=None,
+        )
+        for n, (_kind, person) in enumerate(persons)
+    ]
+    folder = e.inflow["midden-nederland"]
+    target = folder / f"verdachtenmonitor-{now:%Y%m%d-%H%M}-ochtend.csv"
+    write_export(folder / f".{target.name}.tmp", rows)
+    (folder / f".{target.name}.tmp").replace(target)
+    say(f"   The case system writes {target.relative_to(folder.parent.parent)}:")
+    kpc = "zsm-midden-nederland-kpc"
+    cases = {row.case_reference: kind for row, (kind, _) in zip(rows, persons, strict=True)}
+    with connect(e.feedback, TlsFiles.of(e.pki_dir, kpc)) as channel:
+        stub = feedback_service_pb2_grpc.FeedbackServiceStub(channel)
+        deadline = time.monotonic() + 30
+        while True:
+            listed = stub.ListInflow(fb.ListInflowRequest(on_behalf_of="kpc-demo"), timeout=10)
+            entries = {x.case_reference: x for x in listed.entries if x.case_reference in cases}
+            if len(entries) == len(cases) and all(
+                x.HasField("checked_time") for x in entries.values()
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("baken demo: the desk's inflow adapter did not record the monitor")
+            time.sleep(0.2)
+    for case, kind in cases.items():
+        entry = entries[case]
+        say(f"   {entry.name}  case {case}  ({kind.replace('_', ' ')}), checked by the adapter")
 
 
 def _started(topology: Topology, run_dir: Path, say: Say) -> None:
@@ -286,6 +302,11 @@ def _started(topology: Topology, run_dir: Path, say: Say) -> None:
             f"   adapter {system:<9} pid {watch.pid}, {receive.pid}  "
             f"syncs {rel(e.sources[system])}, delivers into {rel(e.deliveries[system])}"
         )
+    desks = [name for name in p if name.startswith("adapter-zsm-")]
+    say(
+        f"   inflow adapters   pid {', '.join(str(p[d].pid) for d in desks)}  each ZSM desk's "
+        f"suspects monitor, {rel(e.inflow['midden-nederland'].parent)}{{region}}/"
+    )
     say(f"   desk's screen     pid {p['desk'].pid:<7} {e.desk}  (ZSM Midden-Nederland)")
     say(f"   Their own log lines go to {rel(topology.log_dir)}, not to this screen.")
     say("   Ctrl-C stops everything, at any moment.\n")

@@ -36,12 +36,14 @@ from typing import TextIO
 from xml.sax.saxutils import escape as xml_escape
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from adapters.records import Person, SourceRecord
 from adapters.sources import SOURCES
 from adapters.synth import make_person, population, write_exports
-from baken import sealed
+from adapters.zsm.export import Decision, InflowRow
+from adapters.zsm.write import OFFENCES, write_export
+from baken import enums, sealed
 from baken.age import is_minor
 from baken.client import (
     RegistryClient,
@@ -130,6 +132,10 @@ class ShiftResult:
     hits: dict[str, int] = field(default_factory=dict)  # of which found a marker
     persons: dict[str, int] = field(default_factory=dict)  # distinct persons looked up
     known_persons: dict[str, int] = field(default_factory=dict)
+    # The desk's inflow (a technisch sepot 01 takes its case out), and of it known as the
+    # check told the desk (a minor at intake is told nothing, so is not among them).
+    inflow: dict[str, int] = field(default_factory=dict)
+    inflow_known: dict[str, int] = field(default_factory=dict)
     travelling_hits: dict[str, int] = field(default_factory=dict)  # another region's marker
     decisions: dict[str, int] = field(default_factory=dict)  # recorded (sepot 01 records none)
     deviations: dict[str, int] = field(default_factory=dict)  # from CURRENT advice, with reason
@@ -270,9 +276,13 @@ class _Shift:
         # Case references differ per run: a case signals a house once.
         self.stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         self.result = ShiftResult()
+        # The inflow's arrests lie in the hours before the shift is played.
+        self.arrested = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+        self.region_names = {h.region: h.region_display_name for h in self.houses.values()}
         self.stack = contextlib.ExitStack()
         self.channels: dict[tuple[str, str], grpc.Channel] = {}
         self.records: list[SourceRecord] = []
+        self.suspects: dict[str, _Suspect] = {}  # by case
         self.showcase: dict[str, Person] = {}
         self.featured: set[str] = set()  # item keys to show in the sources
         self.asked: dict[str, set[str]] = {}  # case -> the houses the desk asked for advice
@@ -404,6 +414,7 @@ class _Shift:
                 _Suspect(p, region, f"ZSM-{code}-{self.stamp}-{i:03d}", tuple(marked.get(p, ())))
                 for i, p in enumerate(people, start=1)
             ]
+        self.suspects = {s.case: s for suspects in inflow.values() for s in suspects}
         return inflow
 
     def _region(self, record: SourceRecord) -> str:
@@ -456,46 +467,45 @@ class _Shift:
     # -- b. look-ups ------------------------------------------------------------------------------
 
     def look_up(self, inflow: Mapping[str, list[_Suspect]]) -> None:
-        self.say("b. The night's inflow at the four ZSM desks. The KPC'er checks every suspect,")
-        self.say("   nationwide (intake-en-selectie, with the case):\n")
+        self.say("b. The night's inflow at the four ZSM desks, as each desk's case system")
+        self.say("   exports it (the suspects monitor) into its inflow adapter's folder. Each")
+        self.say("   adapter checks every suspect by itself, nationwide (intake-en-selectie, with")
+        self.say("   the case), and records him in the desk's inflow; nobody types a look-up:\n")
+        started = time.monotonic()
+        for region, suspects in inflow.items():
+            self.monitor(region, [self._row(s, None) for s in suspects], "nacht")
+        for region, suspects in inflow.items():
+            self._checked(region, suspects)
+        took = time.monotonic() - started
         showcase = set(self.showcase.values())
         for region, suspects in inflow.items():
             code = REGIONS[region][0]
-            client = self.registry(f"zsm-{region}-kpc", suspects[0].user)
-            # At ZSM Midden-Nederland the showcase and a no-hit; elsewhere the first hit.
-            wanted = {"showcase", "no-hit"} if code == "MN" else {"hit"}
-            for s in suspects:
-                p = s.person
-                response = client.lookup_subject(
-                    self.subject(p), case_reference=s.case, minor=self.minor(p)
-                )
-                if response.outcome == MINOR_AT_INTAKE:
-                    # Nothing of the houses is shown about a minor at intake; the registry
-                    # finds his markers all the same (the houses' signals, the figures).
-                    if not self.minor(p):
-                        raise ShiftError(f"{s.case}: an adult was answered as a minor")
-                    found = s.known
-                else:
-                    found = response.outcome != NO_HIT
-                    if found != s.known:
-                        raise ShiftError(
-                            f"{s.case}: the registry's answer does not match the sources"
-                        )
-                self._count(s, found)
-                kind = "showcase" if p in showcase else "hit" if found else "no-hit"
-                if kind in wanted:
-                    if kind != "showcase":
-                        wanted.discard(kind)
-                    who = f"BSN {p.bsn}" if p.bsn else f"{p.surname}, born {p.birth_date}, no BSN"
-                    self.say(f"   {s.case}  {who}:")
-                    self.say("     " + lookup_text(response).replace("\n", "\n     "))
             r = self.result
-            hits = r.hits.get(region, 0)
+            hits = r.known_persons.get(region, 0)
             self.say(
-                f"   => ZSM {code}: {r.lookups[region]} suspects, {hits} known "
-                f"({100 * hits / r.lookups[region]:.0f} %), {r.travelling_hits.get(region, 0)} "
-                "of them at a house in another region.\n"
+                f"   ZSM {code}: {len(suspects)} suspects, all checked; {hits} known "
+                f"({100 * hits / len(suspects):.0f} %), {r.travelling_hits.get(region, 0)} "
+                "at a house in another region."
             )
+        self.say(f"   All checked {took:.1f} s after the monitors were written.\n")
+        self.say("   On the desk's screen (`baken desk`), the KPC'er of ZSM Midden-Nederland opens")
+        self.say("   a suspect: the screen looks him up for her, as any look-up, logged:\n")
+        suspects = inflow["midden-nederland"]
+        shown = [s for s in suspects if s.person in showcase]
+        shown.append(next(s for s in suspects if not s.known and not self.minor(s.person)))
+        client = self.registry("zsm-midden-nederland-kpc", suspects[0].user)
+        for s in shown:
+            p = s.person
+            response = client.lookup_subject(
+                self.subject(p), case_reference=s.case, minor=self.minor(p)
+            )
+            if (response.outcome != NO_HIT) != s.known:
+                raise ShiftError(f"{s.case}: the registry's answer does not match the sources")
+            self._count_lookup(s)
+            who = f"BSN {p.bsn}" if p.bsn else f"{p.surname}, born {p.birth_date}, no BSN"
+            self.say(f"   {s.case}  {who}:")
+            self.say("     " + lookup_text(response).replace("\n", "\n     "))
+        self.say("")
         took = self.until(self._all_arrived, "the signals")
         signals = sum(k["signal"] for k in self.expected.values())
         self.say(f"   Each hit signals every house that marked the person: {signals} signals,")
@@ -520,17 +530,91 @@ class _Shift:
             raise ShiftError("the travelling offender is not marked at two houses")
         return told
 
-    def _count(self, s: _Suspect, found: bool) -> None:
+    def monitor(self, region: str, rows: Sequence[InflowRow], part: str) -> Path:
+        """The desk's suspects monitor, whole, in its inflow adapter's folder (a hidden name,
+        then renamed into place)."""
+        folder = self.e.inflow[region]
+        target = folder / f"verdachtenmonitor-{self.stamp}-{part}.csv"
+        temp = folder / f".{target.name}.tmp"
+        write_export(temp, rows)
+        os.replace(temp, target)
+        return target
+
+    def _row(self, s: _Suspect, decision: Decision | None) -> InflowRow:
+        """The suspect as the desk's case system exports him: arrested a minute apart in the
+        hour before now, in the order of the inflow (checked well within the 60 minutes)."""
+        number = int(s.case.rsplit("-", 1)[1])
+        return InflowRow(
+            where="",
+            location=f"ZSM {self.region_names[s.region]}",
+            case_reference=s.case,
+            arrest_time=self.arrested - dt.timedelta(minutes=REGIONS[s.region][1] - number),
+            person=s.person,
+            minor=self.minor(s.person),
+            offence_category=OFFENCES[number % len(OFFENCES)],
+            decision=decision,
+        )
+
+    def inflow_entries(self, region: str) -> dict[str, fb.InflowEntry]:
+        """The desk's inflow since the shift began, by case, as its screen lists it."""
+        stub = self.feedback(f"zsm-{region}-kpc")
+        since = timestamp_pb2.Timestamp()
+        since.FromDatetime(self.arrested - dt.timedelta(days=1))
+        entries: dict[str, fb.InflowEntry] = {}
+        token = ""
+        while True:
+            response = stub.ListInflow(
+                fb.ListInflowRequest(
+                    since=since, on_behalf_of="kpc-shift", page_size=200, page_token=token
+                ),
+                timeout=10,
+            )
+            entries.update((e.case_reference, e) for e in response.entries)
+            token = response.next_page_token
+            if not token:
+                return entries
+
+    def _checked(self, region: str, suspects: Sequence[_Suspect]) -> None:
+        """Until the desk's inflow holds every suspect, checked; then each is counted as the
+        registry counts the adapter's look-up. A minor is shown nothing at intake, so the desk
+        does not learn he is known; the registry finds his markers all the same."""
+        cases = {s.case for s in suspects}
+
+        def done() -> bool:
+            entries = self.inflow_entries(region)
+            return all(c in entries and entries[c].HasField("checked_time") for c in cases)
+
+        self.until(done, f"ZSM {REGIONS[region][0]}'s inflow adapter")
+        entries = self.inflow_entries(region)
+        for s in suspects:
+            if entries[s.case].known != self._told_known(s):
+                raise ShiftError(f"{s.case}: the inflow's check does not match the sources")
+            _add(self.result.inflow, s.region)
+            if self._told_known(s):
+                _add(self.result.inflow_known, s.region)
+            self._count_person(s)
+
+    def _told_known(self, s: _Suspect) -> bool:
+        return s.known and not self.minor(s.person)
+
+    def _count_person(self, s: _Suspect) -> None:
+        """A suspect of the inflow, looked up once by the desk's inflow adapter."""
         r = self.result
-        _add(r.lookups, s.region)
         _add(r.persons, s.region)
-        if found:
-            _add(r.hits, s.region)
+        if s.known:
             _add(r.known_persons, s.region)
-            if any(self._region(m) != s.region for m in s.records):
-                _add(r.travelling_hits, s.region)
             for house_id in dict.fromkeys(m.house_id for m in s.records):
                 self.expect(house_id, "signal")
+        self._count_lookup(s)
+
+    def _count_lookup(self, s: _Suspect) -> None:
+        """A ZSM look-up of the suspect with his case (a case signals its houses once)."""
+        r = self.result
+        _add(r.lookups, s.region)
+        if s.known:
+            _add(r.hits, s.region)
+            if any(self._region(m) != s.region for m in s.records):
+                _add(r.travelling_hits, s.region)
 
     def _all_arrived(self) -> bool:
         return all(
@@ -542,8 +626,10 @@ class _Shift:
     # -- c. decisions -----------------------------------------------------------------------------
 
     def decide_all(self, inflow: Mapping[str, list[_Suspect]], later: set[str]) -> None:
-        self.say("c. The decisions (`baken decide`, by the desk's KPC'er): every house that")
-        self.say("   marked the person hears it, nationwide.")
+        self.say("c. The decisions: every house that marked the person hears each, nationwide.")
+        self.say("   Those that weigh advice per house the KPC'er records at the desk's screen")
+        self.say("   (RecordDecision, as `baken decide`); the rest come with the case system's")
+        self.say("   morning monitor and the desk's inflow adapter takes them over.")
         now = [
             s for suspects in inflow.values() for s in suspects if s.known and s.case not in later
         ]
@@ -552,6 +638,7 @@ class _Shift:
             (s for s in now if s.region == "rotterdam-rijnmond" and self._fresh(s, 150)), None
         )
         turn = 0
+        exported: dict[str, list[InflowRow]] = {}
         for s in now:
             if s is sepot:
                 continue
@@ -573,13 +660,18 @@ class _Shift:
                 houses = ", ".join(i.house for i in response.items)
                 self.say(f"   {s.case}  voorgeleiding, deviating from the CURRENT advice of")
                 self.say(f"     {houses}, with the reason.")
-            elif self.minor(s.person):
-                self.decide(s, fb.DECISION_CODE_HALT)
             else:
-                self.decide(s, CODES[turn % len(CODES)])
-                turn += 1
+                code = fb.DECISION_CODE_HALT if self.minor(s.person) else CODES[turn % len(CODES)]
+                turn += not self.minor(s.person)
+                if len(self._weighed(s)) <= 1:
+                    exported.setdefault(s.region, []).append(self._decision_row(s, code))
+                else:
+                    self.decide(s, code)
+        self._taken_over(exported)
         response = self.decide(sepot, fb.DECISION_CODE_TECHNISCH_SEPOT_01)
         self.result.technisch_sepot_01 += 1
+        self.result.inflow[sepot.region] -= 1
+        self.result.inflow_known[sepot.region] -= self._told_known(sepot)
         for house_id in dict.fromkeys(m.house_id for m in sepot.records):
             _add(self.result.purged, house_id)  # the case's signal, delivered before
             # ... and withdrawn: the source removes or strikes it, and holds the retraction.
@@ -597,6 +689,53 @@ class _Shift:
         """Some house's advice is at most `days` old."""
         return any(r.advice_date and (self.today - r.advice_date).days <= days for r in s.records)
 
+    def _weighed(self, s: _Suspect) -> list[str]:
+        """The houses whose CURRENT or AGED advice the desk could weigh: its own region's,
+        under the shipped covenants, and the houses it asked."""
+        return sorted(
+            {
+                r.house_id
+                for r in s.records
+                if freshness(r.advice_date, self.today) in (Freshness.CURRENT, Freshness.AGED)
+                and (self._region(r) == s.region or r.house_id in self.asked.get(s.case, ()))
+            }
+        )
+
+    def _decision_row(self, s: _Suspect, code: fb.DecisionCode.ValueType) -> InflowRow:
+        """The decision as the case system exports it, with the one advice line the desk could
+        weigh followed, if any."""
+        decision = Decision(
+            code=enums.token(fb.DecisionCode, code, "DECISION_CODE_", "-"),
+            sepot_code="02" if code == fb.DECISION_CODE_SEPOT else "",
+            stage="routing" if code == fb.DECISION_CODE_OVERDRACHT_BACKOFFICE else "final",
+            advice_followed="followed" if self._weighed(s) else None,
+            deviation_reason=None,
+            probation_report_requested=False,
+        )
+        return self._row(s, decision)
+
+    def _taken_over(self, exported: Mapping[str, list[InflowRow]]) -> None:
+        """The decisions in the desks' morning monitors, until each desk's inflow adapter
+        recorded them (the case's inflow entry names its decision); every house that marked
+        the person then gets the decision."""
+        for region, rows in exported.items():
+            self.monitor(region, rows, "beslissingen")
+        counts = ", ".join(f"{REGIONS[r][0]} {len(rows)}" for r, rows in exported.items())
+        self.say(f"   From the desks' morning monitors, their inflow adapters took over: {counts}.")
+        for region, rows in exported.items():
+            cases = {row.case_reference for row in rows}
+
+            def recorded(region: str = region, cases: set[str] = cases) -> bool:
+                entries = self.inflow_entries(region)
+                return all(entries[c].decision for c in cases)
+
+            self.until(recorded, f"ZSM {REGIONS[region][0]}'s decisions from its monitor")
+            for case in cases:
+                _add(self.result.decisions, region)
+                s = self.suspects[case]
+                for house_id in dict.fromkeys(m.house_id for m in s.records):
+                    self.expect(house_id, "decision")
+
     def decide(
         self,
         s: _Suspect,
@@ -611,14 +750,7 @@ class _Shift:
         asked): not followed, with `deviation`, where one is given. The items it routes are
         expected in the sources."""
         followed = fb.ADVICE_FOLLOWED_NOT_FOLLOWED if deviation else fb.ADVICE_FOLLOWED_FOLLOWED
-        weighed = sorted(
-            {
-                r.house_id
-                for r in s.records
-                if freshness(r.advice_date, self.today) in (Freshness.CURRENT, Freshness.AGED)
-                and (self._region(r) == s.region or r.house_id in self.asked.get(s.case, ()))
-            }
-        )
+        weighed = self._weighed(s)
         request = fb.RecordDecisionRequest(
             case_reference=s.case,
             subject=self.subject(s.person),

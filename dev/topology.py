@@ -120,6 +120,9 @@ class Endpoints:
     clock_file: Path | None  # env BAKEN_CLOCK_FILE of the registry and the feedback service
     # "registry"/"feedback" -> "127.0.0.1:PORT" of its metrics endpoint (HTTPS, GET /metrics
     # under the operator's certificate).
+    # Region -> the directory its ZSM desk's inflow adapter (adapters/zsm) watches: every
+    # suspects monitor in it (hidden files excepted) is the desk's inflow and its decisions.
+    inflow: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     metrics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # "registry"/"feedback" -> the public half of the key that signs its access log's
     # checkpoints, for `baken audit verify --public-key`; the private half lies beside it, in
@@ -237,6 +240,16 @@ def _private(path: Path, text: str) -> None:
         f.write(text)
 
 
+def zsm_desks() -> list[covenants.Party]:
+    """The KPC party of each region's ZSM desk in the register the services run with."""
+    directory = Path(os.environ.get("BAKEN_REGISTRY_COVENANTS_DIR", covenants.DEFAULT_DIR))
+    houses = load_houses()
+    parties = covenants.load_parties(
+        directory / covenants.PARTIES_FILE, {h.region for h in houses.values()}
+    )
+    return list(covenants.kpc_desks(parties, houses).values())
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -262,7 +275,8 @@ class Topology:
     """The registry, the feedback service and the three adapters as child processes, with
     everything they keep under `run_dir`. Use as a context manager: entering starts it all,
     leaving stops it all. `endpoints` says where things are; `processes` are the children by
-    name (registry, feedback, adapter-{system}-watch, adapter-{system}-receive)."""
+    name (registry, feedback, adapter-{system}-watch, adapter-{system}-receive, one
+    adapter-zsm-{region}-watch per ZSM desk, desk, witness-{service})."""
 
     def __init__(
         self,
@@ -355,6 +369,18 @@ class Topology:
                     f"adapter-{system}-receive",
                     ["adapter", system, "receive", "--target", str(deliveries)],
                 )
+            for kpc in zsm_desks():
+                assert kpc.region is not None
+                self._spawn(
+                    f"adapter-zsm-{kpc.region}-watch",
+                    [
+                        "adapter", "zsm", "watch",
+                        "--source", str(endpoints.inflow[kpc.region]),
+                        "--party", kpc.id,
+                        "--interval", f"{self._interval:g}",
+                    ],
+                    service=True,  # arrest times are checked against the services' clock
+                )  # fmt: skip
             desk_port = endpoints.desk.rsplit(":", 1)[1].rstrip("/")
             desk = self._spawn(
                 "desk",
@@ -441,7 +467,8 @@ class Topology:
             KeyRing.generate(now.strftime("k%Y-%m")).save(key_file)
         sources = {s: run / "sources" / s for s in SOURCES}
         deliveries = {s: run / "deliveries" / s for s in SOURCES}
-        for directory in (*sources.values(), *deliveries.values()):
+        inflow = {d.region: run / "inflow" / d.region for d in zsm_desks() if d.region}
+        for directory in (*sources.values(), *deliveries.values(), *inflow.values()):
             directory.mkdir(parents=True, exist_ok=True)
         # The metrics endpoints always on free ports; the services' on theirs, or free ones.
         free = iter(free_ports(2 + self._ports.count(0) + (self._desk_port == 0)))
@@ -465,6 +492,7 @@ class Topology:
             pseudonym_key_file=key_file,
             house_keys_dir=houses_dir,
             sources=MappingProxyType(sources),
+            inflow=MappingProxyType(inflow),
             deliveries=MappingProxyType(deliveries),
             clock_file=self._clock_file,
             metrics=MappingProxyType(metrics),

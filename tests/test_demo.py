@@ -57,16 +57,26 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     text = "\n".join(lines)
 
     started = _section(text, "\n1. ", "\n2. ")
-    for name in ("registry", "feedback service", "adapter gcos", "adapter amazone", "adapter pga"):
+    for name in (
+        "registry",
+        "feedback service",
+        "adapter gcos",
+        "adapter amazone",
+        "adapter pga",
+        "inflow adapters",
+    ):
         assert f"   {name} " in started and "pid " in started
     assert "mutual TLS" in started and "SQLite" in started
 
     shift = _section(text, "\n2. ", "\n3. ")
-    looked_up = _section(shift, "b. The night's inflow", "=> ZSM MN")
+    looked_up = _section(shift, "b. The night's inflow", "Each hit signals")
+    assert "nobody types a look-up" in looked_up
+    assert "ZSM MN: 50 suspects, all checked; 6 known (12 %), 1 at a house in another region" in (
+        looked_up
+    )
     travelling = looked_up.split("ZSM-MN-", 2)[1]  # the first suspect at ZSM Midden-Nederland
     assert "HIT: known at 2 Safety Houses (match: BSN)" in travelling
     assert "Veiligheidshuis Rotterdam-Rijnmond  [Rotterdam-Rijnmond]" in travelling
-    assert "1 of them at a house in another region" in shift
     # Both his houses were told of each other when the second marked him: found in the sources.
     told = _section(shift, "were told of each other (matchingsmelding)", "c. The decisions")
     assert "when the second marked him, at sync:" in told

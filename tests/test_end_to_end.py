@@ -1,6 +1,9 @@
 """The whole system, for real: `baken up`'s topology (registry, feedback service, three adapters,
-each a process of its own, mTLS), a ZSM shift across the four regions through the public APIs,
-every delivery in its source exactly once, and the month's report agreeing with what was played.
+the four desks' inflow adapters, each a process of its own, mTLS), a ZSM shift across the four
+regions: each desk's suspects monitor dropped into its inflow adapter's folder (every suspect
+looked up once, by itself), decisions from a later monitor and from the public APIs, every
+delivery in its source exactly once, and the month's report agreeing with what was played, its
+coverage figures with the inflow.
 On SQLite, and on PostgreSQL (a schema per service) where BAKEN_TEST_DATABASE_URL is given."""
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def test_a_shift_through_every_process_and_its_months_report(
             ("zsm.known_persons", result.known_persons[region]),
             ("zsm.travelling_hits", result.travelling_hits.get(region, 0)),
             ("zsm.deviations", result.deviations.get(region, 0)),
+            # Coverage: the desk's inflow, every suspect of its monitors checked.
+            ("zsm.inflow", result.inflow[region]),
+            ("zsm.inflow_checked", result.inflow[region]),
+            ("zsm.inflow_checked_in_time", result.inflow[region]),
+            ("zsm.inflow_known", result.inflow_known.get(region, 0)),
         ):
             expect(report, started, metric, region, "", truth)
         late = result.late_decisions.get(region, 0) if shifted != started else 0

@@ -38,12 +38,14 @@ from baken.pki import TlsFiles
 from dev.shift import (
     ADVANCE_S,
     REGIONS,
+    SHOWCASE,
     Endpoints,
     ShiftError,
     ShiftResult,
     delivered_keys,
     play_shift,
 )
+from dev.topology import zsm_desks
 from services.common import covenants
 from services.common.settings import FeedbackSettings, RegistrySettings
 from services.feedback.server import create_server as create_feedback
@@ -178,6 +180,14 @@ class Adapters:
             ]
             for action in (watch, receive):
                 self._spawn(f"{system}-{action[0]}", ["adapter", system, *action, *common])
+        for kpc in zsm_desks():
+            assert kpc.region is not None
+            watch = [
+                *("watch", "--source", str(e.inflow[kpc.region]), "--interval", "0.5"),
+                *("--registry", e.registry, "--feedback", e.feedback, "--party", kpc.id),
+                *("--key-file", str(e.pseudonym_key_file)),
+            ]
+            self._spawn(f"zsm-{kpc.region}-watch", ["adapter", "zsm", *watch, *common])
 
     def _spawn(self, name: str, args: list[str]) -> None:
         with (self._logs / f"{name}.log").open("ab") as log:
@@ -254,8 +264,10 @@ def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
             sources={s: tmp_path / "sources" / s for s in SOURCES},
             deliveries={s: tmp_path / "deliveries" / s for s in SOURCES},
             clock_file=clock_file,
+            inflow={d.region: tmp_path / "inflow" / d.region for d in zsm_desks() if d.region},
         )
-        for directory in (*endpoints.sources.values(), *endpoints.deliveries.values()):
+        folders = (*endpoints.sources.values(), *endpoints.deliveries.values())
+        for directory in (*folders, *endpoints.inflow.values()):
             directory.mkdir(parents=True)
         (tmp_path / "logs").mkdir()
         adapters = Adapters(endpoints, tmp_path / "adapters", tmp_path / "logs")
@@ -286,8 +298,12 @@ def check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     regions = set(REGIONS)
     assert set(result.lookups) == set(result.known_persons) == regions
     for region, (_code, suspects, known) in REGIONS.items():
-        assert result.lookups[region] == result.persons[region] == suspects
-        assert result.hits[region] == result.known_persons[region] == known
+        # Each suspect looked up once by the desk's inflow adapter; at ZSM Midden-Nederland
+        # the screen looked up the showcase and a stranger once more.
+        shown = len(SHOWCASE) if region == "midden-nederland" else 0
+        assert result.persons[region] == suspects and result.known_persons[region] == known
+        assert result.lookups[region] == suspects + shown + (shown > 0)
+        assert result.hits[region] == known + shown
         assert 0.04 <= known / suspects <= 0.20
     # The travelling offender, marked in Amersfoort and Rotterdam, arrested in Utrecht.
     assert result.travelling_hits["midden-nederland"] >= 1

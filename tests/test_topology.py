@@ -23,6 +23,7 @@ from adapters.sources import SOURCES
 from adapters.synth import population, write_exports
 from baken.houses import load_houses
 from baken.pki import TlsFiles
+from dev.shift import REGIONS
 from dev.topology import Endpoints, Topology
 from services.operations import SERVING, health_status
 
@@ -35,6 +36,7 @@ PROCESSES = {
     "witness-registry",
     "witness-feedback",
     "desk",
+    *(f"adapter-zsm-{region}-watch" for region in REGIONS),
 }
 
 

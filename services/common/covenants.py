@@ -494,3 +494,14 @@ def zsm_locations(parties: Mapping[str, Party], houses: Mapping[str, House]) -> 
         for p in parties.values()
         if p.role in ZSM_ROLES and p.region in regions
     }
+
+
+def kpc_desks(parties: Mapping[str, Party], houses: Mapping[str, House]) -> dict[str, Party]:
+    """Region -> the KPC'er's party of its ZSM desk (the first of the register), whose
+    certificate the desk's inflow adapter calls with."""
+    regions = {h.region for h in houses.values()}
+    desks: dict[str, Party] = {}
+    for p in parties.values():
+        if p.role == "kpc" and p.region in regions:
+            desks.setdefault(p.region, p)
+    return desks
