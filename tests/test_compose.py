@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ONE_SHOT = {"certs", "migrate"}
 ADAPTERS = {"adapter-gcos", "adapter-amazone", "adapter-pga"}
-BAKEN_SERVICES = {"registry", "feedback", *ADAPTERS}
-CODE_DIRS = ("baken", "services", "adapters", "cli", "dev", "buf")
+# A ZSM desk's inflow adapter calls with the desk's KPC certificate.
+INFLOW = {"inflow-midden-nederland": "zsm-midden-nederland-kpc"}
+BAKEN_SERVICES = {"registry", "feedback", *ADAPTERS, *INFLOW}
+CODE_DIRS = ("baken", "services", "adapters", "cli", "dev", "desk", "buf")
 _NAME = re.compile(r"\bBAKEN_[A-Z0-9_]+\b")
 
 
@@ -127,7 +129,8 @@ def _mounts(service: str) -> dict[str, str]:
 def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
     assert [v.split(":")[1] for v in _services()["certs"]["volumes"]] == ["/certs", "/keys"]
     for name in BAKEN_SERVICES:
-        assert _secrets(name) >= {"ca.pem", f"{name}.pem", f"{name}.key"}, name
+        party = INFLOW.get(name, name)
+        assert _secrets(name) >= {"ca.pem", f"{party}.pem", f"{party}.key"}, name
     # The registry's at-rest key ring is made by migrate and used by the registry: one volume.
     assert _mounts("migrate")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("registry")["/var/lib/baken/registry"] == "registry-data"
@@ -138,6 +141,9 @@ def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
         assert key.startswith("/var/lib/baken/audit-key/"), name
         assert _mounts(name)["/var/lib/baken/audit-key"] == f"{name}-audit-key"
         assert [s for s in _services() if f"{name}-audit-key" in _mounts(s).values()] == [name]
+    for name in INFLOW:
+        assert _mounts(name)["/inflow"] == f"zsm-{name.removeprefix('inflow-')}-inflow"
+        assert "pseudonym-keys.json" in _secrets(name) and "houses" not in _secrets(name)
     for name in ADAPTERS:
         system = name.removeprefix("adapter-")
         assert _mounts(name)["/exports"] == f"{system}-exports"
@@ -170,13 +176,14 @@ def _files(service: str) -> set[str]:
 def test_no_service_sees_the_ca_key_or_another_partys_key() -> None:
     secrets = _config()["secrets"]
     keys = {Path(s["file"]).name for s in secrets.values() if s["file"].endswith(".key")}
-    assert "ca.key" not in keys and {f"{name}.key" for name in BAKEN_SERVICES} == keys
+    parties = {INFLOW.get(name, name) for name in BAKEN_SERVICES}
+    assert "ca.key" not in keys and {f"{party}.key" for party in parties} == keys
     for name, service in _services().items():
         if name == "certs":
             continue  # it makes them
         seen = {Path(f).name for f in _files(name)}
         assert "ca.key" not in seen and "certs" not in seen, name
-        assert {k for k in seen if k.endswith(".key")} <= {f"{name}.key"}, name
+        assert {k for k in seen if k.endswith(".key")} <= {f"{INFLOW.get(name, name)}.key"}, name
         assert not any(
             v.split(":")[1].startswith(("/certs", "/keys")) for v in service.get("volumes", [])
         ), name
