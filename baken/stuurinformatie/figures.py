@@ -91,7 +91,6 @@ CATALOGUE: tuple[FigureKind, ...] = (
     _m("zsm.inflow_checked", R, FB, "inflow checked in Baken"),
     _m("zsm.inflow_checked_in_time", R, FB, f"checked within {CHECK_TERM_MINUTES} min of arrest"),
     _m("zsm.inflow_known", R, FB, "inflow known at a Safety House"),
-    _m("zsm.inflow_known_minors", R, FB, "of which minors"),
     _m("zsm.decisions", R, FB, "ZSM decisions recorded"),
     _m("zsm.deviations", R, FB, "decisions deviating from CURRENT/AGED advice"),
     _m("zsm.deviations_with_reason", R, FB, "of which with a reason given"),

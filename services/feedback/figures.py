@@ -67,7 +67,6 @@ class FeedbackFigures:
             "zsm.inflow_checked",
             "zsm.inflow_checked_in_time",
             "zsm.inflow_known",
-            "zsm.inflow_known_minors",
             "zsm.decisions",
             "zsm.deviations",
             "zsm.deviations_with_reason",
@@ -126,7 +125,6 @@ class FeedbackFigures:
             in_time = utc(checked_time) - utc(arrest_time) <= _CHECK_TERM
             counts[("zsm.inflow_checked_in_time", region, "")] += in_time
             counts[("zsm.inflow_known", region, "")] += bool(known)
-            counts[("zsm.inflow_known_minors", region, "")] += bool(known and minor)
 
     def _decisions(self, connection: Connection, selection: Selection, counts: Counts) -> None:
         d = DecisionRow.__table__.c
