@@ -77,6 +77,15 @@ def _serve(args: argparse.Namespace) -> None:
         options["registry"] = args.registry
         serve_feedback(FeedbackSettings(**{k: v for k, v in options.items() if v is not None}))
         return
+    if args.service == "pseudonymiser":
+        from services.common.settings import PseudonymiserSettings
+        from services.pseudonymiser.server import serve as serve_pseudonymiser
+
+        options["key_file"] = args.oprf_key_file
+        serve_pseudonymiser(
+            PseudonymiserSettings(**{k: v for k, v in options.items() if v is not None})
+        )
+        return
     from services.registry.server import serve
 
     serve(registry_settings(**options))
@@ -172,7 +181,9 @@ def parser() -> argparse.ArgumentParser:
     )
 
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["registry", "feedback"], help="which service")
+    serve.add_argument(
+        "service", choices=["registry", "feedback", "pseudonymiser"], help="which service"
+    )
     serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
     serve.add_argument(
         "--metrics-address",
@@ -196,6 +207,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--registry", help="(feedback) the registry, host:port (env BAKEN_FEEDBACK_REGISTRY)"
+    )
+    serve.add_argument(
+        "--oprf-key-file",
+        type=Path,
+        help="(pseudonymiser) its OPRF keys, made when absent (env BAKEN_PSEUDONYMISER_KEY_FILE; "
+        "default keys/pseudonymiser-keys.json beside the data dir)",
     )
     serve.add_argument(
         "--allow-signing-key-in-data-dir",
