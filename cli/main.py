@@ -102,11 +102,15 @@ def _keys(args: argparse.Namespace) -> None:
         if path.exists():
             raise UserError(f"{path} exists already; use `baken keys add` to rotate")
         KeyRing.generate(args.key_id).save(path)
+    elif args.action == "add" and args.kind == "oprf":
+        if not args.service:
+            raise UserError("an OPRF key needs --service host:port (the pseudonymisation service)")
+        KeyRing.load(path).with_oprf_key(args.key_id, args.service).save(path)
     elif args.action == "add":
         KeyRing.load(path).with_new_key(args.key_id).save(path)
     else:
         KeyRing.load(path).without_key(args.key_id).save(path)
-    print(f"{path}: keys {', '.join(KeyRing.load(path))}")
+    print(f"{path}: keys {', '.join(KeyRing.load(path).ids)}")
 
 
 def _reseal(args: argparse.Namespace) -> None:
@@ -272,6 +276,14 @@ def parser() -> argparse.ArgumentParser:
         "(env BAKEN_REGISTRY_AT_REST_KEY_FILE, default data-dir/at-rest-keys.json)",
     )
     keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
+    keys.add_argument(
+        "--kind",
+        choices=["hmac", "oprf"],
+        default="hmac",
+        help="(add) hmac: a secret in the file; oprf: no secret here, the pseudonymisation "
+        "service at --service holds the key",
+    )
+    keys.add_argument("--service", help="(add --kind oprf) the pseudonymisation service, host:port")
     keys.add_argument(
         "--data-dir",
         type=Path,
