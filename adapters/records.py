@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from baken.keyring import KeyRing
-from baken.pseudonym import Pseudonym, person_pseudonyms
+from baken.pseudonym import OprfEvaluator, Pseudonym, person_pseudonyms
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,18 @@ class Person:
     surname: str | None
     birth_date: dt.date | None
 
-    def pseudonyms(self, ring: KeyRing, today: dt.date) -> list[Pseudonym]:
-        """Under every key of the ring; InvalidIdentifier on a bad BSN or name."""
+    def pseudonyms(
+        self, ring: KeyRing, today: dt.date, oprf: OprfEvaluator | None = None
+    ) -> list[Pseudonym]:
+        """Under every key of the ring (its OPRF keys through `oprf`); InvalidIdentifier on a
+        bad BSN or name."""
         return person_pseudonyms(
-            ring, bsn=self.bsn, surname=self.surname, birth_date=self.birth_date, today=today
+            ring,
+            bsn=self.bsn,
+            surname=self.surname,
+            birth_date=self.birth_date,
+            today=today,
+            oprf=oprf,
         )
 
 

@@ -2,7 +2,13 @@
 
 The file is JSON, readable by its owner only:
 
-    {"keys": [{"id": "k2026-11", "secret": "<base64 of 32 random bytes>"}]}
+    {"keys": [{"id": "k2026-11", "secret": "<base64 of 32 random bytes>"},
+              {"id": "k2027-01", "kind": "oprf", "service": "pseudonymiser.internal:50053"}]}
+
+An entry without a kind is an HMAC key, whose secret the edge holds. An "oprf" entry holds no
+secret, only the address of the pseudonymisation service that holds the key (baken/oprf.py,
+docs/SECURITY.md). Iterating the ring gives the HMAC keys; `oprf` the OPRF key ids and
+services; `ids` every key id, the HMAC keys first.
 
 Rotation: add a new key (the edge then derives pseudonyms under both), resync the markers,
 retire the old key, resync again. A lookup hits at every step, because markers and lookups
@@ -22,6 +28,8 @@ from pathlib import Path
 
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 KEY_BYTES = 32
+SERVICE = re.compile(r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z")
+OPRF = "oprf"
 
 
 class KeyFileError(Exception):
@@ -29,17 +37,31 @@ class KeyFileError(Exception):
 
 
 class KeyRing(Mapping[str, bytes]):
-    """Key id -> secret, in the order of the file. Never empty."""
+    """HMAC key id -> secret, in the order of the file, and OPRF key id -> service address
+    (`oprf`). Never without a key."""
 
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
-        if not keys:
+    def __init__(self, keys: Mapping[str, bytes], oprf: Mapping[str, str] | None = None) -> None:
+        oprf = dict(oprf or {})
+        if not keys and not oprf:
             raise KeyFileError("a key ring needs at least one key")
         for key_id, secret in keys.items():
             if not KEY_ID.match(key_id):
                 raise KeyFileError(f"key id {key_id!r} is not lowercase letters, digits and '-'")
             if len(secret) != KEY_BYTES:
                 raise KeyFileError(f"key {key_id} is not {KEY_BYTES} bytes")
+        for key_id, service in oprf.items():
+            if not KEY_ID.match(key_id):
+                raise KeyFileError(f"key id {key_id!r} is not lowercase letters, digits and '-'")
+            if key_id in keys:
+                raise KeyFileError(f"key {key_id} is in the ring twice")
+            if not SERVICE.match(service):
+                raise KeyFileError(f"key {key_id}: the service is not host:port")
         self._keys = dict(keys)
+        self.oprf: Mapping[str, str] = oprf
+
+    @property
+    def ids(self) -> list[str]:
+        return [*self._keys, *self.oprf]
 
     def __getitem__(self, key_id: str) -> bytes:
         return self._keys[key_id]
@@ -51,22 +73,30 @@ class KeyRing(Mapping[str, bytes]):
         return len(self._keys)
 
     def __repr__(self) -> str:
-        return f"KeyRing({list(self._keys)})"
+        return f"KeyRing({self.ids})"
 
     @classmethod
     def load(cls, path: Path) -> KeyRing:
         try:
             document = json.loads(path.read_text())
             entries = document["keys"]
-            keys = {e["id"]: base64.b64decode(e["secret"], validate=True) for e in entries}
+            kinds = {e.get("kind", "hmac") for e in entries}
+            if not kinds <= {"hmac", OPRF}:
+                raise ValueError("unknown kind")
+            keys = {
+                e["id"]: base64.b64decode(e["secret"], validate=True)
+                for e in entries
+                if e.get("kind", "hmac") == "hmac"
+            }
+            oprf = {e["id"]: str(e["service"]) for e in entries if e.get("kind") == OPRF}
         except FileNotFoundError:
             raise KeyFileError(
                 f"{path}: no such key file (create one with `baken keys init`)"
             ) from None
-        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise KeyFileError(f"{path}: not a valid key file ({type(exc).__name__})") from None
         try:
-            return cls(keys)
+            return cls(keys, oprf)
         except KeyFileError as exc:
             raise KeyFileError(f"{path}: {exc}") from None
 
@@ -75,6 +105,10 @@ class KeyRing(Mapping[str, bytes]):
             "keys": [
                 {"id": key_id, "secret": base64.b64encode(secret).decode()}
                 for key_id, secret in self._keys.items()
+            ]
+            + [
+                {"id": key_id, "kind": OPRF, "service": service}
+                for key_id, service in self.oprf.items()
             ]
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,14 +121,23 @@ class KeyRing(Mapping[str, bytes]):
         tmp.replace(path)
 
     def with_new_key(self, key_id: str) -> KeyRing:
-        if key_id in self._keys:
+        if key_id in self.ids:
             raise KeyFileError(f"key {key_id} is already in the ring")
-        return KeyRing({**self._keys, key_id: secrets.token_bytes(KEY_BYTES)})
+        return KeyRing({**self._keys, key_id: secrets.token_bytes(KEY_BYTES)}, self.oprf)
+
+    def with_oprf_key(self, key_id: str, service: str) -> KeyRing:
+        """An OPRF key: no secret here, only the pseudonymisation service that holds it."""
+        if key_id in self.ids:
+            raise KeyFileError(f"key {key_id} is already in the ring")
+        return KeyRing(self._keys, {**self.oprf, key_id: service})
 
     def without_key(self, key_id: str) -> KeyRing:
-        if key_id not in self._keys:
+        if key_id not in self.ids:
             raise KeyFileError(f"key {key_id} is not in the ring")
-        return KeyRing({k: v for k, v in self._keys.items() if k != key_id})
+        return KeyRing(
+            {k: v for k, v in self._keys.items() if k != key_id},
+            {k: v for k, v in self.oprf.items() if k != key_id},
+        )
 
     @classmethod
     def generate(cls, key_id: str) -> KeyRing:

@@ -1,8 +1,11 @@
 """Pseudonyms, made at the edge: the registry only ever receives these, never a BSN or a name.
 
-A pseudonym is HMAC-SHA256 over a domain-separated identifier under a versioned key. The key id
-travels with the value, and the edge derives one pseudonym per key of its ring, so markers synced
-under an old key keep hitting while a new key is rolled out.
+A pseudonym is HMAC-SHA256 over a domain-separated identifier under a versioned key, or, for an
+OPRF key of the ring, the first 32 bytes of the RFC 9497 OPRF output over the same
+domain-separated identifier, evaluated blind by the pseudonymisation service that alone holds
+the key (baken/oprf.py; the edge passes an `OprfEvaluator`). The key id travels with the value,
+and the edge derives one pseudonym per key of its ring, so markers synced under an old key keep
+hitting while a new key is rolled out.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
-from baken.keyring import KeyRing
+from baken.keyring import KeyFileError, KeyRing
 from baken.type.v1.pseudonym_pb2 import (
     PSEUDONYM_KIND_BSN,
     PSEUDONYM_KIND_NAME_BIRTH_DATE,
@@ -206,32 +211,56 @@ def _validate_birth_date(birth_date: date, today: date) -> date:
     return birth_date
 
 
-def _hmac(key: bytes, context: bytes, identifier: str) -> bytes:
-    return hmac.new(key, context + identifier.encode(), hashlib.sha256).digest()
+PSEUDONYM_BYTES = 32
 
 
-def bsn_pseudonyms(ring: KeyRing, bsn: str) -> list[Pseudonym]:
+class OprfEvaluator(Protocol):
+    """Evaluates the OPRF under `key_id` at `service` for each input, blind (the service sees
+    no input): the 64-byte outputs, in order (baken/pseudonymiser_client.py)."""
+
+    def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]: ...
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _pseudonyms(
+    ring: KeyRing,
+    kind: PseudonymKind.ValueType,
+    message: bytes,
+    oprf: OprfEvaluator | None,
+) -> list[Pseudonym]:
+    found = [Pseudonym(kind, key_id, _hmac(key, message)) for key_id, key in ring.items()]
+    if ring.oprf and oprf is None:
+        raise KeyFileError("the key ring has OPRF keys: pseudonymise through the service")
+    for key_id, service in ring.oprf.items():
+        assert oprf is not None
+        (output,) = oprf.outputs(key_id, service, [message])
+        found.append(Pseudonym(kind, key_id, output[:PSEUDONYM_BYTES]))
+    return found
+
+
+def bsn_pseudonyms(ring: KeyRing, bsn: str, oprf: OprfEvaluator | None = None) -> list[Pseudonym]:
     """One BSN pseudonym per key of the ring."""
-    valid = validate_bsn(bsn)
-    return [
-        Pseudonym(PSEUDONYM_KIND_BSN, key_id, _hmac(key, BSN_CONTEXT, valid))
-        for key_id, key in ring.items()
-    ]
+    return _pseudonyms(ring, PSEUDONYM_KIND_BSN, BSN_CONTEXT + validate_bsn(bsn).encode(), oprf)
 
 
 def name_birth_date_pseudonyms(
-    ring: KeyRing, surname: str, birth_date: date, *, today: date
+    ring: KeyRing,
+    surname: str,
+    birth_date: date,
+    *,
+    today: date,
+    oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
     """One surname + date-of-birth pseudonym per key of the ring."""
     identifier = (
         f"{normalise_surname(surname)}\x00{_validate_birth_date(birth_date, today).isoformat()}"
     )
-    return [
-        Pseudonym(
-            PSEUDONYM_KIND_NAME_BIRTH_DATE, key_id, _hmac(key, NAME_BIRTH_DATE_CONTEXT, identifier)
-        )
-        for key_id, key in ring.items()
-    ]
+    return _pseudonyms(
+        ring, PSEUDONYM_KIND_NAME_BIRTH_DATE, NAME_BIRTH_DATE_CONTEXT + identifier.encode(), oprf
+    )
 
 
 def person_pseudonyms(
@@ -241,11 +270,14 @@ def person_pseudonyms(
     surname: str | None = None,
     birth_date: date | None = None,
     today: date,
+    oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
-    """Every pseudonym the edge can make for a person: BSN, surname + date of birth, or both."""
+    """Every pseudonym the edge can make for a person: BSN, surname + date of birth, or both;
+    `oprf` evaluates those of the ring's OPRF keys (KeyFileError when it has some and none is
+    given)."""
     pseudonyms: list[Pseudonym] = []
     if bsn:
-        pseudonyms += bsn_pseudonyms(ring, bsn)
+        pseudonyms += bsn_pseudonyms(ring, bsn, oprf)
     if surname or birth_date:
         if not surname:
             raise InvalidIdentifier("surname", "SURNAME_MISSING", "a date of birth needs a surname")
@@ -253,7 +285,7 @@ def person_pseudonyms(
             raise InvalidIdentifier(
                 "birth_date", "BIRTH_DATE_MISSING", "a surname needs a date of birth"
             )
-        pseudonyms += name_birth_date_pseudonyms(ring, surname, birth_date, today=today)
+        pseudonyms += name_birth_date_pseudonyms(ring, surname, birth_date, today=today, oprf=oprf)
     if not pseudonyms:
         raise InvalidIdentifier(
             "bsn", "IDENTIFIER_MISSING", "give a BSN, or a surname with a date of birth"

@@ -78,6 +78,15 @@ def _serve(args: argparse.Namespace) -> None:
         options["registry"] = args.registry
         serve_feedback(FeedbackSettings(**{k: v for k, v in options.items() if v is not None}))
         return
+    if args.service == "pseudonymiser":
+        from services.common.settings import PseudonymiserSettings
+        from services.pseudonymiser.server import serve as serve_pseudonymiser
+
+        options["key_file"] = args.oprf_key_file
+        serve_pseudonymiser(
+            PseudonymiserSettings(**{k: v for k, v in options.items() if v is not None})
+        )
+        return
     from services.registry.server import serve
 
     serve(registry_settings(**options))
@@ -94,11 +103,15 @@ def _keys(args: argparse.Namespace) -> None:
         if path.exists():
             raise UserError(f"{path} exists already; use `baken keys add` to rotate")
         KeyRing.generate(args.key_id).save(path)
+    elif args.action == "add" and args.kind == "oprf":
+        if not args.service:
+            raise UserError("an OPRF key needs --service host:port (the pseudonymisation service)")
+        KeyRing.load(path).with_oprf_key(args.key_id, args.service).save(path)
     elif args.action == "add":
         KeyRing.load(path).with_new_key(args.key_id).save(path)
     else:
         KeyRing.load(path).without_key(args.key_id).save(path)
-    print(f"{path}: keys {', '.join(KeyRing.load(path))}")
+    print(f"{path}: keys {', '.join(KeyRing.load(path).ids)}")
 
 
 def _reseal(args: argparse.Namespace) -> None:
@@ -173,7 +186,9 @@ def parser() -> argparse.ArgumentParser:
     )
 
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["registry", "feedback"], help="which service")
+    serve.add_argument(
+        "service", choices=["registry", "feedback", "pseudonymiser"], help="which service"
+    )
     serve.add_argument("--address", help="host:port (env BAKEN_<SERVICE>_ADDRESS)")
     serve.add_argument(
         "--metrics-address",
@@ -197,6 +212,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--registry", help="(feedback) the registry, host:port (env BAKEN_FEEDBACK_REGISTRY)"
+    )
+    serve.add_argument(
+        "--oprf-key-file",
+        type=Path,
+        help="(pseudonymiser) its OPRF keys, made when absent (env BAKEN_PSEUDONYMISER_KEY_FILE; "
+        "default keys/pseudonymiser-keys.json beside the data dir)",
     )
     serve.add_argument(
         "--allow-signing-key-in-data-dir",
@@ -256,6 +277,14 @@ def parser() -> argparse.ArgumentParser:
         "(env BAKEN_REGISTRY_AT_REST_KEY_FILE, default data-dir/at-rest-keys.json)",
     )
     keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
+    keys.add_argument(
+        "--kind",
+        choices=["hmac", "oprf"],
+        default="hmac",
+        help="(add) hmac: a secret in the file; oprf: no secret here, the pseudonymisation "
+        "service at --service holds the key",
+    )
+    keys.add_argument("--service", help="(add --kind oprf) the pseudonymisation service, host:port")
     keys.add_argument(
         "--data-dir",
         type=Path,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import grpc
@@ -20,7 +20,7 @@ from baken.clock import Clock
 from baken.errors import ListenError
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
-from services.common.admission import Admission
+from services.common.admission import ROLE_ALLOWANCES, Admission, Allowance
 from services.common.metrics_endpoint import Metrics, MetricsServer
 from services.common.shared_rates import SharedRates
 
@@ -40,9 +40,11 @@ def admission(
     policy: AccessPolicy,
     engine: Engine,
     on_unknown: Callable[[grpc.ServicerContext, str], None] | None = None,
+    roles: Mapping[str, Allowance] = ROLE_ALLOWANCES,
 ) -> Admission:
-    """Who may call the service and how much, under the party register, with the parties'
-    rate buckets in the service's database (services/common/shared_rates.py)."""
+    """Who may call the service and how much, under the party register (each role's allowance
+    from `roles`), with the parties' rate buckets in the service's database
+    (services/common/shared_rates.py)."""
     return Admission(
         policy.covenants.parties,
         policy.houses,
@@ -51,6 +53,7 @@ def admission(
         first_message_seconds=settings.first_message_seconds,
         rates=SharedRates(engine),
         on_unknown=on_unknown,
+        roles=roles,
     )
 
 

@@ -17,14 +17,20 @@ from services.common import db
 from services.common.settings import RegistrySettings
 from services.feedback import models as feedback_models
 from services.feedback.server import MIGRATIONS as FEEDBACK_MIGRATIONS
+from services.pseudonymiser import models as pseudonymiser_models
+from services.pseudonymiser.server import MIGRATIONS as PSEUDONYMISER_MIGRATIONS
 from services.registry import models  # noqa: F401  (registers the tables on Base.metadata)
 from services.registry.server import MIGRATIONS, create_server
 
 # Each service's migrations and the models they must end in.
 SERVICES = pytest.mark.parametrize(
     ("migrations", "metadata"),
-    [(MIGRATIONS, db.Base.metadata), (FEEDBACK_MIGRATIONS, feedback_models.Base.metadata)],
-    ids=["registry", "feedback"],
+    [
+        (MIGRATIONS, db.Base.metadata),
+        (FEEDBACK_MIGRATIONS, feedback_models.Base.metadata),
+        (PSEUDONYMISER_MIGRATIONS, pseudonymiser_models.Base.metadata),
+    ],
+    ids=["registry", "feedback", "pseudonymiser"],
 )
 
 

@@ -80,15 +80,19 @@ FIRST_MESSAGE_SECONDS = 10.0
 
 
 def allowances(
-    parties: Mapping[str, Party], houses: Mapping[str, House], scale: float = 1.0
+    parties: Mapping[str, Party],
+    houses: Mapping[str, House],
+    scale: float = 1.0,
+    roles: Mapping[str, Allowance] = ROLE_ALLOWANCES,
 ) -> dict[str, Allowance]:
-    """Each registered party's allowance, from its role; an adapter may also hold, per house of
-    its source system, the house's delivery stream and an acknowledgement. `scale` multiplies
-    every rate and burst (a capacity benchmark raises it; nobody is exempt)."""
+    """Each registered party's allowance, from its role (`roles`: the service's own table, or
+    ROLE_ALLOWANCES); an adapter may also hold, per house of its source system, the house's
+    delivery stream and an acknowledgement. `scale` multiplies every rate and burst (a capacity
+    benchmark raises it; nobody is exempt)."""
     served = Counter(h.source_system_token for h in houses.values())
     found: dict[str, Allowance] = {}
     for party in parties.values():
-        allowance = ROLE_ALLOWANCES[party.role]
+        allowance = roles[party.role]
         if party.source_system is not None:
             allowance = Allowance(
                 allowance.per_second,
@@ -124,11 +128,12 @@ class Admission:
         first_message_seconds: float = FIRST_MESSAGE_SECONDS,
         rates: Rates | None = None,
         on_unknown: Callable[[grpc.ServicerContext, str], None] | None = None,
+        roles: Mapping[str, Allowance] = ROLE_ALLOWANCES,
     ) -> None:
         if capacity < 1:
             raise ValueError("a service admits at least one call at a time")
         self._register = {p.id: p.identity for p in parties.values()}
-        self._allowances = allowances(parties, houses, scale)
+        self._allowances = allowances(parties, houses, scale, roles)
         self._allowances[UNREGISTERED] = UNREGISTERED_ALLOWANCE.scaled(scale)
         self.capacity = capacity
         self.first_message_seconds = first_message_seconds

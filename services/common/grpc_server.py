@@ -105,8 +105,9 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     With `admission`, every call of the service's own methods is admitted first (the party
     register, the party's calls in flight and its rate; services/common/admission.py), before a
     message of a stream is read, and charged: one unit a call or a streamed message, or one an
-    entry of a batch (BatchLookup). Every request message, charged or not, is then held to the
-    contract's field rules (services/common/field_rules.py) before the servicer sees it.
+    entry of a batch (BatchLookup) or an element to pseudonymise (Evaluate). Every request
+    message, charged or not, is then held to the contract's field rules
+    (services/common/field_rules.py) before the servicer sees it.
 
     The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
     INTERNAL errors. Wrapped handlers are built once per method. A successful call of a method
@@ -212,14 +213,26 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
         context.add_callback(ticket.release)
 
         def charge_and_check(message: Any) -> None:
-            entries = getattr(message, "entries", None)
-            admission.charge(caller.id, len(entries) if isinstance(entries, Sized) else 1)
+            admission.charge(caller.id, _cost(message))
             field_rules.check(message)
 
         try:
             yield lambda request: _each(charge_and_check, request, admission.first_message)
         finally:
             ticket.release()
+
+
+# The repeated fields whose every item is charged as a call: BatchLookup's entries, the
+# pseudonymiser's blinded elements.
+_CHARGED_ITEMS = ("entries", "blinded_elements")
+
+
+def _cost(message: Any) -> int:
+    for name in _CHARGED_ITEMS:
+        items = getattr(message, name, None)
+        if isinstance(items, Sized):
+            return len(items)
+    return 1
 
 
 def _each(

@@ -125,3 +125,43 @@ class FeedbackSettings(BaseSettings):
 
     def resolved_at_rest_key_file(self) -> Path:
         return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
+
+
+class PseudonymiserSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BAKEN_PSEUDONYMISER_", frozen=True)
+
+    # host:port to listen on; port 0 picks a free one.
+    address: str = "127.0.0.1:50053"
+    # As the registry's: the metrics endpoint, or none when empty.
+    metrics_address: str = ""
+    # Where the SQLite database (access log, rate buckets) lives when no database_url is given.
+    data_dir: Path = Path("var/pseudonymiser")
+    # Overrides data_dir: the service's own database (not the registry's).
+    database_url: str | None = None
+    max_workers: int = 16
+    pki_dir: Path = Path("var/pki")
+    party: str = "pseudonymiser"
+    covenants_dir: Path = DEFAULT_DIR
+    # The OPRF keys (a seed per key id; made on first start when absent, readable by the service
+    # alone). Never beside an edge's key file, never in the data dir's backups without
+    # encryption: whoever holds it can pseudonymise offline. Default: keys/pseudonymiser-keys.json
+    # beside the data dir.
+    key_file: Path | None = None
+    # The key id a new key file gets.
+    first_key_id: str = "k2027-01"
+    audit_signing_key: Path | None = None
+    allow_signing_key_in_data_dir: bool = False
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 30.0
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    rate_scale: float = Field(default=1.0, gt=0)
+    first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir, "pseudonymiser.db")
+
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir.parent / "keys" / "pseudonymiser-keys.json"
+
+    def resolved_audit_signing_key(self) -> Path:
+        return self.audit_signing_key or default_signing_key(self.data_dir, "pseudonymiser")
