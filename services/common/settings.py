@@ -165,3 +165,31 @@ class PseudonymiserSettings(BaseSettings):
 
     def resolved_audit_signing_key(self) -> Path:
         return self.audit_signing_key or default_signing_key(self.data_dir, "pseudonymiser")
+
+
+class RetentionSettings(BaseSettings):
+    """The retention schedule (docs/RETENTION.md): how long each kind of data is kept, one
+    section for every service and for `baken audit verify`. Months are calendar months in
+    Dutch time and a kind kept in months goes a whole month at a time, so that every month
+    the management information can still show is whole."""
+
+    model_config = SettingsConfigDict(env_prefix="BAKEN_RETENTION_", frozen=True)
+
+    # Entries of every service's access log: what the privacy officer must be able to look back.
+    access_log_months: int = Field(default=24, ge=1)
+    # Feedback: decisions (with their decision_advice) by the month recorded, once every item
+    # made of them was acknowledged or given up; the items themselves by the month created,
+    # once acknowledged or given up; advice requests by the month asked, once answered or
+    # cancelled; the inflow by the month of arrest; purged-case digests by the month purged.
+    decision_months: int = Field(default=24, ge=1)
+    delivery_months: int = Field(default=24, ge=1)
+    advice_request_months: int = Field(default=24, ge=1)
+    inflow_months: int = Field(default=24, ge=1)
+    purged_case_months: int = Field(default=24, ge=1)
+    # Registry: a marker whose plan ended, or that its source has not synced for this long,
+    # lapses (VIR's lapse); a signal not taken over, and a match, go after their days.
+    marker_lapse_days: int = Field(default=365, ge=1)
+    signal_days: int = Field(default=90, ge=1)
+    match_days: int = Field(default=365, ge=1)
+    # How often each service expires what its schedule says went; also once at start.
+    interval_seconds: float = Field(default=3600.0, gt=0)
