@@ -182,6 +182,9 @@ def _summary(result: Verification, policy: CheckpointPolicy) -> str:
 
     text = f"{_count(result.entries, 'entry', 'entries')}, "
     text += _count(result.checkpoints, "checkpoint")
+    if result.expired_seq and result.expired_before is not None:
+        before = result.expired_before.isoformat(timespec="seconds")
+        text += f", entries up to #{result.expired_seq} expired (written before {before})"
     if result.last_signed_seq:
         text += f", the newest valid one at #{result.last_signed_seq}"
     elif result.checkpoints:

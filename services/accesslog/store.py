@@ -26,6 +26,17 @@ so that entries written just before a quiet spell or a crash stay unsigned at mo
 The newest checkpoint leaves the database through AuditService.GetSignedHead, to the privacy
 officer's witness (cli/witness.py).
 
+Expiry (docs/RETENTION.md) removes the oldest entries a whole segment at a time: entries 1 .. N
+(after the last expiry) where a checkpoint signs N and every entry up to N was written before
+the period's cut-off. The service signs a boundary with the same key,
+
+    b"baken-access-log-expiry-v1\\0" || N (8 bytes) || entry_hash(N) || before || signed_time
+
+keeps it (access_log_expiries) and the checkpoint at N, and removes the entries, their subject
+rows and the checkpoints below N. `verify` starts the chain after the newest boundary that
+verifies: entry N + 1 must link to its hash. Whoever holds only the database cannot sign one,
+so cutting entries and calling it expiry still shows as a deletion.
+
 `verify` (services/accesslog/verify.py) recomputes the chain and names the first break.
 """
 
@@ -41,20 +52,37 @@ from typing import Any, cast
 import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Dialect, Table, Text, func, insert, select, type_coerce
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    type_coerce,
+)
 
 from services.accesslog.signing import SigningKey
-from services.accesslog.tables import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.accesslog.tables import (
+    AccessLogCheckpointRow,
+    AccessLogExpiryRow,
+    AccessLogRow,
+    AccessLogSubjectRow,
+)
 from services.common.db import utc
 
 entries = cast(Table, AccessLogRow.__table__)
 subjects = cast(Table, AccessLogSubjectRow.__table__)
 checkpoints = cast(Table, AccessLogCheckpointRow.__table__)
+expiries = cast(Table, AccessLogExpiryRow.__table__)
 
 GENESIS = bytes(32)
 # json.dumps with options builds an encoder per call; this one gives the same canonical text.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 CHECKPOINT_DOMAIN = b"baken-access-log-checkpoint-v1\0"
+EXPIRY_DOMAIN = b"baken-access-log-expiry-v1\0"
 BREAK_GLASS = "break-glass"
 # Any fixed number, other than repository.SYNC_LOCK_KEY: the PostgreSQL advisory lock that
 # serialises appends to the log.
@@ -85,6 +113,30 @@ def entry_hash(prev_hash: bytes, seq: int, body: str) -> bytes:
 
 def checkpoint_message(seq: int, hash_: bytes, signed_time: dt.datetime) -> bytes:
     return CHECKPOINT_DOMAIN + seq.to_bytes(8, "big") + hash_ + _iso(signed_time).encode("utf-8")
+
+
+def expiry_message(seq: int, hash_: bytes, before: dt.datetime, signed_time: dt.datetime) -> bytes:
+    return (
+        EXPIRY_DOMAIN
+        + seq.to_bytes(8, "big")
+        + hash_
+        + _iso(before).encode("utf-8")
+        + b"\0"
+        + _iso(signed_time).encode("utf-8")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What one expiry removed: entries `first` .. `last`, all written before `before`."""
+
+    first: int
+    last: int
+    before: dt.datetime
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +378,54 @@ class AccessLog:
         self._runs[_key(connection)] = _Run(seq, hash_, seq, None)
         return seq
 
+    def expire(
+        self,
+        connection: Connection,
+        before: dt.datetime,
+        now: dt.datetime,
+        *,
+        keep_from: int | None = None,
+    ) -> Expired | None:
+        """Remove the oldest entries written before `before`, up to the newest checkpoint that
+        allows it, behind a signed boundary; what went, or None. Never an entry at or after
+        the first one written at or after `before` (times need not rise with seqs), an
+        unreviewed break-glass entry or what follows it, nor `keep_from` (an entry another
+        table still names) or what follows it."""
+        before, now = _aware(before, "before"), _aware(now, "now")
+        head, _ = self._sql_for(connection).lock_and_head(connection.connection.dbapi_connection)
+        start = expired_up_to(connection)
+        young = connection.execute(
+            select(func.min(entries.c.seq)).where(entries.c.entry_time >= before)
+        ).scalar()
+        pending = pending_reviews(connection, limit=1)
+        limits = [head + 1, young, keep_from, pending[0].seq if pending else None]
+        limit = min(value for value in limits if value is not None) - 1
+        found = connection.execute(
+            select(checkpoints.c.seq, checkpoints.c.entry_hash)
+            .where(checkpoints.c.seq > start, checkpoints.c.seq <= limit)
+            .order_by(checkpoints.c.seq.desc())
+            .limit(1)
+        ).first()
+        if found is None:
+            return None
+        seq, hash_ = found[0], bytes(found[1])
+        connection.execute(
+            insert(expiries),
+            {
+                "seq": seq,
+                "entry_hash": hash_,
+                "before": before,
+                "signed_time": now,
+                "key_id": self._signer.key_id,
+                "signature": self._signer.sign(expiry_message(seq, hash_, before, now)),
+            },
+        )
+        connection.execute(delete(subjects).where(subjects.c.seq <= seq))
+        connection.execute(delete(entries).where(entries.c.seq <= seq))
+        connection.execute(delete(checkpoints).where(checkpoints.c.seq < seq))
+        connection.execute(delete(expiries).where(expiries.c.seq < seq))
+        return Expired(start + 1, seq, before)
+
     def _run(self, connection: Connection, head: int, head_hash: bytes) -> _Run:
         """The unsigned run ending at the head, from memory when this process wrote the head."""
         key = _key(connection)
@@ -361,6 +461,11 @@ class AccessLog:
                 "signature": self._signer.sign(checkpoint_message(seq, hash_, now)),
             },
         )
+
+
+def expired_up_to(connection: Connection) -> int:
+    """The last entry the newest expiry removed; 0 if none did."""
+    return int(connection.execute(select(func.coalesce(func.max(expiries.c.seq), 0))).scalar_one())
 
 
 def _is_signed(connection: Connection, seq: int) -> bool:

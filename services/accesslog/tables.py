@@ -68,3 +68,18 @@ class AccessLogCheckpointRow(Base):
     signed_time: Mapped[UtcTime]
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class AccessLogExpiryRow(Base):
+    """A signed boundary: the entries up to `seq` were removed when their period ended
+    (services/accesslog/store.py, docs/RETENTION.md); entry seq + 1 links to `entry_hash`."""
+
+    __tablename__ = "access_log_expiries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_hash: Mapped[Digest]
+    # Every removed entry was written before this time.
+    before: Mapped[UtcTime]
+    signed_time: Mapped[UtcTime]
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -28,6 +28,11 @@
   rewritten, re-hashed and, with the signing key, re-signed.
 - witness: a head in the witness's store does not verify with the auditor's public keys.
 
+After an expiry (store.py) the chain starts at the newest boundary whose signature holds: entry
+N + 1 must link to the hash it signs, and checkpoints and witness heads at or below N are
+checked for their signatures only (at N: against the boundary's hash too). A boundary that does
+not verify is a `checkpoint` break, and the chain is then walked from entry 1.
+
 Without a witness the chain cannot show a rewrite or cut of the last run only (at most
 `policy.every` entries and `policy.seconds`, the unverifiable tail), nor a cut at a checkpoint
 together with the checkpoints after it, nor a rewrite re-signed with the signing key itself.
@@ -56,6 +61,8 @@ from services.accesslog.store import (
     checkpoints,
     entries,
     entry_hash,
+    expiries,
+    expiry_message,
     raw_time,
     subjects,
 )
@@ -86,6 +93,8 @@ class Verification:
     first_break: Break | None
     last_seq: int = 0  # the newest entry's seq
     witnessed_seq: int = 0  # the newest head of the witness that the chain still leads to
+    expired_seq: int = 0  # entries up to it were removed behind a valid boundary
+    expired_before: dt.datetime | None = None  # and were written before this time
 
     @property
     def ok(self) -> bool:
@@ -187,15 +196,16 @@ def _seq_of(connection: Connection, column: Any, value: bytes, *where: Any) -> i
 class _Walker:
     """Follows the chain entry by entry; names the first break."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, start: _Boundary | None) -> None:
         self._connection = connection
-        self.expected = 1
-        self.last_hash = GENESIS
+        self.expected = 1 if start is None else start.seq + 1
+        self.last_hash = GENESIS if start is None else start.entry_hash
 
     def step(self, entry: _Stored) -> Break | None:
         s = entry.seq
         if s < self.expected:  # only before the first: seqs come in order, each once
-            return Break(s, "inserted", f"entry {s} comes before the first entry")
+            where = "the first entry" if self.expected == 1 else "the expiry boundary"
+            return Break(s, "inserted", f"entry {s} comes before {where}")
         if s != self.expected:
             return Break(self.expected, "deleted", f"{entries_are(self.expected, s - 1)} missing")
         if entry.recomputes(s) and entry.prev_hash == self.last_hash:
@@ -306,9 +316,9 @@ class _Runs:
     """Checks that no checkpoint that was due is missing: each run holds at most `every`
     entries, each within `seconds` of the run's first entry (as AccessLog.append signs)."""
 
-    def __init__(self, policy: CheckpointPolicy) -> None:
+    def __init__(self, policy: CheckpointPolicy, start: int) -> None:
         self._policy = policy
-        self._boundary = 0  # the seq of the checkpoint that ended the previous run
+        self._boundary = start  # the seq of the checkpoint that ended the previous run
         self._first: _Stored | None = None  # the run's first entry
         self._previous = 0
 
@@ -362,6 +372,22 @@ class _Witnessed:
                 continue
             self._heads.setdefault(head.seq, []).append(head)
 
+    def expired(self, boundary: _Boundary) -> None:
+        """Heads at or below the boundary: their entries went; the one at it must match."""
+        for seq in [seq for seq in self._heads if seq <= boundary.seq]:
+            for head in self._heads.pop(seq):
+                if seq < boundary.seq or head.entry_hash == boundary.entry_hash:
+                    self.matched = max(self.matched, seq)
+                    continue
+                self.breaks.append(
+                    Break(
+                        seq,
+                        "rewritten",
+                        f"the expiry boundary at #{seq} names another hash than the head the "
+                        f"witness saw there: the chain up to #{seq} was rewritten",
+                    )
+                )
+
     def step(self, entry: _Stored) -> None:
         for head in self._heads.pop(entry.seq, ()):
             if head.entry_hash == entry.entry_hash:
@@ -408,6 +434,51 @@ class _Witnessed:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _Boundary:
+    seq: int
+    entry_hash: bytes
+    before: dt.datetime
+
+
+def _boundary(
+    connection: Connection, public_keys: Mapping[str, Ed25519PublicKey]
+) -> tuple[_Boundary | None, list[Break]]:
+    """The newest expiry boundary whose signature holds, and a break for each that does not."""
+    rows = connection.execute(
+        select(
+            expiries.c.seq,
+            expiries.c.entry_hash,
+            type_coerce(expiries.c.before, Text),
+            type_coerce(expiries.c.signed_time, Text),
+            expiries.c.key_id,
+            expiries.c.signature,
+        ).order_by(expiries.c.seq)
+    ).all()
+    valid: _Boundary | None = None
+    breaks: list[Break] = []
+    for seq, hash_, raw_before, raw_signed, key_id, signature in rows:
+        before, signed_time = raw_time(raw_before), raw_time(raw_signed)
+        key = public_keys.get(key_id)
+        try:
+            if key is None or before is None or signed_time is None:
+                raise InvalidSignature
+            message = expiry_message(seq, bytes(hash_), before, signed_time)
+            key.verify(bytes(signature), message)
+        except InvalidSignature:
+            breaks.append(
+                Break(
+                    seq,
+                    "checkpoint",
+                    f"the expiry boundary at #{seq} is not signed by a given key: "
+                    "entries up to it were removed without an expiry",
+                )
+            )
+            continue
+        valid = _Boundary(seq, bytes(hash_), before)
+    return valid, breaks
+
+
 # At one seq, a break in the entries explains more than one in the checkpoints.
 _RANK = {"truncated": 1, "rewritten": 2, "checkpoint": 3, "unsigned": 4, "witness": 5}
 
@@ -433,10 +504,14 @@ def verify(
         )
     }
     count = len(signed)
-    walker = _Walker(connection)
-    runs = _Runs(policy)
+    start, breaks = _boundary(connection, public_keys)
+    if breaks:
+        start = None
+    walker = _Walker(connection, start)
+    runs = _Runs(policy, 0 if start is None else start.seq)
     witness = _Witnessed(witnessed, public_keys)
-    breaks: list[Break] = []
+    if start is not None:
+        witness.expired(start)
     chain_break: Break | None = None
     run_break: Break | None = None
     entries = last_seq = last_signed = 0
@@ -455,9 +530,18 @@ def verify(
             else:
                 breaks.append(problem)
     breaks += [b for b in (chain_break, run_break) if b is not None]
+    if start is not None:
+        last_seq = max(last_seq, start.seq)
     for seq in sorted(signed):  # checkpoints without an entry at their seq
         problem = _signature_problem(signed[seq], public_keys)
-        if problem is None and seq > last_seq:
+        if start is not None and seq <= start.seq:
+            if problem is None and seq == start.seq and bytes(signed[seq][1]) != start.entry_hash:
+                problem = Break(
+                    seq, "checkpoint", f"checkpoint {seq} differs from the expiry boundary there"
+                )
+            if problem is None:
+                last_signed = max(last_signed, seq)
+        elif problem is None and seq > last_seq:
             problem = Break(
                 last_seq + 1,
                 "truncated",
@@ -466,11 +550,21 @@ def verify(
             )
         elif problem is None:
             problem = Break(seq, "checkpoint", f"checkpoint {seq}: entry {seq} is missing")
-        breaks.append(problem)
+        if problem is not None:
+            breaks.append(problem)
     witness.finish(last_seq)
     breaks += witness.breaks
     first = min(breaks, key=lambda b: (b.seq, _RANK.get(b.kind, 0)), default=None)
-    return Verification(entries, count, last_signed, first, last_seq, witness.matched)
+    return Verification(
+        entries,
+        count,
+        last_signed,
+        first,
+        last_seq,
+        witness.matched,
+        0 if start is None else start.seq,
+        None if start is None else start.before,
+    )
 
 
 def verify_database(

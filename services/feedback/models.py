@@ -25,7 +25,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.accesslog.tables import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.accesslog.tables import (
+    AccessLogCheckpointRow,
+    AccessLogExpiryRow,
+    AccessLogRow,
+    AccessLogSubjectRow,
+)
 from services.common.db import NAMING_CONVENTION, Id, UtcTime
 from services.common.shared_rates import RateBucketRow
 
@@ -37,7 +42,8 @@ class Base(DeclarativeBase):
 
 
 # The access log's tables and the shared rate buckets in this database too.
-for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, RateBucketRow):
+_SHARED = (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, AccessLogExpiryRow)
+for _row in (*_SHARED, RateBucketRow):
     cast(Table, _row.__table__).to_metadata(Base.metadata)
 
 

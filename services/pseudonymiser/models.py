@@ -8,7 +8,12 @@ from typing import cast
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
-from services.accesslog.tables import AccessLogCheckpointRow, AccessLogRow, AccessLogSubjectRow
+from services.accesslog.tables import (
+    AccessLogCheckpointRow,
+    AccessLogExpiryRow,
+    AccessLogRow,
+    AccessLogSubjectRow,
+)
 from services.common.db import NAMING_CONVENTION
 from services.common.shared_rates import RateBucketRow
 
@@ -17,5 +22,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-for _row in (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, RateBucketRow):
+_SHARED = (AccessLogRow, AccessLogSubjectRow, AccessLogCheckpointRow, AccessLogExpiryRow)
+for _row in (*_SHARED, RateBucketRow):
     cast(Table, _row.__table__).to_metadata(Base.metadata)
