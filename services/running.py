@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from baken import pki
 from baken.clock import Clock
 from baken.errors import ListenError
+from services.accesslog.expiry import Expirer
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.admission import ROLE_ALLOWANCES, Admission, Allowance
@@ -122,8 +123,10 @@ class RunningService:
         access_log: AccessLog,
         clock: Clock,
         metrics_server: MetricsServer | None,
+        expirer: Expirer | None = None,
     ) -> None:
         self.server = server
+        self.expirer = expirer
         self.port = port
         self._health = health_servicer
         self._engine = engine
@@ -139,6 +142,8 @@ class RunningService:
     def start(self) -> None:
         self.server.start()
         self._checkpointer.start()
+        if self.expirer is not None:
+            self.expirer.start()
         if self._metrics is not None:
             self._metrics.start()
 
@@ -162,6 +167,8 @@ class RunningService:
         self._health.enter_graceful_shutdown()
         self.server.stop(grace=grace).wait()
         self.settle()
+        if self.expirer is not None:
+            self.expirer.stop()
         self._checkpointer.stop()
         self._checkpointer.sign()
         if self._metrics is not None:

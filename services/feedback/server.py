@@ -20,6 +20,7 @@ from baken.keyring import KeyRing, at_rest_ring
 from baken.report.v1 import report_service_pb2_grpc
 from services import report as monitoring
 from services.accesslog import signing
+from services.accesslog.expiry import Expirer
 from services.accesslog.signed_heads import SignedHeads, SignedHeadServicer
 from services.accesslog.store import AccessLog
 from services.common import covenants, db
@@ -27,7 +28,8 @@ from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import DatabaseGauges, Metrics, MetricsServer
-from services.common.settings import FeedbackSettings
+from services.common.settings import FeedbackSettings, RetentionSettings
+from services.feedback import retention
 from services.feedback.advice import Advice
 from services.feedback.context import Context
 from services.feedback.decisions import Decisions
@@ -172,7 +174,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         schema=revision,
         dialect=engine.dialect.name,
     )
-    return FeedbackServer(
+    running = FeedbackServer(
         server,
         port,
         health_servicer,
@@ -184,6 +186,16 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         clock,
         metrics_server,
     )
+    schedule = RetentionSettings()
+    running.expirer = Expirer(
+        engine,
+        access_log,
+        clock,
+        schedule,
+        party_id=settings.party,
+        kinds=lambda connection, now: retention.expire(connection, now, schedule),
+    )
+    return running
 
 
 def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:

@@ -3,9 +3,11 @@ its own database (access log and rate buckets), on the same stack as the registr
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import structlog
+from sqlalchemy import Connection
 
 from baken import pki
 from baken.clock import Clock, clock_from_env
@@ -13,12 +15,13 @@ from baken.houses import load_houses
 from baken.keyring import KeyFileError, KeyRing
 from baken.pseudonymiser.v1 import pseudonymiser_service_pb2_grpc as pb_grpc
 from services.accesslog import signing
+from services.accesslog.expiry import Expirer
 from services.accesslog.store import AccessLog
 from services.common import covenants, db
 from services.common.access import AccessPolicy
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import Metrics
-from services.common.settings import PseudonymiserSettings
+from services.common.settings import PseudonymiserSettings, RetentionSettings
 from services.pseudonymiser.servicer import ALLOWANCES, SERVICE, OprfKeys, PseudonymiserServicer
 from services.running import RunningService, admission, bind
 
@@ -79,7 +82,17 @@ def create_server(settings: PseudonymiserSettings, clock: Clock | None = None) -
         server, settings.address, tls, settings.metrics_address, metrics, policy
     )
     log.info("pseudonymiser ready", port=port, keys=keys.ids(), schema=revision)
-    return RunningService(server, port, health_servicer, engine, access_log, clock, metrics_server)
+    expirer = Expirer(
+        engine, access_log, clock, RetentionSettings(), party_id=settings.party, kinds=_nothing
+    )
+    return RunningService(
+        server, port, health_servicer, engine, access_log, clock, metrics_server, expirer
+    )
+
+
+def _nothing(connection: Connection, now: dt.datetime) -> dict[str, int]:
+    """The service keeps nothing but its access log."""
+    return {}
 
 
 def serve(settings: PseudonymiserSettings) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from baken import pki
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
@@ -20,6 +20,7 @@ from services import report as monitoring
 from services.accesslog import signing
 from services.accesslog.audit import Audit
 from services.accesslog.audit_servicer import AuditServicer
+from services.accesslog.expiry import Expirer
 from services.accesslog.inquiry import unknown_party
 from services.accesslog.signed_heads import SignedHeads
 from services.accesslog.store import AccessLog
@@ -28,13 +29,14 @@ from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import DatabaseGauges, Metrics
-from services.common.settings import RegistrySettings
+from services.common.settings import RegistrySettings, RetentionSettings
 from services.registry import repository
 from services.registry.denials import Denials
 from services.registry.figures import RegistryFigures
 from services.registry.gauges import registry_gauges
 from services.registry.lookup import Lookups
 from services.registry.marker_sync import MarkerSync
+from services.registry.models import SignalRow
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
 from services.running import RunningService, admission, bind
@@ -149,9 +151,25 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         schema=revision,
         dialect=engine.dialect.name,
     )
-    return RegistryServer(
+    running = RegistryServer(
         server, port, health_servicer, engine, access_log, clock, metrics_server, denials=denials
     )
+    running.expirer = Expirer(
+        engine,
+        access_log,
+        clock,
+        RetentionSettings(),
+        party_id=settings.party,
+        kinds=lambda connection, now: {},
+        keeps=_first_signalled,
+    )
+    return running
+
+
+def _first_signalled(connection: Connection) -> int | None:
+    """The first access-log entry a signal still names: the log keeps it and what follows."""
+    signals = cast(Table, SignalRow.__table__)
+    return connection.execute(select(func.min(signals.c.access_log_seq))).scalar()
 
 
 def _key_id(clock: Clock) -> str:
