@@ -14,7 +14,10 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import json_format
 
+from baken import inzage
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import connect
-from baken.clock import AMSTERDAM
+from baken.clock import AMSTERDAM, SystemClock
 from baken.errors import UserError
 from baken.pki import TlsFiles
+from baken.purposes import INZAGE, PURPOSES
+from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.render import access_entry, shown
 from cli.options import pages, person_options, person_subject, registry_option, registry_settings
 from cli.witness import WitnessError, check, head_of, opened
@@ -88,6 +94,86 @@ def _subject(args: argparse.Namespace) -> None:
     _ring, subject = person_subject(args)
     print("Data-subject access report: who looked this person up, when, why, what they saw.")
     _print_entries(_entries(args, subject=subject, **_range(args)), "Nobody looked this person up.")
+
+
+def _outcome(entry: pb.AccessEntry) -> str:
+    name = pb.AccessOutcome.Name(entry.outcome)
+    return name.removeprefix("ACCESS_OUTCOME_").lower().replace("_", "-")
+
+
+def _inzage(args: argparse.Namespace) -> None:
+    """Which houses mark the person (a look-up for purpose inzage, under the request's
+    reference) and every entry of the log about him, gathered under the auditor's certificate:
+    both calls are entries of the log themselves."""
+    _ring, subject = person_subject(args)
+    if not args.user:
+        raise UserError("say who you are: --user or BAKEN_USER")
+    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        answer = registry_service_pb2_grpc.RegistryServiceStub(channel).Lookup(
+            registry_service_pb2.LookupRequest(
+                subject=subject,
+                purpose=PURPOSES[INZAGE],
+                case_reference=args.request,
+                on_behalf_of=args.user,
+            ),
+            timeout=args.timeout,
+        )
+        request = pb.ListAccessEntriesRequest(
+            on_behalf_of=args.user, subject=subject, **_range(args)
+        )
+        stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+        entries = list(pages(stub.ListAccessEntries, request, "entries", args.timeout))
+    houses = sorted({(m.house.display_name, m.house.region_display_name) for m in answer.markers})
+    extract = inzage.Extract(
+        request=args.request,
+        made=SystemClock().now(),
+        houses=tuple(inzage.MarkingHouse(house, region) for house, region in houses),
+        # Organisation and role only: never the official (on_behalf_of), nor a free text.
+        lookups=tuple(
+            inzage.LookUp(
+                e.entry_time.ToDatetime(tzinfo=dt.UTC),
+                e.organisation,
+                e.role,
+                e.purpose or e.processing_activity,
+                _outcome(e),
+            )
+            for e in entries
+        ),
+        decisions=None,
+    )
+    page = inzage.html_page(extract)
+    args.out.write_text(page, encoding="utf-8")
+    print(f"wrote {args.out}: {len(extract.houses)} houses, {len(extract.lookups)} entries")
+    if args.pdf:
+        _print_to_pdf(page, args.pdf)
+        print(f"wrote {args.pdf}")
+
+
+def _print_to_pdf(page: str, pdf: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise UserError("--pdf needs chromium on the PATH; open the HTML and print it instead")
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch, "inzage.html")
+        source.write_text(page, encoding="utf-8")
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={scratch}/profile",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf.resolve()}",
+            source.as_uri(),
+        ]
+        try:
+            subprocess.run(command, capture_output=True, timeout=60, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            raise UserError(f"chromium could not print {pdf}; open the HTML and print it") from None
 
 
 def _party(args: argparse.Namespace) -> None:
@@ -265,6 +351,21 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     subject.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
     person_options(subject)
     subject.set_defaults(run=_subject)
+
+    extract = remote(
+        "inzage", "the extract for a person's request of access (inzageverzoek), as HTML"
+    )
+    extract.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
+    person_options(extract)
+    extract.add_argument(
+        "--request",
+        required=True,
+        metavar="REFERENCE",
+        help="the request's reference, e.g. AVG-2026-0042: the case reference of the look-up",
+    )
+    extract.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    extract.add_argument("--pdf", type=Path, help="also print it to this PDF (needs chromium)")
+    extract.set_defaults(run=_inzage)
 
     party = remote("party", "every entry of one party")
     party.add_argument("party_id", help="the party, e.g. zsm-midden-nederland-kpc")

@@ -19,7 +19,7 @@ from typing import Any
 
 from baken.houses import House, load_houses
 from baken.pki import ROLES, Identity
-from baken.purposes import AUDIT, INTAKE, MONITORING, PURPOSES, TERUGKOPPELING
+from baken.purposes import AUDIT, INTAKE, INZAGE, MONITORING, PURPOSES, TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "covenants"
@@ -31,6 +31,8 @@ WITHOUT_CASE = frozenset({INTAKE, MONITORING, AUDIT})
 # The access log (purpose audit) is read by the privacy officer alone.
 AUDIT_ROLE = "privacy-auditor"
 assert AUDIT_ROLE in ROLES
+# A data subject's request of access (inzage) tells him which houses mark him: that only.
+INZAGE_FIELDS = frozenset({"house", "region"})
 
 AT_FIELDS = tuple(f.name for f in marker_pb2.AtInformation.DESCRIPTOR.fields)
 # dat-informatie: the signal that, and where, a person is known.
@@ -411,9 +413,14 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
         message = f"field {feedback[0]!r} is only for purpose {TERUGKOPPELING}"
         raise r.error("fields", message, feedback[0])
     others = sorted(roles - {AUDIT_ROLE})
-    if AUDIT in purposes and others:
-        message = f"purpose {AUDIT!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"
-        raise r.error("roles", message, others[0])
+    for own in (AUDIT, INZAGE):
+        if own in purposes and others:
+            message = f"purpose {own!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"
+            raise r.error("roles", message, others[0])
+    beyond = sorted(fields - INZAGE_FIELDS)
+    if INZAGE in purposes and (purposes != {INZAGE} or beyond):
+        message = f"purpose {INZAGE!r} goes alone, with the fields house and region only"
+        raise r.error("fields", message, *beyond[:1])
     scoped_houses = r.words("houses", houses, "house") if "houses" in r.data else None
     scoped_regions = r.words("regions", regions, "region") if "regions" in r.data else None
     if region != NATIONAL:
