@@ -126,6 +126,7 @@ class Grant:
     # A narrower scope than the covenant's region; None means the whole region (or country).
     houses: frozenset[str] | None
     regions: frozenset[str] | None
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,8 @@ class Covenant:
     parties: frozenset[str]
     grants: tuple[Grant, ...]
     path: Path
+    # The legal basis, as the covenant names it (the register of processing shows it).
+    basis: str = ""
 
     @property
     def ref(self) -> str:
@@ -366,7 +369,7 @@ def load_covenant(
     top = _Reader(path, lines, None, 0, data)
     top.keys(
         ["id", "version", "name", "region", "valid_from", "valid_until", "parties", "grant"],
-        ["description"],
+        ["description", "basis"],
     )
     regions = {h.region for h in houses.values()}
     region = top.text("region")
@@ -396,6 +399,7 @@ def load_covenant(
         parties=members,
         grants=tuple(grants),
         path=path,
+        basis=top.optional_text("basis") or "",
     )
 
 
@@ -429,7 +433,8 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
         for house_id in scoped_houses or ():
             if houses[house_id].region != region:
                 raise r.error("houses", f"house {house_id!r} lies outside {region}", house_id)
-    return Grant(grant_id, roles, purposes, fields, scoped_houses, scoped_regions)
+    note = r.optional_text("note") or ""
+    return Grant(grant_id, roles, purposes, fields, scoped_houses, scoped_regions, note)
 
 
 def load(
