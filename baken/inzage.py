@@ -39,7 +39,10 @@ PURPOSES = {
     "inzage": "uw verzoek om inzage",
     # Entries without a purpose are named by their processing activity.
     "baken:matchingsmelding": "Veiligheidshuizen die u kennen, van elkaar op de hoogte brengen",
+    "baken:zsm-instroom": "de lijst van verdachten die bij ZSM instroomden",
 }
+# The feedback service's own outcomes (recorded, listed, ...) reach the API unspecified: the
+# page says "vastgelegd" for them.
 OUTCOMES = {
     "hit": "gevonden: een Veiligheidshuis kent u",
     "no-hit": "niet gevonden",
@@ -51,11 +54,20 @@ OUTCOMES = {
     "signals-disclosed": "doorgegeven aan de terugkoppeling",
 }
 DECISIONS = {
-    "DECISION_CODE_DAGVAARDING": "dagvaarding",
-    "DECISION_CODE_STRAFBESCHIKKING": "strafbeschikking",
-    "DECISION_CODE_TECHNISCH_SEPOT": "technisch sepot",
-    "DECISION_CODE_BELEIDSSEPOT": "beleidssepot",
+    "DECISION_CODE_TECHNISCH_SEPOT_01": "technisch sepot (u bleek niet de verdachte)",
+    "DECISION_CODE_SEPOT": "sepot",
     "DECISION_CODE_VOORWAARDELIJK_SEPOT": "voorwaardelijk sepot",
+    "DECISION_CODE_HALT": "Halt",
+    "DECISION_CODE_REPRIMANDE": "reprimande",
+    "DECISION_CODE_STRAFBESCHIKKING": "strafbeschikking",
+    "DECISION_CODE_TOM_ZITTING": "TOM-zitting",
+    "DECISION_CODE_DAGVAARDING": "dagvaarding",
+    "DECISION_CODE_VOORGELEIDING": "voorgeleiding",
+    "DECISION_CODE_TRANSACTIE": "transactie",
+    "DECISION_CODE_OVERDRACHT_BACKOFFICE": "overgedragen aan de backoffice",
+    # Items that are no decision, by the processing activity that sent them.
+    "baken:advies-op-aanvraag": "ZSM vroeg een Veiligheidshuis om advies",
+    "baken:advies-op-aanvraag-ingetrokken": "ZSM trok een adviesvraag in",
 }
 
 CSS = """

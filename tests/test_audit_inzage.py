@@ -10,13 +10,16 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import structlog
 from builders import Marking, Person, subject, valid_bsns
+from feedback_harness import KPC_UTRECHT, RunningFeedback
 from harness import USER, RunningRegistry, secure_channel
 
 from baken import inzage, logs
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
+from baken.feedback.v1 import feedback_service_pb2 as fpb
 from baken.keyring import KeyRing
 from baken.type.v1 import purpose_pb2
 from cli.main import main
@@ -28,6 +31,8 @@ OVJ_USER = "ovj-0007"
 OFFICER = "fg-01"
 REQUEST = "AVG-2026-0042"
 CASE = "PN-2026-000123"
+UTRECHT = "vh-regio-utrecht-utrecht"
+REASON = "De verdachte is inmiddels opgenomen in een kliniek; een dagvaarding past beter."
 _bsns = valid_bsns(27_182_818)
 A = Person(bsn=next(_bsns), surname="Jansen", birth_date=dt.date(1991, 5, 17))
 B = Person(bsn=next(_bsns), surname="Bakker", birth_date=dt.date(1985, 1, 9))
@@ -43,7 +48,7 @@ def _logs_to_stderr() -> Iterator[None]:
 def looked_up(registry: RunningRegistry, ring: KeyRing) -> None:
     """A marked in Rotterdam and Utrecht, B in Rotterdam; the KPC and the OvJ look both up."""
     registry.sync(Marking(A, "pga-a").upsert(ring))
-    registry.sync(Marking(A, "gcos-a", house="vh-regio-utrecht-utrecht").upsert(ring))
+    registry.sync(Marking(A, "gcos-a", house=UTRECHT).upsert(ring))
     registry.sync(Marking(B, "pga-b").upsert(ring))
     for person in (A, B):
         registry.lookup(subject(ring, Person(bsn=person.bsn)))
@@ -178,3 +183,75 @@ def test_the_extract_prints_to_a_pdf_through_chromium(
 
     pdf = (tmp_path / "inzage.pdf").read_bytes()
     assert pdf.startswith(b"%PDF-") and len(pdf) > 5000
+
+
+def test_the_extract_shows_the_decision_and_the_houses_told_but_never_the_deviation_reason(
+    feedback: RunningFeedback, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ring = feedback.ring
+    feedback.registry.sync(
+        Marking(A, "gcos-a", house=UTRECHT).upsert(ring), Marking(A, "pga-a").upsert(ring)
+    )
+    feedback.decide(
+        Person(bsn=A.bsn),
+        KPC_UTRECHT,
+        house_advice=[
+            fpb.HouseAdvice(
+                house=f"houses/{UTRECHT}",
+                advice_followed=fpb.ADVICE_FOLLOWED_NOT_FOLLOWED,
+                deviation_reason=REASON,
+            )
+        ],
+    )
+
+    code = run(feedback.registry, ring, tmp_path, "--feedback", f"127.0.0.1:{feedback.server.port}")
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    page = (tmp_path / "inzage.html").read_text(encoding="utf-8")
+    [row] = [r for r in page.split("<tr>") if inzage.DECISIONS["DECISION_CODE_DAGVAARDING"] in r]
+    assert "Veiligheidshuis Regio Utrecht, locatie Utrecht" in row
+    assert "Veiligheidshuis Rotterdam-Rijnmond" in row
+    assert "OM ZSM Midden-Nederland" in row
+    assert "kliniek" not in page and "10-123456-26" not in page
+    assert "1 decisions and requests" in out
+    # The officer's read of the feedback service's log is an entry of that log.
+    channel = secure_channel(feedback.registry.pki_dir, feedback.server.port, "privacy-auditor")
+    reads = (
+        audit_service_pb2_grpc.AuditServiceStub(channel)
+        .ListAccessEntries(
+            pb.ListAccessEntriesRequest(on_behalf_of="fg-02", party="privacy-auditor"), timeout=10
+        )
+        .entries
+    )
+    channel.close()
+    assert [(e.operation.rsplit("/", 1)[1], e.on_behalf_of) for e in reads] == [
+        ("ListAccessEntries", OFFICER)
+    ]
+
+
+def test_the_feedback_services_log_is_read_by_the_privacy_auditor_alone(
+    feedback: RunningFeedback,
+) -> None:
+    def stub(party: str) -> audit_service_pb2_grpc.AuditServiceStub:
+        channel = secure_channel(feedback.registry.pki_dir, feedback.server.port, party)
+        return audit_service_pb2_grpc.AuditServiceStub(channel)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        stub(KPC).ListAccessEntries(pb.ListAccessEntriesRequest(on_behalf_of=USER), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as elsewhere:
+        stub("privacy-auditor").ListAnomalies(
+            pb.ListAnomaliesRequest(on_behalf_of=OFFICER), timeout=10
+        )
+    assert elsewhere.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+    entries = (
+        stub("privacy-auditor")
+        .ListAccessEntries(pb.ListAccessEntriesRequest(on_behalf_of=OFFICER), timeout=10)
+        .entries
+    )
+
+    assert [(e.party, e.outcome, e.denial_reason) for e in entries] == [
+        (KPC, pb.ACCESS_OUTCOME_DENIED, "PURPOSE_NOT_GRANTED")
+    ]
