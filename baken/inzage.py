@@ -79,6 +79,7 @@ p.note { color: #555; }
 table { border-collapse: collapse; margin: .5em 0 1em; width: 100%; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f3f5f8; font-weight: 600; }
+td:first-child { white-space: nowrap; }
 @media print { body { margin: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
 """
 
