@@ -21,4 +21,5 @@ AFDOENING = "afdoeningsbeslissing"
 TERUGKOPPELING = "terugkoppeling"
 MONITORING = "monitoring"
 AUDIT = "audit"
-assert {INTAKE, AFDOENING, TERUGKOPPELING, MONITORING, AUDIT} <= PURPOSES.keys()
+INZAGE = "inzage"
+assert {INTAKE, AFDOENING, TERUGKOPPELING, MONITORING, AUDIT, INZAGE} <= PURPOSES.keys()

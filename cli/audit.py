@@ -3,8 +3,8 @@
 `verify` reads the database itself (read-only use, with the auditor's copy of the checkpoint
 key's public half, and the heads the witness kept), so an auditor need not trust the running
 service. `witness` keeps the services' signed heads outside their databases (cli/witness.py).
-The others ask the registry's AuditService under the auditor's certificate, and each such read
-is itself logged.
+The others ask the registry's AuditService (`inzage` the feedback service's too) under the
+auditor's certificate, and each such read is itself logged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +26,17 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import json_format
 
+from baken import inzage
 from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import connect
-from baken.clock import AMSTERDAM
+from baken.clock import AMSTERDAM, SystemClock
 from baken.errors import UserError
+from baken.houses import load_houses
 from baken.pki import TlsFiles
+from baken.purposes import INZAGE, PURPOSES
+from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.render import access_entry, shown
+from baken.type.v1 import pseudonym_pb2
 from cli.options import pages, person_options, person_subject, registry_option, registry_settings
 from cli.witness import WitnessError, check, head_of, opened
 from services.accesslog import signing
@@ -88,6 +96,125 @@ def _subject(args: argparse.Namespace) -> None:
     _ring, subject = person_subject(args)
     print("Data-subject access report: who looked this person up, when, why, what they saw.")
     _print_entries(_entries(args, subject=subject, **_range(args)), "Nobody looked this person up.")
+
+
+def _outcome(entry: pb.AccessEntry) -> str:
+    name = pb.AccessOutcome.Name(entry.outcome)
+    return name.removeprefix("ACCESS_OUTCOME_").lower().replace("_", "-")
+
+
+def _entries_about(
+    target: str, args: argparse.Namespace, subject: pseudonym_pb2.Subject
+) -> list[pb.AccessEntry]:
+    with connect(target, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+        request = pb.ListAccessEntriesRequest(
+            on_behalf_of=args.user, subject=subject, **_range(args)
+        )
+        return list(pages(stub.ListAccessEntries, request, "entries", args.timeout))
+
+
+def _inzage(args: argparse.Namespace) -> None:
+    """Which houses mark the person (a look-up for purpose inzage, under the request's
+    reference) and every entry about him in the registry's log and the feedback service's,
+    gathered under the auditor's certificate: each call is an entry of a log itself."""
+    _ring, subject = person_subject(args)
+    if not args.user:
+        raise UserError("say who you are: --user or BAKEN_USER")
+    with connect(args.registry, TlsFiles.of(args.pki_dir, args.party)) as channel:
+        answer = registry_service_pb2_grpc.RegistryServiceStub(channel).Lookup(
+            registry_service_pb2.LookupRequest(
+                subject=subject,
+                purpose=PURPOSES[INZAGE],
+                case_reference=args.request,
+                on_behalf_of=args.user,
+            ),
+            timeout=args.timeout,
+        )
+    entries = _entries_about(args.registry, args, subject)
+    sent: list[pb.AccessEntry] | None = None
+    if args.feedback:
+        feedback = _entries_about(args.feedback, args, subject)
+        sent = [e for e in feedback if e.routed]
+        entries += [e for e in feedback if not e.routed]
+    entries.sort(key=lambda e: e.entry_time.ToDatetime())
+    houses = load_houses()
+
+    def house(house_id: str) -> str:
+        known = houses.get(house_id)
+        return known.display_name if known else house_id
+
+    extract = inzage.Extract(
+        request=args.request,
+        made=SystemClock().now(),
+        houses=tuple(
+            inzage.MarkingHouse(name, region)
+            for name, region in sorted(
+                {(m.house.display_name, m.house.region_display_name) for m in answer.markers}
+            )
+        ),
+        # Organisation and role only: never the official (on_behalf_of), nor a free text.
+        lookups=tuple(
+            inzage.LookUp(
+                e.entry_time.ToDatetime(tzinfo=dt.UTC),
+                e.organisation,
+                e.role,
+                e.purpose or e.processing_activity,
+                _outcome(e),
+            )
+            for e in entries
+        ),
+        # What was sent to which house, never what it said (no deviation reason, no advice).
+        decisions=None
+        if sent is None
+        else tuple(
+            inzage.Decision(
+                e.entry_time.ToDatetime(tzinfo=dt.UTC),
+                e.organisation,
+                e.decision or e.processing_activity,
+                tuple(sorted({house(i.house) for i in e.routed})),
+            )
+            for e in sent
+        ),
+    )
+    page = inzage.html_page(extract)
+    args.out.write_text(page, encoding="utf-8")
+    told = "" if sent is not None else "; no decisions: give --feedback to gather them"
+    print(
+        f"wrote {args.out}: {len(extract.houses)} houses, {len(extract.lookups)} entries"
+        + (f", {len(sent)} decisions and requests" if sent is not None else "")
+        + told
+    )
+    if args.pdf:
+        _print_to_pdf(page, args.pdf)
+        print(f"wrote {args.pdf}")
+
+
+def _print_to_pdf(page: str, pdf: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise UserError("--pdf needs chromium on the PATH; open the HTML and print it instead")
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch, "inzage.html")
+        source.write_text(page, encoding="utf-8")
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={scratch}/profile",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf.resolve()}",
+            source.as_uri(),
+        ]
+        try:
+            subprocess.run(command, capture_output=True, timeout=60, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            raise UserError(f"chromium could not print {pdf}; open the HTML and print it") from None
 
 
 def _party(args: argparse.Namespace) -> None:
@@ -268,6 +395,28 @@ def add_parser(sub: Any, key_file_env: str, pki_dir_env: str, target_env: str) -
     subject.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
     person_options(subject)
     subject.set_defaults(run=_subject)
+
+    extract = remote(
+        "inzage", "the extract for a person's request of access (inzageverzoek), as HTML"
+    )
+    extract.add_argument("--key-file", help=f"the pseudonym key file (env {key_file_env})")
+    person_options(extract)
+    extract.add_argument(
+        "--request",
+        required=True,
+        metavar="REFERENCE",
+        help="the request's reference, e.g. AVG-2026-0042: the case reference of the look-up",
+    )
+    extract.add_argument(
+        "--feedback",
+        default=os.environ.get("BAKEN_FEEDBACK_TARGET"),
+        metavar="HOST:PORT",
+        help="the feedback service, for the decisions and requests sent about him (env "
+        "BAKEN_FEEDBACK_TARGET); without it the extract says that part was not gathered",
+    )
+    extract.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    extract.add_argument("--pdf", type=Path, help="also print it to this PDF (needs chromium)")
+    extract.set_defaults(run=_inzage)
 
     party = remote("party", "every entry of one party")
     party.add_argument("party_id", help="the party, e.g. zsm-midden-nederland-kpc")

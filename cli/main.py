@@ -34,6 +34,7 @@ from cli import desk as desk_cli
 from cli import feedback as feedback_cli
 from cli import inflow as inflow_cli
 from cli import operations as operations_cli
+from cli import register as register_cli
 from cli import report as management_cli
 from cli.options import (
     FEEDBACK_TARGET_ENV,
@@ -317,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     audit_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     feedback_cli.add_parsers(sub, KEY_FILE_ENV, PKI_DIR_ENV)
     management_cli.add_parser(sub, PKI_DIR_ENV, REGISTRY_TARGET_ENV, FEEDBACK_TARGET_ENV)
+    register_cli.add_parser(sub)
     adapter_cli.add_parser(sub, KEY_FILE_ENV, PKI_DIR_ENV, REGISTRY_TARGET_ENV)
     adapter_cli.add_synth_parser(sub)
     desk_cli.add_parser(sub)

@@ -42,6 +42,7 @@ def test_shipped_covenants_and_party_register_load(houses: Mapping[str, House]) 
     covenants = load(DEFAULT_DIR, houses)
 
     assert sorted(c.ref for c in covenants.covenants) == [
+        "inzage@v1",
         "midden-nederland@v1",
         "national@v1",
         "national@v2",
@@ -51,6 +52,7 @@ def test_shipped_covenants_and_party_register_load(houses: Mapping[str, House]) 
         "zeeland-west-brabant@v1",
     ]
     assert {c.path.name for c in covenants.covenants} == {
+        "inzage.toml",
         "national.toml",
         "national-2026.toml",
         "midden-nederland.toml",
@@ -67,7 +69,11 @@ def test_shipped_regional_covenants_cover_the_four_regions_and_one_national(
     covenants = load(DEFAULT_DIR, houses).covenants
 
     assert {c.region for c in covenants} == {h.region for h in houses.values()} | {NATIONAL}
-    assert [c.ref for c in covenants if c.region == NATIONAL] == ["national@v1", "national@v2"]
+    assert [c.ref for c in covenants if c.region == NATIONAL] == [
+        "inzage@v1",
+        "national@v1",
+        "national@v2",
+    ]
 
 
 def test_every_party_of_a_shipped_covenant_is_in_the_register(
@@ -168,7 +174,7 @@ def test_the_feedback_service_is_a_party_with_a_certificate_and_routes_nationall
     assert covenants.parties["feedback"].identity == Identity("feedback", "Baken", "service")
     # `baken pki init` issues a certificate for every party of the register.
     assert Identity("feedback", "Baken", "service") in identities()
-    for national in (c for c in covenants.covenants if c.region == NATIONAL):
+    for national in (c for c in covenants.covenants if c.id == NATIONAL):
         [grant] = [g for g in national.grants if g.id == "terugkoppeling-routering"]
         assert "feedback" in national.parties
         assert grant.roles == {"service"} and "terugkoppeling" in grant.purposes
@@ -672,6 +678,31 @@ BROKEN_COVENANTS = [
             mentions="'zsm-officier'",
         ),
         id="audit-granted-to-another-role-in-a-multi-line-list",
+    ),
+    # A data subject's request of access: the privacy officer alone, house and region only.
+    pytest.param(
+        national(
+            'purposes = ["audit"]\nfields = ["access-log"]',
+            'purposes = ["inzage"]\nfields = ["house", "advice"]',
+            mentions="house and region only",
+        ),
+        id="inzage-beyond-the-that-signal",
+    ),
+    pytest.param(
+        Broken(
+            {
+                "national.toml": change(
+                    NATIONAL_TEMPLATE,
+                    'roles = ["privacy-auditor"]\npurposes = ["audit"]\nfields = ["access-log"]',
+                    'roles = ["privacy-auditor", "police"]\npurposes = ["inzage"]\n'
+                    'fields = ["house"]',
+                )
+            },
+            "national.toml",
+            Line('roles = ["privacy-auditor", "police"]'),
+            mentions="'police'",
+        ),
+        id="inzage-granted-to-another-role",
     ),
     # Versions of one covenant.
     pytest.param(

@@ -46,6 +46,7 @@ TERUGKOPPELING = "terugkoppeling"
 ADVIES = "advies-op-aanvraag"
 MONITORING = "monitoring"
 AUDIT = "audit"
+INZAGE = "inzage"
 
 # Reasons.
 DISCLOSED = None
@@ -220,6 +221,11 @@ MATRIX = [
     # audit: the access log, nationwide.
     (AUDITOR, AUDIT, TWENTE, "access-log", DISCLOSED, "national@v1 toezicht-toegangslog"),
     (AUDITOR, AUDIT, ROTTERDAM, "access-log", DISCLOSED, "national@v1 toezicht-toegangslog"),
+    # inzage: which houses mark the person who asked, nothing more.
+    (AUDITOR, INZAGE, TWENTE, "house", DISCLOSED, "inzage@v1 inzage-betrokkene"),
+    (AUDITOR, INZAGE, ROTTERDAM, "region", DISCLOSED, "inzage@v1 inzage-betrokkene"),
+    (AUDITOR, INZAGE, BREDA, "contact", NO_COVENANT, ""),
+    (AUDITOR, INZAGE, UTRECHT, "advice", NO_COVENANT, ""),
 ]
 # fmt: on
 
@@ -482,6 +488,8 @@ REFUSED = [
     (ZWB_POLITIE, TERUGKOPPELING, DAY, "PURPOSE_NOT_GRANTED"),
     (ZWB_OVJ, MONITORING, DAY, "PURPOSE_NOT_GRANTED"),
     (ZWB_KPC, AUDIT, DAY, "PURPOSE_NOT_GRANTED"),
+    (ZWB_KPC, INZAGE, DAY, "PURPOSE_NOT_GRANTED"),
+    (MN_OVJ, INZAGE, DAY, "PURPOSE_NOT_GRANTED"),
     (AUDITOR, INTAKE, DAY, "PURPOSE_NOT_GRANTED"),
     (AUDITOR, AFDOENING, DAY, "PURPOSE_NOT_GRANTED"),
     (AUDITOR, TRIAGE, DAY, "PURPOSE_NOT_GRANTED"),
@@ -564,7 +572,7 @@ def test_privacy_auditor_reads_the_access_log_of_every_house_and_nothing_else(
     for house in houses:
         assert set(scope.decisions[house]) == {"access-log"}
         assert scope.decide(house, "access-log").reason is DISCLOSED
-    for purpose in set(PURPOSES) - {AUDIT}:
+    for purpose in set(PURPOSES) - {AUDIT, INZAGE}:
         assert refusal(policy, policy.covenants.parties[AUDITOR].identity, purpose, DAY) == (
             "PURPOSE_NOT_GRANTED"
         )

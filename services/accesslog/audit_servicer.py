@@ -107,12 +107,17 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
         audit_query=body.get("audit_query", ""),
         request_id=body.get("request_id", ""),
         client_address=body.get("client_address", ""),
+        decision=body.get("decision", ""),
+        routed=[pb.RoutedItem(house=i["house"], kind=i["kind"]) for i in body.get("items", [])],
     )
     message.entry_time.FromDatetime(stored.time)
     return message
 
 
-class AuditServicer(SignedHeadServicer):
+class EntriesServicer(SignedHeadServicer):
+    """GetSignedHead and ListAccessEntries: the feedback service's; the registry's
+    AuditServicer adds the rest."""
+
     def __init__(self, audit: Audit, heads: SignedHeads, *, register: CovenantSet) -> None:
         super().__init__(heads)
         self._audit = audit
@@ -147,6 +152,8 @@ class AuditServicer(SignedHeadServicer):
             next_page_token=f"{found[-1].seq}:{ceiling}" if more else "",
         )
 
+
+class AuditServicer(EntriesServicer):
     def ListAnomalies(
         self, request: pb.ListAnomaliesRequest, context: grpc.ServicerContext
     ) -> pb.ListAnomaliesResponse:

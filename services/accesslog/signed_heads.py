@@ -47,8 +47,8 @@ def signed_head_message(head: SignedHead | None) -> pb.SignedHead:
 
 
 class SignedHeadServicer(audit_service_pb2_grpc.AuditServiceServicer):
-    """AuditService with GetSignedHead only: the feedback service's; the registry's
-    AuditServicer adds the rest."""
+    """AuditService with GetSignedHead only; the feedback service's EntriesServicer adds
+    ListAccessEntries, the registry's AuditServicer the rest."""
 
     def __init__(self, heads: SignedHeads) -> None:
         self._heads = heads

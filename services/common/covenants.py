@@ -19,7 +19,7 @@ from typing import Any
 
 from baken.houses import House, load_houses
 from baken.pki import ROLES, Identity
-from baken.purposes import AUDIT, INTAKE, MONITORING, PURPOSES, TERUGKOPPELING
+from baken.purposes import AUDIT, INTAKE, INZAGE, MONITORING, PURPOSES, TERUGKOPPELING
 from baken.registry.v1 import marker_pb2
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "covenants"
@@ -31,6 +31,8 @@ WITHOUT_CASE = frozenset({INTAKE, MONITORING, AUDIT})
 # The access log (purpose audit) is read by the privacy officer alone.
 AUDIT_ROLE = "privacy-auditor"
 assert AUDIT_ROLE in ROLES
+# A data subject's request of access (inzage) tells him which houses mark him: that only.
+INZAGE_FIELDS = frozenset({"house", "region"})
 
 AT_FIELDS = tuple(f.name for f in marker_pb2.AtInformation.DESCRIPTOR.fields)
 # dat-informatie: the signal that, and where, a person is known.
@@ -124,6 +126,7 @@ class Grant:
     # A narrower scope than the covenant's region; None means the whole region (or country).
     houses: frozenset[str] | None
     regions: frozenset[str] | None
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,8 @@ class Covenant:
     parties: frozenset[str]
     grants: tuple[Grant, ...]
     path: Path
+    # The legal basis, as the covenant names it (the register of processing shows it).
+    basis: str = ""
 
     @property
     def ref(self) -> str:
@@ -364,7 +369,7 @@ def load_covenant(
     top = _Reader(path, lines, None, 0, data)
     top.keys(
         ["id", "version", "name", "region", "valid_from", "valid_until", "parties", "grant"],
-        ["description"],
+        ["description", "basis"],
     )
     regions = {h.region for h in houses.values()}
     region = top.text("region")
@@ -394,6 +399,7 @@ def load_covenant(
         parties=members,
         grants=tuple(grants),
         path=path,
+        basis=top.optional_text("basis") or "",
     )
 
 
@@ -411,9 +417,14 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
         message = f"field {feedback[0]!r} is only for purpose {TERUGKOPPELING}"
         raise r.error("fields", message, feedback[0])
     others = sorted(roles - {AUDIT_ROLE})
-    if AUDIT in purposes and others:
-        message = f"purpose {AUDIT!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"
-        raise r.error("roles", message, others[0])
+    for own in (AUDIT, INZAGE):
+        if own in purposes and others:
+            message = f"purpose {own!r} is for the role {AUDIT_ROLE!r} only, not {others[0]!r}"
+            raise r.error("roles", message, others[0])
+    beyond = sorted(fields - INZAGE_FIELDS)
+    if INZAGE in purposes and (purposes != {INZAGE} or beyond):
+        message = f"purpose {INZAGE!r} goes alone, with the fields house and region only"
+        raise r.error("fields", message, *beyond[:1])
     scoped_houses = r.words("houses", houses, "house") if "houses" in r.data else None
     scoped_regions = r.words("regions", regions, "region") if "regions" in r.data else None
     if region != NATIONAL:
@@ -422,7 +433,8 @@ def _grant(r: _Reader, region: str, houses: Mapping[str, House], regions: set[st
         for house_id in scoped_houses or ():
             if houses[house_id].region != region:
                 raise r.error("houses", f"house {house_id!r} lies outside {region}", house_id)
-    return Grant(grant_id, roles, purposes, fields, scoped_houses, scoped_regions)
+    note = r.optional_text("note") or ""
+    return Grant(grant_id, roles, purposes, fields, scoped_houses, scoped_regions, note)
 
 
 def load(

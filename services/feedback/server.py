@@ -20,8 +20,10 @@ from baken.keyring import KeyRing, at_rest_ring
 from baken.report.v1 import report_service_pb2_grpc
 from services import report as monitoring
 from services.accesslog import signing
+from services.accesslog.audit import Audit
+from services.accesslog.audit_servicer import EntriesServicer
 from services.accesslog.expiry import Expirer
-from services.accesslog.signed_heads import SignedHeads, SignedHeadServicer
+from services.accesslog.signed_heads import SignedHeads
 from services.accesslog.store import AccessLog
 from services.common import covenants, db
 from services.common.access import AccessPolicy
@@ -151,7 +153,12 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         server,
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        SignedHeadServicer(SignedHeads(engine, clock, policy=policy)), server
+        EntriesServicer(
+            Audit(engine, clock, policy=policy, log=access_log),
+            SignedHeads(engine, clock, policy=policy),
+            register=policy.covenants,
+        ),
+        server,
     )
     report_service_pb2_grpc.add_ReportServiceServicer_to_server(
         monitoring.ReportServicer(

@@ -153,6 +153,8 @@ class AccessEntry(_message.Message):
     AUDIT_QUERY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    ROUTED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"accessEntries/{sequence}"."""
     sequence: _builtins.int
@@ -184,6 +186,10 @@ class AccessEntry(_message.Message):
     """For an AUDIT_READ entry: what the auditor asked for."""
     request_id: _builtins.str
     client_address: _builtins.str
+    decision: _builtins.str
+    """For an entry of the feedback service that sent items to houses: the decision's code
+    ("DECISION_CODE_DAGVAARDING"), empty for items that are no decision.
+    """
     @_builtins.property
     def entry_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -197,6 +203,10 @@ class AccessEntry(_message.Message):
     @_builtins.property
     def covenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The covenants that decided, "{id}@v{version}"."""
+
+    @_builtins.property
+    def routed(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutedItem]:
+        """Which house got which kind of item; never an item's content."""
 
     def __init__(
         self,
@@ -226,14 +236,42 @@ class AccessEntry(_message.Message):
         audit_query: _builtins.str = ...,
         request_id: _builtins.str = ...,
         client_address: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        routed: _abc.Iterable[Global___RoutedItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entry_time", b"entry_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "entry_time", b"entry_time", "name", b"name", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "sequence", b"sequence", "span_id", b"span_id", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "decision", b"decision", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "entry_time", b"entry_time", "name", b"name", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "routed", b"routed", "sequence", b"sequence", "span_id", b"span_id", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AccessEntry: _TypeAlias = AccessEntry  # noqa: Y015
+
+@_typing.final
+class RoutedItem(_message.Message):
+    """One item the feedback service sent to a house, as its access log records it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    house: _builtins.str
+    """The house's id, e.g. "vh-rotterdam-rijnmond"."""
+    kind: _builtins.str
+    """"DELIVERY_KIND_DECISION", "DELIVERY_KIND_SIGNAL", "DELIVERY_KIND_ADVICE_REQUEST", ..."""
+    def __init__(
+        self,
+        *,
+        house: _builtins.str = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["house", b"house", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutedItem: _TypeAlias = RoutedItem  # noqa: Y015
 
 @_typing.final
 class ListAccessEntriesRequest(_message.Message):

@@ -71,7 +71,8 @@ class AuditServiceServicer:
     """
 
     def ListAccessEntries(self, request, context):
-        """Entries by data subject, party and time, oldest first.
+        """Entries by data subject, party and time, oldest first. The feedback service answers it
+        too, for its own access log (its decisions, advice requests, inflow and signals).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,7 +104,7 @@ class AuditServiceServicer:
         witness (`baken audit witness`) to keep outside the service's database. It shows no
         personal data and is not itself logged; a caller the covenants do not admit for purpose
         audit is refused. The feedback service answers it too, for its own access log, and
-        answers the other calls of this service UNIMPLEMENTED.
+        answers the calls of this service other than ListAccessEntries UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

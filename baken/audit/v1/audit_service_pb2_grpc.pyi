@@ -37,7 +37,9 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     ListAccessEntries: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListAccessEntriesRequest, _audit_service_pb2.ListAccessEntriesResponse]
-    """Entries by data subject, party and time, oldest first."""
+    """Entries by data subject, party and time, oldest first. The feedback service answers it
+    too, for its own access log (its decisions, advice requests, inflow and signals).
+    """
     ListAnomalies: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListAnomaliesRequest, _audit_service_pb2.ListAnomaliesResponse]
     """Access that looks out of pattern (the rules are in docs/AUDIT.md)."""
     ListPendingReviews: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListPendingReviewsRequest, _audit_service_pb2.ListPendingReviewsResponse]
@@ -49,7 +51,7 @@ class AuditServiceStub:
     witness (`baken audit witness`) to keep outside the service's database. It shows no
     personal data and is not itself logged; a caller the covenants do not admit for purpose
     audit is refused. The feedback service answers it too, for its own access log, and
-    answers the other calls of this service UNIMPLEMENTED.
+    answers the calls of this service other than ListAccessEntries UNIMPLEMENTED.
     """
 
 @_typing.type_check_only
@@ -61,7 +63,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListAccessEntries: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListAccessEntriesRequest, _audit_service_pb2.ListAccessEntriesResponse]  # type: ignore[assignment]
-    """Entries by data subject, party and time, oldest first."""
+    """Entries by data subject, party and time, oldest first. The feedback service answers it
+    too, for its own access log (its decisions, advice requests, inflow and signals).
+    """
     ListAnomalies: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListAnomaliesRequest, _audit_service_pb2.ListAnomaliesResponse]  # type: ignore[assignment]
     """Access that looks out of pattern (the rules are in docs/AUDIT.md)."""
     ListPendingReviews: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListPendingReviewsRequest, _audit_service_pb2.ListPendingReviewsResponse]  # type: ignore[assignment]
@@ -73,7 +77,7 @@ class AuditServiceAsyncStub(AuditServiceStub):
     witness (`baken audit witness`) to keep outside the service's database. It shows no
     personal data and is not itself logged; a caller the covenants do not admit for purpose
     audit is refused. The feedback service answers it too, for its own access log, and
-    answers the other calls of this service UNIMPLEMENTED.
+    answers the calls of this service other than ListAccessEntries UNIMPLEMENTED.
     """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,7 +92,9 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.ListAccessEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.ListAccessEntriesResponse, _abc.Awaitable[_audit_service_pb2.ListAccessEntriesResponse]]:
-        """Entries by data subject, party and time, oldest first."""
+        """Entries by data subject, party and time, oldest first. The feedback service answers it
+        too, for its own access log (its decisions, advice requests, inflow and signals).
+        """
 
     @_abc_1.abstractmethod
     def ListAnomalies(
@@ -124,7 +130,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         witness (`baken audit witness`) to keep outside the service's database. It shows no
         personal data and is not itself logged; a caller the covenants do not admit for purpose
         audit is refused. The feedback service answers it too, for its own access log, and
-        answers the other calls of this service UNIMPLEMENTED.
+        answers the calls of this service other than ListAccessEntries UNIMPLEMENTED.
         """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61ken/type/v1/purpose.proto\x12\rbaken.type.v1*\xdf\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPURPOSE_INTAKE_EN_SELECTIE\x10\x01\x12 \n\x1cPURPOSE_AFDOENINGSBESLISSING\x10\x02\x12\x12\n\x0ePURPOSE_TRIAGE\x10\x03\x12\x1a\n\x16PURPOSE_TERUGKOPPELING\x10\x04\x12\x1e\n\x1aPURPOSE_ADVIES_OP_AANVRAAG\x10\x05\x12\x16\n\x12PURPOSE_MONITORING\x10\x06\x12\x11\n\rPURPOSE_AUDIT\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61ken/type/v1/purpose.proto\x12\rbaken.type.v1*\xf3\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPURPOSE_INTAKE_EN_SELECTIE\x10\x01\x12 \n\x1cPURPOSE_AFDOENINGSBESLISSING\x10\x02\x12\x12\n\x0ePURPOSE_TRIAGE\x10\x03\x12\x1a\n\x16PURPOSE_TERUGKOPPELING\x10\x04\x12\x1e\n\x1aPURPOSE_ADVIES_OP_AANVRAAG\x10\x05\x12\x16\n\x12PURPOSE_MONITORING\x10\x06\x12\x11\n\rPURPOSE_AUDIT\x10\x07\x12\x12\n\x0ePURPOSE_INZAGE\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baken.type.v1.purpose_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PURPOSE']._serialized_start=47
-  _globals['_PURPOSE']._serialized_end=270
+  _globals['_PURPOSE']._serialized_end=290
 # @@protoc_insertion_point(module_scope)

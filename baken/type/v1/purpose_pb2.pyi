@@ -37,6 +37,11 @@ class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.Value
     """monitoring: management information; aggregates only, never persons."""
     PURPOSE_AUDIT: _Purpose.ValueType  # 7
     """audit: the privacy officer reads the access log."""
+    PURPOSE_INZAGE: _Purpose.ValueType  # 8
+    """inzage: the privacy officer answers a data subject's request of access (inzageverzoek,
+    art. 15 AVG): which houses mark him, that only (house and region); the request's reference
+    goes as the case reference.
+    """
 
 class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper):
     """Why a party processes personal data (doelbinding). A covenant grants fields per role and purpose;
@@ -58,4 +63,9 @@ PURPOSE_MONITORING: Purpose.ValueType  # 6
 """monitoring: management information; aggregates only, never persons."""
 PURPOSE_AUDIT: Purpose.ValueType  # 7
 """audit: the privacy officer reads the access log."""
+PURPOSE_INZAGE: Purpose.ValueType  # 8
+"""inzage: the privacy officer answers a data subject's request of access (inzageverzoek,
+art. 15 AVG): which houses mark him, that only (house and region); the request's reference
+goes as the case reference.
+"""
 Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
