@@ -12,7 +12,7 @@ from baken.houses import load_houses
 from baken.purposes import PURPOSES
 from cli.main import main
 from services.common import covenants
-from services.common.processing_register import NO_RETENTION, register_markdown
+from services.common.processing_register import register_markdown
 
 
 def sections(text: str) -> dict[str, str]:
@@ -44,8 +44,10 @@ def test_the_register_covers_every_purpose_and_grant_of_the_shipped_covenants() 
                 for p in c.parties:
                     if shipped.parties[p].role in g.roles:
                         assert f"({p}, " in row, (c.ref, g.id, p)
-    # No retention schedule on this branch: said, not guessed, for every purpose.
-    assert text.count(NO_RETENTION) == len(PURPOSES)
+    # Every purpose with its periods from the retention schedule, the access log's included.
+    assert text.count("Bewaartermijn: ") == len(PURPOSES)
+    assert text.count("toegangslog 24 maanden") == len(PURPOSES)
+    assert "beslissingen 24 maanden" in by_purpose["terugkoppeling"]
 
 
 def test_baken_register_follows_a_change_of_a_covenant(

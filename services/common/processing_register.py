@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from baken.houses import House
-from baken.purposes import PURPOSES
+from baken.purposes import AFDOENING, INTAKE, MONITORING, PURPOSES, TERUGKOPPELING
 from services.common.covenants import (
     FEEDBACK_FIELDS,
     PURPOSE_ONLY_FIELDS,
@@ -19,6 +19,7 @@ from services.common.covenants import (
     CovenantSet,
     Grant,
 )
+from services.common.settings import RetentionSettings
 
 PURPOSE_TEXT = {
     "intake-en-selectie": "ZSM ziet bij de intake of een verdachte bekend is bij een "
@@ -32,15 +33,31 @@ PURPOSE_TEXT = {
     "audit": "de functionaris gegevensbescherming houdt toezicht via het toegangslog",
     "inzage": "de functionaris gegevensbescherming beantwoordt een verzoek om inzage",
 }
-NO_RETENTION = "nog niet vastgesteld (bewaarschema ontbreekt)"
 
 
-def retention_period(purpose: str) -> str | None:
-    """How long the data of `purpose` is kept, from the retention schedule. The schedule is
-    being added as a configuration file on its own branch; until it is read here, no period is
-    known and the register says so (NO_RETENTION) rather than guess one."""
-    del purpose
-    return None
+def retention_period(purpose: str, schedule: RetentionSettings | None = None) -> str:
+    """How long the data of `purpose` is kept, from the retention schedule (RetentionSettings,
+    docs/RETENTION.md) as the services enforce it."""
+    s = schedule or RetentionSettings()
+    log = f"toegangslog {s.access_log_months} maanden"
+    markers = (
+        "markeringen tot de bron ze verwijdert (verval na "
+        f"{s.marker_lapse_days} dagen is vastgesteld, nog niet afgedwongen); {log}"
+    )
+    return {
+        INTAKE: markers,
+        AFDOENING: markers,
+        "triage": markers,
+        TERUGKOPPELING: (
+            f"beslissingen {s.decision_months} maanden, terugkoppelingsitems "
+            f"{s.delivery_months} maanden na bevestiging, instroom {s.inflow_months} maanden, "
+            f"sporen van een technisch sepot {s.purged_case_months} maanden; {log}"
+        ),
+        "advies-op-aanvraag": (
+            f"adviesaanvragen {s.advice_request_months} maanden na antwoord of intrekking; {log}"
+        ),
+        MONITORING: f"alleen tellingen, uit gegevens met hun eigen termijn; {log}",
+    }.get(purpose, log)
 
 
 def _kind(field: str) -> str:
@@ -104,7 +121,7 @@ def register_markdown(covenants: CovenantSet, houses: Mapping[str, House]) -> st
             )
         )
     for purpose in PURPOSES:
-        retention = retention_period(purpose) or NO_RETENTION
+        retention = retention_period(purpose)
         lines += [
             "",
             f"## Doel: {purpose}",
