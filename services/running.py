@@ -151,11 +151,12 @@ class RunningService:
         """Write what the service still holds for the access log, before its head is signed."""
 
     def run_until_signalled(self, name: str) -> None:
-        """Serve until SIGINT or SIGTERM, then stop() with 5 s for the calls in flight."""
-        self.start()
+        """Serve until SIGINT or SIGTERM, then stop() with 5 s for the calls in flight. The
+        handlers come first: a signal as soon as the service answers must stop it cleanly."""
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        self.start()
         stop.wait()
         self.stop(grace=5)
         structlog.get_logger(f"baken.{name}").info(f"{name} stopped")
