@@ -12,14 +12,18 @@ import grpc
 import pytest
 from builders import TODAY, valid_bsns
 from harness import RunningRegistry, secure_channel
+from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.framework import MAX_DELETE_SHARE, Adapter
 from adapters.records import BadRecord, Person, SourceRecord
 from adapters.state import State
 from adapters.transport import Send, sender
+from baken import pki
 from baken.age import minor_until
 from baken.houses import load_houses
 from baken.keyring import KeyRing
+from baken.pseudonym import OprfEvaluator
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 HOUSES = load_houses()
@@ -74,6 +78,7 @@ def adapter(
     *,
     batch: int = 1000,
     max_delete_share: float = MAX_DELETE_SHARE,
+    oprf: OprfEvaluator | None = None,
 ) -> tuple[Adapter, State]:
     """Small exports: one record leaving may be above the default limit; tests of tombstones
     say how many they let go."""
@@ -88,6 +93,7 @@ def adapter(
             send=send,
             batch=batch,
             max_delete_share=max_delete_share,
+            oprf=oprf,
         ),
         state,
     )
@@ -412,3 +418,28 @@ def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(
     assert until.day == 1 and until > born.replace(year=born.year + 18)
     assert rows["AT-00002"] is None  # an adult: nothing
     assert born.isoformat() not in repr(registry.tables())
+
+
+def test_under_an_oprf_key_a_chunk_of_records_is_one_call_of_the_service(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
+        KeyRing({}, {KEY_ID: service.address}).save(tmp_path / "keys.json")
+        items = [record(n) for n in range(601)]
+        items[300] = record(300, person=Person("123456789", None, None))  # fails the 11-proef
+        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, "adapter-pga"))
+        oprf = ServiceOprf(
+            lambda address: grpc.secure_channel(address, credentials), on_behalf_of="sync"
+        )
+        run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock, oprf=oprf)
+        first = run.sync(tmp_path / "x")
+        again = run.sync(tmp_path / "x")
+        state.close()
+        calls = [e.body["elements"] for e in service.log_entries()]
+
+    assert (first.new, first.rejected, again.unchanged) == (600, 1, 600)
+    (problem,) = first.problems
+    assert (problem.where, problem.reason[:4]) == ("export.jsonl:301", "bsn:")
+    # BSN and name of each person: 1,200 identifiers a run, in chunks of at most 1,000.
+    assert calls == [1000, 200, 1000, 200]
+    assert {row["key_id"] for row in registry.tables()["marker_pseudonyms"]} == {KEY_ID}

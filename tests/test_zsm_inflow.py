@@ -18,11 +18,16 @@ import pytest
 from builders import Marking, Person
 from feedback_harness import KPC_UTRECHT, RunningFeedback
 from harness import secure_channel
+from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.zsm import Inflow, InflowReport, InflowState, export_bytes, request_key, shift
 from adapters.zsm.export import Decision, InflowRow
+from baken import pki
 from baken.client import RegistryClient, Suspect
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.keyring import KeyRing
+from baken.pseudonym import OprfEvaluator
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2
 from cli.main import main
 
@@ -103,6 +108,8 @@ class Desk:
     source: Path
     stub: CountingFeedback
     chunk: int = 50
+    ring: KeyRing | None = None  # the feedback harness's HMAC ring unless given
+    oprf: OprfEvaluator | None = None
 
     def run(
         self, rows: Sequence[InflowRow | list[str]] | None = None, *, data: bytes | None = None
@@ -112,7 +119,7 @@ class Desk:
         state = InflowState(self.state_path)
         try:
             inflow = Inflow(
-                ring=self.feedback.ring,
+                ring=self.ring or self.feedback.ring,
                 state=state,
                 clock=self.feedback.registry.clock,
                 registry=self.registry,
@@ -121,6 +128,7 @@ class Desk:
                 location="ZSM Midden-Nederland",
                 sleep=lambda _: None,
                 chunk=self.chunk,
+                oprf=self.oprf,
             )
             return inflow.run(self.source)
         finally:
@@ -379,6 +387,29 @@ def test_an_empty_monitor_does_nothing_and_a_case_number_holding_a_bsn_is_refuse
     assert report.problems[1].reason == "ZSM-locatie: not this desk's location"
     assert desk.looked_up() == Counter()
     assert desk.inflow() == {}
+
+
+def test_under_an_oprf_key_the_monitor_is_pseudonymised_in_one_call_and_bad_rows_stay_bad(
+    desk: Desk, tmp_path: Path
+) -> None:
+    rows = adults(12)
+    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    registry = desk.feedback.registry
+    with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
+        desk.ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
+        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, KPC_UTRECHT))
+        desk.oprf = ServiceOprf(
+            lambda address: grpc.secure_channel(address, credentials), on_behalf_of=ACCOUNT
+        )
+        report = desk.run([*rows[:6], cells_of(rows[6], BSN="123456789"), *rows[7:]])
+        calls = [e.body["elements"] for e in service.log_entries()]
+
+    assert (report.new, report.checked, report.known, report.rejected) == (11, 11, 1, 1)
+    (problem,) = report.problems
+    assert (problem.where, problem.reason[:4]) == ("monitor.csv:8", "BSN:")
+    today = registry.clock.today()
+    good = rows[:6] + rows[7:]
+    assert calls == [sum(len(r.person.identifiers(today)) for r in good)]
 
 
 def cli_args(desk: Desk, tmp_path: Path, *extra: str) -> list[str]:

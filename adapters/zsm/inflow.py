@@ -1,7 +1,8 @@
 """The ZSM inflow adapter: the desk's suspects monitor into Baken (README.md).
 
 Per run, over the whole export:
-1. each row is read and checked; the person is pseudonymised here and never leaves the adapter;
+1. each row is read and checked; the person is pseudonymised here and never leaves the adapter
+   (under an OPRF key a chunk of rows per call of the pseudonymisation service);
 2. every suspect not checked yet is looked up by BatchLookup at intake-en-selectie, with his
    case reference and age; each answer is written to the state file as it arrives;
 3. every case the feedback service does not have yet (or has without the check that is now
@@ -39,7 +40,8 @@ from baken.client import RETRYABLE, Suspect, error_reason, subject_age, subject_
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
-from baken.pseudonym import InvalidIdentifier
+from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
+from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 
@@ -177,10 +179,13 @@ class Inflow:
         case_format: re.Pattern[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chunk: int = LOOKUP_CHUNK,
+        oprf: OprfEvaluator | None = None,
     ) -> None:
-        """`location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
+        """`oprf`: evaluates the ring's OPRF keys (baken/pseudonymiser_client.py).
+        `location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
         refused. `case_format`: the desk's case references as the party register has them."""
         self._ring = ring
+        self._oprf = oprf
         self._state = state
         self._clock = clock
         self._registry = registry
@@ -195,23 +200,31 @@ class Inflow:
     def run(self, paths: Path | Sequence[Path]) -> InflowReport:
         paths = [paths] if isinstance(paths, Path) else list(paths)
         report = InflowReport()
+        items = [list(self._export.read(path)) for path in paths]
+        for read in items:
+            rows = 0
+            for item in read:
+                if isinstance(item, InflowRow):
+                    rows += 1
+                elif item.incomplete and rows == 0 and item.reason.endswith(NOTHING_READ):
+                    report.refused = f"{item.where}: {item.reason}"
+                    break
+            if report.refused:
+                # One file of the run is no monitor: a wrong --source, do nothing.
+                report.problems = [i for read in items for i in read if isinstance(i, BadRecord)]
+                return report
+        good = [i for read in items for i in read if isinstance(i, InflowRow)]
+        taken = iter(self._pseudonymised(good))
         cases = self._state.cases()
         suspects: dict[str, _Suspect] = {}
         decisions: list[tuple[_Suspect, Decision]] = []
-        for path in paths:
-            rows = 0
-            for item in self._export.read(path):
-                if isinstance(item, InflowRow):
-                    rows += 1
-                    self._take(item, cases, suspects, decisions, report)
-                    continue
-                report.problems.append(item)
-                if item.incomplete and rows == 0 and item.reason.endswith(NOTHING_READ):
-                    report.refused = report.refused or f"{item.where}: {item.reason}"
-                elif item.incomplete and report.incomplete is None:
-                    report.incomplete = f"{item.where}: {item.reason}"
-        if report.refused:
-            return report  # one file of the run is no monitor: a wrong --source, do nothing
+        for item in (i for read in items for i in read):
+            if isinstance(item, InflowRow):
+                self._take(item, next(taken), cases, suspects, decisions, report)
+                continue
+            report.problems.append(item)
+            if item.incomplete and report.incomplete is None:
+                report.incomplete = f"{item.where}: {item.reason}"
         for case_reference, suspect in suspects.items():
             if case_reference not in cases:
                 case = Case(case_reference, suspect.fingerprints, self._clock.now())
@@ -232,13 +245,15 @@ class Inflow:
     def _take(
         self,
         row: InflowRow,
+        suspect: _Suspect | _Bad,
         cases: dict[str, Case],
         suspects: dict[str, _Suspect],
         decisions: list[tuple[_Suspect, Decision]],
         report: InflowReport,
     ) -> None:
         try:
-            suspect = self._suspect(row)
+            if isinstance(suspect, _Bad):
+                raise suspect
             self._same_person(
                 suspect, suspects.get(row.case_reference), cases.get(row.case_reference)
             )
@@ -249,7 +264,39 @@ class Inflow:
         if row.decision is not None:
             decisions.append((suspect, row.decision))
 
-    def _suspect(self, row: InflowRow) -> _Suspect:
+    def _pseudonymised(self, rows: Sequence[InflowRow]) -> list[_Suspect | _Bad]:
+        """Each row checked, its suspect pseudonymised, or why the row is bad. The good rows go
+        a chunk at a time: under an OPRF key one call of the pseudonymisation service per
+        PER_CALL identifiers, not one a row."""
+        found: dict[int, _Suspect | _Bad] = {}
+        chunk: list[tuple[int, list[Identifier], registry_service_pb2.SubjectAge.ValueType]] = []
+        size = 0
+
+        def pseudonymise_chunk() -> None:
+            persons = pseudonymise(self._ring, [ids for _, ids, _ in chunk], self._oprf)
+            for (at, _, age), pseudonyms in zip(chunk, persons, strict=True):
+                subject = subject_proto(pseudonyms)
+                found[at] = _Suspect(rows[at], subject, fingerprints(subject), age)
+
+        for at, row in enumerate(rows):
+            try:
+                identifiers, age = self._checked(row)
+            except _Bad as bad:
+                found[at] = bad
+                continue
+            if chunk and size + len(identifiers) > PER_CALL:
+                pseudonymise_chunk()
+                chunk, size = [], 0
+            chunk.append((at, identifiers, age))
+            size += len(identifiers)
+        if chunk:
+            pseudonymise_chunk()
+        return [found[at] for at in range(len(rows))]
+
+    def _checked(
+        self, row: InflowRow
+    ) -> tuple[list[Identifier], registry_service_pb2.SubjectAge.ValueType]:
+        """The row's suspect's identifiers and age, or _Bad naming the column."""
         if self._location is not None and _words(row.location) != self._location:
             raise _Bad("ZSM-locatie: not this desk's location")
         if self._case_format is not None and not self._case_format.fullmatch(row.case_reference):
@@ -262,15 +309,14 @@ class Inflow:
         today = self._clock.today()
         person = row.person
         try:
-            pseudonyms = person.pseudonyms(self._ring, today)
+            identifiers = person.identifiers(today)
         except InvalidIdentifier as error:
             raise _Bad(f"{COLUMNS.get(error.field, error.field)}: {error}") from None
         try:
             minor = claimed_minor(row.minor, person.birth_date, today)
         except ValueError as error:
             raise _Bad(f"Leeftijd: {error}") from None
-        subject = subject_proto(pseudonyms)
-        return _Suspect(row, subject, fingerprints(subject), subject_age(minor))
+        return identifiers, subject_age(minor)
 
     @staticmethod
     def _same_person(suspect: _Suspect, earlier: _Suspect | None, stored: Case | None) -> None:
