@@ -133,7 +133,7 @@ def _reseal(args: argparse.Namespace) -> None:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    ring, subject = person_subject(args)
+    ring, subject = person_subject(args, PURPOSES[args.purpose])
     try:
         minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
     except ValueError as error:

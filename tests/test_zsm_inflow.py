@@ -484,3 +484,25 @@ def cells_of(row: InflowRow | list[str], **changes: str) -> list[str]:
     for name, value in changes.items():
         values[COLUMNS.index(name)] = value
     return values
+
+
+def test_the_cli_pseudonymises_through_the_service_under_an_oprf_key(
+    desk: Desk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = real_time(desk) - dt.timedelta(hours=5)
+    rows = [r for r in shift(seed=5, start=start, count=9, decided=0) if not r.minor][:3]
+    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    desk.source.write_bytes(export_bytes(rows))
+    with running_pseudonymiser(tmp_path, desk.feedback.registry.pki_dir) as service:
+        ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
+        ring.save(tmp_path / "desk-keys.json")
+        status = main(cli_args(desk, tmp_path))
+        calls = [
+            (e.party_id, e.body["on_behalf_of"], e.body["purpose"], e.body["elements"])
+            for e in service.log_entries()
+        ]
+
+    assert status == 0, capsys.readouterr().err
+    assert "monitor.csv: suspects new 3, checked 3 (known 1)" in capsys.readouterr().out
+    # The monitor's three suspects, BSN and name each, in one call.
+    assert calls == [(KPC_UTRECHT, ACCOUNT, "intake-en-selectie", 6)]
