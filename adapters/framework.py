@@ -31,6 +31,7 @@ goes with a later run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -53,6 +54,7 @@ from baken.keyring import KeyRing
 from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
 from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import house_pb2, marker_pb2
+from baken.type.v1 import pseudonym_pb2
 
 BATCH = 1000
 # Identifiers pseudonymised together: one Evaluate call of the pseudonymisation service a chunk.
@@ -164,7 +166,8 @@ class Adapter:
         planned: list[Planned] = []
         advice_dates: dict[str, dt.date | None] = {}  # of the good records of this run
         chunk: list[_Checked] = []  # checked, waiting for their pseudonyms
-        chunk_size = 0  # their identifiers
+        chunk_size = 0  # their identifiers to pseudonymise
+        remembered: list[tuple[str, bytes, bytes]] = []  # pseudonymised, unchanged: State.remember
         for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
                 report.problems.append(item)
@@ -186,13 +189,15 @@ class Adapter:
                 seen.discard(key)
                 continue
             advice_dates[key] = item.advice_date if item.advice else None
-            if chunk and chunk_size + len(identifiers) > PSEUDONYMISE_CHUNK:
-                self._plan(chunk, stored, planned, report)
+            checked = self._cached(_Checked(key, item, record, identifiers), stored.get(key))
+            size = 0 if checked.subject is not None else len(identifiers)
+            if chunk and chunk_size + size > PSEUDONYMISE_CHUNK:
+                self._plan(chunk, stored, planned, remembered, report)
                 chunk, chunk_size = [], 0
-            chunk.append(_Checked(key, item, record, identifiers))
-            chunk_size += len(identifiers)
+            chunk.append(checked)
+            chunk_size += size
         if chunk:
-            self._plan(chunk, stored, planned, report)
+            self._plan(chunk, stored, planned, remembered, report)
         incomplete_at = [p for p in report.problems if p.incomplete]
         unidentified = any(p.record_id is None and not p.notice for p in report.problems)
         tombstones: list[Planned] = []
@@ -228,6 +233,7 @@ class Adapter:
             report.refused = refusal
             return report
         planned += tombstones
+        self._state.remember(remembered)
         self._state.plan(planned)
         confirmed: set[str] = set()
         for start in range(0, len(planned), self._batch):
@@ -238,24 +244,49 @@ class Adapter:
         self._answer_advice(settled, gone, today, report)
         return report
 
+    def _cached(self, checked: _Checked, previous: Sent | None) -> _Checked:
+        """Under an OPRF key: the record with the hash of its person's identifiers, and the
+        pseudonyms the state file holds for them when they are unchanged since (the ring's key
+        ids included). A rerun thus asks the pseudonymisation service only for new and changed
+        persons: its cost and its rate (one unit an identifier) go to what changed."""
+        if not self._ring.oprf:
+            return checked
+        digest = hashlib.sha256(self._state.salt + checked.key.encode() + b"\x00")
+        for text in (",".join(self._ring.ids).encode(), *(i.message for i in checked.identifiers)):
+            digest.update(len(text).to_bytes(4, "big") + text)
+        person = digest.digest()
+        subject = None
+        if previous is not None and previous.person == person and previous.subject:
+            subject = pseudonym_pb2.Subject.FromString(previous.subject)
+        return dataclasses.replace(checked, person=person, subject=subject)
+
     def _plan(
         self,
         chunk: Sequence[_Checked],
         stored: Mapping[str, Sent],
         planned: list[Planned],
+        remembered: list[tuple[str, bytes, bytes]],
         report: SyncReport,
     ) -> None:
-        """Pseudonymise a chunk of checked records at once (an OPRF key: one Evaluate call),
-        then plan each against what the state file says was sent."""
-        subjects = pseudonymise(self._ring, [c.identifiers for c in chunk], self._oprf)
-        for checked, pseudonyms in zip(chunk, subjects, strict=True):
+        """Pseudonymise a chunk of checked records at once (an OPRF key: one Evaluate call for
+        those whose pseudonyms are not remembered), then plan each against what the state file
+        says was sent."""
+        fresh = [c.identifiers for c in chunk if c.subject is None]
+        made = iter(pseudonymise(self._ring, fresh, self._oprf) if fresh else [])
+        for checked in chunk:
             key, item, record = checked.key, checked.item, checked.record
-            record.subject.CopyFrom(subject_proto(pseudonyms))
+            subject = checked.subject
+            if subject is None:
+                subject = subject_proto(next(made))
+            record.subject.CopyFrom(subject)
+            cache = (checked.person, subject.SerializeToString()) if checked.person else (b"", b"")
             fingerprint = hashlib.sha256(record.SerializeToString(deterministic=True)).digest()
             previous = stored.get(key)
             if previous is None or previous.deleted:  # unknown, or back after a tombstone
                 version, kind = (previous.version + 1 if previous else 1), "new"
             elif previous.fingerprint == fingerprint:
+                if checked.person and checked.subject is None:
+                    remembered.append((key, *cache))
                 if previous.confirmed:
                     report.unchanged += 1
                     continue
@@ -266,7 +297,7 @@ class Adapter:
             record.source_version = version
             change = marker_pb2.MarkerChange(upsert=record)
             planned.append(
-                Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
+                Planned(key, kind, version, fingerprint, change, item.where, item.record_id, *cache)
             )
 
     def _deletion_refusal(
@@ -415,6 +446,8 @@ class _Checked:
     item: SourceRecord
     record: marker_pb2.MarkerRecord  # without its subject
     identifiers: list[Identifier]
+    person: bytes = b""  # Sent.person, under an OPRF key
+    subject: pseudonym_pb2.Subject | None = None  # remembered from an earlier run
 
 
 class _Bad(Exception):

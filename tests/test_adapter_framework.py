@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.framework import MAX_DELETE_SHARE, Adapter
 from adapters.records import BadRecord, Person, SourceRecord
-from adapters.state import State
+from adapters.state import Sent, State
 from adapters.transport import Send, sender
 from baken import pki
 from baken.age import minor_until
@@ -420,7 +421,7 @@ def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(
     assert born.isoformat() not in repr(registry.tables())
 
 
-def test_under_an_oprf_key_a_chunk_of_records_is_one_call_of_the_service(
+def test_under_an_oprf_key_a_chunk_of_records_is_one_call_and_a_rerun_asks_only_for_changes(
     registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
 ) -> None:
     with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
@@ -431,15 +432,43 @@ def test_under_an_oprf_key_a_chunk_of_records_is_one_call_of_the_service(
         oprf = ServiceOprf(
             lambda address: grpc.secure_channel(address, credentials), on_behalf_of="sync"
         )
-        run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock, oprf=oprf)
+        export = Export(items)
+        run, state = adapter(export, tmp_path, sender(channel), registry.clock, oprf=oprf)
         first = run.sync(tmp_path / "x")
         again = run.sync(tmp_path / "x")
+        moved = dataclasses.replace(items[7].person, surname="Jansen-de Vries")
+        export.items[7] = dataclasses.replace(items[7], person=moved)
+        changed = run.sync(tmp_path / "x")
         state.close()
         calls = [e.body["elements"] for e in service.log_entries()]
 
     assert (first.new, first.rejected, again.unchanged) == (600, 1, 600)
     (problem,) = first.problems
     assert (problem.where, problem.reason[:4]) == ("export.jsonl:301", "bsn:")
-    # BSN and name of each person: 1,200 identifiers a run, in chunks of at most 1,000.
-    assert calls == [1000, 200, 1000, 200]
+    # BSN and name of each person: 1,200 identifiers, in chunks of at most 1,000; a rerun asks
+    # nothing for unchanged persons, and for a changed one his identifiers only.
+    assert calls == [1000, 200, 2]
+    assert (changed.changed, changed.unchanged) == (1, 599)
     assert {row["key_id"] for row in registry.tables()["marker_pseudonyms"]} == {KEY_ID}
+
+
+def test_a_state_file_from_before_opens_with_nothing_remembered_and_keeps_its_salt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.state.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL, version INTEGER"
+        " NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL, confirmed INTEGER"
+        " NOT NULL)"
+    )
+    db.execute("INSERT INTO records VALUES ('vh-x/r', 'r', 3, x'00', 0, 1)")
+    db.commit()
+    db.close()
+    state = State(path)
+    assert state.load() == {"vh-x/r": Sent("r", 3, b"\x00", False, True, b"", b"")}
+    salt = state.salt
+    state.close()
+    again = State(path)
+    assert again.salt == salt and len(salt) == 32
+    again.close()
