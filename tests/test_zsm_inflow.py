@@ -389,7 +389,7 @@ def test_an_empty_monitor_does_nothing_and_a_case_number_holding_a_bsn_is_refuse
     assert desk.inflow() == {}
 
 
-def test_under_an_oprf_key_the_monitor_is_pseudonymised_in_one_call_and_bad_rows_stay_bad(
+def test_under_an_oprf_key_a_monitor_is_one_call_and_is_not_pseudonymised_again(
     desk: Desk, tmp_path: Path
 ) -> None:
     rows = adults(12)
@@ -402,14 +402,18 @@ def test_under_an_oprf_key_the_monitor_is_pseudonymised_in_one_call_and_bad_rows
             lambda address: grpc.secure_channel(address, credentials), on_behalf_of=ACCOUNT
         )
         report = desk.run([*rows[:6], cells_of(rows[6], BSN="123456789"), *rows[7:]])
+        again = desk.run()  # the monitor read again: its pseudonyms are remembered
+        later = desk.run([*rows, decided(rows[0])])  # a decision for a case seen before
         calls = [e.body["elements"] for e in service.log_entries()]
 
     assert (report.new, report.checked, report.known, report.rejected) == (11, 11, 1, 1)
     (problem,) = report.problems
     assert (problem.where, problem.reason[:4]) == ("monitor.csv:8", "BSN:")
+    assert (again.new, again.rejected, later.new, later.decided + later.held) == (0, 1, 1, 1)
     today = registry.clock.today()
-    good = rows[:6] + rows[7:]
-    assert calls == [sum(len(r.person.identifiers(today)) for r in good)]
+    # One call for the monitor; later only for the row that was bad before.
+    count = [len(r.person.identifiers(today)) for r in rows]
+    assert calls == [sum(count) - count[6], count[6]]
 
 
 def cli_args(desk: Desk, tmp_path: Path, *extra: str) -> list[str]:
@@ -506,3 +510,14 @@ def test_the_cli_pseudonymises_through_the_service_under_an_oprf_key(
     assert "monitor.csv: suspects new 3, checked 3 (known 1)" in capsys.readouterr().out
     # The monitor's three suspects, BSN and name each, in one call.
     assert calls == [(KPC_UTRECHT, ACCOUNT, "intake-en-selectie", 6)]
+
+
+def test_a_case_done_with_for_good_forgets_its_pseudonyms(tmp_path: Path) -> None:
+    state = InflowState(tmp_path / "zsm.state.db")
+    now = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
+    state.remember([(b"a", "ZSM-1", b"s1"), (b"b", "ZSM-2", b"s2")], now, dt.timedelta(days=14))
+    state.refuse("ZSM-1", "technisch sepot 01")
+    assert state.pseudonyms() == {b"b": b"s2"}
+    state.remember([], now + dt.timedelta(days=15), dt.timedelta(days=14))
+    assert state.pseudonyms() == {}
+    state.close()

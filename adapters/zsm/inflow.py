@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 import structlog
@@ -46,6 +46,7 @@ from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 
 log = structlog.get_logger("baken.adapter.zsm")
+_Age: TypeAlias = registry_service_pb2.SubjectAge.ValueType
 CODES = enums.numbers(pb.DecisionCode, "DECISION_CODE_", "-")
 STAGES = enums.numbers(pb.DecisionStage, "DECISION_STAGE_", "-")
 ADVICE = enums.numbers(pb.AdviceFollowed, "ADVICE_FOLLOWED_", "-")
@@ -54,6 +55,9 @@ KNOWN = frozenset(
 )
 # Person fields of the pseudonym library -> the export's columns, for reports.
 COLUMNS = {"bsn": "BSN", "surname": "Achternaam", "birth_date": "Geboortedatum"}
+# How long the state file remembers a row's pseudonyms (under an OPRF key): a monitor still in
+# the folder after that is pseudonymised again.
+PSEUDONYM_MEMORY = dt.timedelta(days=14)
 # Suspects per BatchLookup call: a kill while answers come in asks at most these again.
 LOOKUP_CHUNK = 50
 # A BatchLookup the registry did not take (UNAVAILABLE) goes again within the run, this often.
@@ -267,16 +271,28 @@ class Inflow:
     def _pseudonymised(self, rows: Sequence[InflowRow]) -> list[_Suspect | _Bad]:
         """Each row checked, its suspect pseudonymised, or why the row is bad. The good rows go
         a chunk at a time: under an OPRF key one call of the pseudonymisation service per
-        PER_CALL identifiers, not one a row."""
+        PER_CALL identifiers, not one a row, and only for rows whose pseudonyms the state file
+        does not remember (a monitor read again costs the service nothing)."""
+        oprf_keys = bool(self._ring.oprf)
+        remembered = self._state.pseudonyms() if oprf_keys else {}
+        made: list[tuple[bytes, str, bytes]] = []
         found: dict[int, _Suspect | _Bad] = {}
-        chunk: list[tuple[int, list[Identifier], registry_service_pb2.SubjectAge.ValueType]] = []
+        # person -> his identifiers and the rows (index, age) waiting for his pseudonyms
+        chunk: dict[bytes, tuple[list[Identifier], list[tuple[int, _Age]]]] = {}
         size = 0
 
+        def take(at: int, age: _Age, subject: pseudonym_pb2.Subject) -> None:
+            found[at] = _Suspect(rows[at], subject, fingerprints(subject), age)
+
         def pseudonymise_chunk() -> None:
-            persons = pseudonymise(self._ring, [ids for _, ids, _ in chunk], self._oprf)
-            for (at, _, age), pseudonyms in zip(chunk, persons, strict=True):
+            persons = pseudonymise(self._ring, [ids for ids, _ in chunk.values()], self._oprf)
+            for (person, (_, waiting)), pseudonyms in zip(chunk.items(), persons, strict=True):
                 subject = subject_proto(pseudonyms)
-                found[at] = _Suspect(rows[at], subject, fingerprints(subject), age)
+                if oprf_keys:
+                    remembered[person] = subject.SerializeToString()
+                    made.append((person, rows[waiting[0][0]].case_reference, remembered[person]))
+                for at, age in waiting:
+                    take(at, age, subject)
 
         for at, row in enumerate(rows):
             try:
@@ -284,14 +300,37 @@ class Inflow:
             except _Bad as bad:
                 found[at] = bad
                 continue
+            person = (
+                self._person(row.case_reference, identifiers)
+                if oprf_keys
+                else at.to_bytes(8, "big")
+            )
+            if person in remembered:
+                take(at, age, pseudonym_pb2.Subject.FromString(remembered[person]))
+                continue
+            if person in chunk:
+                chunk[person][1].append((at, age))
+                continue
             if chunk and size + len(identifiers) > PER_CALL:
                 pseudonymise_chunk()
-                chunk, size = [], 0
-            chunk.append((at, identifiers, age))
+                chunk, size = {}, 0
+            chunk[person] = (identifiers, [(at, age)])
             size += len(identifiers)
         if chunk:
             pseudonymise_chunk()
+        if made:
+            self._state.remember(made, self._clock.now(), PSEUDONYM_MEMORY)
         return [found[at] for at in range(len(rows))]
+
+    def _person(self, case_reference: str, identifiers: Sequence[Identifier]) -> bytes:
+        """A row's suspect as the state file remembers his pseudonyms: SHA-256 over the state
+        file's salt, the case reference, the ring's key ids and the identifiers (never a hash
+        of a BSN alone, which would be a dictionary across rows)."""
+        digest = hashlib.sha256(self._state.salt)
+        texts = (case_reference, ",".join(self._ring.ids))
+        for text in (*(t.encode() for t in texts), *(i.message for i in identifiers)):
+            digest.update(len(text).to_bytes(4, "big") + text)
+        return digest.digest()
 
     def _checked(
         self, row: InflowRow
