@@ -5,6 +5,7 @@ the file's address and the party's own certificate, and find each other's pseudo
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,13 @@ def service(tmp_path: Path, pki_dir: Path) -> Iterator[RunningPseudonymiser]:
 
 @pytest.fixture
 def key_file(tmp_path: Path, service: RunningPseudonymiser) -> Path:
+    """An edge's key file made as an operator makes one: no secret, the service's address."""
     path = tmp_path / "edge-keys.json"
-    KeyRing({}, {KEY_ID: service.address}).save(path)
+    init = ["keys", "init", "--kind", "oprf", "--key-id", KEY_ID, "--service", service.address]
+    assert main([*init, "--key-file", str(path)]) == 0
+    assert json.loads(path.read_text()) == {
+        "keys": [{"id": KEY_ID, "kind": "oprf", "service": service.address}]
+    }
     return path
 
 
