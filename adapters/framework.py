@@ -6,7 +6,7 @@ A mapping (`adapters.records.SourceFormat`) reads its source's export. The frame
   its place in the export and the reason, while the rest syncs;
 - pseudonymises: the BSN and the name never leave the adapter. The checked records go a chunk
   at a time (PSEUDONYMISE_CHUNK identifiers), so an OPRF key costs one call of the
-  pseudonymisation service a chunk, not one a record;
+  pseudonymisation service per 1,000 identifiers, not one a record;
 - works out against its state file what changed since the last confirmed sync: new records,
   changed ones (a higher version), unchanged ones (nothing sent), and records that left the
   source (a tombstone). A record that is bad this time keeps its marker; a bad record whose id
@@ -57,8 +57,9 @@ from baken.registry.v1 import house_pb2, marker_pb2
 from baken.type.v1 import pseudonym_pb2
 
 BATCH = 1000
-# Identifiers pseudonymised together: one Evaluate call of the pseudonymisation service a chunk.
-PSEUDONYMISE_CHUNK = PER_CALL
+# Identifiers pseudonymised together: under an OPRF key one Evaluate call per PER_CALL of them,
+# pipelined (baken/pseudonymiser_client.py), so the edge blinds while the service evaluates.
+PSEUDONYMISE_CHUNK = 10 * PER_CALL
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
 ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)
