@@ -80,22 +80,26 @@ class State:
 
     def __init__(self, path: Path) -> None:
         self._db = open_state(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
-            " version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL,"
-            " confirmed INTEGER NOT NULL)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
-        for column in ("person", "subject"):  # a state file from before has neither
-            if column not in columns:
-                self._db.execute(
-                    f"ALTER TABLE records ADD COLUMN {column} BLOB NOT NULL DEFAULT x''"
-                )
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
-            (secrets.token_bytes(32),),
-        )
+        # One process at a time: the sync and the receiver open the same file at once, and both
+        # would otherwise add the columns a state file from before lacks.
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT"
+                " NOT NULL, version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER"
+                " NOT NULL, confirmed INTEGER NOT NULL, person BLOB NOT NULL DEFAULT x'',"
+                " subject BLOB NOT NULL DEFAULT x'')"
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            for column in ("person", "subject"):  # a state file from before has neither
+                if column not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE records ADD COLUMN {column} BLOB NOT NULL DEFAULT x''"
+                    )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
+                (secrets.token_bytes(32),),
+            )
         (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
         self.salt: bytes = bytes(salt)
         self._db.execute(
