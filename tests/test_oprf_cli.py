@@ -93,3 +93,13 @@ def test_a_lookup_under_an_oprf_key_needs_a_user_and_a_reachable_service(
     err = capsys.readouterr().err
     assert "UNAVAILABLE" in err and "111222333" not in err
     assert registry.tables()["access_log"] == []  # nothing reached the registry
+
+
+def test_an_oprf_key_file_needs_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    assert (
+        main(["keys", "init", "--kind", "oprf", "--key-id", KEY_ID, "--key-file", str(path)]) == 2
+    )
+    assert "--service host:port" in capsys.readouterr().err and not path.exists()
