@@ -4,7 +4,9 @@ A mapping (`adapters.records.SourceFormat`) reads its source's export. The frame
 - checks what every source must get right (BSN by the 11-proef, a name and birth date when there
   is no BSN, a house of this source system, no dates in the future), reporting a bad record with
   its place in the export and the reason, while the rest syncs;
-- pseudonymises: the BSN and the name never leave the adapter;
+- pseudonymises: the BSN and the name never leave the adapter. The checked records go a chunk
+  at a time (PSEUDONYMISE_CHUNK identifiers), so an OPRF key costs one call of the
+  pseudonymisation service per 1,000 identifiers, not one a record;
 - works out against its state file what changed since the last confirmed sync: new records,
   changed ones (a higher version), unchanged ones (nothing sent), and records that left the
   source (a tombstone). A record that is bad this time keeps its marker; a bad record whose id
@@ -29,6 +31,7 @@ goes with a later run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -48,10 +51,15 @@ from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
 from baken.houses import House, house_name
 from baken.keyring import KeyRing
-from baken.pseudonym import InvalidIdentifier
+from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
+from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import house_pb2, marker_pb2
+from baken.type.v1 import pseudonym_pb2
 
 BATCH = 1000
+# Identifiers pseudonymised together: under an OPRF key one Evaluate call per PER_CALL of them,
+# pipelined (baken/pseudonymiser_client.py), so the edge blinds while the service evaluates.
+PSEUDONYMISE_CHUNK = 10 * PER_CALL
 # An open advice request is forgotten this long after it was asked: its term (at most 7 days)
 # is long past, and the house's advice reaches ZSM through the registry anyway.
 ADVICE_REQUEST_MEMORY = dt.timedelta(days=30)
@@ -123,8 +131,10 @@ class Adapter:
         batch: int = BATCH,
         answer: Answer | None = None,
         max_delete_share: float = MAX_DELETE_SHARE,
+        oprf: OprfEvaluator | None = None,
     ) -> None:
-        """`answer`: how to tell the feedback service an advice request was answered; None
+        """`oprf`: evaluates the ring's OPRF keys (baken/pseudonymiser_client.py).
+        `answer`: how to tell the feedback service an advice request was answered; None
         sends no answers (they wait in the state file for a run that has one).
         `max_delete_share`: a run that would delete more than this share of the live markers
         (0 to 1) changes nothing unless its deletions are confirmed."""
@@ -133,6 +143,7 @@ class Adapter:
         self._max_delete_share = max_delete_share
         self._mapping = mapping
         self._ring = ring
+        self._oprf = oprf
         self._state = state
         self._houses = houses
         self._clock = clock
@@ -155,6 +166,9 @@ class Adapter:
         bad_ids: set[str] = set()
         planned: list[Planned] = []
         advice_dates: dict[str, dt.date | None] = {}  # of the good records of this run
+        chunk: list[_Checked] = []  # checked, waiting for their pseudonyms
+        chunk_size = 0  # their identifiers to pseudonymise
+        remembered: list[tuple[str, bytes, bytes]] = []  # pseudonymised, unchanged: State.remember
         for item in (item for path in paths for item in self._mapping.read(path)):
             if isinstance(item, BadRecord):
                 report.problems.append(item)
@@ -169,30 +183,22 @@ class Adapter:
                 continue
             seen.add(key)
             try:
-                record = self._record(item, today)
+                record, identifiers = self._record(item, today)
             except _Bad as bad:
                 report.problems.append(BadRecord(item.where, item.record_id, str(bad)))
                 bad_ids.add(item.record_id)
                 seen.discard(key)
                 continue
             advice_dates[key] = item.advice_date if item.advice else None
-            fingerprint = hashlib.sha256(record.SerializeToString(deterministic=True)).digest()
-            previous = stored.get(key)
-            if previous is None or previous.deleted:  # unknown, or back after a tombstone
-                version, kind = (previous.version + 1 if previous else 1), "new"
-            elif previous.fingerprint == fingerprint:
-                if previous.confirmed:
-                    report.unchanged += 1
-                    continue
-                # Sent before, never confirmed: the same version again.
-                version, kind = previous.version, ("new" if previous.version == 1 else "changed")
-            else:
-                version, kind = previous.version + 1, "changed"
-            record.source_version = version
-            change = marker_pb2.MarkerChange(upsert=record)
-            planned.append(
-                Planned(key, kind, version, fingerprint, change, item.where, item.record_id)
-            )
+            checked = self._cached(_Checked(key, item, record, identifiers), stored.get(key))
+            size = 0 if checked.subject is not None else len(identifiers)
+            if chunk and chunk_size + size > PSEUDONYMISE_CHUNK:
+                self._plan(chunk, stored, planned, remembered, report)
+                chunk, chunk_size = [], 0
+            chunk.append(checked)
+            chunk_size += size
+        if chunk:
+            self._plan(chunk, stored, planned, remembered, report)
         incomplete_at = [p for p in report.problems if p.incomplete]
         unidentified = any(p.record_id is None and not p.notice for p in report.problems)
         tombstones: list[Planned] = []
@@ -228,6 +234,7 @@ class Adapter:
             report.refused = refusal
             return report
         planned += tombstones
+        self._state.remember(remembered)
         self._state.plan(planned)
         confirmed: set[str] = set()
         for start in range(0, len(planned), self._batch):
@@ -237,6 +244,62 @@ class Adapter:
         settled = {k: day for k, day in advice_dates.items() if k not in unconfirmed}
         self._answer_advice(settled, gone, today, report)
         return report
+
+    def _cached(self, checked: _Checked, previous: Sent | None) -> _Checked:
+        """Under an OPRF key: the record with the hash of its person's identifiers, and the
+        pseudonyms the state file holds for them when they are unchanged since (the ring's key
+        ids included). A rerun thus asks the pseudonymisation service only for new and changed
+        persons: its cost and its rate (one unit an identifier) go to what changed."""
+        if not self._ring.oprf:
+            return checked
+        digest = hashlib.sha256(self._state.salt + checked.key.encode() + b"\x00")
+        for text in (",".join(self._ring.ids).encode(), *(i.message for i in checked.identifiers)):
+            digest.update(len(text).to_bytes(4, "big") + text)
+        person = digest.digest()
+        subject = None
+        if previous is not None and previous.person == person and previous.subject:
+            subject = pseudonym_pb2.Subject.FromString(previous.subject)
+        return dataclasses.replace(checked, person=person, subject=subject)
+
+    def _plan(
+        self,
+        chunk: Sequence[_Checked],
+        stored: Mapping[str, Sent],
+        planned: list[Planned],
+        remembered: list[tuple[str, bytes, bytes]],
+        report: SyncReport,
+    ) -> None:
+        """Pseudonymise a chunk of checked records at once (an OPRF key: one Evaluate call for
+        those whose pseudonyms are not remembered), then plan each against what the state file
+        says was sent."""
+        fresh = [c.identifiers for c in chunk if c.subject is None]
+        made = iter(pseudonymise(self._ring, fresh, self._oprf) if fresh else [])
+        for checked in chunk:
+            key, item, record = checked.key, checked.item, checked.record
+            subject = checked.subject
+            if subject is None:
+                subject = subject_proto(next(made))
+            record.subject.CopyFrom(subject)
+            cache = (checked.person, subject.SerializeToString()) if checked.person else (b"", b"")
+            fingerprint = hashlib.sha256(record.SerializeToString(deterministic=True)).digest()
+            previous = stored.get(key)
+            if previous is None or previous.deleted:  # unknown, or back after a tombstone
+                version, kind = (previous.version + 1 if previous else 1), "new"
+            elif previous.fingerprint == fingerprint:
+                if checked.person and checked.subject is None:
+                    remembered.append((key, *cache))
+                if previous.confirmed:
+                    report.unchanged += 1
+                    continue
+                # Sent before, never confirmed: the same version again.
+                version, kind = previous.version, ("new" if previous.version == 1 else "changed")
+            else:
+                version, kind = previous.version + 1, "changed"
+            record.source_version = version
+            change = marker_pb2.MarkerChange(upsert=record)
+            planned.append(
+                Planned(key, kind, version, fingerprint, change, item.where, item.record_id, *cache)
+            )
 
     def _deletion_refusal(
         self,
@@ -325,7 +388,10 @@ class Adapter:
         if forget:
             self._state.forget_advice_requests(forget)
 
-    def _record(self, item: SourceRecord, today: dt.date) -> marker_pb2.MarkerRecord:
+    def _record(
+        self, item: SourceRecord, today: dt.date
+    ) -> tuple[marker_pb2.MarkerRecord, list[Identifier]]:
+        """The record checked, without its subject, and the person's identifiers."""
         house = self._houses.get(item.house_id)
         if house is None:
             raise _Bad(f"house: {item.house_id!r} is not a known Safety House")
@@ -351,18 +417,17 @@ class Adapter:
                 raise _Bad(f"{name}: holds a control character (U+{ord(found.group()):04X})")
         person = item.person
         try:
-            pseudonyms = person.pseudonyms(self._ring, today)
+            identifiers = person.identifiers(today)
         except InvalidIdentifier as error:
             raise _Bad(f"{error.field}: {error}") from None
         try:
             at_information = marker_pb2.AtInformation(**dict(item.at_information))
         except ValueError as error:
             raise _Bad(f"at_information: {error}") from None
-        return marker_pb2.MarkerRecord(
+        record = marker_pb2.MarkerRecord(
             source_system=self._system,  # type: ignore[arg-type]
             source_record_id=item.record_id,
             house=house_name(item.house_id),
-            subject=subject_proto(pseudonyms),
             target_group=group,  # type: ignore[arg-type]
             plan_status=status,  # type: ignore[arg-type]
             mark_date=date_proto(item.mark_date),
@@ -371,6 +436,19 @@ class Adapter:
             at_information=at_information,
             minor_until=date_proto(minor_until(person.birth_date, today)),
         )
+        return record, identifiers
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A good record of the export waiting for its pseudonyms."""
+
+    key: str
+    item: SourceRecord
+    record: marker_pb2.MarkerRecord  # without its subject
+    identifiers: list[Identifier]
+    person: bytes = b""  # Sent.person, under an OPRF key
+    subject: pseudonym_pb2.Subject | None = None  # remembered from an earlier run
 
 
 class _Bad(Exception):

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from baken.keyring import KeyRing
-from baken.pseudonym import OprfEvaluator, Pseudonym, person_pseudonyms
+from baken.pseudonym import (
+    Identifier,
+    OprfEvaluator,
+    Pseudonym,
+    person_identifiers,
+    person_pseudonyms,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,13 @@ class Person:
             birth_date=self.birth_date,
             today=today,
             oprf=oprf,
+        )
+
+    def identifiers(self, today: dt.date) -> list[Identifier]:
+        """What is pseudonymised of the person, checked (InvalidIdentifier), for a chunk of
+        persons at once (baken.pseudonym.pseudonymise)."""
+        return person_identifiers(
+            bsn=self.bsn, surname=self.surname, birth_date=self.birth_date, today=today
         )
 
 

@@ -1,11 +1,13 @@
-"""The adapter's state file (SQLite, no personal data): per record what was sent and whether the
-registry confirmed it, the feedback items the receiver applied, and the advice requests it wrote
-into the source that are still open (adapters/framework.py says how a sync uses it)."""
+"""The adapter's state file (SQLite): per record what was sent and whether the registry confirmed
+it, the feedback items the receiver applied, and the advice requests it wrote into the source
+that are still open (adapters/framework.py says how a sync uses it). No BSN or name; under an
+OPRF key, per record also its pseudonyms and a salted hash of its person's identifiers (`Sent`)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,12 @@ class Planned:
     change: marker_pb2.MarkerChange
     where: str
     record_id: str
+    person: bytes = b""  # see Sent
+    subject: bytes = b""
+
+    @property
+    def cache(self) -> tuple[bytes, bytes]:
+        return self.person, self.subject
 
 
 class Sent(NamedTuple):
@@ -36,6 +44,11 @@ class Sent(NamedTuple):
     fingerprint: bytes  # of the record sent; empty for a tombstone
     deleted: bool
     confirmed: bool  # the registry answered for it
+    # Under an OPRF key: a hash of the person's identifiers (salted per state file, with the
+    # record's key), and the pseudonyms they had (a serialized Subject), so an unchanged person
+    # is not sent to the pseudonymisation service again. Empty otherwise.
+    person: bytes = b""
+    subject: bytes = b""
 
 
 class OpenAdviceRequest(NamedTuple):
@@ -67,11 +80,28 @@ class State:
 
     def __init__(self, path: Path) -> None:
         self._db = open_state(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
-            " version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL,"
-            " confirmed INTEGER NOT NULL)"
-        )
+        # One process at a time: the sync and the receiver open the same file at once, and both
+        # would otherwise add the columns a state file from before lacks.
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record_id TEXT"
+                " NOT NULL, version INTEGER NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER"
+                " NOT NULL, confirmed INTEGER NOT NULL, person BLOB NOT NULL DEFAULT x'',"
+                " subject BLOB NOT NULL DEFAULT x'')"
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            for column in ("person", "subject"):  # a state file from before has neither
+                if column not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE records ADD COLUMN {column} BLOB NOT NULL DEFAULT x''"
+                    )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
+                (secrets.token_bytes(32),),
+            )
+        (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+        self.salt: bytes = bytes(salt)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS received (key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
             " applied_time TEXT NOT NULL)"
@@ -87,23 +117,41 @@ class State:
         self._db.close()
 
     def load(self) -> dict[str, Sent]:
+        rows = self._db.execute(
+            "SELECT key, record_id, version, fingerprint, deleted, confirmed, person, subject"
+            " FROM records"
+        )
         return {
-            key: Sent(record_id, version, bytes(fp), bool(deleted), bool(confirmed))
-            for key, record_id, version, fp, deleted, confirmed in self._db.execute(
-                "SELECT key, record_id, version, fingerprint, deleted, confirmed FROM records"
+            key: Sent(record_id, version, bytes(fp), bool(deleted), bool(confirmed))._replace(
+                person=bytes(person), subject=bytes(subject)
             )
+            for key, record_id, version, fp, deleted, confirmed, person, subject in rows
         }
 
     def plan(self, planned: Sequence[Planned]) -> None:
         """Write the plan before anything is sent (one transaction)."""
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany(
-            "INSERT INTO records (key, record_id, version, fingerprint, deleted, confirmed)"
-            " VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (key) DO UPDATE SET version = excluded.version,"
-            " fingerprint = excluded.fingerprint, deleted = excluded.deleted, confirmed = 0",
-            [(p.key, p.record_id, p.version, p.fingerprint, p.kind == "deleted") for p in planned],
+            "INSERT INTO records (key, record_id, version, fingerprint, deleted, confirmed,"
+            " person, subject) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " version = excluded.version, fingerprint = excluded.fingerprint,"
+            " deleted = excluded.deleted, confirmed = 0, person = excluded.person,"
+            " subject = excluded.subject",
+            [
+                (p.key, p.record_id, p.version, p.fingerprint, p.kind == "deleted", *p.cache)
+                for p in planned
+            ],
         )
         self._db.execute("COMMIT")
+
+    def remember(self, pseudonymised: Iterable[tuple[str, bytes, bytes]]) -> None:
+        """(key, person, subject) of records whose pseudonyms were made this run and that are
+        unchanged, so not planned (a state file from before, or after a key was added)."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE records SET person = ?, subject = ? WHERE key = ?",
+                [(person, subject, key) for key, person, subject in pseudonymised],
+            )
 
     def confirm(self, keys: Iterable[str]) -> None:
         self._db.execute("BEGIN IMMEDIATE")

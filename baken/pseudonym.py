@@ -225,25 +225,59 @@ def _hmac(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def _pseudonyms(
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """One checked, domain-separated identifier of a person: what is pseudonymised."""
+
+    kind: PseudonymKind.ValueType
+    message: bytes
+
+
+def bsn_identifier(bsn: str) -> Identifier:
+    return Identifier(PSEUDONYM_KIND_BSN, BSN_CONTEXT + validate_bsn(bsn).encode())
+
+
+def name_birth_date_identifier(surname: str, birth_date: date, *, today: date) -> Identifier:
+    identifier = (
+        f"{normalise_surname(surname)}\x00{_validate_birth_date(birth_date, today).isoformat()}"
+    )
+    return Identifier(PSEUDONYM_KIND_NAME_BIRTH_DATE, NAME_BIRTH_DATE_CONTEXT + identifier.encode())
+
+
+def pseudonymise(
     ring: KeyRing,
-    kind: PseudonymKind.ValueType,
-    message: bytes,
-    oprf: OprfEvaluator | None,
-) -> list[Pseudonym]:
-    found = [Pseudonym(kind, key_id, _hmac(key, message)) for key_id, key in ring.items()]
+    persons: Sequence[Sequence[Identifier]],
+    oprf: OprfEvaluator | None = None,
+) -> list[list[Pseudonym]]:
+    """Each person's pseudonyms: per identifier, one per key of the ring. The identifiers of all
+    persons go to each OPRF key's service together (`oprf` makes one Evaluate call per 1000),
+    so a chunk of an export costs a call, not a call per person. KeyFileError when the ring has
+    OPRF keys and no `oprf` is given."""
     if ring.oprf and oprf is None:
         raise KeyFileError("the key ring has OPRF keys: pseudonymise through the service")
-    for key_id, service in ring.oprf.items():
-        assert oprf is not None
-        (output,) = oprf.outputs(key_id, service, [message])
-        found.append(Pseudonym(kind, key_id, output[:PSEUDONYM_BYTES]))
+    messages = [i.message for identifiers in persons for i in identifiers]
+    outputs = {
+        key_id: oprf.outputs(key_id, service, messages) if messages else []
+        for key_id, service in ring.oprf.items()
+        if oprf is not None
+    }
+    found: list[list[Pseudonym]] = []
+    at = 0
+    for identifiers in persons:
+        pseudonyms: list[Pseudonym] = []
+        for i in identifiers:
+            pseudonyms += [Pseudonym(i.kind, k, _hmac(key, i.message)) for k, key in ring.items()]
+            pseudonyms += [
+                Pseudonym(i.kind, k, output[at][:PSEUDONYM_BYTES]) for k, output in outputs.items()
+            ]
+            at += 1
+        found.append(pseudonyms)
     return found
 
 
 def bsn_pseudonyms(ring: KeyRing, bsn: str, oprf: OprfEvaluator | None = None) -> list[Pseudonym]:
     """One BSN pseudonym per key of the ring."""
-    return _pseudonyms(ring, PSEUDONYM_KIND_BSN, BSN_CONTEXT + validate_bsn(bsn).encode(), oprf)
+    return pseudonymise(ring, [[bsn_identifier(bsn)]], oprf)[0]
 
 
 def name_birth_date_pseudonyms(
@@ -255,12 +289,35 @@ def name_birth_date_pseudonyms(
     oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
     """One surname + date-of-birth pseudonym per key of the ring."""
-    identifier = (
-        f"{normalise_surname(surname)}\x00{_validate_birth_date(birth_date, today).isoformat()}"
-    )
-    return _pseudonyms(
-        ring, PSEUDONYM_KIND_NAME_BIRTH_DATE, NAME_BIRTH_DATE_CONTEXT + identifier.encode(), oprf
-    )
+    identifier = name_birth_date_identifier(surname, birth_date, today=today)
+    return pseudonymise(ring, [[identifier]], oprf)[0]
+
+
+def person_identifiers(
+    *,
+    bsn: str | None = None,
+    surname: str | None = None,
+    birth_date: date | None = None,
+    today: date,
+) -> list[Identifier]:
+    """A person's identifiers, checked: BSN, surname + date of birth, or both;
+    InvalidIdentifier naming the field otherwise."""
+    identifiers: list[Identifier] = []
+    if bsn:
+        identifiers.append(bsn_identifier(bsn))
+    if surname or birth_date:
+        if not surname:
+            raise InvalidIdentifier("surname", "SURNAME_MISSING", "a date of birth needs a surname")
+        if birth_date is None:
+            raise InvalidIdentifier(
+                "birth_date", "BIRTH_DATE_MISSING", "a surname needs a date of birth"
+            )
+        identifiers.append(name_birth_date_identifier(surname, birth_date, today=today))
+    if not identifiers:
+        raise InvalidIdentifier(
+            "bsn", "IDENTIFIER_MISSING", "give a BSN, or a surname with a date of birth"
+        )
+    return identifiers
 
 
 def person_pseudonyms(
@@ -272,22 +329,7 @@ def person_pseudonyms(
     today: date,
     oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
-    """Every pseudonym the edge can make for a person: BSN, surname + date of birth, or both;
-    `oprf` evaluates those of the ring's OPRF keys (KeyFileError when it has some and none is
-    given)."""
-    pseudonyms: list[Pseudonym] = []
-    if bsn:
-        pseudonyms += bsn_pseudonyms(ring, bsn, oprf)
-    if surname or birth_date:
-        if not surname:
-            raise InvalidIdentifier("surname", "SURNAME_MISSING", "a date of birth needs a surname")
-        if birth_date is None:
-            raise InvalidIdentifier(
-                "birth_date", "BIRTH_DATE_MISSING", "a surname needs a date of birth"
-            )
-        pseudonyms += name_birth_date_pseudonyms(ring, surname, birth_date, today=today, oprf=oprf)
-    if not pseudonyms:
-        raise InvalidIdentifier(
-            "bsn", "IDENTIFIER_MISSING", "give a BSN, or a surname with a date of birth"
-        )
-    return pseudonyms
+    """Every pseudonym the edge can make for a person (`person_identifiers`); `oprf` evaluates
+    those of the ring's OPRF keys (KeyFileError when it has some and none is given)."""
+    identifiers = person_identifiers(bsn=bsn, surname=surname, birth_date=birth_date, today=today)
+    return pseudonymise(ring, [identifiers], oprf)[0]

@@ -43,22 +43,36 @@ class ServiceOprf:
         return stub
 
     def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]:
+        """One Evaluate call per PER_CALL inputs, pipelined: the next slice is blinded, and the
+        last finalized, while the service evaluates (the waiting releases the GIL)."""
+        stub = self._stub(service)
+        slices = [inputs[at : at + PER_CALL] for at in range(0, len(inputs), PER_CALL)]
         found: list[bytes] = []
-        for at in range(0, len(inputs), PER_CALL):
-            blinded = [oprf.blind(x) for x in inputs[at : at + PER_CALL]]
-            response = self._stub(service).Evaluate(
-                pb.EvaluateRequest(
-                    key_id=key_id,
-                    blinded_elements=[b.element for b in blinded],
-                    purpose=self._purpose,
-                    on_behalf_of=self._user,
-                ),
-                timeout=self._timeout_s,
-            )
-            if len(response.evaluated_elements) != len(blinded):
-                raise oprf.InvalidElement("the service answered another number of elements")
-            found += [
-                oprf.finalize(b, e)
-                for b, e in zip(blinded, response.evaluated_elements, strict=True)
-            ]
+        in_flight: tuple[list[oprf.Blinded], grpc.Future[pb.EvaluateResponse]] | None = None
+        for part in [*slices, None]:
+            call = None
+            if part is not None:
+                blinded = [oprf.blind(x) for x in part]
+                future = stub.Evaluate.future(
+                    pb.EvaluateRequest(
+                        key_id=key_id,
+                        blinded_elements=[b.element for b in blinded],
+                        purpose=self._purpose,
+                        on_behalf_of=self._user,
+                    ),
+                    timeout=self._timeout_s,
+                )
+                call = (blinded, future)
+            if in_flight is not None:
+                found += _finalized(*in_flight)
+            in_flight = call
         return found
+
+
+def _finalized(
+    blinded: list[oprf.Blinded], future: grpc.Future[pb.EvaluateResponse]
+) -> list[bytes]:
+    response = future.result()
+    if len(response.evaluated_elements) != len(blinded):
+        raise oprf.InvalidElement("the service answered another number of elements")
+    return [oprf.finalize(b, e) for b, e in zip(blinded, response.evaluated_elements, strict=True)]

@@ -32,6 +32,7 @@ from cli.options import (
     HOUSE_KEYS_ENV,
     PARTY_ENV,
     key_file,
+    oprf_client,
     registry_option,
 )
 
@@ -47,6 +48,8 @@ ZSM = "zsm"
 
 
 MAX_DELETE_SHARE_ENV = "BAKEN_ADAPTER_MAX_DELETE_SHARE"
+# Whom a source adapter pseudonymises for, in the pseudonymisation service's access log.
+SYNC_USER = "sync"
 
 
 @contextlib.contextmanager
@@ -65,6 +68,7 @@ def running_adapter(
     with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
     feedback service) it answers the advice requests the house answered in its source."""
     mapping = SOURCES[system].export()
+    oprf = oprf_client(ring, pki_dir, mapping.party, SYNC_USER)
     state = State(state_dir / f"{mapping.source_system}.state.db")
     tls = TlsFiles.of(pki_dir, mapping.party)
     try:
@@ -83,6 +87,7 @@ def running_adapter(
                 batch=batch,
                 answer=answer,
                 max_delete_share=max_delete_share,
+                oprf=oprf,
             )
     finally:
         state.close()

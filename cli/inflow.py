@@ -16,7 +16,8 @@ from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from cli.options import FEEDBACK_TARGET_ENV, key_file, party
+from baken.purposes import INTAKE, PURPOSES
+from cli.options import FEEDBACK_TARGET_ENV, key_file, oprf_client, party
 from services.common import covenants
 
 # The desk's system account the adapter looks up and records on behalf of (NEN 7513).
@@ -51,6 +52,7 @@ def running_inflow(args: argparse.Namespace) -> Iterator[Inflow]:
     ring = KeyRing.load(key_file(args))
     tls = TlsFiles.of(args.pki_dir, party_id)
     tls.read()  # a missing certificate is said now, not by every call
+    oprf = oprf_client(ring, args.pki_dir, party_id, user, PURPOSES[INTAKE])
     state = InflowState(args.state_dir / f"{party_id}.state.db")
     try:
         with connect(args.registry, tls) as registry, connect(args.feedback, tls) as feedback:
@@ -58,11 +60,12 @@ def running_inflow(args: argparse.Namespace) -> Iterator[Inflow]:
                 ring=ring,
                 state=state,
                 clock=clock_from_env(),  # the services' clock, shifted in the demo
-                registry=RegistryClient(registry, ring, on_behalf_of=user),
+                registry=RegistryClient(registry, ring, on_behalf_of=user, oprf=oprf),
                 feedback=feedback_service_pb2_grpc.FeedbackServiceStub(feedback),
                 on_behalf_of=user,
                 location=location,
                 case_format=desk.formats.case_reference,
+                oprf=oprf,
             )
     finally:
         state.close()

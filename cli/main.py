@@ -100,13 +100,15 @@ def _keys(args: argparse.Namespace) -> None:
     path = key_file(args)
     if not args.key_id:
         raise UserError(f"{args.action} needs --key-id")
+    oprf = args.kind == "oprf" and args.action in ("init", "add")
+    if oprf and not args.service:
+        raise UserError("an OPRF key needs --service host:port (the pseudonymisation service)")
     if args.action == "init":
         if path.exists():
             raise UserError(f"{path} exists already; use `baken keys add` to rotate")
-        KeyRing.generate(args.key_id).save(path)
-    elif args.action == "add" and args.kind == "oprf":
-        if not args.service:
-            raise UserError("an OPRF key needs --service host:port (the pseudonymisation service)")
+        ring = KeyRing({}, {args.key_id: args.service}) if oprf else KeyRing.generate(args.key_id)
+        ring.save(path)
+    elif args.action == "add" and oprf:
         KeyRing.load(path).with_oprf_key(args.key_id, args.service).save(path)
     elif args.action == "add":
         KeyRing.load(path).with_new_key(args.key_id).save(path)
@@ -134,7 +136,7 @@ def _reseal(args: argparse.Namespace) -> None:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    ring, subject = person_subject(args)
+    ring, subject = person_subject(args, PURPOSES[args.purpose])
     try:
         minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
     except ValueError as error:
@@ -282,10 +284,12 @@ def parser() -> argparse.ArgumentParser:
         "--kind",
         choices=["hmac", "oprf"],
         default="hmac",
-        help="(add) hmac: a secret in the file; oprf: no secret here, the pseudonymisation "
-        "service at --service holds the key",
+        help="(init, add) hmac: a secret in the file; oprf: no secret here, the "
+        "pseudonymisation service at --service holds the key",
     )
-    keys.add_argument("--service", help="(add --kind oprf) the pseudonymisation service, host:port")
+    keys.add_argument(
+        "--service", help="(init/add --kind oprf) the pseudonymisation service, host:port"
+    )
     keys.add_argument(
         "--data-dir",
         type=Path,

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from baken.client import subject_proto
+from baken.client import connect, subject_proto
 from baken.clock import SystemClock
 from baken.errors import UserError
 from baken.keyring import KeyRing
-from baken.pseudonym import person_pseudonyms
-from baken.type.v1 import pseudonym_pb2
+from baken.pki import TlsFiles
+from baken.pseudonym import person_identifiers, pseudonymise
+from baken.pseudonymiser_client import ServiceOprf
+from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from services.common.settings import RegistrySettings
 
 KEY_FILE_ENV = "BAKEN_PSEUDONYM_KEY_FILE"
@@ -103,19 +105,41 @@ def birth_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
 
 
-def person_subject(args: argparse.Namespace) -> tuple[KeyRing, pseudonym_pb2.Subject]:
-    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date.
-    Pseudonymise first: a mistyped BSN is refused before anything is read or sent."""
+def oprf_client(
+    ring: KeyRing,
+    pki_dir: Path,
+    party_id: str,
+    user: str | None,
+    purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
+) -> ServiceOprf | None:
+    """The party's client of the pseudonymisation services its key file names (their addresses
+    are in the file; the party's own certificate for mTLS), on behalf of `user`; None for a
+    ring without OPRF keys."""
+    if not ring.oprf:
+        return None
+    if not user:
+        raise UserError("an OPRF key pseudonymises on behalf of someone: --user (or BAKEN_USER)")
+    tls = TlsFiles.of(pki_dir, party_id)
+    tls.read()  # a missing certificate is said now, not by the service's call
+    return ServiceOprf(lambda address: connect(address, tls), on_behalf_of=user, purpose=purpose)
+
+
+def person_subject(
+    args: argparse.Namespace,
+    purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
+) -> tuple[KeyRing, pseudonym_pb2.Subject]:
+    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date (those
+    of an OPRF key through the pseudonymisation service, as --party for --user). Pseudonymise
+    first: a mistyped BSN is refused before anything is read or sent."""
     ring = KeyRing.load(key_file(args))
-    subject = subject_proto(
-        person_pseudonyms(
-            ring,
-            bsn=args.bsn,
-            surname=args.surname,
-            birth_date=args.birth_date,
-            today=SystemClock().today(),
-        )
+    identifiers = person_identifiers(
+        bsn=args.bsn,
+        surname=args.surname,
+        birth_date=args.birth_date,
+        today=SystemClock().today(),
     )
+    oprf = oprf_client(ring, args.pki_dir, party(args), args.user, purpose) if ring.oprf else None
+    subject = subject_proto(pseudonymise(ring, [identifiers], oprf)[0])
     return ring, subject
 
 

@@ -35,6 +35,7 @@ from baken.clock import read_offset
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import InvalidIdentifier
+from baken.pseudonymiser_client import ServiceOprf
 from baken.render import access_entry, lookup_text
 from baken.stuurinformatie.client import Request, fetch_report
 from baken.stuurinformatie.figures import Level, Month
@@ -170,10 +171,14 @@ def _run(
         topology.stop()
     if signals.received is not None and not signals.expected:
         raise KeyboardInterrupt  # it came while everything was stopping anyway
-    say("All processes stopped: adapters, desk's screen, feedback service, registry.")
+    say(
+        "All processes stopped: adapters, desk's screen, pseudonymisation service, feedback "
+        "service, registry."
+    )
     if kept:
         say(f"Kept in {run_dir}: registry/ and feedback/ (SQLite), pki/, keys/ (the access")
-        say("logs' signing keys), witness/ (the signed heads), pseudonym-keys.json,")
+        say("logs' signing keys, the pseudonymisation service's OPRF key), pseudonymiser/")
+        say("(its access log), witness/ (the signed heads), pseudonym-keys.json (no secret),")
         say("sources/ and deliveries/ (the houses' files), report.html, desk-users.toml and")
         say("desk-sign-in.txt (the desk's screen's users), and logs/ (one JSON line")
         say("per call and event of each process; no personal data).")
@@ -296,6 +301,10 @@ def _started(topology: Topology, run_dir: Path, say: Say) -> None:
     say(f"   mutual TLS (certificates of a development CA, {rel(e.pki_dir)}ca.pem):")
     say(f"   registry          pid {p['registry'].pid:<7} {e.registry}  registry/registry.db")
     say(f"   feedback service  pid {p['feedback'].pid:<7} {e.feedback}  feedback/feedback.db")
+    say(
+        f"   pseudonymiser     pid {p['pseudonymiser'].pid:<7} {e.pseudonymiser}  holds the "
+        "pseudonym key (OPRF), keys/pseudonymiser-keys.json"
+    )
     for system in SOURCES:
         watch, receive = p[f"adapter-{system}-watch"], p[f"adapter-{system}-receive"]
         say(
@@ -308,28 +317,43 @@ def _started(topology: Topology, run_dir: Path, say: Say) -> None:
         f"suspects monitor, {rel(e.inflow['midden-nederland'].parent)}{{region}}/"
     )
     say(f"   desk's screen     pid {p['desk'].pid:<7} {e.desk}  (ZSM Midden-Nederland)")
+    say(f"   No edge holds a pseudonym key: the desks' and adapters' {e.pseudonym_key_file.name}")
+    say("   names only the pseudonymisation service, which they ask, blind, for each pseudonym.")
     say(f"   Their own log lines go to {rel(topology.log_dir)}, not to this screen.")
     say("   Ctrl-C stops everything, at any moment.\n")
+
+
+def _registry(
+    channel: grpc.Channel, e: Endpoints, ring: KeyRing, party: str, user: str
+) -> RegistryClient:
+    """`party`'s client of the registry, pseudonymising through the service its key file names
+    under its own certificate."""
+    tls = TlsFiles.of(e.pki_dir, party)
+    oprf = ServiceOprf(lambda address: connect(address, tls), on_behalf_of=user)
+    return RegistryClient(channel, ring, on_behalf_of=user, oprf=oprf)
 
 
 def _covenants_at_work(say: Say, e: Endpoints, ring: KeyRing, person: Person, case: str) -> None:
     say("3. The covenants at work, the next day at ZSM Midden-Nederland, for the travelling")
     say("   offender (marked in Amersfoort and in Rotterdam):")
-    say("   07:30  Victim support at ZSM asks at intake-en-selectie, which its covenant does")
-    say("          not grant it:")
-    with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-slachtofferhulp")) as ch:
+    say("   07:30  Victim support at ZSM would look him up at intake-en-selectie, which its")
+    say("          covenant does not grant it. No edge holds the pseudonym key: it asks the")
+    say("          pseudonymisation service to pseudonymise his BSN, which refuses its role:")
+    victim_support = "zsm-midden-nederland-slachtofferhulp"
+    with connect(e.registry, TlsFiles.of(e.pki_dir, victim_support)) as ch:
         try:
-            RegistryClient(ch, ring, on_behalf_of="shn-0007").lookup(bsn=person.bsn, minor=False)
+            _registry(ch, e, ring, victim_support, "shn-0007").lookup(bsn=person.bsn, minor=False)
             say("          answered (not expected)")
         except grpc.RpcError as error:
             reason = error_reason(error) or "?"
-            say(f"          DENIED: {error.code().name} ({reason}), and logged.")
+            say(f"          DENIED: {error.code().name} ({reason}), and logged by the service;")
+            say("          without a pseudonym it cannot even ask the registry.")
     say("   08:10  The OvJ prepares the dagvaarding (afdoeningsbeslissing, with the case")
     say("          reference) and sees what the covenants grant her: the advice of both houses,")
     say("          Rotterdam's too since the national covenant lets the advice travel with the")
     say("          person (version 2, covenants/national.toml); not Rotterdam's plan or A&T:")
     with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-ovj")) as ch:
-        ovj = RegistryClient(ch, ring, on_behalf_of=OVJ_USER)
+        ovj = _registry(ch, e, ring, "zsm-midden-nederland-ovj", OVJ_USER)
         response = ovj.lookup(bsn=person.bsn, purpose=DECISION, case_reference=case, minor=False)
         say("          " + lookup_text(response).replace("\n", "\n          "))
         say("   08:14  For the conditions she needs Rotterdam's A&T information, which no covenant")
@@ -354,13 +378,15 @@ def _never_reaches_the_registry(
     say(f"   08:20  A BSN typed with one digit wrong ({typo}):")
     with connect(e.registry, TlsFiles.of(e.pki_dir, "zsm-midden-nederland-kpc")) as ch:
         try:
-            RegistryClient(ch, ring, on_behalf_of="kpc-mn-0117").lookup(bsn=typo, minor=False)
+            kpc = _registry(ch, e, ring, "zsm-midden-nederland-kpc", "kpc-mn-0117")
+            kpc.lookup(bsn=typo, minor=False)
             say("          answered (not expected)")
         except InvalidIdentifier as error:
             say(f"          refused at the desk, before anything left it: {error.field}: {error}")
     say("   08:25  `baken lookup` with a certificate from another CA (here: a freshly made one,")
-    say("          for the same party) is refused in the TLS handshake, before any registry")
-    say("          code runs; to such a caller the registry is simply not there:")
+    say("          for the same party) is refused in the TLS handshake of the first service it")
+    say("          calls, the pseudonymisation service, before any code of it or of the registry")
+    say("          runs; to such a caller Baken is simply not there:")
     foreign = run_dir / "foreign-pki"
     pki.init(
         foreign,
@@ -416,7 +442,8 @@ def _privacy_officer(say: Say, e: Endpoints, ring: KeyRing, run_dir: Path, perso
     say(f"   for BSN {person.bsn}: who looked him up, when, why, and what they saw:\n")
     with connect(e.registry, TlsFiles.of(e.pki_dir, "privacy-auditor")) as ch:
         stub = audit_service_pb2_grpc.AuditServiceStub(ch)
-        subject = RegistryClient(ch, ring, on_behalf_of=AUDITOR_USER).subject(bsn=person.bsn)
+        auditor = _registry(ch, e, ring, "privacy-auditor", AUDITOR_USER)
+        subject = auditor.subject(bsn=person.bsn)
         entries: list[audit_service_pb2.AccessEntry] = []
         token = ""
         while True:

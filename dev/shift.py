@@ -60,6 +60,7 @@ from baken.houses import House, house_name, load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.pseudonym import person_pseudonyms
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2
 from baken.render import advice_request_line as advice_line
 from baken.render import lookup_text
@@ -301,19 +302,32 @@ class _Shift:
             self.channels[target, party] = self.stack.enter_context(channel)
         return self.channels[target, party]
 
+    def oprf(self, party: str, user: str) -> ServiceOprf:
+        """`party`'s client of the pseudonymisation service the key file names."""
+        return ServiceOprf(lambda address: self.channel(address, party), on_behalf_of=user)
+
     def registry(self, party: str, user: str) -> RegistryClient:
-        return RegistryClient(self.channel(self.e.registry, party), self.ring, on_behalf_of=user)
+        return RegistryClient(
+            self.channel(self.e.registry, party),
+            self.ring,
+            on_behalf_of=user,
+            oprf=self.oprf(party, user),
+        )
 
     def feedback(self, party: str) -> feedback_service_pb2_grpc.FeedbackServiceStub:
         return feedback_service_pb2_grpc.FeedbackServiceStub(self.channel(self.e.feedback, party))
 
-    def subject(self, p: Person) -> pseudonym_pb2.Subject:
-        """Pseudonymised here, at the desk: the BSN, or surname and date of birth without."""
+    def subject(self, p: Person, party: str, user: str) -> pseudonym_pb2.Subject:
+        """Pseudonymised at `party`'s edge, through the pseudonymisation service on behalf of
+        `user`: the BSN, or surname and date of birth without."""
+        oprf = self.oprf(party, user)
         if p.bsn:
-            return subject_proto(person_pseudonyms(self.ring, bsn=p.bsn, today=self.today))
+            return subject_proto(
+                person_pseudonyms(self.ring, bsn=p.bsn, today=self.today, oprf=oprf)
+            )
         return subject_proto(
             person_pseudonyms(
-                self.ring, surname=p.surname, birth_date=p.birth_date, today=self.today
+                self.ring, surname=p.surname, birth_date=p.birth_date, today=self.today, oprf=oprf
             )
         )
 
@@ -434,11 +448,15 @@ class _Shift:
         while waiting:
             for region, cases in list(waiting.items()):
                 code = REGIONS[region][0]
-                client = self.registry(f"vh-{region}-procesregie", f"procesregie-{code.lower()}")
+                party, user = f"vh-{region}-procesregie", f"procesregie-{code.lower()}"
+                client = self.registry(party, user)
                 asked = list(cases.items()) if region in synced else list(cases.items())[:1]
                 checks = [
                     Suspect(
-                        case, self.subject(p), f"VH-{code}-CONTROLE-{self.stamp}", self.minor(p)
+                        case,
+                        self.subject(p, party, user),
+                        f"VH-{code}-CONTROLE-{self.stamp}",
+                        self.minor(p),
                     )
                     for case, (p, _) in asked
                 ]
@@ -497,7 +515,9 @@ class _Shift:
         for s in shown:
             p = s.person
             response = client.lookup_subject(
-                self.subject(p), case_reference=s.case, minor=self.minor(p)
+                self.subject(p, "zsm-midden-nederland-kpc", suspects[0].user),
+                case_reference=s.case,
+                minor=self.minor(p),
             )
             if (response.outcome != NO_HIT) != s.known:
                 raise ShiftError(f"{s.case}: the registry's answer does not match the sources")
@@ -753,7 +773,7 @@ class _Shift:
         weighed = self._weighed(s)
         request = fb.RecordDecisionRequest(
             case_reference=s.case,
-            subject=self.subject(s.person),
+            subject=self.subject(s.person, f"zsm-{s.region}-kpc", s.user),
             code=code,
             sepot_code="02" if code == fb.DECISION_CODE_SEPOT else "",
             stage=fb.DECISION_STAGE_ROUTING
@@ -818,7 +838,7 @@ class _Shift:
         made: fb.AdviceRequest = self.feedback(f"zsm-{s.region}-kpc").RequestAdvice(
             fb.RequestAdviceRequest(
                 case_reference=s.case,
-                subject=self.subject(s.person),
+                subject=self.subject(s.person, f"zsm-{s.region}-kpc", s.user),
                 house=house_name(house),
                 term=term,
                 question=QUESTION,

@@ -1,14 +1,18 @@
 """The whole of Baken as separate local processes (`baken up`): the registry, the feedback
-service, and the GCOS, Amazone and PGA adapters, each syncing a directory of exports into the
-registry and receiving the feedback service's deliveries into a directory of its source; and
-the ZSM desk's screen (`baken desk`) for ZSM Midden-Nederland's KPC'er and OvJ.
+service, the pseudonymisation service, and the GCOS, Amazone and PGA adapters, each syncing a
+directory of exports into the registry and receiving the feedback service's deliveries into a
+directory of its source; and the ZSM desk's screen (`baken desk`) for ZSM Midden-Nederland's
+KPC'er and OvJ.
 
-`Topology` makes what is missing in its run directory (development PKI, house keys, pseudonym
-key file), migrates both databases once (`baken migrate all`), starts the registry and the
-feedback service and waits until their health service says SERVING, then starts the adapters.
-It supervises them: a child that dies is reported (name, exit code, last lines of its log) and
-started again after a backoff. `stop()` ends the adapters, then the feedback service, then the
-registry: SIGTERM, and SIGKILL for one that has not ended within the timeout.
+`Topology` makes what is missing in its run directory (development PKI, house keys, the
+pseudonymisation service's OPRF key file), migrates both databases once (`baken migrate all`),
+starts the registry, the feedback service and the pseudonymisation service and waits until their
+health service says SERVING, then starts the adapters. The edges' key file
+(`pseudonym-keys.json`) is written at every start: the service's OPRF keys at this run's address,
+no secret. It supervises the processes: a child that dies is reported (name, exit code, last
+lines of its log) and started again after a backoff. `stop()` ends the adapters, then the
+pseudonymisation service, the feedback service and the registry: SIGTERM, and SIGKILL for one
+that has not ended within the timeout.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ _PLACES = frozenset(
     {
         *(
             f"BAKEN_{service}_{name}"
-            for service in ("REGISTRY", "FEEDBACK")
+            for service in ("REGISTRY", "FEEDBACK", "PSEUDONYMISER")
             for name in (
                 "ADDRESS",
                 "METRICS_ADDRESS",
@@ -73,6 +77,7 @@ _PLACES = frozenset(
                 "PARTY",
                 "AT_REST_KEY_FILE",
                 "AUDIT_SIGNING_KEY",
+                "KEY_FILE",
             )
         ),
         "BAKEN_FEEDBACK_REGISTRY",
@@ -109,7 +114,9 @@ class Endpoints:
     registry: str  # "127.0.0.1:PORT"
     feedback: str  # "127.0.0.1:PORT"
     pki_dir: Path  # ca.pem and {party}.pem/.key for every party of the register
-    pseudonym_key_file: Path  # the key file ZSM clients and adapters pseudonymise with
+    # The key file ZSM clients and adapters pseudonymise with: OPRF keys only, each naming the
+    # pseudonymisation service (no secret at any edge).
+    pseudonym_key_file: Path
     house_keys_dir: Path  # private X25519 keys of the houses (to open sealed aanmeldingen)
     # "gcos"/"amazone"/"pga" -> the directory the adapter syncs: every file in it is part of
     # the export (hidden files excepted: write under a hidden name, then rename into place).
@@ -133,6 +140,7 @@ class Endpoints:
     desk: str = ""
     desk_users: Path | None = None
     desk_sign_in: Path | None = None
+    pseudonymiser: str = ""  # "127.0.0.1:PORT" of the pseudonymisation service
 
 
 class Supervised:
@@ -358,6 +366,8 @@ class Topology:
             self._await_healthy(registry, endpoints.registry)
             feedback = self._spawn("feedback", ["serve", "feedback"], service=True)
             self._await_healthy(feedback, endpoints.feedback)
+            pseudonymiser = self._spawn("pseudonymiser", ["serve", "pseudonymiser"], service=True)
+            self._await_healthy(pseudonymiser, endpoints.pseudonymiser)
             for system in SOURCES:
                 exports, deliveries = endpoints.sources[system], endpoints.deliveries[system]
                 interval = f"{self._interval:g}"
@@ -427,13 +437,14 @@ class Topology:
         return True
 
     def stop(self) -> None:
-        """The services' clients (adapters, witnesses), then the feedback service, then the
-        registry: each SIGTERM, then SIGKILL after the stop timeout. Idempotent."""
+        """The services' clients (adapters, witnesses), then the pseudonymisation service, the
+        feedback service and the registry: each SIGTERM, then SIGKILL after the stop timeout.
+        Idempotent."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
             self._supervisor = None
-        services = ("feedback", "registry")
+        services = ("pseudonymiser", "feedback", "registry")
         clients = [c for name, c in self._children.items() if name not in services]
         groups: list[list[Supervised]] = [clients]
         groups += [[self._children[name]] for name in services if name in self._children]
@@ -450,7 +461,8 @@ class Topology:
     # -- starting ------------------------------------------------------------------------------
 
     def _prepare(self) -> Endpoints:
-        """The run directory: PKI, house keys and pseudonym key file when missing; the ports."""
+        """The run directory: PKI, house keys and the pseudonymisation service's key file when
+        missing, the edges' key file afresh; the ports."""
         run = self.run_dir
         pki_dir = run / "pki"
         houses_dir = pki_dir / "houses"
@@ -463,16 +475,21 @@ class Topology:
             pki.init(pki_dir, covenants.identities(directory), now=now)
         if not houses_dir.is_dir() or not any(houses_dir.iterdir()):
             sealed.init_house_keys(houses_dir, load_houses(), now=now)
-        if not key_file.exists():
-            KeyRing.generate(now.strftime("k%Y-%m")).save(key_file)
+        oprf_keys = self._oprf_key_file()
+        if not oprf_keys.exists():
+            KeyRing.generate(now.strftime("k%Y-%m")).save(oprf_keys)  # 0600
         sources = {s: run / "sources" / s for s in SOURCES}
         deliveries = {s: run / "deliveries" / s for s in SOURCES}
         inflow = {d.region: run / "inflow" / d.region for d in zsm_desks() if d.region}
         for directory in (*sources.values(), *deliveries.values(), *inflow.values()):
             directory.mkdir(parents=True, exist_ok=True)
         # The metrics endpoints always on free ports; the services' on theirs, or free ones.
-        free = iter(free_ports(2 + self._ports.count(0) + (self._desk_port == 0)))
+        free = iter(free_ports(3 + self._ports.count(0) + (self._desk_port == 0)))
         registry_port, feedback_port = (port or next(free) for port in self._ports)
+        pseudonymiser = f"127.0.0.1:{next(free)}"
+        # The edges' keys: every key of the service, at this run's address; an HMAC key of an
+        # earlier run is dropped (the adapters resync under the OPRF key on their next run).
+        KeyRing({}, dict.fromkeys(KeyRing.load(oprf_keys).ids, pseudonymiser)).save(key_file)
         metrics = {service: f"127.0.0.1:{next(free)}" for service in ("registry", "feedback")}
         desk_port = self._desk_port or next(free)
         desk_users, desk_sign_in = self._desk_users, None
@@ -502,12 +519,17 @@ class Topology:
             desk=f"http://127.0.0.1:{desk_port}/",
             desk_users=desk_users,
             desk_sign_in=desk_sign_in,
+            pseudonymiser=pseudonymiser,
         )
         self._places = self._environment(endpoints)
         return endpoints
 
     def _signing_key(self, service: str) -> Path:
         return self.run_dir / "keys" / f"{service}-audit-signing.key"
+
+    def _oprf_key_file(self) -> Path:
+        """The pseudonymisation service's key file: keys/ of the run, never an edge's."""
+        return self.run_dir / "keys" / "pseudonymiser-keys.json"
 
     def _environment(self, e: Endpoints) -> dict[str, str]:
         run = self.run_dir
@@ -523,6 +545,11 @@ class Topology:
             "BAKEN_FEEDBACK_PKI_DIR": str(e.pki_dir),
             "BAKEN_FEEDBACK_AUDIT_SIGNING_KEY": str(self._signing_key("feedback")),
             "BAKEN_FEEDBACK_REGISTRY": e.registry,
+            "BAKEN_PSEUDONYMISER_ADDRESS": e.pseudonymiser,
+            "BAKEN_PSEUDONYMISER_DATA_DIR": str(run / "pseudonymiser"),
+            "BAKEN_PSEUDONYMISER_PKI_DIR": str(e.pki_dir),
+            "BAKEN_PSEUDONYMISER_KEY_FILE": str(self._oprf_key_file()),
+            "BAKEN_PSEUDONYMISER_AUDIT_SIGNING_KEY": str(self._signing_key("pseudonymiser")),
             "BAKEN_PKI_DIR": str(e.pki_dir),
             "BAKEN_PSEUDONYM_KEY_FILE": str(e.pseudonym_key_file),
             "BAKEN_REGISTRY_TARGET": e.registry,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,14 +13,18 @@ import grpc
 import pytest
 from builders import TODAY, valid_bsns
 from harness import RunningRegistry, secure_channel
+from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.framework import MAX_DELETE_SHARE, Adapter
 from adapters.records import BadRecord, Person, SourceRecord
-from adapters.state import State
+from adapters.state import Sent, State
 from adapters.transport import Send, sender
+from baken import pki
 from baken.age import minor_until
 from baken.houses import load_houses
 from baken.keyring import KeyRing
+from baken.pseudonym import OprfEvaluator
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 HOUSES = load_houses()
@@ -74,6 +79,7 @@ def adapter(
     *,
     batch: int = 1000,
     max_delete_share: float = MAX_DELETE_SHARE,
+    oprf: OprfEvaluator | None = None,
 ) -> tuple[Adapter, State]:
     """Small exports: one record leaving may be above the default limit; tests of tombstones
     say how many they let go."""
@@ -88,6 +94,7 @@ def adapter(
             send=send,
             batch=batch,
             max_delete_share=max_delete_share,
+            oprf=oprf,
         ),
         state,
     )
@@ -412,3 +419,57 @@ def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(
     assert until.day == 1 and until > born.replace(year=born.year + 18)
     assert rows["AT-00002"] is None  # an adult: nothing
     assert born.isoformat() not in repr(registry.tables())
+
+
+def test_under_an_oprf_key_a_chunk_of_records_is_one_call_and_a_rerun_asks_only_for_changes(
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
+        KeyRing({}, {KEY_ID: service.address}).save(tmp_path / "keys.json")
+        items = [record(n) for n in range(601)]
+        items[300] = record(300, person=Person("123456789", None, None))  # fails the 11-proef
+        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, "adapter-pga"))
+        oprf = ServiceOprf(
+            lambda address: grpc.secure_channel(address, credentials), on_behalf_of="sync"
+        )
+        export = Export(items)
+        run, state = adapter(export, tmp_path, sender(channel), registry.clock, oprf=oprf)
+        first = run.sync(tmp_path / "x")
+        again = run.sync(tmp_path / "x")
+        moved = dataclasses.replace(items[7].person, surname="Jansen-de Vries")
+        export.items[7] = dataclasses.replace(items[7], person=moved)
+        changed = run.sync(tmp_path / "x")
+        state.close()
+        calls = [e.body["elements"] for e in service.log_entries()]
+
+    assert (first.new, first.rejected, again.unchanged) == (600, 1, 600)
+    (problem,) = first.problems
+    assert (problem.where, problem.reason[:4]) == ("export.jsonl:301", "bsn:")
+    # BSN and name of each person: 1,200 identifiers, in calls of at most 1,000 (pipelined: the
+    # log has them as they ended); a rerun asks nothing for unchanged persons, and for a changed
+    # one his identifiers only.
+    assert (sorted(calls[:2]), calls[2:]) == ([200, 1000], [2])
+    assert (changed.changed, changed.unchanged) == (1, 599)
+    assert {row["key_id"] for row in registry.tables()["marker_pseudonyms"]} == {KEY_ID}
+
+
+def test_a_state_file_from_before_opens_with_nothing_remembered_and_keeps_its_salt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.state.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE records (key TEXT PRIMARY KEY, record_id TEXT NOT NULL, version INTEGER"
+        " NOT NULL, fingerprint BLOB NOT NULL, deleted INTEGER NOT NULL, confirmed INTEGER"
+        " NOT NULL)"
+    )
+    db.execute("INSERT INTO records VALUES ('vh-x/r', 'r', 3, x'00', 0, 1)")
+    db.commit()
+    db.close()
+    state = State(path)
+    assert state.load() == {"vh-x/r": Sent("r", 3, b"\x00", False, True, b"", b"")}
+    salt = state.salt
+    state.close()
+    again = State(path)
+    assert again.salt == salt and len(salt) == 32
+    again.close()

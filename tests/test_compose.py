@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from cli.main import parser
-from services.common.settings import FeedbackSettings, RegistrySettings
+from services.common.settings import FeedbackSettings, PseudonymiserSettings, RegistrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -25,7 +25,8 @@ ONE_SHOT = {"certs", "migrate"}
 ADAPTERS = {"adapter-gcos", "adapter-amazone", "adapter-pga"}
 # A ZSM desk's inflow adapter calls with the desk's KPC certificate.
 INFLOW = {"inflow-midden-nederland": "zsm-midden-nederland-kpc"}
-BAKEN_SERVICES = {"registry", "feedback", *ADAPTERS, *INFLOW}
+SERVICES = ("registry", "feedback", "pseudonymiser")
+BAKEN_SERVICES = {*SERVICES, *ADAPTERS, *INFLOW}
 CODE_DIRS = ("baken", "services", "adapters", "cli", "dev", "desk", "buf")
 _NAME = re.compile(r"\bBAKEN_[A-Z0-9_]+\b")
 
@@ -69,7 +70,7 @@ def known_names() -> set[str]:
     prefixes, and each name the code spells out."""
     names = {
         f"{settings.model_config['env_prefix']}{field.upper()}"
-        for settings in (RegistrySettings, FeedbackSettings)
+        for settings in (RegistrySettings, FeedbackSettings, PseudonymiserSettings)
         for field in settings.model_fields
     }
     for directory in CODE_DIRS:
@@ -107,9 +108,9 @@ def test_nothing_serves_before_the_databases_are_migrated() -> None:
     for name in BAKEN_SERVICES:
         assert condition(name, "migrate") == "service_completed_successfully", name
     assert condition("feedback", "registry") == "service_healthy"
-    for name in ADAPTERS:
-        assert condition(name, "registry") == "service_healthy", name
-        assert condition(name, "feedback") == "service_healthy", name
+    for name in (*ADAPTERS, *INFLOW):
+        for service in SERVICES:
+            assert condition(name, service) == "service_healthy", name
     postgres = services["postgres"]
     assert postgres["image"] == "postgres:15"
     assert "pg_isready" in postgres["healthcheck"]["test"]
@@ -135,8 +136,15 @@ def test_certificates_and_keys_are_secrets_and_state_lives_on_volumes() -> None:
     assert _mounts("migrate")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("registry")["/var/lib/baken/registry"] == "registry-data"
     assert _mounts("feedback")["/var/lib/baken/feedback"] == "feedback-data"
+    assert _mounts("pseudonymiser")["/var/lib/baken/pseudonymiser"] == "pseudonymiser-data"
+    # The OPRF key on a volume only the pseudonymisation service mounts.
+    oprf_key = _services()["pseudonymiser"]["environment"]["BAKEN_PSEUDONYMISER_KEY_FILE"]
+    assert oprf_key.startswith("/var/lib/baken/oprf-key/")
+    assert [s for s in _services() if "pseudonymiser-oprf-key" in _mounts(s).values()] == [
+        "pseudonymiser"
+    ]
     # Each access log's signing key on a volume of its own, never beside the data.
-    for name in ("registry", "feedback"):
+    for name in SERVICES:
         key = _services()[name]["environment"][f"BAKEN_{name.upper()}_AUDIT_SIGNING_KEY"]
         assert key.startswith("/var/lib/baken/audit-key/"), name
         assert _mounts(name)["/var/lib/baken/audit-key"] == f"{name}-audit-key"
@@ -187,16 +195,22 @@ def test_no_service_sees_the_ca_key_or_another_partys_key() -> None:
         assert not any(
             v.split(":")[1].startswith(("/certs", "/keys")) for v in service.get("volumes", [])
         ), name
-    # The pseudonym key is for the edge only: never the registry or the feedback service.
-    for name in ("registry", "feedback", "migrate"):
+    # The edges' key file is for the edges only, and holds no secret: an OPRF key naming the
+    # pseudonymisation service and the key id it makes on its first start.
+    for name in (*SERVICES, "migrate"):
         assert "pseudonym-keys.json" not in {Path(f).name for f in _files(name)}, name
+    certs = "\n".join(_services()["certs"]["command"])
+    environment = _services()["pseudonymiser"]["environment"]
+    assert "--kind oprf" in certs and "--host pseudonymiser" in certs
+    assert f"--key-id {environment['BAKEN_PSEUDONYMISER_FIRST_KEY_ID']}" in certs
+    assert "--service pseudonymiser:50053" in certs
 
 
 def test_no_port_is_published_on_every_interface_by_default() -> None:
     published = [
         (name, port) for name, service in _services().items() for port in service.get("ports", [])
     ]
-    assert {name for name, _ in published} == {"registry", "feedback"}
+    assert {name for name, _ in published} == set(SERVICES)
     for name, port in published:
         host = port.get("host_ip") if isinstance(port, dict) else str(port).rsplit(":", 2)[0]
         assert host == "127.0.0.1", f"{name}: {port}"

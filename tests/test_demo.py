@@ -128,7 +128,11 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     assert "ZSM decides without the advice: dagvaarding" in advice
 
     covenants = _section(text, "3. The covenants at work", "\n4. ")
-    assert "DENIED: PERMISSION_DENIED (PURPOSE_NOT_GRANTED), and logged." in covenants
+    # No edge holds the pseudonym key, and victim support's role does not pseudonymise.
+    assert (
+        "DENIED: PERMISSION_DENIED (ROLE_DOES_NOT_PSEUDONYMISE), and logged by the service;"
+        in covenants
+    )
     decision, glass = _section(covenants, "08:10", "\n4. ").split("08:14")
     # The national covenant's version 2 (from 2026-12-01; the demo runs on the system clock)
     # lets Rotterdam's advice travel with the person: the OvJ reads it without break-glass ...
@@ -152,7 +156,7 @@ def test_the_demo_plays_a_shift_through_every_process_and_ends_with_the_report(
     assert "BSN" in held[0] and "feedback service's database files" in held[3]
 
     officer = _section(text, "\n6. ", "\n7. ")
-    assert "DENIED  zsm-midden-nederland-slachtofferhulp" in officer
+    assert "zsm-midden-nederland-slachtofferhulp" not in officer  # it never reached the registry
     assert "BREAK-GLASS  zsm-midden-nederland-ovj" in officer
     assert f"break-glass reason  {demo.BREAK_GLASS_REASON}" in officer
     assert "1 break-glass entry to review" in officer

@@ -4,6 +4,7 @@ adapter restarted by the supervisor, and Ctrl-C stopping everything with nothing
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ PG_ENV = "BAKEN_TEST_DATABASE_URL"
 PROCESSES = {
     "registry",
     "feedback",
+    "pseudonymiser",
     *(f"adapter-{system}-{half}" for system in SOURCES for half in ("watch", "receive")),
     "witness-registry",
     "witness-feedback",
@@ -73,6 +75,7 @@ def _assert_healthy(endpoints: Endpoints) -> None:
     tls = TlsFiles.of(endpoints.pki_dir, "operator")
     assert health_status(endpoints.registry, tls) == SERVING
     assert health_status(endpoints.feedback, tls) == SERVING
+    assert health_status(endpoints.pseudonymiser, tls) == SERVING
     assert health_status(endpoints.registry, tls, service="baken.registry.v1.RegistryService") == (
         SERVING
     )
@@ -99,6 +102,9 @@ def test_every_process_runs_and_a_killed_adapter_is_restarted(tmp_path: Path) ->
         _assert_healthy(endpoints)
         for path in (endpoints.pseudonym_key_file, endpoints.pki_dir / "ca.pem"):
             assert path.is_file()
+        # The edges' key file names the pseudonymisation service and holds no secret.
+        (entry,) = json.loads(endpoints.pseudonym_key_file.read_text())["keys"]
+        assert entry == {"id": entry["id"], "kind": "oprf", "service": endpoints.pseudonymiser}
         assert any(endpoints.house_keys_dir.glob("*.x25519.key"))
         assert endpoints.clock_file is None
         # Each adapter receives for its houses.

@@ -18,11 +18,16 @@ import pytest
 from builders import Marking, Person
 from feedback_harness import KPC_UTRECHT, RunningFeedback
 from harness import secure_channel
+from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.zsm import Inflow, InflowReport, InflowState, export_bytes, request_key, shift
 from adapters.zsm.export import Decision, InflowRow
+from baken import pki
 from baken.client import RegistryClient, Suspect
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.keyring import KeyRing
+from baken.pseudonym import OprfEvaluator
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2
 from cli.main import main
 
@@ -103,6 +108,8 @@ class Desk:
     source: Path
     stub: CountingFeedback
     chunk: int = 50
+    ring: KeyRing | None = None  # the feedback harness's HMAC ring unless given
+    oprf: OprfEvaluator | None = None
 
     def run(
         self, rows: Sequence[InflowRow | list[str]] | None = None, *, data: bytes | None = None
@@ -112,7 +119,7 @@ class Desk:
         state = InflowState(self.state_path)
         try:
             inflow = Inflow(
-                ring=self.feedback.ring,
+                ring=self.ring or self.feedback.ring,
                 state=state,
                 clock=self.feedback.registry.clock,
                 registry=self.registry,
@@ -121,6 +128,7 @@ class Desk:
                 location="ZSM Midden-Nederland",
                 sleep=lambda _: None,
                 chunk=self.chunk,
+                oprf=self.oprf,
             )
             return inflow.run(self.source)
         finally:
@@ -381,6 +389,33 @@ def test_an_empty_monitor_does_nothing_and_a_case_number_holding_a_bsn_is_refuse
     assert desk.inflow() == {}
 
 
+def test_under_an_oprf_key_a_monitor_is_one_call_and_is_not_pseudonymised_again(
+    desk: Desk, tmp_path: Path
+) -> None:
+    rows = adults(12)
+    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    registry = desk.feedback.registry
+    with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
+        desk.ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
+        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, KPC_UTRECHT))
+        desk.oprf = ServiceOprf(
+            lambda address: grpc.secure_channel(address, credentials), on_behalf_of=ACCOUNT
+        )
+        report = desk.run([*rows[:6], cells_of(rows[6], BSN="123456789"), *rows[7:]])
+        again = desk.run()  # the monitor read again: its pseudonyms are remembered
+        later = desk.run([*rows, decided(rows[0])])  # a decision for a case seen before
+        calls = [e.body["elements"] for e in service.log_entries()]
+
+    assert (report.new, report.checked, report.known, report.rejected) == (11, 11, 1, 1)
+    (problem,) = report.problems
+    assert (problem.where, problem.reason[:4]) == ("monitor.csv:8", "BSN:")
+    assert (again.new, again.rejected, later.new, later.decided + later.held) == (0, 1, 1, 1)
+    today = registry.clock.today()
+    # One call for the monitor; later only for the row that was bad before.
+    count = [len(r.person.identifiers(today)) for r in rows]
+    assert calls == [sum(count) - count[6], count[6]]
+
+
 def cli_args(desk: Desk, tmp_path: Path, *extra: str) -> list[str]:
     registry = desk.feedback.registry
     return [
@@ -453,3 +488,36 @@ def cells_of(row: InflowRow | list[str], **changes: str) -> list[str]:
     for name, value in changes.items():
         values[COLUMNS.index(name)] = value
     return values
+
+
+def test_the_cli_pseudonymises_through_the_service_under_an_oprf_key(
+    desk: Desk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = real_time(desk) - dt.timedelta(hours=5)
+    rows = [r for r in shift(seed=5, start=start, count=9, decided=0) if not r.minor][:3]
+    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    desk.source.write_bytes(export_bytes(rows))
+    with running_pseudonymiser(tmp_path, desk.feedback.registry.pki_dir) as service:
+        ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
+        ring.save(tmp_path / "desk-keys.json")
+        status = main(cli_args(desk, tmp_path))
+        calls = [
+            (e.party_id, e.body["on_behalf_of"], e.body["purpose"], e.body["elements"])
+            for e in service.log_entries()
+        ]
+
+    assert status == 0, capsys.readouterr().err
+    assert "monitor.csv: suspects new 3, checked 3 (known 1)" in capsys.readouterr().out
+    # The monitor's three suspects, BSN and name each, in one call.
+    assert calls == [(KPC_UTRECHT, ACCOUNT, "intake-en-selectie", 6)]
+
+
+def test_a_case_done_with_for_good_forgets_its_pseudonyms(tmp_path: Path) -> None:
+    state = InflowState(tmp_path / "zsm.state.db")
+    now = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
+    state.remember([(b"a", "ZSM-1", b"s1"), (b"b", "ZSM-2", b"s2")], now, dt.timedelta(days=14))
+    state.refuse("ZSM-1", "technisch sepot 01")
+    assert state.pseudonyms() == {b"b": b"s2"}
+    state.remember([], now + dt.timedelta(days=15), dt.timedelta(days=14))
+    assert state.pseudonyms() == {}
+    state.close()

@@ -1,7 +1,8 @@
 """The ZSM inflow adapter: the desk's suspects monitor into Baken (README.md).
 
 Per run, over the whole export:
-1. each row is read and checked; the person is pseudonymised here and never leaves the adapter;
+1. each row is read and checked; the person is pseudonymised here and never leaves the adapter
+   (under an OPRF key a chunk of rows per call of the pseudonymisation service);
 2. every suspect not checked yet is looked up by BatchLookup at intake-en-selectie, with his
    case reference and age; each answer is written to the state file as it arrives;
 3. every case the feedback service does not have yet (or has without the check that is now
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 import structlog
@@ -39,11 +40,13 @@ from baken.client import RETRYABLE, Suspect, error_reason, subject_age, subject_
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
-from baken.pseudonym import InvalidIdentifier
+from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
+from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
 
 log = structlog.get_logger("baken.adapter.zsm")
+_Age: TypeAlias = registry_service_pb2.SubjectAge.ValueType
 CODES = enums.numbers(pb.DecisionCode, "DECISION_CODE_", "-")
 STAGES = enums.numbers(pb.DecisionStage, "DECISION_STAGE_", "-")
 ADVICE = enums.numbers(pb.AdviceFollowed, "ADVICE_FOLLOWED_", "-")
@@ -52,6 +55,9 @@ KNOWN = frozenset(
 )
 # Person fields of the pseudonym library -> the export's columns, for reports.
 COLUMNS = {"bsn": "BSN", "surname": "Achternaam", "birth_date": "Geboortedatum"}
+# How long the state file remembers a row's pseudonyms (under an OPRF key): a monitor still in
+# the folder after that is pseudonymised again.
+PSEUDONYM_MEMORY = dt.timedelta(days=14)
 # Suspects per BatchLookup call: a kill while answers come in asks at most these again.
 LOOKUP_CHUNK = 50
 # A BatchLookup the registry did not take (UNAVAILABLE) goes again within the run, this often.
@@ -177,10 +183,13 @@ class Inflow:
         case_format: re.Pattern[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chunk: int = LOOKUP_CHUNK,
+        oprf: OprfEvaluator | None = None,
     ) -> None:
-        """`location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
+        """`oprf`: evaluates the ring's OPRF keys (baken/pseudonymiser_client.py).
+        `location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
         refused. `case_format`: the desk's case references as the party register has them."""
         self._ring = ring
+        self._oprf = oprf
         self._state = state
         self._clock = clock
         self._registry = registry
@@ -195,23 +204,31 @@ class Inflow:
     def run(self, paths: Path | Sequence[Path]) -> InflowReport:
         paths = [paths] if isinstance(paths, Path) else list(paths)
         report = InflowReport()
+        items = [list(self._export.read(path)) for path in paths]
+        for read in items:
+            rows = 0
+            for item in read:
+                if isinstance(item, InflowRow):
+                    rows += 1
+                elif item.incomplete and rows == 0 and item.reason.endswith(NOTHING_READ):
+                    report.refused = f"{item.where}: {item.reason}"
+                    break
+            if report.refused:
+                # One file of the run is no monitor: a wrong --source, do nothing.
+                report.problems = [i for read in items for i in read if isinstance(i, BadRecord)]
+                return report
+        good = [i for read in items for i in read if isinstance(i, InflowRow)]
+        taken = iter(self._pseudonymised(good))
         cases = self._state.cases()
         suspects: dict[str, _Suspect] = {}
         decisions: list[tuple[_Suspect, Decision]] = []
-        for path in paths:
-            rows = 0
-            for item in self._export.read(path):
-                if isinstance(item, InflowRow):
-                    rows += 1
-                    self._take(item, cases, suspects, decisions, report)
-                    continue
-                report.problems.append(item)
-                if item.incomplete and rows == 0 and item.reason.endswith(NOTHING_READ):
-                    report.refused = report.refused or f"{item.where}: {item.reason}"
-                elif item.incomplete and report.incomplete is None:
-                    report.incomplete = f"{item.where}: {item.reason}"
-        if report.refused:
-            return report  # one file of the run is no monitor: a wrong --source, do nothing
+        for item in (i for read in items for i in read):
+            if isinstance(item, InflowRow):
+                self._take(item, next(taken), cases, suspects, decisions, report)
+                continue
+            report.problems.append(item)
+            if item.incomplete and report.incomplete is None:
+                report.incomplete = f"{item.where}: {item.reason}"
         for case_reference, suspect in suspects.items():
             if case_reference not in cases:
                 case = Case(case_reference, suspect.fingerprints, self._clock.now())
@@ -232,13 +249,15 @@ class Inflow:
     def _take(
         self,
         row: InflowRow,
+        suspect: _Suspect | _Bad,
         cases: dict[str, Case],
         suspects: dict[str, _Suspect],
         decisions: list[tuple[_Suspect, Decision]],
         report: InflowReport,
     ) -> None:
         try:
-            suspect = self._suspect(row)
+            if isinstance(suspect, _Bad):
+                raise suspect
             self._same_person(
                 suspect, suspects.get(row.case_reference), cases.get(row.case_reference)
             )
@@ -249,7 +268,74 @@ class Inflow:
         if row.decision is not None:
             decisions.append((suspect, row.decision))
 
-    def _suspect(self, row: InflowRow) -> _Suspect:
+    def _pseudonymised(self, rows: Sequence[InflowRow]) -> list[_Suspect | _Bad]:
+        """Each row checked, its suspect pseudonymised, or why the row is bad. The good rows go
+        a chunk at a time: under an OPRF key one call of the pseudonymisation service per
+        PER_CALL identifiers, not one a row, and only for rows whose pseudonyms the state file
+        does not remember (a monitor read again costs the service nothing)."""
+        oprf_keys = bool(self._ring.oprf)
+        remembered = self._state.pseudonyms() if oprf_keys else {}
+        made: list[tuple[bytes, str, bytes]] = []
+        found: dict[int, _Suspect | _Bad] = {}
+        # person -> his identifiers and the rows (index, age) waiting for his pseudonyms
+        chunk: dict[bytes, tuple[list[Identifier], list[tuple[int, _Age]]]] = {}
+        size = 0
+
+        def take(at: int, age: _Age, subject: pseudonym_pb2.Subject) -> None:
+            found[at] = _Suspect(rows[at], subject, fingerprints(subject), age)
+
+        def pseudonymise_chunk() -> None:
+            persons = pseudonymise(self._ring, [ids for ids, _ in chunk.values()], self._oprf)
+            for (person, (_, waiting)), pseudonyms in zip(chunk.items(), persons, strict=True):
+                subject = subject_proto(pseudonyms)
+                if oprf_keys:
+                    remembered[person] = subject.SerializeToString()
+                    made.append((person, rows[waiting[0][0]].case_reference, remembered[person]))
+                for at, age in waiting:
+                    take(at, age, subject)
+
+        for at, row in enumerate(rows):
+            try:
+                identifiers, age = self._checked(row)
+            except _Bad as bad:
+                found[at] = bad
+                continue
+            person = (
+                self._person(row.case_reference, identifiers)
+                if oprf_keys
+                else at.to_bytes(8, "big")
+            )
+            if person in remembered:
+                take(at, age, pseudonym_pb2.Subject.FromString(remembered[person]))
+                continue
+            if person in chunk:
+                chunk[person][1].append((at, age))
+                continue
+            if chunk and size + len(identifiers) > PER_CALL:
+                pseudonymise_chunk()
+                chunk, size = {}, 0
+            chunk[person] = (identifiers, [(at, age)])
+            size += len(identifiers)
+        if chunk:
+            pseudonymise_chunk()
+        if made:
+            self._state.remember(made, self._clock.now(), PSEUDONYM_MEMORY)
+        return [found[at] for at in range(len(rows))]
+
+    def _person(self, case_reference: str, identifiers: Sequence[Identifier]) -> bytes:
+        """A row's suspect as the state file remembers his pseudonyms: SHA-256 over the state
+        file's salt, the case reference, the ring's key ids and the identifiers (never a hash
+        of a BSN alone, which would be a dictionary across rows)."""
+        digest = hashlib.sha256(self._state.salt)
+        texts = (case_reference, ",".join(self._ring.ids))
+        for text in (*(t.encode() for t in texts), *(i.message for i in identifiers)):
+            digest.update(len(text).to_bytes(4, "big") + text)
+        return digest.digest()
+
+    def _checked(
+        self, row: InflowRow
+    ) -> tuple[list[Identifier], registry_service_pb2.SubjectAge.ValueType]:
+        """The row's suspect's identifiers and age, or _Bad naming the column."""
         if self._location is not None and _words(row.location) != self._location:
             raise _Bad("ZSM-locatie: not this desk's location")
         if self._case_format is not None and not self._case_format.fullmatch(row.case_reference):
@@ -262,15 +348,14 @@ class Inflow:
         today = self._clock.today()
         person = row.person
         try:
-            pseudonyms = person.pseudonyms(self._ring, today)
+            identifiers = person.identifiers(today)
         except InvalidIdentifier as error:
             raise _Bad(f"{COLUMNS.get(error.field, error.field)}: {error}") from None
         try:
             minor = claimed_minor(row.minor, person.birth_date, today)
         except ValueError as error:
             raise _Bad(f"Leeftijd: {error}") from None
-        subject = subject_proto(pseudonyms)
-        return _Suspect(row, subject, fingerprints(subject), subject_age(minor))
+        return identifiers, subject_age(minor)
 
     @staticmethod
     def _same_person(suspect: _Suspect, earlier: _Suspect | None, stored: Case | None) -> None:

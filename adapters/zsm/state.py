@@ -1,12 +1,14 @@
-"""The inflow adapter's state file (SQLite, no personal data): per case what was done, and per
-decision whether the feedback service has it. Killed at any point, the next run goes on from
-here (adapters/zsm/README.md, "Nothing twice")."""
+"""The inflow adapter's state file (SQLite, no BSN or name): per case what was done, and per
+decision whether the feedback service has it; under an OPRF key also the pseudonyms of the
+rows' suspects, under a salted hash of their identifiers (`InflowState.pseudonyms`). Killed at
+any point, the next run goes on from here (adapters/zsm/README.md, "Nothing twice")."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,17 @@ class InflowState:
             " case_reference TEXT NOT NULL, status TEXT NOT NULL,"
             " attempts INTEGER NOT NULL DEFAULT 0, next_try TEXT)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pseudonyms (person BLOB PRIMARY KEY,"
+            " case_reference TEXT NOT NULL, subject BLOB NOT NULL, made TEXT NOT NULL)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
+            (secrets.token_bytes(32),),
+        )
+        (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+        self.salt: bytes = bytes(salt)
 
     def close(self) -> None:
         self._db.close()
@@ -114,10 +127,34 @@ class InflowState:
             )
 
     def refuse(self, case_reference: str, why: str) -> None:
+        """The case is done with for good; the pseudonyms of its rows are not kept."""
         with self._transaction():
             self._db.execute(
                 "UPDATE cases SET refused = ? WHERE case_reference = ?", (why, case_reference)
             )
+            self._db.execute("DELETE FROM pseudonyms WHERE case_reference = ?", (case_reference,))
+
+    def pseudonyms(self) -> dict[bytes, bytes]:
+        """Under an OPRF key: a hash of a row's case reference and identifiers (salted with
+        `salt`) -> the serialized Subject they were pseudonymised to, so a monitor read again
+        is not sent to the pseudonymisation service again."""
+        return {
+            bytes(person): bytes(subject)
+            for person, subject in self._db.execute("SELECT person, subject FROM pseudonyms")
+        }
+
+    def remember(
+        self, made: Iterable[tuple[bytes, str, bytes]], now: dt.datetime, keep: dt.timedelta
+    ) -> None:
+        """(person, case reference, subject) made this run; those made longer than `keep` ago
+        are forgotten (a monitor still read then is pseudonymised again)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pseudonyms (person, case_reference, subject, made)"
+                " VALUES (?, ?, ?, ?)",
+                [(person, case, subject, now.isoformat()) for person, case, subject in made],
+            )
+            self._db.execute("DELETE FROM pseudonyms WHERE made < ?", ((now - keep).isoformat(),))
 
     def decision(self, state: DecisionState) -> None:
         with self._transaction():

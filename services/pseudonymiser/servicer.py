@@ -27,10 +27,20 @@ SERVICE = "/" + pb.DESCRIPTOR.services_by_name["PseudonymiserService"].full_name
 ACTIVITY = "baken:pseudonimisering"
 
 # The roles of the party register that turn a BSN or a name into a pseudonym: the ZSM desks
-# (they look up), the source adapters (they sync markers) and the privacy officer (a data
-# subject's report). Every other role is refused: it has no identifier to pseudonymise.
+# (they look up), the houses' process directors (they check their own clients, BatchLookup at
+# controle), the source adapters (they sync markers) and the privacy officer (a data subject's
+# report). Every other role is refused: it has no identifier to pseudonymise.
 PSEUDONYMISING_ROLES = frozenset(
-    {"kpc", "zsm-officier", "police", "probation", "rvdk", "source-adapter", "privacy-auditor"}
+    {
+        "kpc",
+        "zsm-officier",
+        "police",
+        "probation",
+        "rvdk",
+        "vh-process-director",
+        "source-adapter",
+        "privacy-auditor",
+    }
 )
 # What each role may spend here, in elements (one per pseudonym per key). A desk looks up a
 # night's inflow; an adapter syncs its whole export (100,000 persons, two pseudonyms each under
@@ -40,7 +50,7 @@ PSEUDONYMISING_ROLES = frozenset(
 ALLOWANCES: Mapping[str, Allowance] = {
     **{role: Allowance(1, 10, 2) for role in ROLE_ALLOWANCES},
     **{role: Allowance(2, 2000, 4) for role in ("kpc", "zsm-officier", "police")},
-    **{role: Allowance(2, 2000, 4) for role in ("probation", "rvdk")},
+    **{role: Allowance(2, 2000, 4) for role in ("probation", "rvdk", "vh-process-director")},
     "source-adapter": Allowance(5, 500_000, 4),
     "privacy-auditor": Allowance(1, 100, 2),
 }
