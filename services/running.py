@@ -13,7 +13,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from baken import pki
 from baken.clock import Clock
@@ -23,6 +22,7 @@ from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.admission import ROLE_ALLOWANCES, Admission, Allowance
 from services.common.metrics_endpoint import Metrics, MetricsServer
+from services.common.periodic import Periodic
 from services.common.shared_rates import SharedRates
 
 log = structlog.get_logger("baken.access_log")
@@ -88,27 +88,19 @@ class Checkpointer:
         self._engine = engine
         self._log = access_log
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="baken-checkpointer", daemon=True)
+        self._timer = Periodic(
+            "checkpointer", self.sign, lambda: access_log.policy.seconds / 2, at_start=False
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._timer.stop()
 
     def sign(self) -> None:
         with self._engine.begin() as connection:
             self._log.checkpoint(connection, self._clock.now())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._log.policy.seconds / 2):
-            try:
-                self.sign()
-            except SQLAlchemyError as error:  # the database is away: try again next time
-                log.warning("cannot sign the access log's head", error=type(error).__name__)
 
 
 class RunningService:

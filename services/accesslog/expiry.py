@@ -5,16 +5,15 @@ and writes one access-log entry saying which kinds went and how many, never whos
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from baken.clock import Clock
 from services.accesslog.store import AccessLog, Entry
+from services.common.periodic import Periodic
 from services.common.retention import month_cutoff
 from services.common.settings import RetentionSettings
 
@@ -47,16 +46,15 @@ class Expirer:
         self._party_id = party_id
         self._kinds = kinds
         self._keeps = keeps
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="baken-expirer", daemon=True)
+        self._timer = Periodic(
+            "expirer", self.expire, lambda: schedule.interval_seconds, at_start=True
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._timer.stop()
 
     def expire(self) -> dict[str, int]:
         """One run: what went, by kind (nothing that went is left out of the entry)."""
@@ -81,12 +79,3 @@ class Expirer:
         if counts:
             log.info("expired what had its retention period", **counts)
         return counts
-
-    def _run(self) -> None:
-        wait = 0.0
-        while not self._stop.wait(wait):
-            wait = self._schedule.interval_seconds
-            try:
-                self.expire()
-            except SQLAlchemyError as error:  # the database is away: try again next time
-                log.warning("cannot expire", error=type(error).__name__)
