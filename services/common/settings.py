@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,32 +14,34 @@ from services.common.db import sqlite_url
 from services.common.grpc_server import MAX_MESSAGE_BYTES
 
 
-class RegistrySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BAKEN_REGISTRY_", frozen=True)
+class ServiceSettings(BaseSettings):
+    """What every Baken service is configured with; each service's own class sets its
+    environment prefix, its defaults and what is its alone."""
+
+    # The service's name: its SQLite file and its audit signing key are named after it.
+    SERVICE: ClassVar[str]
 
     # host:port to listen on; port 0 picks a free one.
-    address: str = "127.0.0.1:50051"
+    address: str
     # host:port of the Prometheus metrics endpoint (HTTPS, an operator's client certificate of
     # the CA); port 0 picks a free one. Empty: no metrics endpoint.
     metrics_address: str = ""
     # Where the SQLite database lives when no database_url is given.
-    data_dir: Path = Path("var/registry")
-    # Overrides data_dir: e.g. postgresql://baken@db.internal/baken.
+    data_dir: Path
+    # Overrides data_dir: the service's own database, e.g. postgresql://baken@db.internal/baken.
     database_url: str | None = None
     # Threads answering RPCs; the GIL caps the benefit of more.
     max_workers: int = 16
     # mTLS: the CA certificate (ca.pem) and this service's certificate and key
     # ({party}.pem, {party}.key) lie here; `baken pki init` makes a development set.
     pki_dir: Path = Path("var/pki")
-    party: str = "registry"
+    party: str
     # The party register (parties.toml) and one file per covenant; checked at start.
     covenants_dir: Path = DEFAULT_DIR
-    # AES-GCM key ring for waarom-informatie at rest (made on first start when absent; keep a
-    # backup apart from the database's). Default: data_dir/at-rest-keys.json.
-    at_rest_key_file: Path | None = None
     # Ed25519 key that signs access-log checkpoints; its public half (.pub) goes to the
     # auditors. Never in the data dir (the service refuses to start) unless
-    # allow_signing_key_in_data_dir. Default: keys/registry-audit-signing.key beside the data dir.
+    # allow_signing_key_in_data_dir. Default: keys/{service}-audit-signing.key beside the data
+    # dir.
     audit_signing_key: Path | None = None
     allow_signing_key_in_data_dir: bool = False
     # A run of the access log (docs/AUDIT.md) holds at most this many entries, each within this
@@ -54,13 +57,10 @@ class RegistrySettings(BaseSettings):
     first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
 
     def resolved_database_url(self) -> str:
-        return self.database_url or sqlite_url(self.data_dir, "registry.db")
-
-    def resolved_at_rest_key_file(self) -> Path:
-        return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
+        return self.database_url or sqlite_url(self.data_dir, f"{self.SERVICE}.db")
 
     def resolved_audit_signing_key(self) -> Path:
-        return self.audit_signing_key or default_signing_key(self.data_dir, "registry")
+        return self.audit_signing_key or default_signing_key(self.data_dir, self.SERVICE)
 
 
 def default_signing_key(data_dir: Path, service: str) -> Path:
@@ -68,32 +68,35 @@ def default_signing_key(data_dir: Path, service: str) -> Path:
     return data_dir.parent / "keys" / f"{service}-audit-signing.key"
 
 
-class FeedbackSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BAKEN_FEEDBACK_", frozen=True)
+class RegistrySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BAKEN_REGISTRY_", frozen=True)
+    SERVICE: ClassVar[str] = "registry"
 
-    # host:port to listen on; port 0 picks a free one.
+    address: str = "127.0.0.1:50051"
+    data_dir: Path = Path("var/registry")
+    party: str = "registry"
+    # AES-GCM key ring for waarom-informatie at rest (made on first start when absent; keep a
+    # backup apart from the database's). Default: data_dir/at-rest-keys.json.
+    at_rest_key_file: Path | None = None
+
+    def resolved_at_rest_key_file(self) -> Path:
+        return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
+
+
+class FeedbackSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BAKEN_FEEDBACK_", frozen=True)
+    SERVICE: ClassVar[str] = "feedback"
+
     address: str = "127.0.0.1:50052"
-    # As the registry's: the metrics endpoint, or none when empty.
-    metrics_address: str = ""
-    # Where the SQLite database lives when no database_url is given.
     data_dir: Path = Path("var/feedback")
-    # Overrides data_dir: the feedback service's own database (not the registry's).
-    database_url: str | None = None
-    # Threads answering RPCs; every subscribed house holds one for its stream.
+    # Every subscribed house holds one for its stream.
     max_workers: int = 64
-    pki_dir: Path = Path("var/pki")
     party: str = "feedback"
-    covenants_dir: Path = DEFAULT_DIR
     # The registry: routing lookups and the signals of ZSM lookups.
     registry: str = "127.0.0.1:50051"
     # Calls to the registry at once, at most: the share it admits Baken's own services (half of
     # its 16 workers); more wait here.
     registry_calls_in_flight: int = Field(default=8, ge=1)
-    # As the registry's; default keys/feedback-audit-signing.key beside the data dir.
-    audit_signing_key: Path | None = None
-    allow_signing_key_in_data_dir: bool = False
-    checkpoint_every: int = 1000
-    checkpoint_seconds: float = 30.0
     # AES-GCM key ring for delivery items at rest (made on first start when absent; keep a
     # backup apart from the database's). Default: data_dir/at-rest-keys.json.
     at_rest_key_file: Path | None = None
@@ -110,38 +113,18 @@ class FeedbackSettings(BaseSettings):
     # the registry is asked for new signals.
     poll_seconds: float = 1.0
     signal_poll_seconds: float = 1.0
-    # As the registry's: the largest message, and the scale of every party's rate (decisions,
-    # requests and acknowledgements a second; a house's delivery stream is one call).
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    rate_scale: float = Field(default=1.0, gt=0)
-    # A stream that sends no first message for this long is refused (DEADLINE_EXCEEDED).
-    first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
-
-    def resolved_database_url(self) -> str:
-        return self.database_url or sqlite_url(self.data_dir, "feedback.db")
-
-    def resolved_audit_signing_key(self) -> Path:
-        return self.audit_signing_key or default_signing_key(self.data_dir, "feedback")
 
     def resolved_at_rest_key_file(self) -> Path:
         return self.at_rest_key_file or self.data_dir / "at-rest-keys.json"
 
 
-class PseudonymiserSettings(BaseSettings):
+class PseudonymiserSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BAKEN_PSEUDONYMISER_", frozen=True)
+    SERVICE: ClassVar[str] = "pseudonymiser"
 
-    # host:port to listen on; port 0 picks a free one.
     address: str = "127.0.0.1:50053"
-    # As the registry's: the metrics endpoint, or none when empty.
-    metrics_address: str = ""
-    # Where the SQLite database (access log, rate buckets) lives when no database_url is given.
     data_dir: Path = Path("var/pseudonymiser")
-    # Overrides data_dir: the service's own database (not the registry's).
-    database_url: str | None = None
-    max_workers: int = 16
-    pki_dir: Path = Path("var/pki")
     party: str = "pseudonymiser"
-    covenants_dir: Path = DEFAULT_DIR
     # The OPRF keys (a seed per key id; made on first start when absent, readable by the service
     # alone). Never beside an edge's key file, never in the data dir's backups without
     # encryption: whoever holds it can pseudonymise offline. Default: keys/pseudonymiser-keys.json
@@ -149,22 +132,9 @@ class PseudonymiserSettings(BaseSettings):
     key_file: Path | None = None
     # The key id a new key file gets.
     first_key_id: str = "k2027-01"
-    audit_signing_key: Path | None = None
-    allow_signing_key_in_data_dir: bool = False
-    checkpoint_every: int = 1000
-    checkpoint_seconds: float = 30.0
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    rate_scale: float = Field(default=1.0, gt=0)
-    first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
-
-    def resolved_database_url(self) -> str:
-        return self.database_url or sqlite_url(self.data_dir, "pseudonymiser.db")
 
     def resolved_key_file(self) -> Path:
         return self.key_file or self.data_dir.parent / "keys" / "pseudonymiser-keys.json"
-
-    def resolved_audit_signing_key(self) -> Path:
-        return self.audit_signing_key or default_signing_key(self.data_dir, "pseudonymiser")
 
 
 class RetentionSettings(BaseSettings):
