@@ -17,12 +17,14 @@ from sqlalchemy import Engine
 from baken import pki
 from baken.clock import Clock
 from baken.errors import ListenError
+from services.accesslog import signing
 from services.accesslog.expiry import Expirer
 from services.accesslog.store import AccessLog
 from services.common.access import AccessPolicy
 from services.common.admission import ROLE_ALLOWANCES, Admission, Allowance
 from services.common.metrics_endpoint import Metrics, MetricsServer
 from services.common.periodic import Periodic
+from services.common.settings import ServiceSettings
 from services.common.shared_rates import SharedRates
 
 log = structlog.get_logger("baken.access_log")
@@ -34,6 +36,23 @@ class Capacity(Protocol):
     max_workers: int
     rate_scale: float
     first_message_seconds: float
+
+
+def service_access_log(settings: ServiceSettings, clock: Clock) -> AccessLog:
+    """The service's access log, its checkpoints signed with the service's own key (made on
+    first start under a key id of the month; never in the data dir)."""
+    signer = signing.load_for_service(
+        settings.resolved_audit_signing_key(),
+        settings.data_dir,
+        clock.now().strftime("k%Y-%m"),
+        env_prefix=str(settings.model_config["env_prefix"]),
+        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
+    )
+    return AccessLog(
+        signer,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
 
 
 def admission(

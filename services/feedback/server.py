@@ -19,7 +19,6 @@ from baken.houses import load_houses, load_municipalities
 from baken.keyring import KeyRing, at_rest_ring
 from baken.report.v1 import report_service_pb2_grpc
 from services import report as monitoring
-from services.accesslog import signing
 from services.accesslog.audit import Audit
 from services.accesslog.audit_servicer import EntriesServicer
 from services.accesslog.expiry import Expirer
@@ -42,7 +41,7 @@ from services.feedback.outbox import Outbox
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.signals import Signals
 from services.feedback.upstream import GrpcRegistry, SignalFollower
-from services.running import RunningService, admission, bind
+from services.running import RunningService, admission, bind, service_access_log
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
@@ -90,18 +89,7 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     identity = policy.covenants.parties[settings.party].identity
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
-    signer = signing.load_for_service(
-        settings.resolved_audit_signing_key(),
-        settings.data_dir,
-        clock.now().strftime("k%Y-%m"),
-        env_prefix="BAKEN_FEEDBACK_",
-        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
-    )
-    access_log = AccessLog(
-        signer,
-        checkpoint_every=settings.checkpoint_every,
-        checkpoint_seconds=settings.checkpoint_seconds,
-    )
+    access_log = service_access_log(settings, clock)
     revision = db.upgrade_to_head(MIGRATIONS, engine)
     sealer = Sealer(
         _at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine), "deliveries"

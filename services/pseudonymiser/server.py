@@ -14,16 +14,14 @@ from baken.clock import Clock, clock_from_env
 from baken.houses import load_houses
 from baken.keyring import KeyFileError, KeyRing
 from baken.pseudonymiser.v1 import pseudonymiser_service_pb2_grpc as pb_grpc
-from services.accesslog import signing
 from services.accesslog.expiry import Expirer
-from services.accesslog.store import AccessLog
 from services.common import covenants, db
 from services.common.access import AccessPolicy
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import Metrics
 from services.common.settings import PseudonymiserSettings, RetentionSettings
 from services.pseudonymiser.servicer import ALLOWANCES, SERVICE, OprfKeys, PseudonymiserServicer
-from services.running import RunningService, admission, bind
+from services.running import RunningService, admission, bind, service_access_log
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = SERVICE.strip("/")
@@ -49,18 +47,7 @@ def create_server(settings: PseudonymiserSettings, clock: Clock | None = None) -
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     keys = OprfKeys(load_keys(settings.resolved_key_file(), settings.first_key_id))
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
-    signer = signing.load_for_service(
-        settings.resolved_audit_signing_key(),
-        settings.data_dir,
-        clock.now().strftime("k%Y-%m"),
-        env_prefix="BAKEN_PSEUDONYMISER_",
-        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
-    )
-    access_log = AccessLog(
-        signer,
-        checkpoint_every=settings.checkpoint_every,
-        checkpoint_seconds=settings.checkpoint_seconds,
-    )
+    access_log = service_access_log(settings, clock)
     revision = db.upgrade_to_head(MIGRATIONS, engine)
 
     metrics = Metrics("pseudonymiser")

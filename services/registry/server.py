@@ -17,13 +17,11 @@ from baken.keyring import KeyRing, at_rest_ring
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.report.v1 import report_service_pb2_grpc
 from services import report as monitoring
-from services.accesslog import signing
 from services.accesslog.audit import Audit
 from services.accesslog.audit_servicer import AuditServicer
 from services.accesslog.expiry import Expirer
 from services.accesslog.inquiry import unknown_party
 from services.accesslog.signed_heads import SignedHeads
-from services.accesslog.store import AccessLog
 from services.common import covenants, db
 from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
@@ -39,7 +37,7 @@ from services.registry.marker_sync import MarkerSync
 from services.registry.models import SignalRow
 from services.registry.servicer import RegistryServicer
 from services.registry.signals import Signals
-from services.running import RunningService, admission, bind
+from services.running import RunningService, admission, bind, service_access_log
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
@@ -87,18 +85,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
     sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
-    signer = signing.load_for_service(
-        settings.resolved_audit_signing_key(),
-        settings.data_dir,
-        _key_id(clock),
-        env_prefix="BAKEN_REGISTRY_",
-        allow_in_data_dir=settings.allow_signing_key_in_data_dir,
-    )
-    access_log = AccessLog(
-        signer,
-        checkpoint_every=settings.checkpoint_every,
-        checkpoint_seconds=settings.checkpoint_seconds,
-    )
+    access_log = service_access_log(settings, clock)
     revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
     sync = MarkerSync(engine, houses, clock, policy=policy, sealer=sealer, log=access_log)
     denials = Denials(engine, access_log, clock)
