@@ -60,17 +60,44 @@ class OpenAdviceRequest(NamedTuple):
     requested: dt.date  # the day ZSM asked, in the Netherlands
 
 
-def open_state(path: Path) -> sqlite3.Connection:
+class StateFile:
     """An adapter's state file: SQLite in autocommit (each statement, or an explicit BEGIN, is
-    a transaction), WAL, and synced to disk at every commit, so a kill loses no commit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    return db
+    a transaction), WAL, and synced to disk at every commit, so a kill loses no commit. It
+    holds a random salt of its own (`salt`) for the hashes it keeps."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+
+    def _make_salt(self) -> None:
+        """The file's salt, made once; call within the transaction that makes the schema."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
+            (secrets.token_bytes(32),),
+        )
+        (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+        self.salt: bytes = bytes(salt)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on an error so the connection stays usable
+        (the receiver goes on after a locked or failing state file)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
 
-class State:
+class State(StateFile):
     """The adapter's memory of what it sent: per record, the highest version sent, the
     fingerprint of that content, whether it is a tombstone, and whether the registry confirmed
     it. Also the feedback items the receiver applied (by key) and the advice requests still
@@ -79,7 +106,7 @@ class State:
     State (one per thread)."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_state(path)
+        super().__init__(path)
         # One process at a time: the sync and the receiver open the same file at once, and both
         # would otherwise add the columns a state file from before lacks.
         with self._transaction():
@@ -95,13 +122,7 @@ class State:
                     self._db.execute(
                         f"ALTER TABLE records ADD COLUMN {column} BLOB NOT NULL DEFAULT x''"
                     )
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
-                (secrets.token_bytes(32),),
-            )
-        (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
-        self.salt: bytes = bytes(salt)
+            self._make_salt()
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS received (key TEXT PRIMARY KEY, house_id TEXT NOT NULL,"
             " applied_time TEXT NOT NULL)"
@@ -112,9 +133,6 @@ class State:
             "CREATE TABLE IF NOT EXISTS open_advice_requests (name TEXT PRIMARY KEY,"
             " house_id TEXT NOT NULL, record_id TEXT NOT NULL, requested TEXT NOT NULL)"
         )
-
-    def close(self) -> None:
-        self._db.close()
 
     def load(self) -> dict[str, Sent]:
         rows = self._db.execute(
@@ -208,15 +226,3 @@ class State:
             self._db.executemany(
                 "DELETE FROM open_advice_requests WHERE name = ?", [(n,) for n in names]
             )
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on an error so the connection stays usable
-        (the receiver goes on after a locked or failing state file)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

@@ -5,14 +5,12 @@ any point, the next run goes on from here (adapters/zsm/README.md, "Nothing twic
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.state import open_state
+from adapters.state import StateFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,33 +43,25 @@ class DecisionState:
     next_try: dt.datetime | None = None
 
 
-class InflowState:
+class InflowState(StateFile):
     def __init__(self, path: Path) -> None:
-        self._db = open_state(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS cases (case_reference TEXT PRIMARY KEY,"
-            " fingerprints TEXT NOT NULL, first_seen TEXT NOT NULL, checked_time TEXT,"
-            " known INTEGER NOT NULL DEFAULT 0, recorded TEXT, refused TEXT)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS decisions (request_key TEXT PRIMARY KEY,"
-            " case_reference TEXT NOT NULL, status TEXT NOT NULL,"
-            " attempts INTEGER NOT NULL DEFAULT 0, next_try TEXT)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS pseudonyms (person BLOB PRIMARY KEY,"
-            " case_reference TEXT NOT NULL, subject BLOB NOT NULL, made TEXT NOT NULL)"
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)",
-            (secrets.token_bytes(32),),
-        )
-        (salt,) = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
-        self.salt: bytes = bytes(salt)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path)
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS cases (case_reference TEXT PRIMARY KEY,"
+                " fingerprints TEXT NOT NULL, first_seen TEXT NOT NULL, checked_time TEXT,"
+                " known INTEGER NOT NULL DEFAULT 0, recorded TEXT, refused TEXT)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS decisions (request_key TEXT PRIMARY KEY,"
+                " case_reference TEXT NOT NULL, status TEXT NOT NULL,"
+                " attempts INTEGER NOT NULL DEFAULT 0, next_try TEXT)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS pseudonyms (person BLOB PRIMARY KEY,"
+                " case_reference TEXT NOT NULL, subject BLOB NOT NULL, made TEXT NOT NULL)"
+            )
+            self._make_salt()
 
     def cases(self) -> dict[str, Case]:
         return {
@@ -171,13 +161,3 @@ class InflowState:
                     state.next_try.isoformat() if state.next_try else None,
                 ),
             )
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
