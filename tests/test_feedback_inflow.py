@@ -189,6 +189,8 @@ def test_the_pseudonyms_go_after_fourteen_days(feedback: RunningFeedback) -> Non
     feedback.registry.clock.advance(dt.timedelta(days=14, minutes=1))
     (entry,) = listed(feedback, since=stamp(NOW - dt.timedelta(days=30)))
     assert not entry.HasField("subject") and entry.case_reference == CASE
+    # Shown no longer at once; erased from the database by the retention run.
+    assert feedback.server.expirer.expire()["inflow_pseudonyms"] == 1
     assert feedback.tables()["inflow"][0]["subject"] is None
 
 

@@ -6,8 +6,9 @@ look-ups it should cause.
 One entry per region's desk and case. Recording it again fills in what was missing (the check,
 a decision held for the desk, the offence category) and never takes back what was recorded. The
 pseudonyms serve the desk's screen while the case is worked: they go with the case's final
-decision, or SUBJECT_KEPT after the entry was recorded. Every record and every list is written
-to the access log with the pseudonyms concerned, in the transaction that reads or writes.
+decision, or SUBJECT_KEPT after the entry was recorded (shown no longer from then on, erased by
+the next retention run). Every record and every list is written to the access log with the
+pseudonyms concerned, in the transaction that reads or writes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from baken.errors import FailedPrecondition
@@ -49,7 +49,6 @@ class Inflow:
         now = context.now()
         with db.write_transaction(context.engine) as connection:
             context.check_not_purged(connection, record.case_reference)
-            self._erase_expired(connection, now)
             earlier = repository.inflow_entry(connection, region, record.case_reference)
             if earlier is None:
                 view = _new(record, region, inquiry.caller.id, now)
@@ -69,7 +68,7 @@ class Inflow:
                 subject=pseudonym_values(record.subject),
                 case_reference=record.case_reference,
             )
-        return view
+        return _shown(view, now)
 
     def since(self, inquiry: Inquiry, since: dt.datetime | None) -> list[InflowView]:
         """The caller's region's entries, newest arrest first; the listing is logged with the
@@ -78,8 +77,10 @@ class Inflow:
         region = context.desk_region(inquiry.caller)
         now = context.now()
         with db.write_transaction(context.engine) as connection:
-            self._erase_expired(connection, now)
-            views = repository.inflow_since(connection, region, since or now - DEFAULT_WINDOW)
+            views = [
+                _shown(v, now)
+                for v in repository.inflow_since(connection, region, since or now - DEFAULT_WINDOW)
+            ]
             context.append(
                 connection,
                 inquiry,
@@ -91,8 +92,13 @@ class Inflow:
             )
         return views
 
-    def _erase_expired(self, connection: Connection, now: dt.datetime) -> None:
-        repository.erase_inflow_subjects(connection, now - SUBJECT_KEPT)
+
+def _shown(view: InflowView, now: dt.datetime) -> InflowView:
+    """The entry as a desk may see it: without pseudonyms once SUBJECT_KEPT has passed, even
+    before the retention run (services/feedback/retention.py) erased them."""
+    if view.subject and view.recorded_time < now - SUBJECT_KEPT:
+        return dataclasses.replace(view, subject=())
+    return view
 
 
 def _new(record: InflowRecord, region: str, party_id: str, now: dt.datetime) -> InflowView:

@@ -11,6 +11,8 @@ from sqlalchemy import Connection, Table, delete, exists, select
 
 from services.common.retention import month_cutoff
 from services.common.settings import RetentionSettings
+from services.feedback import repository
+from services.feedback.inflow import SUBJECT_KEPT
 from services.feedback.models import (
     AdviceRequestRow,
     DecisionAdviceRow,
@@ -60,6 +62,8 @@ def expire(connection: Connection, now: dt.datetime, schedule: RetentionSettings
     counts["inflow"] = connection.execute(
         delete(inflow).where(inflow.c.arrest_time < before(schedule.inflow_months))
     ).rowcount
+    # What stays of the inflow is a count: the pseudonyms go SUBJECT_KEPT after recording.
+    counts["inflow_pseudonyms"] = repository.erase_inflow_subjects(connection, now - SUBJECT_KEPT)
     counts["purged_cases"] = connection.execute(
         delete(purged_cases).where(purged_cases.c.purged_time < before(schedule.purged_case_months))
     ).rowcount
