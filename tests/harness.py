@@ -57,6 +57,8 @@ class RunningRegistry:
     settings: RegistrySettings
     pki_dir: Path
     metrics_port: int | None = None  # when settings.metrics_address is set
+    # One run of the server's expirer (docs/RETENTION.md); what went, by kind.
+    expire: Callable[[], dict[str, int]] = lambda: {}
 
     @classmethod
     def on(
@@ -222,6 +224,8 @@ def running_registry(
     running = RunningRegistry.on(
         server.port, settings, clock, engines(database_url), server.metrics_port
     )
+    assert server.expirer is not None
+    running.expire = server.expirer.expire
     try:
         yield running
     finally:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine
 
 from baken.clock import Clock
 from services.accesslog.store import AccessLog, Entry
+from services.common import db
 from services.common.periodic import Periodic
 from services.common.retention import month_cutoff
 from services.common.settings import RetentionSettings
@@ -58,7 +59,9 @@ class Expirer:
 
     def expire(self) -> dict[str, int]:
         """One run: what went, by kind (nothing that went is left out of the entry)."""
-        with self._engine.begin() as connection:
+        # The write lock first: a SQLite transaction that read and then writes fails at once
+        # when another writer committed in between.
+        with db.write_transaction(self._engine) as connection:
             now = self._clock.now()
             counts = self._kinds(connection, now)
             before = month_cutoff(now, self._schedule.access_log_months)

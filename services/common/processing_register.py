@@ -41,8 +41,8 @@ def retention_period(purpose: str, schedule: RetentionSettings | None = None) ->
     s = schedule or RetentionSettings()
     log = f"toegangslog {s.access_log_months} maanden"
     markers = (
-        "markeringen tot de bron ze verwijdert (verval na "
-        f"{s.marker_lapse_days} dagen is vastgesteld, nog niet afgedwongen); {log}"
+        "markeringen tot de bron ze verwijdert, en uiterlijk "
+        f"{s.marker_lapse_days} dagen nadat het plan van aanpak is afgesloten; {log}"
     )
     return {
         INTAKE: markers,

@@ -71,14 +71,7 @@ def record(
     ended = [c.key for c in changes if isinstance(c, Tombstone)]
     live = [c for c in changes if isinstance(c, MarkerData)]
     if ended:
-        ids = list(_ids(connection, ended))
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            connection.execute(
-                delete(matches).where(
-                    or_(matches.c.marker_low.in_(chunk), matches.c.marker_high.in_(chunk))
-                )
-            )
+        forget(connection, list(_ids(connection, ended)))
     values = sorted({p.value for c in live for p in c.pseudonyms if p.kind == BSN_KIND})
     if not values:
         return 0
@@ -152,6 +145,18 @@ def record(
             )
     connection.execute(insert(signals), rows)
     return len(new)
+
+
+def forget(connection: Connection, ids: Sequence[int]) -> None:
+    """Forget the pairs of the markers `ids` (they ended): a marker that returns is matched
+    anew."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        connection.execute(
+            delete(matches).where(
+                or_(matches.c.marker_low.in_(chunk), matches.c.marker_high.in_(chunk))
+            )
+        )
 
 
 def _ids(connection: Connection, keys: Sequence[RecordKey]) -> Iterable[int]:

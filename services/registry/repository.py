@@ -326,6 +326,20 @@ def write(
         connection.execute(insert(pseudonyms), pseudonym_rows)
 
 
+def tombstone(connection: Connection, ids: Sequence[int], now: dt.datetime) -> None:
+    """Make the markers `ids` tombstones at their stored version, as their source's delete
+    would: all dat- and waarom-informatie and the pseudonyms go, the key and version stay, so a
+    replay of that version does not bring the person back (only a new version does)."""
+    for start in range(0, len(ids), KEY_CHUNK):
+        chunk = ids[start : start + KEY_CHUNK]
+        connection.execute(delete(pseudonyms).where(pseudonyms.c.marker_id.in_(chunk)))
+        connection.execute(
+            update(markers)
+            .where(markers.c.id.in_(chunk))
+            .values(synced_time=now, **_TOMBSTONE_VALUES)
+        )
+
+
 def refresh_digests(connection: Connection, states: Mapping[int, StoredState]) -> None:
     """Store new content and record digests for unchanged markers (by row id)."""
     if states:

@@ -28,7 +28,7 @@ from services.common.at_rest import Sealer
 from services.common.grpc_server import create_grpc_server
 from services.common.metrics_endpoint import DatabaseGauges, Metrics
 from services.common.settings import RegistrySettings, RetentionSettings
-from services.registry import repository
+from services.registry import repository, retention
 from services.registry.denials import Denials
 from services.registry.figures import RegistryFigures
 from services.registry.gauges import registry_gauges
@@ -141,13 +141,14 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     running = RegistryServer(
         server, port, health_servicer, engine, access_log, clock, metrics_server, denials=denials
     )
+    schedule = RetentionSettings()
     running.expirer = Expirer(
         engine,
         access_log,
         clock,
-        RetentionSettings(),
+        schedule,
         party_id=settings.party,
-        kinds=lambda connection, now: {},
+        kinds=lambda connection, now: retention.expire(connection, now, schedule),
         keeps=_first_signalled,
     )
     return running
