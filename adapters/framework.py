@@ -51,7 +51,7 @@ from baken.client import RETRYABLE, date_proto, subject_proto
 from baken.clock import Clock
 from baken.houses import House, house_name
 from baken.keyring import KeyRing
-from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
+from baken.pseudonym import Identifier, InvalidIdentifier, pseudonymise
 from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import house_pb2, marker_pb2
 from baken.type.v1 import pseudonym_pb2
@@ -131,19 +131,17 @@ class Adapter:
         batch: int = BATCH,
         answer: Answer | None = None,
         max_delete_share: float = MAX_DELETE_SHARE,
-        oprf: OprfEvaluator | None = None,
     ) -> None:
-        """`oprf`: evaluates the ring's OPRF keys (baken/pseudonymiser_client.py).
-        `answer`: how to tell the feedback service an advice request was answered; None
-        sends no answers (they wait in the state file for a run that has one).
-        `max_delete_share`: a run that would delete more than this share of the live markers
+        """`ring`: its OPRF keys are evaluated through its evaluator
+        (baken/pseudonymiser_client.py). `answer`: how to tell the feedback service an advice
+        request was answered; None sends no answers (they wait in the state file for a run that has
+        one). `max_delete_share`: a run that would delete more than this share of the live markers
         (0 to 1) changes nothing unless its deletions are confirmed."""
         if not 0.0 <= max_delete_share <= 1.0:
             raise ValueError("max_delete_share: a share from 0 to 1")
         self._max_delete_share = max_delete_share
         self._mapping = mapping
         self._ring = ring
-        self._oprf = oprf
         self._state = state
         self._houses = houses
         self._clock = clock
@@ -273,7 +271,7 @@ class Adapter:
         those whose pseudonyms are not remembered), then plan each against what the state file
         says was sent."""
         fresh = [c.identifiers for c in chunk if c.subject is None]
-        made = iter(pseudonymise(self._ring, fresh, self._oprf) if fresh else [])
+        made = iter(pseudonymise(self._ring, fresh) if fresh else [])
         for checked in chunk:
             key, item, record = checked.key, checked.item, checked.record
             subject = checked.subject

@@ -17,7 +17,6 @@ from typing import Protocol
 from baken.keyring import KeyRing
 from baken.pseudonym import (
     Identifier,
-    OprfEvaluator,
     Pseudonym,
     person_identifiers,
     person_pseudonyms,
@@ -32,18 +31,15 @@ class Person:
     surname: str | None
     birth_date: dt.date | None
 
-    def pseudonyms(
-        self, ring: KeyRing, today: dt.date, oprf: OprfEvaluator | None = None
-    ) -> list[Pseudonym]:
-        """Under every key of the ring (its OPRF keys through `oprf`); InvalidIdentifier on a
-        bad BSN or name."""
+    def pseudonyms(self, ring: KeyRing, today: dt.date) -> list[Pseudonym]:
+        """Under every key of the ring (its OPRF keys through its evaluator); InvalidIdentifier
+        on a bad BSN or name."""
         return person_pseudonyms(
             ring,
             bsn=self.bsn,
             surname=self.surname,
             birth_date=self.birth_date,
             today=today,
-            oprf=oprf,
         )
 
     def identifiers(self, today: dt.date) -> list[Identifier]:

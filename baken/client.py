@@ -19,7 +19,7 @@ from baken.age import claimed_minor
 from baken.clock import Clock, SystemClock
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles, channel_credentials
-from baken.pseudonym import OprfEvaluator, Pseudonym, person_pseudonyms
+from baken.pseudonym import Pseudonym, person_pseudonyms
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 
@@ -138,7 +138,7 @@ class Suspect:
 
 class RegistryClient:
     """What ZSM calls: lookup(bsn=...) or lookup(surname=..., birth_date=...), for a purpose.
-    The ring's OPRF keys are evaluated through `oprf` (baken/pseudonymiser_client.py).
+    The ring's OPRF keys are evaluated through its evaluator (baken/pseudonymiser_client.py).
 
     `on_behalf_of` is the user at the desk (an employee number): the access log records it as
     the responsible user, next to the party of the channel's certificate."""
@@ -151,11 +151,9 @@ class RegistryClient:
         on_behalf_of: str,
         clock: Clock | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        oprf: OprfEvaluator | None = None,
     ) -> None:
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._ring = ring
-        self._oprf = oprf
         self._user = on_behalf_of
         self._clock = clock or SystemClock()
         self._timeout_s = timeout_s
@@ -175,7 +173,6 @@ class RegistryClient:
             surname=surname,
             birth_date=birth_date,
             today=today,
-            oprf=self._oprf,
         )
         return subject_proto(pseudonyms)
 

@@ -8,7 +8,9 @@ The file is JSON, readable by its owner only:
 An entry without a kind is an HMAC key, whose secret the edge holds. An "oprf" entry holds no
 secret, only the address of the pseudonymisation service that holds the key (baken/oprf.py,
 docs/SECURITY.md). Iterating the ring gives the HMAC keys; `oprf` the OPRF key ids and
-services; `ids` every key id, the HMAC keys first.
+services; `ids` every key id, the HMAC keys first. A ring read from a file cannot evaluate its
+OPRF keys until it is `served_by` the party's client of those services
+(baken/pseudonymiser_client.py): the file names them, the party's certificate reaches them.
 
 Rotation: add a new key (the edge then derives pseudonyms under both), resync the markers,
 retire the old key, resync again. A lookup hits at every step, because markers and lookups
@@ -23,13 +25,21 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 KEY_BYTES = 32
 SERVICE = re.compile(r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z")
 OPRF = "oprf"
+
+
+class OprfEvaluator(Protocol):
+    """Evaluates the OPRF under `key_id` at `service` for each input, blind (the service sees
+    no input): the 64-byte outputs, in order (baken/pseudonymiser_client.py)."""
+
+    def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]: ...
 
 
 class KeyFileError(Exception):
@@ -40,7 +50,12 @@ class KeyRing(Mapping[str, bytes]):
     """HMAC key id -> secret, in the order of the file, and OPRF key id -> service address
     (`oprf`). Never without a key."""
 
-    def __init__(self, keys: Mapping[str, bytes], oprf: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        oprf: Mapping[str, str] | None = None,
+        evaluator: OprfEvaluator | None = None,
+    ) -> None:
         oprf = dict(oprf or {})
         if not keys and not oprf:
             raise KeyFileError("a key ring needs at least one key")
@@ -58,6 +73,11 @@ class KeyRing(Mapping[str, bytes]):
                 raise KeyFileError(f"key {key_id}: the service is not host:port")
         self._keys = dict(keys)
         self.oprf: Mapping[str, str] = oprf
+        self.evaluator = evaluator
+
+    def served_by(self, evaluator: OprfEvaluator | None) -> KeyRing:
+        """This ring, its OPRF keys evaluated through `evaluator`."""
+        return KeyRing(self._keys, self.oprf, evaluator)
 
     @property
     def ids(self) -> list[str]:
@@ -71,6 +91,9 @@ class KeyRing(Mapping[str, bytes]):
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def __bool__(self) -> bool:
+        return True  # an OPRF-only ring has no HMAC keys to count, yet is a ring
 
     def __repr__(self) -> str:
         return f"KeyRing({self.ids})"
@@ -123,13 +146,15 @@ class KeyRing(Mapping[str, bytes]):
     def with_new_key(self, key_id: str) -> KeyRing:
         if key_id in self.ids:
             raise KeyFileError(f"key {key_id} is already in the ring")
-        return KeyRing({**self._keys, key_id: secrets.token_bytes(KEY_BYTES)}, self.oprf)
+        return KeyRing(
+            {**self._keys, key_id: secrets.token_bytes(KEY_BYTES)}, self.oprf, self.evaluator
+        )
 
     def with_oprf_key(self, key_id: str, service: str) -> KeyRing:
         """An OPRF key: no secret here, only the pseudonymisation service that holds it."""
         if key_id in self.ids:
             raise KeyFileError(f"key {key_id} is already in the ring")
-        return KeyRing(self._keys, {**self.oprf, key_id: service})
+        return KeyRing(self._keys, {**self.oprf, key_id: service}, self.evaluator)
 
     def without_key(self, key_id: str) -> KeyRing:
         if key_id not in self.ids:
@@ -137,6 +162,7 @@ class KeyRing(Mapping[str, bytes]):
         return KeyRing(
             {k: v for k, v in self._keys.items() if k != key_id},
             {k: v for k, v in self.oprf.items() if k != key_id},
+            self.evaluator,
         )
 
     @classmethod

@@ -3,7 +3,7 @@
 A pseudonym is HMAC-SHA256 over a domain-separated identifier under a versioned key, or, for an
 OPRF key of the ring, the first 32 bytes of the RFC 9497 OPRF output over the same
 domain-separated identifier, evaluated blind by the pseudonymisation service that alone holds
-the key (baken/oprf.py; the edge passes an `OprfEvaluator`). The key id travels with the value,
+the key (baken/oprf.py; through the ring's `evaluator`). The key id travels with the value,
 and the edge derives one pseudonym per key of its ring, so markers synced under an old key keep
 hitting while a new key is rolled out.
 """
@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 from baken.keyring import KeyFileError, KeyRing
 from baken.type.v1.pseudonym_pb2 import (
@@ -214,13 +213,6 @@ def _validate_birth_date(birth_date: date, today: date) -> date:
 PSEUDONYM_BYTES = 32
 
 
-class OprfEvaluator(Protocol):
-    """Evaluates the OPRF under `key_id` at `service` for each input, blind (the service sees
-    no input): the 64-byte outputs, in order (baken/pseudonymiser_client.py)."""
-
-    def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]: ...
-
-
 def _hmac(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
@@ -244,15 +236,12 @@ def name_birth_date_identifier(surname: str, birth_date: date, *, today: date) -
     return Identifier(PSEUDONYM_KIND_NAME_BIRTH_DATE, NAME_BIRTH_DATE_CONTEXT + identifier.encode())
 
 
-def pseudonymise(
-    ring: KeyRing,
-    persons: Sequence[Sequence[Identifier]],
-    oprf: OprfEvaluator | None = None,
-) -> list[list[Pseudonym]]:
+def pseudonymise(ring: KeyRing, persons: Sequence[Sequence[Identifier]]) -> list[list[Pseudonym]]:
     """Each person's pseudonyms: per identifier, one per key of the ring. The identifiers of all
-    persons go to each OPRF key's service together (`oprf` makes one Evaluate call per 1000),
-    so a chunk of an export costs a call, not a call per person. KeyFileError when the ring has
-    OPRF keys and no `oprf` is given."""
+    persons go to each OPRF key's service together (the ring's evaluator makes one Evaluate
+    call per 1000), so a chunk of an export costs a call, not a call per person. KeyFileError
+    when the ring has OPRF keys and is not served by an evaluator."""
+    oprf = ring.evaluator
     if ring.oprf and oprf is None:
         raise KeyFileError("the key ring has OPRF keys: pseudonymise through the service")
     messages = [i.message for identifiers in persons for i in identifiers]
@@ -275,9 +264,9 @@ def pseudonymise(
     return found
 
 
-def bsn_pseudonyms(ring: KeyRing, bsn: str, oprf: OprfEvaluator | None = None) -> list[Pseudonym]:
+def bsn_pseudonyms(ring: KeyRing, bsn: str) -> list[Pseudonym]:
     """One BSN pseudonym per key of the ring."""
-    return pseudonymise(ring, [[bsn_identifier(bsn)]], oprf)[0]
+    return pseudonymise(ring, [[bsn_identifier(bsn)]])[0]
 
 
 def name_birth_date_pseudonyms(
@@ -286,11 +275,10 @@ def name_birth_date_pseudonyms(
     birth_date: date,
     *,
     today: date,
-    oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
     """One surname + date-of-birth pseudonym per key of the ring."""
     identifier = name_birth_date_identifier(surname, birth_date, today=today)
-    return pseudonymise(ring, [[identifier]], oprf)[0]
+    return pseudonymise(ring, [[identifier]])[0]
 
 
 def person_identifiers(
@@ -327,9 +315,8 @@ def person_pseudonyms(
     surname: str | None = None,
     birth_date: date | None = None,
     today: date,
-    oprf: OprfEvaluator | None = None,
 ) -> list[Pseudonym]:
-    """Every pseudonym the edge can make for a person (`person_identifiers`); `oprf` evaluates
-    those of the ring's OPRF keys (KeyFileError when it has some and none is given)."""
+    """Every pseudonym the edge can make for a person (`person_identifiers`), those of the
+    ring's OPRF keys through its evaluator."""
     identifiers = person_identifiers(bsn=bsn, surname=surname, birth_date=birth_date, today=today)
-    return pseudonymise(ring, [identifiers], oprf)[0]
+    return pseudonymise(ring, [identifiers])[0]

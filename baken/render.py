@@ -211,6 +211,8 @@ _OUTCOME = {
     audit_service_pb2.ACCESS_OUTCOME_AUDIT_READ: "audit read",
     audit_service_pb2.ACCESS_OUTCOME_REVIEW: "review",
     audit_service_pb2.ACCESS_OUTCOME_SIGNALS_DISCLOSED: "signals disclosed",
+    audit_service_pb2.ACCESS_OUTCOME_AGGREGATES_DISCLOSED: "aggregates disclosed",
+    audit_service_pb2.ACCESS_OUTCOME_EXPIRED: "expired",
 }
 _STATES = enums.tokens(feedback_service_pb2.AdviceRequestState, "ADVICE_REQUEST_STATE_", "-")
 
@@ -220,8 +222,12 @@ def access_entry(e: audit_service_pb2.AccessEntry) -> str:
     when = (
         e.entry_time.ToDatetime(tzinfo=dt.UTC).astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
     )
-    who = f"{e.party} ({e.organisation}, {e.role}) for {shown(e.on_behalf_of)}"
-    why = e.purpose + (f", case {shown(e.case_reference)}" if e.case_reference else "")
+    who = e.party + (f" ({e.organisation}, {e.role})" if e.organisation else "")
+    who += f" for {shown(e.on_behalf_of)}" if e.on_behalf_of else ""
+    # A service's own entry (an expiry) has a processing activity, no purpose of a caller.
+    why = (e.purpose or e.processing_activity) + (
+        f", case {shown(e.case_reference)}" if e.case_reference else ""
+    )
     lines = [f"#{e.sequence}  {when}  {_OUTCOME.get(e.outcome, '?')}  {who}", f"    purpose  {why}"]
     if e.denial_reason:
         lines.append(f"    denied   {shown(e.denial_reason)}")
@@ -237,6 +243,9 @@ def access_entry(e: audit_service_pb2.AccessEntry) -> str:
         lines.append(f"    reviews  #{e.reviews_sequence}: {shown(e.review_finding)}")
     if e.covenants:
         lines.append(f"    covenant {', '.join(e.covenants)}")
+    if e.expired:
+        gone = ", ".join(f"{kind} {count}" for kind, count in sorted(e.expired.items()))
+        lines.append(f"    removed  {gone}")
     return "\n".join(lines)
 
 

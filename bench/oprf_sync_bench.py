@@ -61,12 +61,11 @@ def _sync(
     ):
         adapter = Adapter(
             mapping,
-            ring=ring,
+            ring=ring.served_by(oprf),
             state=state,
             houses=load_houses(),
             clock=SystemClock(),
             send=sender(channel),
-            oprf=oprf,
         )
         for run in ("first run", "rerun"):
             cpu, served = time.process_time(), cpu_seconds({"s": pid})["s"]

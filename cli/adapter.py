@@ -32,8 +32,8 @@ from cli.options import (
     HOUSE_KEYS_ENV,
     PARTY_ENV,
     key_file,
-    oprf_client,
     registry_option,
+    served_ring,
 )
 
 DELIVERY_DIR_ENV = "BAKEN_ADAPTER_DELIVERY_DIR"
@@ -68,7 +68,7 @@ def running_adapter(
     with its state file in `state_dir`; closed on exit. With `feedback` (host:port of the
     feedback service) it answers the advice requests the house answered in its source."""
     mapping = SOURCES[system].export()
-    oprf = oprf_client(ring, pki_dir, mapping.party, SYNC_USER)
+    ring = served_ring(ring, pki_dir, mapping.party, SYNC_USER)
     state = State(state_dir / f"{mapping.source_system}.state.db")
     tls = TlsFiles.of(pki_dir, mapping.party)
     try:
@@ -87,7 +87,6 @@ def running_adapter(
                 batch=batch,
                 answer=answer,
                 max_delete_share=max_delete_share,
-                oprf=oprf,
             )
     finally:
         state.close()

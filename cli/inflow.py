@@ -17,7 +17,7 @@ from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
 from baken.purposes import INTAKE, PURPOSES
-from cli.options import FEEDBACK_TARGET_ENV, key_file, oprf_client, party
+from cli.options import FEEDBACK_TARGET_ENV, key_file, party, served_ring
 from services.common import covenants
 
 # The desk's system account the adapter looks up and records on behalf of (NEN 7513).
@@ -49,10 +49,9 @@ def running_inflow(args: argparse.Namespace) -> Iterator[Inflow]:
     user = args.user or ACCOUNT
     if not desk.formats.user.fullmatch(user):
         raise UserError(f"--user: not an account of {party_id} (the party register's format)")
-    ring = KeyRing.load(key_file(args))
     tls = TlsFiles.of(args.pki_dir, party_id)
     tls.read()  # a missing certificate is said now, not by every call
-    oprf = oprf_client(ring, args.pki_dir, party_id, user, PURPOSES[INTAKE])
+    ring = served_ring(KeyRing.load(key_file(args)), args.pki_dir, party_id, user, PURPOSES[INTAKE])
     state = InflowState(args.state_dir / f"{party_id}.state.db")
     try:
         with connect(args.registry, tls) as registry, connect(args.feedback, tls) as feedback:
@@ -60,12 +59,11 @@ def running_inflow(args: argparse.Namespace) -> Iterator[Inflow]:
                 ring=ring,
                 state=state,
                 clock=clock_from_env(),  # the services' clock, shifted in the demo
-                registry=RegistryClient(registry, ring, on_behalf_of=user, oprf=oprf),
+                registry=RegistryClient(registry, ring, on_behalf_of=user),
                 feedback=feedback_service_pb2_grpc.FeedbackServiceStub(feedback),
                 on_behalf_of=user,
                 location=location,
                 case_format=desk.formats.case_reference,
-                oprf=oprf,
             )
     finally:
         state.close()

@@ -47,11 +47,12 @@ from cli.options import (
     age_options,
     key_file,
     party,
+    person,
     person_options,
-    person_subject,
     pki_dir_option,
     registry_option,
     registry_settings,
+    subject_of,
 )
 from services.accesslog.signing import SigningKeyError
 from services.common import covenants
@@ -100,7 +101,8 @@ def _keys(args: argparse.Namespace) -> None:
     path = key_file(args)
     if not args.key_id:
         raise UserError(f"{args.action} needs --key-id")
-    oprf = args.kind == "oprf" and args.action in ("init", "add")
+    kind = args.kind or ("oprf" if args.action == "init" or args.service else "hmac")
+    oprf = kind == "oprf" and args.action in ("init", "add")
     if oprf and not args.service:
         raise UserError("an OPRF key needs --service host:port (the pseudonymisation service)")
     if args.action == "init":
@@ -136,13 +138,14 @@ def _reseal(args: argparse.Namespace) -> None:
 
 
 def _lookup(args: argparse.Namespace) -> None:
-    ring, subject = person_subject(args, PURPOSES[args.purpose])
+    ring, identifiers = person(args)
     try:
         minor = claimed_minor(args.minor, args.birth_date, SystemClock().today())
     except ValueError as error:
         raise UserError(str(error)) from None
     if minor is None and args.purpose == INTAKE:
         raise UserError(f"at {INTAKE}, say --minor or --adult (or give --surname and --birth-date)")
+    subject = subject_of(args, ring, identifiers, PURPOSES[args.purpose])
     with connect(args.registry, TlsFiles.of(args.pki_dir, party(args))) as channel:
         client = RegistryClient(channel, ring, on_behalf_of=args.user, timeout_s=args.timeout)
         response = client.lookup_subject(
@@ -282,10 +285,11 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("--key-id", help="e.g. k2026-11 (init, add, retire)")
     keys.add_argument(
         "--kind",
-        choices=["hmac", "oprf"],
-        default="hmac",
-        help="(init, add) hmac: a secret in the file; oprf: no secret here, the "
-        "pseudonymisation service at --service holds the key",
+        choices=["oprf", "hmac"],
+        help="(init, add) oprf: no secret here, the pseudonymisation service at --service "
+        "holds the key (the default of init, and of add with --service); hmac: a secret in the "
+        "file (the default of add without --service: an at-rest key, or an edge's that still "
+        "has one until it rotates; docs/SECURITY.md)",
     )
     keys.add_argument(
         "--service", help="(init/add --kind oprf) the pseudonymisation service, host:port"

@@ -15,7 +15,7 @@ from baken.clock import SystemClock
 from baken.errors import UserError
 from baken.keyring import KeyRing
 from baken.pki import TlsFiles
-from baken.pseudonym import person_identifiers, pseudonymise
+from baken.pseudonym import Identifier, person_identifiers, pseudonymise
 from baken.pseudonymiser_client import ServiceOprf
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from services.common.settings import RegistrySettings
@@ -105,32 +105,30 @@ def birth_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
 
 
-def oprf_client(
+def served_ring(
     ring: KeyRing,
     pki_dir: Path,
     party_id: str,
     user: str | None,
     purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
-) -> ServiceOprf | None:
-    """The party's client of the pseudonymisation services its key file names (their addresses
-    are in the file; the party's own certificate for mTLS), on behalf of `user`; None for a
-    ring without OPRF keys."""
+) -> KeyRing:
+    """The ring served by the party's client of the pseudonymisation services its key file
+    names (their addresses are in the file; the party's own certificate for mTLS), on behalf of
+    `user`; a ring without OPRF keys as it is."""
     if not ring.oprf:
-        return None
+        return ring
     if not user:
         raise UserError("an OPRF key pseudonymises on behalf of someone: --user (or BAKEN_USER)")
     tls = TlsFiles.of(pki_dir, party_id)
     tls.read()  # a missing certificate is said now, not by the service's call
-    return ServiceOprf(lambda address: connect(address, tls), on_behalf_of=user, purpose=purpose)
+    return ring.served_by(
+        ServiceOprf(lambda address: connect(address, tls), on_behalf_of=user, purpose=purpose)
+    )
 
 
-def person_subject(
-    args: argparse.Namespace,
-    purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
-) -> tuple[KeyRing, pseudonym_pb2.Subject]:
-    """The key ring of --key-file and the pseudonyms of --bsn or --surname/--birth-date (those
-    of an OPRF key through the pseudonymisation service, as --party for --user). Pseudonymise
-    first: a mistyped BSN is refused before anything is read or sent."""
+def person(args: argparse.Namespace) -> tuple[KeyRing, list[Identifier]]:
+    """The key ring of --key-file and the identifiers of --bsn or --surname/--birth-date,
+    checked: a mistyped BSN is refused before anything is read or sent."""
     ring = KeyRing.load(key_file(args))
     identifiers = person_identifiers(
         bsn=args.bsn,
@@ -138,9 +136,28 @@ def person_subject(
         birth_date=args.birth_date,
         today=SystemClock().today(),
     )
-    oprf = oprf_client(ring, args.pki_dir, party(args), args.user, purpose) if ring.oprf else None
-    subject = subject_proto(pseudonymise(ring, [identifiers], oprf)[0])
-    return ring, subject
+    return ring, identifiers
+
+
+def subject_of(
+    args: argparse.Namespace,
+    ring: KeyRing,
+    identifiers: list[Identifier],
+    purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
+) -> pseudonym_pb2.Subject:
+    """The pseudonyms of `person`'s identifiers (those of an OPRF key through the
+    pseudonymisation service, as --party for --user)."""
+    ring = served_ring(ring, args.pki_dir, party(args), args.user, purpose)
+    return subject_proto(pseudonymise(ring, [identifiers])[0])
+
+
+def person_subject(
+    args: argparse.Namespace,
+    purpose: purpose_pb2.Purpose.ValueType = purpose_pb2.PURPOSE_UNSPECIFIED,
+) -> tuple[KeyRing, pseudonym_pb2.Subject]:
+    """`person` and `subject_of` in one."""
+    ring, identifiers = person(args)
+    return ring, subject_of(args, ring, identifiers, purpose)
 
 
 def pages(call: Any, request: Any, field: str, timeout: float) -> Iterator[Any]:

@@ -330,7 +330,7 @@ def _registry(
     under its own certificate."""
     tls = TlsFiles.of(e.pki_dir, party)
     oprf = ServiceOprf(lambda address: connect(address, tls), on_behalf_of=user)
-    return RegistryClient(channel, ring, on_behalf_of=user, oprf=oprf)
+    return RegistryClient(channel, ring.served_by(oprf), on_behalf_of=user)
 
 
 def _covenants_at_work(say: Say, e: Endpoints, ring: KeyRing, person: Person, case: str) -> None:

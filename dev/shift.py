@@ -45,6 +45,7 @@ from adapters.zsm.export import Decision, InflowRow
 from adapters.zsm.write import OFFENCES, write_export
 from baken import enums, sealed
 from baken.age import is_minor
+from baken.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from baken.client import (
     RegistryClient,
     Suspect,
@@ -62,8 +63,8 @@ from baken.pki import TlsFiles
 from baken.pseudonym import person_pseudonyms
 from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2
+from baken.render import access_entry, lookup_text
 from baken.render import advice_request_line as advice_line
-from baken.render import lookup_text
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
 from dev.topology import Endpoints
 from services.registry.freshness import Freshness, freshness
@@ -158,6 +159,7 @@ class ShiftResult:
     # no ZSM look-ups, they signal nothing.
     sync_checks: int = 0
     clock_advanced_s: float = 0.0
+    markers_lapsed: int = 0  # by the registry's expirer, after the clock moved (step f)
     # adapters.synth's showcase persons (travelling, aged, expired, no_bsn), looked up at ZSM
     # Midden-Nederland: their case references and the advice text a house gave each.
     showcase: dict[str, Person] = field(default_factory=dict)
@@ -283,6 +285,7 @@ class _Shift:
         self.stack = contextlib.ExitStack()
         self.channels: dict[tuple[str, str], grpc.Channel] = {}
         self.records: list[SourceRecord] = []
+        self.ended: SourceRecord | None = None  # the marker whose plan ended (step f)
         self.suspects: dict[str, _Suspect] = {}  # by case
         self.showcase: dict[str, Person] = {}
         self.featured: set[str] = set()  # item keys to show in the sources
@@ -302,16 +305,16 @@ class _Shift:
             self.channels[target, party] = self.stack.enter_context(channel)
         return self.channels[target, party]
 
-    def oprf(self, party: str, user: str) -> ServiceOprf:
-        """`party`'s client of the pseudonymisation service the key file names."""
-        return ServiceOprf(lambda address: self.channel(address, party), on_behalf_of=user)
+    def ring_of(self, party: str, user: str) -> KeyRing:
+        """The key file's ring, served by `party`'s client of the pseudonymisation service it
+        names."""
+        return self.ring.served_by(
+            ServiceOprf(lambda address: self.channel(address, party), on_behalf_of=user)
+        )
 
     def registry(self, party: str, user: str) -> RegistryClient:
         return RegistryClient(
-            self.channel(self.e.registry, party),
-            self.ring,
-            on_behalf_of=user,
-            oprf=self.oprf(party, user),
+            self.channel(self.e.registry, party), self.ring_of(party, user), on_behalf_of=user
         )
 
     def feedback(self, party: str) -> feedback_service_pb2_grpc.FeedbackServiceStub:
@@ -320,15 +323,11 @@ class _Shift:
     def subject(self, p: Person, party: str, user: str) -> pseudonym_pb2.Subject:
         """Pseudonymised at `party`'s edge, through the pseudonymisation service on behalf of
         `user`: the BSN, or surname and date of birth without."""
-        oprf = self.oprf(party, user)
+        ring = self.ring_of(party, user)
         if p.bsn:
-            return subject_proto(
-                person_pseudonyms(self.ring, bsn=p.bsn, today=self.today, oprf=oprf)
-            )
+            return subject_proto(person_pseudonyms(ring, bsn=p.bsn, today=self.today))
         return subject_proto(
-            person_pseudonyms(
-                self.ring, surname=p.surname, birth_date=p.birth_date, today=self.today, oprf=oprf
-            )
+            person_pseudonyms(ring, surname=p.surname, birth_date=p.birth_date, today=self.today)
         )
 
     def minor(self, p: Person) -> bool:
@@ -364,6 +363,8 @@ class _Shift:
         self.say("   Amazone for Oost-Nederland, PGA/A&T for Rotterdam-Rijnmond.")
         people = population(self.houses, self.today, seed=self.seed, scale=SCALE)
         self.records, self.showcase = list(people.records), dict(people.showcase)
+        inflow = self._inflow()
+        self.ended = self._end_a_plan(inflow)
         placed = write_sources(self.e.sources, self.records, self.today)
         for system in SOURCES:
             names = ", ".join(p.name for p in placed[system][:2])
@@ -371,9 +372,10 @@ class _Shift:
             self.say(f"   {system:<8} {_short(self.e.sources[system])}/: {names}{more}")
         persons = len({r.person for r in self.records})
         self.say(f"   {len(self.records)} markers of {persons} persons, among them a travelling")
-        self.say("   offender marked in Amersfoort and in Rotterdam. The running adapters")
+        ended = self.houses[self.ended.house_id].display_name
+        self.say("   offender marked in Amersfoort and in Rotterdam, and a client of")
+        self.say(f"   {ended} whose plan has ended (step f). The running adapters")
         self.say("   pseudonymise them and sync them into the registry.")
-        inflow = self._inflow()
         took = self._wait_for_sync([s for suspects in inflow.values() for s in suspects])
         checks = self.result.sync_checks
         self.say(f"   All there after {took:.1f} s: each region's process director finds her")
@@ -382,6 +384,19 @@ class _Shift:
         self.say(f"   Houses marking the same person (by BSN) hear of each other: {matches}")
         self.say("   matchingsmeldingen (docs/FEEDBACK.md).\n")
         return inflow
+
+    def _end_a_plan(self, inflow: Mapping[str, list[_Suspect]]) -> SourceRecord:
+        """One marker's plan ended (status closed): of a person with one marker whom no desk
+        looks up, so that its lapse (step f) changes nothing else the shift shows."""
+        flowing = {s.person for suspects in inflow.values() for s in suspects}
+        markers = Counter(r.person for r in self.records)
+        at = next(
+            i
+            for i, r in enumerate(self.records)
+            if r.person.bsn and markers[r.person] == 1 and r.person not in flowing
+        )
+        self.records[at] = dataclasses.replace(self.records[at], plan_status="closed")
+        return self.records[at]
 
     def _expect_matches(self) -> int:
         """Each pair of markers of two houses sharing a BSN: one match item to each house."""
@@ -950,6 +965,42 @@ class _Shift:
                         self.say(f"       {line[:96]}{' ...' if len(line) > 96 else ''}")
                     return
 
+    # -- f. retention -----------------------------------------------------------------------------
+
+    def retention(self) -> None:
+        """After the clock moved: the registry's expirer let the ended plan's marker lapse,
+        and the privacy officer finds its entry in the registry's log."""
+        if not self.result.advice_overdue or self.ended is None:
+            return  # the services did not read the moved clock (step d said so)
+        auditor = audit_service_pb2_grpc.AuditServiceStub(
+            self.channel(self.e.registry, "privacy-auditor")
+        )
+        moved = timestamp_pb2.Timestamp()
+        moved.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ADVANCE_S - 60))
+        request = audit_service_pb2.ListAccessEntriesRequest(
+            on_behalf_of="privacy-officer", party="registry", start_time=moved
+        )
+        found: list[audit_service_pb2.AccessEntry] = []
+
+        def lapsed() -> bool:
+            time.sleep(0.5)  # each look is an entry of the log itself: not too many
+            entries = auditor.ListAccessEntries(request, timeout=TIMEOUT_S).entries
+            found[:] = [e for e in entries if e.expired.get("markers_lapsed")]
+            return bool(found)
+
+        took = self.until(lapsed, "the marker's lapse")
+        self.result.markers_lapsed = sum(e.expired["markers_lapsed"] for e in found)
+        self.say("f. Retention (docs/RETENTION.md). A marker whose plan ended lapses after a")
+        self.say("   period even when its source keeps it: 365 days in production, 1 day in this")
+        house = self.houses[self.ended.house_id].display_name
+        self.say(f"   demo. The marker of {house}'s client, synced a day ago, lapsed")
+        self.say(f"   {took:.1f} s after the clock moved; the privacy officer reads the registry's")
+        self.say("   own entry of it (`baken audit party registry`):")
+        for e in found:
+            for line in access_entry(e).splitlines():
+                self.say(f"     {line}")
+        self.say("   Nothing else went: every other period is longer than a day.\n")
+
 
 def play_shift(endpoints: Endpoints, out: TextIO, *, seed: int = 2014) -> ShiftResult:
     """Play one ZSM shift against the running services (see the module's doc), printing what
@@ -974,4 +1025,5 @@ def play_shift(endpoints: Endpoints, out: TextIO, *, seed: int = 2014) -> ShiftR
         shift.decide_all(inflow, {aged.case, overdue.case})
         shift.advice(aged, overdue)
         shift.deliveries()
+        shift.retention()
     return shift.result

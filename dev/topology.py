@@ -94,6 +94,14 @@ _PLACES = frozenset(
 )
 
 
+# A run whose clock the demo moves keeps to a compressed retention schedule, so that one
+# moved day shows a lapse (docs/RETENTION.md); the environment's own values come first.
+MOVED_CLOCK_RETENTION = {
+    "BAKEN_RETENTION_MARKER_LAPSE_DAYS": "1",
+    "BAKEN_RETENTION_INTERVAL_SECONDS": "2",
+}
+
+
 class TopologyError(Exception):
     """A process would not start or migrate; the message says which, and what its log says."""
 
@@ -567,6 +575,7 @@ class Topology:
         env.update(self._places, PYTHONUNBUFFERED="1")
         if service and self._clock_file is not None:
             env[CLOCK_FILE_ENV] = str(self._clock_file)
+            env = {**MOVED_CLOCK_RETENTION, **env}
         return env
 
     def _spawn(self, name: str, args: list[str], *, service: bool = False) -> Supervised:

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from builders import NOW
 from harness import TEST_COVENANTS, RunningRegistry, running_registry
+from pseudonymiser_harness import RunningPseudonymiser, running_pseudonymiser
 from sqlalchemy import Engine
 
 import services.common.db
@@ -22,6 +23,7 @@ from baken.keyring import KeyRing
 from services.common import covenants
 
 PG_ENV = "BAKEN_TEST_DATABASE_URL"
+RING_KEY_ID = "k1"
 SHIPPED_COVENANTS = covenants.DEFAULT_DIR
 
 
@@ -107,10 +109,22 @@ def shipped_registry(
         yield running
 
 
+@pytest.fixture(scope="session")
+def pseudonymiser(
+    tmp_path_factory: pytest.TempPathFactory, pki_dir: Path
+) -> Iterator[RunningPseudonymiser]:
+    """One pseudonymisation service for the run, holding key k1: the tests' edges, like the
+    real ones, hold no pseudonym key."""
+    directory = tmp_path_factory.mktemp("pseudonymiser")
+    with running_pseudonymiser(directory, pki_dir, first_key_id=RING_KEY_ID) as running:
+        yield running
+
+
 @pytest.fixture
-def ring() -> KeyRing:
-    """The test's pseudonym key ring: one key, k1."""
-    return KeyRing.generate("k1")
+def ring(pseudonymiser: RunningPseudonymiser) -> KeyRing:
+    """The test's pseudonym key ring: one OPRF key, k1, of the run's pseudonymisation service,
+    evaluated through the GCOS adapter's certificate (its allowance covers the whole run)."""
+    return pseudonymiser.ring(RING_KEY_ID, "adapter-gcos", "test")
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import grpc
 from harness import secure_channel
 from sqlalchemy import Engine
 
-from baken.keyring import KeyRing
+from baken.keyring import KeyRing, OprfEvaluator
 from baken.pseudonymiser.v1 import pseudonymiser_service_pb2_grpc as pb_grpc
+from baken.pseudonymiser_client import ServiceOprf
 from services.accesslog import store as access_log
 from services.common import db
 from services.common.settings import PseudonymiserSettings
@@ -29,7 +31,7 @@ class RunningPseudonymiser:
     server: RunningService
     settings: PseudonymiserSettings
     pki_dir: Path
-    _channels: dict[str, grpc.Channel] = field(default_factory=dict)
+    _channels: dict[tuple[int, str], grpc.Channel] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -38,11 +40,27 @@ class RunningPseudonymiser:
     def keys(self) -> OprfKeys:
         return OprfKeys(KeyRing.load(self.settings.resolved_key_file()))
 
-    def stub_for(self, party: str) -> pb_grpc.PseudonymiserServiceStub:
-        channel = self._channels.get(party)
+    def _channel(self, party: str, port: int | None = None) -> grpc.Channel:
+        """`party`'s channel to this service, or to another local one at `port`; kept open
+        until close()."""
+        port = port or self.server.port
+        channel = self._channels.get((port, party))
         if channel is None:
-            channel = self._channels[party] = secure_channel(self.pki_dir, self.server.port, party)
-        return pb_grpc.PseudonymiserServiceStub(channel)
+            channel = self._channels[port, party] = secure_channel(self.pki_dir, port, party)
+        return channel
+
+    def stub_for(self, party: str) -> pb_grpc.PseudonymiserServiceStub:
+        return pb_grpc.PseudonymiserServiceStub(self._channel(party))
+
+    def ring(self, key_id: str, party: str, user: str) -> KeyRing:
+        """An edge's ring of this service's key `key_id`, served as `party` for `user` (its
+        client reaches any local service the ring names). Its calls take turns: a test's many
+        threads must not spend the party's allowance of calls in flight."""
+        oprf = ServiceOprf(
+            lambda address: self._channel(party, int(address.rsplit(":", 1)[1])),
+            on_behalf_of=user,
+        )
+        return KeyRing({}, {key_id: self.address}).served_by(_OneAtATime(oprf))
 
     def log_entries(self) -> list[access_log.StoredEntry]:
         engine: Engine = db.make_engine(self.settings.resolved_database_url())
@@ -56,6 +74,16 @@ class RunningPseudonymiser:
         for channel in self._channels.values():
             channel.close()
         self.server.stop(grace=1)
+
+
+@dataclass
+class _OneAtATime:
+    evaluator: OprfEvaluator
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]:
+        with self.lock:
+            return self.evaluator.outputs(key_id, service, inputs)
 
 
 @contextlib.contextmanager

@@ -19,12 +19,9 @@ from adapters.framework import MAX_DELETE_SHARE, Adapter
 from adapters.records import BadRecord, Person, SourceRecord
 from adapters.state import Sent, State
 from adapters.transport import Send, sender
-from baken import pki
 from baken.age import minor_until
 from baken.houses import load_houses
 from baken.keyring import KeyRing
-from baken.pseudonym import OprfEvaluator
-from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import marker_pb2, registry_service_pb2
 
 HOUSES = load_houses()
@@ -76,10 +73,10 @@ def adapter(
     tmp_path: Path,
     send: Send,
     clock: object,
+    ring: KeyRing,
     *,
     batch: int = 1000,
     max_delete_share: float = MAX_DELETE_SHARE,
-    oprf: OprfEvaluator | None = None,
 ) -> tuple[Adapter, State]:
     """Small exports: one record leaving may be above the default limit; tests of tombstones
     say how many they let go."""
@@ -87,22 +84,16 @@ def adapter(
     return (
         Adapter(
             export,
-            ring=KeyRing.load(tmp_path / "keys.json"),
+            ring=ring,
             state=state,
             houses=HOUSES,
             clock=clock,  # type: ignore[arg-type]
             send=send,
             batch=batch,
             max_delete_share=max_delete_share,
-            oprf=oprf,
         ),
         state,
     )
-
-
-@pytest.fixture(autouse=True)
-def _keys(tmp_path: Path) -> None:
-    KeyRing.generate("a1").save(tmp_path / "keys.json")
 
 
 def live(registry: RunningRegistry) -> dict[str, int]:
@@ -125,11 +116,11 @@ def counting(send: Send, calls: list[int]) -> Send:
 
 
 def test_a_rerun_without_source_changes_sends_nothing(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     export = Export([record(n) for n in range(5)])
     calls: list[int] = []
-    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock, ring)
 
     first = run.sync(tmp_path / "export.jsonl")
     second = run.sync(tmp_path / "export.jsonl")
@@ -148,11 +139,13 @@ def test_a_rerun_without_source_changes_sends_nothing(
 
 
 def test_a_changed_record_updates_and_one_that_left_becomes_a_tombstone(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     records = [record(n) for n in range(4)]
     export = Export(records)
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock, max_delete_share=0.5)
+    run, state = adapter(
+        export, tmp_path, sender(channel), registry.clock, ring, max_delete_share=0.5
+    )
     run.sync(tmp_path / "x")
 
     export.items = [dataclasses.replace(records[0], plan_status="aftercare"), *records[1:3]]
@@ -164,7 +157,7 @@ def test_a_changed_record_updates_and_one_that_left_becomes_a_tombstone(
 
 
 def test_bad_records_are_reported_by_place_and_the_rest_syncs(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     good = record(0)
     items: list[SourceRecord | BadRecord] = [
@@ -177,7 +170,7 @@ def test_bad_records_are_reported_by_place_and_the_rest_syncs(
         BadRecord("export.jsonl:7", "AT-00006", "doelgroep: 'Onbekend' is not a target group"),
         record(0, where="export.jsonl:8"),  # the same record id twice
     ]
-    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock)
+    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock, ring)
     report = run.sync(tmp_path / "x")
     state.close()
 
@@ -194,11 +187,11 @@ def test_bad_records_are_reported_by_place_and_the_rest_syncs(
 
 
 def test_a_record_that_turns_bad_keeps_its_marker(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     first = record(0)
     export = Export([first, record(1)])
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
     run.sync(tmp_path / "x")
 
     export.items = [first, BadRecord("export.jsonl:2", "AT-00001", "invalid JSON")]
@@ -215,6 +208,7 @@ def test_a_crash_at_any_batch_loses_and_duplicates_nothing(
     registry: RunningRegistry,
     channel: grpc.Channel,
     tmp_path: Path,
+    ring: KeyRing,
     crash_at: int,
     applied: bool,
 ) -> None:
@@ -233,14 +227,16 @@ def test_a_crash_at_any_batch_loses_and_duplicates_nothing(
             raise Crash
         return real(changes)
 
-    run, state = adapter(export, tmp_path, dying, registry.clock, batch=3)
+    run, state = adapter(export, tmp_path, dying, registry.clock, ring, batch=3)
     with pytest.raises(Crash):
         run.sync(tmp_path / "x")
     state.close()
 
     # Meanwhile the source changed one record and dropped another.
     export.items = [dataclasses.replace(records[1], advice="nieuw advies"), *records[2:]]
-    rerun, state = adapter(export, tmp_path, real, registry.clock, batch=3, max_delete_share=0.5)
+    rerun, state = adapter(
+        export, tmp_path, real, registry.clock, ring, batch=3, max_delete_share=0.5
+    )
     report = rerun.sync(tmp_path / "x")
     again = rerun.sync(tmp_path / "x")
     state.close()
@@ -261,12 +257,12 @@ def test_the_sender_retries_while_the_registry_is_unreachable() -> None:
 
 
 def test_an_export_that_cannot_prove_it_is_complete_changes_nothing(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     records = [record(n) for n in range(3)]
     export = Export(records)
     calls: list[int] = []
-    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock, ring)
     run.sync(tmp_path / "x")
     before = state.load()
 
@@ -287,23 +283,23 @@ def test_an_export_that_cannot_prove_it_is_complete_changes_nothing(
 
 
 def _synced(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, count: int
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing, count: int
 ) -> tuple[Export, list[SourceRecord]]:
     records = [record(n) for n in range(count)]
-    run, state = adapter(Export(records), tmp_path, sender(channel), registry.clock)
+    run, state = adapter(Export(records), tmp_path, sender(channel), registry.clock, ring)
     run.sync(tmp_path / "x")
     state.close()
     return Export(records), records
 
 
 def test_a_run_that_would_delete_more_than_the_limit_changes_nothing(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     """The attack: an export missing most of the source (a wrong or half-written file)."""
-    export, records = _synced(registry, channel, tmp_path, 20)
+    export, records = _synced(registry, channel, tmp_path, ring, 20)
     export.items = [dataclasses.replace(records[0], advice="nieuw advies"), *records[1:17]]
     calls: list[int] = []
-    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock)
+    run, state = adapter(export, tmp_path, counting(sender(channel), calls), registry.clock, ring)
     before = state.load()
 
     report = run.sync(tmp_path / "x")
@@ -321,11 +317,11 @@ def test_a_run_that_would_delete_more_than_the_limit_changes_nothing(
 
 
 def test_a_confirmed_mass_deletion_deletes_exactly_what_left(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
-    export, records = _synced(registry, channel, tmp_path, 20)
+    export, records = _synced(registry, channel, tmp_path, ring, 20)
     export.items = records[:2]
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
 
     report = run.sync(tmp_path / "x", confirm_deletions=18)
     again = run.sync(tmp_path / "x")
@@ -337,11 +333,11 @@ def test_a_confirmed_mass_deletion_deletes_exactly_what_left(
 
 
 def test_deletions_within_the_limit_need_no_confirmation(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
-    export, records = _synced(registry, channel, tmp_path, 20)
+    export, records = _synced(registry, channel, tmp_path, ring, 20)
     export.items = records[:18]
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
 
     report = run.sync(tmp_path / "x")
     state.close()
@@ -351,12 +347,12 @@ def test_deletions_within_the_limit_need_no_confirmation(
 
 
 def test_a_bad_record_without_a_readable_id_withholds_every_deletion(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
-    export, records = _synced(registry, channel, tmp_path, 20)
+    export, records = _synced(registry, channel, tmp_path, ring, 20)
     unreadable = BadRecord("export.jsonl:2", None, "invalid JSON: Expecting value at column 1")
     export.items = [unreadable, *records[2:]]
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
 
     report = run.sync(tmp_path / "x")
     state.close()
@@ -385,6 +381,7 @@ def test_a_text_with_control_characters_is_refused_by_line_and_field(
     registry: RunningRegistry,
     channel: grpc.Channel,
     tmp_path: Path,
+    ring: KeyRing,
     fields: dict[str, object],
     reason: str,
 ) -> None:
@@ -393,7 +390,7 @@ def test_a_text_with_control_characters_is_refused_by_line_and_field(
         record(0, advice="Dagvaarden.\nBij nieuw feit:\tvoorgeleiden."),  # LF, TAB are text
         record(1, **fields),
     ]
-    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock)
+    run, state = adapter(Export(items), tmp_path, sender(channel), registry.clock, ring)
     report = run.sync(tmp_path / "x")
     state.close()
 
@@ -402,13 +399,13 @@ def test_a_text_with_control_characters_is_refused_by_line_and_field(
 
 
 def test_a_minor_in_the_source_is_a_minor_in_the_registry_by_month_only(
-    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
+    registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path, ring: KeyRing
 ) -> None:
     # The registry learns the month he comes of age, never his date of birth.
     today = registry.clock.today()
     born = today.replace(year=today.year - 17, day=14)
     export = Export([record(1, person=Person(next(_bsns), "Jansen", born)), record(2)])
-    run, state = adapter(export, tmp_path, sender(channel), registry.clock)
+    run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
     run.sync(tmp_path / "export.jsonl")
     state.close()
 
@@ -425,15 +422,11 @@ def test_under_an_oprf_key_a_chunk_of_records_is_one_call_and_a_rerun_asks_only_
     registry: RunningRegistry, channel: grpc.Channel, tmp_path: Path
 ) -> None:
     with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
-        KeyRing({}, {KEY_ID: service.address}).save(tmp_path / "keys.json")
         items = [record(n) for n in range(601)]
         items[300] = record(300, person=Person("123456789", None, None))  # fails the 11-proef
-        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, "adapter-pga"))
-        oprf = ServiceOprf(
-            lambda address: grpc.secure_channel(address, credentials), on_behalf_of="sync"
-        )
+        ring = service.ring(KEY_ID, "adapter-pga", "sync")
         export = Export(items)
-        run, state = adapter(export, tmp_path, sender(channel), registry.clock, oprf=oprf)
+        run, state = adapter(export, tmp_path, sender(channel), registry.clock, ring)
         first = run.sync(tmp_path / "x")
         again = run.sync(tmp_path / "x")
         moved = dataclasses.replace(items[7].person, surname="Jansen-de Vries")

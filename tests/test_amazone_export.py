@@ -162,13 +162,14 @@ def test_bsn_without_leading_zero_short_dates_and_lower_case_house_code() -> Non
     assert boeseken.advice == "Halt afgerond; bij recidive overleg met RvdK, naïeve meeloper."
 
 
-def test_an_eight_digit_bsn_gives_the_pseudonym_the_desk_gets_for_it(tmp_path: Path) -> None:
+def test_an_eight_digit_bsn_gives_the_pseudonym_the_desk_gets_for_it(
+    tmp_path: Path, ring: KeyRing
+) -> None:
     # The CLI refused 10000008, which this adapter reads as 010000008: one person, one pseudonym.
     from baken.pseudonym import bsn_pseudonyms
 
     export = _export(tmp_path, ";".join(COLUMNS) + ";", _row(BSN="10000008"))
     (record,) = _records(_read(export))
-    ring = KeyRing.generate("k1")
     assert record.person.bsn is not None
     assert bsn_pseudonyms(ring, record.person.bsn) == bsn_pseudonyms(ring, "10000008")
 
@@ -229,10 +230,11 @@ def test_bad_export_reports_every_bad_row_and_reads_on() -> None:
     ]
 
 
-def _sync(export: Path, tmp_path: Path) -> tuple[list[str], list[tuple[str, str | None, str]]]:
+def _sync(
+    export: Path, tmp_path: Path, ring: KeyRing
+) -> tuple[list[str], list[tuple[str, str | None, str]]]:
     """The framework over the export, with a registry that accepts everything: the record ids
     sent, and every problem reported."""
-    KeyRing.generate("a1").save(tmp_path / "keys.json")
     sent: list[str] = []
 
     def send(
@@ -245,7 +247,7 @@ def _sync(export: Path, tmp_path: Path) -> tuple[list[str], list[tuple[str, str 
     try:
         report = Adapter(
             AmazoneExport(),
-            ring=KeyRing.load(tmp_path / "keys.json"),
+            ring=ring,
             state=state,
             houses=load_houses(),
             clock=FixedClock(dt.datetime(2026, 11, 28, 11, 0, tzinfo=dt.UTC)),
@@ -256,17 +258,19 @@ def _sync(export: Path, tmp_path: Path) -> tuple[list[str], list[tuple[str, str 
     return sent, [(b.where, b.record_id, b.reason) for b in report.problems]
 
 
-def test_the_framework_accepts_every_record_of_the_export(tmp_path: Path) -> None:
-    sent, problems = _sync(FIXTURES / "export.csv", tmp_path)
+def test_the_framework_accepts_every_record_of_the_export(tmp_path: Path, ring: KeyRing) -> None:
+    sent, problems = _sync(FIXTURES / "export.csv", tmp_path, ring)
 
     assert problems == []
     assert len(sent) == 7
 
 
-def test_the_framework_rejects_the_future_date_the_adapter_let_through(tmp_path: Path) -> None:
+def test_the_framework_rejects_the_future_date_the_adapter_let_through(
+    tmp_path: Path, ring: KeyRing
+) -> None:
     export = tmp_path / "bad.csv"  # its footer corrected: the rows read are all there were
     export.write_bytes((FIXTURES / "bad.csv").read_bytes().replace(b": 25", b": 19"))
-    sent, problems = _sync(export, tmp_path)
+    sent, problems = _sync(export, tmp_path, ring)
 
     assert sent == ["AMZ-2024-000200", "AMZ-2024-000216", "AMZ-2024-000218"]
     assert (
@@ -276,10 +280,12 @@ def test_the_framework_rejects_the_future_date_the_adapter_let_through(tmp_path:
     ) in problems
 
 
-def test_the_framework_rejects_the_bsn_the_adapter_let_through(tmp_path: Path) -> None:
+def test_the_framework_rejects_the_bsn_the_adapter_let_through(
+    tmp_path: Path, ring: KeyRing
+) -> None:
     export = _export(tmp_path, HEADER, _row("AMZ-1", BSN="123456789"), "Aantal records: 1")
 
-    sent, [(where, record_id, reason)] = _sync(export, tmp_path)
+    sent, [(where, record_id, reason)] = _sync(export, tmp_path, ring)
 
     assert sent == []
     assert (where, record_id) == ("one.csv:2", "AMZ-1")
@@ -653,14 +659,16 @@ def test_reads_a_100k_row_export_quickly_without_holding_it(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("dropped", ["Registratienummer", "Achternaam", "Slagzin"])
-def test_a_row_with_a_missing_column_never_reports_its_bsn(tmp_path: Path, dropped: str) -> None:
+def test_a_row_with_a_missing_column_never_reports_its_bsn(
+    tmp_path: Path, ring: KeyRing, dropped: str
+) -> None:
     """The attack: with its first cell missing, the row's BSN stood where the id belongs and the
     report printed it as the record id. A row with a column too few or too many names no cell."""
     row = _row("AMZ-1", BSN="111222333", Geboortedatum="30-11-1987").split(";")
     del row[COLUMNS.index(dropped)]
     export = _export(tmp_path, HEADER, ";".join(row), "Aantal records: 1")
 
-    sent, problems = _sync(export, tmp_path)
+    sent, problems = _sync(export, tmp_path, ring)
 
     assert sent == []
     assert problems == [("one.csv:2", None, "column count: 13 columns, the header has 14")]

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from builders import Marking, Person
 from harness import ADAPTERS, secure_channel
+from pseudonymiser_harness import RunningPseudonymiser
 
 from baken import logs
 from baken.clock import AMSTERDAM, FixedClock
 from baken.keyring import KeyRing
+from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from cli.main import main, parser
 from dev.topology import free_port
@@ -29,9 +31,11 @@ REASON = "Decision due within 6 hours; the marking house cannot be reached at ni
 
 
 @pytest.fixture
-def key_file(tmp_path: Path) -> Path:
+def key_file(tmp_path: Path, pseudonymiser: RunningPseudonymiser) -> Path:
+    """An edge's key file: no secret, the run's pseudonymisation service's key k1."""
     path = tmp_path / "keys.json"
-    assert main(["keys", "init", "--key-file", str(path), "--key-id", "k1"]) == 0
+    init = ["keys", "init", "--key-file", str(path), "--key-id", "k1"]
+    assert main([*init, "--service", pseudonymiser.address]) == 0
     return path
 
 
@@ -53,7 +57,10 @@ def _sync(
     marking = Marking(
         Person(BSN), "rec-1", house=house, mark_date=a_month_ago, advice_date=a_month_ago
     )
-    change = marking.upsert(KeyRing.load(key_file))
+    (service,) = KeyRing.load(key_file).oprf.values()
+    with secure_channel(pki_dir, int(service.rsplit(":", 1)[1]), "adapter-pga") as channel:
+        oprf = ServiceOprf(lambda _address: channel, on_behalf_of="sync")
+        change = marking.upsert(KeyRing.load(key_file).served_by(oprf))
     port = int(registry.rsplit(":", 1)[1])
     with secure_channel(pki_dir, port, ADAPTERS[change.upsert.source_system]) as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
@@ -183,11 +190,25 @@ def test_missing_key_file_is_a_clear_error(
 
 
 def test_keys_rotate_through_add_and_retire(key_file: Path) -> None:
-    assert main(["keys", "add", "--key-file", str(key_file), "--key-id", "k2"]) == 0
-    assert list(KeyRing.load(key_file)) == ["k1", "k2"]
+    add = ["keys", "add", "--key-file", str(key_file), "--key-id", "k2"]
+    assert main([*add, "--service", "pseudonymiser.internal:50053"]) == 0
+    assert KeyRing.load(key_file).ids == ["k1", "k2"]
     assert main(["keys", "retire", "--key-file", str(key_file), "--key-id", "k1"]) == 0
-    assert list(KeyRing.load(key_file)) == ["k2"]
-    assert main(["keys", "init", "--key-file", str(key_file), "--key-id", "k3"]) == 2
+    assert KeyRing.load(key_file).ids == ["k2"]
+    init = ["keys", "init", "--key-file", str(key_file), "--key-id", "k3", "--service", "x:1"]
+    assert main(init) == 2  # the file exists
+
+
+def test_an_edge_key_file_holds_no_secret_unless_asked_for_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.json"
+    assert main(["keys", "init", "--key-file", str(path), "--key-id", "k1"]) == 2
+    assert "needs --service" in capsys.readouterr().err
+    assert not path.exists()
+    hmac = ["keys", "init", "--key-file", str(path), "--key-id", "k1", "--kind", "hmac"]
+    assert main(hmac) == 0  # only for the migration of an edge that still has one
+    assert list(KeyRing.load(path)) == ["k1"]
 
 
 def test_lookup_without_the_party_certificate_names_the_missing_file(

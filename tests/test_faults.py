@@ -130,11 +130,10 @@ def _markers(engine: Engine) -> list[tuple[str, str]]:
 
 
 def test_killed_during_a_sync_stream_the_next_sync_loses_and_doubles_nothing(
-    registry_process: RegistryProcess, tmp_path: Path, engines: object
+    registry_process: RegistryProcess, tmp_path: Path, engines: object, ring: KeyRing
 ) -> None:
     files, records = _pga_export(tmp_path)
     assert len(records) > 1000
-    ring = KeyRing.generate("k1")
     registry_process.start()
     failed: list[BaseException] = []
 
@@ -171,9 +170,8 @@ def test_killed_during_a_sync_stream_the_next_sync_loses_and_doubles_nothing(
 
 
 def test_killed_during_a_burst_of_look_ups_every_answer_has_its_entry(
-    registry_process: RegistryProcess, engines: object
+    registry_process: RegistryProcess, engines: object, ring: KeyRing
 ) -> None:
-    ring = KeyRing.generate("k1")
     registry_process.start()
     bsns = valid_bsns(40_000_000)
     persons = [Person(bsn=next(bsns)) for _ in range(20)]
@@ -241,9 +239,8 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
 
 
 def test_a_full_disk_refuses_writes_plainly_and_they_go_on_once_there_is_room(
-    tmp_path: Path, pki_dir: Path, engines: object
+    tmp_path: Path, pki_dir: Path, engines: object, ring: KeyRing
 ) -> None:
-    ring = KeyRing.generate("k1")
     with small_disk(tmp_path / "disk", "4m") as disk:
         url = db.sqlite_url(disk / "registry", "registry.db")
         registry = RegistryProcess(disk / "registry", url, pki_dir, tmp_path / "reg.log")
@@ -286,9 +283,8 @@ def test_a_full_disk_refuses_writes_plainly_and_they_go_on_once_there_is_room(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_restarted_under_load_the_registry_comes_back_by_itself(
-    registry_process: RegistryProcess, engines: object
+    registry_process: RegistryProcess, engines: object, ring: KeyRing
 ) -> None:
-    ring = KeyRing.generate("k1")
     registry_process.start()
     person = Person(bsn="111222333")
     codes: list[grpc.StatusCode] = []

@@ -203,7 +203,9 @@ def test_a_container_twice_is_a_bad_record(tmp_path: Path) -> None:
     assert bad == BadRecord("one.xml:3", "7", "plan-van-aanpak: appears 2 times")
 
 
-def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path: Path) -> None:
+def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(
+    tmp_path: Path, ring: KeyRing
+) -> None:
     """Through the shared framework (a fake registry that accepts everything): what the adapter
     leaves to the framework is caught there, the rest becomes markers of the right houses, and
     an export that breaks off (bad.xml as it is, then a house export cut off) changes nothing."""
@@ -221,7 +223,7 @@ def test_the_framework_syncs_the_fixtures_and_reports_every_bad_person(tmp_path:
     state = State(tmp_path / "gcos.state.db")
     adapter = Adapter(
         GcosExport(),
-        ring=KeyRing.generate("k1"),
+        ring=ring,
         state=state,
         houses=load_houses(),
         clock=FixedClock(dt.datetime(2024, 11, 4, 12, tzinfo=dt.UTC)),

@@ -81,9 +81,8 @@ def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, float]:
 
 
 def test_a_party_over_its_rate_is_told_when_to_come_back(
-    small_registry: int, pki_dir: Path
+    small_registry: int, pki_dir: Path, ring: KeyRing
 ) -> None:
-    ring = KeyRing.generate("k1")
     request = lookup_request(subject(ring, PERSON))
     with secure_channel(pki_dir, small_registry, KPC) as channel:
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
@@ -116,9 +115,8 @@ def test_a_party_over_its_rate_is_told_when_to_come_back(
 
 
 def test_an_oversized_message_is_refused_and_the_service_goes_on(
-    small_registry: int, pki_dir: Path
+    small_registry: int, pki_dir: Path, ring: KeyRing
 ) -> None:
-    ring = KeyRing.generate("k1")
     huge = pseudonym_pb2.Subject(
         pseudonyms=[pseudonym_pb2.Pseudonym(kind=1, key_id="k1", value=b"\x00" * 100_000)]
     )

@@ -44,12 +44,11 @@ def _subject(ring: KeyRing, oprf: ServiceOprf) -> pseudonym_pb2.Subject:
         pseudonyms=[
             pseudonym_pb2.Pseudonym(kind=p.kind, key_id=p.key_id, value=p.value)
             for p in person_pseudonyms(
-                ring,
+                ring.served_by(oprf),
                 bsn=PERSON.bsn,
                 surname=PERSON.surname,
                 birth_date=PERSON.birth_date,
                 today=TODAY,
-                oprf=oprf,
             )
         ]
     )
@@ -66,7 +65,7 @@ def test_a_rotation_to_an_oprf_key_keeps_every_lookup_hitting(
     desk = _oprf(registry.pki_dir, "zsm-midden-nederland-kpc", "kpc-0117")
     marking = Marking(PERSON, "pga-1")
     edge_keys = tmp_path / "edge-keys.json"
-    _keys(edge_keys, "init", "--key-id", "k1")
+    _keys(edge_keys, "init", "--kind", "hmac", "--key-id", "k1")
 
     def sync() -> registry_service_pb2.SyncMarkersResponse:
         record = marking.record(KeyRing.generate("k1"))

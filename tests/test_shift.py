@@ -16,8 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.sources import SOURCES
 from baken import sealed
@@ -45,7 +47,7 @@ from dev.shift import (
     delivered_keys,
     play_shift,
 )
-from dev.topology import zsm_desks
+from dev.topology import MOVED_CLOCK_RETENTION, zsm_desks
 from services.common import covenants
 from services.common.settings import FeedbackSettings, RegistrySettings
 from services.feedback.server import create_server as create_feedback
@@ -219,14 +221,17 @@ class Adapters:
 
 @contextlib.contextmanager
 def running_services(tmp_path: Path, pki_dir: Path) -> Iterator[Endpoints]:
-    """The registry and the feedback service in this process on the clock file (as `baken up`
-    will run them with BAKEN_CLOCK_FILE), and the adapters as processes of their own."""
+    """The pseudonymisation service, the registry and the feedback service in this process,
+    the latter two on the clock file and its retention schedule (as `baken up` runs them with
+    BAKEN_CLOCK_FILE), and the adapters as processes of their own."""
     houses_dir = tmp_path / "houses"
     sealed.init_house_keys(houses_dir, load_houses(), now=dt.datetime.now(dt.UTC))
     key_file = tmp_path / "edge-keys.json"
-    KeyRing.generate("k2026-11").save(key_file)
     clock_file = tmp_path / "clock"
     with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, MOVED_CLOCK_RETENTION))
+        service = stack.enter_context(running_pseudonymiser(tmp_path, pki_dir))
+        KeyRing({}, {KEY_ID: service.address}).save(key_file)
         registry = create_registry(
             RegistrySettings(
                 address="127.0.0.1:0",
@@ -318,6 +323,7 @@ def check_numbers(result: ShiftResult, *, overdue: bool) -> None:
     assert sum(result.advice_requested.values()) == 2
     assert len(result.advice_answered) == 1 and len(result.advice_overdue) == late
     assert result.clock_advanced_s == ADVANCE_S
+    assert result.markers_lapsed == late  # the demo's schedule: a day after the plan ended
     assert result.sync_checks >= sum(result.known_persons.values())
     kinds: Counter[str] = Counter()
     for per_kind in result.items.values():
@@ -386,7 +392,7 @@ def test_the_shift_refuses_services_whose_clock_was_moved(tmp_path: Path, pki_di
         deliveries={s: tmp_path / "deliveries" / s for s in SOURCES},
         clock_file=clock_file,
     )
-    KeyRing.generate("k1").save(endpoints.pseudonym_key_file)
+    KeyRing({}, {KEY_ID: "127.0.0.1:1"}).save(endpoints.pseudonym_key_file)
     with pytest.raises(ShiftError, match="clock was moved already"):
         play_shift(endpoints, io.StringIO())
     assert not (tmp_path / "sources").exists()

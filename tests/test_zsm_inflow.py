@@ -22,12 +22,9 @@ from pseudonymiser_harness import KEY_ID, running_pseudonymiser
 
 from adapters.zsm import Inflow, InflowReport, InflowState, export_bytes, request_key, shift
 from adapters.zsm.export import Decision, InflowRow
-from baken import pki
 from baken.client import RegistryClient, Suspect
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
-from baken.pseudonym import OprfEvaluator
-from baken.pseudonymiser_client import ServiceOprf
 from baken.registry.v1 import registry_service_pb2
 from cli.main import main
 
@@ -108,8 +105,7 @@ class Desk:
     source: Path
     stub: CountingFeedback
     chunk: int = 50
-    ring: KeyRing | None = None  # the feedback harness's HMAC ring unless given
-    oprf: OprfEvaluator | None = None
+    ring: KeyRing | None = None  # the feedback harness's ring unless given
 
     def run(
         self, rows: Sequence[InflowRow | list[str]] | None = None, *, data: bytes | None = None
@@ -119,7 +115,7 @@ class Desk:
         state = InflowState(self.state_path)
         try:
             inflow = Inflow(
-                ring=self.ring or self.feedback.ring,
+                ring=self.ring if self.ring is not None else self.feedback.ring,
                 state=state,
                 clock=self.feedback.registry.clock,
                 registry=self.registry,
@@ -128,7 +124,6 @@ class Desk:
                 location="ZSM Midden-Nederland",
                 sleep=lambda _: None,
                 chunk=self.chunk,
-                oprf=self.oprf,
             )
             return inflow.run(self.source)
         finally:
@@ -393,14 +388,11 @@ def test_under_an_oprf_key_a_monitor_is_one_call_and_is_not_pseudonymised_again(
     desk: Desk, tmp_path: Path
 ) -> None:
     rows = adults(12)
-    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    mark(desk.feedback, rows[0])  # under the run's key, which the desk keeps while it rotates
     registry = desk.feedback.registry
     with running_pseudonymiser(tmp_path, registry.pki_dir) as service:
-        desk.ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
-        credentials = pki.channel_credentials(pki.TlsFiles.of(registry.pki_dir, KPC_UTRECHT))
-        desk.oprf = ServiceOprf(
-            lambda address: grpc.secure_channel(address, credentials), on_behalf_of=ACCOUNT
-        )
+        new_key = service.ring(KEY_ID, KPC_UTRECHT, ACCOUNT)
+        desk.ring = new_key.with_oprf_key("k1", desk.feedback.ring.oprf["k1"])
         report = desk.run([*rows[:6], cells_of(rows[6], BSN="123456789"), *rows[7:]])
         again = desk.run()  # the monitor read again: its pseudonyms are remembered
         later = desk.run([*rows, decided(rows[0])])  # a decision for a case seen before
@@ -495,11 +487,10 @@ def test_the_cli_pseudonymises_through_the_service_under_an_oprf_key(
 ) -> None:
     start = real_time(desk) - dt.timedelta(hours=5)
     rows = [r for r in shift(seed=5, start=start, count=9, decided=0) if not r.minor][:3]
-    mark(desk.feedback, rows[0])  # under the HMAC key, which the desk keeps while it rotates
+    mark(desk.feedback, rows[0])  # under the run's key, which the desk keeps while it rotates
     desk.source.write_bytes(export_bytes(rows))
     with running_pseudonymiser(tmp_path, desk.feedback.registry.pki_dir) as service:
-        ring = KeyRing(dict(desk.feedback.ring.items()), {KEY_ID: service.address})
-        ring.save(tmp_path / "desk-keys.json")
+        desk.feedback.ring.with_oprf_key(KEY_ID, service.address).save(tmp_path / "desk-keys.json")
         status = main(cli_args(desk, tmp_path))
         calls = [
             (e.party_id, e.body["on_behalf_of"], e.body["purpose"], e.body["elements"])

@@ -40,7 +40,7 @@ from baken.client import RETRYABLE, Suspect, error_reason, subject_age, subject_
 from baken.clock import Clock
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
-from baken.pseudonym import Identifier, InvalidIdentifier, OprfEvaluator, pseudonymise
+from baken.pseudonym import Identifier, InvalidIdentifier, pseudonymise
 from baken.pseudonymiser_client import PER_CALL
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
@@ -183,13 +183,12 @@ class Inflow:
         case_format: re.Pattern[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chunk: int = LOOKUP_CHUNK,
-        oprf: OprfEvaluator | None = None,
     ) -> None:
-        """`oprf`: evaluates the ring's OPRF keys (baken/pseudonymiser_client.py).
-        `location`: the desk's ZSM location ("ZSM Midden-Nederland"): a row of another is
-        refused. `case_format`: the desk's case references as the party register has them."""
+        """`ring`: its OPRF keys are evaluated through its evaluator
+        (baken/pseudonymiser_client.py). `location`: the desk's ZSM location
+        ("ZSM Midden-Nederland"): a row of another is refused. `case_format`: the desk's case
+        references as the party register has them."""
         self._ring = ring
-        self._oprf = oprf
         self._state = state
         self._clock = clock
         self._registry = registry
@@ -285,7 +284,7 @@ class Inflow:
             found[at] = _Suspect(rows[at], subject, fingerprints(subject), age)
 
         def pseudonymise_chunk() -> None:
-            persons = pseudonymise(self._ring, [ids for ids, _ in chunk.values()], self._oprf)
+            persons = pseudonymise(self._ring, [ids for ids, _ in chunk.values()])
             for (person, (_, waiting)), pseudonyms in zip(chunk.items(), persons, strict=True):
                 subject = subject_proto(pseudonyms)
                 if oprf_keys:

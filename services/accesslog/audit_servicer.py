@@ -32,6 +32,7 @@ _OUTCOMES = {
     "review": pb.ACCESS_OUTCOME_REVIEW,
     "disclosed": pb.ACCESS_OUTCOME_SIGNALS_DISCLOSED,
     "aggregates": pb.ACCESS_OUTCOME_AGGREGATES_DISCLOSED,
+    "expired": pb.ACCESS_OUTCOME_EXPIRED,
 }
 MAX_PAGE = 1000
 FINDING = (10, 2000)
@@ -109,6 +110,7 @@ def access_entry(stored: StoredEntry) -> pb.AccessEntry:
         client_address=body.get("client_address", ""),
         decision=body.get("decision", ""),
         routed=[pb.RoutedItem(house=i["house"], kind=i["kind"]) for i in body.get("items", [])],
+        expired=body.get("expired", {}),
     )
     message.entry_time.FromDatetime(stored.time)
     return message

@@ -44,6 +44,8 @@ class _AccessOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessO
     """Signals of ZSM lookups handed to the feedback service (PullSignals)."""
     ACCESS_OUTCOME_AGGREGATES_DISCLOSED: _AccessOutcome.ValueType  # 9
     """Management information (ReportService): aggregates of a month, never persons."""
+    ACCESS_OUTCOME_EXPIRED: _AccessOutcome.ValueType  # 10
+    """The service removed what had its retention period (docs/RETENTION.md): see `expired`."""
 
 class AccessOutcome(_AccessOutcome, metaclass=_AccessOutcomeEnumTypeWrapper):
     """What an access-log entry records."""
@@ -64,6 +66,8 @@ ACCESS_OUTCOME_SIGNALS_DISCLOSED: AccessOutcome.ValueType  # 8
 """Signals of ZSM lookups handed to the feedback service (PullSignals)."""
 ACCESS_OUTCOME_AGGREGATES_DISCLOSED: AccessOutcome.ValueType  # 9
 """Management information (ReportService): aggregates of a month, never persons."""
+ACCESS_OUTCOME_EXPIRED: AccessOutcome.ValueType  # 10
+"""The service removed what had its retention period (docs/RETENTION.md): see `expired`."""
 Global___AccessOutcome: _TypeAlias = AccessOutcome  # noqa: Y015
 
 @_typing.final
@@ -128,6 +132,26 @@ class AccessEntry(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ExpiredEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     ENTRY_TIME_FIELD_NUMBER: _builtins.int
@@ -155,6 +179,7 @@ class AccessEntry(_message.Message):
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     ROUTED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"accessEntries/{sequence}"."""
     sequence: _builtins.int
@@ -208,6 +233,10 @@ class AccessEntry(_message.Message):
     def routed(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutedItem]:
         """Which house got which kind of item; never an item's content."""
 
+    @_builtins.property
+    def expired(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """For an EXPIRED entry: what went, kind -> count ("markers_lapsed", "access_log", ...)."""
+
     def __init__(
         self,
         *,
@@ -238,10 +267,11 @@ class AccessEntry(_message.Message):
         client_address: _builtins.str = ...,
         decision: _builtins.str = ...,
         routed: _abc.Iterable[Global___RoutedItem] | None = ...,
+        expired: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entry_time", b"entry_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "decision", b"decision", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "entry_time", b"entry_time", "name", b"name", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "routed", b"routed", "sequence", b"sequence", "span_id", b"span_id", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_query", b"audit_query", "break_glass_reason", b"break_glass_reason", "case_reference", b"case_reference", "client_address", b"client_address", "covenants", b"covenants", "data_subject", b"data_subject", "decision", b"decision", "denial_reason", b"denial_reason", "disclosed", b"disclosed", "entry_time", b"entry_time", "expired", b"expired", "name", b"name", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "organisation", b"organisation", "outcome", b"outcome", "party", b"party", "processing_activity", b"processing_activity", "purpose", b"purpose", "request_id", b"request_id", "review_finding", b"review_finding", "reviews_sequence", b"reviews_sequence", "role", b"role", "routed", b"routed", "sequence", b"sequence", "span_id", b"span_id", "trace_id", b"trace_id", "withheld", b"withheld"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
