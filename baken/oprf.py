@@ -150,6 +150,29 @@ def finalize(blinded: Blinded, evaluated_element: bytes) -> bytes:
     return _finalize_hash(blinded.input, unblinded)
 
 
+def finalize_batch(blinded: Sequence[Blinded], evaluated_elements: Sequence[bytes]) -> list[bytes]:
+    """`finalize` of each pair, with one scalar inversion for the whole batch (Montgomery's
+    trick: three scalar products an element instead of an inversion, which costs about as much
+    as a scalar multiplication). The outputs are the same."""
+    if len(blinded) != len(evaluated_elements):
+        raise InvalidElement("another number of evaluated elements than blinded ones")
+    if not blinded:
+        return []
+    mul = rbcl.crypto_core_ristretto255_scalar_mul
+    prefix = [blinded[0].blind]  # prefix[i]: the product of the first i + 1 blinds
+    for b in blinded[1:]:
+        prefix.append(bytes(mul(prefix[-1], b.blind)))
+    running = bytes(rbcl.crypto_core_ristretto255_scalar_invert(prefix[-1]))
+    outputs: list[bytes] = [b""] * len(blinded)
+    for i in range(len(blinded) - 1, -1, -1):
+        inverse = bytes(mul(running, prefix[i - 1])) if i else running
+        if i:
+            running = bytes(mul(running, blinded[i].blind))
+        element = check_element(evaluated_elements[i])
+        outputs[i] = _finalize_hash(blinded[i].input, _mult(inverse, element))
+    return outputs
+
+
 def evaluate(secret: bytes, message: bytes, mode: int = MODE_OPRF) -> bytes:
     """The PRF computed directly by the key's holder: what finalize gives the client."""
     element = hash_to_group(message, mode)

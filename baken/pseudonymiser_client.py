@@ -75,4 +75,4 @@ def _finalized(
     response = future.result()
     if len(response.evaluated_elements) != len(blinded):
         raise oprf.InvalidElement("the service answered another number of elements")
-    return [oprf.finalize(b, e) for b, e in zip(blinded, response.evaluated_elements, strict=True)]
+    return oprf.finalize_batch(blinded, response.evaluated_elements)

@@ -51,6 +51,7 @@ def test_blind_evaluate_finalize_give_the_rfcs_values(mode: int, vector: dict[st
     assert evaluated == _items("EvaluationElement", vector)
     outputs = [oprf.finalize(b, e) for b, e in zip(blinded, evaluated, strict=True)]
     assert outputs == _items("Output", vector)
+    assert oprf.finalize_batch(blinded, evaluated) == outputs
     assert [oprf.evaluate(secret, i, mode) for i in inputs] == outputs
     if len(inputs) == 1:
         assert oprf.blind_evaluate(secret, blinded[0].element) == evaluated[0]
@@ -106,3 +107,23 @@ def test_different_keys_and_inputs_give_different_outputs(message: bytes, other:
     assert oprf.evaluate(one, message) != oprf.evaluate(two, message)
     if other != message:
         assert oprf.evaluate(one, message) != oprf.evaluate(one, other)
+
+
+@settings(max_examples=30, deadline=None)
+@given(messages=st.lists(st.binary(max_size=32), max_size=12))
+def test_a_batch_finalized_with_one_inversion_gives_each_ones_output(
+    messages: list[bytes],
+) -> None:
+    secret = oprf.random_scalar()
+    blinded = [oprf.blind(m) for m in messages]
+    evaluated = oprf.blind_evaluate_batch(secret, [b.element for b in blinded])
+    assert oprf.finalize_batch(blinded, evaluated) == [oprf.evaluate(secret, m) for m in messages]
+
+
+def test_a_batch_answer_of_another_length_or_with_no_element_is_refused() -> None:
+    blinded = [oprf.blind(b"a"), oprf.blind(b"b")]
+    evaluated = oprf.blind_evaluate_batch(oprf.random_scalar(), [b.element for b in blinded])
+    with pytest.raises(oprf.InvalidElement):
+        oprf.finalize_batch(blinded, evaluated[:1])
+    with pytest.raises(oprf.InvalidElement):
+        oprf.finalize_batch(blinded, [evaluated[0], b"\x00" * 32])
