@@ -120,11 +120,18 @@ def pseudonymiser(
         yield running
 
 
+@pytest.fixture(scope="session")
+def _remembered() -> dict[bytes, bytes]:
+    return {}
+
+
 @pytest.fixture
-def ring(pseudonymiser: RunningPseudonymiser) -> KeyRing:
+def ring(pseudonymiser: RunningPseudonymiser, _remembered: dict[bytes, bytes]) -> KeyRing:
     """The test's pseudonym key ring: one OPRF key, k1, of the run's pseudonymisation service,
-    evaluated through the GCOS adapter's certificate (its allowance covers the whole run)."""
-    return pseudonymiser.ring(RING_KEY_ID, "adapter-gcos", "test")
+    evaluated through the GCOS adapter's certificate (its allowance covers the whole run). The
+    run's edges remember the pseudonyms they were given (one key, one service: the output of
+    an input never changes) and ask the service for new persons only."""
+    return pseudonymiser.ring(RING_KEY_ID, "adapter-gcos", "test", _remembered)
 
 
 @pytest.fixture

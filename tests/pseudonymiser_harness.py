@@ -52,15 +52,19 @@ class RunningPseudonymiser:
     def stub_for(self, party: str) -> pb_grpc.PseudonymiserServiceStub:
         return pb_grpc.PseudonymiserServiceStub(self._channel(party))
 
-    def ring(self, key_id: str, party: str, user: str) -> KeyRing:
+    def ring(
+        self, key_id: str, party: str, user: str, remembered: dict[bytes, bytes] | None = None
+    ) -> KeyRing:
         """An edge's ring of this service's key `key_id`, served as `party` for `user` (its
         client reaches any local service the ring names). Its calls take turns: a test's many
-        threads must not spend the party's allowance of calls in flight."""
+        threads must not spend the party's allowance of calls in flight. With `remembered`,
+        the edge keeps each output it was given there (input -> output) and asks the service
+        for new inputs only, as an adapter's state file does."""
         oprf = ServiceOprf(
             lambda address: self._channel(party, int(address.rsplit(":", 1)[1])),
             on_behalf_of=user,
         )
-        return KeyRing({}, {key_id: self.address}).served_by(_OneAtATime(oprf))
+        return KeyRing({}, {key_id: self.address}).served_by(_OneAtATime(oprf, remembered))
 
     def log_entries(self) -> list[access_log.StoredEntry]:
         engine: Engine = db.make_engine(self.settings.resolved_database_url())
@@ -79,11 +83,18 @@ class RunningPseudonymiser:
 @dataclass
 class _OneAtATime:
     evaluator: OprfEvaluator
+    remembered: dict[bytes, bytes] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def outputs(self, key_id: str, service: str, inputs: Sequence[bytes]) -> list[bytes]:
         with self.lock:
-            return self.evaluator.outputs(key_id, service, inputs)
+            if self.remembered is None:
+                return self.evaluator.outputs(key_id, service, inputs)
+            known = self.remembered
+            new = list(dict.fromkeys(i for i in inputs if i not in known))
+            if new:
+                known.update(zip(new, self.evaluator.outputs(key_id, service, new), strict=True))
+            return [known[i] for i in inputs]
 
 
 @contextlib.contextmanager
