@@ -70,23 +70,43 @@ def _channel(port: int, party: str = PARTY) -> grpc.Channel:
 
 
 def closed_loop(
-    port: int, method: str, requests: list[bytes], clients: int, seconds: float, warmup: float
+    port: int,
+    method: str,
+    requests: list[bytes],
+    clients: int,
+    seconds: float,
+    warmup: float,
+    connections: int = 0,
 ) -> UnaryResult:
     """`clients` concurrent callers (asyncio tasks: the cheapest Python client here) on one
-    channel per desk of DESKS, in turn, each calling again as soon as its previous call
-    returned."""
+    channel per desk of DESKS (or `connections` channels, the desks in turn), each calling
+    again as soon as its previous call returned."""
     cpu = time.process_time()
-    result = asyncio.run(_closed_loop(port, method, requests, clients, seconds, warmup))
+    result = asyncio.run(
+        _closed_loop(port, method, requests, clients, seconds, warmup, connections)
+    )
     result.client_cpu = (time.process_time() - cpu) / (seconds + warmup)
     return result
 
 
 async def _closed_loop(
-    port: int, method: str, requests: list[bytes], clients: int, seconds: float, warmup: float
+    port: int,
+    method: str,
+    requests: list[bytes],
+    clients: int,
+    seconds: float,
+    warmup: float,
+    connections: int,
 ) -> UnaryResult:
+    count = min(clients, connections or len(DESKS))
+    # A channel option of its own per channel: channels with equal options share a connection.
     channels = [
-        grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials(desk), options=CHANNEL_OPTIONS)
-        for desk in DESKS[: max(1, min(clients, len(DESKS)))]
+        grpc.aio.secure_channel(
+            f"127.0.0.1:{port}",
+            credentials(DESKS[i % len(DESKS)]),
+            options=[*CHANNEL_OPTIONS, ("baken.bench.connection", i)],
+        )
+        for i in range(max(1, count))
     ]
     try:
         calls = [
@@ -246,11 +266,11 @@ def worker(conn: multiprocessing.connection.Connection) -> None:
         elif command == "sync":
             conn.send(sync_markers(args, workload.sync_messages))
         elif command == "unary":
-            port, method, clients, seconds, warmup = args
+            port, method, clients, seconds, warmup, *connections = args
             # The same requests for both: the echo server answers with the request's bytes.
             requests = workload.lookup_requests(20_000)
             path = SERVICE + "Lookup" if method == "lookup" else ECHO_METHOD
-            conn.send(closed_loop(port, path, requests, clients, seconds, warmup))
+            conn.send(closed_loop(port, path, requests, clients, seconds, warmup, *connections))
         elif command == "batch":
             port, streams, per_message, seconds = args
             conn.send(

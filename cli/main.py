@@ -89,9 +89,19 @@ def _serve(args: argparse.Namespace) -> None:
             PseudonymiserSettings(**{k: v for k, v in options.items() if v is not None})
         )
         return
-    from services.registry.server import serve
+    from services.registry.server import prepare, serve
 
-    serve(registry_settings(**options))
+    settings = registry_settings(**options)
+    if args.instances < 1:
+        raise UserError("--instances: 1 or more")
+    if args.instances == 1:
+        serve(settings)
+        return
+    from services.instances import serve_instances
+
+    code = serve_instances(settings, args.instances, command=["serve", "registry"], prepare=prepare)
+    if code:
+        raise SystemExit(code)
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -232,6 +242,13 @@ def parser() -> argparse.ArgumentParser:
         help="start although the audit signing key lies in the data dir, where a copy of the "
         "database can re-sign a rewritten access log (env BAKEN_<SERVICE>_ALLOW_SIGNING_KEY_IN_"
         "DATA_DIR)",
+    )
+    serve.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="(registry) processes sharing the address and the database, one core each "
+        "(docs/DEPLOYMENT.md); the metrics endpoint of instance i on its port + i",
     )
     serve.set_defaults(run=_serve)
 

@@ -374,6 +374,7 @@ def create_grpc_server(
     options: list[tuple[str, Any]] | None = None,
     metrics: Metrics | None = None,
     routine: Collection[str] = (),
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A sync server with the interceptor, health checking and reflection for service_names.
     A message over the size limit is refused by gRPC itself (RESOURCE_EXHAUSTED); `admission`
@@ -386,11 +387,12 @@ def create_grpc_server(
             max_workers=max_workers + RESERVED_WORKERS, thread_name_prefix="rpc"
         ),
         interceptors=[ErrorAndLogInterceptor(admission, metrics, routine)],
-        # No SO_REUSEPORT: a second server on a port in use must fail, not silently share it.
-        # Clients ping idle connections (baken.client.connect, every 60 s): allow it, or the
-        # server answers a long-lived stream's pings with GOAWAY "too_many_pings".
+        # SO_REUSEPORT only for instances that share the address on purpose: otherwise a
+        # second server on a port in use must fail, not silently share it. Clients ping idle
+        # connections (baken.client.connect, every 60 s): allow it, or the server answers a
+        # long-lived stream's pings with GOAWAY "too_many_pings".
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
             ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_receive_message_length", max_message_bytes),

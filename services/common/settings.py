@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
     rate_scale: float = Field(default=1.0, gt=0)
     # A stream that sends no first message for this long is refused (DEADLINE_EXCEEDED).
     first_message_seconds: float = Field(default=FIRST_MESSAGE_SECONDS, gt=0)
+    # Share the address with the other instances of this service on this machine
+    # (SO_REUSEPORT); set by `baken serve --instances` for its children. Off, a second server
+    # on a port in use fails instead of silently sharing it.
+    reuse_port: bool = False
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir, f"{self.SERVICE}.db")

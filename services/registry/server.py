@@ -109,6 +109,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
         metrics=metrics,
         # The feedback service polls every second: ~86,000 log lines a day that say nothing.
         routine=[f"/{SERVICE_NAME}/PullSignals"],
+        reuse_port=settings.reuse_port,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(sync, lookups, signals, register=policy.covenants), server
@@ -171,6 +172,20 @@ def _at_rest_keys(path: Path, clock: Clock, engine: Engine) -> KeyRing:
             "created a new at-rest key ring; back it up apart from the database", path=str(path)
         )
     return ring
+
+
+def prepare(settings: RegistrySettings) -> None:
+    """What create_server makes when it is absent, made once: the at-rest keys, the signing
+    key and the schema. Instances that start together would race to make them."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = clock_from_env()
+    engine = db.make_engine(settings.resolved_database_url(), pool_size=1)
+    try:
+        sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
+        service_access_log(settings, clock)
+        db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
+    finally:
+        engine.dispose()
 
 
 def serve(settings: RegistrySettings) -> None:
