@@ -41,6 +41,7 @@ class UnaryResult:
     p50_ms: float
     p99_ms: float
     client_cpu: float  # cores the load process used while measuring
+    first_error: str = ""  # the status code of the first failed call
 
     @property
     def qps(self) -> float:
@@ -121,6 +122,7 @@ async def _closed_loop(
         stop_at = measure_from + seconds
         latencies: list[list[float]] = [[] for _ in range(clients)]
         errors = [0] * clients
+        first_error: list[str] = []
 
         async def client(i: int) -> None:
             call = calls[i % len(calls)]
@@ -133,8 +135,10 @@ async def _closed_loop(
                     return
                 try:
                     await call(requests[n % size], timeout=DEADLINE)
-                except grpc.RpcError:
+                except grpc.RpcError as error:
                     errors[i] += 1
+                    if not first_error:
+                        first_error.append(f"{error.code().name}: {error.details()}")
                 t1 = time.perf_counter()
                 if t0 >= measure_from:
                     mine.append(t1 - t0)
@@ -152,6 +156,7 @@ async def _closed_loop(
         p50_ms=_percentile(samples, 0.50) * 1000,
         p99_ms=_percentile(samples, 0.99) * 1000,
         client_cpu=0.0,
+        first_error=first_error[0] if first_error else "",
     )
 
 
