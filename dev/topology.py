@@ -614,50 +614,49 @@ class Topology:
             )
 
     def _await_healthy(self, child: Supervised, target: str) -> None:
+        """Until the service at `target` reports SERVING to its health check."""
         tls = TlsFiles.of(self.run_dir / "pki", OPERATOR)
-        deadline = time.monotonic() + START_TIMEOUT_S
         status = "not asked"
-        while True:
-            if self._interrupted:
-                raise Interrupted(f"interrupted while {child.name} was starting")
-            code = child.exit_code()
-            if code is not None:
-                raise TopologyError(
-                    f"{child.name} exited with {describe_exit(code)} while starting. Last lines "
-                    f"of {child.log_file}:\n{child.tail()}"
-                )
+
+        def serving() -> bool:
+            nonlocal status
             status = health_status(target, tls, timeout=1.0)
-            if status == SERVING:
-                return
-            if time.monotonic() > deadline:
-                raise TopologyError(
-                    f"{child.name} at {target}: not {SERVING} within {START_TIMEOUT_S:g} s "
-                    f"({status}). Last lines of {child.log_file}:\n{child.tail()}"
-                )
-            time.sleep(0.1)
+            return status == SERVING
+
+        self._await(child, serving, lambda: f"at {target}: not {SERVING} ({status})")
 
     def _await_http(self, child: Supervised, url: str) -> None:
         """Until GET `url` answers 200 (the desk's screen listens)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self._interrupted:
-                raise Interrupted(f"interrupted while {child.name} was starting")
-            code = child.exit_code()
-            if code is not None:
-                raise TopologyError(
-                    f"{child.name} exited with {describe_exit(code)} while starting. Last lines "
-                    f"of {child.log_file}:\n{child.tail()}"
-                )
+
+        def listening() -> bool:
             with (
                 contextlib.suppress(OSError),
                 urllib.request.urlopen(url, timeout=1.0) as answer,  # noqa: S310 (our own)
             ):
-                if answer.status == 200:
-                    return
+                return bool(answer.status == 200)
+            return False
+
+        self._await(child, listening, lambda: f"at {url}: not listening")
+
+    def _await(self, child: Supervised, ready: Callable[[], bool], late: Callable[[], str]) -> None:
+        """Until `ready()`; TopologyError with `late()` and the child's last lines when it
+        exits first or START_TIMEOUT_S pass, Interrupted at Ctrl-C."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._interrupted:
+                raise Interrupted(f"interrupted while {child.name} was starting")
+            code = child.exit_code()
+            if code is not None:
+                raise TopologyError(
+                    f"{child.name} exited with {describe_exit(code)} while starting. Last lines "
+                    f"of {child.log_file}:\n{child.tail()}"
+                )
+            if ready():
+                return
             if time.monotonic() > deadline:
                 raise TopologyError(
-                    f"{child.name} at {url}: not listening within {START_TIMEOUT_S:g} s. Last "
-                    f"lines of {child.log_file}:\n{child.tail()}"
+                    f"{child.name} {late()} within {START_TIMEOUT_S:g} s. Last lines of "
+                    f"{child.log_file}:\n{child.tail()}"
                 )
             time.sleep(0.1)
 

@@ -109,7 +109,7 @@ def test_an_expired_month_goes_whole_and_the_months_kept_count_as_before(engine:
         clock,
         schedule,
         party_id="feedback",
-        kinds=lambda connection, now: retention.expire(connection, now, schedule),
+        kinds=retention.expire,
     )
 
     assert expirer.expire() == {"decisions": 2 + 3, "inflow": 2 + 3}

@@ -22,8 +22,8 @@ RETENTION_ACTIVITY = "baken:bewaartermijn"
 EXPIRED = "expired"
 log = structlog.get_logger("baken.retention")
 
-# Removes each kind's rows that had their period: kind -> how many went.
-Kinds = Callable[[Connection, dt.datetime], dict[str, int]]
+# Removes each kind's rows that had their period under the schedule: kind -> how many went.
+Kinds = Callable[[Connection, dt.datetime, RetentionSettings], dict[str, int]]
 # The first access-log entry another table still names (the log keeps it and what follows).
 Keeps = Callable[[Connection], int | None]
 
@@ -37,7 +37,7 @@ class Expirer:
         schedule: RetentionSettings,
         *,
         party_id: str,
-        kinds: Kinds,
+        kinds: Kinds = lambda _connection, _now, _schedule: {},
         keeps: Keeps = lambda _: None,
     ) -> None:
         self._engine = engine
@@ -63,7 +63,7 @@ class Expirer:
         # when another writer committed in between.
         with db.write_transaction(self._engine) as connection:
             now = self._clock.now()
-            counts = self._kinds(connection, now)
+            counts = self._kinds(connection, now, self._schedule)
             before = month_cutoff(now, self._schedule.access_log_months)
             expired = self._log.expire(connection, before, now, keep_from=self._keeps(connection))
             if expired is not None:

@@ -181,14 +181,13 @@ def create_server(settings: FeedbackSettings, clock: Clock | None = None) -> Fee
         clock,
         metrics_server,
     )
-    schedule = RetentionSettings()
     running.expirer = Expirer(
         engine,
         access_log,
         clock,
-        schedule,
+        RetentionSettings(),
         party_id=settings.party,
-        kinds=lambda connection, now: retention.expire(connection, now, schedule),
+        kinds=retention.expire,
     )
     return running
 

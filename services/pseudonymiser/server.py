@@ -3,11 +3,9 @@ its own database (access log and rate buckets), on the same stack as the registr
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import structlog
-from sqlalchemy import Connection
 
 from baken import pki
 from baken.clock import Clock, clock_from_env
@@ -69,17 +67,11 @@ def create_server(settings: PseudonymiserSettings, clock: Clock | None = None) -
         server, settings.address, tls, settings.metrics_address, metrics, policy
     )
     log.info("pseudonymiser ready", port=port, keys=keys.ids(), schema=revision)
-    expirer = Expirer(
-        engine, access_log, clock, RetentionSettings(), party_id=settings.party, kinds=_nothing
-    )
+    # The service keeps nothing but its access log.
+    expirer = Expirer(engine, access_log, clock, RetentionSettings(), party_id=settings.party)
     return RunningService(
         server, port, health_servicer, engine, access_log, clock, metrics_server, expirer
     )
-
-
-def _nothing(connection: Connection, now: dt.datetime) -> dict[str, int]:
-    """The service keeps nothing but its access log."""
-    return {}
 
 
 def serve(settings: PseudonymiserSettings) -> None:

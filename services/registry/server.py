@@ -22,6 +22,7 @@ from services.accesslog.audit_servicer import AuditServicer
 from services.accesslog.expiry import Expirer
 from services.accesslog.inquiry import unknown_party
 from services.accesslog.signed_heads import SignedHeads
+from services.accesslog.store import AccessLog
 from services.common import covenants, db
 from services.common.access import AccessPolicy
 from services.common.at_rest import Sealer
@@ -84,9 +85,7 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     houses = load_houses()
     policy = AccessPolicy(covenants.load(settings.covenants_dir, houses), houses)
     engine = db.make_engine(settings.resolved_database_url(), pool_size=settings.max_workers)
-    sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
-    access_log = service_access_log(settings, clock)
-    revision = db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
+    sealer, access_log, revision = _made(settings, engine, clock)
     sync = MarkerSync(engine, houses, clock, policy=policy, sealer=sealer, log=access_log)
     denials = Denials(engine, access_log, clock)
     lookups = Lookups(engine, clock, policy=policy, sealer=sealer, log=access_log, denials=denials)
@@ -142,14 +141,13 @@ def create_server(settings: RegistrySettings, clock: Clock | None = None) -> Reg
     running = RegistryServer(
         server, port, health_servicer, engine, access_log, clock, metrics_server, denials=denials
     )
-    schedule = RetentionSettings()
     running.expirer = Expirer(
         engine,
         access_log,
         clock,
-        schedule,
+        RetentionSettings(),
         party_id=settings.party,
-        kinds=lambda connection, now: retention.expire(connection, now, schedule),
+        kinds=retention.expire,
         keeps=_first_signalled,
     )
     return running
@@ -178,14 +176,21 @@ def prepare(settings: RegistrySettings) -> None:
     """What create_server makes when it is absent, made once: the at-rest keys, the signing
     key and the schema. Instances that start together would race to make them."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    clock = clock_from_env()
     engine = db.make_engine(settings.resolved_database_url(), pool_size=1)
     try:
-        sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
-        service_access_log(settings, clock)
-        db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
+        _made(settings, engine, clock_from_env())
     finally:
         engine.dispose()
+
+
+def _made(
+    settings: RegistrySettings, engine: Engine, clock: Clock
+) -> tuple[Sealer, AccessLog, str]:
+    """The at-rest keys and the access log's signing key, each made when absent, and the
+    schema at head: what the registry needs before it serves."""
+    sealer = Sealer(_at_rest_keys(settings.resolved_at_rest_key_file(), clock, engine))
+    access_log = service_access_log(settings, clock)
+    return sealer, access_log, db.upgrade_to_head(MIGRATIONS, engine, sealer=sealer)
 
 
 def serve(settings: RegistrySettings) -> None:
