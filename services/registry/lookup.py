@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from baken.clock import Clock
 from baken.errors import PermissionDenied
@@ -63,7 +64,7 @@ class Lookups:
         log: AccessLog,
         denials: Denials,
     ) -> None:
-        self._engine = engine
+        self._writes = db.group_commit(engine)
         self._denials = denials
         self._finder = repository.Finder(engine)
         self._clock = clock
@@ -77,7 +78,8 @@ class Lookups:
         """Look each person up nationwide and show what the covenants let the caller see.
 
         Every answer and every denial is written to the access log in the transaction that
-        reads the markers; if the entry cannot be written, nobody gets an answer. A denial of
+        reads the markers, which the look-ups of the moment share (db.GroupCommit); if the
+        entry cannot be written, nobody gets an answer. A denial of
         the whole call (no covenant grants the purpose) raises PermissionDenied, once logged.
         A ZSM desk's lookup at intake or decision that finds markers signals their houses, in
         the same transaction (services/registry/signals.py)."""
@@ -89,72 +91,86 @@ class Lookups:
         except PermissionDenied as denied:
             self._denials.write([_denied(inquiry, q, now, denied.reason) for q in questions])
             raise
+        return self._writes.run(
+            functools.partial(self._answer, inquiry=inquiry, scope=scope, questions=questions)
+        )
+
+    def _answer(
+        self,
+        connection: Connection,
+        *,
+        inquiry: Inquiry,
+        scope: Scope,
+        questions: Sequence[Question],
+    ) -> list[Answer]:
+        # The time of the transaction that logs the answers, so that the log's times follow
+        # its order within a process.
+        now, today = self._clock.now(), self._clock.today()
         break_glass = inquiry.break_glass_reason is not None
         location = (
             self._zsm_locations.get(inquiry.caller.id)
             if inquiry.purpose in signals.SIGNAL_PURPOSES
             else None
         )
-        with db.write_transaction(self._engine) as connection:
-            asked = [q for q in questions if _has_case(inquiry, q)]
-            rows = self._finder.find(
-                connection, list(dict.fromkeys(v for q in asked for v in q.values))
+        asked = [q for q in questions if _has_case(inquiry, q)]
+        rows = self._finder.find(
+            connection, list(dict.fromkeys(v for q in asked for v in q.values))
+        )
+        by_value: dict[bytes, list[repository.Found]] = {}
+        for row in rows:
+            by_value.setdefault(row.value, []).append(row)
+        answers: list[Answer] = []
+        entries: list[Entry] = []
+        # The lookups that found markers, by the index of their entry.
+        flowed_in: dict[int, signals.FlowedIn] = {}
+        for q in questions:
+            if not _has_case(inquiry, q):
+                answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass, now))
+                entries.append(_denied(inquiry, q, now, CASE_REFERENCE_REQUIRED.reason))
+                continue
+            found = [row for v in q.values for row in by_value.get(v, ())]
+            disclosure = disclose(
+                found,
+                scope,
+                today,
+                self._sealer,
+                minor=q.age == "minor",
+                break_glass=break_glass,
             )
-            by_value: dict[bytes, list[repository.Found]] = {}
-            for row in rows:
-                by_value.setdefault(row.value, []).append(row)
-            answers: list[Answer] = []
-            entries: list[Entry] = []
-            # The lookups that found markers, by the index of their entry.
-            flowed_in: dict[int, signals.FlowedIn] = {}
-            for q in questions:
-                if not _has_case(inquiry, q):
-                    answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass, now))
-                    entries.append(_denied(inquiry, q, now, CASE_REFERENCE_REQUIRED.reason))
-                    continue
-                found = [row for v in q.values for row in by_value.get(v, ())]
-                disclosure = disclose(
-                    found,
-                    scope,
-                    today,
-                    self._sealer,
-                    minor=q.age == "minor",
-                    break_glass=break_glass,
+            answers.append(Answer(disclosure, None, 0, break_glass, now))
+            if location is not None and disclosure.found:
+                # Every marker found, whether or not the caller may see it: the house is
+                # to hear that its person flowed in.
+                markers = {row.uid: (row.house_id, row.source_record_id) for row in found}
+                flowed_in[len(entries)] = signals.FlowedIn(
+                    sorted(markers.values()), q.case_reference
                 )
-                answers.append(Answer(disclosure, None, 0, break_glass, now))
-                if location is not None and disclosure.found:
-                    # Every marker found, whether or not the caller may see it: the house is
-                    # to hear that its person flowed in.
-                    markers = {row.uid: (row.house_id, row.source_record_id) for row in found}
-                    flowed_in[len(entries)] = signals.FlowedIn(
-                        sorted(markers.values()), q.case_reference
-                    )
-                entries.append(
-                    entry(
-                        inquiry,
-                        now,
-                        _outcome(disclosure, break_glass),
-                        subject=q.values,
-                        case_reference=q.case_reference,
-                        covenants=scope.covenants,
-                        # Which of the subject's pseudonyms found a marker: what a sweep counts.
-                        matched=[v.hex() for v in dict.fromkeys(q.values) if v in by_value],
-                        # The age the caller claimed (the disclosure says whether a source
-                        # knew better).
-                        subject_age=q.age,
-                        **disclosure.log_fields(),
-                    )
-                )
-            sequences = self._log.append(connection, entries, now)
-            if flowed_in:
-                assert location is not None
-                signals.record(
-                    connection,
-                    list(flowed_in.values()),
-                    [sequences[i] for i in flowed_in],
-                    location,
+            entries.append(
+                entry(
+                    inquiry,
                     now,
+                    _outcome(disclosure, break_glass),
+                    subject=q.values,
+                    case_reference=q.case_reference,
+                    covenants=scope.covenants,
+                    # Which of the subject's pseudonyms found a marker: what a sweep counts.
+                    matched=[v.hex() for v in dict.fromkeys(q.values) if v in by_value],
+                    # The age the caller claimed (the disclosure says whether a source
+                    # knew better).
+                    subject_age=q.age,
+                    **disclosure.log_fields(),
                 )
+            )
+        sequences = self._log.append(connection, entries, now)
+        if flowed_in:
+            assert location is not None
+            signals.record(
+                connection,
+                list(flowed_in.values()),
+                [sequences[i] for i in flowed_in],
+                location,
+                now,
+            )
         return [
             dataclasses.replace(a, sequence=seq) for a, seq in zip(answers, sequences, strict=True)
         ]
