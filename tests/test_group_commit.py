@@ -1,5 +1,5 @@
-"""db.GroupCommit: writers that queue while a transaction commits share the next one, each in a
-savepoint of its own; nobody hears "written" of what was not committed."""
+"""db.GroupCommit: writers that queue while a transaction commits share the next one; a refused
+request is its caller's alone; nobody hears "written" of what was not committed."""
 
 from __future__ import annotations
 
@@ -29,14 +29,12 @@ def written(engine: Engine) -> set[int]:
         return {row[0] for row in connection.execute(text("SELECT n FROM written"))}
 
 
-def insert(n: int) -> Callable[[Connection], int]:
-    def work(connection: Connection) -> int:
-        connection.execute(text("INSERT INTO written (n) VALUES (:n)"), {"n": n})
-        if n == 3:
-            raise ValueError("the third writer's own mistake")
-        return n
-
-    return work
+def insert_all(connection: Connection, numbers: list[int]) -> list[int | Exception]:
+    """One insert for the group; 3 is refused, and written by nobody."""
+    kept = [n for n in numbers if n != 3]
+    if kept:
+        connection.execute(text("INSERT INTO written (n) VALUES (:n)"), [{"n": n} for n in kept])
+    return [ValueError("3 is refused") if n == 3 else n for n in numbers]
 
 
 def commits(engine: Engine) -> list[int]:
@@ -45,54 +43,62 @@ def commits(engine: Engine) -> list[int]:
     return counted
 
 
-def queued_behind_first(group: db.GroupCommit, works: list[Callable[[Connection], Any]]) -> list:
-    """Run the works from threads, the first holding its transaction open until the others
+class Held:
+    """A group commit of insert_all whose first group waits, its transaction open, until the
+    test lets it go."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.group: db.GroupCommit[int, int] = db.GroupCommit(engine, self._handle)
+        self._first = True
+
+    def _handle(self, connection: Connection, numbers: list[int]) -> list[int | Exception]:
+        if self._first:
+            self._first = False
+            self.started.set()
+            assert self.release.wait(10)
+        return insert_all(connection, numbers)
+
+
+def queued_behind_first(engine: Engine, numbers: list[int]) -> list[Any]:
+    """Each number from a thread of its own, the first one's transaction open until the others
     have queued behind it; each writer's result or error."""
-    started = threading.Event()
-    release = threading.Event()
-    first = works[0]
+    held = Held(engine)
 
-    def hold(connection: Connection) -> Any:
-        started.set()
-        assert release.wait(10)
-        return first(connection)
-
-    def call(work: Callable[[Connection], Any]) -> Any:
+    def call(n: int) -> Any:
         try:
-            return group.run(work)
+            return held.group.run(n)
         except Exception as error:
             return error
 
-    with ThreadPoolExecutor(len(works)) as pool:
-        futures = [pool.submit(call, hold)]
-        assert started.wait(10)
-        futures += [pool.submit(call, work) for work in works[1:]]
-        while len(group._queue) < len(works) - 1:
+    with ThreadPoolExecutor(len(numbers)) as pool:
+        futures = [pool.submit(call, numbers[0])]
+        assert held.started.wait(10)
+        futures += [pool.submit(call, n) for n in numbers[1:]]
+        while len(held.group._queue) < len(numbers) - 1:
             threading.Event().wait(0.005)
-        release.set()
+        held.release.set()
         return [f.result() for f in futures]
 
 
 def test_writers_that_queue_share_one_transaction(engine: Engine) -> None:
-    group = db.GroupCommit(engine)
     counted = commits(engine)
-    works = [insert(n) for n in range(WRITERS) if n != 3]
-    results = queued_behind_first(group, works)
+    results = queued_behind_first(engine, [n for n in range(WRITERS) if n != 3])
     assert results == [n for n in range(WRITERS) if n != 3]
     assert written(engine) == set(results)
     # The first writer's transaction, then one for all who queued behind it.
     assert len(counted) == 2
 
 
-def test_a_failing_writer_undoes_only_its_own_writes(engine: Engine) -> None:
-    results = queued_behind_first(db.GroupCommit(engine), [insert(n) for n in range(WRITERS)])
+def test_a_refused_writer_alone_hears_it(engine: Engine) -> None:
+    results = queued_behind_first(engine, list(range(WRITERS)))
     assert isinstance(results[3], ValueError)
     assert [r for i, r in enumerate(results) if i != 3] == [n for n in range(WRITERS) if n != 3]
     assert written(engine) == set(range(WRITERS)) - {3}
 
 
 def test_a_failed_commit_fails_every_writer_of_the_group(engine: Engine) -> None:
-    group = db.GroupCommit(engine)
     commits = 0
 
     def refuse_the_second(_connection: Any) -> None:
@@ -102,22 +108,30 @@ def test_a_failed_commit_fails_every_writer_of_the_group(engine: Engine) -> None
             raise OSError("disk full")
 
     event.listen(engine, "commit", refuse_the_second)
-    works = [insert(n) for n in range(10, 10 + WRITERS)]
-    results = queued_behind_first(group, works)
+    results = queued_behind_first(engine, list(range(10, 10 + WRITERS)))
     assert results[0] == 10
     assert all(isinstance(r, OSError) for r in results[1:]), results
     assert written(engine) == {10}
-    # The group is usable afterwards.
-    assert group.run(insert(99)) == 99
+    # Its callers heard, and the next group commits.
+    assert db.GroupCommit(engine, insert_all).run(99) == 99
     assert written(engine) == {10, 99}
 
 
 def test_a_lone_writer_commits_at_once(engine: Engine) -> None:
-    group = db.group_commit(engine)
-    assert group is db.group_commit(engine)
+    group = db.GroupCommit(engine, insert_all)
     counted = commits(engine)
-    assert [group.run(insert(n)) for n in (1, 2)] == [1, 2]
+    assert [group.run(n) for n in (1, 2)] == [1, 2]
     assert len(counted) == 2
-    with pytest.raises(ValueError, match="third writer"):
-        group.run(insert(3))
+    with pytest.raises(ValueError, match="3 is refused"):
+        group.run(3)
     assert written(engine) == {1, 2}
+
+
+def test_a_handler_that_raises_fails_the_whole_group_and_writes_nothing(engine: Engine) -> None:
+    def half_then_fail(connection: Connection, numbers: list[int]) -> list[int | Exception]:
+        insert_all(connection, numbers)
+        raise RuntimeError("lost the connection")
+
+    with pytest.raises(RuntimeError, match="lost the connection"):
+        db.GroupCommit(engine, half_then_fail).run(5)
+    assert written(engine) == set()

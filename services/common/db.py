@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
+R = TypeVar("R")
 T = TypeVar("T")
 
 NAMING_CONVENTION = {
@@ -125,52 +126,60 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-class _Work(Generic[T]):
-    __slots__ = ("error", "leads", "value", "woken", "work")
+class _Call(Generic[R, T]):
+    __slots__ = ("error", "leads", "request", "value", "woken")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
-        self.work = work
+    def __init__(self, request: R) -> None:
+        self.request = request
         self.woken = threading.Event()
         self.leads = False
         self.value: T | None = None
         self.error: BaseException | None = None
 
 
-class GroupCommit:
-    """Writers that share a transaction: `run(work)` runs `work(connection)` in a transaction
-    together with the work of the writers that queued while the previous one committed, and
-    returns its result once that transaction has committed (group commit).
+class GroupCommit(Generic[R, T]):
+    """Callers that share a transaction (group commit). `run(request)` queues the request; a
+    leader hands the requests that queued while the previous group committed to
+    `handle(connection, requests)` in one write transaction, commits it, and only then does
+    each caller get its result.
 
-    A transaction's fixed costs (the write lock, BEGIN, the access log's head, COMMIT and its
-    WAL write or fsync) are then paid once per group instead of once per call. Each work runs
-    in a savepoint of its own: when it raises, its writes are undone and only its caller gets
-    the error. When the commit fails, every caller of the group gets that error, so nothing
-    returns as written that was not.
+    A transaction's fixed costs (the write lock, BEGIN, every statement's round trip, COMMIT
+    and its WAL write or fsync) are then paid once per group instead of once per call.
+    `handle` returns one result per request, or an exception for a request it refused, for
+    which it wrote nothing; that caller alone gets it. When `handle` raises or the commit
+    fails, every caller of the group gets that error: nobody hears "written" of what was not.
 
-    The first writer to find no group running leads one: it takes the queue (up to `limit`
-    works), runs and commits it, and hands the lead to the first writer that queued meanwhile.
-    Nobody waits for a group to fill: a lone writer commits at once."""
+    The first caller to find no group running leads one: it takes the queue (up to `limit`
+    requests), runs and commits it, and hands the lead to the first caller that queued
+    meanwhile. Nobody waits for a group to fill: a lone caller commits at once."""
 
-    def __init__(self, engine: Engine, *, limit: int = 64) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        handle: Callable[[Connection, list[R]], list[T | Exception]],
+        *,
+        limit: int = 64,
+    ) -> None:
         self._engine = engine
+        self._handle = handle
         self._limit = limit
         self._mutex = threading.Lock()
-        self._queue: list[_Work[Any]] = []
+        self._queue: list[_Call[R, T]] = []
         self._leading = False
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        item = _Work(work)
+    def run(self, request: R) -> T:
+        call: _Call[R, T] = _Call(request)
         with self._mutex:
-            self._queue.append(item)
+            self._queue.append(call)
             if not self._leading:
-                self._leading = item.leads = True
-        if not item.leads:
-            item.woken.wait()
-        if item.leads:
+                self._leading = call.leads = True
+        if not call.leads:
+            call.woken.wait()
+        if call.leads:
             self._lead()
-        if item.error is not None:
-            raise item.error
-        return cast(T, item.value)
+        if call.error is not None:
+            raise call.error
+        return cast(T, call.value)
 
     def _lead(self) -> None:
         with self._mutex:
@@ -184,41 +193,25 @@ class GroupCommit:
                     self._queue[0].woken.set()
                 else:
                     self._leading = False
-            for item in group:
-                item.woken.set()
+            for call in group:
+                call.woken.set()
 
-    def _commit(self, group: list[_Work[Any]]) -> None:
+    def _commit(self, group: list[_Call[R, T]]) -> None:
         try:
             with write_transaction(self._engine) as connection:
-                if len(group) == 1:
-                    group[0].value = group[0].work(connection)
-                    return
-                for item in group:
-                    connection.exec_driver_sql("SAVEPOINT group_commit")
-                    try:
-                        item.value = item.work(connection)
-                    except Exception as error:
-                        item.error = error
-                        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT group_commit")
-                    connection.exec_driver_sql("RELEASE SAVEPOINT group_commit")
+                results = self._handle(connection, [call.request for call in group])
+                if len(results) != len(group):
+                    raise RuntimeError("a group commit's handler answered another count")
+            for call, result in zip(group, results, strict=True):
+                if isinstance(result, Exception):
+                    call.error = result
+                else:
+                    call.value = result
         except BaseException as error:
-            for item in group:
-                item.value = None
-                item.error = item.error or error
+            for call in group:
+                call.error = error
             if not isinstance(error, Exception):
                 raise
-
-
-_groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
-
-
-def group_commit(engine: Engine) -> GroupCommit:
-    """The engine's one GroupCommit in this process."""
-    with _writers_guard:
-        group = _groups.get(engine)
-        if group is None:
-            group = _groups[engine] = GroupCommit(engine)
-        return group
 
 
 @contextlib.contextmanager

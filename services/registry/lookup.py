@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -53,6 +52,15 @@ class Answer:
     time: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call's questions, admitted: the caller may look up under `scope`."""
+
+    inquiry: Inquiry
+    scope: Scope
+    questions: Sequence[Question]
+
+
 class Lookups:
     def __init__(
         self,
@@ -64,7 +72,7 @@ class Lookups:
         log: AccessLog,
         denials: Denials,
     ) -> None:
-        self._writes = db.group_commit(engine)
+        self._group = db.GroupCommit(engine, self._answer_group)
         self._denials = denials
         self._finder = repository.Finder(engine)
         self._clock = clock
@@ -78,11 +86,11 @@ class Lookups:
         """Look each person up nationwide and show what the covenants let the caller see.
 
         Every answer and every denial is written to the access log in the transaction that
-        reads the markers, which the look-ups of the moment share (db.GroupCommit); if the
-        entry cannot be written, nobody gets an answer. A denial of
-        the whole call (no covenant grants the purpose) raises PermissionDenied, once logged.
-        A ZSM desk's lookup at intake or decision that finds markers signals their houses, in
-        the same transaction (services/registry/signals.py)."""
+        reads the markers; if the entry cannot be written, nobody gets an answer. The calls of
+        the moment share that transaction, one query and one append for all of them
+        (db.GroupCommit). A denial of the whole call (no covenant grants the purpose) raises
+        PermissionDenied, once logged. A ZSM desk's lookup at intake or decision that finds
+        markers signals their houses, in the same transaction (services/registry/signals.py)."""
         if not questions:
             return []
         now, today = self._clock.now(), self._clock.today()
@@ -91,39 +99,65 @@ class Lookups:
         except PermissionDenied as denied:
             self._denials.write([_denied(inquiry, q, now, denied.reason) for q in questions])
             raise
-        return self._writes.run(
-            functools.partial(self._answer, inquiry=inquiry, scope=scope, questions=questions)
-        )
+        return self._group.run(_Call(inquiry, scope, questions))
 
-    def _answer(
-        self,
-        connection: Connection,
-        *,
-        inquiry: Inquiry,
-        scope: Scope,
-        questions: Sequence[Question],
-    ) -> list[Answer]:
+    def _answer_group(
+        self, connection: Connection, calls: list[_Call]
+    ) -> list[list[Answer] | Exception]:
         # The time of the transaction that logs the answers, so that the log's times follow
         # its order within a process.
         now, today = self._clock.now(), self._clock.today()
+        asked = (q for c in calls for q in c.questions if _has_case(c.inquiry, q))
+        values = (v for q in asked for v in q.values)
+        by_value: dict[bytes, list[repository.Found]] = {}
+        for row in self._finder.find(connection, list(dict.fromkeys(values))):
+            by_value.setdefault(row.value, []).append(row)
+        entries: list[Entry] = []
+        flowed_in: list[tuple[int, signals.FlowedIn]] = []
+        decided: list[tuple[int, list[Answer]] | Exception] = []
+        for call in calls:
+            try:
+                answers, own_entries, own_flowed_in = self._decide(call, by_value, now, today)
+            except Exception as error:  # that call's alone: nothing of it is written
+                decided.append(error)
+                continue
+            flowed_in += [(len(entries) + i, f) for i, f in own_flowed_in]
+            decided.append((len(entries), answers))
+            entries += own_entries
+        sequences = self._log.append(connection, entries, now)
+        signals.record(
+            connection, [f for _, f in flowed_in], [sequences[i] for i, _ in flowed_in], now
+        )
+        return [
+            d
+            if isinstance(d, Exception)
+            else [
+                dataclasses.replace(a, sequence=seq)
+                for a, seq in zip(d[1], sequences[d[0] : d[0] + len(d[1])], strict=True)
+            ]
+            for d in decided
+        ]
+
+    def _decide(
+        self,
+        call: _Call,
+        by_value: Mapping[bytes, list[repository.Found]],
+        now: dt.datetime,
+        today: dt.date,
+    ) -> tuple[list[Answer], list[Entry], list[tuple[int, signals.FlowedIn]]]:
+        """One call's answers, their entries in order, and the look-ups that found markers
+        and signal their houses, by their entry's index."""
+        inquiry, scope = call.inquiry, call.scope
         break_glass = inquiry.break_glass_reason is not None
         location = (
             self._zsm_locations.get(inquiry.caller.id)
             if inquiry.purpose in signals.SIGNAL_PURPOSES
             else None
         )
-        asked = [q for q in questions if _has_case(inquiry, q)]
-        rows = self._finder.find(
-            connection, list(dict.fromkeys(v for q in asked for v in q.values))
-        )
-        by_value: dict[bytes, list[repository.Found]] = {}
-        for row in rows:
-            by_value.setdefault(row.value, []).append(row)
         answers: list[Answer] = []
         entries: list[Entry] = []
-        # The lookups that found markers, by the index of their entry.
-        flowed_in: dict[int, signals.FlowedIn] = {}
-        for q in questions:
+        flowed_in: list[tuple[int, signals.FlowedIn]] = []
+        for q in call.questions:
             if not _has_case(inquiry, q):
                 answers.append(Answer(None, CASE_REFERENCE_REQUIRED, 0, break_glass, now))
                 entries.append(_denied(inquiry, q, now, CASE_REFERENCE_REQUIRED.reason))
@@ -142,8 +176,11 @@ class Lookups:
                 # Every marker found, whether or not the caller may see it: the house is
                 # to hear that its person flowed in.
                 markers = {row.uid: (row.house_id, row.source_record_id) for row in found}
-                flowed_in[len(entries)] = signals.FlowedIn(
-                    sorted(markers.values()), q.case_reference
+                flowed_in.append(
+                    (
+                        len(entries),
+                        signals.FlowedIn(sorted(markers.values()), q.case_reference, location),
+                    )
                 )
             entries.append(
                 entry(
@@ -161,19 +198,7 @@ class Lookups:
                     **disclosure.log_fields(),
                 )
             )
-        sequences = self._log.append(connection, entries, now)
-        if flowed_in:
-            assert location is not None
-            signals.record(
-                connection,
-                list(flowed_in.values()),
-                [sequences[i] for i in flowed_in],
-                location,
-                now,
-            )
-        return [
-            dataclasses.replace(a, sequence=seq) for a, seq in zip(answers, sequences, strict=True)
-        ]
+        return answers, entries, flowed_in
 
     def _admit(self, inquiry: Inquiry, today: dt.date) -> Scope:
         if not inquiry.purpose:

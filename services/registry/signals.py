@@ -59,17 +59,18 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class FlowedIn:
-    """One lookup's markers found: (house id, source record id) each, and the lookup."""
+    """One lookup's markers found: (house id, source record id) each, and the lookup: its
+    case, and the ZSM desk that looked."""
 
     markers: Sequence[tuple[str, str]]
     case_reference: str | None
+    zsm_location: str
 
 
 def record(
     connection: Connection,
     flowed_in: Sequence[FlowedIn],
     sequences: Sequence[int],
-    zsm_location: str,
     now: dt.datetime,
 ) -> None:
     """Write the signals of the lookups, each with its access-log entry's sequence, in the
@@ -79,7 +80,7 @@ def record(
             "house_id": house_id,
             "source_record_id": record_id,
             "case_reference": lookup.case_reference,
-            "zsm_location": zsm_location,
+            "zsm_location": lookup.zsm_location,
             "lookup_time": now,
             "access_log_seq": seq,
         }
