@@ -45,7 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -71,7 +71,7 @@ from services.accesslog.tables import (
     AccessLogRow,
     AccessLogSubjectRow,
 )
-from services.common.db import utc
+from services.common.db import Bulk, utc
 
 entries = cast(Table, AccessLogRow.__table__)
 subjects = cast(Table, AccessLogSubjectRow.__table__)
@@ -204,11 +204,8 @@ class _AppendSql:
             # A write that changes nothing: SQLite then holds the write lock before the head
             # is read, instead of refusing to upgrade a stale read snapshot later.
             self.lock = "UPDATE access_log SET seq = seq WHERE 0 = 1"
-        self.insert_entry, self._entry_names = _compiled(insert(entries), dialect)
-        self.insert_subject, self._subject_names = _compiled(insert(subjects), dialect)
-        # SQLite stores times as text in SQLAlchemy's format; psycopg takes a datetime.
-        processor = entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
-        self.time: Callable[[Any], Any] = processor or (lambda value: value)
+        self.insert_entry = Bulk(insert(entries), dialect, (c.key for c in entries.c))
+        self.insert_subject = Bulk(insert(subjects), dialect, (c.key for c in subjects.c))
 
     def lock_and_head(self, dbapi: Any) -> tuple[int, bytes]:
         """Take the append lock, then read the head: (seq, entry hash), (0, GENESIS) if empty."""
@@ -229,33 +226,22 @@ class _AppendSql:
     def insert(
         self, dbapi: Any, entry_rows: list[dict[str, Any]], subject_rows: list[dict[str, Any]]
     ) -> None:
-        entries = _params(entry_rows, self._entry_names)
-        named = _params(subject_rows, self._subject_names)
+        entries = self.insert_entry.params(entry_rows)
+        named = self.insert_subject.params(subject_rows)
         if self.postgresql:
             assert isinstance(dbapi, psycopg.Connection)
             with dbapi.pipeline(), dbapi.cursor() as cursor:
-                cursor.executemany(self.insert_entry, entries)
+                cursor.executemany(self.insert_entry.sql, entries)
                 if named:
-                    cursor.executemany(self.insert_subject, named)
+                    cursor.executemany(self.insert_subject.sql, named)
             return
         cursor = dbapi.cursor()
         try:
-            cursor.executemany(self.insert_entry, entries)
+            cursor.executemany(self.insert_entry.sql, entries)
             if named:
-                cursor.executemany(self.insert_subject, named)
+                cursor.executemany(self.insert_subject.sql, named)
         finally:
             cursor.close()
-
-
-def _compiled(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
-    """The statement's SQL for the DBAPI, and its parameter names in order if positional."""
-    compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return str(compiled), names
-
-
-def _params(rows: list[dict[str, Any]], names: tuple[str, ...] | None) -> list[Any]:
-    return list(rows) if names is None else [tuple(row[n] for n in names) for row in rows]
 
 
 def _head_of(row: Sequence[Any] | None) -> tuple[int, bytes]:
@@ -339,7 +325,7 @@ class AccessLog:
             rows.append(
                 {
                     "seq": seq,
-                    "entry_time": sql.time(entry.time.astimezone(dt.UTC)),
+                    "entry_time": entry.time.astimezone(dt.UTC),
                     "party_id": entry.party_id,
                     "outcome": entry.outcome,
                     "reviews_seq": entry.reviews_seq,

@@ -7,7 +7,7 @@ import datetime as dt
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar, cast
 
@@ -101,6 +101,50 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
     )
+
+
+class Bulk:
+    """A Core INSERT or UPDATE compiled once for a dialect and run as one executemany straight
+    on the DBAPI connection, in the caller's transaction. SQLAlchemy's per-row work (parameter
+    construction, bind processing through its wrappers) cost more than the database's own on
+    the bulk paths; here only the types that need it (SQLite's dates and times) are converted.
+    psycopg's executemany pipelines the rows on PostgreSQL. `keys` are the rows' keys: the
+    columns to set, and the statement's own bind parameters."""
+
+    def __init__(self, statement: Any, dialect: Dialect, keys: Iterable[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql = str(compiled)
+        positional = compiled.positiontup
+        self._names: tuple[str, ...] = tuple(positional or compiled.binds)
+        self._positional = positional is not None
+        processors = {
+            name: processor
+            for name in self._names
+            if (bind := compiled.binds[name]).type is not None
+            and (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        self._processors = processors
+        self._columns = [(name, processors.get(name)) for name in self._names]
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+        """The rows as this statement's DBAPI parameters."""
+        if self._positional:
+            columns = self._columns
+            return [tuple(row[n] if p is None else p(row[n]) for n, p in columns) for row in rows]
+        processors = self._processors
+        if not processors:
+            return list(rows)
+        return [{**row, **{n: p(row[n]) for n, p in processors.items()}} for row in rows]
+
+    def run(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        params = self.params(rows)
+        if not params:
+            return
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, params)
+        finally:
+            cursor.close()
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
