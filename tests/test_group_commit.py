@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import IntegrityError
 
 from services.common import db
 
@@ -135,3 +136,29 @@ def test_a_handler_that_raises_fails_the_whole_group_and_writes_nothing(engine: 
     with pytest.raises(RuntimeError, match="lost the connection"):
         db.GroupCommit(engine, half_then_fail).run(5)
     assert written(engine) == set()
+
+
+def insert_one(connection: Connection, n: int) -> int:
+    connection.execute(text("INSERT INTO written (n) VALUES (:n)"), {"n": n})
+    if n == 3:
+        raise ValueError("3 wrote, then failed")
+    return n
+
+
+def test_in_savepoints_undoes_only_the_failed_requests_writes(engine: Engine) -> None:
+    handle = db.in_savepoints(insert_one)
+    with engine.begin() as connection:
+        results = handle(connection, [1, 2, 3, 4, 2, 5])
+    assert results[:2] == [1, 2] and results[3] == 4 and results[5] == 5
+    assert isinstance(results[2], ValueError)
+    # A statement the database refused (PostgreSQL then refuses all until the rollback).
+    assert isinstance(results[4], IntegrityError)
+    assert written(engine) == {1, 2, 4, 5}
+
+
+def test_in_savepoints_with_one_request_fails_its_transaction(engine: Engine) -> None:
+    group = db.GroupCommit(engine, db.in_savepoints(insert_one))
+    with pytest.raises(ValueError, match="3 wrote"):
+        group.run(3)
+    assert group.run(5) == 5
+    assert written(engine) == {5}

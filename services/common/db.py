@@ -103,6 +103,29 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     )
 
 
+def in_savepoints(
+    work: Callable[[Connection, R], T],
+) -> Callable[[Connection, list[R]], list[T | Exception]]:
+    """A GroupCommit handler that does `work` for each request in a savepoint of its own: the
+    writes of a request whose work raises are undone, and its caller alone gets the error."""
+
+    def handle(connection: Connection, requests: list[R]) -> list[T | Exception]:
+        if len(requests) == 1:  # its error ends the transaction, which is its alone
+            return [work(connection, requests[0])]
+        results: list[T | Exception] = []
+        for request in requests:
+            connection.exec_driver_sql("SAVEPOINT group_member")
+            try:
+                results.append(work(connection, request))
+            except Exception as error:
+                connection.exec_driver_sql("ROLLBACK TO SAVEPOINT group_member")
+                results.append(error)
+            connection.exec_driver_sql("RELEASE SAVEPOINT group_member")
+        return results
+
+    return handle
+
+
 class Bulk:
     """A Core INSERT or UPDATE compiled once for a dialect and run as one executemany straight
     on the DBAPI connection, in the caller's transaction. SQLAlchemy's per-row work (parameter
