@@ -1,11 +1,14 @@
-"""db.GroupCommit: writers that queue while a transaction commits share the next one; a refused
-request is its caller's alone; nobody hears "written" of what was not committed."""
+"""db.Grouped and db.in_transaction (group commit): writers that queue while a transaction
+commits share the next one; a refused request is its caller's alone; nobody hears "written" of
+what was not committed."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +54,7 @@ class Held:
     def __init__(self, engine: Engine) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
-        self.group: db.GroupCommit[int, int] = db.GroupCommit(engine, self._handle)
+        self.group: db.Grouped[int, int] = db.Grouped(db.in_transaction(engine, self._handle))
         self._first = True
 
     def _handle(self, connection: Connection, numbers: list[int]) -> list[int | Exception]:
@@ -114,12 +117,12 @@ def test_a_failed_commit_fails_every_writer_of_the_group(engine: Engine) -> None
     assert all(isinstance(r, OSError) for r in results[1:]), results
     assert written(engine) == {10}
     # Its callers heard, and the next group commits.
-    assert db.GroupCommit(engine, insert_all).run(99) == 99
+    assert db.Grouped(db.in_transaction(engine, insert_all)).run(99) == 99
     assert written(engine) == {10, 99}
 
 
 def test_a_lone_writer_commits_at_once(engine: Engine) -> None:
-    group = db.GroupCommit(engine, insert_all)
+    group = db.Grouped(db.in_transaction(engine, insert_all))
     counted = commits(engine)
     assert [group.run(n) for n in (1, 2)] == [1, 2]
     assert len(counted) == 2
@@ -134,7 +137,7 @@ def test_a_handler_that_raises_fails_the_whole_group_and_writes_nothing(engine: 
         raise RuntimeError("lost the connection")
 
     with pytest.raises(RuntimeError, match="lost the connection"):
-        db.GroupCommit(engine, half_then_fail).run(5)
+        db.Grouped(db.in_transaction(engine, half_then_fail)).run(5)
     assert written(engine) == set()
 
 
@@ -157,8 +160,50 @@ def test_in_savepoints_undoes_only_the_failed_requests_writes(engine: Engine) ->
 
 
 def test_in_savepoints_with_one_request_fails_its_transaction(engine: Engine) -> None:
-    group = db.GroupCommit(engine, db.in_savepoints(insert_one))
+    group = db.Grouped(db.in_transaction(engine, db.in_savepoints(insert_one)))
     with pytest.raises(ValueError, match="3 wrote"):
         group.run(3)
     assert group.run(5) == 5
     assert written(engine) == {5}
+
+
+def hold_the_turn(url: str, held: Any, release: Any) -> None:
+    engine = db.make_engine(url)
+    with db._SqliteWriters(engine).turn():
+        held.set()
+        release.wait(10)
+    engine.dispose()
+
+
+def test_sqlite_writers_of_another_process_queue_before_ours(tmp_path: Path) -> None:
+    """The instances of one registry take turns at the file beside the database: a writer of
+    ours waits while another process has its turn, and goes once that ends."""
+    url = db.sqlite_url(tmp_path, "registry.db")
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE written (n INTEGER PRIMARY KEY)"))
+    spawn = multiprocessing.get_context("spawn")
+    held, release = spawn.Event(), spawn.Event()
+    other = spawn.Process(target=hold_the_turn, args=(url, held, release))
+    other.start()
+    try:
+        assert held.wait(30)
+        entered = threading.Event()
+
+        def write() -> None:
+            with db.write_transaction(engine) as connection:
+                entered.set()
+                connection.execute(text("INSERT INTO written (n) VALUES (1)"))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not entered.wait(0.5)
+        release.set()
+        assert entered.wait(10)
+        writer.join(10)
+    finally:
+        release.set()
+        other.join(10)
+        engine.dispose()
+    assert written(engine) == {1}
+    assert (tmp_path / "registry.db-writers").stat().st_mode & 0o777 == 0o600

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
+import os
 import threading
 import uuid
 import weakref
@@ -103,29 +105,6 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     )
 
 
-def in_savepoints(
-    work: Callable[[Connection, R], T],
-) -> Callable[[Connection, list[R]], list[T | Exception]]:
-    """A GroupCommit handler that does `work` for each request in a savepoint of its own: the
-    writes of a request whose work raises are undone, and its caller alone gets the error."""
-
-    def handle(connection: Connection, requests: list[R]) -> list[T | Exception]:
-        if len(requests) == 1:  # its error ends the transaction, which is its alone
-            return [work(connection, requests[0])]
-        results: list[T | Exception] = []
-        for request in requests:
-            connection.exec_driver_sql("SAVEPOINT group_member")
-            try:
-                results.append(work(connection, request))
-            except Exception as error:
-                connection.exec_driver_sql("ROLLBACK TO SAVEPOINT group_member")
-                results.append(error)
-            connection.exec_driver_sql("RELEASE SAVEPOINT group_member")
-        return results
-
-    return handle
-
-
 class Bulk:
     """A Core INSERT or UPDATE compiled once for a dialect and run as one executemany straight
     on the DBAPI connection, in the caller's transaction. SQLAlchemy's per-row work (parameter
@@ -170,7 +149,36 @@ class Bulk:
             cursor.close()
 
 
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+class _SqliteWriters:
+    """The writers' queue at one SQLite database: this process's writers take a thread lock,
+    then every process's writers an flock on a file beside the database (`<file>-writers`).
+    Both wait in the kernel and wake at once, where SQLite's own busy handler sleeps for
+    milliseconds at a time: behind a few dozen writers the slowest look-ups waited 200 ms,
+    and the instances of `baken serve registry --instances` would queue there too. A writer
+    that does not come through here (a migration) still meets SQLite's busy handler."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._thread = threading.Lock()
+        self._fd: int | None = None
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            self._fd = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            weakref.finalize(self, os.close, self._fd)
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._thread:
+            if self._fd is None:
+                yield
+                return
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, _SqliteWriters] = weakref.WeakKeyDictionary()
 _writers_guard = threading.Lock()
 
 
@@ -179,16 +187,17 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that is going to write.
 
     On SQLite the write lock is taken at BEGIN (IMMEDIATE), so what the transaction reads is
-    read under it (pysqlite would begin only at the first write), and this process's writers
-    queue on a lock here first: SQLite's own busy handler waits in sleeps of milliseconds,
-    which made the slowest look-ups wait 200 ms behind a few dozen others."""
+    read under it (pysqlite would begin only at the first write), after the writers ahead of
+    it in every process (_SqliteWriters)."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             yield connection
         return
     with _writers_guard:
-        lock = _sqlite_writers.setdefault(engine, threading.Lock())
-    with lock, engine.begin() as connection:
+        writers = _sqlite_writers.get(engine)
+        if writers is None:
+            writers = _sqlite_writers[engine] = _SqliteWriters(engine)
+    with writers.turn(), engine.begin() as connection:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
 
@@ -204,30 +213,25 @@ class _Call(Generic[R, T]):
         self.error: BaseException | None = None
 
 
-class GroupCommit(Generic[R, T]):
-    """Callers that share a transaction (group commit). `run(request)` queues the request; a
-    leader hands the requests that queued while the previous group committed to
-    `handle(connection, requests)` in one write transaction, commits it, and only then does
-    each caller get its result.
+class Grouped(Generic[R, T]):
+    """Callers whose requests are handled together (group commit). `run(request)` queues the
+    request; a leader hands the requests that queued while the previous group was handled to
+    `handle(requests)`, and only when that returns does each caller get its own result: one
+    per request, or an exception for a request it refused, which that caller alone gets. When
+    `handle` raises, every caller of the group gets that error.
 
-    A transaction's fixed costs (the write lock, BEGIN, every statement's round trip, COMMIT
-    and its WAL write or fsync) are then paid once per group instead of once per call.
-    `handle` returns one result per request, or an exception for a request it refused, for
-    which it wrote nothing; that caller alone gets it. When `handle` raises or the commit
-    fails, every caller of the group gets that error: nobody hears "written" of what was not.
+    `handle` writes the group in one transaction (`in_transaction` makes one) and returns once
+    it committed, so nobody hears "written" of what was not, and a transaction's fixed costs
+    (the write lock, BEGIN, each statement's round trip, COMMIT and its WAL write or fsync)
+    are paid once per group instead of once per call.
 
     The first caller to find no group running leads one: it takes the queue (up to `limit`
-    requests), runs and commits it, and hands the lead to the first caller that queued
-    meanwhile. Nobody waits for a group to fill: a lone caller commits at once."""
+    requests), handles it, and hands the lead to the first caller that queued meanwhile.
+    Nobody waits for a group to fill: a lone caller goes at once."""
 
     def __init__(
-        self,
-        engine: Engine,
-        handle: Callable[[Connection, list[R]], list[T | Exception]],
-        *,
-        limit: int = 64,
+        self, handle: Callable[[list[R]], list[T | Exception]], *, limit: int = 64
     ) -> None:
-        self._engine = engine
         self._handle = handle
         self._limit = limit
         self._mutex = threading.Lock()
@@ -252,7 +256,7 @@ class GroupCommit(Generic[R, T]):
         with self._mutex:
             group, self._queue = self._queue[: self._limit], self._queue[self._limit :]
         try:
-            self._commit(group)
+            self._answer(group)
         finally:
             with self._mutex:
                 if self._queue:
@@ -263,12 +267,11 @@ class GroupCommit(Generic[R, T]):
             for call in group:
                 call.woken.set()
 
-    def _commit(self, group: list[_Call[R, T]]) -> None:
+    def _answer(self, group: list[_Call[R, T]]) -> None:
         try:
-            with write_transaction(self._engine) as connection:
-                results = self._handle(connection, [call.request for call in group])
-                if len(results) != len(group):
-                    raise RuntimeError("a group commit's handler answered another count")
+            results = self._handle([call.request for call in group])
+            if len(results) != len(group):
+                raise RuntimeError("a group's handler answered another number of requests")
             for call, result in zip(group, results, strict=True):
                 if isinstance(result, Exception):
                     call.error = result
@@ -279,6 +282,43 @@ class GroupCommit(Generic[R, T]):
                 call.error = error
             if not isinstance(error, Exception):
                 raise
+
+
+def in_transaction(
+    engine: Engine, handle: Callable[[Connection, list[R]], list[T | Exception]]
+) -> Callable[[list[R]], list[T | Exception]]:
+    """A Grouped handler that hands the group to `handle` in one write transaction and returns
+    once it committed."""
+
+    def handled(requests: list[R]) -> list[T | Exception]:
+        with write_transaction(engine) as connection:
+            return handle(connection, requests)
+
+    return handled
+
+
+def in_savepoints(
+    work: Callable[[Connection, R], T],
+) -> Callable[[Connection, list[R]], list[T | Exception]]:
+    """A handler for `in_transaction` that does `work` for each request in a savepoint of its
+    own: the writes of a request whose work raises are undone, and its caller alone gets the
+    error."""
+
+    def handle(connection: Connection, requests: list[R]) -> list[T | Exception]:
+        if len(requests) == 1:  # its error ends the transaction, which is its alone
+            return [work(connection, requests[0])]
+        results: list[T | Exception] = []
+        for request in requests:
+            connection.exec_driver_sql("SAVEPOINT group_member")
+            try:
+                results.append(work(connection, request))
+            except Exception as error:
+                connection.exec_driver_sql("ROLLBACK TO SAVEPOINT group_member")
+                results.append(error)
+            connection.exec_driver_sql("RELEASE SAVEPOINT group_member")
+        return results
+
+    return handle
 
 
 @contextlib.contextmanager

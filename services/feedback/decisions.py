@@ -63,7 +63,7 @@ class Decisions:
         self._context = context
         self._signals = signals
         self._municipalities = municipalities
-        self._stores = db.GroupCommit(context.engine, db.in_savepoints(self._store))
+        self._stores = db.Grouped(db.in_transaction(context.engine, db.in_savepoints(self._store)))
 
     def referral_house(self, municipality: str) -> str | None:
         return self._municipalities.get(municipality.strip().casefold())

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from baken.clock import Clock
 from baken.errors import PermissionDenied
@@ -72,7 +72,8 @@ class Lookups:
         log: AccessLog,
         denials: Denials,
     ) -> None:
-        self._group = db.GroupCommit(engine, self._answer_group)
+        self._engine = engine
+        self._group = db.Grouped(self._answer_group)
         self._denials = denials
         self._finder = repository.Finder(engine)
         self._clock = clock
@@ -85,12 +86,12 @@ class Lookups:
     def answer(self, inquiry: Inquiry, questions: Sequence[Question]) -> list[Answer]:
         """Look each person up nationwide and show what the covenants let the caller see.
 
-        Every answer and every denial is written to the access log in the transaction that
-        reads the markers; if the entry cannot be written, nobody gets an answer. The calls of
-        the moment share that transaction, one query and one append for all of them
-        (db.GroupCommit). A denial of the whole call (no covenant grants the purpose) raises
-        PermissionDenied, once logged. A ZSM desk's lookup at intake or decision that finds
-        markers signals their houses, in the same transaction (services/registry/signals.py)."""
+        Every answer and every denial is written to the access log before it is given; if the
+        entry cannot be written, nobody gets an answer. The calls of the moment share one
+        query and one append (db.Grouped). A denial of the whole call (no covenant grants the
+        purpose) raises PermissionDenied, once logged. A ZSM desk's lookup at intake or
+        decision that finds markers signals their houses, in the transaction of its entry
+        (services/registry/signals.py)."""
         if not questions:
             return []
         now, today = self._clock.now(), self._clock.today()
@@ -101,17 +102,18 @@ class Lookups:
             raise
         return self._group.run(_Call(inquiry, scope, questions))
 
-    def _answer_group(
-        self, connection: Connection, calls: list[_Call]
-    ) -> list[list[Answer] | Exception]:
-        # The time of the transaction that logs the answers, so that the log's times follow
-        # its order within a process.
+    def _answer_group(self, calls: list[_Call]) -> list[list[Answer] | Exception]:
+        """The calls of the moment: one read of the markers, then each call decided apart,
+        then one append of every entry, and the signals, in one write transaction. Reading
+        and deciding come before the write lock, so that the registry's instances (and the
+        sync) hold it only for the writes; the entries record what was read."""
         now, today = self._clock.now(), self._clock.today()
         asked = (q for c in calls for q in c.questions if _has_case(c.inquiry, q))
         values = (v for q in asked for v in q.values)
         by_value: dict[bytes, list[repository.Found]] = {}
-        for row in self._finder.find(connection, list(dict.fromkeys(values))):
-            by_value.setdefault(row.value, []).append(row)
+        with self._engine.connect() as connection:
+            for row in self._finder.find(connection, list(dict.fromkeys(values))):
+                by_value.setdefault(row.value, []).append(row)
         entries: list[Entry] = []
         flowed_in: list[tuple[int, signals.FlowedIn]] = []
         decided: list[tuple[int, list[Answer]] | Exception] = []
@@ -124,10 +126,11 @@ class Lookups:
             flowed_in += [(len(entries) + i, f) for i, f in own_flowed_in]
             decided.append((len(entries), answers))
             entries += own_entries
-        sequences = self._log.append(connection, entries, now)
-        signals.record(
-            connection, [f for _, f in flowed_in], [sequences[i] for i, _ in flowed_in], now
-        )
+        with db.write_transaction(self._engine) as connection:
+            sequences = self._log.append(connection, entries, now)
+            signals.record(
+                connection, [f for _, f in flowed_in], [sequences[i] for i, _ in flowed_in], now
+            )
         return [
             d
             if isinstance(d, Exception)
