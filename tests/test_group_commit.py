@@ -207,3 +207,39 @@ def test_sqlite_writers_of_another_process_queue_before_ours(tmp_path: Path) -> 
         engine.dispose()
     assert written(engine) == {1}
     assert (tmp_path / "registry.db-writers").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("at_once", [1, 2, 3])
+def test_many_callers_each_get_their_own_answer_once(at_once: int) -> None:
+    """Hundreds of callers from many threads: each gets its own result, every request is
+    handled exactly once, and no more groups are in hand at once than allowed."""
+    handled: list[int] = []
+    in_hand = 0
+    most = 0
+    guard = threading.Lock()
+
+    def handle(numbers: list[int]) -> list[int | Exception]:
+        nonlocal in_hand, most
+        with guard:
+            in_hand += 1
+            most = max(most, in_hand)
+        threading.Event().wait(0.001)
+        with guard:
+            in_hand -= 1
+            handled.extend(numbers)
+        return [ValueError(n) if n % 7 == 0 else n * 2 for n in numbers]
+
+    grouped: db.Grouped[int, int] = db.Grouped(handle, at_once=at_once, limit=16)
+
+    def call(n: int) -> int | str:
+        try:
+            return grouped.run(n)
+        except ValueError as error:
+            return f"refused {error}"
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(call, range(600)))
+    assert results == [f"refused {n}" if n % 7 == 0 else n * 2 for n in range(600)]
+    assert sorted(handled) == list(range(600))
+    assert most <= at_once
+    assert grouped._leaders == 0 and not grouped._queue

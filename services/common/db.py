@@ -10,6 +10,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar, cast
 
@@ -202,52 +203,88 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+@dataclass(frozen=True, slots=True)
+class ReadThenWrite:
+    """A transaction that reads, then writes: `reading` for the reads, `writing()` for the
+    writes (entered once)."""
+
+    reading: Connection
+    writing: Callable[[], contextlib.AbstractContextManager[Connection]]
+
+
+@contextlib.contextmanager
+def read_then_write(engine: Engine) -> Iterator[ReadThenWrite]:
+    """Reads, then writes that hold the write lock only while they write, committed when the
+    block ends. PostgreSQL: one transaction (its writes take their own locks, such as the
+    access log's advisory lock). SQLite, whose write lock comes at BEGIN IMMEDIATE: the reads
+    on a connection of their own, each a consistent snapshot, then a write transaction."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield ReadThenWrite(connection, lambda: contextlib.nullcontext(connection))
+        return
+    with engine.connect() as reading:
+        yield ReadThenWrite(reading, lambda: write_transaction(engine))
+
+
 class _Call(Generic[R, T]):
-    __slots__ = ("error", "leads", "request", "value", "woken")
+    __slots__ = ("done", "error", "leads", "request", "value", "woken")
 
     def __init__(self, request: R) -> None:
         self.request = request
         self.woken = threading.Event()
         self.leads = False
+        self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
 
 
 class Grouped(Generic[R, T]):
     """Callers whose requests are handled together (group commit). `run(request)` queues the
-    request; a leader hands the requests that queued while the previous group was handled to
-    `handle(requests)`, and only when that returns does each caller get its own result: one
-    per request, or an exception for a request it refused, which that caller alone gets. When
-    `handle` raises, every caller of the group gets that error.
+    request; a leader hands the requests that queued meanwhile to `handle(requests)`, and only
+    when that returns does each caller get its own result: one per request, or an exception
+    for a request it refused, which that caller alone gets. When `handle` raises, every caller
+    of the group gets that error.
 
     `handle` writes the group in one transaction (`in_transaction` makes one) and returns once
     it committed, so nobody hears "written" of what was not, and a transaction's fixed costs
     (the write lock, BEGIN, each statement's round trip, COMMIT and its WAL write or fsync)
     are paid once per group instead of once per call.
 
-    The first caller to find no group running leads one: it takes the queue (up to `limit`
-    requests), handles it, and hands the lead to the first caller that queued meanwhile.
-    Nobody waits for a group to fill: a lone caller goes at once."""
+    A caller that finds fewer than `at_once` groups in hand leads one: it takes the queue (up
+    to `limit` requests), handles it, then hands the lead to the first caller that queued
+    meanwhile. Nobody waits for a group to fill: a lone caller goes at once. With `at_once`
+    2, one group can read and decide while another waits for its commit."""
 
     def __init__(
-        self, handle: Callable[[list[R]], list[T | Exception]], *, limit: int = 64
+        self,
+        handle: Callable[[list[R]], list[T | Exception]],
+        *,
+        limit: int = 64,
+        at_once: int = 1,
     ) -> None:
         self._handle = handle
         self._limit = limit
+        self._at_once = at_once
         self._mutex = threading.Lock()
         self._queue: list[_Call[R, T]] = []
-        self._leading = False
+        self._leaders = 0
 
     def run(self, request: R) -> T:
         call: _Call[R, T] = _Call(request)
         with self._mutex:
             self._queue.append(call)
-            if not self._leading:
-                self._leading = call.leads = True
-        if not call.leads:
+            if self._leaders < self._at_once:
+                self._leaders += 1
+                call.leads = True
+        # The flags are set before the event, and read after it is cleared: no wake is lost.
+        while True:
+            if call.leads:
+                call.leads = False
+                self._lead()
+            if call.done:
+                break
             call.woken.wait()
-        if call.leads:
-            self._lead()
+            call.woken.clear()
         if call.error is not None:
             raise call.error
         return cast(T, call.value)
@@ -256,16 +293,19 @@ class Grouped(Generic[R, T]):
         with self._mutex:
             group, self._queue = self._queue[: self._limit], self._queue[self._limit :]
         try:
-            self._answer(group)
+            if group:
+                self._answer(group)
         finally:
+            for call in group:
+                call.done = True
+                call.woken.set()
             with self._mutex:
-                if self._queue:
+                # The lead goes to the first caller in the queue, unless one there leads.
+                if self._queue and not any(c.leads for c in self._queue):
                     self._queue[0].leads = True
                     self._queue[0].woken.set()
                 else:
-                    self._leading = False
-            for call in group:
-                call.woken.set()
+                    self._leaders -= 1
 
     def _answer(self, group: list[_Call[R, T]]) -> None:
         try:
