@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 demo: setup
 	$(BIN)/baken demo $(ARGS)
 
+# The suite in two processes (pytest-xdist), then what must run by itself.
 test: setup check system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 -m "not alone"
+	$(BIN)/pytest -m alone
 
 # Chromium, chromedriver and docker-compose, from Debian, for the browser tests (the report, the
 # desk's screen) and the compose check.

@@ -281,6 +281,7 @@ def test_a_full_disk_refuses_writes_plainly_and_they_go_on_once_there_is_room(
             registry.stop()
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_restarted_under_load_the_registry_comes_back_by_itself(
     registry_process: RegistryProcess, engines: object, ring: KeyRing
