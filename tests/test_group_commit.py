@@ -1,6 +1,6 @@
-"""db.Grouped and db.in_transaction (group commit): writers that queue while a transaction
-commits share the next one; a refused request is its caller's alone; nobody hears "written" of
-what was not committed."""
+"""db.Grouped (group commit): writers that queue while a transaction commits share the next
+one; a refused request is its caller's alone; nobody hears "written" of what was not committed.
+And the writers' queue at a SQLite database, across processes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.exc import IntegrityError
 
 from services.common import db
 
@@ -26,6 +25,18 @@ def engine(database_url: str, engines: Callable[[str], Engine]) -> Engine:
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE written (n INTEGER PRIMARY KEY)"))
     return engine
+
+
+def in_transaction(
+    engine: Engine, handle: Callable[[Connection, list[int]], list[int | Exception]]
+) -> Callable[[list[int]], list[int | Exception]]:
+    """A group's handler that hands the group to `handle` in one write transaction."""
+
+    def handled(numbers: list[int]) -> list[int | Exception]:
+        with db.write_transaction(engine) as connection:
+            return handle(connection, numbers)
+
+    return handled
 
 
 def written(engine: Engine) -> set[int]:
@@ -54,7 +65,7 @@ class Held:
     def __init__(self, engine: Engine) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
-        self.group: db.Grouped[int, int] = db.Grouped(db.in_transaction(engine, self._handle))
+        self.group: db.Grouped[int, int] = db.Grouped(in_transaction(engine, self._handle))
         self._first = True
 
     def _handle(self, connection: Connection, numbers: list[int]) -> list[int | Exception]:
@@ -117,12 +128,12 @@ def test_a_failed_commit_fails_every_writer_of_the_group(engine: Engine) -> None
     assert all(isinstance(r, OSError) for r in results[1:]), results
     assert written(engine) == {10}
     # Its callers heard, and the next group commits.
-    assert db.Grouped(db.in_transaction(engine, insert_all)).run(99) == 99
+    assert db.Grouped(in_transaction(engine, insert_all)).run(99) == 99
     assert written(engine) == {10, 99}
 
 
 def test_a_lone_writer_commits_at_once(engine: Engine) -> None:
-    group = db.Grouped(db.in_transaction(engine, insert_all))
+    group = db.Grouped(in_transaction(engine, insert_all))
     counted = commits(engine)
     assert [group.run(n) for n in (1, 2)] == [1, 2]
     assert len(counted) == 2
@@ -137,34 +148,8 @@ def test_a_handler_that_raises_fails_the_whole_group_and_writes_nothing(engine: 
         raise RuntimeError("lost the connection")
 
     with pytest.raises(RuntimeError, match="lost the connection"):
-        db.Grouped(db.in_transaction(engine, half_then_fail)).run(5)
+        db.Grouped(in_transaction(engine, half_then_fail)).run(5)
     assert written(engine) == set()
-
-
-def insert_one(connection: Connection, n: int) -> int:
-    connection.execute(text("INSERT INTO written (n) VALUES (:n)"), {"n": n})
-    if n == 3:
-        raise ValueError("3 wrote, then failed")
-    return n
-
-
-def test_in_savepoints_undoes_only_the_failed_requests_writes(engine: Engine) -> None:
-    handle = db.in_savepoints(insert_one)
-    with engine.begin() as connection:
-        results = handle(connection, [1, 2, 3, 4, 2, 5])
-    assert results[:2] == [1, 2] and results[3] == 4 and results[5] == 5
-    assert isinstance(results[2], ValueError)
-    # A statement the database refused (PostgreSQL then refuses all until the rollback).
-    assert isinstance(results[4], IntegrityError)
-    assert written(engine) == {1, 2, 4, 5}
-
-
-def test_in_savepoints_with_one_request_fails_its_transaction(engine: Engine) -> None:
-    group = db.Grouped(db.in_transaction(engine, db.in_savepoints(insert_one)))
-    with pytest.raises(ValueError, match="3 wrote"):
-        group.run(3)
-    assert group.run(5) == 5
-    assert written(engine) == {5}
 
 
 def hold_the_turn(url: str, held: Any, release: Any) -> None:

@@ -189,24 +189,36 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
     On SQLite the write lock is taken at BEGIN (IMMEDIATE), so what the transaction reads is
     read under it (pysqlite would begin only at the first write), after the writers ahead of
-    it in every process (_SqliteWriters)."""
+    it in every process (_SqliteWriters); the writer waits there before it takes a pooled
+    connection."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             yield connection
         return
+    with _sqlite_writers_of(engine).turn(), engine.connect() as connection, _immediate(connection):
+        yield connection
+
+
+def _sqlite_writers_of(engine: Engine) -> _SqliteWriters:
     with _writers_guard:
         writers = _sqlite_writers.get(engine)
         if writers is None:
             writers = _sqlite_writers[engine] = _SqliteWriters(engine)
-    with writers.turn(), engine.begin() as connection:
+        return writers
+
+
+@contextlib.contextmanager
+def _immediate(connection: Connection) -> Iterator[None]:
+    """A SQLite transaction that holds the write lock from its BEGIN, on the connection."""
+    with connection.begin():
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-        yield connection
+        yield
 
 
 @dataclass(frozen=True, slots=True)
 class ReadThenWrite:
     """A transaction that reads, then writes: `reading` for the reads, `writing()` for the
-    writes (entered once)."""
+    writes (entered once), on the same connection."""
 
     reading: Connection
     writing: Callable[[], contextlib.AbstractContextManager[Connection]]
@@ -217,13 +229,21 @@ def read_then_write(engine: Engine) -> Iterator[ReadThenWrite]:
     """Reads, then writes that hold the write lock only while they write, committed when the
     block ends. PostgreSQL: one transaction (its writes take their own locks, such as the
     access log's advisory lock). SQLite, whose write lock comes at BEGIN IMMEDIATE: the reads
-    on a connection of their own, each a consistent snapshot, then a write transaction."""
+    outside a transaction (each statement a consistent snapshot; read them on the DBAPI
+    connection, as SQLAlchemy would begin one), then the writers' turn and the write
+    transaction."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             yield ReadThenWrite(connection, lambda: contextlib.nullcontext(connection))
         return
-    with engine.connect() as reading:
-        yield ReadThenWrite(reading, lambda: write_transaction(engine))
+
+    @contextlib.contextmanager
+    def writing() -> Iterator[Connection]:
+        with _sqlite_writers_of(engine).turn(), _immediate(connection):
+            yield connection
+
+    with engine.connect() as connection:
+        yield ReadThenWrite(connection, writing)
 
 
 class _Call(Generic[R, T]):
@@ -245,8 +265,8 @@ class Grouped(Generic[R, T]):
     for a request it refused, which that caller alone gets. When `handle` raises, every caller
     of the group gets that error.
 
-    `handle` writes the group in one transaction (`in_transaction` makes one) and returns once
-    it committed, so nobody hears "written" of what was not, and a transaction's fixed costs
+    `handle` writes the group in one transaction and returns once it committed, so nobody
+    hears "written" of what was not, and a transaction's fixed costs
     (the write lock, BEGIN, each statement's round trip, COMMIT and its WAL write or fsync)
     are paid once per group instead of once per call.
 
@@ -322,43 +342,6 @@ class Grouped(Generic[R, T]):
                 call.error = error
             if not isinstance(error, Exception):
                 raise
-
-
-def in_transaction(
-    engine: Engine, handle: Callable[[Connection, list[R]], list[T | Exception]]
-) -> Callable[[list[R]], list[T | Exception]]:
-    """A Grouped handler that hands the group to `handle` in one write transaction and returns
-    once it committed."""
-
-    def handled(requests: list[R]) -> list[T | Exception]:
-        with write_transaction(engine) as connection:
-            return handle(connection, requests)
-
-    return handled
-
-
-def in_savepoints(
-    work: Callable[[Connection, R], T],
-) -> Callable[[Connection, list[R]], list[T | Exception]]:
-    """A handler for `in_transaction` that does `work` for each request in a savepoint of its
-    own: the writes of a request whose work raises are undone, and its caller alone gets the
-    error."""
-
-    def handle(connection: Connection, requests: list[R]) -> list[T | Exception]:
-        if len(requests) == 1:  # its error ends the transaction, which is its alone
-            return [work(connection, requests[0])]
-        results: list[T | Exception] = []
-        for request in requests:
-            connection.exec_driver_sql("SAVEPOINT group_member")
-            try:
-                results.append(work(connection, request))
-            except Exception as error:
-                connection.exec_driver_sql("ROLLBACK TO SAVEPOINT group_member")
-                results.append(error)
-            connection.exec_driver_sql("RELEASE SAVEPOINT group_member")
-        return results
-
-    return handle
 
 
 @contextlib.contextmanager

@@ -44,18 +44,6 @@ class Recorded:
     purged_items: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Store:
-    """A decision routed, to be stored."""
-
-    inquiry: Inquiry
-    decision: Decision
-    request_key: str | None
-    decision_id: str
-    markings: Sequence[Marking]
-    routing: Routing
-
-
 class Decisions:
     def __init__(
         self, context: Context, signals: Signals, *, municipalities: Mapping[str, str]
@@ -63,7 +51,6 @@ class Decisions:
         self._context = context
         self._signals = signals
         self._municipalities = municipalities
-        self._stores = db.Grouped(db.in_transaction(context.engine, db.in_savepoints(self._store)))
 
     def referral_house(self, municipality: str) -> str | None:
         return self._municipalities.get(municipality.strip().casefold())
@@ -107,7 +94,7 @@ class Decisions:
             not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
         routing = Routing(routing.items, not_routed)
         try:
-            self._stores.run(_Store(inquiry, decision, request_key, decision_id, markings, routing))
+            self._store(inquiry, decision, request_key, decision_id, markings, routing)
         except IntegrityError:
             # The same request_key, recorded by a concurrent retry a moment ago.
             earlier = self._earlier(request_key) if request_key else None
@@ -117,61 +104,67 @@ class Decisions:
         context.outbox.notify()
         return Recorded(f"decisions/{decision_id}", routing)
 
-    def _store(self, connection: Connection, store: _Store) -> None:
-        """The decision, its items and its access-log entry, in one transaction (which the
-        decisions of the moment share, each in a savepoint of its own)."""
+    def _store(
+        self,
+        inquiry: Inquiry,
+        decision: Decision,
+        request_key: str | None,
+        decision_id: str,
+        markings: Sequence[Marking],
+        routing: Routing,
+    ) -> None:
+        """The decision, its items and its access-log entry, in one transaction."""
         context = self._context
-        inquiry, decision, request_key = store.inquiry, store.decision, store.request_key
-        decision_id, markings, routing = store.decision_id, store.markings, store.routing
         caller = inquiry.caller
         now = context.now()
-        context.check_not_purged(connection, decision.case_reference)
-        if not decision.routes_only:
-            _check_no_advice_in_term(connection, decision.case_reference, now)
-        repository.add_decision(
-            connection,
-            decision_id,
-            request_key=request_key,
-            case_reference=decision.case_reference,
-            party_id=caller.id,
-            recorded_time=now,
-            code=decision.code,
-            stage=decision.stage,
-            minor=decision.subject_age == SubjectAge.MINOR,
-            known=bool(markings),
-            advice_current=any(m.advice_counts for m in markings),
-            advice_followed=_summary(decision),
-            complex_problems=decision.complex_problems_suspected,
-            deviation_reason_given=any(
-                line.deviated and line.deviation_reason for line in decision.house_advice
-            ),
-            house_advice=decision.house_advice,
-        )
-        repository.link_inflow_decision(
-            connection,
-            context.region_of(caller),
-            decision.case_reference,
-            decision_id,
-            decision.stage,
-        )
-        context.outbox.add(
-            connection,
-            routing.items,
-            now,
-            case_reference=decision.case_reference,
-            decision_id=decision_id,
-        )
-        context.append(
-            connection,
-            inquiry,
-            now,
-            "routed" if routing.items else "not-routed",
-            activity=DECISION_ACTIVITY,
-            subject=pseudonym_values(decision.subject),
-            case_reference=decision.case_reference,
-            routing=routing,
-            decision=f"DECISION_CODE_{decision.code.name}",
-        )
+        with db.write_transaction(context.engine) as connection:
+            context.check_not_purged(connection, decision.case_reference)
+            if not decision.routes_only:
+                _check_no_advice_in_term(connection, decision.case_reference, now)
+            repository.add_decision(
+                connection,
+                decision_id,
+                request_key=request_key,
+                case_reference=decision.case_reference,
+                party_id=caller.id,
+                recorded_time=now,
+                code=decision.code,
+                stage=decision.stage,
+                minor=decision.subject_age == SubjectAge.MINOR,
+                known=bool(markings),
+                advice_current=any(m.advice_counts for m in markings),
+                advice_followed=_summary(decision),
+                complex_problems=decision.complex_problems_suspected,
+                deviation_reason_given=any(
+                    line.deviated and line.deviation_reason for line in decision.house_advice
+                ),
+                house_advice=decision.house_advice,
+            )
+            repository.link_inflow_decision(
+                connection,
+                context.region_of(caller),
+                decision.case_reference,
+                decision_id,
+                decision.stage,
+            )
+            context.outbox.add(
+                connection,
+                routing.items,
+                now,
+                case_reference=decision.case_reference,
+                decision_id=decision_id,
+            )
+            context.append(
+                connection,
+                inquiry,
+                now,
+                "routed" if routing.items else "not-routed",
+                activity=DECISION_ACTIVITY,
+                subject=pseudonym_values(decision.subject),
+                case_reference=decision.case_reference,
+                routing=routing,
+                decision=f"DECISION_CODE_{decision.code.name}",
+            )
 
     def _earlier(self, request_key: str) -> Recorded | None:
         with self._context.engine.connect() as connection:
