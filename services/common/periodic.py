@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 
+import psycopg
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,5 +41,7 @@ class Periodic:
             wait = self._interval()
             try:
                 self._job()
-            except SQLAlchemyError as error:  # the database is away: try again next time
+            # The database is away or busy (the access log's append speaks to the driver
+            # directly, so its errors come unwrapped): try again next time.
+            except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as error:
                 log.warning(f"{self._name}: the database is away", error=type(error).__name__)
