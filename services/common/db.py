@@ -266,9 +266,9 @@ class Grouped(Generic[R, T]):
     of the group gets that error.
 
     `handle` writes the group in one transaction and returns once it committed, so nobody
-    hears "written" of what was not, and a transaction's fixed costs
-    (the write lock, BEGIN, each statement's round trip, COMMIT and its WAL write or fsync)
-    are paid once per group instead of once per call.
+    hears "written" of what was not, and a transaction's fixed costs (the write lock, BEGIN,
+    each statement's round trip, COMMIT and its WAL write or fsync) are paid once per group
+    instead of once per call.
 
     A caller that finds fewer than `at_once` groups in hand leads one: it takes the queue (up
     to `limit` requests), handles it, then hands the lead to the first caller that queued
