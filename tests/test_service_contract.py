@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
+import sqlalchemy.exc
 from builders import HOUSES, Marking, Person, problem, subject
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,6 +23,7 @@ from sqlalchemy import text
 from baken.keyring import KeyRing
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
+from services.common.grpc_server import _storage_error
 
 pb = registry_service_pb2
 SERVICE = "baken.registry.v1.RegistryService"
@@ -120,6 +124,32 @@ def test_a_database_failure_is_internal_with_the_request_id_and_no_details(
     for leak in ("Traceback", "marker_pseudonyms", "SELECT", "sqlite", "psycopg"):
         assert leak not in details
     assert ("x-request-id", "req-4711") in tuple(error.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            psycopg.OperationalError("server closed the connection unexpectedly"),
+            "STORAGE_UNAVAILABLE",
+        ),
+        (sqlite3.OperationalError("database is locked"), "STORAGE_UNAVAILABLE"),
+        (sqlite3.OperationalError("database or disk is full"), "STORAGE_FULL"),
+        (sqlite3.OperationalError("no such table: marker_pseudonyms"), None),
+        (
+            sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("disk I/O error")),
+            "STORAGE_UNAVAILABLE",
+        ),
+    ],
+)
+def test_a_database_away_or_full_is_unavailable_from_the_driver_too(
+    error: Exception, reason: str | None
+) -> None:
+    """The marker query, the access log's append and the bulk writes speak to the driver
+    directly: a PostgreSQL failover mid-append is UNAVAILABLE, which clients retry, as it is
+    through SQLAlchemy; a broken schema stays INTERNAL (the test above)."""
+    mapped = _storage_error(error)
+    assert (mapped.reason if mapped else None) == reason
 
 
 def test_every_call_answers_with_a_request_id(registry: RunningRegistry, ring: KeyRing) -> None:

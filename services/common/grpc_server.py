@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence, Sized
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import psycopg
 import sqlalchemy.exc
 import structlog
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -341,13 +343,22 @@ class _Call:
 def _storage_error(exc: BaseException) -> Unavailable | None:
     """The database away (a PostgreSQL restart, a failover) or full (SQLite's disk): the call
     changed nothing (its transaction rolled back) and may go again as it is, so UNAVAILABLE,
-    which clients retry, rather than INTERNAL."""
-    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+    which clients retry, rather than INTERNAL. The hot paths (the marker query, the access
+    log's append, the bulk writes) speak to the driver directly: its own operational errors
+    count the same as SQLAlchemy's."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        text = str(exc.orig).lower()
+        away = exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError)
+    elif isinstance(exc, psycopg.OperationalError):
+        text, away = str(exc).lower(), True
+    elif isinstance(exc, sqlite3.OperationalError):  # also a missing table: that is INTERNAL
+        text = str(exc).lower()
+        away = "database is locked" in text
+    else:
         return None
-    text = str(exc.orig).lower()
     if "disk is full" in text or "no space left" in text:
         return Unavailable("STORAGE_FULL", "the service's database has no space left; try later")
-    if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
+    if away:
         return Unavailable("STORAGE_UNAVAILABLE", "the service's database cannot be reached now")
     return None
 
