@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from builders import NOW
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
 import services.common.db
@@ -181,6 +183,29 @@ def test_the_body_is_canonical_json_that_carries_time_outcome_and_party(
         7,
     )
     assert found.body == json.loads(stored["body"])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, max_size=6))
+def test_the_canonical_text_is_that_of_json_dumps_sorted_and_compact(body: dict[str, Any]) -> None:
+    """The log's older entries were written by json.dumps; what an auditor's tool recomputes
+    from the rule (sorted keys, no spaces, non-ASCII as itself) must be what is stored."""
+    assert access_log.canonical(body) == json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def test_a_body_with_a_value_json_has_no_type_for_is_refused() -> None:
+    for value in (NOW, dataclasses.make_dataclass("D", [])(), b"\x00"):
+        with pytest.raises(TypeError):
+            Entry(time=NOW, outcome="hit", party_id="p", body={"v": value}).canonical_body()
 
 
 def test_an_entry_refuses_a_naive_time_a_short_subject_and_a_conflicting_body() -> None:

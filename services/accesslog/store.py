@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -79,8 +80,10 @@ checkpoints = cast(Table, AccessLogCheckpointRow.__table__)
 expiries = cast(Table, AccessLogExpiryRow.__table__)
 
 GENESIS = bytes(32)
-# json.dumps with options builds an encoder per call; this one gives the same canonical text.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Types beyond JSON's own raise, as json.dumps would, instead of being rendered by orjson.
+_CANONICAL = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 CHECKPOINT_DOMAIN = b"baken-access-log-checkpoint-v1\0"
 EXPIRY_DOMAIN = b"baken-access-log-expiry-v1\0"
 BREAK_GLASS = "break-glass"
@@ -105,6 +108,14 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware")
     return value.astimezone(dt.UTC)
+
+
+def canonical(body: Mapping[str, Any]) -> str:
+    """Sorted keys, no spaces, non-ASCII as itself: for strings, integers, booleans, null,
+    lists and objects the very text of json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False), which wrote the log's older entries, at a tenth of its cost (orjson).
+    An entry holds no floats."""
+    return orjson.dumps(body, option=_CANONICAL).decode()
 
 
 def entry_hash(prev_hash: bytes, seq: int, body: str) -> bytes:
@@ -170,7 +181,7 @@ class Entry:
         for key, value in own.items():
             if key in self.body and self.body[key] != value:
                 raise ValueError(f"the body's {key!r} differs from the entry's")
-        return _CANONICAL.encode({**self.body, **own})
+        return canonical({**self.body, **own})
 
 
 @dataclass(frozen=True, slots=True)
