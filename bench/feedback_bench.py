@@ -43,6 +43,7 @@ import sqlalchemy
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import sampling  # noqa: E402
 from processes import cpu_seconds, memory, service  # noqa: E402
 
 from adapters.receive import Receiver  # noqa: E402
@@ -245,6 +246,11 @@ def main() -> None:
     parser.add_argument("--latency-count", type=int, default=200)
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema per service)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the feedback service with py-spy during the RecordDecision load",
+    )
     args = parser.parse_args()
     # The adapters here log as in production, a line per item, rendered and thrown away.
     logs.configure(json=True, file=open(os.devnull, "w"))  # noqa: SIM115
@@ -327,8 +333,17 @@ def main() -> None:
             base = run_load(what="lookup", target=registry, run="lookup", **common)
             print("load: RecordDecision ...", flush=True)
             before = cpu_seconds(processes)
+            spy = (
+                sampling.record(feedback_process.pid, args.seconds, work / "profile.txt")
+                if args.profile
+                else None
+            )
             decided = run_load(what="decide", target=feedback, run="decide", **common)
             used = {k: v - before[k] for k, v in cpu_seconds(processes).items()}
+            if spy is not None:
+                spy.wait(args.seconds + 60)
+                profile = sampling.summary(work / "profile.txt", top=40)
+                print(profile, flush=True)
             print("draining the deliveries ...", flush=True)
             drain(engine)
             print(f"latency: {args.latency_count} decisions at {args.rate:g}/s ...", flush=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from baken.errors import PermissionDenied
 from baken.houses import House
@@ -62,6 +63,9 @@ class Scope:
     decisions: Mapping[str, Mapping[str, Decision]]
     # The covenants in force that admitted the caller for the purpose.
     covenants: tuple[str, ...] = field(default=())
+    # What users of the scope derive from its decisions, once per scope (a scope lives a
+    # day): disclosure.py's field plan per house.
+    derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def decide(self, house_id: str, field_name: str) -> Decision:
         return self.decisions[house_id][field_name]

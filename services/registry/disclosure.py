@@ -93,6 +93,46 @@ class Disclosure:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One house's marker fields as a scope decides them, break-glass applied or not: the same
+    for every marker of the house, so decided once per scope."""
+
+    shown: frozenset[str]
+    # Per field shown, the covenant and grant (or break-glass) that showed it, for the log.
+    cites: Mapping[str, str]
+    withheld: tuple[tuple[str, Withhold, str, str], ...]  # field, reason, covenant, grant
+    advice_shown: bool
+
+
+def _plan(scope: Scope, house_id: str, break_glass: bool) -> _Plan:
+    key = ("disclosure", house_id, break_glass)
+    plan = scope.derived.get(key)
+    if plan is None:
+        plan = scope.derived[key] = _decide_plan(scope, house_id, break_glass)
+    return plan
+
+
+def _decide_plan(scope: Scope, house_id: str, break_glass: bool) -> _Plan:
+    decisions: dict[str, Decision] = {}
+    for field in MARKER_FIELDS:
+        decision = scope.decide(house_id, field)
+        if field in WHY_FIELDS and break_glass and not decision.disclosed:
+            decision = BREAK_GLASS
+        decisions[field] = decision
+    # The advice carries its freshness: where the advice is shown, so is its freshness, by
+    # the advice's decision. Without the advice, advice_freshness alone shows only it.
+    if decisions["advice"].disclosed and not decisions["advice_freshness"].disclosed:
+        decisions["advice_freshness"] = decisions["advice"]
+    shown = {f: d for f, d in decisions.items() if d.disclosed}
+    return _Plan(
+        shown=frozenset(shown),
+        cites={f: f"{d.covenant} {d.grant}".strip() for f, d in shown.items()},
+        withheld=tuple((f, *_cite(d)) for f, d in decisions.items() if not d.disclosed),
+        advice_shown="advice" in shown,
+    )
+
+
 def disclose(
     rows: Sequence[Found],
     scope: Scope,
@@ -134,34 +174,17 @@ def disclose(
             if row.at_information
             else {}
         )
-        decisions: dict[str, Decision] = {}
-        for field in MARKER_FIELDS:
-            decision = scope.decide(row.house_id, field)
-            if field in WHY_FIELDS and break_glass and not decision.disclosed:
-                decision = BREAK_GLASS
-            decisions[field] = decision
-        # The advice carries its freshness: where the advice is shown, so is its freshness,
-        # by the advice's decision. Without the advice, advice_freshness alone shows only it.
-        if decisions["advice"].disclosed and not decisions["advice_freshness"].disclosed:
-            decisions["advice_freshness"] = decisions["advice"]
-        shown: dict[str, Decision] = {}
-        for field, decision in decisions.items():
-            if decision.disclosed:
-                shown[field] = decision
-            else:
-                withheld.append(Withheld(name, field, *_cite(decision)))
+        plan = _plan(scope, row.house_id, break_glass)
+        withheld += [Withheld(name, *w) for w in plan.withheld]
         advice = None
-        if "advice" in shown and row.advice is not None:
+        if plan.advice_shown and row.advice is not None:
             if fresh is Freshness.EXPIRED:
                 withheld.append(Withheld(name, "advice", Withhold.ADVICE_EXPIRED))
             else:
                 advice = sealer.open(row.uid, "advice", row.advice)
         with_value = {*THAT_FIELDS, *(("advice",) if advice else ()), *(f"at.{k}" for k in at)}
-        disclosed[name] = {
-            field: f"{d.covenant} {d.grant}".strip()
-            for field, d in shown.items()
-            if field in with_value
-        }
+        disclosed[name] = {f: cite for f, cite in plan.cites.items() if f in with_value}
+        shown = plan.shown
         hits.append(
             MarkerHit(
                 uid=row.uid,
@@ -175,7 +198,7 @@ def disclose(
                 freshness=fresh,
                 at_information={k: v for k, v in at.items() if f"at.{k}" in shown} or None,
                 match_kind=row.kind,
-                fields=frozenset(shown),
+                fields=shown,
             )
         )
     hits.sort(key=lambda h: (h.match_kind, h.key.house_id, -h.mark_date.toordinal()))
