@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import operator
 import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar, cast
@@ -127,13 +128,26 @@ class Bulk:
             and (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
         self._processors = processors
-        self._columns = [(name, processors.get(name)) for name in self._names]
+        # A positional row: its values taken in C, then the few that need it converted.
+        first, *more = self._names
+        self._values: Callable[[Mapping[str, Any]], Sequence[Any]] = (
+            operator.itemgetter(first, *more) if more else lambda row: (row[first],)
+        )
+        self._converted = [(i, processors[n]) for i, n in enumerate(self._names) if n in processors]
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
         """The rows as this statement's DBAPI parameters."""
         if self._positional:
-            columns = self._columns
-            return [tuple(row[n] if p is None else p(row[n]) for n, p in columns) for row in rows]
+            values, converted = self._values, self._converted
+            if not converted:
+                return [values(row) for row in rows]
+            params = []
+            for row in rows:
+                param = list(values(row))
+                for i, processor in converted:
+                    param[i] = processor(param[i])
+                params.append(param)
+            return params
         processors = self._processors
         if not processors:
             return list(rows)
