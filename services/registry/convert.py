@@ -10,6 +10,7 @@ from google.type import date_pb2
 from baken import enums
 from baken.houses import House, house_name
 from baken.registry.v1 import house_pb2, marker_pb2, registry_service_pb2
+from services.common.access import Withhold
 from services.registry.lookup import Answer
 from services.registry.markers import MarkerHit, SyncCounts
 from services.registry.signals import Signal
@@ -21,6 +22,10 @@ _FRESHNESS = {
     "no_advice": marker_pb2.ADVICE_FRESHNESS_NO_ADVICE,
 }
 _TARGET_GROUPS = enums.numbers(marker_pb2.TargetGroup, "TARGET_GROUP_")
+_WITHHOLD_REASONS = {
+    reason: registry_service_pb2.WithholdReason.Value(f"WITHHOLD_REASON_{reason.value}")
+    for reason in Withhold
+}
 
 
 def _set_date(target: date_pb2.Date, day: dt.date) -> None:
@@ -105,9 +110,7 @@ class MarkerConverter:
             response.withheld.add(
                 marker=w.marker,
                 field=w.field,
-                reason=registry_service_pb2.WithholdReason.Value(
-                    f"WITHHOLD_REASON_{w.reason.value}"
-                ),
+                reason=_WITHHOLD_REASONS[w.reason],
                 covenant=w.covenant,
                 grant=w.grant,
             )
