@@ -10,7 +10,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar, cast
@@ -125,29 +125,24 @@ class Bulk:
             name: processor
             for name in self._names
             if (bind := compiled.binds[name]).type is not None
+            # Both drivers take bytes as they are; SQLite's processor only wraps them.
+            and not isinstance(bind.type, LargeBinary)
             and (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
         self._processors = processors
-        # A positional row: its values taken in C, then the few that need it converted.
-        first, *more = self._names
-        self._values: Callable[[Mapping[str, Any]], Sequence[Any]] = (
-            operator.itemgetter(first, *more) if more else lambda row: (row[first],)
-        )
-        self._converted = [(i, processors[n]) for i, n in enumerate(self._names) if n in processors]
+        # Positional rows are built a column at a time: each column's values taken in C, and
+        # converted only where the type needs it.
+        self._columns = [(operator.itemgetter(n), processors.get(n)) for n in self._names]
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
         """The rows as this statement's DBAPI parameters."""
         if self._positional:
-            values, converted = self._values, self._converted
-            if not converted:
-                return [values(row) for row in rows]
-            params = []
-            for row in rows:
-                param = list(values(row))
-                for i, processor in converted:
-                    param[i] = processor(param[i])
-                params.append(param)
-            return params
+            rows = rows if isinstance(rows, list) else list(rows)
+            columns = [
+                map(value, rows) if convert is None else map(convert, map(value, rows))
+                for value, convert in self._columns
+            ]
+            return list(zip(*columns, strict=True))
         processors = self._processors
         if not processors:
             return list(rows)
