@@ -105,6 +105,14 @@ _ATTEMPT = (
     )
 )
 
+# A new item whose key is stored already is left as it is; the seqs of those stored, by dialect.
+_ADD_ITEMS = {
+    name: dialect.insert(deliveries)
+    .on_conflict_do_nothing(index_elements=["key"])
+    .returning(deliveries.c.seq)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
 
 class Outbox:
     def __init__(
@@ -161,9 +169,7 @@ class Outbox:
             }
             for item in items
         ]
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["key"])
-        result = connection.execute(statement.returning(deliveries.c.seq), rows)
+        result = connection.execute(_ADD_ITEMS[connection.dialect.name], rows)
         return len(result.all())
 
     def purge_case(

@@ -1,7 +1,10 @@
 """The feedback service's tables, other than the delivery outbox's (services/feedback/outbox.py):
 decisions, advice requests, the desks' inflow, the signal cursor and the cases purged by
-technisch sepot 01. Each
-function runs on the caller's connection, so the caller decides what commits together."""
+technisch sepot 01. Each function runs on the caller's connection, so the caller decides what
+commits together.
+
+The statements every decision runs are built once, with named parameters: building a statement
+and its cache key cost SQLAlchemy more than running it did."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, delete, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.common.db import utc
@@ -43,6 +46,15 @@ inflow = cast(Table, InflowRow.__table__)
 
 # -- decisions ------------------------------------------------------------------------------------
 
+_ADD_DECISION = decisions.insert()
+_ADD_DECISION_ADVICE = decision_advice.insert()
+_DECISION_OF_KEY = select(decisions.c.id).where(decisions.c.request_key == bindparam("key"))
+_ITEMS_OF_DECISION = (
+    select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
+    .where(deliveries.c.decision_id == bindparam("decision_id"))
+    .order_by(deliveries.c.seq)
+)
+
 
 def add_decision(
     connection: Connection,
@@ -65,25 +77,26 @@ def add_decision(
     """The decision as management information counts it (services/feedback/figures.py), with
     its advice line per house."""
     connection.execute(
-        decisions.insert().values(
-            id=decision_id,
-            request_key=request_key,
-            case_reference=case_reference,
-            party_id=party_id,
-            recorded_time=recorded_time,
-            code=int(code),
-            stage=int(stage),
-            minor=minor,
-            known=known,
-            advice_current=advice_current,
-            advice_followed=int(advice_followed),
-            complex_problems=complex_problems,
-            deviation_reason_given=deviation_reason_given,
-        )
+        _ADD_DECISION,
+        {
+            "id": decision_id,
+            "request_key": request_key,
+            "case_reference": case_reference,
+            "party_id": party_id,
+            "recorded_time": recorded_time,
+            "code": int(code),
+            "stage": int(stage),
+            "minor": minor,
+            "known": known,
+            "advice_current": advice_current,
+            "advice_followed": int(advice_followed),
+            "complex_problems": complex_problems,
+            "deviation_reason_given": deviation_reason_given,
+        },
     )
     if house_advice:
         connection.execute(
-            decision_advice.insert(),
+            _ADD_DECISION_ADVICE,
             [
                 {
                     "decision_id": decision_id,
@@ -101,16 +114,10 @@ def earlier_decision(
 ) -> tuple[str, list[tuple[str, str, int]]] | None:
     """The decision recorded under `request_key`: its id, and its items as (key, house id,
     kind number) in the order they were queued."""
-    decision_id = connection.execute(
-        select(decisions.c.id).where(decisions.c.request_key == request_key)
-    ).scalar()
+    decision_id = connection.execute(_DECISION_OF_KEY, {"key": request_key}).scalar()
     if decision_id is None:
         return None
-    rows = connection.execute(
-        select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
-        .where(deliveries.c.decision_id == decision_id)
-        .order_by(deliveries.c.seq)
-    ).all()
+    rows = connection.execute(_ITEMS_OF_DECISION, {"decision_id": decision_id}).all()
     return decision_id, [(r.key, r.house_id, r.kind) for r in rows]
 
 
@@ -124,17 +131,30 @@ def delete_decisions(connection: Connection, case_reference: str) -> int:
 
 # -- advice requests ------------------------------------------------------------------------------
 
+_HOUSES_ASKED = select(advice_requests.c.house_id).where(
+    advice_requests.c.case_reference == bindparam("case_reference"),
+    advice_requests.c.requested_by == bindparam("party_id"),
+)
+_ADVICE_IN_TERM = (
+    select(advice_requests.c.house_id, advice_requests.c.due_time)
+    .where(
+        advice_requests.c.case_reference == bindparam("case_reference"),
+        advice_requests.c.answered_time.is_(None),
+        advice_requests.c.cancelled_time.is_(None),
+        advice_requests.c.due_time > bindparam("now", type_=advice_requests.c.due_time.type),
+    )
+    .order_by(advice_requests.c.due_time)
+    .limit(1)
+)
+
 
 def houses_asked(connection: Connection, case_reference: str, party_id: str) -> set[str]:
     """The houses `party_id` asked for advice in the case: their answer is advice it could
     weigh, whatever its covenant shows of the house at a look-up."""
-    return set(
-        connection.execute(
-            select(advice_requests.c.house_id)
-            .where(advice_requests.c.case_reference == case_reference)
-            .where(advice_requests.c.requested_by == party_id)
-        ).scalars()
+    asked = connection.execute(
+        _HOUSES_ASKED, {"case_reference": case_reference, "party_id": party_id}
     )
+    return set(asked.scalars())
 
 
 def advice_in_term(
@@ -143,15 +163,7 @@ def advice_in_term(
     """The unanswered, uncancelled advice request of the case whose term ends first, if one
     is still in term: (house id, due time)."""
     waiting = connection.execute(
-        select(advice_requests.c.house_id, advice_requests.c.due_time)
-        .where(
-            advice_requests.c.case_reference == case_reference,
-            advice_requests.c.answered_time.is_(None),
-            advice_requests.c.cancelled_time.is_(None),
-            advice_requests.c.due_time > now,
-        )
-        .order_by(advice_requests.c.due_time)
-        .limit(1)
+        _ADVICE_IN_TERM, {"case_reference": case_reference, "now": now}
     ).first()
     return None if waiting is None else (waiting.house_id, utc(waiting.due_time))
 
@@ -313,6 +325,24 @@ def erase_inflow_subjects(connection: Connection, recorded_before: dt.datetime) 
     ).rowcount
 
 
+_OF_INFLOW_CASE = (
+    inflow.c.region == bindparam("of_region"),
+    inflow.c.case_reference == bindparam("of_case"),
+)
+# A final decision ends the need for the pseudonyms.
+_LINK_DECISION = {
+    final: update(inflow)
+    .where(*_OF_INFLOW_CASE)
+    .values(
+        decision_id=bindparam("decided"),
+        decision_stage=bindparam("stage"),
+        held_decision=None,
+        **({"subject": None} if final else {}),
+    )
+    for final in (False, True)
+}
+
+
 def link_inflow_decision(
     connection: Connection,
     region: str,
@@ -322,17 +352,14 @@ def link_inflow_decision(
 ) -> None:
     """The case's latest decision on its inflow entry: a decision held for the desk is
     settled, and a final one ends the need for the pseudonyms."""
-    values: dict[str, Any] = {
-        "decision_id": decision_id,
-        "decision_stage": int(stage),
-        "held_decision": None,
-    }
-    if stage == DecisionStage.FINAL:
-        values["subject"] = None
     connection.execute(
-        update(inflow)
-        .where(inflow.c.region == region, inflow.c.case_reference == case_reference)
-        .values(**values)
+        _LINK_DECISION[stage == DecisionStage.FINAL],
+        {
+            "of_region": region,
+            "of_case": case_reference,
+            "decided": decision_id,
+            "stage": int(stage),
+        },
     )
 
 
@@ -407,11 +434,13 @@ def add_purged_case(connection: Connection, case_digest: bytes, now: dt.datetime
     )
 
 
+_PURGED = (
+    select(purged_cases.c.case_digest)
+    .where(purged_cases.c.case_digest.in_(bindparam("digests", expanding=True)))
+    .limit(1)
+)
+
+
 def is_purged(connection: Connection, case_digests: Sequence[bytes]) -> bool:
     """Whether a case with one of these digests (one per key of the ring) was purged."""
-    found = connection.execute(
-        select(purged_cases.c.case_digest)
-        .where(purged_cases.c.case_digest.in_(list(case_digests)))
-        .limit(1)
-    ).first()
-    return found is not None
+    return connection.execute(_PURGED, {"digests": list(case_digests)}).first() is not None
