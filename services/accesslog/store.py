@@ -72,7 +72,7 @@ from services.accesslog.tables import (
     AccessLogRow,
     AccessLogSubjectRow,
 )
-from services.common.db import Bulk, utc
+from services.common.db import Bulk, PerDialect, utc
 
 entries = cast(Table, AccessLogRow.__table__)
 subjects = cast(Table, AccessLogSubjectRow.__table__)
@@ -303,7 +303,7 @@ class AccessLog:
     ) -> None:
         self._signer = signer
         self.policy = CheckpointPolicy(checkpoint_every, checkpoint_seconds)
-        self._sql: dict[str, _AppendSql] = {}
+        self._sql_for = PerDialect(_AppendSql)
         # By id(engine): a reused id finds a run whose head differs, which is read again.
         self._runs: dict[int, _Run] = {}
 
@@ -440,12 +440,6 @@ class AccessLog:
             first_time = raw_time(raw)
         run = self._runs[key] = _Run(head, head_hash, int(signed), first_time)
         return run
-
-    def _sql_for(self, connection: Connection) -> _AppendSql:
-        sql = self._sql.get(connection.dialect.name)
-        if sql is None:
-            sql = self._sql[connection.dialect.name] = _AppendSql(connection.dialect)
-        return sql
 
     def _sign(self, connection: Connection, seq: int, hash_: bytes, now: dt.datetime) -> None:
         connection.execute(

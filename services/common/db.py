@@ -159,6 +159,21 @@ class Bulk:
             cursor.close()
 
 
+class PerDialect(Generic[T]):
+    """What is built once for each SQL dialect (compiled statements), taken by the dialect of
+    the connection at hand."""
+
+    def __init__(self, build: Callable[[Dialect], T]) -> None:
+        self._build = build
+        self._built: dict[str, T] = {}
+
+    def __call__(self, connection: Connection) -> T:
+        built = self._built.get(connection.dialect.name)
+        if built is None:
+            built = self._built[connection.dialect.name] = self._build(connection.dialect)
+        return built
+
+
 class _SqliteWriters:
     """The writers' queue at one SQLite database: this process's writers take a thread lock,
     then every process's writers an flock on a file beside the database (`<file>-writers`).

@@ -267,14 +267,7 @@ class _WriteSql:
         )
 
 
-_write_sql: dict[str, _WriteSql] = {}
-
-
-def _write_sql_for(connection: Connection) -> _WriteSql:
-    sql = _write_sql.get(connection.dialect.name)
-    if sql is None:
-        sql = _write_sql[connection.dialect.name] = _WriteSql(connection.dialect)
-    return sql
+_write_sql_for = db.PerDialect(_WriteSql)
 
 
 def _values(w: Write, now: dt.datetime, sealer: Sealer) -> dict[str, object]:

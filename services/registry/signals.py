@@ -33,6 +33,15 @@ from services.common.db import utc
 from services.registry.models import SignalRow
 
 signals = cast(Table, SignalRow.__table__)
+_SIGNAL_KEYS = (
+    "house_id",
+    "source_record_id",
+    "case_reference",
+    "zsm_location",
+    "lookup_time",
+    "access_log_seq",
+)
+_insert_signals = db.PerDialect(lambda dialect: db.Bulk(insert(signals), dialect, _SIGNAL_KEYS))
 
 # The lookups that make a signal, and who makes them: the ZSM desks.
 SIGNAL_PURPOSES = frozenset({INTAKE, "afdoeningsbeslissing"})
@@ -87,8 +96,7 @@ def record(
         for lookup, seq in zip(flowed_in, sequences, strict=True)
         for house_id, record_id in lookup.markers
     ]
-    if rows:
-        connection.execute(insert(signals), rows)
+    _insert_signals(connection).run(connection, rows)
 
 
 class Signals:
