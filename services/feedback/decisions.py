@@ -60,15 +60,18 @@ class Decisions:
         caller = inquiry.caller
         context.authorise(caller, TERUGKOPPELING)
         request_key = f"{caller.id}:{decision.request_key}" if decision.request_key else None
-        if request_key is not None:
-            earlier = self._earlier(request_key)
-            if earlier is not None:
-                return earlier
-        if decision.code == DecisionCode.TECHNISCH_SEPOT_01:
-            return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
+        purge = decision.code == DecisionCode.TECHNISCH_SEPOT_01
+        # One connection for what is read before routing (on PostgreSQL each checkout is a
+        # round trip for its ping and one for its reset).
         with context.engine.connect() as connection:
-            context.check_not_purged(connection, decision.case_reference)
-            asked = repository.houses_asked(connection, decision.case_reference, caller.id)
+            earlier = self._earlier(connection, request_key) if request_key else None
+            if earlier is None and not purge:
+                context.check_not_purged(connection, decision.case_reference)
+                asked = repository.houses_asked(connection, decision.case_reference, caller.id)
+        if earlier is not None:
+            return earlier
+        if purge:
+            return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
         markings = context.markings(
             inquiry,
             decision.subject,
@@ -97,7 +100,10 @@ class Decisions:
             self._store(inquiry, decision, request_key, decision_id, markings, routing)
         except IntegrityError:
             # The same request_key, recorded by a concurrent retry a moment ago.
-            earlier = self._earlier(request_key) if request_key else None
+            if request_key is None:
+                raise
+            with context.engine.connect() as connection:
+                earlier = self._earlier(connection, request_key)
             if earlier is None:
                 raise
             return earlier
@@ -166,9 +172,8 @@ class Decisions:
                 decision=f"DECISION_CODE_{decision.code.name}",
             )
 
-    def _earlier(self, request_key: str) -> Recorded | None:
-        with self._context.engine.connect() as connection:
-            earlier = repository.earlier_decision(connection, request_key)
+    def _earlier(self, connection: Connection, request_key: str) -> Recorded | None:
+        earlier = repository.earlier_decision(connection, request_key)
         if earlier is None:
             return None
         decision_id, rows = earlier
