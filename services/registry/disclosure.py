@@ -30,10 +30,12 @@ from services.registry.markers import MarkerHit, RecordKey, marker_name
 from services.registry.repository import Found
 
 BREAK_GLASS = Decision(None, "break-glass", "")
+_REASONS = {reason: reason.value for reason in Withhold}
 
 
-@dataclass(frozen=True, slots=True)
-class Withheld:
+class Withheld(NamedTuple):
+    """A field not shown, and why (a dozen for a marker seen only as dat-informatie)."""
+
     marker: str  # empty when the whole marker is withheld
     field: str
     reason: Withhold
@@ -80,14 +82,8 @@ class Disclosure:
                 {"marker": marker, "fields": fields} for marker, fields in self.disclosed.items()
             ],
             "withheld": [
-                {
-                    "marker": w.marker,
-                    "field": w.field,
-                    "reason": w.reason.value,
-                    "covenant": w.covenant,
-                    "grant": w.grant,
-                }
-                for w in self.withheld
+                {"marker": m, "field": f, "reason": _REASONS[r], "covenant": c, "grant": g}
+                for m, f, r, c, g in self.withheld
             ],
             "minor_by_source": self.minor_by_source,
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import enum
+import functools
 
 
 class Freshness(enum.Enum):
@@ -26,6 +27,8 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month + 1, min(day.day, last))
 
 
+# Asked for every marker found, of a few thousand advice dates a day.
+@functools.lru_cache(maxsize=8192)
 def freshness(advice_date: dt.date | None, today: dt.date) -> Freshness:
     if advice_date is None:
         return Freshness.NO_ADVICE
