@@ -156,6 +156,33 @@ def test_appends_get_contiguous_seqs_and_a_valid_chain(
     assert (result.entries, result.checkpoints, result.last_signed_seq) == (4, 0, 0)
 
 
+@pytest.mark.parametrize("count", [3, services.common.db.Bulk.COPY_ROWS + 5])
+def test_a_batch_of_entries_is_stored_as_given_whichever_way_it_is_written(
+    engine: Engine, signer: signing.SigningKey, keys: dict[str, Any], count: int
+) -> None:
+    """A few rows go as one executemany, a batch's as a COPY on PostgreSQL: the same rows,
+    searchable by every subject value, in one chain."""
+    amsterdam = dt.timezone(dt.timedelta(hours=1))
+    given = [
+        dataclasses.replace(
+            entry(n, subject=(bytes([n]) * 32, SUBJECT_A), reviews_seq=n or None),
+            time=(NOW + dt.timedelta(seconds=n, microseconds=n)).astimezone(amsterdam),
+            body={"reason": "één\\\t\"'", "n": n},
+        )
+        for n in range(count)
+    ]
+    with engine.begin() as connection:
+        assert AccessLog(signer).append(connection, given, NOW) == list(range(1, count + 1))
+    with engine.connect() as connection:
+        stored = access_log.search(connection, limit=count + 1)
+        assert [e.seq for e in access_log.search(connection, subject=[bytes([2]) * 32])] == [3]
+        assert len(access_log.search(connection, subject=[SUBJECT_A], limit=count + 1)) == count
+    assert [(e.time, e.reviews_seq, e.body["reason"], e.body["n"]) for e in stored] == [
+        (g.time.astimezone(dt.UTC), g.reviews_seq, "één\\\t\"'", n) for n, g in enumerate(given)
+    ]
+    assert verify(engine, keys).ok
+
+
 def test_the_body_is_canonical_json_that_carries_time_outcome_and_party(
     engine: Engine, signer: signing.SigningKey
 ) -> None:

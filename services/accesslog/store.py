@@ -200,8 +200,8 @@ _HEAD = "SELECT seq, entry_hash FROM access_log ORDER BY seq DESC LIMIT 1"
 class _AppendSql:
     """An append's statements for one dialect. They run straight on the DBAPI connection, in
     the caller's transaction: through SQLAlchemy an append took 2.5 times as long on SQLite.
-    On PostgreSQL, psycopg's pipeline sends the lock with the head's query, and the inserts
-    together, so an append costs two round trips.
+    On PostgreSQL, psycopg's pipeline sends the lock with the head's query, and the inserts of a
+    few rows together, so a look-up's append costs two round trips; a batch's rows go as COPYs.
 
     On PostgreSQL the head is read after the lock by a statement of its own, so under READ
     COMMITTED (the default) it sees the appends committed meanwhile. Under REPEATABLE READ it
@@ -237,22 +237,15 @@ class _AppendSql:
     def insert(
         self, dbapi: Any, entry_rows: list[dict[str, Any]], subject_rows: list[dict[str, Any]]
     ) -> None:
-        entries = self.insert_entry.params(entry_rows)
-        named = self.insert_subject.params(subject_rows)
-        if self.postgresql:
+        if self.postgresql and len(entry_rows) + len(subject_rows) < Bulk.COPY_ROWS:
+            # A few rows: both executemany's in one round trip.
             assert isinstance(dbapi, psycopg.Connection)
-            with dbapi.pipeline(), dbapi.cursor() as cursor:
-                cursor.executemany(self.insert_entry.sql, entries)
-                if named:
-                    cursor.executemany(self.insert_subject.sql, named)
+            with dbapi.pipeline():
+                self.insert_entry.write(dbapi, entry_rows)
+                self.insert_subject.write(dbapi, subject_rows)
             return
-        cursor = dbapi.cursor()
-        try:
-            cursor.executemany(self.insert_entry.sql, entries)
-            if named:
-                cursor.executemany(self.insert_subject.sql, named)
-        finally:
-            cursor.close()
+        self.insert_entry.write(dbapi, entry_rows)
+        self.insert_subject.write(dbapi, subject_rows)
 
 
 def _head_of(row: Sequence[Any] | None) -> tuple[int, bytes]:
