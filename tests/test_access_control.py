@@ -422,6 +422,25 @@ def test_break_glass_shows_waarom_informatie_beyond_the_grant_and_awaits_review(
         assert [e.seq for e in access_log.pending_reviews(connection)] == [entry.seq]
 
 
+def test_a_break_glass_look_up_leaves_nothing_behind_for_the_next_plain_one(
+    marked: RunningRegistry, ring: KeyRing
+) -> None:
+    """A house's fields are decided once per scope and day (disclosure's field plan): the
+    same officer's plain look-ups before and after a break-glass one see only the grant."""
+    plain = dict(party=OVJ, purpose=DECISION, case_reference=CASE)
+    before = marked.lookup(subject(ring, PERSON), **plain)
+    opened = marked.lookup(subject(ring, PERSON), **plain, break_glass_reason=REASON)
+    after = marked.lookup(subject(ring, PERSON), **plain)
+
+    assert marker_of(opened, ROTTERDAM).advice.text.startswith("dagvaarden")
+    for response in (before, after):
+        assert not response.break_glass
+        assert not marker_of(response, ROTTERDAM).HasField("advice")
+        assert not marker_of(response, ROTTERDAM).HasField("at_information")
+        assert withheld(response, ROTTERDAM)["advice"][0] == "OUTSIDE_REGION"
+    assert withheld(before, ROTTERDAM) == withheld(after, ROTTERDAM)
+
+
 def test_before_december_2026_the_ovj_reads_another_regions_advice_only_by_break_glass(
     marked: RunningRegistry, ring: KeyRing
 ) -> None:

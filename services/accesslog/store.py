@@ -111,10 +111,10 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
 
 
 def canonical(body: Mapping[str, Any]) -> str:
-    """Sorted keys, no spaces, non-ASCII as itself: for strings, integers, booleans, null,
-    lists and objects the very text of json.dumps(sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False), which wrote the log's older entries, at a tenth of its cost (orjson).
-    An entry holds no floats."""
+    """Sorted keys, no spaces, non-ASCII as itself: for what entries hold (strings, integers,
+    booleans, null, lists and objects) the very text of json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False), which wrote the log's older entries, at a
+    tenth of its cost (orjson)."""
     return orjson.dumps(body, option=_CANONICAL).decode()
 
 
