@@ -427,10 +427,15 @@ def test_a_break_glass_look_up_leaves_nothing_behind_for_the_next_plain_one(
 ) -> None:
     """A house's fields are decided once per scope and day (disclosure's field plan): the
     same officer's plain look-ups before and after a break-glass one see only the grant."""
-    plain = dict(party=OVJ, purpose=DECISION, case_reference=CASE)
-    before = marked.lookup(subject(ring, PERSON), **plain)
-    opened = marked.lookup(subject(ring, PERSON), **plain, break_glass_reason=REASON)
-    after = marked.lookup(subject(ring, PERSON), **plain)
+
+    def look_up(**break_glass: str) -> pb.LookupResponse:
+        return marked.lookup(
+            subject(ring, PERSON), party=OVJ, purpose=DECISION, case_reference=CASE, **break_glass
+        )
+
+    before = look_up()
+    opened = look_up(break_glass_reason=REASON)
+    after = look_up()
 
     assert marker_of(opened, ROTTERDAM).advice.text.startswith("dagvaarden")
     for response in (before, after):
