@@ -121,7 +121,7 @@ class Bulk:
 
     def __init__(self, statement: Any, dialect: Dialect, keys: Iterable[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        self.sql = str(compiled)
+        self._sql = str(compiled)
         positional = compiled.positiontup
         self._names: tuple[str, ...] = tuple(positional or compiled.binds)
         self._positional = positional is not None
@@ -141,7 +141,7 @@ class Bulk:
         self._processors = processors
         self._columns = [(operator.itemgetter(n), processors.get(n)) for n in self._names]
 
-    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+    def _params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
         """The rows as this statement's DBAPI parameters."""
         if self._positional:
             return self._tuples(rows)
@@ -171,7 +171,7 @@ class Bulk:
         cursor = dbapi.cursor()
         try:
             if self._copy is None or len(rows) < self.COPY_ROWS:
-                cursor.executemany(self.sql, self.params(rows))
+                cursor.executemany(self._sql, self._params(rows))
                 return
             with cursor.copy(self._copy) as copy:
                 for row in self._tuples(rows):

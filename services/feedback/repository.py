@@ -325,22 +325,16 @@ def erase_inflow_subjects(connection: Connection, recorded_before: dt.datetime) 
     ).rowcount
 
 
-_OF_INFLOW_CASE = (
-    inflow.c.region == bindparam("of_region"),
-    inflow.c.case_reference == bindparam("of_case"),
+_LINK_DECISION = (
+    update(inflow)
+    .where(
+        inflow.c.region == bindparam("of_region"),
+        inflow.c.case_reference == bindparam("of_case"),
+    )
+    .values(decision_id=bindparam("decided"), decision_stage=bindparam("stage"), held_decision=None)
 )
 # A final decision ends the need for the pseudonyms.
-_LINK_DECISION = {
-    final: update(inflow)
-    .where(*_OF_INFLOW_CASE)
-    .values(
-        decision_id=bindparam("decided"),
-        decision_stage=bindparam("stage"),
-        held_decision=None,
-        **({"subject": None} if final else {}),
-    )
-    for final in (False, True)
-}
+_LINK_FINAL_DECISION = _LINK_DECISION.values(subject=None)
 
 
 def link_inflow_decision(
@@ -353,7 +347,7 @@ def link_inflow_decision(
     """The case's latest decision on its inflow entry: a decision held for the desk is
     settled, and a final one ends the need for the pseudonyms."""
     connection.execute(
-        _LINK_DECISION[stage == DecisionStage.FINAL],
+        _LINK_FINAL_DECISION if stage == DecisionStage.FINAL else _LINK_DECISION,
         {
             "of_region": region,
             "of_case": case_reference,

@@ -135,15 +135,17 @@ class Lookups:
                 sequences = self._log.append(connection, entries, now)
                 flowed = [f for _, f in flowed_in]
                 signals.record(connection, flowed, [sequences[i] for i, _ in flowed_in], now)
-        return [
-            d
-            if isinstance(d, Exception)
-            else [
-                dataclasses.replace(a, sequence=seq)
-                for a, seq in zip(d[1], sequences[d[0] : d[0] + len(d[1])], strict=True)
-            ]
-            for d in decided
-        ]
+        results: list[list[Answer] | Exception] = []
+        for d in decided:
+            if isinstance(d, Exception):
+                results.append(d)
+                continue
+            first, answers = d
+            own = sequences[first : first + len(answers)]
+            results.append(
+                [dataclasses.replace(a, sequence=s) for a, s in zip(answers, own, strict=True)]
+            )
+        return results
 
     def _decide(
         self,
