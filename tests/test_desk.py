@@ -23,7 +23,10 @@ from desk.server import DeskServer
 from desk.users import users_toml
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -157,8 +160,12 @@ def sign_in(browser: Any, screen: Screen, name: str) -> None:
 
 
 def wait(browser: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT_S) -> Any:
+    # A poll may redraw an entry's head between finding an element and reading it: ask again.
+    waiting = WebDriverWait(
+        browser, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+        return waiting.until(condition)
     except TimeoutException:
         pytest.fail(f"not within {timeout} s: {what}")
 
