@@ -1,15 +1,16 @@
 """Feedback benchmark (not a test): decisions/s and decision-to-source latency.
 
     .venv/bin/python bench/feedback_bench.py [--persons 2000] [--seconds 10] [--clients 8]
-        [--rate 20] [--database-url URL]
+        [--rate 20] [--batch 1] [--database-url URL]
 
 The whole path runs as in production, over real gRPC with mTLS, each service in its own
 process: the registry (`baken serve registry`), the feedback service (`baken serve feedback`),
-the load (a spawned process with --clients threads, each calling RecordDecision as the KPC'er
-of ZSM Rotterdam-Rijnmond), and the receiving adapters in this process (adapter-pga for the
-Rotterdam house, adapter-gcos for the Utrecht house, writing each item into the house's source
-files and acknowledging it). Every person is marked by both houses, so every decision makes
-one routing lookup in the registry and two delivery items.
+the load (a spawned process with --clients threads, each calling RecordDecision, or
+RecordDecisions with --batch decisions, as the KPC'er of ZSM Rotterdam-Rijnmond), and the
+receiving adapters in this process (adapter-pga for the Rotterdam house, adapter-gcos for the
+Utrecht house, writing each item into the house's source files and acknowledging it). Every
+person is marked by both houses, so every decision makes one routing lookup in the registry
+and two delivery items.
 
 Figures:
 - baseline: registry Lookup/s at the same concurrency, from the same load process, for the
@@ -155,6 +156,21 @@ def load(args: dict[str, Any]) -> dict[str, float]:
                 n = (i * 7919 + count) % args["persons"]
                 case = f"B-{args['run'].upper()}-{i}-{count}"
                 try:
+                    if args["batch"] > 1 and args["what"] == "decide":
+                        response = stub.RecordDecisions(
+                            pb.RecordDecisionsRequest(
+                                requests=[
+                                    decision(ring, (n + k) % args["persons"], f"{case}-{k}")
+                                    for k in range(args["batch"])
+                                ]
+                            ),
+                            timeout=30,
+                        )
+                        errors.extend(
+                            r.error.message for r in response.results if r.HasField("error")
+                        )
+                        count += args["batch"]
+                        continue
                     if args["what"] == "lookup":
                         stub.Lookup(
                             registry_service_pb2.LookupRequest(
@@ -244,6 +260,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=float, default=20.0, help="paced decisions/s for latency")
     parser.add_argument("--latency-count", type=int, default=200)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="decisions per call: RecordDecisions with this many (1: RecordDecision)",
+    )
     parser.add_argument("--database-url", help="PostgreSQL base URL (a fresh schema per service)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -328,6 +350,7 @@ def main() -> None:
                 "persons": args.persons,
                 "clients": args.clients,
                 "seconds": args.seconds,
+                "batch": args.batch,
             }
             print("baseline: registry Lookup (terugkoppeling) ...", flush=True)
             base = run_load(what="lookup", target=registry, run="lookup", **common)
@@ -359,8 +382,9 @@ def main() -> None:
     print()
     print(f"feedback benchmark, {kind}, {args.clients} clients, {args.persons} persons x 2 houses")
     print(f"  baseline Lookup (terugkoppeling)   {base['per_second']:8.0f} /s")
+    method = f"RecordDecisions x{args.batch}" if args.batch > 1 else "RecordDecision"
     print(
-        f"  RecordDecision                     {decided['per_second']:8.0f} /s"
+        f"  {method:<35}{decided['per_second']:8.0f} /s"
         f"   = {ratio:.0%} of the baseline ({decided['errors']:.0f} errors)"
     )
     print(
@@ -385,6 +409,7 @@ def main() -> None:
         figures = {
             "database": kind,
             "clients": args.clients,
+            "batch": args.batch,
             "baseline_per_second": base["per_second"],
             "decisions_per_second": decided["per_second"],
             "errors": decided["errors"],

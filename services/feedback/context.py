@@ -15,17 +15,17 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from baken.clock import Clock
-from baken.errors import FailedPrecondition, NotFound, PermissionDenied
+from baken.errors import BakenError, FailedPrecondition, NotFound, PermissionDenied
 from baken.houses import House
 from baken.pki import Identity
 from baken.purposes import AFDOENING, INTAKE
 from services.accesslog.inquiry import Inquiry, entry
-from services.accesslog.store import AccessLog
+from services.accesslog.store import AccessLog, Entry
 from services.common.access import AccessPolicy
 from services.common.covenants import zsm_locations
 from services.feedback import repository
 from services.feedback.outbox import Outbox
-from services.feedback.routing import Marking, Recipients, Routing
+from services.feedback.routing import Asked, Marking, Recipients, Routing
 from services.feedback.values import Pseudonym, SignalIn, SubjectAge
 
 # Where a desk weighs the houses' advice before it decides.
@@ -43,15 +43,10 @@ class Registry(Protocol):
     """What the feedback service asks of the registry."""
 
     def markings(
-        self,
-        subject: Sequence[Pseudonym],
-        *,
-        case_reference: str,
-        subject_age: SubjectAge,
-        on_behalf_of: str,
-        purpose: str,
-    ) -> list[Marking]:
-        """The houses that marked the person, asked for `purpose` (its token)."""
+        self, asked: Sequence[Asked], *, on_behalf_of: str, purpose: str
+    ) -> list[list[Marking] | BakenError]:
+        """Per person asked, in order, the houses that marked him, or why the registry refused
+        to say, asked for `purpose` (its token)."""
         ...
 
     def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:
@@ -186,13 +181,30 @@ class Context:
     ) -> list[Marking]:
         """The houses that marked the person, as the registry tells the feedback service; the
         registry logs the desk and user on whose behalf it asks."""
-        return self.registry.markings(
-            subject,
-            case_reference=case_reference,
-            subject_age=subject_age,
-            on_behalf_of=f"{inquiry.caller.id}/{inquiry.on_behalf_of}"[:64],
-            purpose=purpose,
+        (found,) = self.markings_of(
+            [(inquiry, Asked(subject, case_reference, subject_age))], purpose
         )
+        if isinstance(found, BakenError):
+            raise found
+        return found
+
+    def markings_of(
+        self, asked: Sequence[tuple[Inquiry, Asked]], purpose: str
+    ) -> list[list[Marking] | BakenError]:
+        """`markings` for several persons, in order: one registry call for all those asked
+        about on behalf of one user."""
+        by_user: dict[str, list[int]] = {}
+        for i, (inquiry, _) in enumerate(asked):
+            on_behalf_of = f"{inquiry.caller.id}/{inquiry.on_behalf_of}"[:64]
+            by_user.setdefault(on_behalf_of, []).append(i)
+        found: list[list[Marking] | BakenError] = [[] for _ in asked]
+        for on_behalf_of, positions in by_user.items():
+            answers = self.registry.markings(
+                [asked[i][1] for i in positions], on_behalf_of=on_behalf_of, purpose=purpose
+            )
+            for i, answer in zip(positions, answers, strict=True):
+                found[i] = answer
+        return found
 
     # -- the access log ---------------------------------------------------------------------------
 
@@ -210,6 +222,41 @@ class Context:
         **extra: Any,
     ) -> None:
         """The access-log entry of what `inquiry` did, in the caller's transaction."""
+        self.append_entries(
+            connection,
+            [
+                self.entry(
+                    inquiry,
+                    now,
+                    outcome,
+                    activity=activity,
+                    subject=subject,
+                    case_reference=case_reference,
+                    routing=routing,
+                    **extra,
+                )
+            ],
+            now,
+        )
+
+    def append_entries(
+        self, connection: Connection, entries: Sequence[Entry], now: dt.datetime
+    ) -> None:
+        self._log.append(connection, entries, now)
+
+    def entry(
+        self,
+        inquiry: Inquiry,
+        now: dt.datetime,
+        outcome: str,
+        *,
+        activity: str,
+        subject: Sequence[bytes] = (),
+        case_reference: str | None = None,
+        routing: Routing | None = None,
+        **extra: Any,
+    ) -> Entry:
+        """The access-log entry of what `inquiry` did."""
         body: dict[str, Any] = dict(extra)
         if routing is not None:
             # Per item: which house got which fields, under which covenant; and who got nothing.
@@ -226,18 +273,12 @@ class Context:
             body["not_routed"] = [
                 {"house": n.house_id, "reason": n.reason} for n in routing.not_routed
             ]
-        self._log.append(
-            connection,
-            [
-                entry(
-                    inquiry,
-                    now,
-                    outcome,
-                    activity=activity,
-                    subject=subject,
-                    case_reference=case_reference,
-                    **body,
-                ),
-            ],
+        return entry(
+            inquiry,
             now,
+            outcome,
+            activity=activity,
+            subject=subject,
+            case_reference=case_reference,
+            **body,
         )

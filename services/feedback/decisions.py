@@ -15,14 +15,14 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from baken.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from baken.errors import BakenError, FailedPrecondition, FieldViolation, InvalidArgument
 from baken.houses import house_name
 from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
 from services.feedback.context import Context, pseudonym_values
-from services.feedback.routing import Item, Marking, NotRouted, Routing, route_decision
+from services.feedback.routing import Asked, Item, Marking, NotRouted, Routing, route_decision
 from services.feedback.signals import SIGNAL_PAGE, Signals
 from services.feedback.values import (
     AdviceFollowed,
@@ -56,31 +56,106 @@ class Decisions:
         return self._municipalities.get(municipality.strip().casefold())
 
     def record(self, inquiry: Inquiry, decision: Decision) -> Recorded:
+        (result,) = self.record_all([(inquiry, decision)])
+        if isinstance(result, BakenError):
+            raise result
+        return result
+
+    def record_all(self, calls: Sequence[tuple[Inquiry, Decision]]) -> list[Recorded | BakenError]:
+        """The decisions of one caller, in order, each recorded as it would be alone, or why it
+        was refused. One read, one routing call per user and one transaction serve them all; a
+        technisch sepot 01 among them, or a request key twice, and they go one by one."""
+        if not calls:
+            return []
+        self._context.authorise(calls[0][0].caller, TERUGKOPPELING)
+        keys = [_request_key(inquiry, decision) for inquiry, decision in calls]
+        given = [key for key in keys if key is not None]
+        alone = len(calls) == 1
+        if not alone and (
+            len(set(given)) < len(given)
+            or any(d.code == DecisionCode.TECHNISCH_SEPOT_01 for _, d in calls)
+        ):
+            return [self._one(inquiry, decision) for inquiry, decision in calls]
+        try:
+            return self._record(calls, keys)
+        except IntegrityError:
+            # A request key recorded a moment ago by a concurrent retry.
+            if not alone:
+                return [self._one(inquiry, decision) for inquiry, decision in calls]
+            (key,) = keys
+            if key is None:
+                raise
+            with self._context.engine.connect() as connection:
+                earlier = self._earlier(connection, key)
+            if earlier is None:
+                raise
+            return [earlier]
+
+    def _one(self, inquiry: Inquiry, decision: Decision) -> Recorded | BakenError:
+        try:
+            return self.record(inquiry, decision)
+        except BakenError as error:
+            return error
+
+    def _record(
+        self, calls: Sequence[tuple[Inquiry, Decision]], keys: Sequence[str | None]
+    ) -> list[Recorded | BakenError]:
         context = self._context
-        caller = inquiry.caller
-        context.authorise(caller, TERUGKOPPELING)
-        request_key = f"{caller.id}:{decision.request_key}" if decision.request_key else None
-        purge = decision.code == DecisionCode.TECHNISCH_SEPOT_01
+        results: list[Recorded | BakenError | None] = [None] * len(calls)
+        asked: dict[int, set[str]] = {}
         # One connection for what is read before routing (on PostgreSQL each checkout is a
         # round trip for its ping and one for its reset).
         with context.engine.connect() as connection:
-            earlier = self._earlier(connection, request_key) if request_key else None
-            if earlier is None and not purge:
-                context.check_not_purged(connection, decision.case_reference)
-                asked = repository.houses_asked(connection, decision.case_reference, caller.id)
-        if earlier is not None:
-            return earlier
-        if purge:
-            return Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))
-        markings = context.markings(
-            inquiry,
-            decision.subject,
-            case_reference=decision.case_reference,
-            subject_age=decision.subject_age,
-            purpose=TERUGKOPPELING,
+            for i, ((inquiry, decision), key) in enumerate(zip(calls, keys, strict=True)):
+                earlier = self._earlier(connection, key) if key else None
+                if earlier is not None:
+                    results[i] = earlier
+                elif decision.code != DecisionCode.TECHNISCH_SEPOT_01:
+                    try:
+                        context.check_not_purged(connection, decision.case_reference)
+                    except BakenError as error:
+                        results[i] = error
+                        continue
+                    asked[i] = repository.houses_asked(
+                        connection, decision.case_reference, inquiry.caller.id
+                    )
+        (inquiry, decision), *_ = calls
+        if decision.code == DecisionCode.TECHNISCH_SEPOT_01 and results[0] is None:
+            # Alone, as record_all lets it be.
+            return [Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))]
+        todo = list(asked)
+        found = context.markings_of(
+            [
+                (calls[i][0], Asked(d.subject, d.case_reference, d.subject_age))
+                for i in todo
+                for d in (calls[i][1],)
+            ],
+            TERUGKOPPELING,
         )
-        decision = _with_house_advice(decision, markings, context.advice_visible(caller) | asked)
-        now = context.now()
+        visible = context.advice_visible(inquiry.caller) if todo else frozenset()
+        routed: list[tuple[int, Decision, str, Sequence[Marking], Routing]] = []
+        for i, markings in zip(todo, found, strict=True):
+            if isinstance(markings, BakenError):
+                results[i] = markings
+                continue
+            try:
+                routed.append((i, *self._route(calls[i], markings, visible | asked[i])))
+            except BakenError as error:
+                results[i] = error
+        if routed:
+            self._store(calls, keys, routed, results)
+            context.outbox.notify()
+        done = [r for r in results if r is not None]
+        if len(done) != len(calls):
+            raise RuntimeError("a decision was left without a result")
+        return done
+
+    def _route(
+        self, call: tuple[Inquiry, Decision], markings: Sequence[Marking], visible: frozenset[str]
+    ) -> tuple[Decision, str, Sequence[Marking], Routing]:
+        inquiry, decision = call
+        context = self._context
+        decision = _with_house_advice(decision, markings, visible)
         decision_id = uuid.uuid4().hex[:20]
         referral_house = self.referral_house(decision.residence_municipality)
         routing = route_decision(
@@ -89,88 +164,101 @@ class Decisions:
             context.recipients,
             decision_id=decision_id,
             referral_house=referral_house,
-            zsm_location=context.location_of(caller),
-            now=now,
+            zsm_location=context.location_of(inquiry.caller),
+            now=context.now(),
         )
         not_routed = routing.not_routed
         if not markings and decision.complex_problems_suspected and referral_house is None:
             not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
-        routing = Routing(routing.items, not_routed)
-        try:
-            self._store(inquiry, decision, request_key, decision_id, markings, routing)
-        except IntegrityError:
-            # The same request_key, recorded by a concurrent retry a moment ago.
-            if request_key is None:
-                raise
-            with context.engine.connect() as connection:
-                earlier = self._earlier(connection, request_key)
-            if earlier is None:
-                raise
-            return earlier
-        context.outbox.notify()
-        return Recorded(f"decisions/{decision_id}", routing)
+        return decision, decision_id, markings, Routing(routing.items, not_routed)
 
     def _store(
         self,
+        calls: Sequence[tuple[Inquiry, Decision]],
+        keys: Sequence[str | None],
+        routed: Sequence[tuple[int, Decision, str, Sequence[Marking], Routing]],
+        results: list[Recorded | BakenError | None],
+    ) -> None:
+        """The decisions, their items and their access-log entries, in one transaction. A
+        decision whose case was purged, or waits for advice, meanwhile is refused alone: its
+        checks come before its writes."""
+        context = self._context
+        now = context.now()
+        entries = []
+        with db.write_transaction(context.engine) as connection:
+            for i, decision, decision_id, markings, routing in routed:
+                inquiry = calls[i][0]
+                try:
+                    context.check_not_purged(connection, decision.case_reference)
+                    if not decision.routes_only:
+                        _check_no_advice_in_term(connection, decision.case_reference, now)
+                except BakenError as error:
+                    results[i] = error
+                    continue
+                self._write(
+                    connection, inquiry, decision, keys[i], decision_id, markings, routing, now
+                )
+                entries.append(
+                    context.entry(
+                        inquiry,
+                        now,
+                        "routed" if routing.items else "not-routed",
+                        activity=DECISION_ACTIVITY,
+                        subject=pseudonym_values(decision.subject),
+                        case_reference=decision.case_reference,
+                        routing=routing,
+                        decision=f"DECISION_CODE_{decision.code.name}",
+                    )
+                )
+                results[i] = Recorded(f"decisions/{decision_id}", routing)
+            context.append_entries(connection, entries, now)
+
+    def _write(
+        self,
+        connection: Connection,
         inquiry: Inquiry,
         decision: Decision,
         request_key: str | None,
         decision_id: str,
         markings: Sequence[Marking],
         routing: Routing,
+        now: dt.datetime,
     ) -> None:
-        """The decision, its items and its access-log entry, in one transaction."""
         context = self._context
         caller = inquiry.caller
-        now = context.now()
-        with db.write_transaction(context.engine) as connection:
-            context.check_not_purged(connection, decision.case_reference)
-            if not decision.routes_only:
-                _check_no_advice_in_term(connection, decision.case_reference, now)
-            repository.add_decision(
-                connection,
-                decision_id,
-                request_key=request_key,
-                case_reference=decision.case_reference,
-                party_id=caller.id,
-                recorded_time=now,
-                code=decision.code,
-                stage=decision.stage,
-                minor=decision.subject_age == SubjectAge.MINOR,
-                known=bool(markings),
-                advice_current=any(m.advice_counts for m in markings),
-                advice_followed=_summary(decision),
-                complex_problems=decision.complex_problems_suspected,
-                deviation_reason_given=any(
-                    line.deviated and line.deviation_reason for line in decision.house_advice
-                ),
-                house_advice=decision.house_advice,
-            )
-            repository.link_inflow_decision(
-                connection,
-                context.region_of(caller),
-                decision.case_reference,
-                decision_id,
-                decision.stage,
-            )
-            context.outbox.add(
-                connection,
-                routing.items,
-                now,
-                case_reference=decision.case_reference,
-                decision_id=decision_id,
-            )
-            context.append(
-                connection,
-                inquiry,
-                now,
-                "routed" if routing.items else "not-routed",
-                activity=DECISION_ACTIVITY,
-                subject=pseudonym_values(decision.subject),
-                case_reference=decision.case_reference,
-                routing=routing,
-                decision=f"DECISION_CODE_{decision.code.name}",
-            )
+        repository.add_decision(
+            connection,
+            decision_id,
+            request_key=request_key,
+            case_reference=decision.case_reference,
+            party_id=caller.id,
+            recorded_time=now,
+            code=decision.code,
+            stage=decision.stage,
+            minor=decision.subject_age == SubjectAge.MINOR,
+            known=bool(markings),
+            advice_current=any(m.advice_counts for m in markings),
+            advice_followed=_summary(decision),
+            complex_problems=decision.complex_problems_suspected,
+            deviation_reason_given=any(
+                line.deviated and line.deviation_reason for line in decision.house_advice
+            ),
+            house_advice=decision.house_advice,
+        )
+        repository.link_inflow_decision(
+            connection,
+            context.region_of(caller),
+            decision.case_reference,
+            decision_id,
+            decision.stage,
+        )
+        context.outbox.add(
+            connection,
+            routing.items,
+            now,
+            case_reference=decision.case_reference,
+            decision_id=decision_id,
+        )
 
     def _earlier(self, connection: Connection, request_key: str) -> Recorded | None:
         earlier = repository.earlier_decision(connection, request_key)
@@ -218,6 +306,10 @@ class Decisions:
             )
         context.outbox.notify()
         return items
+
+
+def _request_key(inquiry: Inquiry, decision: Decision) -> str | None:
+    return f"{inquiry.caller.id}:{decision.request_key}" if decision.request_key else None
 
 
 def _summary(decision: Decision) -> AdviceFollowed:

@@ -24,6 +24,7 @@ from services.feedback.values import (
     DeliveryKind,
     Freshness,
     MatchFeedback,
+    Pseudonym,
     SealedEnvelope,
     SubjectAge,
     TriageCriterion,
@@ -66,6 +67,15 @@ _REQUIRED: dict[DeliveryKind, tuple[str, ...]] = {
     DeliveryKind.MATCH: (MATCH,),
 }
 _SHOWS_ADVICE = (Freshness.CURRENT, Freshness.AGED)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A person the registry is asked about, in his case."""
+
+    subject: Sequence[Pseudonym]
+    case_reference: str
+    subject_age: SubjectAge
 
 
 @dataclass(frozen=True, slots=True)

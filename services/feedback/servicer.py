@@ -8,23 +8,30 @@ from collections.abc import Iterator
 
 import grpc
 
+from baken.errors import BakenError, InvalidArgument
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import house_id_of, house_name
 from baken.purposes import INTAKE, TERUGKOPPELING
 from baken.registry.v1 import registry_service_pb2
 from baken.type.v1 import pseudonym_pb2
-from services.accesslog.inquiry import inquiry_of
-from services.common import checks
-from services.common.covenants import CovenantSet
+from services.accesslog.inquiry import Inquiry, inquiry_of
+from services.common import checks, field_rules
+from services.common.covenants import CovenantSet, Formats
 from services.common.grpc_server import caller_of
 from services.feedback import validation
 from services.feedback.advice import ADVICE_PURPOSE, Advice
 from services.feedback.context import Context
-from services.feedback.decisions import Decisions
+from services.feedback.decisions import Decisions, Recorded
 from services.feedback.inflow import Inflow
 from services.feedback.outbox import DeadLetter
-from services.feedback.values import AdviceRequestView, HeldDecision, InflowView, SubjectAge
+from services.feedback.values import (
+    AdviceRequestView,
+    Decision,
+    HeldDecision,
+    InflowView,
+    SubjectAge,
+)
 from services.feedback.wire import delivered, timestamp
 
 SERVICE = "/baken.feedback.v1.FeedbackService/"
@@ -108,6 +115,26 @@ def _inflow_entry(view: InflowView) -> pb.InflowEntry:
     return entry
 
 
+def _recorded(recorded: Recorded) -> pb.RecordDecisionResponse:
+    return pb.RecordDecisionResponse(
+        name=recorded.name,
+        items=[
+            pb.RoutedItem(
+                house=house_name(i.house_id),
+                kind=pb.DeliveryKind.ValueType(i.kind),
+                key=i.key,
+                withheld=i.withheld,
+            )
+            for i in recorded.routing.items
+        ],
+        not_routed=[
+            pb.NotRouted(house=house_name(n.house_id) if n.house_id else "", reason=n.reason)
+            for n in recorded.routing.not_routed
+        ],
+        purged_items=recorded.purged_items,
+    )
+
+
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def __init__(
         self,
@@ -131,32 +158,48 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: pb.RecordDecisionRequest, context: grpc.ServicerContext
     ) -> pb.RecordDecisionResponse:
         formats = self._register.formats_of(caller_of(context).id)
+        call = self._decision(request, context, formats, "RecordDecision")
+        return _recorded(self._decisions.record(*call))
+
+    def RecordDecisions(
+        self, request: pb.RecordDecisionsRequest, context: grpc.ServicerContext
+    ) -> pb.RecordDecisionsResponse:
+        formats = self._register.formats_of(caller_of(context).id)
+        response = pb.RecordDecisionsResponse()
+        valid: list[tuple[pb.RecordDecisionResult, tuple[Inquiry, Decision]]] = []
+        for one in request.requests:
+            result = response.results.add()
+            try:
+                found = field_rules.violations(one)
+                if found:
+                    raise InvalidArgument(found)
+                valid.append((result, self._decision(one, context, formats, "RecordDecisions")))
+            except BakenError as error:
+                result.error.CopyFrom(error.to_status())
+        recorded = self._decisions.record_all([call for _, call in valid])
+        for (result, _), outcome in zip(valid, recorded, strict=True):
+            if isinstance(outcome, BakenError):
+                result.error.CopyFrom(outcome.to_status())
+            else:
+                result.decision.CopyFrom(_recorded(outcome))
+        return response
+
+    def _decision(
+        self,
+        request: pb.RecordDecisionRequest,
+        context: grpc.ServicerContext,
+        formats: Formats,
+        method: str,
+    ) -> tuple[Inquiry, Decision]:
         decision = validation.record_decision(request, self._decisions.referral_house, formats)
         inquiry = inquiry_of(
             context,
-            SERVICE + "RecordDecision",
+            SERVICE + method,
             TERUGKOPPELING,
             decision.on_behalf_of,
             register=self._register,
         )
-        recorded = self._decisions.record(inquiry, decision)
-        return pb.RecordDecisionResponse(
-            name=recorded.name,
-            items=[
-                pb.RoutedItem(
-                    house=house_name(i.house_id),
-                    kind=pb.DeliveryKind.ValueType(i.kind),
-                    key=i.key,
-                    withheld=i.withheld,
-                )
-                for i in recorded.routing.items
-            ],
-            not_routed=[
-                pb.NotRouted(house=house_name(n.house_id) if n.house_id else "", reason=n.reason)
-                for n in recorded.routing.not_routed
-            ],
-            purged_items=recorded.purged_items,
-        )
+        return inquiry, decision
 
     def RequestAdvice(
         self, request: pb.RequestAdviceRequest, context: grpc.ServicerContext

@@ -13,15 +13,15 @@ import structlog
 from baken import enums
 from baken.backoff import Backoff
 from baken.client import RETRYABLE
-from baken.errors import FailedPrecondition, Unavailable
+from baken.errors import BakenError, FailedPrecondition, Unavailable
 from baken.houses import house_id_of
 from baken.purposes import PURPOSES
 from baken.registry.v1 import marker_pb2, registry_service_pb2, registry_service_pb2_grpc
 from baken.type.v1 import pseudonym_pb2
 from services.common.db import utc
-from services.feedback.routing import Marking
+from services.feedback.routing import Asked, Marking
 from services.feedback.signals import SIGNAL_PAGE, Signals
-from services.feedback.values import Freshness, Pseudonym, SignalIn, SubjectAge
+from services.feedback.values import Freshness, Pseudonym, SignalIn
 
 log = structlog.get_logger("baken.feedback")
 DEADLINE = 5.0
@@ -33,8 +33,14 @@ _FRESHNESS = {
 _TARGET_GROUPS = enums.tokens(marker_pb2.TargetGroup, "TARGET_GROUP_")
 
 
-def _refused(error: grpc.RpcError, method: str) -> Exception:
-    code = error.code()
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _refused(error: grpc.RpcError, method: str) -> BakenError:
+    return _refusal(error.code(), method)
+
+
+def _refusal(code: grpc.StatusCode, method: str) -> BakenError:
     # RESOURCE_EXHAUSTED: over the service's rate or share at the registry; later it may go.
     if code in RETRYABLE or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return Unavailable(
@@ -47,6 +53,25 @@ def _refused(error: grpc.RpcError, method: str) -> Exception:
         "the registry refused {registryMethod}: {registryCode}",
         metadata={"registryMethod": method, "registryCode": code.name},
     )
+
+
+def _subject(subject: Sequence[Pseudonym]) -> pseudonym_pb2.Subject:
+    return pseudonym_pb2.Subject(
+        pseudonyms=[
+            pseudonym_pb2.Pseudonym(
+                kind=pseudonym_pb2.PseudonymKind.ValueType(kind), key_id=key_id, value=value
+            )
+            for kind, key_id, value in subject
+        ]
+    )
+
+
+def _markings(response: registry_service_pb2.LookupResponse) -> list[Marking]:
+    return [
+        Marking(house_id_of(m.house.name), m.source_record_id, _FRESHNESS.get(m.advice.freshness))
+        for m in response.markers
+        if m.house.name and m.source_record_id
+    ]
 
 
 class GrpcRegistry:
@@ -73,43 +98,47 @@ class GrpcRegistry:
             self._places.release()
 
     def markings(
-        self,
-        subject: Sequence[Pseudonym],
-        *,
-        case_reference: str,
-        subject_age: SubjectAge,
-        on_behalf_of: str,
-        purpose: str,
-    ) -> list[Marking]:
-        request = registry_service_pb2.LookupRequest(
-            subject=pseudonym_pb2.Subject(
-                pseudonyms=[
-                    pseudonym_pb2.Pseudonym(
-                        kind=pseudonym_pb2.PseudonymKind.ValueType(kind),
-                        key_id=key_id,
-                        value=value,
-                    )
-                    for kind, key_id, value in subject
-                ]
-            ),
+        self, asked: Sequence[Asked], *, on_behalf_of: str, purpose: str
+    ) -> list[list[Marking] | BakenError]:
+        """One Lookup for one person, one BatchLookup message for several."""
+        if len(asked) == 1:
+            one = asked[0]
+            request = registry_service_pb2.LookupRequest(
+                subject=_subject(one.subject),
+                purpose=PURPOSES[purpose],
+                case_reference=one.case_reference,
+                on_behalf_of=on_behalf_of,
+                subject_age=registry_service_pb2.SubjectAge.ValueType(one.subject_age),
+            )
+            try:
+                with self._place("Lookup"):
+                    response = self._stub.Lookup(request, timeout=DEADLINE)
+            except grpc.RpcError as error:
+                raise _refused(error, "Lookup") from None
+            return [_markings(response)]
+        batch = registry_service_pb2.BatchLookupRequest(
+            entries=[
+                registry_service_pb2.BatchLookupEntry(
+                    ref=str(i),
+                    subject=_subject(a.subject),
+                    case_reference=a.case_reference,
+                    subject_age=registry_service_pb2.SubjectAge.ValueType(a.subject_age),
+                )
+                for i, a in enumerate(asked)
+            ],
             purpose=PURPOSES[purpose],
-            case_reference=case_reference,
             on_behalf_of=on_behalf_of,
-            subject_age=registry_service_pb2.SubjectAge.ValueType(subject_age),
         )
         try:
-            with self._place("Lookup"):
-                response = self._stub.Lookup(request, timeout=DEADLINE)
+            with self._place("BatchLookup"):
+                (answer,) = self._stub.BatchLookup(iter([batch]), timeout=DEADLINE)
         except grpc.RpcError as error:
-            raise _refused(error, "Lookup") from None
+            raise _refused(error, "BatchLookup") from None
         return [
-            Marking(
-                house_id_of(m.house.name),
-                m.source_record_id,
-                _FRESHNESS.get(m.advice.freshness),
-            )
-            for m in response.markers
-            if m.house.name and m.source_record_id
+            _markings(r.lookup)
+            if r.HasField("lookup")
+            else _refusal(_CODES.get(r.error.code, grpc.StatusCode.UNKNOWN), "BatchLookup")
+            for r in answer.results
         ]
 
     def pull_signals(self, after: int, page_size: int) -> list[SignalIn]:

@@ -45,6 +45,11 @@ class FeedbackServiceStub:
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionRequest.SerializeToString,
                 response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionResponse.FromString,
                 _registered_method=True)
+        self.RecordDecisions = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/RecordDecisions',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsResponse.FromString,
+                _registered_method=True)
         self.RequestAdvice = channel.unary_unary(
                 '/baken.feedback.v1.FeedbackService/RequestAdvice',
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RequestAdviceRequest.SerializeToString,
@@ -113,6 +118,16 @@ class FeedbackServiceServicer:
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
         followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
         the case is in term (a routing decision, such as a voorgeleiding, is recorded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordDecisions(self, request, context):
+        """Several decisions of one desk at once (up to 100), e.g. those its system queued while Baken
+        could not be reached: each is checked, routed and answered as RecordDecision would, in the
+        order given, with a result of its own; a decision refused leaves the others as they are.
+        The rate limit counts every decision.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +226,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionRequest.FromString,
                     response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionResponse.SerializeToString,
             ),
+            'RecordDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDecisions,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsResponse.SerializeToString,
+            ),
             'RequestAdvice': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestAdvice,
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RequestAdviceRequest.FromString,
@@ -295,6 +315,33 @@ class FeedbackService:
             '/baken.feedback.v1.FeedbackService/RecordDecision',
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionRequest.SerializeToString,
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/RecordDecisions',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.RecordDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

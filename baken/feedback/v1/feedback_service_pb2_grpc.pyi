@@ -47,6 +47,12 @@ class FeedbackServiceStub:
     followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
     the case is in term (a routing decision, such as a voorgeleiding, is recorded).
     """
+    RecordDecisions: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RecordDecisionsRequest, _feedback_service_pb2.RecordDecisionsResponse]
+    """Several decisions of one desk at once (up to 100), e.g. those its system queued while Baken
+    could not be reached: each is checked, routed and answered as RecordDecision would, in the
+    order given, with a result of its own; a decision refused leaves the others as they are.
+    The rate limit counts every decision.
+    """
     RequestAdvice: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]
     """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
     7 days) or by a time on the n-th working day (Europe/Amsterdam; weekends and Dutch public
@@ -106,6 +112,12 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
     followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
     the case is in term (a routing decision, such as a voorgeleiding, is recorded).
+    """
+    RecordDecisions: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RecordDecisionsRequest, _feedback_service_pb2.RecordDecisionsResponse]  # type: ignore[assignment]
+    """Several decisions of one desk at once (up to 100), e.g. those its system queued while Baken
+    could not be reached: each is checked, routed and answered as RecordDecision would, in the
+    order given, with a result of its own; a decision refused leaves the others as they are.
+    The rate limit counts every decision.
     """
     RequestAdvice: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequestAdviceRequest, _feedback_service_pb2.AdviceRequest]  # type: ignore[assignment]
     """Advies op aanvraag: ask a house that marked the suspect for advice within a term (1 hour to
@@ -169,6 +181,18 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT when a CURRENT or AGED advice exists and it is not said whether it was
         followed, or why not. FAILED_PRECONDITION for a final decision while an advice request for
         the case is in term (a routing decision, such as a voorgeleiding, is recorded).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordDecisions(
+        self,
+        request: _feedback_service_pb2.RecordDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.RecordDecisionsResponse, _abc.Awaitable[_feedback_service_pb2.RecordDecisionsResponse]]:
+        """Several decisions of one desk at once (up to 100), e.g. those its system queued while Baken
+        could not be reached: each is checked, routed and answered as RecordDecision would, in the
+        order given, with a result of its own; a decision refused leaves the others as they are.
+        The rate limit counts every decision.
         """
 
     @_abc_1.abstractmethod
