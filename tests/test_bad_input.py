@@ -106,7 +106,9 @@ def messages(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[m
             else _scalar(field)
         )
         if field.is_repeated:
-            return st.lists(one, max_size=3)
+            # A batch of whole requests (RecordDecisions): at most two, more overruns hypothesis.
+            whole = field.message_type is not None and field.message_type.name.endswith("Request")
+            return st.lists(one, max_size=2 if whole else 3)
         return one
 
     @st.composite
