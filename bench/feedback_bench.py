@@ -367,8 +367,14 @@ def main() -> None:
                 spy.wait(args.seconds + 60)
                 profile = sampling.summary(work / "profile.txt", top=40)
                 print(profile, flush=True)
-            print("draining the deliveries ...", flush=True)
+            print(
+                f"  {decided['per_second']:.0f} decisions/s ({decided['errors']:.0f} errors); "
+                "draining the deliveries ...",
+                flush=True,
+            )
+            drained = time.monotonic()
             drain(engine)
+            print(f"  drained in {time.monotonic() - drained:.1f} s", flush=True)
             print(f"latency: {args.latency_count} decisions at {args.rate:g}/s ...", flush=True)
             duplicates = sum(r.counts()["already applied"] for r in receivers)
             seconds = latencies(feedback, work / "pki", ring, engine, args.rate, args.latency_count)
