@@ -20,6 +20,7 @@ from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.keyring import KeyRing
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
+from services.feedback.outbox import _due, deliveries
 
 GCOS = "adapter-gcos"
 FOLLOWED = {"advice_followed": pb.ADVICE_FOLLOWED_FOLLOWED}
@@ -327,3 +328,36 @@ def test_no_more_items_in_flight_to_a_house_than_its_window(
         feedback.ack(keys[0], GCOS)
         [third] = feedback.receive(UTRECHT, count=1, party=GCOS)
         assert third.key == keys[2]
+
+
+def test_a_persons_order_holds_across_a_queue_longer_than_a_take_reads_at_once(
+    feedback: RunningFeedback,
+) -> None:
+    # A take walks the queue a page at a time (services/feedback/outbox.py): a person's item
+    # pages behind his unacknowledged one still waits, and what is due after it still goes.
+    now = feedback.server.outbox._clock.now()
+    later, earlier = now + dt.timedelta(minutes=5), now - dt.timedelta(seconds=1)
+
+    def row(seq: int, person: str, due: bool, attempts: int) -> dict[str, object]:
+        return {
+            "seq": seq,
+            "key": f"k{seq}",
+            "house_id": "vh-queue",
+            "person_key": person,
+            "kind": pb.DELIVERY_KIND_DECISION,
+            "state": "pending",
+            "attempts": attempts,
+            "failures": 0,
+            "created_time": now,
+            "next_attempt_time": earlier if due else later,
+            "payload": b"x",
+        }
+
+    rows = [row(1, "a", due=False, attempts=1)]  # in flight
+    rows += [row(seq, f"b{seq}", due=False, attempts=1) for seq in range(2, 400)]  # backing off
+    rows += [row(400, "a", due=True, attempts=0)]  # due, but behind a's first
+    rows += [row(seq, f"c{seq}", due=True, attempts=0) for seq in range(401, 601)]
+    with feedback.engine.begin() as connection:
+        connection.execute(deliveries.insert(), rows)
+        assert [r.seq for r in _due(connection, "vh-queue", now, 5)] == [401, 402, 403, 404, 405]
+        assert [r.seq for r in _due(connection, "vh-queue", now, 1000)] == list(range(401, 601))

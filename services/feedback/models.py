@@ -98,6 +98,14 @@ class DeliveryRow(Base):
             sqlite_where=text("state = 'pending'"),
             postgresql_where=text("state = 'pending'"),
         ),
+        # A take walks a house's queue in order (services/feedback/outbox.py).
+        Index(
+            "ix_deliveries_pending_order",
+            "house_id",
+            "seq",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
         Index(
             "ix_deliveries_person",
             "house_id",

@@ -74,18 +74,19 @@ class DeadLetter:
     last_failure: str
 
 
-_DUE = text(
+# A house's pending items in the order they were made, a page at a time (its index walks them
+# in order, so a take reads the head of the queue, not the whole backlog).
+_PENDING = text(
     """
-    SELECT d.seq, d.key, d.attempts, d.payload, d.last_failure FROM deliveries d
-    WHERE d.house_id = :house AND d.state = 'pending' AND d.next_attempt_time <= :now
-      AND NOT EXISTS (
-        SELECT 1 FROM deliveries e
-        WHERE e.house_id = d.house_id AND e.person_key = d.person_key
-          AND e.state = 'pending' AND e.seq < d.seq
-      )
-    ORDER BY d.seq LIMIT :limit
+    SELECT seq, person_key, attempts, next_attempt_time <= :now AS due FROM deliveries
+    WHERE house_id = :house AND state = 'pending' AND seq > :after
+    ORDER BY seq LIMIT :page
     """
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+_PAGE = 256
+_PAYLOADS = select(deliveries.c.seq, deliveries.c.key, deliveries.c.payload).where(
+    deliveries.c.seq.in_(bindparam("seqs", expanding=True))
+)
 # Sent, not yet acknowledged, and not yet due again: on their way to, or at, the adapter.
 _IN_FLIGHT = text(
     """
@@ -112,6 +113,29 @@ _ADD_ITEMS = {
     .returning(deliveries.c.seq)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+
+
+def _due(connection: Connection, house_id: str, now: dt.datetime, room: int) -> list[Any]:
+    """Up to `room` of the house's items that are due and have no earlier pending item for the
+    same person, in order: the first pending item of each person, walked in order."""
+    due: list[Any] = []
+    persons: set[str] = set()
+    after = 0
+    while True:
+        page = connection.execute(
+            _PENDING, {"house": house_id, "now": now, "after": after, "page": _PAGE}
+        ).all()
+        for row in page:
+            if row.person_key in persons:
+                continue
+            persons.add(row.person_key)
+            if row.due:
+                due.append(row)
+                if len(due) == room:
+                    return due
+        if len(page) < _PAGE:
+            return due
+        after = page[-1].seq
 
 
 class Outbox:
@@ -253,7 +277,7 @@ class Outbox:
             room = self._window - int(in_flight or 0)
             if room <= 0:
                 return []
-            rows = connection.execute(_DUE, {"house": house_id, "now": now, "limit": room}).all()
+            rows = _due(connection, house_id, now, room)
             dead = [r.seq for r in rows if r.attempts >= self._max_attempts]
             if dead:
                 connection.execute(
@@ -264,6 +288,12 @@ class Outbox:
                 connection.execute(
                     update(deliveries).where(deliveries.c.seq.in_(dead)).values(state=DEAD)
                 )
+            contents = {
+                seq: (key, payload)
+                for seq, key, payload in connection.execute(
+                    _PAYLOADS, {"seqs": [r.seq for r in rows if r.attempts < self._max_attempts]}
+                )
+            }
             attempts = []
             for row in rows:
                 if row.attempts >= self._max_attempts:
@@ -276,7 +306,8 @@ class Outbox:
                         "n": now + dt.timedelta(seconds=self._backoff.delay(attempt)),
                     }
                 )
-                sent.append(Sent(row.key, attempt, self.opened(row.key, bytes(row.payload))))
+                key, payload = contents[row.seq]
+                sent.append(Sent(key, attempt, self.opened(key, bytes(payload))))
             if attempts:
                 connection.execute(_ATTEMPT, [{**a, "t": now} for a in attempts])
         if dead:
