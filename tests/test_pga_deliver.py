@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.pga.deliver import deliver
+from adapters.pga.deliver import beslisrecord, deliver
 from adapters.records import Delivery, OtherHouse, Person
 
 CET = dt.timezone(dt.timedelta(hours=1))
@@ -233,6 +233,36 @@ def test_redelivery_of_an_item_writes_nothing(tmp_path: Path) -> None:
 
     assert path.read_bytes() == before
     assert [record["kenmerk"] for record in _lines(path)] == ["fb-0001", "fb-0002"]
+
+
+def test_an_item_another_writer_appended_meanwhile_is_not_written_again(tmp_path: Path) -> None:
+    # A delivery reads only the lines added since the last one: those of another writer too.
+    path = tmp_path / "beslisrecords.jsonl"
+    deliver(path, _delivery(decision="halt"))
+    theirs = _delivery(key="fb-0002", decision="sepot-02")
+    with path.open("ab") as other:
+        other.write((json.dumps(beslisrecord(theirs)) + "\n").encode())
+
+    assert deliver(path, theirs) is False
+    assert deliver(path, _delivery(key="fb-0003", decision="dagvaarding")) is True
+    assert [record["kenmerk"] for record in _lines(path)] == ["fb-0001", "fb-0002", "fb-0003"]
+
+
+def test_a_file_replaced_by_the_import_is_read_anew(tmp_path: Path) -> None:
+    path = tmp_path / "beslisrecords.jsonl"
+    first = _delivery(decision="halt")
+    deliver(path, first)
+    deliver(path, _delivery(key="fb-0002", decision="sepot-02"))
+    # The A&T import took the file and left a new, longer one with lines of its own.
+    kept = [_delivery(key=f"fb-000{n}", decision="dagvaarding") for n in (5, 6, 7)]
+    fresh = tmp_path / "fresh.jsonl"
+    fresh.write_text("".join(json.dumps(beslisrecord(d)) + "\n" for d in kept), encoding="utf-8")
+    fresh.replace(path)
+
+    assert [deliver(path, d) for d in kept] == [False, False, False]
+    assert deliver(path, first) is True
+    keys = [record["kenmerk"] for record in _lines(path)]
+    assert keys == ["fb-0005", "fb-0006", "fb-0007", "fb-0001"]
 
 
 def test_line_cut_off_by_a_crash_is_dropped_and_the_item_written_once(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,14 +52,18 @@ def deliver(path: Path, delivery: Delivery) -> bool:
     line = (json.dumps(beslisrecord(delivery), ensure_ascii=False) + "\n").encode("utf-8")
     with path.open("a+b") as out:
         fcntl.flock(out, fcntl.LOCK_EX)  # one delivery at a time; released on close
-        size, keys, _ = _complete_lines(out)
+        read = _read_keys(path, out)
+        size = read.size
         if size != out.seek(0, os.SEEK_END):
             out.truncate(size)  # the last line was cut off by a crash
-        if delivery.key in set(keys):
+        if delivery.key in read.keys:
             _sync(out)
             return False
+        _READ.pop(path, None)  # until the line is written whole
         out.write(line)
         _sync(out)
+        read.keys.add(delivery.key)
+        _READ[path] = _Read(read.file, size + len(line), read.keys)
     if size == 0:
         sync_directory(path.parent)  # the file may be new: make its name durable too
     return True
@@ -178,12 +183,39 @@ def delivered_keys(path: Path) -> list[str]:
     return [key for key in keys if key not in struck]
 
 
-def _complete_lines(out: BinaryIO) -> tuple[int, list[str], set[str]]:
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """The kenmerken of a file's complete lines up to `size`, as this process read them."""
+
+    file: tuple[int, int]  # device and inode
+    size: int
+    keys: set[str]
+
+
+# Per file: what was read of it, so that a delivery reads only the lines added since (the file
+# only grows, by appends under its lock). Another file at the path, or a shorter one, is read
+# whole again.
+_READ: dict[Path, _Read] = {}
+
+
+def _read_keys(path: Path, out: BinaryIO) -> _Read:
+    stat = os.fstat(out.fileno())
+    file = (stat.st_dev, stat.st_ino)
+    known = _READ.get(path)
+    if known is None or known.file != file or stat.st_size < known.size:
+        known = _Read(file, 0, set())
+    size, keys, _ = _complete_lines(out, known.size)
+    known.keys.update(keys)  # lines in the file: true whatever happens next
+    return _Read(file, size, known.keys)
+
+
+def _complete_lines(out: BinaryIO, start: int = 0) -> tuple[int, list[str], set[str]]:
     """The size of the file up to and including its last newline, the `kenmerk` of every
-    complete line, and the kenmerken intrekking records struck. A complete line that is not a
-    beslisrecord (nor one with a key twice) is passed over."""
-    out.seek(0)
-    size = 0
+    complete line from `start` (where a line begins), and the kenmerken intrekking records
+    struck. A complete line that is not a beslisrecord (nor one with a key twice) is passed
+    over."""
+    out.seek(start)
+    size = start
     keys: list[str] = []
     struck: set[str] = set()
     for number, raw in enumerate(out, start=1):
@@ -191,7 +223,7 @@ def _complete_lines(out: BinaryIO) -> tuple[int, list[str], set[str]]:
             break  # cut off by a crash
         size += len(raw)
         try:
-            record = jsonl.loads(raw.removeprefix(BOM) if number == 1 else raw)
+            record = jsonl.loads(raw.removeprefix(BOM) if number == 1 and not start else raw)
         except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("kenmerk"), str):
