@@ -9,7 +9,7 @@ log).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
@@ -37,6 +37,13 @@ DESK_ROLES = frozenset({"kpc", "zsm-officier"})
 def pseudonym_values(subject: Sequence[Pseudonym]) -> tuple[bytes, ...]:
     """The subject's pseudonyms, as the access log keeps them."""
     return tuple(p.value for p in subject)
+
+
+def case_purged() -> FailedPrecondition:
+    return FailedPrecondition(
+        "CASE_PURGED",
+        "this case was closed by a technisch sepot 01; nothing more is recorded under it",
+    )
 
 
 class Registry(Protocol):
@@ -116,13 +123,16 @@ class Context:
         the person was wrongly taken for a suspect, so whatever comes under the case number is
         a mistake the desk should see (a mistyped number, a late retry)."""
         if self.is_purged(connection, case_reference):
-            raise FailedPrecondition(
-                "CASE_PURGED",
-                "this case was closed by a technisch sepot 01; nothing more is recorded under it",
-            )
+            raise case_purged()
 
     def is_purged(self, connection: Connection, case_reference: str) -> bool:
-        return repository.is_purged(connection, self.outbox.case_digests(case_reference))
+        return bool(self.purged(connection, [case_reference]))
+
+    def purged(self, connection: Connection, case_references: Iterable[str]) -> set[str]:
+        """Those of the cases closed by a technisch sepot 01."""
+        return repository.purged(
+            connection, {case: self.outbox.case_digests(case) for case in case_references}
+        )
 
     def advice_visible(self, caller: Identity) -> frozenset[str]:
         """The houses whose advice (or only its freshness) the caller's look-ups show it today

@@ -21,7 +21,7 @@ from baken.purposes import TERUGKOPPELING
 from services.accesslog.inquiry import Inquiry
 from services.common import db
 from services.feedback import repository
-from services.feedback.context import Context, pseudonym_values
+from services.feedback.context import Context, case_purged, pseudonym_values
 from services.feedback.routing import Asked, Item, Marking, NotRouted, Routing, route_decision
 from services.feedback.signals import SIGNAL_PAGE, Signals
 from services.feedback.values import (
@@ -35,6 +35,19 @@ from services.feedback.values import (
 
 DECISION_ACTIVITY = "baken:terugkoppeling-zsm-beslissing"
 PURGE_ACTIVITY = "baken:verwijdering-technisch-sepot"
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    """A decision routed, on its way to be stored; `position` is its place in the call."""
+
+    position: int
+    inquiry: Inquiry
+    decision: Decision
+    request_key: str | None
+    decision_id: str
+    markings: Sequence[Marking]
+    routing: Routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,29 +114,31 @@ class Decisions:
         self, calls: Sequence[tuple[Inquiry, Decision]], keys: Sequence[str | None]
     ) -> list[Recorded | BakenError]:
         context = self._context
-        results: list[Recorded | BakenError | None] = [None] * len(calls)
-        asked: dict[int, set[str]] = {}
-        # One connection for what is read before routing (on PostgreSQL each checkout is a
-        # round trip for its ping and one for its reset).
-        with context.engine.connect() as connection:
-            for i, ((inquiry, decision), key) in enumerate(zip(calls, keys, strict=True)):
-                earlier = self._earlier(connection, key) if key else None
-                if earlier is not None:
-                    results[i] = earlier
-                elif decision.code != DecisionCode.TECHNISCH_SEPOT_01:
-                    try:
-                        context.check_not_purged(connection, decision.case_reference)
-                    except BakenError as error:
-                        results[i] = error
-                        continue
-                    asked[i] = repository.houses_asked(
-                        connection, decision.case_reference, inquiry.caller.id
-                    )
         (inquiry, decision), *_ = calls
+        caller = inquiry.caller
+        results: list[Recorded | BakenError | None] = [None] * len(calls)
+        # One connection for what is read before routing (on PostgreSQL each checkout is a
+        # round trip for its ping and one for its reset), a statement for all decisions.
+        with context.engine.connect() as connection:
+            earlier = repository.earlier_decisions(connection, [k for k in keys if k])
+            for i, key in enumerate(keys):
+                if key in earlier:
+                    results[i] = _recorded(*earlier[key])
+            cases = {
+                d.case_reference for (_, d), r in zip(calls, results, strict=True) if r is None
+            }
+            purged = context.purged(connection, cases)
+            asked = repository.houses_asked(connection, cases - purged, caller.id)
         if decision.code == DecisionCode.TECHNISCH_SEPOT_01 and results[0] is None:
             # Alone, as record_all lets it be.
             return [Recorded("", Routing((), ()), self._purge(inquiry, decision.case_reference))]
-        todo = list(asked)
+        todo = []
+        for i, (_, d) in enumerate(calls):
+            if results[i] is None:
+                if d.case_reference in purged:
+                    results[i] = case_purged()
+                else:
+                    todo.append(i)
         found = context.markings_of(
             [
                 (calls[i][0], Asked(d.subject, d.case_reference, d.subject_age))
@@ -132,18 +147,21 @@ class Decisions:
             ],
             TERUGKOPPELING,
         )
-        visible = context.advice_visible(inquiry.caller) if todo else frozenset()
-        routed: list[tuple[int, Decision, str, Sequence[Marking], Routing]] = []
+        visible = context.advice_visible(caller) if todo else frozenset()
+        routed: list[_Routed] = []
         for i, markings in zip(todo, found, strict=True):
             if isinstance(markings, BakenError):
                 results[i] = markings
                 continue
+            inquiry, d = calls[i]
             try:
-                routed.append((i, *self._route(calls[i], markings, visible | asked[i])))
+                routed.append(
+                    self._route(i, inquiry, d, keys[i], markings, visible | asked[d.case_reference])
+                )
             except BakenError as error:
                 results[i] = error
         if routed:
-            self._store(calls, keys, routed, results)
+            self._store(routed, results)
             context.outbox.notify()
         done = [r for r in results if r is not None]
         if len(done) != len(calls):
@@ -151,9 +169,14 @@ class Decisions:
         return done
 
     def _route(
-        self, call: tuple[Inquiry, Decision], markings: Sequence[Marking], visible: frozenset[str]
-    ) -> tuple[Decision, str, Sequence[Marking], Routing]:
-        inquiry, decision = call
+        self,
+        position: int,
+        inquiry: Inquiry,
+        decision: Decision,
+        request_key: str | None,
+        markings: Sequence[Marking],
+        visible: frozenset[str],
+    ) -> _Routed:
         context = self._context
         decision = _with_house_advice(decision, markings, visible)
         decision_id = uuid.uuid4().hex[:20]
@@ -170,74 +193,95 @@ class Decisions:
         not_routed = routing.not_routed
         if not markings and decision.complex_problems_suspected and referral_house is None:
             not_routed = (NotRouted("", "NO_HOUSE_FOR_MUNICIPALITY"),)
-        return decision, decision_id, markings, Routing(routing.items, not_routed)
+        return _Routed(
+            position,
+            inquiry,
+            decision,
+            request_key,
+            decision_id,
+            markings,
+            Routing(routing.items, not_routed),
+        )
 
     def _store(
-        self,
-        calls: Sequence[tuple[Inquiry, Decision]],
-        keys: Sequence[str | None],
-        routed: Sequence[tuple[int, Decision, str, Sequence[Marking], Routing]],
-        results: list[Recorded | BakenError | None],
+        self, routed: Sequence[_Routed], results: list[Recorded | BakenError | None]
     ) -> None:
-        """The decisions, their items and their access-log entries, in one transaction. A
-        decision whose case was purged, or waits for advice, meanwhile is refused alone: its
-        checks come before its writes."""
+        """The decisions, their items and their access-log entries, in one transaction, a
+        statement for all. A decision whose case was purged, or waits for advice, meanwhile is
+        refused alone: its checks come before the writes."""
         context = self._context
         now = context.now()
-        entries = []
         with db.write_transaction(context.engine) as connection:
-            for i, decision, decision_id, markings, routing in routed:
-                inquiry = calls[i][0]
-                try:
-                    context.check_not_purged(connection, decision.case_reference)
-                    if not decision.routes_only:
-                        _check_no_advice_in_term(connection, decision.case_reference, now)
-                except BakenError as error:
-                    results[i] = error
-                    continue
-                self._write(
-                    connection, inquiry, decision, keys[i], decision_id, markings, routing, now
-                )
-                entries.append(
-                    context.entry(
-                        inquiry,
-                        now,
-                        "routed" if routing.items else "not-routed",
-                        activity=DECISION_ACTIVITY,
-                        subject=pseudonym_values(decision.subject),
-                        case_reference=decision.case_reference,
-                        routing=routing,
-                        decision=f"DECISION_CODE_{decision.code.name}",
+            cases = {r.decision.case_reference for r in routed}
+            purged = context.purged(connection, cases)
+            waiting = repository.advice_in_term(
+                connection,
+                {r.decision.case_reference for r in routed if not r.decision.routes_only},
+                now,
+            )
+            stored = []
+            for r in routed:
+                case = r.decision.case_reference
+                if case in purged:
+                    results[r.position] = case_purged()
+                elif not r.decision.routes_only and case in waiting:
+                    results[r.position] = _advice_in_term(*waiting[case])
+                else:
+                    stored.append(r)
+            if not stored:
+                return
+            repository.add_decisions(connection, [self._new(r, now) for r in stored])
+            repository.link_inflow_decisions(
+                connection,
+                [
+                    (
+                        context.region_of(r.inquiry.caller),
+                        r.decision.case_reference,
+                        r.decision_id,
+                        r.decision.stage,
                     )
-                )
-                results[i] = Recorded(f"decisions/{decision_id}", routing)
-            context.append_entries(connection, entries, now)
+                    for r in stored
+                ],
+            )
+            context.outbox.add_all(
+                connection,
+                [(r.routing.items, r.decision.case_reference, r.decision_id) for r in stored],
+                now,
+            )
+            context.append_entries(
+                connection,
+                [
+                    context.entry(
+                        r.inquiry,
+                        now,
+                        "routed" if r.routing.items else "not-routed",
+                        activity=DECISION_ACTIVITY,
+                        subject=pseudonym_values(r.decision.subject),
+                        case_reference=r.decision.case_reference,
+                        routing=r.routing,
+                        decision=f"DECISION_CODE_{r.decision.code.name}",
+                    )
+                    for r in stored
+                ],
+                now,
+            )
+        for r in stored:
+            results[r.position] = Recorded(f"decisions/{r.decision_id}", r.routing)
 
-    def _write(
-        self,
-        connection: Connection,
-        inquiry: Inquiry,
-        decision: Decision,
-        request_key: str | None,
-        decision_id: str,
-        markings: Sequence[Marking],
-        routing: Routing,
-        now: dt.datetime,
-    ) -> None:
-        context = self._context
-        caller = inquiry.caller
-        repository.add_decision(
-            connection,
-            decision_id,
-            request_key=request_key,
+    @staticmethod
+    def _new(r: _Routed, now: dt.datetime) -> repository.NewDecision:
+        decision = r.decision
+        return repository.NewDecision(
+            r.decision_id,
+            request_key=r.request_key,
             case_reference=decision.case_reference,
-            party_id=caller.id,
+            party_id=r.inquiry.caller.id,
             recorded_time=now,
             code=decision.code,
             stage=decision.stage,
             minor=decision.subject_age == SubjectAge.MINOR,
-            known=bool(markings),
-            advice_current=any(m.advice_counts for m in markings),
+            known=bool(r.markings),
+            advice_current=any(m.advice_counts for m in r.markings),
             advice_followed=_summary(decision),
             complex_problems=decision.complex_problems_suspected,
             deviation_reason_given=any(
@@ -245,31 +289,10 @@ class Decisions:
             ),
             house_advice=decision.house_advice,
         )
-        repository.link_inflow_decision(
-            connection,
-            context.region_of(caller),
-            decision.case_reference,
-            decision_id,
-            decision.stage,
-        )
-        context.outbox.add(
-            connection,
-            routing.items,
-            now,
-            case_reference=decision.case_reference,
-            decision_id=decision_id,
-        )
 
     def _earlier(self, connection: Connection, request_key: str) -> Recorded | None:
-        earlier = repository.earlier_decision(connection, request_key)
-        if earlier is None:
-            return None
-        decision_id, rows = earlier
-        items = tuple(
-            Item(key, house_id, "", Delivery(house_id, DeliveryKind(kind), key=key), (), {})
-            for key, house_id, kind in rows
-        )
-        return Recorded(f"decisions/{decision_id}", Routing(items, ()))
+        earlier = repository.earlier_decisions(connection, [request_key]).get(request_key)
+        return None if earlier is None else _recorded(*earlier)
 
     def _purge(self, inquiry: Inquiry, case_reference: str) -> int:
         """Technisch sepot 01: nobody may use the case's data. Everything of the case goes,
@@ -321,19 +344,25 @@ def _summary(decision: Decision) -> AdviceFollowed:
     return AdviceFollowed.FOLLOWED if lines else AdviceFollowed.NO_ADVICE
 
 
-def _check_no_advice_in_term(connection: Connection, case_reference: str, now: dt.datetime) -> None:
-    waiting = repository.advice_in_term(connection, case_reference, now)
-    if waiting is not None:
-        house_id, due_time = waiting
-        raise FailedPrecondition(
-            "ADVICE_REQUEST_IN_TERM",
-            "advice was asked of {house} until {dueTime}; decide after its answer or once the "
-            "term has passed",
-            metadata={
-                "house": house_name(house_id),
-                "dueTime": due_time.isoformat(timespec="seconds"),
-            },
-        )
+def _advice_in_term(house_id: str, due_time: dt.datetime) -> FailedPrecondition:
+    return FailedPrecondition(
+        "ADVICE_REQUEST_IN_TERM",
+        "advice was asked of {house} until {dueTime}; decide after its answer or once the "
+        "term has passed",
+        metadata={
+            "house": house_name(house_id),
+            "dueTime": due_time.isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _recorded(decision_id: str, rows: Sequence[tuple[str, str, int]]) -> Recorded:
+    """A decision recorded before, as its items were routed (without their content)."""
+    items = tuple(
+        Item(key, house_id, "", Delivery(house_id, DeliveryKind(kind), key=key), (), {})
+        for key, house_id, kind in rows
+    )
+    return Recorded(f"decisions/{decision_id}", Routing(items, ()))
 
 
 def _with_house_advice(

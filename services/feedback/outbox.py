@@ -174,8 +174,16 @@ class Outbox:
     ) -> int:
         """Store the items; an item whose key is stored already is left as it is (a signal for
         a case seen before). Returns how many are new. Call `notify` after the commit."""
-        if not items:
-            return 0
+        return self.add_all(connection, [(items, case_reference, decision_id)], now)
+
+    def add_all(
+        self,
+        connection: Connection,
+        groups: Sequence[tuple[Sequence[Item], str | None, str | None]],
+        now: dt.datetime,
+    ) -> int:
+        """`add` for several groups of items, each with its case reference and decision id, in
+        one statement."""
         rows = [
             {
                 "key": item.key,
@@ -191,8 +199,11 @@ class Outbox:
                 "next_attempt_time": now,
                 "payload": self._sealer.seal_bytes(item.key, "payload", wire.encode(item.delivery)),
             }
+            for items, case_reference, decision_id in groups
             for item in items
         ]
+        if not rows:
+            return 0
         result = connection.execute(_ADD_ITEMS[connection.dialect.name], rows)
         return len(result.all())
 

@@ -9,8 +9,10 @@ and its cache key cost SQLAlchemy more than running it did."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, select, update
@@ -48,77 +50,87 @@ inflow = cast(Table, InflowRow.__table__)
 
 _ADD_DECISION = decisions.insert()
 _ADD_DECISION_ADVICE = decision_advice.insert()
-_DECISION_OF_KEY = select(decisions.c.id).where(decisions.c.request_key == bindparam("key"))
-_ITEMS_OF_DECISION = (
-    select(deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
-    .where(deliveries.c.decision_id == bindparam("decision_id"))
+_DECISIONS_OF_KEYS = select(decisions.c.request_key, decisions.c.id).where(
+    decisions.c.request_key.in_(bindparam("keys", expanding=True))
+)
+_ITEMS_OF_DECISIONS = (
+    select(deliveries.c.decision_id, deliveries.c.key, deliveries.c.house_id, deliveries.c.kind)
+    .where(deliveries.c.decision_id.in_(bindparam("ids", expanding=True)))
     .order_by(deliveries.c.seq)
 )
 
 
-def add_decision(
-    connection: Connection,
-    decision_id: str,
-    *,
-    request_key: str | None,
-    case_reference: str,
-    party_id: str,
-    recorded_time: dt.datetime,
-    code: int,
-    stage: int,
-    minor: bool,
-    known: bool,
-    advice_current: bool,
-    advice_followed: int,
-    complex_problems: bool,
-    deviation_reason_given: bool,
-    house_advice: Sequence[HouseAdvice] = (),
-) -> None:
-    """The decision as management information counts it (services/feedback/figures.py), with
-    its advice line per house."""
+@dataclass(frozen=True, slots=True)
+class NewDecision:
+    """A decision as management information counts it (services/feedback/figures.py), with its
+    advice line per house."""
+
+    id: str
+    request_key: str | None
+    case_reference: str
+    party_id: str
+    recorded_time: dt.datetime
+    code: int
+    stage: int
+    minor: bool
+    known: bool
+    advice_current: bool
+    advice_followed: int
+    complex_problems: bool
+    deviation_reason_given: bool
+    house_advice: Sequence[HouseAdvice] = ()
+
+
+def add_decisions(connection: Connection, new: Sequence[NewDecision]) -> None:
     connection.execute(
         _ADD_DECISION,
-        {
-            "id": decision_id,
-            "request_key": request_key,
-            "case_reference": case_reference,
-            "party_id": party_id,
-            "recorded_time": recorded_time,
-            "code": int(code),
-            "stage": int(stage),
-            "minor": minor,
-            "known": known,
-            "advice_current": advice_current,
-            "advice_followed": int(advice_followed),
-            "complex_problems": complex_problems,
-            "deviation_reason_given": deviation_reason_given,
-        },
+        [
+            {
+                "id": d.id,
+                "request_key": d.request_key,
+                "case_reference": d.case_reference,
+                "party_id": d.party_id,
+                "recorded_time": d.recorded_time,
+                "code": int(d.code),
+                "stage": int(d.stage),
+                "minor": d.minor,
+                "known": d.known,
+                "advice_current": d.advice_current,
+                "advice_followed": int(d.advice_followed),
+                "complex_problems": d.complex_problems,
+                "deviation_reason_given": d.deviation_reason_given,
+            }
+            for d in new
+        ],
     )
-    if house_advice:
-        connection.execute(
-            _ADD_DECISION_ADVICE,
-            [
-                {
-                    "decision_id": decision_id,
-                    "house_id": line.house_id,
-                    "advice_followed": int(line.followed),
-                    "deviation_reason_given": bool(line.deviation_reason),
-                }
-                for line in house_advice
-            ],
-        )
+    lines = [
+        {
+            "decision_id": d.id,
+            "house_id": line.house_id,
+            "advice_followed": int(line.followed),
+            "deviation_reason_given": bool(line.deviation_reason),
+        }
+        for d in new
+        for line in d.house_advice
+    ]
+    if lines:
+        connection.execute(_ADD_DECISION_ADVICE, lines)
 
 
-def earlier_decision(
-    connection: Connection, request_key: str
-) -> tuple[str, list[tuple[str, str, int]]] | None:
-    """The decision recorded under `request_key`: its id, and its items as (key, house id,
-    kind number) in the order they were queued."""
-    decision_id = connection.execute(_DECISION_OF_KEY, {"key": request_key}).scalar()
-    if decision_id is None:
-        return None
-    rows = connection.execute(_ITEMS_OF_DECISION, {"decision_id": decision_id}).all()
-    return decision_id, [(r.key, r.house_id, r.kind) for r in rows]
+def earlier_decisions(
+    connection: Connection, request_keys: Sequence[str]
+) -> dict[str, tuple[str, list[tuple[str, str, int]]]]:
+    """Per request key under which a decision was recorded: its id, and its items as (key,
+    house id, kind number) in the order they were queued."""
+    if not request_keys:
+        return {}
+    ids = dict(connection.execute(_DECISIONS_OF_KEYS, {"keys": list(request_keys)}).all())
+    if not ids:
+        return {}
+    items: dict[str, list[tuple[str, str, int]]] = {i: [] for i in ids.values()}
+    for row in connection.execute(_ITEMS_OF_DECISIONS, {"ids": list(ids.values())}):
+        items[row.decision_id].append((row.key, row.house_id, row.kind))
+    return {key: (decision_id, items[decision_id]) for key, decision_id in ids.items()}
 
 
 def delete_decisions(connection: Connection, case_reference: str) -> int:
@@ -131,41 +143,45 @@ def delete_decisions(connection: Connection, case_reference: str) -> int:
 
 # -- advice requests ------------------------------------------------------------------------------
 
-_HOUSES_ASKED = select(advice_requests.c.house_id).where(
-    advice_requests.c.case_reference == bindparam("case_reference"),
+_HOUSES_ASKED = select(advice_requests.c.case_reference, advice_requests.c.house_id).where(
+    advice_requests.c.case_reference.in_(bindparam("cases", expanding=True)),
     advice_requests.c.requested_by == bindparam("party_id"),
 )
 _ADVICE_IN_TERM = (
-    select(advice_requests.c.house_id, advice_requests.c.due_time)
+    select(advice_requests.c.case_reference, advice_requests.c.house_id, advice_requests.c.due_time)
     .where(
-        advice_requests.c.case_reference == bindparam("case_reference"),
+        advice_requests.c.case_reference.in_(bindparam("cases", expanding=True)),
         advice_requests.c.answered_time.is_(None),
         advice_requests.c.cancelled_time.is_(None),
         advice_requests.c.due_time > bindparam("now", type_=advice_requests.c.due_time.type),
     )
-    .order_by(advice_requests.c.due_time)
-    .limit(1)
+    .order_by(advice_requests.c.due_time.desc())
 )
 
 
-def houses_asked(connection: Connection, case_reference: str, party_id: str) -> set[str]:
-    """The houses `party_id` asked for advice in the case: their answer is advice it could
+def houses_asked(
+    connection: Connection, case_references: Collection[str], party_id: str
+) -> dict[str, set[str]]:
+    """Per case, the houses `party_id` asked for advice in it: their answer is advice it could
     weigh, whatever its covenant shows of the house at a look-up."""
-    asked = connection.execute(
-        _HOUSES_ASKED, {"case_reference": case_reference, "party_id": party_id}
-    )
-    return set(asked.scalars())
+    asked: dict[str, set[str]] = {case: set() for case in case_references}
+    if asked:
+        rows = connection.execute(_HOUSES_ASKED, {"cases": list(asked), "party_id": party_id})
+        for case, house_id in rows:
+            asked[case].add(house_id)
+    return asked
 
 
 def advice_in_term(
-    connection: Connection, case_reference: str, now: dt.datetime
-) -> tuple[str, dt.datetime] | None:
-    """The unanswered, uncancelled advice request of the case whose term ends first, if one
-    is still in term: (house id, due time)."""
-    waiting = connection.execute(
-        _ADVICE_IN_TERM, {"case_reference": case_reference, "now": now}
-    ).first()
-    return None if waiting is None else (waiting.house_id, utc(waiting.due_time))
+    connection: Connection, case_references: Collection[str], now: dt.datetime
+) -> dict[str, tuple[str, dt.datetime]]:
+    """Per case with an unanswered, uncancelled advice request still in term, the one whose
+    term ends first: (house id, due time)."""
+    if not case_references:
+        return {}
+    rows = connection.execute(_ADVICE_IN_TERM, {"cases": list(case_references), "now": now})
+    # Latest term first, so that the earliest of a case is the one left.
+    return {case: (house_id, utc(due_time)) for case, house_id, due_time in rows}
 
 
 def add_advice_request(connection: Connection, view: AdviceRequestView) -> None:
@@ -337,24 +353,20 @@ _LINK_DECISION = (
 _LINK_FINAL_DECISION = _LINK_DECISION.values(subject=None)
 
 
-def link_inflow_decision(
-    connection: Connection,
-    region: str,
-    case_reference: str,
-    decision_id: str,
-    stage: DecisionStage,
+def link_inflow_decisions(
+    connection: Connection, links: Sequence[tuple[str, str, str, DecisionStage]]
 ) -> None:
-    """The case's latest decision on its inflow entry: a decision held for the desk is
-    settled, and a final one ends the need for the pseudonyms."""
-    connection.execute(
-        _LINK_FINAL_DECISION if stage == DecisionStage.FINAL else _LINK_DECISION,
-        {
-            "of_region": region,
-            "of_case": case_reference,
-            "decided": decision_id,
-            "stage": int(stage),
-        },
-    )
+    """Each case's latest decision on its inflow entry, given as (region, case reference,
+    decision id, stage) in the order decided: a decision held for the desk is settled, and a
+    final one ends the need for the pseudonyms."""
+    for final, run in itertools.groupby(links, lambda link: link[3] == DecisionStage.FINAL):
+        connection.execute(
+            _LINK_FINAL_DECISION if final else _LINK_DECISION,
+            [
+                {"of_region": region, "of_case": case, "decided": decision_id, "stage": int(stage)}
+                for region, case, decision_id, stage in run
+            ],
+        )
 
 
 def delete_inflow(connection: Connection, case_reference: str) -> int:
@@ -428,13 +440,15 @@ def add_purged_case(connection: Connection, case_digest: bytes, now: dt.datetime
     )
 
 
-_PURGED = (
-    select(purged_cases.c.case_digest)
-    .where(purged_cases.c.case_digest.in_(bindparam("digests", expanding=True)))
-    .limit(1)
+_PURGED = select(purged_cases.c.case_digest).where(
+    purged_cases.c.case_digest.in_(bindparam("digests", expanding=True))
 )
 
 
-def is_purged(connection: Connection, case_digests: Sequence[bytes]) -> bool:
-    """Whether a case with one of these digests (one per key of the ring) was purged."""
-    return connection.execute(_PURGED, {"digests": list(case_digests)}).first() is not None
+def purged(connection: Connection, case_digests: Mapping[str, Sequence[bytes]]) -> set[str]:
+    """The cases purged, of those given with their digests (one per key of the ring)."""
+    digests = [d for of_case in case_digests.values() for d in of_case]
+    if not digests:
+        return set()
+    found = set(connection.execute(_PURGED, {"digests": digests}).scalars())
+    return {case for case, of_case in case_digests.items() if found.intersection(of_case)}
