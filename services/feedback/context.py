@@ -226,27 +226,11 @@ class Context:
         outcome: str,
         *,
         activity: str,
-        subject: Sequence[bytes] = (),
-        case_reference: str | None = None,
-        routing: Routing | None = None,
-        **extra: Any,
+        **fields: Any,
     ) -> None:
-        """The access-log entry of what `inquiry` did, in the caller's transaction."""
+        """The access-log entry of what `inquiry` did (`entry`), in the caller's transaction."""
         self.append_entries(
-            connection,
-            [
-                self.entry(
-                    inquiry,
-                    now,
-                    outcome,
-                    activity=activity,
-                    subject=subject,
-                    case_reference=case_reference,
-                    routing=routing,
-                    **extra,
-                )
-            ],
-            now,
+            connection, [self.entry(inquiry, now, outcome, activity=activity, **fields)], now
         )
 
     def append_entries(
