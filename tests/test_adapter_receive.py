@@ -168,7 +168,7 @@ def test_a_decision_lands_in_pga_of_rotterdam_and_gcos_of_utrecht_exactly_once(
         "andere_veiligheidshuizen": 1,  # Utrecht heard it too; which, it does not say
         "reclasseringsadvies_gevraagd": False,
     }
-    (xml_file,) = (tmp_path / "gcos" / "target" / UTRECHT).iterdir()
+    (xml_file,) = (tmp_path / "gcos" / "target" / UTRECHT).glob("*.xml")
     assert xml_file.name == f"terugkoppeling-{keys[UTRECHT]}.xml"
     root = xml_root(xml_file)
     assert root.get("kenmerk") == keys[UTRECHT]
@@ -240,7 +240,7 @@ def test_a_match_lands_in_each_houses_own_source_once_naming_the_others(
         assert line["ander_doelgroep"] == "Veelpleger"
         assert (line["zsm_zaak"], line["zsm_locatie"], line["minderjarig"]) == (None, None, None)
 
-    xml_files = sorted((tmp_path / "gcos" / "target" / UTRECHT).iterdir())
+    xml_files = sorted((tmp_path / "gcos" / "target" / UTRECHT).glob("*.xml"))
     roots = [xml_root(f) for f in xml_files]
     assert {r.findtext("soort") for r in roots} == {"matching"}
     assert {r.findtext("clientnummer") for r in roots} == {"g1"}

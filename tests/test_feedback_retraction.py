@@ -128,7 +128,11 @@ def test_a_technisch_sepot_01_retracts_what_each_house_has_and_purges_what_was_q
 
     gcos_dir = tmp_path / UTRECHT / "target" / UTRECHT
     # The signal's file, not yet imported, was removed (the matchingsmelding's stays).
-    (gcos_file,) = [f for f in gcos_dir.iterdir() if not f.name.startswith("terugkoppeling-mat-")]
+    (gcos_file,) = [
+        f
+        for f in gcos_dir.glob("terugkoppeling-*.xml")
+        if not f.name.startswith("terugkoppeling-mat-")
+    ]
     root = xml_root(gcos_file)
     assert (root.findtext("soort"), root.findtext("ingetrokken-kenmerk")) == (
         "intrekking",

@@ -35,6 +35,8 @@ _SEPOT = "sepot-"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{16}\.tmp")
+# Beside the import folder's files, where a file is written before it is renamed into place.
+PARTIAL = ".partial"
 _KENMERK = re.compile(r'<gcos-terugkoppeling [^>]*kenmerk="([^"]*)"')
 
 
@@ -42,10 +44,12 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
     """Write `delivery` as one terugkoppeling file into `directory` (the house's GCOS import
     folder) and return its path, or return None when the file for its key is there already.
 
-    The file appears whole or not at all: it is written under a temporary name in the same
-    folder, synced, renamed into place and the folder synced. Temporary files a crash left for
-    the same key are removed first. Raises ValueError naming the field for an item GCOS cannot
-    take (see `render`).
+    The file appears whole or not at all: it is written under a temporary name in the
+    folder's `.partial/` (on the same file system, out of the import's sight), synced, renamed
+    into place and the folder synced. Temporary files a crash left for the same key are removed
+    first; `.partial/` holds only deliveries under way, so finding them does not read the
+    folder, however many files the import leaves there. Raises ValueError naming the field for
+    an item GCOS cannot take (see `render`).
 
     A retraction (intrekking) first removes the retracted item's file if the import has not
     taken it yet (GCOS then never sees it), and is itself written as a file naming the
@@ -54,7 +58,9 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
     content = render(delivery)
     name = file_name(delivery.key)
     target = directory / name
-    _remove_leftovers(directory, name)
+    partial = directory / PARTIAL
+    partial.mkdir(mode=0o700, exist_ok=True)
+    _remove_leftovers(partial, name)
     if target.exists():
         return None
     if delivery.retracts is not None:
@@ -62,7 +68,7 @@ def deliver(directory: Path, delivery: Delivery) -> Path | None:
         if retracted.exists():
             retracted.unlink()
             sync_directory(directory)
-    replace_atomically(target, content, directory / f".{name}.{secrets.token_hex(8)}.tmp")
+    replace_atomically(target, content, partial / f"{name}.{secrets.token_hex(8)}.tmp")
     return target
 
 
@@ -252,10 +258,10 @@ def _attribute(value: str, field: str) -> str:
     return quoteattr(value)
 
 
-def _remove_leftovers(directory: Path, name: str) -> None:
+def _remove_leftovers(partial: Path, name: str) -> None:
     """Remove the temporary files an interrupted delivery of the same key left behind."""
-    prefix = f".{name}"
-    with os.scandir(directory) as entries:
+    prefix = name
+    with os.scandir(partial) as entries:
         for entry in entries:
             if entry.name.startswith(prefix) and _TEMP_SUFFIX.fullmatch(entry.name[len(prefix) :]):
                 Path(entry.path).unlink(missing_ok=True)
