@@ -4,7 +4,8 @@ For each house it serves, a `Receiver` holds one `SubscribeDeliveries` stream (a
 house) under the source adapter's certificate. Each item is converted to the opened,
 source-neutral `adapters.records.Delivery` (`to_delivery`: a referral's person is opened with
 the house's X25519 key), written into the house's target by the source's own `deliver`
-(`SOURCES`), remembered in the adapter's state file, and then acknowledged:
+(`SOURCES`), remembered in the adapter's state file, and then acknowledged (by a thread of
+the house's own, those waiting together in one call):
 
 - **exactly once per key**: an item whose key the state file has seen, or whose key is in the
   source already (a crash after writing, before remembering), is acknowledged without writing;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import queue
 import re
 import sqlite3
 import threading
@@ -31,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -65,6 +68,8 @@ FATAL = frozenset(
         grpc.StatusCode.FAILED_PRECONDITION,
     }
 )
+# At most this many acknowledgements a call (the contract's limit).
+ACK_BATCH = 100
 # Receipts of applied items are kept this long: far past any redelivery of their items.
 RECEIPT_MEMORY = dt.timedelta(days=90)
 
@@ -283,11 +288,12 @@ class Receiver:
             house_keys=self._house_keys,
             clock=self._clock,
         )
+        acknowledgements = _Acknowledgements(self._stub, house_id, self._ack_timeout)
         failures = 0
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                received, code = self._subscribe(applier, house_id)
+                received, code = self._subscribe(applier, house_id, acknowledgements)
                 if code is None and self._stop.is_set():
                     return
                 if code in FATAL:
@@ -308,9 +314,12 @@ class Receiver:
             with self._lock:
                 self._stopped[house_id] = f"receiver failed: {type(error).__name__}"
         finally:
+            acknowledgements.close(self._ack_timeout)
             applier.close()
 
-    def _subscribe(self, applier: Applier, house_id: str) -> tuple[bool, grpc.StatusCode | None]:
+    def _subscribe(
+        self, applier: Applier, house_id: str, acknowledgements: _Acknowledgements
+    ) -> tuple[bool, grpc.StatusCode | None]:
         """One stream until it ends: whether it brought items, and its error code (None when
         it ended cleanly or was cancelled by stop())."""
         received = False
@@ -325,7 +334,7 @@ class Receiver:
             log.info("feedback stream subscribed", house=house_id, source=self.source.system)
             for message in stream:
                 received = True
-                self._handle(applier, house_id, message)
+                self._handle(applier, house_id, message, acknowledgements)
                 if self._stop.is_set():
                     break
             return received, None
@@ -345,7 +354,13 @@ class Receiver:
             with self._lock:
                 self._streams.pop(house_id, None)
 
-    def _handle(self, applier: Applier, house_id: str, message: pb.Delivery) -> None:
+    def _handle(
+        self,
+        applier: Applier,
+        house_id: str,
+        message: pb.Delivery,
+        acknowledgements: _Acknowledgements,
+    ) -> None:
         kind = KINDS.get(message.kind, "unknown")
         bound = log.bind(house=house_id, key=message.key, kind=kind, attempt=message.attempt)
         result = applier.apply(message, house_id)
@@ -354,20 +369,77 @@ class Receiver:
         if not result.acknowledge:
             bound.warning("delivery not applied; it comes again", error=result.error)
             return
+        acknowledgements.put(message.key, result, bound)
+
+
+class _Acknowledgements:
+    """A house's acknowledgements, sent by a thread of their own while the stream's next items
+    are applied: those waiting go together, in one AcknowledgeDeliveries call of at most
+    ACK_BATCH. One that is not sent is not lost: its item comes again and is then acknowledged
+    without being written."""
+
+    def __init__(
+        self, stub: feedback_service_pb2_grpc.FeedbackServiceStub, house_id: str, timeout: float
+    ) -> None:
+        self._stub = stub
+        self._timeout = timeout
+        self._waiting: queue.SimpleQueue[tuple[str, Applied, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name=f"acknowledge-{house_id}", daemon=True
+        )
+        self._thread.start()
+
+    def put(self, key: str, result: Applied, bound: Any) -> None:
+        self._waiting.put((key, result, bound))
+
+    def close(self, timeout: float) -> None:
+        """Send what waits, then end."""
+        self._waiting.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            end = False
+            while len(batch) < ACK_BATCH and not self._waiting.empty():
+                more = self._waiting.get()
+                if more is None:
+                    end = True
+                    break
+                batch.append(more)
+            try:
+                self._send(batch)
+            except Exception as error:  # a bug: say so; the items come again
+                log.error("acknowledgements failed", error=type(error).__name__)
+            if end:
+                return
+
+    def _send(self, batch: Sequence[tuple[str, Applied, Any]]) -> None:
+        request = pb.AcknowledgeDeliveriesRequest(
+            acknowledgements=[
+                pb.AcknowledgeDeliveryRequest(key=key, failure=result.failure)
+                for key, result, _ in batch
+            ]
+        )
         try:
-            self._stub.AcknowledgeDelivery(
-                pb.AcknowledgeDeliveryRequest(key=message.key, failure=result.failure),
-                timeout=self._ack_timeout,
-            )
+            response = self._stub.AcknowledgeDeliveries(request, timeout=self._timeout)
         except grpc.RpcError as error:
             code = error.code()
-            bound.warning(
-                "acknowledgement not sent; the item comes again",
-                outcome=result.outcome.value,
-                code=code.name if code else None,
-            )
+            for _, result, bound in batch:
+                bound.warning(
+                    "acknowledgement not sent; the item comes again",
+                    outcome=result.outcome.value,
+                    code=code.name if code else None,
+                )
             return
-        if result.outcome is DeliveryOutcome.REFUSED:
-            bound.warning("delivery refused by the source", failure=result.failure)
-        else:
-            bound.info("delivery " + result.outcome.value)
+        gone = set(response.unknown_keys)
+        for key, result, bound in batch:
+            if key in gone:
+                bound.info("delivery " + result.outcome.value + "; the service holds it no more")
+            elif result.outcome is DeliveryOutcome.REFUSED:
+                bound.warning("delivery refused by the source", failure=result.failure)
+            else:
+                bound.info("delivery " + result.outcome.value)

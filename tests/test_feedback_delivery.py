@@ -15,11 +15,14 @@ from builders import Person, subject
 from feedback_harness import KPC_ROTTERDAM, RunningFeedback, running_feedback
 from harness import RunningRegistry
 from sqlalchemy import Engine
+from test_admission import code_of, parties_in
 from test_feedback_routing import ROTTERDAM, TRAVELLER, UTRECHT, mark, refused
 
 from baken.feedback.v1 import feedback_service_pb2 as pb
+from baken.houses import load_houses
 from baken.keyring import KeyRing
 from baken.type.v1 import pseudonym_pb2, purpose_pb2
+from services.common.admission import allowances
 from services.feedback.outbox import _due, deliveries
 
 GCOS = "adapter-gcos"
@@ -361,3 +364,56 @@ def test_a_persons_order_holds_across_a_queue_longer_than_a_take_reads_at_once(
         connection.execute(deliveries.insert(), rows)
         assert [r.seq for r in _due(connection, "vh-queue", now, 5)] == [401, 402, 403, 404, 405]
         assert [r.seq for r in _due(connection, "vh-queue", now, 1000)] == list(range(401, 601))
+
+
+def test_items_acknowledged_together_as_each_alone(feedback: RunningFeedback) -> None:
+    persons = [person(n) for n in range(3)]
+    for p in persons:
+        mark(feedback, p, UTRECHT, ROTTERDAM)
+    for n, p in enumerate(persons):
+        feedback.decide(p, case_reference=f"10-00010{n}-26", **FOLLOWED)
+    got = feedback.receive(UTRECHT, count=3, party=GCOS)
+    theirs = feedback.receive(ROTTERDAM, count=1, party="adapter-pga")
+    stub = feedback.stub_for(GCOS)
+
+    def acknowledge(*pairs: tuple[str, str]) -> pb.AcknowledgeDeliveriesResponse:
+        request = pb.AcknowledgeDeliveriesRequest(
+            acknowledgements=[pb.AcknowledgeDeliveryRequest(key=k, failure=f) for k, f in pairs]
+        )
+        response: pb.AcknowledgeDeliveriesResponse = stub.AcknowledgeDeliveries(request, timeout=5)
+        return response
+
+    # An item of another house among them refuses them all; a malformed one too, naming it.
+    code, _, _ = refused(lambda: acknowledge((got[0].key, ""), (theirs[0].key, "")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    code, _, fields = refused(lambda: acknowledge((got[0].key, ""), (got[1].key, "bad\x00")))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["acknowledgements[1].failure"])
+    assert {r["state"] for r in feedback.tables()["deliveries"]} == {"pending"}
+    # Applied, refused by the source, and one the service holds no more (a purged case's).
+    response = acknowledge(
+        (got[0].key, ""), (got[1].key, "decision: GCOS has no code for it"), ("gone", "")
+    )
+    assert list(response.unknown_keys) == ["gone"]
+    rows = {r["key"]: r for r in feedback.tables()["deliveries"]}
+    assert (rows[got[0].key]["state"], rows[got[0].key]["payload"]) == ("acked", None)
+    assert (rows[got[1].key]["state"], rows[got[1].key]["failures"]) == ("pending", 1)
+    assert rows[got[1].key]["last_failure"] == "decision: GCOS has no code for it"
+    assert rows[got[2].key]["state"] == "pending"
+    # More than 100 at once is refused by the contract.
+    code, _, _ = refused(lambda: acknowledge(*[(got[2].key, "")] * 101))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_acknowledgements_together_are_charged_each(feedback: RunningFeedback) -> None:
+    # A flood in few calls: every acknowledgement of a call is charged as a call of its own.
+    burst = allowances(parties_in(feedback.settings.covenants_dir), load_houses())[GCOS].burst
+    request = pb.AcknowledgeDeliveriesRequest(
+        acknowledgements=[pb.AcknowledgeDeliveryRequest(key=f"k{n}") for n in range(100)]
+    )
+    stub = feedback.stub_for(GCOS)
+    codes = [
+        code_of(lambda: stub.AcknowledgeDeliveries(request, timeout=5))
+        for _ in range(burst // 100 + 2)
+    ]
+    assert grpc.StatusCode.OK in codes
+    assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -107,9 +107,9 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
     With `admission`, every call of the service's own methods is admitted first (the party
     register, the party's calls in flight and its rate; services/common/admission.py), before a
     message of a stream is read, and charged: one unit a call or a streamed message, or one an
-    entry of a batch (BatchLookup, RecordDecisions) or an element to pseudonymise (Evaluate).
-    Every request message, charged or not, is then held to the contract's field rules
-    (services/common/field_rules.py) before the servicer sees it.
+    entry of a batch (BatchLookup, RecordDecisions, AcknowledgeDeliveries) or an element to
+    pseudonymise (Evaluate). Every request message, charged or not, is then held to the
+    contract's field rules (services/common/field_rules.py) before the servicer sees it.
 
     The request id is the caller's `x-request-id` or a fresh one; it is logged and quoted in
     INTERNAL errors. Wrapped handlers are built once per method. A successful call of a method
@@ -225,8 +225,8 @@ class ErrorAndLogInterceptor(grpc.ServerInterceptor):
 
 
 # The repeated fields whose every item is charged as a call: BatchLookup's entries, the
-# pseudonymiser's blinded elements, RecordDecisions' decisions.
-_CHARGED_ITEMS = ("entries", "blinded_elements", "requests")
+# pseudonymiser's blinded elements, RecordDecisions' decisions, AcknowledgeDeliveries' items.
+_CHARGED_ITEMS = ("entries", "blinded_elements", "requests", "acknowledgements")
 
 
 def _cost(message: Any) -> int:

@@ -138,6 +138,30 @@ def _due(connection: Connection, house_id: str, now: dt.datetime, room: int) -> 
         after = page[-1].seq
 
 
+_HOUSES_OF = select(deliveries.c.key, deliveries.c.house_id).where(
+    deliveries.c.key.in_(bindparam("keys", expanding=True))
+)
+_APPLIED = (
+    update(deliveries)
+    .where(deliveries.c.key == bindparam("k"), deliveries.c.state != ACKED)
+    .values(state=ACKED, acked_time=bindparam("t"), payload=None)
+)
+_FAILED = (
+    update(deliveries)
+    .where(deliveries.c.key == bindparam("k"), deliveries.c.state == PENDING)
+    .values(last_failure=bindparam("f"), failures=deliveries.c.failures + 1)
+)
+_FAILED_TOO_OFTEN = (
+    update(deliveries)
+    .where(
+        deliveries.c.key == bindparam("k"),
+        deliveries.c.state == PENDING,
+        deliveries.c.failures >= bindparam("m"),
+    )
+    .values(state=DEAD)
+)
+
+
 class Outbox:
     def __init__(
         self,
@@ -339,40 +363,30 @@ class Outbox:
             ).scalar()
         return None if value is None else utc(value)
 
-    def house_of(self, key: str) -> str:
+    def houses_of(self, keys: Sequence[str]) -> dict[str, str]:
+        """The house of each item among `keys` that exists."""
         with self._engine.connect() as connection:
-            house = connection.execute(
-                select(deliveries.c.house_id).where(deliveries.c.key == key)
-            ).scalar()
-        if house is None:
-            raise NotFound("DELIVERY_NOT_FOUND", "no delivery item has this key")
-        return str(house)
+            return dict(connection.execute(_HOUSES_OF, {"keys": list(keys)}).all())
 
-    def acknowledge(self, key: str, failure: str | None) -> None:
-        """The house applied the item (its content is dropped), or could not (it comes again
-        after its backoff). A late acknowledgement of a dead letter still counts."""
-        now = self._clock.now()
+    def acknowledge(self, acknowledgements: Sequence[tuple[str, str | None]]) -> None:
+        """Per (key, failure): the house applied the item (its content is dropped), or could
+        not (it comes again after its backoff). A late acknowledgement of a dead letter still
+        counts."""
+        applied = [
+            {"k": key, "t": self._clock.now()}
+            for key, failure in acknowledgements
+            if failure is None
+        ]
+        failed = [(key, failure) for key, failure in acknowledgements if failure is not None]
+        if not acknowledgements:
+            return
         with db.write_transaction(self._engine) as connection:
-            if failure is None:
+            if applied:
+                connection.execute(_APPLIED, applied)
+            if failed:
+                connection.execute(_FAILED, [{"k": k, "f": f[:MAX_FAILURE]} for k, f in failed])
                 connection.execute(
-                    update(deliveries)
-                    .where(deliveries.c.key == key, deliveries.c.state != ACKED)
-                    .values(state=ACKED, acked_time=now, payload=None)
-                )
-            else:
-                connection.execute(
-                    update(deliveries)
-                    .where(deliveries.c.key == key, deliveries.c.state == PENDING)
-                    .values(last_failure=failure[:MAX_FAILURE], failures=deliveries.c.failures + 1)
-                )
-                connection.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.key == key,
-                        deliveries.c.state == PENDING,
-                        deliveries.c.failures >= self._max_failures,
-                    )
-                    .values(state=DEAD)
+                    _FAILED_TOO_OFTEN, [{"k": k, "m": self._max_failures} for k, _ in failed]
                 )
         self.notify()
 

@@ -4,11 +4,11 @@ hands over to the use cases (decisions, advice) and the outbox."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 
-from baken.errors import BakenError, InvalidArgument
+from baken.errors import BakenError, FieldViolation, InvalidArgument, NotFound
 from baken.feedback.v1 import feedback_service_pb2 as pb
 from baken.feedback.v1 import feedback_service_pb2_grpc
 from baken.houses import house_id_of, house_name
@@ -277,11 +277,40 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
     def AcknowledgeDelivery(
         self, request: pb.AcknowledgeDeliveryRequest, context: grpc.ServicerContext
     ) -> pb.AcknowledgeDeliveryResponse:
-        key = validation.key(request.key)
-        failure = validation.failure(request.failure)
-        self._context.check_adapter_for(caller_of(context), self._outbox.house_of(key))
-        self._outbox.acknowledge(key, failure)
+        acknowledgement = validation.key(request.key), validation.failure(request.failure)
+        if self._acknowledge(context, [acknowledgement]):
+            raise NotFound("DELIVERY_NOT_FOUND", "no delivery item has this key")
         return pb.AcknowledgeDeliveryResponse()
+
+    def AcknowledgeDeliveries(
+        self, request: pb.AcknowledgeDeliveriesRequest, context: grpc.ServicerContext
+    ) -> pb.AcknowledgeDeliveriesResponse:
+        acknowledgements = []
+        violations = []
+        for i, one in enumerate(request.acknowledgements):
+            prefix = f"acknowledgements[{i}]."
+            found = field_rules.violations(one, prefix)
+            try:
+                acknowledgements.append((validation.key(one.key), validation.failure(one.failure)))
+            except InvalidArgument as error:
+                found += [FieldViolation(prefix + v.field, v.description) for v in error.violations]
+            violations += found
+        if violations:
+            raise InvalidArgument(violations)
+        unknown = self._acknowledge(context, acknowledgements)
+        return pb.AcknowledgeDeliveriesResponse(unknown_keys=unknown)
+
+    def _acknowledge(
+        self, context: grpc.ServicerContext, acknowledgements: Sequence[tuple[str, str | None]]
+    ) -> list[str]:
+        """Acknowledge the items the caller's house adapter may; the keys of no item. An item
+        of another house refuses them all."""
+        caller = caller_of(context)
+        houses = self._outbox.houses_of([key for key, _ in acknowledgements])
+        for house_id in set(houses.values()):
+            self._context.check_adapter_for(caller, house_id)
+        self._outbox.acknowledge([a for a in acknowledgements if a[0] in houses])
+        return [key for key, _ in acknowledgements if key not in houses]
 
     def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.ServicerContext

@@ -1133,6 +1133,52 @@ class AcknowledgeDeliveryResponse(_message.Message):
 Global___AcknowledgeDeliveryResponse: _TypeAlias = AcknowledgeDeliveryResponse  # noqa: Y015
 
 @_typing.final
+class AcknowledgeDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[Global___AcknowledgeDeliveryRequest]:
+        """Required, 1 to 100, each as AcknowledgeDelivery takes it."""
+
+    def __init__(
+        self,
+        *,
+        acknowledgements: _abc.Iterable[Global___AcknowledgeDeliveryRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDeliveriesRequest: _TypeAlias = AcknowledgeDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNKNOWN_KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unknown_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The keys of no item (any more: a technisch sepot 01 removes its case's items); nothing was
+        done for them.
+        """
+
+    def __init__(
+        self,
+        *,
+        unknown_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unknown_keys", b"unknown_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDeliveriesResponse: _TypeAlias = AcknowledgeDeliveriesResponse  # noqa: Y015
+
+@_typing.final
 class ListDeadLettersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -80,6 +80,11 @@ class FeedbackServiceStub:
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryRequest.SerializeToString,
                 response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryResponse.FromString,
                 _registered_method=True)
+        self.AcknowledgeDeliveries = channel.unary_unary(
+                '/baken.feedback.v1.FeedbackService/AcknowledgeDeliveries',
+                request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesRequest.SerializeToString,
+                response_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/baken.feedback.v1.FeedbackService/ListDeadLetters',
                 request_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.ListDeadLettersRequest.SerializeToString,
@@ -186,6 +191,14 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcknowledgeDeliveries(self, request, context):
+        """For a house's adapter: several items applied (or not), up to 100, each as
+        AcknowledgeDelivery takes it, in one transaction. The rate limit counts every item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeadLetters(self, request, context):
         """For the operator: items that failed too often, without their content.
         """
@@ -260,6 +273,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeDelivery,
                     request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryRequest.FromString,
                     response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryResponse.SerializeToString,
+            ),
+            'AcknowledgeDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeDeliveries,
+                    request_deserializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesRequest.FromString,
+                    response_serializer=baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -504,6 +522,33 @@ class FeedbackService:
             '/baken.feedback.v1.FeedbackService/AcknowledgeDelivery',
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryRequest.SerializeToString,
             baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baken.feedback.v1.FeedbackService/AcknowledgeDeliveries',
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesRequest.SerializeToString,
+            baken_dot_feedback_dot_v1_dot_feedback__service__pb2.AcknowledgeDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -80,6 +80,10 @@ class FeedbackServiceStub:
     """
     AcknowledgeDelivery: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AcknowledgeDeliveryRequest, _feedback_service_pb2.AcknowledgeDeliveryResponse]
     """For a house's adapter: the item was applied in the source (or could not be)."""
+    AcknowledgeDeliveries: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.AcknowledgeDeliveriesRequest, _feedback_service_pb2.AcknowledgeDeliveriesResponse]
+    """For a house's adapter: several items applied (or not), up to 100, each as
+    AcknowledgeDelivery takes it, in one transaction. The rate limit counts every item.
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.ListDeadLettersRequest, _feedback_service_pb2.ListDeadLettersResponse]
     """For the operator: items that failed too often, without their content."""
     RequeueDeadLetter: _grpc.UnaryUnaryMultiCallable[_feedback_service_pb2.RequeueDeadLetterRequest, _feedback_service_pb2.DeadLetter]
@@ -146,6 +150,10 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     """
     AcknowledgeDelivery: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AcknowledgeDeliveryRequest, _feedback_service_pb2.AcknowledgeDeliveryResponse]  # type: ignore[assignment]
     """For a house's adapter: the item was applied in the source (or could not be)."""
+    AcknowledgeDeliveries: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.AcknowledgeDeliveriesRequest, _feedback_service_pb2.AcknowledgeDeliveriesResponse]  # type: ignore[assignment]
+    """For a house's adapter: several items applied (or not), up to 100, each as
+    AcknowledgeDelivery takes it, in one transaction. The rate limit counts every item.
+    """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.ListDeadLettersRequest, _feedback_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """For the operator: items that failed too often, without their content."""
     RequeueDeadLetter: _aio.UnaryUnaryMultiCallable[_feedback_service_pb2.RequeueDeadLetterRequest, _feedback_service_pb2.DeadLetter]  # type: ignore[assignment]
@@ -257,6 +265,16 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_service_pb2.AcknowledgeDeliveryResponse, _abc.Awaitable[_feedback_service_pb2.AcknowledgeDeliveryResponse]]:
         """For a house's adapter: the item was applied in the source (or could not be)."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeDeliveries(
+        self,
+        request: _feedback_service_pb2.AcknowledgeDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_service_pb2.AcknowledgeDeliveriesResponse, _abc.Awaitable[_feedback_service_pb2.AcknowledgeDeliveriesResponse]]:
+        """For a house's adapter: several items applied (or not), up to 100, each as
+        AcknowledgeDelivery takes it, in one transaction. The rate limit counts every item.
+        """
 
     @_abc_1.abstractmethod
     def ListDeadLetters(
