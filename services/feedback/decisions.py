@@ -1,8 +1,8 @@
 """Recording a ZSM decision: route it to the houses that marked the person (or an aanmelding to
 the house of the residence municipality), and purge the case on technisch sepot 01.
 
-Everything a call writes (the decision, its delivery items, the access-log entry) commits in one
-transaction; the outbox is woken after the commit.
+Everything a call writes (its decisions, their delivery items and access-log entries) commits in
+one transaction; the outbox is woken after the commit.
 """
 
 from __future__ import annotations
@@ -141,9 +141,8 @@ class Decisions:
                     todo.append(i)
         found = context.markings_of(
             [
-                (calls[i][0], Asked(d.subject, d.case_reference, d.subject_age))
-                for i in todo
-                for d in (calls[i][1],)
+                (asker, Asked(d.subject, d.case_reference, d.subject_age))
+                for asker, d in (calls[i] for i in todo)
             ],
             TERUGKOPPELING,
         )

@@ -170,9 +170,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         for one in request.requests:
             result = response.results.add()
             try:
-                found = field_rules.violations(one)
-                if found:
-                    raise InvalidArgument(found)
+                field_rules.check(one)
                 valid.append((result, self._decision(one, context, formats, "RecordDecisions")))
             except BakenError as error:
                 result.error.CopyFrom(error.to_status())
