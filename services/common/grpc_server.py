@@ -8,7 +8,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence, Sized
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ import psycopg
 import sqlalchemy.exc
 import structlog
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import Descriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
@@ -230,11 +231,18 @@ _CHARGED_ITEMS = ("entries", "blinded_elements", "requests", "acknowledgements")
 
 
 def _cost(message: Any) -> int:
+    name = _charged_items(message.DESCRIPTOR)
+    return len(getattr(message, name)) if name else 1
+
+
+@functools.cache
+def _charged_items(descriptor: Descriptor) -> str | None:
+    """The message type's repeated field whose items are charged, if it has one."""
     for name in _CHARGED_ITEMS:
-        items = getattr(message, name, None)
-        if isinstance(items, Sized):
-            return len(items)
-    return 1
+        found = descriptor.fields_by_name.get(name)
+        if found is not None and found.is_repeated:
+            return name
+    return None
 
 
 def _each(
