@@ -323,30 +323,34 @@ class Outbox:
                 connection.execute(
                     update(deliveries).where(deliveries.c.seq.in_(dead)).values(state=DEAD)
                 )
-            contents = {
-                seq: (key, payload)
-                for seq, key, payload in connection.execute(
-                    _PAYLOADS, {"seqs": [r.seq for r in rows if r.attempts < self._max_attempts]}
-                )
-            }
-            attempts = []
-            for row in rows:
-                if row.attempts >= self._max_attempts:
-                    continue
-                attempt = row.attempts + 1
-                attempts.append(
-                    {
-                        "s": row.seq,
-                        "a": attempt,
-                        "n": now + dt.timedelta(seconds=self._backoff.delay(attempt)),
-                    }
-                )
-                key, payload = contents[row.seq]
-                sent.append(Sent(key, attempt, self.opened(key, bytes(payload))))
-            if attempts:
-                connection.execute(_ATTEMPT, [{**a, "t": now} for a in attempts])
+            to_send = [r for r in rows if r.attempts < self._max_attempts]
+            if to_send:
+                sent = self._attempt(connection, to_send, now)
         if dead:
             self.notify()  # later items of those persons are free to go
+        return sent
+
+    def _attempt(self, connection: Connection, rows: Sequence[Any], now: dt.datetime) -> list[Sent]:
+        """The items of `rows`, opened, each counted as an attempt now."""
+        contents = {
+            seq: (key, payload)
+            for seq, key, payload in connection.execute(_PAYLOADS, {"seqs": [r.seq for r in rows]})
+        }
+        attempts = []
+        sent = []
+        for row in rows:
+            attempt = row.attempts + 1
+            attempts.append(
+                {
+                    "s": row.seq,
+                    "a": attempt,
+                    "t": now,
+                    "n": now + dt.timedelta(seconds=self._backoff.delay(attempt)),
+                }
+            )
+            key, payload = contents[row.seq]
+            sent.append(Sent(key, attempt, self.opened(key, bytes(payload))))
+        connection.execute(_ATTEMPT, attempts)
         return sent
 
     def opened(self, key: str, payload: bytes) -> bytes:
@@ -372,14 +376,11 @@ class Outbox:
         """Per (key, failure): the house applied the item (its content is dropped), or could
         not (it comes again after its backoff). A late acknowledgement of a dead letter still
         counts."""
-        applied = [
-            {"k": key, "t": self._clock.now()}
-            for key, failure in acknowledgements
-            if failure is None
-        ]
-        failed = [(key, failure) for key, failure in acknowledgements if failure is not None]
         if not acknowledgements:
             return
+        now = self._clock.now()
+        applied = [{"k": key, "t": now} for key, failure in acknowledgements if failure is None]
+        failed = [(key, failure) for key, failure in acknowledgements if failure is not None]
         with db.write_transaction(self._engine) as connection:
             if applied:
                 connection.execute(_APPLIED, applied)
