@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -193,3 +194,25 @@ def test_a_batch_counts_every_decision_against_the_desks_rate(feedback: RunningF
     assert grpc.StatusCode.OK in codes
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert codes.count(grpc.StatusCode.OK) <= allowance.burst // 100 + 1
+
+
+def test_the_same_batch_sent_at_once_from_several_threads_records_each_decision_once(
+    feedback: RunningFeedback,
+) -> None:
+    # Retries racing each other: each reads no earlier decision before any has committed, and
+    # all but the first find the request keys taken when they write, then answer as a retry.
+    mark(feedback, TRAVELLER, ROTTERDAM, UTRECHT)
+    batch = [
+        decision(feedback, TRAVELLER, f"10-00005{n}-26", request_key=f"race{n}", **FOLLOWED)
+        for n in range(5)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: record(feedback, *batch), range(4)))
+    names = [[r.decision.name for r in answer] for answer in answers]
+    assert all(n == names[0] for n in names) and all(names[0])
+    tables = feedback.tables()
+    assert sorted(d["request_key"] for d in tables["decisions"]) == [
+        f"{KPC_ROTTERDAM}:race{n}" for n in range(5)
+    ]
+    assert len(tables["deliveries"]) == 10
+    assert len(decision_entries(feedback)) == 5
