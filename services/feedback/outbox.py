@@ -106,13 +106,15 @@ _ATTEMPT = (
     )
 )
 
-# A new item whose key is stored already is left as it is; the seqs of those stored, by dialect.
-_ADD_ITEMS = {
-    name: dialect.insert(deliveries)
-    .on_conflict_do_nothing(index_elements=["key"])
-    .returning(deliveries.c.seq)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+# A new item whose key is stored already is left as it is; the seqs of those stored.
+_add_items = db.PerDialect(
+    lambda dialect: (
+        (postgresql if dialect.name == "postgresql" else sqlite)
+        .insert(deliveries)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(deliveries.c.seq)
+    )
+)
 
 
 def _due(connection: Connection, house_id: str, now: dt.datetime, room: int) -> list[Any]:
@@ -228,7 +230,7 @@ class Outbox:
         ]
         if not rows:
             return 0
-        result = connection.execute(_ADD_ITEMS[connection.dialect.name], rows)
+        result = connection.execute(_add_items(connection), rows)
         return len(result.all())
 
     def purge_case(
